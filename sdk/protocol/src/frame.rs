@@ -1,0 +1,325 @@
+//! The frames: one JSON object per WebSocket text message, selected by `type`.
+//!
+//! [`ClientFrame`] travels from client to hub, [`ServerFrame`] from hub to
+//! client. Unknown extra fields are ignored on decode so that either side may
+//! add fields without breaking the other; the names and meanings here stay.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::code::ErrorCode;
+
+/// A frame sent by a client to the hub.
+///
+/// Every variant may carry a client-chosen `id`; the hub then answers with an
+/// [`Ack`] or an [`ErrorFrame`] carrying the same `id`. Without an `id` the
+/// request is fire-and-forget (errors are still reported, without an `id`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ClientFrame {
+    /// Join a room; the room is created on first join.
+    Join {
+        /// Request id echoed by the answer.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<String>,
+        /// The room to join.
+        room: String,
+    },
+    /// Leave a room; an empty room disappears.
+    Leave {
+        /// Request id echoed by the answer.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<String>,
+        /// The room to leave.
+        room: String,
+    },
+    /// Publish an event to every connection in a room, the sender's included.
+    Publish {
+        /// Request id echoed by the answer.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<String>,
+        /// The target room.
+        room: String,
+        /// The application's event name.
+        event: String,
+        /// Any JSON value; `null` when absent.
+        #[serde(default)]
+        data: Value,
+    },
+    /// Send an event privately to every connection of one user.
+    Send {
+        /// Request id echoed by the answer.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<String>,
+        /// The receiving user id.
+        to: String,
+        /// The application's event name.
+        event: String,
+        /// Any JSON value; `null` when absent.
+        #[serde(default)]
+        data: Value,
+    },
+    /// An application-level heartbeat; answered by [`ServerFrame::Pong`].
+    Ping {
+        /// Request id echoed by the `pong`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<String>,
+    },
+}
+
+impl ClientFrame {
+    /// The `type` names of every client frame, in declaration order.
+    pub const TYPES: [&'static str; 5] = ["join", "leave", "publish", "send", "ping"];
+
+    /// The request id, if the client set one.
+    pub fn id(&self) -> Option<&str> {
+        match self {
+            ClientFrame::Join { id, .. }
+            | ClientFrame::Leave { id, .. }
+            | ClientFrame::Publish { id, .. }
+            | ClientFrame::Send { id, .. }
+            | ClientFrame::Ping { id } => id.as_deref(),
+        }
+    }
+
+    /// Decodes one text frame, classifying a failure into the [`ErrorCode`]
+    /// the hub answers with.
+    pub fn decode(text: &str) -> Result<ClientFrame, DecodeError> {
+        match serde_json::from_str::<ClientFrame>(text) {
+            Ok(frame) => Ok(frame),
+            Err(err) => Err(DecodeError::classify(text, err)),
+        }
+    }
+}
+
+/// Why a client frame could not be decoded.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DecodeError {
+    /// [`ErrorCode::MALFORMED`], [`ErrorCode::UNKNOWN_TYPE`] or [`ErrorCode::INVALID_FRAME`].
+    pub code: ErrorCode,
+    /// A human-readable explanation.
+    pub message: String,
+    /// The frame's `id`, when one could be read, so the error can echo it.
+    pub id: Option<String>,
+}
+
+impl DecodeError {
+    /// Runs only on the failure path: a second, untyped parse tells apart
+    /// "not JSON" from "unknown type" from "bad fields".
+    fn classify(text: &str, err: serde_json::Error) -> DecodeError {
+        let value: Value = match serde_json::from_str(text) {
+            Ok(value) => value,
+            Err(_) => {
+                return DecodeError {
+                    code: ErrorCode::MALFORMED,
+                    message: format!("frame is not valid JSON: {err}"),
+                    id: None,
+                };
+            }
+        };
+        let Some(object) = value.as_object() else {
+            return DecodeError {
+                code: ErrorCode::MALFORMED,
+                message: "frame must be a JSON object".to_owned(),
+                id: None,
+            };
+        };
+        let id = object.get("id").and_then(Value::as_str).map(str::to_owned);
+        match object.get("type").and_then(Value::as_str) {
+            None => DecodeError {
+                code: ErrorCode::MALFORMED,
+                message: "frame must have a string field `type`".to_owned(),
+                id,
+            },
+            Some(kind) if !ClientFrame::TYPES.contains(&kind) => DecodeError {
+                code: ErrorCode::UNKNOWN_TYPE,
+                message: format!(
+                    "unknown frame type `{}`; expected one of {}",
+                    truncate(kind, 64),
+                    ClientFrame::TYPES.join(", ")
+                ),
+                id,
+            },
+            Some(kind) => DecodeError {
+                code: ErrorCode::INVALID_FRAME,
+                message: format!("invalid `{kind}` frame: {err}"),
+                id,
+            },
+        }
+    }
+}
+
+/// Keeps error messages short when a client sends a huge bogus value.
+fn truncate(text: &str, max_chars: usize) -> String {
+    match text.char_indices().nth(max_chars) {
+        Some((cut, _)) => format!("{}…", &text[..cut]),
+        None => text.to_owned(),
+    }
+}
+
+impl std::fmt::Display for DecodeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.code, self.message)
+    }
+}
+
+impl std::error::Error for DecodeError {}
+
+/// A frame sent by the hub to a client.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ServerFrame {
+    /// Always the first frame of a connection.
+    Welcome(Welcome),
+    /// A room or private message.
+    Message(Message),
+    /// A user joined or left a room.
+    Presence(Presence),
+    /// A request with an `id` succeeded.
+    Ack(Ack),
+    /// A request failed, or a frame could not be understood.
+    Error(ErrorFrame),
+    /// The answer to a client `ping`.
+    Pong {
+        /// The `id` of the `ping`, if it had one.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<String>,
+    },
+}
+
+/// The first frame of every connection.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Welcome {
+    /// This connection's id, unique on the hub.
+    pub session: String,
+    /// The user id the hub resolved for this connection.
+    pub user: String,
+    /// The protocol version ([`PROTOCOL_VERSION`](crate::PROTOCOL_VERSION)).
+    pub protocol: u32,
+    /// How often the hub pings, in milliseconds; a client that hears nothing
+    /// for well over this long may treat the connection as dead.
+    pub heartbeat_ms: u64,
+}
+
+/// A message delivered to a client.
+///
+/// A room message has `room` and no `to`; a private message has `to` and no `room`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Message {
+    /// The room it was published to, for room messages.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub room: Option<String>,
+    /// The receiving user, for private messages.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to: Option<String>,
+    /// The sender's user id, set by the hub (or the hub's own name for API sends).
+    pub from: String,
+    /// The application's event name.
+    pub event: String,
+    /// The application's payload, any JSON value.
+    #[serde(default)]
+    pub data: Value,
+    /// When the hub accepted it, in Unix milliseconds.
+    pub ts: u64,
+}
+
+/// Someone joined or left a room.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Presence {
+    /// The room.
+    pub room: String,
+    /// The user who joined or left.
+    pub user: String,
+    /// What happened.
+    pub action: PresenceAction,
+}
+
+/// What a [`Presence`] frame reports. Presence is per user: a user's second
+/// connection joining the same room announces nothing, and a `leave` comes
+/// only when the user's last connection leaves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PresenceAction {
+    /// The user's first connection joined the room.
+    Join,
+    /// The user's last connection left the room.
+    Leave,
+}
+
+/// A successful answer to a request that carried an `id`.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct Ack {
+    /// The request's `id`.
+    pub id: String,
+    /// For `join`: the users present in the room, the joiner included.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub members: Option<Vec<String>>,
+    /// For `send`: how many of the receiver's connections it reached.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delivered: Option<u64>,
+}
+
+/// A failed request, or a frame the hub could not understand.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ErrorFrame {
+    /// The request's `id`, when the failed frame had a readable one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    /// What went wrong; see [`ErrorCode`].
+    pub code: ErrorCode,
+    /// A human-readable explanation.
+    pub message: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decode_classifies_failures() {
+        let err = ClientFrame::decode("{not json").unwrap_err();
+        assert_eq!(err.code, ErrorCode::MALFORMED);
+        let err = ClientFrame::decode("[1,2]").unwrap_err();
+        assert_eq!(err.code, ErrorCode::MALFORMED);
+        let err = ClientFrame::decode(r#"{"id":"7"}"#).unwrap_err();
+        assert_eq!(
+            (err.code, err.id.as_deref()),
+            (ErrorCode::MALFORMED, Some("7"))
+        );
+        let err = ClientFrame::decode(r#"{"type":"dance","id":"8"}"#).unwrap_err();
+        assert_eq!(
+            (err.code, err.id.as_deref()),
+            (ErrorCode::UNKNOWN_TYPE, Some("8"))
+        );
+        let err = ClientFrame::decode(r#"{"type":"join","room":5,"id":"9"}"#).unwrap_err();
+        assert_eq!(
+            (err.code, err.id.as_deref()),
+            (ErrorCode::INVALID_FRAME, Some("9"))
+        );
+        let err = ClientFrame::decode(r#"{"type":"send","event":"x"}"#).unwrap_err();
+        assert_eq!(err.code, ErrorCode::INVALID_FRAME);
+    }
+
+    #[test]
+    fn decode_ignores_a_forged_from() {
+        let frame =
+            ClientFrame::decode(r#"{"type":"publish","room":"r","event":"e","from":"mallory"}"#)
+                .unwrap();
+        assert_eq!(
+            frame,
+            ClientFrame::Publish {
+                id: None,
+                room: "r".into(),
+                event: "e".into(),
+                data: Value::Null
+            }
+        );
+    }
+
+    #[test]
+    fn long_unknown_types_are_truncated_in_messages() {
+        let kind = "x".repeat(10_000);
+        let err = ClientFrame::decode(&format!(r#"{{"type":"{kind}"}}"#)).unwrap_err();
+        assert!(err.message.len() < 200, "{}", err.message);
+    }
+}

@@ -1,0 +1,198 @@
+//! Golden fixtures: every file under `fixtures/` decodes to the frame written
+//! here and encodes back to the same JSON, so a renamed field or a changed
+//! encoding fails this test before it reaches a client.
+
+use serde_json::{Value, json};
+use std::path::Path;
+use switchboard_protocol::{
+    Ack, ClientFrame, ErrorCode, ErrorFrame, Message, Presence, PresenceAction, ServerFrame,
+    Welcome,
+};
+
+fn fixture(path: &str) -> Value {
+    let full = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures")
+        .join(path);
+    let text = std::fs::read_to_string(&full).unwrap_or_else(|e| panic!("{}: {e}", full.display()));
+    serde_json::from_str(&text).unwrap()
+}
+
+fn assert_client(path: &str, expected: ClientFrame) {
+    let golden = fixture(path);
+    let decoded = ClientFrame::decode(&golden.to_string()).unwrap();
+    assert_eq!(decoded, expected, "{path} decodes to the expected frame");
+    assert_eq!(
+        serde_json::to_value(&expected).unwrap(),
+        golden,
+        "{path} encodes back"
+    );
+}
+
+fn assert_server(path: &str, expected: ServerFrame) {
+    let golden = fixture(path);
+    let decoded: ServerFrame = serde_json::from_value(golden.clone()).unwrap();
+    assert_eq!(decoded, expected, "{path} decodes to the expected frame");
+    assert_eq!(
+        serde_json::to_value(&expected).unwrap(),
+        golden,
+        "{path} encodes back"
+    );
+}
+
+#[test]
+fn client_frames_round_trip() {
+    assert_client(
+        "client/join.json",
+        ClientFrame::Join {
+            id: Some("1".into()),
+            room: "general".into(),
+        },
+    );
+    assert_client(
+        "client/leave.json",
+        ClientFrame::Leave {
+            id: Some("2".into()),
+            room: "general".into(),
+        },
+    );
+    assert_client(
+        "client/publish.json",
+        ClientFrame::Publish {
+            id: Some("3".into()),
+            room: "general".into(),
+            event: "chat".into(),
+            data: json!({"text": "hello", "n": [1, 2.5, null, true]}),
+        },
+    );
+    assert_client(
+        "client/send.json",
+        ClientFrame::Send {
+            id: Some("4".into()),
+            to: "bob".into(),
+            event: "dm".into(),
+            data: json!("psst"),
+        },
+    );
+    assert_client(
+        "client/ping.json",
+        ClientFrame::Ping {
+            id: Some("5".into()),
+        },
+    );
+    assert_client(
+        "client/ping_without_id.json",
+        ClientFrame::Ping { id: None },
+    );
+}
+
+#[test]
+fn server_frames_round_trip() {
+    assert_server(
+        "server/welcome.json",
+        ServerFrame::Welcome(Welcome {
+            session: "6f9c2a8e4b1d4e7f".into(),
+            user: "alice".into(),
+            protocol: switchboard_protocol::PROTOCOL_VERSION,
+            heartbeat_ms: 25_000,
+        }),
+    );
+    assert_server(
+        "server/room_message.json",
+        ServerFrame::Message(Message {
+            room: Some("general".into()),
+            to: None,
+            from: "alice".into(),
+            event: "chat".into(),
+            data: json!({"text": "hello"}),
+            ts: 1_764_000_000_000,
+        }),
+    );
+    assert_server(
+        "server/private_message.json",
+        ServerFrame::Message(Message {
+            room: None,
+            to: Some("bob".into()),
+            from: "alice".into(),
+            event: "dm".into(),
+            data: json!("psst"),
+            ts: 1_764_000_000_001,
+        }),
+    );
+    for (path, action) in [
+        ("server/presence_join.json", PresenceAction::Join),
+        ("server/presence_leave.json", PresenceAction::Leave),
+    ] {
+        assert_server(
+            path,
+            ServerFrame::Presence(Presence {
+                room: "general".into(),
+                user: "bob".into(),
+                action,
+            }),
+        );
+    }
+    assert_server(
+        "server/ack_join.json",
+        ServerFrame::Ack(Ack {
+            id: "1".into(),
+            members: Some(vec!["alice".into(), "bob".into()]),
+            delivered: None,
+        }),
+    );
+    assert_server(
+        "server/ack_send.json",
+        ServerFrame::Ack(Ack {
+            id: "4".into(),
+            members: None,
+            delivered: Some(2),
+        }),
+    );
+    assert_server(
+        "server/ack.json",
+        ServerFrame::Ack(Ack {
+            id: "3".into(),
+            ..Ack::default()
+        }),
+    );
+    assert_server(
+        "server/error.json",
+        ServerFrame::Error(ErrorFrame {
+            id: Some("3".into()),
+            code: ErrorCode::NOT_JOINED,
+            message: "join room `general` before publishing to it".into(),
+        }),
+    );
+    assert_server(
+        "server/error_without_id.json",
+        ServerFrame::Error(ErrorFrame {
+            id: None,
+            code: ErrorCode::MALFORMED,
+            message: "frame is not valid JSON".into(),
+        }),
+    );
+    assert_server(
+        "server/pong.json",
+        ServerFrame::Pong {
+            id: Some("5".into()),
+        },
+    );
+}
+
+#[test]
+fn every_fixture_file_is_covered() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures");
+    let mut count = 0;
+    for dir in ["client", "server"] {
+        for entry in std::fs::read_dir(root.join(dir)).unwrap() {
+            let entry = entry.unwrap();
+            let value = fixture(&format!("{dir}/{}", entry.file_name().to_string_lossy()));
+            if dir == "client" {
+                ClientFrame::decode(&value.to_string()).unwrap();
+            } else {
+                serde_json::from_value::<ServerFrame>(value).unwrap();
+            }
+            count += 1;
+        }
+    }
+    assert_eq!(count, 17, "a new fixture needs an assertion above");
+}
