@@ -1,0 +1,131 @@
+//! The Switchboard hub: a WebSocket messaging server with users that hold
+//! several connections, rooms with presence, private messages, broadcasts and
+//! an HTTP admin API.
+//!
+//! Run it with the `switchboard` binary, or embed it in an axum application:
+//!
+//! ```no_run
+//! use switchboard_server::{AppState, Config};
+//!
+//! # async fn example() -> Result<(), Box<dyn std::error::Error>> {
+//! let state = AppState::new(Config::default())?;
+//! let app = axum::Router::new()
+//!     .route("/", axum::routing::get(|| async { "my app" }))
+//!     .nest("/realtime", switchboard_server::router(state.clone()));
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
+//! axum::serve(listener, app)
+//!     .with_graceful_shutdown(async move {
+//!         let _ = tokio::signal::ctrl_c().await;
+//!         state.shutdown(); // sessions close with 1001
+//!     })
+//!     .await?;
+//! # Ok(()) }
+//! ```
+//!
+//! # Layout
+//! - [`run`] / [`serve`]: serve a bound listener until a shutdown future resolves.
+//! - [`router`]: the routes (`/ws`, `/health`, `/api/…`) as a nestable axum `Router`.
+//! - [`config`]: [`Config`] and every default; [`cli`]: flags and `SWITCHBOARD_…` variables.
+//! - [`AppState`] (`state.rs`): the hub, the broker, connection slots, shutdown.
+//! - [`Hub`] (`hub.rs`, `room.rs`): this node's connections, users and rooms, and local fan-out.
+//! - [`broker`]: the [`Broker`] trait that carries deliveries between nodes;
+//!   [`MemoryBroker`] for a single node.
+//! - `outbound.rs`: each connection's bounded outbound queue and close signal.
+//! - `session.rs`: one connection's state machine; `ws.rs`: the upgrade in front of it.
+//! - [`identity`]: who a connection is (the seam authentication plugs into).
+//! - [`api`]: the HTTP admin API and its [`ApiError`].
+//!
+//! The wire protocol lives in the `switchboard-protocol` crate and is
+//! documented in `docs/PROTOCOL.md`.
+
+pub mod api;
+pub mod broker;
+pub mod cli;
+pub mod config;
+mod error;
+mod hub;
+pub mod identity;
+mod memory_broker;
+mod outbound;
+mod room;
+mod session;
+mod state;
+mod stats;
+mod wire;
+mod ws;
+
+pub use api::ApiError;
+pub use broker::{Broker, BrokerError, Delivery, DeliveryKind, Target};
+pub use config::Config;
+pub use error::{ConfigError, Error, Result};
+pub use hub::{Hub, RoomDetail, RoomSummary};
+pub use memory_broker::MemoryBroker;
+pub use state::AppState;
+pub use stats::Stats;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
+use std::future::Future;
+use tokio::net::TcpListener;
+
+/// The hub's routes, ready to serve or to nest in another axum app:
+/// `GET /ws`, `GET /health`, `GET /api/stats`, `GET /api/online`,
+/// `POST /api/send`, `POST /api/broadcast`, `POST /api/disconnect`, `GET /api/rooms`, `GET /api/rooms/{room}`.
+pub fn router(state: AppState) -> Router {
+    let body_limit = state.config().limits.max_message_bytes;
+    Router::new()
+        .route("/ws", get(ws::upgrade))
+        .route("/health", get(api::health))
+        .route("/api/stats", get(api::stats))
+        .route("/api/online", get(api::online))
+        .route("/api/send", post(api::send))
+        .route("/api/broadcast", post(api::broadcast))
+        .route("/api/disconnect", post(api::disconnect))
+        .route("/api/rooms", get(api::rooms))
+        .route("/api/rooms/{room}", get(api::room))
+        .fallback(api::not_found)
+        .method_not_allowed_fallback(api::method_not_allowed)
+        .layer(DefaultBodyLimit::max(body_limit))
+        .with_state(state)
+}
+
+/// Serves a single-node hub on `listener` until `shutdown` resolves, then
+/// closes every session with 1001 and waits for them (at most
+/// `shutdown_grace_ms`).
+pub async fn run(
+    listener: TcpListener,
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<()> {
+    serve(listener, AppState::new(config)?, shutdown).await
+}
+
+/// Like [`run`], with a state built by the caller (for example with another broker).
+pub async fn serve(
+    listener: TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<()> {
+    use axum::serve::ListenerExt;
+    let address = listener.local_addr()?;
+    // Small frames must not wait for Nagle's algorithm.
+    let listener = listener.tap_io(|tcp| {
+        if let Err(err) = tcp.set_nodelay(true) {
+            tracing::debug!(%err, "cannot set TCP_NODELAY");
+        }
+    });
+    tracing::info!(%address, "switchboard listening");
+    let stopper = state.clone();
+    axum::serve(listener, router(state.clone()))
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            tracing::info!("shutting down");
+            stopper.shutdown();
+        })
+        .await?;
+    state.shutdown();
+    state.drain().await;
+    tracing::info!("stopped");
+    Ok(())
+}

@@ -1,0 +1,68 @@
+//! The broker: how a delivery reaches every node's hub.
+//!
+//! Sessions and the HTTP API never call the hub's fan-out directly; they hand
+//! a [`Delivery`] to the node's [`Broker`], which carries it to every node
+//! (this one included) and lets each node's [`Hub`](crate::Hub) deliver it to
+//! its own connections. [`MemoryBroker`](crate::MemoryBroker) is the default
+//! for a single node; a broker spanning machines (Redis is planned) implements
+//! the same trait and is passed to [`AppState::with_broker`](crate::AppState::with_broker),
+//! without any change to the hub or the sessions.
+//!
+//! The frame inside a delivery is serialized once; nodes and recipients share it.
+
+use axum::extract::ws::Utf8Bytes;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+/// Who a delivery is for.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Target {
+    /// Every connection in a room.
+    Room(Arc<str>),
+    /// Every connection of a user.
+    User(Arc<str>),
+    /// Every connection.
+    All,
+}
+
+/// What a delivery carries, so that hubs count messages and not presence.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DeliveryKind {
+    /// A `message` frame.
+    Message,
+    /// A `presence` frame.
+    Presence,
+}
+
+/// A serialized server frame and where it goes.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    /// The recipients.
+    pub target: Target,
+    /// The frame's JSON text, shared by every recipient.
+    pub frame: Utf8Bytes,
+    /// Its kind.
+    pub kind: DeliveryKind,
+}
+
+/// A broker could not carry a delivery.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum BrokerError {
+    /// The broker's backend cannot be reached right now.
+    #[error("broker unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// The future a broker returns.
+pub type BrokerFuture<'a> = Pin<Box<dyn Future<Output = Result<usize, BrokerError>> + Send + 'a>>;
+
+/// Carries deliveries to every node's hub.
+pub trait Broker: Send + Sync + 'static {
+    /// Publishes a delivery to every node. Resolves with how many connections
+    /// it reached as far as this broker can tell (a single-node broker knows
+    /// exactly; a multi-node broker may count only this node's), once the
+    /// delivery is committed: deliveries published one after another by the
+    /// same caller reach each connection in that order.
+    fn publish(&self, delivery: Delivery) -> BrokerFuture<'_>;
+}

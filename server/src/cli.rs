@@ -1,0 +1,147 @@
+//! The `switchboard` command line: flags, their `SWITCHBOARD_…` environment
+//! variables, and how they layer over a TOML file.
+//!
+//! Precedence, lowest first: built-in defaults, the TOML file (`--config` /
+//! `SWITCHBOARD_CONFIG`), environment variables, command-line flags.
+
+use clap::{Parser, ValueEnum};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use crate::Config;
+use crate::error::ConfigError;
+
+/// Command-line flags of `switchboard`. Each has an environment variable.
+#[derive(Debug, Clone, Parser)]
+#[command(
+    name = "switchboard",
+    version,
+    about = "Switchboard real-time messaging hub"
+)]
+pub struct Cli {
+    /// TOML configuration file.
+    #[arg(short, long, env = "SWITCHBOARD_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Address to listen on [default: 127.0.0.1:8080].
+    #[arg(short, long, env = "SWITCHBOARD_BIND")]
+    pub bind: Option<SocketAddr>,
+    /// The `from` of messages sent through the HTTP API [default: server].
+    #[arg(long, env = "SWITCHBOARD_SERVER_NAME")]
+    pub server_name: Option<String>,
+    /// Heartbeat ping interval in milliseconds [default: 25000].
+    #[arg(long, env = "SWITCHBOARD_HEARTBEAT_INTERVAL_MS")]
+    pub heartbeat_interval_ms: Option<u64>,
+    /// Close connections silent for this many milliseconds [default: 60000].
+    #[arg(long, env = "SWITCHBOARD_HEARTBEAT_TIMEOUT_MS")]
+    pub heartbeat_timeout_ms: Option<u64>,
+    /// Largest WebSocket message in bytes [default: 524288].
+    #[arg(long, env = "SWITCHBOARD_MAX_MESSAGE_BYTES")]
+    pub max_message_bytes: Option<usize>,
+    /// Most concurrent connections [default: 10000].
+    #[arg(long, env = "SWITCHBOARD_MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
+    /// Most frames queued per connection before it is a slow consumer [default: 1024].
+    #[arg(long, env = "SWITCHBOARD_OUTBOUND_QUEUE_MESSAGES")]
+    pub outbound_queue_messages: Option<usize>,
+    /// Most bytes queued per connection before it is a slow consumer [default: 16777216].
+    #[arg(long, env = "SWITCHBOARD_OUTBOUND_QUEUE_BYTES")]
+    pub outbound_queue_bytes: Option<usize>,
+    /// Log filter, in `tracing` EnvFilter syntax [default: info].
+    #[arg(long, env = "SWITCHBOARD_LOG", default_value = "info")]
+    pub log: String,
+    /// Log format.
+    #[arg(long, env = "SWITCHBOARD_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+/// How logs are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+impl Cli {
+    /// The configuration: the file if any, with flags and variables on top.
+    pub fn config(&self) -> Result<Config, ConfigError> {
+        let mut config = match &self.config {
+            Some(path) => Config::load(path)?,
+            None => Config::default(),
+        };
+        if let Some(bind) = self.bind {
+            config.bind = bind;
+        }
+        if let Some(name) = &self.server_name {
+            config.server_name = name.clone();
+        }
+        let set = |slot: &mut u64, value: Option<u64>| {
+            if let Some(value) = value {
+                *slot = value;
+            }
+        };
+        set(
+            &mut config.heartbeat.interval_ms,
+            self.heartbeat_interval_ms,
+        );
+        set(&mut config.heartbeat.timeout_ms, self.heartbeat_timeout_ms);
+        let limits = &mut config.limits;
+        for (slot, value) in [
+            (&mut limits.max_message_bytes, self.max_message_bytes),
+            (&mut limits.max_connections, self.max_connections),
+            (
+                &mut limits.outbound_queue_messages,
+                self.outbound_queue_messages,
+            ),
+            (&mut limits.outbound_queue_bytes, self.outbound_queue_bytes),
+        ] {
+            if let Some(value) = value {
+                *slot = value;
+            }
+        }
+        config.validate()?;
+        Ok(config)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_arguments_means_defaults() {
+        let cli = Cli::try_parse_from(["switchboard"]).unwrap();
+        if std::env::vars().any(|(k, _)| k.starts_with("SWITCHBOARD_")) {
+            return; // the environment of this run sets values on purpose
+        }
+        assert_eq!(cli.config().unwrap(), Config::default());
+    }
+
+    #[test]
+    fn flags_override_the_file() {
+        let dir = std::env::temp_dir().join(format!("switchboard-cli-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("hub.toml");
+        std::fs::write(&file, "bind = \"127.0.0.1:9000\"\nserver_name = \"hq\"\n").unwrap();
+        let cli = Cli::try_parse_from([
+            "switchboard",
+            "--config",
+            file.to_str().unwrap(),
+            "--bind",
+            "127.0.0.1:9100",
+            "--max-connections",
+            "5",
+        ])
+        .unwrap();
+        let config = cli.config().unwrap();
+        assert_eq!(
+            config.bind.to_string(),
+            "127.0.0.1:9100",
+            "the flag beats the file"
+        );
+        assert_eq!(config.server_name, "hq", "the file beats the default");
+        assert_eq!(config.limits.max_connections, 5);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}

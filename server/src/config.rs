@@ -1,0 +1,216 @@
+//! The hub's configuration: every tunable with its default, loaded from TOML.
+//!
+//! [`Config::default()`] is what `switchboard` runs with when given nothing:
+//! it serves on `127.0.0.1:8080`. The binary layers a TOML file, then
+//! `SWITCHBOARD_…` environment variables, then command-line flags on top
+//! (see [`crate::cli`]); an embedding application builds a [`Config`] itself.
+
+use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use crate::error::ConfigError;
+
+/// Everything the hub can be told. Every field has a default, so a TOML file
+/// only names what it changes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Address the binary listens on (default `127.0.0.1:8080`). Ignored by
+    /// [`crate::run`], which is handed a bound listener.
+    pub bind: SocketAddr,
+    /// The `from` of messages sent through the HTTP API (default `"server"`).
+    pub server_name: String,
+    /// Heartbeat timing.
+    pub heartbeat: HeartbeatConfig,
+    /// Size and count limits.
+    pub limits: LimitsConfig,
+    /// Room rules.
+    pub rooms: RoomsConfig,
+    /// How long shutdown waits for connections to close, in milliseconds (default 5000).
+    pub shutdown_grace_ms: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            bind: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            server_name: "server".to_owned(),
+            heartbeat: HeartbeatConfig::default(),
+            limits: LimitsConfig::default(),
+            rooms: RoomsConfig::default(),
+            shutdown_grace_ms: 5_000,
+        }
+    }
+}
+
+/// The hub pings every connection every `interval_ms` and closes one it has
+/// heard nothing from (no frame, no pong) for `timeout_ms`, with close code
+/// 4001. The check runs on each ping tick, so a dead connection is closed
+/// between `timeout_ms` and `timeout_ms + interval_ms` after its last frame.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HeartbeatConfig {
+    /// Ping interval in milliseconds (default 25000).
+    pub interval_ms: u64,
+    /// Silence after which a connection is closed, in milliseconds (default 60000).
+    pub timeout_ms: u64,
+}
+
+impl Default for HeartbeatConfig {
+    fn default() -> Self {
+        HeartbeatConfig {
+            interval_ms: 25_000,
+            timeout_ms: 60_000,
+        }
+    }
+}
+
+impl HeartbeatConfig {
+    /// The ping interval.
+    pub fn interval(&self) -> Duration {
+        Duration::from_millis(self.interval_ms)
+    }
+
+    /// The silence timeout.
+    pub fn timeout(&self) -> Duration {
+        Duration::from_millis(self.timeout_ms)
+    }
+}
+
+/// Limits that keep one client from hurting the others.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Largest WebSocket message (and HTTP API body) accepted, in bytes
+    /// (default 524288). A larger WebSocket message closes with 1009.
+    pub max_message_bytes: usize,
+    /// Most concurrent WebSocket connections (default 10000); the next upgrade
+    /// is refused with HTTP 503 before it happens.
+    pub max_connections: usize,
+    /// Most frames waiting to be written to one connection (default 1024).
+    pub outbound_queue_messages: usize,
+    /// Most bytes waiting to be written to one connection (default 16 MiB).
+    /// Past either queue limit the connection is a slow consumer and is
+    /// closed with 4000, so the hub's memory stays bounded.
+    pub outbound_queue_bytes: usize,
+    /// tungstenite's read buffer per connection, in bytes (default 4096). Its
+    /// own default of 128 KiB costs about that much memory per idle connection.
+    pub read_buffer_bytes: usize,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            max_message_bytes: switchboard_protocol::DEFAULT_MAX_MESSAGE_BYTES,
+            max_connections: 10_000,
+            outbound_queue_messages: 1_024,
+            outbound_queue_bytes: 16 * 1024 * 1024,
+            read_buffer_bytes: 4 * 1024,
+        }
+    }
+}
+
+/// Rules for rooms.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RoomsConfig {
+    /// Whether a connection must have joined a room to publish to it
+    /// (default `true`; refused with error code 201 otherwise).
+    pub publish_requires_join: bool,
+}
+
+impl Default for RoomsConfig {
+    fn default() -> Self {
+        RoomsConfig {
+            publish_requires_join: true,
+        }
+    }
+}
+
+impl Config {
+    /// Parses a TOML document; fields it does not name keep their defaults.
+    pub fn from_toml(text: &str) -> Result<Config, ConfigError> {
+        let config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse(e.to_string()))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Reads and parses a TOML file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Config::from_toml(&text)
+    }
+
+    /// Checks the values make sense together.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |message: &str| Err(ConfigError::Invalid(message.to_owned()));
+        if self.heartbeat.interval_ms == 0 {
+            return invalid("heartbeat.interval_ms must be greater than 0");
+        }
+        if self.heartbeat.timeout_ms <= self.heartbeat.interval_ms {
+            return invalid("heartbeat.timeout_ms must be greater than heartbeat.interval_ms");
+        }
+        if self.limits.max_message_bytes < 1024 {
+            return invalid("limits.max_message_bytes must be at least 1024");
+        }
+        if self.limits.max_connections == 0 {
+            return invalid("limits.max_connections must be greater than 0");
+        }
+        if self.limits.outbound_queue_messages == 0 {
+            return invalid("limits.outbound_queue_messages must be greater than 0");
+        }
+        if self.limits.outbound_queue_bytes < self.limits.max_message_bytes {
+            return invalid(
+                "limits.outbound_queue_bytes must be at least limits.max_message_bytes",
+            );
+        }
+        if self.limits.read_buffer_bytes < 256 {
+            return invalid("limits.read_buffer_bytes must be at least 256");
+        }
+        if self.server_name.is_empty() {
+            return invalid("server_name must not be empty");
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_serve_on_localhost_8080() {
+        let config = Config::default();
+        assert_eq!(config.bind.to_string(), "127.0.0.1:8080");
+        assert_eq!(config.limits.max_message_bytes, 512 * 1024);
+        config.validate().unwrap();
+    }
+
+    #[test]
+    fn toml_overrides_only_what_it_names() {
+        let config = Config::from_toml(
+            "bind = \"0.0.0.0:9000\"\n[heartbeat]\ninterval_ms = 1000\ntimeout_ms = 3000\n",
+        )
+        .unwrap();
+        assert_eq!(config.bind.to_string(), "0.0.0.0:9000");
+        assert_eq!(config.heartbeat.interval_ms, 1000);
+        assert_eq!(config.limits, LimitsConfig::default());
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_refused() {
+        assert!(matches!(
+            Config::from_toml("bnid = \"x\""),
+            Err(ConfigError::Parse(_))
+        ));
+        assert!(matches!(
+            Config::from_toml("[heartbeat]\ninterval_ms = 5000\ntimeout_ms = 100\n"),
+            Err(ConfigError::Invalid(_))
+        ));
+    }
+}

@@ -1,0 +1,617 @@
+//! [`Session`]: one WebSocket connection's life, from `welcome` to close.
+//!
+//! A session runs in a single task that waits on four things at once: frames
+//! from the client, frames queued for it by the hub, the heartbeat tick, and
+//! the close signals (its own, and the node's shutdown). It is generic over
+//! any `Stream + Sink` of WebSocket messages, so unit tests drive it through
+//! in-memory channels with a paused clock, and production through axum's
+//! `WebSocket`.
+//!
+//! It answers requests that carry an `id` with `ack`/`error` written straight
+//! to its socket, and hands every message and presence change to the broker.
+
+use std::sync::Arc;
+
+use axum::extract::ws::{CloseFrame, Message as WsMessage, Utf8Bytes};
+use futures::{Sink, SinkExt, Stream, StreamExt};
+use switchboard_protocol::{
+    Ack, ClientFrame, CloseCode, ErrorCode, ErrorFrame, Message, PROTOCOL_VERSION, Presence,
+    PresenceAction, ServerFrame, Welcome, validate_name,
+};
+use tokio::time::{Duration, Instant, MissedTickBehavior};
+use tracing::{debug, info};
+
+use crate::AppState;
+use crate::broker::{Delivery, DeliveryKind, Target};
+use crate::identity::Identity;
+use crate::outbound::{self, Outbound, OutboundQueue};
+use crate::wire::{encode, now_ms};
+
+/// How many queued frames are written before one flush.
+const WRITE_BATCH: usize = 64;
+/// How long a closing session keeps reading so its close frame is not lost to
+/// a TCP reset caused by unread input.
+const CLOSE_LINGER: Duration = Duration::from_secs(2);
+
+/// What to do after handling one event.
+enum Flow {
+    Continue,
+    /// Close with this code and reason.
+    Close(CloseCode, String),
+    /// The peer is gone or the socket failed: stop without a close frame.
+    Gone,
+}
+
+/// One connection's state.
+pub(crate) struct Session<S> {
+    socket: S,
+    state: AppState,
+    outbound: Arc<Outbound>,
+    queue: OutboundQueue,
+    user: Arc<str>,
+    id: String,
+    last_heard: Instant,
+}
+
+impl<S> Session<S>
+where
+    S: Stream<Item = Result<WsMessage, axum::Error>>
+        + Sink<WsMessage, Error = axum::Error>
+        + Unpin
+        + Send,
+{
+    /// Registers the connection with the hub.
+    pub(crate) fn new(socket: S, state: AppState, identity: Identity) -> Session<S> {
+        let hub = state.hub();
+        let limits = &state.config().limits;
+        let (outbound, queue) = outbound::channel(
+            hub.next_key(),
+            identity.user.clone(),
+            limits.outbound_queue_messages,
+            limits.outbound_queue_bytes,
+        );
+        let outbound = Arc::new(outbound);
+        hub.register(outbound.clone());
+        Session {
+            socket,
+            state,
+            outbound,
+            queue,
+            user: identity.user,
+            id: uuid::Uuid::new_v4().simple().to_string(),
+            last_heard: Instant::now(),
+        }
+    }
+
+    /// Runs the connection to its end, then removes it from the hub and
+    /// announces the rooms its user left.
+    pub(crate) async fn run(mut self, initial_room: Option<String>) {
+        info!(session = %self.id, user = %self.user, "connected");
+        let flow = self.serve(initial_room).await;
+        let reason = match flow {
+            Flow::Close(code, reason) => {
+                debug!(session = %self.id, %code, %reason, "closing");
+                self.close(code, &reason).await;
+                format!("closed with {code}")
+            }
+            _ => "peer went away".to_owned(),
+        };
+        for (room, user) in self.state.hub().unregister(self.outbound.key) {
+            self.announce(&room, &user, PresenceAction::Leave).await;
+        }
+        info!(session = %self.id, user = %self.user, %reason, "disconnected");
+    }
+
+    async fn serve(&mut self, initial_room: Option<String>) -> Flow {
+        let heartbeat = self.state.config().heartbeat.clone();
+        let welcome = ServerFrame::Welcome(Welcome {
+            session: self.id.clone(),
+            user: self.user.to_string(),
+            protocol: PROTOCOL_VERSION,
+            heartbeat_ms: heartbeat.interval_ms,
+        });
+        if let flow @ (Flow::Close(..) | Flow::Gone) = self.reply(&welcome).await {
+            return flow;
+        }
+        if let Some(room) = initial_room {
+            let flow = self.handle(ClientFrame::Join { id: None, room }).await;
+            if !matches!(flow, Flow::Continue) {
+                return flow;
+            }
+        }
+        let shutdown = self.state.shutdown_token().clone();
+        let close_signal = self.outbound.close_signal().clone();
+        let mut ticker =
+            tokio::time::interval_at(Instant::now() + heartbeat.interval(), heartbeat.interval());
+        ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        loop {
+            let flow = tokio::select! {
+                biased;
+                () = shutdown.cancelled() => {
+                    Flow::Close(CloseCode::GOING_AWAY, "server shutting down".to_owned())
+                }
+                (code, reason) = close_signal.requested() => Flow::Close(code, reason),
+                Some(frame) = self.queue.recv() => self.write_queued(frame).await,
+                incoming = self.socket.next() => {
+                    self.last_heard = Instant::now();
+                    self.on_incoming(incoming).await
+                }
+                _ = ticker.tick() => self.on_tick(heartbeat.timeout()).await,
+            };
+            if !matches!(flow, Flow::Continue) {
+                return flow;
+            }
+        }
+    }
+
+    /// Writes a queued frame and whatever else is already waiting, then flushes once.
+    async fn write_queued(&mut self, first: Utf8Bytes) -> Flow {
+        if self.socket.feed(WsMessage::Text(first)).await.is_err() {
+            return Flow::Gone;
+        }
+        for _ in 1..WRITE_BATCH {
+            let Some(frame) = self.queue.try_recv() else {
+                break;
+            };
+            if self.socket.feed(WsMessage::Text(frame)).await.is_err() {
+                return Flow::Gone;
+            }
+        }
+        match self.socket.flush().await {
+            Ok(()) => Flow::Continue,
+            Err(_) => Flow::Gone,
+        }
+    }
+
+    async fn on_tick(&mut self, timeout: Duration) -> Flow {
+        if self.last_heard.elapsed() >= timeout {
+            return Flow::Close(
+                CloseCode::HEARTBEAT_TIMEOUT,
+                format!("nothing heard for {} ms", timeout.as_millis()),
+            );
+        }
+        match self.socket.send(WsMessage::Ping(Default::default())).await {
+            Ok(()) => Flow::Continue,
+            Err(_) => Flow::Gone,
+        }
+    }
+
+    async fn on_incoming(&mut self, incoming: Option<Result<WsMessage, axum::Error>>) -> Flow {
+        match incoming {
+            None | Some(Ok(WsMessage::Close(_))) => Flow::Gone,
+            Some(Ok(WsMessage::Text(text))) => match ClientFrame::decode(&text) {
+                Ok(frame) => self.handle(frame).await,
+                Err(err) => self.fail(err.id, err.code, err.message).await,
+            },
+            Some(Ok(WsMessage::Binary(_))) => {
+                self.fail(
+                    None,
+                    ErrorCode::BINARY_UNSUPPORTED,
+                    "binary messages are not supported; send JSON text".to_owned(),
+                )
+                .await
+            }
+            Some(Ok(WsMessage::Ping(_) | WsMessage::Pong(_))) => Flow::Continue,
+            Some(Err(err)) => read_error_flow(err),
+        }
+    }
+
+    /// Carries out one decoded request.
+    async fn handle(&mut self, frame: ClientFrame) -> Flow {
+        match frame {
+            ClientFrame::Join { id, room } => {
+                if let Err(flow) = self.check_name(&id, "room", &room).await {
+                    return flow;
+                }
+                let Some(joined) = self.state.hub().join(self.outbound.key, &room) else {
+                    return Flow::Gone;
+                };
+                if joined.announce {
+                    let user = self.user.clone();
+                    self.announce(&room, &user, PresenceAction::Join).await;
+                }
+                self.ack(id, |ack| ack.members = Some(joined.members)).await
+            }
+            ClientFrame::Leave { id, room } => {
+                if let Err(flow) = self.check_name(&id, "room", &room).await {
+                    return flow;
+                }
+                let left = self.state.hub().leave(self.outbound.key, &room);
+                if left.announce {
+                    let user = self.user.clone();
+                    self.announce(&room, &user, PresenceAction::Leave).await;
+                }
+                self.ack(id, |_| {}).await
+            }
+            ClientFrame::Publish {
+                id,
+                room,
+                event,
+                data,
+            } => {
+                if let Err(flow) = self.check_name(&id, "room", &room).await {
+                    return flow;
+                }
+                if let Err(flow) = self.check_name(&id, "event", &event).await {
+                    return flow;
+                }
+                if self.state.config().rooms.publish_requires_join
+                    && !self.state.hub().is_member(self.outbound.key, &room)
+                {
+                    let message = format!("join room `{room}` before publishing to it");
+                    return self.fail(id, ErrorCode::NOT_JOINED, message).await;
+                }
+                let message = Message {
+                    room: Some(room.clone()),
+                    to: None,
+                    from: self.user.to_string(),
+                    event,
+                    data,
+                    ts: now_ms(),
+                };
+                match self.deliver(Target::Room(room.into()), message).await {
+                    Ok(_) => self.ack(id, |_| {}).await,
+                    Err(err) => self.fail(id, ErrorCode::UNAVAILABLE, err.to_string()).await,
+                }
+            }
+            ClientFrame::Send {
+                id,
+                to,
+                event,
+                data,
+            } => {
+                if let Err(flow) = self.check_name(&id, "to", &to).await {
+                    return flow;
+                }
+                if let Err(flow) = self.check_name(&id, "event", &event).await {
+                    return flow;
+                }
+                let message = Message {
+                    room: None,
+                    to: Some(to.clone()),
+                    from: self.user.to_string(),
+                    event,
+                    data,
+                    ts: now_ms(),
+                };
+                match self.deliver(Target::User(to.into()), message).await {
+                    Ok(reached) => {
+                        self.ack(id, |ack| ack.delivered = Some(reached as u64))
+                            .await
+                    }
+                    Err(err) => self.fail(id, ErrorCode::UNAVAILABLE, err.to_string()).await,
+                }
+            }
+            ClientFrame::Ping { id } => self.reply(&ServerFrame::Pong { id }).await,
+        }
+    }
+
+    async fn deliver(
+        &mut self,
+        target: Target,
+        message: Message,
+    ) -> Result<usize, crate::broker::BrokerError> {
+        deliver(&self.state, target, message).await
+    }
+
+    async fn announce(&mut self, room: &str, user: &str, action: PresenceAction) {
+        announce(&self.state, room, user, action).await;
+    }
+
+    async fn check_name(
+        &mut self,
+        id: &Option<String>,
+        field: &str,
+        name: &str,
+    ) -> Result<(), Flow> {
+        match validate_name(name) {
+            Ok(()) => Ok(()),
+            Err(err) => {
+                let message = format!("invalid `{field}`: {err}");
+                Err(self
+                    .fail(id.clone(), ErrorCode::INVALID_NAME, message)
+                    .await)
+            }
+        }
+    }
+
+    /// Acks a request that had an `id`; requests without one get no answer.
+    async fn ack(&mut self, id: Option<String>, fill: impl FnOnce(&mut Ack)) -> Flow {
+        let Some(id) = id else { return Flow::Continue };
+        let mut ack = Ack {
+            id,
+            ..Ack::default()
+        };
+        fill(&mut ack);
+        self.reply(&ServerFrame::Ack(ack)).await
+    }
+
+    /// Reports an error; the connection stays open.
+    async fn fail(&mut self, id: Option<String>, code: ErrorCode, message: String) -> Flow {
+        debug!(session = %self.id, %code, %message, "request refused");
+        self.reply(&ServerFrame::Error(ErrorFrame { id, code, message }))
+            .await
+    }
+
+    async fn reply(&mut self, frame: &ServerFrame) -> Flow {
+        match self.socket.send(WsMessage::Text(encode(frame))).await {
+            Ok(()) => Flow::Continue,
+            Err(_) => Flow::Gone,
+        }
+    }
+
+    /// Sends a close frame, then reads until the peer answers or hangs up, for
+    /// at most [`CLOSE_LINGER`].
+    async fn close(&mut self, code: CloseCode, reason: &str) {
+        let frame = CloseFrame {
+            code: code.0,
+            reason: Utf8Bytes::from(truncate_reason(reason)),
+        };
+        if self
+            .socket
+            .send(WsMessage::Close(Some(frame)))
+            .await
+            .is_err()
+        {
+            return;
+        }
+        let _ = tokio::time::timeout(CLOSE_LINGER, async {
+            while let Some(Ok(message)) = self.socket.next().await {
+                if matches!(message, WsMessage::Close(_)) {
+                    break;
+                }
+            }
+        })
+        .await;
+    }
+}
+
+/// Hands a message to the broker and counts it.
+async fn deliver(
+    state: &AppState,
+    target: Target,
+    message: Message,
+) -> Result<usize, crate::broker::BrokerError> {
+    let frame = encode(&ServerFrame::Message(message));
+    let reached = state
+        .broker()
+        .publish(Delivery {
+            target,
+            frame,
+            kind: DeliveryKind::Message,
+        })
+        .await?;
+    state.hub().counters.message_accepted();
+    Ok(reached)
+}
+
+/// Tells a room that `user` joined or left. Presence is best effort: a broker
+/// failure is logged, and the request that caused it still succeeds.
+async fn announce(state: &AppState, room: &str, user: &str, action: PresenceAction) {
+    let frame = encode(&ServerFrame::Presence(Presence {
+        room: room.to_owned(),
+        user: user.to_owned(),
+        action,
+    }));
+    let delivery = Delivery {
+        target: Target::Room(room.into()),
+        frame,
+        kind: DeliveryKind::Presence,
+    };
+    if let Err(err) = state.broker().publish(delivery).await {
+        tracing::warn!(%room, %user, ?action, %err, "presence not delivered");
+    }
+}
+
+/// Maps a read error to the close code RFC 6455 prescribes for it.
+fn read_error_flow(err: axum::Error) -> Flow {
+    let Ok(err) = err.into_inner().downcast::<tungstenite::Error>() else {
+        return Flow::Gone;
+    };
+    match *err {
+        tungstenite::Error::Capacity(cause) => Flow::Close(
+            CloseCode::MESSAGE_TOO_BIG,
+            format!("message too big: {cause}"),
+        ),
+        tungstenite::Error::Utf8(_) => Flow::Close(
+            CloseCode::INVALID_PAYLOAD,
+            "text frame is not valid UTF-8".to_owned(),
+        ),
+        tungstenite::Error::Protocol(cause) => {
+            Flow::Close(CloseCode(1002), format!("protocol error: {cause}"))
+        }
+        _ => Flow::Gone,
+    }
+}
+
+/// A close reason must fit in a control frame: at most 123 bytes.
+fn truncate_reason(reason: &str) -> String {
+    let mut end = reason.len().min(123);
+    while !reason.is_char_boundary(end) {
+        end -= 1;
+    }
+    reason[..end].to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Config;
+    use futures::channel::mpsc;
+    use std::pin::Pin;
+    use std::task::{Context, Poll};
+
+    /// An in-memory WebSocket: the test plays the client on the other end.
+    struct FakeSocket {
+        incoming: mpsc::UnboundedReceiver<Result<WsMessage, axum::Error>>,
+        outgoing: mpsc::UnboundedSender<WsMessage>,
+    }
+
+    impl Stream for FakeSocket {
+        type Item = Result<WsMessage, axum::Error>;
+        fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+            self.incoming.poll_next_unpin(cx)
+        }
+    }
+
+    impl Sink<WsMessage> for FakeSocket {
+        type Error = axum::Error;
+        fn poll_ready(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+            Poll::Ready(Ok(()))
+        }
+        fn start_send(self: Pin<&mut Self>, item: WsMessage) -> Result<(), Self::Error> {
+            self.outgoing.unbounded_send(item).map_err(axum::Error::new)
+        }
+        fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+            Poll::Ready(Ok(()))
+        }
+        fn poll_close(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    struct Peer {
+        to_session: mpsc::UnboundedSender<Result<WsMessage, axum::Error>>,
+        from_session: mpsc::UnboundedReceiver<WsMessage>,
+    }
+
+    impl Peer {
+        fn send(&self, text: &str) {
+            self.to_session
+                .unbounded_send(Ok(WsMessage::Text(text.into())))
+                .unwrap();
+        }
+
+        async fn next(&mut self) -> WsMessage {
+            self.from_session.next().await.expect("session ended")
+        }
+
+        async fn next_frame(&mut self) -> ServerFrame {
+            loop {
+                match self.next().await {
+                    WsMessage::Text(text) => return serde_json::from_str(&text).unwrap(),
+                    WsMessage::Ping(_) => continue,
+                    other => panic!("expected a text frame, got {other:?}"),
+                }
+            }
+        }
+    }
+
+    fn start(config: Config, user: &str) -> (Peer, AppState, tokio::task::JoinHandle<()>) {
+        let state = AppState::new(config).unwrap();
+        let (to_session, incoming) = mpsc::unbounded();
+        let (outgoing, from_session) = mpsc::unbounded();
+        let session = Session::new(
+            FakeSocket { incoming, outgoing },
+            state.clone(),
+            Identity { user: user.into() },
+        );
+        let task = tokio::spawn(session.run(None));
+        (
+            Peer {
+                to_session,
+                from_session,
+            },
+            state,
+            task,
+        )
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_silent_client_is_pinged_then_closed_after_the_timeout() {
+        let mut config = Config::default();
+        config.heartbeat.interval_ms = 1_000;
+        config.heartbeat.timeout_ms = 2_500;
+        let (mut peer, _state, task) = start(config, "alice");
+        let started = Instant::now();
+        assert!(matches!(peer.next_frame().await, ServerFrame::Welcome(_)));
+        assert!(matches!(peer.next().await, WsMessage::Ping(_)));
+        let close = loop {
+            match peer.next().await {
+                WsMessage::Ping(_) => continue,
+                WsMessage::Close(frame) => break frame.unwrap(),
+                other => panic!("unexpected {other:?}"),
+            }
+        };
+        assert_eq!(close.code, CloseCode::HEARTBEAT_TIMEOUT.0);
+        let elapsed = started.elapsed();
+        assert!(
+            elapsed >= Duration::from_millis(2_500) && elapsed <= Duration::from_millis(3_500),
+            "closed after {elapsed:?}"
+        );
+        drop(peer);
+        task.await.unwrap();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_client_that_answers_stays_connected() {
+        let mut config = Config::default();
+        config.heartbeat.interval_ms = 1_000;
+        config.heartbeat.timeout_ms = 2_500;
+        let (mut peer, state, _task) = start(config, "alice");
+        assert!(matches!(peer.next_frame().await, ServerFrame::Welcome(_)));
+        for _ in 0..10 {
+            assert!(matches!(peer.next().await, WsMessage::Ping(_)));
+            peer.to_session
+                .unbounded_send(Ok(WsMessage::Pong(Default::default())))
+                .unwrap();
+        }
+        assert_eq!(
+            state.hub().connection_count(),
+            1,
+            "still connected after 10 s"
+        );
+    }
+
+    #[tokio::test]
+    async fn malformed_frames_get_errors_and_the_session_goes_on() {
+        let (mut peer, _state, _task) = start(Config::default(), "alice");
+        assert!(matches!(peer.next_frame().await, ServerFrame::Welcome(_)));
+        peer.send("{oops");
+        match peer.next_frame().await {
+            ServerFrame::Error(e) => assert_eq!(e.code, ErrorCode::MALFORMED),
+            other => panic!("{other:?}"),
+        }
+        peer.send(r#"{"type":"join","id":"j","room":""}"#);
+        match peer.next_frame().await {
+            ServerFrame::Error(e) => {
+                assert_eq!(
+                    (e.code, e.id.as_deref()),
+                    (ErrorCode::INVALID_NAME, Some("j"))
+                )
+            }
+            other => panic!("{other:?}"),
+        }
+        peer.send(r#"{"type":"publish","id":"p","room":"general","event":"chat"}"#);
+        match peer.next_frame().await {
+            ServerFrame::Error(e) => assert_eq!(e.code, ErrorCode::NOT_JOINED),
+            other => panic!("{other:?}"),
+        }
+        peer.send(r#"{"type":"ping","id":"7"}"#);
+        assert_eq!(
+            peer.next_frame().await,
+            ServerFrame::Pong {
+                id: Some("7".into())
+            }
+        );
+    }
+
+    #[tokio::test]
+    async fn shutdown_closes_with_going_away() {
+        let (mut peer, state, task) = start(Config::default(), "alice");
+        assert!(matches!(peer.next_frame().await, ServerFrame::Welcome(_)));
+        state.shutdown();
+        match peer.next().await {
+            WsMessage::Close(Some(frame)) => assert_eq!(frame.code, CloseCode::GOING_AWAY.0),
+            other => panic!("{other:?}"),
+        }
+        drop(peer);
+        task.await.unwrap();
+        assert_eq!(state.hub().connection_count(), 0);
+    }
+
+    #[test]
+    fn close_reasons_fit_a_control_frame() {
+        assert_eq!(truncate_reason(&"é".repeat(100)).len(), 122);
+    }
+}

@@ -1,0 +1,145 @@
+//! [`AppState`]: everything a request or a session needs, cheap to clone.
+//!
+//! It owns this node's [`Hub`], its [`Broker`], the connection slots that
+//! enforce `limits.max_connections`, and the shutdown signal with the task
+//! tracker that lets shutdown wait for sessions to say goodbye.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::broker::Broker;
+use crate::error::ConfigError;
+use crate::stats::Stats;
+use crate::{Config, Hub, MemoryBroker};
+
+/// Shared state of one hub node. Clones share everything.
+#[derive(Clone)]
+pub struct AppState {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: Config,
+    hub: Arc<Hub>,
+    broker: Arc<dyn Broker>,
+    slots: Arc<Semaphore>,
+    shutdown: CancellationToken,
+    tasks: TaskTracker,
+    started: Instant,
+}
+
+impl std::fmt::Debug for AppState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppState")
+            .field("config", &self.inner.config)
+            .field("connections", &self.inner.hub.connection_count())
+            .finish_non_exhaustive()
+    }
+}
+
+impl AppState {
+    /// A single-node hub with the in-memory broker.
+    pub fn new(config: Config) -> Result<AppState, ConfigError> {
+        AppState::with_broker(config, |hub| Arc::new(MemoryBroker::new(hub)))
+    }
+
+    /// A hub whose deliveries go through the broker that `make_broker` builds
+    /// around this node's hub.
+    pub fn with_broker(
+        config: Config,
+        make_broker: impl FnOnce(Arc<Hub>) -> Arc<dyn Broker>,
+    ) -> Result<AppState, ConfigError> {
+        config.validate()?;
+        let hub = Arc::new(Hub::new());
+        let broker = make_broker(hub.clone());
+        let slots = Arc::new(Semaphore::new(config.limits.max_connections));
+        Ok(AppState {
+            inner: Arc::new(Inner {
+                config,
+                hub,
+                broker,
+                slots,
+                shutdown: CancellationToken::new(),
+                tasks: TaskTracker::new(),
+                started: Instant::now(),
+            }),
+        })
+    }
+
+    /// The configuration this node runs with.
+    pub fn config(&self) -> &Config {
+        &self.inner.config
+    }
+
+    /// This node's hub.
+    pub fn hub(&self) -> &Arc<Hub> {
+        &self.inner.hub
+    }
+
+    pub(crate) fn broker(&self) -> &dyn Broker {
+        &*self.inner.broker
+    }
+
+    pub(crate) fn slots(&self) -> &Arc<Semaphore> {
+        &self.inner.slots
+    }
+
+    pub(crate) fn tasks(&self) -> &TaskTracker {
+        &self.inner.tasks
+    }
+
+    pub(crate) fn shutdown_token(&self) -> &CancellationToken {
+        &self.inner.shutdown
+    }
+
+    /// Whether [`AppState::shutdown`] was called.
+    pub fn is_shutting_down(&self) -> bool {
+        self.inner.shutdown.is_cancelled()
+    }
+
+    /// Starts a graceful shutdown: new upgrades are refused and every session
+    /// closes with 1001 (going away) so clients reconnect elsewhere.
+    pub fn shutdown(&self) {
+        self.inner.shutdown.cancel();
+    }
+
+    /// Waits until every session has ended, at most `shutdown_grace_ms`.
+    /// Call after [`AppState::shutdown`].
+    pub async fn drain(&self) {
+        self.inner.tasks.close();
+        let grace = Duration::from_millis(self.inner.config.shutdown_grace_ms);
+        if tokio::time::timeout(grace, self.inner.tasks.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                remaining = self.inner.tasks.len(),
+                "sessions still open after the shutdown grace period"
+            );
+        }
+    }
+
+    /// A snapshot of this node's counters.
+    pub fn stats(&self) -> Stats {
+        let hub = &self.inner.hub;
+        Stats {
+            connections: hub.connection_count() as u64,
+            users: hub.user_count() as u64,
+            rooms: hub.room_count() as u64,
+            messages_total: hub.counters.messages_total(),
+            deliveries_total: hub.counters.deliveries_total(),
+            connections_total: hub.counters.connections_total(),
+            slow_consumers_total: hub.counters.slow_consumers_total(),
+            uptime_ms: self.uptime().as_millis() as u64,
+        }
+    }
+
+    /// Time since this state was created.
+    pub fn uptime(&self) -> Duration {
+        self.inner.started.elapsed()
+    }
+}

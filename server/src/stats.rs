@@ -1,0 +1,70 @@
+//! Counters the HTTP API reports: totals since start, kept with atomics so
+//! that counting never takes a lock on the message path.
+
+use serde::Serialize;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Monotonic counters of this node since it started.
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    connections_total: AtomicU64,
+    messages_total: AtomicU64,
+    deliveries_total: AtomicU64,
+    slow_consumers_total: AtomicU64,
+}
+
+impl Counters {
+    pub(crate) fn connection_opened(&self) {
+        self.connections_total.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn message_accepted(&self) {
+        self.messages_total.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn delivered(&self, frames: u64) {
+        self.deliveries_total.fetch_add(frames, Ordering::Relaxed);
+    }
+
+    pub(crate) fn slow_consumer(&self) {
+        self.slow_consumers_total.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn connections_total(&self) -> u64 {
+        self.connections_total.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn messages_total(&self) -> u64 {
+        self.messages_total.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn deliveries_total(&self) -> u64 {
+        self.deliveries_total.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn slow_consumers_total(&self) -> u64 {
+        self.slow_consumers_total.load(Ordering::Relaxed)
+    }
+}
+
+/// A snapshot of the hub, as `GET /api/stats` returns it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Stats {
+    /// Open WebSocket connections now.
+    pub connections: u64,
+    /// Distinct users connected now.
+    pub users: u64,
+    /// Rooms with at least one member now.
+    pub rooms: u64,
+    /// Messages accepted since start (room publishes, private sends, API
+    /// sends and broadcasts), each counted once whatever its recipients.
+    pub messages_total: u64,
+    /// Frames queued to connections since start (one per recipient).
+    pub deliveries_total: u64,
+    /// Connections accepted since start.
+    pub connections_total: u64,
+    /// Connections closed as slow consumers since start.
+    pub slow_consumers_total: u64,
+    /// Milliseconds since the hub started.
+    pub uptime_ms: u64,
+}
