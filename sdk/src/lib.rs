@@ -1,0 +1,64 @@
+//! The Switchboard client SDK: rooms, private messages, presence, and acks as
+//! futures over one WebSocket that reconnects by itself.
+//!
+//! One codebase for native apps (tokio-tungstenite) and, through the
+//! `switchboard-js` package, browsers (`web_sys::WebSocket`).
+//!
+//! ```no_run
+//! # async fn example() -> switchboard_sdk::Result<()> {
+//! use switchboard_sdk::{Client, ReconnectPolicy};
+//! use std::time::Duration;
+//!
+//! let client = Client::builder("ws://127.0.0.1:8080/ws")
+//!     .user("alice")
+//!     .reconnect(ReconnectPolicy {
+//!         min_delay: Duration::from_millis(250),
+//!         max_delay: Duration::from_secs(10),
+//!         ..ReconnectPolicy::default()
+//!     })
+//!     .build()?;
+//! client.on_disconnected(|d| eprintln!("lost: {} (retrying: {})", d.reason, d.will_reconnect));
+//! client.on("chat", |m| println!("[{}] {}: {}", m.room.as_deref().unwrap_or("dm"), m.from, m.data));
+//! client.connect().await?;
+//! let present = client.join("general").await?;
+//! println!("present: {present:?}");
+//! # Ok(()) }
+//! ```
+//!
+//! # Layout
+//! - [`Client`] (`client.rs`): the handle; [`ClientBuilder`] (`builder.rs`): its options.
+//! - `driver.rs`: the connection state machine (connect, welcome, rejoin,
+//!   offline queue, acks, heartbeat, reconnect), identical on every target.
+//! - [`backoff`]: [`ReconnectPolicy`] and the full-jitter [`Backoff`].
+//! - `handlers.rs`: the event-handler registry; [`event`]: lifecycle events.
+//! - `transport/`: the socket per target; `runtime.rs`: spawn and sleep per target.
+//!   These two are the only places that mention `target_arch`.
+//! - [`Error`] (`error.rs`).
+//!
+//! # Guarantees and limits
+//! - Requests resolve on the server's `ack`, fail with its `error`
+//!   ([`Error::Server`]), or time out ([`Error::Timeout`]).
+//! - Publishes and sends made while offline wait in a bounded queue and go
+//!   out in order after the next `welcome` and rejoin; a full queue fails the
+//!   call with [`Error::QueueFull`], never silently.
+//! - A publish or send in flight when the connection drops fails with
+//!   [`Error::ConnectionLost`]: it may or may not have been delivered.
+
+pub mod backoff;
+mod builder;
+mod client;
+mod driver;
+mod error;
+pub mod event;
+mod handlers;
+mod runtime;
+mod transport;
+
+pub use backoff::{Backoff, ReconnectPolicy};
+pub use builder::{ClientBuilder, Heartbeat};
+pub use client::Client;
+pub use error::{Error, Result};
+pub use event::{Connected, Connecting, ConnectionState, Disconnected};
+pub use handlers::{Handler, HandlerId};
+pub use runtime::MaybeSend;
+pub use switchboard_protocol::{CloseCode, ErrorCode, Message, Presence, PresenceAction};

@@ -1,0 +1,146 @@
+//! [`ClientBuilder`]: every client option, with defaults.
+
+use std::time::Duration;
+
+use url::Url;
+
+use crate::backoff::ReconnectPolicy;
+use crate::client::Client;
+use crate::error::{Error, Result};
+
+/// Application-level heartbeat: the client pings every `interval` and drops
+/// the connection (then reconnects) after `timeout` without hearing anything.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Heartbeat {
+    /// How often to ping (default 25 s).
+    pub interval: Duration,
+    /// Silence after which the connection is considered dead (default 60 s).
+    pub timeout: Duration,
+}
+
+impl Default for Heartbeat {
+    fn default() -> Self {
+        Heartbeat {
+            interval: Duration::from_secs(25),
+            timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+/// The resolved options a client runs with.
+#[derive(Debug, Clone)]
+pub(crate) struct Options {
+    pub(crate) url: Url,
+    pub(crate) headers: Vec<(String, String)>,
+    pub(crate) reconnect: ReconnectPolicy,
+    pub(crate) heartbeat: Option<Heartbeat>,
+    pub(crate) request_timeout: Duration,
+    pub(crate) welcome_timeout: Duration,
+    pub(crate) offline_queue: usize,
+}
+
+/// Configures a [`Client`].
+#[derive(Debug, Clone)]
+pub struct ClientBuilder {
+    url: String,
+    user: Option<String>,
+    headers: Vec<(String, String)>,
+    reconnect: ReconnectPolicy,
+    heartbeat: Option<Heartbeat>,
+    request_timeout: Duration,
+    welcome_timeout: Duration,
+    offline_queue: usize,
+}
+
+impl ClientBuilder {
+    pub(crate) fn new(url: impl Into<String>) -> ClientBuilder {
+        ClientBuilder {
+            url: url.into(),
+            user: None,
+            headers: Vec::new(),
+            reconnect: ReconnectPolicy::default(),
+            heartbeat: Some(Heartbeat::default()),
+            request_timeout: Duration::from_secs(10),
+            welcome_timeout: Duration::from_secs(10),
+            offline_queue: 1_024,
+        }
+    }
+
+    /// The user id to connect as (sent as `user_id` while the hub runs without auth).
+    pub fn user(mut self, user: impl Into<String>) -> Self {
+        self.user = Some(user.into());
+        self
+    }
+
+    /// Adds a header to the upgrade request (native only; browsers cannot).
+    pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.headers.push((name.into(), value.into()));
+        self
+    }
+
+    /// The reconnect policy (default: on, 500 ms to 30 s, unlimited attempts).
+    pub fn reconnect(mut self, policy: ReconnectPolicy) -> Self {
+        self.reconnect = policy;
+        self
+    }
+
+    /// The heartbeat, or `None` to rely on the server's alone (default 25 s / 60 s).
+    pub fn heartbeat(mut self, heartbeat: Option<Heartbeat>) -> Self {
+        self.heartbeat = heartbeat;
+        self
+    }
+
+    /// How long a request waits for its answer (default 10 s).
+    pub fn request_timeout(mut self, timeout: Duration) -> Self {
+        self.request_timeout = timeout;
+        self
+    }
+
+    /// How long a new connection waits for the server's `welcome` (default 10 s).
+    pub fn welcome_timeout(mut self, timeout: Duration) -> Self {
+        self.welcome_timeout = timeout;
+        self
+    }
+
+    /// How many publishes and sends may wait while offline (default 1024);
+    /// past it they fail with [`Error::QueueFull`].
+    pub fn offline_queue(mut self, capacity: usize) -> Self {
+        self.offline_queue = capacity;
+        self
+    }
+
+    /// Builds the client and starts its driver task, not yet connected. Natively
+    /// this must run inside a Tokio runtime.
+    pub fn build(self) -> Result<Client> {
+        let mut url = Url::parse(&self.url).map_err(|e| Error::InvalidUrl(e.to_string()))?;
+        if !matches!(url.scheme(), "ws" | "wss") {
+            return Err(Error::InvalidUrl(format!(
+                "scheme must be ws or wss, not {}",
+                url.scheme()
+            )));
+        }
+        if let Some(user) = &self.user {
+            switchboard_protocol::validate_name(user).map_err(|reason| Error::InvalidName {
+                field: "user",
+                reason,
+            })?;
+            url.query_pairs_mut().append_pair("user_id", user);
+        }
+        if let Some(heartbeat) = &self.heartbeat {
+            if heartbeat.interval.is_zero() || heartbeat.timeout < heartbeat.interval {
+                return Err(Error::InvalidUrl(
+                    "heartbeat interval must be positive and at most the timeout".to_owned(),
+                ));
+            }
+        }
+        Client::start(Options {
+            url,
+            headers: self.headers,
+            reconnect: self.reconnect,
+            heartbeat: self.heartbeat,
+            request_timeout: self.request_timeout,
+            welcome_timeout: self.welcome_timeout,
+            offline_queue: self.offline_queue,
+        })
+    }
+}

@@ -1,0 +1,252 @@
+//! [`Client`]: the application's handle. Cheap to clone; every clone talks to
+//! the same connection through its driver task.
+
+use std::sync::{Arc, Mutex, PoisonError};
+
+use futures::channel::{mpsc, oneshot};
+use futures::{FutureExt, pin_mut, select_biased};
+use serde::Serialize;
+use serde_json::Value;
+use switchboard_protocol::{Ack, Message, Presence, validate_name};
+
+use crate::builder::{ClientBuilder, Options};
+use crate::driver::{Command, Op, Request};
+use crate::error::{Error, Result};
+use crate::event::{Connected, Connecting, ConnectionState, Disconnected};
+use crate::handlers::{Handler, HandlerId, Handlers};
+use crate::runtime;
+
+/// What the handles and the driver share.
+pub(crate) struct Shared {
+    pub(crate) options: Arc<Options>,
+    pub(crate) handlers: Handlers,
+    state: Mutex<ConnectionState>,
+}
+
+impl Shared {
+    pub(crate) fn new(options: Options) -> Shared {
+        Shared {
+            options: Arc::new(options),
+            handlers: Handlers::default(),
+            state: Mutex::new(ConnectionState::Disconnected),
+        }
+    }
+
+    pub(crate) fn set_state(&self, state: ConnectionState) {
+        *self.state.lock().unwrap_or_else(PoisonError::into_inner) = state;
+    }
+
+    fn state(&self) -> ConnectionState {
+        *self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// A Switchboard client: one logical connection to the hub that reconnects
+/// by itself, rejoins its rooms, and delivers what was queued while offline.
+///
+/// ```no_run
+/// # async fn example() -> switchboard_sdk::Result<()> {
+/// use switchboard_sdk::Client;
+///
+/// let client = Client::builder("ws://127.0.0.1:8080/ws").user("alice").build()?;
+/// client.on("chat", |message| println!("{}: {}", message.from, message.data));
+/// client.connect().await?;
+/// client.join("general").await?;
+/// client.publish("general", "chat", serde_json::json!({"text": "hello"})).await?;
+/// client.send("bob", "dm", "psst").await?;
+/// client.close().await;
+/// # Ok(()) }
+/// ```
+///
+/// Dropping every handle stops the client; handlers that capture a handle
+/// keep it alive, so call [`Client::close`] when done.
+#[derive(Clone)]
+pub struct Client {
+    shared: Arc<Shared>,
+    commands: mpsc::UnboundedSender<Command>,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("url", &self.shared.options.url.as_str())
+            .field("state", &self.state())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Client {
+    /// Starts configuring a client for the hub's WebSocket URL
+    /// (for example `ws://127.0.0.1:8080/ws`).
+    pub fn builder(url: impl Into<String>) -> ClientBuilder {
+        ClientBuilder::new(url)
+    }
+
+    pub(crate) fn start(options: Options) -> Result<Client> {
+        if !runtime::can_spawn() {
+            return Err(Error::NoRuntime);
+        }
+        let shared = Arc::new(Shared::new(options));
+        let (commands, inbox) = mpsc::unbounded();
+        runtime::spawn(crate::driver::Driver::new(shared.clone(), inbox).run());
+        Ok(Client { shared, commands })
+    }
+
+    /// Connects, and resolves once the server's `welcome` arrives. With
+    /// reconnect on, failed attempts are retried per the policy; this fails
+    /// only when the client gives up, is disconnected, or is closed.
+    pub async fn connect(&self) -> Result<()> {
+        let (done, answer) = oneshot::channel();
+        self.command(Command::Connect(done))?;
+        answer.await.unwrap_or(Err(Error::Closed))
+    }
+
+    /// Joins a room and resolves with the users present. While offline the
+    /// join is remembered and resolves once a connection is (re)established;
+    /// joined rooms are rejoined after every reconnect.
+    pub async fn join(&self, room: &str) -> Result<Vec<String>> {
+        check_name("room", room)?;
+        let ack = self
+            .request(Op::Join {
+                room: room.to_owned(),
+            })
+            .await?;
+        Ok(ack.members.unwrap_or_default())
+    }
+
+    /// Leaves a room.
+    pub async fn leave(&self, room: &str) -> Result<()> {
+        check_name("room", room)?;
+        self.request(Op::Leave {
+            room: room.to_owned(),
+        })
+        .await
+        .map(drop)
+    }
+
+    /// Publishes `data` as `event` to every connection in `room` (this one
+    /// included, if it joined). Queued while offline.
+    pub async fn publish(&self, room: &str, event: &str, data: impl Serialize) -> Result<()> {
+        check_name("room", room)?;
+        check_name("event", event)?;
+        let data = to_value(data)?;
+        let op = Op::Publish {
+            room: room.to_owned(),
+            event: event.to_owned(),
+            data,
+        };
+        self.request(op).await.map(drop)
+    }
+
+    /// Sends `data` as `event` privately to every connection of user `to`;
+    /// resolves with how many connections it reached. Queued while offline.
+    pub async fn send(&self, to: &str, event: &str, data: impl Serialize) -> Result<u64> {
+        check_name("to", to)?;
+        check_name("event", event)?;
+        let data = to_value(data)?;
+        let op = Op::Send {
+            to: to.to_owned(),
+            event: event.to_owned(),
+            data,
+        };
+        let ack = self.request(op).await?;
+        Ok(ack.delivered.unwrap_or(0))
+    }
+
+    /// Closes the connection and stops reconnecting. Rooms and queued
+    /// requests are kept: [`Client::connect`] resumes them.
+    pub async fn disconnect(&self) {
+        let (done, finished) = oneshot::channel();
+        if self.command(Command::Disconnect(done)).is_ok() {
+            let _ = finished.await;
+        }
+    }
+
+    /// Closes for good: every waiting request fails with [`Error::Closed`].
+    pub async fn close(&self) {
+        let (done, finished) = oneshot::channel();
+        if self.command(Command::Close(done)).is_ok() {
+            let _ = finished.await;
+        }
+    }
+
+    /// Where the client is now.
+    pub fn state(&self) -> ConnectionState {
+        self.shared.state()
+    }
+
+    /// Whether the client is connected now.
+    pub fn is_connected(&self) -> bool {
+        self.state() == ConnectionState::Connected
+    }
+
+    /// Calls `handler` for every message whose event is `event`.
+    pub fn on(&self, event: &str, handler: impl Handler<Message>) -> HandlerId {
+        self.shared.handlers.on(event, handler)
+    }
+
+    /// Calls `handler` for every message, whatever its event.
+    pub fn on_any(&self, handler: impl Handler<Message>) -> HandlerId {
+        self.shared.handlers.on_any(handler)
+    }
+
+    /// Calls `handler` when a user joins or leaves one of this client's rooms.
+    pub fn on_presence(&self, handler: impl Handler<Presence>) -> HandlerId {
+        self.shared.handlers.on_presence(handler)
+    }
+
+    /// Calls `handler` before each connection attempt.
+    pub fn on_connecting(&self, handler: impl Handler<Connecting>) -> HandlerId {
+        self.shared.handlers.on_connecting(handler)
+    }
+
+    /// Calls `handler` when a connection is established.
+    pub fn on_connected(&self, handler: impl Handler<Connected>) -> HandlerId {
+        self.shared.handlers.on_connected(handler)
+    }
+
+    /// Calls `handler` when a connection is lost or the client gives up.
+    pub fn on_disconnected(&self, handler: impl Handler<Disconnected>) -> HandlerId {
+        self.shared.handlers.on_disconnected(handler)
+    }
+
+    /// Calls `handler` for errors no request is waiting for: failed connection
+    /// attempts, server errors without an id, undecodable frames, handler panics.
+    pub fn on_error(&self, handler: impl Handler<Error>) -> HandlerId {
+        self.shared.handlers.on_error(handler)
+    }
+
+    /// Removes a handler; returns whether it was registered.
+    pub fn off(&self, id: HandlerId) -> bool {
+        self.shared.handlers.off(id)
+    }
+
+    fn command(&self, command: Command) -> Result<()> {
+        self.commands
+            .unbounded_send(command)
+            .map_err(|_| Error::Closed)
+    }
+
+    /// Hands a request to the driver and waits for its answer, at most the
+    /// request timeout. Dropping the answer channel on timeout tells the
+    /// driver not to send a request that is still queued.
+    async fn request(&self, op: Op) -> Result<Ack> {
+        let (reply, answer) = oneshot::channel();
+        self.command(Command::Request(Request { op, reply }))?;
+        let answer = answer.fuse();
+        let timeout = runtime::sleep(self.shared.options.request_timeout).fuse();
+        pin_mut!(answer, timeout);
+        select_biased! {
+            answer = answer => answer.unwrap_or(Err(Error::Closed)),
+            () = timeout => Err(Error::Timeout),
+        }
+    }
+}
+
+fn check_name(field: &'static str, name: &str) -> Result<()> {
+    validate_name(name).map_err(|reason| Error::InvalidName { field, reason })
+}
+
+fn to_value(data: impl Serialize) -> Result<Value> {
+    serde_json::to_value(data).map_err(|e| Error::Protocol(format!("data is not JSON: {e}")))
+}

@@ -1,0 +1,690 @@
+//! The driver: the one task that owns a client's connection and runs its
+//! state machine, the same on every target.
+//!
+//! ```text
+//!  Idle ──connect()──▶ Connecting ──welcome──▶ Connected
+//!   ▲                   │    ▲                    │
+//!   │   gave up /       │    └──backoff delay─────┤ connection lost
+//!   └── disconnect() ───┴─────────────────────────┘
+//! ```
+//!
+//! The [`Client`](crate::Client) handles talk to it only through [`Command`]s.
+//! It remembers the rooms the app joined and rejoins them after every
+//! reconnect, keeps requests made while offline in a bounded queue and sends
+//! them once connected, and matches `ack`/`error` frames to the futures
+//! waiting on them.
+
+use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::sync::Arc;
+
+use futures::channel::{mpsc, oneshot};
+use futures::{FutureExt, StreamExt, pin_mut, select_biased};
+use serde_json::Value;
+use switchboard_protocol::{Ack, ClientFrame, CloseCode, ServerFrame};
+
+use crate::client::Shared;
+use crate::error::{Error, Result};
+use crate::event::{Connected, Connecting, ConnectionState, Disconnected};
+use crate::runtime;
+use crate::transport::{Incoming, Socket};
+
+/// A message from a [`Client`](crate::Client) handle to its driver.
+pub(crate) enum Command {
+    /// Start connecting if idle; resolve once connected.
+    Connect(oneshot::Sender<Result<()>>),
+    /// Carry out a request.
+    Request(Request),
+    /// Close the connection and stay idle; resolve when done.
+    Disconnect(oneshot::Sender<()>),
+    /// Close for good; resolve when done.
+    Close(oneshot::Sender<()>),
+}
+
+/// A request and where its answer goes.
+pub(crate) struct Request {
+    pub(crate) op: Op,
+    pub(crate) reply: oneshot::Sender<Result<Ack>>,
+}
+
+/// What a request asks.
+pub(crate) enum Op {
+    Join {
+        room: String,
+    },
+    Leave {
+        room: String,
+    },
+    Publish {
+        room: String,
+        event: String,
+        data: Value,
+    },
+    Send {
+        to: String,
+        event: String,
+        data: Value,
+    },
+}
+
+type Reply = oneshot::Sender<Result<Ack>>;
+
+/// A request sent and not yet answered.
+enum Pending {
+    /// Joins survive a lost connection: the rejoin answers them.
+    Join { room: String, replies: Vec<Reply> },
+    /// A leave whose connection is lost has left anyway.
+    Leave { reply: Reply },
+    /// Anything else: its fate is unknown when the connection is lost.
+    Other { reply: Reply },
+}
+
+/// How a connection attempt or a connection ended.
+enum End {
+    /// `disconnect()` was called: go idle.
+    Idle,
+    /// `close()` was called or every handle is gone: stop.
+    Close,
+    /// The socket could not be opened or was lost.
+    Lost {
+        code: Option<CloseCode>,
+        reason: String,
+        welcomed: bool,
+        retry: bool,
+    },
+}
+
+/// Something a wait was interrupted by.
+enum Wake {
+    Command(Option<Command>),
+    Incoming(Incoming),
+    Tick,
+}
+
+pub(crate) struct Driver {
+    shared: Arc<Shared>,
+    commands: mpsc::UnboundedReceiver<Command>,
+    /// Rooms the app wants to be in; rejoined after every reconnect.
+    rooms: BTreeSet<String>,
+    /// Joins made while offline, answered by the rejoin.
+    join_waiters: HashMap<String, Vec<Reply>>,
+    /// Publishes and sends made while offline.
+    queue: VecDeque<Request>,
+    pending: HashMap<String, Pending>,
+    connect_waiters: Vec<oneshot::Sender<Result<()>>>,
+    close_waiters: Vec<oneshot::Sender<()>>,
+    id_prefix: String,
+    next_id: u64,
+}
+
+impl Driver {
+    pub(crate) fn new(shared: Arc<Shared>, commands: mpsc::UnboundedReceiver<Command>) -> Driver {
+        Driver {
+            shared,
+            commands,
+            rooms: BTreeSet::new(),
+            join_waiters: HashMap::new(),
+            queue: VecDeque::new(),
+            pending: HashMap::new(),
+            connect_waiters: Vec::new(),
+            close_waiters: Vec::new(),
+            // Ids must not repeat across this user's clients and reconnects,
+            // so the server can tell a retry from a new request.
+            id_prefix: format!("{:08x}", fastrand::u32(..)),
+            next_id: 0,
+        }
+    }
+
+    /// Runs until `close()` or until every client handle is dropped.
+    pub(crate) async fn run(mut self) {
+        while self.idle().await {
+            if let End::Close = self.connect_loop().await {
+                break;
+            }
+        }
+        self.finish();
+    }
+
+    fn set_state(&self, state: ConnectionState) {
+        self.shared.set_state(state);
+    }
+
+    /// Waits, disconnected, for `connect()`. Returns false to stop.
+    async fn idle(&mut self) -> bool {
+        self.set_state(ConnectionState::Disconnected);
+        loop {
+            match self.commands.next().await {
+                Some(Command::Connect(waiter)) => {
+                    self.connect_waiters.push(waiter);
+                    return true;
+                }
+                Some(Command::Request(request)) => self.accept_offline(request),
+                Some(Command::Disconnect(done)) => {
+                    let _ = done.send(());
+                }
+                Some(Command::Close(done)) => {
+                    self.close_waiters.push(done);
+                    return false;
+                }
+                None => return false,
+            }
+        }
+    }
+
+    /// Connects, serves, and reconnects per the policy until told to stop or giving up.
+    async fn connect_loop(&mut self) -> End {
+        let policy = self.shared.options.reconnect.clone();
+        let backoff = policy.backoff();
+        let mut failed: u32 = 0;
+        loop {
+            self.set_state(ConnectionState::Connecting);
+            self.shared
+                .handlers
+                .emit_connecting(&Connecting { attempt: failed });
+            let (code, reason, retry) = match self.session().await {
+                End::Lost {
+                    code,
+                    reason,
+                    welcomed,
+                    retry,
+                } => {
+                    if welcomed {
+                        failed = 0;
+                    } else {
+                        failed = failed.saturating_add(1);
+                    }
+                    (code, reason, retry)
+                }
+                other => return other,
+            };
+            let will_reconnect = retry && policy.allows(failed);
+            self.set_state(if will_reconnect {
+                ConnectionState::Connecting
+            } else {
+                ConnectionState::Disconnected
+            });
+            self.shared.handlers.emit_disconnected(&Disconnected {
+                code,
+                reason: reason.clone(),
+                will_reconnect,
+            });
+            if !will_reconnect {
+                self.give_up(&reason);
+                return End::Idle;
+            }
+            let delay = backoff.delay(failed.saturating_sub(1));
+            match self.wait_offline(delay).await {
+                Some(end) => return end,
+                None => continue,
+            }
+        }
+    }
+
+    /// Sleeps for the backoff delay while still taking commands.
+    async fn wait_offline(&mut self, delay: std::time::Duration) -> Option<End> {
+        let sleep = runtime::sleep(delay).fuse();
+        pin_mut!(sleep);
+        loop {
+            let command = select_biased! {
+                command = self.commands.next() => command,
+                () = sleep => return None,
+            };
+            if let Some(end) = self.command_offline(command) {
+                return Some(end);
+            }
+        }
+    }
+
+    /// Handles a command while not connected; returns how to end, if it ends.
+    fn command_offline(&mut self, command: Option<Command>) -> Option<End> {
+        match command {
+            Some(Command::Connect(waiter)) => self.connect_waiters.push(waiter),
+            Some(Command::Request(request)) => self.accept_offline(request),
+            Some(Command::Disconnect(done)) => {
+                self.abandon_connect("disconnect() was called");
+                let _ = done.send(());
+                return Some(End::Idle);
+            }
+            Some(Command::Close(done)) => {
+                self.close_waiters.push(done);
+                return Some(End::Close);
+            }
+            None => return Some(End::Close),
+        }
+        None
+    }
+
+    /// One connection: open, await `welcome`, rejoin, flush, serve.
+    async fn session(&mut self) -> End {
+        let options = self.shared.options.clone();
+        let open = Socket::open(&options.url, &options.headers).fuse();
+        pin_mut!(open);
+        let opened = loop {
+            let command = select_biased! {
+                opened = open => break opened,
+                command = self.commands.next() => command,
+            };
+            if let Some(end) = self.command_offline(command) {
+                return end;
+            }
+        };
+        let mut socket = match opened {
+            Ok(socket) => socket,
+            Err(err) => {
+                self.shared
+                    .handlers
+                    .emit_error(&Error::Transport(err.to_string()));
+                return End::Lost {
+                    code: None,
+                    reason: err.to_string(),
+                    welcomed: false,
+                    retry: err.is_transient(),
+                };
+            }
+        };
+        let welcome = {
+            let first = socket.next().fuse();
+            let deadline = runtime::sleep(options.welcome_timeout).fuse();
+            pin_mut!(first, deadline);
+            loop {
+                let command = select_biased! {
+                    incoming = first => break Some(incoming),
+                    () = deadline => break None,
+                    command = self.commands.next() => command,
+                };
+                if let Some(end) = self.command_offline(command) {
+                    return end;
+                }
+            }
+        };
+        let welcome = match welcome {
+            Some(Incoming::Text(text)) => match serde_json::from_str::<ServerFrame>(&text) {
+                Ok(ServerFrame::Welcome(welcome)) => welcome,
+                _ => {
+                    return lost(
+                        None,
+                        format!("expected a welcome frame, got {text:.200}"),
+                        false,
+                    );
+                }
+            },
+            Some(Incoming::Closed { code, reason }) => {
+                let retry = code.is_none_or(CloseCode::should_reconnect);
+                return End::Lost {
+                    code,
+                    reason,
+                    welcomed: false,
+                    retry,
+                };
+            }
+            Some(Incoming::Alive) => return lost(None, "expected a welcome frame".into(), false),
+            None => return lost(None, "no welcome frame in time".into(), false),
+        };
+        self.set_state(ConnectionState::Connected);
+        for waiter in self.connect_waiters.drain(..) {
+            let _ = waiter.send(Ok(()));
+        }
+        self.shared.handlers.emit_connected(&Connected {
+            session: welcome.session,
+            user: welcome.user,
+            heartbeat_ms: welcome.heartbeat_ms,
+        });
+        let end = self.serve(&mut socket).await;
+        self.connection_lost();
+        end
+    }
+
+    /// The connected loop.
+    async fn serve(&mut self, socket: &mut Socket) -> End {
+        // Rejoin first: the server handles frames in order, so the queued
+        // publishes that follow find their rooms joined.
+        let rooms: Vec<String> = self.rooms.iter().cloned().collect();
+        for room in rooms {
+            let replies = self.join_waiters.remove(&room).unwrap_or_default();
+            let id = self.next_id();
+            self.pending.insert(
+                id.clone(),
+                Pending::Join {
+                    room: room.clone(),
+                    replies,
+                },
+            );
+            if let Err(reason) = socket
+                .send(encode(ClientFrame::Join { id: Some(id), room }))
+                .await
+            {
+                return lost(None, reason, true);
+            }
+        }
+        while let Some(request) = self.queue.pop_front() {
+            if let Err(reason) = self.send(socket, request).await {
+                return lost(None, reason, true);
+            }
+        }
+        let heartbeat = self.shared.options.heartbeat.clone();
+        let interval = heartbeat
+            .as_ref()
+            .map_or(std::time::Duration::from_secs(3600), |h| h.interval);
+        let mut heard = true;
+        let mut silent = std::time::Duration::ZERO;
+        // One tick for the whole connection: traffic only sets `heard`, so
+        // steady traffic in either direction cannot postpone the silence check.
+        let tick = runtime::sleep(interval).fuse();
+        pin_mut!(tick);
+        loop {
+            let wake = {
+                let incoming = socket.next().fuse();
+                pin_mut!(incoming);
+                select_biased! {
+                    incoming = incoming => Wake::Incoming(incoming),
+                    command = self.commands.next() => Wake::Command(command),
+                    () = tick => Wake::Tick,
+                }
+            };
+            match wake {
+                Wake::Incoming(Incoming::Closed { code, reason }) => {
+                    let retry = code.is_none_or(CloseCode::should_reconnect);
+                    return End::Lost {
+                        code,
+                        reason,
+                        welcomed: true,
+                        retry,
+                    };
+                }
+                Wake::Incoming(Incoming::Alive) => heard = true,
+                Wake::Incoming(Incoming::Text(text)) => {
+                    heard = true;
+                    self.on_frame(&text);
+                }
+                Wake::Command(Some(Command::Request(request))) => {
+                    if let Err(reason) = self.send(socket, request).await {
+                        return lost(None, reason, true);
+                    }
+                }
+                Wake::Command(Some(Command::Connect(waiter))) => {
+                    let _ = waiter.send(Ok(()));
+                }
+                Wake::Command(Some(Command::Disconnect(done))) => {
+                    socket.close(CloseCode::NORMAL, "client disconnected").await;
+                    let _ = done.send(());
+                    return End::Idle;
+                }
+                Wake::Command(Some(Command::Close(done))) => {
+                    socket.close(CloseCode::NORMAL, "client closed").await;
+                    self.close_waiters.push(done);
+                    return End::Close;
+                }
+                Wake::Command(None) => {
+                    socket.close(CloseCode::NORMAL, "client dropped").await;
+                    return End::Close;
+                }
+                Wake::Tick => {
+                    tick.set(runtime::sleep(interval).fuse());
+                    let Some(heartbeat) = &heartbeat else {
+                        continue;
+                    };
+                    if heard {
+                        silent = std::time::Duration::ZERO;
+                    } else {
+                        silent += interval;
+                        if silent >= heartbeat.timeout {
+                            socket
+                                .close(CloseCode::HEARTBEAT_TIMEOUT, "heartbeat timeout")
+                                .await;
+                            return lost(
+                                None,
+                                "heartbeat timeout: the server went silent".into(),
+                                true,
+                            );
+                        }
+                    }
+                    heard = false;
+                    if let Err(reason) = socket.send(encode(ClientFrame::Ping { id: None })).await {
+                        return lost(None, reason, true);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Handles one frame from the server.
+    fn on_frame(&mut self, text: &str) {
+        let frame = match serde_json::from_str::<ServerFrame>(text) {
+            Ok(frame) => frame,
+            Err(err) => {
+                let error = Error::Protocol(format!("undecodable frame ({err}): {text:.200}"));
+                self.shared.handlers.emit_error(&error);
+                return;
+            }
+        };
+        match frame {
+            ServerFrame::Message(message) => self.shared.handlers.emit_message(&message),
+            ServerFrame::Presence(presence) => self.shared.handlers.emit_presence(&presence),
+            ServerFrame::Ack(ack) => match self.pending.remove(&ack.id) {
+                Some(Pending::Join { replies, .. }) => {
+                    for reply in replies {
+                        let _ = reply.send(Ok(ack.clone()));
+                    }
+                }
+                Some(Pending::Leave { reply } | Pending::Other { reply }) => {
+                    let _ = reply.send(Ok(ack));
+                }
+                None => {}
+            },
+            ServerFrame::Error(error) => {
+                let err = Error::Server {
+                    code: error.code,
+                    message: error.message,
+                };
+                match error.id.and_then(|id| self.pending.remove(&id)) {
+                    Some(Pending::Join { room, replies }) => {
+                        // A refused join is not rejoined later.
+                        self.rooms.remove(&room);
+                        for reply in replies {
+                            let _ = reply.send(Err(err.clone()));
+                        }
+                    }
+                    Some(Pending::Leave { reply } | Pending::Other { reply }) => {
+                        let _ = reply.send(Err(err));
+                    }
+                    None => self.shared.handlers.emit_error(&err),
+                }
+            }
+            ServerFrame::Welcome(_) | ServerFrame::Pong { .. } => {}
+        }
+    }
+
+    /// Sends a request now. On a send failure the request stays pending, and
+    /// the lost connection settles it.
+    async fn send(&mut self, socket: &mut Socket, request: Request) -> Result<(), String> {
+        if request.reply.is_canceled() {
+            return Ok(()); // its caller timed out while it waited offline
+        }
+        let id = self.next_id();
+        let (frame, pending) = match request.op {
+            Op::Join { room } => {
+                self.rooms.insert(room.clone());
+                let frame = ClientFrame::Join {
+                    id: Some(id.clone()),
+                    room: room.clone(),
+                };
+                (
+                    frame,
+                    Pending::Join {
+                        room,
+                        replies: vec![request.reply],
+                    },
+                )
+            }
+            Op::Leave { room } => {
+                self.rooms.remove(&room);
+                let frame = ClientFrame::Leave {
+                    id: Some(id.clone()),
+                    room,
+                };
+                (
+                    frame,
+                    Pending::Leave {
+                        reply: request.reply,
+                    },
+                )
+            }
+            Op::Publish { room, event, data } => {
+                let frame = ClientFrame::Publish {
+                    id: Some(id.clone()),
+                    room,
+                    event,
+                    data,
+                };
+                (
+                    frame,
+                    Pending::Other {
+                        reply: request.reply,
+                    },
+                )
+            }
+            Op::Send { to, event, data } => {
+                let frame = ClientFrame::Send {
+                    id: Some(id.clone()),
+                    to,
+                    event,
+                    data,
+                };
+                (
+                    frame,
+                    Pending::Other {
+                        reply: request.reply,
+                    },
+                )
+            }
+        };
+        self.pending.insert(id, pending);
+        socket.send(encode(frame)).await
+    }
+
+    /// Takes a request while not connected.
+    fn accept_offline(&mut self, request: Request) {
+        match request.op {
+            Op::Join { room } => {
+                self.rooms.insert(room.clone());
+                self.join_waiters
+                    .entry(room)
+                    .or_default()
+                    .push(request.reply);
+            }
+            Op::Leave { room } => {
+                // Nothing to tell the server: the next connection will not rejoin it.
+                self.rooms.remove(&room);
+                for waiter in self.join_waiters.remove(&room).unwrap_or_default() {
+                    let _ = waiter.send(Err(Error::Protocol(format!(
+                        "left `{room}` before joining it"
+                    ))));
+                }
+                let _ = request.reply.send(Ok(Ack::default()));
+            }
+            Op::Publish { .. } | Op::Send { .. } => {
+                let capacity = self.shared.options.offline_queue;
+                self.queue.retain(|queued| !queued.reply.is_canceled());
+                if self.queue.len() >= capacity {
+                    let _ = request.reply.send(Err(Error::QueueFull { capacity }));
+                } else {
+                    self.queue.push_back(request);
+                }
+            }
+        }
+    }
+
+    /// Settles what was in flight on a connection that is gone.
+    fn connection_lost(&mut self) {
+        for (_, pending) in self.pending.drain() {
+            match pending {
+                Pending::Join { room, replies } => {
+                    if self.rooms.contains(&room) {
+                        self.join_waiters.entry(room).or_default().extend(replies);
+                    }
+                }
+                Pending::Leave { reply } => {
+                    let _ = reply.send(Ok(Ack::default()));
+                }
+                Pending::Other { reply } => {
+                    let _ = reply.send(Err(Error::ConnectionLost));
+                }
+            }
+        }
+    }
+
+    /// No more retries: everything waiting for a connection fails now.
+    fn give_up(&mut self, reason: &str) {
+        let error = Error::GaveUp(reason.to_owned());
+        for waiter in self.connect_waiters.drain(..) {
+            let _ = waiter.send(Err(error.clone()));
+        }
+        for (_, waiters) in self.join_waiters.drain() {
+            for waiter in waiters {
+                let _ = waiter.send(Err(error.clone()));
+            }
+        }
+        for request in self.queue.drain(..) {
+            let _ = request.reply.send(Err(error.clone()));
+        }
+    }
+
+    /// `disconnect()` during connecting: `connect()` callers learn it failed;
+    /// queued requests wait for the next `connect()`.
+    fn abandon_connect(&mut self, reason: &str) {
+        for waiter in self.connect_waiters.drain(..) {
+            let _ = waiter.send(Err(Error::GaveUp(reason.to_owned())));
+        }
+    }
+
+    /// Closed for good: everything still waiting fails with [`Error::Closed`].
+    fn finish(&mut self) {
+        self.set_state(ConnectionState::Closed);
+        for waiter in self.connect_waiters.drain(..) {
+            let _ = waiter.send(Err(Error::Closed));
+        }
+        for (_, waiters) in self.join_waiters.drain() {
+            for waiter in waiters {
+                let _ = waiter.send(Err(Error::Closed));
+            }
+        }
+        for request in self.queue.drain(..) {
+            let _ = request.reply.send(Err(Error::Closed));
+        }
+        self.commands.close();
+        while let Ok(command) = self.commands.try_recv() {
+            match command {
+                Command::Connect(waiter) => {
+                    let _ = waiter.send(Err(Error::Closed));
+                }
+                Command::Request(request) => {
+                    let _ = request.reply.send(Err(Error::Closed));
+                }
+                Command::Disconnect(done) | Command::Close(done) => {
+                    let _ = done.send(());
+                }
+            }
+        }
+        for done in self.close_waiters.drain(..) {
+            let _ = done.send(());
+        }
+    }
+
+    fn next_id(&mut self) -> String {
+        self.next_id += 1;
+        format!("{}-{}", self.id_prefix, self.next_id)
+    }
+}
+
+fn lost(code: Option<CloseCode>, reason: String, welcomed: bool) -> End {
+    End::Lost {
+        code,
+        reason,
+        welcomed,
+        retry: true,
+    }
+}
+
+fn encode(frame: ClientFrame) -> String {
+    // Client frames hold only strings and `serde_json::Value`s.
+    serde_json::to_string(&frame).expect("client frames always serialize")
+}

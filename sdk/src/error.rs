@@ -1,0 +1,67 @@
+//! [`Error`]: everything a client call or the connection can fail with, and
+//! the crate's [`Result`] alias.
+
+use switchboard_protocol::{ErrorCode, NameError};
+
+/// A client failure. Cheap to clone, so one error can reach every waiter
+/// and every `error` handler.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum Error {
+    /// The server URL cannot be used.
+    #[error("invalid server URL: {0}")]
+    InvalidUrl(String),
+    /// A room name, event name or user id breaks the protocol's naming rules;
+    /// nothing was sent.
+    #[error("invalid {field}: {reason}")]
+    InvalidName {
+        /// Which argument.
+        field: &'static str,
+        /// Which rule.
+        reason: NameError,
+    },
+    /// The server answered the request with an `error` frame.
+    #[error("server refused the request: {code}: {message}")]
+    Server {
+        /// The server's error code.
+        code: ErrorCode,
+        /// The server's explanation.
+        message: String,
+    },
+    /// No answer within the request timeout. A request still waiting in the
+    /// offline queue is then dropped and never sent; one already sent may or
+    /// may not have been carried out.
+    #[error("timed out waiting for the server's answer")]
+    Timeout,
+    /// The offline queue is full; the request was not queued.
+    #[error("the offline queue is full ({capacity} requests)")]
+    QueueFull {
+        /// The queue's capacity.
+        capacity: usize,
+    },
+    /// The connection dropped after the request was sent and before its
+    /// answer: it may or may not have been carried out.
+    #[error("connection lost before the server answered")]
+    ConnectionLost,
+    /// The client was closed with [`Client::close`](crate::Client::close).
+    #[error("the client is closed")]
+    Closed,
+    /// The client cannot connect and will not retry: reconnecting is off,
+    /// attempts are exhausted, or the server said not to come back.
+    #[error("not connected and not retrying: {0}")]
+    GaveUp(String),
+    /// Opening or using the socket failed.
+    #[error("transport error: {0}")]
+    Transport(String),
+    /// The server sent something this client cannot understand.
+    #[error("protocol error: {0}")]
+    Protocol(String),
+    /// An event handler panicked; the client goes on.
+    #[error("an event handler panicked: {0}")]
+    HandlerPanicked(String),
+    /// `build()` was called outside an async runtime (natively: outside Tokio).
+    #[error("no async runtime: build the client inside a Tokio runtime")]
+    NoRuntime,
+}
+
+/// The SDK's result type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,48 @@
+//! What the client reports to the application besides messages: its
+//! [`ConnectionState`] and the lifecycle events handed to handlers.
+
+use switchboard_protocol::CloseCode;
+
+/// Where the client is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ConnectionState {
+    /// Not connected and not trying (before `connect()`, after
+    /// `disconnect()`, or after giving up).
+    Disconnected,
+    /// Opening a connection, or waiting to retry.
+    Connecting,
+    /// Connected: the server's `welcome` arrived.
+    Connected,
+    /// Closed for good with `close()`.
+    Closed,
+}
+
+/// The client is about to open a connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Connecting {
+    /// 0 for the first attempt after `connect()` or after a lost connection,
+    /// then 1, 2, … for each retry; reset only once a `welcome` arrives.
+    pub attempt: u32,
+}
+
+/// The connection is open and the server welcomed it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Connected {
+    /// The server's id for this connection.
+    pub session: String,
+    /// The user id the server resolved.
+    pub user: String,
+    /// The server's heartbeat interval in milliseconds.
+    pub heartbeat_ms: u64,
+}
+
+/// The connection closed or could not be opened.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Disconnected {
+    /// The close code, when the server sent one.
+    pub code: Option<CloseCode>,
+    /// Why, as far as the client knows.
+    pub reason: String,
+    /// Whether the client will try again on its own.
+    pub will_reconnect: bool,
+}
