@@ -77,7 +77,11 @@ impl Backoff {
 
     /// The delay for `attempt`, given a uniform random number in `[0, 1)`.
     pub fn delay_with(&self, attempt: u32, unit_random: f64) -> Duration {
-        let jitter = self.window(attempt).mul_f64(unit_random.clamp(0.0, 1.0));
+        let window = self.window(attempt);
+        // `mul_f64` panics when float rounding overflows; the checked
+        // conversion cannot, and the window bounds the result either way.
+        let scaled = window.as_secs_f64() * unit_random.clamp(0.0, 1.0);
+        let jitter = Duration::try_from_secs_f64(scaled).map_or(window, |j| j.min(window));
         self.min.saturating_add(jitter).min(self.max)
     }
 
