@@ -1,0 +1,324 @@
+//! Fixtures for the end-to-end tests: a real hub on a loopback port, SDK
+//! clients whose events arrive on a channel, raw WebSocket and raw TCP
+//! clients for what the SDK would never send, and an HTTP client.
+//!
+//! Nothing here sleeps to wait: every receive has a deadline
+//! ([`TIMEOUT`]) and fails the test when it passes.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use futures::{SinkExt, StreamExt};
+use switchboard_protocol::{ServerFrame, Welcome};
+use switchboard_sdk::{Client, ReconnectPolicy};
+use switchboard_server::Config;
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+use tokio_tungstenite::tungstenite::Message as WsMessage;
+
+pub use switchboard_protocol as protocol;
+pub use switchboard_sdk as sdk;
+pub use switchboard_server as server;
+
+/// How long any single expected event may take before the test fails.
+pub const TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A hub running in this process on a loopback port.
+pub struct TestServer {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<()>>,
+}
+
+impl TestServer {
+    /// Starts a hub with [`test_config`] on a free port.
+    pub async fn start() -> TestServer {
+        TestServer::start_with(test_config()).await
+    }
+
+    /// Starts a hub with `config` on a free port.
+    pub async fn start_with(config: Config) -> TestServer {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind a loopback port");
+        TestServer::serve(listener, config)
+    }
+
+    /// Starts a hub on a given address, retrying the bind until [`TIMEOUT`]
+    /// (the previous server on that port may still be letting go of it).
+    pub async fn start_on(addr: SocketAddr, config: Config) -> TestServer {
+        let deadline = tokio::time::Instant::now() + TIMEOUT;
+        loop {
+            match TcpListener::bind(addr).await {
+                Ok(listener) => return TestServer::serve(listener, config),
+                Err(err) if tokio::time::Instant::now() < deadline => {
+                    let _ = err;
+                    tokio::task::yield_now().await;
+                }
+                Err(err) => panic!("cannot bind {addr} again: {err}"),
+            }
+        }
+    }
+
+    fn serve(listener: TcpListener, config: Config) -> TestServer {
+        let addr = listener.local_addr().expect("local address");
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            let shutdown = async move {
+                let _ = stopped.await;
+            };
+            switchboard_server::run(listener, config, shutdown).await.expect("hub runs");
+        });
+        TestServer { addr, stop: Some(stop), task: Some(task) }
+    }
+
+    /// The WebSocket endpoint, without a query.
+    pub fn ws_url(&self) -> String {
+        format!("ws://{}/ws", self.addr)
+    }
+
+    /// An HTTP URL on this hub.
+    pub fn http(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// Shuts the hub down gracefully and waits until it has stopped.
+    pub async fn stop(mut self) {
+        self.shutdown().await;
+    }
+
+    async fn shutdown(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            tokio::time::timeout(TIMEOUT, task).await.expect("hub stops in time").expect("hub task");
+        }
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+/// The default configuration with a short shutdown grace, for tests.
+pub fn test_config() -> Config {
+    let mut config = Config::default();
+    config.shutdown_grace_ms = 2_000;
+    config
+}
+
+/// A reconnect policy fast enough for tests.
+pub fn fast_reconnect() -> ReconnectPolicy {
+    ReconnectPolicy {
+        enabled: true,
+        min_delay: Duration::from_millis(20),
+        max_delay: Duration::from_millis(200),
+        max_attempts: 0,
+    }
+}
+
+/// Everything an SDK client reports, in order.
+#[derive(Debug, Clone)]
+pub enum Event {
+    /// A message.
+    Message(protocol::Message),
+    /// A presence change.
+    Presence(protocol::Presence),
+    /// A connection attempt.
+    Connecting(u32),
+    /// A connection established.
+    Connected,
+    /// A connection lost.
+    Disconnected(sdk::Disconnected),
+    /// An error report.
+    Error(sdk::Error),
+}
+
+/// The events of one SDK client.
+pub struct Events {
+    rx: mpsc::UnboundedReceiver<Event>,
+}
+
+impl Events {
+    /// The next event; fails the test after [`TIMEOUT`].
+    pub async fn next(&mut self) -> Event {
+        tokio::time::timeout(TIMEOUT, self.rx.recv())
+            .await
+            .expect("an event within the timeout")
+            .expect("the client is alive")
+    }
+
+    /// Skips events until one matches, and returns it.
+    pub async fn wait_for(&mut self, what: &str, matches: impl Fn(&Event) -> bool) -> Event {
+        let deadline = tokio::time::Instant::now() + TIMEOUT;
+        loop {
+            let event = tokio::time::timeout_at(deadline, self.rx.recv())
+                .await
+                .unwrap_or_else(|_| panic!("timed out waiting for {what}"))
+                .expect("the client is alive");
+            if matches(&event) {
+                return event;
+            }
+        }
+    }
+
+    /// The next message, skipping lifecycle and presence events.
+    pub async fn next_message(&mut self) -> protocol::Message {
+        match self.wait_for("a message", |e| matches!(e, Event::Message(_))).await {
+            Event::Message(message) => message,
+            _ => unreachable!(),
+        }
+    }
+
+    /// The next presence event, skipping messages and lifecycle events.
+    pub async fn next_presence(&mut self) -> protocol::Presence {
+        match self.wait_for("a presence event", |e| matches!(e, Event::Presence(_))).await {
+            Event::Presence(presence) => presence,
+            _ => unreachable!(),
+        }
+    }
+
+    /// Every event received so far, without waiting.
+    pub fn drain(&mut self) -> Vec<Event> {
+        let mut events = Vec::new();
+        while let Ok(event) = self.rx.try_recv() {
+            events.push(event);
+        }
+        events
+    }
+}
+
+/// An SDK client for `user`, connected, with every event recorded.
+pub async fn connect(server: &TestServer, user: &str) -> (Client, Events) {
+    let (client, events) = client(server, user, fast_reconnect());
+    tokio::time::timeout(TIMEOUT, client.connect())
+        .await
+        .expect("connects within the timeout")
+        .expect("connects");
+    (client, events)
+}
+
+/// An SDK client for `user`, not yet connected, with every event recorded.
+pub fn client(server: &TestServer, user: &str, reconnect: ReconnectPolicy) -> (Client, Events) {
+    let client = Client::builder(server.ws_url())
+        .user(user)
+        .reconnect(reconnect)
+        .build()
+        .expect("client builds");
+    let events = record(&client);
+    (client, events)
+}
+
+/// Records every event of `client`.
+pub fn record(client: &Client) -> Events {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let t = tx.clone();
+    client.on_any(move |m| {
+        let _ = t.send(Event::Message(m.clone()));
+    });
+    let t = tx.clone();
+    client.on_presence(move |p| {
+        let _ = t.send(Event::Presence(p.clone()));
+    });
+    let t = tx.clone();
+    client.on_connecting(move |c| {
+        let _ = t.send(Event::Connecting(c.attempt));
+    });
+    let t = tx.clone();
+    client.on_connected(move |_| {
+        let _ = t.send(Event::Connected);
+    });
+    let t = tx.clone();
+    client.on_disconnected(move |d| {
+        let _ = t.send(Event::Disconnected(d.clone()));
+    });
+    client.on_error(move |e| {
+        let _ = tx.send(Event::Error(e.clone()));
+    });
+    Events { rx }
+}
+
+/// A raw WebSocket connection, for frames the SDK would never send.
+pub type RawSocket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// Opens a raw WebSocket as `user` and reads the `welcome`.
+pub async fn raw_connect(server: &TestServer, user: &str) -> (RawSocket, Welcome) {
+    let url = format!("{}?user_id={user}", server.ws_url());
+    let (mut socket, _) = tokio::time::timeout(TIMEOUT, tokio_tungstenite::connect_async(url))
+        .await
+        .expect("upgrade within the timeout")
+        .expect("upgrade accepted");
+    match raw_next(&mut socket).await {
+        ServerFrame::Welcome(welcome) => (socket, welcome),
+        other => panic!("expected welcome, got {other:?}"),
+    }
+}
+
+/// Sends a text frame on a raw socket.
+pub async fn raw_send(socket: &mut RawSocket, text: &str) {
+    socket.send(WsMessage::Text(text.into())).await.expect("send");
+}
+
+/// The next server frame on a raw socket, skipping control frames.
+pub async fn raw_next(socket: &mut RawSocket) -> ServerFrame {
+    loop {
+        match raw_next_message(socket).await {
+            WsMessage::Text(text) => return serde_json::from_str(&text).expect("a server frame"),
+            WsMessage::Ping(_) | WsMessage::Pong(_) => continue,
+            other => panic!("expected a text frame, got {other:?}"),
+        }
+    }
+}
+
+/// The next WebSocket message of any kind on a raw socket.
+pub async fn raw_next_message(socket: &mut RawSocket) -> WsMessage {
+    tokio::time::timeout(TIMEOUT, socket.next())
+        .await
+        .expect("a frame within the timeout")
+        .expect("the socket is open")
+        .expect("a readable frame")
+}
+
+/// Reads a raw socket until its close frame, returning the close code.
+pub async fn raw_close_code(socket: &mut RawSocket) -> u16 {
+    loop {
+        let message = tokio::time::timeout(TIMEOUT, socket.next())
+            .await
+            .expect("a close within the timeout");
+        match message {
+            Some(Ok(WsMessage::Close(Some(frame)))) => return u16::from(frame.code),
+            Some(Ok(WsMessage::Close(None))) => panic!("closed without a code"),
+            Some(Ok(_)) => continue,
+            Some(Err(err)) => panic!("socket failed before a close frame: {err}"),
+            None => panic!("socket ended before a close frame"),
+        }
+    }
+}
+
+/// An HTTP client for the admin API.
+pub fn http() -> reqwest::Client {
+    reqwest::Client::builder().timeout(TIMEOUT).build().expect("http client")
+}
+
+/// Polls `probe` until it returns `Some`, for at most [`TIMEOUT`]. For
+/// conditions only visible by asking (such as the hub's counters).
+pub async fn eventually<T, F, Fut>(what: &str, mut probe: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + TIMEOUT;
+    loop {
+        if let Some(value) = probe().await {
+            return value;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
