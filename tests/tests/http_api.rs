@@ -1,0 +1,176 @@
+//! The HTTP admin API against a real hub, with SDK clients on the other end.
+
+use serde_json::{Value, json};
+use switchboard_sdk::{CloseCode, ConnectionState};
+use switchboard_tests::{Event, TestServer, connect, http};
+
+async fn get(server: &TestServer, path: &str) -> (u16, Value) {
+    let response = http().get(server.http(path)).send().await.unwrap();
+    (response.status().as_u16(), response.json().await.unwrap())
+}
+
+async fn post(server: &TestServer, path: &str, body: Value) -> (u16, Value) {
+    let response = http().post(server.http(path)).json(&body).send().await.unwrap();
+    (response.status().as_u16(), response.json().await.unwrap())
+}
+
+#[tokio::test]
+async fn health_answers() {
+    let server = TestServer::start().await;
+    let (status, body) = get(&server, "/health").await;
+    assert_eq!(status, 200);
+    assert_eq!(body["status"], "ok");
+    assert_eq!(body["protocol"], 1);
+}
+
+#[tokio::test]
+async fn send_reaches_every_connection_of_the_user_from_the_server() {
+    let server = TestServer::start().await;
+    let (_tab1, mut tab1) = connect(&server, "bob").await;
+    let (_tab2, mut tab2) = connect(&server, "bob").await;
+    let (status, body) =
+        post(&server, "/api/send", json!({"to": "bob", "event": "notice", "data": {"n": 1}})).await;
+    assert_eq!((status, body), (200, json!({"delivered": 2})));
+    for events in [&mut tab1, &mut tab2] {
+        let message = events.next_message().await;
+        assert_eq!(message.from, "server");
+        assert_eq!(message.to.as_deref(), Some("bob"));
+        assert_eq!((message.event.as_str(), message.data), ("notice", json!({"n": 1})));
+    }
+    let (status, body) = post(&server, "/api/send", json!({"to": "ghost", "event": "x"})).await;
+    assert_eq!((status, body), (200, json!({"delivered": 0})));
+}
+
+#[tokio::test]
+async fn server_name_is_configurable() {
+    let mut config = switchboard_tests::test_config();
+    config.server_name = "ops".into();
+    let server = TestServer::start_with(config).await;
+    let (_bob, mut events) = connect(&server, "bob").await;
+    post(&server, "/api/send", json!({"to": "bob", "event": "notice"})).await;
+    assert_eq!(events.next_message().await.from, "ops");
+}
+
+#[tokio::test]
+async fn broadcast_reaches_everyone_or_one_room() {
+    let server = TestServer::start().await;
+    let (alice, mut alice_events) = connect(&server, "alice").await;
+    let (_bob, mut bob_events) = connect(&server, "bob").await;
+    alice.join("news").await.unwrap();
+
+    let (status, body) =
+        post(&server, "/api/broadcast", json!({"event": "maintenance", "data": "soon"})).await;
+    assert_eq!((status, body), (200, json!({"delivered": 2})));
+    for events in [&mut alice_events, &mut bob_events] {
+        let message = events.next_message().await;
+        assert_eq!((message.event.as_str(), message.from.as_str()), ("maintenance", "server"));
+        assert_eq!((message.room, message.to), (None, None));
+    }
+
+    let (status, body) =
+        post(&server, "/api/broadcast", json!({"event": "headline", "room": "news", "data": 1}))
+            .await;
+    assert_eq!((status, body), (200, json!({"delivered": 1})));
+    let message = alice_events.next_message().await;
+    assert_eq!((message.event.as_str(), message.room.as_deref()), ("headline", Some("news")));
+    // Bob is in no room: a later private message arrives first.
+    post(&server, "/api/send", json!({"to": "bob", "event": "marker"})).await;
+    assert_eq!(bob_events.next_message().await.event, "marker");
+}
+
+#[tokio::test]
+async fn stats_online_and_rooms_describe_the_hub() {
+    let server = TestServer::start().await;
+    let (alice, _a) = connect(&server, "alice").await;
+    let (alice2, _a2) = connect(&server, "alice").await;
+    let (bob, _b) = connect(&server, "bob").await;
+    alice.join("general").await.unwrap();
+    alice2.join("general").await.unwrap();
+    bob.join("general").await.unwrap();
+    bob.join("random").await.unwrap();
+    alice.publish("general", "chat", 1).await.unwrap();
+    bob.publish("general", "chat", 2).await.unwrap();
+    bob.send("alice", "dm", 3).await.unwrap();
+
+    let (_, stats) = get(&server, "/api/stats").await;
+    assert_eq!(stats["connections"], 3);
+    assert_eq!(stats["users"], 2);
+    assert_eq!(stats["rooms"], 2);
+    assert_eq!(stats["messages_total"], 3);
+    assert_eq!(stats["connections_total"], 3);
+
+    let (_, online) = get(&server, "/api/online").await;
+    assert_eq!(online, json!({"count": 2, "users": ["alice", "bob"]}));
+
+    let (_, rooms) = get(&server, "/api/rooms").await;
+    assert_eq!(
+        rooms,
+        json!({"rooms": [
+            {"id": "general", "members": 2, "connections": 3, "messages": 2},
+            {"id": "random", "members": 1, "connections": 1, "messages": 0},
+        ]})
+    );
+    let (status, room) = get(&server, "/api/rooms/general").await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        room,
+        json!({"id": "general", "members": ["alice", "bob"], "connections": 3, "messages": 2})
+    );
+
+    bob.close().await;
+    switchboard_tests::eventually("bob to go offline", || async {
+        let (_, online) = get(&server, "/api/online").await;
+        (online["users"] == json!(["alice"])).then_some(())
+    })
+    .await;
+    let (status, body) = get(&server, "/api/rooms/random").await;
+    assert_eq!(status, 404, "an empty room disappears");
+    assert_eq!(body["error"]["code"], "not_found");
+    let (_, stats) = get(&server, "/api/stats").await;
+    assert_eq!((stats["connections"].clone(), stats["connections_total"].clone()), (json!(2), json!(3)));
+}
+
+#[tokio::test]
+async fn errors_are_json_with_a_code_and_a_fitting_status() {
+    let server = TestServer::start().await;
+    let (status, body) = post(&server, "/api/send", json!({"to": "bob"})).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (422, Some("invalid_body")));
+    let (status, body) = post(&server, "/api/send", json!({"to": "", "event": "x"})).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (422, Some("invalid_name")));
+    let response = http()
+        .post(server.http("/api/broadcast"))
+        .header("content-type", "application/json")
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 400);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "invalid_body");
+    let (status, body) = get(&server, "/api/nothing-here").await;
+    assert_eq!((status, body["error"]["code"].as_str()), (404, Some("not_found")));
+    let response = http().delete(server.http("/api/stats")).send().await.unwrap();
+    assert_eq!(response.status().as_u16(), 405);
+    let (status, body) = get(&server, "/ws").await;
+    assert_eq!((status, body["error"]["code"].as_str()), (400, Some("invalid_identity")));
+    let (status, body) = get(&server, "/ws?user_id=alice").await;
+    assert_eq!((status, body["error"]["code"].as_str()), (426, Some("not_websocket")));
+    let big = "x".repeat(600 * 1024);
+    let (status, _) = post(&server, "/api/broadcast", json!({"event": "big", "data": big})).await;
+    assert_eq!(status, 413, "bodies over max_message_bytes are refused");
+}
+
+#[tokio::test]
+async fn disconnect_kicks_a_user_and_the_sdk_does_not_come_back() {
+    let server = TestServer::start().await;
+    let (mallory, mut events) = connect(&server, "mallory").await;
+    let (status, body) = post(&server, "/api/disconnect", json!({"user": "mallory"})).await;
+    assert_eq!((status, body), (200, json!({"disconnected": 1})));
+    let event = events.wait_for("disconnected", |e| matches!(e, Event::Disconnected(_))).await;
+    let Event::Disconnected(disconnected) = event else { unreachable!() };
+    assert_eq!(disconnected.code, Some(CloseCode::KICKED));
+    assert!(!disconnected.will_reconnect, "4501 means do not reconnect");
+    assert_eq!(mallory.state(), ConnectionState::Disconnected, "idle, not retrying");
+    let (status, body) = post(&server, "/api/disconnect", json!({"user": "x", "code": 1001})).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (400, Some("bad_request")));
+}
