@@ -33,6 +33,18 @@ const WRITE_BATCH: usize = 64;
 /// a TCP reset caused by unread input.
 const CLOSE_LINGER: Duration = Duration::from_secs(2);
 
+/// The close reason sent to every session when the node shuts down.
+const SHUTDOWN: &str = "server shutting down";
+
+/// What woke the session up.
+enum Wake {
+    Shutdown,
+    Close(CloseCode, String),
+    Queued(Utf8Bytes),
+    Incoming(Option<Result<WsMessage, axum::Error>>),
+    Tick,
+}
+
 /// What to do after handling one event.
 enum Flow {
     Continue,
@@ -125,22 +137,39 @@ where
             tokio::time::interval_at(Instant::now() + heartbeat.interval(), heartbeat.interval());
         ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
         loop {
+            let wake = tokio::select! {
+                biased;
+                () = shutdown.cancelled() => Wake::Shutdown,
+                (code, reason) = close_signal.requested() => Wake::Close(code, reason),
+                Some(frame) = self.queue.recv() => Wake::Queued(frame),
+                incoming = self.socket.next() => Wake::Incoming(incoming),
+                _ = ticker.tick() => Wake::Tick,
+            };
+            // Handling may write to a socket whose peer stopped reading; the
+            // close signals must still win then, or a stalled client would pin
+            // its session forever.
             let flow = tokio::select! {
                 biased;
-                () = shutdown.cancelled() => {
-                    Flow::Close(CloseCode::GOING_AWAY, "server shutting down".to_owned())
-                }
+                () = shutdown.cancelled() => Flow::Close(CloseCode::GOING_AWAY, SHUTDOWN.to_owned()),
                 (code, reason) = close_signal.requested() => Flow::Close(code, reason),
-                Some(frame) = self.queue.recv() => self.write_queued(frame).await,
-                incoming = self.socket.next() => {
-                    self.last_heard = Instant::now();
-                    self.on_incoming(incoming).await
-                }
-                _ = ticker.tick() => self.on_tick(heartbeat.timeout()).await,
+                flow = self.on_wake(wake, heartbeat.timeout()) => flow,
             };
             if !matches!(flow, Flow::Continue) {
                 return flow;
             }
+        }
+    }
+
+    async fn on_wake(&mut self, wake: Wake, timeout: Duration) -> Flow {
+        match wake {
+            Wake::Shutdown => Flow::Close(CloseCode::GOING_AWAY, SHUTDOWN.to_owned()),
+            Wake::Close(code, reason) => Flow::Close(code, reason),
+            Wake::Queued(frame) => self.write_queued(frame).await,
+            Wake::Incoming(incoming) => {
+                self.last_heard = Instant::now();
+                self.on_incoming(incoming).await
+            }
+            Wake::Tick => self.on_tick(timeout).await,
         }
     }
 
@@ -340,22 +369,23 @@ where
         }
     }
 
-    /// Sends a close frame, then reads until the peer answers or hangs up, for
-    /// at most [`CLOSE_LINGER`].
+    /// Sends a close frame, then reads until the peer answers or hangs up,
+    /// all within [`CLOSE_LINGER`]: a peer that stopped reading (a slow
+    /// consumer) may never take the close frame, and is then simply dropped.
     async fn close(&mut self, code: CloseCode, reason: &str) {
         let frame = CloseFrame {
             code: code.0,
             reason: Utf8Bytes::from(truncate_reason(reason)),
         };
-        if self
-            .socket
-            .send(WsMessage::Close(Some(frame)))
-            .await
-            .is_err()
-        {
-            return;
-        }
         let _ = tokio::time::timeout(CLOSE_LINGER, async {
+            if self
+                .socket
+                .send(WsMessage::Close(Some(frame)))
+                .await
+                .is_err()
+            {
+                return;
+            }
             while let Some(Ok(message)) = self.socket.next().await {
                 if matches!(message, WsMessage::Close(_)) {
                     break;

@@ -40,7 +40,9 @@ impl TestServer {
 
     /// Starts a hub with `config` on a free port.
     pub async fn start_with(config: Config) -> TestServer {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind a loopback port");
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind a loopback port");
         TestServer::serve(listener, config)
     }
 
@@ -67,9 +69,15 @@ impl TestServer {
             let shutdown = async move {
                 let _ = stopped.await;
             };
-            switchboard_server::run(listener, config, shutdown).await.expect("hub runs");
+            switchboard_server::run(listener, config, shutdown)
+                .await
+                .expect("hub runs");
         });
-        TestServer { addr, stop: Some(stop), task: Some(task) }
+        TestServer {
+            addr,
+            stop: Some(stop),
+            task: Some(task),
+        }
     }
 
     /// The WebSocket endpoint, without a query.
@@ -92,7 +100,10 @@ impl TestServer {
             let _ = stop.send(());
         }
         if let Some(task) = self.task.take() {
-            tokio::time::timeout(TIMEOUT, task).await.expect("hub stops in time").expect("hub task");
+            tokio::time::timeout(TIMEOUT, task)
+                .await
+                .expect("hub stops in time")
+                .expect("hub task");
         }
     }
 }
@@ -169,7 +180,10 @@ impl Events {
 
     /// The next message, skipping lifecycle and presence events.
     pub async fn next_message(&mut self) -> protocol::Message {
-        match self.wait_for("a message", |e| matches!(e, Event::Message(_))).await {
+        match self
+            .wait_for("a message", |e| matches!(e, Event::Message(_)))
+            .await
+        {
             Event::Message(message) => message,
             _ => unreachable!(),
         }
@@ -177,7 +191,10 @@ impl Events {
 
     /// The next presence event, skipping messages and lifecycle events.
     pub async fn next_presence(&mut self) -> protocol::Presence {
-        match self.wait_for("a presence event", |e| matches!(e, Event::Presence(_))).await {
+        match self
+            .wait_for("a presence event", |e| matches!(e, Event::Presence(_)))
+            .await
+        {
             Event::Presence(presence) => presence,
             _ => unreachable!(),
         }
@@ -262,7 +279,10 @@ pub async fn raw_connect(server: &TestServer, user: &str) -> (RawSocket, Welcome
 
 /// Sends a text frame on a raw socket.
 pub async fn raw_send(socket: &mut RawSocket, text: &str) {
-    socket.send(WsMessage::Text(text.into())).await.expect("send");
+    socket
+        .send(WsMessage::Text(text.into()))
+        .await
+        .expect("send");
 }
 
 /// The next server frame on a raw socket, skipping control frames.
@@ -303,7 +323,10 @@ pub async fn raw_close_code(socket: &mut RawSocket) -> u16 {
 
 /// An HTTP client for the admin API.
 pub fn http() -> reqwest::Client {
-    reqwest::Client::builder().timeout(TIMEOUT).build().expect("http client")
+    reqwest::Client::builder()
+        .timeout(TIMEOUT)
+        .build()
+        .expect("http client")
 }
 
 /// Polls `probe` until it returns `Some`, for at most [`TIMEOUT`]. For
@@ -318,7 +341,148 @@ where
         if let Some(value) = probe().await {
             return value;
         }
-        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+}
+
+/// A WebSocket spoken by hand over TCP: it never answers pings and reads
+/// only when told to, which no WebSocket library will do.
+pub struct RawTcp {
+    stream: tokio::net::TcpStream,
+    buffer: Vec<u8>,
+}
+
+/// One frame read by [`RawTcp`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RawFrame {
+    /// The opcode (1 text, 2 binary, 8 close, 9 ping, 10 pong).
+    pub opcode: u8,
+    /// The unmasked payload.
+    pub payload: Vec<u8>,
+}
+
+impl RawFrame {
+    /// The close code, for a close frame.
+    pub fn close_code(&self) -> Option<u16> {
+        (self.opcode == 8 && self.payload.len() >= 2)
+            .then(|| u16::from_be_bytes([self.payload[0], self.payload[1]]))
+    }
+}
+
+impl RawTcp {
+    /// Performs the upgrade handshake for `GET /ws?{query}`.
+    pub async fn connect(server: &TestServer, query: &str) -> RawTcp {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut stream = tokio::net::TcpStream::connect(server.addr)
+            .await
+            .expect("tcp connect");
+        let request = format!(
+            "GET /ws?{query} HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+            server.addr
+        );
+        stream
+            .write_all(request.as_bytes())
+            .await
+            .expect("send handshake");
+        let mut buffer = Vec::new();
+        let end = tokio::time::timeout(TIMEOUT, async {
+            loop {
+                let mut chunk = [0u8; 4096];
+                let n = stream.read(&mut chunk).await.expect("read handshake");
+                assert!(n > 0, "connection closed during the handshake");
+                buffer.extend_from_slice(&chunk[..n]);
+                if let Some(at) = buffer.windows(4).position(|w| w == b"\r\n\r\n") {
+                    return at + 4;
+                }
+            }
+        })
+        .await
+        .expect("handshake answered within the timeout");
+        let head = String::from_utf8_lossy(&buffer[..end]).to_string();
+        assert!(head.starts_with("HTTP/1.1 101"), "upgrade refused: {head}");
+        buffer.drain(..end);
+        RawTcp { stream, buffer }
+    }
+
+    /// Sends a masked frame (a zero mask, which RFC 6455 allows).
+    pub async fn send_frame(&mut self, opcode: u8, fin: bool, payload: &[u8]) {
+        use tokio::io::AsyncWriteExt;
+        let mut frame = vec![if fin { 0x80 } else { 0 } | opcode];
+        match payload.len() {
+            n if n < 126 => frame.push(0x80 | n as u8),
+            n if n <= u16::MAX as usize => {
+                frame.push(0x80 | 126);
+                frame.extend_from_slice(&(n as u16).to_be_bytes());
+            }
+            n => {
+                frame.push(0x80 | 127);
+                frame.extend_from_slice(&(n as u64).to_be_bytes());
+            }
+        }
+        frame.extend_from_slice(&[0, 0, 0, 0]);
+        frame.extend_from_slice(payload);
+        self.stream.write_all(&frame).await.expect("send frame");
+    }
+
+    /// Reads the next frame; `None` when the connection ended.
+    pub async fn next_frame(&mut self) -> Option<RawFrame> {
+        use tokio::io::AsyncReadExt;
+        tokio::time::timeout(TIMEOUT, async {
+            loop {
+                if let Some((frame, used)) = parse_frame(&self.buffer) {
+                    self.buffer.drain(..used);
+                    return Some(frame);
+                }
+                let mut chunk = [0u8; 65536];
+                match self.stream.read(&mut chunk).await {
+                    Ok(0) | Err(_) => return None,
+                    Ok(n) => self.buffer.extend_from_slice(&chunk[..n]),
+                }
+            }
+        })
+        .await
+        .expect("a frame or the end within the timeout")
+    }
+
+    /// Reads frames until a close frame, returning its code; fails the test
+    /// if the connection ends without one.
+    pub async fn close_code(&mut self) -> u16 {
+        loop {
+            match self.next_frame().await {
+                Some(frame) if frame.opcode == 8 => {
+                    return frame.close_code().expect("a close code");
+                }
+                Some(_) => continue,
+                None => panic!("connection ended without a close frame"),
+            }
+        }
+    }
+}
+
+/// Parses one unmasked server frame from the front of `bytes`.
+fn parse_frame(bytes: &[u8]) -> Option<(RawFrame, usize)> {
+    if bytes.len() < 2 {
+        return None;
+    }
+    let opcode = bytes[0] & 0x0f;
+    let (len, header) = match bytes[1] & 0x7f {
+        126 if bytes.len() >= 4 => (u16::from_be_bytes([bytes[2], bytes[3]]) as usize, 4),
+        127 if bytes.len() >= 10 => {
+            let mut raw = [0u8; 8];
+            raw.copy_from_slice(&bytes[2..10]);
+            (u64::from_be_bytes(raw) as usize, 10)
+        }
+        126 | 127 => return None,
+        n => (n as usize, 2),
+    };
+    if bytes.len() < header + len {
+        return None;
+    }
+    let payload = bytes[header..header + len].to_vec();
+    Some((RawFrame { opcode, payload }, header + len))
 }
