@@ -31,10 +31,7 @@ impl Default for ReconnectPolicy {
 impl ReconnectPolicy {
     /// A policy that never reconnects.
     pub fn disabled() -> ReconnectPolicy {
-        ReconnectPolicy {
-            enabled: false,
-            ..ReconnectPolicy::default()
-        }
+        ReconnectPolicy { enabled: false, ..ReconnectPolicy::default() }
     }
 
     /// Whether another attempt is allowed after `failed` consecutive failures.
@@ -44,10 +41,7 @@ impl ReconnectPolicy {
 
     /// The delay before attempt number `attempt` (0 for the first retry).
     pub fn backoff(&self) -> Backoff {
-        Backoff {
-            min: self.min_delay,
-            max: self.max_delay,
-        }
+        Backoff { min: self.min_delay, max: self.max_delay }
     }
 }
 
@@ -101,79 +95,50 @@ mod tests {
 
     #[test]
     fn delays_stay_within_the_formulas_bounds() {
-        let backoff = Backoff {
-            min: ms(100),
-            max: ms(10_000),
-        };
+        let backoff = Backoff { min: ms(100), max: ms(10_000) };
         for attempt in 0..200 {
             let upper = (ms(100) + backoff.window(attempt)).min(ms(10_000));
             for _ in 0..200 {
                 let delay = backoff.delay(attempt);
                 assert!(delay >= ms(100), "attempt {attempt}: {delay:?} below min");
-                assert!(
-                    delay <= upper,
-                    "attempt {attempt}: {delay:?} above {upper:?}"
-                );
+                assert!(delay <= upper, "attempt {attempt}: {delay:?} above {upper:?}");
             }
         }
     }
 
     #[test]
     fn the_window_doubles_then_caps() {
-        let backoff = Backoff {
-            min: ms(100),
-            max: ms(1_000),
-        };
+        let backoff = Backoff { min: ms(100), max: ms(1_000) };
         assert_eq!(backoff.window(0), ms(100));
         assert_eq!(backoff.window(1), ms(200));
         assert_eq!(backoff.window(3), ms(800));
         assert_eq!(backoff.window(4), ms(1_000));
-        assert_eq!(
-            backoff.window(u32::MAX),
-            ms(1_000),
-            "huge attempts never overflow"
-        );
+        assert_eq!(backoff.window(u32::MAX), ms(1_000), "huge attempts never overflow");
     }
 
     #[test]
     fn extremes_of_the_random_draw_hit_the_bounds() {
-        let backoff = Backoff {
-            min: ms(100),
-            max: ms(1_000),
-        };
+        let backoff = Backoff { min: ms(100), max: ms(1_000) };
         assert_eq!(backoff.delay_with(2, 0.0), ms(100));
         assert_eq!(backoff.delay_with(2, 1.0), ms(500));
         assert_eq!(backoff.delay_with(30, 1.0), ms(1_000), "never above max");
-        let huge = Backoff {
-            min: Duration::MAX / 2,
-            max: Duration::MAX,
-        };
+        let huge = Backoff { min: Duration::MAX / 2, max: Duration::MAX };
         assert_eq!(huge.delay_with(u32::MAX, 1.0), Duration::MAX);
     }
 
     #[test]
     fn jitter_spreads_clients() {
-        let backoff = Backoff {
-            min: ms(100),
-            max: ms(10_000),
-        };
+        let backoff = Backoff { min: ms(100), max: ms(10_000) };
         let delays: std::collections::HashSet<Duration> =
             (0..50).map(|_| backoff.delay(5)).collect();
-        assert!(
-            delays.len() > 40,
-            "full jitter gives distinct delays, got {}",
-            delays.len()
-        );
+        assert!(delays.len() > 40, "full jitter gives distinct delays, got {}", delays.len());
     }
 
     #[test]
     fn max_attempts_zero_means_unlimited() {
         let policy = ReconnectPolicy::default();
         assert!(policy.allows(1_000_000));
-        let limited = ReconnectPolicy {
-            max_attempts: 3,
-            ..ReconnectPolicy::default()
-        };
+        let limited = ReconnectPolicy { max_attempts: 3, ..ReconnectPolicy::default() };
         assert!(limited.allows(2) && !limited.allows(3));
         assert!(!ReconnectPolicy::disabled().allows(0));
     }

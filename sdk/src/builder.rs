@@ -20,10 +20,7 @@ pub struct Heartbeat {
 
 impl Default for Heartbeat {
     fn default() -> Self {
-        Heartbeat {
-            interval: Duration::from_secs(25),
-            timeout: Duration::from_secs(60),
-        }
+        Heartbeat { interval: Duration::from_secs(25), timeout: Duration::from_secs(60) }
     }
 }
 
@@ -120,10 +117,8 @@ impl ClientBuilder {
             )));
         }
         if let Some(user) = &self.user {
-            switchboard_protocol::validate_name(user).map_err(|reason| Error::InvalidName {
-                field: "user",
-                reason,
-            })?;
+            switchboard_protocol::validate_name(user)
+                .map_err(|reason| Error::InvalidName { field: "user", reason })?;
             url.query_pairs_mut().append_pair("user_id", user);
         }
         if let Some(heartbeat) = &self.heartbeat {

@@ -106,22 +106,14 @@ impl Client {
     /// joined rooms are rejoined after every reconnect.
     pub async fn join(&self, room: &str) -> Result<Vec<String>> {
         check_name("room", room)?;
-        let ack = self
-            .request(Op::Join {
-                room: room.to_owned(),
-            })
-            .await?;
+        let ack = self.request(Op::Join { room: room.to_owned() }).await?;
         Ok(ack.members.unwrap_or_default())
     }
 
     /// Leaves a room.
     pub async fn leave(&self, room: &str) -> Result<()> {
         check_name("room", room)?;
-        self.request(Op::Leave {
-            room: room.to_owned(),
-        })
-        .await
-        .map(drop)
+        self.request(Op::Leave { room: room.to_owned() }).await.map(drop)
     }
 
     /// Publishes `data` as `event` to every connection in `room` (this one
@@ -130,11 +122,7 @@ impl Client {
         check_name("room", room)?;
         check_name("event", event)?;
         let data = to_value(data)?;
-        let op = Op::Publish {
-            room: room.to_owned(),
-            event: event.to_owned(),
-            data,
-        };
+        let op = Op::Publish { room: room.to_owned(), event: event.to_owned(), data };
         self.request(op).await.map(drop)
     }
 
@@ -144,11 +132,7 @@ impl Client {
         check_name("to", to)?;
         check_name("event", event)?;
         let data = to_value(data)?;
-        let op = Op::Send {
-            to: to.to_owned(),
-            event: event.to_owned(),
-            data,
-        };
+        let op = Op::Send { to: to.to_owned(), event: event.to_owned(), data };
         let ack = self.request(op).await?;
         Ok(ack.delivered.unwrap_or(0))
     }
@@ -222,9 +206,7 @@ impl Client {
     }
 
     fn command(&self, command: Command) -> Result<()> {
-        self.commands
-            .unbounded_send(command)
-            .map_err(|_| Error::Closed)
+        self.commands.unbounded_send(command).map_err(|_| Error::Closed)
     }
 
     /// Hands a request to the driver and waits for its answer, at most the

@@ -48,22 +48,10 @@ pub(crate) struct Request {
 
 /// What a request asks.
 pub(crate) enum Op {
-    Join {
-        room: String,
-    },
-    Leave {
-        room: String,
-    },
-    Publish {
-        room: String,
-        event: String,
-        data: Value,
-    },
-    Send {
-        to: String,
-        event: String,
-        data: Value,
-    },
+    Join { room: String },
+    Leave { room: String },
+    Publish { room: String, event: String, data: Value },
+    Send { to: String, event: String, data: Value },
 }
 
 type Reply = oneshot::Sender<Result<Ack>>;
@@ -85,12 +73,7 @@ enum End {
     /// `close()` was called or every handle is gone: stop.
     Close,
     /// The socket could not be opened or was lost.
-    Lost {
-        code: Option<CloseCode>,
-        reason: String,
-        welcomed: bool,
-        retry: bool,
-    },
+    Lost { code: Option<CloseCode>, reason: String, welcomed: bool, retry: bool },
 }
 
 /// Something a wait was interrupted by.
@@ -177,16 +160,9 @@ impl Driver {
         let mut failed: u32 = 0;
         loop {
             self.set_state(ConnectionState::Connecting);
-            self.shared
-                .handlers
-                .emit_connecting(&Connecting { attempt: failed });
+            self.shared.handlers.emit_connecting(&Connecting { attempt: failed });
             let (code, reason, retry) = match self.session().await {
-                End::Lost {
-                    code,
-                    reason,
-                    welcomed,
-                    retry,
-                } => {
+                End::Lost { code, reason, welcomed, retry } => {
                     if welcomed {
                         failed = 0;
                     } else {
@@ -270,9 +246,7 @@ impl Driver {
         let mut socket = match opened {
             Ok(socket) => socket,
             Err(err) => {
-                self.shared
-                    .handlers
-                    .emit_error(&Error::Transport(err.to_string()));
+                self.shared.handlers.emit_error(&Error::Transport(err.to_string()));
                 return End::Lost {
                     code: None,
                     reason: err.to_string(),
@@ -300,21 +274,12 @@ impl Driver {
             Some(Incoming::Text(text)) => match serde_json::from_str::<ServerFrame>(&text) {
                 Ok(ServerFrame::Welcome(welcome)) => welcome,
                 _ => {
-                    return lost(
-                        None,
-                        format!("expected a welcome frame, got {text:.200}"),
-                        false,
-                    );
+                    return lost(None, format!("expected a welcome frame, got {text:.200}"), false);
                 }
             },
             Some(Incoming::Closed { code, reason }) => {
                 let retry = code.is_none_or(CloseCode::should_reconnect);
-                return End::Lost {
-                    code,
-                    reason,
-                    welcomed: false,
-                    retry,
-                };
+                return End::Lost { code, reason, welcomed: false, retry };
             }
             Some(Incoming::Alive) => return lost(None, "expected a welcome frame".into(), false),
             None => return lost(None, "no welcome frame in time".into(), false),
@@ -341,16 +306,8 @@ impl Driver {
         for room in rooms {
             let replies = self.join_waiters.remove(&room).unwrap_or_default();
             let id = self.next_id();
-            self.pending.insert(
-                id.clone(),
-                Pending::Join {
-                    room: room.clone(),
-                    replies,
-                },
-            );
-            if let Err(reason) = socket
-                .send(encode(ClientFrame::Join { id: Some(id), room }))
-                .await
+            self.pending.insert(id.clone(), Pending::Join { room: room.clone(), replies });
+            if let Err(reason) = socket.send(encode(ClientFrame::Join { id: Some(id), room })).await
             {
                 return lost(None, reason, true);
             }
@@ -361,9 +318,8 @@ impl Driver {
             }
         }
         let heartbeat = self.shared.options.heartbeat.clone();
-        let interval = heartbeat
-            .as_ref()
-            .map_or(std::time::Duration::from_secs(3600), |h| h.interval);
+        let interval =
+            heartbeat.as_ref().map_or(std::time::Duration::from_secs(3600), |h| h.interval);
         let mut heard = true;
         let mut silent = std::time::Duration::ZERO;
         // One tick for the whole connection: traffic only sets `heard`, so
@@ -383,12 +339,7 @@ impl Driver {
             match wake {
                 Wake::Incoming(Incoming::Closed { code, reason }) => {
                     let retry = code.is_none_or(CloseCode::should_reconnect);
-                    return End::Lost {
-                        code,
-                        reason,
-                        welcomed: true,
-                        retry,
-                    };
+                    return End::Lost { code, reason, welcomed: true, retry };
                 }
                 Wake::Incoming(Incoming::Alive) => heard = true,
                 Wake::Incoming(Incoming::Text(text)) => {
@@ -427,9 +378,7 @@ impl Driver {
                     } else {
                         silent += interval;
                         if silent >= heartbeat.timeout {
-                            socket
-                                .close(CloseCode::HEARTBEAT_TIMEOUT, "heartbeat timeout")
-                                .await;
+                            socket.close(CloseCode::HEARTBEAT_TIMEOUT, "heartbeat timeout").await;
                             return lost(
                                 None,
                                 "heartbeat timeout: the server went silent".into(),
@@ -471,10 +420,7 @@ impl Driver {
                 None => {}
             },
             ServerFrame::Error(error) => {
-                let err = Error::Server {
-                    code: error.code,
-                    message: error.message,
-                };
+                let err = Error::Server { code: error.code, message: error.message };
                 match error.id.and_then(|id| self.pending.remove(&id)) {
                     Some(Pending::Join { room, replies }) => {
                         // A refused join is not rejoined later.
@@ -503,58 +449,21 @@ impl Driver {
         let (frame, pending) = match request.op {
             Op::Join { room } => {
                 self.rooms.insert(room.clone());
-                let frame = ClientFrame::Join {
-                    id: Some(id.clone()),
-                    room: room.clone(),
-                };
-                (
-                    frame,
-                    Pending::Join {
-                        room,
-                        replies: vec![request.reply],
-                    },
-                )
+                let frame = ClientFrame::Join { id: Some(id.clone()), room: room.clone() };
+                (frame, Pending::Join { room, replies: vec![request.reply] })
             }
             Op::Leave { room } => {
                 self.rooms.remove(&room);
-                let frame = ClientFrame::Leave {
-                    id: Some(id.clone()),
-                    room,
-                };
-                (
-                    frame,
-                    Pending::Leave {
-                        reply: request.reply,
-                    },
-                )
+                let frame = ClientFrame::Leave { id: Some(id.clone()), room };
+                (frame, Pending::Leave { reply: request.reply })
             }
             Op::Publish { room, event, data } => {
-                let frame = ClientFrame::Publish {
-                    id: Some(id.clone()),
-                    room,
-                    event,
-                    data,
-                };
-                (
-                    frame,
-                    Pending::Other {
-                        reply: request.reply,
-                    },
-                )
+                let frame = ClientFrame::Publish { id: Some(id.clone()), room, event, data };
+                (frame, Pending::Other { reply: request.reply })
             }
             Op::Send { to, event, data } => {
-                let frame = ClientFrame::Send {
-                    id: Some(id.clone()),
-                    to,
-                    event,
-                    data,
-                };
-                (
-                    frame,
-                    Pending::Other {
-                        reply: request.reply,
-                    },
-                )
+                let frame = ClientFrame::Send { id: Some(id.clone()), to, event, data };
+                (frame, Pending::Other { reply: request.reply })
             }
         };
         self.pending.insert(id, pending);
@@ -566,18 +475,14 @@ impl Driver {
         match request.op {
             Op::Join { room } => {
                 self.rooms.insert(room.clone());
-                self.join_waiters
-                    .entry(room)
-                    .or_default()
-                    .push(request.reply);
+                self.join_waiters.entry(room).or_default().push(request.reply);
             }
             Op::Leave { room } => {
                 // Nothing to tell the server: the next connection will not rejoin it.
                 self.rooms.remove(&room);
                 for waiter in self.join_waiters.remove(&room).unwrap_or_default() {
-                    let _ = waiter.send(Err(Error::Protocol(format!(
-                        "left `{room}` before joining it"
-                    ))));
+                    let _ = waiter
+                        .send(Err(Error::Protocol(format!("left `{room}` before joining it"))));
                 }
                 let _ = request.reply.send(Ok(Ack::default()));
             }
@@ -676,12 +581,7 @@ impl Driver {
 }
 
 fn lost(code: Option<CloseCode>, reason: String, welcomed: bool) -> End {
-    End::Lost {
-        code,
-        reason,
-        welcomed,
-        retry: true,
-    }
+    End::Lost { code, reason, welcomed, retry: true }
 }
 
 fn encode(frame: ClientFrame) -> String {

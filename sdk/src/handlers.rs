@@ -88,12 +88,7 @@ impl Handlers {
 
     pub(crate) fn on(&self, event: &str, handler: impl Handler<Message>) -> HandlerId {
         self.add(|lists, id| {
-            lists
-                .events
-                .entry(event.to_owned())
-                .or_default()
-                .0
-                .push((id, Arc::new(handler)))
+            lists.events.entry(event.to_owned()).or_default().0.push((id, Arc::new(handler)))
         })
     }
 
@@ -104,12 +99,7 @@ impl Handlers {
     lifecycle!(on_presence, emit_presence, presence, Presence);
     lifecycle!(on_connecting, emit_connecting, connecting, Connecting);
     lifecycle!(on_connected, emit_connected, connected, Connected);
-    lifecycle!(
-        on_disconnected,
-        emit_disconnected,
-        disconnected,
-        Disconnected
-    );
+    lifecycle!(on_disconnected, emit_disconnected, disconnected, Disconnected);
     lifecycle!(on_error, emit_error, error, Error);
 
     /// Removes a handler; returns whether it was registered.
@@ -135,11 +125,8 @@ impl Handlers {
     pub(crate) fn emit_message(&self, message: &Message) {
         let handlers = {
             let lists = self.lock();
-            let mut handlers = lists
-                .events
-                .get(&message.event)
-                .map(List::snapshot)
-                .unwrap_or_default();
+            let mut handlers =
+                lists.events.get(&message.event).map(List::snapshot).unwrap_or_default();
             handlers.extend(lists.any.snapshot());
             handlers
         };
@@ -210,10 +197,7 @@ mod tests {
         });
         handlers.emit_message(&message("chat"));
         handlers.emit_message(&message("other"));
-        assert_eq!(
-            (chats.load(Ordering::SeqCst), all.load(Ordering::SeqCst)),
-            (1, 2)
-        );
+        assert_eq!((chats.load(Ordering::SeqCst), all.load(Ordering::SeqCst)), (1, 2));
         assert!(handlers.off(id));
         assert!(!handlers.off(id), "removing twice reports false");
         handlers.emit_message(&message("chat"));
@@ -234,10 +218,7 @@ mod tests {
         });
         handlers.emit_message(&message("chat"));
         assert_eq!(ran.load(Ordering::SeqCst), 1);
-        assert_eq!(
-            *errors.lock().unwrap(),
-            vec![Error::HandlerPanicked("boom".into())]
-        );
+        assert_eq!(*errors.lock().unwrap(), vec![Error::HandlerPanicked("boom".into())]);
     }
 
     #[test]

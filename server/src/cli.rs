@@ -13,11 +13,7 @@ use crate::error::ConfigError;
 
 /// Command-line flags of `switchboard`. Each has an environment variable.
 #[derive(Debug, Clone, Parser)]
-#[command(
-    name = "switchboard",
-    version,
-    about = "Switchboard real-time messaging hub"
-)]
+#[command(name = "switchboard", version, about = "Switchboard real-time messaging hub")]
 pub struct Cli {
     /// TOML configuration file.
     #[arg(short, long, env = "SWITCHBOARD_CONFIG")]
@@ -81,19 +77,13 @@ impl Cli {
                 *slot = value;
             }
         };
-        set(
-            &mut config.heartbeat.interval_ms,
-            self.heartbeat_interval_ms,
-        );
+        set(&mut config.heartbeat.interval_ms, self.heartbeat_interval_ms);
         set(&mut config.heartbeat.timeout_ms, self.heartbeat_timeout_ms);
         let limits = &mut config.limits;
         for (slot, value) in [
             (&mut limits.max_message_bytes, self.max_message_bytes),
             (&mut limits.max_connections, self.max_connections),
-            (
-                &mut limits.outbound_queue_messages,
-                self.outbound_queue_messages,
-            ),
+            (&mut limits.outbound_queue_messages, self.outbound_queue_messages),
             (&mut limits.outbound_queue_bytes, self.outbound_queue_bytes),
         ] {
             if let Some(value) = value {
@@ -135,11 +125,7 @@ mod tests {
         ])
         .unwrap();
         let config = cli.config().unwrap();
-        assert_eq!(
-            config.bind.to_string(),
-            "127.0.0.1:9100",
-            "the flag beats the file"
-        );
+        assert_eq!(config.bind.to_string(), "127.0.0.1:9100", "the flag beats the file");
         assert_eq!(config.server_name, "hq", "the file beats the default");
         assert_eq!(config.limits.max_connections, 5);
         std::fs::remove_dir_all(dir).unwrap();

@@ -60,10 +60,7 @@ pub struct HeartbeatConfig {
 
 impl Default for HeartbeatConfig {
     fn default() -> Self {
-        HeartbeatConfig {
-            interval_ms: 25_000,
-            timeout_ms: 60_000,
-        }
+        HeartbeatConfig { interval_ms: 25_000, timeout_ms: 60_000 }
     }
 }
 
@@ -123,9 +120,7 @@ pub struct RoomsConfig {
 
 impl Default for RoomsConfig {
     fn default() -> Self {
-        RoomsConfig {
-            publish_requires_join: true,
-        }
+        RoomsConfig { publish_requires_join: true }
     }
 }
 
@@ -139,10 +134,8 @@ impl Config {
 
     /// Reads and parses a TOML file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.to_owned(),
-            source,
-        })?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
         Config::from_toml(&text)
     }
 
@@ -204,10 +197,7 @@ mod tests {
 
     #[test]
     fn unknown_keys_and_bad_values_are_refused() {
-        assert!(matches!(
-            Config::from_toml("bnid = \"x\""),
-            Err(ConfigError::Parse(_))
-        ));
+        assert!(matches!(Config::from_toml("bnid = \"x\""), Err(ConfigError::Parse(_))));
         assert!(matches!(
             Config::from_toml("[heartbeat]\ninterval_ms = 5000\ntimeout_ms = 100\n"),
             Err(ConfigError::Invalid(_))

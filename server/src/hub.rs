@@ -99,9 +99,7 @@ impl Hub {
     }
 
     fn write(&self) -> RwLockWriteGuard<'_, Registry> {
-        self.registry
-            .write()
-            .unwrap_or_else(PoisonError::into_inner)
+        self.registry.write().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// A fresh hub-local key for a connection.
@@ -112,18 +110,8 @@ impl Hub {
     /// Adds a connection.
     pub(crate) fn register(&self, outbound: Arc<Outbound>) {
         let mut registry = self.write();
-        registry
-            .users
-            .entry(outbound.user.clone())
-            .or_default()
-            .push(outbound.key);
-        registry.sessions.insert(
-            outbound.key,
-            SessionEntry {
-                outbound,
-                rooms: HashSet::new(),
-            },
-        );
+        registry.users.entry(outbound.user.clone()).or_default().push(outbound.key);
+        registry.sessions.insert(outbound.key, SessionEntry { outbound, rooms: HashSet::new() });
         drop(registry);
         self.counters.connection_opened();
     }
@@ -168,21 +156,14 @@ impl Hub {
         let newly = entry.rooms.insert(room_name.clone());
         let room = registry.rooms.entry(room_name).or_default();
         let announce = newly && room.insert(entry.outbound.clone());
-        Some(Joined {
-            newly,
-            announce,
-            members: room.users(),
-        })
+        Some(Joined { newly, announce, members: room.users() })
     }
 
     /// Takes a connection out of a room; an emptied room disappears.
     pub(crate) fn leave(&self, key: u64, room_name: &str) -> Left {
         let mut registry = self.write();
         let registry = &mut *registry;
-        let not_member = Left {
-            was_member: false,
-            announce: false,
-        };
+        let not_member = Left { was_member: false, announce: false };
         let Some(entry) = registry.sessions.get_mut(&key) else {
             return not_member;
         };
@@ -196,18 +177,12 @@ impl Hub {
         if room.is_empty() {
             registry.rooms.remove(room_name);
         }
-        Left {
-            was_member: true,
-            announce,
-        }
+        Left { was_member: true, announce }
     }
 
     /// Whether a connection is in a room.
     pub(crate) fn is_member(&self, key: u64, room_name: &str) -> bool {
-        self.read()
-            .sessions
-            .get(&key)
-            .is_some_and(|entry| entry.rooms.contains(room_name))
+        self.read().sessions.get(&key).is_some_and(|entry| entry.rooms.contains(room_name))
     }
 
     /// Delivers a serialized frame to this node's connections that `target`
@@ -344,15 +319,9 @@ mod tests {
         let (tab2, _q2) = connect(&hub, "alice");
         assert!(hub.join(tab1, "general").unwrap().announce);
         let second = hub.join(tab2, "general").unwrap();
-        assert!(
-            second.newly && !second.announce,
-            "a second tab announces nothing"
-        );
+        assert!(second.newly && !second.announce, "a second tab announces nothing");
         assert_eq!(second.members, vec!["alice".to_owned()]);
-        assert!(
-            !hub.leave(tab1, "general").announce,
-            "alice still has a tab in the room"
-        );
+        assert!(!hub.leave(tab1, "general").announce, "alice still has a tab in the room");
         assert!(hub.leave(tab2, "general").announce);
         assert_eq!(hub.room_count(), 0, "an empty room disappears");
     }
@@ -376,16 +345,10 @@ mod tests {
         let (a, _qa) = connect(&hub, "alice");
         hub.join(a, "x").unwrap();
         hub.join(a, "y").unwrap();
-        let mut left: Vec<String> = hub
-            .unregister(a)
-            .into_iter()
-            .map(|(r, _)| r.to_string())
-            .collect();
+        let mut left: Vec<String> =
+            hub.unregister(a).into_iter().map(|(r, _)| r.to_string()).collect();
         left.sort();
         assert_eq!(left, ["x", "y"]);
-        assert_eq!(
-            (hub.connection_count(), hub.user_count(), hub.room_count()),
-            (0, 0, 0)
-        );
+        assert_eq!((hub.connection_count(), hub.user_count(), hub.room_count()), (0, 0, 0));
     }
 }

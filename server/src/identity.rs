@@ -40,7 +40,5 @@ pub enum IdentityError {
 pub fn resolve(query: &ConnectQuery, _headers: &HeaderMap) -> Result<Identity, IdentityError> {
     let user = query.user_id.as_deref().ok_or(IdentityError::MissingUser)?;
     validate_name(user).map_err(IdentityError::InvalidUser)?;
-    Ok(Identity {
-        user: Arc::from(user),
-    })
+    Ok(Identity { user: Arc::from(user) })
 }

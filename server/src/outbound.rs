@@ -98,10 +98,7 @@ impl Outbound {
     }
 
     fn overflow(&self) {
-        self.close.close(
-            CloseCode::SLOW_CONSUMER,
-            "outbound queue overflowed: read faster",
-        );
+        self.close.close(CloseCode::SLOW_CONSUMER, "outbound queue overflowed: read faster");
     }
 
     /// Asks the session to close with `code`. The first request wins.
@@ -160,11 +157,7 @@ impl CloseSignal {
     /// Resolves once a close was requested, with its code and reason.
     pub(crate) async fn requested(&self) -> (CloseCode, String) {
         self.inner.token.cancelled().await;
-        self.inner
-            .reason
-            .get()
-            .cloned()
-            .unwrap_or((CloseCode::INTERNAL_ERROR, String::new()))
+        self.inner.reason.get().cloned().unwrap_or((CloseCode::INTERNAL_ERROR, String::new()))
     }
 }
 
@@ -179,11 +172,7 @@ mod tests {
         assert_eq!(outbound.push(&frame), Pushed::Queued);
         assert_eq!(outbound.push(&frame), Pushed::Queued);
         assert_eq!(outbound.push(&frame), Pushed::Overflowed);
-        assert_eq!(
-            outbound.push(&frame),
-            Pushed::Gone,
-            "closing connections take nothing more"
-        );
+        assert_eq!(outbound.push(&frame), Pushed::Gone, "closing connections take nothing more");
         let (code, _) = outbound.close_signal().requested().await;
         assert_eq!(code, CloseCode::SLOW_CONSUMER);
         assert_eq!(queue.recv().await.as_deref(), Some("x"));
@@ -196,14 +185,8 @@ mod tests {
         // Draining frees the bytes again.
         assert_eq!(queue.recv().await.as_deref(), Some("123456"));
         assert_eq!(outbound.push(&Utf8Bytes::from("123456")), Pushed::Queued);
-        assert_eq!(
-            outbound.push(&Utf8Bytes::from("123456")),
-            Pushed::Overflowed
-        );
-        assert_eq!(
-            outbound.close_signal().requested().await.0,
-            CloseCode::SLOW_CONSUMER
-        );
+        assert_eq!(outbound.push(&Utf8Bytes::from("123456")), Pushed::Overflowed);
+        assert_eq!(outbound.close_signal().requested().await.0, CloseCode::SLOW_CONSUMER);
     }
 
     #[tokio::test]

@@ -252,12 +252,7 @@ where
                 }
                 self.ack(id, |_| {}).await
             }
-            ClientFrame::Publish {
-                id,
-                room,
-                event,
-                data,
-            } => {
+            ClientFrame::Publish { id, room, event, data } => {
                 if let Err(flow) = self.check_name(&id, "room", &room).await {
                     return flow;
                 }
@@ -283,12 +278,7 @@ where
                     Err(err) => self.fail(id, ErrorCode::UNAVAILABLE, err.to_string()).await,
                 }
             }
-            ClientFrame::Send {
-                id,
-                to,
-                event,
-                data,
-            } => {
+            ClientFrame::Send { id, to, event, data } => {
                 if let Err(flow) = self.check_name(&id, "to", &to).await {
                     return flow;
                 }
@@ -304,10 +294,7 @@ where
                     ts: now_ms(),
                 };
                 match self.deliver(Target::User(to.into()), message).await {
-                    Ok(reached) => {
-                        self.ack(id, |ack| ack.delivered = Some(reached as u64))
-                            .await
-                    }
+                    Ok(reached) => self.ack(id, |ack| ack.delivered = Some(reached as u64)).await,
                     Err(err) => self.fail(id, ErrorCode::UNAVAILABLE, err.to_string()).await,
                 }
             }
@@ -337,9 +324,7 @@ where
             Ok(()) => Ok(()),
             Err(err) => {
                 let message = format!("invalid `{field}`: {err}");
-                Err(self
-                    .fail(id.clone(), ErrorCode::INVALID_NAME, message)
-                    .await)
+                Err(self.fail(id.clone(), ErrorCode::INVALID_NAME, message).await)
             }
         }
     }
@@ -347,10 +332,7 @@ where
     /// Acks a request that had an `id`; requests without one get no answer.
     async fn ack(&mut self, id: Option<String>, fill: impl FnOnce(&mut Ack)) -> Flow {
         let Some(id) = id else { return Flow::Continue };
-        let mut ack = Ack {
-            id,
-            ..Ack::default()
-        };
+        let mut ack = Ack { id, ..Ack::default() };
         fill(&mut ack);
         self.reply(&ServerFrame::Ack(ack)).await
     }
@@ -358,8 +340,7 @@ where
     /// Reports an error; the connection stays open.
     async fn fail(&mut self, id: Option<String>, code: ErrorCode, message: String) -> Flow {
         debug!(session = %self.id, %code, %message, "request refused");
-        self.reply(&ServerFrame::Error(ErrorFrame { id, code, message }))
-            .await
+        self.reply(&ServerFrame::Error(ErrorFrame { id, code, message })).await
     }
 
     async fn reply(&mut self, frame: &ServerFrame) -> Flow {
@@ -373,17 +354,9 @@ where
     /// all within [`CLOSE_LINGER`]: a peer that stopped reading (a slow
     /// consumer) may never take the close frame, and is then simply dropped.
     async fn close(&mut self, code: CloseCode, reason: &str) {
-        let frame = CloseFrame {
-            code: code.0,
-            reason: Utf8Bytes::from(truncate_reason(reason)),
-        };
+        let frame = CloseFrame { code: code.0, reason: Utf8Bytes::from(truncate_reason(reason)) };
         let _ = tokio::time::timeout(CLOSE_LINGER, async {
-            if self
-                .socket
-                .send(WsMessage::Close(Some(frame)))
-                .await
-                .is_err()
-            {
+            if self.socket.send(WsMessage::Close(Some(frame))).await.is_err() {
                 return;
             }
             while let Some(Ok(message)) = self.socket.next().await {
@@ -403,14 +376,8 @@ async fn deliver(
     message: Message,
 ) -> Result<usize, crate::broker::BrokerError> {
     let frame = encode(&ServerFrame::Message(message));
-    let reached = state
-        .broker()
-        .publish(Delivery {
-            target,
-            frame,
-            kind: DeliveryKind::Message,
-        })
-        .await?;
+    let reached =
+        state.broker().publish(Delivery { target, frame, kind: DeliveryKind::Message }).await?;
     state.hub().counters.message_accepted();
     Ok(reached)
 }
@@ -423,11 +390,8 @@ async fn announce(state: &AppState, room: &str, user: &str, action: PresenceActi
         user: user.to_owned(),
         action,
     }));
-    let delivery = Delivery {
-        target: Target::Room(room.into()),
-        frame,
-        kind: DeliveryKind::Presence,
-    };
+    let delivery =
+        Delivery { target: Target::Room(room.into()), frame, kind: DeliveryKind::Presence };
     if let Err(err) = state.broker().publish(delivery).await {
         tracing::warn!(%room, %user, ?action, %err, "presence not delivered");
     }
@@ -439,14 +403,12 @@ fn read_error_flow(err: axum::Error) -> Flow {
         return Flow::Gone;
     };
     match *err {
-        tungstenite::Error::Capacity(cause) => Flow::Close(
-            CloseCode::MESSAGE_TOO_BIG,
-            format!("message too big: {cause}"),
-        ),
-        tungstenite::Error::Utf8(_) => Flow::Close(
-            CloseCode::INVALID_PAYLOAD,
-            "text frame is not valid UTF-8".to_owned(),
-        ),
+        tungstenite::Error::Capacity(cause) => {
+            Flow::Close(CloseCode::MESSAGE_TOO_BIG, format!("message too big: {cause}"))
+        }
+        tungstenite::Error::Utf8(_) => {
+            Flow::Close(CloseCode::INVALID_PAYLOAD, "text frame is not valid UTF-8".to_owned())
+        }
         tungstenite::Error::Protocol(cause) => {
             Flow::Close(CloseCode(1002), format!("protocol error: {cause}"))
         }
@@ -507,9 +469,7 @@ mod tests {
 
     impl Peer {
         fn send(&self, text: &str) {
-            self.to_session
-                .unbounded_send(Ok(WsMessage::Text(text.into())))
-                .unwrap();
+            self.to_session.unbounded_send(Ok(WsMessage::Text(text.into()))).unwrap();
         }
 
         async fn next(&mut self) -> WsMessage {
@@ -537,14 +497,7 @@ mod tests {
             Identity { user: user.into() },
         );
         let task = tokio::spawn(session.run(None));
-        (
-            Peer {
-                to_session,
-                from_session,
-            },
-            state,
-            task,
-        )
+        (Peer { to_session, from_session }, state, task)
     }
 
     #[tokio::test(start_paused = true)]
@@ -582,15 +535,9 @@ mod tests {
         assert!(matches!(peer.next_frame().await, ServerFrame::Welcome(_)));
         for _ in 0..10 {
             assert!(matches!(peer.next().await, WsMessage::Ping(_)));
-            peer.to_session
-                .unbounded_send(Ok(WsMessage::Pong(Default::default())))
-                .unwrap();
+            peer.to_session.unbounded_send(Ok(WsMessage::Pong(Default::default()))).unwrap();
         }
-        assert_eq!(
-            state.hub().connection_count(),
-            1,
-            "still connected after 10 s"
-        );
+        assert_eq!(state.hub().connection_count(), 1, "still connected after 10 s");
     }
 
     #[tokio::test]
@@ -605,10 +552,7 @@ mod tests {
         peer.send(r#"{"type":"join","id":"j","room":""}"#);
         match peer.next_frame().await {
             ServerFrame::Error(e) => {
-                assert_eq!(
-                    (e.code, e.id.as_deref()),
-                    (ErrorCode::INVALID_NAME, Some("j"))
-                )
+                assert_eq!((e.code, e.id.as_deref()), (ErrorCode::INVALID_NAME, Some("j")))
             }
             other => panic!("{other:?}"),
         }
@@ -618,12 +562,7 @@ mod tests {
             other => panic!("{other:?}"),
         }
         peer.send(r#"{"type":"ping","id":"7"}"#);
-        assert_eq!(
-            peer.next_frame().await,
-            ServerFrame::Pong {
-                id: Some("7".into())
-            }
-        );
+        assert_eq!(peer.next_frame().await, ServerFrame::Pong { id: Some("7".into()) });
     }
 
     #[tokio::test]

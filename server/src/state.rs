@@ -112,10 +112,7 @@ impl AppState {
     pub async fn drain(&self) {
         self.inner.tasks.close();
         let grace = Duration::from_millis(self.inner.config.shutdown_grace_ms);
-        if tokio::time::timeout(grace, self.inner.tasks.wait())
-            .await
-            .is_err()
-        {
+        if tokio::time::timeout(grace, self.inner.tasks.wait()).await.is_err() {
             tracing::warn!(
                 remaining = self.inner.tasks.len(),
                 "sessions still open after the shutdown grace period"

@@ -14,7 +14,5 @@ pub(crate) fn encode(frame: &ServerFrame) -> Utf8Bytes {
 
 /// Now, in Unix milliseconds.
 pub(crate) fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }

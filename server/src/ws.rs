@@ -35,11 +35,7 @@ pub(crate) async fn upgrade(
     };
     if let Some(room) = &query.room {
         if let Err(err) = validate_name(room) {
-            return ApiError::InvalidName {
-                field: "room",
-                reason: err,
-            }
-            .into_response();
+            return ApiError::InvalidName { field: "room", reason: err }.into_response();
         }
     }
     let upgrade = match upgrade {

@@ -40,9 +40,7 @@ impl TestServer {
 
     /// Starts a hub with `config` on a free port.
     pub async fn start_with(config: Config) -> TestServer {
-        let listener = TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind a loopback port");
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind a loopback port");
         TestServer::serve(listener, config)
     }
 
@@ -69,15 +67,9 @@ impl TestServer {
             let shutdown = async move {
                 let _ = stopped.await;
             };
-            switchboard_server::run(listener, config, shutdown)
-                .await
-                .expect("hub runs");
+            switchboard_server::run(listener, config, shutdown).await.expect("hub runs");
         });
-        TestServer {
-            addr,
-            stop: Some(stop),
-            task: Some(task),
-        }
+        TestServer { addr, stop: Some(stop), task: Some(task) }
     }
 
     /// The WebSocket endpoint, without a query.
@@ -118,9 +110,7 @@ impl Drop for TestServer {
 
 /// The default configuration with a short shutdown grace, for tests.
 pub fn test_config() -> Config {
-    let mut config = Config::default();
-    config.shutdown_grace_ms = 2_000;
-    config
+    Config { shutdown_grace_ms: 2_000, ..Config::default() }
 }
 
 /// A reconnect policy fast enough for tests.
@@ -180,10 +170,7 @@ impl Events {
 
     /// The next message, skipping lifecycle and presence events.
     pub async fn next_message(&mut self) -> protocol::Message {
-        match self
-            .wait_for("a message", |e| matches!(e, Event::Message(_)))
-            .await
-        {
+        match self.wait_for("a message", |e| matches!(e, Event::Message(_))).await {
             Event::Message(message) => message,
             _ => unreachable!(),
         }
@@ -191,10 +178,7 @@ impl Events {
 
     /// The next presence event, skipping messages and lifecycle events.
     pub async fn next_presence(&mut self) -> protocol::Presence {
-        match self
-            .wait_for("a presence event", |e| matches!(e, Event::Presence(_)))
-            .await
-        {
+        match self.wait_for("a presence event", |e| matches!(e, Event::Presence(_))).await {
             Event::Presence(presence) => presence,
             _ => unreachable!(),
         }
@@ -279,10 +263,7 @@ pub async fn raw_connect(server: &TestServer, user: &str) -> (RawSocket, Welcome
 
 /// Sends a text frame on a raw socket.
 pub async fn raw_send(socket: &mut RawSocket, text: &str) {
-    socket
-        .send(WsMessage::Text(text.into()))
-        .await
-        .expect("send");
+    socket.send(WsMessage::Text(text.into())).await.expect("send");
 }
 
 /// The next server frame on a raw socket, skipping control frames.
@@ -308,9 +289,8 @@ pub async fn raw_next_message(socket: &mut RawSocket) -> WsMessage {
 /// Reads a raw socket until its close frame, returning the close code.
 pub async fn raw_close_code(socket: &mut RawSocket) -> u16 {
     loop {
-        let message = tokio::time::timeout(TIMEOUT, socket.next())
-            .await
-            .expect("a close within the timeout");
+        let message =
+            tokio::time::timeout(TIMEOUT, socket.next()).await.expect("a close within the timeout");
         match message {
             Some(Ok(WsMessage::Close(Some(frame)))) => return u16::from(frame.code),
             Some(Ok(WsMessage::Close(None))) => panic!("closed without a code"),
@@ -323,10 +303,7 @@ pub async fn raw_close_code(socket: &mut RawSocket) -> u16 {
 
 /// An HTTP client for the admin API.
 pub fn http() -> reqwest::Client {
-    reqwest::Client::builder()
-        .timeout(TIMEOUT)
-        .build()
-        .expect("http client")
+    reqwest::Client::builder().timeout(TIMEOUT).build().expect("http client")
 }
 
 /// Polls `probe` until it returns `Some`, for at most [`TIMEOUT`]. For
@@ -341,10 +318,7 @@ where
         if let Some(value) = probe().await {
             return value;
         }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
+        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
@@ -377,18 +351,13 @@ impl RawTcp {
     /// Performs the upgrade handshake for `GET /ws?{query}`.
     pub async fn connect(server: &TestServer, query: &str) -> RawTcp {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let mut stream = tokio::net::TcpStream::connect(server.addr)
-            .await
-            .expect("tcp connect");
+        let mut stream = tokio::net::TcpStream::connect(server.addr).await.expect("tcp connect");
         let request = format!(
             "GET /ws?{query} HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
              Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
             server.addr
         );
-        stream
-            .write_all(request.as_bytes())
-            .await
-            .expect("send handshake");
+        stream.write_all(request.as_bytes()).await.expect("send handshake");
         let mut buffer = Vec::new();
         let end = tokio::time::timeout(TIMEOUT, async {
             loop {

@@ -10,12 +10,7 @@ async fn get(server: &TestServer, path: &str) -> (u16, Value) {
 }
 
 async fn post(server: &TestServer, path: &str, body: Value) -> (u16, Value) {
-    let response = http()
-        .post(server.http(path))
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
+    let response = http().post(server.http(path)).json(&body).send().await.unwrap();
     (response.status().as_u16(), response.json().await.unwrap())
 }
 
@@ -33,21 +28,14 @@ async fn send_reaches_every_connection_of_the_user_from_the_server() {
     let server = TestServer::start().await;
     let (_tab1, mut tab1) = connect(&server, "bob").await;
     let (_tab2, mut tab2) = connect(&server, "bob").await;
-    let (status, body) = post(
-        &server,
-        "/api/send",
-        json!({"to": "bob", "event": "notice", "data": {"n": 1}}),
-    )
-    .await;
+    let (status, body) =
+        post(&server, "/api/send", json!({"to": "bob", "event": "notice", "data": {"n": 1}})).await;
     assert_eq!((status, body), (200, json!({"delivered": 2})));
     for events in [&mut tab1, &mut tab2] {
         let message = events.next_message().await;
         assert_eq!(message.from, "server");
         assert_eq!(message.to.as_deref(), Some("bob"));
-        assert_eq!(
-            (message.event.as_str(), message.data),
-            ("notice", json!({"n": 1}))
-        );
+        assert_eq!((message.event.as_str(), message.data), ("notice", json!({"n": 1})));
     }
     let (status, body) = post(&server, "/api/send", json!({"to": "ghost", "event": "x"})).await;
     assert_eq!((status, body), (200, json!({"delivered": 0})));
@@ -59,12 +47,7 @@ async fn server_name_is_configurable() {
     config.server_name = "ops".into();
     let server = TestServer::start_with(config).await;
     let (_bob, mut events) = connect(&server, "bob").await;
-    post(
-        &server,
-        "/api/send",
-        json!({"to": "bob", "event": "notice"}),
-    )
-    .await;
+    post(&server, "/api/send", json!({"to": "bob", "event": "notice"})).await;
     assert_eq!(events.next_message().await.from, "ops");
 }
 
@@ -75,41 +58,23 @@ async fn broadcast_reaches_everyone_or_one_room() {
     let (_bob, mut bob_events) = connect(&server, "bob").await;
     alice.join("news").await.unwrap();
 
-    let (status, body) = post(
-        &server,
-        "/api/broadcast",
-        json!({"event": "maintenance", "data": "soon"}),
-    )
-    .await;
+    let (status, body) =
+        post(&server, "/api/broadcast", json!({"event": "maintenance", "data": "soon"})).await;
     assert_eq!((status, body), (200, json!({"delivered": 2})));
     for events in [&mut alice_events, &mut bob_events] {
         let message = events.next_message().await;
-        assert_eq!(
-            (message.event.as_str(), message.from.as_str()),
-            ("maintenance", "server")
-        );
+        assert_eq!((message.event.as_str(), message.from.as_str()), ("maintenance", "server"));
         assert_eq!((message.room, message.to), (None, None));
     }
 
-    let (status, body) = post(
-        &server,
-        "/api/broadcast",
-        json!({"event": "headline", "room": "news", "data": 1}),
-    )
-    .await;
+    let (status, body) =
+        post(&server, "/api/broadcast", json!({"event": "headline", "room": "news", "data": 1}))
+            .await;
     assert_eq!((status, body), (200, json!({"delivered": 1})));
     let message = alice_events.next_message().await;
-    assert_eq!(
-        (message.event.as_str(), message.room.as_deref()),
-        ("headline", Some("news"))
-    );
+    assert_eq!((message.event.as_str(), message.room.as_deref()), ("headline", Some("news")));
     // Bob is in no room: a later private message arrives first.
-    post(
-        &server,
-        "/api/send",
-        json!({"to": "bob", "event": "marker"}),
-    )
-    .await;
+    post(&server, "/api/send", json!({"to": "bob", "event": "marker"})).await;
     assert_eq!(bob_events.next_message().await.event, "marker");
 }
 
@@ -163,10 +128,7 @@ async fn stats_online_and_rooms_describe_the_hub() {
     assert_eq!(body["error"]["code"], "not_found");
     let (_, stats) = get(&server, "/api/stats").await;
     assert_eq!(
-        (
-            stats["connections"].clone(),
-            stats["connections_total"].clone()
-        ),
+        (stats["connections"].clone(), stats["connections_total"].clone()),
         (json!(2), json!(3))
     );
 }
@@ -175,15 +137,9 @@ async fn stats_online_and_rooms_describe_the_hub() {
 async fn errors_are_json_with_a_code_and_a_fitting_status() {
     let server = TestServer::start().await;
     let (status, body) = post(&server, "/api/send", json!({"to": "bob"})).await;
-    assert_eq!(
-        (status, body["error"]["code"].as_str()),
-        (422, Some("invalid_body"))
-    );
+    assert_eq!((status, body["error"]["code"].as_str()), (422, Some("invalid_body")));
     let (status, body) = post(&server, "/api/send", json!({"to": "", "event": "x"})).await;
-    assert_eq!(
-        (status, body["error"]["code"].as_str()),
-        (422, Some("invalid_name"))
-    );
+    assert_eq!((status, body["error"]["code"].as_str()), (422, Some("invalid_name")));
     let response = http()
         .post(server.http("/api/broadcast"))
         .header("content-type", "application/json")
@@ -195,33 +151,15 @@ async fn errors_are_json_with_a_code_and_a_fitting_status() {
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["error"]["code"], "invalid_body");
     let (status, body) = get(&server, "/api/nothing-here").await;
-    assert_eq!(
-        (status, body["error"]["code"].as_str()),
-        (404, Some("not_found"))
-    );
-    let response = http()
-        .delete(server.http("/api/stats"))
-        .send()
-        .await
-        .unwrap();
+    assert_eq!((status, body["error"]["code"].as_str()), (404, Some("not_found")));
+    let response = http().delete(server.http("/api/stats")).send().await.unwrap();
     assert_eq!(response.status().as_u16(), 405);
     let (status, body) = get(&server, "/ws").await;
-    assert_eq!(
-        (status, body["error"]["code"].as_str()),
-        (400, Some("invalid_identity"))
-    );
+    assert_eq!((status, body["error"]["code"].as_str()), (400, Some("invalid_identity")));
     let (status, body) = get(&server, "/ws?user_id=alice").await;
-    assert_eq!(
-        (status, body["error"]["code"].as_str()),
-        (426, Some("not_websocket"))
-    );
+    assert_eq!((status, body["error"]["code"].as_str()), (426, Some("not_websocket")));
     let big = "x".repeat(600 * 1024);
-    let (status, _) = post(
-        &server,
-        "/api/broadcast",
-        json!({"event": "big", "data": big}),
-    )
-    .await;
+    let (status, _) = post(&server, "/api/broadcast", json!({"event": "big", "data": big})).await;
     assert_eq!(status, 413, "bodies over max_message_bytes are refused");
 }
 
@@ -231,27 +169,11 @@ async fn disconnect_kicks_a_user_and_the_sdk_does_not_come_back() {
     let (mallory, mut events) = connect(&server, "mallory").await;
     let (status, body) = post(&server, "/api/disconnect", json!({"user": "mallory"})).await;
     assert_eq!((status, body), (200, json!({"disconnected": 1})));
-    let event = events
-        .wait_for("disconnected", |e| matches!(e, Event::Disconnected(_)))
-        .await;
-    let Event::Disconnected(disconnected) = event else {
-        unreachable!()
-    };
+    let event = events.wait_for("disconnected", |e| matches!(e, Event::Disconnected(_))).await;
+    let Event::Disconnected(disconnected) = event else { unreachable!() };
     assert_eq!(disconnected.code, Some(CloseCode::KICKED));
     assert!(!disconnected.will_reconnect, "4501 means do not reconnect");
-    assert_eq!(
-        mallory.state(),
-        ConnectionState::Disconnected,
-        "idle, not retrying"
-    );
-    let (status, body) = post(
-        &server,
-        "/api/disconnect",
-        json!({"user": "x", "code": 1001}),
-    )
-    .await;
-    assert_eq!(
-        (status, body["error"]["code"].as_str()),
-        (400, Some("bad_request"))
-    );
+    assert_eq!(mallory.state(), ConnectionState::Disconnected, "idle, not retrying");
+    let (status, body) = post(&server, "/api/disconnect", json!({"user": "x", "code": 1001})).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (400, Some("bad_request")));
 }

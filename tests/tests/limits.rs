@@ -17,36 +17,19 @@ async fn malformed_json_gets_an_error_frame_and_the_connection_keeps_working() {
     assert_eq!((welcome.user.as_str(), welcome.protocol), ("alice", 1));
 
     raw_send(&mut socket, "{this is not json").await;
-    let ServerFrame::Error(error) = raw_next(&mut socket).await else {
-        panic!("expected error")
-    };
+    let ServerFrame::Error(error) = raw_next(&mut socket).await else { panic!("expected error") };
     assert_eq!((error.code, error.id), (ErrorCode::MALFORMED, None));
 
     raw_send(&mut socket, r#"{"type":"teleport","id":"t1"}"#).await;
-    let ServerFrame::Error(error) = raw_next(&mut socket).await else {
-        panic!("expected error")
-    };
-    assert_eq!(
-        (error.code, error.id.as_deref()),
-        (ErrorCode::UNKNOWN_TYPE, Some("t1"))
-    );
+    let ServerFrame::Error(error) = raw_next(&mut socket).await else { panic!("expected error") };
+    assert_eq!((error.code, error.id.as_deref()), (ErrorCode::UNKNOWN_TYPE, Some("t1")));
 
     raw_send(&mut socket, r#"{"type":"join","id":"j1","room":42}"#).await;
-    let ServerFrame::Error(error) = raw_next(&mut socket).await else {
-        panic!("expected error")
-    };
-    assert_eq!(
-        (error.code, error.id.as_deref()),
-        (ErrorCode::INVALID_FRAME, Some("j1"))
-    );
+    let ServerFrame::Error(error) = raw_next(&mut socket).await else { panic!("expected error") };
+    assert_eq!((error.code, error.id.as_deref()), (ErrorCode::INVALID_FRAME, Some("j1")));
 
-    socket
-        .send(WsMessage::Binary(vec![1, 2, 3].into()))
-        .await
-        .unwrap();
-    let ServerFrame::Error(error) = raw_next(&mut socket).await else {
-        panic!("expected error")
-    };
+    socket.send(WsMessage::Binary(vec![1, 2, 3].into())).await.unwrap();
+    let ServerFrame::Error(error) = raw_next(&mut socket).await else { panic!("expected error") };
     assert_eq!(error.code, ErrorCode::BINARY_UNSUPPORTED);
 
     // Still fully usable: join, publish with a forged `from`, receive it as ourselves.
@@ -66,11 +49,7 @@ async fn malformed_json_gets_an_error_frame_and_the_connection_keeps_working() {
             other => panic!("unexpected {other:?}"),
         }
     }
-    assert_eq!(
-        message.unwrap().from,
-        "alice",
-        "the hub sets `from`, never the client"
-    );
+    assert_eq!(message.unwrap().from, "alice", "the hub sets `from`, never the client");
 }
 
 #[tokio::test]
@@ -80,10 +59,7 @@ async fn an_oversize_message_closes_with_1009_and_others_are_untouched() {
     let (mut socket, _) = raw_connect(&server, "mallory").await;
     let huge = format!(r#"{{"type":"ping","pad":"{}"}}"#, "x".repeat(600 * 1024));
     let _ = socket.send(WsMessage::Text(huge.into())).await;
-    assert_eq!(
-        raw_close_code(&mut socket).await,
-        CloseCode::MESSAGE_TOO_BIG.0
-    );
+    assert_eq!(raw_close_code(&mut socket).await, CloseCode::MESSAGE_TOO_BIG.0);
 
     alice.send("alice", "still", "here").await.unwrap();
     assert_eq!(alice_events.next_message().await.event, "still");
@@ -111,10 +87,7 @@ async fn max_connections_refuses_the_next_upgrade_with_503() {
     // A freed slot is usable again.
     drop(first);
     eventually("a slot to free up", || async {
-        tokio_tungstenite::connect_async(url.clone())
-            .await
-            .ok()
-            .map(drop)
+        tokio_tungstenite::connect_async(url.clone()).await.ok().map(drop)
     })
     .await;
 }
@@ -139,10 +112,7 @@ async fn heartbeat_timeout_closes_a_silent_client_with_4001() {
         }
     };
     assert_eq!(code, CloseCode::HEARTBEAT_TIMEOUT.0);
-    assert!(
-        pings >= 2,
-        "the hub pinged before giving up ({pings} pings)"
-    );
+    assert!(pings >= 2, "the hub pinged before giving up ({pings} pings)");
     assert!(started.elapsed() >= std::time::Duration::from_millis(300));
 }
 
@@ -183,10 +153,7 @@ async fn a_slow_consumer_is_disconnected_and_memory_stays_bounded() {
     let mut published = 0;
     let mut received = 0;
     loop {
-        publisher
-            .publish("flood", "bulk", json!({"n": published, "pad": payload}))
-            .await
-            .unwrap();
+        publisher.publish("flood", "bulk", json!({"n": published, "pad": payload})).await.unwrap();
         published += 1;
         // The well-behaved reader keeps up and gets every message in order.
         while received < published {
@@ -196,14 +163,8 @@ async fn a_slow_consumer_is_disconnected_and_memory_stays_bounded() {
                 received += 1;
             }
         }
-        let stats: serde_json::Value = http()
-            .get(server.http("/api/stats"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let stats: serde_json::Value =
+            http().get(server.http("/api/stats")).send().await.unwrap().json().await.unwrap();
         if stats["slow_consumers_total"] == 1 {
             break;
         }
@@ -211,14 +172,8 @@ async fn a_slow_consumer_is_disconnected_and_memory_stays_bounded() {
         assert!(published < 400, "the stalled client was never cut off");
     }
     eventually("the stalled connection to be gone", || async {
-        let online: serde_json::Value = http()
-            .get(server.http("/api/online"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let online: serde_json::Value =
+            http().get(server.http("/api/online")).send().await.unwrap().json().await.unwrap();
         (online["users"] == json!(["publisher", "reader"])).then_some(())
     })
     .await;
@@ -232,12 +187,8 @@ async fn graceful_shutdown_closes_with_1001_and_the_sdk_plans_to_reconnect() {
     let (_client, mut events) = connect(&server, "sdk").await;
     let stopping = tokio::spawn(server.stop());
     assert_eq!(raw_close_code(&mut socket).await, CloseCode::GOING_AWAY.0);
-    let event = events
-        .wait_for("disconnected", |e| matches!(e, Event::Disconnected(_)))
-        .await;
-    let Event::Disconnected(disconnected) = event else {
-        unreachable!()
-    };
+    let event = events.wait_for("disconnected", |e| matches!(e, Event::Disconnected(_))).await;
+    let Event::Disconnected(disconnected) = event else { unreachable!() };
     assert_eq!(disconnected.code, Some(CloseCode::GOING_AWAY));
     assert!(disconnected.will_reconnect);
     stopping.await.unwrap();

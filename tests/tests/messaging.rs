@@ -11,27 +11,18 @@ async fn private_chat_between_two_users() {
     let (alice, mut alice_events) = connect(&server, "alice").await;
     let (bob, mut bob_events) = connect(&server, "bob").await;
 
-    let delivered = alice
-        .send("bob", "dm", json!({"text": "hi bob"}))
-        .await
-        .unwrap();
+    let delivered = alice.send("bob", "dm", json!({"text": "hi bob"})).await.unwrap();
     assert_eq!(delivered, 1);
     let message = bob_events.next_message().await;
     assert_eq!(message.from, "alice");
     assert_eq!(message.to.as_deref(), Some("bob"));
     assert_eq!(message.room, None);
-    assert_eq!(
-        (message.event.as_str(), message.data.clone()),
-        ("dm", json!({"text": "hi bob"}))
-    );
+    assert_eq!((message.event.as_str(), message.data.clone()), ("dm", json!({"text": "hi bob"})));
     assert!(message.ts > 1_700_000_000_000, "ts is Unix milliseconds");
 
     bob.send("alice", "dm", "hi alice").await.unwrap();
     let reply = alice_events.next_message().await;
-    assert_eq!(
-        (reply.from.as_str(), reply.data),
-        ("bob", json!("hi alice"))
-    );
+    assert_eq!((reply.from.as_str(), reply.data), ("bob", json!("hi alice")));
 }
 
 #[tokio::test]
@@ -51,17 +42,11 @@ async fn room_publish_reaches_members_only_the_sender_included() {
     bob.join("general").await.unwrap();
     carol.join("other").await.unwrap();
 
-    alice
-        .publish("general", "chat", json!({"text": "hello room"}))
-        .await
-        .unwrap();
+    alice.publish("general", "chat", json!({"text": "hello room"})).await.unwrap();
     for events in [&mut alice_events, &mut bob_events] {
         let message = events.next_message().await;
         assert_eq!(message.room.as_deref(), Some("general"));
-        assert_eq!(
-            (message.from.as_str(), message.event.as_str()),
-            ("alice", "chat")
-        );
+        assert_eq!((message.from.as_str(), message.event.as_str()), ("alice", "chat"));
         assert_eq!(message.data, json!({"text": "hello room"}));
     }
 
@@ -70,10 +55,7 @@ async fn room_publish_reaches_members_only_the_sender_included() {
     bob.publish("general", "chat", "second").await.unwrap();
     carol.publish("other", "marker", "after").await.unwrap();
     let first = carol_events.next_message().await;
-    assert_eq!(
-        (first.event.as_str(), first.room.as_deref()),
-        ("marker", Some("other"))
-    );
+    assert_eq!((first.event.as_str(), first.room.as_deref()), ("marker", Some("other")));
 }
 
 #[tokio::test]
@@ -98,10 +80,7 @@ async fn one_user_with_two_connections_gets_a_private_message_on_both() {
     assert_eq!(bob.send("alice", "dm", "to every tab").await.unwrap(), 2);
     for events in [&mut tab1_events, &mut tab2_events] {
         let message = events.next_message().await;
-        assert_eq!(
-            (message.from.as_str(), message.data),
-            ("bob", json!("to every tab"))
-        );
+        assert_eq!((message.from.as_str(), message.data), ("bob", json!("to every tab")));
     }
 }
 
@@ -109,25 +88,16 @@ async fn one_user_with_two_connections_gets_a_private_message_on_both() {
 async fn presence_join_and_leave_are_per_user() {
     let server = TestServer::start().await;
     let (watcher, mut watcher_events) = connect(&server, "watcher").await;
-    assert_eq!(
-        watcher.join("lobby").await.unwrap(),
-        vec!["watcher".to_owned()]
-    );
+    assert_eq!(watcher.join("lobby").await.unwrap(), vec!["watcher".to_owned()]);
     let own = watcher_events.next_presence().await;
-    assert_eq!(
-        (own.user.as_str(), own.action),
-        ("watcher", PresenceAction::Join)
-    );
+    assert_eq!((own.user.as_str(), own.action), ("watcher", PresenceAction::Join));
 
     let (tab1, _e1) = connect(&server, "alice").await;
     let (tab2, _e2) = connect(&server, "alice").await;
     let members = tab1.join("lobby").await.unwrap();
     assert_eq!(members, vec!["alice".to_owned(), "watcher".to_owned()]);
     let joined = watcher_events.next_presence().await;
-    assert_eq!(
-        (joined.room.as_str(), joined.user.as_str()),
-        ("lobby", "alice")
-    );
+    assert_eq!((joined.room.as_str(), joined.user.as_str()), ("lobby", "alice"));
     assert_eq!(joined.action, PresenceAction::Join);
 
     // A second tab joining and the first leaving announce nothing: alice is
@@ -151,8 +121,5 @@ async fn presence_join_and_leave_are_per_user() {
     // Alice's last connection in the room going away announces the leave.
     tab2.close().await;
     let left = watcher_events.next_presence().await;
-    assert_eq!(
-        (left.user.as_str(), left.action),
-        ("alice", PresenceAction::Leave)
-    );
+    assert_eq!((left.user.as_str(), left.action), ("alice", PresenceAction::Leave));
 }

@@ -178,10 +178,7 @@ mod tests {
     #[test]
     fn codes_encode_as_plain_integers() {
         assert_eq!(serde_json::to_string(&ErrorCode::MALFORMED).unwrap(), "100");
-        assert_eq!(
-            serde_json::from_str::<CloseCode>("4000").unwrap(),
-            CloseCode::SLOW_CONSUMER
-        );
+        assert_eq!(serde_json::from_str::<CloseCode>("4000").unwrap(), CloseCode::SLOW_CONSUMER);
         assert_eq!(ErrorCode(999).name(), "unknown");
     }
 }

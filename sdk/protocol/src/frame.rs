@@ -282,20 +282,11 @@ mod tests {
         let err = ClientFrame::decode("[1,2]").unwrap_err();
         assert_eq!(err.code, ErrorCode::MALFORMED);
         let err = ClientFrame::decode(r#"{"id":"7"}"#).unwrap_err();
-        assert_eq!(
-            (err.code, err.id.as_deref()),
-            (ErrorCode::MALFORMED, Some("7"))
-        );
+        assert_eq!((err.code, err.id.as_deref()), (ErrorCode::MALFORMED, Some("7")));
         let err = ClientFrame::decode(r#"{"type":"dance","id":"8"}"#).unwrap_err();
-        assert_eq!(
-            (err.code, err.id.as_deref()),
-            (ErrorCode::UNKNOWN_TYPE, Some("8"))
-        );
+        assert_eq!((err.code, err.id.as_deref()), (ErrorCode::UNKNOWN_TYPE, Some("8")));
         let err = ClientFrame::decode(r#"{"type":"join","room":5,"id":"9"}"#).unwrap_err();
-        assert_eq!(
-            (err.code, err.id.as_deref()),
-            (ErrorCode::INVALID_FRAME, Some("9"))
-        );
+        assert_eq!((err.code, err.id.as_deref()), (ErrorCode::INVALID_FRAME, Some("9")));
         let err = ClientFrame::decode(r#"{"type":"send","event":"x"}"#).unwrap_err();
         assert_eq!(err.code, ErrorCode::INVALID_FRAME);
     }

@@ -62,10 +62,7 @@ mod tests {
     #[test]
     fn refuses_bad_names() {
         assert_eq!(validate_name(""), Err(NameError::Empty));
-        assert_eq!(
-            validate_name(&"a".repeat(MAX_NAME_BYTES + 1)),
-            Err(NameError::TooLong)
-        );
+        assert_eq!(validate_name(&"a".repeat(MAX_NAME_BYTES + 1)), Err(NameError::TooLong));
         assert_eq!(validate_name("a\nb"), Err(NameError::ControlCharacter));
         assert_eq!(validate_name("a\u{0}"), Err(NameError::ControlCharacter));
         assert_eq!(validate_name("\u{85}"), Err(NameError::ControlCharacter));

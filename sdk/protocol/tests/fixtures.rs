@@ -10,9 +10,7 @@ use switchboard_protocol::{
 };
 
 fn fixture(path: &str) -> Value {
-    let full = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("fixtures")
-        .join(path);
+    let full = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures").join(path);
     let text = std::fs::read_to_string(&full).unwrap_or_else(|e| panic!("{}: {e}", full.display()));
     serde_json::from_str(&text).unwrap()
 }
@@ -21,39 +19,25 @@ fn assert_client(path: &str, expected: ClientFrame) {
     let golden = fixture(path);
     let decoded = ClientFrame::decode(&golden.to_string()).unwrap();
     assert_eq!(decoded, expected, "{path} decodes to the expected frame");
-    assert_eq!(
-        serde_json::to_value(&expected).unwrap(),
-        golden,
-        "{path} encodes back"
-    );
+    assert_eq!(serde_json::to_value(&expected).unwrap(), golden, "{path} encodes back");
 }
 
 fn assert_server(path: &str, expected: ServerFrame) {
     let golden = fixture(path);
     let decoded: ServerFrame = serde_json::from_value(golden.clone()).unwrap();
     assert_eq!(decoded, expected, "{path} decodes to the expected frame");
-    assert_eq!(
-        serde_json::to_value(&expected).unwrap(),
-        golden,
-        "{path} encodes back"
-    );
+    assert_eq!(serde_json::to_value(&expected).unwrap(), golden, "{path} encodes back");
 }
 
 #[test]
 fn client_frames_round_trip() {
     assert_client(
         "client/join.json",
-        ClientFrame::Join {
-            id: Some("1".into()),
-            room: "general".into(),
-        },
+        ClientFrame::Join { id: Some("1".into()), room: "general".into() },
     );
     assert_client(
         "client/leave.json",
-        ClientFrame::Leave {
-            id: Some("2".into()),
-            room: "general".into(),
-        },
+        ClientFrame::Leave { id: Some("2".into()), room: "general".into() },
     );
     assert_client(
         "client/publish.json",
@@ -73,16 +57,8 @@ fn client_frames_round_trip() {
             data: json!("psst"),
         },
     );
-    assert_client(
-        "client/ping.json",
-        ClientFrame::Ping {
-            id: Some("5".into()),
-        },
-    );
-    assert_client(
-        "client/ping_without_id.json",
-        ClientFrame::Ping { id: None },
-    );
+    assert_client("client/ping.json", ClientFrame::Ping { id: Some("5".into()) });
+    assert_client("client/ping_without_id.json", ClientFrame::Ping { id: None });
 }
 
 #[test]
@@ -124,11 +100,7 @@ fn server_frames_round_trip() {
     ] {
         assert_server(
             path,
-            ServerFrame::Presence(Presence {
-                room: "general".into(),
-                user: "bob".into(),
-                action,
-            }),
+            ServerFrame::Presence(Presence { room: "general".into(), user: "bob".into(), action }),
         );
     }
     assert_server(
@@ -141,19 +113,9 @@ fn server_frames_round_trip() {
     );
     assert_server(
         "server/ack_send.json",
-        ServerFrame::Ack(Ack {
-            id: "4".into(),
-            members: None,
-            delivered: Some(2),
-        }),
+        ServerFrame::Ack(Ack { id: "4".into(), members: None, delivered: Some(2) }),
     );
-    assert_server(
-        "server/ack.json",
-        ServerFrame::Ack(Ack {
-            id: "3".into(),
-            ..Ack::default()
-        }),
-    );
+    assert_server("server/ack.json", ServerFrame::Ack(Ack { id: "3".into(), ..Ack::default() }));
     assert_server(
         "server/error.json",
         ServerFrame::Error(ErrorFrame {
@@ -170,12 +132,7 @@ fn server_frames_round_trip() {
             message: "frame is not valid JSON".into(),
         }),
     );
-    assert_server(
-        "server/pong.json",
-        ServerFrame::Pong {
-            id: Some("5".into()),
-        },
-    );
+    assert_server("server/pong.json", ServerFrame::Pong { id: Some("5".into()) });
 }
 
 #[test]

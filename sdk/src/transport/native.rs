@@ -21,10 +21,8 @@ pub(crate) struct Socket {
 impl Socket {
     /// Opens `url`, sending `headers` with the upgrade request.
     pub(crate) async fn open(url: &Url, headers: &[(String, String)]) -> Result<Socket, OpenError> {
-        let mut request = url
-            .as_str()
-            .into_client_request()
-            .map_err(|e| OpenError::Failed(e.to_string()))?;
+        let mut request =
+            url.as_str().into_client_request().map_err(|e| OpenError::Failed(e.to_string()))?;
         for (name, value) in headers {
             let name = HeaderName::from_bytes(name.as_bytes())
                 .map_err(|e| OpenError::Failed(format!("header {name}: {e}")))?;
@@ -55,10 +53,7 @@ impl Socket {
 
     /// Sends one text frame.
     pub(crate) async fn send(&mut self, text: String) -> Result<(), String> {
-        self.stream
-            .send(WsMessage::Text(text.into()))
-            .await
-            .map_err(|e| e.to_string())
+        self.stream.send(WsMessage::Text(text.into())).await.map_err(|e| e.to_string())
     }
 
     /// The next text frame, a sign of life, or how the connection ended.
@@ -73,25 +68,16 @@ impl Socket {
                             code: Some(CloseCode(u16::from(frame.code))),
                             reason: frame.reason.as_str().to_owned(),
                         },
-                        None => Incoming::Closed {
-                            code: None,
-                            reason: "closed".to_owned(),
-                        },
+                        None => Incoming::Closed { code: None, reason: "closed".to_owned() },
                     };
                 }
                 Some(Ok(WsMessage::Ping(_) | WsMessage::Pong(_))) => return Incoming::Alive,
                 Some(Ok(_)) => continue,
                 Some(Err(err)) => {
-                    return Incoming::Closed {
-                        code: None,
-                        reason: err.to_string(),
-                    };
+                    return Incoming::Closed { code: None, reason: err.to_string() };
                 }
                 None => {
-                    return Incoming::Closed {
-                        code: None,
-                        reason: "connection closed".to_owned(),
-                    };
+                    return Incoming::Closed { code: None, reason: "connection closed".to_owned() };
                 }
             }
         }
@@ -99,10 +85,8 @@ impl Socket {
 
     /// Sends a close frame and waits for the close handshake to finish.
     pub(crate) async fn close(&mut self, code: CloseCode, reason: &str) {
-        let frame = CloseFrame {
-            code: WsCloseCode::from(code.0),
-            reason: reason.to_owned().into(),
-        };
+        let frame =
+            CloseFrame { code: WsCloseCode::from(code.0), reason: reason.to_owned().into() };
         let _ = self.stream.close(Some(frame)).await;
     }
 }

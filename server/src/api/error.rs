@@ -119,8 +119,5 @@ where
 }
 
 fn body_error(rejection: JsonRejection) -> ApiError {
-    ApiError::InvalidBody {
-        status: rejection.status(),
-        message: rejection.body_text(),
-    }
+    ApiError::InvalidBody { status: rejection.status(), message: rejection.body_text() }
 }

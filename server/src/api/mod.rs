@@ -43,10 +43,7 @@ pub(crate) struct Online {
 /// `GET /api/online`.
 pub(crate) async fn online(State(state): State<AppState>) -> Json<Online> {
     let users = state.hub().online_users();
-    Json(Online {
-        count: users.len(),
-        users,
-    })
+    Json(Online { count: users.len(), users })
 }
 
 /// The body of `POST /api/send`.
@@ -126,9 +123,7 @@ pub(crate) struct Rooms {
 
 /// `GET /api/rooms`.
 pub(crate) async fn rooms(State(state): State<AppState>) -> Json<Rooms> {
-    Json(Rooms {
-        rooms: state.hub().rooms(),
-    })
+    Json(Rooms { rooms: state.hub().rooms() })
 }
 
 /// `GET /api/rooms/{room}`.
@@ -136,11 +131,7 @@ pub(crate) async fn room(
     State(state): State<AppState>,
     Path(room): Path<String>,
 ) -> Result<Json<RoomDetail>, ApiError> {
-    state
-        .hub()
-        .room(&room)
-        .map(Json)
-        .ok_or_else(|| ApiError::NotFound(format!("no room `{room}`")))
+    state.hub().room(&room).map(Json).ok_or_else(|| ApiError::NotFound(format!("no room `{room}`")))
 }
 
 /// The body of `POST /api/disconnect`.
@@ -173,9 +164,7 @@ pub(crate) async fn disconnect(
             code.0
         )));
     }
-    let reason = request
-        .reason
-        .unwrap_or_else(|| "disconnected by the server".to_owned());
+    let reason = request.reason.unwrap_or_else(|| "disconnected by the server".to_owned());
     let disconnected = state.hub().close_user(&request.user, code, &reason);
     Ok(Json(Disconnected { disconnected }))
 }
@@ -196,14 +185,8 @@ fn check_name(field: &'static str, name: &str) -> Result<(), ApiError> {
 
 async fn deliver(state: &AppState, target: Target, message: Message) -> Result<usize, ApiError> {
     let frame = encode(&ServerFrame::Message(message));
-    let reached = state
-        .broker()
-        .publish(Delivery {
-            target,
-            frame,
-            kind: DeliveryKind::Message,
-        })
-        .await?;
+    let reached =
+        state.broker().publish(Delivery { target, frame, kind: DeliveryKind::Message }).await?;
     state.hub().counters.message_accepted();
     Ok(reached)
 }
