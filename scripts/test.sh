@@ -19,11 +19,20 @@ if command -v rustup >/dev/null 2>&1; then
     done
 fi
 
+step "wasm32 target"
+if command -v rustup >/dev/null 2>&1; then
+    rustup target list --installed | grep -q '^wasm32-unknown-unknown$' \
+        || rustup target add wasm32-unknown-unknown
+fi
+
 step "cargo fmt --check"
 cargo fmt --all -- --check
 
 step "cargo clippy (warnings are errors)"
 cargo clippy --workspace --all-targets --locked -- -D warnings
+
+step "the protocol crate builds for wasm32"
+cargo build -p switchboard-protocol --target wasm32-unknown-unknown --locked
 
 step "cargo test (unit, protocol fixtures, end-to-end over loopback, doc tests)"
 cargo test --workspace --locked

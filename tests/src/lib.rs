@@ -184,6 +184,17 @@ impl Events {
         }
     }
 
+    /// The attempt numbers of the `connecting` events received so far, without waiting.
+    pub fn attempts(&mut self) -> Vec<u32> {
+        self.drain()
+            .into_iter()
+            .filter_map(|e| match e {
+                Event::Connecting(n) => Some(n),
+                _ => None,
+            })
+            .collect()
+    }
+
     /// Every event received so far, without waiting.
     pub fn drain(&mut self) -> Vec<Event> {
         let mut events = Vec::new();
@@ -304,6 +315,12 @@ pub async fn raw_close_code(socket: &mut RawSocket) -> u16 {
 /// An HTTP client for the admin API.
 pub fn http() -> reqwest::Client {
     reqwest::Client::builder().timeout(TIMEOUT).build().expect("http client")
+}
+
+/// `GET path` on the hub's HTTP API, as JSON.
+pub async fn get_json(server: &TestServer, path: &str) -> serde_json::Value {
+    let response = http().get(server.http(path)).send().await.expect("HTTP request");
+    response.json().await.expect("a JSON body")
 }
 
 /// Polls `probe` until it returns `Some`, for at most [`TIMEOUT`]. For

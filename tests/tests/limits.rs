@@ -5,7 +5,7 @@ use futures::SinkExt;
 use serde_json::json;
 use switchboard_protocol::{CloseCode, ErrorCode, ServerFrame};
 use switchboard_tests::{
-    Event, RawTcp, TestServer, connect, eventually, http, raw_close_code, raw_connect, raw_next,
+    Event, RawTcp, TestServer, connect, eventually, raw_close_code, raw_connect, raw_next,
     raw_send, test_config,
 };
 use tokio_tungstenite::tungstenite::Message as WsMessage;
@@ -163,8 +163,7 @@ async fn a_slow_consumer_is_disconnected_and_memory_stays_bounded() {
                 received += 1;
             }
         }
-        let stats: serde_json::Value =
-            http().get(server.http("/api/stats")).send().await.unwrap().json().await.unwrap();
+        let stats: serde_json::Value = switchboard_tests::get_json(&server, "/api/stats").await;
         if stats["slow_consumers_total"] == 1 {
             break;
         }
@@ -172,8 +171,7 @@ async fn a_slow_consumer_is_disconnected_and_memory_stays_bounded() {
         assert!(published < 400, "the stalled client was never cut off");
     }
     eventually("the stalled connection to be gone", || async {
-        let online: serde_json::Value =
-            http().get(server.http("/api/online")).send().await.unwrap().json().await.unwrap();
+        let online: serde_json::Value = switchboard_tests::get_json(&server, "/api/online").await;
         (online["users"] == json!(["publisher", "reader"])).then_some(())
     })
     .await;

@@ -1,6 +1,8 @@
 //! The SDK across lost connections: backoff, rejoin, the offline queue,
 //! giving up, and manual disconnect/connect.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use serde_json::json;
@@ -32,14 +34,7 @@ async fn after_a_restart_on_the_same_port_the_sdk_reconnects_with_backoff_and_re
     let (speaker, _) = connect(&server, "speaker").await;
     // The rejoin happened: the rooms exist again with the listener in them.
     switchboard_tests::eventually("rooms rejoined", || async {
-        let rooms: serde_json::Value = switchboard_tests::http()
-            .get(server.http("/api/rooms"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let rooms: serde_json::Value = switchboard_tests::get_json(&server, "/api/rooms").await;
         let ids: Vec<&str> =
             rooms["rooms"].as_array()?.iter().filter_map(|r| r["id"].as_str()).collect();
         (ids == ["lobby", "news"]).then_some(())
@@ -52,24 +47,53 @@ async fn after_a_restart_on_the_same_port_the_sdk_reconnects_with_backoff_and_re
 }
 
 #[tokio::test]
-async fn the_connecting_attempt_counter_resets_only_after_a_welcome() {
+async fn an_opened_socket_without_a_welcome_does_not_reset_the_attempt_counter() {
+    // A fake hub that completes every WebSocket upgrade and then says nothing.
+    let fake = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = fake.local_addr().unwrap();
+    let upgrades = Arc::new(AtomicUsize::new(0));
+    let counted = upgrades.clone();
+    let _fake = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((tcp, _)) = fake.accept().await {
+            if let Ok(socket) = tokio_tungstenite::accept_async(tcp).await {
+                counted.fetch_add(1, Ordering::SeqCst);
+                held.push(socket);
+            }
+        }
+    });
+    let client = switchboard_sdk::Client::builder(format!("ws://{addr}/ws"))
+        .user("hopeful")
+        .reconnect(fast_reconnect())
+        .welcome_timeout(Duration::from_millis(100))
+        .build()
+        .unwrap();
+    let mut events = switchboard_tests::record(&client);
+    let connecting = tokio::spawn({
+        let client = client.clone();
+        async move { client.connect().await }
+    });
+    events.wait_for("attempt 3", |e| matches!(e, Event::Connecting(3))).await;
+    assert!(upgrades.load(Ordering::SeqCst) >= 3, "each attempt opened a socket");
+    client.close().await;
+    assert_eq!(connecting.await.unwrap(), Err(Error::Closed));
+}
+
+#[tokio::test]
+async fn after_a_welcome_the_attempt_counter_starts_over() {
     let server = TestServer::start().await;
     let addr = server.addr;
     let (_client, mut events) = connect(&server, "c").await;
     server.stop().await;
     events.wait_for("attempt 3", |e| matches!(e, Event::Connecting(3))).await;
-    let _server = TestServer::start_on(addr, test_config()).await;
+    let server = TestServer::start_on(addr, test_config()).await;
     events.wait_for("reconnected", |e| matches!(e, Event::Connected)).await;
-    // Attempts before the welcome counted up without a reset.
-    let attempts: Vec<u32> = events
-        .drain()
-        .into_iter()
-        .filter_map(|e| match e {
-            Event::Connecting(n) => Some(n),
-            _ => None,
-        })
-        .collect();
-    assert!(attempts.windows(2).all(|w| w[1] == w[0] + 1), "{attempts:?}");
+    let before = events.attempts();
+    assert!(before.windows(2).all(|w| w[1] == w[0] + 1), "counted up while failing: {before:?}");
+    server.stop().await;
+    events.wait_for("disconnected", |e| matches!(e, Event::Disconnected(_))).await;
+    let next = events.wait_for("connecting", |e| matches!(e, Event::Connecting(_))).await;
+    assert!(matches!(next, Event::Connecting(0)), "reset by the welcome: {next:?}");
 }
 
 #[tokio::test]
@@ -153,15 +177,7 @@ async fn the_client_gives_up_after_max_attempts() {
     let mut events = switchboard_tests::record(&client);
     let result = tokio::time::timeout(TIMEOUT, client.connect()).await.unwrap();
     assert!(matches!(result, Err(Error::GaveUp(_))), "{result:?}");
-    let attempts: Vec<u32> = events
-        .drain()
-        .into_iter()
-        .filter_map(|e| match e {
-            Event::Connecting(n) => Some(n),
-            _ => None,
-        })
-        .collect();
-    assert_eq!(attempts, vec![0, 1, 2], "three attempts, then no more");
+    assert_eq!(events.attempts(), vec![0, 1, 2], "three attempts, then no more");
     assert_eq!(client.state(), ConnectionState::Disconnected);
 }
 
@@ -188,14 +204,7 @@ async fn disconnect_then_connect_resumes_the_rooms() {
     client.disconnect().await;
     assert_eq!(client.state(), ConnectionState::Disconnected);
     switchboard_tests::eventually("pat offline", || async {
-        let online: serde_json::Value = switchboard_tests::http()
-            .get(server.http("/api/online"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let online: serde_json::Value = switchboard_tests::get_json(&server, "/api/online").await;
         (online["count"] == 0).then_some(())
     })
     .await;
