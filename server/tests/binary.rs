@@ -1,0 +1,68 @@
+//! The `switchboard` binary itself: configuration from the environment, and
+//! a graceful shutdown on SIGTERM that closes connections with 1001.
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use futures::StreamExt;
+use tokio_tungstenite::tungstenite::Message;
+
+const TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A loopback port nothing listens on right now.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+#[tokio::test]
+async fn sigterm_closes_connections_with_1001_and_exits_cleanly() {
+    let port = free_port();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_switchboard"))
+        .env("SWITCHBOARD_BIND", format!("127.0.0.1:{port}"))
+        .env("SWITCHBOARD_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start switchboard");
+
+    // Bound by the environment variable: connecting succeeds once it listens.
+    let url = format!("ws://127.0.0.1:{port}/ws?user_id=ops");
+    let deadline = tokio::time::Instant::now() + TIMEOUT;
+    let mut socket = loop {
+        match tokio_tungstenite::connect_async(url.as_str()).await {
+            Ok((socket, _)) => break socket,
+            Err(err) => {
+                assert!(tokio::time::Instant::now() < deadline, "never listened: {err}");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    };
+    let welcome = tokio::time::timeout(TIMEOUT, socket.next()).await.unwrap().unwrap().unwrap();
+    assert!(matches!(&welcome, Message::Text(t) if t.contains("\"welcome\"")), "{welcome:?}");
+
+    let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert!(status.success());
+    let code = loop {
+        match tokio::time::timeout(TIMEOUT, socket.next()).await.expect("a close in time") {
+            Some(Ok(Message::Close(Some(frame)))) => break u16::from(frame.code),
+            Some(Ok(_)) => continue,
+            other => panic!("expected a close frame, got {other:?}"),
+        }
+    };
+    assert_eq!(code, 1001);
+    drop(socket);
+
+    let exit = tokio::task::spawn_blocking(move || child.wait()).await.unwrap().unwrap();
+    assert!(exit.success(), "switchboard exited with {exit}");
+}
+
+#[test]
+fn a_contradictory_configuration_is_refused_with_a_message() {
+    let output = Command::new(env!("CARGO_BIN_EXE_switchboard"))
+        .args(["--heartbeat-interval-ms", "5000", "--heartbeat-timeout-ms", "100"])
+        .output()
+        .expect("run switchboard");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("heartbeat.timeout_ms"), "{stderr}");
+}
