@@ -23,6 +23,8 @@ async fn silent_hub() -> (std::net::SocketAddr, mpsc::UnboundedReceiver<Request>
         let mut held = Vec::new();
         while let Ok((tcp, _)) = listener.accept().await {
             let requests = requests.clone();
+            // The error type is tungstenite's `ErrorResponse`, fixed by its `Callback` trait.
+            #[allow(clippy::result_large_err)]
             let callback = move |request: &Request, response: Response| {
                 let _ = requests.send(request.clone());
                 Ok(response)
