@@ -423,8 +423,12 @@ impl Driver {
                 let err = Error::Server { code: error.code, message: error.message };
                 match error.id.and_then(|id| self.pending.remove(&id)) {
                     Some(Pending::Join { room, replies }) => {
-                        // A refused join is not rejoined later.
+                        // A refused join is not rejoined later. A refused
+                        // automatic rejoin has nobody waiting: report it.
                         self.rooms.remove(&room);
+                        if replies.is_empty() {
+                            self.shared.handlers.emit_error(&err);
+                        }
                         for reply in replies {
                             let _ = reply.send(Err(err.clone()));
                         }
