@@ -86,6 +86,9 @@ impl Client {
         if !runtime::can_spawn() {
             return Err(Error::NoRuntime);
         }
+        // On wasm32 handlers are not `Send` (see `MaybeSend`), so neither is
+        // `Shared`; one `Arc` still serves both targets without a second copy.
+        #[allow(clippy::arc_with_non_send_sync)]
         let shared = Arc::new(Shared::new(options));
         let (commands, inbox) = mpsc::unbounded();
         runtime::spawn(crate::driver::Driver::new(shared.clone(), inbox).run());

@@ -160,6 +160,13 @@ impl Driver {
         let mut failed: u32 = 0;
         loop {
             self.set_state(ConnectionState::Connecting);
+            // While the host knows it has no network (a browser's `offline`),
+            // attempts would only burn the budget: wait for `online` instead.
+            if !runtime::is_online() {
+                if let Some(end) = self.wait_for_network().await {
+                    return end;
+                }
+            }
             self.shared.handlers.emit_connecting(&Connecting { attempt: failed });
             let (code, reason, retry) = match self.session().await {
                 End::Lost { code, reason, welcomed, retry } => {
@@ -195,14 +202,32 @@ impl Driver {
         }
     }
 
-    /// Sleeps for the backoff delay while still taking commands.
+    /// Sleeps for the backoff delay while still taking commands. The
+    /// network coming back (a browser's `online` event) cuts the wait short.
     async fn wait_offline(&mut self, delay: std::time::Duration) -> Option<End> {
         let sleep = runtime::sleep(delay).fuse();
-        pin_mut!(sleep);
+        let online = runtime::online().fuse();
+        pin_mut!(sleep, online);
         loop {
             let command = select_biased! {
                 command = self.commands.next() => command,
                 () = sleep => return None,
+                () = online => return None,
+            };
+            if let Some(end) = self.command_offline(command) {
+                return Some(end);
+            }
+        }
+    }
+
+    /// Waits for the network to come back, still taking commands.
+    async fn wait_for_network(&mut self) -> Option<End> {
+        let online = runtime::online().fuse();
+        pin_mut!(online);
+        loop {
+            let command = select_biased! {
+                command = self.commands.next() => command,
+                () = online => return None,
             };
             if let Some(end) = self.command_offline(command) {
                 return Some(end);

@@ -1,7 +1,8 @@
-//! The executor seam: spawning and sleeping, the only things the client's
-//! logic needs from a runtime. Native builds use tokio; the wasm32 build
-//! plugs in `spawn_local` and gloo-timers here, and in `transport/`, and
-//! nowhere else.
+//! The executor seam: spawning, sleeping and the network's status, the only
+//! things the client's logic needs from its host. Native builds use tokio;
+//! the wasm32 build uses `spawn_local`, gloo-timers and the browser's
+//! `online` event. This file and `transport/` are the only places that look
+//! at `target_arch`.
 
 use std::future::Future;
 use std::time::Duration;
@@ -36,4 +37,57 @@ pub(crate) fn spawn(task: impl Future<Output = ()> + Send + 'static) {
 #[cfg(not(target_arch = "wasm32"))]
 pub(crate) async fn sleep(duration: Duration) {
     tokio::time::sleep(duration).await;
+}
+
+/// Whether the network is believed to be up. Natively there is no such
+/// signal, so always.
+#[cfg(not(target_arch = "wasm32"))]
+pub(crate) fn is_online() -> bool {
+    true
+}
+
+/// Resolves when the network comes back. Natively there is no such signal,
+/// so never.
+#[cfg(not(target_arch = "wasm32"))]
+pub(crate) async fn online() {
+    std::future::pending::<()>().await;
+}
+
+/// In the browser every future runs on the page's event loop.
+#[cfg(target_arch = "wasm32")]
+pub(crate) fn can_spawn() -> bool {
+    true
+}
+
+/// Runs a task on the page's event loop.
+#[cfg(target_arch = "wasm32")]
+pub(crate) fn spawn(task: impl Future<Output = ()> + 'static) {
+    wasm_bindgen_futures::spawn_local(task);
+}
+
+/// Waits for `duration` with a browser timer.
+#[cfg(target_arch = "wasm32")]
+pub(crate) async fn sleep(duration: Duration) {
+    gloo_timers::future::sleep(duration).await;
+}
+
+/// `navigator.onLine`: false when the browser knows it has no network.
+/// Outside a window (a worker without one) assume online.
+#[cfg(target_arch = "wasm32")]
+pub(crate) fn is_online() -> bool {
+    web_sys::window().is_none_or(|window| window.navigator().on_line())
+}
+
+/// Resolves on the window's next `online` event. The listener is removed
+/// when this future completes or is dropped.
+#[cfg(target_arch = "wasm32")]
+pub(crate) async fn online() {
+    let Some(window) = web_sys::window() else {
+        return std::future::pending::<()>().await;
+    };
+    let (tx, rx) = futures::channel::oneshot::channel::<()>();
+    let _listener = gloo_events::EventListener::once(&window, "online", move |_| {
+        let _ = tx.send(());
+    });
+    let _ = rx.await;
 }

@@ -1,13 +1,17 @@
 //! The socket under the client: open a WebSocket, send text, receive text
 //! until it closes. One [`Socket`] type per target with the same methods:
-//! `native.rs` (tokio-tungstenite) here; the browser's `WebSocket` slots in
-//! beside it. This module and `runtime.rs` are the only places that look at
+//! `native.rs` (tokio-tungstenite) and `web.rs` (the browser's `WebSocket`).
+//! This module and `runtime.rs` are the only places that look at
 //! `target_arch`.
 
 #[cfg(not(target_arch = "wasm32"))]
 mod native;
 #[cfg(not(target_arch = "wasm32"))]
 pub(crate) use native::Socket;
+#[cfg(target_arch = "wasm32")]
+mod web;
+#[cfg(target_arch = "wasm32")]
+pub(crate) use web::Socket;
 
 use switchboard_protocol::CloseCode;
 
@@ -17,6 +21,7 @@ pub(crate) enum Incoming {
     /// A text frame.
     Text(String),
     /// A control frame arrived: the peer is alive. Browsers never report these.
+    #[cfg_attr(target_arch = "wasm32", allow(dead_code))]
     Alive,
     /// The connection ended, with the peer's close code if it sent one.
     Closed {
@@ -30,7 +35,9 @@ pub(crate) enum Incoming {
 /// Why a socket could not be opened.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum OpenError {
-    /// The server answered the upgrade with an HTTP error status.
+    /// The server answered the upgrade with an HTTP error status. Browsers
+    /// hide that status, so only native sockets report it.
+    #[cfg_attr(target_arch = "wasm32", allow(dead_code))]
     Refused {
         /// The HTTP status.
         status: u16,
