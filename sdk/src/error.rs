@@ -6,6 +6,7 @@ use switchboard_protocol::{ErrorCode, NameError};
 /// A client failure. Cheap to clone, so one error can reach every waiter
 /// and every `error` handler.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
 pub enum Error {
     /// The server URL cannot be used.
     #[error("invalid server URL: {0}")]

@@ -56,7 +56,8 @@ impl Socket {
         });
         let sender = tx.clone();
         let on_close = Closure::<dyn FnMut(CloseEvent)>::new(move |event: CloseEvent| {
-            let _ = sender.unbounded_send(WebEvent::Closed { code: event.code(), reason: event.reason() });
+            let _ = sender
+                .unbounded_send(WebEvent::Closed { code: event.code(), reason: event.reason() });
         });
         let on_error = Closure::<dyn FnMut(Event)>::new(move |_: Event| {
             let _ = tx.unbounded_send(WebEvent::Error);
@@ -81,7 +82,8 @@ impl Socket {
                 Some(WebEvent::Error) | Some(WebEvent::Text(_)) => continue,
                 // Browsers hide the HTTP status of a refused upgrade: 1006 is all we learn.
                 Some(WebEvent::Closed { code, reason }) => {
-                    let reason = if reason.is_empty() { "connection failed".to_owned() } else { reason };
+                    let reason =
+                        if reason.is_empty() { "connection failed".to_owned() } else { reason };
                     return Err(OpenError::Failed(format!("{reason} (close code {code})")));
                 }
                 None => return Err(OpenError::Failed("socket callbacks vanished".to_owned())),
@@ -103,7 +105,8 @@ impl Socket {
                 Some(WebEvent::Closed { code, reason }) => {
                     // 1005 (no code) and 1006 (abnormal) are not codes a peer sent.
                     let code = (code != 1005 && code != 1006).then_some(CloseCode(code));
-                    let reason = if reason.is_empty() { "connection closed".to_owned() } else { reason };
+                    let reason =
+                        if reason.is_empty() { "connection closed".to_owned() } else { reason };
                     return Incoming::Closed { code, reason };
                 }
                 Some(WebEvent::Open | WebEvent::Error) => continue,

@@ -1,0 +1,166 @@
+//! JavaScript callbacks registered with `client.on(event, callback)`.
+//!
+//! Each registration gets an SDK handler that calls the JS function, and an
+//! unsubscribe function handed back to JavaScript. A callback that throws is
+//! reported to the `error` callbacks as a `SwitchboardError` of kind
+//! `"handler"`; it never unwinds into the client. No borrow of the registry
+//! is held while JavaScript runs, so callbacks may call `on` and `off`.
+//!
+//! The unsubscribe functions are `Closure`s owned by the registry (never
+//! `forget`-ten); they live as long as the client, so calling one twice is
+//! harmless.
+
+use std::cell::RefCell;
+use std::rc::{Rc, Weak};
+
+use js_sys::Function;
+use switchboard_sdk::{Client, HandlerId};
+use wasm_bindgen::closure::Closure;
+use wasm_bindgen::{JsCast, JsValue};
+
+use crate::convert;
+use crate::error::callback_error;
+
+/// The registry of one client's JavaScript callbacks.
+#[derive(Clone, Default)]
+pub(crate) struct Callbacks {
+    inner: Rc<RefCell<Registry>>,
+}
+
+#[derive(Default)]
+struct Registry {
+    next: u64,
+    entries: Vec<Entry>,
+}
+
+struct Entry {
+    key: u64,
+    event: String,
+    callback: Function,
+    /// The SDK handler behind it; `None` for `error` callbacks, which this
+    /// registry calls itself.
+    handler: Option<HandlerId>,
+    active: bool,
+    _unsubscribe: Closure<dyn FnMut() -> bool>,
+}
+
+impl Callbacks {
+    /// Registers `callback` for `event` and returns its unsubscribe function.
+    pub(crate) fn on(&self, client: &Client, event: String, callback: Function) -> Function {
+        let handler = match event.as_str() {
+            "error" => None,
+            "connecting" => {
+                let call = self.caller(&event, &callback);
+                Some(client.on_connecting(move |e| call(convert::connecting(e))))
+            }
+            "connected" => {
+                let call = self.caller(&event, &callback);
+                Some(client.on_connected(move |e| call(convert::connected(e))))
+            }
+            "disconnected" => {
+                let call = self.caller(&event, &callback);
+                Some(client.on_disconnected(move |e| call(convert::disconnected(e))))
+            }
+            "presence" => {
+                let call = self.caller(&event, &callback);
+                Some(client.on_presence(move |p| call(convert::to_js(p))))
+            }
+            "message" => {
+                let call = self.caller(&event, &callback);
+                Some(client.on_any(move |m| call(convert::to_js(m))))
+            }
+            name => {
+                let call = self.caller(name, &callback);
+                Some(client.on(name, move |m| call(convert::to_js(m))))
+            }
+        };
+        let mut registry = self.inner.borrow_mut();
+        registry.next += 1;
+        let key = registry.next;
+        let weak = Rc::downgrade(&self.inner);
+        let sdk = client.clone();
+        let unsubscribe = Closure::<dyn FnMut() -> bool>::new(move || remove(&weak, &sdk, key));
+        let function = unsubscribe.as_ref().unchecked_ref::<Function>().clone();
+        registry.entries.push(Entry {
+            key,
+            event,
+            callback,
+            handler,
+            active: true,
+            _unsubscribe: unsubscribe,
+        });
+        function
+    }
+
+    /// Removes the first active registration of `callback` for `event`.
+    pub(crate) fn off(&self, client: &Client, event: &str, callback: &Function) -> bool {
+        let key = self
+            .inner
+            .borrow()
+            .entries
+            .iter()
+            .find(|e| {
+                e.active
+                    && e.event == event
+                    && JsValue::from(&e.callback) == JsValue::from(callback)
+            })
+            .map(|e| e.key);
+        key.is_some_and(|key| remove(&Rc::downgrade(&self.inner), client, key))
+    }
+
+    /// Hands `error` to every `error` callback.
+    pub(crate) fn report(&self, error: &JsValue) {
+        report(&self.inner, error);
+    }
+
+    /// A function that calls `callback` with one argument and reports a throw.
+    fn caller(&self, event: &str, callback: &Function) -> impl Fn(JsValue) + 'static {
+        let weak = Rc::downgrade(&self.inner);
+        let event = event.to_owned();
+        let callback = callback.clone();
+        move |argument| {
+            if let Err(thrown) = callback.call1(&JsValue::UNDEFINED, &argument) {
+                if let Some(inner) = weak.upgrade() {
+                    report(&inner, &callback_error(&event, thrown));
+                }
+            }
+        }
+    }
+}
+
+fn report(inner: &Rc<RefCell<Registry>>, error: &JsValue) {
+    let callbacks: Vec<Function> = inner
+        .borrow()
+        .entries
+        .iter()
+        .filter(|e| e.active && e.event == "error")
+        .map(|e| e.callback.clone())
+        .collect();
+    for callback in callbacks {
+        // An `error` callback that throws is not reported again (no loops);
+        // the console is the last resort.
+        if let Err(thrown) = callback.call1(&JsValue::UNDEFINED, error) {
+            web_sys::console::error_2(
+                &JsValue::from_str("switchboard: `error` callback threw"),
+                &thrown,
+            );
+        }
+    }
+}
+
+/// Deactivates a registration; returns whether it was active.
+fn remove(registry: &Weak<RefCell<Registry>>, client: &Client, key: u64) -> bool {
+    let Some(registry) = registry.upgrade() else { return false };
+    let handler = {
+        let mut registry = registry.borrow_mut();
+        let Some(entry) = registry.entries.iter_mut().find(|e| e.key == key && e.active) else {
+            return false;
+        };
+        entry.active = false;
+        entry.handler.take()
+    };
+    if let Some(handler) = handler {
+        client.off(handler);
+    }
+    true
+}

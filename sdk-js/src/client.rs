@@ -1,0 +1,161 @@
+//! The exported `Client` class: the SDK client behind a JavaScript API in
+//! camelCase, with Promises for every request.
+
+use js_sys::{Function, Promise};
+use std::future::Future;
+use switchboard_sdk::ConnectionState;
+use wasm_bindgen::prelude::*;
+use wasm_bindgen_futures::future_to_promise;
+
+use crate::callbacks::Callbacks;
+use crate::convert::{to_js, to_json};
+use crate::error::{js_error, to_js_error};
+use crate::options::Options;
+
+/// A Switchboard client: one logical connection that reconnects by itself,
+/// rejoins its rooms and sends what was queued while offline.
+#[wasm_bindgen]
+pub struct Client {
+    inner: switchboard_sdk::Client,
+    callbacks: Callbacks,
+}
+
+#[wasm_bindgen]
+impl Client {
+    /// `new Client("ws://host:8080/ws", { userId: "alice" })`. Throws a
+    /// `SwitchboardError` for a bad URL or options. Call `connect()` next.
+    #[wasm_bindgen(constructor)]
+    pub fn new(
+        url: String,
+        #[wasm_bindgen(unchecked_param_type = "ClientOptions")] options: JsValue,
+    ) -> Result<Client, JsValue> {
+        let options: Options = serde_wasm_bindgen::from_value(options).map_err(|err| {
+            JsValue::from(js_error("invalid_options", &format!("invalid options: {err}")))
+        })?;
+        let inner = options
+            .apply(switchboard_sdk::Client::builder(url))
+            .build()
+            .map_err(|err| to_js_error(&err))?;
+        let callbacks = Callbacks::default();
+        let reporter = callbacks.clone();
+        inner.on_error(move |err| reporter.report(&to_js_error(err)));
+        Ok(Client { inner, callbacks })
+    }
+
+    /// Registers `callback` for `event` and returns a function that removes it.
+    #[wasm_bindgen(skip_typescript)]
+    pub fn on(&self, event: String, callback: Function) -> Function {
+        self.callbacks.on(&self.inner, event, callback)
+    }
+
+    /// Removes a callback registered with `on`; returns whether it was registered.
+    #[wasm_bindgen(skip_typescript)]
+    pub fn off(&self, event: String, callback: Function) -> bool {
+        self.callbacks.off(&self.inner, &event, &callback)
+    }
+
+    /// Connects; resolves once the hub welcomes the connection.
+    #[wasm_bindgen(unchecked_return_type = "Promise<void>")]
+    pub fn connect(&self) -> Promise {
+        let client = self.inner.clone();
+        promise(async move { client.connect().await.map(|()| JsValue::UNDEFINED) })
+    }
+
+    /// Joins a room; resolves with the users present. Rejoined after every reconnect.
+    #[wasm_bindgen(unchecked_return_type = "Promise<string[]>")]
+    pub fn join(&self, room: String) -> Promise {
+        let client = self.inner.clone();
+        promise(async move { client.join(&room).await.map(|members| to_js(&members)) })
+    }
+
+    /// Leaves a room.
+    #[wasm_bindgen(unchecked_return_type = "Promise<void>")]
+    pub fn leave(&self, room: String) -> Promise {
+        let client = self.inner.clone();
+        promise(async move { client.leave(&room).await.map(|()| JsValue::UNDEFINED) })
+    }
+
+    /// Publishes `data` (any JSON value) as `event` to everyone in `room`.
+    #[wasm_bindgen(unchecked_return_type = "Promise<void>")]
+    pub fn publish(
+        &self,
+        room: String,
+        event: String,
+        #[wasm_bindgen(unchecked_param_type = "Json")] data: JsValue,
+    ) -> Promise {
+        let client = self.inner.clone();
+        let data = to_json(data);
+        promise_js(async move {
+            let data = data?;
+            client.publish(&room, &event, data).await.map_err(|e| to_js_error(&e))?;
+            Ok(JsValue::UNDEFINED)
+        })
+    }
+
+    /// Sends `data` as `event` privately to every connection of `userId`;
+    /// resolves with how many connections it reached.
+    #[wasm_bindgen(unchecked_return_type = "Promise<number>")]
+    pub fn send(
+        &self,
+        #[wasm_bindgen(js_name = userId)] user_id: String,
+        event: String,
+        #[wasm_bindgen(unchecked_param_type = "Json")] data: JsValue,
+    ) -> Promise {
+        let client = self.inner.clone();
+        let data = to_json(data);
+        promise_js(async move {
+            let data = data?;
+            let reached = client.send(&user_id, &event, data).await.map_err(|e| to_js_error(&e))?;
+            Ok(JsValue::from(reached as f64))
+        })
+    }
+
+    /// Closes the connection and stops reconnecting; `connect()` resumes.
+    #[wasm_bindgen(unchecked_return_type = "Promise<void>")]
+    pub fn disconnect(&self) -> Promise {
+        let client = self.inner.clone();
+        promise(async move {
+            client.disconnect().await;
+            Ok(JsValue::UNDEFINED)
+        })
+    }
+
+    /// Closes for good; pending requests reject with kind "closed".
+    #[wasm_bindgen(unchecked_return_type = "Promise<void>")]
+    pub fn close(&self) -> Promise {
+        let client = self.inner.clone();
+        promise(async move {
+            client.close().await;
+            Ok(JsValue::UNDEFINED)
+        })
+    }
+
+    /// `"disconnected"`, `"connecting"`, `"connected"` or `"closed"`.
+    #[wasm_bindgen(getter, unchecked_return_type = "ConnectionState")]
+    pub fn state(&self) -> String {
+        match self.inner.state() {
+            ConnectionState::Disconnected => "disconnected",
+            ConnectionState::Connecting => "connecting",
+            ConnectionState::Connected => "connected",
+            ConnectionState::Closed => "closed",
+        }
+        .to_owned()
+    }
+
+    /// Whether the client is connected now.
+    #[wasm_bindgen(getter, js_name = isConnected)]
+    pub fn is_connected(&self) -> bool {
+        self.inner.is_connected()
+    }
+}
+
+/// A Promise from an SDK future; an SDK error rejects it with a `SwitchboardError`.
+fn promise(
+    future: impl Future<Output = Result<JsValue, switchboard_sdk::Error>> + 'static,
+) -> Promise {
+    future_to_promise(async move { future.await.map_err(|err| to_js_error(&err)) })
+}
+
+fn promise_js(future: impl Future<Output = Result<JsValue, JsValue>> + 'static) -> Promise {
+    future_to_promise(future)
+}

@@ -1,0 +1,98 @@
+//! The options object of `new Client(url, options)`, read with serde so a
+//! wrong type is a clear `invalid_options` error instead of a silent default.
+
+use std::time::Duration;
+
+use serde::Deserialize;
+use switchboard_sdk::{ClientBuilder, Heartbeat, ReconnectPolicy};
+
+/// `ClientOptions` in TypeScript.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub(crate) struct Options {
+    user_id: String,
+    #[serde(default)]
+    reconnect: Option<Toggle<ReconnectOptions>>,
+    #[serde(default)]
+    heartbeat: Option<Toggle<HeartbeatOptions>>,
+    request_timeout_ms: Option<u64>,
+    offline_queue: Option<usize>,
+}
+
+/// An options object, or `false` to switch the feature off.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum Toggle<T> {
+    Off(Off),
+    On(T),
+}
+
+/// Only `false` means off; `true` is refused rather than guessed at.
+#[derive(Debug)]
+struct Off;
+
+impl<'de> Deserialize<'de> for Off {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Off, D::Error> {
+        match bool::deserialize(deserializer)? {
+            false => Ok(Off),
+            true => Err(serde::de::Error::custom("use an options object or `false`")),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct ReconnectOptions {
+    enabled: Option<bool>,
+    min_delay_ms: Option<u64>,
+    max_delay_ms: Option<u64>,
+    max_attempts: Option<u32>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct HeartbeatOptions {
+    interval_ms: u64,
+    timeout_ms: u64,
+}
+
+impl Options {
+    /// Applies the options to a builder.
+    pub(crate) fn apply(self, mut builder: ClientBuilder) -> ClientBuilder {
+        builder = builder.user(self.user_id);
+        match self.reconnect {
+            Some(Toggle::Off(Off)) => builder = builder.reconnect(ReconnectPolicy::disabled()),
+            Some(Toggle::On(options)) => {
+                let defaults = ReconnectPolicy::default();
+                builder = builder.reconnect(ReconnectPolicy {
+                    enabled: options.enabled.unwrap_or(defaults.enabled),
+                    min_delay: options
+                        .min_delay_ms
+                        .map_or(defaults.min_delay, Duration::from_millis),
+                    max_delay: options
+                        .max_delay_ms
+                        .map_or(defaults.max_delay, Duration::from_millis),
+                    max_attempts: options.max_attempts.unwrap_or(defaults.max_attempts),
+                });
+            }
+            None => {}
+        }
+        match self.heartbeat {
+            Some(Toggle::Off(Off)) => builder = builder.heartbeat(None),
+            Some(Toggle::On(options)) => {
+                builder = builder.heartbeat(Some(Heartbeat {
+                    interval: Duration::from_millis(options.interval_ms),
+                    timeout: Duration::from_millis(options.timeout_ms),
+                }));
+            }
+            None => {}
+        }
+        if let Some(ms) = self.request_timeout_ms {
+            builder = builder.request_timeout(Duration::from_millis(ms));
+        }
+        if let Some(capacity) = self.offline_queue {
+            builder = builder.offline_queue(capacity);
+        }
+        builder
+    }
+}

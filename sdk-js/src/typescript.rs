@@ -1,0 +1,119 @@
+//! The TypeScript declarations wasm-bindgen cannot infer: the options object,
+//! every event's payload, message shapes, and `on`/`off` overloads (merged
+//! into the generated `Client` class by declaration merging).
+
+use wasm_bindgen::prelude::wasm_bindgen;
+
+#[wasm_bindgen(typescript_custom_section)]
+const TYPES: &'static str = r#"
+/** Any JSON value. */
+export type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
+
+/** Reconnect policy: full-jitter exponential backoff. */
+export interface ReconnectOptions {
+  /** Reconnect at all (default true). */
+  enabled?: boolean;
+  /** Smallest delay before an attempt, ms (default 500). */
+  minDelayMs?: number;
+  /** Largest delay before an attempt, ms (default 30000). */
+  maxDelayMs?: number;
+  /** Consecutive failed attempts before giving up; 0 = never (default 0). */
+  maxAttempts?: number;
+}
+
+/** Client-side heartbeat: ping every `intervalMs`, drop the connection after `timeoutMs` of silence. */
+export interface HeartbeatOptions {
+  intervalMs: number;
+  timeoutMs: number;
+}
+
+/** Options of `new Client(url, options)`. */
+export interface ClientOptions {
+  /** The user id to connect as. */
+  userId: string;
+  /** Reconnect policy, or `false` to never reconnect. */
+  reconnect?: ReconnectOptions | false;
+  /** Heartbeat (default 25 s / 60 s), or `false` for none. */
+  heartbeat?: HeartbeatOptions | false;
+  /** How long a request waits for the hub's answer, ms (default 10000). */
+  requestTimeoutMs?: number;
+  /** Publishes and sends that may wait while offline (default 1024). */
+  offlineQueue?: number;
+}
+
+/** A message: `room` for room messages, `to` for private ones, neither for broadcasts. */
+export interface Message {
+  room?: string;
+  to?: string;
+  /** The sender's user id, set by the hub. */
+  from: string;
+  event: string;
+  data: Json;
+  /** When the hub accepted it, Unix milliseconds. */
+  ts: number;
+}
+
+/** A user joined or left one of this client's rooms. */
+export interface Presence {
+  room: string;
+  user: string;
+  action: "join" | "leave";
+}
+
+export interface ConnectingEvent {
+  /** 0 for the first attempt, then 1, 2, ...; reset once connected. */
+  attempt: number;
+}
+
+export interface ConnectedEvent {
+  session: string;
+  user: string;
+  heartbeatMs: number;
+}
+
+export interface DisconnectedEvent {
+  /** The close code, when the hub sent one (see docs/PROTOCOL.md). */
+  code: number | null;
+  reason: string;
+  /** Whether the client will try again on its own. */
+  willReconnect: boolean;
+}
+
+/** What went wrong. */
+export type ErrorKind =
+  | "server" | "timeout" | "queue_full" | "connection_lost" | "closed" | "gave_up"
+  | "transport" | "protocol" | "handler" | "invalid_name" | "invalid_url" | "invalid_options";
+
+/** Every rejected Promise and every `error` event carries one of these. */
+export interface SwitchboardError extends Error {
+  name: "SwitchboardError";
+  kind: ErrorKind;
+  /** The hub's error code, for kind "server". */
+  code?: number;
+  /** What a throwing callback threw, for kind "handler". */
+  cause?: unknown;
+}
+
+export type ConnectionState = "disconnected" | "connecting" | "connected" | "closed";
+
+/** Lifecycle events and their payloads; any other name is an application event carrying a `Message`. */
+export interface ClientEvents {
+  connecting: ConnectingEvent;
+  connected: ConnectedEvent;
+  disconnected: DisconnectedEvent;
+  error: SwitchboardError;
+  presence: Presence;
+  /** Every message, whatever its event. */
+  message: Message;
+}
+
+export interface Client {
+  /** Calls `callback` for a lifecycle event; returns a function that unsubscribes it. */
+  on<K extends keyof ClientEvents>(event: K, callback: (payload: ClientEvents[K]) => void): () => void;
+  /** Calls `callback` for every message of an application event; returns a function that unsubscribes it. */
+  on(event: string, callback: (message: Message) => void): () => void;
+  /** Removes a callback registered with `on`; returns whether it was registered. */
+  off<K extends keyof ClientEvents>(event: K, callback: (payload: ClientEvents[K]) => void): boolean;
+  off(event: string, callback: (message: Message) => void): boolean;
+}
+"#;
