@@ -308,6 +308,16 @@ mod tests {
     }
 
     #[test]
+    fn application_data_keeps_its_key_order() {
+        let frame = ClientFrame::decode(
+            r#"{"type":"publish","room":"r","event":"e","data":{"zeta":1,"alpha":{"y":2,"b":3}}}"#,
+        )
+        .unwrap();
+        let ClientFrame::Publish { data, .. } = frame else { panic!("not a publish") };
+        assert_eq!(serde_json::to_string(&data).unwrap(), r#"{"zeta":1,"alpha":{"y":2,"b":3}}"#);
+    }
+
+    #[test]
     fn long_unknown_types_are_truncated_in_messages() {
         let kind = "x".repeat(10_000);
         let err = ClientFrame::decode(&format!(r#"{{"type":"{kind}"}}"#)).unwrap_err();

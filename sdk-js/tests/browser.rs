@@ -1,0 +1,216 @@
+//! The JavaScript API in real headless Chromium against a live hub.
+//!
+//! `scripts/test.sh` starts the hub and passes its address at build time in
+//! `SWITCHBOARD_TEST_URL`. Each test uses its own users and rooms, so they
+//! can share that hub.
+
+#![cfg(target_arch = "wasm32")]
+
+use std::time::Duration;
+
+use futures::channel::mpsc;
+use futures::{FutureExt, StreamExt, select};
+use js_sys::{Function, Promise, Reflect};
+use switchboard_js::Client;
+use wasm_bindgen::JsCast;
+use wasm_bindgen::prelude::*;
+use wasm_bindgen_futures::JsFuture;
+use wasm_bindgen_test::{wasm_bindgen_test, wasm_bindgen_test_configure};
+
+wasm_bindgen_test_configure!(run_in_browser);
+
+const URL: &str = match option_env!("SWITCHBOARD_TEST_URL") {
+    Some(url) => url,
+    None => "ws://127.0.0.1:8080/ws",
+};
+const TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A unique suffix per test run, so reruns against one hub never collide.
+fn unique(name: &str) -> String {
+    format!("{name}-{}", js_sys::Math::random().to_bits() % 1_000_000_007)
+}
+
+fn new_client(user: &str) -> Client {
+    let options = js_sys::JSON::parse(&format!(
+        r#"{{"userId":"{user}","reconnect":{{"minDelayMs":20,"maxDelayMs":200}},"requestTimeoutMs":5000}}"#
+    ))
+    .unwrap();
+    Client::new(URL.to_owned(), options).expect("client")
+}
+
+async fn wait(promise: Promise) -> Result<JsValue, JsValue> {
+    let future = JsFuture::from(promise).fuse();
+    let timeout = gloo_timers::future::sleep(TIMEOUT).fuse();
+    futures::pin_mut!(future, timeout);
+    select! {
+        result = future => result,
+        () = timeout => panic!("a Promise did not settle within {TIMEOUT:?}"),
+    }
+}
+
+/// The payloads passed to one callback, in order.
+struct Recorder {
+    rx: mpsc::UnboundedReceiver<JsValue>,
+    _callback: Closure<dyn FnMut(JsValue)>,
+    function: Function,
+}
+
+impl Recorder {
+    fn on(client: &Client, event: &str) -> Recorder {
+        let (tx, rx) = mpsc::unbounded();
+        let callback = Closure::<dyn FnMut(JsValue)>::new(move |value| {
+            let _ = tx.unbounded_send(value);
+        });
+        let function = callback.as_ref().unchecked_ref::<Function>().clone();
+        client.on(event.to_owned(), function.clone());
+        Recorder { rx, _callback: callback, function }
+    }
+
+    async fn next(&mut self) -> JsValue {
+        let next = self.rx.next().fuse();
+        let timeout = gloo_timers::future::sleep(TIMEOUT).fuse();
+        futures::pin_mut!(next, timeout);
+        select! {
+            value = next => value.expect("recorder alive"),
+            () = timeout => panic!("no callback within {TIMEOUT:?}"),
+        }
+    }
+}
+
+fn get(value: &JsValue, key: &str) -> JsValue {
+    Reflect::get(value, &JsValue::from_str(key)).unwrap()
+}
+
+fn text(value: &JsValue, key: &str) -> String {
+    get(value, key).as_string().unwrap_or_else(|| panic!("`{key}` is not a string in {value:?}"))
+}
+
+#[wasm_bindgen_test]
+async fn connect_join_publish_and_receive() {
+    let user = unique("alice");
+    let room = unique("general");
+    let client = new_client(&user);
+    let mut chats = Recorder::on(&client, "chat");
+    wait(client.connect()).await.unwrap();
+    assert_eq!(client.state(), "connected");
+    let members = wait(client.join(room.clone())).await.unwrap();
+    assert_eq!(js_sys::Array::from(&members).to_vec(), vec![JsValue::from_str(&user)]);
+
+    let data = js_sys::JSON::parse(r#"{"text":"hello","n":[1,2]}"#).unwrap();
+    wait(client.publish(room.clone(), "chat".into(), data)).await.unwrap();
+    let message = chats.next().await;
+    assert_eq!(text(&message, "from"), user);
+    assert_eq!(text(&message, "room"), room);
+    assert_eq!(text(&message, "event"), "chat");
+    // `data` arrives as a plain object, not a Map.
+    assert_eq!(
+        js_sys::JSON::stringify(&get(&message, "data")).unwrap(),
+        r#"{"text":"hello","n":[1,2]}"#
+    );
+    assert!(get(&message, "ts").as_f64().unwrap() > 1.7e12);
+    wait(client.close()).await.unwrap();
+    assert_eq!(client.state(), "closed");
+}
+
+#[wasm_bindgen_test]
+async fn private_message_between_two_clients() {
+    let (alice, bob) = (unique("alice"), unique("bob"));
+    let a = new_client(&alice);
+    let b = new_client(&bob);
+    let mut inbox = Recorder::on(&b, "dm");
+    wait(a.connect()).await.unwrap();
+    wait(b.connect()).await.unwrap();
+    let reached = wait(a.send(bob.clone(), "dm".into(), JsValue::from_str("psst"))).await.unwrap();
+    assert_eq!(reached.as_f64(), Some(1.0));
+    let message = inbox.next().await;
+    assert_eq!((text(&message, "from"), text(&message, "to")), (alice, bob));
+    assert_eq!(get(&message, "data").as_string().as_deref(), Some("psst"));
+    wait(a.close()).await.unwrap();
+    wait(b.close()).await.unwrap();
+}
+
+#[wasm_bindgen_test]
+async fn errors_reject_with_a_switchboard_error_carrying_the_servers_code() {
+    let client = new_client(&unique("carol"));
+    wait(client.connect()).await.unwrap();
+    let error = wait(client.publish(unique("not-joined"), "chat".into(), JsValue::NULL))
+        .await
+        .expect_err("publishing to a room not joined is refused");
+    assert!(error.is_instance_of::<js_sys::Error>(), "rejects with an Error");
+    assert_eq!(text(&error, "name"), "SwitchboardError");
+    assert_eq!(text(&error, "kind"), "server");
+    assert_eq!(get(&error, "code").as_f64(), Some(201.0));
+
+    let error = wait(client.join(String::new())).await.expect_err("an empty room name is refused");
+    assert_eq!(text(&error, "kind"), "invalid_name");
+    wait(client.close()).await.unwrap();
+}
+
+#[wasm_bindgen_test]
+async fn bad_options_throw_in_the_constructor() {
+    let options = js_sys::JSON::parse(r#"{"userId":"x","reconnect":{"minDelay":5}}"#).unwrap();
+    let error = Client::new(URL.to_owned(), options).err().expect("unknown option refused");
+    assert_eq!(text(&error, "kind"), "invalid_options");
+}
+
+#[wasm_bindgen_test]
+async fn reconnects_after_the_server_drops_the_connection_and_rejoins() {
+    let (dana, erin) = (unique("dana"), unique("erin"));
+    let room = unique("lobby");
+    let client = new_client(&dana);
+    let mut disconnected = Recorder::on(&client, "disconnected");
+    let mut connected = Recorder::on(&client, "connected");
+    let mut chats = Recorder::on(&client, "chat");
+    wait(client.connect()).await.unwrap();
+    connected.next().await;
+    wait(client.join(room.clone())).await.unwrap();
+
+    // A 600 KiB message makes the hub close the connection with 1009.
+    let huge = JsValue::from_str(&"x".repeat(600 * 1024));
+    let error = wait(client.publish(room.clone(), "chat".into(), huge)).await.unwrap_err();
+    assert_eq!(text(&error, "kind"), "connection_lost");
+    let lost = disconnected.next().await;
+    assert_eq!(get(&lost, "code").as_f64(), Some(1009.0));
+    assert_eq!(get(&lost, "willReconnect").as_bool(), Some(true));
+    connected.next().await;
+
+    // Rejoined: another user's publish to the room reaches the client.
+    let other = new_client(&erin);
+    wait(other.connect()).await.unwrap();
+    wait(other.join(room.clone())).await.unwrap();
+    wait(other.publish(room.clone(), "chat".into(), JsValue::from_str("welcome back")))
+        .await
+        .unwrap();
+    let message = chats.next().await;
+    assert_eq!(text(&message, "from"), erin);
+    wait(client.close()).await.unwrap();
+    wait(other.close()).await.unwrap();
+}
+
+#[wasm_bindgen_test]
+async fn a_throwing_callback_is_reported_on_error_and_unsubscribe_works() {
+    let user = unique("frank");
+    let client = new_client(&user);
+    let mut errors = Recorder::on(&client, "error");
+    let thrower = Function::new_with_args("message", "throw new Error('boom ' + message.data)");
+    client.on("ping-me".into(), thrower.clone());
+    let mut pings = Recorder::on(&client, "ping-me");
+    wait(client.connect()).await.unwrap();
+
+    wait(client.send(user.clone(), "ping-me".into(), JsValue::from(1))).await.unwrap();
+    let error = errors.next().await;
+    assert_eq!(text(&error, "kind"), "handler");
+    assert!(text(&error, "message").contains("boom 1"), "{error:?}");
+    assert_eq!(get(&pings.next().await, "data").as_f64(), Some(1.0), "other callbacks still run");
+
+    assert!(client.off("ping-me".into(), thrower));
+    let unsubscribe = client.on("ping-me".into(), pings.function.clone());
+    unsubscribe.call0(&JsValue::UNDEFINED).unwrap();
+    wait(client.send(user.clone(), "ping-me".into(), JsValue::from(2))).await.unwrap();
+    // Still delivered once (the first registration); no new error.
+    assert_eq!(get(&pings.next().await, "data").as_f64(), Some(2.0));
+    wait(client.send(user.clone(), "ping-me".into(), JsValue::from(3))).await.unwrap();
+    assert_eq!(get(&pings.next().await, "data").as_f64(), Some(3.0));
+    assert!(errors.rx.try_recv().is_err(), "the thrower was removed: no more errors");
+    wait(client.close()).await.unwrap();
+}
