@@ -2,10 +2,9 @@
 
 use std::time::Duration;
 
-use url::Url;
-
 use crate::backoff::ReconnectPolicy;
 use crate::client::Client;
+use crate::endpoint::Endpoint;
 use crate::error::{Error, Result};
 
 /// Application-level heartbeat: the client pings every `interval` and drops
@@ -27,7 +26,7 @@ impl Default for Heartbeat {
 /// The resolved options a client runs with.
 #[derive(Debug, Clone)]
 pub(crate) struct Options {
-    pub(crate) url: Url,
+    pub(crate) url: Endpoint,
     pub(crate) headers: Vec<(String, String)>,
     pub(crate) reconnect: ReconnectPolicy,
     pub(crate) heartbeat: Option<Heartbeat>,
@@ -109,18 +108,11 @@ impl ClientBuilder {
     /// Builds the client and starts its driver task, not yet connected. Natively
     /// this must run inside a Tokio runtime.
     pub fn build(self) -> Result<Client> {
-        let mut url = Url::parse(&self.url).map_err(|e| Error::InvalidUrl(e.to_string()))?;
-        if !matches!(url.scheme(), "ws" | "wss") {
-            return Err(Error::InvalidUrl(format!(
-                "scheme must be ws or wss, not {}",
-                url.scheme()
-            )));
-        }
         if let Some(user) = &self.user {
             switchboard_protocol::validate_name(user)
                 .map_err(|reason| Error::InvalidName { field: "user", reason })?;
-            url.query_pairs_mut().append_pair("user_id", user);
         }
+        let url = Endpoint::new(&self.url, self.user.as_deref())?;
         if let Some(heartbeat) = &self.heartbeat {
             if heartbeat.interval.is_zero() || heartbeat.timeout < heartbeat.interval {
                 return Err(Error::InvalidUrl(

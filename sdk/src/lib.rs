@@ -29,6 +29,7 @@
 //! - [`Client`] (`client.rs`): the handle; [`ClientBuilder`] (`builder.rs`): its options.
 //! - `driver.rs`: the connection state machine (connect, welcome, rejoin,
 //!   offline queue, acks, heartbeat, reconnect), identical on every target.
+//! - `endpoint.rs`: the hub's URL, checked and completed with the query.
 //! - [`backoff`]: [`ReconnectPolicy`] and the full-jitter [`Backoff`].
 //! - `handlers.rs`: the event-handler registry; [`event`]: lifecycle events.
 //! - `transport/`: the socket per target; `runtime.rs`: spawn and sleep per target.
@@ -48,6 +49,7 @@ pub mod backoff;
 mod builder;
 mod client;
 mod driver;
+mod endpoint;
 mod error;
 pub mod event;
 mod handlers;

@@ -9,9 +9,9 @@ use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode as WsCloseCode;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message as WsMessage};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
-use url::Url;
 
 use super::{Incoming, OpenError};
+use crate::endpoint::Endpoint;
 
 /// A WebSocket connection.
 pub(crate) struct Socket {
@@ -20,7 +20,10 @@ pub(crate) struct Socket {
 
 impl Socket {
     /// Opens `url`, sending `headers` with the upgrade request.
-    pub(crate) async fn open(url: &Url, headers: &[(String, String)]) -> Result<Socket, OpenError> {
+    pub(crate) async fn open(
+        url: &Endpoint,
+        headers: &[(String, String)],
+    ) -> Result<Socket, OpenError> {
         let mut request =
             url.as_str().into_client_request().map_err(|e| OpenError::Failed(e.to_string()))?;
         for (name, value) in headers {

@@ -7,12 +7,12 @@
 use futures::StreamExt;
 use futures::channel::mpsc;
 use switchboard_protocol::CloseCode;
-use url::Url;
 use wasm_bindgen::JsCast;
 use wasm_bindgen::closure::Closure;
 use web_sys::{BinaryType, CloseEvent, Event, MessageEvent, WebSocket};
 
 use super::{Incoming, OpenError};
+use crate::endpoint::Endpoint;
 
 /// What the JS callbacks report.
 enum WebEvent {
@@ -35,7 +35,10 @@ pub(crate) struct Socket {
 impl Socket {
     /// Opens `url`. Browsers cannot set headers on a WebSocket upgrade, so
     /// `headers` must be empty here (the builder documents this).
-    pub(crate) async fn open(url: &Url, headers: &[(String, String)]) -> Result<Socket, OpenError> {
+    pub(crate) async fn open(
+        url: &Endpoint,
+        headers: &[(String, String)],
+    ) -> Result<Socket, OpenError> {
         if !headers.is_empty() {
             tracing::warn!("browsers cannot send headers with a WebSocket upgrade; ignoring them");
         }

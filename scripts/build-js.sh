@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# Builds the npm package in sdk-js/pkg with wasm-pack (an ES module for
+# browsers, size-optimized) and prints the sizes.
+# Needs wasm-pack and the matching wasm-bindgen CLI on PATH
+# (./scripts/test.sh installs both).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# --mode no-install: use the wasm-bindgen on PATH; wasm-pack's own download
+# of it cannot work offline.
+# The `wasm-release` profile (root Cargo.toml) optimizes for size with LTO.
+wasm-pack --quiet build sdk-js --profile wasm-release --target web --mode no-install --out-dir pkg
+
+wasm=sdk-js/pkg/switchboard_js_bg.wasm
+
+# Drop the `name` and `producers` custom sections: function names for stack
+# traces and toolchain notes, over a third of the file. Custom sections are
+# skippable by definition, so this cannot change behaviour. (`strip = true`
+# in the profile would also drop `target_features`, which wasm-bindgen reads.)
+node -e '
+const fs = require("fs");
+const file = process.argv[1];
+const wasm = fs.readFileSync(file);
+const leb = (at) => { let value = 0, shift = 0, byte;
+  do { byte = wasm[at++]; value += (byte & 0x7f) * 2 ** shift; shift += 7; } while (byte & 0x80);
+  return [value, at]; };
+const kept = [wasm.subarray(0, 8)];
+for (let at = 8; at < wasm.length;) {
+  const start = at, id = wasm[at++];
+  const [size, body] = leb(at);
+  at = body + size;
+  if (id === 0) {
+    const [length, name] = leb(body);
+    const section = wasm.subarray(name, name + length).toString();
+    if (section === "name" || section === "producers") continue;
+  }
+  kept.push(wasm.subarray(start, at));
+}
+fs.writeFileSync(file, Buffer.concat(kept));
+' "$wasm"
+
+# The package points `exports` at the module so Node-style resolvers and
+# bundlers find both entry points; wasm-pack does not write it.
+node -e '
+const fs = require("fs");
+const file = "sdk-js/pkg/package.json";
+const pkg = JSON.parse(fs.readFileSync(file, "utf8"));
+pkg.module = "switchboard_js.js";
+pkg.exports = {
+  ".": { types: "./switchboard_js.d.ts", default: "./switchboard_js.js" },
+  "./switchboard_js_bg.wasm": "./switchboard_js_bg.wasm",
+  "./package.json": "./package.json",
+};
+fs.writeFileSync(file, JSON.stringify(pkg, null, 2) + "\n");
+'
+
+wasm_gz=$(gzip -9 -c "$wasm" | wc -c)
+js_gz=$(gzip -9 -c sdk-js/pkg/switchboard_js.js | wc -c)
+printf 'switchboard-js: %s bytes wasm (%s gzipped) + %s bytes JS (%s gzipped) = %s bytes gzipped\n' \
+    "$(wc -c < "$wasm")" "$wasm_gz" "$(wc -c < sdk-js/pkg/switchboard_js.js)" "$js_gz" "$((wasm_gz + js_gz))"

@@ -1,0 +1,82 @@
+//! [`Endpoint`]: the hub's WebSocket URL, checked once and completed with
+//! the connection's query.
+//!
+//! A full URL parser would bring Unicode domain tables into the browser
+//! package (about half its size); a WebSocket URL needs only its scheme, a
+//! host, no fragment, and a query parameter appended. The socket itself (the
+//! browser's `WebSocket`, tungstenite natively) parses the rest.
+
+use crate::error::Error;
+
+/// A `ws://` or `wss://` URL ready to open.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Endpoint {
+    url: String,
+}
+
+impl Endpoint {
+    /// Checks `url` and appends `user_id=<user>` when a user is given.
+    pub(crate) fn new(url: &str, user: Option<&str>) -> Result<Endpoint, Error> {
+        let invalid = |why: &str| Err(Error::InvalidUrl(format!("{why}: {url:?}")));
+        let lower = url.get(..6).unwrap_or(url).to_ascii_lowercase();
+        let rest = if lower.starts_with("ws://") {
+            &url[5..]
+        } else if lower.starts_with("wss://") {
+            &url[6..]
+        } else {
+            return invalid("the scheme must be ws:// or wss://");
+        };
+        let host = rest.split(['/', '?', '#']).next().unwrap_or_default();
+        if host.is_empty() {
+            return invalid("the URL has no host");
+        }
+        if url.contains('#') {
+            return invalid("WebSocket URLs cannot have a fragment");
+        }
+        if url.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return invalid("the URL contains spaces or control characters");
+        }
+        let mut url = url.to_owned();
+        if let Some(user) = user {
+            let separator = match url.find('?') {
+                None => "?",
+                Some(_) if url.ends_with('?') || url.ends_with('&') => "",
+                Some(_) => "&",
+            };
+            let user: String = form_urlencoded::byte_serialize(user.as_bytes()).collect();
+            url = format!("{url}{separator}user_id={user}");
+        }
+        Ok(Endpoint { url })
+    }
+
+    /// The URL to open.
+    pub(crate) fn as_str(&self) -> &str {
+        &self.url
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn url(base: &str, user: Option<&str>) -> Result<String, Error> {
+        Endpoint::new(base, user).map(|e| e.as_str().to_owned())
+    }
+
+    #[test]
+    fn appends_the_user_as_a_query_parameter() {
+        assert_eq!(url("ws://h:8080/ws", Some("alice")).unwrap(), "ws://h:8080/ws?user_id=alice");
+        assert_eq!(url("wss://h/ws?v=1", Some("a b&c")).unwrap(), "wss://h/ws?v=1&user_id=a+b%26c");
+        assert_eq!(url("WS://h/ws?", Some("é")).unwrap(), "WS://h/ws?user_id=%C3%A9");
+        assert_eq!(url("ws://h", None).unwrap(), "ws://h");
+    }
+
+    #[test]
+    fn refuses_what_is_not_a_websocket_url() {
+        for bad in
+            ["http://h/ws", "h:8080/ws", "ws:///ws", "ws://", "ws://h/ws#x", "ws://h /ws", ""]
+        {
+            assert!(matches!(url(bad, Some("u")), Err(Error::InvalidUrl(_))), "{bad:?} accepted");
+        }
+    }
+}
