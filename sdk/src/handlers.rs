@@ -223,6 +223,7 @@ mod tests {
 
     #[test]
     fn a_handler_may_remove_itself() {
+        #[allow(clippy::arc_with_non_send_sync)] // handlers are not Send on wasm32
         let handlers = Arc::new(Handlers::default());
         let slot = Arc::new(Mutex::new(None));
         let (h, s) = (handlers.clone(), slot.clone());
