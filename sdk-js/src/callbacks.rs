@@ -61,6 +61,10 @@ impl Callbacks {
                 let call = self.caller(&event, &callback);
                 Some(client.on_disconnected(move |e| call(convert::disconnected(e))))
             }
+            "joined" => {
+                let call = self.caller(&event, &callback);
+                Some(client.on_joined(move |e| call(convert::joined(e))))
+            }
             "presence" => {
                 let call = self.caller(&event, &callback);
                 Some(client.on_presence(move |p| call(convert::to_js(p))))

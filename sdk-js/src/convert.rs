@@ -2,7 +2,7 @@
 
 use serde::Serialize;
 use serde_wasm_bindgen::Serializer;
-use switchboard_sdk::{Connected, Connecting, Disconnected};
+use switchboard_sdk::{Connected, Connecting, Disconnected, Joined};
 use wasm_bindgen::JsValue;
 
 use crate::error::js_error;
@@ -63,4 +63,15 @@ pub(crate) fn disconnected(event: &Disconnected) -> JsValue {
         reason: &event.reason,
         will_reconnect: event.will_reconnect,
     })
+}
+
+#[derive(Serialize)]
+struct JoinedJs<'a> {
+    room: &'a str,
+    members: &'a [String],
+    rejoin: bool,
+}
+
+pub(crate) fn joined(event: &Joined) -> JsValue {
+    to_js(&JoinedJs { room: &event.room, members: &event.members, rejoin: event.rejoin })
 }

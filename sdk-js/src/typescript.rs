@@ -71,6 +71,14 @@ export interface ConnectedEvent {
   heartbeatMs: number;
 }
 
+/** A room was joined, by `join()` or by the automatic rejoin after a reconnect. */
+export interface JoinedEvent {
+  room: string;
+  /** The users present: reset presence lists from this after a reconnect. */
+  members: string[];
+  rejoin: boolean;
+}
+
 export interface DisconnectedEvent {
   /** The close code, when the hub sent one (see docs/PROTOCOL.md). */
   code: number | null;
@@ -101,6 +109,7 @@ export interface ClientEvents {
   connecting: ConnectingEvent;
   connected: ConnectedEvent;
   disconnected: DisconnectedEvent;
+  joined: JoinedEvent;
   error: SwitchboardError;
   presence: Presence;
   /** Every message, whatever its event. */

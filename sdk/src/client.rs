@@ -12,7 +12,7 @@ use switchboard_protocol::{Ack, Message, Presence, validate_name};
 use crate::builder::{ClientBuilder, Options};
 use crate::driver::{Command, Op, Request};
 use crate::error::{Error, Result};
-use crate::event::{Connected, Connecting, ConnectionState, Disconnected};
+use crate::event::{Connected, Connecting, ConnectionState, Disconnected, Joined};
 use crate::handlers::{Handler, HandlerId, Handlers};
 use crate::runtime;
 
@@ -180,6 +180,12 @@ impl Client {
     /// Calls `handler` when a user joins or leaves one of this client's rooms.
     pub fn on_presence(&self, handler: impl Handler<Presence>) -> HandlerId {
         self.shared.handlers.on_presence(handler)
+    }
+
+    /// Calls `handler` each time a room is joined, by [`Client::join`] or by
+    /// the automatic rejoin after a reconnect, with the users present.
+    pub fn on_joined(&self, handler: impl Handler<Joined>) -> HandlerId {
+        self.shared.handlers.on_joined(handler)
     }
 
     /// Calls `handler` before each connection attempt.

@@ -24,7 +24,7 @@ use switchboard_protocol::{Ack, ClientFrame, CloseCode, ServerFrame};
 
 use crate::client::Shared;
 use crate::error::{Error, Result};
-use crate::event::{Connected, Connecting, ConnectionState, Disconnected};
+use crate::event::{Connected, Connecting, ConnectionState, Disconnected, Joined};
 use crate::runtime;
 use crate::transport::{Incoming, Socket};
 
@@ -59,7 +59,7 @@ type Reply = oneshot::Sender<Result<Ack>>;
 /// A request sent and not yet answered.
 enum Pending {
     /// Joins survive a lost connection: the rejoin answers them.
-    Join { room: String, replies: Vec<Reply> },
+    Join { room: String, replies: Vec<Reply>, rejoin: bool },
     /// A leave whose connection is lost has left anyway.
     Leave { reply: Reply },
     /// Anything else: its fate is unknown when the connection is lost.
@@ -331,7 +331,8 @@ impl Driver {
         for room in rooms {
             let replies = self.join_waiters.remove(&room).unwrap_or_default();
             let id = self.next_id();
-            self.pending.insert(id.clone(), Pending::Join { room: room.clone(), replies });
+            self.pending
+                .insert(id.clone(), Pending::Join { room: room.clone(), replies, rejoin: true });
             if let Err(reason) = socket.send(encode(ClientFrame::Join { id: Some(id), room })).await
             {
                 return lost(None, reason, true);
@@ -434,10 +435,12 @@ impl Driver {
             ServerFrame::Message(message) => self.shared.handlers.emit_message(&message),
             ServerFrame::Presence(presence) => self.shared.handlers.emit_presence(&presence),
             ServerFrame::Ack(ack) => match self.pending.remove(&ack.id) {
-                Some(Pending::Join { replies, .. }) => {
+                Some(Pending::Join { room, replies, rejoin }) => {
+                    let members = ack.members.clone().unwrap_or_default();
                     for reply in replies {
                         let _ = reply.send(Ok(ack.clone()));
                     }
+                    self.shared.handlers.emit_joined(&Joined { room, members, rejoin });
                 }
                 Some(Pending::Leave { reply } | Pending::Other { reply }) => {
                     let _ = reply.send(Ok(ack));
@@ -447,7 +450,7 @@ impl Driver {
             ServerFrame::Error(error) => {
                 let err = Error::Server { code: error.code, message: error.message };
                 match error.id.and_then(|id| self.pending.remove(&id)) {
-                    Some(Pending::Join { room, replies }) => {
+                    Some(Pending::Join { room, replies, .. }) => {
                         // A refused join is not rejoined later. A refused
                         // automatic rejoin has nobody waiting: report it.
                         self.rooms.remove(&room);
@@ -479,7 +482,7 @@ impl Driver {
             Op::Join { room } => {
                 self.rooms.insert(room.clone());
                 let frame = ClientFrame::Join { id: Some(id.clone()), room: room.clone() };
-                (frame, Pending::Join { room, replies: vec![request.reply] })
+                (frame, Pending::Join { room, replies: vec![request.reply], rejoin: false })
             }
             Op::Leave { room } => {
                 self.rooms.remove(&room);
@@ -531,7 +534,7 @@ impl Driver {
     fn connection_lost(&mut self) {
         for (_, pending) in self.pending.drain() {
             match pending {
-                Pending::Join { room, replies } => {
+                Pending::Join { room, replies, .. } => {
                     if self.rooms.contains(&room) {
                         self.join_waiters.entry(room).or_default().extend(replies);
                     }

@@ -46,3 +46,15 @@ pub struct Disconnected {
     /// Whether the client will try again on its own.
     pub will_reconnect: bool,
 }
+
+/// A room was joined: by the app's `join`, or automatically after a reconnect.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Joined {
+    /// The room.
+    pub room: String,
+    /// The users present, this one included. Presence UIs reset from this,
+    /// since a reconnect may have missed `presence` events.
+    pub members: Vec<String>,
+    /// True when the client rejoined on its own after a reconnect.
+    pub rejoin: bool,
+}

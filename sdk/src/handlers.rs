@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use switchboard_protocol::{Message, Presence};
 
 use crate::Error;
-use crate::event::{Connected, Connecting, Disconnected};
+use crate::event::{Connected, Connecting, Disconnected, Joined};
 use crate::runtime::MaybeSend;
 
 /// Identifies a registered handler, for [`Client::off`](crate::Client::off).
@@ -48,6 +48,7 @@ struct Lists {
     events: HashMap<String, List<Message>>,
     any: List<Message>,
     presence: List<Presence>,
+    joined: List<Joined>,
     connecting: List<Connecting>,
     connected: List<Connected>,
     disconnected: List<Disconnected>,
@@ -97,6 +98,7 @@ impl Handlers {
     }
 
     lifecycle!(on_presence, emit_presence, presence, Presence);
+    lifecycle!(on_joined, emit_joined, joined, Joined);
     lifecycle!(on_connecting, emit_connecting, connecting, Connecting);
     lifecycle!(on_connected, emit_connected, connected, Connected);
     lifecycle!(on_disconnected, emit_disconnected, disconnected, Disconnected);
@@ -111,6 +113,7 @@ impl Handlers {
         for remove in [
             lists.any.remove(id.0),
             lists.presence.remove(id.0),
+            lists.joined.remove(id.0),
             lists.connecting.remove(id.0),
             lists.connected.remove(id.0),
             lists.disconnected.remove(id.0),

@@ -60,7 +60,7 @@ pub use backoff::{Backoff, ReconnectPolicy};
 pub use builder::{ClientBuilder, Heartbeat};
 pub use client::Client;
 pub use error::{Error, Result};
-pub use event::{Connected, Connecting, ConnectionState, Disconnected};
+pub use event::{Connected, Connecting, ConnectionState, Disconnected, Joined};
 pub use handlers::{Handler, HandlerId};
 pub use runtime::MaybeSend;
 pub use switchboard_protocol::{CloseCode, ErrorCode, Message, Presence, PresenceAction};

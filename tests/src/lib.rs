@@ -136,6 +136,8 @@ pub enum Event {
     Connected,
     /// A connection lost.
     Disconnected(sdk::Disconnected),
+    /// A room joined or rejoined.
+    Joined(sdk::Joined),
     /// An error report.
     Error(sdk::Error),
 }
@@ -244,6 +246,10 @@ pub fn record(client: &Client) -> Events {
     let t = tx.clone();
     client.on_connected(move |_| {
         let _ = t.send(Event::Connected);
+    });
+    let t = tx.clone();
+    client.on_joined(move |j| {
+        let _ = t.send(Event::Joined(j.clone()));
     });
     let t = tx.clone();
     client.on_disconnected(move |d| {

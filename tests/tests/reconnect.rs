@@ -31,6 +31,19 @@ async fn after_a_restart_on_the_same_port_the_sdk_reconnects_with_backoff_and_re
 
     let server = TestServer::start_on(addr, test_config()).await;
     events.wait_for("reconnected", |e| matches!(e, Event::Connected)).await;
+    // Each room is rejoined automatically and reported with its members.
+    let mut rejoined = Vec::new();
+    while rejoined.len() < 2 {
+        if let Event::Joined(joined) =
+            events.wait_for("a rejoin", |e| matches!(e, Event::Joined(_))).await
+        {
+            assert!(joined.rejoin, "{joined:?}");
+            assert_eq!(joined.members, vec!["listener".to_owned()]);
+            rejoined.push(joined.room);
+        }
+    }
+    rejoined.sort();
+    assert_eq!(rejoined, ["lobby", "news"]);
     let (speaker, _) = connect(&server, "speaker").await;
     // The rejoin happened: the rooms exist again with the listener in them.
     switchboard_tests::eventually("rooms rejoined", || async {
