@@ -1,38 +1,53 @@
 #!/usr/bin/env bash
-# Runs every check and test of the workspace. Installs what it needs first,
-# idempotently, so it passes on a fresh machine with only rustup/cargo present.
+# Runs every check and test of Switchboard. Installs what it needs first
+# (scripts/install-deps.sh), idempotently, so it passes on a fresh machine
+# with only rustup/cargo present.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 step() { printf '\n==> %s\n' "$*"; }
 
-if ! command -v cargo >/dev/null 2>&1; then
-    echo "cargo is not installed: install Rust with rustup (https://rustup.rs) first" >&2
-    exit 1
-fi
-
-step "toolchain components"
-if command -v rustup >/dev/null 2>&1; then
-    for component in rustfmt clippy; do
-        rustup component list --installed 2>/dev/null | grep -q "^${component}" \
-            || rustup component add "${component}"
-    done
-fi
-
-step "wasm32 target"
-if command -v rustup >/dev/null 2>&1; then
-    rustup target list --installed | grep -q '^wasm32-unknown-unknown$' \
-        || rustup target add wasm32-unknown-unknown
-fi
+step "dependencies"
+./scripts/install-deps.sh --browser
 
 step "cargo fmt --check"
 cargo fmt --all -- --check
 
-step "cargo clippy (warnings are errors)"
+step "cargo clippy, native and wasm32 (warnings are errors)"
 cargo clippy --workspace --all-targets --locked -- -D warnings
+cargo clippy -p switchboard-protocol -p switchboard-sdk -p switchboard-js \
+    --target wasm32-unknown-unknown --all-targets --locked -- -D warnings
 
-step "the protocol crate builds for wasm32"
-cargo build -p switchboard-protocol --target wasm32-unknown-unknown --locked
-
-step "cargo test (unit, protocol fixtures, end-to-end over loopback, doc tests)"
+step "cargo test: unit, protocol fixtures, end-to-end over loopback, doc tests"
 cargo test --workspace --locked
+
+# A hub for the browser tests, on a free loopback port, stopped on exit.
+free_port() {
+    node -e 'const s = require("net").createServer().listen(0, "127.0.0.1", () => { console.log(s.address().port); s.close(); })'
+}
+hub_pid=
+trap '[ -n "$hub_pid" ] && kill "$hub_pid" 2>/dev/null; true' EXIT
+port=$(free_port)
+./target/debug/switchboard --bind "127.0.0.1:${port}" --log warn &
+hub_pid=$!
+for _ in $(seq 1 100); do
+    node -e "fetch('http://127.0.0.1:${port}/health').then(r => process.exit(r.ok ? 0 : 1), () => process.exit(1))" && break
+    sleep 0.1
+done
+
+step "the SDK in headless Chromium (wasm-bindgen-test against the hub on port ${port})"
+SWITCHBOARD_TEST_URL="ws://127.0.0.1:${port}/ws" \
+CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner \
+CHROMEDRIVER=/usr/bin/chromedriver \
+WASM_BINDGEN_TEST_WEBDRIVER_JSON="$PWD/sdk-js/webdriver.json" \
+WASM_BINDGEN_TEST_TIMEOUT=120 \
+    cargo test -p switchboard-js --target wasm32-unknown-unknown --locked
+kill "$hub_pid"
+hub_pid=
+
+step "the npm package (wasm-pack)"
+./scripts/build-js.sh
+
+step "the example chat and the packed package in Chromium (Playwright)"
+(cd examples/chat-web && npm ci --no-audit --no-fund --loglevel=error)
+(cd tests/browser && npm ci --no-audit --no-fund --loglevel=error && npm test)

@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# Installs what building and testing Switchboard needs, skipping whatever is
+# already there, so it is safe to run every time:
+#   - rustfmt, clippy and the wasm32-unknown-unknown target (rustup);
+#   - wasm-bindgen-cli at exactly the wasm-bindgen version in Cargo.lock, and
+#     wasm-pack (cargo install; neither can download binaries here);
+#   - with --browser: Debian's chromium and chromium-driver, and Node.js/npm.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+browser=false
+[ "${1:-}" = "--browser" ] && browser=true
+
+say() { printf '  - %s\n' "$*"; }
+
+as_root() {
+    if [ "$(id -u)" = 0 ]; then "$@"; elif command -v sudo >/dev/null 2>&1; then sudo "$@"; else
+        echo "need root to run: $*" >&2
+        return 1
+    fi
+}
+
+apt_updated=false
+apt_install() {
+    if ! $apt_updated; then
+        as_root apt-get update -qq
+        apt_updated=true
+    fi
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+}
+
+if ! command -v cargo >/dev/null 2>&1; then
+    echo "cargo is not installed: install Rust with rustup (https://rustup.rs) first" >&2
+    exit 1
+fi
+
+if command -v rustup >/dev/null 2>&1; then
+    for component in rustfmt clippy; do
+        rustup component list --installed 2>/dev/null | grep -q "^${component}" || {
+            say "rustup component add ${component}"
+            rustup component add "${component}"
+        }
+    done
+    rustup target list --installed | grep -q '^wasm32-unknown-unknown$' || {
+        say "rustup target add wasm32-unknown-unknown"
+        rustup target add wasm32-unknown-unknown
+    }
+fi
+
+# The CLI must match the library version exactly, or wasm-bindgen refuses.
+wanted=$(awk '/^name = "wasm-bindgen"$/ { getline; gsub(/version = |"/, ""); print; exit }' Cargo.lock)
+have=$(wasm-bindgen --version 2>/dev/null | awk '{print $2}' || true)
+if [ "$have" != "$wanted" ]; then
+    say "cargo install wasm-bindgen-cli ${wanted} (found: ${have:-none})"
+    # Its own lockfile may name a crate version the registry no longer
+    # serves; then resolve afresh within the same semver ranges.
+    cargo install --quiet wasm-bindgen-cli --version "$wanted" --locked --force \
+        || cargo install --quiet wasm-bindgen-cli --version "$wanted" --force
+fi
+if ! command -v wasm-pack >/dev/null 2>&1; then
+    say "cargo install wasm-pack"
+    cargo install --quiet wasm-pack --locked || cargo install --quiet wasm-pack
+fi
+
+if $browser; then
+    if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1; then
+        say "apt-get install chromium chromium-driver"
+        apt_install chromium chromium-driver
+    fi
+    if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+        say "apt-get install nodejs npm"
+        apt_install nodejs npm
+    fi
+fi
