@@ -12,7 +12,7 @@ use switchboard_protocol::{Ack, Message, Presence, validate_name};
 use crate::builder::{ClientBuilder, Options};
 use crate::driver::{Command, Op, Request};
 use crate::error::{Error, Result};
-use crate::event::{Connected, Connecting, ConnectionState, Disconnected, Joined};
+use crate::event::{Connected, Connecting, ConnectionState, Disconnected, History, Joined};
 use crate::handlers::{Handler, HandlerId, Handlers};
 use crate::runtime;
 
@@ -140,6 +140,24 @@ impl Client {
         Ok(ack.delivered.unwrap_or(0))
     }
 
+    /// Reads up to `limit` stored messages of `room` after offset `since`
+    /// (from the oldest kept when `None`), oldest first, with the room's
+    /// epoch and last offset. The hub caps `limit` (default cap 1000).
+    pub async fn history(
+        &self,
+        room: &str,
+        since: Option<u64>,
+        limit: Option<u32>,
+    ) -> Result<History> {
+        check_name("room", room)?;
+        let ack = self.request(Op::History { room: room.to_owned(), since, limit }).await?;
+        Ok(History {
+            epoch: ack.epoch.unwrap_or_default(),
+            offset: ack.offset.unwrap_or(0),
+            messages: ack.messages.unwrap_or_default(),
+        })
+    }
+
     /// Closes the connection and stops reconnecting. Rooms and queued
     /// requests are kept: [`Client::connect`] resumes them.
     pub async fn disconnect(&self) {
@@ -223,7 +241,7 @@ impl Client {
     /// driver not to send a request that is still queued.
     async fn request(&self, op: Op) -> Result<Ack> {
         let (reply, answer) = oneshot::channel();
-        self.command(Command::Request(Request { op, reply }))?;
+        self.command(Command::Request(Request { op, reply, id: None }))?;
         let answer = answer.fuse();
         let timeout = runtime::sleep(self.shared.options.request_timeout).fuse();
         pin_mut!(answer, timeout);

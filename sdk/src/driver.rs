@@ -20,7 +20,7 @@ use std::sync::Arc;
 use futures::channel::{mpsc, oneshot};
 use futures::{FutureExt, StreamExt, pin_mut, select_biased};
 use serde_json::Value;
-use switchboard_protocol::{Ack, ClientFrame, CloseCode, ServerFrame};
+use switchboard_protocol::{Ack, ClientFrame, CloseCode, Message, Position, ServerFrame};
 
 use crate::client::Shared;
 use crate::error::{Error, Result};
@@ -44,6 +44,9 @@ pub(crate) enum Command {
 pub(crate) struct Request {
     pub(crate) op: Op,
     pub(crate) reply: oneshot::Sender<Result<Ack>>,
+    /// Set once the request was first sent; a re-send after a reconnect
+    /// keeps it, so the hub recognises a retry and does not act twice.
+    pub(crate) id: Option<String>,
 }
 
 /// What a request asks.
@@ -52,6 +55,7 @@ pub(crate) enum Op {
     Leave { room: String },
     Publish { room: String, event: String, data: Value },
     Send { to: String, event: String, data: Value },
+    History { room: String, since: Option<u64>, limit: Option<u32> },
 }
 
 type Reply = oneshot::Sender<Result<Ack>>;
@@ -62,8 +66,9 @@ enum Pending {
     Join { room: String, replies: Vec<Reply>, rejoin: bool },
     /// A leave whose connection is lost has left anyway.
     Leave { reply: Reply },
-    /// Anything else: its fate is unknown when the connection is lost.
-    Other { reply: Reply },
+    /// Publishes, sends and history reads: re-sent with the same id after a
+    /// reconnect (the hub answers a repeated id without acting twice).
+    Resend { seq: u64, request: Request },
 }
 
 /// How a connection attempt or a connection ended.
@@ -93,6 +98,10 @@ pub(crate) struct Driver {
     /// Publishes and sends made while offline.
     queue: VecDeque<Request>,
     pending: HashMap<String, Pending>,
+    /// Per joined room: its epoch and the offset of the last message seen.
+    positions: HashMap<String, Position>,
+    /// The same for this user's inbox of private messages.
+    inbox: Option<Position>,
     connect_waiters: Vec<oneshot::Sender<Result<()>>>,
     close_waiters: Vec<oneshot::Sender<()>>,
     id_prefix: String,
@@ -108,6 +117,8 @@ impl Driver {
             join_waiters: HashMap::new(),
             queue: VecDeque::new(),
             pending: HashMap::new(),
+            positions: HashMap::new(),
+            inbox: None,
             connect_waiters: Vec::new(),
             close_waiters: Vec::new(),
             // Ids must not repeat across this user's clients and reconnects,
@@ -257,7 +268,8 @@ impl Driver {
     /// One connection: open, await `welcome`, rejoin, flush, serve.
     async fn session(&mut self) -> End {
         let options = self.shared.options.clone();
-        let open = Socket::open(&options.url, &options.headers).fuse();
+        let url = options.url.resume(self.inbox.as_ref());
+        let open = Socket::open(&url, &options.headers).fuse();
         pin_mut!(open);
         let opened = loop {
             let command = select_biased! {
@@ -313,13 +325,20 @@ impl Driver {
         for waiter in self.connect_waiters.drain(..) {
             let _ = waiter.send(Ok(()));
         }
+        if welcome.inbox.is_some() {
+            self.inbox = welcome.inbox;
+        }
         self.shared.handlers.emit_connected(&Connected {
             session: welcome.session,
             user: welcome.user,
             heartbeat_ms: welcome.heartbeat_ms,
+            inbox_recovered: welcome.recovered,
         });
         let end = self.serve(&mut socket).await;
-        self.connection_lost();
+        // A message too big for the hub closes the connection with 1009;
+        // re-sending it would only close the next one too.
+        let poisoned = matches!(&end, End::Lost { code: Some(CloseCode::MESSAGE_TOO_BIG), .. });
+        self.connection_lost(poisoned);
         end
     }
 
@@ -333,7 +352,9 @@ impl Driver {
             let id = self.next_id();
             self.pending
                 .insert(id.clone(), Pending::Join { room: room.clone(), replies, rejoin: true });
-            if let Err(reason) = socket.send(encode(ClientFrame::Join { id: Some(id), room })).await
+            let since = self.positions.get(&room).cloned();
+            if let Err(reason) =
+                socket.send(encode(ClientFrame::Join { id: Some(id), room, since })).await
             {
                 return lost(None, reason, true);
             }
@@ -432,18 +453,29 @@ impl Driver {
             }
         };
         match frame {
-            ServerFrame::Message(message) => self.shared.handlers.emit_message(&message),
+            ServerFrame::Message(message) => {
+                if self.is_new(&message) {
+                    self.shared.handlers.emit_message(&message);
+                }
+            }
             ServerFrame::Presence(presence) => self.shared.handlers.emit_presence(&presence),
             ServerFrame::Ack(ack) => match self.pending.remove(&ack.id) {
                 Some(Pending::Join { room, replies, rejoin }) => {
+                    if let (Some(epoch), Some(offset)) = (ack.epoch.clone(), ack.offset) {
+                        self.positions.insert(room.clone(), Position { epoch, offset });
+                    }
                     let members = ack.members.clone().unwrap_or_default();
+                    let recovered = ack.recovered;
                     for reply in replies {
                         let _ = reply.send(Ok(ack.clone()));
                     }
-                    self.shared.handlers.emit_joined(&Joined { room, members, rejoin });
+                    self.shared.handlers.emit_joined(&Joined { room, members, rejoin, recovered });
                 }
-                Some(Pending::Leave { reply } | Pending::Other { reply }) => {
+                Some(Pending::Leave { reply }) => {
                     let _ = reply.send(Ok(ack));
+                }
+                Some(Pending::Resend { request, .. }) => {
+                    let _ = request.reply.send(Ok(ack));
                 }
                 None => {}
             },
@@ -461,8 +493,11 @@ impl Driver {
                             let _ = reply.send(Err(err.clone()));
                         }
                     }
-                    Some(Pending::Leave { reply } | Pending::Other { reply }) => {
+                    Some(Pending::Leave { reply }) => {
                         let _ = reply.send(Err(err));
+                    }
+                    Some(Pending::Resend { request, .. }) => {
+                        let _ = request.reply.send(Err(err));
                     }
                     None => self.shared.handlers.emit_error(&err),
                 }
@@ -471,34 +506,79 @@ impl Driver {
         }
     }
 
+    /// Advances the stream position a message belongs to; false for a
+    /// message at or below it, which this client already has.
+    fn is_new(&mut self, message: &Message) -> bool {
+        let Some(offset) = message.offset else { return true };
+        let position = match (&message.room, &message.to) {
+            (Some(room), _) => self.positions.get_mut(room),
+            (None, Some(_)) => self.inbox.as_mut(),
+            (None, None) => None,
+        };
+        match position {
+            Some(position) if offset <= position.offset => false,
+            Some(position) => {
+                position.offset = offset;
+                true
+            }
+            None => true,
+        }
+    }
+
     /// Sends a request now. On a send failure the request stays pending, and
     /// the lost connection settles it.
-    async fn send(&mut self, socket: &mut Socket, request: Request) -> Result<(), String> {
+    async fn send(&mut self, socket: &mut Socket, mut request: Request) -> Result<(), String> {
         if request.reply.is_canceled() {
             return Ok(()); // its caller timed out while it waited offline
         }
-        let id = self.next_id();
-        let (frame, pending) = match request.op {
-            Op::Join { room } => {
-                self.rooms.insert(room.clone());
-                let frame = ClientFrame::Join { id: Some(id.clone()), room: room.clone() };
-                (frame, Pending::Join { room, replies: vec![request.reply], rejoin: false })
-            }
-            Op::Leave { room } => {
-                self.rooms.remove(&room);
-                let frame = ClientFrame::Leave { id: Some(id.clone()), room };
-                (frame, Pending::Leave { reply: request.reply })
-            }
-            Op::Publish { room, event, data } => {
-                let frame = ClientFrame::Publish { id: Some(id.clone()), room, event, data };
-                (frame, Pending::Other { reply: request.reply })
-            }
-            Op::Send { to, event, data } => {
-                let frame = ClientFrame::Send { id: Some(id.clone()), to, event, data };
-                (frame, Pending::Other { reply: request.reply })
+        let (id, seq) = match request.id.clone() {
+            Some(id) => (id, self.next_id),
+            None => {
+                let id = self.next_id();
+                request.id = Some(id.clone());
+                (id, self.next_id)
             }
         };
-        self.pending.insert(id, pending);
+        let frame = match &request.op {
+            Op::Join { room } => {
+                self.rooms.insert(room.clone());
+                let frame =
+                    ClientFrame::Join { id: Some(id.clone()), room: room.clone(), since: None };
+                let pending = Pending::Join {
+                    room: room.clone(),
+                    replies: vec![request.reply],
+                    rejoin: false,
+                };
+                self.pending.insert(id, pending);
+                return socket.send(encode(frame)).await;
+            }
+            Op::Leave { room } => {
+                self.rooms.remove(room);
+                self.positions.remove(room);
+                let frame = ClientFrame::Leave { id: Some(id.clone()), room: room.clone() };
+                self.pending.insert(id, Pending::Leave { reply: request.reply });
+                return socket.send(encode(frame)).await;
+            }
+            Op::Publish { room, event, data } => ClientFrame::Publish {
+                id: Some(id.clone()),
+                room: room.clone(),
+                event: event.clone(),
+                data: data.clone(),
+            },
+            Op::Send { to, event, data } => ClientFrame::Send {
+                id: Some(id.clone()),
+                to: to.clone(),
+                event: event.clone(),
+                data: data.clone(),
+            },
+            Op::History { room, since, limit } => ClientFrame::History {
+                id: Some(id.clone()),
+                room: room.clone(),
+                since: *since,
+                limit: *limit,
+            },
+        };
+        self.pending.insert(id, Pending::Resend { seq, request });
         socket.send(encode(frame)).await
     }
 
@@ -518,7 +598,7 @@ impl Driver {
                 }
                 let _ = request.reply.send(Ok(Ack::default()));
             }
-            Op::Publish { .. } | Op::Send { .. } => {
+            Op::Publish { .. } | Op::Send { .. } | Op::History { .. } => {
                 let capacity = self.shared.options.offline_queue;
                 self.queue.retain(|queued| !queued.reply.is_canceled());
                 if self.queue.len() >= capacity {
@@ -530,8 +610,12 @@ impl Driver {
         }
     }
 
-    /// Settles what was in flight on a connection that is gone.
-    fn connection_lost(&mut self) {
+    /// Settles what was in flight on a connection that is gone: joins wait
+    /// for the rejoin, leaves are done, the rest goes back to the front of the
+    /// queue in its original order, to be re-sent with the same ids; after a
+    /// `poisoned` loss (1009) the rest fails with [`Error::ConnectionLost`].
+    fn connection_lost(&mut self, poisoned: bool) {
+        let mut resend = Vec::new();
         for (_, pending) in self.pending.drain() {
             match pending {
                 Pending::Join { room, replies, .. } => {
@@ -542,9 +626,16 @@ impl Driver {
                 Pending::Leave { reply } => {
                     let _ = reply.send(Ok(Ack::default()));
                 }
-                Pending::Other { reply } => {
-                    let _ = reply.send(Err(Error::ConnectionLost));
+                Pending::Resend { request, .. } if poisoned => {
+                    let _ = request.reply.send(Err(Error::ConnectionLost));
                 }
+                Pending::Resend { seq, request } => resend.push((seq, request)),
+            }
+        }
+        resend.sort_by_key(|(seq, _)| *seq);
+        for (_, request) in resend.into_iter().rev() {
+            if !request.reply.is_canceled() {
+                self.queue.push_front(request);
             }
         }
     }

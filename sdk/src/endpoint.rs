@@ -6,6 +6,8 @@
 //! host, no fragment, and a query parameter appended. The socket itself (the
 //! browser's `WebSocket`, tungstenite natively) parses the rest.
 
+use switchboard_protocol::Position;
+
 use crate::error::Error;
 
 /// A `ws://` or `wss://` URL ready to open.
@@ -52,6 +54,14 @@ impl Endpoint {
     /// The URL to open.
     pub(crate) fn as_str(&self) -> &str {
         &self.url
+    }
+
+    /// The URL to open, asking the hub to resume the inbox after `inbox`.
+    pub(crate) fn resume(&self, inbox: Option<&Position>) -> String {
+        let Some(inbox) = inbox else { return self.url.clone() };
+        let separator = if self.url.contains('?') { "&" } else { "?" };
+        let epoch: String = form_urlencoded::byte_serialize(inbox.epoch.as_bytes()).collect();
+        format!("{}{separator}inbox_epoch={epoch}&inbox_offset={}", self.url, inbox.offset)
     }
 }
 

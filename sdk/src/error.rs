@@ -39,8 +39,8 @@ pub enum Error {
         /// The queue's capacity.
         capacity: usize,
     },
-    /// The connection dropped after the request was sent and before its
-    /// answer: it may or may not have been carried out.
+    /// The hub closed the connection with 1009 (message too big) while the
+    /// request was in flight; it is not re-sent, since it may be the cause.
     #[error("connection lost before the server answered")]
     ConnectionLost,
     /// The client was closed with [`Client::close`](crate::Client::close).

@@ -1,5 +1,6 @@
 //! What the client reports to the application besides messages: its
-//! [`ConnectionState`] and the lifecycle events handed to handlers.
+//! [`ConnectionState`], the lifecycle events handed to handlers, and the
+//! [`History`] pages it reads.
 
 use switchboard_protocol::CloseCode;
 
@@ -34,6 +35,10 @@ pub struct Connected {
     pub user: String,
     /// The server's heartbeat interval in milliseconds.
     pub heartbeat_ms: u64,
+    /// After a reconnect: whether every private message sent meanwhile was
+    /// delivered (true) or some are lost to this connection (false). `None`
+    /// on a first connection, which gets whatever waited in the inbox.
+    pub inbox_recovered: Option<bool>,
 }
 
 /// The connection closed or could not be opened.
@@ -57,4 +62,19 @@ pub struct Joined {
     pub members: Vec<String>,
     /// True when the client rejoined on its own after a reconnect.
     pub rejoin: bool,
+    /// For a rejoin: whether every message published meanwhile was replayed
+    /// before this event (true), or the gap could not be filled (false: reload
+    /// the room from your own source). `None` for a first join.
+    pub recovered: Option<bool>,
+}
+
+/// A page of a room's stored history, as [`Client::history`](crate::Client::history) returns it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct History {
+    /// The room's epoch.
+    pub epoch: String,
+    /// The offset of the room's last message.
+    pub offset: u64,
+    /// The messages, oldest first.
+    pub messages: Vec<switchboard_protocol::Message>,
 }

@@ -182,6 +182,7 @@ mod tests {
             event: event.into(),
             data: serde_json::Value::Null,
             ts: 0,
+            offset: None,
         }
     }
 

@@ -42,8 +42,15 @@
 //! - Publishes and sends made while offline wait in a bounded queue and go
 //!   out in order after the next `welcome` and rejoin; a full queue fails the
 //!   call with [`Error::QueueFull`], never silently.
-//! - A publish or send in flight when the connection drops fails with
-//!   [`Error::ConnectionLost`]: it may or may not have been delivered.
+//! - A publish or send in flight when the connection drops is re-sent after
+//!   the reconnect with the same id; the hub remembers ids for a window
+//!   (default 5 minutes) and answers a repeat without acting twice, so each
+//!   is carried out exactly once.
+//! - Rooms and the private inbox are streams with offsets: after a reconnect
+//!   the client resumes each from the last offset it saw; the hub replays
+//!   what was missed before anything live, and the client drops anything it
+//!   already had. [`Joined::recovered`] and [`Connected::inbox_recovered`] say
+//!   when a gap could not be filled.
 
 pub mod backoff;
 mod builder;
@@ -60,7 +67,7 @@ pub use backoff::{Backoff, ReconnectPolicy};
 pub use builder::{ClientBuilder, Heartbeat};
 pub use client::Client;
 pub use error::{Error, Result};
-pub use event::{Connected, Connecting, ConnectionState, Disconnected, Joined};
+pub use event::{Connected, Connecting, ConnectionState, Disconnected, History, Joined};
 pub use handlers::{Handler, HandlerId};
 pub use runtime::MaybeSend;
-pub use switchboard_protocol::{CloseCode, ErrorCode, Message, Presence, PresenceAction};
+pub use switchboard_protocol::{CloseCode, ErrorCode, Message, Position, Presence, PresenceAction};

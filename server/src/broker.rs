@@ -44,6 +44,9 @@ pub struct Delivery {
     pub frame: Utf8Bytes,
     /// Its kind.
     pub kind: DeliveryKind,
+    /// Its offset in the target's stream (the room's, or the user's inbox),
+    /// for messages that are stored; `None` for presence and broadcasts to all.
+    pub offset: Option<u64>,
 }
 
 /// A broker could not carry a delivery.

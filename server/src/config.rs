@@ -28,6 +28,10 @@ pub struct Config {
     pub limits: LimitsConfig,
     /// Room rules.
     pub rooms: RoomsConfig,
+    /// How long and how much history streams keep.
+    pub history: HistoryConfig,
+    /// Delivery guarantees that are not history.
+    pub delivery: DeliveryConfig,
     /// How long shutdown waits for connections to close, in milliseconds (default 5000).
     pub shutdown_grace_ms: u64,
 }
@@ -40,6 +44,8 @@ impl Default for Config {
             heartbeat: HeartbeatConfig::default(),
             limits: LimitsConfig::default(),
             rooms: RoomsConfig::default(),
+            history: HistoryConfig::default(),
+            delivery: DeliveryConfig::default(),
             shutdown_grace_ms: 5_000,
         }
     }
@@ -124,6 +130,106 @@ impl Default for RoomsConfig {
     }
 }
 
+/// History kept per stream: the first rule whose `pattern` matches a room
+/// name applies, else `default`; `inbox` applies to every user's inbox.
+///
+/// ```toml
+/// [history.default]
+/// size = 300
+/// ttl_secs = 300
+///
+/// [[history.rules]]
+/// pattern = "chat:*"
+/// size = 1000
+/// ttl_secs = 86400
+///
+/// [[history.rules]]
+/// pattern = "ticker:*"
+/// size = 0          # live only
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HistoryConfig {
+    /// Rules by room-name pattern (`*` matches any run of characters, `?`
+    /// one character); the first match wins.
+    pub rules: Vec<HistoryRule>,
+    /// For rooms no rule matches (default: 300 messages, 5 minutes, 1 MiB).
+    pub default: HistoryLimits,
+    /// For every user's inbox of private messages (default: 100 messages,
+    /// 24 hours, 1 MiB): what an offline user finds on their next connection.
+    pub inbox: HistoryLimits,
+    /// Most messages one history read or replay returns (default 1000).
+    pub max_page: usize,
+}
+
+impl Default for HistoryConfig {
+    fn default() -> Self {
+        HistoryConfig {
+            rules: Vec::new(),
+            default: HistoryLimits { size: 300, ttl_secs: 300, max_bytes: 1024 * 1024 },
+            inbox: HistoryLimits { size: 100, ttl_secs: 24 * 3600, max_bytes: 1024 * 1024 },
+            max_page: 1_000,
+        }
+    }
+}
+
+impl HistoryConfig {
+    /// The limits for a room.
+    pub fn for_room(&self, room: &str) -> &HistoryLimits {
+        self.rules
+            .iter()
+            .find(|rule| wildmatch::WildMatch::new(&rule.pattern).matches(room))
+            .map_or(&self.default, |rule| &rule.limits)
+    }
+}
+
+/// History for the rooms a pattern matches. (Unknown keys are refused by
+/// [`HistoryLimits`]; serde cannot also check them here, beside `flatten`.)
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HistoryRule {
+    /// Room-name pattern, for example `chat:*`.
+    pub pattern: String,
+    /// The limits.
+    #[serde(flatten)]
+    pub limits: HistoryLimits,
+}
+
+/// How much of a stream is kept. A message goes when any limit is passed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HistoryLimits {
+    /// Most messages kept; 0 keeps none (live delivery only).
+    pub size: usize,
+    /// Oldest message kept, in seconds.
+    pub ttl_secs: u64,
+    /// Most bytes of messages kept.
+    pub max_bytes: usize,
+}
+
+impl Default for HistoryLimits {
+    fn default() -> Self {
+        HistoryConfig::default().default
+    }
+}
+
+/// Idempotent requests.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DeliveryConfig {
+    /// How long the hub remembers a user's request ids, in seconds
+    /// (default 300): a `publish` or `send` repeating an id within it gets
+    /// the original answer and is not carried out twice.
+    pub id_window_secs: u64,
+    /// Most ids remembered per user (default 10000); the oldest go first.
+    pub max_ids_per_user: usize,
+}
+
+impl Default for DeliveryConfig {
+    fn default() -> Self {
+        DeliveryConfig { id_window_secs: 300, max_ids_per_user: 10_000 }
+    }
+}
+
 impl Config {
     /// Parses a TOML document; fields it does not name keep their defaults.
     pub fn from_toml(text: &str) -> Result<Config, ConfigError> {
@@ -165,6 +271,9 @@ impl Config {
         if self.limits.read_buffer_bytes < 256 {
             return invalid("limits.read_buffer_bytes must be at least 256");
         }
+        if self.history.max_page == 0 {
+            return invalid("history.max_page must be greater than 0");
+        }
         if self.server_name.is_empty() {
             return invalid("server_name must not be empty");
         }
@@ -193,6 +302,23 @@ mod tests {
         assert_eq!(config.bind.to_string(), "0.0.0.0:9000");
         assert_eq!(config.heartbeat.interval_ms, 1000);
         assert_eq!(config.limits, LimitsConfig::default());
+    }
+
+    #[test]
+    fn history_rules_match_room_patterns_first_match_wins() {
+        let config = Config::from_toml(
+            "[[history.rules]]\npattern = \"chat:*\"\nsize = 1000\nttl_secs = 86400\n\
+             [[history.rules]]\npattern = \"ticker:*\"\nsize = 0\nttl_secs = 0\n",
+        )
+        .unwrap();
+        assert_eq!(config.history.for_room("chat:fr").size, 1000);
+        assert_eq!(
+            config.history.for_room("chat:fr").max_bytes,
+            1024 * 1024,
+            "unnamed limits default"
+        );
+        assert_eq!(config.history.for_room("ticker:ACME").size, 0);
+        assert_eq!(config.history.for_room("general").size, 300);
     }
 
     #[test]

@@ -192,7 +192,7 @@ impl Hub {
     pub fn deliver(&self, delivery: &Delivery) -> usize {
         let registry = self.read();
         let mut reached = 0;
-        let mut push = |outbound: &Outbound| match outbound.push(&delivery.frame) {
+        let mut push = |outbound: &Outbound| match outbound.push(delivery) {
             Pushed::Queued => reached += 1,
             Pushed::Overflowed => self.counters.slow_consumer(),
             Pushed::Gone => {}
@@ -309,6 +309,7 @@ mod tests {
             target: Target::Room(room.into()),
             frame: Utf8Bytes::from(text),
             kind: DeliveryKind::Message,
+            offset: None,
         }
     }
 
@@ -333,8 +334,8 @@ mod tests {
         let (_b, mut qb) = connect(&hub, "bob");
         hub.join(a, "general").unwrap();
         assert_eq!(hub.deliver(&room_delivery("general", "hi")), 1);
-        assert_eq!(qa.try_recv().as_deref(), Some("hi"));
-        assert_eq!(qb.try_recv(), None);
+        assert_eq!(qa.try_recv().unwrap().frame, "hi");
+        assert!(qb.try_recv().is_none());
         assert_eq!(hub.room("general").unwrap().messages, 1);
         assert_eq!(hub.deliver(&room_delivery("nowhere", "hi")), 0);
     }

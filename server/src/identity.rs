@@ -16,6 +16,11 @@ pub struct ConnectQuery {
     pub user_id: Option<String>,
     /// A room to join as soon as the connection is open.
     pub room: Option<String>,
+    /// With `inbox_offset`: resume the user's inbox after this position
+    /// (a reconnecting client's last private message).
+    pub inbox_epoch: Option<String>,
+    /// See `inbox_epoch`.
+    pub inbox_offset: Option<u64>,
 }
 
 /// The resolved identity of a connection.

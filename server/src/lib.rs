@@ -30,6 +30,9 @@
 //! - [`Hub`] (`hub.rs`, `room.rs`): this node's connections, users and rooms, and local fan-out.
 //! - [`broker`]: the [`Broker`] trait that carries deliveries between nodes;
 //!   [`MemoryBroker`] for a single node.
+//! - [`store`]: history per stream (rooms and inboxes) behind [`HistoryStore`];
+//!   `streams.rs`: offsets, ordering and replay on top of it; `ids.rs`: the
+//!   window of recent request ids that makes retries idempotent.
 //! - `outbound.rs`: each connection's bounded outbound queue and close signal.
 //! - `session.rs`: one connection's state machine; `ws.rs`: the upgrade in front of it.
 //! - [`identity`]: who a connection is (the seam authentication plugs into).
@@ -45,12 +48,15 @@ pub mod config;
 mod error;
 mod hub;
 pub mod identity;
+mod ids;
 mod memory_broker;
 mod outbound;
 mod room;
 mod session;
 mod state;
 mod stats;
+pub mod store;
+mod streams;
 mod wire;
 mod ws;
 
@@ -62,6 +68,7 @@ pub use hub::{Hub, RoomDetail, RoomSummary};
 pub use memory_broker::MemoryBroker;
 pub use state::AppState;
 pub use stats::Stats;
+pub use store::{HistoryStore, MemoryStore, StreamKey};
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -71,8 +78,10 @@ use tokio::net::TcpListener;
 
 /// The hub's routes, ready to serve or to nest in another axum app:
 /// `GET /ws`, `GET /health`, `GET /api/stats`, `GET /api/online`,
-/// `POST /api/send`, `POST /api/broadcast`, `POST /api/disconnect`, `GET /api/rooms`, `GET /api/rooms/{room}`.
+/// `POST /api/send`, `POST /api/broadcast`, `POST /api/disconnect`, `GET /api/rooms`, `GET /api/rooms/{room}`,
+/// `GET /api/rooms/{room}/history`.
 pub fn router(state: AppState) -> Router {
+    state.start_maintenance();
     let body_limit = state.config().limits.max_message_bytes;
     Router::new()
         .route("/ws", get(ws::upgrade))
@@ -84,6 +93,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/disconnect", post(api::disconnect))
         .route("/api/rooms", get(api::rooms))
         .route("/api/rooms/{room}", get(api::room))
+        .route("/api/rooms/{room}/history", get(api::history))
         .fallback(api::not_found)
         .method_not_allowed_fallback(api::method_not_allowed)
         .layer(DefaultBodyLimit::max(body_limit))

@@ -11,12 +11,13 @@
 //! The same handle carries the close signal that the hub, an operator or a
 //! limit uses to end the connection with a chosen code.
 
-use axum::extract::ws::Utf8Bytes;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use switchboard_protocol::CloseCode;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
+
+use crate::broker::Delivery;
 
 /// The hub's side of a connection's queue.
 #[derive(Debug)]
@@ -25,7 +26,7 @@ pub(crate) struct Outbound {
     pub(crate) key: u64,
     /// The connection's user id.
     pub(crate) user: Arc<str>,
-    tx: mpsc::Sender<Utf8Bytes>,
+    tx: mpsc::Sender<Delivery>,
     queued_bytes: Arc<AtomicUsize>,
     max_bytes: usize,
     close: CloseSignal,
@@ -34,7 +35,7 @@ pub(crate) struct Outbound {
 /// The session's side of a connection's queue.
 #[derive(Debug)]
 pub(crate) struct OutboundQueue {
-    rx: mpsc::Receiver<Utf8Bytes>,
+    rx: mpsc::Receiver<Delivery>,
     queued_bytes: Arc<AtomicUsize>,
 }
 
@@ -70,20 +71,20 @@ pub(crate) fn channel(
 }
 
 impl Outbound {
-    /// Queues a frame without waiting. Cloning [`Utf8Bytes`] shares the
+    /// Queues a delivery without waiting. Cloning it shares the frame's
     /// buffer, so a fan-out serializes once whatever the number of recipients.
-    pub(crate) fn push(&self, frame: &Utf8Bytes) -> Pushed {
+    pub(crate) fn push(&self, delivery: &Delivery) -> Pushed {
         if self.close.is_closing() {
             return Pushed::Gone;
         }
-        let len = frame.len();
+        let len = delivery.frame.len();
         let before = self.queued_bytes.fetch_add(len, Ordering::AcqRel);
         if before + len > self.max_bytes {
             self.queued_bytes.fetch_sub(len, Ordering::AcqRel);
             self.overflow();
             return Pushed::Overflowed;
         }
-        match self.tx.try_send(frame.clone()) {
+        match self.tx.try_send(delivery.clone()) {
             Ok(()) => Pushed::Queued,
             Err(mpsc::error::TrySendError::Full(_)) => {
                 self.queued_bytes.fetch_sub(len, Ordering::AcqRel);
@@ -113,18 +114,18 @@ impl Outbound {
 }
 
 impl OutboundQueue {
-    /// Waits for the next frame; `None` once every [`Outbound`] is dropped.
-    pub(crate) async fn recv(&mut self) -> Option<Utf8Bytes> {
-        let frame = self.rx.recv().await?;
-        self.queued_bytes.fetch_sub(frame.len(), Ordering::AcqRel);
-        Some(frame)
+    /// Waits for the next delivery; `None` once every [`Outbound`] is dropped.
+    pub(crate) async fn recv(&mut self) -> Option<Delivery> {
+        let delivery = self.rx.recv().await?;
+        self.queued_bytes.fetch_sub(delivery.frame.len(), Ordering::AcqRel);
+        Some(delivery)
     }
 
-    /// Takes a frame that is already waiting, if any.
-    pub(crate) fn try_recv(&mut self) -> Option<Utf8Bytes> {
-        let frame = self.rx.try_recv().ok()?;
-        self.queued_bytes.fetch_sub(frame.len(), Ordering::AcqRel);
-        Some(frame)
+    /// Takes a delivery that is already waiting, if any.
+    pub(crate) fn try_recv(&mut self) -> Option<Delivery> {
+        let delivery = self.rx.try_recv().ok()?;
+        self.queued_bytes.fetch_sub(delivery.frame.len(), Ordering::AcqRel);
+        Some(delivery)
     }
 }
 
@@ -164,28 +165,39 @@ impl CloseSignal {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::broker::{DeliveryKind, Target};
+    use axum::extract::ws::Utf8Bytes;
+
+    fn d(text: &'static str) -> Delivery {
+        Delivery {
+            target: Target::All,
+            frame: Utf8Bytes::from(text),
+            kind: DeliveryKind::Message,
+            offset: None,
+        }
+    }
 
     #[tokio::test]
     async fn overflowing_by_count_closes_as_slow_consumer() {
         let (outbound, mut queue) = channel(1, "u".into(), 2, 1 << 20);
-        let frame = Utf8Bytes::from("x");
+        let frame = d("x");
         assert_eq!(outbound.push(&frame), Pushed::Queued);
         assert_eq!(outbound.push(&frame), Pushed::Queued);
         assert_eq!(outbound.push(&frame), Pushed::Overflowed);
         assert_eq!(outbound.push(&frame), Pushed::Gone, "closing connections take nothing more");
         let (code, _) = outbound.close_signal().requested().await;
         assert_eq!(code, CloseCode::SLOW_CONSUMER);
-        assert_eq!(queue.recv().await.as_deref(), Some("x"));
+        assert_eq!(queue.recv().await.unwrap().frame, "x");
     }
 
     #[tokio::test]
     async fn overflowing_by_bytes_closes_as_slow_consumer() {
         let (outbound, mut queue) = channel(1, "u".into(), 100, 10);
-        assert_eq!(outbound.push(&Utf8Bytes::from("123456")), Pushed::Queued);
+        assert_eq!(outbound.push(&d("123456")), Pushed::Queued);
         // Draining frees the bytes again.
-        assert_eq!(queue.recv().await.as_deref(), Some("123456"));
-        assert_eq!(outbound.push(&Utf8Bytes::from("123456")), Pushed::Queued);
-        assert_eq!(outbound.push(&Utf8Bytes::from("123456")), Pushed::Overflowed);
+        assert_eq!(queue.recv().await.unwrap().frame, "123456");
+        assert_eq!(outbound.push(&d("123456")), Pushed::Queued);
+        assert_eq!(outbound.push(&d("123456")), Pushed::Overflowed);
         assert_eq!(outbound.close_signal().requested().await.0, CloseCode::SLOW_CONSUMER);
     }
 

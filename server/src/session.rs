@@ -10,13 +10,14 @@
 //! It answers requests that carry an `id` with `ack`/`error` written straight
 //! to its socket, and hands every message and presence change to the broker.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::extract::ws::{CloseFrame, Message as WsMessage, Utf8Bytes};
 use futures::{Sink, SinkExt, Stream, StreamExt};
 use switchboard_protocol::{
-    Ack, ClientFrame, CloseCode, ErrorCode, ErrorFrame, Message, PROTOCOL_VERSION, Presence,
-    PresenceAction, ServerFrame, Welcome, validate_name,
+    Ack, ClientFrame, CloseCode, ErrorCode, ErrorFrame, Message, PROTOCOL_VERSION, Position,
+    Presence, PresenceAction, ServerFrame, Welcome, validate_name,
 };
 use tokio::time::{Duration, Instant, MissedTickBehavior};
 use tracing::{debug, info};
@@ -24,7 +25,10 @@ use tracing::{debug, info};
 use crate::AppState;
 use crate::broker::{Delivery, DeliveryKind, Target};
 use crate::identity::Identity;
+use crate::ids::Seen;
 use crate::outbound::{self, Outbound, OutboundQueue};
+use crate::store::{Replay, StoreError, StreamKey};
+use crate::streams::messages;
 use crate::wire::{encode, now_ms};
 
 /// How many queued frames are written before one flush.
@@ -40,9 +44,17 @@ const SHUTDOWN: &str = "server shutting down";
 enum Wake {
     Shutdown,
     Close(CloseCode, String),
-    Queued(Utf8Bytes),
+    Queued(Delivery),
     Incoming(Option<Result<WsMessage, axum::Error>>),
     Tick,
+}
+
+/// How a connection starts: a room to join at once, and where the client's
+/// inbox stood (to resume it) when it reconnects.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Start {
+    pub(crate) room: Option<String>,
+    pub(crate) inbox_since: Option<Position>,
 }
 
 /// What to do after handling one event.
@@ -63,6 +75,11 @@ pub(crate) struct Session<S> {
     user: Arc<str>,
     id: String,
     last_heard: Instant,
+    /// Per room: the offset a replay (or the join) already covered; live
+    /// messages at or below it are not sent again.
+    room_floors: HashMap<Arc<str>, u64>,
+    /// The same for the user's inbox.
+    inbox_floor: u64,
 }
 
 impl<S> Session<S>
@@ -72,7 +89,7 @@ where
         + Unpin
         + Send,
 {
-    /// Registers the connection with the hub.
+    /// Prepares the connection; it joins the hub when it starts running.
     pub(crate) fn new(socket: S, state: AppState, identity: Identity) -> Session<S> {
         let hub = state.hub();
         let limits = &state.config().limits;
@@ -82,24 +99,24 @@ where
             limits.outbound_queue_messages,
             limits.outbound_queue_bytes,
         );
-        let outbound = Arc::new(outbound);
-        hub.register(outbound.clone());
         Session {
             socket,
             state,
-            outbound,
+            outbound: Arc::new(outbound),
             queue,
             user: identity.user,
             id: uuid::Uuid::new_v4().simple().to_string(),
             last_heard: Instant::now(),
+            room_floors: HashMap::new(),
+            inbox_floor: 0,
         }
     }
 
     /// Runs the connection to its end, then removes it from the hub and
     /// announces the rooms its user left.
-    pub(crate) async fn run(mut self, initial_room: Option<String>) {
+    pub(crate) async fn run(mut self, start: Start) {
         info!(session = %self.id, user = %self.user, "connected");
-        let flow = self.serve(initial_room).await;
+        let flow = self.serve(start).await;
         let reason = match flow {
             Flow::Close(code, reason) => {
                 debug!(session = %self.id, %code, %reason, "closing");
@@ -114,19 +131,51 @@ where
         info!(session = %self.id, user = %self.user, %reason, "disconnected");
     }
 
-    async fn serve(&mut self, initial_room: Option<String>) -> Flow {
+    async fn serve(&mut self, start: Start) -> Flow {
         let heartbeat = self.state.config().heartbeat.clone();
+        // Register under the inbox's lock, then read it: every private message
+        // is then in the replay below or in the live queue (see streams.rs).
+        let inbox = StreamKey::Inbox(self.user.clone());
+        let (hub, outbound) = (self.state.hub().clone(), self.outbound.clone());
+        let register = move || hub.register(outbound);
+        let streams = self.state.streams();
+        let (position, recovered, missed) = match &start.inbox_since {
+            Some(since) => match streams.resume(&inbox, Some(since), register).await {
+                Ok(((), position, Some(Replay::Complete(missed)))) => {
+                    (Some(position), Some(true), missed)
+                }
+                Ok(((), position, _)) => (Some(position), Some(false), Vec::new()),
+                Err(err) => return self.store_failed(err),
+            },
+            None => match streams.undelivered(&inbox, register).await {
+                Ok(((), position, pending)) => (Some(position), None, pending),
+                Err(err) => return self.store_failed(err),
+            },
+        };
+        if let Some(position) = &position {
+            self.inbox_floor = position.offset;
+            if recovered == Some(true) {
+                let _ = streams.store().mark_delivered(&inbox, position.offset);
+            }
+        }
         let welcome = ServerFrame::Welcome(Welcome {
             session: self.id.clone(),
             user: self.user.to_string(),
             protocol: PROTOCOL_VERSION,
             heartbeat_ms: heartbeat.interval_ms,
+            inbox: position,
+            recovered,
         });
         if let flow @ (Flow::Close(..) | Flow::Gone) = self.reply(&welcome).await {
             return flow;
         }
-        if let Some(room) = initial_room {
-            let flow = self.handle(ClientFrame::Join { id: None, room }).await;
+        for stored in missed {
+            if self.socket.send(WsMessage::Text(stored.frame)).await.is_err() {
+                return Flow::Gone;
+            }
+        }
+        if let Some(room) = start.room {
+            let flow = self.handle(ClientFrame::Join { id: None, room, since: None }).await;
             if !matches!(flow, Flow::Continue) {
                 return flow;
             }
@@ -173,23 +222,41 @@ where
         }
     }
 
-    /// Writes a queued frame and whatever else is already waiting, then flushes once.
-    async fn write_queued(&mut self, first: Utf8Bytes) -> Flow {
-        if self.socket.feed(WsMessage::Text(first)).await.is_err() {
-            return Flow::Gone;
-        }
-        for _ in 1..WRITE_BATCH {
-            let Some(frame) = self.queue.try_recv() else {
-                break;
-            };
-            if self.socket.feed(WsMessage::Text(frame)).await.is_err() {
+    /// Writes a queued delivery and whatever else is already waiting, then
+    /// flushes once. Skips what a replay already sent.
+    async fn write_queued(&mut self, first: Delivery) -> Flow {
+        let mut next = Some(first);
+        let mut batch = 0;
+        while let Some(delivery) = next.take() {
+            if self.wanted(&delivery)
+                && self.socket.feed(WsMessage::Text(delivery.frame)).await.is_err()
+            {
                 return Flow::Gone;
+            }
+            batch += 1;
+            if batch < WRITE_BATCH {
+                next = self.queue.try_recv();
             }
         }
         match self.socket.flush().await {
             Ok(()) => Flow::Continue,
             Err(_) => Flow::Gone,
         }
+    }
+
+    /// Whether a live delivery is new to this connection.
+    fn wanted(&self, delivery: &Delivery) -> bool {
+        let Some(offset) = delivery.offset else { return true };
+        match &delivery.target {
+            Target::Room(room) => self.room_floors.get(room).is_none_or(|floor| offset > *floor),
+            Target::User(_) => offset > self.inbox_floor,
+            Target::All => true,
+        }
+    }
+
+    fn store_failed(&self, err: StoreError) -> Flow {
+        tracing::error!(session = %self.id, %err, "history store failed");
+        Flow::Close(CloseCode::INTERNAL_ERROR, "history store unavailable".to_owned())
     }
 
     async fn on_tick(&mut self, timeout: Duration) -> Flow {
@@ -228,24 +295,55 @@ where
     /// Carries out one decoded request.
     async fn handle(&mut self, frame: ClientFrame) -> Flow {
         match frame {
-            ClientFrame::Join { id, room } => {
+            ClientFrame::Join { id, room, since } => {
                 if let Err(flow) = self.check_name(&id, "room", &room).await {
                     return flow;
                 }
-                let Some(joined) = self.state.hub().join(self.outbound.key, &room) else {
-                    return Flow::Gone;
+                let key = StreamKey::Room(room.as_str().into());
+                let (hub, session_key) = (self.state.hub().clone(), self.outbound.key);
+                let joined = self
+                    .state
+                    .streams()
+                    .resume(&key, since.as_ref(), || hub.join(session_key, &room))
+                    .await;
+                let (joined, position, replay) = match joined {
+                    Ok((Some(joined), position, replay)) => (joined, position, replay),
+                    Ok((None, ..)) => return Flow::Gone,
+                    Err(err) => {
+                        return self.fail(id, ErrorCode::UNAVAILABLE, err.to_string()).await;
+                    }
                 };
                 if joined.announce {
                     let user = self.user.clone();
                     self.announce(&room, &user, PresenceAction::Join).await;
                 }
-                self.ack(id, |ack| ack.members = Some(joined.members)).await
+                let recovered = match replay {
+                    Some(Replay::Complete(missed)) => {
+                        for stored in missed {
+                            if self.socket.send(WsMessage::Text(stored.frame)).await.is_err() {
+                                return Flow::Gone;
+                            }
+                        }
+                        Some(true)
+                    }
+                    Some(Replay::Lost) => Some(false),
+                    None => None,
+                };
+                self.room_floors.insert(room.as_str().into(), position.offset);
+                self.ack(id, |ack| {
+                    ack.members = Some(joined.members);
+                    ack.epoch = Some(position.epoch);
+                    ack.offset = Some(position.offset);
+                    ack.recovered = recovered;
+                })
+                .await
             }
             ClientFrame::Leave { id, room } => {
                 if let Err(flow) = self.check_name(&id, "room", &room).await {
                     return flow;
                 }
                 let left = self.state.hub().leave(self.outbound.key, &room);
+                self.room_floors.remove(room.as_str());
                 if left.announce {
                     let user = self.user.clone();
                     self.announce(&room, &user, PresenceAction::Leave).await;
@@ -265,6 +363,9 @@ where
                     let message = format!("join room `{room}` before publishing to it");
                     return self.fail(id, ErrorCode::NOT_JOINED, message).await;
                 }
+                if let Some(flow) = self.repeat(&id).await {
+                    return flow;
+                }
                 let message = Message {
                     room: Some(room.clone()),
                     to: None,
@@ -272,10 +373,22 @@ where
                     event,
                     data,
                     ts: now_ms(),
+                    offset: None,
                 };
-                match self.deliver(Target::Room(room.into()), message).await {
-                    Ok(_) => self.ack(id, |_| {}).await,
-                    Err(err) => self.fail(id, ErrorCode::UNAVAILABLE, err.to_string()).await,
+                let room: Arc<str> = room.into();
+                let key = StreamKey::Room(room.clone());
+                let published = self
+                    .state
+                    .streams()
+                    .publish(self.state.broker(), key, Target::Room(room), message)
+                    .await;
+                match published {
+                    Ok(published) => {
+                        self.state.hub().counters.message_accepted();
+                        let offset = published.stored.offset;
+                        self.answer(id, |ack| ack.offset = Some(offset)).await
+                    }
+                    Err(err) => self.refuse(id, ErrorCode::UNAVAILABLE, err.to_string()).await,
                 }
             }
             ClientFrame::Send { id, to, event, data } => {
@@ -285,6 +398,9 @@ where
                 if let Err(flow) = self.check_name(&id, "event", &event).await {
                     return flow;
                 }
+                if let Some(flow) = self.repeat(&id).await {
+                    return flow;
+                }
                 let message = Message {
                     room: None,
                     to: Some(to.clone()),
@@ -292,9 +408,33 @@ where
                     event,
                     data,
                     ts: now_ms(),
+                    offset: None,
                 };
-                match self.deliver(Target::User(to.into()), message).await {
-                    Ok(reached) => self.ack(id, |ack| ack.delivered = Some(reached as u64)).await,
+                match send_private(&self.state, to.into(), message).await {
+                    Ok(sent) => {
+                        self.answer(id, |ack| {
+                            ack.delivered = Some(sent.reached as u64);
+                            ack.status = Some(sent.status.to_owned());
+                            ack.offset = Some(sent.offset);
+                        })
+                        .await
+                    }
+                    Err(err) => self.refuse(id, ErrorCode::UNAVAILABLE, err.to_string()).await,
+                }
+            }
+            ClientFrame::History { id, room, since, limit } => {
+                if let Err(flow) = self.check_name(&id, "room", &room).await {
+                    return flow;
+                }
+                match read_history(&self.state, &room, since, limit) {
+                    Ok(page) => {
+                        self.ack(id, |ack| {
+                            ack.epoch = Some(page.epoch);
+                            ack.offset = Some(page.offset);
+                            ack.messages = Some(page.messages);
+                        })
+                        .await
+                    }
                     Err(err) => self.fail(id, ErrorCode::UNAVAILABLE, err.to_string()).await,
                 }
             }
@@ -302,12 +442,40 @@ where
         }
     }
 
-    async fn deliver(
-        &mut self,
-        target: Target,
-        message: Message,
-    ) -> Result<usize, crate::broker::BrokerError> {
-        deliver(&self.state, target, message).await
+    /// For a `publish` or `send` whose id was seen recently: answers it again
+    /// (or, while the first is still being carried out, acks it) and returns
+    /// the flow; `None` for a new id, now claimed.
+    async fn repeat(&mut self, id: &Option<String>) -> Option<Flow> {
+        let id = id.as_ref()?;
+        match self.state.ids().begin(&self.user, id) {
+            Seen::New => None,
+            Seen::Done(answer) => Some(match self.socket.send(WsMessage::Text(answer)).await {
+                Ok(()) => Flow::Continue,
+                Err(_) => Flow::Gone,
+            }),
+            Seen::InFlight => Some(self.ack(Some(id.clone()), |_| {}).await),
+        }
+    }
+
+    /// Acks a claimed request and remembers the answer for repeats.
+    async fn answer(&mut self, id: Option<String>, fill: impl FnOnce(&mut Ack)) -> Flow {
+        let Some(id) = id else { return Flow::Continue };
+        let mut ack = Ack { id: id.clone(), ..Ack::default() };
+        fill(&mut ack);
+        let frame = encode(&ServerFrame::Ack(ack));
+        self.state.ids().finish(&self.user, &id, frame.clone());
+        match self.socket.send(WsMessage::Text(frame)).await {
+            Ok(()) => Flow::Continue,
+            Err(_) => Flow::Gone,
+        }
+    }
+
+    /// Refuses a claimed request; the id is released so a retry is carried out.
+    async fn refuse(&mut self, id: Option<String>, code: ErrorCode, message: String) -> Flow {
+        if let Some(id) = &id {
+            self.state.ids().forget(&self.user, id);
+        }
+        self.fail(id, code, message).await
     }
 
     async fn announce(&mut self, room: &str, user: &str, action: PresenceAction) {
@@ -369,17 +537,53 @@ where
     }
 }
 
-/// Hands a message to the broker and counts it.
-async fn deliver(
+/// What a private send did.
+pub(crate) struct Sent {
+    pub(crate) reached: usize,
+    pub(crate) status: &'static str,
+    pub(crate) offset: u64,
+}
+
+/// Stores a private message in the receiver's inbox and delivers it to their
+/// connections: `live` when some got it now, `queued` when it waits in the
+/// inbox, `dropped` when the inbox keeps no history and nobody is connected.
+pub(crate) async fn send_private(
     state: &AppState,
-    target: Target,
+    to: Arc<str>,
     message: Message,
-) -> Result<usize, crate::broker::BrokerError> {
-    let frame = encode(&ServerFrame::Message(message));
-    let reached =
-        state.broker().publish(Delivery { target, frame, kind: DeliveryKind::Message }).await?;
+) -> Result<Sent, crate::streams::PublishError> {
+    let key = StreamKey::Inbox(to.clone());
+    let keeps = state.streams().limits(&key).size > 0;
+    let published = state.streams().publish(state.broker(), key, Target::User(to), message).await?;
     state.hub().counters.message_accepted();
-    Ok(reached)
+    let status = match (published.reached, keeps) {
+        (0, true) => "queued",
+        (0, false) => "dropped",
+        _ => "live",
+    };
+    Ok(Sent { reached: published.reached, status, offset: published.stored.offset })
+}
+
+/// A page of a room's history.
+pub(crate) struct Page {
+    pub(crate) epoch: String,
+    pub(crate) offset: u64,
+    pub(crate) messages: Vec<Message>,
+}
+
+/// Reads up to `limit` (capped by `history.max_page`) messages of a room after `since`.
+pub(crate) fn read_history(
+    state: &AppState,
+    room: &str,
+    since: Option<u64>,
+    limit: Option<u32>,
+) -> Result<Page, StoreError> {
+    let streams = state.streams();
+    let key = StreamKey::Room(room.into());
+    let limit = limit.map_or(100, |l| l as usize).min(streams.max_page());
+    let (position, stored) =
+        streams.store().page(&key, since, limit, streams.limits(&key), now_ms())?;
+    Ok(Page { epoch: position.epoch, offset: position.offset, messages: messages(&stored) })
 }
 
 /// Tells a room that `user` joined or left. Presence is best effort: a broker
@@ -390,8 +594,12 @@ async fn announce(state: &AppState, room: &str, user: &str, action: PresenceActi
         user: user.to_owned(),
         action,
     }));
-    let delivery =
-        Delivery { target: Target::Room(room.into()), frame, kind: DeliveryKind::Presence };
+    let delivery = Delivery {
+        target: Target::Room(room.into()),
+        frame,
+        kind: DeliveryKind::Presence,
+        offset: None,
+    };
     if let Err(err) = state.broker().publish(delivery).await {
         tracing::warn!(%room, %user, ?action, %err, "presence not delivered");
     }
@@ -496,7 +704,7 @@ mod tests {
             state.clone(),
             Identity { user: user.into() },
         );
-        let task = tokio::spawn(session.run(None));
+        let task = tokio::spawn(session.run(Start::default()));
         (Peer { to_session, from_session }, state, task)
     }
 

@@ -13,8 +13,16 @@ use tokio_util::task::TaskTracker;
 
 use crate::broker::Broker;
 use crate::error::ConfigError;
+use crate::ids::IdWindow;
 use crate::stats::Stats;
+use crate::store::{HistoryStore, MemoryStore};
+use crate::streams::Streams;
 use crate::{Config, Hub, MemoryBroker};
+
+/// How often expired ids and idle streams are dropped.
+const MAINTENANCE_EVERY: Duration = Duration::from_secs(60);
+/// An empty stream untouched this long is dropped (its epoch with it).
+const STREAM_IDLE_MS: u64 = 10 * 60 * 1000;
 
 /// Shared state of one hub node. Clones share everything.
 #[derive(Clone)]
@@ -26,10 +34,13 @@ struct Inner {
     config: Config,
     hub: Arc<Hub>,
     broker: Arc<dyn Broker>,
+    streams: Streams,
+    ids: IdWindow,
     slots: Arc<Semaphore>,
     shutdown: CancellationToken,
     tasks: TaskTracker,
     started: Instant,
+    maintenance: std::sync::Once,
 }
 
 impl std::fmt::Debug for AppState {
@@ -42,30 +53,47 @@ impl std::fmt::Debug for AppState {
 }
 
 impl AppState {
-    /// A single-node hub with the in-memory broker.
+    /// A single-node hub with the in-memory broker and history store.
     pub fn new(config: Config) -> Result<AppState, ConfigError> {
         AppState::with_broker(config, |hub| Arc::new(MemoryBroker::new(hub)))
     }
 
     /// A hub whose deliveries go through the broker that `make_broker` builds
-    /// around this node's hub.
+    /// around this node's hub, with the in-memory history store.
     pub fn with_broker(
         config: Config,
+        make_broker: impl FnOnce(Arc<Hub>) -> Arc<dyn Broker>,
+    ) -> Result<AppState, ConfigError> {
+        AppState::with_backends(config, Arc::new(MemoryStore::new()), make_broker)
+    }
+
+    /// A hub with the given history store and broker.
+    pub fn with_backends(
+        config: Config,
+        store: Arc<dyn HistoryStore>,
         make_broker: impl FnOnce(Arc<Hub>) -> Arc<dyn Broker>,
     ) -> Result<AppState, ConfigError> {
         config.validate()?;
         let hub = Arc::new(Hub::new());
         let broker = make_broker(hub.clone());
+        let streams = Streams::new(store, config.history.clone());
+        let ids = IdWindow::new(
+            Duration::from_secs(config.delivery.id_window_secs),
+            config.delivery.max_ids_per_user,
+        );
         let slots = Arc::new(Semaphore::new(config.limits.max_connections));
         Ok(AppState {
             inner: Arc::new(Inner {
                 config,
                 hub,
                 broker,
+                streams,
+                ids,
                 slots,
                 shutdown: CancellationToken::new(),
                 tasks: TaskTracker::new(),
                 started: Instant::now(),
+                maintenance: std::sync::Once::new(),
             }),
         })
     }
@@ -82,6 +110,14 @@ impl AppState {
 
     pub(crate) fn broker(&self) -> &dyn Broker {
         &*self.inner.broker
+    }
+
+    pub(crate) fn streams(&self) -> &Streams {
+        &self.inner.streams
+    }
+
+    pub(crate) fn ids(&self) -> &IdWindow {
+        &self.inner.ids
     }
 
     pub(crate) fn slots(&self) -> &Arc<Semaphore> {
@@ -107,8 +143,8 @@ impl AppState {
         self.inner.shutdown.cancel();
     }
 
-    /// Waits until every session has ended, at most `shutdown_grace_ms`.
-    /// Call after [`AppState::shutdown`].
+    /// Waits until every session has ended, at most `shutdown_grace_ms`,
+    /// then makes the history durable. Call after [`AppState::shutdown`].
     pub async fn drain(&self) {
         self.inner.tasks.close();
         let grace = Duration::from_millis(self.inner.config.shutdown_grace_ms);
@@ -118,6 +154,32 @@ impl AppState {
                 "sessions still open after the shutdown grace period"
             );
         }
+        if let Err(err) = self.inner.streams.store().flush() {
+            tracing::error!(%err, "history not flushed");
+        }
+    }
+
+    /// Starts, once, the background task that forgets expired request ids
+    /// and idle empty streams every minute, until shutdown. Needs a Tokio
+    /// runtime; [`crate::router`] calls it.
+    pub(crate) fn start_maintenance(&self) {
+        if tokio::runtime::Handle::try_current().is_err() {
+            return;
+        }
+        self.inner.maintenance.call_once(|| {
+            let state = self.clone();
+            tokio::spawn(async move {
+                let shutdown = state.shutdown_token().clone();
+                loop {
+                    tokio::select! {
+                        () = shutdown.cancelled() => break,
+                        () = tokio::time::sleep(MAINTENANCE_EVERY) => {}
+                    }
+                    state.inner.ids.sweep();
+                    state.inner.streams.store().sweep(crate::wire::now_ms(), STREAM_IDLE_MS);
+                }
+            });
+        });
     }
 
     /// A snapshot of this node's counters.

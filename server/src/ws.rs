@@ -11,12 +11,12 @@ use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::{Query, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
-use switchboard_protocol::validate_name;
+use switchboard_protocol::{Position, validate_name};
 
 use crate::AppState;
 use crate::api::ApiError;
 use crate::identity::{self, ConnectQuery};
-use crate::session::Session;
+use crate::session::{Session, Start};
 
 /// Upgrades `GET /ws?user_id=…[&room=…]` to a WebSocket session.
 pub(crate) async fn upgrade(
@@ -57,7 +57,12 @@ pub(crate) async fn upgrade(
         .max_frame_size(limits.max_message_bytes)
         .on_upgrade(move |socket| {
             tasks.track_future(async move {
-                Session::new(socket, state, identity).run(query.room).await;
+                let inbox_since = match (query.inbox_epoch, query.inbox_offset) {
+                    (Some(epoch), Some(offset)) => Some(Position { epoch, offset }),
+                    _ => None,
+                };
+                let start = Start { room: query.room, inbox_since };
+                Session::new(socket, state, identity).run(start).await;
                 drop(slot);
             })
         })

@@ -30,15 +30,16 @@ async fn send_reaches_every_connection_of_the_user_from_the_server() {
     let (_tab2, mut tab2) = connect(&server, "bob").await;
     let (status, body) =
         post(&server, "/api/send", json!({"to": "bob", "event": "notice", "data": {"n": 1}})).await;
-    assert_eq!((status, body), (200, json!({"delivered": 2})));
+    assert_eq!((status, body), (200, json!({"delivered": 2, "status": "live", "offset": 1})));
     for events in [&mut tab1, &mut tab2] {
         let message = events.next_message().await;
         assert_eq!(message.from, "server");
         assert_eq!(message.to.as_deref(), Some("bob"));
         assert_eq!((message.event.as_str(), message.data), ("notice", json!({"n": 1})));
     }
+    // An offline user's message waits in their inbox.
     let (status, body) = post(&server, "/api/send", json!({"to": "ghost", "event": "x"})).await;
-    assert_eq!((status, body), (200, json!({"delivered": 0})));
+    assert_eq!((status, body), (200, json!({"delivered": 0, "status": "queued", "offset": 1})));
 }
 
 #[tokio::test]

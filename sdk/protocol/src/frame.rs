@@ -24,6 +24,10 @@ pub enum ClientFrame {
         id: Option<String>,
         /// The room to join.
         room: String,
+        /// Resume from this position: the hub replays every message after it
+        /// before live ones, or says `recovered: false` in the ack.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        since: Option<Position>,
     },
     /// Leave a room; an empty room disappears.
     Leave {
@@ -59,6 +63,20 @@ pub enum ClientFrame {
         #[serde(default)]
         data: Value,
     },
+    /// Read a room's stored history; answered by an [`Ack`] with `messages`.
+    History {
+        /// Request id echoed by the answer.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<String>,
+        /// The room.
+        room: String,
+        /// Only messages after this offset (in the room's current epoch).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        since: Option<u64>,
+        /// At most this many messages (the hub caps it).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        limit: Option<u32>,
+    },
     /// An application-level heartbeat; answered by [`ServerFrame::Pong`].
     Ping {
         /// Request id echoed by the `pong`.
@@ -69,7 +87,7 @@ pub enum ClientFrame {
 
 impl ClientFrame {
     /// The `type` names of every client frame, in declaration order.
-    pub const TYPES: [&'static str; 5] = ["join", "leave", "publish", "send", "ping"];
+    pub const TYPES: [&'static str; 6] = ["join", "leave", "publish", "send", "history", "ping"];
 
     /// The request id, if the client set one.
     pub fn id(&self) -> Option<&str> {
@@ -78,6 +96,7 @@ impl ClientFrame {
             | ClientFrame::Leave { id, .. }
             | ClientFrame::Publish { id, .. }
             | ClientFrame::Send { id, .. }
+            | ClientFrame::History { id, .. }
             | ClientFrame::Ping { id } => id.as_deref(),
         }
     }
@@ -199,6 +218,13 @@ pub struct Welcome {
     /// How often the hub pings, in milliseconds; a client that hears nothing
     /// for well over this long may treat the connection as dead.
     pub heartbeat_ms: u64,
+    /// The user's inbox position once any replay requested on connect is done.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inbox: Option<Position>,
+    /// When the connection asked to resume its inbox: whether every private
+    /// message after that position follows this frame (true) or not (false).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recovered: Option<bool>,
 }
 
 /// A message delivered to a client.
@@ -221,6 +247,21 @@ pub struct Message {
     pub data: Value,
     /// When the hub accepted it, in Unix milliseconds.
     pub ts: u64,
+    /// Its position in its stream (the room's, or the receiver's inbox):
+    /// consecutive, increasing by one per message within an epoch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offset: Option<u64>,
+}
+
+/// A position in a stream: the stream's epoch and the offset of the last
+/// message seen. An epoch changes whenever the stream's history is lost, so
+/// offsets from another epoch mean nothing.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Position {
+    /// The stream's epoch.
+    pub epoch: String,
+    /// The offset of the last message seen (0 before any message).
+    pub offset: u64,
 }
 
 /// Someone joined or left a room.
@@ -257,6 +298,23 @@ pub struct Ack {
     /// For `send`: how many of the receiver's connections it reached.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub delivered: Option<u64>,
+    /// For `send`: `"live"` when at least one connection got it now,
+    /// `"queued"` when it waits in the receiver's inbox.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<String>,
+    /// For `join` and `history`: the stream's epoch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub epoch: Option<String>,
+    /// For `join` and `history`: the offset of the stream's last message.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offset: Option<u64>,
+    /// For a `join` with `since`: whether every message after `since` was
+    /// replayed before this ack (true), or the gap could not be filled (false).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recovered: Option<bool>,
+    /// For `history`: the messages, oldest first.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub messages: Option<Vec<Message>>,
 }
 
 /// A failed request, or a frame the hub could not understand.

@@ -24,8 +24,8 @@ pub mod name;
 
 pub use code::{CloseCode, ErrorCode};
 pub use frame::{
-    Ack, ClientFrame, DecodeError, ErrorFrame, Message, Presence, PresenceAction, ServerFrame,
-    Welcome,
+    Ack, ClientFrame, DecodeError, ErrorFrame, Message, Position, Presence, PresenceAction,
+    ServerFrame, Welcome,
 };
 pub use name::{NameError, validate_name};
 

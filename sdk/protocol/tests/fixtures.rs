@@ -5,8 +5,8 @@
 use serde_json::{Value, json};
 use std::path::Path;
 use switchboard_protocol::{
-    Ack, ClientFrame, ErrorCode, ErrorFrame, Message, Presence, PresenceAction, ServerFrame,
-    Welcome,
+    Ack, ClientFrame, ErrorCode, ErrorFrame, Message, Position, Presence, PresenceAction,
+    ServerFrame, Welcome,
 };
 
 fn fixture(path: &str) -> Value {
@@ -33,7 +33,24 @@ fn assert_server(path: &str, expected: ServerFrame) {
 fn client_frames_round_trip() {
     assert_client(
         "client/join.json",
-        ClientFrame::Join { id: Some("1".into()), room: "general".into() },
+        ClientFrame::Join { id: Some("1".into()), room: "general".into(), since: None },
+    );
+    assert_client(
+        "client/join_since.json",
+        ClientFrame::Join {
+            id: Some("7".into()),
+            room: "general".into(),
+            since: Some(Position { epoch: "4b1d4e7f9c2a".into(), offset: 41 }),
+        },
+    );
+    assert_client(
+        "client/history.json",
+        ClientFrame::History {
+            id: Some("8".into()),
+            room: "general".into(),
+            since: Some(40),
+            limit: Some(2),
+        },
     );
     assert_client(
         "client/leave.json",
@@ -70,6 +87,63 @@ fn server_frames_round_trip() {
             user: "alice".into(),
             protocol: switchboard_protocol::PROTOCOL_VERSION,
             heartbeat_ms: 25_000,
+            inbox: None,
+            recovered: None,
+        }),
+    );
+    assert_server(
+        "server/welcome_resumed.json",
+        ServerFrame::Welcome(Welcome {
+            session: "6f9c2a8e4b1d4e7f".into(),
+            user: "alice".into(),
+            protocol: 1,
+            heartbeat_ms: 25_000,
+            inbox: Some(Position { epoch: "9c2a4b1d4e7f".into(), offset: 5 }),
+            recovered: Some(true),
+        }),
+    );
+    let hi = Message {
+        room: Some("general".into()),
+        to: None,
+        from: "bob".into(),
+        event: "chat".into(),
+        data: json!("hi"),
+        ts: 1_764_000_000_002,
+        offset: Some(41),
+    };
+    assert_server(
+        "server/room_message_with_offset.json",
+        ServerFrame::Message(Message { offset: Some(42), ..hi.clone() }),
+    );
+    assert_server(
+        "server/ack_join_recovered.json",
+        ServerFrame::Ack(Ack {
+            id: "7".into(),
+            members: Some(vec!["alice".into()]),
+            epoch: Some("4b1d4e7f9c2a".into()),
+            offset: Some(43),
+            recovered: Some(true),
+            ..Ack::default()
+        }),
+    );
+    assert_server(
+        "server/ack_history.json",
+        ServerFrame::Ack(Ack {
+            id: "8".into(),
+            epoch: Some("4b1d4e7f9c2a".into()),
+            offset: Some(43),
+            messages: Some(vec![hi]),
+            ..Ack::default()
+        }),
+    );
+    assert_server(
+        "server/ack_send_queued.json",
+        ServerFrame::Ack(Ack {
+            id: "9".into(),
+            delivered: Some(0),
+            status: Some("queued".into()),
+            offset: Some(5),
+            ..Ack::default()
         }),
     );
     assert_server(
@@ -81,6 +155,7 @@ fn server_frames_round_trip() {
             event: "chat".into(),
             data: json!({"text": "hello"}),
             ts: 1_764_000_000_000,
+            offset: None,
         }),
     );
     assert_server(
@@ -92,6 +167,7 @@ fn server_frames_round_trip() {
             event: "dm".into(),
             data: json!("psst"),
             ts: 1_764_000_000_001,
+            offset: None,
         }),
     );
     for (path, action) in [
@@ -108,12 +184,12 @@ fn server_frames_round_trip() {
         ServerFrame::Ack(Ack {
             id: "1".into(),
             members: Some(vec!["alice".into(), "bob".into()]),
-            delivered: None,
+            ..Ack::default()
         }),
     );
     assert_server(
         "server/ack_send.json",
-        ServerFrame::Ack(Ack { id: "4".into(), members: None, delivered: Some(2) }),
+        ServerFrame::Ack(Ack { id: "4".into(), delivered: Some(2), ..Ack::default() }),
     );
     assert_server("server/ack.json", ServerFrame::Ack(Ack { id: "3".into(), ..Ack::default() }));
     assert_server(
@@ -151,5 +227,5 @@ fn every_fixture_file_is_covered() {
             count += 1;
         }
     }
-    assert_eq!(count, 17, "a new fixture needs an assertion above");
+    assert_eq!(count, 24, "a new fixture needs an assertion above");
 }

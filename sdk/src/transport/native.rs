@@ -11,7 +11,6 @@ use tokio_tungstenite::tungstenite::{Error as WsError, Message as WsMessage};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 use super::{Incoming, OpenError};
-use crate::endpoint::Endpoint;
 
 /// A WebSocket connection.
 pub(crate) struct Socket {
@@ -20,12 +19,9 @@ pub(crate) struct Socket {
 
 impl Socket {
     /// Opens `url`, sending `headers` with the upgrade request.
-    pub(crate) async fn open(
-        url: &Endpoint,
-        headers: &[(String, String)],
-    ) -> Result<Socket, OpenError> {
+    pub(crate) async fn open(url: &str, headers: &[(String, String)]) -> Result<Socket, OpenError> {
         let mut request =
-            url.as_str().into_client_request().map_err(|e| OpenError::Failed(e.to_string()))?;
+            url.into_client_request().map_err(|e| OpenError::Failed(e.to_string()))?;
         for (name, value) in headers {
             let name = HeaderName::from_bytes(name.as_bytes())
                 .map_err(|e| OpenError::Failed(format!("header {name}: {e}")))?;

@@ -12,7 +12,6 @@ use wasm_bindgen::closure::Closure;
 use web_sys::{BinaryType, CloseEvent, Event, MessageEvent, WebSocket};
 
 use super::{Incoming, OpenError};
-use crate::endpoint::Endpoint;
 
 /// What the JS callbacks report.
 enum WebEvent {
@@ -35,14 +34,11 @@ pub(crate) struct Socket {
 impl Socket {
     /// Opens `url`. Browsers cannot set headers on a WebSocket upgrade, so
     /// `headers` must be empty here (the builder documents this).
-    pub(crate) async fn open(
-        url: &Endpoint,
-        headers: &[(String, String)],
-    ) -> Result<Socket, OpenError> {
+    pub(crate) async fn open(url: &str, headers: &[(String, String)]) -> Result<Socket, OpenError> {
         if !headers.is_empty() {
             tracing::warn!("browsers cannot send headers with a WebSocket upgrade; ignoring them");
         }
-        let ws = WebSocket::new(url.as_str()).map_err(|e| OpenError::Failed(describe(&e)))?;
+        let ws = WebSocket::new(url).map_err(|e| OpenError::Failed(describe(&e)))?;
         ws.set_binary_type(BinaryType::Arraybuffer);
         let (tx, events) = mpsc::unbounded();
 

@@ -7,16 +7,25 @@ mod error;
 pub use error::{ApiError, ApiJson};
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
+use std::sync::Arc;
 use switchboard_protocol::{CloseCode, Message, ServerFrame, validate_name};
 
 use crate::AppState;
 use crate::broker::{Delivery, DeliveryKind, Target};
 use crate::hub::{RoomDetail, RoomSummary};
 use crate::stats::Stats;
+use crate::store::StreamKey;
 use crate::wire::{encode, now_ms};
+
+impl From<crate::streams::PublishError> for ApiError {
+    fn from(err: crate::streams::PublishError) -> Self {
+        ApiError::Broker(crate::broker::BrokerError::Unavailable(err.to_string()))
+    }
+}
 
 /// `GET /health`.
 pub(crate) async fn health(State(state): State<AppState>) -> Json<Value> {
@@ -55,18 +64,31 @@ pub(crate) struct SendRequest {
     data: Value,
 }
 
-/// The answer of `POST /api/send` and `POST /api/broadcast`.
+/// The answer of `POST /api/broadcast`.
 #[derive(Debug, Serialize)]
 pub(crate) struct Delivered {
     /// How many connections the message was queued to.
     delivered: usize,
 }
 
-/// `POST /api/send`: a private message from the server to every connection of a user.
+/// The answer of `POST /api/send`.
+#[derive(Debug, Serialize)]
+pub(crate) struct SendAnswer {
+    /// How many connections got it now.
+    delivered: usize,
+    /// `live`, `queued` (kept in the inbox for the next connection) or
+    /// `dropped` (nobody connected and the inbox keeps no history).
+    status: &'static str,
+    /// Its offset in the receiver's inbox.
+    offset: u64,
+}
+
+/// `POST /api/send`: a private message from the server to every connection
+/// of a user, kept in their inbox if none is connected.
 pub(crate) async fn send(
     State(state): State<AppState>,
     ApiJson(request): ApiJson<SendRequest>,
-) -> Result<Json<Delivered>, ApiError> {
+) -> Result<Json<SendAnswer>, ApiError> {
     check_name("to", &request.to)?;
     check_name("event", &request.event)?;
     let message = Message {
@@ -76,9 +98,10 @@ pub(crate) async fn send(
         event: request.event,
         data: request.data,
         ts: now_ms(),
+        offset: None,
     };
-    let delivered = deliver(&state, Target::User(request.to.into()), message).await?;
-    Ok(Json(Delivered { delivered }))
+    let sent = crate::session::send_private(&state, request.to.into(), message).await?;
+    Ok(Json(SendAnswer { delivered: sent.reached, status: sent.status, offset: sent.offset }))
 }
 
 /// The body of `POST /api/broadcast`.
@@ -99,19 +122,30 @@ pub(crate) async fn broadcast(
     if let Some(room) = &request.room {
         check_name("room", room)?;
     }
-    let target = match &request.room {
-        Some(room) => Target::Room(room.as_str().into()),
-        None => Target::All,
-    };
     let message = Message {
-        room: request.room,
+        room: request.room.clone(),
         to: None,
         from: state.config().server_name.clone(),
         event: request.event,
         data: request.data,
         ts: now_ms(),
+        offset: None,
     };
-    let delivered = deliver(&state, target, message).await?;
+    let delivered = match request.room {
+        // A room broadcast is part of the room's stream, recoverable like any.
+        Some(room) => {
+            let room: Arc<str> = room.into();
+            let key = StreamKey::Room(room.clone());
+            state.streams().publish(state.broker(), key, Target::Room(room), message).await?.reached
+        }
+        None => {
+            let frame = encode(&ServerFrame::Message(message));
+            let delivery =
+                Delivery { target: Target::All, frame, kind: DeliveryKind::Message, offset: None };
+            state.broker().publish(delivery).await?
+        }
+    };
+    state.hub().counters.message_accepted();
     Ok(Json(Delivered { delivered }))
 }
 
@@ -169,6 +203,36 @@ pub(crate) async fn disconnect(
     Ok(Json(Disconnected { disconnected }))
 }
 
+/// The query of `GET /api/rooms/{room}/history`.
+#[derive(Debug, Deserialize)]
+pub(crate) struct HistoryQuery {
+    since: Option<u64>,
+    limit: Option<u32>,
+}
+
+/// The answer of `GET /api/rooms/{room}/history`.
+#[derive(Debug, Serialize)]
+pub(crate) struct History {
+    room: String,
+    epoch: String,
+    offset: u64,
+    messages: Vec<Message>,
+}
+
+/// `GET /api/rooms/{room}/history?since=&limit=`: the room's stored messages
+/// after offset `since` (oldest kept when absent), oldest first.
+pub(crate) async fn history(
+    State(state): State<AppState>,
+    Path(room): Path<String>,
+    query: Result<Query<HistoryQuery>, QueryRejection>,
+) -> Result<Json<History>, ApiError> {
+    let Query(query) = query.map_err(|r| ApiError::BadRequest(r.body_text()))?;
+    check_name("room", &room)?;
+    let page = crate::session::read_history(&state, &room, query.since, query.limit)
+        .map_err(|e| ApiError::Broker(crate::broker::BrokerError::Unavailable(e.to_string())))?;
+    Ok(Json(History { room, epoch: page.epoch, offset: page.offset, messages: page.messages }))
+}
+
 /// Any path the API does not know.
 pub(crate) async fn not_found() -> ApiError {
     ApiError::NotFound("no such endpoint".to_owned())
@@ -181,12 +245,4 @@ pub(crate) async fn method_not_allowed() -> ApiError {
 
 fn check_name(field: &'static str, name: &str) -> Result<(), ApiError> {
     validate_name(name).map_err(|reason| ApiError::InvalidName { field, reason })
-}
-
-async fn deliver(state: &AppState, target: Target, message: Message) -> Result<usize, ApiError> {
-    let frame = encode(&ServerFrame::Message(message));
-    let reached =
-        state.broker().publish(Delivery { target, frame, kind: DeliveryKind::Message }).await?;
-    state.hub().counters.message_accepted();
-    Ok(reached)
 }

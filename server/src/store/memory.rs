@@ -1,0 +1,282 @@
+//! [`MemoryStore`]: history in this process's memory; lost (and every epoch
+//! renewed) on restart.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Mutex, PoisonError};
+
+use axum::extract::ws::Utf8Bytes;
+use switchboard_protocol::Position;
+
+use super::{HistoryStore, Replay, StoreError, Stored, StreamKey, new_epoch};
+use crate::config::HistoryLimits;
+
+/// The default store.
+#[derive(Debug, Default)]
+pub struct MemoryStore {
+    streams: Mutex<HashMap<StreamKey, Stream>>,
+}
+
+/// One stream in memory.
+#[derive(Debug)]
+pub(crate) struct Stream {
+    pub(crate) epoch: String,
+    /// Offset of the last message appended (0 before any).
+    pub(crate) last: u64,
+    pub(crate) entries: VecDeque<Stored>,
+    pub(crate) bytes: usize,
+    pub(crate) touched_ms: u64,
+    /// Inboxes: the last offset some connection of the user received.
+    pub(crate) delivered: u64,
+}
+
+impl Stream {
+    pub(crate) fn new(now_ms: u64) -> Stream {
+        Stream {
+            epoch: new_epoch(),
+            last: 0,
+            entries: VecDeque::new(),
+            bytes: 0,
+            touched_ms: now_ms,
+            delivered: 0,
+        }
+    }
+
+    pub(crate) fn position(&self) -> Position {
+        Position { epoch: self.epoch.clone(), offset: self.last }
+    }
+
+    /// Drops what is too old, too many or too big.
+    pub(crate) fn trim(&mut self, limits: &HistoryLimits, now_ms: u64) {
+        let oldest_kept = now_ms.saturating_sub(limits.ttl_secs.saturating_mul(1000));
+        while let Some(front) = self.entries.front() {
+            let too_many = self.entries.len() > limits.size;
+            let too_big = self.bytes > limits.max_bytes;
+            if too_many || too_big || front.ts < oldest_kept {
+                self.bytes -= front.frame.len();
+                self.entries.pop_front();
+            } else {
+                break;
+            }
+        }
+    }
+
+    pub(crate) fn push(&mut self, stored: Stored, limits: &HistoryLimits, now_ms: u64) {
+        self.last = stored.offset;
+        self.touched_ms = now_ms;
+        if limits.size > 0 {
+            self.bytes += stored.frame.len();
+            self.entries.push_back(stored);
+        }
+        self.trim(limits, now_ms);
+    }
+
+    /// Everything after `since`, or [`Replay::Lost`] if any of it is gone.
+    pub(crate) fn replay(&self, since: &Position) -> Replay {
+        if since.epoch != self.epoch || since.offset > self.last {
+            return Replay::Lost;
+        }
+        if since.offset == self.last {
+            return Replay::Complete(Vec::new());
+        }
+        // The first message after `since` must still be here.
+        match self.entries.front() {
+            Some(front) if front.offset <= since.offset + 1 => Replay::Complete(
+                self.entries.iter().filter(|e| e.offset > since.offset).cloned().collect(),
+            ),
+            _ => Replay::Lost,
+        }
+    }
+
+    pub(crate) fn page(&self, after: Option<u64>, limit: usize) -> Vec<Stored> {
+        let after = after.unwrap_or(0);
+        self.entries.iter().filter(|e| e.offset > after).take(limit).cloned().collect()
+    }
+}
+
+impl MemoryStore {
+    /// An empty store.
+    pub fn new() -> MemoryStore {
+        MemoryStore::default()
+    }
+
+    fn with<T>(&self, key: &StreamKey, now_ms: u64, f: impl FnOnce(&mut Stream) -> T) -> T {
+        let mut streams = self.streams.lock().unwrap_or_else(PoisonError::into_inner);
+        let stream = streams.entry(key.clone()).or_insert_with(|| Stream::new(now_ms));
+        f(stream)
+    }
+}
+
+impl HistoryStore for MemoryStore {
+    fn append(
+        &self,
+        key: &StreamKey,
+        limits: &HistoryLimits,
+        now_ms: u64,
+        encode: &mut dyn FnMut(u64) -> Utf8Bytes,
+    ) -> Result<Stored, StoreError> {
+        Ok(self.with(key, now_ms, |stream| {
+            let offset = stream.last + 1;
+            let stored = Stored { offset, ts: now_ms, frame: encode(offset) };
+            stream.push(stored.clone(), limits, now_ms);
+            stored
+        }))
+    }
+
+    fn position(&self, key: &StreamKey) -> Result<Position, StoreError> {
+        Ok(self.with(key, crate::wire::now_ms(), |stream| stream.position()))
+    }
+
+    fn since(
+        &self,
+        key: &StreamKey,
+        since: &Position,
+        limits: &HistoryLimits,
+        now_ms: u64,
+    ) -> Result<(Position, Replay), StoreError> {
+        Ok(self.with(key, now_ms, |stream| {
+            stream.trim(limits, now_ms);
+            stream.touched_ms = now_ms;
+            (stream.position(), stream.replay(since))
+        }))
+    }
+
+    fn page(
+        &self,
+        key: &StreamKey,
+        after: Option<u64>,
+        limit: usize,
+        limits: &HistoryLimits,
+        now_ms: u64,
+    ) -> Result<(Position, Vec<Stored>), StoreError> {
+        Ok(self.with(key, now_ms, |stream| {
+            stream.trim(limits, now_ms);
+            (stream.position(), stream.page(after, limit))
+        }))
+    }
+
+    fn mark_delivered(&self, key: &StreamKey, offset: u64) -> Result<(), StoreError> {
+        self.with(key, crate::wire::now_ms(), |stream| {
+            stream.delivered = stream.delivered.max(offset)
+        });
+        Ok(())
+    }
+
+    fn undelivered(
+        &self,
+        key: &StreamKey,
+        limits: &HistoryLimits,
+        now_ms: u64,
+    ) -> Result<(Position, Vec<Stored>), StoreError> {
+        Ok(self.with(key, now_ms, |stream| {
+            stream.trim(limits, now_ms);
+            let pending = stream.page(Some(stream.delivered), usize::MAX);
+            stream.delivered = stream.last;
+            (stream.position(), pending)
+        }))
+    }
+
+    fn sweep(&self, now_ms: u64, idle_ms: u64) {
+        let mut streams = self.streams.lock().unwrap_or_else(PoisonError::into_inner);
+        streams
+            .retain(|_, s| !s.entries.is_empty() || now_ms.saturating_sub(s.touched_ms) < idle_ms);
+    }
+
+    fn flush(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limits(size: usize, ttl_secs: u64) -> HistoryLimits {
+        HistoryLimits { size, ttl_secs, max_bytes: 1 << 20 }
+    }
+
+    fn append(store: &MemoryStore, key: &StreamKey, limits: &HistoryLimits, now: u64) -> u64 {
+        store.append(key, limits, now, &mut |o| Utf8Bytes::from(format!("m{o}"))).unwrap().offset
+    }
+
+    #[test]
+    fn offsets_are_consecutive_and_replay_fills_the_gap() {
+        let store = MemoryStore::new();
+        let key = StreamKey::Room("r".into());
+        let l = limits(100, 3600);
+        let start = store.position(&key).unwrap();
+        assert_eq!(start.offset, 0);
+        for expected in 1..=5 {
+            assert_eq!(append(&store, &key, &l, 1_000), expected);
+        }
+        let since = Position { epoch: start.epoch.clone(), offset: 2 };
+        let (now, replay) = store.since(&key, &since, &l, 1_000).unwrap();
+        assert_eq!(now.offset, 5);
+        let Replay::Complete(missed) = replay else { panic!("lost") };
+        assert_eq!(missed.iter().map(|m| m.offset).collect::<Vec<_>>(), vec![3, 4, 5]);
+        let at_head = Position { epoch: start.epoch, offset: 5 };
+        assert_eq!(store.since(&key, &at_head, &l, 1_000).unwrap().1, Replay::Complete(vec![]));
+    }
+
+    #[test]
+    fn size_and_ttl_trim_and_a_trimmed_gap_is_lost() {
+        let store = MemoryStore::new();
+        let key = StreamKey::Room("r".into());
+        let epoch = store.position(&key).unwrap().epoch;
+        let small = limits(3, 3600);
+        for _ in 0..5 {
+            append(&store, &key, &small, 1_000);
+        }
+        let (_, kept) = store.page(&key, None, 100, &small, 1_000).unwrap();
+        assert_eq!(kept.iter().map(|m| m.offset).collect::<Vec<_>>(), vec![3, 4, 5]);
+        let lost = Position { epoch: epoch.clone(), offset: 1 };
+        assert_eq!(store.since(&key, &lost, &small, 1_000).unwrap().1, Replay::Lost);
+        let fine = Position { epoch: epoch.clone(), offset: 2 };
+        assert!(
+            matches!(store.since(&key, &fine, &small, 1_000).unwrap().1, Replay::Complete(m) if m.len() == 3)
+        );
+
+        // Ten seconds later with a 5 s TTL, everything is gone.
+        let short = limits(3, 5);
+        let (_, kept) = store.page(&key, None, 100, &short, 11_000).unwrap();
+        assert!(kept.is_empty());
+        assert_eq!(store.since(&key, &fine, &short, 11_000).unwrap().1, Replay::Lost);
+        // Offsets go on regardless.
+        assert_eq!(append(&store, &key, &short, 11_000), 6);
+    }
+
+    #[test]
+    fn another_epoch_or_a_future_offset_is_lost() {
+        let store = MemoryStore::new();
+        let key = StreamKey::Inbox("u".into());
+        let l = limits(10, 60);
+        append(&store, &key, &l, 0);
+        let epoch = store.position(&key).unwrap().epoch;
+        let other = Position { epoch: "other".into(), offset: 0 };
+        assert_eq!(store.since(&key, &other, &l, 0).unwrap().1, Replay::Lost);
+        let future = Position { epoch, offset: 9 };
+        assert_eq!(store.since(&key, &future, &l, 0).unwrap().1, Replay::Lost);
+    }
+
+    #[test]
+    fn a_room_without_history_still_counts_offsets() {
+        let store = MemoryStore::new();
+        let key = StreamKey::Room("ticker".into());
+        let none = limits(0, 0);
+        let epoch = store.position(&key).unwrap().epoch;
+        append(&store, &key, &none, 0);
+        append(&store, &key, &none, 0);
+        let behind = Position { epoch: epoch.clone(), offset: 1 };
+        assert_eq!(store.since(&key, &behind, &none, 0).unwrap().1, Replay::Lost);
+        let caught_up = Position { epoch, offset: 2 };
+        assert_eq!(store.since(&key, &caught_up, &none, 0).unwrap().1, Replay::Complete(vec![]));
+    }
+
+    #[test]
+    fn idle_empty_streams_are_swept_with_their_epoch() {
+        let store = MemoryStore::new();
+        let key = StreamKey::Room("gone".into());
+        let epoch = store.position(&key).unwrap().epoch;
+        store.sweep(crate::wire::now_ms() + 10_000, 1_000);
+        assert_ne!(store.position(&key).unwrap().epoch, epoch, "a new stream, a new epoch");
+    }
+}

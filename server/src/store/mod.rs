@@ -1,0 +1,128 @@
+//! History: every room and every user's inbox is a stream of messages with
+//! consecutive offsets, kept for a while so a client can catch up.
+//!
+//! A [`HistoryStore`] assigns offsets and keeps the bounded history of each
+//! stream; [`MemoryStore`] is the default and [`DiskStore`] keeps history
+//! across restarts on one machine. Each stream has an epoch that changes
+//! whenever its history is lost (a restart of the memory store, an idle
+//! stream evicted), so a client's old offsets are never mistaken for new ones.
+//!
+//! The store knows nothing of sockets or locks between streams: the
+//! [`Streams`](crate::streams::Streams) coordinator serializes appends per
+//! stream and does the fan-out.
+
+mod memory;
+
+pub use memory::MemoryStore;
+
+use axum::extract::ws::Utf8Bytes;
+use std::sync::Arc;
+use switchboard_protocol::Position;
+
+use crate::config::HistoryLimits;
+
+/// Which stream.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum StreamKey {
+    /// A room's messages.
+    Room(Arc<str>),
+    /// A user's private messages.
+    Inbox(Arc<str>),
+}
+
+impl StreamKey {
+    /// A stable text form, used by the disk store and in logs.
+    pub fn encode(&self) -> String {
+        match self {
+            StreamKey::Room(room) => format!("r:{room}"),
+            StreamKey::Inbox(user) => format!("u:{user}"),
+        }
+    }
+}
+
+/// One stored message: its offset, when it was accepted, and its `message`
+/// frame exactly as it went out.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Stored {
+    /// Its offset in the stream.
+    pub offset: u64,
+    /// When the hub accepted it, Unix milliseconds.
+    pub ts: u64,
+    /// The serialized `message` frame.
+    pub frame: Utf8Bytes,
+}
+
+/// What a resume request gets.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Replay {
+    /// Every message after the requested position, in order (possibly none).
+    Complete(Vec<Stored>),
+    /// The gap cannot be filled: another epoch, or older than the history.
+    Lost,
+}
+
+/// A failure of the store's backend.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("history store: {0}")]
+pub struct StoreError(pub String);
+
+/// Keeps streams: offsets, epochs and bounded history.
+pub trait HistoryStore: Send + Sync + 'static {
+    /// Appends a message with the next offset; `encode` builds its frame for
+    /// that offset. Trims the stream to `limits`. Returns the stored message.
+    fn append(
+        &self,
+        key: &StreamKey,
+        limits: &HistoryLimits,
+        now_ms: u64,
+        encode: &mut dyn FnMut(u64) -> Utf8Bytes,
+    ) -> Result<Stored, StoreError>;
+
+    /// The stream's epoch and last offset (creating the stream if needed).
+    fn position(&self, key: &StreamKey) -> Result<Position, StoreError>;
+
+    /// Everything after `since`, if the stream still holds all of it.
+    fn since(
+        &self,
+        key: &StreamKey,
+        since: &Position,
+        limits: &HistoryLimits,
+        now_ms: u64,
+    ) -> Result<(Position, Replay), StoreError>;
+
+    /// Up to `limit` messages after offset `after` (from the oldest kept when
+    /// `None`), oldest first.
+    fn page(
+        &self,
+        key: &StreamKey,
+        after: Option<u64>,
+        limit: usize,
+        limits: &HistoryLimits,
+        now_ms: u64,
+    ) -> Result<(Position, Vec<Stored>), StoreError>;
+
+    /// Records that a connection of the inbox's user received everything up
+    /// to `offset`.
+    fn mark_delivered(&self, key: &StreamKey, offset: u64) -> Result<(), StoreError>;
+
+    /// The messages after the last one marked delivered, which are then
+    /// marked delivered; the stream's position.
+    fn undelivered(
+        &self,
+        key: &StreamKey,
+        limits: &HistoryLimits,
+        now_ms: u64,
+    ) -> Result<(Position, Vec<Stored>), StoreError>;
+
+    /// Drops streams idle for longer than `idle_ms` with nothing left in
+    /// their history, so memory does not grow with every room ever used.
+    fn sweep(&self, now_ms: u64, idle_ms: u64);
+
+    /// Makes everything appended so far durable (no-op in memory).
+    fn flush(&self) -> Result<(), StoreError>;
+}
+
+/// A fresh random epoch.
+pub(crate) fn new_epoch() -> String {
+    uuid::Uuid::new_v4().simple().to_string()[..12].to_owned()
+}
