@@ -110,6 +110,17 @@ impl Client {
         })
     }
 
+    /// Reads up to `limit` stored messages of `room` after offset `since`
+    /// (from the oldest kept when omitted), oldest first.
+    #[wasm_bindgen(unchecked_return_type = "Promise<HistoryPage>")]
+    pub fn history(&self, room: String, since: Option<f64>, limit: Option<u32>) -> Promise {
+        let client = self.inner.clone();
+        let since = since.map(|s| s as u64);
+        promise(async move {
+            client.history(&room, since, limit).await.map(|page| crate::convert::history(&page))
+        })
+    }
+
     /// Closes the connection and stops reconnecting; `connect()` resumes.
     #[wasm_bindgen(unchecked_return_type = "Promise<void>")]
     pub fn disconnect(&self) -> Promise {

@@ -35,6 +35,7 @@ struct ConnectedJs<'a> {
     session: &'a str,
     user: &'a str,
     heartbeat_ms: u64,
+    inbox_recovered: Option<bool>,
 }
 
 #[derive(Serialize)]
@@ -54,6 +55,7 @@ pub(crate) fn connected(event: &Connected) -> JsValue {
         session: &event.session,
         user: &event.user,
         heartbeat_ms: event.heartbeat_ms,
+        inbox_recovered: event.inbox_recovered,
     })
 }
 
@@ -70,8 +72,25 @@ struct JoinedJs<'a> {
     room: &'a str,
     members: &'a [String],
     rejoin: bool,
+    recovered: Option<bool>,
 }
 
 pub(crate) fn joined(event: &Joined) -> JsValue {
-    to_js(&JoinedJs { room: &event.room, members: &event.members, rejoin: event.rejoin })
+    to_js(&JoinedJs {
+        room: &event.room,
+        members: &event.members,
+        rejoin: event.rejoin,
+        recovered: event.recovered,
+    })
+}
+
+#[derive(Serialize)]
+struct HistoryJs<'a> {
+    epoch: &'a str,
+    offset: u64,
+    messages: &'a [switchboard_sdk::Message],
+}
+
+pub(crate) fn history(page: &switchboard_sdk::History) -> JsValue {
+    to_js(&HistoryJs { epoch: &page.epoch, offset: page.offset, messages: &page.messages })
 }

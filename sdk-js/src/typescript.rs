@@ -51,6 +51,16 @@ export interface Message {
   data: Json;
   /** When the hub accepted it, Unix milliseconds. */
   ts: number;
+  /** Its position in its stream (the room's, or your inbox); absent for broadcasts to everyone. */
+  offset?: number;
+}
+
+/** A page of a room's stored history. */
+export interface HistoryPage {
+  epoch: string;
+  /** The offset of the room's last message. */
+  offset: number;
+  messages: Message[];
 }
 
 /** A user joined or left one of this client's rooms. */
@@ -69,6 +79,8 @@ export interface ConnectedEvent {
   session: string;
   user: string;
   heartbeatMs: number;
+  /** After a reconnect: whether every private message sent meanwhile follows (false: some are lost). */
+  inboxRecovered: boolean | null;
 }
 
 /** A room was joined, by `join()` or by the automatic rejoin after a reconnect. */
@@ -77,6 +89,8 @@ export interface JoinedEvent {
   /** The users present: reset presence lists from this after a reconnect. */
   members: string[];
   rejoin: boolean;
+  /** For a rejoin: whether every message published meanwhile was replayed (false: reload the room). */
+  recovered: boolean | null;
 }
 
 export interface DisconnectedEvent {
