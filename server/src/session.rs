@@ -152,18 +152,22 @@ where
                 Err(err) => return self.store_failed(err),
             },
         };
-        if let Some(position) = &position {
-            self.inbox_floor = position.offset;
+        // The welcome names the position just before the messages that follow
+        // it, so a client advances through the replay like through live ones.
+        let before_replay = position.map(|head| {
+            self.inbox_floor = head.offset;
             if recovered == Some(true) {
-                let _ = streams.store().mark_delivered(&inbox, position.offset);
+                let _ = streams.store().mark_delivered(&inbox, head.offset);
             }
-        }
+            let offset = missed.first().map_or(head.offset, |first| first.offset - 1);
+            Position { epoch: head.epoch, offset }
+        });
         let welcome = ServerFrame::Welcome(Welcome {
             session: self.id.clone(),
             user: self.user.to_string(),
             protocol: PROTOCOL_VERSION,
             heartbeat_ms: heartbeat.interval_ms,
-            inbox: position,
+            inbox: before_replay,
             recovered,
         });
         if let flow @ (Flow::Close(..) | Flow::Gone) = self.reply(&welcome).await {

@@ -17,6 +17,9 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 
+mod proxy;
+
+pub use proxy::Proxy;
 pub use switchboard_protocol as protocol;
 pub use switchboard_sdk as sdk;
 pub use switchboard_server as server;
@@ -138,6 +141,8 @@ pub enum Event {
     Disconnected(sdk::Disconnected),
     /// A room joined or rejoined.
     Joined(sdk::Joined),
+    /// A connection after the first one, with its inbox recovery flag.
+    Reconnected(Option<bool>),
     /// An error report.
     Error(sdk::Error),
 }
@@ -168,6 +173,11 @@ impl Events {
                 return event;
             }
         }
+    }
+
+    /// The next event, or `None` once the client is gone; no deadline.
+    pub async fn next_raw(&mut self) -> Option<Event> {
+        self.rx.recv().await
     }
 
     /// The next message, skipping lifecycle and presence events.
@@ -219,11 +229,13 @@ pub async fn connect(server: &TestServer, user: &str) -> (Client, Events) {
 
 /// An SDK client for `user`, not yet connected, with every event recorded.
 pub fn client(server: &TestServer, user: &str, reconnect: ReconnectPolicy) -> (Client, Events) {
-    let client = Client::builder(server.ws_url())
-        .user(user)
-        .reconnect(reconnect)
-        .build()
-        .expect("client builds");
+    client_at(&server.ws_url(), user, reconnect)
+}
+
+/// An SDK client for `user` on any hub URL (a [`Proxy`]'s, say), not yet connected.
+pub fn client_at(url: &str, user: &str, reconnect: ReconnectPolicy) -> (Client, Events) {
+    let client =
+        Client::builder(url).user(user).reconnect(reconnect).build().expect("client builds");
     let events = record(&client);
     (client, events)
 }
@@ -244,8 +256,11 @@ pub fn record(client: &Client) -> Events {
         let _ = t.send(Event::Connecting(c.attempt));
     });
     let t = tx.clone();
-    client.on_connected(move |_| {
+    client.on_connected(move |c| {
         let _ = t.send(Event::Connected);
+        if c.inbox_recovered.is_some() {
+            let _ = t.send(Event::Reconnected(c.inbox_recovered));
+        }
     });
     let t = tx.clone();
     client.on_joined(move |j| {

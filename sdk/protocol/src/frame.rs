@@ -218,7 +218,8 @@ pub struct Welcome {
     /// How often the hub pings, in milliseconds; a client that hears nothing
     /// for well over this long may treat the connection as dead.
     pub heartbeat_ms: u64,
-    /// The user's inbox position once any replay requested on connect is done.
+    /// The user's inbox position just before the private messages that follow
+    /// this frame (a replay, or what waited while the user was offline).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub inbox: Option<Position>,
     /// When the connection asked to resume its inbox: whether every private
