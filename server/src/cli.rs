@@ -42,12 +42,27 @@ pub struct Cli {
     /// Most bytes queued per connection before it is a slow consumer [default: 16777216].
     #[arg(long, env = "SWITCHBOARD_OUTBOUND_QUEUE_BYTES")]
     pub outbound_queue_bytes: Option<usize>,
+    /// Where history lives: memory or disk [default: memory].
+    #[arg(long, env = "SWITCHBOARD_HISTORY_STORE", value_enum)]
+    pub history_store: Option<HistoryStoreArg>,
+    /// The disk store's database file [default: switchboard-data/history.redb].
+    #[arg(long, env = "SWITCHBOARD_HISTORY_PATH")]
+    pub history_path: Option<PathBuf>,
     /// Log filter, in `tracing` EnvFilter syntax [default: info].
     #[arg(long, env = "SWITCHBOARD_LOG", default_value = "info")]
     pub log: String,
     /// Log format.
     #[arg(long, env = "SWITCHBOARD_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+}
+
+/// `--history-store`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum HistoryStoreArg {
+    /// In memory.
+    Memory,
+    /// On disk.
+    Disk,
 }
 
 /// How logs are written.
@@ -89,6 +104,16 @@ impl Cli {
             if let Some(value) = value {
                 *slot = value;
             }
+        }
+        match self.history_store {
+            Some(HistoryStoreArg::Memory) => {
+                config.history.store = crate::config::StoreKind::Memory
+            }
+            Some(HistoryStoreArg::Disk) => config.history.store = crate::config::StoreKind::Disk,
+            None => {}
+        }
+        if let Some(path) = &self.history_path {
+            config.history.path = path.clone();
         }
         config.validate()?;
         Ok(config)

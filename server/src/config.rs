@@ -158,8 +158,24 @@ pub struct HistoryConfig {
     /// For every user's inbox of private messages (default: 100 messages,
     /// 24 hours, 1 MiB): what an offline user finds on their next connection.
     pub inbox: HistoryLimits,
-    /// Most messages one history read or replay returns (default 1000).
+    /// Most messages one history read returns (default 1000).
     pub max_page: usize,
+    /// Where history lives: `memory` (default; lost on restart, when every
+    /// stream gets a new epoch) or `disk` (kept across restarts in `path`).
+    pub store: StoreKind,
+    /// The database file of the `disk` store (default `switchboard-data/history.redb`).
+    pub path: std::path::PathBuf,
+}
+
+/// Which history store a hub uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StoreKind {
+    /// In this process's memory.
+    #[default]
+    Memory,
+    /// In an embedded database file.
+    Disk,
 }
 
 impl Default for HistoryConfig {
@@ -169,6 +185,8 @@ impl Default for HistoryConfig {
             default: HistoryLimits { size: 300, ttl_secs: 300, max_bytes: 1024 * 1024 },
             inbox: HistoryLimits { size: 100, ttl_secs: 24 * 3600, max_bytes: 1024 * 1024 },
             max_page: 1_000,
+            store: StoreKind::Memory,
+            path: std::path::PathBuf::from("switchboard-data/history.redb"),
         }
     }
 }

@@ -33,6 +33,9 @@ pub enum ConfigError {
     /// A value is out of range or contradicts another.
     #[error("invalid configuration: {0}")]
     Invalid(String),
+    /// The history store could not be opened.
+    #[error("cannot open the history store: {0}")]
+    Store(String),
 }
 
 /// The library's result type.

@@ -12,10 +12,11 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::broker::Broker;
+use crate::config::StoreKind;
 use crate::error::ConfigError;
 use crate::ids::IdWindow;
 use crate::stats::Stats;
-use crate::store::{HistoryStore, MemoryStore};
+use crate::store::{DiskStore, HistoryStore, MemoryStore};
 use crate::streams::Streams;
 use crate::{Config, Hub, MemoryBroker};
 
@@ -53,9 +54,17 @@ impl std::fmt::Debug for AppState {
 }
 
 impl AppState {
-    /// A single-node hub with the in-memory broker and history store.
+    /// A single-node hub with the in-memory broker and the history store
+    /// the configuration names.
     pub fn new(config: Config) -> Result<AppState, ConfigError> {
-        AppState::with_broker(config, |hub| Arc::new(MemoryBroker::new(hub)))
+        let store: Arc<dyn HistoryStore> = match config.history.store {
+            StoreKind::Memory => Arc::new(MemoryStore::new()),
+            StoreKind::Disk => Arc::new(
+                DiskStore::open(&config.history.path)
+                    .map_err(|e| ConfigError::Store(e.to_string()))?,
+            ),
+        };
+        AppState::with_backends(config, store, |hub| Arc::new(MemoryBroker::new(hub)))
     }
 
     /// A hub whose deliveries go through the broker that `make_broker` builds
@@ -167,16 +176,19 @@ impl AppState {
             return;
         }
         self.inner.maintenance.call_once(|| {
-            let state = self.clone();
+            // A weak reference: the task must not keep a stopped hub (and its
+            // history database, which a restart reopens) alive.
+            let weak = Arc::downgrade(&self.inner);
+            let shutdown = self.inner.shutdown.clone();
             tokio::spawn(async move {
-                let shutdown = state.shutdown_token().clone();
                 loop {
                     tokio::select! {
                         () = shutdown.cancelled() => break,
                         () = tokio::time::sleep(MAINTENANCE_EVERY) => {}
                     }
-                    state.inner.ids.sweep();
-                    state.inner.streams.store().sweep(crate::wire::now_ms(), STREAM_IDLE_MS);
+                    let Some(inner) = weak.upgrade() else { break };
+                    inner.ids.sweep();
+                    inner.streams.store().sweep(crate::wire::now_ms(), STREAM_IDLE_MS);
                 }
             });
         });

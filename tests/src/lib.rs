@@ -64,13 +64,17 @@ impl TestServer {
     }
 
     fn serve(listener: TcpListener, config: Config) -> TestServer {
+        TestServer::serve_state(listener, switchboard_server::AppState::new(config).expect("state"))
+    }
+
+    fn serve_state(listener: TcpListener, state: switchboard_server::AppState) -> TestServer {
         let addr = listener.local_addr().expect("local address");
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
             let shutdown = async move {
                 let _ = stopped.await;
             };
-            switchboard_server::run(listener, config, shutdown).await.expect("hub runs");
+            switchboard_server::serve(listener, state, shutdown).await.expect("hub runs");
         });
         TestServer { addr, stop: Some(stop), task: Some(task) }
     }

@@ -22,6 +22,7 @@ pub struct Proxy {
 struct Shared {
     relays: Mutex<Vec<AbortHandle>>,
     swallow: AtomicBool,
+    refuse: AtomicBool,
     accepted: AtomicUsize,
 }
 
@@ -34,6 +35,10 @@ impl Proxy {
         let relays = shared.clone();
         let accept = tokio::spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
+                if relays.refuse.load(Ordering::SeqCst) {
+                    let _ = client.set_zero_linger();
+                    continue; // dropped: the connection is reset
+                }
                 let Ok(server) = TcpStream::connect(upstream).await else { continue };
                 relays.accepted.fetch_add(1, Ordering::SeqCst);
                 // A zero linger turns the close on abort into a reset.
@@ -63,6 +68,11 @@ impl Proxy {
     /// While on, bytes from the hub are read and thrown away.
     pub fn swallow_replies(&self, on: bool) {
         self.shared.swallow.store(on, Ordering::SeqCst);
+    }
+
+    /// While on, new connections are reset at once (the hub is unreachable).
+    pub fn refuse(&self, on: bool) {
+        self.shared.refuse.store(on, Ordering::SeqCst);
     }
 
     /// How many connections were relayed so far.

@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::json;
-use switchboard_server::config::{HistoryLimits, HistoryRule};
+use switchboard_server::config::{HistoryLimits, HistoryRule, StoreKind};
 use switchboard_tests::{
     Event, Events, Proxy, TestServer, client_at, connect, eventually, fast_reconnect, get_json,
     http, test_config,
@@ -299,4 +299,59 @@ async fn after_a_restart_of_the_memory_store_recovery_says_it_failed() {
         unreachable!()
     };
     assert_eq!(rejoined.recovered, Some(false), "history died with the process");
+}
+
+#[tokio::test]
+async fn after_a_restart_on_the_disk_store_clients_recover_everything() {
+    let dir = std::env::temp_dir().join(format!("switchboard-restart-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let disk = || {
+        let mut config = test_config();
+        config.history.store = StoreKind::Disk;
+        config.history.path = dir.join("history.redb");
+        config
+    };
+    let server = TestServer::start_with(disk()).await;
+    let addr = server.addr;
+    let proxy = Proxy::start(addr).await;
+    let (listener, events) = client_at(&proxy.ws_url(), "listener", fast_reconnect());
+    let news = collect(events, "n");
+    listener.connect().await.unwrap();
+    listener.join("news").await.unwrap();
+    let (speaker, _) = connect(&server, "speaker").await;
+    speaker.join("news").await.unwrap();
+    speaker.publish("news", "n", 0).await.unwrap();
+    eventually("the first message", || async {
+        (news.lock().unwrap().numbers == [0]).then_some(())
+    })
+    .await;
+
+    // The listener drops off and cannot come back; meanwhile messages go out,
+    // then the hub restarts on the same database.
+    proxy.refuse(true);
+    proxy.cut_all();
+    speaker.publish("news", "n", 1).await.unwrap();
+    speaker.publish("news", "n", 2).await.unwrap();
+    assert_eq!(speaker.send("listener", "n", 100).await.unwrap(), 0, "queued in the inbox");
+    speaker.close().await;
+    server.stop().await;
+    let server = TestServer::start_on(addr, disk()).await;
+    let (speaker, _) = connect(&server, "speaker").await;
+    speaker.join("news").await.unwrap();
+    speaker.publish("news", "n", 3).await.unwrap();
+
+    proxy.refuse(false);
+    eventually("everything missed", || async {
+        (news.lock().unwrap().numbers.len() >= 5).then_some(())
+    })
+    .await;
+    {
+        let received = news.lock().unwrap();
+        assert_eq!(received.numbers, vec![0, 100, 1, 2, 3], "inbox first, then the room's replay");
+        assert_eq!(received.rejoins, vec![Some(true)], "the room recovered across the restart");
+        assert_eq!(received.reconnects, vec![Some(true)], "the inbox recovered across the restart");
+    }
+    listener.close().await;
+    server.stop().await;
+    std::fs::remove_dir_all(dir).unwrap();
 }

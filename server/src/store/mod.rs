@@ -11,8 +11,10 @@
 //! [`Streams`](crate::streams::Streams) coordinator serializes appends per
 //! stream and does the fan-out.
 
+mod disk;
 mod memory;
 
+pub use disk::DiskStore;
 pub use memory::MemoryStore;
 
 use axum::extract::ws::Utf8Bytes;
