@@ -35,6 +35,7 @@
 //!   window of recent request ids that makes retries idempotent.
 //! - `outbound.rs`: each connection's bounded outbound queue and close signal.
 //! - `session.rs`: one connection's state machine; `ws.rs`: the upgrade in front of it.
+//! - `sse.rs`: Server-Sent Events for receive-only clients, resumable with `Last-Event-ID`.
 //! - [`identity`]: who a connection is (the seam authentication plugs into).
 //! - [`api`]: the HTTP admin API and its [`ApiError`].
 //!
@@ -53,6 +54,7 @@ mod memory_broker;
 mod outbound;
 mod room;
 mod session;
+mod sse;
 mod state;
 mod stats;
 pub mod store;
@@ -85,6 +87,7 @@ pub fn router(state: AppState) -> Router {
     let body_limit = state.config().limits.max_message_bytes;
     Router::new()
         .route("/ws", get(ws::upgrade))
+        .route("/sse", get(sse::events))
         .route("/health", get(api::health))
         .route("/api/stats", get(api::stats))
         .route("/api/online", get(api::online))

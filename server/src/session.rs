@@ -592,7 +592,7 @@ pub(crate) fn read_history(
 
 /// Tells a room that `user` joined or left. Presence is best effort: a broker
 /// failure is logged, and the request that caused it still succeeds.
-async fn announce(state: &AppState, room: &str, user: &str, action: PresenceAction) {
+pub(crate) async fn announce(state: &AppState, room: &str, user: &str, action: PresenceAction) {
     let frame = encode(&ServerFrame::Presence(Presence {
         room: room.to_owned(),
         user: user.to_owned(),

@@ -1,0 +1,359 @@
+//! `GET /sse?user_id=…&rooms=a,b`: Server-Sent Events for receive-only
+//! clients, with the same delivery guarantees as WebSocket sessions.
+//!
+//! Every stored message goes out with an SSE `id` that is the client's whole
+//! cursor: its inbox position and each room's. A browser's `EventSource`
+//! sends the last one back as `Last-Event-ID` when it reconnects, and the
+//! hub replays every stream from there, exactly like `join` with `since`.
+//!
+//! Events: room and private messages have no event name (they reach
+//! `onmessage`) and carry the same JSON as the WebSocket `message` frame;
+//! `presence` events carry presence frames; one `resumed` event, first,
+//! says per stream whether a resume requested by `Last-Event-ID` was
+//! complete (`{"inbox":true,"rooms":{"news":false}}`).
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, State};
+use axum::http::HeaderMap;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use futures::Stream;
+use serde::Deserialize;
+use serde_json::json;
+use switchboard_protocol::{Position, PresenceAction, validate_name};
+use tokio::sync::OwnedSemaphorePermit;
+
+use crate::AppState;
+use crate::api::ApiError;
+use crate::broker::{Delivery, DeliveryKind, Target};
+use crate::identity::{self, ConnectQuery};
+use crate::outbound::{self, Outbound, OutboundQueue};
+use crate::store::{Replay, Stored, StreamKey};
+
+/// Most rooms one SSE connection may follow.
+const MAX_ROOMS: usize = 100;
+
+/// The query of `GET /sse`.
+#[derive(Debug, Deserialize)]
+pub(crate) struct SseQuery {
+    user_id: Option<String>,
+    /// Comma-separated room names.
+    #[serde(default)]
+    rooms: String,
+}
+
+/// Where a client stands in each stream: what an SSE event id encodes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Cursor {
+    inbox: Option<Position>,
+    rooms: BTreeMap<String, Position>,
+}
+
+impl Cursor {
+    /// `i=EPOCH:OFFSET&r=EPOCH:OFFSET:ROOM&…`, form-encoded so any room
+    /// name stays a valid header value.
+    pub(crate) fn encode(&self) -> String {
+        let mut out = form_urlencoded::Serializer::new(String::new());
+        if let Some(inbox) = &self.inbox {
+            out.append_pair("i", &format!("{}:{}", inbox.epoch, inbox.offset));
+        }
+        for (room, position) in &self.rooms {
+            out.append_pair("r", &format!("{}:{}:{room}", position.epoch, position.offset));
+        }
+        out.finish()
+    }
+
+    /// Reads an id back; anything unreadable is skipped (that stream is then
+    /// simply not resumed).
+    pub(crate) fn decode(text: &str) -> Cursor {
+        let mut cursor = Cursor::default();
+        for (key, value) in form_urlencoded::parse(text.as_bytes()) {
+            let mut parts = value.splitn(3, ':');
+            let (Some(epoch), Some(offset)) = (parts.next(), parts.next()) else { continue };
+            let Ok(offset) = offset.parse::<u64>() else { continue };
+            let position = Position { epoch: epoch.to_owned(), offset };
+            match (key.as_ref(), parts.next()) {
+                ("i", None) => cursor.inbox = Some(position),
+                ("r", Some(room)) => {
+                    cursor.rooms.insert(room.to_owned(), position);
+                }
+                _ => {}
+            }
+        }
+        cursor
+    }
+}
+
+/// `GET /sse`.
+pub(crate) async fn events(
+    State(state): State<AppState>,
+    query: Result<Query<SseQuery>, QueryRejection>,
+    headers: HeaderMap,
+) -> Response {
+    let Query(query) = match query {
+        Ok(query) => query,
+        Err(rejection) => return ApiError::BadRequest(rejection.body_text()).into_response(),
+    };
+    let connect = ConnectQuery { user_id: query.user_id, ..ConnectQuery::default() };
+    let identity = match identity::resolve(&connect, &headers) {
+        Ok(identity) => identity,
+        Err(err) => return ApiError::Identity(err).into_response(),
+    };
+    let rooms: Vec<String> = query
+        .rooms
+        .split(',')
+        .map(str::trim)
+        .filter(|r| !r.is_empty())
+        .map(str::to_owned)
+        .collect();
+    if rooms.len() > MAX_ROOMS {
+        return ApiError::BadRequest(format!("at most {MAX_ROOMS} rooms per connection"))
+            .into_response();
+    }
+    for room in &rooms {
+        if let Err(reason) = validate_name(room) {
+            return ApiError::InvalidName { field: "rooms", reason }.into_response();
+        }
+    }
+    if state.is_shutting_down() {
+        return ApiError::ShuttingDown.into_response();
+    }
+    let Ok(slot) = state.slots().clone().try_acquire_owned() else {
+        return ApiError::TooManyConnections.into_response();
+    };
+    let resume = headers.get("last-event-id").and_then(|v| v.to_str().ok()).map(Cursor::decode);
+
+    match Feed::open(state, identity.user, rooms, resume, slot).await {
+        Ok(feed) => Sse::new(feed.into_stream())
+            .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+            .into_response(),
+        Err(err) => ApiError::Broker(crate::broker::BrokerError::Unavailable(err.to_string()))
+            .into_response(),
+    }
+}
+
+/// One SSE connection: registered with the hub like a session.
+struct Feed {
+    state: AppState,
+    outbound: Arc<Outbound>,
+    queue: OutboundQueue,
+    cursor: Cursor,
+    floors: HashMap<StreamKey, u64>,
+    /// Events to send before anything live: `resumed`, then replays.
+    backlog: VecDeque<Event>,
+    _slot: OwnedSemaphorePermit,
+}
+
+impl Feed {
+    async fn open(
+        state: AppState,
+        user: Arc<str>,
+        rooms: Vec<String>,
+        resume: Option<Cursor>,
+        slot: OwnedSemaphorePermit,
+    ) -> Result<Feed, crate::store::StoreError> {
+        let hub = state.hub().clone();
+        let limits = &state.config().limits;
+        let (outbound, queue) = outbound::channel(
+            hub.next_key(),
+            user.clone(),
+            limits.outbound_queue_messages,
+            limits.outbound_queue_bytes,
+        );
+        let mut feed = Feed {
+            state: state.clone(),
+            outbound: Arc::new(outbound),
+            queue,
+            cursor: Cursor::default(),
+            floors: HashMap::new(),
+            backlog: VecDeque::new(),
+            _slot: slot,
+        };
+        let resume = resume.unwrap_or_default();
+        let streams = state.streams();
+        let mut replays: Vec<Stored> = Vec::new();
+        let mut report = serde_json::Map::new();
+
+        // The inbox: registering with the hub makes this feed a live recipient.
+        let inbox = StreamKey::Inbox(user.clone());
+        let register = {
+            let (hub, outbound) = (hub.clone(), feed.outbound.clone());
+            move || hub.register(outbound)
+        };
+        let position = match &resume.inbox {
+            Some(since) => {
+                let ((), position, replay) = streams.resume(&inbox, Some(since), register).await?;
+                let complete = matches!(replay, Some(Replay::Complete(_)));
+                report.insert("inbox".into(), json!(complete));
+                if let Some(Replay::Complete(missed)) = replay {
+                    replays.extend(missed);
+                    streams.store().mark_delivered(&inbox, position.offset)?;
+                }
+                position
+            }
+            None => {
+                let ((), position, pending) = streams.undelivered(&inbox, register).await?;
+                replays.extend(pending);
+                position
+            }
+        };
+        feed.floors.insert(inbox.clone(), position.offset);
+        feed.cursor.inbox = Some(position);
+
+        let mut room_report = serde_json::Map::new();
+        for room in rooms {
+            let key = StreamKey::Room(room.as_str().into());
+            let since = resume.rooms.get(&room);
+            let session = feed.outbound.key;
+            let (joined, position, replay) =
+                streams.resume(&key, since, || hub.join(session, &room)).await?;
+            if joined.is_some_and(|j| j.announce) {
+                announce(&state, &room, &user, PresenceAction::Join).await;
+            }
+            if let Some(replay) = replay {
+                room_report.insert(room.clone(), json!(matches!(replay, Replay::Complete(_))));
+                if let Replay::Complete(missed) = replay {
+                    replays.extend(missed);
+                }
+            }
+            feed.floors.insert(key, position.offset);
+            feed.cursor.rooms.insert(room, position);
+        }
+        if resume != Cursor::default() {
+            report.insert("rooms".into(), serde_json::Value::Object(room_report));
+            feed.backlog.push_back(
+                Event::default()
+                    .event("resumed")
+                    .data(serde_json::Value::Object(report).to_string()),
+            );
+        }
+        // Replays go out with ids that advance the cursor from where the
+        // client stood, so a drop during the replay resumes mid-way.
+        let mut cursor = Cursor { inbox: resume.inbox.clone(), rooms: resume.rooms.clone() };
+        for (room, position) in &feed.cursor.rooms {
+            cursor.rooms.entry(room.clone()).or_insert_with(|| position.clone());
+        }
+        if cursor.inbox.is_none() {
+            cursor.inbox = feed.cursor.inbox.clone();
+        }
+        for stored in replays {
+            let event = stored_event(&mut cursor, &stored.frame, stored.offset);
+            feed.backlog.push_back(event);
+        }
+        feed.cursor = merge(cursor, &feed.cursor);
+        Ok(feed)
+    }
+
+    fn into_stream(self) -> impl Stream<Item = Result<Event, Infallible>> + Send {
+        futures::stream::unfold(self, |mut feed| async move {
+            if let Some(event) = feed.backlog.pop_front() {
+                return Some((Ok(event), feed));
+            }
+            let shutdown = feed.state.shutdown_token().clone();
+            let closing = feed.outbound.close_signal().clone();
+            loop {
+                let delivery = tokio::select! {
+                    () = shutdown.cancelled() => return None,
+                    _ = closing.requested() => return None,
+                    delivery = feed.queue.recv() => delivery?,
+                };
+                if let Some(event) = feed.live_event(&delivery) {
+                    return Some((Ok(event), feed));
+                }
+            }
+        })
+    }
+
+    /// The SSE event for a live delivery; `None` for one a replay covered.
+    fn live_event(&mut self, delivery: &Delivery) -> Option<Event> {
+        if delivery.kind == DeliveryKind::Presence {
+            return Some(Event::default().event("presence").data(delivery.frame.as_str()));
+        }
+        let Some(offset) = delivery.offset else {
+            return Some(Event::default().data(delivery.frame.as_str()));
+        };
+        let key = match &delivery.target {
+            Target::Room(room) => StreamKey::Room(room.clone()),
+            Target::User(user) => StreamKey::Inbox(user.clone()),
+            Target::All => return Some(Event::default().data(delivery.frame.as_str())),
+        };
+        if self.floors.get(&key).is_some_and(|floor| offset <= *floor) {
+            return None;
+        }
+        Some(stored_event(&mut self.cursor, &delivery.frame, offset))
+    }
+}
+
+/// A stored message's event: the cursor advances to it and becomes the id.
+fn stored_event(cursor: &mut Cursor, frame: &str, offset: u64) -> Event {
+    if let Ok(switchboard_protocol::ServerFrame::Message(message)) = serde_json::from_str(frame) {
+        match (&message.room, &message.to) {
+            (Some(room), _) => {
+                if let Some(position) = cursor.rooms.get_mut(room) {
+                    position.offset = offset;
+                }
+            }
+            (None, Some(_)) => {
+                if let Some(position) = cursor.inbox.as_mut() {
+                    position.offset = offset;
+                }
+            }
+            _ => {}
+        }
+    }
+    Event::default().id(cursor.encode()).data(frame)
+}
+
+/// After a replay the cursor is at the head of every stream it followed.
+fn merge(mut replayed: Cursor, head: &Cursor) -> Cursor {
+    if let (Some(replayed), Some(head)) = (replayed.inbox.as_mut(), head.inbox.as_ref()) {
+        if replayed.epoch != head.epoch || replayed.offset < head.offset {
+            *replayed = head.clone();
+        }
+    }
+    for (room, head) in &head.rooms {
+        replayed.rooms.insert(room.clone(), head.clone());
+    }
+    replayed
+}
+
+impl Drop for Feed {
+    fn drop(&mut self) {
+        let left = self.state.hub().unregister(self.outbound.key);
+        if left.is_empty() || tokio::runtime::Handle::try_current().is_err() {
+            return;
+        }
+        let state = self.state.clone();
+        tokio::spawn(async move {
+            for (room, user) in left {
+                announce(&state, &room, &user, PresenceAction::Leave).await;
+            }
+        });
+    }
+}
+
+async fn announce(state: &AppState, room: &str, user: &str, action: PresenceAction) {
+    crate::session::announce(state, room, user, action).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cursors_survive_their_encoding_whatever_the_room_names() {
+        let mut cursor =
+            Cursor { inbox: Some(Position { epoch: "e1".into(), offset: 4 }), ..Cursor::default() };
+        cursor.rooms.insert("news".into(), Position { epoch: "e2".into(), offset: 9 });
+        cursor.rooms.insert("a:b&c=d é".into(), Position { epoch: "e3".into(), offset: 0 });
+        let text = cursor.encode();
+        assert!(text.is_ascii() && !text.contains('\n'), "{text}");
+        assert_eq!(Cursor::decode(&text), cursor);
+        assert_eq!(Cursor::decode("garbage&r=x"), Cursor::default());
+    }
+}

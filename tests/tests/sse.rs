@@ -1,0 +1,130 @@
+//! `GET /sse` with a real HTTP client: events carry ids, and reconnecting
+//! with `Last-Event-ID` replays exactly what was missed, then goes live.
+
+use serde_json::{Value, json};
+use switchboard_tests::{TIMEOUT, TestServer, connect, http};
+
+/// One parsed SSE event.
+#[derive(Debug, Clone, Default)]
+struct SseEvent {
+    id: Option<String>,
+    event: Option<String>,
+    data: String,
+}
+
+/// Reads SSE events off a streaming response.
+struct SseReader {
+    response: reqwest::Response,
+    buffer: String,
+}
+
+impl SseReader {
+    async fn open(server: &TestServer, query: &str, last_event_id: Option<&str>) -> SseReader {
+        let mut request = http().get(server.http(&format!("/sse?{query}")));
+        // No overall timeout on a stream; every read below has its own.
+        request = request.timeout(std::time::Duration::from_secs(3600));
+        if let Some(id) = last_event_id {
+            request = request.header("last-event-id", id);
+        }
+        let response = request.send().await.unwrap();
+        assert_eq!(response.status().as_u16(), 200);
+        assert_eq!(response.headers()["content-type"], "text/event-stream");
+        SseReader { response, buffer: String::new() }
+    }
+
+    async fn next(&mut self) -> SseEvent {
+        loop {
+            if let Some(end) = self.buffer.find("\n\n") {
+                let block: String = self.buffer.drain(..end + 2).collect();
+                let mut event = SseEvent::default();
+                let mut data = Vec::new();
+                for line in block.lines() {
+                    if let Some(v) = line.strip_prefix("id: ").or_else(|| line.strip_prefix("id:"))
+                    {
+                        event.id = Some(v.to_owned());
+                    } else if let Some(v) =
+                        line.strip_prefix("event: ").or_else(|| line.strip_prefix("event:"))
+                    {
+                        event.event = Some(v.to_owned());
+                    } else if let Some(v) =
+                        line.strip_prefix("data: ").or_else(|| line.strip_prefix("data:"))
+                    {
+                        data.push(v.to_owned());
+                    }
+                }
+                if data.is_empty() && event.id.is_none() && event.event.is_none() {
+                    continue; // a keep-alive comment
+                }
+                event.data = data.join("\n");
+                return event;
+            }
+            let chunk = tokio::time::timeout(TIMEOUT, self.response.chunk())
+                .await
+                .expect("an SSE chunk within the timeout")
+                .unwrap()
+                .expect("the stream is open");
+            self.buffer.push_str(std::str::from_utf8(&chunk).unwrap());
+        }
+    }
+
+    /// The next message event's `data` field of the message.
+    async fn next_message(&mut self) -> (Value, String) {
+        loop {
+            let event = self.next().await;
+            if event.event.is_none() {
+                let frame: Value = serde_json::from_str(&event.data).unwrap();
+                return (frame["data"].clone(), event.id.expect("messages carry an id"));
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn last_event_id_replays_exactly_what_was_missed_then_goes_live() {
+    let server = TestServer::start().await;
+    let (speaker, _) = connect(&server, "speaker").await;
+    speaker.join("news").await.unwrap();
+
+    let mut feed = SseReader::open(&server, "user_id=reader&rooms=news,other", None).await;
+    speaker.publish("news", "n", 1).await.unwrap();
+    speaker.send("reader", "dm", "one").await.unwrap();
+    let (first, _) = feed.next_message().await;
+    let (second, last_id) = feed.next_message().await;
+    assert_eq!((first, second), (json!(1), json!("one")));
+    drop(feed);
+
+    // While the reader is away: two room messages and a private one.
+    speaker.publish("news", "n", 2).await.unwrap();
+    speaker.send("reader", "dm", "two").await.unwrap();
+    speaker.publish("news", "n", 3).await.unwrap();
+
+    let mut feed =
+        SseReader::open(&server, "user_id=reader&rooms=news,other", Some(&last_id)).await;
+    let resumed = feed.next().await;
+    assert_eq!(resumed.event.as_deref(), Some("resumed"));
+    let report: Value = serde_json::from_str(&resumed.data).unwrap();
+    assert_eq!(report, json!({"inbox": true, "rooms": {"news": true, "other": true}}));
+    // Exactly the three missed, inbox first, then the rooms in query order.
+    let mut missed = Vec::new();
+    for _ in 0..3 {
+        missed.push(feed.next_message().await.0);
+    }
+    assert_eq!(missed, vec![json!("two"), json!(2), json!(3)]);
+
+    // Then live, with nothing repeated before it.
+    speaker.publish("news", "n", 4).await.unwrap();
+    assert_eq!(feed.next_message().await.0, json!(4));
+}
+
+#[tokio::test]
+async fn sse_refuses_bad_requests_with_json_errors() {
+    let server = TestServer::start().await;
+    let response = http().get(server.http("/sse?rooms=news")).send().await.unwrap();
+    assert_eq!(response.status().as_u16(), 400);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "invalid_identity");
+    let long = "x".repeat(200);
+    let response =
+        http().get(server.http(&format!("/sse?user_id=a&rooms={long}"))).send().await.unwrap();
+    assert_eq!(response.status().as_u16(), 422);
+}
