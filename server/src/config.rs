@@ -340,6 +340,16 @@ mod tests {
     }
 
     #[test]
+    fn the_readme_sample_config_is_valid() {
+        let readme = include_str!("../../README.md");
+        let start = readme.find("# hub.toml").expect("the README has a sample hub.toml");
+        let end = start + readme[start..].find("```").expect("the sample ends");
+        let config = Config::from_toml(&readme[start..end]).expect("the sample parses");
+        assert_eq!(config.history.for_room("chat:x").size, 1000);
+        assert_eq!(config.history.for_room("ticker:x").size, 0);
+    }
+
+    #[test]
     fn unknown_keys_and_bad_values_are_refused() {
         assert!(matches!(Config::from_toml("bnid = \"x\""), Err(ConfigError::Parse(_))));
         assert!(matches!(
