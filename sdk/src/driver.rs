@@ -502,7 +502,7 @@ impl Driver {
                     None => self.shared.handlers.emit_error(&err),
                 }
             }
-            ServerFrame::Welcome(_) | ServerFrame::Pong { .. } => {}
+            ServerFrame::Welcome(_) | ServerFrame::Pong { .. } | ServerFrame::Refresh { .. } => {}
         }
     }
 

@@ -48,6 +48,12 @@ pub struct Cli {
     /// The disk store's database file [default: switchboard-data/history.redb].
     #[arg(long, env = "SWITCHBOARD_HISTORY_PATH")]
     pub history_path: Option<PathBuf>,
+    /// The admin API key (`Authorization: Bearer <key>` on /api/…).
+    #[arg(long, env = "SWITCHBOARD_API_KEY", hide_env_values = true)]
+    pub api_key: Option<String>,
+    /// HS256 secret for connection tokens (switches insecure mode off).
+    #[arg(long, env = "SWITCHBOARD_JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: Option<String>,
     /// Log filter, in `tracing` EnvFilter syntax [default: info].
     #[arg(long, env = "SWITCHBOARD_LOG", default_value = "info")]
     pub log: String,
@@ -111,6 +117,12 @@ impl Cli {
             }
             Some(HistoryStoreArg::Disk) => config.history.store = crate::config::StoreKind::Disk,
             None => {}
+        }
+        if let Some(key) = &self.api_key {
+            config.api.key = Some(key.clone());
+        }
+        if let Some(secret) = &self.jwt_secret {
+            config.auth.jwt_secret = Some(secret.clone());
         }
         if let Some(path) = &self.history_path {
             config.history.path = path.clone();

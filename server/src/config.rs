@@ -32,6 +32,12 @@ pub struct Config {
     pub history: HistoryConfig,
     /// Delivery guarantees that are not history.
     pub delivery: DeliveryConfig,
+    /// Who connections are.
+    pub auth: AuthConfig,
+    /// The HTTP admin API.
+    pub api: ApiConfig,
+    /// Who may do what in which room.
+    pub permissions: PermissionsConfig,
     /// How long shutdown waits for connections to close, in milliseconds (default 5000).
     pub shutdown_grace_ms: u64,
 }
@@ -46,6 +52,9 @@ impl Default for Config {
             rooms: RoomsConfig::default(),
             history: HistoryConfig::default(),
             delivery: DeliveryConfig::default(),
+            auth: AuthConfig::default(),
+            api: ApiConfig::default(),
+            permissions: PermissionsConfig::default(),
             shutdown_grace_ms: 5_000,
         }
     }
@@ -101,6 +110,31 @@ pub struct LimitsConfig {
     /// tungstenite's read buffer per connection, in bytes (default 4096). Its
     /// own default of 128 KiB costs about that much memory per idle connection.
     pub read_buffer_bytes: usize,
+    /// Most connections one user may hold at once (default 100); the next
+    /// upgrade gets HTTP 429.
+    pub max_connections_per_user: usize,
+    /// Most concurrent connections from one IP address (default 1000; 0 = no limit).
+    pub max_connections_per_ip: usize,
+    /// Most new connections per second from one IP address, with bursts of
+    /// twice that (default 50; 0 = no limit); HTTP 429 past it.
+    pub connections_per_ip_per_sec: u32,
+    /// Most rooms one connection may be in (default 100); error 202 past it.
+    pub max_rooms_per_connection: usize,
+    /// Frames per second one connection may send, with bursts of twice that
+    /// (default 100). An excess frame is refused with error 203; a connection
+    /// refused `rate_abuse_threshold` times within 10 seconds is closed with 4002.
+    pub messages_per_sec: u32,
+    /// See `messages_per_sec` (default 200).
+    pub rate_abuse_threshold: u32,
+    /// Deepest JSON nesting accepted in a frame (default 32); error 102 past it.
+    pub max_json_depth: usize,
+    /// Browser origins allowed to open connections (`Origin` header), e.g.
+    /// `["https://app.example.com"]`; empty allows any (default). Others get 403.
+    pub allowed_origins: Vec<String>,
+    /// When not empty, only these networks (CIDR) may connect; others get 403.
+    pub allow_ips: Vec<ipnet::IpNet>,
+    /// These networks (CIDR) may not connect (403), even if allowed above.
+    pub deny_ips: Vec<ipnet::IpNet>,
 }
 
 impl Default for LimitsConfig {
@@ -111,6 +145,16 @@ impl Default for LimitsConfig {
             outbound_queue_messages: 1_024,
             outbound_queue_bytes: 16 * 1024 * 1024,
             read_buffer_bytes: 4 * 1024,
+            max_connections_per_user: 100,
+            max_connections_per_ip: 1_000,
+            connections_per_ip_per_sec: 50,
+            max_rooms_per_connection: 100,
+            messages_per_sec: 100,
+            rate_abuse_threshold: 200,
+            max_json_depth: 32,
+            allowed_origins: Vec::new(),
+            allow_ips: Vec::new(),
+            deny_ips: Vec::new(),
         }
     }
 }
@@ -248,6 +292,135 @@ impl Default for DeliveryConfig {
     }
 }
 
+/// How connections prove who they are.
+///
+/// With `jwt_secret` and/or `jwt_public_key_pem` set, every connection needs
+/// a JWT (HS256 with the secret; RS256 or ES256 with the public key) whose
+/// `sub` is the user id, and `?user_id=` is refused. Without either, the hub
+/// trusts `?user_id=` only when `insecure` is true (the default, for
+/// development: the hub then warns at start and `/health` says so).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    /// Trust `?user_id=` when no key is configured (default true).
+    pub insecure: bool,
+    /// The shared secret for HS256 tokens.
+    pub jwt_secret: Option<String>,
+    /// A PEM public key (RSA or EC) for RS256 or ES256 tokens.
+    pub jwt_public_key_pem: Option<String>,
+    /// How long a connection without a token in its URL or headers has to
+    /// send an `auth` frame, in milliseconds (default 5000); then it is
+    /// closed with 4500.
+    pub auth_timeout_ms: u64,
+    /// The token claim listing the room patterns a user may enter when a
+    /// permission says `claim` (default `rooms`).
+    pub rooms_claim: String,
+    /// How long before a token expires the hub asks for a new one, in
+    /// milliseconds (default 30000).
+    pub refresh_before_ms: u64,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig {
+            insecure: true,
+            jwt_secret: None,
+            jwt_public_key_pem: None,
+            auth_timeout_ms: 5_000,
+            rooms_claim: "rooms".to_owned(),
+            refresh_before_ms: 30_000,
+        }
+    }
+}
+
+impl AuthConfig {
+    /// Whether tokens are required.
+    pub fn uses_tokens(&self) -> bool {
+        self.jwt_secret.is_some() || self.jwt_public_key_pem.is_some()
+    }
+}
+
+/// The HTTP admin API.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ApiConfig {
+    /// When set, every `/api/…` request needs `Authorization: Bearer <key>`
+    /// (401 otherwise). `/health` stays open. The binary refuses to listen
+    /// on a non-loopback address without one.
+    pub key: Option<String>,
+}
+
+/// Who may do what in which room: the first rule whose pattern matches a
+/// room applies; rooms no rule matches allow anything to anyone.
+///
+/// ```toml
+/// [[permissions.rooms]]
+/// pattern = "private:*"
+/// join = "claim"      # the token's `rooms` claim must match the room
+/// publish = "claim"
+/// history = "claim"
+/// presence = "claim"
+///
+/// [[permissions.rooms]]
+/// pattern = "announcements"
+/// publish = "server"  # only the HTTP API may publish
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PermissionsConfig {
+    /// Rules by room-name pattern.
+    pub rooms: Vec<RoomRule>,
+    /// Whether clients may `send` private messages to each other (default
+    /// `anyone`; `server` leaves private messages to the HTTP API).
+    pub send: Access,
+}
+
+impl Default for PermissionsConfig {
+    fn default() -> Self {
+        PermissionsConfig { rooms: Vec::new(), send: Access::Anyone }
+    }
+}
+
+/// The permissions of the rooms a pattern matches.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RoomRule {
+    /// Room-name pattern (`*`, `?`).
+    pub pattern: String,
+    /// Who may join (and so receive messages).
+    #[serde(default)]
+    pub join: Access,
+    /// Who may publish.
+    #[serde(default)]
+    pub publish: Access,
+    /// Who may read history (and so resume with `since`).
+    #[serde(default)]
+    pub history: Access,
+    /// Who sees presence (join/leave events and the join ack's members).
+    #[serde(default)]
+    pub presence: Access,
+}
+
+/// Who an action is open to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Access {
+    /// Any connection.
+    #[default]
+    Anyone,
+    /// Connections whose token's rooms claim matches the room.
+    Claim,
+    /// No connection; only the HTTP API.
+    Server,
+}
+
+impl PermissionsConfig {
+    /// The rule for a room, if any matches.
+    pub fn for_room(&self, room: &str) -> Option<&RoomRule> {
+        self.rooms.iter().find(|rule| wildmatch::WildMatch::new(&rule.pattern).matches(room))
+    }
+}
+
 impl Config {
     /// Parses a TOML document; fields it does not name keep their defaults.
     pub fn from_toml(text: &str) -> Result<Config, ConfigError> {
@@ -288,6 +461,16 @@ impl Config {
         }
         if self.limits.read_buffer_bytes < 256 {
             return invalid("limits.read_buffer_bytes must be at least 256");
+        }
+        if !self.auth.uses_tokens() && !self.auth.insecure {
+            return invalid(
+                "auth: set auth.jwt_secret or auth.jwt_public_key_pem, or auth.insecure = true",
+            );
+        }
+        if self.limits.messages_per_sec == 0 || self.limits.max_json_depth == 0 {
+            return invalid(
+                "limits.messages_per_sec and limits.max_json_depth must be greater than 0",
+            );
         }
         if self.history.max_page == 0 {
             return invalid("history.max_page must be greater than 0");

@@ -144,8 +144,9 @@ impl Hub {
         left
     }
 
-    /// Puts a connection in a room, creating the room on first join.
-    pub(crate) fn join(&self, key: u64, room_name: &str) -> Option<Joined> {
+    /// Puts a connection in a room, creating the room on first join;
+    /// `sees_presence` false keeps presence frames from it.
+    pub(crate) fn join(&self, key: u64, room_name: &str, sees_presence: bool) -> Option<Joined> {
         let mut registry = self.write();
         let registry = &mut *registry;
         let entry = registry.sessions.get_mut(&key)?;
@@ -156,6 +157,11 @@ impl Hub {
         let newly = entry.rooms.insert(room_name.clone());
         let room = registry.rooms.entry(room_name).or_default();
         let announce = newly && room.insert(entry.outbound.clone());
+        if sees_presence {
+            room.no_presence.remove(&key);
+        } else {
+            room.no_presence.insert(key);
+        }
         Some(Joined { newly, announce, members: room.users() })
     }
 
@@ -185,6 +191,16 @@ impl Hub {
         self.read().sessions.get(&key).is_some_and(|entry| entry.rooms.contains(room_name))
     }
 
+    /// How many rooms a connection is in.
+    pub(crate) fn rooms_of(&self, key: u64) -> usize {
+        self.read().sessions.get(&key).map_or(0, |entry| entry.rooms.len())
+    }
+
+    /// How many connections a user holds on this node.
+    pub fn connections_of(&self, user: &str) -> usize {
+        self.read().users.get(user).map_or(0, Vec::len)
+    }
+
     /// Delivers a serialized frame to this node's connections that `target`
     /// names; returns how many connections it was queued to.
     ///
@@ -203,7 +219,14 @@ impl Hub {
                     if delivery.kind == DeliveryKind::Message {
                         room.count_message();
                     }
-                    room.members.values().for_each(|o| push(o));
+                    if delivery.kind == DeliveryKind::Presence && !room.no_presence.is_empty() {
+                        room.members
+                            .iter()
+                            .filter(|(key, _)| !room.no_presence.contains(key))
+                            .for_each(|(_, o)| push(o));
+                    } else {
+                        room.members.values().for_each(|o| push(o));
+                    }
                 }
             }
             Target::User(user) => {
@@ -318,8 +341,8 @@ mod tests {
         let hub = Hub::new();
         let (tab1, _q1) = connect(&hub, "alice");
         let (tab2, _q2) = connect(&hub, "alice");
-        assert!(hub.join(tab1, "general").unwrap().announce);
-        let second = hub.join(tab2, "general").unwrap();
+        assert!(hub.join(tab1, "general", true).unwrap().announce);
+        let second = hub.join(tab2, "general", true).unwrap();
         assert!(second.newly && !second.announce, "a second tab announces nothing");
         assert_eq!(second.members, vec!["alice".to_owned()]);
         assert!(!hub.leave(tab1, "general").announce, "alice still has a tab in the room");
@@ -332,7 +355,7 @@ mod tests {
         let hub = Hub::new();
         let (a, mut qa) = connect(&hub, "alice");
         let (_b, mut qb) = connect(&hub, "bob");
-        hub.join(a, "general").unwrap();
+        hub.join(a, "general", true).unwrap();
         assert_eq!(hub.deliver(&room_delivery("general", "hi")), 1);
         assert_eq!(qa.try_recv().unwrap().frame, "hi");
         assert!(qb.try_recv().is_none());
@@ -344,8 +367,8 @@ mod tests {
     fn unregister_reports_rooms_the_user_left() {
         let hub = Hub::new();
         let (a, _qa) = connect(&hub, "alice");
-        hub.join(a, "x").unwrap();
-        hub.join(a, "y").unwrap();
+        hub.join(a, "x", true).unwrap();
+        hub.join(a, "y", true).unwrap();
         let mut left: Vec<String> =
             hub.unregister(a).into_iter().map(|(r, _)| r.to_string()).collect();
         left.sort();

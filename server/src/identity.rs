@@ -1,19 +1,24 @@
-//! Who is connecting: the one place a connection's user id is decided.
+//! Who is connecting: the one place a connection's identity is decided,
+//! from the upgrade request, before any WebSocket state exists.
 //!
-//! Today identity comes from the `user_id` query parameter. Token-based
-//! authentication replaces the body of [`resolve`] and nothing else: the
-//! upgrade handler only ever sees an [`Identity`] or an [`IdentityError`].
+//! A token comes from `?token=` or an `Authorization: Bearer` header (native
+//! clients; browsers cannot set headers). Without either, a hub that uses
+//! tokens accepts the upgrade and waits for an `auth` frame (see
+//! [`Resolved::AwaitAuthFrame`]); an insecure development hub trusts
+//! `?user_id=` instead.
 
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, header::AUTHORIZATION};
 use serde::Deserialize;
-use std::sync::Arc;
-use switchboard_protocol::{NameError, validate_name};
+
+use crate::auth::{AuthError, Authenticator, Identity};
 
 /// The query string of `GET /ws`.
 #[derive(Debug, Clone, Default, Deserialize)]
 pub struct ConnectQuery {
-    /// The connecting user's id.
+    /// The connecting user's id (insecure mode only).
     pub user_id: Option<String>,
+    /// A JWT.
+    pub token: Option<String>,
     /// A room to join as soon as the connection is open.
     pub room: Option<String>,
     /// With `inbox_offset`: resume the user's inbox after this position
@@ -23,27 +28,34 @@ pub struct ConnectQuery {
     pub inbox_offset: Option<u64>,
 }
 
-/// The resolved identity of a connection.
+/// The outcome of looking at the upgrade request.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Identity {
-    /// The user id every frame from this connection is attributed to.
-    pub user: Arc<str>,
+pub enum Resolved {
+    /// The connection is this user.
+    Known(Identity),
+    /// Tokens are required and none came with the request: the first frame
+    /// after the upgrade must be an `auth` frame.
+    AwaitAuthFrame,
 }
 
-/// Why no identity could be resolved. Answered with HTTP 400 before the upgrade.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum IdentityError {
-    /// No `user_id` was given.
-    #[error("the query parameter `user_id` is required")]
-    MissingUser,
-    /// The `user_id` breaks the naming rules.
-    #[error("invalid `user_id`: {0}")]
-    InvalidUser(NameError),
-}
-
-/// Decides who is connecting.
-pub fn resolve(query: &ConnectQuery, _headers: &HeaderMap) -> Result<Identity, IdentityError> {
-    let user = query.user_id.as_deref().ok_or(IdentityError::MissingUser)?;
-    validate_name(user).map_err(IdentityError::InvalidUser)?;
-    Ok(Identity { user: Arc::from(user) })
+/// Decides who is connecting, or why not.
+pub fn resolve(
+    query: &ConnectQuery,
+    headers: &HeaderMap,
+    auth: &Authenticator,
+) -> Result<Resolved, AuthError> {
+    let bearer = headers
+        .get(AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.strip_prefix("Bearer "));
+    if let Some(token) = query.token.as_deref().or(bearer) {
+        return auth.verify(token).map(Resolved::Known);
+    }
+    if auth.uses_tokens() {
+        return match query.user_id {
+            Some(_) => Err(AuthError::UserIdRefused),
+            None => Ok(Resolved::AwaitAuthFrame),
+        };
+    }
+    auth.trust(query.user_id.as_deref()).map(Resolved::Known)
 }

@@ -36,13 +36,16 @@
 //! - `outbound.rs`: each connection's bounded outbound queue and close signal.
 //! - `session.rs`: one connection's state machine; `ws.rs`: the upgrade in front of it.
 //! - `sse.rs`: Server-Sent Events for receive-only clients, resumable with `Last-Event-ID`.
-//! - [`identity`]: who a connection is (the seam authentication plugs into).
+//! - [`identity`]: who a connection is, from the upgrade request; [`auth`]:
+//!   JWT verification (HS256/RS256/ES256) or insecure development identities.
 //! - [`api`]: the HTTP admin API and its [`ApiError`].
 //!
 //! The wire protocol lives in the `switchboard-protocol` crate and is
 //! documented in `docs/PROTOCOL.md`.
 
+mod admission;
 pub mod api;
+pub mod auth;
 pub mod broker;
 pub mod cli;
 pub mod config;
@@ -63,6 +66,7 @@ mod wire;
 mod ws;
 
 pub use api::ApiError;
+pub use auth::{AuthError, Authenticator, Identity};
 pub use broker::{Broker, BrokerError, Delivery, DeliveryKind, Target};
 pub use config::Config;
 pub use error::{ConfigError, Error, Result};
@@ -85,10 +89,8 @@ use tokio::net::TcpListener;
 pub fn router(state: AppState) -> Router {
     state.start_maintenance();
     let body_limit = state.config().limits.max_message_bytes;
-    Router::new()
-        .route("/ws", get(ws::upgrade))
-        .route("/sse", get(sse::events))
-        .route("/health", get(api::health))
+    // The admin API needs the API key when one is configured.
+    let api = Router::new()
         .route("/api/stats", get(api::stats))
         .route("/api/online", get(api::online))
         .route("/api/send", post(api::send))
@@ -97,6 +99,12 @@ pub fn router(state: AppState) -> Router {
         .route("/api/rooms", get(api::rooms))
         .route("/api/rooms/{room}", get(api::room))
         .route("/api/rooms/{room}/history", get(api::history))
+        .route_layer(axum::middleware::from_fn_with_state(state.clone(), api::require_key));
+    Router::new()
+        .route("/ws", get(ws::upgrade))
+        .route("/sse", get(sse::events))
+        .route("/health", get(api::health))
+        .merge(api)
         .fallback(api::not_found)
         .method_not_allowed_fallback(api::method_not_allowed)
         .layer(DefaultBodyLimit::max(body_limit))
@@ -129,8 +137,16 @@ pub async fn serve(
         }
     });
     tracing::info!(%address, "switchboard listening");
+    if state.auth().is_insecure() {
+        tracing::warn!(
+            "INSECURE: auth.insecure is on and no token key is configured, so any client can \
+             connect as any user with ?user_id=. Set auth.jwt_secret or auth.jwt_public_key_pem \
+             before exposing this hub."
+        );
+    }
     let stopper = state.clone();
-    axum::serve(listener, router(state.clone()))
+    let app = router(state.clone()).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    axum::serve(listener, app)
         .with_graceful_shutdown(async move {
             shutdown.await;
             tracing::info!("shutting down");

@@ -12,6 +12,8 @@ use crate::outbound::Outbound;
 pub(crate) struct Room {
     /// Connections in the room, by hub-local key.
     pub(crate) members: HashMap<u64, Arc<Outbound>>,
+    /// Members that may not see presence (a `presence` permission refused them).
+    pub(crate) no_presence: std::collections::HashSet<u64>,
     /// Users in the room with their connection counts; presence is per user.
     users: HashMap<Arc<str>, usize>,
     /// Messages published to the room while it existed.
@@ -34,6 +36,7 @@ impl Room {
     /// whether it was its user's last connection in the room.
     pub(crate) fn remove(&mut self, key: u64) -> Option<bool> {
         let outbound = self.members.remove(&key)?;
+        self.no_presence.remove(&key);
         let count = self.users.get_mut(&outbound.user)?;
         *count -= 1;
         if *count == 0 {

@@ -11,6 +11,7 @@
 //! to its socket, and hands every message and presence change to the broker.
 
 use std::collections::HashMap;
+use std::num::NonZeroU32;
 use std::sync::Arc;
 
 use axum::extract::ws::{CloseFrame, Message as WsMessage, Utf8Bytes};
@@ -23,8 +24,9 @@ use tokio::time::{Duration, Instant, MissedTickBehavior};
 use tracing::{debug, info};
 
 use crate::AppState;
+use crate::auth::Identity;
 use crate::broker::{Delivery, DeliveryKind, Target};
-use crate::identity::Identity;
+use crate::config::Access;
 use crate::ids::Seen;
 use crate::outbound::{self, Outbound, OutboundQueue};
 use crate::store::{Replay, StoreError, StreamKey};
@@ -47,6 +49,19 @@ enum Wake {
     Queued(Delivery),
     Incoming(Option<Result<WsMessage, axum::Error>>),
     Tick,
+    /// The token timer: true when it expired, false for the refresh warning.
+    Token(bool),
+}
+
+/// Sleeps until the timer's instant and yields its flag; never without one.
+async fn sleep_until_some(timer: Option<(Instant, bool)>) -> bool {
+    match timer {
+        Some((at, expired)) => {
+            tokio::time::sleep_until(at).await;
+            expired
+        }
+        None => std::future::pending().await,
+    }
 }
 
 /// How a connection starts: a room to join at once, and where the client's
@@ -73,6 +88,12 @@ pub(crate) struct Session<S> {
     outbound: Arc<Outbound>,
     queue: OutboundQueue,
     user: Arc<str>,
+    identity: Identity,
+    /// Whether the `refresh` warning for the current token went out.
+    refresh_sent: bool,
+    limiter: governor::DefaultDirectRateLimiter,
+    /// Frames refused by the rate limiter in the current 10-second window.
+    refused: (Instant, u32),
     id: String,
     last_heard: Instant,
     /// Per room: the offset a replay (or the join) already covered; live
@@ -99,12 +120,21 @@ where
             limits.outbound_queue_messages,
             limits.outbound_queue_bytes,
         );
+        // Bursts of twice the sustained rate.
+        let per_sec = NonZeroU32::new(limits.messages_per_sec).unwrap_or(NonZeroU32::MIN);
+        let burst = per_sec.saturating_mul(NonZeroU32::MIN.saturating_add(1));
+        let limiter =
+            governor::RateLimiter::direct(governor::Quota::per_second(per_sec).allow_burst(burst));
         Session {
             socket,
             state,
             outbound: Arc::new(outbound),
             queue,
-            user: identity.user,
+            user: identity.user.clone(),
+            identity,
+            refresh_sent: false,
+            limiter,
+            refused: (Instant::now(), 0),
             id: uuid::Uuid::new_v4().simple().to_string(),
             last_heard: Instant::now(),
             room_floors: HashMap::new(),
@@ -190,10 +220,12 @@ where
             tokio::time::interval_at(Instant::now() + heartbeat.interval(), heartbeat.interval());
         ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
         loop {
+            let token_timer = self.token_timer();
             let wake = tokio::select! {
                 biased;
                 () = shutdown.cancelled() => Wake::Shutdown,
                 (code, reason) = close_signal.requested() => Wake::Close(code, reason),
+                expired = sleep_until_some(token_timer) => Wake::Token(expired),
                 Some(frame) = self.queue.recv() => Wake::Queued(frame),
                 incoming = self.socket.next() => Wake::Incoming(incoming),
                 _ = ticker.tick() => Wake::Tick,
@@ -223,6 +255,63 @@ where
                 self.on_incoming(incoming).await
             }
             Wake::Tick => self.on_tick(timeout).await,
+            Wake::Token(true) => {
+                Flow::Close(CloseCode::TOKEN_EXPIRED, "the token expired".to_owned())
+            }
+            Wake::Token(false) => {
+                self.refresh_sent = true;
+                let left = self.token_left_ms().unwrap_or(0);
+                self.reply(&ServerFrame::Refresh { expires_in_ms: left }).await
+            }
+        }
+    }
+
+    /// Milliseconds until the token expires, if it does.
+    fn token_left_ms(&self) -> Option<u64> {
+        let expires_ms = self.identity.expires_at?.saturating_mul(1000);
+        Some(expires_ms.saturating_sub(now_ms()))
+    }
+
+    /// When the token next needs attention: the `refresh` warning (false),
+    /// then the expiry (true).
+    fn token_timer(&self) -> Option<(Instant, bool)> {
+        let left = Duration::from_millis(self.token_left_ms()?);
+        let before = Duration::from_millis(self.state.config().auth.refresh_before_ms);
+        if !self.refresh_sent && left > before {
+            Some((Instant::now() + (left - before), false))
+        } else if !self.refresh_sent {
+            Some((Instant::now(), false))
+        } else {
+            Some((Instant::now() + left, true))
+        }
+    }
+
+    /// Whether the rate limit lets another frame through; past the abuse
+    /// threshold in a 10-second window, the connection is closed.
+    fn admit_frame(&mut self) -> Result<(), Flow> {
+        if self.limiter.check().is_ok() {
+            return Ok(());
+        }
+        let now = Instant::now();
+        if now.duration_since(self.refused.0) > Duration::from_secs(10) {
+            self.refused = (now, 0);
+        }
+        self.refused.1 += 1;
+        if self.refused.1 >= self.state.config().limits.rate_abuse_threshold {
+            return Err(Flow::Close(
+                CloseCode::RATE_LIMITED,
+                "sending too fast for too long".to_owned(),
+            ));
+        }
+        Err(Flow::Continue)
+    }
+
+    /// Whether `access` lets this connection act in `room`.
+    fn may(&self, room: &str, access: impl Fn(&crate::config::RoomRule) -> Access) -> bool {
+        match self.state.config().permissions.for_room(room).map(access) {
+            None | Some(Access::Anyone) => true,
+            Some(Access::Claim) => self.identity.claims_room(room),
+            Some(Access::Server) => false,
         }
     }
 
@@ -279,10 +368,20 @@ where
     async fn on_incoming(&mut self, incoming: Option<Result<WsMessage, axum::Error>>) -> Flow {
         match incoming {
             None | Some(Ok(WsMessage::Close(_))) => Flow::Gone,
-            Some(Ok(WsMessage::Text(text))) => match ClientFrame::decode(&text) {
-                Ok(frame) => self.handle(frame).await,
-                Err(err) => self.fail(err.id, err.code, err.message).await,
-            },
+            Some(Ok(WsMessage::Text(text))) => {
+                if let Err(flow) = self.admit_frame() {
+                    if let Flow::Continue = flow {
+                        let message = "rate limit: too many frames; slow down".to_owned();
+                        return self.fail(None, ErrorCode::RATE_LIMITED, message).await;
+                    }
+                    return flow;
+                }
+                match ClientFrame::decode_limited(&text, self.state.config().limits.max_json_depth)
+                {
+                    Ok(frame) => self.handle(frame).await,
+                    Err(err) => self.fail(err.id, err.code, err.message).await,
+                }
+            }
             Some(Ok(WsMessage::Binary(_))) => {
                 self.fail(
                     None,
@@ -303,12 +402,27 @@ where
                 if let Err(flow) = self.check_name(&id, "room", &room).await {
                     return flow;
                 }
+                if !self.may(&room, |rule| rule.join) {
+                    return self
+                        .fail(id, ErrorCode::FORBIDDEN, format!("not allowed to join `{room}`"))
+                        .await;
+                }
+                let max_rooms = self.state.config().limits.max_rooms_per_connection;
+                if self.state.hub().rooms_of(self.outbound.key) >= max_rooms
+                    && !self.state.hub().is_member(self.outbound.key, &room)
+                {
+                    let message = format!("at most {max_rooms} rooms per connection");
+                    return self.fail(id, ErrorCode::LIMIT_EXCEEDED, message).await;
+                }
+                // Without the right to read history there is nothing to replay.
+                let since = since.filter(|_| self.may(&room, |rule| rule.history));
+                let sees_presence = self.may(&room, |rule| rule.presence);
                 let key = StreamKey::Room(room.as_str().into());
                 let (hub, session_key) = (self.state.hub().clone(), self.outbound.key);
                 let joined = self
                     .state
                     .streams()
-                    .resume(&key, since.as_ref(), || hub.join(session_key, &room))
+                    .resume(&key, since.as_ref(), || hub.join(session_key, &room, sees_presence))
                     .await;
                 let (joined, position, replay) = match joined {
                     Ok((Some(joined), position, replay)) => (joined, position, replay),
@@ -335,7 +449,7 @@ where
                 };
                 self.room_floors.insert(room.as_str().into(), position.offset);
                 self.ack(id, |ack| {
-                    ack.members = Some(joined.members);
+                    ack.members = sees_presence.then_some(joined.members);
                     ack.epoch = Some(position.epoch);
                     ack.offset = Some(position.offset);
                     ack.recovered = recovered;
@@ -360,6 +474,10 @@ where
                 }
                 if let Err(flow) = self.check_name(&id, "event", &event).await {
                     return flow;
+                }
+                if !self.may(&room, |rule| rule.publish) {
+                    let message = format!("not allowed to publish to `{room}`");
+                    return self.fail(id, ErrorCode::FORBIDDEN, message).await;
                 }
                 if self.state.config().rooms.publish_requires_join
                     && !self.state.hub().is_member(self.outbound.key, &room)
@@ -402,6 +520,10 @@ where
                 if let Err(flow) = self.check_name(&id, "event", &event).await {
                     return flow;
                 }
+                if self.state.config().permissions.send != Access::Anyone {
+                    let message = "private messages between clients are switched off".to_owned();
+                    return self.fail(id, ErrorCode::FORBIDDEN, message).await;
+                }
                 if let Some(flow) = self.repeat(&id).await {
                     return flow;
                 }
@@ -430,6 +552,10 @@ where
                 if let Err(flow) = self.check_name(&id, "room", &room).await {
                     return flow;
                 }
+                if !self.may(&room, |rule| rule.history) {
+                    let message = format!("not allowed to read the history of `{room}`");
+                    return self.fail(id, ErrorCode::FORBIDDEN, message).await;
+                }
                 match read_history(&self.state, &room, since, limit) {
                     Ok(page) => {
                         self.ack(id, |ack| {
@@ -442,6 +568,18 @@ where
                     Err(err) => self.fail(id, ErrorCode::UNAVAILABLE, err.to_string()).await,
                 }
             }
+            ClientFrame::Auth { id, token } => match self.state.auth().verify(&token) {
+                Ok(identity) if identity.user == self.user => {
+                    self.identity = identity;
+                    self.refresh_sent = false;
+                    self.ack(id, |_| {}).await
+                }
+                Ok(_) => {
+                    let message = crate::auth::AuthError::OtherUser.to_string();
+                    self.fail(id, ErrorCode::INVALID_TOKEN, message).await
+                }
+                Err(err) => self.fail(id, ErrorCode::INVALID_TOKEN, err.to_string()).await,
+            },
             ClientFrame::Ping { id } => self.reply(&ServerFrame::Pong { id }).await,
         }
     }
@@ -703,11 +841,8 @@ mod tests {
         let state = AppState::new(config).unwrap();
         let (to_session, incoming) = mpsc::unbounded();
         let (outgoing, from_session) = mpsc::unbounded();
-        let session = Session::new(
-            FakeSocket { incoming, outgoing },
-            state.clone(),
-            Identity { user: user.into() },
-        );
+        let session =
+            Session::new(FakeSocket { incoming, outgoing }, state.clone(), Identity::trusted(user));
         let task = tokio::spawn(session.run(Start::default()));
         (Peer { to_session, from_session }, state, task)
     }

@@ -26,14 +26,16 @@ use futures::Stream;
 use serde::Deserialize;
 use serde_json::json;
 use switchboard_protocol::{Position, PresenceAction, validate_name};
-use tokio::sync::OwnedSemaphorePermit;
 
 use crate::AppState;
+use crate::admission::Ticket;
 use crate::api::ApiError;
+use crate::auth::AuthError;
 use crate::broker::{Delivery, DeliveryKind, Target};
-use crate::identity::{self, ConnectQuery};
+use crate::identity::{self, ConnectQuery, Resolved};
 use crate::outbound::{self, Outbound, OutboundQueue};
 use crate::store::{Replay, Stored, StreamKey};
+use crate::ws::Peer;
 
 /// Most rooms one SSE connection may follow.
 const MAX_ROOMS: usize = 100;
@@ -42,6 +44,7 @@ const MAX_ROOMS: usize = 100;
 #[derive(Debug, Deserialize)]
 pub(crate) struct SseQuery {
     user_id: Option<String>,
+    token: Option<String>,
     /// Comma-separated room names.
     #[serde(default)]
     rooms: String,
@@ -92,6 +95,7 @@ impl Cursor {
 /// `GET /sse`.
 pub(crate) async fn events(
     State(state): State<AppState>,
+    Peer(peer): Peer,
     query: Result<Query<SseQuery>, QueryRejection>,
     headers: HeaderMap,
 ) -> Response {
@@ -99,10 +103,15 @@ pub(crate) async fn events(
         Ok(query) => query,
         Err(rejection) => return ApiError::BadRequest(rejection.body_text()).into_response(),
     };
-    let connect = ConnectQuery { user_id: query.user_id, ..ConnectQuery::default() };
-    let identity = match identity::resolve(&connect, &headers) {
-        Ok(identity) => identity,
-        Err(err) => return ApiError::Identity(err).into_response(),
+    let connect =
+        ConnectQuery { user_id: query.user_id, token: query.token, ..ConnectQuery::default() };
+    let identity = match identity::resolve(&connect, &headers, state.auth()) {
+        Ok(Resolved::Known(identity)) => identity,
+        // An event stream has no frames to authenticate with.
+        Ok(Resolved::AwaitAuthFrame) => {
+            return ApiError::Auth(AuthError::MissingToken).into_response();
+        }
+        Err(err) => return ApiError::Auth(err).into_response(),
     };
     let rooms: Vec<String> = query
         .rooms
@@ -120,11 +129,9 @@ pub(crate) async fn events(
             return ApiError::InvalidName { field: "rooms", reason }.into_response();
         }
     }
-    if state.is_shutting_down() {
-        return ApiError::ShuttingDown.into_response();
-    }
-    let Ok(slot) = state.slots().clone().try_acquire_owned() else {
-        return ApiError::TooManyConnections.into_response();
+    let slot = match state.admission().admit(&state, peer, &headers, Some(&identity.user)) {
+        Ok(ticket) => ticket,
+        Err(err) => return err.into_response(),
     };
     let resume = headers.get("last-event-id").and_then(|v| v.to_str().ok()).map(Cursor::decode);
 
@@ -146,7 +153,7 @@ struct Feed {
     floors: HashMap<StreamKey, u64>,
     /// Events to send before anything live: `resumed`, then replays.
     backlog: VecDeque<Event>,
-    _slot: OwnedSemaphorePermit,
+    _slot: Ticket,
 }
 
 impl Feed {
@@ -155,7 +162,7 @@ impl Feed {
         user: Arc<str>,
         rooms: Vec<String>,
         resume: Option<Cursor>,
-        slot: OwnedSemaphorePermit,
+        slot: Ticket,
     ) -> Result<Feed, crate::store::StoreError> {
         let hub = state.hub().clone();
         let limits = &state.config().limits;
@@ -211,7 +218,7 @@ impl Feed {
             let since = resume.rooms.get(&room);
             let session = feed.outbound.key;
             let (joined, position, replay) =
-                streams.resume(&key, since, || hub.join(session, &room)).await?;
+                streams.resume(&key, since, || hub.join(session, &room, true)).await?;
             if joined.is_some_and(|j| j.announce) {
                 announce(&state, &room, &user, PresenceAction::Join).await;
             }

@@ -11,6 +11,8 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::admission::Admission;
+use crate::auth::Authenticator;
 use crate::broker::Broker;
 use crate::config::StoreKind;
 use crate::error::ConfigError;
@@ -35,6 +37,8 @@ struct Inner {
     config: Config,
     hub: Arc<Hub>,
     broker: Arc<dyn Broker>,
+    auth: Authenticator,
+    admission: Admission,
     streams: Streams,
     ids: IdWindow,
     slots: Arc<Semaphore>,
@@ -83,6 +87,8 @@ impl AppState {
         make_broker: impl FnOnce(Arc<Hub>) -> Arc<dyn Broker>,
     ) -> Result<AppState, ConfigError> {
         config.validate()?;
+        let auth = Authenticator::new(&config.auth)?;
+        let admission = Admission::new(&config.limits);
         let hub = Arc::new(Hub::new());
         let broker = make_broker(hub.clone());
         let streams = Streams::new(store, config.history.clone());
@@ -96,6 +102,8 @@ impl AppState {
                 config,
                 hub,
                 broker,
+                auth,
+                admission,
                 streams,
                 ids,
                 slots,
@@ -119,6 +127,15 @@ impl AppState {
 
     pub(crate) fn broker(&self) -> &dyn Broker {
         &*self.inner.broker
+    }
+
+    /// How this hub verifies identities.
+    pub fn auth(&self) -> &Authenticator {
+        &self.inner.auth
+    }
+
+    pub(crate) fn admission(&self) -> &Admission {
+        &self.inner.admission
     }
 
     pub(crate) fn streams(&self) -> &Streams {
@@ -188,6 +205,7 @@ impl AppState {
                     }
                     let Some(inner) = weak.upgrade() else { break };
                     inner.ids.sweep();
+                    inner.admission.sweep();
                     inner.streams.store().sweep(crate::wire::now_ms(), STREAM_IDLE_MS);
                 }
             });

@@ -1,26 +1,49 @@
 //! `GET /ws`: everything that happens before a [`Session`] exists.
 //!
-//! The handler resolves the identity, reserves a connection slot, and only
-//! then accepts the upgrade, so a refused client costs one HTTP answer and no
-//! WebSocket state: 400 for a bad identity or room, 503 when the hub is full
-//! or shutting down.
+//! The handler resolves the identity (a token, or `user_id` in insecure
+//! mode) and passes the admission gates ([`crate::admission`]), and only then
+//! accepts the upgrade, so a refused client costs one HTTP answer and no
+//! WebSocket state: 400/401 for identity, 403 for origin or address, 429 for
+//! per-user and per-address limits, 503 when the hub is full or stopping.
+//! A connection that brings no token is upgraded and must send an `auth`
+//! frame within `auth.auth_timeout_ms`, or is closed with 4500.
+
+use std::net::SocketAddr;
+use std::time::Duration;
 
 use axum::extract::rejection::QueryRejection;
-use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
-use axum::extract::{Query, State};
+use axum::extract::ws::{CloseFrame, Message as WsMessage, WebSocket, WebSocketUpgrade};
+use axum::extract::{ConnectInfo, FromRequestParts, Query, State};
 use axum::http::HeaderMap;
+use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
-use switchboard_protocol::{Position, validate_name};
+use futures::StreamExt;
+use switchboard_protocol::{ClientFrame, CloseCode, Position, validate_name};
 
 use crate::AppState;
 use crate::api::ApiError;
-use crate::identity::{self, ConnectQuery};
+use crate::auth::{AuthError, Identity};
+use crate::identity::{self, ConnectQuery, Resolved};
 use crate::session::{Session, Start};
 
-/// Upgrades `GET /ws?user_id=…[&room=…]` to a WebSocket session.
+/// The peer's address, when the server was started with connect info
+/// ([`crate::serve`] is; an embedding app may not be, and then per-address
+/// limits do not apply).
+pub(crate) struct Peer(pub(crate) Option<SocketAddr>);
+
+impl<S: Send + Sync> FromRequestParts<S> for Peer {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(Peer(parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|info| info.0)))
+    }
+}
+
+/// Upgrades `GET /ws?…` to a WebSocket session.
 pub(crate) async fn upgrade(
     State(state): State<AppState>,
+    Peer(peer): Peer,
     query: Result<Query<ConnectQuery>, QueryRejection>,
     headers: HeaderMap,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
@@ -29,9 +52,9 @@ pub(crate) async fn upgrade(
         Ok(query) => query,
         Err(rejection) => return ApiError::BadRequest(rejection.body_text()).into_response(),
     };
-    let identity = match identity::resolve(&query, &headers) {
-        Ok(identity) => identity,
-        Err(err) => return ApiError::Identity(err).into_response(),
+    let resolved = match identity::resolve(&query, &headers, state.auth()) {
+        Ok(resolved) => resolved,
+        Err(err) => return ApiError::Auth(err).into_response(),
     };
     if let Some(room) = &query.room {
         if let Err(err) = validate_name(room) {
@@ -42,28 +65,86 @@ pub(crate) async fn upgrade(
         Ok(upgrade) => upgrade,
         Err(rejection) => return ApiError::NotWebSocket(rejection.body_text()).into_response(),
     };
-    if state.is_shutting_down() {
-        return ApiError::ShuttingDown.into_response();
-    }
-    let Ok(slot) = state.slots().clone().try_acquire_owned() else {
-        tracing::warn!(user = %identity.user, "connection refused: max_connections reached");
-        return ApiError::TooManyConnections.into_response();
+    let user = match &resolved {
+        Resolved::Known(identity) => Some(identity.user.clone()),
+        Resolved::AwaitAuthFrame => None,
+    };
+    let ticket = match state.admission().admit(&state, peer, &headers, user.as_deref()) {
+        Ok(ticket) => ticket,
+        Err(err) => return err.into_response(),
     };
     let limits = &state.config().limits;
     let tasks = state.tasks().clone();
+    let inbox_since = match (query.inbox_epoch, query.inbox_offset) {
+        (Some(epoch), Some(offset)) => Some(Position { epoch, offset }),
+        _ => None,
+    };
+    let start = Start { room: query.room, inbox_since };
     upgrade
         .read_buffer_size(limits.read_buffer_bytes)
         .max_message_size(limits.max_message_bytes)
         .max_frame_size(limits.max_message_bytes)
-        .on_upgrade(move |socket| {
+        .on_upgrade(move |mut socket| {
             tasks.track_future(async move {
-                let inbox_since = match (query.inbox_epoch, query.inbox_offset) {
-                    (Some(epoch), Some(offset)) => Some(Position { epoch, offset }),
-                    _ => None,
+                let identity = match resolved {
+                    Resolved::Known(identity) => identity,
+                    Resolved::AwaitAuthFrame => match authenticate(&mut socket, &state).await {
+                        Ok(identity) => identity,
+                        Err((code, reason)) => return refuse(socket, code, &reason).await,
+                    },
                 };
-                let start = Start { room: query.room, inbox_since };
+                if user.is_none()
+                    && state.hub().connections_of(&identity.user)
+                        >= state.config().limits.max_connections_per_user
+                {
+                    return refuse(
+                        socket,
+                        CloseCode::CONNECTION_LIMIT,
+                        "too many connections for this user",
+                    )
+                    .await;
+                }
                 Session::new(socket, state, identity).run(start).await;
-                drop(slot);
+                drop(ticket);
             })
         })
+}
+
+/// Waits for the first frame, which must be an `auth` frame with a valid token.
+async fn authenticate(
+    socket: &mut WebSocket,
+    state: &AppState,
+) -> Result<Identity, (CloseCode, String)> {
+    let deadline = Duration::from_millis(state.config().auth.auth_timeout_ms);
+    let first = tokio::time::timeout(deadline, async {
+        loop {
+            match socket.next().await {
+                Some(Ok(WsMessage::Text(text))) => return Some(text),
+                Some(Ok(WsMessage::Ping(_) | WsMessage::Pong(_))) => continue,
+                _ => return None,
+            }
+        }
+    })
+    .await;
+    let unauthorized = |why: String| (CloseCode::UNAUTHORIZED, why);
+    let text = match first {
+        Err(_) => return Err(unauthorized(AuthError::MissingToken.to_string())),
+        Ok(None) => return Err(unauthorized("closed before authenticating".to_owned())),
+        Ok(Some(text)) => text,
+    };
+    match ClientFrame::decode(&text) {
+        Ok(ClientFrame::Auth { token, .. }) => {
+            state.auth().verify(&token).map_err(|e| unauthorized(e.to_string()))
+        }
+        _ => Err(unauthorized("the first frame must be an `auth` frame with a token".to_owned())),
+    }
+}
+
+/// Closes a connection that was upgraded but may not go on.
+async fn refuse(mut socket: WebSocket, code: CloseCode, reason: &str) {
+    let frame =
+        CloseFrame { code: code.0, reason: reason.chars().take(120).collect::<String>().into() };
+    let _ =
+        tokio::time::timeout(Duration::from_secs(2), socket.send(WsMessage::Close(Some(frame))))
+            .await;
 }

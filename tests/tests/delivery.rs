@@ -79,6 +79,8 @@ fn assert_exactly_once_in_order(numbers: &[u64], who: &str) {
 async fn a_room_subscriber_dropped_again_and_again_gets_every_message_once_in_order() {
     let mut config = test_config();
     config.history.rules.push(keep_everything("chaos*"));
+    // The publisher runs flat out; the per-connection rate limit is not under test here.
+    config.limits.messages_per_sec = 1_000_000;
     let server = TestServer::start_with(config).await;
     let proxy = Proxy::start(server.addr).await;
     let (subscriber, events) = client_at(&proxy.ws_url(), "subscriber", fast_reconnect());
@@ -124,6 +126,7 @@ async fn a_room_subscriber_dropped_again_and_again_gets_every_message_once_in_or
 async fn both_connections_of_a_user_get_every_private_message_once_in_order_through_drops() {
     let mut config = test_config();
     config.history.inbox = HistoryLimits { size: 20_000, ttl_secs: 3_600, max_bytes: 64 << 20 };
+    config.limits.messages_per_sec = 1_000_000;
     let server = TestServer::start_with(config).await;
     let proxies = [Proxy::start(server.addr).await, Proxy::start(server.addr).await];
     let mut tabs = Vec::new();

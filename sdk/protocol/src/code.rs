@@ -47,6 +47,8 @@ impl ErrorCode {
     pub const LIMIT_EXCEEDED: ErrorCode = ErrorCode(202);
     /// Too many requests; retry after a pause.
     pub const RATE_LIMITED: ErrorCode = ErrorCode(203);
+    /// An `auth` frame's token was refused (the connection keeps its old one).
+    pub const INVALID_TOKEN: ErrorCode = ErrorCode(204);
     /// The hub failed internally; the request may succeed if retried.
     pub const INTERNAL: ErrorCode = ErrorCode(300);
     /// A dependency of the hub (such as its broker) is unavailable; retry later.
@@ -64,6 +66,7 @@ impl ErrorCode {
             ErrorCode::NOT_JOINED => "not_joined",
             ErrorCode::LIMIT_EXCEEDED => "limit_exceeded",
             ErrorCode::RATE_LIMITED => "rate_limited",
+            ErrorCode::INVALID_TOKEN => "invalid_token",
             ErrorCode::INTERNAL => "internal",
             ErrorCode::UNAVAILABLE => "unavailable",
             _ => "unknown",
@@ -104,6 +107,12 @@ impl CloseCode {
     pub const SLOW_CONSUMER: CloseCode = CloseCode(4000);
     /// Nothing was heard from the client within the heartbeat timeout.
     pub const HEARTBEAT_TIMEOUT: CloseCode = CloseCode(4001);
+    /// The client kept sending faster than its rate limit; reconnect later.
+    pub const RATE_LIMITED: CloseCode = CloseCode(4002);
+    /// The user (or the client's address) holds too many connections.
+    pub const CONNECTION_LIMIT: CloseCode = CloseCode(4003);
+    /// The connection's token expired; reconnect with a fresh one.
+    pub const TOKEN_EXPIRED: CloseCode = CloseCode(4004);
     /// The credentials were refused; do not reconnect until they change.
     pub const UNAUTHORIZED: CloseCode = CloseCode(4500);
     /// An operator disconnected this user and asked it not to come back.
@@ -120,6 +129,9 @@ impl CloseCode {
             CloseCode::INTERNAL_ERROR => "internal_error",
             CloseCode::SLOW_CONSUMER => "slow_consumer",
             CloseCode::HEARTBEAT_TIMEOUT => "heartbeat_timeout",
+            CloseCode::RATE_LIMITED => "rate_limited",
+            CloseCode::CONNECTION_LIMIT => "connection_limit",
+            CloseCode::TOKEN_EXPIRED => "token_expired",
             CloseCode::UNAUTHORIZED => "unauthorized",
             CloseCode::KICKED => "kicked",
             _ => "unknown",

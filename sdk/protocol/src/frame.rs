@@ -77,6 +77,15 @@ pub enum ClientFrame {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         limit: Option<u32>,
     },
+    /// Presents a token: as the first frame when the URL and headers carry
+    /// none, or later to replace one that is about to expire (same user).
+    Auth {
+        /// Request id echoed by the answer.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<String>,
+        /// The JWT.
+        token: String,
+    },
     /// An application-level heartbeat; answered by [`ServerFrame::Pong`].
     Ping {
         /// Request id echoed by the `pong`.
@@ -87,7 +96,8 @@ pub enum ClientFrame {
 
 impl ClientFrame {
     /// The `type` names of every client frame, in declaration order.
-    pub const TYPES: [&'static str; 6] = ["join", "leave", "publish", "send", "history", "ping"];
+    pub const TYPES: [&'static str; 7] =
+        ["join", "leave", "publish", "send", "history", "auth", "ping"];
 
     /// The request id, if the client set one.
     pub fn id(&self) -> Option<&str> {
@@ -97,8 +107,23 @@ impl ClientFrame {
             | ClientFrame::Publish { id, .. }
             | ClientFrame::Send { id, .. }
             | ClientFrame::History { id, .. }
+            | ClientFrame::Auth { id, .. }
             | ClientFrame::Ping { id } => id.as_deref(),
         }
+    }
+
+    /// Like [`ClientFrame::decode`], but first refuses JSON nested deeper
+    /// than `max_depth` with [`ErrorCode::INVALID_FRAME`], before any parsing
+    /// work is spent on it.
+    pub fn decode_limited(text: &str, max_depth: usize) -> Result<ClientFrame, DecodeError> {
+        if nesting_exceeds(text, max_depth) {
+            return Err(DecodeError {
+                code: ErrorCode::INVALID_FRAME,
+                message: format!("JSON nested deeper than {max_depth} levels"),
+                id: None,
+            });
+        }
+        ClientFrame::decode(text)
     }
 
     /// Decodes one text frame, classifying a failure into the [`ErrorCode`]
@@ -168,6 +193,35 @@ impl DecodeError {
     }
 }
 
+/// Whether `[`/`{` nesting outside strings goes deeper than `max`: a linear
+/// scan that never recurses, whatever the input.
+fn nesting_exceeds(text: &str, max: usize) -> bool {
+    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+    for byte in text.bytes() {
+        if in_string {
+            match (escaped, byte) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match byte {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > max {
+                    return true;
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    false
+}
+
 /// Keeps error messages short when a client sends a huge bogus value.
 fn truncate(text: &str, max_chars: usize) -> String {
     match text.char_indices().nth(max_chars) {
@@ -198,6 +252,12 @@ pub enum ServerFrame {
     Ack(Ack),
     /// A request failed, or a frame could not be understood.
     Error(ErrorFrame),
+    /// The connection's token expires soon: send an `auth` frame with a new
+    /// one, or the connection is closed with 4004 when it expires.
+    Refresh {
+        /// Milliseconds until the token expires.
+        expires_in_ms: u64,
+    },
     /// The answer to a client `ping`.
     Pong {
         /// The `id` of the `ping`, if it had one.
@@ -374,6 +434,17 @@ mod tests {
         .unwrap();
         let ClientFrame::Publish { data, .. } = frame else { panic!("not a publish") };
         assert_eq!(serde_json::to_string(&data).unwrap(), r#"{"zeta":1,"alpha":{"y":2,"b":3}}"#);
+    }
+
+    #[test]
+    fn deep_nesting_is_refused_before_parsing() {
+        let deep = format!("{}{}", "[".repeat(10_000), "]".repeat(10_000));
+        let err = ClientFrame::decode_limited(&deep, 32).unwrap_err();
+        assert_eq!(err.code, ErrorCode::INVALID_FRAME);
+        let fine =
+            r#"{"type":"publish","room":"r","event":"e","data":{"a":[[1]],"s":"[[[[[[\"{{{{"}}"#;
+        assert!(ClientFrame::decode_limited(fine, 4).is_ok(), "brackets in strings do not count");
+        assert!(ClientFrame::decode_limited(fine, 3).is_err());
     }
 
     #[test]

@@ -11,8 +11,8 @@ use serde::de::DeserializeOwned;
 use serde_json::json;
 use switchboard_protocol::NameError;
 
+use crate::auth::AuthError;
 use crate::broker::BrokerError;
-use crate::identity::IdentityError;
 
 /// An HTTP API failure.
 #[derive(Debug, thiserror::Error)]
@@ -36,9 +36,20 @@ pub enum ApiError {
         /// Which rule.
         reason: NameError,
     },
-    /// No identity could be resolved for a connection (400 `invalid_identity`).
+    /// The connection could not be identified: 400 `invalid_identity` for a
+    /// bad `user_id`, else 401 with `token_required`, `token_expired` or
+    /// `invalid_token`.
     #[error(transparent)]
-    Identity(#[from] IdentityError),
+    Auth(#[from] AuthError),
+    /// The admin API needs its key (401 `unauthorized`).
+    #[error("this API needs `Authorization: Bearer <api key>`")]
+    Unauthorized,
+    /// The request's origin or address is not allowed (403 `forbidden`).
+    #[error("{0}")]
+    Forbidden(String),
+    /// A per-user or per-address limit is reached (429 `too_many_requests`).
+    #[error("{0}")]
+    TooMany(String),
     /// `GET /ws` without a WebSocket upgrade (the rejection's status, `not_websocket`).
     #[error("{0}")]
     NotWebSocket(String),
@@ -63,7 +74,13 @@ impl ApiError {
     /// The HTTP status.
     pub fn status(&self) -> StatusCode {
         match self {
-            ApiError::BadRequest(_) | ApiError::Identity(_) => StatusCode::BAD_REQUEST,
+            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::Auth(AuthError::MissingUser | AuthError::InvalidUser(_)) => {
+                StatusCode::BAD_REQUEST
+            }
+            ApiError::Auth(_) | ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::TooMany(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::InvalidBody { status, .. } => *status,
             ApiError::InvalidName { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::NotWebSocket(_) => StatusCode::UPGRADE_REQUIRED,
@@ -81,7 +98,10 @@ impl ApiError {
             ApiError::BadRequest(_) => "bad_request",
             ApiError::InvalidBody { .. } => "invalid_body",
             ApiError::InvalidName { .. } => "invalid_name",
-            ApiError::Identity(_) => "invalid_identity",
+            ApiError::Auth(err) => err.code(),
+            ApiError::Unauthorized => "unauthorized",
+            ApiError::Forbidden(_) => "forbidden",
+            ApiError::TooMany(_) => "too_many_requests",
             ApiError::NotWebSocket(_) => "not_websocket",
             ApiError::NotFound(_) => "not_found",
             ApiError::MethodNotAllowed => "method_not_allowed",

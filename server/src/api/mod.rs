@@ -29,8 +29,15 @@ impl From<crate::streams::PublishError> for ApiError {
 
 /// `GET /health`.
 pub(crate) async fn health(State(state): State<AppState>) -> Json<Value> {
+    let insecure = state.auth().is_insecure();
     Json(json!({
         "status": if state.is_shutting_down() { "shutting_down" } else { "ok" },
+        "auth": if insecure { "insecure" } else { "token" },
+        "warnings": if insecure {
+            vec!["auth.insecure: connections choose their own user id; configure auth.jwt_secret or auth.jwt_public_key_pem before exposing this hub"]
+        } else {
+            vec![]
+        },
         "version": env!("CARGO_PKG_VERSION"),
         "protocol": switchboard_protocol::PROTOCOL_VERSION,
         "uptime_ms": state.uptime().as_millis() as u64,
@@ -231,6 +238,30 @@ pub(crate) async fn history(
     let page = crate::session::read_history(&state, &room, query.since, query.limit)
         .map_err(|e| ApiError::Broker(crate::broker::BrokerError::Unavailable(e.to_string())))?;
     Ok(Json(History { room, epoch: page.epoch, offset: page.offset, messages: page.messages }))
+}
+
+/// Refuses `/api/…` requests without the configured API key.
+pub(crate) async fn require_key(
+    State(state): State<AppState>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Result<axum::response::Response, ApiError> {
+    if let Some(key) = &state.config().api.key {
+        let given = request
+            .headers()
+            .get(axum::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "));
+        // Compare without an early exit, so timing does not reveal a prefix.
+        let matches = given.is_some_and(|given| {
+            given.len() == key.len()
+                && given.bytes().zip(key.bytes()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
+        });
+        if !matches {
+            return Err(ApiError::Unauthorized);
+        }
+    }
+    Ok(next.run(request).await)
 }
 
 /// Any path the API does not know.

@@ -22,6 +22,14 @@ async fn serve(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
         LogFormat::Json => tracing_subscriber::fmt().json().with_env_filter(filter).init(),
     }
     let config = cli.config()?;
+    if !config.bind.ip().is_loopback() && config.api.key.is_none() {
+        return Err(format!(
+            "refusing to serve the admin API on {} without an API key: set api.key \
+             (SWITCHBOARD_API_KEY / --api-key) or bind to a loopback address",
+            config.bind
+        )
+        .into());
+    }
     let listener = tokio::net::TcpListener::bind(config.bind)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", config.bind))?;

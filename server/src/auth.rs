@@ -1,0 +1,258 @@
+//! [`Authenticator`]: verifies the tokens connections present, or, in
+//! insecure development mode, trusts `?user_id=`.
+//!
+//! Tokens are JWTs: HS256 with `auth.jwt_secret`, RS256 or ES256 with
+//! `auth.jwt_public_key_pem`. `sub` is the user id and must follow the
+//! naming rules; `exp` and `nbf` are enforced to the second; a token whose
+//! header names another algorithm (`none` included) is refused. An optional
+//! claim (`auth.rooms_claim`, default `rooms`) lists the room patterns the
+//! user may enter where a permission says `claim`.
+
+use std::sync::Arc;
+
+use jsonwebtoken::{Algorithm, DecodingKey, Validation, decode, decode_header, errors::ErrorKind};
+use serde_json::Value;
+use switchboard_protocol::{NameError, validate_name};
+
+use crate::config::AuthConfig;
+use crate::error::ConfigError;
+
+/// Who a connection is, once verified.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    /// The user id every frame from this connection is attributed to.
+    pub user: Arc<str>,
+    /// Room patterns from the token's rooms claim (`None` without a token).
+    pub rooms: Option<Vec<String>>,
+    /// When the token expires, in Unix seconds (`None`: never).
+    pub expires_at: Option<u64>,
+}
+
+impl Identity {
+    /// An identity taken on trust (insecure mode, tests).
+    pub fn trusted(user: &str) -> Identity {
+        Identity { user: Arc::from(user), rooms: None, expires_at: None }
+    }
+
+    /// Whether the rooms claim lets this user into `room`.
+    pub fn claims_room(&self, room: &str) -> bool {
+        self.rooms.as_ref().is_some_and(|patterns| {
+            patterns.iter().any(|p| wildmatch::WildMatch::new(p).matches(room))
+        })
+    }
+}
+
+/// Why a connection was refused. Before the upgrade: HTTP 401 (400 for a
+/// missing or malformed `user_id`); after it: close code 4500.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AuthError {
+    /// Insecure mode without `user_id`.
+    #[error("the query parameter `user_id` is required")]
+    MissingUser,
+    /// `user_id` breaks the naming rules.
+    #[error("invalid `user_id`: {0}")]
+    InvalidUser(NameError),
+    /// Tokens are required and `user_id` alone was given.
+    #[error("this hub requires a token; `user_id` is not accepted")]
+    UserIdRefused,
+    /// No token arrived (within the deadline, for an `auth` frame).
+    #[error("a token is required")]
+    MissingToken,
+    /// The token's `exp` has passed.
+    #[error("the token has expired")]
+    Expired,
+    /// The token's `nbf` is still ahead.
+    #[error("the token is not valid yet")]
+    NotYetValid,
+    /// The signature, algorithm or format is wrong.
+    #[error("invalid token: {0}")]
+    Invalid(String),
+    /// A refreshed token names another user.
+    #[error("the new token is for another user")]
+    OtherUser,
+}
+
+impl AuthError {
+    /// The machine-readable code of the HTTP error body.
+    pub fn code(&self) -> &'static str {
+        match self {
+            AuthError::MissingUser | AuthError::InvalidUser(_) => "invalid_identity",
+            AuthError::UserIdRefused | AuthError::MissingToken => "token_required",
+            AuthError::Expired => "token_expired",
+            AuthError::NotYetValid | AuthError::Invalid(_) | AuthError::OtherUser => {
+                "invalid_token"
+            }
+        }
+    }
+}
+
+/// Verifies identities for one hub.
+pub struct Authenticator {
+    secret: Option<DecodingKey>,
+    public: Option<(DecodingKey, [Algorithm; 2])>,
+    insecure: bool,
+    rooms_claim: String,
+}
+
+impl std::fmt::Debug for Authenticator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Authenticator")
+            .field("hs256", &self.secret.is_some())
+            .field("public_key", &self.public.is_some())
+            .field("insecure", &self.insecure)
+            .finish()
+    }
+}
+
+impl Authenticator {
+    /// Reads the keys of `config`.
+    pub fn new(config: &AuthConfig) -> Result<Authenticator, ConfigError> {
+        let secret = config.jwt_secret.as_ref().map(|s| DecodingKey::from_secret(s.as_bytes()));
+        let public = match &config.jwt_public_key_pem {
+            None => None,
+            Some(pem) => {
+                if let Ok(key) = DecodingKey::from_rsa_pem(pem.as_bytes()) {
+                    Some((key, [Algorithm::RS256, Algorithm::PS256]))
+                } else if let Ok(key) = DecodingKey::from_ec_pem(pem.as_bytes()) {
+                    Some((key, [Algorithm::ES256, Algorithm::ES256]))
+                } else {
+                    return Err(ConfigError::Invalid(
+                        "auth.jwt_public_key_pem is neither an RSA nor an EC public key in PEM"
+                            .to_owned(),
+                    ));
+                }
+            }
+        };
+        Ok(Authenticator {
+            secret,
+            public,
+            insecure: !config.uses_tokens() && config.insecure,
+            rooms_claim: config.rooms_claim.clone(),
+        })
+    }
+
+    /// Whether connections must present tokens.
+    pub fn uses_tokens(&self) -> bool {
+        self.secret.is_some() || self.public.is_some()
+    }
+
+    /// Whether `?user_id=` is trusted (development mode).
+    pub fn is_insecure(&self) -> bool {
+        self.insecure
+    }
+
+    /// Checks a user id given on trust.
+    pub fn trust(&self, user_id: Option<&str>) -> Result<Identity, AuthError> {
+        if self.uses_tokens() {
+            return Err(AuthError::UserIdRefused);
+        }
+        let user = user_id.ok_or(AuthError::MissingUser)?;
+        validate_name(user).map_err(AuthError::InvalidUser)?;
+        Ok(Identity::trusted(user))
+    }
+
+    /// Verifies a token.
+    pub fn verify(&self, token: &str) -> Result<Identity, AuthError> {
+        let header = decode_header(token).map_err(|e| AuthError::Invalid(e.to_string()))?;
+        let key = match header.alg {
+            Algorithm::HS256 => self.secret.as_ref(),
+            alg => self.public.as_ref().filter(|(_, algs)| algs.contains(&alg)).map(|(key, _)| key),
+        }
+        .ok_or_else(|| AuthError::Invalid(format!("algorithm {:?} is not accepted", header.alg)))?;
+        let mut validation = Validation::new(header.alg);
+        validation.leeway = 0;
+        validation.validate_nbf = true;
+        validation.set_required_spec_claims(&["sub"]);
+        let claims = decode::<serde_json::Map<String, Value>>(token, key, &validation)
+            .map_err(|e| match e.kind() {
+                ErrorKind::ExpiredSignature => AuthError::Expired,
+                ErrorKind::ImmatureSignature => AuthError::NotYetValid,
+                _ => AuthError::Invalid(e.to_string()),
+            })?
+            .claims;
+        let user = claims
+            .get("sub")
+            .and_then(Value::as_str)
+            .ok_or_else(|| AuthError::Invalid("`sub` must be a string".into()))?;
+        validate_name(user).map_err(|e| AuthError::Invalid(format!("`sub`: {e}")))?;
+        let rooms = claims.get(&self.rooms_claim).map(|value| {
+            value
+                .as_array()
+                .map(|a| a.iter().filter_map(Value::as_str).map(str::to_owned).collect())
+                .unwrap_or_default()
+        });
+        let expires_at = claims.get("exp").and_then(Value::as_u64);
+        Ok(Identity { user: Arc::from(user), rooms: rooms.or(Some(Vec::new())), expires_at })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use jsonwebtoken::{EncodingKey, Header, encode};
+    use serde_json::json;
+
+    fn hub() -> Authenticator {
+        let config = AuthConfig { jwt_secret: Some("s3cret".into()), ..AuthConfig::default() };
+        Authenticator::new(&config).unwrap()
+    }
+
+    fn token(claims: Value, secret: &str) -> String {
+        encode(&Header::default(), &claims, &EncodingKey::from_secret(secret.as_bytes())).unwrap()
+    }
+
+    fn now() -> u64 {
+        crate::wire::now_ms() / 1000
+    }
+
+    #[test]
+    fn a_good_token_names_the_user_and_their_rooms() {
+        let id = hub()
+            .verify(&token(
+                json!({"sub": "alice", "exp": now() + 60, "rooms": ["private:a*"]}),
+                "s3cret",
+            ))
+            .unwrap();
+        assert_eq!(&*id.user, "alice");
+        assert!(id.claims_room("private:abc") && !id.claims_room("private:b"));
+        assert_eq!(id.expires_at, Some(now() + 60));
+    }
+
+    #[test]
+    fn bad_tokens_are_refused_with_their_reason() {
+        let hub = hub();
+        assert_eq!(
+            hub.verify(&token(json!({"sub": "a", "exp": now() - 1}), "s3cret")),
+            Err(AuthError::Expired)
+        );
+        assert_eq!(
+            hub.verify(&token(json!({"sub": "a", "exp": now() + 60, "nbf": now() + 30}), "s3cret")),
+            Err(AuthError::NotYetValid)
+        );
+        assert!(matches!(
+            hub.verify(&token(json!({"sub": "a"}), "wrong")),
+            Err(AuthError::Invalid(_))
+        ));
+        assert!(matches!(
+            hub.verify(&token(json!({"name": "a"}), "s3cret")),
+            Err(AuthError::Invalid(_))
+        ));
+        assert!(matches!(hub.verify("garbage"), Err(AuthError::Invalid(_))));
+        // alg: none, hand-made: header {"alg":"none","typ":"JWT"}.
+        let none = "eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0.eyJzdWIiOiJtYWxsb3J5In0.";
+        assert!(matches!(hub.verify(none), Err(AuthError::Invalid(_))));
+        assert!(matches!(
+            hub.verify(&token(json!({"sub": "bad\u{7}name"}), "s3cret")),
+            Err(AuthError::Invalid(_))
+        ));
+    }
+
+    #[test]
+    fn user_id_is_trusted_only_without_keys() {
+        assert_eq!(hub().trust(Some("alice")), Err(AuthError::UserIdRefused));
+        let insecure = Authenticator::new(&AuthConfig::default()).unwrap();
+        assert!(insecure.is_insecure());
+        assert_eq!(&*insecure.trust(Some("alice")).unwrap().user, "alice");
+        assert_eq!(insecure.trust(None), Err(AuthError::MissingUser));
+    }
+}
