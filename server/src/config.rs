@@ -126,6 +126,9 @@ pub struct LimitsConfig {
     pub messages_per_sec: u32,
     /// See `messages_per_sec` (default 200).
     pub rate_abuse_threshold: u32,
+    /// How long a client has to send its HTTP request headers, in
+    /// milliseconds (default 10000); a slower one is disconnected (slowloris).
+    pub handshake_timeout_ms: u64,
     /// Deepest JSON nesting accepted in a frame (default 32); error 102 past it.
     pub max_json_depth: usize,
     /// Browser origins allowed to open connections (`Origin` header), e.g.
@@ -152,6 +155,7 @@ impl Default for LimitsConfig {
             messages_per_sec: 100,
             rate_abuse_threshold: 200,
             max_json_depth: 32,
+            handshake_timeout_ms: 10_000,
             allowed_origins: Vec::new(),
             allow_ips: Vec::new(),
             deny_ips: Vec::new(),

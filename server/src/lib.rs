@@ -53,6 +53,7 @@ mod error;
 mod hub;
 pub mod identity;
 mod ids;
+mod listen;
 mod memory_broker;
 mod outbound;
 mod room;
@@ -128,14 +129,7 @@ pub async fn serve(
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
-    use axum::serve::ListenerExt;
     let address = listener.local_addr()?;
-    // Small frames must not wait for Nagle's algorithm.
-    let listener = listener.tap_io(|tcp| {
-        if let Err(err) = tcp.set_nodelay(true) {
-            tracing::debug!(%err, "cannot set TCP_NODELAY");
-        }
-    });
     tracing::info!(%address, "switchboard listening");
     if state.auth().is_insecure() {
         tracing::warn!(
@@ -144,15 +138,16 @@ pub async fn serve(
              before exposing this hub."
         );
     }
+    let config = state.config();
+    let header_timeout = std::time::Duration::from_millis(config.limits.handshake_timeout_ms);
+    let grace = std::time::Duration::from_millis(config.shutdown_grace_ms);
     let stopper = state.clone();
-    let app = router(state.clone()).into_make_service_with_connect_info::<std::net::SocketAddr>();
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
-            shutdown.await;
-            tracing::info!("shutting down");
-            stopper.shutdown();
-        })
-        .await?;
+    let shutdown = async move {
+        shutdown.await;
+        tracing::info!("shutting down");
+        stopper.shutdown();
+    };
+    listen::serve(listener, router(state.clone()), header_timeout, grace, shutdown).await?;
     state.shutdown();
     state.drain().await;
     tracing::info!("stopped");
