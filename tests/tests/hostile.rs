@@ -495,13 +495,19 @@ async fn a_handshake_that_never_completes_is_cut_off() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut slow = tokio::net::TcpStream::connect(server.addr).await.unwrap();
     slow.write_all(b"GET /ws?user_id=slow HTTP/1.1\r\nHost: x\r\n").await.unwrap();
+    // The hub may answer 408 first; either way the socket reaches its end,
+    // long before TIMEOUT (without the deadline it would stay open for good).
     let mut buffer = [0u8; 1024];
-    let read =
-        tokio::time::timeout(TIMEOUT, slow.read(&mut buffer)).await.expect("cut off in time");
-    assert!(matches!(read, Ok(0) | Err(_) | Ok(_)), "the hub closed or answered");
-    // It is closed: nothing more can be read.
-    let next = tokio::time::timeout(TIMEOUT, slow.read(&mut buffer)).await.expect("closed in time");
-    assert!(matches!(next, Ok(0) | Err(_)));
+    let closed = tokio::time::timeout(TIMEOUT, async {
+        loop {
+            match slow.read(&mut buffer).await {
+                Ok(0) | Err(_) => break,
+                Ok(_) => continue,
+            }
+        }
+    })
+    .await;
+    assert!(closed.is_ok(), "the half-open handshake was cut off");
     calm.check(&server, None).await;
 }
 
