@@ -6,6 +6,7 @@ use crate::backoff::ReconnectPolicy;
 use crate::client::Client;
 use crate::endpoint::Endpoint;
 use crate::error::{Error, Result};
+use crate::runtime::{BoxFuture, MaybeSend};
 
 /// Application-level heartbeat: the client pings every `interval` and drops
 /// the connection (then reconnects) after `timeout` without hearing anything.
@@ -23,6 +24,55 @@ impl Default for Heartbeat {
     }
 }
 
+/// Supplies connection tokens: called before every connection attempt and
+/// when the hub warns that the current token is about to expire.
+pub trait TokenProvider: MaybeSend {
+    /// A fresh token, or why none could be had.
+    fn token(&self) -> BoxFuture<Result<String, String>>;
+}
+
+impl<F, Fut> TokenProvider for F
+where
+    F: Fn() -> Fut + MaybeSend,
+    Fut: std::future::Future<Output = Result<String, String>> + FutureBound + 'static,
+{
+    fn token(&self) -> BoxFuture<Result<String, String>> {
+        Box::pin(self())
+    }
+}
+
+/// `Send` natively, nothing on wasm32: what a token future must be.
+#[cfg(not(target_arch = "wasm32"))]
+pub trait FutureBound: Send {}
+#[cfg(not(target_arch = "wasm32"))]
+impl<T: Send> FutureBound for T {}
+/// `Send` natively, nothing on wasm32: what a token future must be.
+#[cfg(target_arch = "wasm32")]
+pub trait FutureBound {}
+#[cfg(target_arch = "wasm32")]
+impl<T> FutureBound for T {}
+
+/// Where tokens come from.
+#[derive(Clone)]
+pub(crate) enum Tokens {
+    /// No tokens: identity from `user` (a hub in insecure mode).
+    None,
+    /// One token for the client's lifetime.
+    Fixed(String),
+    /// Asked before each attempt and on refresh.
+    Provider(std::sync::Arc<dyn TokenProvider>),
+}
+
+impl std::fmt::Debug for Tokens {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Tokens::None => "None",
+            Tokens::Fixed(_) => "Fixed(…)",
+            Tokens::Provider(_) => "Provider(…)",
+        })
+    }
+}
+
 /// The resolved options a client runs with.
 #[derive(Debug, Clone)]
 pub(crate) struct Options {
@@ -33,6 +83,7 @@ pub(crate) struct Options {
     pub(crate) request_timeout: Duration,
     pub(crate) welcome_timeout: Duration,
     pub(crate) offline_queue: usize,
+    pub(crate) tokens: Tokens,
 }
 
 /// Configures a [`Client`].
@@ -46,6 +97,7 @@ pub struct ClientBuilder {
     request_timeout: Duration,
     welcome_timeout: Duration,
     offline_queue: usize,
+    tokens: Tokens,
 }
 
 impl ClientBuilder {
@@ -59,7 +111,23 @@ impl ClientBuilder {
             request_timeout: Duration::from_secs(10),
             welcome_timeout: Duration::from_secs(10),
             offline_queue: 1_024,
+            tokens: Tokens::None,
         }
+    }
+
+    /// Authenticates with this JWT (sent in the first frame, so it never
+    /// appears in URLs or logs). The hub names the user from its `sub`.
+    pub fn token(mut self, token: impl Into<String>) -> Self {
+        self.tokens = Tokens::Fixed(token.into());
+        self
+    }
+
+    /// Authenticates with tokens from `provider`, asked before every
+    /// connection attempt and again when the hub says the current token is
+    /// about to expire, so long-lived connections are never dropped for it.
+    pub fn token_provider(mut self, provider: impl TokenProvider + 'static) -> Self {
+        self.tokens = Tokens::Provider(std::sync::Arc::new(provider));
+        self
     }
 
     /// The user id to connect as (sent as `user_id` while the hub runs without auth).
@@ -112,7 +180,12 @@ impl ClientBuilder {
             switchboard_protocol::validate_name(user)
                 .map_err(|reason| Error::InvalidName { field: "user", reason })?;
         }
-        let url = Endpoint::new(&self.url, self.user.as_deref())?;
+        // With tokens the hub takes the user from the token and refuses `user_id`.
+        let user = match self.tokens {
+            Tokens::None => self.user.as_deref(),
+            _ => None,
+        };
+        let url = Endpoint::new(&self.url, user)?;
         if let Some(heartbeat) = &self.heartbeat {
             if heartbeat.interval.is_zero() || heartbeat.timeout < heartbeat.interval {
                 return Err(Error::InvalidUrl(
@@ -128,6 +201,7 @@ impl ClientBuilder {
             request_timeout: self.request_timeout,
             welcome_timeout: self.welcome_timeout,
             offline_queue: self.offline_queue,
+            tokens: self.tokens,
         })
     }
 }

@@ -22,6 +22,7 @@ use futures::{FutureExt, StreamExt, pin_mut, select_biased};
 use serde_json::Value;
 use switchboard_protocol::{Ack, ClientFrame, CloseCode, Message, Position, ServerFrame};
 
+use crate::builder::Tokens;
 use crate::client::Shared;
 use crate::error::{Error, Result};
 use crate::event::{Connected, Connecting, ConnectionState, Disconnected, Joined};
@@ -86,6 +87,8 @@ enum Wake {
     Command(Option<Command>),
     Incoming(Incoming),
     Tick,
+    /// A token fetched after the hub's `refresh` warning.
+    Token(Option<Result<String, String>>),
 }
 
 pub(crate) struct Driver {
@@ -106,6 +109,15 @@ pub(crate) struct Driver {
     close_waiters: Vec<oneshot::Sender<()>>,
     id_prefix: String,
     next_id: u64,
+    /// Tokens fetched in the background after a `refresh` warning.
+    tokens: (
+        mpsc::UnboundedSender<Result<String, String>>,
+        mpsc::UnboundedReceiver<Result<String, String>>,
+    ),
+    /// The token sent on the current (or last) connection.
+    token: Option<String>,
+    /// A token the hub refused (4500): not offered again.
+    rejected: Option<String>,
 }
 
 impl Driver {
@@ -125,6 +137,9 @@ impl Driver {
             // so the server can tell a retry from a new request.
             id_prefix: format!("{:08x}", fastrand::u32(..)),
             next_id: 0,
+            tokens: mpsc::unbounded(),
+            token: None,
+            rejected: None,
         }
     }
 
@@ -180,6 +195,16 @@ impl Driver {
             }
             self.shared.handlers.emit_connecting(&Connecting { attempt: failed });
             let (code, reason, retry) = match self.session().await {
+                End::Lost { code: Some(CloseCode::UNAUTHORIZED), reason, welcomed, .. }
+                    if matches!(self.shared.options.tokens, Tokens::Provider(_)) =>
+                {
+                    // "Not until the token changes": try again only with a new one.
+                    self.rejected = self.token.clone();
+                    if !welcomed {
+                        failed = failed.saturating_add(1);
+                    }
+                    (Some(CloseCode::UNAUTHORIZED), reason, true)
+                }
                 End::Lost { code, reason, welcomed, retry } => {
                     if welcomed {
                         failed = 0;
@@ -268,6 +293,22 @@ impl Driver {
     /// One connection: open, await `welcome`, rejoin, flush, serve.
     async fn session(&mut self) -> End {
         let options = self.shared.options.clone();
+        self.token = match &options.tokens {
+            Tokens::None => None,
+            Tokens::Fixed(token) => Some(token.clone()),
+            Tokens::Provider(provider) => match provider.token().await {
+                Ok(token) => Some(token),
+                Err(reason) => {
+                    let reason = format!("the token provider failed: {reason}");
+                    self.shared.handlers.emit_error(&Error::Transport(reason.clone()));
+                    return lost(None, reason, false);
+                }
+            },
+        };
+        if self.token.is_some() && self.token == self.rejected {
+            let reason = "the hub refused the token and the provider has no other".to_owned();
+            return End::Lost { code: None, reason, welcomed: false, retry: false };
+        }
         let url = options.url.resume(self.inbox.as_ref());
         let open = Socket::open(&url, &options.headers).fuse();
         pin_mut!(open);
@@ -292,6 +333,11 @@ impl Driver {
                 };
             }
         };
+        if let Some(token) = self.token.clone() {
+            if let Err(reason) = socket.send(encode(ClientFrame::Auth { id: None, token })).await {
+                return lost(None, reason, false);
+            }
+        }
         let welcome = {
             let first = socket.next().fuse();
             let deadline = runtime::sleep(options.welcome_timeout).fuse();
@@ -321,6 +367,7 @@ impl Driver {
             Some(Incoming::Alive) => return lost(None, "expected a welcome frame".into(), false),
             None => return lost(None, "no welcome frame in time".into(), false),
         };
+        self.rejected = None;
         self.set_state(ConnectionState::Connected);
         for waiter in self.connect_waiters.drain(..) {
             let _ = waiter.send(Ok(()));
@@ -380,6 +427,7 @@ impl Driver {
                 select_biased! {
                     incoming = incoming => Wake::Incoming(incoming),
                     command = self.commands.next() => Wake::Command(command),
+                    token = self.tokens.1.next() => Wake::Token(token),
                     () = tick => Wake::Tick,
                 }
             };
@@ -415,6 +463,20 @@ impl Driver {
                     socket.close(CloseCode::NORMAL, "client dropped").await;
                     return End::Close;
                 }
+                Wake::Token(Some(Ok(token))) => {
+                    self.token = Some(token.clone());
+                    let id = self.next_id();
+                    if let Err(reason) =
+                        socket.send(encode(ClientFrame::Auth { id: Some(id), token })).await
+                    {
+                        return lost(None, reason, true);
+                    }
+                }
+                Wake::Token(Some(Err(reason))) => {
+                    let reason = format!("the token provider failed: {reason}");
+                    self.shared.handlers.emit_error(&Error::Transport(reason));
+                }
+                Wake::Token(None) => {}
                 Wake::Tick => {
                     tick.set(runtime::sleep(interval).fuse());
                     let Some(heartbeat) = &heartbeat else {
@@ -502,7 +564,19 @@ impl Driver {
                     None => self.shared.handlers.emit_error(&err),
                 }
             }
-            ServerFrame::Welcome(_) | ServerFrame::Pong { .. } | ServerFrame::Refresh { .. } => {}
+            ServerFrame::Refresh { .. } => match &self.shared.options.tokens {
+                Tokens::Provider(provider) => {
+                    let (provider, results) = (provider.clone(), self.tokens.0.clone());
+                    runtime::spawn(async move {
+                        let _ = results.unbounded_send(provider.token().await);
+                    });
+                }
+                _ => {
+                    let reason = "the token expires soon and no token provider is set".to_owned();
+                    self.shared.handlers.emit_error(&Error::Protocol(reason));
+                }
+            },
+            ServerFrame::Welcome(_) | ServerFrame::Pong { .. } => {}
         }
     }
 

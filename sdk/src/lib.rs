@@ -64,10 +64,10 @@ mod runtime;
 mod transport;
 
 pub use backoff::{Backoff, ReconnectPolicy};
-pub use builder::{ClientBuilder, Heartbeat};
+pub use builder::{ClientBuilder, FutureBound, Heartbeat, TokenProvider};
 pub use client::Client;
 pub use error::{Error, Result};
 pub use event::{Connected, Connecting, ConnectionState, Disconnected, History, Joined};
 pub use handlers::{Handler, HandlerId};
-pub use runtime::MaybeSend;
+pub use runtime::{BoxFuture, MaybeSend};
 pub use switchboard_protocol::{CloseCode, ErrorCode, Message, Position, Presence, PresenceAction};

@@ -21,6 +21,14 @@ pub trait MaybeSend {}
 #[cfg(target_arch = "wasm32")]
 impl<T: ?Sized> MaybeSend for T {}
 
+/// A boxed future: `Send` natively, where it may move between threads.
+#[cfg(not(target_arch = "wasm32"))]
+pub type BoxFuture<T> = std::pin::Pin<Box<dyn Future<Output = T> + Send>>;
+
+/// A boxed future; on wasm32 nothing is `Send`, and nothing needs to be.
+#[cfg(target_arch = "wasm32")]
+pub type BoxFuture<T> = std::pin::Pin<Box<dyn Future<Output = T>>>;
+
 /// Whether a task can be spawned here: natively, only inside a Tokio runtime.
 #[cfg(not(target_arch = "wasm32"))]
 pub(crate) fn can_spawn() -> bool {

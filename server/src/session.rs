@@ -89,8 +89,10 @@ pub(crate) struct Session<S> {
     queue: OutboundQueue,
     user: Arc<str>,
     identity: Identity,
-    /// Whether the `refresh` warning for the current token went out.
-    refresh_sent: bool,
+    /// The expiry (Unix seconds) the last `refresh` warning was about: one
+    /// warning per expiry, so a provider of short-lived tokens cannot make
+    /// hub and client spin.
+    warned_for: Option<u64>,
     limiter: governor::DefaultDirectRateLimiter,
     /// Frames refused by the rate limiter in the current 10-second window.
     refused: (Instant, u32),
@@ -132,7 +134,7 @@ where
             queue,
             user: identity.user.clone(),
             identity,
-            refresh_sent: false,
+            warned_for: None,
             limiter,
             refused: (Instant::now(), 0),
             id: uuid::Uuid::new_v4().simple().to_string(),
@@ -259,7 +261,7 @@ where
                 Flow::Close(CloseCode::TOKEN_EXPIRED, "the token expired".to_owned())
             }
             Wake::Token(false) => {
-                self.refresh_sent = true;
+                self.warned_for = self.identity.expires_at;
                 let left = self.token_left_ms().unwrap_or(0);
                 self.reply(&ServerFrame::Refresh { expires_in_ms: left }).await
             }
@@ -277,12 +279,11 @@ where
     fn token_timer(&self) -> Option<(Instant, bool)> {
         let left = Duration::from_millis(self.token_left_ms()?);
         let before = Duration::from_millis(self.state.config().auth.refresh_before_ms);
-        if !self.refresh_sent && left > before {
-            Some((Instant::now() + (left - before), false))
-        } else if !self.refresh_sent {
-            Some((Instant::now(), false))
-        } else {
+        let warned = self.warned_for == self.identity.expires_at;
+        if warned {
             Some((Instant::now() + left, true))
+        } else {
+            Some((Instant::now() + left.saturating_sub(before), false))
         }
     }
 
@@ -571,7 +572,6 @@ where
             ClientFrame::Auth { id, token } => match self.state.auth().verify(&token) {
                 Ok(identity) if identity.user == self.user => {
                     self.identity = identity;
-                    self.refresh_sent = false;
                     self.ack(id, |_| {}).await
                 }
                 Ok(_) => {
