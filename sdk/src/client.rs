@@ -26,6 +26,8 @@ pub(crate) struct Shared {
 impl Shared {
     pub(crate) fn new(options: Options) -> Shared {
         Shared {
+            // Not `Send` on wasm32 (a JS token provider); see `MaybeSend`.
+            #[allow(clippy::arc_with_non_send_sync)]
             options: Arc::new(options),
             handlers: Handlers::default(),
             state: Mutex::new(ConnectionState::Disconnected),

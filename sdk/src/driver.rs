@@ -72,6 +72,9 @@ enum Pending {
     Resend { seq: u64, request: Request },
 }
 
+/// What a token provider answered.
+type TokenResult = Result<String, String>;
+
 /// How a connection attempt or a connection ended.
 enum End {
     /// `disconnect()` was called: go idle.
@@ -110,10 +113,7 @@ pub(crate) struct Driver {
     id_prefix: String,
     next_id: u64,
     /// Tokens fetched in the background after a `refresh` warning.
-    tokens: (
-        mpsc::UnboundedSender<Result<String, String>>,
-        mpsc::UnboundedReceiver<Result<String, String>>,
-    ),
+    tokens: (mpsc::UnboundedSender<TokenResult>, mpsc::UnboundedReceiver<TokenResult>),
     /// The token sent on the current (or last) connection.
     token: Option<String>,
     /// A token the hub refused (4500): not offered again.
