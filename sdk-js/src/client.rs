@@ -29,13 +29,15 @@ impl Client {
         url: String,
         #[wasm_bindgen(unchecked_param_type = "ClientOptions")] options: JsValue,
     ) -> Result<Client, JsValue> {
+        let (options, get_token) = crate::options::take_token_function(&options)?;
         let options: Options = serde_wasm_bindgen::from_value(options).map_err(|err| {
             JsValue::from(js_error("invalid_options", &format!("invalid options: {err}")))
         })?;
-        let inner = options
-            .apply(switchboard_sdk::Client::builder(url))
-            .build()
-            .map_err(|err| to_js_error(&err))?;
+        let mut builder = options.apply(switchboard_sdk::Client::builder(url));
+        if let Some(function) = get_token {
+            builder = builder.token_provider(crate::options::provider(function));
+        }
+        let inner = builder.build().map_err(|err| to_js_error(&err))?;
         let callbacks = Callbacks::default();
         let reporter = callbacks.clone();
         inner.on_error(move |err| reporter.report(&to_js_error(err)));

@@ -3,6 +3,8 @@
 
 use std::time::Duration;
 
+use wasm_bindgen::JsCast as _;
+
 use serde::Deserialize;
 use switchboard_sdk::{ClientBuilder, Heartbeat, ReconnectPolicy};
 
@@ -10,6 +12,7 @@ use switchboard_sdk::{ClientBuilder, Heartbeat, ReconnectPolicy};
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub(crate) struct Options {
+    #[serde(default)]
     user_id: String,
     #[serde(default)]
     reconnect: Option<Toggle<ReconnectOptions>>,
@@ -17,6 +20,7 @@ pub(crate) struct Options {
     heartbeat: Option<Toggle<HeartbeatOptions>>,
     request_timeout_ms: Option<u64>,
     offline_queue: Option<usize>,
+    token: Option<String>,
 }
 
 /// An options object, or `false` to switch the feature off.
@@ -59,7 +63,9 @@ struct HeartbeatOptions {
 impl Options {
     /// Applies the options to a builder.
     pub(crate) fn apply(self, mut builder: ClientBuilder) -> ClientBuilder {
-        builder = builder.user(self.user_id);
+        if !self.user_id.is_empty() {
+            builder = builder.user(self.user_id);
+        }
         match self.reconnect {
             Some(Toggle::Off(Off)) => builder = builder.reconnect(ReconnectPolicy::disabled()),
             Some(Toggle::On(options)) => {
@@ -93,6 +99,48 @@ impl Options {
         if let Some(capacity) = self.offline_queue {
             builder = builder.offline_queue(capacity);
         }
+        if let Some(token) = self.token {
+            builder = builder.token(token);
+        }
         builder
     }
 }
+
+/// Takes `getToken` (a function, which serde cannot read) out of the options
+/// object and wraps it as a token provider: it may return a string or a
+/// Promise of one.
+pub(crate) fn take_token_function(
+    options: &wasm_bindgen::JsValue,
+) -> Result<(wasm_bindgen::JsValue, Option<js_sys::Function>), wasm_bindgen::JsValue> {
+    use wasm_bindgen::JsCast;
+    if !options.is_object() {
+        return Ok((options.clone(), None));
+    }
+    let key = wasm_bindgen::JsValue::from_str("getToken");
+    let function = js_sys::Reflect::get(options, &key)?.dyn_into::<js_sys::Function>().ok();
+    let copy = js_sys::Object::assign(&js_sys::Object::new(), options.unchecked_ref());
+    js_sys::Reflect::delete_property(&copy, &key)?;
+    Ok((copy.into(), function))
+}
+
+/// A token provider calling a JavaScript function.
+pub(crate) fn provider(
+    function: js_sys::Function,
+) -> impl Fn() -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<String, String>>>> {
+    move || {
+        let function = function.clone();
+        Box::pin(async move {
+            let value = function
+                .call0(&wasm_bindgen::JsValue::UNDEFINED)
+                .map_err(|e| format!("getToken threw: {e:?}"))?;
+            let value = match value.dyn_into::<js_sys::Promise>() {
+                Ok(promise) => wasm_bindgen_futures::JsFuture::from(promise)
+                    .await
+                    .map_err(|e| format!("getToken rejected: {e:?}"))?,
+                Err(value) => value,
+            };
+            value.as_string().ok_or_else(|| "getToken must give a string".to_owned())
+        })
+    }
+}
+

@@ -29,8 +29,12 @@ export interface HeartbeatOptions {
 
 /** Options of `new Client(url, options)`. */
 export interface ClientOptions {
-  /** The user id to connect as. */
-  userId: string;
+  /** The user id to connect as, on a hub without tokens (development). */
+  userId?: string;
+  /** A JWT; the hub names the user from its `sub`. Sent in the first frame, never in the URL. */
+  token?: string;
+  /** Called before every connection attempt and when the hub warns that the token expires soon. */
+  getToken?: () => string | Promise<string>;
   /** Reconnect policy, or `false` to never reconnect. */
   reconnect?: ReconnectOptions | false;
   /** Heartbeat (default 25 s / 60 s), or `false` for none. */
