@@ -48,6 +48,17 @@ hub_pid=
 step "the npm package (wasm-pack)"
 ./scripts/build-js.sh
 
+step "fuzzing: a short run of each target (nightly only)"
+if rustup toolchain list 2>/dev/null | grep -q '^nightly'; then
+    command -v cargo-fuzz >/dev/null 2>&1 || cargo install --quiet cargo-fuzz --locked
+    for target in decode_frame session; do
+        (cd fuzz && cargo +nightly fuzz run "$target" -- -max_total_time=10 -print_final_stats=1 2>&1 \
+            | grep -E '^(Done|stat::number_of_executed_units)' )
+    done
+else
+    echo "no nightly toolchain: skipping cargo-fuzz (the same harnesses ran above on stable)"
+fi
+
 step "the example chat and the packed package in Chromium (Playwright)"
 (cd examples/chat-web && npm ci --no-audit --no-fund --loglevel=error)
 (cd tests/browser && npm ci --no-audit --no-fund --loglevel=error && npm test)

@@ -54,6 +54,11 @@ mod hub;
 pub mod identity;
 mod ids;
 mod listen;
+#[cfg(any(test, feature = "fuzzing"))]
+mod memory_socket;
+#[cfg(any(test, feature = "fuzzing"))]
+#[doc(hidden)]
+pub mod fuzzing;
 mod memory_broker;
 mod outbound;
 mod room;

@@ -780,37 +780,6 @@ mod tests {
     use super::*;
     use crate::Config;
     use futures::channel::mpsc;
-    use std::pin::Pin;
-    use std::task::{Context, Poll};
-
-    /// An in-memory WebSocket: the test plays the client on the other end.
-    struct FakeSocket {
-        incoming: mpsc::UnboundedReceiver<Result<WsMessage, axum::Error>>,
-        outgoing: mpsc::UnboundedSender<WsMessage>,
-    }
-
-    impl Stream for FakeSocket {
-        type Item = Result<WsMessage, axum::Error>;
-        fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-            self.incoming.poll_next_unpin(cx)
-        }
-    }
-
-    impl Sink<WsMessage> for FakeSocket {
-        type Error = axum::Error;
-        fn poll_ready(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-            Poll::Ready(Ok(()))
-        }
-        fn start_send(self: Pin<&mut Self>, item: WsMessage) -> Result<(), Self::Error> {
-            self.outgoing.unbounded_send(item).map_err(axum::Error::new)
-        }
-        fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-            Poll::Ready(Ok(()))
-        }
-        fn poll_close(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-            Poll::Ready(Ok(()))
-        }
-    }
 
     struct Peer {
         to_session: mpsc::UnboundedSender<Result<WsMessage, axum::Error>>,
@@ -839,10 +808,9 @@ mod tests {
 
     fn start(config: Config, user: &str) -> (Peer, AppState, tokio::task::JoinHandle<()>) {
         let state = AppState::new(config).unwrap();
-        let (to_session, incoming) = mpsc::unbounded();
-        let (outgoing, from_session) = mpsc::unbounded();
-        let session =
-            Session::new(FakeSocket { incoming, outgoing }, state.clone(), Identity::trusted(user));
+        let (socket, peer) = crate::memory_socket::pair();
+        let (to_session, from_session) = (peer.to_session, peer.from_session);
+        let session = Session::new(socket, state.clone(), Identity::trusted(user));
         let task = tokio::spawn(session.run(Start::default()));
         (Peer { to_session, from_session }, state, task)
     }

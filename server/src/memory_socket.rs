@@ -1,0 +1,52 @@
+//! An in-memory WebSocket for driving a [`Session`](crate::session::Session)
+//! without a network: the unit tests and the fuzz targets play the client
+//! on the other end.
+
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use axum::extract::ws::Message as WsMessage;
+use futures::channel::mpsc;
+use futures::{Sink, Stream, StreamExt};
+
+/// The session's end.
+pub(crate) struct MemorySocket {
+    incoming: mpsc::UnboundedReceiver<Result<WsMessage, axum::Error>>,
+    outgoing: mpsc::UnboundedSender<WsMessage>,
+}
+
+/// The client's end.
+pub(crate) struct MemoryPeer {
+    pub(crate) to_session: mpsc::UnboundedSender<Result<WsMessage, axum::Error>>,
+    pub(crate) from_session: mpsc::UnboundedReceiver<WsMessage>,
+}
+
+/// A connected pair.
+pub(crate) fn pair() -> (MemorySocket, MemoryPeer) {
+    let (to_session, incoming) = mpsc::unbounded();
+    let (outgoing, from_session) = mpsc::unbounded();
+    (MemorySocket { incoming, outgoing }, MemoryPeer { to_session, from_session })
+}
+
+impl Stream for MemorySocket {
+    type Item = Result<WsMessage, axum::Error>;
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.incoming.poll_next_unpin(cx)
+    }
+}
+
+impl Sink<WsMessage> for MemorySocket {
+    type Error = axum::Error;
+    fn poll_ready(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+    fn start_send(self: Pin<&mut Self>, item: WsMessage) -> Result<(), Self::Error> {
+        self.outgoing.unbounded_send(item).map_err(axum::Error::new)
+    }
+    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+    fn poll_close(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+}
