@@ -143,4 +143,3 @@ pub(crate) fn provider(
         })
     }
 }
-

@@ -50,7 +50,8 @@ pub fn session(input: &[u8]) {
         peer.to_session.close_channel();
         while let Some(message) = peer.from_session.next().await {
             if let WsMessage::Text(text) = message {
-                serde_json::from_str::<ServerFrame>(&text).expect("the session sends only valid frames");
+                serde_json::from_str::<ServerFrame>(&text)
+                    .expect("the session sends only valid frames");
             }
         }
         task.await.expect("the session ends without panicking");

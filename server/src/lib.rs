@@ -50,16 +50,16 @@ pub mod broker;
 pub mod cli;
 pub mod config;
 mod error;
+#[cfg(any(test, feature = "fuzzing"))]
+#[doc(hidden)]
+pub mod fuzzing;
 mod hub;
 pub mod identity;
 mod ids;
 mod listen;
+mod memory_broker;
 #[cfg(any(test, feature = "fuzzing"))]
 mod memory_socket;
-#[cfg(any(test, feature = "fuzzing"))]
-#[doc(hidden)]
-pub mod fuzzing;
-mod memory_broker;
 mod outbound;
 mod room;
 mod session;

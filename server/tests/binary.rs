@@ -66,3 +66,33 @@ fn a_contradictory_configuration_is_refused_with_a_message() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("heartbeat.timeout_ms"), "{stderr}");
 }
+
+#[test]
+fn a_public_bind_without_an_api_key_is_refused() {
+    let output = Command::new(env!("CARGO_BIN_EXE_switchboard"))
+        .args(["--bind", "0.0.0.0:0"])
+        .env_remove("SWITCHBOARD_API_KEY")
+        .output()
+        .expect("run switchboard");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("without an API key"), "{stderr}");
+}
+
+#[tokio::test]
+async fn a_public_bind_with_an_api_key_serves() {
+    let port = free_port();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_switchboard"))
+        .args(["--bind", &format!("0.0.0.0:{port}"), "--api-key", "k", "--log", "warn"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start switchboard");
+    let deadline = tokio::time::Instant::now() + TIMEOUT;
+    while tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err() {
+        assert!(tokio::time::Instant::now() < deadline, "never listened");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
