@@ -248,6 +248,40 @@ mod tests {
     }
 
     #[test]
+    fn rs256_and_es256_tokens_verify_against_the_public_key() {
+        for (public, private, algorithm) in [
+            (
+                include_str!("../testdata/rsa-public.pem"),
+                include_str!("../testdata/rsa-private.pem"),
+                Algorithm::RS256,
+            ),
+            (
+                include_str!("../testdata/ec-public.pem"),
+                include_str!("../testdata/ec-private.pem"),
+                Algorithm::ES256,
+            ),
+        ] {
+            let config =
+                AuthConfig { jwt_public_key_pem: Some(public.into()), ..AuthConfig::default() };
+            let hub = Authenticator::new(&config).unwrap();
+            let key = match algorithm {
+                Algorithm::RS256 => EncodingKey::from_rsa_pem(private.as_bytes()).unwrap(),
+                _ => EncodingKey::from_ec_pem(private.as_bytes()).unwrap(),
+            };
+            let claims = json!({"sub": "carol", "exp": now() + 60});
+            let signed = encode(&Header::new(algorithm), &claims, &key).unwrap();
+            assert_eq!(&*hub.verify(&signed).unwrap().user, "carol", "{algorithm:?}");
+            // An HS256 token cannot pass where only a public key is configured,
+            // even one "signed" with the public key's text (algorithm confusion).
+            let confused = token(json!({"sub": "mallory", "exp": now() + 60}), public);
+            assert!(matches!(hub.verify(&confused), Err(AuthError::Invalid(_))), "{algorithm:?}");
+        }
+        let bad =
+            AuthConfig { jwt_public_key_pem: Some("not a key".into()), ..AuthConfig::default() };
+        assert!(Authenticator::new(&bad).is_err());
+    }
+
+    #[test]
     fn user_id_is_trusted_only_without_keys() {
         assert_eq!(hub().trust(Some("alice")), Err(AuthError::UserIdRefused));
         let insecure = Authenticator::new(&AuthConfig::default()).unwrap();
