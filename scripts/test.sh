@@ -35,15 +35,34 @@ for _ in $(seq 1 100); do
     sleep 0.1
 done
 
-step "the SDK in headless Chromium (wasm-bindgen-test against the hub on port ${port})"
+# A second hub that requires tokens, and a token for it (HS256, minted with Node's crypto).
+token_port=$(free_port)
+./target/debug/switchboard --bind "127.0.0.1:${token_port}" --jwt-secret browser-test-secret --log warn &
+token_hub_pid=$!
+trap '[ -n "$hub_pid" ] && kill "$hub_pid" 2>/dev/null; [ -n "${token_hub_pid:-}" ] && kill "$token_hub_pid" 2>/dev/null; true' EXIT
+for _ in $(seq 1 100); do
+    node -e "fetch('http://127.0.0.1:${token_port}/health').then(r => process.exit(r.ok ? 0 : 1), () => process.exit(1))" && break
+    sleep 0.1
+done
+token=$(node -e '
+const crypto = require("crypto");
+const part = (o) => Buffer.from(JSON.stringify(o)).toString("base64url");
+const body = part({ alg: "HS256", typ: "JWT" }) + "." + part({ sub: "jsuser", exp: Math.floor(Date.now() / 1000) + 3600 });
+console.log(body + "." + crypto.createHmac("sha256", "browser-test-secret").update(body).digest("base64url"));
+')
+
+step "the SDK in headless Chromium (wasm-bindgen-test against the hubs on ports ${port} and ${token_port})"
 SWITCHBOARD_TEST_URL="ws://127.0.0.1:${port}/ws" \
+SWITCHBOARD_TEST_TOKEN_URL="ws://127.0.0.1:${token_port}/ws" \
+SWITCHBOARD_TEST_TOKEN="$token" \
 CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner \
 CHROMEDRIVER=/usr/bin/chromedriver \
 WASM_BINDGEN_TEST_WEBDRIVER_JSON="$PWD/sdk-js/webdriver.json" \
 WASM_BINDGEN_TEST_TIMEOUT=120 \
     cargo test -p switchboard-js --target wasm32-unknown-unknown --locked
-kill "$hub_pid"
+kill "$hub_pid" "$token_hub_pid"
 hub_pid=
+token_hub_pid=
 
 step "the npm package (wasm-pack)"
 ./scripts/build-js.sh

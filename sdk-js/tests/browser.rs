@@ -214,3 +214,39 @@ async fn a_throwing_callback_is_reported_on_error_and_unsubscribe_works() {
     assert!(errors.rx.try_recv().is_err(), "the thrower was removed: no more errors");
     wait(client.close()).await.unwrap();
 }
+
+#[wasm_bindgen_test]
+async fn get_token_supplies_the_identity_on_a_hub_with_tokens() {
+    // scripts/test.sh runs a second hub with a JWT secret and mints a token for `jsuser`.
+    let (Some(url), Some(token)) =
+        (option_env!("SWITCHBOARD_TEST_TOKEN_URL"), option_env!("SWITCHBOARD_TEST_TOKEN"))
+    else {
+        panic!(
+            "build with SWITCHBOARD_TEST_TOKEN_URL and SWITCHBOARD_TEST_TOKEN (scripts/test.sh does)"
+        );
+    };
+    let options = js_sys::Object::new();
+    let get_token = Function::new_no_args(&format!("return Promise.resolve('{token}')"));
+    Reflect::set(&options, &JsValue::from_str("getToken"), &get_token).unwrap();
+    let client = Client::new(url.to_owned(), options.into()).expect("client");
+    let mut inbox = Recorder::on(&client, "dm");
+    wait(client.connect()).await.unwrap();
+    wait(client.send("jsuser".into(), "dm".into(), JsValue::from(7))).await.unwrap();
+    let message = inbox.next().await;
+    assert_eq!(text(&message, "from"), "jsuser", "the hub named the user from the token");
+    wait(client.close()).await.unwrap();
+
+    // Without a token the same hub refuses, and the client gives up.
+    let anonymous = new_client_at(url, "nobody");
+    let error =
+        wait(anonymous.connect()).await.expect_err("user_id is refused by a hub with tokens");
+    assert_eq!(text(&error, "kind"), "gave_up");
+}
+
+fn new_client_at(url: &str, user: &str) -> Client {
+    let options = js_sys::JSON::parse(&format!(
+        r#"{{"userId":"{user}","reconnect":{{"minDelayMs":20,"maxDelayMs":50,"maxAttempts":2}}}}"#
+    ))
+    .unwrap();
+    Client::new(url.to_owned(), options).expect("client")
+}
