@@ -423,6 +423,21 @@ impl PermissionsConfig {
     pub fn for_room(&self, room: &str) -> Option<&RoomRule> {
         self.rooms.iter().find(|rule| wildmatch::WildMatch::new(&rule.pattern).matches(room))
     }
+
+    /// Whether the action that `pick` selects is allowed to `identity` in
+    /// `room`: the one place every transport (WebSocket, SSE) asks.
+    pub fn allows(
+        &self,
+        identity: &crate::auth::Identity,
+        room: &str,
+        pick: impl Fn(&RoomRule) -> Access,
+    ) -> bool {
+        match self.for_room(room).map(pick) {
+            None | Some(Access::Anyone) => true,
+            Some(Access::Claim) => identity.claims_room(room),
+            Some(Access::Server) => false,
+        }
+    }
 }
 
 impl Config {

@@ -309,11 +309,7 @@ where
 
     /// Whether `access` lets this connection act in `room`.
     fn may(&self, room: &str, access: impl Fn(&crate::config::RoomRule) -> Access) -> bool {
-        match self.state.config().permissions.for_room(room).map(access) {
-            None | Some(Access::Anyone) => true,
-            Some(Access::Claim) => self.identity.claims_room(room),
-            Some(Access::Server) => false,
-        }
+        self.state.config().permissions.allows(&self.identity, room, access)
     }
 
     /// Writes a queued delivery and whatever else is already waiting, then

@@ -30,7 +30,7 @@ use switchboard_protocol::{Position, PresenceAction, validate_name};
 use crate::AppState;
 use crate::admission::Ticket;
 use crate::api::ApiError;
-use crate::auth::AuthError;
+use crate::auth::{AuthError, Identity};
 use crate::broker::{Delivery, DeliveryKind, Target};
 use crate::identity::{self, ConnectQuery, Resolved};
 use crate::outbound::{self, Outbound, OutboundQueue};
@@ -129,13 +129,19 @@ pub(crate) async fn events(
             return ApiError::InvalidName { field: "rooms", reason }.into_response();
         }
     }
+    let permissions = &state.config().permissions;
+    if let Some(room) =
+        rooms.iter().find(|room| !permissions.allows(&identity, room, |rule| rule.join))
+    {
+        return ApiError::Forbidden(format!("not allowed to join `{room}`")).into_response();
+    }
     let slot = match state.admission().admit(&state, peer, &headers, Some(&identity.user)) {
         Ok(ticket) => ticket,
         Err(err) => return err.into_response(),
     };
     let resume = headers.get("last-event-id").and_then(|v| v.to_str().ok()).map(Cursor::decode);
 
-    match Feed::open(state, identity.user, rooms, resume, slot).await {
+    match Feed::open(state, identity, rooms, resume, slot).await {
         Ok(feed) => Sse::new(feed.into_stream())
             .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
             .into_response(),
@@ -159,11 +165,12 @@ struct Feed {
 impl Feed {
     async fn open(
         state: AppState,
-        user: Arc<str>,
+        identity: Identity,
         rooms: Vec<String>,
         resume: Option<Cursor>,
         slot: Ticket,
     ) -> Result<Feed, crate::store::StoreError> {
+        let user = identity.user.clone();
         let hub = state.hub().clone();
         let limits = &state.config().limits;
         let (outbound, queue) = outbound::channel(
@@ -215,12 +222,21 @@ impl Feed {
         let mut room_report = serde_json::Map::new();
         for room in rooms {
             let key = StreamKey::Room(room.as_str().into());
-            let since = resume.rooms.get(&room);
+            let permissions = &state.config().permissions;
+            // Without the right to read history there is nothing to replay.
+            let since = resume
+                .rooms
+                .get(&room)
+                .filter(|_| permissions.allows(&identity, &room, |r| r.history));
+            let sees_presence = permissions.allows(&identity, &room, |rule| rule.presence);
             let session = feed.outbound.key;
             let (joined, position, replay) =
-                streams.resume(&key, since, || hub.join(session, &room, true)).await?;
+                streams.resume(&key, since, || hub.join(session, &room, sees_presence)).await?;
             if joined.is_some_and(|j| j.announce) {
                 announce(&state, &room, &user, PresenceAction::Join).await;
+            }
+            if replay.is_none() && resume.rooms.contains_key(&room) {
+                room_report.insert(room.clone(), json!(false)); // asked, but history is not allowed
             }
             if let Some(replay) = replay {
                 room_report.insert(room.clone(), json!(matches!(replay, Replay::Complete(_))));

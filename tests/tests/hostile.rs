@@ -351,6 +351,12 @@ async fn room_permissions_refuse_and_leak_nothing() {
             _ => {}
         }
     }
+    // Server-Sent Events obey the same rules.
+    let sse =
+        http().get(server.http("/sse?user_id=mallory&rooms=news,staff")).send().await.unwrap();
+    assert_eq!(sse.status().as_u16(), 403);
+    let body: Value = sse.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "forbidden");
     calm.check(&server, None).await;
 }
 
