@@ -113,10 +113,12 @@ pub struct LimitsConfig {
     /// Most connections one user may hold at once (default 100); the next
     /// upgrade gets HTTP 429.
     pub max_connections_per_user: usize,
-    /// Most concurrent connections from one IP address (default 1000; 0 = no limit).
+    /// Most concurrent connections from one IP address (default 0: no limit,
+    /// since behind a reverse proxy every client shares the proxy's address;
+    /// set it when clients connect directly).
     pub max_connections_per_ip: usize,
     /// Most new connections per second from one IP address, with bursts of
-    /// twice that (default 50; 0 = no limit); HTTP 429 past it.
+    /// twice that (default 0: no limit, for the same reason); HTTP 429 past it.
     pub connections_per_ip_per_sec: u32,
     /// Most rooms one connection may be in (default 100); error 202 past it.
     pub max_rooms_per_connection: usize,
@@ -149,8 +151,8 @@ impl Default for LimitsConfig {
             outbound_queue_bytes: 16 * 1024 * 1024,
             read_buffer_bytes: 4 * 1024,
             max_connections_per_user: 100,
-            max_connections_per_ip: 1_000,
-            connections_per_ip_per_sec: 50,
+            max_connections_per_ip: 0,
+            connections_per_ip_per_sec: 0,
             max_rooms_per_connection: 100,
             messages_per_sec: 100,
             rate_abuse_threshold: 200,
