@@ -190,7 +190,7 @@ impl Feed {
         };
         let resume = resume.unwrap_or_default();
         let streams = state.streams();
-        let mut replays: Vec<Stored> = Vec::new();
+        let mut replays: Vec<(StreamKey, Stored)> = Vec::new();
         let mut report = serde_json::Map::new();
 
         // The inbox: registering with the hub makes this feed a live recipient.
@@ -205,14 +205,14 @@ impl Feed {
                 let complete = matches!(replay, Some(Replay::Complete(_)));
                 report.insert("inbox".into(), json!(complete));
                 if let Some(Replay::Complete(missed)) = replay {
-                    replays.extend(missed);
+                    replays.extend(missed.into_iter().map(|m| (inbox.clone(), m)));
                     streams.store().mark_delivered(&inbox, position.offset)?;
                 }
                 position
             }
             None => {
                 let ((), position, pending) = streams.undelivered(&inbox, register).await?;
-                replays.extend(pending);
+                replays.extend(pending.into_iter().map(|m| (inbox.clone(), m)));
                 position
             }
         };
@@ -241,7 +241,7 @@ impl Feed {
             if let Some(replay) = replay {
                 room_report.insert(room.clone(), json!(matches!(replay, Replay::Complete(_))));
                 if let Replay::Complete(missed) = replay {
-                    replays.extend(missed);
+                    replays.extend(missed.into_iter().map(|m| (key.clone(), m)));
                 }
             }
             feed.floors.insert(key, position.offset);
@@ -264,8 +264,8 @@ impl Feed {
         if cursor.inbox.is_none() {
             cursor.inbox = feed.cursor.inbox.clone();
         }
-        for stored in replays {
-            let event = stored_event(&mut cursor, &stored.frame, stored.offset);
+        for (key, stored) in replays {
+            let event = stored_event(&mut cursor, &key, &stored.frame, stored.offset);
             feed.backlog.push_back(event);
         }
         feed.cursor = merge(cursor, &feed.cursor);
@@ -308,26 +308,18 @@ impl Feed {
         if self.floors.get(&key).is_some_and(|floor| offset <= *floor) {
             return None;
         }
-        Some(stored_event(&mut self.cursor, &delivery.frame, offset))
+        Some(stored_event(&mut self.cursor, &key, &delivery.frame, offset))
     }
 }
 
 /// A stored message's event: the cursor advances to it and becomes the id.
-fn stored_event(cursor: &mut Cursor, frame: &str, offset: u64) -> Event {
-    if let Ok(switchboard_protocol::ServerFrame::Message(message)) = serde_json::from_str(frame) {
-        match (&message.room, &message.to) {
-            (Some(room), _) => {
-                if let Some(position) = cursor.rooms.get_mut(room) {
-                    position.offset = offset;
-                }
-            }
-            (None, Some(_)) => {
-                if let Some(position) = cursor.inbox.as_mut() {
-                    position.offset = offset;
-                }
-            }
-            _ => {}
-        }
+fn stored_event(cursor: &mut Cursor, key: &StreamKey, frame: &str, offset: u64) -> Event {
+    let position = match key {
+        StreamKey::Room(room) => cursor.rooms.get_mut(&**room),
+        StreamKey::Inbox(_) => cursor.inbox.as_mut(),
+    };
+    if let Some(position) = position {
+        position.offset = offset;
     }
     Event::default().id(cursor.encode()).data(frame)
 }
