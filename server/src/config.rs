@@ -11,6 +11,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use crate::error::ConfigError;
+use crate::patterns::RoomPatterns;
 
 /// Everything the hub can be told. Every field has a default, so a TOML file
 /// only names what it changes.
@@ -242,12 +243,11 @@ impl Default for HistoryConfig {
 }
 
 impl HistoryConfig {
-    /// The limits for a room.
-    pub fn for_room(&self, room: &str) -> &HistoryLimits {
-        self.rules
-            .iter()
-            .find(|rule| wildmatch::WildMatch::new(&rule.pattern).matches(room))
-            .map_or(&self.default, |rule| &rule.limits)
+    /// The per-room rules, compiled; rooms no rule matches use `default`.
+    pub fn patterns(&self) -> RoomPatterns<HistoryLimits> {
+        RoomPatterns::new(
+            self.rules.iter().map(|rule| (rule.pattern.as_str(), rule.limits.clone())),
+        )
     }
 }
 
@@ -421,20 +421,36 @@ pub enum Access {
 }
 
 impl PermissionsConfig {
-    /// The rule for a room, if any matches.
-    pub fn for_room(&self, room: &str) -> Option<&RoomRule> {
-        self.rooms.iter().find(|rule| wildmatch::WildMatch::new(&rule.pattern).matches(room))
+    /// The rules compiled for lookups.
+    pub fn compile(&self) -> Permissions {
+        Permissions {
+            rooms: RoomPatterns::new(
+                self.rooms.iter().map(|rule| (rule.pattern.clone(), rule.clone())),
+            ),
+            send: self.send,
+        }
     }
+}
 
+/// [`PermissionsConfig`] compiled: the one place every transport (WebSocket,
+/// SSE) asks what a connection may do in a room.
+#[derive(Debug, Clone)]
+pub struct Permissions {
+    rooms: RoomPatterns<RoomRule>,
+    /// Whether clients may send each other private messages.
+    pub send: Access,
+}
+
+impl Permissions {
     /// Whether the action that `pick` selects is allowed to `identity` in
-    /// `room`: the one place every transport (WebSocket, SSE) asks.
+    /// `room`; rooms no rule matches allow anything to anyone.
     pub fn allows(
         &self,
         identity: &crate::auth::Identity,
         room: &str,
         pick: impl Fn(&RoomRule) -> Access,
     ) -> bool {
-        match self.for_room(room).map(pick) {
+        match self.rooms.first(room).map(pick) {
             None | Some(Access::Anyone) => true,
             Some(Access::Claim) => identity.claims_room(room),
             Some(Access::Server) => false,
@@ -533,14 +549,12 @@ mod tests {
              [[history.rules]]\npattern = \"ticker:*\"\nsize = 0\nttl_secs = 0\n",
         )
         .unwrap();
-        assert_eq!(config.history.for_room("chat:fr").size, 1000);
-        assert_eq!(
-            config.history.for_room("chat:fr").max_bytes,
-            1024 * 1024,
-            "unnamed limits default"
-        );
-        assert_eq!(config.history.for_room("ticker:ACME").size, 0);
-        assert_eq!(config.history.for_room("general").size, 300);
+        let rules = config.history.patterns();
+        let for_room = |room| rules.first(room).unwrap_or(&config.history.default);
+        assert_eq!(for_room("chat:fr").size, 1000);
+        assert_eq!(for_room("chat:fr").max_bytes, 1024 * 1024, "unnamed limits default");
+        assert_eq!(for_room("ticker:ACME").size, 0);
+        assert_eq!(for_room("general").size, 300);
     }
 
     #[test]
@@ -549,8 +563,9 @@ mod tests {
         let start = readme.find("# hub.toml").expect("the README has a sample hub.toml");
         let end = start + readme[start..].find("```").expect("the sample ends");
         let config = Config::from_toml(&readme[start..end]).expect("the sample parses");
-        assert_eq!(config.history.for_room("chat:x").size, 1000);
-        assert_eq!(config.history.for_room("ticker:x").size, 0);
+        let rules = config.history.patterns();
+        assert_eq!(rules.first("chat:x").map(|l| l.size), Some(1000));
+        assert_eq!(rules.first("ticker:x").map(|l| l.size), Some(0));
     }
 
     #[test]

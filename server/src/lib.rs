@@ -61,6 +61,7 @@ mod memory_broker;
 #[cfg(any(test, feature = "fuzzing"))]
 mod memory_socket;
 mod outbound;
+pub mod patterns;
 mod room;
 mod session;
 mod sse;

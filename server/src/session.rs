@@ -309,7 +309,7 @@ where
 
     /// Whether `access` lets this connection act in `room`.
     fn may(&self, room: &str, access: impl Fn(&crate::config::RoomRule) -> Access) -> bool {
-        self.state.config().permissions.allows(&self.identity, room, access)
+        self.state.permissions().allows(&self.identity, room, access)
     }
 
     /// Writes a queued delivery and whatever else is already waiting, then
@@ -517,7 +517,7 @@ where
                 if let Err(flow) = self.check_name(&id, "event", &event).await {
                     return flow;
                 }
-                if self.state.config().permissions.send != Access::Anyone {
+                if self.state.permissions().send != Access::Anyone {
                     let message = "private messages between clients are switched off".to_owned();
                     return self.fail(id, ErrorCode::FORBIDDEN, message).await;
                 }
@@ -763,7 +763,7 @@ fn read_error_flow(err: axum::Error) -> Flow {
 }
 
 /// A close reason must fit in a control frame: at most 123 bytes.
-fn truncate_reason(reason: &str) -> String {
+pub(crate) fn truncate_reason(reason: &str) -> String {
     let mut end = reason.len().min(123);
     while !reason.is_char_boundary(end) {
         end -= 1;

@@ -34,6 +34,7 @@ use crate::auth::{AuthError, Identity};
 use crate::broker::{Delivery, DeliveryKind, Target};
 use crate::identity::{self, ConnectQuery, Resolved};
 use crate::outbound::{self, Outbound, OutboundQueue};
+use crate::session::announce;
 use crate::store::{Replay, Stored, StreamKey};
 use crate::ws::Peer;
 
@@ -129,7 +130,7 @@ pub(crate) async fn events(
             return ApiError::InvalidName { field: "rooms", reason }.into_response();
         }
     }
-    let permissions = &state.config().permissions;
+    let permissions = state.permissions();
     if let Some(room) =
         rooms.iter().find(|room| !permissions.allows(&identity, room, |rule| rule.join))
     {
@@ -145,8 +146,7 @@ pub(crate) async fn events(
         Ok(feed) => Sse::new(feed.into_stream())
             .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
             .into_response(),
-        Err(err) => ApiError::Broker(crate::broker::BrokerError::Unavailable(err.to_string()))
-            .into_response(),
+        Err(err) => ApiError::Store(err).into_response(),
     }
 }
 
@@ -222,7 +222,7 @@ impl Feed {
         let mut room_report = serde_json::Map::new();
         for room in rooms {
             let key = StreamKey::Room(room.as_str().into());
-            let permissions = &state.config().permissions;
+            let permissions = state.permissions();
             // Without the right to read history there is nothing to replay.
             let since = resume
                 .rooms
@@ -350,10 +350,6 @@ impl Drop for Feed {
             }
         });
     }
-}
-
-async fn announce(state: &AppState, room: &str, user: &str, action: PresenceAction) {
-    crate::session::announce(state, room, user, action).await;
 }
 
 #[cfg(test)]

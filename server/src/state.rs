@@ -14,7 +14,7 @@ use tokio_util::task::TaskTracker;
 use crate::admission::Admission;
 use crate::auth::Authenticator;
 use crate::broker::Broker;
-use crate::config::StoreKind;
+use crate::config::{Permissions, StoreKind};
 use crate::error::ConfigError;
 use crate::ids::IdWindow;
 use crate::stats::Stats;
@@ -38,6 +38,7 @@ struct Inner {
     hub: Arc<Hub>,
     broker: Arc<dyn Broker>,
     auth: Authenticator,
+    permissions: Permissions,
     admission: Admission,
     streams: Streams,
     ids: IdWindow,
@@ -89,6 +90,7 @@ impl AppState {
         config.validate()?;
         let auth = Authenticator::new(&config.auth)?;
         let admission = Admission::new(&config.limits);
+        let permissions = config.permissions.compile();
         let hub = Arc::new(Hub::new());
         let broker = make_broker(hub.clone());
         let streams = Streams::new(store, config.history.clone());
@@ -103,6 +105,7 @@ impl AppState {
                 hub,
                 broker,
                 auth,
+                permissions,
                 admission,
                 streams,
                 ids,
@@ -132,6 +135,11 @@ impl AppState {
     /// How this hub verifies identities.
     pub fn auth(&self) -> &Authenticator {
         &self.inner.auth
+    }
+
+    /// What connections may do in which room.
+    pub fn permissions(&self) -> &Permissions {
+        &self.inner.permissions
     }
 
     pub(crate) fn admission(&self) -> &Admission {

@@ -18,6 +18,7 @@ use tokio::sync::{Mutex, MutexGuard};
 
 use crate::broker::{Broker, BrokerError, Delivery, DeliveryKind, Target};
 use crate::config::{HistoryConfig, HistoryLimits};
+use crate::patterns::RoomPatterns;
 use crate::store::{HistoryStore, Replay, StoreError, Stored, StreamKey};
 use crate::wire::{encode, now_ms};
 
@@ -29,6 +30,8 @@ const STRIPES: usize = 256;
 pub(crate) struct Streams {
     store: Arc<dyn HistoryStore>,
     config: HistoryConfig,
+    /// `config.rules`, compiled once: limits are looked up on every publish.
+    rules: RoomPatterns<HistoryLimits>,
     stripes: Box<[Mutex<()>]>,
 }
 
@@ -49,7 +52,8 @@ pub(crate) struct Published {
 
 impl Streams {
     pub(crate) fn new(store: Arc<dyn HistoryStore>, config: HistoryConfig) -> Streams {
-        Streams { store, config, stripes: (0..STRIPES).map(|_| Mutex::new(())).collect() }
+        let rules = config.patterns();
+        Streams { store, config, rules, stripes: (0..STRIPES).map(|_| Mutex::new(())).collect() }
     }
 
     pub(crate) fn store(&self) -> &dyn HistoryStore {
@@ -62,7 +66,7 @@ impl Streams {
 
     pub(crate) fn limits(&self, key: &StreamKey) -> &HistoryLimits {
         match key {
-            StreamKey::Room(room) => self.config.for_room(room),
+            StreamKey::Room(room) => self.rules.first(room).unwrap_or(&self.config.default),
             StreamKey::Inbox(_) => &self.config.inbox,
         }
     }

@@ -25,7 +25,7 @@ use crate::AppState;
 use crate::api::ApiError;
 use crate::auth::{AuthError, Identity};
 use crate::identity::{self, ConnectQuery, Resolved};
-use crate::session::{Session, Start};
+use crate::session::{Session, Start, truncate_reason};
 
 /// The peer's address, when the server was started with connect info
 /// ([`crate::serve`] is; an embedding app may not be, and then per-address
@@ -142,8 +142,7 @@ async fn authenticate(
 
 /// Closes a connection that was upgraded but may not go on.
 async fn refuse(mut socket: WebSocket, code: CloseCode, reason: &str) {
-    let frame =
-        CloseFrame { code: code.0, reason: reason.chars().take(120).collect::<String>().into() };
+    let frame = CloseFrame { code: code.0, reason: truncate_reason(reason).into() };
     let _ =
         tokio::time::timeout(Duration::from_secs(2), socket.send(WsMessage::Close(Some(frame))))
             .await;

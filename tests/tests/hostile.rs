@@ -11,7 +11,8 @@ use switchboard_protocol::{CloseCode, ErrorCode, ServerFrame};
 use switchboard_server::Config;
 use switchboard_server::config::{Access, RoomRule};
 use switchboard_tests::{
-    RawSocket, RawTcp, TIMEOUT, TestServer, http, raw_close_code, raw_next, raw_send, test_config,
+    RawSocket, RawTcp, TIMEOUT, TestServer, get_json, http, raw_close_code, raw_next, raw_send,
+    test_config,
 };
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 
@@ -372,14 +373,7 @@ async fn room_names_with_path_tricks_are_just_names() {
             break;
         }
     }
-    let room: Value = http()
-        .get(server.http("/api/rooms/..%2F..%2Fetc%2Fpasswd"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let room = get_json(&server, "/api/rooms/..%2F..%2Fetc%2Fpasswd").await;
     assert_eq!(room["id"], "../../etc/passwd", "the name is opaque: no path is ever touched");
     let missing = http().get(server.http("/api/rooms/../../etc/passwd")).send().await.unwrap();
     assert_eq!(missing.status().as_u16(), 404);

@@ -13,6 +13,7 @@ use switchboard_protocol::NameError;
 
 use crate::auth::AuthError;
 use crate::broker::BrokerError;
+use crate::store::StoreError;
 
 /// An HTTP API failure.
 #[derive(Debug, thiserror::Error)]
@@ -68,6 +69,9 @@ pub enum ApiError {
     /// The broker could not deliver (503 `unavailable`).
     #[error(transparent)]
     Broker(#[from] BrokerError),
+    /// The history store failed (503 `unavailable`).
+    #[error(transparent)]
+    Store(#[from] StoreError),
 }
 
 impl ApiError {
@@ -86,9 +90,10 @@ impl ApiError {
             ApiError::NotWebSocket(_) => StatusCode::UPGRADE_REQUIRED,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            ApiError::TooManyConnections | ApiError::ShuttingDown | ApiError::Broker(_) => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            ApiError::TooManyConnections
+            | ApiError::ShuttingDown
+            | ApiError::Broker(_)
+            | ApiError::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -107,7 +112,7 @@ impl ApiError {
             ApiError::MethodNotAllowed => "method_not_allowed",
             ApiError::TooManyConnections => "too_many_connections",
             ApiError::ShuttingDown => "shutting_down",
-            ApiError::Broker(_) => "unavailable",
+            ApiError::Broker(_) | ApiError::Store(_) => "unavailable",
         }
     }
 }

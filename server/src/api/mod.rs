@@ -23,7 +23,10 @@ use crate::wire::{encode, now_ms};
 
 impl From<crate::streams::PublishError> for ApiError {
     fn from(err: crate::streams::PublishError) -> Self {
-        ApiError::Broker(crate::broker::BrokerError::Unavailable(err.to_string()))
+        match err {
+            crate::streams::PublishError::Store(err) => ApiError::Store(err),
+            crate::streams::PublishError::Broker(err) => ApiError::Broker(err),
+        }
     }
 }
 
@@ -235,8 +238,7 @@ pub(crate) async fn history(
 ) -> Result<Json<History>, ApiError> {
     let Query(query) = query.map_err(|r| ApiError::BadRequest(r.body_text()))?;
     check_name("room", &room)?;
-    let page = crate::session::read_history(&state, &room, query.since, query.limit)
-        .map_err(|e| ApiError::Broker(crate::broker::BrokerError::Unavailable(e.to_string())))?;
+    let page = crate::session::read_history(&state, &room, query.since, query.limit)?;
     Ok(Json(History { room, epoch: page.epoch, offset: page.offset, messages: page.messages }))
 }
 
