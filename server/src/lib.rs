@@ -25,7 +25,8 @@
 //! # Layout
 //! - [`run`] / [`serve`]: serve a bound listener until a shutdown future resolves.
 //! - [`router`]: the routes (`/ws`, `/health`, `/api/…`) as a nestable axum `Router`.
-//! - [`config`]: [`Config`] and every default; [`cli`]: flags and `SWITCHBOARD_…` variables.
+//! - [`config`]: [`Config`] and every default; [`cli`]: flags and `SWITCHBOARD_…` variables;
+//!   [`patterns`]: room-name rules (history, permissions) compiled once.
 //! - [`AppState`] (`state.rs`): the hub, the broker, connection slots, shutdown.
 //! - [`Hub`] (`hub.rs`, `room.rs`): this node's connections, users and rooms, and local fan-out.
 //! - [`broker`]: the [`Broker`] trait that carries deliveries between nodes;
