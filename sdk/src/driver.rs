@@ -90,6 +90,8 @@ enum Wake {
     Command(Option<Command>),
     Incoming(Incoming),
     Tick,
+    /// The host reported the network gone (a browser's `offline` event).
+    Offline,
     /// A token fetched after the hub's `refresh` warning.
     Token(Option<Result<String, String>>),
 }
@@ -419,7 +421,12 @@ impl Driver {
         // One tick for the whole connection: traffic only sets `heard`, so
         // steady traffic in either direction cannot postpone the silence check.
         let tick = runtime::sleep(interval).fuse();
-        pin_mut!(tick);
+        // A browser that reports the network gone has usually lost this
+        // socket too, but the socket may take a heartbeat timeout to notice
+        // (or never, under DevTools' offline emulation). Drop it now, so the
+        // app hears `disconnected` at once and recovery starts on `online`.
+        let offline = runtime::offline().fuse();
+        pin_mut!(tick, offline);
         loop {
             let wake = {
                 let incoming = socket.next().fuse();
@@ -429,6 +436,7 @@ impl Driver {
                     command = self.commands.next() => Wake::Command(command),
                     token = self.tokens.1.next() => Wake::Token(token),
                     () = tick => Wake::Tick,
+                    () = offline => Wake::Offline,
                 }
             };
             match wake {
@@ -477,6 +485,10 @@ impl Driver {
                     self.shared.handlers.emit_error(&Error::Transport(reason));
                 }
                 Wake::Token(None) => {}
+                Wake::Offline => {
+                    socket.close(CloseCode::GOING_AWAY, "the network went offline").await;
+                    return lost(None, "the network went offline".into(), true);
+                }
                 Wake::Tick => {
                     tick.set(runtime::sleep(interval).fuse());
                     let Some(heartbeat) = &heartbeat else {

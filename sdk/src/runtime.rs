@@ -61,6 +61,13 @@ pub(crate) async fn online() {
     std::future::pending::<()>().await;
 }
 
+/// Resolves when the host learns the network is gone. Natively there is no
+/// such signal, so never.
+#[cfg(not(target_arch = "wasm32"))]
+pub(crate) async fn offline() {
+    std::future::pending::<()>().await;
+}
+
 /// In the browser every future runs on the page's event loop.
 #[cfg(target_arch = "wasm32")]
 pub(crate) fn can_spawn() -> bool {
@@ -86,15 +93,27 @@ pub(crate) fn is_online() -> bool {
     web_sys::window().is_none_or(|window| window.navigator().on_line())
 }
 
-/// Resolves on the window's next `online` event. The listener is removed
-/// when this future completes or is dropped.
+/// Resolves on the window's next `online` event.
 #[cfg(target_arch = "wasm32")]
 pub(crate) async fn online() {
+    window_event("online").await;
+}
+
+/// Resolves on the window's next `offline` event.
+#[cfg(target_arch = "wasm32")]
+pub(crate) async fn offline() {
+    window_event("offline").await;
+}
+
+/// Resolves on the window's next `name` event; never outside a window. The
+/// listener is removed when this future completes or is dropped.
+#[cfg(target_arch = "wasm32")]
+async fn window_event(name: &'static str) {
     let Some(window) = web_sys::window() else {
         return std::future::pending::<()>().await;
     };
     let (tx, rx) = futures::channel::oneshot::channel::<()>();
-    let _listener = gloo_events::EventListener::once(&window, "online", move |_| {
+    let _listener = gloo_events::EventListener::once(&window, name, move |_| {
         let _ = tx.send(());
     });
     let _ = rx.await;

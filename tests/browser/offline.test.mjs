@@ -42,10 +42,18 @@ test("offline spends no attempts and online reconnects at once", async () => {
     await window.client.join("field");
   }, hub.url);
 
+  // Going offline drops the connection at once: the page hears about it from
+  // the `offline` event, not from a close frame that the emulated offline
+  // network would never deliver.
   await context.setOffline(true);
-  await hub.stop();
   await page.waitForFunction(() => window.events.some((e) => e.name === "disconnected"));
   assert.equal(await page.evaluate(() => navigator.onLine), false);
+  const dropped = await page.evaluate(() => window.events.find((e) => e.name === "disconnected").payload);
+  assert.equal(dropped.willReconnect, true);
+  assert.match(dropped.reason, /offline/);
+  // The hub restarts while the page is offline: nothing may be attempted
+  // against it until the network is back.
+  await hub.stop();
 
   hub = await startHub(hubPort);
   const wentOnline = await page.evaluate(() => performance.now());
