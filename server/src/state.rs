@@ -214,7 +214,10 @@ impl AppState {
                     let Some(inner) = weak.upgrade() else { break };
                     inner.ids.sweep();
                     inner.admission.sweep();
-                    inner.streams.store().sweep(crate::wire::now_ms(), STREAM_IDLE_MS);
+                    // A disk store's sweep is one write transaction over
+                    // every stream: keep it off the async workers.
+                    let sweep = move || inner.streams.sweep(crate::wire::now_ms(), STREAM_IDLE_MS);
+                    let _ = tokio::task::spawn_blocking(sweep).await;
                 }
             });
         });

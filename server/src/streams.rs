@@ -64,6 +64,12 @@ impl Streams {
         self.config.max_page
     }
 
+    /// Periodic upkeep of the store: expired history out, idle empty
+    /// streams dropped.
+    pub(crate) fn sweep(&self, now_ms: u64, idle_ms: u64) {
+        self.store.sweep(now_ms, idle_ms, &|key| self.limits(key).clone());
+    }
+
     pub(crate) fn limits(&self, key: &StreamKey) -> &HistoryLimits {
         match key {
             StreamKey::Room(room) => self.rules.first(room).unwrap_or(&self.config.default),

@@ -287,9 +287,35 @@ impl HistoryStore for DiskStore {
         Ok((Position { epoch: m.epoch, offset: m.last }, pending))
     }
 
-    /// History on disk is bounded per stream by its limits, applied whenever
-    /// the stream is used; streams nobody uses again are left as they are.
-    fn sweep(&self, _now_ms: u64, _idle_ms: u64) {}
+    /// Trims every stream on disk to its limits in one transaction. Stream
+    /// records themselves (epoch and offsets, a few dozen bytes) are kept:
+    /// the file does not record when a stream was last used, and dropping an
+    /// epoch would turn a later resume into `recovered: false`.
+    fn sweep(&self, now_ms: u64, _idle_ms: u64, limits: &dyn Fn(&StreamKey) -> HistoryLimits) {
+        let swept = self.write(|meta, messages| {
+            let mut keys = Vec::new();
+            for entry in meta.iter().map_err(err)? {
+                let (key, value) = entry.map_err(err)?;
+                // Only streams that still hold messages need a look.
+                if value.value().3 > 0 {
+                    keys.push(key.value().to_owned());
+                }
+            }
+            for key in keys {
+                let Some(stream) = StreamKey::decode(&key) else { continue };
+                let Some(mut m) = load(meta, &key)? else { continue };
+                let before = (m.count, m.bytes);
+                trim(messages, &key, &mut m, &limits(&stream), now_ms)?;
+                if (m.count, m.bytes) != before {
+                    save(meta, &key, &m)?;
+                }
+            }
+            Ok(())
+        });
+        if let Err(error) = swept {
+            tracing::warn!(%error, "history sweep failed; it is retried at the next one");
+        }
+    }
 
     fn flush(&self) -> Result<(), StoreError> {
         let mut txn = self.db.begin_write().map_err(err)?;
@@ -348,6 +374,40 @@ mod tests {
             store.undelivered(&inbox, &limits(5), 2_000).unwrap().1.is_empty(),
             "delivered once"
         );
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn the_sweep_drops_expired_history_of_streams_nobody_uses() {
+        let dir = std::env::temp_dir().join(format!("switchboard-sweep-{}", std::process::id()));
+        let store = DiskStore::open(&dir.join("history.redb")).unwrap();
+        let short = StreamKey::Room("short".into());
+        let inbox = StreamKey::Inbox("bob".into());
+        let rules = |key: &StreamKey| match key {
+            StreamKey::Room(_) => HistoryLimits { size: 10, ttl_secs: 1, max_bytes: 1 << 20 },
+            StreamKey::Inbox(_) => limits(10),
+        };
+        for (key, at) in [(&short, 1_000), (&short, 5_000), (&inbox, 1_000)] {
+            store.append(key, &rules(key), at, &mut |o| Utf8Bytes::from(format!("m{o}"))).unwrap();
+        }
+        // Nothing reads the streams again; only the sweep sees them.
+        store.sweep(5_500, 0, &rules);
+        let stored = |key: &StreamKey| {
+            let txn = store.db.begin_read().unwrap();
+            let messages = txn.open_table(MESSAGES).unwrap();
+            let key = key.encode();
+            let offsets = messages
+                .range((key.as_str(), 0)..=(key.as_str(), u64::MAX))
+                .unwrap()
+                .map(|entry| entry.unwrap().0.value().1)
+                .collect::<Vec<_>>();
+            let meta = txn.open_table(META).unwrap();
+            (offsets, load(&meta, &key).unwrap().unwrap().count)
+        };
+        assert_eq!(stored(&short), (vec![2], 1), "the message past its 1 s TTL left the file");
+        assert_eq!(stored(&inbox), (vec![1], 1), "the inbox keeps its own 1 h TTL");
+        assert_eq!(store.position(&short).unwrap().offset, 2, "the stream record stays");
+        drop(store);
         std::fs::remove_dir_all(dir).unwrap();
     }
 }

@@ -175,10 +175,12 @@ impl HistoryStore for MemoryStore {
         }))
     }
 
-    fn sweep(&self, now_ms: u64, idle_ms: u64) {
+    fn sweep(&self, now_ms: u64, idle_ms: u64, limits: &dyn Fn(&StreamKey) -> HistoryLimits) {
         let mut streams = self.streams.lock().unwrap_or_else(PoisonError::into_inner);
-        streams
-            .retain(|_, s| !s.entries.is_empty() || now_ms.saturating_sub(s.touched_ms) < idle_ms);
+        streams.retain(|key, stream| {
+            stream.trim(&limits(key), now_ms);
+            !stream.entries.is_empty() || now_ms.saturating_sub(stream.touched_ms) < idle_ms
+        });
     }
 
     fn flush(&self) -> Result<(), StoreError> {
@@ -276,7 +278,28 @@ mod tests {
         let store = MemoryStore::new();
         let key = StreamKey::Room("gone".into());
         let epoch = store.position(&key).unwrap().epoch;
-        store.sweep(crate::wire::now_ms() + 10_000, 1_000);
+        store.sweep(crate::wire::now_ms() + 10_000, 1_000, &|_| limits(10, 60));
         assert_ne!(store.position(&key).unwrap().epoch, epoch, "a new stream, a new epoch");
+    }
+
+    #[test]
+    fn the_sweep_drops_expired_history_of_streams_nobody_uses() {
+        let store = MemoryStore::new();
+        let short = StreamKey::Room("short".into());
+        let long = StreamKey::Room("long".into());
+        let rules = |key: &StreamKey| match key {
+            StreamKey::Room(room) if &**room == "short" => limits(10, 1),
+            _ => limits(10, 3600),
+        };
+        append(&store, &short, &rules(&short), 1_000);
+        append(&store, &short, &rules(&short), 5_000);
+        append(&store, &long, &rules(&long), 1_000);
+        // Nothing reads the streams again; only the sweep sees them.
+        store.sweep(5_500, 3_600_000, &rules);
+        let streams = store.streams.lock().unwrap();
+        let kept =
+            |key: &StreamKey| streams[key].entries.iter().map(|e| e.offset).collect::<Vec<_>>();
+        assert_eq!(kept(&short), [2], "the message past its 1 s TTL is gone");
+        assert_eq!(kept(&long), [1], "a 1 h TTL keeps it");
     }
 }

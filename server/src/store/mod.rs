@@ -40,6 +40,15 @@ impl StreamKey {
             StreamKey::Inbox(user) => format!("u:{user}"),
         }
     }
+
+    /// The key whose [`encode`](StreamKey::encode) form is `text`, if any.
+    pub fn decode(text: &str) -> Option<StreamKey> {
+        match text.split_once(':')? {
+            ("r", room) => Some(StreamKey::Room(room.into())),
+            ("u", user) => Some(StreamKey::Inbox(user.into())),
+            _ => None,
+        }
+    }
 }
 
 /// One stored message: its offset, when it was accepted, and its `message`
@@ -116,9 +125,12 @@ pub trait HistoryStore: Send + Sync + 'static {
         now_ms: u64,
     ) -> Result<(Position, Vec<Stored>), StoreError>;
 
-    /// Drops streams idle for longer than `idle_ms` with nothing left in
-    /// their history, so memory does not grow with every room ever used.
-    fn sweep(&self, now_ms: u64, idle_ms: u64);
+    /// Periodic upkeep: drops every stored message past its stream's TTL
+    /// (`limits` gives each stream's limits), so expired history leaves the
+    /// store even in streams nobody uses again; then drops streams idle for
+    /// longer than `idle_ms` with nothing left, so the store does not grow
+    /// with every room ever used.
+    fn sweep(&self, now_ms: u64, idle_ms: u64, limits: &dyn Fn(&StreamKey) -> HistoryLimits);
 
     /// Makes everything appended so far durable (no-op in memory).
     fn flush(&self) -> Result<(), StoreError>;
