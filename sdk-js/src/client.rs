@@ -30,9 +30,13 @@ impl Client {
         #[wasm_bindgen(unchecked_param_type = "ClientOptions")] options: JsValue,
     ) -> Result<Client, JsValue> {
         let (options, get_token) = crate::options::take_token_function(&options)?;
-        let options: Options = serde_wasm_bindgen::from_value(options).map_err(|err| {
-            JsValue::from(js_error("invalid_options", &format!("invalid options: {err}")))
-        })?;
+        let options: Options = if options.is_undefined() || options.is_null() {
+            Options::default()
+        } else {
+            crate::convert::from_js(&options).map_err(|err| {
+                JsValue::from(js_error("invalid_options", &format!("invalid options: {err}")))
+            })?
+        };
         let mut builder = options.apply(switchboard_sdk::Client::builder(url));
         if let Some(function) = get_token {
             builder = builder.token_provider(crate::options::provider(function));

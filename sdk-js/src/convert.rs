@@ -1,18 +1,25 @@
 //! SDK values to plain JavaScript objects, and JavaScript values to JSON.
+//!
+//! Both directions go through JSON text and the browser's own `JSON`
+//! object: the values cross the boundary with exactly the semantics web
+//! developers expect of a JSON API (`undefined` fields dropped, `toJSON`
+//! honoured), and the module carries no second serde backend, which keeps
+//! the package smaller.
 
 use serde::Serialize;
-use serde_wasm_bindgen::Serializer;
+use serde::de::DeserializeOwned;
 use switchboard_sdk::{Connected, Connecting, Disconnected, Joined};
-use wasm_bindgen::JsValue;
+use wasm_bindgen::{JsCast as _, JsValue};
 
 use crate::error::js_error;
 
-/// Serializes to plain objects and arrays (never `Map`), with 64-bit
-/// integers as numbers, which is what JavaScript code expects.
+/// Plain objects and arrays, numbers for 64-bit integers: what JavaScript
+/// code expects.
 pub(crate) fn to_js<T: Serialize + ?Sized>(value: &T) -> JsValue {
-    value
-        .serialize(&Serializer::json_compatible())
-        .unwrap_or_else(|err| js_error("protocol", &format!("cannot convert to JS: {err}")).into())
+    serde_json::to_string(value)
+        .ok()
+        .and_then(|text| js_sys::JSON::parse(&text).ok())
+        .unwrap_or_else(|| js_error("protocol", "a value could not be converted to JS").into())
 }
 
 /// Reads any JSON-compatible JavaScript value; `undefined` is `null`.
@@ -20,8 +27,20 @@ pub(crate) fn to_json(value: JsValue) -> Result<serde_json::Value, JsValue> {
     if value.is_undefined() {
         return Ok(serde_json::Value::Null);
     }
-    serde_wasm_bindgen::from_value(value)
-        .map_err(|err| js_error("invalid_options", &format!("data is not JSON: {err}")).into())
+    from_js(&value).map_err(|reason| {
+        js_error("invalid_options", &format!("data is not JSON: {reason}")).into()
+    })
+}
+
+/// Reads `value` as `T` through `JSON.stringify`; the reason when it cannot.
+pub(crate) fn from_js<T: DeserializeOwned>(value: &JsValue) -> Result<T, String> {
+    let text = js_sys::JSON::stringify(value).map_err(|err| {
+        err.dyn_ref::<js_sys::Error>()
+            .map_or_else(|| "JSON.stringify failed".to_owned(), |e| String::from(e.message()))
+    })?;
+    // `JSON.stringify` gives `undefined`, not a string, for a function or a symbol.
+    let text = text.as_string().ok_or_else(|| "not a JSON value".to_owned())?;
+    serde_json::from_str(&text).map_err(|err| err.to_string())
 }
 
 #[derive(Serialize)]

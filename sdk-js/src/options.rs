@@ -9,7 +9,7 @@ use serde::Deserialize;
 use switchboard_sdk::{ClientBuilder, Heartbeat, ReconnectPolicy};
 
 /// `ClientOptions` in TypeScript.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub(crate) struct Options {
     #[serde(default)]
@@ -24,8 +24,7 @@ pub(crate) struct Options {
 }
 
 /// An options object, or `false` to switch the feature off.
-#[derive(Debug, Deserialize)]
-#[serde(untagged)]
+#[derive(Debug)]
 enum Toggle<T> {
     Off(Off),
     On(T),
@@ -35,12 +34,30 @@ enum Toggle<T> {
 #[derive(Debug)]
 struct Off;
 
-impl<'de> Deserialize<'de> for Off {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Off, D::Error> {
-        match bool::deserialize(deserializer)? {
-            false => Ok(Off),
-            true => Err(serde::de::Error::custom("use an options object or `false`")),
+// By hand rather than `#[serde(untagged)]`, which buffers the value to try
+// each variant in turn: the shape alone says which one it is.
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Toggle<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Toggle<T>, D::Error> {
+        struct ToggleVisitor<T>(std::marker::PhantomData<T>);
+        impl<'de, T: Deserialize<'de>> serde::de::Visitor<'de> for ToggleVisitor<T> {
+            type Value = Toggle<T>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("an options object or `false`")
+            }
+            fn visit_bool<E: serde::de::Error>(self, on: bool) -> Result<Toggle<T>, E> {
+                match on {
+                    false => Ok(Toggle::Off(Off)),
+                    true => Err(E::custom("use an options object or `false`")),
+                }
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                map: A,
+            ) -> Result<Toggle<T>, A::Error> {
+                T::deserialize(serde::de::value::MapAccessDeserializer::new(map)).map(Toggle::On)
+            }
         }
+        deserializer.deserialize_any(ToggleVisitor(std::marker::PhantomData))
     }
 }
 

@@ -143,6 +143,21 @@ async fn errors_reject_with_a_switchboard_error_carrying_the_servers_code() {
 
     let error = wait(client.join(String::new())).await.expect_err("an empty room name is refused");
     assert_eq!(text(&error, "kind"), "invalid_name");
+
+    // Data JSON cannot carry is refused before anything is sent, not mangled.
+    let room = unique("json");
+    wait(client.join(room.clone())).await.unwrap();
+    let bigint = JsValue::from(js_sys::BigInt::from(10_i64));
+    let error = wait(client.publish(room.clone(), "chat".into(), bigint))
+        .await
+        .expect_err("a BigInt is not JSON");
+    assert_eq!(text(&error, "kind"), "invalid_options");
+    assert!(text(&error, "message").contains("not JSON"), "{error:?}");
+    let function = JsValue::from(js_sys::Function::new_no_args("return 1"));
+    let error = wait(client.publish(room, "chat".into(), function))
+        .await
+        .expect_err("a function is not JSON");
+    assert_eq!(text(&error, "kind"), "invalid_options");
     wait(client.close()).await.unwrap();
 }
 

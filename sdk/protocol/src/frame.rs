@@ -239,7 +239,10 @@ impl std::fmt::Display for DecodeError {
 impl std::error::Error for DecodeError {}
 
 /// A frame sent by the hub to a client.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+///
+/// Decoding reads `type` first instead of buffering the frame (see
+/// `tag_first.rs`); the serialized form is the derived one.
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ServerFrame {
     /// Always the first frame of a connection.

@@ -14,6 +14,8 @@
 //!   [`CloseCode`] (in WebSocket close frames), each with documented ranges and
 //!   whether a client should reconnect.
 //! - [`name`]: the rules for room names, event names and user ids.
+//! - `tag_first` (private): decodes [`ServerFrame`] reading `type` first,
+//!   without serde's buffering of internally tagged enums.
 //!
 //! The protocol is documented for client authors in `docs/PROTOCOL.md`; golden
 //! JSON fixtures under `fixtures/` pin the exact encoding.
@@ -21,6 +23,7 @@
 pub mod code;
 pub mod frame;
 pub mod name;
+mod tag_first;
 
 pub use code::{CloseCode, ErrorCode};
 pub use frame::{
