@@ -1,7 +1,8 @@
 //! [`Admission`]: who may open a connection (WebSocket or SSE), decided
 //! before any connection state exists: allowed browser origins, IP allow and
 //! deny lists, new connections per second and concurrent connections per IP
-//! address, connections per user, and the hub's total.
+//! address (the client's, behind trusted proxies: `client_addr.rs`),
+//! connections per user, and the hub's total.
 //!
 //! An admitted connection holds a [`Ticket`]; dropping it gives back the
 //! slots it took.
@@ -17,6 +18,7 @@ use tokio::sync::OwnedSemaphorePermit;
 
 use crate::AppState;
 use crate::api::ApiError;
+use crate::client_addr::client_ip;
 use crate::config::LimitsConfig;
 
 /// Open connections per IP address.
@@ -76,7 +78,7 @@ impl Admission {
                 }
             }
         }
-        let ip = peer.map(|p| p.ip());
+        let ip = peer.map(|p| client_ip(p.ip(), headers, &limits.trusted_proxies));
         if let Some(ip) = ip {
             if limits.deny_ips.iter().any(|net| net.contains(&ip)) {
                 return Err(ApiError::Forbidden(format!("address {ip} is denied")));

@@ -116,7 +116,8 @@ pub struct LimitsConfig {
     pub max_connections_per_user: usize,
     /// Most concurrent connections from one IP address (default 0: no limit,
     /// since behind a reverse proxy every client shares the proxy's address;
-    /// set it when clients connect directly).
+    /// set it when clients connect directly, or list the proxies in
+    /// `trusted_proxies`).
     pub max_connections_per_ip: usize,
     /// Most new connections per second from one IP address, with bursts of
     /// twice that (default 0: no limit, for the same reason); HTTP 429 past it.
@@ -141,6 +142,10 @@ pub struct LimitsConfig {
     pub allow_ips: Vec<ipnet::IpNet>,
     /// These networks (CIDR) may not connect (403), even if allowed above.
     pub deny_ips: Vec<ipnet::IpNet>,
+    /// Reverse proxies and load balancers (CIDR) whose `X-Forwarded-For`
+    /// header names the client (default none: the header is ignored). The
+    /// per-address limits and the IP lists then apply to that client.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
 }
 
 impl Default for LimitsConfig {
@@ -162,6 +167,7 @@ impl Default for LimitsConfig {
             allowed_origins: Vec::new(),
             allow_ips: Vec::new(),
             deny_ips: Vec::new(),
+            trusted_proxies: Vec::new(),
         }
     }
 }

@@ -36,6 +36,8 @@
 //!   window of recent request ids that makes retries idempotent.
 //! - `outbound.rs`: each connection's bounded outbound queue and close signal.
 //! - `session.rs`: one connection's state machine; `ws.rs`: the upgrade in front of it.
+//! - `admission.rs`: who may connect (origins, IP lists, per-address and
+//!   per-user limits); `client_addr.rs`: the client's address behind trusted proxies.
 //! - `sse.rs`: Server-Sent Events for receive-only clients, resumable with `Last-Event-ID`.
 //! - [`identity`]: who a connection is, from the upgrade request; [`auth`]:
 //!   JWT verification (HS256/RS256/ES256) or insecure development identities.
@@ -49,6 +51,7 @@ pub mod api;
 pub mod auth;
 pub mod broker;
 pub mod cli;
+mod client_addr;
 pub mod config;
 mod error;
 #[cfg(any(test, feature = "fuzzing"))]

@@ -544,6 +544,58 @@ async fn origins_and_addresses_outside_the_lists_get_403() {
     calm.check(&server, None).await;
 }
 
+/// Opens a WebSocket that claims, through `X-Forwarded-For`, to be
+/// forwarded for `chain`; the HTTP status when refused.
+async fn open_forwarded(server: &TestServer, user: &str, chain: &str) -> Result<RawSocket, u16> {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let mut request = format!("{}?user_id={user}", server.ws_url()).into_client_request().unwrap();
+    request.headers_mut().insert("x-forwarded-for", chain.parse().unwrap());
+    match tokio::time::timeout(TIMEOUT, tokio_tungstenite::connect_async(request))
+        .await
+        .expect("in time")
+    {
+        Ok((socket, _)) => Ok(socket),
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            Err(response.status().as_u16())
+        }
+        Err(other) => panic!("unexpected handshake failure: {other}"),
+    }
+}
+
+#[tokio::test]
+async fn behind_a_trusted_proxy_limits_apply_to_the_forwarded_client_and_forgeries_do_not_help() {
+    let mut config = test_config();
+    config.limits.trusted_proxies = vec!["127.0.0.1/32".parse().unwrap()];
+    config.limits.max_connections_per_ip = 1;
+    config.limits.deny_ips = vec!["203.0.113.66/32".parse().unwrap()];
+    let server = TestServer::start_with(config).await;
+    let mut calm = Bystander::join(&server, "user_id=calm").await;
+    // Two clients behind the same proxy are two addresses, one slot each.
+    let _first = open_forwarded(&server, "first", "198.51.100.1").await.expect("own slot");
+    let _second = open_forwarded(&server, "second", "198.51.100.2").await.expect("own slot");
+    assert_eq!(open_forwarded(&server, "again", "198.51.100.1").await.err(), Some(429));
+    assert_eq!(open_forwarded(&server, "denied", "203.0.113.66").await.err(), Some(403));
+    // An entry the client wrote itself (left of what the proxy appended) is
+    // not believed: neither to escape the deny list nor to frame someone.
+    assert_eq!(open_forwarded(&server, "sly", "198.51.100.9, 203.0.113.66").await.err(), Some(403));
+    let framed = open_forwarded(&server, "framed", "203.0.113.66, 198.51.100.3").await;
+    assert!(framed.is_ok(), "judged by the proxy-written 198.51.100.3");
+    calm.check(&server, None).await;
+
+    // Without trusted proxies the header is ignored: the peer is the client.
+    let mut config = test_config();
+    config.limits.deny_ips = vec!["203.0.113.66/32".parse().unwrap()];
+    config.limits.max_connections_per_ip = 2;
+    let server = TestServer::start_with(config).await;
+    let _one = open_forwarded(&server, "one", "203.0.113.66").await.expect("header ignored");
+    let _two = open_forwarded(&server, "two", "198.51.100.1").await.expect("second from 127.0.0.1");
+    assert_eq!(
+        open_forwarded(&server, "three", "198.51.100.2").await.err(),
+        Some(429),
+        "a forged header does not buy another slot"
+    );
+}
+
 #[tokio::test]
 async fn a_client_that_stops_reading_is_cut_off_with_bounded_memory() {
     let mut config = test_config();
