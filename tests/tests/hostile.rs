@@ -64,8 +64,15 @@ impl Bystander {
 
 /// Opens a raw WebSocket with `query`; the HTTP status on refusal.
 async fn open(server: &TestServer, query: &str) -> Result<RawSocket, u16> {
-    let url = format!("{}?{query}", server.ws_url());
-    match tokio::time::timeout(TIMEOUT, tokio_tungstenite::connect_async(url))
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    handshake(format!("{}?{query}", server.ws_url()).into_client_request().unwrap()).await
+}
+
+/// Performs a WebSocket handshake; the HTTP status when refused.
+async fn handshake(
+    request: tokio_tungstenite::tungstenite::handshake::client::Request,
+) -> Result<RawSocket, u16> {
+    match tokio::time::timeout(TIMEOUT, tokio_tungstenite::connect_async(request))
         .await
         .expect("in time")
     {
@@ -550,16 +557,7 @@ async fn open_forwarded(server: &TestServer, user: &str, chain: &str) -> Result<
     use tokio_tungstenite::tungstenite::client::IntoClientRequest;
     let mut request = format!("{}?user_id={user}", server.ws_url()).into_client_request().unwrap();
     request.headers_mut().insert("x-forwarded-for", chain.parse().unwrap());
-    match tokio::time::timeout(TIMEOUT, tokio_tungstenite::connect_async(request))
-        .await
-        .expect("in time")
-    {
-        Ok((socket, _)) => Ok(socket),
-        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
-            Err(response.status().as_u16())
-        }
-        Err(other) => panic!("unexpected handshake failure: {other}"),
-    }
+    handshake(request).await
 }
 
 #[tokio::test]
