@@ -101,10 +101,12 @@ fn load(
     meta: &impl ReadableTable<&'static str, (&'static str, u64, u64, u64, u64)>,
     key: &str,
 ) -> Result<Option<Meta>, StoreError> {
-    Ok(meta.get(key).map_err(err)?.map(|value| {
-        let (epoch, last, delivered, count, bytes) = value.value();
-        Meta { epoch: epoch.to_owned(), last, delivered, count, bytes }
-    }))
+    Ok(meta.get(key).map_err(err)?.map(|value| from_row(value.value())))
+}
+
+/// A `META` row as [`Meta`].
+fn from_row((epoch, last, delivered, count, bytes): (&str, u64, u64, u64, u64)) -> Meta {
+    Meta { epoch: epoch.to_owned(), last, delivered, count, bytes }
 }
 
 fn save(
@@ -293,17 +295,17 @@ impl HistoryStore for DiskStore {
     /// epoch would turn a later resume into `recovered: false`.
     fn sweep(&self, now_ms: u64, _idle_ms: u64, limits: &dyn Fn(&StreamKey) -> HistoryLimits) {
         let swept = self.write(|meta, messages| {
-            let mut keys = Vec::new();
+            let mut holding = Vec::new();
             for entry in meta.iter().map_err(err)? {
                 let (key, value) = entry.map_err(err)?;
+                let m = from_row(value.value());
                 // Only streams that still hold messages need a look.
-                if value.value().3 > 0 {
-                    keys.push(key.value().to_owned());
+                if m.count > 0 {
+                    holding.push((key.value().to_owned(), m));
                 }
             }
-            for key in keys {
+            for (key, mut m) in holding {
                 let Some(stream) = StreamKey::decode(&key) else { continue };
-                let Some(mut m) = load(meta, &key)? else { continue };
                 let before = (m.count, m.bytes);
                 trim(messages, &key, &mut m, &limits(&stream), now_ms)?;
                 if (m.count, m.bytes) != before {
