@@ -105,11 +105,16 @@ pub(crate) fn joined(event: &Joined) -> JsValue {
 
 #[derive(Serialize)]
 struct HistoryJs<'a> {
-    epoch: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    epoch: Option<&'a str>,
     offset: u64,
     messages: &'a [switchboard_sdk::Message],
 }
 
 pub(crate) fn history(page: &switchboard_sdk::History) -> JsValue {
-    to_js(&HistoryJs { epoch: &page.epoch, offset: page.offset, messages: &page.messages })
+    to_js(&HistoryJs {
+        epoch: page.epoch.as_deref(),
+        offset: page.offset,
+        messages: &page.messages,
+    })
 }

@@ -61,7 +61,8 @@ export interface Message {
 
 /** A page of a room's stored history. */
 export interface HistoryPage {
-  epoch: string;
+  /** The room's epoch; absent when the room has no stored stream yet. */
+  epoch?: string;
   /** The offset of the room's last message. */
   offset: number;
   messages: Message[];

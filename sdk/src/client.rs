@@ -154,7 +154,7 @@ impl Client {
         check_name("room", room)?;
         let ack = self.request(Op::History { room: room.to_owned(), since, limit }).await?;
         Ok(History {
-            epoch: ack.epoch.unwrap_or_default(),
+            epoch: ack.epoch,
             offset: ack.offset.unwrap_or(0),
             messages: ack.messages.unwrap_or_default(),
         })

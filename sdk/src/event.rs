@@ -71,8 +71,9 @@ pub struct Joined {
 /// A page of a room's stored history, as [`Client::history`](crate::Client::history) returns it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct History {
-    /// The room's epoch.
-    pub epoch: String,
+    /// The room's epoch; `None` when the room has no stored stream yet
+    /// (nothing was ever published to it, or everything in it expired).
+    pub epoch: Option<String>,
     /// The offset of the room's last message.
     pub offset: u64,
     /// The messages, oldest first.

@@ -1,8 +1,12 @@
 //! [`Admission`]: who may open a connection (WebSocket or SSE), decided
-//! before any connection state exists: allowed browser origins, IP allow and
-//! deny lists, new connections per second and concurrent connections per IP
-//! address (the client's, behind trusted proxies: `client_addr.rs`),
-//! connections per user, and the hub's total.
+//! before any connection state exists: allowed browser origins, new
+//! connections per second and concurrent connections per IP address (the
+//! client's, behind trusted proxies: `client_addr.rs`), connections per
+//! user, and the hub's total.
+//!
+//! The IP allow and deny lists are wider: [`address_gate`] applies them to
+//! every request on every route (`/ws`, `/sse`, `/api/…`, `/health`), so a
+//! denied address reaches nothing, the admin API included.
 //!
 //! An admitted connection holds a [`Ticket`]; dropping it gives back the
 //! slots it took.
@@ -12,7 +16,10 @@ use std::net::{IpAddr, SocketAddr};
 use std::num::NonZeroU32;
 use std::sync::{Arc, Mutex, PoisonError};
 
+use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderMap, header::ORIGIN};
+use axum::middleware::Next;
+use axum::response::Response;
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use tokio::sync::OwnedSemaphorePermit;
 
@@ -51,6 +58,38 @@ impl Drop for Ticket {
     }
 }
 
+/// Whether the lists let `ip` in: deny wins over allow, and an empty allow
+/// list allows everyone.
+pub(crate) fn check_address(limits: &LimitsConfig, ip: IpAddr) -> Result<(), ApiError> {
+    if limits.deny_ips.iter().any(|net| net.contains(&ip)) {
+        return Err(ApiError::Forbidden(format!("address {ip} is denied")));
+    }
+    if !limits.allow_ips.is_empty() && !limits.allow_ips.iter().any(|net| net.contains(&ip)) {
+        return Err(ApiError::Forbidden(format!("address {ip} is not allowed")));
+    }
+    Ok(())
+}
+
+/// Middleware on every route: refuses requests from addresses the IP lists
+/// exclude with 403 `forbidden`. Requests without a known peer address (an
+/// embedding app that serves without connect info) pass.
+pub(crate) async fn address_gate(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
+    let limits = &state.config().limits;
+    if !(limits.deny_ips.is_empty() && limits.allow_ips.is_empty()) {
+        if let Some(ConnectInfo(peer)) = request.extensions().get::<ConnectInfo<SocketAddr>>() {
+            check_address(
+                limits,
+                client_ip(peer.ip(), request.headers(), &limits.trusted_proxies),
+            )?;
+        }
+    }
+    Ok(next.run(request).await)
+}
+
 impl Admission {
     pub(crate) fn new(limits: &LimitsConfig) -> Admission {
         let rate = NonZeroU32::new(limits.connections_per_ip_per_sec).map(|per_sec| {
@@ -78,16 +117,9 @@ impl Admission {
                 }
             }
         }
+        // The address lists were already applied to this request by
+        // `address_gate`, like to every route.
         let ip = peer.map(|p| client_ip(p.ip(), headers, &limits.trusted_proxies));
-        if let Some(ip) = ip {
-            if limits.deny_ips.iter().any(|net| net.contains(&ip)) {
-                return Err(ApiError::Forbidden(format!("address {ip} is denied")));
-            }
-            if !limits.allow_ips.is_empty() && !limits.allow_ips.iter().any(|net| net.contains(&ip))
-            {
-                return Err(ApiError::Forbidden(format!("address {ip} is not allowed")));
-            }
-        }
         if state.is_shutting_down() {
             return Err(ApiError::ShuttingDown);
         }

@@ -119,6 +119,8 @@ pub fn router(state: AppState) -> Router {
         .fallback(api::not_found)
         .method_not_allowed_fallback(api::method_not_allowed)
         .layer(DefaultBodyLimit::max(body_limit))
+        // Outermost: a denied address reaches no route at all.
+        .layer(axum::middleware::from_fn_with_state(state.clone(), admission::address_gate))
         .with_state(state)
 }
 

@@ -1,8 +1,11 @@
 //! An in-memory WebSocket for driving a [`Session`](crate::session::Session)
 //! without a network: the unit tests and the fuzz targets play the client
-//! on the other end.
+//! on the other end. The client can also stop taking frames, as a peer that
+//! stops reading does once its TCP buffers are full.
 
 use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 
 use axum::extract::ws::Message as WsMessage;
@@ -13,19 +16,34 @@ use futures::{Sink, Stream, StreamExt};
 pub(crate) struct MemorySocket {
     incoming: mpsc::UnboundedReceiver<Result<WsMessage, axum::Error>>,
     outgoing: mpsc::UnboundedSender<WsMessage>,
+    stalled: Arc<AtomicBool>,
 }
 
 /// The client's end.
 pub(crate) struct MemoryPeer {
     pub(crate) to_session: mpsc::UnboundedSender<Result<WsMessage, axum::Error>>,
     pub(crate) from_session: mpsc::UnboundedReceiver<WsMessage>,
+    stalled: Arc<AtomicBool>,
+}
+
+impl MemoryPeer {
+    /// From now on the session's writes never complete, like writes to a
+    /// peer that stopped reading.
+    #[cfg(test)]
+    pub(crate) fn stop_reading(&self) {
+        self.stalled.store(true, Ordering::SeqCst);
+    }
 }
 
 /// A connected pair.
 pub(crate) fn pair() -> (MemorySocket, MemoryPeer) {
     let (to_session, incoming) = mpsc::unbounded();
     let (outgoing, from_session) = mpsc::unbounded();
-    (MemorySocket { incoming, outgoing }, MemoryPeer { to_session, from_session })
+    let stalled = Arc::new(AtomicBool::new(false));
+    (
+        MemorySocket { incoming, outgoing, stalled: stalled.clone() },
+        MemoryPeer { to_session, from_session, stalled },
+    )
 }
 
 impl Stream for MemorySocket {
@@ -38,7 +56,8 @@ impl Stream for MemorySocket {
 impl Sink<WsMessage> for MemorySocket {
     type Error = axum::Error;
     fn poll_ready(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        Poll::Ready(Ok(()))
+        // A stalled peer never wakes the writer: only timeouts can end it.
+        if self.stalled.load(Ordering::SeqCst) { Poll::Pending } else { Poll::Ready(Ok(())) }
     }
     fn start_send(self: Pin<&mut Self>, item: WsMessage) -> Result<(), Self::Error> {
         self.outgoing.unbounded_send(item).map_err(axum::Error::new)

@@ -73,12 +73,54 @@ pub(crate) struct Start {
 }
 
 /// What to do after handling one event.
+#[derive(Debug)]
 enum Flow {
     Continue,
     /// Close with this code and reason.
     Close(CloseCode, String),
     /// The peer is gone or the socket failed: stop without a close frame.
-    Gone,
+    Gone(Ended),
+}
+
+/// Why a session ended without sending a close frame, as the log says it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ended {
+    /// The client sent a close frame (the stack answers it).
+    ClientClosed,
+    /// The connection ended without a close frame: a network drop, a
+    /// killed client, a laptop lid. Not a protocol error.
+    Dropped,
+    /// Reading or writing failed at the network level.
+    NetworkError,
+    /// The hub no longer knows the connection.
+    Unregistered,
+}
+
+impl std::fmt::Display for Ended {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Ended::ClientClosed => "the client closed the connection",
+            Ended::Dropped => "the connection dropped without a close frame",
+            Ended::NetworkError => "network error",
+            Ended::Unregistered => "removed from the hub",
+        })
+    }
+}
+
+/// The close for a session whose writes made no progress for `stall`.
+fn stalled(stall: Duration) -> Flow {
+    Flow::Close(
+        CloseCode::SLOW_CONSUMER,
+        format!("a write made no progress for {} ms: read faster", stall.as_millis()),
+    )
+}
+
+/// A write's outcome as a [`Flow`]: a failed write means the peer is gone.
+fn written(result: Result<(), axum::Error>) -> Flow {
+    match result {
+        Ok(()) => Flow::Continue,
+        Err(_) => Flow::Gone(Ended::NetworkError),
+    }
 }
 
 /// One connection's state.
@@ -155,7 +197,8 @@ where
                 self.close(code, &reason).await;
                 format!("closed with {code}")
             }
-            _ => "peer went away".to_owned(),
+            Flow::Gone(ended) => ended.to_string(),
+            Flow::Continue => "ended".to_owned(),
         };
         for (room, user) in self.state.hub().unregister(self.outbound.key) {
             self.announce(&room, &user, PresenceAction::Leave).await;
@@ -165,6 +208,69 @@ where
 
     async fn serve(&mut self, start: Start) -> Flow {
         let heartbeat = self.state.config().heartbeat.clone();
+        // A write that cannot finish within the heartbeat timeout means the
+        // client stopped reading; the session must not wait on it forever.
+        let stall = heartbeat.timeout();
+        match tokio::time::timeout(stall, self.open(start)).await {
+            Err(_) => return stalled(stall),
+            Ok(Flow::Continue) => {}
+            Ok(flow) => return flow,
+        }
+        let shutdown = self.state.shutdown_token().clone();
+        let close_signal = self.outbound.close_signal().clone();
+        let mut ticker =
+            tokio::time::interval_at(Instant::now() + heartbeat.interval(), heartbeat.interval());
+        ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        loop {
+            let token_timer = self.token_timer();
+            let wake = tokio::select! {
+                biased;
+                () = shutdown.cancelled() => Wake::Shutdown,
+                (code, reason) = close_signal.requested() => Wake::Close(code, reason),
+                expired = sleep_until_some(token_timer) => Wake::Token(expired),
+                Some(frame) = self.queue.recv() => Wake::Queued(frame),
+                incoming = self.socket.next() => Wake::Incoming(incoming),
+                _ = ticker.tick() => Wake::Tick,
+            };
+            // Handling may write to a socket whose peer stopped reading (its
+            // own answers, a replay, a ping: nothing the outbound queue
+            // bounds). The close signals must still win then, and the
+            // heartbeat ticker, which is not needed meanwhile, measures how
+            // long the write has been stuck.
+            let woke = Instant::now();
+            let mut tick_owed = false;
+            let work = self.on_wake(wake, heartbeat.timeout());
+            tokio::pin!(work);
+            let flow = loop {
+                break tokio::select! {
+                    biased;
+                    () = shutdown.cancelled() => Flow::Close(CloseCode::GOING_AWAY, SHUTDOWN.to_owned()),
+                    (code, reason) = close_signal.requested() => Flow::Close(code, reason),
+                    flow = &mut work => flow,
+                    _ = ticker.tick() => {
+                        if woke.elapsed() >= stall {
+                            stalled(stall)
+                        } else {
+                            tick_owed = true;
+                            continue;
+                        }
+                    }
+                };
+            };
+            if !matches!(flow, Flow::Continue) {
+                return flow;
+            }
+            if tick_owed {
+                // The heartbeat this tick was for runs on the next wake.
+                ticker.reset_immediately();
+            }
+        }
+    }
+
+    /// The start of a connection: registers it, sends `welcome` and what
+    /// waited in the inbox, and joins the room the URL named.
+    async fn open(&mut self, start: Start) -> Flow {
+        let heartbeat_ms = self.state.config().heartbeat.interval_ms;
         // Register under the inbox's lock, then read it: every private message
         // is then in the replay below or in the live queue (see streams.rs).
         let inbox = StreamKey::Inbox(self.user.clone());
@@ -198,52 +304,21 @@ where
             session: self.id.clone(),
             user: self.user.to_string(),
             protocol: PROTOCOL_VERSION,
-            heartbeat_ms: heartbeat.interval_ms,
+            heartbeat_ms,
             inbox: before_replay,
             recovered,
         });
-        if let flow @ (Flow::Close(..) | Flow::Gone) = self.reply(&welcome).await {
+        if let flow @ (Flow::Close(..) | Flow::Gone(_)) = self.reply(&welcome).await {
             return flow;
         }
         for stored in missed {
             if self.socket.send(WsMessage::Text(stored.frame)).await.is_err() {
-                return Flow::Gone;
+                return Flow::Gone(Ended::NetworkError);
             }
         }
-        if let Some(room) = start.room {
-            let flow = self.handle(ClientFrame::Join { id: None, room, since: None }).await;
-            if !matches!(flow, Flow::Continue) {
-                return flow;
-            }
-        }
-        let shutdown = self.state.shutdown_token().clone();
-        let close_signal = self.outbound.close_signal().clone();
-        let mut ticker =
-            tokio::time::interval_at(Instant::now() + heartbeat.interval(), heartbeat.interval());
-        ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
-        loop {
-            let token_timer = self.token_timer();
-            let wake = tokio::select! {
-                biased;
-                () = shutdown.cancelled() => Wake::Shutdown,
-                (code, reason) = close_signal.requested() => Wake::Close(code, reason),
-                expired = sleep_until_some(token_timer) => Wake::Token(expired),
-                Some(frame) = self.queue.recv() => Wake::Queued(frame),
-                incoming = self.socket.next() => Wake::Incoming(incoming),
-                _ = ticker.tick() => Wake::Tick,
-            };
-            // Handling may write to a socket whose peer stopped reading; the
-            // close signals must still win then, or a stalled client would pin
-            // its session forever.
-            let flow = tokio::select! {
-                biased;
-                () = shutdown.cancelled() => Flow::Close(CloseCode::GOING_AWAY, SHUTDOWN.to_owned()),
-                (code, reason) = close_signal.requested() => Flow::Close(code, reason),
-                flow = self.on_wake(wake, heartbeat.timeout()) => flow,
-            };
-            if !matches!(flow, Flow::Continue) {
-                return flow;
-            }
+        match start.room {
+            Some(room) => self.handle(ClientFrame::Join { id: None, room, since: None }).await,
+            None => Flow::Continue,
         }
     }
 
@@ -321,17 +396,14 @@ where
             if self.wanted(&delivery)
                 && self.socket.feed(WsMessage::Text(delivery.frame)).await.is_err()
             {
-                return Flow::Gone;
+                return Flow::Gone(Ended::NetworkError);
             }
             batch += 1;
             if batch < WRITE_BATCH {
                 next = self.queue.try_recv();
             }
         }
-        match self.socket.flush().await {
-            Ok(()) => Flow::Continue,
-            Err(_) => Flow::Gone,
-        }
+        written(self.socket.flush().await)
     }
 
     /// Whether a live delivery is new to this connection.
@@ -356,15 +428,13 @@ where
                 format!("nothing heard for {} ms", timeout.as_millis()),
             );
         }
-        match self.socket.send(WsMessage::Ping(Default::default())).await {
-            Ok(()) => Flow::Continue,
-            Err(_) => Flow::Gone,
-        }
+        written(self.socket.send(WsMessage::Ping(Default::default())).await)
     }
 
     async fn on_incoming(&mut self, incoming: Option<Result<WsMessage, axum::Error>>) -> Flow {
         match incoming {
-            None | Some(Ok(WsMessage::Close(_))) => Flow::Gone,
+            None => Flow::Gone(Ended::Dropped),
+            Some(Ok(WsMessage::Close(_))) => Flow::Gone(Ended::ClientClosed),
             Some(Ok(WsMessage::Text(text))) => {
                 if let Err(flow) = self.admit_frame() {
                     if let Flow::Continue = flow {
@@ -423,7 +493,7 @@ where
                     .await;
                 let (joined, position, replay) = match joined {
                     Ok((Some(joined), position, replay)) => (joined, position, replay),
-                    Ok((None, ..)) => return Flow::Gone,
+                    Ok((None, ..)) => return Flow::Gone(Ended::Unregistered),
                     Err(err) => {
                         return self.fail(id, ErrorCode::UNAVAILABLE, err.to_string()).await;
                     }
@@ -436,7 +506,7 @@ where
                     Some(Replay::Complete(missed)) => {
                         for stored in missed {
                             if self.socket.send(WsMessage::Text(stored.frame)).await.is_err() {
-                                return Flow::Gone;
+                                return Flow::Gone(Ended::NetworkError);
                             }
                         }
                         Some(true)
@@ -556,7 +626,7 @@ where
                 match read_history(&self.state, &room, since, limit) {
                     Ok(page) => {
                         self.ack(id, |ack| {
-                            ack.epoch = Some(page.epoch);
+                            ack.epoch = page.epoch;
                             ack.offset = Some(page.offset);
                             ack.messages = Some(page.messages);
                         })
@@ -587,10 +657,7 @@ where
         let id = id.as_ref()?;
         match self.state.ids().begin(&self.user, id) {
             Seen::New => None,
-            Seen::Done(answer) => Some(match self.socket.send(WsMessage::Text(answer)).await {
-                Ok(()) => Flow::Continue,
-                Err(_) => Flow::Gone,
-            }),
+            Seen::Done(answer) => Some(written(self.socket.send(WsMessage::Text(answer)).await)),
             Seen::InFlight => Some(self.ack(Some(id.clone()), |_| {}).await),
         }
     }
@@ -602,10 +669,7 @@ where
         fill(&mut ack);
         let frame = encode(&ServerFrame::Ack(ack));
         self.state.ids().finish(&self.user, &id, frame.clone());
-        match self.socket.send(WsMessage::Text(frame)).await {
-            Ok(()) => Flow::Continue,
-            Err(_) => Flow::Gone,
-        }
+        written(self.socket.send(WsMessage::Text(frame)).await)
     }
 
     /// Refuses a claimed request; the id is released so a retry is carried out.
@@ -650,10 +714,7 @@ where
     }
 
     async fn reply(&mut self, frame: &ServerFrame) -> Flow {
-        match self.socket.send(WsMessage::Text(encode(frame))).await {
-            Ok(()) => Flow::Continue,
-            Err(_) => Flow::Gone,
-        }
+        written(self.socket.send(WsMessage::Text(encode(frame))).await)
     }
 
     /// Sends a close frame, then reads until the peer answers or hangs up,
@@ -704,12 +765,14 @@ pub(crate) async fn send_private(
 
 /// A page of a room's history.
 pub(crate) struct Page {
-    pub(crate) epoch: String,
+    /// `None` when the room has no stream (never used, or swept when idle).
+    pub(crate) epoch: Option<String>,
     pub(crate) offset: u64,
     pub(crate) messages: Vec<Message>,
 }
 
-/// Reads up to `limit` (capped by `history.max_page`) messages of a room after `since`.
+/// Reads up to `limit` (capped by `history.max_page`) messages of a room
+/// after `since`. A room without a stream reads as empty, and stays without.
 pub(crate) fn read_history(
     state: &AppState,
     room: &str,
@@ -719,9 +782,14 @@ pub(crate) fn read_history(
     let streams = state.streams();
     let key = StreamKey::Room(room.into());
     let limit = limit.map_or(100, |l| l as usize).min(streams.max_page());
-    let (position, stored) =
-        streams.store().page(&key, since, limit, streams.limits(&key), now_ms())?;
-    Ok(Page { epoch: position.epoch, offset: position.offset, messages: messages(&stored) })
+    Ok(match streams.store().page(&key, since, limit, streams.limits(&key), now_ms())? {
+        Some((position, stored)) => Page {
+            epoch: Some(position.epoch),
+            offset: position.offset,
+            messages: messages(&stored),
+        },
+        None => Page { epoch: None, offset: 0, messages: Vec::new() },
+    })
 }
 
 /// Tells a room that `user` joined or left. Presence is best effort: a broker
@@ -743,12 +811,20 @@ pub(crate) async fn announce(state: &AppState, room: &str, user: &str, action: P
     }
 }
 
-/// Maps a read error to the close code RFC 6455 prescribes for it.
+/// Maps a read error to the close code RFC 6455 prescribes for it; a
+/// connection that simply ended is no protocol error.
 fn read_error_flow(err: axum::Error) -> Flow {
     let Ok(err) = err.into_inner().downcast::<tungstenite::Error>() else {
-        return Flow::Gone;
+        return Flow::Gone(Ended::NetworkError);
     };
     match *err {
+        // The TCP stream ended without a close frame: the client vanished
+        // (network drop, killed process). Nobody is left to send 1002 to.
+        tungstenite::Error::Protocol(
+            tungstenite::error::ProtocolError::ResetWithoutClosingHandshake,
+        )
+        | tungstenite::Error::ConnectionClosed
+        | tungstenite::Error::AlreadyClosed => Flow::Gone(Ended::Dropped),
         tungstenite::Error::Capacity(cause) => {
             Flow::Close(CloseCode::MESSAGE_TOO_BIG, format!("message too big: {cause}"))
         }
@@ -758,7 +834,7 @@ fn read_error_flow(err: axum::Error) -> Flow {
         tungstenite::Error::Protocol(cause) => {
             Flow::Close(CloseCode(1002), format!("protocol error: {cause}"))
         }
-        _ => Flow::Gone,
+        _ => Flow::Gone(Ended::NetworkError),
     }
 }
 
@@ -780,6 +856,7 @@ mod tests {
     struct Peer {
         to_session: mpsc::UnboundedSender<Result<WsMessage, axum::Error>>,
         from_session: mpsc::UnboundedReceiver<WsMessage>,
+        memory: crate::memory_socket::MemoryPeer,
     }
 
     impl Peer {
@@ -789,6 +866,15 @@ mod tests {
 
         async fn next(&mut self) -> WsMessage {
             self.from_session.next().await.expect("session ended")
+        }
+
+        /// Everything the session wrote until it dropped its socket.
+        async fn rest(&mut self) -> Vec<WsMessage> {
+            let mut rest = Vec::new();
+            while let Some(message) = self.from_session.next().await {
+                rest.push(message);
+            }
+            rest
         }
 
         async fn next_frame(&mut self) -> ServerFrame {
@@ -803,12 +889,116 @@ mod tests {
     }
 
     fn start(config: Config, user: &str) -> (Peer, AppState, tokio::task::JoinHandle<()>) {
+        start_with(config, user, |_| {})
+    }
+
+    /// Like [`start`], with `before` applied to the client's end before the
+    /// session runs.
+    fn start_with(
+        config: Config,
+        user: &str,
+        before: impl FnOnce(&crate::memory_socket::MemoryPeer),
+    ) -> (Peer, AppState, tokio::task::JoinHandle<()>) {
         let state = AppState::new(config).unwrap();
-        let (socket, peer) = crate::memory_socket::pair();
-        let (to_session, from_session) = (peer.to_session, peer.from_session);
+        let (socket, mut memory) = crate::memory_socket::pair();
+        before(&memory);
+        let (to_session, from_session) = (memory.to_session.clone(), {
+            let (_, empty) = mpsc::unbounded();
+            std::mem::replace(&mut memory.from_session, empty)
+        });
         let session = Session::new(socket, state.clone(), Identity::trusted(user));
         let task = tokio::spawn(session.run(Start::default()));
-        (Peer { to_session, from_session }, state, task)
+        (Peer { to_session, from_session, memory }, state, task)
+    }
+
+    fn heartbeat(interval_ms: u64, timeout_ms: u64) -> Config {
+        let mut config = Config::default();
+        config.heartbeat.interval_ms = interval_ms;
+        config.heartbeat.timeout_ms = timeout_ms;
+        config
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_client_that_sends_but_never_reads_is_cut_off_after_the_timeout() {
+        // Its own answers pile up, not queued deliveries: no outbound queue
+        // overflows, so only the stalled write can tell.
+        let (mut peer, state, task) = start(heartbeat(1_000, 2_500), "alice");
+        assert!(matches!(peer.next_frame().await, ServerFrame::Welcome(_)));
+        let started = Instant::now();
+        peer.memory.stop_reading();
+        peer.send(r#"{"type":"ping","id":"1"}"#);
+        tokio::time::timeout(Duration::from_secs(60), task)
+            .await
+            .expect("the session ends on its own")
+            .unwrap();
+        let elapsed = started.elapsed();
+        // Noticed at the first tick past the timeout, then at most
+        // CLOSE_LINGER spent trying to say goodbye.
+        assert!(
+            elapsed >= Duration::from_millis(2_500)
+                && elapsed <= Duration::from_millis(3_500) + CLOSE_LINGER,
+            "ended after {elapsed:?}"
+        );
+        assert_eq!(state.hub().connection_count(), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_client_that_never_reads_its_welcome_is_cut_off_after_the_timeout() {
+        let (_peer, state, task) =
+            start_with(heartbeat(1_000, 2_500), "alice", |peer| peer.stop_reading());
+        tokio::time::timeout(Duration::from_secs(60), task)
+            .await
+            .expect("the session ends on its own")
+            .unwrap();
+        assert_eq!(state.hub().connection_count(), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_busy_client_that_reads_is_not_mistaken_for_a_stalled_one() {
+        let (mut peer, state, _task) = start(heartbeat(1_000, 2_500), "alice");
+        assert!(matches!(peer.next_frame().await, ServerFrame::Welcome(_)));
+        for n in 0..50 {
+            peer.send(&format!(r#"{{"type":"ping","id":"{n}"}}"#));
+            loop {
+                match peer.next().await {
+                    WsMessage::Text(text) if text.contains("pong") => break,
+                    WsMessage::Ping(_) => continue,
+                    other => panic!("unexpected {other:?}"),
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        assert_eq!(state.hub().connection_count(), 1, "still connected after 10 s");
+    }
+
+    #[tokio::test]
+    async fn a_connection_that_drops_without_a_close_frame_is_not_a_protocol_error() {
+        let (mut peer, state, task) = start(Config::default(), "alice");
+        assert!(matches!(peer.next_frame().await, ServerFrame::Welcome(_)));
+        let reset = tungstenite::Error::Protocol(
+            tungstenite::error::ProtocolError::ResetWithoutClosingHandshake,
+        );
+        peer.to_session.unbounded_send(Err(axum::Error::new(reset))).unwrap();
+        task.await.unwrap();
+        let rest = peer.rest().await;
+        assert!(
+            !rest.iter().any(|m| matches!(m, WsMessage::Close(_))),
+            "no close frame (1002 or any) is sent to a vanished peer: {rest:?}"
+        );
+        assert_eq!(state.hub().connection_count(), 0);
+    }
+
+    #[test]
+    fn read_errors_map_to_what_they_are() {
+        use tungstenite::error::ProtocolError;
+        let flow = |err: tungstenite::Error| read_error_flow(axum::Error::new(err));
+        let dropped =
+            flow(tungstenite::Error::Protocol(ProtocolError::ResetWithoutClosingHandshake));
+        assert!(matches!(dropped, Flow::Gone(Ended::Dropped)), "{dropped:?}");
+        let io = flow(tungstenite::Error::Io(std::io::ErrorKind::ConnectionReset.into()));
+        assert!(matches!(io, Flow::Gone(Ended::NetworkError)), "{io:?}");
+        let violation = flow(tungstenite::Error::Protocol(ProtocolError::UnmaskedFrameFromClient));
+        assert!(matches!(violation, Flow::Close(CloseCode(1002), _)), "{violation:?}");
     }
 
     #[tokio::test(start_paused = true)]

@@ -230,6 +230,7 @@ impl AppState {
             connections: hub.connection_count() as u64,
             users: hub.user_count() as u64,
             rooms: hub.room_count() as u64,
+            streams: self.inner.streams.store().stream_count().ok().map(|n| n as u64),
             messages_total: hub.counters.messages_total(),
             deliveries_total: hub.counters.deliveries_total(),
             connections_total: hub.counters.connections_total(),

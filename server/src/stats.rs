@@ -56,6 +56,9 @@ pub struct Stats {
     pub users: u64,
     /// Rooms with at least one member now.
     pub rooms: u64,
+    /// Streams (rooms and inboxes) the history store holds now; `null` when
+    /// the store cannot say (it failed).
+    pub streams: Option<u64>,
     /// Messages accepted since start (room publishes, private sends, API
     /// sends and broadcasts), each counted once whatever its recipients.
     pub messages_total: u64,

@@ -7,7 +7,7 @@ use std::time::Duration;
 use futures::SinkExt;
 use jsonwebtoken::{EncodingKey, Header, encode};
 use serde_json::{Value, json};
-use switchboard_protocol::{CloseCode, ErrorCode, ServerFrame};
+use switchboard_protocol::{CloseCode, ErrorCode, MAX_ID_BYTES, ServerFrame};
 use switchboard_server::Config;
 use switchboard_server::config::{Access, RoomRule};
 use switchboard_tests::{
@@ -22,6 +22,9 @@ const SECRET: &str = "hostile-suite-secret";
 struct Bystander {
     socket: RawSocket,
     marker: u64,
+    /// Every other message that reached it, for tests asserting that
+    /// nothing leaked.
+    others: Vec<switchboard_protocol::Message>,
 }
 
 impl Bystander {
@@ -36,7 +39,7 @@ impl Bystander {
                 }
             }
         }
-        Bystander { socket, marker: 0 }
+        Bystander { socket, marker: 0, others: Vec::new() }
     }
 
     /// A fresh broadcast to `calm` reaches the bystander.
@@ -57,6 +60,7 @@ impl Bystander {
                 if m.event == "marker" && m.data == json!(self.marker) {
                     return;
                 }
+                self.others.push(m);
             }
         }
     }
@@ -263,18 +267,135 @@ async fn deeply_nested_json_is_refused_with_102() {
 // ---- identity and permissions ----
 
 #[tokio::test]
-async fn a_forged_from_is_replaced_by_the_senders_identity() {
+async fn fields_the_protocol_does_not_name_are_refused_with_102() {
     let server = TestServer::start().await;
     let mut calm = Bystander::join(&server, "user_id=calm").await;
     let mut hostile = connected(&server, "mallory").await;
-    raw_send(&mut hostile, r#"{"type":"send","to":"calm","event":"dm","from":"admin","data":1}"#)
+    // A forged sender, a misspelled field, a field of another frame type:
+    // each is refused whole, nothing of it delivered.
+    for text in [
+        r#"{"type":"send","id":"s1","to":"calm","event":"dm","from":"admin","data":1}"#,
+        r#"{"type":"send","id":"s2","to":"calm","event":"dm","dat":1}"#,
+        r#"{"type":"join","id":"j1","room":"calm","since":{"epoch":"e","offset":0},"Room":"x"}"#,
+        r#"{"type":"ping","id":"p1","room":"calm"}"#,
+    ] {
+        raw_send(&mut hostile, text).await;
+        let ServerFrame::Error(error) = raw_next(&mut hostile).await else {
+            panic!("{text}: expected an error")
+        };
+        assert_eq!(error.code, ErrorCode::INVALID_FRAME, "{text}: {}", error.message);
+        assert!(error.id.is_some(), "{text}: the id is echoed so the caller can match it");
+        assert!(error.message.contains("unknown field"), "{text}: {}", error.message);
+    }
+    ping_pong(&mut hostile, "after-unknown-fields").await;
+    calm.check(&server, None).await;
+    assert!(calm.others.is_empty(), "nothing was delivered: {:?}", calm.others);
+}
+
+#[tokio::test]
+async fn request_ids_longer_than_128_bytes_are_refused_and_not_echoed() {
+    let server = TestServer::start().await;
+    let mut calm = Bystander::join(&server, "user_id=calm").await;
+    let mut hostile = connected(&server, "mallory").await;
+    let long = "i".repeat(MAX_ID_BYTES + 1);
+    raw_send(&mut hostile, &format!(r#"{{"type":"send","id":"{long}","to":"calm","event":"x"}}"#))
         .await;
-    loop {
-        if let ServerFrame::Message(m) = raw_next(&mut calm.socket).await {
-            assert_eq!((m.from.as_str(), m.event.as_str()), ("mallory", "dm"));
-            break;
+    let ServerFrame::Error(error) = raw_next(&mut hostile).await else { panic!("expected error") };
+    assert_eq!((error.code, error.id), (ErrorCode::INVALID_FRAME, None));
+    let longest = "i".repeat(MAX_ID_BYTES);
+    ping_pong(&mut hostile, &longest).await;
+    calm.check(&server, None).await;
+    assert!(calm.others.is_empty(), "the refused send was not delivered: {:?}", calm.others);
+}
+
+#[tokio::test]
+async fn blank_names_are_refused_everywhere() {
+    let server = TestServer::start().await;
+    let mut calm = Bystander::join(&server, "user_id=calm").await;
+    assert_eq!(open(&server, "user_id=%20%20").await.err(), Some(400));
+    assert_eq!(open(&server, "user_id=x&room=%09").await.err(), Some(422));
+    let mut hostile = connected(&server, "mallory").await;
+    for text in [
+        r#"{"type":"join","room":" "}"#,
+        r#"{"type":"send","to":"   ","event":"x"}"#,
+        r#"{"type":"send","to":"calm","event":" "}"#,
+        r#"{"type":"history","room":" "}"#,
+    ] {
+        expect_error(&mut hostile, text, ErrorCode::INVALID_NAME).await;
+    }
+    for (path, body) in [
+        ("/api/send", json!({"to": " ", "event": "x"})),
+        ("/api/broadcast", json!({"room": "  ", "event": "x"})),
+        ("/api/broadcast", json!({"event": " "})),
+    ] {
+        let response = http().post(server.http(path)).json(&body).send().await.unwrap();
+        assert_eq!(response.status().as_u16(), 422, "{path} {body}");
+        let answer: Value = response.json().await.unwrap();
+        assert_eq!(answer["error"]["code"], "invalid_name", "{path} {body}");
+    }
+    calm.check(&server, None).await;
+    assert!(calm.others.is_empty(), "{:?}", calm.others);
+}
+
+#[tokio::test]
+async fn admin_bodies_and_queries_with_unknown_fields_are_refused() {
+    let server = TestServer::start().await;
+    let mut calm = Bystander::join(&server, "user_id=calm").await;
+    // `rooms` for `room` would otherwise turn a room message into a
+    // broadcast to everyone.
+    for (path, body) in [
+        ("/api/broadcast", json!({"rooms": ["other"], "event": "x", "data": 1})),
+        ("/api/broadcast", json!({"Room": "other", "event": "x"})),
+        ("/api/send", json!({"to": "calm", "event": "x", "from": "admin"})),
+        ("/api/disconnect", json!({"user": "calm", "close_code": 4000})),
+    ] {
+        let response = http().post(server.http(path)).json(&body).send().await.unwrap();
+        assert_eq!(response.status().as_u16(), 422, "{path} {body}");
+        let answer: Value = response.json().await.unwrap();
+        assert!(
+            answer["error"]["message"].as_str().unwrap().contains("unknown field"),
+            "{path}: {answer}"
+        );
+    }
+    let response = http().get(server.http("/api/rooms/calm/history?limt=5")).send().await.unwrap();
+    assert_eq!(response.status().as_u16(), 400);
+    calm.check(&server, None).await;
+    assert!(calm.others.is_empty(), "nothing was delivered: {:?}", calm.others);
+}
+
+#[tokio::test]
+async fn reading_the_history_of_rooms_that_do_not_exist_stores_nothing() {
+    let server = TestServer::start().await;
+    let mut calm = Bystander::join(&server, "user_id=calm").await;
+    let mut hostile = connected(&server, "mallory").await;
+    // Connecting opens the user's inbox; reading must add nothing to that.
+    let streams_before = get_json(&server, "/api/stats").await["streams"].clone();
+    assert!(streams_before.is_u64(), "{streams_before}");
+    // Within the default burst of 200 frames, so every one is answered.
+    for n in 0..150 {
+        raw_send(
+            &mut hostile,
+            &format!(r#"{{"type":"history","id":"h{n}","room":"ghost-ws-{n}","limit":1}}"#),
+        )
+        .await;
+    }
+    let mut answered = 0;
+    while answered < 150 {
+        match raw_next(&mut hostile).await {
+            ServerFrame::Ack(ack) => {
+                assert_eq!(ack.epoch, None, "a room without a stream has no epoch");
+                assert_eq!(ack.messages.as_deref().map(<[_]>::len), Some(0));
+                answered += 1;
+            }
+            other => panic!("unexpected {other:?}"),
         }
     }
+    for n in 0..300 {
+        let page = get_json(&server, &format!("/api/rooms/ghost-api-{n}/history")).await;
+        assert_eq!((page["epoch"].clone(), page["offset"].clone()), (Value::Null, json!(0)));
+    }
+    let stats = get_json(&server, "/api/stats").await;
+    assert_eq!(stats["streams"], streams_before, "no stream was created by reading");
     calm.check(&server, None).await;
 }
 
@@ -548,7 +669,28 @@ async fn origins_and_addresses_outside_the_lists_get_403() {
         }
         other => panic!("expected 403, got {other:?}"),
     }
+
+    // The lists hold for every route, not only the WebSocket: a denied
+    // address neither reads the admin API nor publishes through it.
+    let denied = reqwest::Client::builder()
+        .local_address("127.0.0.2".parse::<std::net::IpAddr>().unwrap())
+        .timeout(TIMEOUT)
+        .build()
+        .unwrap();
+    for path in ["/api/stats", "/api/rooms/calm/history", "/health", "/sse?user_id=x", "/nowhere"] {
+        let response = denied.get(server.http(path)).send().await.unwrap();
+        assert_eq!(response.status().as_u16(), 403, "GET {path}");
+    }
+    for (path, body) in [
+        ("/api/broadcast", json!({"room": "calm", "event": "intruder"})),
+        ("/api/send", json!({"to": "calm", "event": "intruder"})),
+        ("/api/disconnect", json!({"user": "calm"})),
+    ] {
+        let response = denied.post(server.http(path)).json(&body).send().await.unwrap();
+        assert_eq!(response.status().as_u16(), 403, "POST {path}");
+    }
     calm.check(&server, None).await;
+    assert!(calm.others.is_empty(), "nothing from the denied address: {:?}", calm.others);
 }
 
 /// Opens a WebSocket that claims, through `X-Forwarded-For`, to be

@@ -32,13 +32,23 @@ async fn malformed_json_gets_an_error_frame_and_the_connection_keeps_working() {
     let ServerFrame::Error(error) = raw_next(&mut socket).await else { panic!("expected error") };
     assert_eq!(error.code, ErrorCode::BINARY_UNSUPPORTED);
 
-    // Still fully usable: join, publish with a forged `from`, receive it as ourselves.
+    // Frames are strict: a field the protocol does not name is refused.
+    raw_send(
+        &mut socket,
+        r#"{"type":"publish","id":"p0","room":"general","event":"chat","data":1,"from":"mallory"}"#,
+    )
+    .await;
+    let ServerFrame::Error(error) = raw_next(&mut socket).await else { panic!("expected error") };
+    assert_eq!((error.code, error.id.as_deref()), (ErrorCode::INVALID_FRAME, Some("p0")));
+    assert!(error.message.contains("from"), "{}", error.message);
+
+    // Still fully usable: join, publish, receive it as ourselves.
     raw_send(&mut socket, r#"{"type":"join","id":"j2","room":"general"}"#).await;
     let mut acked = false;
     let mut message = None;
     raw_send(
         &mut socket,
-        r#"{"type":"publish","id":"p1","room":"general","event":"chat","data":1,"from":"mallory"}"#,
+        r#"{"type":"publish","id":"p1","room":"general","event":"chat","data":1}"#,
     )
     .await;
     while message.is_none() || !acked {

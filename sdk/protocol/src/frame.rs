@@ -1,8 +1,14 @@
 //! The frames: one JSON object per WebSocket text message, selected by `type`.
 //!
 //! [`ClientFrame`] travels from client to hub, [`ServerFrame`] from hub to
-//! client. Unknown extra fields are ignored on decode so that either side may
-//! add fields without breaking the other; the names and meanings here stay.
+//! client. The two directions treat unknown fields differently, on purpose:
+//! - a client frame with a field the hub does not know is refused with
+//!   [`ErrorCode::INVALID_FRAME`]: a misspelled `since` or a `from` the
+//!   client hoped to set must fail loudly, not be silently dropped;
+//! - a server frame may carry fields a client does not know, and clients
+//!   ignore them, so a newer hub can add fields without breaking older SDKs.
+//!
+//! The names and meanings here stay within a protocol version.
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -15,7 +21,7 @@ use crate::code::ErrorCode;
 /// [`Ack`] or an [`ErrorFrame`] carrying the same `id`. Without an `id` the
 /// request is fire-and-forget (errors are still reported, without an `id`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum ClientFrame {
     /// Join a room; the room is created on first join.
     Join {
@@ -127,14 +133,28 @@ impl ClientFrame {
     }
 
     /// Decodes one text frame, classifying a failure into the [`ErrorCode`]
-    /// the hub answers with.
+    /// the hub answers with. Unknown fields and request ids longer than
+    /// [`MAX_ID_BYTES`] are refused with [`ErrorCode::INVALID_FRAME`].
     pub fn decode(text: &str) -> Result<ClientFrame, DecodeError> {
-        match serde_json::from_str::<ClientFrame>(text) {
-            Ok(frame) => Ok(frame),
-            Err(err) => Err(DecodeError::classify(text, err)),
+        let frame = match serde_json::from_str::<ClientFrame>(text) {
+            Ok(frame) => frame,
+            Err(err) => return Err(DecodeError::classify(text, err)),
+        };
+        match frame.id() {
+            // The hub remembers ids (and their answers) for retries: an
+            // unbounded id would let one client pin memory with each request.
+            Some(id) if id.len() > MAX_ID_BYTES => Err(DecodeError {
+                code: ErrorCode::INVALID_FRAME,
+                message: format!("`id` must be at most {MAX_ID_BYTES} bytes"),
+                id: None,
+            }),
+            _ => Ok(frame),
         }
     }
 }
+
+/// The longest request `id` a client frame may carry, in bytes.
+pub const MAX_ID_BYTES: usize = 128;
 
 /// Why a client frame could not be decoded.
 #[derive(Debug, Clone, PartialEq)]
@@ -168,7 +188,11 @@ impl DecodeError {
                 id: None,
             };
         };
-        let id = object.get("id").and_then(Value::as_str).map(str::to_owned);
+        let id = object
+            .get("id")
+            .and_then(Value::as_str)
+            .filter(|id| id.len() <= MAX_ID_BYTES)
+            .map(str::to_owned);
         match object.get("type").and_then(Value::as_str) {
             None => DecodeError {
                 code: ErrorCode::MALFORMED,
@@ -414,19 +438,35 @@ mod tests {
     }
 
     #[test]
-    fn decode_ignores_a_forged_from() {
-        let frame =
-            ClientFrame::decode(r#"{"type":"publish","room":"r","event":"e","from":"mallory"}"#)
-                .unwrap();
-        assert_eq!(
-            frame,
-            ClientFrame::Publish {
-                id: None,
-                room: "r".into(),
-                event: "e".into(),
-                data: Value::Null
-            }
-        );
+    fn decode_refuses_unknown_fields_a_forged_from_included() {
+        for text in [
+            r#"{"type":"publish","id":"1","room":"r","event":"e","from":"mallory"}"#,
+            r#"{"type":"join","id":"1","room":"r","sinse":{"epoch":"e","offset":3}}"#,
+            r#"{"type":"history","id":"1","room":"r","limt":5}"#,
+            r#"{"type":"ping","id":"1","extra":true}"#,
+            r#"{"type":"send","id":"1","to":"bob","Event":"e","event":"e"}"#,
+        ] {
+            let err = ClientFrame::decode(text).unwrap_err();
+            assert_eq!(
+                (err.code, err.id.as_deref()),
+                (ErrorCode::INVALID_FRAME, Some("1")),
+                "{text}"
+            );
+            assert!(err.message.contains("unknown field"), "{text}: {}", err.message);
+        }
+        // Known optional fields are still optional.
+        assert!(ClientFrame::decode(r#"{"type":"publish","room":"r","event":"e"}"#).is_ok());
+    }
+
+    #[test]
+    fn request_ids_are_bounded() {
+        let fits = format!(r#"{{"type":"ping","id":"{}"}}"#, "i".repeat(MAX_ID_BYTES));
+        assert!(ClientFrame::decode(&fits).is_ok());
+        let long = format!(r#"{{"type":"ping","id":"{}"}}"#, "i".repeat(MAX_ID_BYTES + 1));
+        let err = ClientFrame::decode(&long).unwrap_err();
+        assert_eq!((err.code, err.id), (ErrorCode::INVALID_FRAME, None));
+        let bad = format!(r#"{{"type":"ping","id":"{}","x":1}}"#, "i".repeat(1000));
+        assert_eq!(ClientFrame::decode(&bad).unwrap_err().id, None, "a long id is not echoed");
     }
 
     #[test]

@@ -14,6 +14,8 @@ pub const MAX_NAME_BYTES: usize = 128;
 pub enum NameError {
     /// The name is the empty string.
     Empty,
+    /// The name has only whitespace (spaces, tabs, other Unicode spaces).
+    Blank,
     /// The name is longer than [`MAX_NAME_BYTES`].
     TooLong,
     /// The name contains a control character (U+0000 to U+001F, U+007F to U+009F).
@@ -24,6 +26,7 @@ impl fmt::Display for NameError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             NameError::Empty => f.write_str("must not be empty"),
+            NameError::Blank => f.write_str("must not be only whitespace"),
             NameError::TooLong => write!(f, "must be at most {MAX_NAME_BYTES} bytes"),
             NameError::ControlCharacter => f.write_str("must not contain control characters"),
         }
@@ -33,7 +36,8 @@ impl fmt::Display for NameError {
 impl std::error::Error for NameError {}
 
 /// Checks a room name, event name or user id against the protocol's rules:
-/// non-empty, at most [`MAX_NAME_BYTES`] bytes, no control characters.
+/// non-empty, not only whitespace, at most [`MAX_NAME_BYTES`] bytes, no
+/// control characters.
 pub fn validate_name(name: &str) -> Result<(), NameError> {
     if name.is_empty() {
         return Err(NameError::Empty);
@@ -43,6 +47,9 @@ pub fn validate_name(name: &str) -> Result<(), NameError> {
     }
     if name.chars().any(char::is_control) {
         return Err(NameError::ControlCharacter);
+    }
+    if name.trim().is_empty() {
+        return Err(NameError::Blank);
     }
     Ok(())
 }
@@ -56,12 +63,16 @@ mod tests {
         assert_eq!(validate_name("general"), Ok(()));
         assert_eq!(validate_name("chat:fr/paris"), Ok(()));
         assert_eq!(validate_name("café ☕"), Ok(()));
+        assert_eq!(validate_name(" padded "), Ok(()), "inner names may have spaces around");
         assert_eq!(validate_name(&"a".repeat(MAX_NAME_BYTES)), Ok(()));
     }
 
     #[test]
     fn refuses_bad_names() {
         assert_eq!(validate_name(""), Err(NameError::Empty));
+        assert_eq!(validate_name(" "), Err(NameError::Blank));
+        assert_eq!(validate_name(" \u{3000}\u{a0} "), Err(NameError::Blank));
+        assert_eq!(validate_name("\t"), Err(NameError::ControlCharacter));
         assert_eq!(validate_name(&"a".repeat(MAX_NAME_BYTES + 1)), Err(NameError::TooLong));
         assert_eq!(validate_name("a\nb"), Err(NameError::ControlCharacter));
         assert_eq!(validate_name("a\u{0}"), Err(NameError::ControlCharacter));

@@ -1,6 +1,11 @@
 //! The HTTP admin API: health, stats, who is online, rooms, and sending or
 //! broadcasting as the server. Every error answers with
 //! `{"error":{"code","message"}}` (see [`ApiError`]).
+//!
+//! Request bodies and query strings are strict: a field the endpoint does not
+//! know is refused (422 for a body, 400 for a query), because a misspelled
+//! optional field such as `rooms` for `room` would otherwise widen a
+//! broadcast to every connection.
 
 mod error;
 
@@ -67,6 +72,7 @@ pub(crate) async fn online(State(state): State<AppState>) -> Json<Online> {
 
 /// The body of `POST /api/send`.
 #[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub(crate) struct SendRequest {
     to: String,
     event: String,
@@ -116,6 +122,7 @@ pub(crate) async fn send(
 
 /// The body of `POST /api/broadcast`.
 #[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub(crate) struct BroadcastRequest {
     event: String,
     #[serde(default)]
@@ -180,6 +187,7 @@ pub(crate) async fn room(
 
 /// The body of `POST /api/disconnect`.
 #[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub(crate) struct DisconnectRequest {
     user: String,
     /// Close code; default 4501 (kicked: the SDK does not reconnect).
@@ -215,6 +223,7 @@ pub(crate) async fn disconnect(
 
 /// The query of `GET /api/rooms/{room}/history`.
 #[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub(crate) struct HistoryQuery {
     since: Option<u64>,
     limit: Option<u32>,
@@ -224,7 +233,8 @@ pub(crate) struct HistoryQuery {
 #[derive(Debug, Serialize)]
 pub(crate) struct History {
     room: String,
-    epoch: String,
+    /// `null` for a room without a stream (never used, or swept when idle).
+    epoch: Option<String>,
     offset: u64,
     messages: Vec<Message>,
 }

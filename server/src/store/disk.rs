@@ -14,7 +14,9 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use axum::extract::ws::Utf8Bytes;
-use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{
+    Database, Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition,
+};
 use switchboard_protocol::Position;
 
 use super::{HistoryStore, Replay, StoreError, Stored, StreamKey, new_epoch};
@@ -259,11 +261,41 @@ impl HistoryStore for DiskStore {
         limit: usize,
         limits: &HistoryLimits,
         now_ms: u64,
-    ) -> Result<(Position, Vec<Stored>), StoreError> {
+    ) -> Result<Option<(Position, Vec<Stored>)>, StoreError> {
+        // One read transaction: a read must not write (not even a trim), so
+        // a flood of reads leaves the file as it was. Expired messages still
+        // in the file (the sweep removes them) are left out here.
         let key = key.encode();
-        let m = self.trimmed(&key, limits, now_ms)?;
-        let page = self.read_range(&key, after.unwrap_or(0), limit)?;
-        Ok((Position { epoch: m.epoch, offset: m.last }, page))
+        let txn = self.db.begin_read().map_err(err)?;
+        let meta = txn.open_table(META).map_err(err)?;
+        let Some(m) = load(&meta, &key)? else { return Ok(None) };
+        let oldest_kept = now_ms.saturating_sub(limits.ttl_secs.saturating_mul(1000));
+        let messages = txn.open_table(MESSAGES).map_err(err)?;
+        let after = after.unwrap_or(0).saturating_add(1);
+        let mut page = Vec::new();
+        for entry in
+            messages.range((key.as_str(), after)..=(key.as_str(), u64::MAX)).map_err(err)?
+        {
+            if page.len() >= limit {
+                break;
+            }
+            let (k, v) = entry.map_err(err)?;
+            let (ts, frame) = v.value();
+            if ts >= oldest_kept {
+                page.push(Stored {
+                    offset: k.value().1,
+                    ts,
+                    frame: Utf8Bytes::from(frame.to_owned()),
+                });
+            }
+        }
+        Ok(Some((Position { epoch: m.epoch, offset: m.last }, page)))
+    }
+
+    fn stream_count(&self) -> Result<usize, StoreError> {
+        let txn = self.db.begin_read().map_err(err)?;
+        let meta = txn.open_table(META).map_err(err)?;
+        Ok(meta.len().map_err(err)? as usize)
     }
 
     fn mark_delivered(&self, key: &StreamKey, offset: u64) -> Result<(), StoreError> {
@@ -376,6 +408,32 @@ mod tests {
             store.undelivered(&inbox, &limits(5), 2_000).unwrap().1.is_empty(),
             "delivered once"
         );
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn reading_streams_that_do_not_exist_leaves_the_file_as_it_was() {
+        let dir = std::env::temp_dir().join(format!("switchboard-ghosts-{}", std::process::id()));
+        let path = dir.join("history.redb");
+        let store = DiskStore::open(&path).unwrap();
+        let room = StreamKey::Room("real".into());
+        store.append(&room, &limits(5), 1_000, &mut |o| Utf8Bytes::from(format!("m{o}"))).unwrap();
+        // A few empty commits first: redb settles its own allocator state
+        // on the first ones, which is not what this test is about.
+        for _ in 0..3 {
+            store.flush().unwrap();
+        }
+        let size = std::fs::metadata(&path).unwrap().len();
+        for n in 0..2_000 {
+            let ghost = StreamKey::Room(format!("ghost-{n}").into());
+            assert_eq!(store.page(&ghost, None, 100, &limits(5), 2_000).unwrap(), None);
+        }
+        let (position, page) = store.page(&room, None, 100, &limits(5), 2_000).unwrap().unwrap();
+        assert_eq!((position.offset, page.len()), (1, 1), "a real stream still reads");
+        store.flush().unwrap();
+        assert_eq!(store.stream_count().unwrap(), 1, "no stream record was created");
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), size, "the file did not grow");
+        drop(store);
         std::fs::remove_dir_all(dir).unwrap();
     }
 

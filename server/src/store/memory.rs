@@ -147,11 +147,16 @@ impl HistoryStore for MemoryStore {
         limit: usize,
         limits: &HistoryLimits,
         now_ms: u64,
-    ) -> Result<(Position, Vec<Stored>), StoreError> {
-        Ok(self.with(key, now_ms, |stream| {
+    ) -> Result<Option<(Position, Vec<Stored>)>, StoreError> {
+        let mut streams = self.streams.lock().unwrap_or_else(PoisonError::into_inner);
+        Ok(streams.get_mut(key).map(|stream| {
             stream.trim(limits, now_ms);
             (stream.position(), stream.page(after, limit))
         }))
+    }
+
+    fn stream_count(&self) -> Result<usize, StoreError> {
+        Ok(self.streams.lock().unwrap_or_else(PoisonError::into_inner).len())
     }
 
     fn mark_delivered(&self, key: &StreamKey, offset: u64) -> Result<(), StoreError> {
@@ -228,7 +233,7 @@ mod tests {
         for _ in 0..5 {
             append(&store, &key, &small, 1_000);
         }
-        let (_, kept) = store.page(&key, None, 100, &small, 1_000).unwrap();
+        let (_, kept) = store.page(&key, None, 100, &small, 1_000).unwrap().unwrap();
         assert_eq!(kept.iter().map(|m| m.offset).collect::<Vec<_>>(), vec![3, 4, 5]);
         let lost = Position { epoch: epoch.clone(), offset: 1 };
         assert_eq!(store.since(&key, &lost, &small, 1_000).unwrap().1, Replay::Lost);
@@ -239,7 +244,7 @@ mod tests {
 
         // Ten seconds later with a 5 s TTL, everything is gone.
         let short = limits(3, 5);
-        let (_, kept) = store.page(&key, None, 100, &short, 11_000).unwrap();
+        let (_, kept) = store.page(&key, None, 100, &short, 11_000).unwrap().unwrap();
         assert!(kept.is_empty());
         assert_eq!(store.since(&key, &fine, &short, 11_000).unwrap().1, Replay::Lost);
         // Offsets go on regardless.
@@ -271,6 +276,17 @@ mod tests {
         assert_eq!(store.since(&key, &behind, &none, 0).unwrap().1, Replay::Lost);
         let caught_up = Position { epoch, offset: 2 };
         assert_eq!(store.since(&key, &caught_up, &none, 0).unwrap().1, Replay::Complete(vec![]));
+    }
+
+    #[test]
+    fn reading_streams_that_do_not_exist_creates_nothing() {
+        let store = MemoryStore::new();
+        for n in 0..10_000 {
+            let key = StreamKey::Room(format!("ghost-{n}").into());
+            assert_eq!(store.page(&key, Some(3), 100, &limits(10, 60), 0).unwrap(), None);
+        }
+        assert_eq!(store.stream_count().unwrap(), 0);
+        assert!(store.streams.lock().unwrap().is_empty());
     }
 
     #[test]

@@ -102,7 +102,9 @@ pub trait HistoryStore: Send + Sync + 'static {
     ) -> Result<(Position, Replay), StoreError>;
 
     /// Up to `limit` messages after offset `after` (from the oldest kept when
-    /// `None`), oldest first.
+    /// `None`), oldest first, leaving out those past the TTL in `limits`.
+    /// A read: it never creates a stream (`None` for one that does not
+    /// exist), so reading random names cannot grow the store.
     fn page(
         &self,
         key: &StreamKey,
@@ -110,7 +112,10 @@ pub trait HistoryStore: Send + Sync + 'static {
         limit: usize,
         limits: &HistoryLimits,
         now_ms: u64,
-    ) -> Result<(Position, Vec<Stored>), StoreError>;
+    ) -> Result<Option<(Position, Vec<Stored>)>, StoreError>;
+
+    /// How many streams the store holds.
+    fn stream_count(&self) -> Result<usize, StoreError>;
 
     /// Records that a connection of the inbox's user received everything up
     /// to `offset`.
