@@ -21,6 +21,10 @@ pub struct Cli {
     /// Address to listen on [default: 127.0.0.1:8080].
     #[arg(short, long, env = "SWITCHBOARD_BIND")]
     pub bind: Option<SocketAddr>,
+    /// Listen backlog: connections the kernel queues before they are
+    /// accepted (capped by net.core.somaxconn) [default: 4096].
+    #[arg(long, env = "SWITCHBOARD_BACKLOG")]
+    pub backlog: Option<u32>,
     /// The `from` of messages sent through the HTTP API [default: server].
     #[arg(long, env = "SWITCHBOARD_SERVER_NAME")]
     pub server_name: Option<String>,
@@ -89,6 +93,9 @@ impl Cli {
         };
         if let Some(bind) = self.bind {
             config.bind = bind;
+        }
+        if let Some(backlog) = self.backlog {
+            config.backlog = backlog;
         }
         if let Some(name) = &self.server_name {
             config.server_name = name.clone();

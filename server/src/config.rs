@@ -21,6 +21,12 @@ pub struct Config {
     /// Address the binary listens on (default `127.0.0.1:8080`). Ignored by
     /// [`crate::run`], which is handed a bound listener.
     pub bind: SocketAddr,
+    /// How many connections the kernel may hold completed but not yet
+    /// accepted (the `listen(2)` backlog, default 4096; Linux caps it at
+    /// `net.core.somaxconn`). A reconnect storm after a restart arrives all at
+    /// once: a short queue drops SYNs, and those clients wait for a 1 s, then
+    /// 3 s retransmit. Used by [`crate::bind`], so by the binary.
+    pub backlog: u32,
     /// The `from` of messages sent through the HTTP API (default `"server"`).
     pub server_name: String,
     /// Heartbeat timing.
@@ -47,6 +53,7 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             bind: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            backlog: 4096,
             server_name: "server".to_owned(),
             heartbeat: HeartbeatConfig::default(),
             limits: LimitsConfig::default(),
@@ -484,6 +491,9 @@ impl Config {
         let invalid = |message: &str| Err(ConfigError::Invalid(message.to_owned()));
         if self.heartbeat.interval_ms == 0 {
             return invalid("heartbeat.interval_ms must be greater than 0");
+        }
+        if self.backlog == 0 {
+            return invalid("backlog must be greater than 0");
         }
         if self.heartbeat.timeout_ms <= self.heartbeat.interval_ms {
             return invalid("heartbeat.timeout_ms must be greater than heartbeat.interval_ms");

@@ -82,6 +82,7 @@ pub use broker::{Broker, BrokerError, Delivery, DeliveryKind, Target};
 pub use config::Config;
 pub use error::{ConfigError, Error, Result};
 pub use hub::{Hub, RoomDetail, RoomSummary};
+pub use listen::bind;
 pub use memory_broker::MemoryBroker;
 pub use state::AppState;
 pub use stats::Stats;

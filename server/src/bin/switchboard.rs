@@ -30,8 +30,7 @@ async fn serve(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
         )
         .into());
     }
-    let listener = tokio::net::TcpListener::bind(config.bind)
-        .await
+    let listener = switchboard_server::bind(config.bind, config.backlog)
         .map_err(|e| format!("cannot listen on {}: {e}", config.bind))?;
     switchboard_server::run(listener, config, shutdown_signal()).await?;
     Ok(())
