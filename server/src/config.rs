@@ -186,11 +186,28 @@ pub struct RoomsConfig {
     /// Whether a connection must have joined a room to publish to it
     /// (default `true`; refused with error code 201 otherwise).
     pub publish_requires_join: bool,
+    /// How many users a `join` ack lists at most (default 100); the ack also
+    /// carries the room's `member_count` and a `cursor` for the rest, read
+    /// with `members` requests. Keeps a join's cost independent of the room's
+    /// size.
+    pub join_ack_members: usize,
+    /// Above this many users a room is large (default 500) and stays large
+    /// until it empties: its joins and leaves are no longer announced one by
+    /// one (N²/2 frames to fill a room of N) but as an `occupancy` count.
+    pub large_room: usize,
+    /// How often a large room whose count changed sends `occupancy`, in
+    /// milliseconds (default 1000).
+    pub occupancy_interval_ms: u64,
 }
 
 impl Default for RoomsConfig {
     fn default() -> Self {
-        RoomsConfig { publish_requires_join: true }
+        RoomsConfig {
+            publish_requires_join: true,
+            join_ack_members: 100,
+            large_room: 500,
+            occupancy_interval_ms: 1_000,
+        }
     }
 }
 
@@ -494,6 +511,11 @@ impl Config {
         }
         if self.backlog == 0 {
             return invalid("backlog must be greater than 0");
+        }
+        if self.rooms.large_room == 0 || self.rooms.occupancy_interval_ms == 0 {
+            return invalid(
+                "rooms.large_room and rooms.occupancy_interval_ms must be greater than 0",
+            );
         }
         if self.heartbeat.timeout_ms <= self.heartbeat.interval_ms {
             return invalid("heartbeat.timeout_ms must be greater than heartbeat.interval_ms");

@@ -6,6 +6,11 @@
 //! deliver locally through [`Hub::deliver`]. One `std::sync::RwLock` guards
 //! the registry; fan-out holds it for reading and never waits inside it,
 //! because pushing to an [`Outbound`] never blocks.
+//!
+//! Presence scales with the room: a join lists at most a fixed number of
+//! members, and a room past the large-room threshold stops announcing each
+//! join and leave; the hub notes it as due for an `occupancy` count instead,
+//! which [`Hub::send_occupancy`] sends on the maintenance tick.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -15,7 +20,7 @@ use serde::Serialize;
 
 use crate::broker::{Delivery, DeliveryKind, Target};
 use crate::outbound::{Outbound, Pushed};
-use crate::room::Room;
+use crate::room::{Change, MembersPage, Room};
 use crate::stats::Counters;
 
 /// This node's connections, users and rooms.
@@ -23,7 +28,24 @@ use crate::stats::Counters;
 pub struct Hub {
     registry: RwLock<Registry>,
     next_key: AtomicU64,
+    policy: PresencePolicy,
     pub(crate) counters: Counters,
+}
+
+/// How presence scales with a room's size (from `[rooms]` in the config).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct PresencePolicy {
+    /// At most this many users in a join ack.
+    pub(crate) ack_members: usize,
+    /// Above this many users a room is large.
+    pub(crate) large_room: usize,
+}
+
+impl Default for PresencePolicy {
+    fn default() -> Self {
+        let rooms = crate::config::RoomsConfig::default();
+        PresencePolicy { ack_members: rooms.join_ack_members, large_room: rooms.large_room }
+    }
 }
 
 #[derive(Debug, Default)]
@@ -31,6 +53,8 @@ struct Registry {
     sessions: HashMap<u64, SessionEntry>,
     users: HashMap<Arc<str>, Vec<u64>>,
     rooms: HashMap<Arc<str>, Room>,
+    /// Large rooms whose user count changed since the last `occupancy`.
+    occupancy_due: HashSet<Arc<str>>,
 }
 
 #[derive(Debug)]
@@ -46,8 +70,11 @@ pub(crate) struct Joined {
     pub(crate) newly: bool,
     /// True when this is the user's first connection in the room: announce it.
     pub(crate) announce: bool,
-    /// The users present after the join.
-    pub(crate) members: Vec<String>,
+    /// The first users present after the join (at most the ack's cap), the
+    /// room's user count, and where the rest starts.
+    pub(crate) members: MembersPage,
+    /// Whether the room is large (presence by `occupancy` counts).
+    pub(crate) large: bool,
 }
 
 /// What a leave changed.
@@ -77,8 +104,16 @@ pub struct RoomSummary {
 pub struct RoomDetail {
     /// The room name.
     pub id: String,
-    /// The users in the room, sorted.
+    /// The first users in the room in byte order, as many as a join ack lists.
     pub members: Vec<String>,
+    /// Distinct users in the room.
+    pub member_count: usize,
+    /// Where the rest of the members starts (for `GET
+    /// /api/rooms/{room}/members?cursor=`), absent when `members` is all.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cursor: Option<String>,
+    /// Whether the room is large (presence by `occupancy` counts).
+    pub large: bool,
     /// Connections in the room.
     pub connections: usize,
     /// Messages published to the room since it was created.
@@ -89,6 +124,11 @@ impl Hub {
     /// An empty hub.
     pub fn new() -> Hub {
         Hub::default()
+    }
+
+    /// An empty hub whose presence follows `policy`.
+    pub(crate) fn with_policy(policy: PresencePolicy) -> Hub {
+        Hub { policy, ..Hub::default() }
     }
 
     // A panic elsewhere while holding the lock leaves the registry consistent
@@ -131,10 +171,15 @@ impl Hub {
             }
         }
         let mut left = Vec::new();
+        let registry = &mut *registry;
         for room_name in entry.rooms {
             if let Some(room) = registry.rooms.get_mut(&room_name) {
-                if room.remove(key) == Some(true) {
-                    left.push((room_name.clone(), user.clone()));
+                match room.remove(key) {
+                    Some(Change::Announce) => left.push((room_name.clone(), user.clone())),
+                    Some(Change::Count) => {
+                        registry.occupancy_due.insert(room_name.clone());
+                    }
+                    Some(Change::None) | None => {}
                 }
                 if room.is_empty() {
                     registry.rooms.remove(&room_name);
@@ -155,14 +200,27 @@ impl Hub {
             None => Arc::from(room_name),
         };
         let newly = entry.rooms.insert(room_name.clone());
-        let room = registry.rooms.entry(room_name).or_default();
-        let announce = newly && room.insert(entry.outbound.clone());
+        let room = registry.rooms.entry(room_name.clone()).or_default();
+        let change = if newly {
+            room.insert(entry.outbound.clone(), self.policy.large_room)
+        } else {
+            Change::None
+        };
         if sees_presence {
             room.no_presence.remove(&key);
         } else {
             room.no_presence.insert(key);
         }
-        Some(Joined { newly, announce, members: room.users() })
+        let joined = Joined {
+            newly,
+            announce: change == Change::Announce,
+            members: room.page(None, self.policy.ack_members),
+            large: room.is_large(),
+        };
+        if change == Change::Count {
+            registry.occupancy_due.insert(room_name);
+        }
+        Some(joined)
     }
 
     /// Takes a connection out of a room; an emptied room disappears.
@@ -179,11 +237,56 @@ impl Hub {
         let Some(room) = registry.rooms.get_mut(room_name) else {
             return not_member;
         };
-        let announce = room.remove(key) == Some(true);
-        if room.is_empty() {
+        let change = room.remove(key);
+        if change == Some(Change::Count) {
+            let (name, _) = registry.rooms.get_key_value(room_name).expect("looked up above");
+            registry.occupancy_due.insert(name.clone());
+        }
+        if registry.rooms.get(room_name).is_some_and(Room::is_empty) {
             registry.rooms.remove(room_name);
         }
-        Left { was_member: true, announce }
+        Left { was_member: true, announce: change == Some(Change::Announce) }
+    }
+
+    /// Up to `limit` users of a room after `cursor`; `None` when the room
+    /// does not exist on this node.
+    pub(crate) fn members(
+        &self,
+        room: &str,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Option<MembersPage> {
+        Some(self.read().rooms.get(room)?.page(cursor, limit))
+    }
+
+    /// Sends every large room whose user count changed since the last call
+    /// its `occupancy` frame, to the members that may see presence; returns
+    /// how many rooms it told.
+    pub(crate) fn send_occupancy(&self) -> usize {
+        let due: Vec<(Arc<str>, usize)> = {
+            let mut registry = self.write();
+            let registry = &mut *registry;
+            registry
+                .occupancy_due
+                .drain()
+                .filter_map(|name| {
+                    let count = registry.rooms.get(&name)?.user_count();
+                    Some((name, count))
+                })
+                .collect()
+        };
+        for (room, count) in &due {
+            let frame = crate::wire::encode(&switchboard_protocol::ServerFrame::Occupancy(
+                switchboard_protocol::Occupancy { room: room.to_string(), count: *count as u64 },
+            ));
+            self.deliver(&Delivery {
+                target: Target::Room(room.clone()),
+                frame,
+                kind: DeliveryKind::Presence,
+                offset: None,
+            });
+        }
+        due.len()
     }
 
     /// Whether a connection is in a room.
@@ -305,9 +408,13 @@ impl Hub {
     pub fn room(&self, id: &str) -> Option<RoomDetail> {
         let registry = self.read();
         let room = registry.rooms.get(id)?;
+        let first = room.page(None, self.policy.ack_members);
         Some(RoomDetail {
             id: id.to_owned(),
-            members: room.users(),
+            members: first.members,
+            member_count: first.count,
+            cursor: first.cursor,
+            large: room.is_large(),
             connections: room.members.len(),
             messages: room.messages(),
         })
@@ -344,7 +451,7 @@ mod tests {
         assert!(hub.join(tab1, "general", true).unwrap().announce);
         let second = hub.join(tab2, "general", true).unwrap();
         assert!(second.newly && !second.announce, "a second tab announces nothing");
-        assert_eq!(second.members, vec!["alice".to_owned()]);
+        assert_eq!(second.members.members, vec!["alice".to_owned()]);
         assert!(!hub.leave(tab1, "general").announce, "alice still has a tab in the room");
         assert!(hub.leave(tab2, "general").announce);
         assert_eq!(hub.room_count(), 0, "an empty room disappears");
@@ -361,6 +468,75 @@ mod tests {
         assert!(qb.try_recv().is_none());
         assert_eq!(hub.room("general").unwrap().messages, 1);
         assert_eq!(hub.deliver(&room_delivery("nowhere", "hi")), 0);
+    }
+
+    #[test]
+    fn a_join_lists_at_most_the_cap_and_counts_the_rest() {
+        let hub = Hub::with_policy(PresencePolicy { ack_members: 3, large_room: 1_000 });
+        let mut queues = Vec::new();
+        let mut last = None;
+        for n in 0..10 {
+            let (key, queue) = connect(&hub, &format!("user-{n}"));
+            queues.push(queue);
+            last = hub.join(key, "big", true);
+        }
+        let joined = last.unwrap();
+        assert_eq!(joined.members.members, ["user-0", "user-1", "user-2"]);
+        assert_eq!((joined.members.count, joined.members.cursor.as_deref()), (10, Some("user-2")));
+        let rest = hub.members("big", Some("user-2"), 100).unwrap();
+        assert_eq!(rest.members.len(), 7);
+        assert_eq!(rest.cursor, None);
+        assert!(hub.members("nowhere", None, 100).is_none());
+        let detail = hub.room("big").unwrap();
+        assert_eq!((detail.members.len(), detail.member_count), (3, 10));
+    }
+
+    /// Every text frame waiting in `queue`.
+    fn frames(queue: &mut OutboundQueue) -> Vec<String> {
+        std::iter::from_fn(|| queue.try_recv()).map(|d| d.frame.to_string()).collect()
+    }
+
+    #[test]
+    fn a_large_room_sends_one_count_per_tick_instead_of_names() {
+        let hub = Hub::with_policy(PresencePolicy { ack_members: 100, large_room: 2 });
+        let (a, mut qa) = connect(&hub, "alice");
+        let (b, _qb) = connect(&hub, "bob");
+        assert!(hub.join(a, "hall", true).unwrap().announce);
+        assert!(hub.join(b, "hall", true).unwrap().announce);
+        let mut late = Vec::new();
+        for user in ["carol", "dave", "erin"] {
+            let (key, queue) = connect(&hub, user);
+            let joined = hub.join(key, "hall", true).unwrap();
+            assert!(!joined.announce && joined.large, "{user}: counted, not announced");
+            late.push((key, queue));
+        }
+        assert_eq!(hub.send_occupancy(), 1, "three joins, one count");
+        let expected = r#"{"type":"occupancy","room":"hall","count":5}"#;
+        assert_eq!(frames(&mut qa), [expected]);
+        assert_eq!(hub.send_occupancy(), 0, "nothing changed since");
+        assert!(!hub.leave(late[0].0, "hall").announce, "a leave is counted too");
+        hub.unregister(late[1].0);
+        assert_eq!(hub.send_occupancy(), 1);
+        assert_eq!(frames(&mut qa), [r#"{"type":"occupancy","room":"hall","count":3}"#]);
+        assert!(hub.leave(b, "hall").was_member);
+        assert!(hub.join(b, "hall", true).unwrap().large, "large until it empties");
+    }
+
+    #[test]
+    fn occupancy_skips_members_without_the_presence_permission_and_emptied_rooms() {
+        let hub = Hub::with_policy(PresencePolicy { ack_members: 100, large_room: 1 });
+        let (a, mut qa) = connect(&hub, "alice");
+        let (b, mut qb) = connect(&hub, "bob");
+        hub.join(a, "hall", false).unwrap();
+        hub.join(b, "hall", true).unwrap();
+        assert_eq!(hub.send_occupancy(), 1);
+        assert!(frames(&mut qa).is_empty(), "alice may not see presence");
+        assert_eq!(frames(&mut qb).len(), 1);
+        hub.join(a, "gone", true).unwrap();
+        hub.join(b, "gone", true).unwrap();
+        hub.unregister(a);
+        hub.unregister(b);
+        assert_eq!(hub.send_occupancy(), 0, "an emptied room has nobody to tell");
     }
 
     #[test]

@@ -516,7 +516,12 @@ where
                 };
                 self.room_floors.insert(room.as_str().into(), position.offset);
                 self.ack(id, |ack| {
-                    ack.members = sees_presence.then_some(joined.members);
+                    if sees_presence {
+                        ack.members = Some(joined.members.members);
+                        ack.member_count = Some(joined.members.count as u64);
+                        ack.cursor = joined.members.cursor;
+                        ack.large = joined.large.then_some(true);
+                    }
                     ack.epoch = Some(position.epoch);
                     ack.offset = Some(position.offset);
                     ack.recovered = recovered;
@@ -634,6 +639,30 @@ where
                     }
                     Err(err) => self.fail(id, ErrorCode::UNAVAILABLE, err.to_string()).await,
                 }
+            }
+            ClientFrame::Members { id, room, cursor, limit } => {
+                if let Err(flow) = self.check_name(&id, "room", &room).await {
+                    return flow;
+                }
+                if !self.may(&room, |rule| rule.presence) {
+                    let message = format!("not allowed to see who is in `{room}`");
+                    return self.fail(id, ErrorCode::FORBIDDEN, message).await;
+                }
+                let page = if self.state.hub().is_member(self.outbound.key, &room) {
+                    self.state.hub().members(&room, cursor.as_deref(), members_limit(limit))
+                } else {
+                    None
+                };
+                let Some(page) = page else {
+                    let message = format!("join room `{room}` before reading its members");
+                    return self.fail(id, ErrorCode::NOT_JOINED, message).await;
+                };
+                self.ack(id, |ack| {
+                    ack.members = Some(page.members);
+                    ack.member_count = Some(page.count as u64);
+                    ack.cursor = page.cursor;
+                })
+                .await
             }
             ClientFrame::Auth { id, token } => match self.state.auth().verify(&token) {
                 Ok(identity) if identity.user == self.user => {
@@ -790,6 +819,12 @@ pub(crate) fn read_history(
         },
         None => Page { epoch: None, offset: 0, messages: Vec::new() },
     })
+}
+
+/// The size of a `members` page: `limit`, 100 when absent, at most
+/// [`MAX_MEMBERS_PAGE`](switchboard_protocol::MAX_MEMBERS_PAGE).
+pub(crate) fn members_limit(limit: Option<u32>) -> usize {
+    limit.unwrap_or(100).clamp(1, switchboard_protocol::MAX_MEMBERS_PAGE) as usize
 }
 
 /// Tells a room that `user` joined or left. Presence is best effort: a broker

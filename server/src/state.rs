@@ -91,7 +91,10 @@ impl AppState {
         let auth = Authenticator::new(&config.auth)?;
         let admission = Admission::new(&config.limits);
         let permissions = config.permissions.compile();
-        let hub = Arc::new(Hub::new());
+        let hub = Arc::new(Hub::with_policy(crate::hub::PresencePolicy {
+            ack_members: config.rooms.join_ack_members,
+            large_room: config.rooms.large_room,
+        }));
         let broker = make_broker(hub.clone());
         let streams = Streams::new(store, config.history.clone());
         let ids = IdWindow::new(
@@ -218,6 +221,22 @@ impl AppState {
                     // every stream: keep it off the async workers.
                     let sweep = move || inner.streams.sweep(crate::wire::now_ms(), STREAM_IDLE_MS);
                     let _ = tokio::task::spawn_blocking(sweep).await;
+                }
+            });
+            // Large rooms' occupancy counts, coalesced over one interval.
+            let weak = Arc::downgrade(&self.inner);
+            let shutdown = self.inner.shutdown.clone();
+            let every = Duration::from_millis(self.inner.config.rooms.occupancy_interval_ms);
+            tokio::spawn(async move {
+                let mut ticker = tokio::time::interval(every);
+                ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    tokio::select! {
+                        () = shutdown.cancelled() => break,
+                        _ = ticker.tick() => {}
+                    }
+                    let Some(inner) = weak.upgrade() else { break };
+                    inner.hub.send_occupancy();
                 }
             });
         });

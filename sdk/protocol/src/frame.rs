@@ -83,6 +83,23 @@ pub enum ClientFrame {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         limit: Option<u32>,
     },
+    /// Reads a page of a joined room's members, in byte order of the user
+    /// ids; answered by an [`Ack`] with `members`, `member_count` and, when
+    /// more follow, `cursor`.
+    Members {
+        /// Request id echoed by the answer.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<String>,
+        /// The room.
+        room: String,
+        /// The `cursor` of the previous page; the first page when absent.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        cursor: Option<String>,
+        /// At most this many users (default 100, the hub caps it at
+        /// [`MAX_MEMBERS_PAGE`]).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        limit: Option<u32>,
+    },
     /// Presents a token: as the first frame when the URL and headers carry
     /// none, or later to replace one that is about to expire (same user).
     Auth {
@@ -102,8 +119,8 @@ pub enum ClientFrame {
 
 impl ClientFrame {
     /// The `type` names of every client frame, in declaration order.
-    pub const TYPES: [&'static str; 7] =
-        ["join", "leave", "publish", "send", "history", "auth", "ping"];
+    pub const TYPES: [&'static str; 8] =
+        ["join", "leave", "publish", "send", "history", "members", "auth", "ping"];
 
     /// The request id, if the client set one.
     pub fn id(&self) -> Option<&str> {
@@ -113,6 +130,7 @@ impl ClientFrame {
             | ClientFrame::Publish { id, .. }
             | ClientFrame::Send { id, .. }
             | ClientFrame::History { id, .. }
+            | ClientFrame::Members { id, .. }
             | ClientFrame::Auth { id, .. }
             | ClientFrame::Ping { id } => id.as_deref(),
         }
@@ -155,6 +173,9 @@ impl ClientFrame {
 
 /// The longest request `id` a client frame may carry, in bytes.
 pub const MAX_ID_BYTES: usize = 128;
+
+/// The most users one `members` page holds, whatever `limit` asks for.
+pub const MAX_MEMBERS_PAGE: u32 = 1000;
 
 /// Why a client frame could not be decoded.
 #[derive(Debug, Clone, PartialEq)]
@@ -275,6 +296,9 @@ pub enum ServerFrame {
     Message(Message),
     /// A user joined or left a room.
     Presence(Presence),
+    /// How many users a large room holds now; large rooms send this instead
+    /// of a [`Presence`] frame per join and leave.
+    Occupancy(Occupancy),
     /// A request with an `id` succeeded.
     Ack(Ack),
     /// A request failed, or a frame could not be understood.
@@ -363,6 +387,21 @@ pub struct Presence {
     pub action: PresenceAction,
 }
 
+/// The user count of a large room, sent at most once per
+/// `rooms.occupancy_interval_ms` while it changes.
+///
+/// A room becomes large when it holds more than `rooms.large_room` users and
+/// stays large until it empties. In a large room joins and leaves are not
+/// announced one by one (that would be N² frames to fill a room of N):
+/// members get this count instead, and read names with a `members` request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Occupancy {
+    /// The room.
+    pub room: String,
+    /// Distinct users in the room.
+    pub count: u64,
+}
+
 /// What a [`Presence`] frame reports. Presence is per user: a user's second
 /// connection joining the same room announces nothing, and a `leave` comes
 /// only when the user's last connection leaves.
@@ -380,9 +419,22 @@ pub enum PresenceAction {
 pub struct Ack {
     /// The request's `id`.
     pub id: String,
-    /// For `join`: the users present in the room, the joiner included.
+    /// For `join`: the users present in the room, the joiner included, in
+    /// byte order and at most `rooms.join_ack_members` of them; for
+    /// `members`: one page of them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub members: Option<Vec<String>>,
+    /// For `join` and `members`: how many users the room holds in all.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub member_count: Option<u64>,
+    /// For `join` and `members`: where the next page of `members` starts
+    /// (pass it back as `cursor`); absent when the list is complete.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cursor: Option<String>,
+    /// For `join`: true when the room is large, so its presence comes as
+    /// [`Occupancy`] counts rather than a frame per join and leave.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub large: Option<bool>,
     /// For `send`: how many of the receiver's connections it reached.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub delivered: Option<u64>,

@@ -17,7 +17,7 @@ use serde::de::value::MapAccessDeserializer;
 use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde_json::{Map, Value};
 
-use crate::frame::{Ack, ErrorFrame, Message, Presence, ServerFrame, Welcome};
+use crate::frame::{Ack, ErrorFrame, Message, Occupancy, Presence, ServerFrame, Welcome};
 
 /// The `type` values of [`ServerFrame`].
 #[derive(Deserialize)]
@@ -26,6 +26,7 @@ enum Kind {
     Welcome,
     Message,
     Presence,
+    Occupancy,
     Ack,
     Error,
     Refresh,
@@ -115,6 +116,7 @@ fn rest<'de, D: Deserializer<'de>>(kind: Kind, fields: D) -> Result<ServerFrame,
         Kind::Welcome => ServerFrame::Welcome(Welcome::deserialize(fields)?),
         Kind::Message => ServerFrame::Message(Message::deserialize(fields)?),
         Kind::Presence => ServerFrame::Presence(Presence::deserialize(fields)?),
+        Kind::Occupancy => ServerFrame::Occupancy(Occupancy::deserialize(fields)?),
         Kind::Ack => ServerFrame::Ack(Ack::deserialize(fields)?),
         Kind::Error => ServerFrame::Error(ErrorFrame::deserialize(fields)?),
         Kind::Refresh => ServerFrame::Refresh {

@@ -5,8 +5,8 @@
 use serde_json::{Value, json};
 use std::path::Path;
 use switchboard_protocol::{
-    Ack, ClientFrame, ErrorCode, ErrorFrame, Message, Position, Presence, PresenceAction,
-    ServerFrame, Welcome,
+    Ack, ClientFrame, ErrorCode, ErrorFrame, Message, Occupancy, Position, Presence,
+    PresenceAction, ServerFrame, Welcome,
 };
 
 fn fixture(path: &str) -> Value {
@@ -49,6 +49,15 @@ fn client_frames_round_trip() {
             id: Some("8".into()),
             room: "general".into(),
             since: Some(40),
+            limit: Some(2),
+        },
+    );
+    assert_client(
+        "client/members.json",
+        ClientFrame::Members {
+            id: Some("10".into()),
+            room: "stadium".into(),
+            cursor: Some("bob".into()),
             limit: Some(2),
         },
     );
@@ -184,8 +193,34 @@ fn server_frames_round_trip() {
         ServerFrame::Ack(Ack {
             id: "1".into(),
             members: Some(vec!["alice".into(), "bob".into()]),
+            member_count: Some(2),
             ..Ack::default()
         }),
+    );
+    assert_server(
+        "server/ack_join_large.json",
+        ServerFrame::Ack(Ack {
+            id: "6".into(),
+            members: Some(vec!["alice".into(), "bob".into()]),
+            member_count: Some(5120),
+            cursor: Some("bob".into()),
+            large: Some(true),
+            ..Ack::default()
+        }),
+    );
+    assert_server(
+        "server/ack_members.json",
+        ServerFrame::Ack(Ack {
+            id: "10".into(),
+            members: Some(vec!["carol".into(), "dave".into()]),
+            member_count: Some(5120),
+            cursor: Some("dave".into()),
+            ..Ack::default()
+        }),
+    );
+    assert_server(
+        "server/occupancy.json",
+        ServerFrame::Occupancy(Occupancy { room: "stadium".into(), count: 5120 }),
     );
     assert_server(
         "server/ack_send.json",
@@ -227,5 +262,5 @@ fn every_fixture_file_is_covered() {
             count += 1;
         }
     }
-    assert_eq!(count, 24, "a new fixture needs an assertion above");
+    assert_eq!(count, 28, "a new fixture needs an assertion above");
 }

@@ -185,6 +185,43 @@ pub(crate) async fn room(
     state.hub().room(&room).map(Json).ok_or_else(|| ApiError::NotFound(format!("no room `{room}`")))
 }
 
+/// The query of `GET /api/rooms/{room}/members`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct MembersQuery {
+    cursor: Option<String>,
+    limit: Option<u32>,
+}
+
+/// The answer of `GET /api/rooms/{room}/members`.
+#[derive(Debug, Serialize)]
+pub(crate) struct Members {
+    room: String,
+    members: Vec<String>,
+    member_count: usize,
+    /// Where the next page starts; absent on the last page.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cursor: Option<String>,
+}
+
+/// `GET /api/rooms/{room}/members?cursor=&limit=`: one page of the room's
+/// users in byte order (default 100, at most 1000), and where the next
+/// starts.
+pub(crate) async fn members(
+    State(state): State<AppState>,
+    Path(room): Path<String>,
+    query: Result<Query<MembersQuery>, QueryRejection>,
+) -> Result<Json<Members>, ApiError> {
+    let Query(query) = query.map_err(|r| ApiError::BadRequest(r.body_text()))?;
+    check_name("room", &room)?;
+    let limit = crate::session::members_limit(query.limit);
+    let page = state
+        .hub()
+        .members(&room, query.cursor.as_deref(), limit)
+        .ok_or_else(|| ApiError::NotFound(format!("no room `{room}`")))?;
+    Ok(Json(Members { room, members: page.members, member_count: page.count, cursor: page.cursor }))
+}
+
 /// The body of `POST /api/disconnect`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
