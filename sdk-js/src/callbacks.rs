@@ -69,6 +69,10 @@ impl Callbacks {
                 let call = self.caller(&event, &callback);
                 Some(client.on_presence(move |p| call(convert::to_js(p))))
             }
+            "occupancy" => {
+                let call = self.caller(&event, &callback);
+                Some(client.on_occupancy(move |o| call(convert::to_js(o))))
+            }
             "message" => {
                 let call = self.caller(&event, &callback);
                 Some(client.on_any(move |m| call(convert::to_js(m))))

@@ -127,6 +127,29 @@ impl Client {
         })
     }
 
+    /// Reads one page of a joined room's members (up to `limit`, default 100,
+    /// at most 1000) after `cursor` (from the first when omitted).
+    #[wasm_bindgen(js_name = membersPage, unchecked_return_type = "Promise<MembersPage>")]
+    pub fn members_page(
+        &self,
+        room: String,
+        cursor: Option<String>,
+        limit: Option<u32>,
+    ) -> Promise {
+        let client = self.inner.clone();
+        promise(async move {
+            let page = client.members_page(&room, cursor.as_deref(), limit).await?;
+            Ok(crate::convert::members_page(&page))
+        })
+    }
+
+    /// Reads every member of a joined room, page after page, in byte order.
+    #[wasm_bindgen(unchecked_return_type = "Promise<string[]>")]
+    pub fn members(&self, room: String) -> Promise {
+        let client = self.inner.clone();
+        promise(async move { client.members(&room).await.map(|members| to_js(&members)) })
+    }
+
     /// Closes the connection and stops reconnecting; `connect()` resumes.
     #[wasm_bindgen(unchecked_return_type = "Promise<void>")]
     pub fn disconnect(&self) -> Promise {

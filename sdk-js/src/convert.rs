@@ -87,9 +87,12 @@ pub(crate) fn disconnected(event: &Disconnected) -> JsValue {
 }
 
 #[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
 struct JoinedJs<'a> {
     room: &'a str,
     members: &'a [String],
+    member_count: u64,
+    large: bool,
     rejoin: bool,
     recovered: Option<bool>,
 }
@@ -98,8 +101,27 @@ pub(crate) fn joined(event: &Joined) -> JsValue {
     to_js(&JoinedJs {
         room: &event.room,
         members: &event.members,
+        member_count: event.member_count,
+        large: event.large,
         rejoin: event.rejoin,
         recovered: event.recovered,
+    })
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct MembersPageJs<'a> {
+    members: &'a [String],
+    member_count: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cursor: Option<&'a str>,
+}
+
+pub(crate) fn members_page(page: &switchboard_sdk::MembersPage) -> JsValue {
+    to_js(&MembersPageJs {
+        members: &page.members,
+        member_count: page.member_count,
+        cursor: page.cursor.as_deref(),
     })
 }
 

@@ -68,6 +68,22 @@ export interface HistoryPage {
   messages: Message[];
 }
 
+/** One page of a room's members, from `membersPage()`. */
+export interface MembersPage {
+  /** Users in byte order. */
+  members: string[];
+  /** How many users the room holds in all. */
+  memberCount: number;
+  /** Pass it to the next `membersPage()` call; absent on the last page. */
+  cursor?: string;
+}
+
+/** The user count of a large room, sent instead of a `presence` event per join and leave (at most once per the hub's `rooms.occupancy_interval_ms`). */
+export interface Occupancy {
+  room: string;
+  count: number;
+}
+
 /** A user joined or left one of this client's rooms. */
 export interface Presence {
   room: string;
@@ -91,8 +107,12 @@ export interface ConnectedEvent {
 /** A room was joined, by `join()` or by the automatic rejoin after a reconnect. */
 export interface JoinedEvent {
   room: string;
-  /** The users present: reset presence lists from this after a reconnect. */
+  /** The users present, in byte order: all of them up to the hub's `rooms.join_ack_members` (100), else the first that many (`members()` reads all). Reset presence lists from this after a reconnect. */
   members: string[];
+  /** How many users the room holds in all. */
+  memberCount: number;
+  /** True when the room is large: its joins and leaves come as `occupancy` counts, not `presence` events. */
+  large: boolean;
   rejoin: boolean;
   /** For a rejoin: whether every message published meanwhile was replayed (false: reload the room). */
   recovered: boolean | null;
@@ -131,6 +151,7 @@ export interface ClientEvents {
   joined: JoinedEvent;
   error: SwitchboardError;
   presence: Presence;
+  occupancy: Occupancy;
   /** Every message, whatever its event. */
   message: Message;
 }

@@ -7,12 +7,14 @@ use futures::channel::{mpsc, oneshot};
 use futures::{FutureExt, pin_mut, select_biased};
 use serde::Serialize;
 use serde_json::Value;
-use switchboard_protocol::{Ack, Message, Presence, validate_name};
+use switchboard_protocol::{Ack, Message, Occupancy, Presence, validate_name};
 
 use crate::builder::{ClientBuilder, Options};
 use crate::driver::{Command, Op, Request};
 use crate::error::{Error, Result};
-use crate::event::{Connected, Connecting, ConnectionState, Disconnected, History, Joined};
+use crate::event::{
+    Connected, Connecting, ConnectionState, Disconnected, History, Joined, MembersPage,
+};
 use crate::handlers::{Handler, HandlerId, Handlers};
 use crate::runtime;
 
@@ -160,6 +162,43 @@ impl Client {
         })
     }
 
+    /// Reads one page of a joined room's members (up to `limit`, default 100,
+    /// the hub caps it at 1000) after `cursor` (from the first when `None`).
+    pub async fn members_page(
+        &self,
+        room: &str,
+        cursor: Option<&str>,
+        limit: Option<u32>,
+    ) -> Result<MembersPage> {
+        check_name("room", room)?;
+        let op = Op::Members { room: room.to_owned(), cursor: cursor.map(str::to_owned), limit };
+        let ack = self.request(op).await?;
+        Ok(MembersPage {
+            members: ack.members.unwrap_or_default(),
+            member_count: ack.member_count.unwrap_or(0),
+            cursor: ack.cursor,
+        })
+    }
+
+    /// Reads every member of a joined room, page after page, in byte order.
+    /// Users who join or leave meanwhile may or may not be in the list; in a
+    /// large room, follow [`Client::on_occupancy`] and read again when the
+    /// count matters.
+    pub async fn members(&self, room: &str) -> Result<Vec<String>> {
+        let mut all = Vec::new();
+        let mut cursor = None;
+        loop {
+            let page = self
+                .members_page(room, cursor.as_deref(), Some(switchboard_protocol::MAX_MEMBERS_PAGE))
+                .await?;
+            all.extend(page.members);
+            match page.cursor {
+                Some(next) => cursor = Some(next),
+                None => return Ok(all),
+            }
+        }
+    }
+
     /// Closes the connection and stops reconnecting. Rooms and queued
     /// requests are kept: [`Client::connect`] resumes them.
     pub async fn disconnect(&self) {
@@ -200,6 +239,13 @@ impl Client {
     /// Calls `handler` when a user joins or leaves one of this client's rooms.
     pub fn on_presence(&self, handler: impl Handler<Presence>) -> HandlerId {
         self.shared.handlers.on_presence(handler)
+    }
+
+    /// Calls `handler` when the user count of one of this client's large
+    /// rooms changes (at most once per the hub's `occupancy_interval_ms`):
+    /// large rooms report counts instead of each join and leave.
+    pub fn on_occupancy(&self, handler: impl Handler<Occupancy>) -> HandlerId {
+        self.shared.handlers.on_occupancy(handler)
     }
 
     /// Calls `handler` each time a room is joined, by [`Client::join`] or by

@@ -57,6 +57,7 @@ pub(crate) enum Op {
     Publish { room: String, event: String, data: Value },
     Send { to: String, event: String, data: Value },
     History { room: String, since: Option<u64>, limit: Option<u32> },
+    Members { room: String, cursor: Option<String>, limit: Option<u32> },
 }
 
 type Reply = oneshot::Sender<Result<Ack>>;
@@ -533,17 +534,21 @@ impl Driver {
                 }
             }
             ServerFrame::Presence(presence) => self.shared.handlers.emit_presence(&presence),
+            ServerFrame::Occupancy(occupancy) => self.shared.handlers.emit_occupancy(&occupancy),
             ServerFrame::Ack(ack) => match self.pending.remove(&ack.id) {
                 Some(Pending::Join { room, replies, rejoin }) => {
                     if let (Some(epoch), Some(offset)) = (ack.epoch.clone(), ack.offset) {
                         self.positions.insert(room.clone(), Position { epoch, offset });
                     }
                     let members = ack.members.clone().unwrap_or_default();
+                    let member_count = ack.member_count.unwrap_or(members.len() as u64);
+                    let large = ack.large.unwrap_or(false);
                     let recovered = ack.recovered;
                     for reply in replies {
                         let _ = reply.send(Ok(ack.clone()));
                     }
-                    self.shared.handlers.emit_joined(&Joined { room, members, rejoin, recovered });
+                    let joined = Joined { room, members, member_count, large, rejoin, recovered };
+                    self.shared.handlers.emit_joined(&joined);
                 }
                 Some(Pending::Leave { reply }) => {
                     let _ = reply.send(Ok(ack));
@@ -663,6 +668,12 @@ impl Driver {
                 since: *since,
                 limit: *limit,
             },
+            Op::Members { room, cursor, limit } => ClientFrame::Members {
+                id: Some(id.clone()),
+                room: room.clone(),
+                cursor: cursor.clone(),
+                limit: *limit,
+            },
         };
         self.pending.insert(id, Pending::Resend { seq, request });
         socket.send(encode(frame)).await
@@ -684,7 +695,7 @@ impl Driver {
                 }
                 let _ = request.reply.send(Ok(Ack::default()));
             }
-            Op::Publish { .. } | Op::Send { .. } | Op::History { .. } => {
+            Op::Publish { .. } | Op::Send { .. } | Op::History { .. } | Op::Members { .. } => {
                 let capacity = self.shared.options.offline_queue;
                 self.queue.retain(|queued| !queued.reply.is_canceled());
                 if self.queue.len() >= capacity {

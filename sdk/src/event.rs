@@ -57,15 +57,35 @@ pub struct Disconnected {
 pub struct Joined {
     /// The room.
     pub room: String,
-    /// The users present, this one included. Presence UIs reset from this,
-    /// since a reconnect may have missed `presence` events.
+    /// The users present, this one included, in byte order: all of them in a
+    /// room of up to the hub's `rooms.join_ack_members` (default 100), else
+    /// the first that many ([`Client::members`](crate::Client::members) reads
+    /// them all). Presence UIs reset from this, since a reconnect may have
+    /// missed `presence` events.
     pub members: Vec<String>,
+    /// How many users the room holds in all.
+    pub member_count: u64,
+    /// True when the room is large: its joins and leaves come as
+    /// [`Occupancy`](switchboard_protocol::Occupancy) counts, not as
+    /// `presence` events.
+    pub large: bool,
     /// True when the client rejoined on its own after a reconnect.
     pub rejoin: bool,
     /// For a rejoin: whether every message published meanwhile was replayed
     /// before this event (true), or the gap could not be filled (false: reload
     /// the room from your own source). `None` for a first join.
     pub recovered: Option<bool>,
+}
+
+/// One page of a room's members, as [`Client::members_page`](crate::Client::members_page) returns it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MembersPage {
+    /// Users in byte order.
+    pub members: Vec<String>,
+    /// How many users the room holds in all.
+    pub member_count: u64,
+    /// Pass it to the next call for the following page; `None` on the last.
+    pub cursor: Option<String>,
 }
 
 /// A page of a room's stored history, as [`Client::history`](crate::Client::history) returns it.

@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
-use switchboard_protocol::{Message, Presence};
+use switchboard_protocol::{Message, Occupancy, Presence};
 
 use crate::Error;
 use crate::event::{Connected, Connecting, Disconnected, Joined};
@@ -48,6 +48,7 @@ struct Lists {
     events: HashMap<String, List<Message>>,
     any: List<Message>,
     presence: List<Presence>,
+    occupancy: List<Occupancy>,
     joined: List<Joined>,
     connecting: List<Connecting>,
     connected: List<Connected>,
@@ -98,6 +99,7 @@ impl Handlers {
     }
 
     lifecycle!(on_presence, emit_presence, presence, Presence);
+    lifecycle!(on_occupancy, emit_occupancy, occupancy, Occupancy);
     lifecycle!(on_joined, emit_joined, joined, Joined);
     lifecycle!(on_connecting, emit_connecting, connecting, Connecting);
     lifecycle!(on_connected, emit_connected, connected, Connected);
@@ -113,6 +115,7 @@ impl Handlers {
         for remove in [
             lists.any.remove(id.0),
             lists.presence.remove(id.0),
+            lists.occupancy.remove(id.0),
             lists.joined.remove(id.0),
             lists.connecting.remove(id.0),
             lists.connected.remove(id.0),

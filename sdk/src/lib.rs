@@ -67,7 +67,11 @@ pub use backoff::{Backoff, ReconnectPolicy};
 pub use builder::{ClientBuilder, FutureBound, Heartbeat, TokenProvider};
 pub use client::Client;
 pub use error::{Error, Result};
-pub use event::{Connected, Connecting, ConnectionState, Disconnected, History, Joined};
+pub use event::{
+    Connected, Connecting, ConnectionState, Disconnected, History, Joined, MembersPage,
+};
 pub use handlers::{Handler, HandlerId};
 pub use runtime::{BoxFuture, MaybeSend};
-pub use switchboard_protocol::{CloseCode, ErrorCode, Message, Position, Presence, PresenceAction};
+pub use switchboard_protocol::{
+    CloseCode, ErrorCode, Message, Occupancy, Position, Presence, PresenceAction,
+};

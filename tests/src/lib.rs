@@ -137,6 +137,8 @@ pub enum Event {
     Message(protocol::Message),
     /// A presence change.
     Presence(protocol::Presence),
+    /// A large room's user count.
+    Occupancy(protocol::Occupancy),
     /// A connection attempt.
     Connecting(u32),
     /// A connection established.
@@ -254,6 +256,10 @@ pub fn record(client: &Client) -> Events {
     let t = tx.clone();
     client.on_presence(move |p| {
         let _ = t.send(Event::Presence(p.clone()));
+    });
+    let t = tx.clone();
+    client.on_occupancy(move |o| {
+        let _ = t.send(Event::Occupancy(o.clone()));
     });
     let t = tx.clone();
     client.on_connecting(move |c| {
