@@ -54,6 +54,12 @@ impl Hub {
         answer.starts_with(b"HTTP/1.0 200") || answer.starts_with(b"HTTP/1.1 200")
     }
 
+    /// CPU time the process used so far (user + system), Linux `/proc`.
+    pub fn cpu(&self) -> std::io::Result<Duration> {
+        let pid = self.child.id().ok_or_else(|| std::io::Error::other("the hub exited"))?;
+        cpu_of(&format!("/proc/{pid}/stat"))
+    }
+
     /// The process's resident set size in bytes (Linux `/proc`).
     pub fn rss_bytes(&self) -> std::io::Result<u64> {
         let pid = self.child.id().ok_or_else(|| std::io::Error::other("the hub exited"))?;
@@ -66,4 +72,21 @@ impl Hub {
             .map(|kib| kib * 1024)
             .ok_or_else(|| std::io::Error::other("no VmRSS in /proc status"))
     }
+}
+
+/// CPU time this process (the load generator) used so far.
+pub fn own_cpu() -> std::io::Result<Duration> {
+    cpu_of("/proc/self/stat")
+}
+
+/// User + system time from a `/proc/<pid>/stat` file.
+fn cpu_of(path: &str) -> std::io::Result<Duration> {
+    let stat = std::fs::read_to_string(path)?;
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    let rest = stat.rsplit_once(')').map(|(_, rest)| rest).unwrap_or_default();
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |n: usize| fields.get(n).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+    // utime and stime are fields 14 and 15 of stat(5): 11 and 12 after `)`.
+    // Linux reports them in USER_HZ, 100 per second on every mainstream build.
+    Ok(Duration::from_millis((ticks(11) + ticks(12)) * 10))
 }

@@ -115,7 +115,8 @@ async fn stats_online_and_rooms_describe_the_hub() {
     assert_eq!(status, 200);
     assert_eq!(
         room,
-        json!({"id": "general", "members": ["alice", "bob"], "connections": 3, "messages": 2})
+        json!({"id": "general", "members": ["alice", "bob"], "member_count": 2, "large": false,
+               "connections": 3, "messages": 2})
     );
 
     bob.close().await;

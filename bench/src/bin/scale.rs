@@ -1,0 +1,206 @@
+//! Scale on one machine, side by side: the `switchboard` release binary and
+//! the Node `ws` room hub (`bench/node/ws-hub.mjs`) under the same load, one
+//! after the other in one run, so the ratios hold on a noisy machine.
+//!
+//! - **storm**: N connections opened `--parallel` at a time (a reconnect
+//!   storm), timed until every one got its `welcome`.
+//! - **fill**: those N connections join one room, `--parallel` joins in
+//!   flight, timed until every `join` is acked. Switchboard runs with its
+//!   defaults, presence on; every client keeps reading what it is sent.
+//!
+//! ```sh
+//! cargo build --release -p switchboard-server -p switchboard-bench
+//! (cd bench/node && npm ci)
+//! target/release/scale --connections 10000
+//! ```
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use futures::{SinkExt, StreamExt, stream};
+use switchboard_bench::process::{Hub, own_cpu};
+use tokio::task::JoinHandle;
+use tokio_tungstenite::tungstenite::Message;
+
+/// Connection storms and room fills against Switchboard and a Node `ws` hub.
+#[derive(Parser)]
+struct Args {
+    /// Connections (each holds a file descriptor here and one in the hub).
+    #[arg(long, default_value_t = 10_000)]
+    connections: usize,
+    /// Connects, and then joins, in flight at once.
+    #[arg(long, default_value_t = 256)]
+    parallel: usize,
+    /// The hub binary.
+    #[arg(long, default_value = "target/release/switchboard")]
+    binary: PathBuf,
+    /// Extra flags for the hub binary (for example `--config hub.toml`).
+    #[arg(long, allow_hyphen_values = true)]
+    hub_args: Vec<String>,
+    /// Leave out the Node `ws` hub.
+    #[arg(long)]
+    no_node: bool,
+    /// Write the Markdown table here too.
+    #[arg(long)]
+    out: Option<PathBuf>,
+}
+
+type Socket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// What one server did.
+struct Run {
+    name: &'static str,
+    storm: Phase,
+    fill: Phase,
+}
+
+/// One timed phase, with the CPU both sides spent in it.
+struct Phase {
+    elapsed: Duration,
+    server_cpu: Duration,
+    client_cpu: Duration,
+}
+
+impl Phase {
+    fn cell(&self) -> String {
+        format!(
+            "{:.2} s (server CPU {:.1} s, client {:.1} s)",
+            self.elapsed.as_secs_f64(),
+            self.server_cpu.as_secs_f64(),
+            self.client_cpu.as_secs_f64()
+        )
+    }
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let args = Args::parse();
+    let mut runs = Vec::new();
+    let mut hub_args = vec![
+        "--log".to_owned(),
+        "error".to_owned(),
+        "--max-connections".to_owned(),
+        (args.connections + 1_000).to_string(),
+    ];
+    hub_args.extend(args.hub_args.iter().cloned());
+    let hub = Hub::start(&args.binary, &hub_args).await?;
+    runs.push(measure("switchboard", &hub, &args).await?);
+    drop(hub);
+    if !args.no_node {
+        let hub = Hub::start("node".as_ref(), &["bench/node/ws-hub.mjs".to_owned()]).await?;
+        runs.push(measure("node ws hub", &hub, &args).await?);
+    }
+    let table = table(&runs, &args);
+    println!("{table}");
+    if let Some(out) = &args.out {
+        if let Some(dir) = out.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        std::fs::write(out, &table)?;
+    }
+    Ok(())
+}
+
+async fn measure(
+    name: &'static str,
+    hub: &Hub,
+    args: &Args,
+) -> Result<Run, Box<dyn std::error::Error>> {
+    eprintln!("{name}: opening {} connections, {} at a time", args.connections, args.parallel);
+    let (server, client) = (hub.cpu()?, own_cpu()?);
+    let started = Instant::now();
+    let addr = hub.addr;
+    let sockets: Vec<Socket> = stream::iter(0..args.connections)
+        .map(|n| open(format!("ws://{addr}/ws?user_id=u{n}")))
+        .buffer_unordered(args.parallel.max(1))
+        .collect::<Vec<_>>()
+        .await
+        .into_iter()
+        .collect::<Result<_, _>>()?;
+    let storm = Phase {
+        elapsed: started.elapsed(),
+        server_cpu: hub.cpu()? - server,
+        client_cpu: own_cpu()? - client,
+    };
+    eprintln!(
+        "{name}: {} welcomed in {:.2} s; filling one room",
+        sockets.len(),
+        storm.elapsed.as_secs_f64()
+    );
+    let (server, client) = (hub.cpu()?, own_cpu()?);
+    let started = Instant::now();
+    let readers: Vec<JoinHandle<()>> = stream::iter(sockets)
+        .map(join)
+        .buffer_unordered(args.parallel.max(1))
+        .collect::<Vec<_>>()
+        .await
+        .into_iter()
+        .collect::<Result<_, _>>()?;
+    let fill = Phase {
+        elapsed: started.elapsed(),
+        server_cpu: hub.cpu()? - server,
+        client_cpu: own_cpu()? - client,
+    };
+    eprintln!("{name}: {} joined in {:.2} s", readers.len(), fill.elapsed.as_secs_f64());
+    for reader in readers {
+        reader.abort();
+    }
+    Ok(Run { name, storm, fill })
+}
+
+/// Opens a connection and reads its `welcome`.
+async fn open(url: String) -> Result<Socket, tokio_tungstenite::tungstenite::Error> {
+    let (mut socket, _) = tokio_tungstenite::connect_async(url).await?;
+    match socket.next().await {
+        Some(Ok(_)) => Ok(socket),
+        Some(Err(err)) => Err(err),
+        None => Err(tokio_tungstenite::tungstenite::Error::ConnectionClosed),
+    }
+}
+
+/// Joins the room, waits for the ack, then keeps reading (presence, counts)
+/// in the background, as a live client does.
+async fn join(mut socket: Socket) -> Result<JoinHandle<()>, tokio_tungstenite::tungstenite::Error> {
+    socket.send(Message::text(r#"{"type":"join","id":"j","room":"bench"}"#)).await?;
+    loop {
+        match socket.next().await {
+            Some(Ok(Message::Text(text))) if text.starts_with(r#"{"type":"ack""#) => break,
+            Some(Ok(_)) => continue,
+            Some(Err(err)) => return Err(err),
+            None => return Err(tokio_tungstenite::tungstenite::Error::ConnectionClosed),
+        }
+    }
+    Ok(tokio::spawn(async move { while let Some(Ok(_)) = socket.next().await {} }))
+}
+
+fn table(runs: &[Run], args: &Args) -> String {
+    let mut out = format!(
+        "{} connections, {} at a time, one machine, loopback\n\n| scenario |",
+        args.connections, args.parallel
+    );
+    for run in runs {
+        out.push_str(&format!(" {} |", run.name));
+    }
+    if runs.len() == 2 {
+        out.push_str(" switchboard / node |");
+    }
+    out.push_str("\n|---|");
+    out.push_str(&"---|".repeat(runs.len() + usize::from(runs.len() == 2)));
+    for (label, pick) in [
+        ("connect storm, all welcomed", (|r: &Run| &r.storm) as fn(&Run) -> &Phase),
+        ("fill one room, all joins acked", |r: &Run| &r.fill),
+    ] {
+        out.push_str(&format!("\n| {label} |"));
+        for run in runs {
+            out.push_str(&format!(" {} |", pick(run).cell()));
+        }
+        if let [ours, node] = runs {
+            let ratio = pick(ours).elapsed.as_secs_f64() / pick(node).elapsed.as_secs_f64();
+            out.push_str(&format!(" {ratio:.2}× the time |"));
+        }
+    }
+    out.push('\n');
+    out
+}
