@@ -33,6 +33,15 @@ pub enum DeliveryKind {
     Message,
     /// A `presence` frame.
     Presence,
+    /// An `occupancy` frame: presence of a large room, as a count.
+    Occupancy,
+}
+
+impl DeliveryKind {
+    /// Whether only members allowed to see presence receive it.
+    pub fn is_presence(self) -> bool {
+        matches!(self, DeliveryKind::Presence | DeliveryKind::Occupancy)
+    }
 }
 
 /// A serialized server frame and where it goes.

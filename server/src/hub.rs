@@ -282,7 +282,7 @@ impl Hub {
             self.deliver(&Delivery {
                 target: Target::Room(room.clone()),
                 frame,
-                kind: DeliveryKind::Presence,
+                kind: DeliveryKind::Occupancy,
                 offset: None,
             });
         }
@@ -322,7 +322,7 @@ impl Hub {
                     if delivery.kind == DeliveryKind::Message {
                         room.count_message();
                     }
-                    if delivery.kind == DeliveryKind::Presence && !room.no_presence.is_empty() {
+                    if delivery.kind.is_presence() && !room.no_presence.is_empty() {
                         room.members
                             .iter()
                             .filter(|(key, _)| !room.no_presence.contains(key))

@@ -8,7 +8,9 @@
 //!
 //! Events: room and private messages have no event name (they reach
 //! `onmessage`) and carry the same JSON as the WebSocket `message` frame;
-//! `presence` events carry presence frames; one `resumed` event, first,
+//! `presence` events carry presence frames and `occupancy` events the counts
+//! of large rooms (see docs/PROTOCOL.md, "Large rooms"); one `resumed`
+//! event, first,
 //! says per stream whether a resume requested by `Last-Event-ID` was
 //! complete (`{"inbox":true,"rooms":{"news":false}}`).
 
@@ -296,6 +298,9 @@ impl Feed {
     fn live_event(&mut self, delivery: &Delivery) -> Option<Event> {
         if delivery.kind == DeliveryKind::Presence {
             return Some(Event::default().event("presence").data(delivery.frame.as_str()));
+        }
+        if delivery.kind == DeliveryKind::Occupancy {
+            return Some(Event::default().event("occupancy").data(delivery.frame.as_str()));
         }
         let Some(offset) = delivery.offset else {
             return Some(Event::default().data(delivery.frame.as_str()));

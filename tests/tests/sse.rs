@@ -128,3 +128,33 @@ async fn sse_refuses_bad_requests_with_json_errors() {
         http().get(server.http(&format!("/sse?user_id=a&rooms={long}"))).send().await.unwrap();
     assert_eq!(response.status().as_u16(), 422);
 }
+
+#[tokio::test]
+async fn a_large_room_reaches_sse_clients_as_occupancy_events() {
+    let mut config = switchboard_tests::test_config();
+    config.rooms.large_room = 2;
+    config.rooms.occupancy_interval_ms = 50;
+    let server = TestServer::start_with(config).await;
+    let mut sse = SseReader::open(&server, "user_id=watcher&rooms=stadium", None).await;
+    let mut fans = Vec::new();
+    for fan in ["fan-1", "fan-2"] {
+        let (client, _) = connect(&server, fan).await;
+        client.join("stadium").await.unwrap();
+        fans.push(client);
+    }
+    // watcher and fan-1 are named; fan-2 makes three users: a count.
+    let mut named = Vec::new();
+    loop {
+        let event = sse.next().await;
+        let frame: Value = serde_json::from_str(&event.data).unwrap_or(Value::Null);
+        match event.event.as_deref() {
+            Some("presence") => named.push(frame["user"].as_str().unwrap().to_owned()),
+            Some("occupancy") => {
+                assert_eq!(frame, json!({"type": "occupancy", "room": "stadium", "count": 3}));
+                break;
+            }
+            _ => {}
+        }
+    }
+    assert!(!named.contains(&"fan-2".to_owned()), "past the threshold nobody is named: {named:?}");
+}

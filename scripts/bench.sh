@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# The benchmark suite: the release `switchboard` binary and its Node peers
+# under the same load, one after the other in one run (ratios count on a
+# noisy machine, single times do not). Not part of ./scripts/test.sh.
+#
+#   ./scripts/bench.sh                 # 10,000 connections
+#   CONNECTIONS=2000 ./scripts/bench.sh
+#
+# Tables go to bench/results/. Each process may hold at most `ulimit -n`
+# files; the load client holds one per connection.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+connections="${CONNECTIONS:-10000}"
+
+step() { printf '\n==> %s\n' "$*"; }
+
+step "building the release binaries"
+cargo build --release --locked -p switchboard-server -p switchboard-bench
+command -v node >/dev/null || { echo "bench.sh needs node (apt install nodejs npm)"; exit 1; }
+(cd bench/node && npm ci --no-audit --no-fund --loglevel=error)
+mkdir -p bench/results
+
+step "connect storm and room fill, ${connections} connections (bench/results/scale.md)"
+target/release/scale --connections "$connections" --out bench/results/scale.md
+
+step "memory per idle connection, ${connections} connections"
+target/release/memory --connections "$connections" | tee bench/results/memory.txt
+target/release/memory --connections "$connections" --node-ws | tee -a bench/results/memory.txt
