@@ -4,6 +4,8 @@
 //! # Layout
 //! - `src/bin/memory.rs`: resident memory per idle WebSocket connection of
 //!   the real `switchboard` binary.
+//! - `src/bin/scale.rs`: a connect storm and a room fill, side by side with
+//!   the Node `ws` room hub in `bench/node/ws-hub.mjs`.
 //! - [`process`]: starting the binary on a free loopback port and reading
 //!   its resident memory.
 //!

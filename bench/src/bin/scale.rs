@@ -22,6 +22,7 @@ use futures::{SinkExt, StreamExt, stream};
 use switchboard_bench::process::{Hub, own_cpu};
 use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 /// Connection storms and room fills against Switchboard and a Node `ws` hub.
 #[derive(Parser)]
@@ -61,12 +62,20 @@ struct Phase {
     elapsed: Duration,
     server_cpu: Duration,
     client_cpu: Duration,
+    /// Connections the server closed before the phase was done with them
+    /// (slow consumers cut off, for example).
+    lost: usize,
 }
 
 impl Phase {
     fn cell(&self) -> String {
+        let lost = if self.lost > 0 {
+            format!(", **{} closed by the server**", self.lost)
+        } else {
+            String::new()
+        };
         format!(
-            "{:.2} s (server CPU {:.1} s, client {:.1} s)",
+            "{:.2} s (server CPU {:.1} s, client {:.1} s{lost})",
             self.elapsed.as_secs_f64(),
             self.server_cpu.as_secs_f64(),
             self.client_cpu.as_secs_f64()
@@ -123,6 +132,7 @@ async fn measure(
         elapsed: started.elapsed(),
         server_cpu: hub.cpu()? - server,
         client_cpu: own_cpu()? - client,
+        lost: 0,
     };
     eprintln!(
         "{name}: {} welcomed in {:.2} s; filling one room",
@@ -131,19 +141,21 @@ async fn measure(
     );
     let (server, client) = (hub.cpu()?, own_cpu()?);
     let started = Instant::now();
-    let readers: Vec<JoinHandle<()>> = stream::iter(sockets)
-        .map(join)
-        .buffer_unordered(args.parallel.max(1))
-        .collect::<Vec<_>>()
-        .await
-        .into_iter()
-        .collect::<Result<_, _>>()?;
+    let results: Vec<_> =
+        stream::iter(sockets).map(join).buffer_unordered(args.parallel.max(1)).collect().await;
+    let lost = results.iter().filter(|r| r.is_err()).count();
+    let readers: Vec<JoinHandle<()>> = results.into_iter().filter_map(Result::ok).collect();
     let fill = Phase {
         elapsed: started.elapsed(),
         server_cpu: hub.cpu()? - server,
         client_cpu: own_cpu()? - client,
+        lost,
     };
-    eprintln!("{name}: {} joined in {:.2} s", readers.len(), fill.elapsed.as_secs_f64());
+    eprintln!(
+        "{name}: {} joined in {:.2} s, {lost} closed",
+        readers.len(),
+        fill.elapsed.as_secs_f64()
+    );
     for reader in readers {
         reader.abort();
     }
@@ -152,7 +164,12 @@ async fn measure(
 
 /// Opens a connection and reads its `welcome`.
 async fn open(url: String) -> Result<Socket, tokio_tungstenite::tungstenite::Error> {
-    let (mut socket, _) = tokio_tungstenite::connect_async(url).await?;
+    // tungstenite's default read buffer is 128 KiB, zeroed on first use:
+    // across 10,000 connections that is the load client's biggest cost,
+    // the same for every server. The frames here are small.
+    let config = WebSocketConfig::default().read_buffer_size(4 * 1024);
+    let (mut socket, _) =
+        tokio_tungstenite::connect_async_with_config(url, Some(config), true).await?;
     match socket.next().await {
         Some(Ok(_)) => Ok(socket),
         Some(Err(err)) => Err(err),
