@@ -11,7 +11,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use crate::error::ConfigError;
-use crate::patterns::RoomPatterns;
+use crate::policy::patterns::RoomPatterns;
 
 /// Everything the hub can be told. Every field has a default, so a TOML file
 /// only names what it changes.
@@ -476,7 +476,7 @@ impl Permissions {
     /// `room`; rooms no rule matches allow anything to anyone.
     pub fn allows(
         &self,
-        identity: &crate::auth::Identity,
+        identity: &crate::policy::auth::Identity,
         room: &str,
         pick: impl Fn(&RoomRule) -> Access,
     ) -> bool {

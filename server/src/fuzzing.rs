@@ -11,9 +11,9 @@ use axum::extract::ws::Message as WsMessage;
 use futures::StreamExt;
 use switchboard_protocol::{ClientFrame, ServerFrame};
 
-use crate::auth::Identity;
+use crate::policy::auth::Identity;
 use crate::session::{Session, Start};
-use crate::{AppState, Config, memory_socket};
+use crate::{AppState, Config, transport::memory_socket};
 
 /// Decodes arbitrary bytes as a client frame; must never panic.
 pub fn decode_frame(bytes: &[u8]) {

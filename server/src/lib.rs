@@ -23,70 +23,61 @@
 //! ```
 //!
 //! # Layout
-//! - [`run`] / [`serve`]: serve a bound listener until a shutdown future resolves.
-//! - [`router`]: the routes (`/ws`, `/health`, `/api/…`) as a nestable axum `Router`.
-//! - [`config`]: [`Config`] and every default; [`cli`]: flags and `SWITCHBOARD_…` variables;
-//!   [`patterns`]: room-name rules (history, permissions) compiled once.
-//! - [`AppState`] (`state.rs`): the hub, the broker, connection slots, shutdown.
-//! - [`Hub`] (`hub.rs`, `room.rs`): this node's connections, users and rooms, and local fan-out.
+//! The folders name the layers, outermost first:
+//! - [`run`] / [`serve`] / [`bind`]: serve a listener until a shutdown
+//!   future resolves; [`router`]: the routes as a nestable axum `Router`.
+//! - `transport/`: bytes to frames. The listener and accept loop
+//!   (`listen.rs`), the WebSocket upgrade (`ws.rs`), Server-Sent Events
+//!   (`sse.rs`), the client's address behind proxies (`client_addr.rs`),
+//!   frame encoding (`wire.rs`) and an in-memory socket for tests.
+//! - [`policy`]: who may do what. Identity and tokens ([`auth`],
+//!   [`identity`]), admission (origins, address lists, connection limits),
+//!   and room-name rules ([`patterns`]).
+//! - `session/`: one connection's state machine (`mod.rs`) and what each
+//!   request frame does (`requests.rs`).
+//! - `hub/`: this node's registry and fan-out ([`Hub`]): rooms and their
+//!   presence (`room.rs`), each connection's bounded queue (`outbound.rs`),
+//!   stream offsets and replay (`streams.rs`), recent request ids
+//!   (`ids.rs`), counters (`stats.rs`), and the operations the session,
+//!   the API and SSE share (`operations.rs`).
 //! - [`broker`]: the [`Broker`] trait that carries deliveries between nodes;
 //!   [`MemoryBroker`] for a single node.
-//! - [`store`]: history per stream (rooms and inboxes) behind [`HistoryStore`];
-//!   `streams.rs`: offsets, ordering and replay on top of it; `ids.rs`: the
-//!   window of recent request ids that makes retries idempotent.
-//! - `outbound.rs`: each connection's bounded outbound queue and close signal.
-//! - `session.rs`: one connection's state machine; `ws.rs`: the upgrade in front of it.
-//! - `admission.rs`: who may connect (origins, IP lists, per-address and
-//!   per-user limits); `client_addr.rs`: the client's address behind trusted proxies.
-//! - `sse.rs`: Server-Sent Events for receive-only clients, resumable with `Last-Event-ID`.
-//! - [`identity`]: who a connection is, from the upgrade request; [`auth`]:
-//!   JWT verification (HS256/RS256/ES256) or insecure development identities.
+//! - [`store`]: history per stream behind [`HistoryStore`], in memory or on disk.
 //! - [`api`]: the HTTP admin API and its [`ApiError`].
+//! - [`config`]: [`Config`] and every default; [`cli`]: flags and
+//!   `SWITCHBOARD_…` variables; [`AppState`] (`state.rs`): everything a
+//!   node shares, and its shutdown.
 //!
 //! The wire protocol lives in the `switchboard-protocol` crate and is
 //! documented in `docs/PROTOCOL.md`.
 
-mod admission;
 pub mod api;
-pub mod auth;
 pub mod broker;
 pub mod cli;
-mod client_addr;
 pub mod config;
 mod error;
 #[cfg(any(test, feature = "fuzzing"))]
 #[doc(hidden)]
 pub mod fuzzing;
 mod hub;
-pub mod identity;
-mod ids;
-mod listen;
-mod memory_broker;
-#[cfg(any(test, feature = "fuzzing"))]
-mod memory_socket;
-mod outbound;
-pub mod patterns;
-mod room;
+pub mod policy;
 mod session;
-mod sse;
 mod state;
-mod stats;
 pub mod store;
-mod streams;
-mod wire;
-mod ws;
+mod transport;
 
 pub use api::ApiError;
-pub use auth::{AuthError, Authenticator, Identity};
+pub use broker::MemoryBroker;
 pub use broker::{Broker, BrokerError, Delivery, DeliveryKind, Target};
 pub use config::Config;
 pub use error::{ConfigError, Error, Result};
+pub use hub::stats::Stats;
 pub use hub::{Hub, RoomDetail, RoomSummary};
-pub use listen::bind;
-pub use memory_broker::MemoryBroker;
+pub use policy::auth::{self, AuthError, Authenticator, Identity};
+pub use policy::{identity, patterns};
 pub use state::AppState;
-pub use stats::Stats;
 pub use store::{HistoryStore, MemoryStore, StreamKey};
+pub use transport::listen::bind;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -114,15 +105,15 @@ pub fn router(state: AppState) -> Router {
         .route("/api/rooms/{room}/members", get(api::members))
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), api::require_key));
     Router::new()
-        .route("/ws", get(ws::upgrade))
-        .route("/sse", get(sse::events))
+        .route("/ws", get(transport::ws::upgrade))
+        .route("/sse", get(transport::sse::events))
         .route("/health", get(api::health))
         .merge(api)
         .fallback(api::not_found)
         .method_not_allowed_fallback(api::method_not_allowed)
         .layer(DefaultBodyLimit::max(body_limit))
         // Outermost: a denied address reaches no route at all.
-        .layer(axum::middleware::from_fn_with_state(state.clone(), admission::address_gate))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), policy::admission::address_gate))
         .with_state(state)
 }
 
@@ -161,7 +152,8 @@ pub async fn serve(
         tracing::info!("shutting down");
         stopper.shutdown();
     };
-    listen::serve(listener, router(state.clone()), header_timeout, grace, shutdown).await?;
+    transport::listen::serve(listener, router(state.clone()), header_timeout, grace, shutdown)
+        .await?;
     state.shutdown();
     state.drain().await;
     tracing::info!("stopped");

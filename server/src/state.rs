@@ -11,15 +11,15 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::admission::Admission;
-use crate::auth::Authenticator;
 use crate::broker::Broker;
 use crate::config::{Permissions, StoreKind};
 use crate::error::ConfigError;
-use crate::ids::IdWindow;
-use crate::stats::Stats;
+use crate::hub::ids::IdWindow;
+use crate::hub::stats::Stats;
+use crate::hub::streams::Streams;
+use crate::policy::admission::Admission;
+use crate::policy::auth::Authenticator;
 use crate::store::{DiskStore, HistoryStore, MemoryStore};
-use crate::streams::Streams;
 use crate::{Config, Hub, MemoryBroker};
 
 /// How often expired ids and idle streams are dropped.
@@ -219,7 +219,9 @@ impl AppState {
                     inner.admission.sweep();
                     // A disk store's sweep is one write transaction over
                     // every stream: keep it off the async workers.
-                    let sweep = move || inner.streams.sweep(crate::wire::now_ms(), STREAM_IDLE_MS);
+                    let sweep = move || {
+                        inner.streams.sweep(crate::transport::wire::now_ms(), STREAM_IDLE_MS)
+                    };
                     let _ = tokio::task::spawn_blocking(sweep).await;
                 }
             });

@@ -11,8 +11,8 @@ use serde::de::DeserializeOwned;
 use serde_json::json;
 use switchboard_protocol::NameError;
 
-use crate::auth::AuthError;
 use crate::broker::BrokerError;
+use crate::policy::auth::AuthError;
 use crate::store::StoreError;
 
 /// An HTTP API failure.

@@ -21,16 +21,16 @@ use switchboard_protocol::{CloseCode, Message, ServerFrame, validate_name};
 
 use crate::AppState;
 use crate::broker::{Delivery, DeliveryKind, Target};
+use crate::hub::stats::Stats;
 use crate::hub::{RoomDetail, RoomSummary};
-use crate::stats::Stats;
 use crate::store::StreamKey;
-use crate::wire::{encode, now_ms};
+use crate::transport::wire::{encode, now_ms};
 
-impl From<crate::streams::PublishError> for ApiError {
-    fn from(err: crate::streams::PublishError) -> Self {
+impl From<crate::hub::streams::PublishError> for ApiError {
+    fn from(err: crate::hub::streams::PublishError) -> Self {
         match err {
-            crate::streams::PublishError::Store(err) => ApiError::Store(err),
-            crate::streams::PublishError::Broker(err) => ApiError::Broker(err),
+            crate::hub::streams::PublishError::Store(err) => ApiError::Store(err),
+            crate::hub::streams::PublishError::Broker(err) => ApiError::Broker(err),
         }
     }
 }
@@ -116,7 +116,7 @@ pub(crate) async fn send(
         ts: now_ms(),
         offset: None,
     };
-    let sent = crate::session::send_private(&state, request.to.into(), message).await?;
+    let sent = crate::hub::operations::send_private(&state, request.to.into(), message).await?;
     Ok(Json(SendAnswer { delivered: sent.reached, status: sent.status, offset: sent.offset }))
 }
 
@@ -214,7 +214,7 @@ pub(crate) async fn members(
 ) -> Result<Json<Members>, ApiError> {
     let Query(query) = query.map_err(|r| ApiError::BadRequest(r.body_text()))?;
     check_name("room", &room)?;
-    let limit = crate::session::members_limit(query.limit);
+    let limit = crate::hub::operations::members_limit(query.limit);
     let page = state
         .hub()
         .members(&room, query.cursor.as_deref(), limit)
@@ -285,7 +285,7 @@ pub(crate) async fn history(
 ) -> Result<Json<History>, ApiError> {
     let Query(query) = query.map_err(|r| ApiError::BadRequest(r.body_text()))?;
     check_name("room", &room)?;
-    let page = crate::session::read_history(&state, &room, query.since, query.limit)?;
+    let page = crate::hub::operations::read_history(&state, &room, query.since, query.limit)?;
     Ok(Json(History { room, epoch: page.epoch, offset: page.offset, messages: page.messages }))
 }
 

@@ -123,7 +123,7 @@ impl HistoryStore for MemoryStore {
     }
 
     fn position(&self, key: &StreamKey) -> Result<Position, StoreError> {
-        Ok(self.with(key, crate::wire::now_ms(), |stream| stream.position()))
+        Ok(self.with(key, crate::transport::wire::now_ms(), |stream| stream.position()))
     }
 
     fn since(
@@ -160,7 +160,7 @@ impl HistoryStore for MemoryStore {
     }
 
     fn mark_delivered(&self, key: &StreamKey, offset: u64) -> Result<(), StoreError> {
-        self.with(key, crate::wire::now_ms(), |stream| {
+        self.with(key, crate::transport::wire::now_ms(), |stream| {
             stream.delivered = stream.delivered.max(offset)
         });
         Ok(())
@@ -294,7 +294,7 @@ mod tests {
         let store = MemoryStore::new();
         let key = StreamKey::Room("gone".into());
         let epoch = store.position(&key).unwrap().epoch;
-        store.sweep(crate::wire::now_ms() + 10_000, 1_000, &|_| limits(10, 60));
+        store.sweep(crate::transport::wire::now_ms() + 10_000, 1_000, &|_| limits(10, 60));
         assert_ne!(store.position(&key).unwrap().epoch, epoch, "a new stream, a new epoch");
     }
 

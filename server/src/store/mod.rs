@@ -8,7 +8,7 @@
 //! stream evicted), so a client's old offsets are never mistaken for new ones.
 //!
 //! The store knows nothing of sockets or locks between streams: the
-//! `Streams` coordinator (`streams.rs`) serializes appends per
+//! `Streams` coordinator (`hub/streams.rs`) serializes appends per
 //! stream and does the fan-out.
 
 mod disk;

@@ -3,12 +3,15 @@
 //! Sessions and the HTTP API never call the hub's fan-out directly; they hand
 //! a [`Delivery`] to the node's [`Broker`], which carries it to every node
 //! (this one included) and lets each node's [`Hub`](crate::Hub) deliver it to
-//! its own connections. [`MemoryBroker`](crate::MemoryBroker) is the default
+//! its own connections. [`MemoryBroker`] is the default
 //! for a single node; a broker spanning machines (Redis is planned) implements
 //! the same trait and is passed to [`AppState::with_broker`](crate::AppState::with_broker),
 //! without any change to the hub or the sessions.
 //!
 //! The frame inside a delivery is serialized once; nodes and recipients share it.
+
+mod memory;
+pub use memory::MemoryBroker;
 
 use axum::extract::ws::Utf8Bytes;
 use std::future::Future;

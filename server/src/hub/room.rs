@@ -10,7 +10,7 @@ use std::ops::Bound;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::outbound::Outbound;
+use crate::hub::outbound::Outbound;
 
 /// A room as the hub sees it. It exists while it has members.
 #[derive(Debug, Default)]
@@ -123,7 +123,7 @@ mod tests {
     use super::*;
 
     fn connection(key: u64, user: &str) -> Arc<Outbound> {
-        Arc::new(crate::outbound::channel(key, user.into(), 16, 1 << 16).0)
+        Arc::new(crate::hub::outbound::channel(key, user.into(), 16, 1 << 16).0)
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! `GET /ws`: everything that happens before a [`Session`] exists.
 //!
 //! The handler resolves the identity (a token, or `user_id` in insecure
-//! mode) and passes the admission gates ([`crate::admission`]), and only then
+//! mode) and passes the admission gates ([`crate::policy::admission`]), and only then
 //! accepts the upgrade, so a refused client costs one HTTP answer and no
 //! WebSocket state: 400/401 for identity, 403 for origin or address, 429 for
 //! per-user and per-address limits, 503 when the hub is full or stopping.
@@ -23,8 +23,8 @@ use switchboard_protocol::{ClientFrame, CloseCode, Position, validate_name};
 
 use crate::AppState;
 use crate::api::ApiError;
-use crate::auth::{AuthError, Identity};
-use crate::identity::{self, ConnectQuery, Resolved};
+use crate::policy::auth::{AuthError, Identity};
+use crate::policy::identity::{self, ConnectQuery, Resolved};
 use crate::session::{Session, Start, truncate_reason};
 
 /// The peer's address, when the server was started with connect info

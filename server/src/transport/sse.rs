@@ -30,15 +30,15 @@ use serde_json::json;
 use switchboard_protocol::{Position, PresenceAction, validate_name};
 
 use crate::AppState;
-use crate::admission::Ticket;
 use crate::api::ApiError;
-use crate::auth::{AuthError, Identity};
 use crate::broker::{Delivery, DeliveryKind, Target};
-use crate::identity::{self, ConnectQuery, Resolved};
-use crate::outbound::{self, Outbound, OutboundQueue};
-use crate::session::announce;
+use crate::hub::operations::announce;
+use crate::hub::outbound::{self, Outbound, OutboundQueue};
+use crate::policy::admission::Ticket;
+use crate::policy::auth::{AuthError, Identity};
+use crate::policy::identity::{self, ConnectQuery, Resolved};
 use crate::store::{Replay, Stored, StreamKey};
-use crate::ws::Peer;
+use crate::transport::ws::Peer;
 
 /// Most rooms one SSE connection may follow.
 const MAX_ROOMS: usize = 100;

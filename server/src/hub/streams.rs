@@ -18,9 +18,9 @@ use tokio::sync::{Mutex, MutexGuard};
 
 use crate::broker::{Broker, BrokerError, Delivery, DeliveryKind, Target};
 use crate::config::{HistoryConfig, HistoryLimits};
-use crate::patterns::RoomPatterns;
+use crate::policy::patterns::RoomPatterns;
 use crate::store::{HistoryStore, Replay, StoreError, Stored, StreamKey};
-use crate::wire::{encode, now_ms};
+use crate::transport::wire::{encode, now_ms};
 
 /// How many locks streams share; two streams hashing alike only wait for
 /// each other briefly.

@@ -25,8 +25,8 @@ use tokio::sync::OwnedSemaphorePermit;
 
 use crate::AppState;
 use crate::api::ApiError;
-use crate::client_addr::client_ip;
 use crate::config::LimitsConfig;
+use crate::transport::client_addr::client_ip;
 
 /// Open connections per IP address.
 type PerIp = Arc<Mutex<HashMap<IpAddr, usize>>>;

@@ -202,7 +202,7 @@ mod tests {
     }
 
     fn now() -> u64 {
-        crate::wire::now_ms() / 1000
+        crate::transport::wire::now_ms() / 1000
     }
 
     #[test]
@@ -251,13 +251,13 @@ mod tests {
     fn rs256_and_es256_tokens_verify_against_the_public_key() {
         for (public, private, algorithm) in [
             (
-                include_str!("../testdata/rsa-public.pem"),
-                include_str!("../testdata/rsa-private.pem"),
+                include_str!("../../testdata/rsa-public.pem"),
+                include_str!("../../testdata/rsa-private.pem"),
                 Algorithm::RS256,
             ),
             (
-                include_str!("../testdata/ec-public.pem"),
-                include_str!("../testdata/ec-private.pem"),
+                include_str!("../../testdata/ec-public.pem"),
+                include_str!("../../testdata/ec-private.pem"),
                 Algorithm::ES256,
             ),
         ] {

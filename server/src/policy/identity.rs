@@ -10,7 +10,7 @@
 use axum::http::{HeaderMap, header::AUTHORIZATION};
 use serde::Deserialize;
 
-use crate::auth::{AuthError, Authenticator, Identity};
+use crate::policy::auth::{AuthError, Authenticator, Identity};
 
 /// The query string of `GET /ws`.
 #[derive(Debug, Clone, Default, Deserialize)]

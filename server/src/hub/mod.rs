@@ -12,6 +12,13 @@
 //! join and leave; the hub notes it as due for an `occupancy` count instead,
 //! which [`Hub::send_occupancy`] sends on the maintenance tick.
 
+pub(crate) mod ids;
+pub(crate) mod operations;
+pub(crate) mod outbound;
+pub(crate) mod room;
+pub(crate) mod stats;
+pub(crate) mod streams;
+
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
@@ -19,9 +26,9 @@ use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use serde::Serialize;
 
 use crate::broker::{Delivery, DeliveryKind, Target};
-use crate::outbound::{Outbound, Pushed};
-use crate::room::{Change, MembersPage, Room};
-use crate::stats::Counters;
+use crate::hub::outbound::{Outbound, Pushed};
+use crate::hub::room::{Change, MembersPage, Room};
+use crate::hub::stats::Counters;
 
 /// This node's connections, users and rooms.
 #[derive(Debug, Default)]
@@ -276,9 +283,12 @@ impl Hub {
                 .collect()
         };
         for (room, count) in &due {
-            let frame = crate::wire::encode(&switchboard_protocol::ServerFrame::Occupancy(
-                switchboard_protocol::Occupancy { room: room.to_string(), count: *count as u64 },
-            ));
+            let frame = crate::transport::wire::encode(
+                &switchboard_protocol::ServerFrame::Occupancy(switchboard_protocol::Occupancy {
+                    room: room.to_string(),
+                    count: *count as u64,
+                }),
+            );
             self.deliver(&Delivery {
                 target: Target::Room(room.clone()),
                 frame,
@@ -424,7 +434,7 @@ impl Hub {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::outbound::{self, OutboundQueue};
+    use crate::hub::outbound::{self, OutboundQueue};
     use axum::extract::ws::Utf8Bytes;
 
     fn connect(hub: &Hub, user: &str) -> (u64, OutboundQueue) {

@@ -1,0 +1,539 @@
+//! [`Session`]: one WebSocket connection's life, from `welcome` to close.
+//!
+//! A session runs in a single task that waits on four things at once: frames
+//! from the client, frames queued for it by the hub, the heartbeat tick, and
+//! the close signals (its own, and the node's shutdown). It is generic over
+//! any `Stream + Sink` of WebSocket messages, so unit tests drive it through
+//! in-memory channels with a paused clock, and production through axum's
+//! `WebSocket`.
+//!
+//! It answers requests that carry an `id` with `ack`/`error` written straight
+//! to its socket, and hands every message and presence change to the broker.
+
+use std::collections::HashMap;
+use std::num::NonZeroU32;
+use std::sync::Arc;
+
+use axum::extract::ws::{CloseFrame, Message as WsMessage, Utf8Bytes};
+use futures::{Sink, SinkExt, Stream, StreamExt};
+use switchboard_protocol::{
+    Ack, ClientFrame, CloseCode, ErrorCode, ErrorFrame, PROTOCOL_VERSION, Position, PresenceAction,
+    ServerFrame, Welcome,
+};
+use tokio::time::{Duration, Instant, MissedTickBehavior};
+use tracing::{debug, info};
+
+mod requests;
+
+use crate::AppState;
+use crate::broker::{Delivery, Target};
+use crate::config::Access;
+use crate::hub::outbound::{self, Outbound, OutboundQueue};
+use crate::policy::auth::Identity;
+use crate::store::{Replay, StoreError, StreamKey};
+use crate::transport::wire::{encode, now_ms};
+
+/// How many queued frames are written before one flush.
+const WRITE_BATCH: usize = 64;
+/// How long a closing session keeps reading so its close frame is not lost to
+/// a TCP reset caused by unread input.
+const CLOSE_LINGER: Duration = Duration::from_secs(2);
+
+/// The close reason sent to every session when the node shuts down.
+const SHUTDOWN: &str = "server shutting down";
+
+/// What woke the session up.
+enum Wake {
+    Shutdown,
+    Close(CloseCode, String),
+    Queued(Delivery),
+    Incoming(Option<Result<WsMessage, axum::Error>>),
+    Tick,
+    /// The token timer: true when it expired, false for the refresh warning.
+    Token(bool),
+}
+
+/// Sleeps until the timer's instant and yields its flag; never without one.
+async fn sleep_until_some(timer: Option<(Instant, bool)>) -> bool {
+    match timer {
+        Some((at, expired)) => {
+            tokio::time::sleep_until(at).await;
+            expired
+        }
+        None => std::future::pending().await,
+    }
+}
+
+/// How a connection starts: a room to join at once, and where the client's
+/// inbox stood (to resume it) when it reconnects.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Start {
+    pub(crate) room: Option<String>,
+    pub(crate) inbox_since: Option<Position>,
+}
+
+/// What to do after handling one event.
+#[derive(Debug)]
+enum Flow {
+    Continue,
+    /// Close with this code and reason.
+    Close(CloseCode, String),
+    /// The peer is gone or the socket failed: stop without a close frame.
+    Gone(Ended),
+}
+
+/// Why a session ended without sending a close frame, as the log says it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ended {
+    /// The client sent a close frame (the stack answers it).
+    ClientClosed,
+    /// The connection ended without a close frame: a network drop, a
+    /// killed client, a laptop lid. Not a protocol error.
+    Dropped,
+    /// Reading or writing failed at the network level.
+    NetworkError,
+    /// The hub no longer knows the connection.
+    Unregistered,
+}
+
+impl std::fmt::Display for Ended {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Ended::ClientClosed => "the client closed the connection",
+            Ended::Dropped => "the connection dropped without a close frame",
+            Ended::NetworkError => "network error",
+            Ended::Unregistered => "removed from the hub",
+        })
+    }
+}
+
+/// The close for a session whose writes made no progress for `stall`.
+fn stalled(stall: Duration) -> Flow {
+    Flow::Close(
+        CloseCode::SLOW_CONSUMER,
+        format!("a write made no progress for {} ms: read faster", stall.as_millis()),
+    )
+}
+
+/// A write's outcome as a [`Flow`]: a failed write means the peer is gone.
+fn written(result: Result<(), axum::Error>) -> Flow {
+    match result {
+        Ok(()) => Flow::Continue,
+        Err(_) => Flow::Gone(Ended::NetworkError),
+    }
+}
+
+/// One connection's state.
+pub(crate) struct Session<S> {
+    socket: S,
+    state: AppState,
+    outbound: Arc<Outbound>,
+    queue: OutboundQueue,
+    user: Arc<str>,
+    identity: Identity,
+    /// The expiry (Unix seconds) the last `refresh` warning was about: one
+    /// warning per expiry, so a provider of short-lived tokens cannot make
+    /// hub and client spin.
+    warned_for: Option<u64>,
+    limiter: governor::DefaultDirectRateLimiter,
+    /// Frames refused by the rate limiter in the current 10-second window.
+    refused: (Instant, u32),
+    id: String,
+    last_heard: Instant,
+    /// Per room: the offset a replay (or the join) already covered; live
+    /// messages at or below it are not sent again.
+    room_floors: HashMap<Arc<str>, u64>,
+    /// The same for the user's inbox.
+    inbox_floor: u64,
+}
+
+impl<S> Session<S>
+where
+    S: Stream<Item = Result<WsMessage, axum::Error>>
+        + Sink<WsMessage, Error = axum::Error>
+        + Unpin
+        + Send,
+{
+    /// Prepares the connection; it joins the hub when it starts running.
+    pub(crate) fn new(socket: S, state: AppState, identity: Identity) -> Session<S> {
+        let hub = state.hub();
+        let limits = &state.config().limits;
+        let (outbound, queue) = outbound::channel(
+            hub.next_key(),
+            identity.user.clone(),
+            limits.outbound_queue_messages,
+            limits.outbound_queue_bytes,
+        );
+        // Bursts of twice the sustained rate.
+        let per_sec = NonZeroU32::new(limits.messages_per_sec).unwrap_or(NonZeroU32::MIN);
+        let burst = per_sec.saturating_mul(NonZeroU32::MIN.saturating_add(1));
+        let limiter =
+            governor::RateLimiter::direct(governor::Quota::per_second(per_sec).allow_burst(burst));
+        Session {
+            socket,
+            state,
+            outbound: Arc::new(outbound),
+            queue,
+            user: identity.user.clone(),
+            identity,
+            warned_for: None,
+            limiter,
+            refused: (Instant::now(), 0),
+            id: uuid::Uuid::new_v4().simple().to_string(),
+            last_heard: Instant::now(),
+            room_floors: HashMap::new(),
+            inbox_floor: 0,
+        }
+    }
+
+    /// Runs the connection to its end, then removes it from the hub and
+    /// announces the rooms its user left.
+    pub(crate) async fn run(mut self, start: Start) {
+        info!(session = %self.id, user = %self.user, "connected");
+        let flow = self.serve(start).await;
+        let reason = match flow {
+            Flow::Close(code, reason) => {
+                debug!(session = %self.id, %code, %reason, "closing");
+                self.close(code, &reason).await;
+                format!("closed with {code}")
+            }
+            Flow::Gone(ended) => ended.to_string(),
+            Flow::Continue => "ended".to_owned(),
+        };
+        for (room, user) in self.state.hub().unregister(self.outbound.key) {
+            self.announce(&room, &user, PresenceAction::Leave).await;
+        }
+        info!(session = %self.id, user = %self.user, %reason, "disconnected");
+    }
+
+    async fn serve(&mut self, start: Start) -> Flow {
+        let heartbeat = self.state.config().heartbeat.clone();
+        // A write that cannot finish within the heartbeat timeout means the
+        // client stopped reading; the session must not wait on it forever.
+        let stall = heartbeat.timeout();
+        match tokio::time::timeout(stall, self.open(start)).await {
+            Err(_) => return stalled(stall),
+            Ok(Flow::Continue) => {}
+            Ok(flow) => return flow,
+        }
+        let shutdown = self.state.shutdown_token().clone();
+        let close_signal = self.outbound.close_signal().clone();
+        let mut ticker =
+            tokio::time::interval_at(Instant::now() + heartbeat.interval(), heartbeat.interval());
+        ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        loop {
+            let token_timer = self.token_timer();
+            let wake = tokio::select! {
+                biased;
+                () = shutdown.cancelled() => Wake::Shutdown,
+                (code, reason) = close_signal.requested() => Wake::Close(code, reason),
+                expired = sleep_until_some(token_timer) => Wake::Token(expired),
+                Some(frame) = self.queue.recv() => Wake::Queued(frame),
+                incoming = self.socket.next() => Wake::Incoming(incoming),
+                _ = ticker.tick() => Wake::Tick,
+            };
+            // Handling may write to a socket whose peer stopped reading (its
+            // own answers, a replay, a ping: nothing the outbound queue
+            // bounds). The close signals must still win then, and the
+            // heartbeat ticker, which is not needed meanwhile, measures how
+            // long the write has been stuck.
+            let woke = Instant::now();
+            let mut tick_owed = false;
+            let work = self.on_wake(wake, heartbeat.timeout());
+            tokio::pin!(work);
+            let flow = loop {
+                break tokio::select! {
+                    biased;
+                    () = shutdown.cancelled() => Flow::Close(CloseCode::GOING_AWAY, SHUTDOWN.to_owned()),
+                    (code, reason) = close_signal.requested() => Flow::Close(code, reason),
+                    flow = &mut work => flow,
+                    _ = ticker.tick() => {
+                        if woke.elapsed() >= stall {
+                            stalled(stall)
+                        } else {
+                            tick_owed = true;
+                            continue;
+                        }
+                    }
+                };
+            };
+            if !matches!(flow, Flow::Continue) {
+                return flow;
+            }
+            if tick_owed {
+                // The heartbeat this tick was for runs on the next wake.
+                ticker.reset_immediately();
+            }
+        }
+    }
+
+    /// The start of a connection: registers it, sends `welcome` and what
+    /// waited in the inbox, and joins the room the URL named.
+    async fn open(&mut self, start: Start) -> Flow {
+        let heartbeat_ms = self.state.config().heartbeat.interval_ms;
+        // Register under the inbox's lock, then read it: every private message
+        // is then in the replay below or in the live queue (see streams.rs).
+        let inbox = StreamKey::Inbox(self.user.clone());
+        let (hub, outbound) = (self.state.hub().clone(), self.outbound.clone());
+        let register = move || hub.register(outbound);
+        let streams = self.state.streams();
+        let (position, recovered, missed) = match &start.inbox_since {
+            Some(since) => match streams.resume(&inbox, Some(since), register).await {
+                Ok(((), position, Some(Replay::Complete(missed)))) => {
+                    (Some(position), Some(true), missed)
+                }
+                Ok(((), position, _)) => (Some(position), Some(false), Vec::new()),
+                Err(err) => return self.store_failed(err),
+            },
+            None => match streams.undelivered(&inbox, register).await {
+                Ok(((), position, pending)) => (Some(position), None, pending),
+                Err(err) => return self.store_failed(err),
+            },
+        };
+        // The welcome names the position just before the messages that follow
+        // it, so a client advances through the replay like through live ones.
+        let before_replay = position.map(|head| {
+            self.inbox_floor = head.offset;
+            if recovered == Some(true) {
+                let _ = streams.store().mark_delivered(&inbox, head.offset);
+            }
+            let offset = missed.first().map_or(head.offset, |first| first.offset - 1);
+            Position { epoch: head.epoch, offset }
+        });
+        let welcome = ServerFrame::Welcome(Welcome {
+            session: self.id.clone(),
+            user: self.user.to_string(),
+            protocol: PROTOCOL_VERSION,
+            heartbeat_ms,
+            inbox: before_replay,
+            recovered,
+        });
+        if let flow @ (Flow::Close(..) | Flow::Gone(_)) = self.reply(&welcome).await {
+            return flow;
+        }
+        for stored in missed {
+            if self.socket.send(WsMessage::Text(stored.frame)).await.is_err() {
+                return Flow::Gone(Ended::NetworkError);
+            }
+        }
+        match start.room {
+            Some(room) => self.handle(ClientFrame::Join { id: None, room, since: None }).await,
+            None => Flow::Continue,
+        }
+    }
+
+    async fn on_wake(&mut self, wake: Wake, timeout: Duration) -> Flow {
+        match wake {
+            Wake::Shutdown => Flow::Close(CloseCode::GOING_AWAY, SHUTDOWN.to_owned()),
+            Wake::Close(code, reason) => Flow::Close(code, reason),
+            Wake::Queued(frame) => self.write_queued(frame).await,
+            Wake::Incoming(incoming) => {
+                self.last_heard = Instant::now();
+                self.on_incoming(incoming).await
+            }
+            Wake::Tick => self.on_tick(timeout).await,
+            Wake::Token(true) => {
+                Flow::Close(CloseCode::TOKEN_EXPIRED, "the token expired".to_owned())
+            }
+            Wake::Token(false) => {
+                self.warned_for = self.identity.expires_at;
+                let left = self.token_left_ms().unwrap_or(0);
+                self.reply(&ServerFrame::Refresh { expires_in_ms: left }).await
+            }
+        }
+    }
+
+    /// Milliseconds until the token expires, if it does.
+    fn token_left_ms(&self) -> Option<u64> {
+        let expires_ms = self.identity.expires_at?.saturating_mul(1000);
+        Some(expires_ms.saturating_sub(now_ms()))
+    }
+
+    /// When the token next needs attention: the `refresh` warning (false),
+    /// then the expiry (true).
+    fn token_timer(&self) -> Option<(Instant, bool)> {
+        let left = Duration::from_millis(self.token_left_ms()?);
+        let before = Duration::from_millis(self.state.config().auth.refresh_before_ms);
+        let warned = self.warned_for == self.identity.expires_at;
+        if warned {
+            Some((Instant::now() + left, true))
+        } else {
+            Some((Instant::now() + left.saturating_sub(before), false))
+        }
+    }
+
+    /// Whether the rate limit lets another frame through; past the abuse
+    /// threshold in a 10-second window, the connection is closed.
+    fn admit_frame(&mut self) -> Result<(), Flow> {
+        if self.limiter.check().is_ok() {
+            return Ok(());
+        }
+        let now = Instant::now();
+        if now.duration_since(self.refused.0) > Duration::from_secs(10) {
+            self.refused = (now, 0);
+        }
+        self.refused.1 += 1;
+        if self.refused.1 >= self.state.config().limits.rate_abuse_threshold {
+            return Err(Flow::Close(
+                CloseCode::RATE_LIMITED,
+                "sending too fast for too long".to_owned(),
+            ));
+        }
+        Err(Flow::Continue)
+    }
+
+    /// Whether `access` lets this connection act in `room`.
+    fn may(&self, room: &str, access: impl Fn(&crate::config::RoomRule) -> Access) -> bool {
+        self.state.permissions().allows(&self.identity, room, access)
+    }
+
+    /// Writes a queued delivery and whatever else is already waiting, then
+    /// flushes once. Skips what a replay already sent.
+    async fn write_queued(&mut self, first: Delivery) -> Flow {
+        let mut next = Some(first);
+        let mut batch = 0;
+        while let Some(delivery) = next.take() {
+            if self.wanted(&delivery)
+                && self.socket.feed(WsMessage::Text(delivery.frame)).await.is_err()
+            {
+                return Flow::Gone(Ended::NetworkError);
+            }
+            batch += 1;
+            if batch < WRITE_BATCH {
+                next = self.queue.try_recv();
+            }
+        }
+        written(self.socket.flush().await)
+    }
+
+    /// Whether a live delivery is new to this connection.
+    fn wanted(&self, delivery: &Delivery) -> bool {
+        let Some(offset) = delivery.offset else { return true };
+        match &delivery.target {
+            Target::Room(room) => self.room_floors.get(room).is_none_or(|floor| offset > *floor),
+            Target::User(_) => offset > self.inbox_floor,
+            Target::All => true,
+        }
+    }
+
+    fn store_failed(&self, err: StoreError) -> Flow {
+        tracing::error!(session = %self.id, %err, "history store failed");
+        Flow::Close(CloseCode::INTERNAL_ERROR, "history store unavailable".to_owned())
+    }
+
+    async fn on_tick(&mut self, timeout: Duration) -> Flow {
+        if self.last_heard.elapsed() >= timeout {
+            return Flow::Close(
+                CloseCode::HEARTBEAT_TIMEOUT,
+                format!("nothing heard for {} ms", timeout.as_millis()),
+            );
+        }
+        written(self.socket.send(WsMessage::Ping(Default::default())).await)
+    }
+
+    async fn on_incoming(&mut self, incoming: Option<Result<WsMessage, axum::Error>>) -> Flow {
+        match incoming {
+            None => Flow::Gone(Ended::Dropped),
+            Some(Ok(WsMessage::Close(_))) => Flow::Gone(Ended::ClientClosed),
+            Some(Ok(WsMessage::Text(text))) => {
+                if let Err(flow) = self.admit_frame() {
+                    if let Flow::Continue = flow {
+                        let message = "rate limit: too many frames; slow down".to_owned();
+                        return self.fail(None, ErrorCode::RATE_LIMITED, message).await;
+                    }
+                    return flow;
+                }
+                match ClientFrame::decode_limited(&text, self.state.config().limits.max_json_depth)
+                {
+                    Ok(frame) => self.handle(frame).await,
+                    Err(err) => self.fail(err.id, err.code, err.message).await,
+                }
+            }
+            Some(Ok(WsMessage::Binary(_))) => {
+                self.fail(
+                    None,
+                    ErrorCode::BINARY_UNSUPPORTED,
+                    "binary messages are not supported; send JSON text".to_owned(),
+                )
+                .await
+            }
+            Some(Ok(WsMessage::Ping(_) | WsMessage::Pong(_))) => Flow::Continue,
+            Some(Err(err)) => read_error_flow(err),
+        }
+    }
+
+    /// Acks a request that had an `id`; requests without one get no answer.
+    async fn ack(&mut self, id: Option<String>, fill: impl FnOnce(&mut Ack)) -> Flow {
+        let Some(id) = id else { return Flow::Continue };
+        let mut ack = Ack { id, ..Ack::default() };
+        fill(&mut ack);
+        self.reply(&ServerFrame::Ack(ack)).await
+    }
+
+    /// Reports an error; the connection stays open.
+    async fn fail(&mut self, id: Option<String>, code: ErrorCode, message: String) -> Flow {
+        debug!(session = %self.id, %code, %message, "request refused");
+        self.reply(&ServerFrame::Error(ErrorFrame { id, code, message })).await
+    }
+
+    async fn reply(&mut self, frame: &ServerFrame) -> Flow {
+        written(self.socket.send(WsMessage::Text(encode(frame))).await)
+    }
+
+    /// Sends a close frame, then reads until the peer answers or hangs up,
+    /// all within [`CLOSE_LINGER`]: a peer that stopped reading (a slow
+    /// consumer) may never take the close frame, and is then simply dropped.
+    async fn close(&mut self, code: CloseCode, reason: &str) {
+        let frame = CloseFrame { code: code.0, reason: Utf8Bytes::from(truncate_reason(reason)) };
+        let _ = tokio::time::timeout(CLOSE_LINGER, async {
+            if self.socket.send(WsMessage::Close(Some(frame))).await.is_err() {
+                return;
+            }
+            while let Some(Ok(message)) = self.socket.next().await {
+                if matches!(message, WsMessage::Close(_)) {
+                    break;
+                }
+            }
+        })
+        .await;
+    }
+}
+
+/// Maps a read error to the close code RFC 6455 prescribes for it; a
+/// connection that simply ended is no protocol error.
+fn read_error_flow(err: axum::Error) -> Flow {
+    let Ok(err) = err.into_inner().downcast::<tungstenite::Error>() else {
+        return Flow::Gone(Ended::NetworkError);
+    };
+    match *err {
+        // The TCP stream ended without a close frame: the client vanished
+        // (network drop, killed process). Nobody is left to send 1002 to.
+        tungstenite::Error::Protocol(
+            tungstenite::error::ProtocolError::ResetWithoutClosingHandshake,
+        )
+        | tungstenite::Error::ConnectionClosed
+        | tungstenite::Error::AlreadyClosed => Flow::Gone(Ended::Dropped),
+        tungstenite::Error::Capacity(cause) => {
+            Flow::Close(CloseCode::MESSAGE_TOO_BIG, format!("message too big: {cause}"))
+        }
+        tungstenite::Error::Utf8(_) => {
+            Flow::Close(CloseCode::INVALID_PAYLOAD, "text frame is not valid UTF-8".to_owned())
+        }
+        tungstenite::Error::Protocol(cause) => {
+            Flow::Close(CloseCode(1002), format!("protocol error: {cause}"))
+        }
+        _ => Flow::Gone(Ended::NetworkError),
+    }
+}
+
+/// A close reason must fit in a control frame: at most 123 bytes.
+pub(crate) fn truncate_reason(reason: &str) -> String {
+    let mut end = reason.len().min(123);
+    while !reason.is_char_boundary(end) {
+        end -= 1;
+    }
+    reason[..end].to_owned()
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,294 @@
+//! What each request frame does: `join`, `leave`, `publish`, `send`,
+//! `history`, `members`, `auth` and `ping`, with the permission and name
+//! checks in front of them and the idempotent-id window around `publish` and
+//! `send`. The connection's life around them is in `mod.rs`.
+
+use std::sync::Arc;
+
+use axum::extract::ws::Message as WsMessage;
+use futures::{Sink, SinkExt, Stream};
+use switchboard_protocol::{
+    Ack, ClientFrame, ErrorCode, Message, PresenceAction, ServerFrame, validate_name,
+};
+
+use super::{Ended, Flow, Session, written};
+use crate::broker::Target;
+use crate::config::Access;
+use crate::hub::ids::Seen;
+use crate::hub::operations::{announce, members_limit, read_history, send_private};
+use crate::store::{Replay, StreamKey};
+use crate::transport::wire::{encode, now_ms};
+
+impl<S> Session<S>
+where
+    S: Stream<Item = Result<WsMessage, axum::Error>>
+        + Sink<WsMessage, Error = axum::Error>
+        + Unpin
+        + Send,
+{
+    /// Carries out one decoded request.
+    pub(super) async fn handle(&mut self, frame: ClientFrame) -> Flow {
+        match frame {
+            ClientFrame::Join { id, room, since } => {
+                if let Err(flow) = self.check_name(&id, "room", &room).await {
+                    return flow;
+                }
+                if !self.may(&room, |rule| rule.join) {
+                    return self
+                        .fail(id, ErrorCode::FORBIDDEN, format!("not allowed to join `{room}`"))
+                        .await;
+                }
+                let max_rooms = self.state.config().limits.max_rooms_per_connection;
+                if self.state.hub().rooms_of(self.outbound.key) >= max_rooms
+                    && !self.state.hub().is_member(self.outbound.key, &room)
+                {
+                    let message = format!("at most {max_rooms} rooms per connection");
+                    return self.fail(id, ErrorCode::LIMIT_EXCEEDED, message).await;
+                }
+                // Without the right to read history there is nothing to replay.
+                let since = since.filter(|_| self.may(&room, |rule| rule.history));
+                let sees_presence = self.may(&room, |rule| rule.presence);
+                let key = StreamKey::Room(room.as_str().into());
+                let (hub, session_key) = (self.state.hub().clone(), self.outbound.key);
+                let joined = self
+                    .state
+                    .streams()
+                    .resume(&key, since.as_ref(), || hub.join(session_key, &room, sees_presence))
+                    .await;
+                let (joined, position, replay) = match joined {
+                    Ok((Some(joined), position, replay)) => (joined, position, replay),
+                    Ok((None, ..)) => return Flow::Gone(Ended::Unregistered),
+                    Err(err) => {
+                        return self.fail(id, ErrorCode::UNAVAILABLE, err.to_string()).await;
+                    }
+                };
+                if joined.announce {
+                    let user = self.user.clone();
+                    self.announce(&room, &user, PresenceAction::Join).await;
+                }
+                let recovered = match replay {
+                    Some(Replay::Complete(missed)) => {
+                        for stored in missed {
+                            if self.socket.send(WsMessage::Text(stored.frame)).await.is_err() {
+                                return Flow::Gone(Ended::NetworkError);
+                            }
+                        }
+                        Some(true)
+                    }
+                    Some(Replay::Lost) => Some(false),
+                    None => None,
+                };
+                self.room_floors.insert(room.as_str().into(), position.offset);
+                self.ack(id, |ack| {
+                    if sees_presence {
+                        ack.members = Some(joined.members.members);
+                        ack.member_count = Some(joined.members.count as u64);
+                        ack.cursor = joined.members.cursor;
+                        ack.large = joined.large.then_some(true);
+                    }
+                    ack.epoch = Some(position.epoch);
+                    ack.offset = Some(position.offset);
+                    ack.recovered = recovered;
+                })
+                .await
+            }
+            ClientFrame::Leave { id, room } => {
+                if let Err(flow) = self.check_name(&id, "room", &room).await {
+                    return flow;
+                }
+                let left = self.state.hub().leave(self.outbound.key, &room);
+                self.room_floors.remove(room.as_str());
+                if left.announce {
+                    let user = self.user.clone();
+                    self.announce(&room, &user, PresenceAction::Leave).await;
+                }
+                self.ack(id, |_| {}).await
+            }
+            ClientFrame::Publish { id, room, event, data } => {
+                if let Err(flow) = self.check_name(&id, "room", &room).await {
+                    return flow;
+                }
+                if let Err(flow) = self.check_name(&id, "event", &event).await {
+                    return flow;
+                }
+                if !self.may(&room, |rule| rule.publish) {
+                    let message = format!("not allowed to publish to `{room}`");
+                    return self.fail(id, ErrorCode::FORBIDDEN, message).await;
+                }
+                if self.state.config().rooms.publish_requires_join
+                    && !self.state.hub().is_member(self.outbound.key, &room)
+                {
+                    let message = format!("join room `{room}` before publishing to it");
+                    return self.fail(id, ErrorCode::NOT_JOINED, message).await;
+                }
+                if let Some(flow) = self.repeat(&id).await {
+                    return flow;
+                }
+                let message = Message {
+                    room: Some(room.clone()),
+                    to: None,
+                    from: self.user.to_string(),
+                    event,
+                    data,
+                    ts: now_ms(),
+                    offset: None,
+                };
+                let room: Arc<str> = room.into();
+                let key = StreamKey::Room(room.clone());
+                let published = self
+                    .state
+                    .streams()
+                    .publish(self.state.broker(), key, Target::Room(room), message)
+                    .await;
+                match published {
+                    Ok(published) => {
+                        self.state.hub().counters.message_accepted();
+                        let offset = published.stored.offset;
+                        self.answer(id, |ack| ack.offset = Some(offset)).await
+                    }
+                    Err(err) => self.refuse(id, ErrorCode::UNAVAILABLE, err.to_string()).await,
+                }
+            }
+            ClientFrame::Send { id, to, event, data } => {
+                if let Err(flow) = self.check_name(&id, "to", &to).await {
+                    return flow;
+                }
+                if let Err(flow) = self.check_name(&id, "event", &event).await {
+                    return flow;
+                }
+                if self.state.permissions().send != Access::Anyone {
+                    let message = "private messages between clients are switched off".to_owned();
+                    return self.fail(id, ErrorCode::FORBIDDEN, message).await;
+                }
+                if let Some(flow) = self.repeat(&id).await {
+                    return flow;
+                }
+                let message = Message {
+                    room: None,
+                    to: Some(to.clone()),
+                    from: self.user.to_string(),
+                    event,
+                    data,
+                    ts: now_ms(),
+                    offset: None,
+                };
+                match send_private(&self.state, to.into(), message).await {
+                    Ok(sent) => {
+                        self.answer(id, |ack| {
+                            ack.delivered = Some(sent.reached as u64);
+                            ack.status = Some(sent.status.to_owned());
+                            ack.offset = Some(sent.offset);
+                        })
+                        .await
+                    }
+                    Err(err) => self.refuse(id, ErrorCode::UNAVAILABLE, err.to_string()).await,
+                }
+            }
+            ClientFrame::History { id, room, since, limit } => {
+                if let Err(flow) = self.check_name(&id, "room", &room).await {
+                    return flow;
+                }
+                if !self.may(&room, |rule| rule.history) {
+                    let message = format!("not allowed to read the history of `{room}`");
+                    return self.fail(id, ErrorCode::FORBIDDEN, message).await;
+                }
+                match read_history(&self.state, &room, since, limit) {
+                    Ok(page) => {
+                        self.ack(id, |ack| {
+                            ack.epoch = page.epoch;
+                            ack.offset = Some(page.offset);
+                            ack.messages = Some(page.messages);
+                        })
+                        .await
+                    }
+                    Err(err) => self.fail(id, ErrorCode::UNAVAILABLE, err.to_string()).await,
+                }
+            }
+            ClientFrame::Members { id, room, cursor, limit } => {
+                if let Err(flow) = self.check_name(&id, "room", &room).await {
+                    return flow;
+                }
+                if !self.may(&room, |rule| rule.presence) {
+                    let message = format!("not allowed to see who is in `{room}`");
+                    return self.fail(id, ErrorCode::FORBIDDEN, message).await;
+                }
+                let page = if self.state.hub().is_member(self.outbound.key, &room) {
+                    self.state.hub().members(&room, cursor.as_deref(), members_limit(limit))
+                } else {
+                    None
+                };
+                let Some(page) = page else {
+                    let message = format!("join room `{room}` before reading its members");
+                    return self.fail(id, ErrorCode::NOT_JOINED, message).await;
+                };
+                self.ack(id, |ack| {
+                    ack.members = Some(page.members);
+                    ack.member_count = Some(page.count as u64);
+                    ack.cursor = page.cursor;
+                })
+                .await
+            }
+            ClientFrame::Auth { id, token } => match self.state.auth().verify(&token) {
+                Ok(identity) if identity.user == self.user => {
+                    self.identity = identity;
+                    self.ack(id, |_| {}).await
+                }
+                Ok(_) => {
+                    let message = crate::policy::auth::AuthError::OtherUser.to_string();
+                    self.fail(id, ErrorCode::INVALID_TOKEN, message).await
+                }
+                Err(err) => self.fail(id, ErrorCode::INVALID_TOKEN, err.to_string()).await,
+            },
+            ClientFrame::Ping { id } => self.reply(&ServerFrame::Pong { id }).await,
+        }
+    }
+
+    /// For a `publish` or `send` whose id was seen recently: answers it again
+    /// (or, while the first is still being carried out, acks it) and returns
+    /// the flow; `None` for a new id, now claimed.
+    async fn repeat(&mut self, id: &Option<String>) -> Option<Flow> {
+        let id = id.as_ref()?;
+        match self.state.ids().begin(&self.user, id) {
+            Seen::New => None,
+            Seen::Done(answer) => Some(written(self.socket.send(WsMessage::Text(answer)).await)),
+            Seen::InFlight => Some(self.ack(Some(id.clone()), |_| {}).await),
+        }
+    }
+
+    /// Acks a claimed request and remembers the answer for repeats.
+    async fn answer(&mut self, id: Option<String>, fill: impl FnOnce(&mut Ack)) -> Flow {
+        let Some(id) = id else { return Flow::Continue };
+        let mut ack = Ack { id: id.clone(), ..Ack::default() };
+        fill(&mut ack);
+        let frame = encode(&ServerFrame::Ack(ack));
+        self.state.ids().finish(&self.user, &id, frame.clone());
+        written(self.socket.send(WsMessage::Text(frame)).await)
+    }
+
+    /// Refuses a claimed request; the id is released so a retry is carried out.
+    async fn refuse(&mut self, id: Option<String>, code: ErrorCode, message: String) -> Flow {
+        if let Some(id) = &id {
+            self.state.ids().forget(&self.user, id);
+        }
+        self.fail(id, code, message).await
+    }
+
+    pub(super) async fn announce(&mut self, room: &str, user: &str, action: PresenceAction) {
+        announce(&self.state, room, user, action).await;
+    }
+
+    async fn check_name(
+        &mut self,
+        id: &Option<String>,
+        field: &str,
+        name: &str,
+    ) -> Result<(), Flow> {
+        match validate_name(name) {
+            Ok(()) => Ok(()),
+            Err(err) => {
+                let message = format!("invalid `{field}`: {err}");
+                Err(self.fail(id.clone(), ErrorCode::INVALID_NAME, message).await)
+            }
+        }
+    }
+}

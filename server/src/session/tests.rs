@@ -1,0 +1,237 @@
+//! The session on an in-memory socket with a paused clock: heartbeats,
+//! stalled and dropped peers, malformed frames, shutdown.
+
+use super::*;
+use crate::Config;
+use futures::channel::mpsc;
+
+struct Peer {
+    to_session: mpsc::UnboundedSender<Result<WsMessage, axum::Error>>,
+    from_session: mpsc::UnboundedReceiver<WsMessage>,
+    memory: crate::transport::memory_socket::MemoryPeer,
+}
+
+impl Peer {
+    fn send(&self, text: &str) {
+        self.to_session.unbounded_send(Ok(WsMessage::Text(text.into()))).unwrap();
+    }
+
+    async fn next(&mut self) -> WsMessage {
+        self.from_session.next().await.expect("session ended")
+    }
+
+    /// Everything the session wrote until it dropped its socket.
+    async fn rest(&mut self) -> Vec<WsMessage> {
+        let mut rest = Vec::new();
+        while let Some(message) = self.from_session.next().await {
+            rest.push(message);
+        }
+        rest
+    }
+
+    async fn next_frame(&mut self) -> ServerFrame {
+        loop {
+            match self.next().await {
+                WsMessage::Text(text) => return serde_json::from_str(&text).unwrap(),
+                WsMessage::Ping(_) => continue,
+                other => panic!("expected a text frame, got {other:?}"),
+            }
+        }
+    }
+}
+
+fn start(config: Config, user: &str) -> (Peer, AppState, tokio::task::JoinHandle<()>) {
+    start_with(config, user, |_| {})
+}
+
+/// Like [`start`], with `before` applied to the client's end before the
+/// session runs.
+fn start_with(
+    config: Config,
+    user: &str,
+    before: impl FnOnce(&crate::transport::memory_socket::MemoryPeer),
+) -> (Peer, AppState, tokio::task::JoinHandle<()>) {
+    let state = AppState::new(config).unwrap();
+    let (socket, mut memory) = crate::transport::memory_socket::pair();
+    before(&memory);
+    let (to_session, from_session) = (memory.to_session.clone(), {
+        let (_, empty) = mpsc::unbounded();
+        std::mem::replace(&mut memory.from_session, empty)
+    });
+    let session = Session::new(socket, state.clone(), Identity::trusted(user));
+    let task = tokio::spawn(session.run(Start::default()));
+    (Peer { to_session, from_session, memory }, state, task)
+}
+
+fn heartbeat(interval_ms: u64, timeout_ms: u64) -> Config {
+    let mut config = Config::default();
+    config.heartbeat.interval_ms = interval_ms;
+    config.heartbeat.timeout_ms = timeout_ms;
+    config
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_client_that_sends_but_never_reads_is_cut_off_after_the_timeout() {
+    // Its own answers pile up, not queued deliveries: no outbound queue
+    // overflows, so only the stalled write can tell.
+    let (mut peer, state, task) = start(heartbeat(1_000, 2_500), "alice");
+    assert!(matches!(peer.next_frame().await, ServerFrame::Welcome(_)));
+    let started = Instant::now();
+    peer.memory.stop_reading();
+    peer.send(r#"{"type":"ping","id":"1"}"#);
+    tokio::time::timeout(Duration::from_secs(60), task)
+        .await
+        .expect("the session ends on its own")
+        .unwrap();
+    let elapsed = started.elapsed();
+    // Noticed at the first tick past the timeout, then at most
+    // CLOSE_LINGER spent trying to say goodbye.
+    assert!(
+        elapsed >= Duration::from_millis(2_500)
+            && elapsed <= Duration::from_millis(3_500) + CLOSE_LINGER,
+        "ended after {elapsed:?}"
+    );
+    assert_eq!(state.hub().connection_count(), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_client_that_never_reads_its_welcome_is_cut_off_after_the_timeout() {
+    let (_peer, state, task) =
+        start_with(heartbeat(1_000, 2_500), "alice", |peer| peer.stop_reading());
+    tokio::time::timeout(Duration::from_secs(60), task)
+        .await
+        .expect("the session ends on its own")
+        .unwrap();
+    assert_eq!(state.hub().connection_count(), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_busy_client_that_reads_is_not_mistaken_for_a_stalled_one() {
+    let (mut peer, state, _task) = start(heartbeat(1_000, 2_500), "alice");
+    assert!(matches!(peer.next_frame().await, ServerFrame::Welcome(_)));
+    for n in 0..50 {
+        peer.send(&format!(r#"{{"type":"ping","id":"{n}"}}"#));
+        loop {
+            match peer.next().await {
+                WsMessage::Text(text) if text.contains("pong") => break,
+                WsMessage::Ping(_) => continue,
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(state.hub().connection_count(), 1, "still connected after 10 s");
+}
+
+#[tokio::test]
+async fn a_connection_that_drops_without_a_close_frame_is_not_a_protocol_error() {
+    let (mut peer, state, task) = start(Config::default(), "alice");
+    assert!(matches!(peer.next_frame().await, ServerFrame::Welcome(_)));
+    let reset = tungstenite::Error::Protocol(
+        tungstenite::error::ProtocolError::ResetWithoutClosingHandshake,
+    );
+    peer.to_session.unbounded_send(Err(axum::Error::new(reset))).unwrap();
+    task.await.unwrap();
+    let rest = peer.rest().await;
+    assert!(
+        !rest.iter().any(|m| matches!(m, WsMessage::Close(_))),
+        "no close frame (1002 or any) is sent to a vanished peer: {rest:?}"
+    );
+    assert_eq!(state.hub().connection_count(), 0);
+}
+
+#[test]
+fn read_errors_map_to_what_they_are() {
+    use tungstenite::error::ProtocolError;
+    let flow = |err: tungstenite::Error| read_error_flow(axum::Error::new(err));
+    let dropped = flow(tungstenite::Error::Protocol(ProtocolError::ResetWithoutClosingHandshake));
+    assert!(matches!(dropped, Flow::Gone(Ended::Dropped)), "{dropped:?}");
+    let io = flow(tungstenite::Error::Io(std::io::ErrorKind::ConnectionReset.into()));
+    assert!(matches!(io, Flow::Gone(Ended::NetworkError)), "{io:?}");
+    let violation = flow(tungstenite::Error::Protocol(ProtocolError::UnmaskedFrameFromClient));
+    assert!(matches!(violation, Flow::Close(CloseCode(1002), _)), "{violation:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_silent_client_is_pinged_then_closed_after_the_timeout() {
+    let mut config = Config::default();
+    config.heartbeat.interval_ms = 1_000;
+    config.heartbeat.timeout_ms = 2_500;
+    let (mut peer, _state, task) = start(config, "alice");
+    let started = Instant::now();
+    assert!(matches!(peer.next_frame().await, ServerFrame::Welcome(_)));
+    assert!(matches!(peer.next().await, WsMessage::Ping(_)));
+    let close = loop {
+        match peer.next().await {
+            WsMessage::Ping(_) => continue,
+            WsMessage::Close(frame) => break frame.unwrap(),
+            other => panic!("unexpected {other:?}"),
+        }
+    };
+    assert_eq!(close.code, CloseCode::HEARTBEAT_TIMEOUT.0);
+    let elapsed = started.elapsed();
+    assert!(
+        elapsed >= Duration::from_millis(2_500) && elapsed <= Duration::from_millis(3_500),
+        "closed after {elapsed:?}"
+    );
+    drop(peer);
+    task.await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_client_that_answers_stays_connected() {
+    let mut config = Config::default();
+    config.heartbeat.interval_ms = 1_000;
+    config.heartbeat.timeout_ms = 2_500;
+    let (mut peer, state, _task) = start(config, "alice");
+    assert!(matches!(peer.next_frame().await, ServerFrame::Welcome(_)));
+    for _ in 0..10 {
+        assert!(matches!(peer.next().await, WsMessage::Ping(_)));
+        peer.to_session.unbounded_send(Ok(WsMessage::Pong(Default::default()))).unwrap();
+    }
+    assert_eq!(state.hub().connection_count(), 1, "still connected after 10 s");
+}
+
+#[tokio::test]
+async fn malformed_frames_get_errors_and_the_session_goes_on() {
+    let (mut peer, _state, _task) = start(Config::default(), "alice");
+    assert!(matches!(peer.next_frame().await, ServerFrame::Welcome(_)));
+    peer.send("{oops");
+    match peer.next_frame().await {
+        ServerFrame::Error(e) => assert_eq!(e.code, ErrorCode::MALFORMED),
+        other => panic!("{other:?}"),
+    }
+    peer.send(r#"{"type":"join","id":"j","room":""}"#);
+    match peer.next_frame().await {
+        ServerFrame::Error(e) => {
+            assert_eq!((e.code, e.id.as_deref()), (ErrorCode::INVALID_NAME, Some("j")))
+        }
+        other => panic!("{other:?}"),
+    }
+    peer.send(r#"{"type":"publish","id":"p","room":"general","event":"chat"}"#);
+    match peer.next_frame().await {
+        ServerFrame::Error(e) => assert_eq!(e.code, ErrorCode::NOT_JOINED),
+        other => panic!("{other:?}"),
+    }
+    peer.send(r#"{"type":"ping","id":"7"}"#);
+    assert_eq!(peer.next_frame().await, ServerFrame::Pong { id: Some("7".into()) });
+}
+
+#[tokio::test]
+async fn shutdown_closes_with_going_away() {
+    let (mut peer, state, task) = start(Config::default(), "alice");
+    assert!(matches!(peer.next_frame().await, ServerFrame::Welcome(_)));
+    state.shutdown();
+    match peer.next().await {
+        WsMessage::Close(Some(frame)) => assert_eq!(frame.code, CloseCode::GOING_AWAY.0),
+        other => panic!("{other:?}"),
+    }
+    drop(peer);
+    task.await.unwrap();
+    assert_eq!(state.hub().connection_count(), 0);
+}
+
+#[test]
+fn close_reasons_fit_a_control_frame() {
+    assert_eq!(truncate_reason(&"é".repeat(100)).len(), 122);
+}
