@@ -7,6 +7,10 @@
 //! - **fill**: those N connections join one room, `--parallel` joins in
 //!   flight, timed until every `join` is acked. Switchboard runs with its
 //!   defaults, presence on; every client keeps reading what it is sent.
+//! - **fan-out**: one more connection joins and publishes `--messages`
+//!   messages to the room, `--in-flight` unacknowledged at a time, timed
+//!   until every member has received every message (deliveries per second).
+//!   Switchboard's per-connection rate limit is lifted for the publisher.
 //!
 //! ```sh
 //! cargo build --release -p switchboard-server -p switchboard-bench
@@ -15,11 +19,14 @@
 //! ```
 
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use clap::Parser;
 use futures::{SinkExt, StreamExt, stream};
 use switchboard_bench::process::{Hub, own_cpu};
+use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
@@ -39,6 +46,12 @@ struct Args {
     /// Extra flags for the hub binary (for example `--config hub.toml`).
     #[arg(long, allow_hyphen_values = true)]
     hub_args: Vec<String>,
+    /// Messages published in the fan-out phase.
+    #[arg(long, default_value_t = 100)]
+    messages: usize,
+    /// Publishes in flight (sent, not yet acked) during the fan-out phase.
+    #[arg(long, default_value_t = 4)]
+    in_flight: usize,
     /// Leave out the Node `ws` hub.
     #[arg(long)]
     no_node: bool,
@@ -55,6 +68,9 @@ struct Run {
     name: &'static str,
     storm: Phase,
     fill: Phase,
+    fanout: Phase,
+    /// Messages every member received in the fan-out phase.
+    deliveries: usize,
 }
 
 /// One timed phase, with the CPU both sides spent in it.
@@ -87,11 +103,17 @@ impl Phase {
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args = Args::parse();
     let mut runs = Vec::new();
+    // The publisher sends faster than a chat client would.
+    let config =
+        std::env::temp_dir().join(format!("switchboard-scale-{}.toml", std::process::id()));
+    std::fs::write(&config, "[limits]\nmessages_per_sec = 1000000\n")?;
     let mut hub_args = vec![
         "--log".to_owned(),
         "error".to_owned(),
         "--max-connections".to_owned(),
         (args.connections + 1_000).to_string(),
+        "--config".to_owned(),
+        config.display().to_string(),
     ];
     hub_args.extend(args.hub_args.iter().cloned());
     let hub = Hub::start(&args.binary, &hub_args).await?;
@@ -141,8 +163,12 @@ async fn measure(
     );
     let (server, client) = (hub.cpu()?, own_cpu()?);
     let started = Instant::now();
-    let results: Vec<_> =
-        stream::iter(sockets).map(join).buffer_unordered(args.parallel.max(1)).collect().await;
+    let received = Arc::new(Received::default());
+    let results: Vec<_> = stream::iter(sockets)
+        .map(|socket| join(socket, received.clone()))
+        .buffer_unordered(args.parallel.max(1))
+        .collect()
+        .await;
     let lost = results.iter().filter(|r| r.is_err()).count();
     let readers: Vec<JoinHandle<()>> = results.into_iter().filter_map(Result::ok).collect();
     let fill = Phase {
@@ -156,10 +182,32 @@ async fn measure(
         readers.len(),
         fill.elapsed.as_secs_f64()
     );
+    let members = readers.len();
+    eprintln!("{name}: publishing {} messages to {members} members", args.messages);
+    // The publisher is in the room too (it gets its own messages, as every
+    // hub here sends them to the sender as well), not counted as a member.
+    let mut publisher = open(format!("ws://{addr}/ws?user_id=publisher")).await?;
+    publisher.send(Message::text(r#"{"type":"join","id":"j","room":"bench"}"#)).await?;
+    let (server, client) = (hub.cpu()?, own_cpu()?);
+    let started = Instant::now();
+    let expected = members * args.messages;
+    publish(&mut publisher, args.messages, args.in_flight).await?;
+    received.wait_for(expected).await;
+    let fanout = Phase {
+        elapsed: started.elapsed(),
+        server_cpu: hub.cpu()? - server,
+        client_cpu: own_cpu()? - client,
+        lost: 0,
+    };
+    eprintln!(
+        "{name}: {expected} deliveries in {:.2} s ({:.0}/s)",
+        fanout.elapsed.as_secs_f64(),
+        expected as f64 / fanout.elapsed.as_secs_f64()
+    );
     for reader in readers {
         reader.abort();
     }
-    Ok(Run { name, storm, fill })
+    Ok(Run { name, storm, fill, fanout, deliveries: expected })
 }
 
 /// Opens a connection and reads its `welcome`.
@@ -177,9 +225,61 @@ async fn open(url: String) -> Result<Socket, tokio_tungstenite::tungstenite::Err
     }
 }
 
-/// Joins the room, waits for the ack, then keeps reading (presence, counts)
-/// in the background, as a live client does.
-async fn join(mut socket: Socket) -> Result<JoinHandle<()>, tokio_tungstenite::tungstenite::Error> {
+/// Room messages received by all members together.
+#[derive(Default)]
+struct Received {
+    count: AtomicUsize,
+    changed: Notify,
+}
+
+impl Received {
+    fn add(&self) {
+        self.count.fetch_add(1, Ordering::Relaxed);
+        self.changed.notify_one();
+    }
+
+    /// Waits until `total` messages arrived; gives up after 120 s.
+    async fn wait_for(&self, total: usize) {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while self.count.load(Ordering::Relaxed) < total && Instant::now() < deadline {
+            let _ = tokio::time::timeout(Duration::from_millis(50), self.changed.notified()).await;
+        }
+    }
+}
+
+/// Publishes `count` messages, `in_flight` unacknowledged at a time.
+async fn publish(
+    socket: &mut Socket,
+    count: usize,
+    in_flight: usize,
+) -> Result<(), tokio_tungstenite::tungstenite::Error> {
+    let (mut sent, mut acked) = (0, 0);
+    while acked < count {
+        while sent < count && sent - acked < in_flight.max(1) {
+            let frame = format!(
+                r#"{{"type":"publish","id":"p{sent}","room":"bench","event":"tick","data":{{"n":{sent}}}}}"#
+            );
+            socket.send(Message::text(frame)).await?;
+            sent += 1;
+        }
+        match socket.next().await {
+            Some(Ok(Message::Text(text))) if text.starts_with(r#"{"type":"ack","id":"p"#) => {
+                acked += 1
+            }
+            Some(Ok(_)) => {}
+            Some(Err(err)) => return Err(err),
+            None => return Err(tokio_tungstenite::tungstenite::Error::ConnectionClosed),
+        }
+    }
+    Ok(())
+}
+
+/// Joins the room, waits for the ack, then keeps reading (presence, counts,
+/// messages) in the background, as a live client does, counting messages.
+async fn join(
+    mut socket: Socket,
+    received: Arc<Received>,
+) -> Result<JoinHandle<()>, tokio_tungstenite::tungstenite::Error> {
     socket.send(Message::text(r#"{"type":"join","id":"j","room":"bench"}"#)).await?;
     loop {
         match socket.next().await {
@@ -189,7 +289,15 @@ async fn join(mut socket: Socket) -> Result<JoinHandle<()>, tokio_tungstenite::t
             None => return Err(tokio_tungstenite::tungstenite::Error::ConnectionClosed),
         }
     }
-    Ok(tokio::spawn(async move { while let Some(Ok(_)) = socket.next().await {} }))
+    Ok(tokio::spawn(async move {
+        while let Some(Ok(frame)) = socket.next().await {
+            if let Message::Text(text) = frame {
+                if text.starts_with(r#"{"type":"message""#) {
+                    received.add();
+                }
+            }
+        }
+    }))
 }
 
 fn table(runs: &[Run], args: &Args) -> String {
@@ -208,6 +316,7 @@ fn table(runs: &[Run], args: &Args) -> String {
     for (label, pick) in [
         ("connect storm, all welcomed", (|r: &Run| &r.storm) as fn(&Run) -> &Phase),
         ("fill one room, all joins acked", |r: &Run| &r.fill),
+        ("fan-out to the room, every member has every message", |r: &Run| &r.fanout),
     ] {
         out.push_str(&format!("\n| {label} |"));
         for run in runs {
@@ -218,6 +327,18 @@ fn table(runs: &[Run], args: &Args) -> String {
             out.push_str(&format!(" {ratio:.2}× the time |"));
         }
     }
-    out.push('\n');
+    out.push_str("\n| fan-out deliveries per second |");
+    let rates: Vec<f64> =
+        runs.iter().map(|r| r.deliveries as f64 / r.fanout.elapsed.as_secs_f64()).collect();
+    for rate in &rates {
+        out.push_str(&format!(" {rate:.0} |"));
+    }
+    if let [ours, node] = rates[..] {
+        out.push_str(&format!(" {:.2}× the rate |", ours / node));
+    }
+    out.push_str(&format!(
+        "\n\nfan-out: {} messages, {} in flight, to every member of the filled room.\n",
+        args.messages, args.in_flight
+    ));
     out
 }
