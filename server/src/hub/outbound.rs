@@ -11,13 +11,18 @@
 //! The same handle carries the close signal that the hub, an operator or a
 //! limit uses to end the connection with a chosen code.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::collections::VecDeque;
+use std::future::poll_fn;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::task::{Poll, Waker};
 use switchboard_protocol::CloseCode;
-use tokio::sync::mpsc;
-use tokio_util::sync::CancellationToken;
 
 use crate::broker::Delivery;
+
+/// A drained queue keeps at most this many slots; a burst's larger buffer is
+/// given back, so an idle connection holds no more than this (none at all
+/// until its first frame).
+const KEPT_SLOTS: usize = 8;
 
 /// The hub's side of a connection's queue.
 #[derive(Debug)]
@@ -26,17 +31,14 @@ pub(crate) struct Outbound {
     pub(crate) key: u64,
     /// The connection's user id.
     pub(crate) user: Arc<str>,
-    tx: mpsc::Sender<Delivery>,
-    queued_bytes: Arc<AtomicUsize>,
-    max_bytes: usize,
-    close: CloseSignal,
+    shared: Arc<Shared>,
 }
 
-/// The session's side of a connection's queue.
+/// The session's side of a connection's queue. There is one reader: the
+/// connection's own task.
 #[derive(Debug)]
 pub(crate) struct OutboundQueue {
-    rx: mpsc::Receiver<Delivery>,
-    queued_bytes: Arc<AtomicUsize>,
+    shared: Arc<Shared>,
 }
 
 /// What a push did.
@@ -50,6 +52,29 @@ pub(crate) enum Pushed {
     Gone,
 }
 
+/// Both sides' shared state. One small allocation per connection: the frames
+/// live in a `VecDeque` that allocates on the first push and shrinks back
+/// when drained, where a channel would hold a block of slots for good. One
+/// lock guards the frames, the byte count, the close request and the two
+/// wakers, so a push is one uncontended lock and at most one wake.
+#[derive(Debug)]
+struct Shared {
+    max_frames: usize,
+    max_bytes: usize,
+    state: Mutex<State>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    frames: VecDeque<Delivery>,
+    bytes: usize,
+    close: Option<Box<(CloseCode, String)>>,
+    /// The connection's task, waiting for a frame.
+    reader: Option<Waker>,
+    /// The connection's task, waiting for the close request.
+    closer: Option<Waker>,
+}
+
 /// Creates a connection's queue bounded to `max_frames` frames and `max_bytes` bytes.
 pub(crate) fn channel(
     key: u64,
@@ -57,108 +82,143 @@ pub(crate) fn channel(
     max_frames: usize,
     max_bytes: usize,
 ) -> (Outbound, OutboundQueue) {
-    let (tx, rx) = mpsc::channel(max_frames);
-    let queued_bytes = Arc::new(AtomicUsize::new(0));
-    let outbound = Outbound {
-        key,
-        user,
-        tx,
-        queued_bytes: queued_bytes.clone(),
-        max_bytes,
-        close: CloseSignal::default(),
-    };
-    (outbound, OutboundQueue { rx, queued_bytes })
+    let shared = Arc::new(Shared { max_frames, max_bytes, state: Mutex::new(State::default()) });
+    (Outbound { key, user, shared: shared.clone() }, OutboundQueue { shared })
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // Nothing panics while holding the lock; if something did, the state
+        // is still consistent (every update is a single step).
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
 }
 
 impl Outbound {
     /// Queues a delivery without waiting. Cloning it shares the frame's
     /// buffer, so a fan-out serializes once whatever the number of recipients.
     pub(crate) fn push(&self, delivery: &Delivery) -> Pushed {
-        if self.close.is_closing() {
+        let mut state = self.shared.lock();
+        if state.close.is_some() {
             return Pushed::Gone;
         }
         let len = delivery.frame.len();
-        let before = self.queued_bytes.fetch_add(len, Ordering::AcqRel);
-        if before + len > self.max_bytes {
-            self.queued_bytes.fetch_sub(len, Ordering::AcqRel);
-            self.overflow();
+        if state.frames.len() >= self.shared.max_frames || state.bytes + len > self.shared.max_bytes
+        {
+            let wakers = request_close(
+                &mut state,
+                CloseCode::SLOW_CONSUMER,
+                "outbound queue overflowed: read faster",
+            );
+            drop(state);
+            wake(wakers);
             return Pushed::Overflowed;
         }
-        match self.tx.try_send(delivery.clone()) {
-            Ok(()) => Pushed::Queued,
-            Err(mpsc::error::TrySendError::Full(_)) => {
-                self.queued_bytes.fetch_sub(len, Ordering::AcqRel);
-                self.overflow();
-                Pushed::Overflowed
-            }
-            Err(mpsc::error::TrySendError::Closed(_)) => {
-                self.queued_bytes.fetch_sub(len, Ordering::AcqRel);
-                Pushed::Gone
-            }
+        state.bytes += len;
+        state.frames.push_back(delivery.clone());
+        let reader = state.reader.take();
+        drop(state);
+        if let Some(reader) = reader {
+            reader.wake();
         }
-    }
-
-    fn overflow(&self) {
-        self.close.close(CloseCode::SLOW_CONSUMER, "outbound queue overflowed: read faster");
+        Pushed::Queued
     }
 
     /// Asks the session to close with `code`. The first request wins.
     pub(crate) fn close(&self, code: CloseCode, reason: &str) -> bool {
-        self.close.close(code, reason)
+        self.close_signal().close(code, reason)
     }
 
     /// The close signal the session waits on.
-    pub(crate) fn close_signal(&self) -> &CloseSignal {
-        &self.close
+    pub(crate) fn close_signal(&self) -> CloseSignal {
+        CloseSignal { shared: self.shared.clone() }
+    }
+}
+
+/// Records a close request unless one came first (`None` then); `Some` holds
+/// the waiting task to wake once the lock is released.
+fn request_close(state: &mut State, code: CloseCode, reason: &str) -> Option<Option<Waker>> {
+    if state.close.is_some() {
+        return None;
+    }
+    state.close = Some(Box::new((code, reason.to_owned())));
+    Some(state.closer.take())
+}
+
+fn wake(closer: Option<Option<Waker>>) {
+    if let Some(Some(closer)) = closer {
+        closer.wake();
     }
 }
 
 impl OutboundQueue {
-    /// Waits for the next delivery; `None` once every [`Outbound`] is dropped.
-    pub(crate) async fn recv(&mut self) -> Option<Delivery> {
-        let delivery = self.rx.recv().await?;
-        self.queued_bytes.fetch_sub(delivery.frame.len(), Ordering::AcqRel);
-        Some(delivery)
+    /// Waits for the next delivery. Cancel-safe: a frame is taken only when
+    /// the future completes.
+    pub(crate) async fn recv(&mut self) -> Delivery {
+        poll_fn(|cx| {
+            let mut state = self.shared.lock();
+            match take(&mut state) {
+                Some(delivery) => Poll::Ready(delivery),
+                None => {
+                    park(&mut state.reader, cx.waker());
+                    Poll::Pending
+                }
+            }
+        })
+        .await
     }
 
     /// Takes a delivery that is already waiting, if any.
     pub(crate) fn try_recv(&mut self) -> Option<Delivery> {
-        let delivery = self.rx.try_recv().ok()?;
-        self.queued_bytes.fetch_sub(delivery.frame.len(), Ordering::AcqRel);
-        Some(delivery)
+        take(&mut self.shared.lock())
+    }
+}
+
+fn take(state: &mut State) -> Option<Delivery> {
+    let delivery = state.frames.pop_front()?;
+    state.bytes -= delivery.frame.len();
+    if state.frames.is_empty() && state.frames.capacity() > KEPT_SLOTS {
+        state.frames = VecDeque::new();
+    }
+    Some(delivery)
+}
+
+fn park(slot: &mut Option<Waker>, waker: &Waker) {
+    match slot {
+        Some(parked) if parked.will_wake(waker) => {}
+        _ => *slot = Some(waker.clone()),
     }
 }
 
 /// A one-shot request to close a connection with a code and reason.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub(crate) struct CloseSignal {
-    inner: Arc<CloseInner>,
-}
-
-#[derive(Debug, Default)]
-struct CloseInner {
-    reason: OnceLock<(CloseCode, String)>,
-    token: CancellationToken,
+    shared: Arc<Shared>,
 }
 
 impl CloseSignal {
     /// Requests the close; returns false when an earlier request already won.
     pub(crate) fn close(&self, code: CloseCode, reason: &str) -> bool {
-        let won = self.inner.reason.set((code, reason.to_owned())).is_ok();
-        if won {
-            self.inner.token.cancel();
-        }
+        let wakers = request_close(&mut self.shared.lock(), code, reason);
+        let won = wakers.is_some();
+        wake(wakers);
         won
     }
 
-    pub(crate) fn is_closing(&self) -> bool {
-        self.inner.token.is_cancelled()
-    }
-
     /// Resolves once a close was requested, with its code and reason.
+    /// Awaited by the connection's own task only.
     pub(crate) async fn requested(&self) -> (CloseCode, String) {
-        self.inner.token.cancelled().await;
-        self.inner.reason.get().cloned().unwrap_or((CloseCode::INTERNAL_ERROR, String::new()))
+        poll_fn(|cx| {
+            let mut state = self.shared.lock();
+            match &state.close {
+                Some(close) => Poll::Ready((close.0, close.1.clone())),
+                None => {
+                    park(&mut state.closer, cx.waker());
+                    Poll::Pending
+                }
+            }
+        })
+        .await
     }
 }
 
@@ -187,7 +247,7 @@ mod tests {
         assert_eq!(outbound.push(&frame), Pushed::Gone, "closing connections take nothing more");
         let (code, _) = outbound.close_signal().requested().await;
         assert_eq!(code, CloseCode::SLOW_CONSUMER);
-        assert_eq!(queue.recv().await.unwrap().frame, "x");
+        assert_eq!(queue.recv().await.frame, "x");
     }
 
     #[tokio::test]
@@ -195,7 +255,7 @@ mod tests {
         let (outbound, mut queue) = channel(1, "u".into(), 100, 10);
         assert_eq!(outbound.push(&d("123456")), Pushed::Queued);
         // Draining frees the bytes again.
-        assert_eq!(queue.recv().await.unwrap().frame, "123456");
+        assert_eq!(queue.recv().await.frame, "123456");
         assert_eq!(outbound.push(&d("123456")), Pushed::Queued);
         assert_eq!(outbound.push(&d("123456")), Pushed::Overflowed);
         assert_eq!(outbound.close_signal().requested().await.0, CloseCode::SLOW_CONSUMER);
@@ -210,5 +270,35 @@ mod tests {
             outbound.close_signal().requested().await,
             (CloseCode::KICKED, "bye".to_owned())
         );
+    }
+
+    #[tokio::test]
+    async fn a_waiting_reader_wakes_on_push_and_on_close() {
+        let (outbound, mut queue) = channel(1, "u".into(), 4, 100);
+        let reader = tokio::spawn(async move { queue.recv().await.frame.to_string() });
+        tokio::task::yield_now().await;
+        assert_eq!(outbound.push(&d("late")), Pushed::Queued);
+        assert_eq!(reader.await.unwrap(), "late");
+        let signal = outbound.close_signal();
+        let closer = tokio::spawn(async move { signal.requested().await.0 });
+        tokio::task::yield_now().await;
+        outbound.close(CloseCode::KICKED, "bye");
+        assert_eq!(closer.await.unwrap(), CloseCode::KICKED);
+    }
+
+    #[test]
+    fn a_drained_queue_gives_a_burst_buffer_back() {
+        let (outbound, mut queue) = channel(1, "u".into(), 1000, 1 << 20);
+        assert_eq!(outbound.shared.lock().frames.capacity(), 0, "nothing held before a frame");
+        for _ in 0..100 {
+            outbound.push(&d("x"));
+        }
+        while queue.try_recv().is_some() {}
+        assert_eq!(outbound.shared.lock().frames.capacity(), 0);
+        assert_eq!(outbound.shared.lock().bytes, 0);
+        // A trickle keeps its small buffer: no allocation per frame.
+        outbound.push(&d("x"));
+        queue.try_recv();
+        assert!(outbound.shared.lock().frames.capacity() > 0);
     }
 }

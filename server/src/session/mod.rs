@@ -221,7 +221,7 @@ where
             Ok(flow) => return flow,
         }
         let shutdown = self.state.shutdown_token().clone();
-        let close_signal = self.outbound.close_signal().clone();
+        let close_signal = self.outbound.close_signal();
         let mut ticker =
             tokio::time::interval_at(Instant::now() + heartbeat.interval(), heartbeat.interval());
         ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
@@ -232,7 +232,7 @@ where
                 () = shutdown.cancelled() => Wake::Shutdown,
                 (code, reason) = close_signal.requested() => Wake::Close(code, reason),
                 expired = sleep_until_some(token_timer) => Wake::Token(expired),
-                Some(frame) = self.queue.recv() => Wake::Queued(frame),
+                frame = self.queue.recv() => Wake::Queued(frame),
                 incoming = self.socket.next() => Wake::Incoming(incoming),
                 _ = ticker.tick() => Wake::Tick,
             };

@@ -280,12 +280,12 @@ impl Feed {
                 return Some((Ok(event), feed));
             }
             let shutdown = feed.state.shutdown_token().clone();
-            let closing = feed.outbound.close_signal().clone();
+            let closing = feed.outbound.close_signal();
             loop {
                 let delivery = tokio::select! {
                     () = shutdown.cancelled() => return None,
                     _ = closing.requested() => return None,
-                    delivery = feed.queue.recv() => delivery?,
+                    delivery = feed.queue.recv() => delivery,
                 };
                 if let Some(event) = feed.live_event(&delivery) {
                     return Some((Ok(event), feed));
