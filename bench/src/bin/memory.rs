@@ -34,6 +34,9 @@ struct Args {
     /// The hub binary.
     #[arg(long, default_value = "target/release/switchboard")]
     binary: PathBuf,
+    /// Extra flags for the hub binary (for example `--config hub.toml`).
+    #[arg(long, allow_hyphen_values = true)]
+    hub_args: Vec<String>,
     /// Measure the Node `ws` baseline (`bench/node/ws-server.mjs`) instead.
     #[arg(long)]
     node_ws: bool,
@@ -46,7 +49,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         let script = "bench/node/ws-server.mjs".to_owned();
         Hub::start("node".as_ref(), &[script]).await?
     } else {
-        Hub::start(&args.binary, &["--log".into(), "error".into()]).await?
+        let mut flags = vec!["--log".to_owned(), "error".to_owned()];
+        flags.extend(args.hub_args.iter().cloned());
+        Hub::start(&args.binary, &flags).await?
     };
     let before = settled_rss(&hub).await?;
     let users = args.users.unwrap_or(args.connections).max(1);

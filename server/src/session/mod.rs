@@ -15,6 +15,7 @@ use std::num::NonZeroU32;
 use std::sync::Arc;
 
 use axum::extract::ws::{CloseFrame, Message as WsMessage, Utf8Bytes};
+use futures::future::Either;
 use futures::{Sink, SinkExt, Stream, StreamExt};
 use switchboard_protocol::{
     Ack, ClientFrame, CloseCode, ErrorCode, ErrorFrame, PROTOCOL_VERSION, Position, PresenceAction,
@@ -24,6 +25,9 @@ use tokio::time::{Duration, Instant, MissedTickBehavior};
 use tracing::{debug, info};
 
 mod requests;
+mod token_alarm;
+
+use token_alarm::TokenAlarm;
 
 use crate::AppState;
 use crate::broker::{Delivery, Target};
@@ -51,17 +55,6 @@ enum Wake {
     Tick,
     /// The token timer: true when it expired, false for the refresh warning.
     Token(bool),
-}
-
-/// Sleeps until the timer's instant and yields its flag; never without one.
-async fn sleep_until_some(timer: Option<(Instant, bool)>) -> bool {
-    match timer {
-        Some((at, expired)) => {
-            tokio::time::sleep_until(at).await;
-            expired
-        }
-        None => std::future::pending().await,
-    }
 }
 
 /// How a connection starts: a room to join at once, and where the client's
@@ -135,6 +128,7 @@ pub(crate) struct Session<S> {
     /// warning per expiry, so a provider of short-lived tokens cannot make
     /// hub and client spin.
     warned_for: Option<u64>,
+    token_alarm: TokenAlarm,
     limiter: governor::DefaultDirectRateLimiter,
     /// Frames refused by the rate limiter in the current 10-second window.
     refused: (Instant, u32),
@@ -177,6 +171,7 @@ where
             user: identity.user.clone(),
             identity,
             warned_for: None,
+            token_alarm: TokenAlarm::default(),
             limiter,
             refused: (Instant::now(), 0),
             id: uuid::Uuid::new_v4().simple().to_string(),
@@ -188,9 +183,22 @@ where
 
     /// Runs the connection to its end, then removes it from the hub and
     /// announces the rooms its user left.
-    pub(crate) async fn run(mut self, start: Start) {
-        info!(session = %self.id, user = %self.user, "connected");
-        let flow = self.serve(start).await;
+    pub(crate) fn run(self, start: Start) -> impl Future<Output = ()> + Send {
+        // Not an `async fn`: one taking `self` by value would keep the
+        // session twice in its state (the argument and the moved-in local),
+        // for the connection's whole life. The block below only borrows it.
+        let mut session = self;
+        async move {
+            info!(session = %session.id, user = %session.user, "connected");
+            let flow = session.serve(start).await;
+            // Boxed for the same reason as in `serve`: it runs once, at the end.
+            Box::pin(session.finish(flow)).await;
+        }
+    }
+
+    /// Closes the connection as `flow` says, leaves the hub and announces
+    /// the rooms its user left.
+    async fn finish(&mut self, flow: Flow) {
         let reason = match flow {
             Flow::Close(code, reason) => {
                 debug!(session = %self.id, %code, %reason, "closing");
@@ -226,12 +234,12 @@ where
             tokio::time::interval_at(Instant::now() + heartbeat.interval(), heartbeat.interval());
         ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
         loop {
-            let token_timer = self.token_timer();
+            self.token_alarm.set(self.token_due());
             let wake = tokio::select! {
                 biased;
                 () = shutdown.cancelled() => Wake::Shutdown,
                 (code, reason) = close_signal.requested() => Wake::Close(code, reason),
-                expired = sleep_until_some(token_timer) => Wake::Token(expired),
+                expired = self.token_alarm.rings() => Wake::Token(expired),
                 frame = self.queue.recv() => Wake::Queued(frame),
                 incoming = self.socket.next() => Wake::Incoming(incoming),
                 _ = ticker.tick() => Wake::Tick,
@@ -243,7 +251,14 @@ where
             // long the write has been stuck.
             let woke = Instant::now();
             let mut tick_owed = false;
-            let work = self.on_wake(wake, heartbeat.timeout());
+            // Writing queued frames is the hot path of a fan-out and its
+            // future is small: it runs in place. Everything else (a request,
+            // a heartbeat, a close) is boxed, so the task does not keep that
+            // larger state reserved for the connection's whole life.
+            let work = match wake {
+                Wake::Queued(first) => Either::Left(self.write_queued(first)),
+                other => Either::Right(Box::pin(self.on_wake(other, heartbeat.timeout()))),
+            };
             tokio::pin!(work);
             let flow = loop {
                 break tokio::select! {
@@ -330,7 +345,7 @@ where
         match wake {
             Wake::Shutdown => Flow::Close(CloseCode::GOING_AWAY, SHUTDOWN.to_owned()),
             Wake::Close(code, reason) => Flow::Close(code, reason),
-            Wake::Queued(frame) => self.write_queued(frame).await,
+            Wake::Queued(first) => self.write_queued(first).await,
             Wake::Incoming(incoming) => {
                 self.last_heard = Instant::now();
                 self.on_incoming(incoming).await
@@ -355,14 +370,15 @@ where
 
     /// When the token next needs attention: the `refresh` warning (false),
     /// then the expiry (true).
-    fn token_timer(&self) -> Option<(Instant, bool)> {
+    fn token_due(&self) -> Option<token_alarm::Due> {
+        let expires_at = self.identity.expires_at?;
         let left = Duration::from_millis(self.token_left_ms()?);
         let before = Duration::from_millis(self.state.config().auth.refresh_before_ms);
-        let warned = self.warned_for == self.identity.expires_at;
+        let warned = self.warned_for == Some(expires_at);
         if warned {
-            Some((Instant::now() + left, true))
+            Some((expires_at, true, Instant::now() + left))
         } else {
-            Some((Instant::now() + left.saturating_sub(before), false))
+            Some((expires_at, false, Instant::now() + left.saturating_sub(before)))
         }
     }
 

@@ -80,34 +80,50 @@ pub(crate) async fn upgrade(
         _ => None,
     };
     let start = Start { room: query.room, inbox_since };
-    upgrade
+    let upgrade = upgrade
         .read_buffer_size(limits.read_buffer_bytes)
         .max_message_size(limits.max_message_bytes)
-        .max_frame_size(limits.max_message_bytes)
-        .on_upgrade(move |mut socket| {
-            tasks.track_future(async move {
-                let identity = match resolved {
-                    Resolved::Known(identity) => identity,
-                    Resolved::AwaitAuthFrame => match authenticate(&mut socket, &state).await {
-                        Ok(identity) => identity,
-                        Err((code, reason)) => return refuse(socket, code, &reason).await,
-                    },
-                };
-                if user.is_none()
-                    && state.hub().connections_of(&identity.user)
-                        >= state.config().limits.max_connections_per_user
-                {
-                    return refuse(
-                        socket,
-                        CloseCode::CONNECTION_LIMIT,
-                        "too many connections for this user",
-                    )
-                    .await;
-                }
-                Session::new(socket, state, identity).run(start).await;
-                drop(ticket);
-            })
-        })
+        .max_frame_size(limits.max_message_bytes);
+    // axum keeps the callback, and a task keeps its future, for the
+    // connection's whole life, and a value moved out of an async block's
+    // captures still takes its space there. So what the callback captures is
+    // one box, and the socket is boxed before the connection's future takes
+    // it: each is then held once, not twice.
+    let admitted = Box::new(Admitted { state, resolved, user, start, _ticket: ticket });
+    upgrade.on_upgrade(move |socket| tasks.track_future(connection(Box::new(socket), admitted)))
+}
+
+/// An upgrade that passed the gates, waiting for its socket.
+struct Admitted {
+    state: AppState,
+    resolved: Resolved,
+    /// The user the URL's token named; `None` when an `auth` frame must.
+    user: Option<std::sync::Arc<str>>,
+    start: Start,
+    /// The admission slot, given back when the connection ends.
+    _ticket: crate::policy::admission::Ticket,
+}
+
+/// The life of an upgraded connection: authenticates it if the URL did not,
+/// then runs its session.
+async fn connection(mut socket: Box<WebSocket>, mut admitted: Box<Admitted>) {
+    let start = std::mem::take(&mut admitted.start);
+    let state = &admitted.state;
+    let identity = match std::mem::replace(&mut admitted.resolved, Resolved::AwaitAuthFrame) {
+        Resolved::Known(identity) => identity,
+        Resolved::AwaitAuthFrame => match authenticate(&mut socket, state).await {
+            Ok(identity) => identity,
+            Err((code, reason)) => return refuse(*socket, code, &reason).await,
+        },
+    };
+    if admitted.user.is_none()
+        && state.hub().connections_of(&identity.user)
+            >= state.config().limits.max_connections_per_user
+    {
+        return refuse(*socket, CloseCode::CONNECTION_LIMIT, "too many connections for this user")
+            .await;
+    }
+    Session::new(socket, state.clone(), identity).run(start).await;
 }
 
 /// Waits for the first frame, which must be an `auth` frame with a valid token.
