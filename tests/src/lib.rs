@@ -398,8 +398,26 @@ impl RawFrame {
 impl RawTcp {
     /// Performs the upgrade handshake for `GET /ws?{query}`.
     pub async fn connect(server: &TestServer, query: &str) -> RawTcp {
+        let stream = tokio::net::TcpStream::connect(server.addr).await.expect("tcp connect");
+        RawTcp::handshake(stream, server, query).await
+    }
+
+    /// The same with a small TCP receive window (`SO_RCVBUF` of `bytes`), so
+    /// that a client that stops reading backs up into the hub's queue after
+    /// kilobytes rather than the megabytes loopback buffers hold by default.
+    pub async fn connect_with_window(server: &TestServer, query: &str, bytes: u32) -> RawTcp {
+        let socket = tokio::net::TcpSocket::new_v4().expect("tcp socket");
+        socket.set_recv_buffer_size(bytes).expect("SO_RCVBUF");
+        let stream = socket.connect(server.addr).await.expect("tcp connect");
+        RawTcp::handshake(stream, server, query).await
+    }
+
+    async fn handshake(
+        mut stream: tokio::net::TcpStream,
+        server: &TestServer,
+        query: &str,
+    ) -> RawTcp {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let mut stream = tokio::net::TcpStream::connect(server.addr).await.expect("tcp connect");
         let request = format!(
             "GET /ws?{query} HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
              Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",

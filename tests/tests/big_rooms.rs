@@ -2,14 +2,23 @@
 //! size (a capped member list, a count and a cursor), the rest of the
 //! members is read page by page (frame and HTTP), and a room past the
 //! large-room threshold reports counts instead of every join and leave,
-//! while every member still ends with the true view of who is present.
+//! while every member still ends with the true view of who is present; a
+//! member that stops reading is cut off without costing the others a message.
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
+use futures::StreamExt;
 use serde_json::Value;
-use switchboard_protocol::{ErrorCode, PresenceAction};
+use switchboard_protocol::{CloseCode, ErrorCode, PresenceAction};
 use switchboard_sdk::{Client, Error};
-use switchboard_tests::{Event, Events, TestServer, connect, get_json, http, test_config};
+use switchboard_tests::{
+    Event, Events, RawTcp, TIMEOUT, TestServer, connect, get_json, http, raw_connect, raw_send,
+    test_config,
+};
+use tokio::sync::Notify;
+use tokio_tungstenite::tungstenite::Message as WsMessage;
 
 fn user(n: usize) -> String {
     format!("user-{n:03}")
@@ -198,4 +207,109 @@ async fn a_room_past_the_threshold_counts_and_every_member_ends_with_the_true_vi
         (stats["member_count"].clone(), stats["large"].clone()),
         (Value::from(FILL - 10 + 1), Value::Bool(true))
     );
+}
+
+#[tokio::test]
+async fn a_member_that_stops_reading_is_cut_off_and_the_rest_of_the_room_gets_everything() {
+    const MEMBERS: usize = 50;
+    const AFTER_THE_CUT: u64 = 20;
+    let mut config = test_config();
+    config.limits.max_message_bytes = 16 * 1024;
+    config.limits.outbound_queue_bytes = 64 * 1024;
+    config.limits.messages_per_sec = 100_000;
+    config.rooms.publish_requires_join = false;
+    let server = TestServer::start_with(config).await;
+
+    // Every reading member checks that it gets each message once, in order,
+    // and ends at the `last` one. It reports its progress, so the publisher
+    // goes as fast as the readers in this (debug) process can follow,
+    // whatever the machine: a lagging reader must not be taken for a
+    // stalled one.
+    let progress: Arc<Vec<AtomicU64>> = Arc::new((0..MEMBERS).map(|_| AtomicU64::new(0)).collect());
+    let moved = Arc::new(Notify::new());
+    let mut readers = Vec::new();
+    for n in 0..MEMBERS {
+        let url = format!("{}?user_id={}&room=stream", server.ws_url(), user(n));
+        let (mut socket, _) = tokio_tungstenite::connect_async(url).await.expect("member connects");
+        let (progress, moved) = (progress.clone(), moved.clone());
+        readers.push(tokio::spawn(async move {
+            let mut next = 0u64;
+            loop {
+                let frame = match tokio::time::timeout(TIMEOUT, socket.next()).await {
+                    Ok(Some(Ok(WsMessage::Text(text)))) => text,
+                    Ok(Some(Ok(WsMessage::Ping(_) | WsMessage::Pong(_)))) => continue,
+                    other => panic!("member lost its stream at {next}: {other:?}"),
+                };
+                let frame: Value = serde_json::from_str(&frame).unwrap();
+                if frame["type"] != "message" {
+                    continue;
+                }
+                if frame["event"] == "last" {
+                    return next;
+                }
+                assert_eq!(frame["data"]["n"], next, "in order, none missing, none twice");
+                next += 1;
+                progress[n].store(next, Ordering::Release);
+                moved.notify_waiters();
+            }
+        }));
+    }
+    let slowest = || progress.iter().map(|p| p.load(Ordering::Acquire)).min().unwrap_or(0);
+    let mut stalled =
+        RawTcp::connect_with_window(&server, "user_id=stalled&room=stream", 4096).await;
+    let (mut publisher, _) = raw_connect(&server, "publisher").await;
+    let pad = "z".repeat(12 * 1024);
+    let publish = |n: u64, event: &str| {
+        format!(
+            r#"{{"type":"publish","room":"stream","event":"{event}","data":{{"n":{n},"pad":"{pad}"}}}}"#
+        )
+    };
+    let mut sent = 0u64;
+    let mut cut_at = None;
+    while sent < 5_000 {
+        // At most 4 messages (48 KiB) ahead of the slowest reader.
+        tokio::time::timeout(TIMEOUT, async {
+            loop {
+                let notified = moved.notified();
+                if slowest() + 4 >= sent {
+                    break;
+                }
+                notified.await;
+            }
+        })
+        .await
+        .expect("the readers keep up");
+        raw_send(&mut publisher, &publish(sent, "x")).await;
+        sent += 1;
+        if cut_at.is_none() && sent % 10 == 0 {
+            let stats = get_json(&server, "/api/stats").await;
+            if stats["slow_consumers_total"] == 1 {
+                cut_at = Some(sent);
+            }
+        }
+        if cut_at.is_some_and(|at| sent >= at + AFTER_THE_CUT) {
+            break;
+        }
+    }
+    let cut_at = cut_at.expect("the member that stopped reading was cut off");
+    raw_send(&mut publisher, &publish(sent, "last")).await;
+    for reader in readers {
+        assert_eq!(reader.await.unwrap(), sent, "every reading member got all {sent} messages");
+    }
+    // The stalled member's backlog is bounded by its queue, and its
+    // connection ends with the slow-consumer code once it reads again.
+    let mut buffered = 0u64;
+    let code = loop {
+        match stalled.next_frame().await {
+            Some(frame) if frame.opcode == 8 => break frame.close_code(),
+            Some(_) => buffered += 1,
+            None => break None,
+        }
+    };
+    assert!(buffered < cut_at, "it was cut before everything reached it ({buffered} of {sent})");
+    if let Some(code) = code {
+        assert_eq!(code, CloseCode::SLOW_CONSUMER.0);
+    }
+    let stats = get_json(&server, "/api/stats").await;
+    assert_eq!(stats["slow_consumers_total"], 1, "nobody else was cut off");
 }
