@@ -4,7 +4,7 @@
 # noisy machine, single times do not). Not part of ./scripts/test.sh.
 #
 #   ./scripts/bench.sh                 # 10,000 connections
-#   CONNECTIONS=2000 ./scripts/bench.sh
+#   CONNECTIONS=2000 MEMORY_AT=1000,5000 ./scripts/bench.sh
 #
 # Tables go to bench/results/. Each process may hold at most `ulimit -n`
 # files; the load client holds one per connection.
@@ -20,9 +20,8 @@ command -v node >/dev/null || { echo "bench.sh needs node (apt install nodejs np
 (cd bench/node && npm ci --no-audit --no-fund --loglevel=error)
 mkdir -p bench/results
 
-step "connect storm and room fill, ${connections} connections (bench/results/scale.md)"
+step "storm, room fill, fan-out, round trips, private messages: ${connections} connections (bench/results/scale.md)"
 target/release/scale --connections "$connections" --out bench/results/scale.md
 
-step "memory per idle connection, ${connections} connections"
-target/release/memory --connections "$connections" | tee bench/results/memory.txt
-target/release/memory --connections "$connections" --node-ws | tee -a bench/results/memory.txt
+step "memory per idle connection at ${MEMORY_AT:=1000,10000,19000} connections (bench/results/memory.md)"
+target/release/memory --connections "$MEMORY_AT" --out bench/results/memory.md

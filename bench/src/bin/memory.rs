@@ -1,11 +1,13 @@
-//! Resident memory per idle connection: starts the `switchboard` binary,
-//! opens N WebSocket connections that each receive `welcome` and then stay
-//! idle, and reports the hub's RSS growth divided by N.
+//! Resident memory per idle connection, side by side: starts the
+//! `switchboard` release binary (and then the bare Node `ws` server,
+//! `bench/node/ws-server.mjs`), opens N WebSocket connections that each
+//! receive `welcome` and then stay idle, and reports each server's RSS growth
+//! divided by N, for every N asked for.
 //!
 //! ```sh
-//! cargo build --release -p switchboard-server
-//! cargo run --release -p switchboard-bench --bin memory -- --connections 5000
-//! (cd bench/node && npm ci) && target/release/memory --node-ws   # the Node baseline
+//! cargo build --release -p switchboard-server -p switchboard-bench
+//! (cd bench/node && npm ci)
+//! target/release/memory --connections 1000,10000,19000 --out bench/results/memory.md
 //! ```
 
 use std::path::PathBuf;
@@ -18,9 +20,10 @@ use switchboard_bench::process::Hub;
 /// Measures the hub's resident memory per idle WebSocket connection.
 #[derive(Parser)]
 struct Args {
-    /// Connections to open (each holds a file descriptor here and one in the hub).
-    #[arg(long, default_value_t = 5_000)]
-    connections: usize,
+    /// Connection counts to measure, comma-separated (each connection holds
+    /// a file descriptor here and one in the server).
+    #[arg(long, value_delimiter = ',', default_value = "5000")]
+    connections: Vec<usize>,
     /// Connections opened at once.
     #[arg(long, default_value_t = 64)]
     parallel: usize,
@@ -37,27 +40,76 @@ struct Args {
     /// Extra flags for the hub binary (for example `--config hub.toml`).
     #[arg(long, allow_hyphen_values = true)]
     hub_args: Vec<String>,
-    /// Measure the Node `ws` baseline (`bench/node/ws-server.mjs`) instead.
+    /// Leave out the Node `ws` baseline.
     #[arg(long)]
-    node_ws: bool,
+    no_node: bool,
+    /// Write the Markdown table here too.
+    #[arg(long)]
+    out: Option<PathBuf>,
+}
+
+/// One measurement: RSS before and after, in bytes.
+struct Sample {
+    connections: usize,
+    before: u64,
+    after: u64,
+}
+
+impl Sample {
+    fn per_connection_kib(&self) -> f64 {
+        self.after.saturating_sub(self.before) as f64 / self.connections.max(1) as f64 / 1024.0
+    }
 }
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args = Args::parse();
-    let hub = if args.node_ws {
-        let script = "bench/node/ws-server.mjs".to_owned();
-        Hub::start("node".as_ref(), &[script]).await?
-    } else {
-        let mut flags = vec!["--log".to_owned(), "error".to_owned()];
+    let most = args.connections.iter().copied().max().unwrap_or(0);
+    let mut rows = Vec::new();
+    for &connections in &args.connections {
+        let mut flags = vec![
+            "--log".to_owned(),
+            "error".to_owned(),
+            "--max-connections".to_owned(),
+            (most + 1_000).to_string(),
+        ];
         flags.extend(args.hub_args.iter().cloned());
-        Hub::start(&args.binary, &flags).await?
-    };
-    let before = settled_rss(&hub).await?;
-    let users = args.users.unwrap_or(args.connections).max(1);
+        let hub = Hub::start(&args.binary, &flags).await?;
+        let ours = measure(&hub, connections, &args).await?;
+        report("switchboard", &ours, &args);
+        drop(hub);
+        let node = if args.no_node {
+            None
+        } else {
+            let hub = Hub::start("node".as_ref(), &["bench/node/ws-server.mjs".to_owned()]).await?;
+            let node = measure(&hub, connections, &args).await?;
+            report("node ws", &node, &args);
+            Some(node)
+        };
+        rows.push((ours, node));
+    }
+    let table = table(&rows);
+    println!("{table}");
+    if let Some(out) = &args.out {
+        if let Some(dir) = out.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        std::fs::write(out, &table)?;
+    }
+    Ok(())
+}
+
+/// Opens `connections` idle WebSockets to `hub` and samples its RSS.
+async fn measure(
+    hub: &Hub,
+    connections: usize,
+    args: &Args,
+) -> Result<Sample, Box<dyn std::error::Error>> {
+    let before = settled_rss(hub).await?;
+    let users = args.users.unwrap_or(connections).max(1);
     let room = args.room.as_deref().map(|room| format!("&room={room}")).unwrap_or_default();
     let addr = hub.addr;
-    let sockets: Vec<_> = stream::iter(0..args.connections)
+    let sockets: Vec<_> = stream::iter(0..connections)
         .map(|n| {
             let url = format!("ws://{addr}/ws?user_id=u{}{room}", n % users);
             async move {
@@ -79,22 +131,55 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .await
         .into_iter()
         .collect::<Result<_, _>>()?;
-    let after = settled_rss(&hub).await?;
-    let per = after.saturating_sub(before) as f64 / sockets.len().max(1) as f64;
-    println!(
-        "{}: {} idle connections ({} users{}): hub RSS {} KiB -> {} KiB, {:.1} KiB per connection",
-        if args.node_ws { "node ws" } else { "switchboard" },
-        sockets.len(),
-        users.min(sockets.len()),
-        args.room.as_deref().map(|room| format!(", all in `{room}`")).unwrap_or_default(),
-        before / 1024,
-        after / 1024,
-        per / 1024.0
-    );
-    for reader in sockets {
+    let after = settled_rss(hub).await?;
+    for reader in &sockets {
         reader.abort();
     }
-    Ok(())
+    Ok(Sample { connections: sockets.len(), before, after })
+}
+
+fn report(name: &str, sample: &Sample, args: &Args) {
+    let users = args.users.unwrap_or(sample.connections).min(sample.connections);
+    let room = args.room.as_deref().map(|room| format!(", all in `{room}`")).unwrap_or_default();
+    eprintln!(
+        "{name}: {} idle connections ({users} users{room}): RSS {} KiB -> {} KiB, {:.1} KiB per connection",
+        sample.connections,
+        sample.before / 1024,
+        sample.after / 1024,
+        sample.per_connection_kib()
+    );
+}
+
+fn table(rows: &[(Sample, Option<Sample>)]) -> String {
+    let with_node = rows.iter().any(|(_, node)| node.is_some());
+    let mut out = String::from(
+        "Server RSS growth per idle connection (each welcomed, then idle), one machine, loopback\n\n",
+    );
+    out.push_str(if with_node {
+        "| connections | switchboard | Node `ws` | switchboard / node |\n|---|---|---|---|\n"
+    } else {
+        "| connections | switchboard |\n|---|---|\n"
+    });
+    for (ours, node) in rows {
+        out.push_str(&format!(
+            "| {} | {:.1} KiB ({} → {} KiB) |",
+            ours.connections,
+            ours.per_connection_kib(),
+            ours.before / 1024,
+            ours.after / 1024
+        ));
+        if let Some(node) = node {
+            out.push_str(&format!(
+                " {:.1} KiB ({} → {} KiB) | {:.2}× |",
+                node.per_connection_kib(),
+                node.before / 1024,
+                node.after / 1024,
+                ours.per_connection_kib() / node.per_connection_kib()
+            ));
+        }
+        out.push('\n');
+    }
+    out
 }
 
 /// RSS once it stops moving: sampled every 200 ms until two samples agree

@@ -11,6 +11,14 @@
 //!   messages to the room, `--in-flight` unacknowledged at a time, timed
 //!   until every member has received every message (deliveries per second).
 //!   Switchboard's per-connection rate limit is lifted for the publisher.
+//!   Each message carries its send time, so every delivery's latency is
+//!   known (p50, p99).
+//! - **round trip**: 1 and then 100 connections, each alone in its own
+//!   room, publish and wait for their own message to come back, one at a
+//!   time (round trips per second, p50, p99).
+//! - **private**: one user holds 10 connections; another sends it
+//!   `--messages` private messages, `--in-flight` at a time, timed until
+//!   every connection has every message.
 //!
 //! ```sh
 //! cargo build --release -p switchboard-server -p switchboard-bench
@@ -71,6 +79,71 @@ struct Run {
     fanout: Phase,
     /// Messages every member received in the fan-out phase.
     deliveries: usize,
+    /// Each fan-out delivery's latency.
+    fanout_latency: Percentiles,
+    /// Round trips with 1 and with 100 connections.
+    round_trips: Vec<RoundTrips>,
+    /// The private-message phase.
+    private: Phase,
+    private_deliveries: usize,
+    private_latency: Percentiles,
+}
+
+/// Round trips through the hub by `connections` clients at once.
+struct RoundTrips {
+    connections: usize,
+    count: usize,
+    phase: Phase,
+    latency: Percentiles,
+}
+
+/// Latency percentiles, in microseconds.
+#[derive(Clone, Copy, Default)]
+struct Percentiles {
+    p50: u32,
+    p99: u32,
+}
+
+impl Percentiles {
+    fn of(mut micros: Vec<u32>) -> Percentiles {
+        if micros.is_empty() {
+            return Percentiles::default();
+        }
+        micros.sort_unstable();
+        let at = |q: f64| micros[((micros.len() - 1) as f64 * q).round() as usize];
+        Percentiles { p50: at(0.50), p99: at(0.99) }
+    }
+
+    fn cell(&self) -> String {
+        format!("p50 {} / p99 {}", millis(self.p50), millis(self.p99))
+    }
+}
+
+fn millis(micros: u32) -> String {
+    if micros >= 10_000 {
+        format!("{:.0} ms", f64::from(micros) / 1000.0)
+    } else {
+        format!("{:.2} ms", f64::from(micros) / 1000.0)
+    }
+}
+
+/// The instant every timestamp in a message counts from.
+fn epoch() -> Instant {
+    static EPOCH: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    *EPOCH.get_or_init(Instant::now)
+}
+
+/// Microseconds since [`epoch`].
+fn now_micros() -> u64 {
+    epoch().elapsed().as_micros() as u64
+}
+
+/// The latency of a received message from the `"t":` send time it carries.
+fn latency_of(text: &str) -> Option<u32> {
+    let at = text.find(r#""t":"#)? + 4;
+    let digits = text[at..].split(|c: char| !c.is_ascii_digit()).next()?;
+    let sent: u64 = digits.parse().ok()?;
+    Some(now_micros().saturating_sub(sent).min(u64::from(u32::MAX)) as u32)
 }
 
 /// One timed phase, with the CPU both sides spent in it.
@@ -204,10 +277,130 @@ async fn measure(
         fanout.elapsed.as_secs_f64(),
         expected as f64 / fanout.elapsed.as_secs_f64()
     );
+    let fanout_latency = received.take_latencies();
     for reader in readers {
         reader.abort();
     }
-    Ok(Run { name, storm, fill, fanout, deliveries: expected })
+    drop(publisher);
+    let mut round_trips = Vec::new();
+    for (connections, each) in [(1, 5_000), (100, 200)] {
+        eprintln!("{name}: round trips, {connections} connection(s), {each} each");
+        round_trips.push(round_trip(hub, connections, each).await?);
+    }
+    eprintln!("{name}: {} private messages to a user with 10 connections", args.messages * 10);
+    let (private, private_deliveries, private_latency) =
+        private(hub, args.messages * 10, args.in_flight).await?;
+    Ok(Run {
+        name,
+        storm,
+        fill,
+        fanout,
+        deliveries: expected,
+        fanout_latency,
+        round_trips,
+        private,
+        private_deliveries,
+        private_latency,
+    })
+}
+
+/// `connections` clients, each alone in its own room, publish `each`
+/// messages one at a time, each waiting for its own message to come back.
+async fn round_trip(
+    hub: &Hub,
+    connections: usize,
+    each: usize,
+) -> Result<RoundTrips, Box<dyn std::error::Error>> {
+    let addr = hub.addr;
+    let mut sockets = Vec::new();
+    for n in 0..connections {
+        let mut socket = open(format!("ws://{addr}/ws?user_id=rtt{n}")).await?;
+        socket
+            .send(Message::text(format!(r#"{{"type":"join","id":"j","room":"rtt{n}"}}"#)))
+            .await?;
+        read_until(&mut socket, r#"{"type":"ack""#).await?;
+        sockets.push((n, socket));
+    }
+    let (server, client) = (hub.cpu()?, own_cpu()?);
+    let started = Instant::now();
+    let results =
+        futures::future::join_all(sockets.into_iter().map(|(n, mut socket)| async move {
+            let mut micros = Vec::with_capacity(each);
+            for _ in 0..each {
+                let sent = Instant::now();
+                let frame =
+                    format!(r#"{{"type":"publish","room":"rtt{n}","event":"rtt","data":1}}"#);
+                socket.send(Message::text(frame)).await?;
+                read_until(&mut socket, r#"{"type":"message""#).await?;
+                micros.push(sent.elapsed().as_micros().min(u128::from(u32::MAX)) as u32);
+            }
+            Ok::<_, tokio_tungstenite::tungstenite::Error>(micros)
+        }))
+        .await;
+    let phase = Phase {
+        elapsed: started.elapsed(),
+        server_cpu: hub.cpu()? - server,
+        client_cpu: own_cpu()? - client,
+        lost: results.iter().filter(|r| r.is_err()).count(),
+    };
+    let micros: Vec<u32> = results.into_iter().filter_map(Result::ok).flatten().collect();
+    Ok(RoundTrips { connections, count: micros.len(), phase, latency: Percentiles::of(micros) })
+}
+
+/// Reads until a text frame that starts with `prefix`.
+async fn read_until(
+    socket: &mut Socket,
+    prefix: &str,
+) -> Result<(), tokio_tungstenite::tungstenite::Error> {
+    loop {
+        match socket.next().await {
+            Some(Ok(Message::Text(text))) if text.starts_with(prefix) => return Ok(()),
+            Some(Ok(_)) => continue,
+            Some(Err(err)) => return Err(err),
+            None => return Err(tokio_tungstenite::tungstenite::Error::ConnectionClosed),
+        }
+    }
+}
+
+/// One user with 10 connections; another sends it `count` private
+/// messages, `in_flight` at a time, until every connection has them all.
+async fn private(
+    hub: &Hub,
+    count: usize,
+    in_flight: usize,
+) -> Result<(Phase, usize, Percentiles), Box<dyn std::error::Error>> {
+    let addr = hub.addr;
+    let received = Arc::new(Received::default());
+    let mut readers = Vec::new();
+    for _ in 0..10 {
+        let mut socket = open(format!("ws://{addr}/ws?user_id=target")).await?;
+        let received = received.clone();
+        readers.push(tokio::spawn(async move {
+            while let Some(Ok(frame)) = socket.next().await {
+                if let Message::Text(text) = frame {
+                    if text.starts_with(r#"{"type":"message""#) {
+                        received.add(&text);
+                    }
+                }
+            }
+        }));
+    }
+    let mut sender = open(format!("ws://{addr}/ws?user_id=sender")).await?;
+    let (server, client) = (hub.cpu()?, own_cpu()?);
+    let started = Instant::now();
+    send_acked(&mut sender, count, in_flight, r#""type":"send","to":"target""#).await?;
+    let expected = count * 10;
+    received.wait_for(expected).await;
+    let phase = Phase {
+        elapsed: started.elapsed(),
+        server_cpu: hub.cpu()? - server,
+        client_cpu: own_cpu()? - client,
+        lost: 0,
+    };
+    for reader in readers {
+        reader.abort();
+    }
+    Ok((phase, received.count.load(Ordering::Relaxed), received.take_latencies()))
 }
 
 /// Opens a connection and reads its `welcome`.
@@ -230,12 +423,23 @@ async fn open(url: String) -> Result<Socket, tokio_tungstenite::tungstenite::Err
 struct Received {
     count: AtomicUsize,
     changed: Notify,
+    latencies: std::sync::Mutex<Vec<u32>>,
 }
 
 impl Received {
-    fn add(&self) {
+    fn add(&self, text: &str) {
+        if let Some(micros) = latency_of(text) {
+            self.latencies.lock().unwrap_or_else(|e| e.into_inner()).push(micros);
+        }
         self.count.fetch_add(1, Ordering::Relaxed);
         self.changed.notify_one();
+    }
+
+    /// The latencies recorded so far, leaving none behind.
+    fn take_latencies(&self) -> Percentiles {
+        Percentiles::of(std::mem::take(
+            &mut *self.latencies.lock().unwrap_or_else(|e| e.into_inner()),
+        ))
     }
 
     /// Waits until `total` messages arrived; gives up after 120 s.
@@ -247,17 +451,29 @@ impl Received {
     }
 }
 
-/// Publishes `count` messages, `in_flight` unacknowledged at a time.
+/// Publishes `count` messages to the room, `in_flight` unacknowledged at a time.
 async fn publish(
     socket: &mut Socket,
     count: usize,
     in_flight: usize,
 ) -> Result<(), tokio_tungstenite::tungstenite::Error> {
+    send_acked(socket, count, in_flight, r#""type":"publish","room":"bench""#).await
+}
+
+/// Sends `count` frames of the kind `head` names (with an `id`, an event and
+/// data carrying `n` and the send time), `in_flight` unacknowledged at a time.
+async fn send_acked(
+    socket: &mut Socket,
+    count: usize,
+    in_flight: usize,
+    head: &str,
+) -> Result<(), tokio_tungstenite::tungstenite::Error> {
     let (mut sent, mut acked) = (0, 0);
     while acked < count {
         while sent < count && sent - acked < in_flight.max(1) {
             let frame = format!(
-                r#"{{"type":"publish","id":"p{sent}","room":"bench","event":"tick","data":{{"n":{sent}}}}}"#
+                r#"{{{head},"id":"p{sent}","event":"tick","data":{{"n":{sent},"t":{}}}}}"#,
+                now_micros()
             );
             socket.send(Message::text(frame)).await?;
             sent += 1;
@@ -293,7 +509,7 @@ async fn join(
         while let Some(Ok(frame)) = socket.next().await {
             if let Message::Text(text) = frame {
                 if text.starts_with(r#"{"type":"message""#) {
-                    received.add();
+                    received.add(&text);
                 }
             }
         }
@@ -327,18 +543,62 @@ fn table(runs: &[Run], args: &Args) -> String {
             out.push_str(&format!(" {ratio:.2}× the time |"));
         }
     }
-    out.push_str("\n| fan-out deliveries per second |");
-    let rates: Vec<f64> =
-        runs.iter().map(|r| r.deliveries as f64 / r.fanout.elapsed.as_secs_f64()).collect();
-    for rate in &rates {
-        out.push_str(&format!(" {rate:.0} |"));
+    let rate_row = |out: &mut String, label: &str, rates: &[(f64, f64)]| {
+        out.push_str(&format!("\n| {label} |"));
+        for (rate, per_cpu) in rates {
+            out.push_str(&format!(" {rate:.0}/s ({per_cpu:.0} per server CPU s) |"));
+        }
+        if let [(ours, ours_cpu), (node, node_cpu)] = rates[..] {
+            out.push_str(&format!(
+                " {:.2}× the rate ({:.2}× per core) |",
+                ours / node,
+                ours_cpu / node_cpu
+            ));
+        }
+    };
+    let latency_row = |out: &mut String, label: &str, cells: Vec<Percentiles>| {
+        out.push_str(&format!("\n| {label} |"));
+        for cell in &cells {
+            out.push_str(&format!(" {} |", cell.cell()));
+        }
+        if cells.len() == 2 {
+            out.push_str(" |");
+        }
+    };
+    let per = |count: usize, phase: &Phase| {
+        (
+            count as f64 / phase.elapsed.as_secs_f64(),
+            count as f64 / phase.server_cpu.as_secs_f64().max(1e-3),
+        )
+    };
+    let fanout: Vec<_> = runs.iter().map(|r| per(r.deliveries, &r.fanout)).collect();
+    rate_row(&mut out, "fan-out deliveries", &fanout);
+    latency_row(&mut out, "fan-out latency", runs.iter().map(|r| r.fanout_latency).collect());
+    let trips = runs.first().map_or(0, |r| r.round_trips.len());
+    for at in 0..trips {
+        let label = |r: &Run| {
+            let trip = &r.round_trips[at];
+            format!("round trips, {} connection(s) one at a time each", trip.connections)
+        };
+        let rates: Vec<_> =
+            runs.iter().map(|r| per(r.round_trips[at].count, &r.round_trips[at].phase)).collect();
+        rate_row(&mut out, &label(&runs[0]), &rates);
+        latency_row(
+            &mut out,
+            "round-trip latency",
+            runs.iter().map(|r| r.round_trips[at].latency).collect(),
+        );
     }
-    if let [ours, node] = rates[..] {
-        out.push_str(&format!(" {:.2}× the rate |", ours / node));
-    }
+    let private: Vec<_> = runs.iter().map(|r| per(r.private_deliveries, &r.private)).collect();
+    rate_row(&mut out, "private messages to a user's 10 connections, deliveries", &private);
+    latency_row(&mut out, "private latency", runs.iter().map(|r| r.private_latency).collect());
     out.push_str(&format!(
-        "\n\nfan-out: {} messages, {} in flight, to every member of the filled room.\n",
-        args.messages, args.in_flight
+        "\n\nfan-out: {} messages, {} in flight, to every member of the filled room; \
+         private: {} messages, {} in flight; latency from send to receipt.\n",
+        args.messages,
+        args.in_flight,
+        args.messages * 10,
+        args.in_flight
     ));
     out
 }
