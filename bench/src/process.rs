@@ -60,6 +60,23 @@ impl Hub {
         cpu_of(&format!("/proc/{pid}/stat"))
     }
 
+    /// Waits (at most 10 s) until the process is idle: less than 20 ms of CPU
+    /// in 250 ms. Between phases, so one phase's clean-up (thousands of
+    /// connections closing) is not measured as part of the next.
+    pub async fn settle(&self) -> std::io::Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut last = self.cpu()?;
+        while Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(250)).await;
+            let now = self.cpu()?;
+            if now.saturating_sub(last) < Duration::from_millis(20) {
+                break;
+            }
+            last = now;
+        }
+        Ok(())
+    }
+
     /// The process's resident set size in bytes (Linux `/proc`).
     pub fn rss_bytes(&self) -> std::io::Result<u64> {
         let pid = self.child.id().ok_or_else(|| std::io::Error::other("the hub exited"))?;

@@ -33,8 +33,9 @@
 //! - [`policy`]: who may do what. Identity and tokens ([`auth`],
 //!   [`identity`]), admission (origins, address lists, connection limits),
 //!   and room-name rules ([`patterns`]).
-//! - `session/`: one connection's state machine (`mod.rs`) and what each
-//!   request frame does (`requests.rs`).
+//! - `session/`: one connection's state machine (`mod.rs`), what each
+//!   request frame does (`requests.rs`) and when its token needs attention
+//!   (`token_alarm.rs`).
 //! - `hub/`: this node's registry and fan-out ([`Hub`]): rooms and their
 //!   presence (`room.rs`), each connection's bounded queue (`outbound.rs`),
 //!   stream offsets and replay (`streams.rs`), recent request ids

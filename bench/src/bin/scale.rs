@@ -282,10 +282,13 @@ async fn measure(
         reader.abort();
     }
     drop(publisher);
+    // 10,000 connections just closed: let the server finish with them.
+    hub.settle().await?;
     let mut round_trips = Vec::new();
     for (connections, each) in [(1, 5_000), (100, 200)] {
         eprintln!("{name}: round trips, {connections} connection(s), {each} each");
         round_trips.push(round_trip(hub, connections, each).await?);
+        hub.settle().await?;
     }
     eprintln!("{name}: {} private messages to a user with 10 connections", args.messages * 10);
     let (private, private_deliveries, private_latency) =
