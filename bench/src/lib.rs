@@ -4,12 +4,15 @@
 //! # Layout
 //! - `src/bin/memory.rs`: resident memory per idle WebSocket connection of
 //!   the real `switchboard` binary.
-//! - `src/bin/scale.rs`: a connect storm and a room fill, side by side with
-//!   the Node `ws` room hub in `bench/node/ws-hub.mjs`.
-//! - [`process`]: starting the binary on a free loopback port and reading
-//!   its resident memory.
-//!
-//! The roadmap's side-by-side suite (fan-out throughput and memory against
-//! Node `ws` and Socket.IO) grows here.
+//! - `src/bin/scale.rs`: connect storm, room fill, fan-out, round trips and
+//!   private messages, side by side with the Node `ws` room hub
+//!   (`bench/node/ws-hub.mjs`) and a Socket.IO 4.8 hub
+//!   (`bench/node/socketio-hub.mjs`).
+//! - [`process`]: starting a server on a free loopback port and reading its
+//!   CPU time and resident memory.
+//! - [`wire`]: the frames each server speaks, written and matched as text.
+//! - [`percentiles`]: latency percentiles.
 
+pub mod percentiles;
 pub mod process;
+pub mod wire;

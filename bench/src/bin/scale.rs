@@ -1,11 +1,14 @@
-//! Scale on one machine, side by side: the `switchboard` release binary and
-//! the Node `ws` room hub (`bench/node/ws-hub.mjs`) under the same load, one
-//! after the other in one run, so the ratios hold on a noisy machine.
+//! Scale on one machine, side by side: the `switchboard` release binary, a
+//! bare Node `ws` room hub (`bench/node/ws-hub.mjs`) and a Socket.IO 4.8 hub
+//! (`bench/node/socketio-hub.mjs`) under the same load, one after the other
+//! in one run, so the ratios hold on a noisy machine. One load client (this
+//! process) speaks each server's frames as raw text (see
+//! `switchboard_bench::wire`) and reports its own CPU too.
 //!
 //! - **storm**: N connections opened `--parallel` at a time (a reconnect
-//!   storm), timed until every one got its `welcome`.
+//!   storm), timed until every one was welcomed.
 //! - **fill**: those N connections join one room, `--parallel` joins in
-//!   flight, timed until every `join` is acked. Switchboard runs with its
+//!   flight, timed until every join is acked. Switchboard runs with its
 //!   defaults, presence on; every client keeps reading what it is sent.
 //! - **fan-out**: one more connection joins and publishes `--messages`
 //!   messages to the room, `--in-flight` unacknowledged at a time, timed
@@ -17,29 +20,32 @@
 //!   room, publish and wait for their own message to come back, one at a
 //!   time (round trips per second, p50, p99).
 //! - **private**: one user holds 10 connections; another sends it
-//!   `--messages` private messages, `--in-flight` at a time, timed until
-//!   every connection has every message.
+//!   `10 × --messages` private messages, `--in-flight` at a time, timed
+//!   until every connection has every message.
 //!
 //! ```sh
 //! cargo build --release -p switchboard-server -p switchboard-bench
 //! (cd bench/node && npm ci)
-//! target/release/scale --connections 10000
+//! target/release/scale --connections 10000 --out bench/results/scale.md
 //! ```
 
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use clap::Parser;
 use futures::{SinkExt, StreamExt, stream};
+use indicatif::{ProgressBar, ProgressStyle};
+use switchboard_bench::percentiles::Percentiles;
 use switchboard_bench::process::{Hub, own_cpu};
+use switchboard_bench::wire::{self, Proto, Socket, latency_of, stamped};
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
-/// Connection storms and room fills against Switchboard and a Node `ws` hub.
+/// Storms, room fills, fan-out, round trips and private messages against
+/// Switchboard, a Node `ws` hub and a Socket.IO hub.
 #[derive(Parser)]
 struct Args {
     /// Connections (each holds a file descriptor here and one in the hub).
@@ -54,22 +60,22 @@ struct Args {
     /// Extra flags for the hub binary (for example `--config hub.toml`).
     #[arg(long, allow_hyphen_values = true)]
     hub_args: Vec<String>,
-    /// Messages published in the fan-out phase.
+    /// Messages published in the fan-out phase (ten times as many private ones).
     #[arg(long, default_value_t = 100)]
     messages: usize,
-    /// Publishes in flight (sent, not yet acked) during the fan-out phase.
+    /// Requests in flight (sent, not yet acked) while publishing.
     #[arg(long, default_value_t = 4)]
     in_flight: usize,
-    /// Leave out the Node `ws` hub.
+    /// Leave out the Node peers (`ws` and Socket.IO).
     #[arg(long)]
     no_node: bool,
+    /// Leave out Socket.IO only.
+    #[arg(long)]
+    no_socketio: bool,
     /// Write the Markdown table here too.
     #[arg(long)]
     out: Option<PathBuf>,
 }
-
-type Socket =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 /// What one server did.
 struct Run {
@@ -79,11 +85,9 @@ struct Run {
     fanout: Phase,
     /// Messages every member received in the fan-out phase.
     deliveries: usize,
-    /// Each fan-out delivery's latency.
     fanout_latency: Percentiles,
     /// Round trips with 1 and with 100 connections.
     round_trips: Vec<RoundTrips>,
-    /// The private-message phase.
     private: Phase,
     private_deliveries: usize,
     private_latency: Percentiles,
@@ -97,55 +101,6 @@ struct RoundTrips {
     latency: Percentiles,
 }
 
-/// Latency percentiles, in microseconds.
-#[derive(Clone, Copy, Default)]
-struct Percentiles {
-    p50: u32,
-    p99: u32,
-}
-
-impl Percentiles {
-    fn of(mut micros: Vec<u32>) -> Percentiles {
-        if micros.is_empty() {
-            return Percentiles::default();
-        }
-        micros.sort_unstable();
-        let at = |q: f64| micros[((micros.len() - 1) as f64 * q).round() as usize];
-        Percentiles { p50: at(0.50), p99: at(0.99) }
-    }
-
-    fn cell(&self) -> String {
-        format!("p50 {} / p99 {}", millis(self.p50), millis(self.p99))
-    }
-}
-
-fn millis(micros: u32) -> String {
-    if micros >= 10_000 {
-        format!("{:.0} ms", f64::from(micros) / 1000.0)
-    } else {
-        format!("{:.2} ms", f64::from(micros) / 1000.0)
-    }
-}
-
-/// The instant every timestamp in a message counts from.
-fn epoch() -> Instant {
-    static EPOCH: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
-    *EPOCH.get_or_init(Instant::now)
-}
-
-/// Microseconds since [`epoch`].
-fn now_micros() -> u64 {
-    epoch().elapsed().as_micros() as u64
-}
-
-/// The latency of a received message from the `"t":` send time it carries.
-fn latency_of(text: &str) -> Option<u32> {
-    let at = text.find(r#""t":"#)? + 4;
-    let digits = text[at..].split(|c: char| !c.is_ascii_digit()).next()?;
-    let sent: u64 = digits.parse().ok()?;
-    Some(now_micros().saturating_sub(sent).min(u64::from(u32::MAX)) as u32)
-}
-
 /// One timed phase, with the CPU both sides spent in it.
 struct Phase {
     elapsed: Duration,
@@ -157,6 +112,11 @@ struct Phase {
 }
 
 impl Phase {
+    /// Starts timing a phase on `hub`.
+    fn start(hub: &Hub) -> std::io::Result<Timer> {
+        Ok(Timer { started: Instant::now(), server: hub.cpu()?, client: own_cpu()? })
+    }
+
     fn cell(&self) -> String {
         let lost = if self.lost > 0 {
             format!(", **{} closed by the server**", self.lost)
@@ -170,10 +130,38 @@ impl Phase {
             self.client_cpu.as_secs_f64()
         )
     }
+
+    /// `count` per second of the phase and per second of server CPU.
+    fn rates(&self, count: usize) -> (f64, f64) {
+        (
+            count as f64 / self.elapsed.as_secs_f64(),
+            count as f64 / self.server_cpu.as_secs_f64().max(0.01),
+        )
+    }
 }
 
+/// A phase being timed.
+struct Timer {
+    started: Instant,
+    server: Duration,
+    client: Duration,
+}
+
+impl Timer {
+    fn stop(self, hub: &Hub, lost: usize) -> std::io::Result<Phase> {
+        Ok(Phase {
+            elapsed: self.started.elapsed(),
+            server_cpu: hub.cpu()?.saturating_sub(self.server),
+            client_cpu: own_cpu()?.saturating_sub(self.client),
+            lost,
+        })
+    }
+}
+
+type Failure = Box<dyn std::error::Error>;
+
 #[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
+async fn main() -> Result<(), Failure> {
     let args = Args::parse();
     let mut runs = Vec::new();
     // The publisher sends faster than a chat client would.
@@ -190,11 +178,17 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     ];
     hub_args.extend(args.hub_args.iter().cloned());
     let hub = Hub::start(&args.binary, &hub_args).await?;
-    runs.push(measure("switchboard", &hub, &args).await?);
+    runs.push(measure("switchboard", Proto::Json, &hub, &args).await?);
     drop(hub);
     if !args.no_node {
         let hub = Hub::start("node".as_ref(), &["bench/node/ws-hub.mjs".to_owned()]).await?;
-        runs.push(measure("node ws hub", &hub, &args).await?);
+        runs.push(measure("Node ws hub", Proto::Json, &hub, &args).await?);
+        drop(hub);
+        if !args.no_socketio {
+            let script = "bench/node/socketio-hub.mjs".to_owned();
+            let hub = Hub::start("node".as_ref(), &[script]).await?;
+            runs.push(measure("Socket.IO 4.8", Proto::SocketIo, &hub, &args).await?);
+        }
     }
     let table = table(&runs, &args);
     println!("{table}");
@@ -207,76 +201,73 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
-async fn measure(
-    name: &'static str,
-    hub: &Hub,
-    args: &Args,
-) -> Result<Run, Box<dyn std::error::Error>> {
-    eprintln!("{name}: opening {} connections, {} at a time", args.connections, args.parallel);
-    let (server, client) = (hub.cpu()?, own_cpu()?);
-    let started = Instant::now();
+/// A progress bar for one phase of one server.
+fn progress(name: &str, what: &str, total: usize) -> ProgressBar {
+    let bar = ProgressBar::new(total as u64).with_prefix(format!("{name}: {what}"));
+    bar.set_style(
+        ProgressStyle::with_template("{prefix:32} [{bar:30}] {pos}/{len} {elapsed_precise}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    bar
+}
+
+async fn measure(name: &'static str, proto: Proto, hub: &Hub, args: &Args) -> Result<Run, Failure> {
     let addr = hub.addr;
+    let bar = progress(name, "connect storm", args.connections);
+    let timer = Phase::start(hub)?;
     let sockets: Vec<Socket> = stream::iter(0..args.connections)
-        .map(|n| open(format!("ws://{addr}/ws?user_id=u{n}")))
+        .map(|n| {
+            let bar = bar.clone();
+            async move {
+                let socket = proto.open(addr, &format!("u{n}")).await;
+                bar.inc(1);
+                socket
+            }
+        })
         .buffer_unordered(args.parallel.max(1))
         .collect::<Vec<_>>()
         .await
         .into_iter()
         .collect::<Result<_, _>>()?;
-    let storm = Phase {
-        elapsed: started.elapsed(),
-        server_cpu: hub.cpu()? - server,
-        client_cpu: own_cpu()? - client,
-        lost: 0,
-    };
-    eprintln!(
-        "{name}: {} welcomed in {:.2} s; filling one room",
-        sockets.len(),
-        storm.elapsed.as_secs_f64()
-    );
-    let (server, client) = (hub.cpu()?, own_cpu()?);
-    let started = Instant::now();
+    let storm = timer.stop(hub, 0)?;
+    bar.finish();
+
+    let bar = progress(name, "room fill", sockets.len());
+    let timer = Phase::start(hub)?;
     let received = Arc::new(Received::default());
     let results: Vec<_> = stream::iter(sockets)
-        .map(|socket| join(socket, received.clone()))
+        .map(|socket| {
+            let bar = bar.clone();
+            let joined = join(socket, proto, received.clone());
+            async move {
+                let result = joined.await;
+                bar.inc(1);
+                result
+            }
+        })
         .buffer_unordered(args.parallel.max(1))
         .collect()
         .await;
     let lost = results.iter().filter(|r| r.is_err()).count();
     let readers: Vec<JoinHandle<()>> = results.into_iter().filter_map(Result::ok).collect();
-    let fill = Phase {
-        elapsed: started.elapsed(),
-        server_cpu: hub.cpu()? - server,
-        client_cpu: own_cpu()? - client,
-        lost,
-    };
-    eprintln!(
-        "{name}: {} joined in {:.2} s, {lost} closed",
-        readers.len(),
-        fill.elapsed.as_secs_f64()
-    );
-    let members = readers.len();
-    eprintln!("{name}: publishing {} messages to {members} members", args.messages);
+    let fill = timer.stop(hub, lost)?;
+    bar.finish();
+
     // The publisher is in the room too (it gets its own messages, as every
     // hub here sends them to the sender as well), not counted as a member.
-    let mut publisher = open(format!("ws://{addr}/ws?user_id=publisher")).await?;
-    publisher.send(Message::text(r#"{"type":"join","id":"j","room":"bench"}"#)).await?;
-    let (server, client) = (hub.cpu()?, own_cpu()?);
-    let started = Instant::now();
+    let members = readers.len();
     let expected = members * args.messages;
-    publish(&mut publisher, args.messages, args.in_flight).await?;
-    received.wait_for(expected).await;
-    let fanout = Phase {
-        elapsed: started.elapsed(),
-        server_cpu: hub.cpu()? - server,
-        client_cpu: own_cpu()? - client,
-        lost: 0,
-    };
-    eprintln!(
-        "{name}: {expected} deliveries in {:.2} s ({:.0}/s)",
-        fanout.elapsed.as_secs_f64(),
-        expected as f64 / fanout.elapsed.as_secs_f64()
-    );
+    let mut publisher = proto.open(addr, "publisher").await?;
+    publisher.send(Message::text(proto.join("bench"))).await?;
+    wire::read_until(&mut publisher, proto, |text| proto.is_ack(text)).await?;
+    let bar = progress(name, "fan-out deliveries", expected);
+    let timer = Phase::start(hub)?;
+    let publish = |n| proto.publish("bench", Some(n), &stamped(n));
+    wire::send_acked(&mut publisher, proto, args.messages, args.in_flight, publish).await?;
+    received.wait_for(expected, &bar).await;
+    let fanout = timer.stop(hub, 0)?;
+    bar.finish();
     let fanout_latency = received.take_latencies();
     for reader in readers {
         reader.abort();
@@ -284,15 +275,20 @@ async fn measure(
     drop(publisher);
     // 10,000 connections just closed: let the server finish with them.
     hub.settle().await?;
+
     let mut round_trips = Vec::new();
     for (connections, each) in [(1, 5_000), (100, 200)] {
-        eprintln!("{name}: round trips, {connections} connection(s), {each} each");
-        round_trips.push(round_trip(hub, connections, each).await?);
+        let bar = progress(name, &format!("round trips x{connections}"), connections * each);
+        round_trips.push(round_trip(hub, proto, connections, each, &bar).await?);
+        bar.finish();
         hub.settle().await?;
     }
-    eprintln!("{name}: {} private messages to a user with 10 connections", args.messages * 10);
+
+    let count = args.messages * 10;
+    let bar = progress(name, "private deliveries", count * 10);
     let (private, private_deliveries, private_latency) =
-        private(hub, args.messages * 10, args.in_flight).await?;
+        private(hub, proto, count, args.in_flight, &bar).await?;
+    bar.finish();
     Ok(Run {
         name,
         storm,
@@ -307,132 +303,18 @@ async fn measure(
     })
 }
 
-/// `connections` clients, each alone in its own room, publish `each`
-/// messages one at a time, each waiting for its own message to come back.
-async fn round_trip(
-    hub: &Hub,
-    connections: usize,
-    each: usize,
-) -> Result<RoundTrips, Box<dyn std::error::Error>> {
-    let addr = hub.addr;
-    let mut sockets = Vec::new();
-    for n in 0..connections {
-        let mut socket = open(format!("ws://{addr}/ws?user_id=rtt{n}")).await?;
-        socket
-            .send(Message::text(format!(r#"{{"type":"join","id":"j","room":"rtt{n}"}}"#)))
-            .await?;
-        read_until(&mut socket, r#"{"type":"ack""#).await?;
-        sockets.push((n, socket));
-    }
-    let (server, client) = (hub.cpu()?, own_cpu()?);
-    let started = Instant::now();
-    let results =
-        futures::future::join_all(sockets.into_iter().map(|(n, mut socket)| async move {
-            let mut micros = Vec::with_capacity(each);
-            for _ in 0..each {
-                let sent = Instant::now();
-                let frame =
-                    format!(r#"{{"type":"publish","room":"rtt{n}","event":"rtt","data":1}}"#);
-                socket.send(Message::text(frame)).await?;
-                read_until(&mut socket, r#"{"type":"message""#).await?;
-                micros.push(sent.elapsed().as_micros().min(u128::from(u32::MAX)) as u32);
-            }
-            Ok::<_, tokio_tungstenite::tungstenite::Error>(micros)
-        }))
-        .await;
-    let phase = Phase {
-        elapsed: started.elapsed(),
-        server_cpu: hub.cpu()? - server,
-        client_cpu: own_cpu()? - client,
-        lost: results.iter().filter(|r| r.is_err()).count(),
-    };
-    let micros: Vec<u32> = results.into_iter().filter_map(Result::ok).flatten().collect();
-    Ok(RoundTrips { connections, count: micros.len(), phase, latency: Percentiles::of(micros) })
-}
-
-/// Reads until a text frame that starts with `prefix`.
-async fn read_until(
-    socket: &mut Socket,
-    prefix: &str,
-) -> Result<(), tokio_tungstenite::tungstenite::Error> {
-    loop {
-        match socket.next().await {
-            Some(Ok(Message::Text(text))) if text.starts_with(prefix) => return Ok(()),
-            Some(Ok(_)) => continue,
-            Some(Err(err)) => return Err(err),
-            None => return Err(tokio_tungstenite::tungstenite::Error::ConnectionClosed),
-        }
-    }
-}
-
-/// One user with 10 connections; another sends it `count` private
-/// messages, `in_flight` at a time, until every connection has them all.
-async fn private(
-    hub: &Hub,
-    count: usize,
-    in_flight: usize,
-) -> Result<(Phase, usize, Percentiles), Box<dyn std::error::Error>> {
-    let addr = hub.addr;
-    let received = Arc::new(Received::default());
-    let mut readers = Vec::new();
-    for _ in 0..10 {
-        let mut socket = open(format!("ws://{addr}/ws?user_id=target")).await?;
-        let received = received.clone();
-        readers.push(tokio::spawn(async move {
-            while let Some(Ok(frame)) = socket.next().await {
-                if let Message::Text(text) = frame {
-                    if text.starts_with(r#"{"type":"message""#) {
-                        received.add(&text);
-                    }
-                }
-            }
-        }));
-    }
-    let mut sender = open(format!("ws://{addr}/ws?user_id=sender")).await?;
-    let (server, client) = (hub.cpu()?, own_cpu()?);
-    let started = Instant::now();
-    send_acked(&mut sender, count, in_flight, r#""type":"send","to":"target""#).await?;
-    let expected = count * 10;
-    received.wait_for(expected).await;
-    let phase = Phase {
-        elapsed: started.elapsed(),
-        server_cpu: hub.cpu()? - server,
-        client_cpu: own_cpu()? - client,
-        lost: 0,
-    };
-    for reader in readers {
-        reader.abort();
-    }
-    Ok((phase, received.count.load(Ordering::Relaxed), received.take_latencies()))
-}
-
-/// Opens a connection and reads its `welcome`.
-async fn open(url: String) -> Result<Socket, tokio_tungstenite::tungstenite::Error> {
-    // tungstenite's default read buffer is 128 KiB, zeroed on first use:
-    // across 10,000 connections that is the load client's biggest cost,
-    // the same for every server. The frames here are small.
-    let config = WebSocketConfig::default().read_buffer_size(4 * 1024);
-    let (mut socket, _) =
-        tokio_tungstenite::connect_async_with_config(url, Some(config), true).await?;
-    match socket.next().await {
-        Some(Ok(_)) => Ok(socket),
-        Some(Err(err)) => Err(err),
-        None => Err(tokio_tungstenite::tungstenite::Error::ConnectionClosed),
-    }
-}
-
-/// Room messages received by all members together.
+/// Messages received by all readers together, with their latencies.
 #[derive(Default)]
 struct Received {
     count: AtomicUsize,
     changed: Notify,
-    latencies: std::sync::Mutex<Vec<u32>>,
+    latencies: Mutex<Vec<Duration>>,
 }
 
 impl Received {
     fn add(&self, text: &str) {
-        if let Some(micros) = latency_of(text) {
-            self.latencies.lock().unwrap_or_else(|e| e.into_inner()).push(micros);
+        if let Some(latency) = latency_of(text) {
+            self.latencies.lock().unwrap_or_else(|e| e.into_inner()).push(latency);
         }
         self.count.fetch_add(1, Ordering::Relaxed);
         self.changed.notify_one();
@@ -446,77 +328,108 @@ impl Received {
     }
 
     /// Waits until `total` messages arrived; gives up after 120 s.
-    async fn wait_for(&self, total: usize) {
+    async fn wait_for(&self, total: usize, bar: &ProgressBar) {
         let deadline = Instant::now() + Duration::from_secs(120);
-        while self.count.load(Ordering::Relaxed) < total && Instant::now() < deadline {
+        loop {
+            let count = self.count.load(Ordering::Relaxed);
+            bar.set_position(count as u64);
+            if count >= total || Instant::now() >= deadline {
+                return;
+            }
             let _ = tokio::time::timeout(Duration::from_millis(50), self.changed.notified()).await;
         }
     }
 }
 
-/// Publishes `count` messages to the room, `in_flight` unacknowledged at a time.
-async fn publish(
-    socket: &mut Socket,
-    count: usize,
-    in_flight: usize,
-) -> Result<(), tokio_tungstenite::tungstenite::Error> {
-    send_acked(socket, count, in_flight, r#""type":"publish","room":"bench""#).await
-}
-
-/// Sends `count` frames of the kind `head` names (with an `id`, an event and
-/// data carrying `n` and the send time), `in_flight` unacknowledged at a time.
-async fn send_acked(
-    socket: &mut Socket,
-    count: usize,
-    in_flight: usize,
-    head: &str,
-) -> Result<(), tokio_tungstenite::tungstenite::Error> {
-    let (mut sent, mut acked) = (0, 0);
-    while acked < count {
-        while sent < count && sent - acked < in_flight.max(1) {
-            let frame = format!(
-                r#"{{{head},"id":"p{sent}","event":"tick","data":{{"n":{sent},"t":{}}}}}"#,
-                now_micros()
-            );
-            socket.send(Message::text(frame)).await?;
-            sent += 1;
-        }
-        match socket.next().await {
-            Some(Ok(Message::Text(text))) if text.starts_with(r#"{"type":"ack","id":"p"#) => {
-                acked += 1
+/// Keeps reading `socket` in the background, as a live client does,
+/// counting the messages.
+fn read_on(mut socket: Socket, proto: Proto, received: Arc<Received>) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        while let Ok(text) = wire::next_text(&mut socket, proto).await {
+            if proto.is_message(&text) {
+                received.add(&text);
             }
-            Some(Ok(_)) => {}
-            Some(Err(err)) => return Err(err),
-            None => return Err(tokio_tungstenite::tungstenite::Error::ConnectionClosed),
         }
-    }
-    Ok(())
+    })
 }
 
-/// Joins the room, waits for the ack, then keeps reading (presence, counts,
-/// messages) in the background, as a live client does, counting messages.
+/// Joins the room, waits for the ack, then reads on (presence, counts,
+/// messages).
 async fn join(
     mut socket: Socket,
+    proto: Proto,
     received: Arc<Received>,
-) -> Result<JoinHandle<()>, tokio_tungstenite::tungstenite::Error> {
-    socket.send(Message::text(r#"{"type":"join","id":"j","room":"bench"}"#)).await?;
-    loop {
-        match socket.next().await {
-            Some(Ok(Message::Text(text))) if text.starts_with(r#"{"type":"ack""#) => break,
-            Some(Ok(_)) => continue,
-            Some(Err(err)) => return Err(err),
-            None => return Err(tokio_tungstenite::tungstenite::Error::ConnectionClosed),
-        }
+) -> Result<JoinHandle<()>, Failure> {
+    socket.send(Message::text(proto.join("bench"))).await?;
+    wire::read_until(&mut socket, proto, |text| proto.is_ack(text)).await?;
+    Ok(read_on(socket, proto, received))
+}
+
+/// `connections` clients, each alone in its own room, publish `each`
+/// messages one at a time, each waiting for its own message to come back.
+async fn round_trip(
+    hub: &Hub,
+    proto: Proto,
+    connections: usize,
+    each: usize,
+    bar: &ProgressBar,
+) -> Result<RoundTrips, Failure> {
+    let mut sockets = Vec::new();
+    for n in 0..connections {
+        let mut socket = proto.open(hub.addr, &format!("rtt{n}")).await?;
+        socket.send(Message::text(proto.join(&format!("rtt{n}")))).await?;
+        wire::read_until(&mut socket, proto, |text| proto.is_ack(text)).await?;
+        sockets.push((n, socket));
     }
-    Ok(tokio::spawn(async move {
-        while let Some(Ok(frame)) = socket.next().await {
-            if let Message::Text(text) = frame {
-                if text.starts_with(r#"{"type":"message""#) {
-                    received.add(&text);
-                }
-            }
+    let timer = Phase::start(hub)?;
+    let trips = sockets.into_iter().map(|(n, mut socket)| async move {
+        let room = format!("rtt{n}");
+        let mut latencies = Vec::with_capacity(each);
+        for _ in 0..each {
+            let sent = Instant::now();
+            socket.send(Message::text(proto.publish(&room, None, "1"))).await?;
+            wire::read_until(&mut socket, proto, |text| proto.is_message(text)).await?;
+            latencies.push(sent.elapsed());
+            bar.inc(1);
         }
-    }))
+        Ok::<_, tokio_tungstenite::tungstenite::Error>(latencies)
+    });
+    let results = futures::future::join_all(trips).await;
+    let lost = results.iter().filter(|r| r.is_err()).count();
+    let phase = timer.stop(hub, lost)?;
+    let latencies: Vec<Duration> = results.into_iter().filter_map(Result::ok).flatten().collect();
+    Ok(RoundTrips {
+        connections,
+        count: latencies.len(),
+        phase,
+        latency: Percentiles::of(latencies),
+    })
+}
+
+/// One user with 10 connections; another sends it `count` private
+/// messages, `in_flight` at a time, until every connection has them all.
+async fn private(
+    hub: &Hub,
+    proto: Proto,
+    count: usize,
+    in_flight: usize,
+    bar: &ProgressBar,
+) -> Result<(Phase, usize, Percentiles), Failure> {
+    let received = Arc::new(Received::default());
+    let mut readers = Vec::new();
+    for _ in 0..10 {
+        readers.push(read_on(proto.open(hub.addr, "target").await?, proto, received.clone()));
+    }
+    let mut sender = proto.open(hub.addr, "sender").await?;
+    let timer = Phase::start(hub)?;
+    let send = |n| proto.send("target", n, &stamped(n));
+    wire::send_acked(&mut sender, proto, count, in_flight, send).await?;
+    received.wait_for(count * 10, bar).await;
+    let phase = timer.stop(hub, 0)?;
+    for reader in readers {
+        reader.abort();
+    }
+    Ok((phase, received.count.load(Ordering::Relaxed), received.take_latencies()))
 }
 
 fn table(runs: &[Run], args: &Args) -> String {
@@ -527,11 +440,12 @@ fn table(runs: &[Run], args: &Args) -> String {
     for run in runs {
         out.push_str(&format!(" {} |", run.name));
     }
-    if runs.len() == 2 {
-        out.push_str(" switchboard / node |");
+    let peers = &runs[1.min(runs.len())..];
+    for peer in peers {
+        out.push_str(&format!(" switchboard / {} |", peer.name));
     }
     out.push_str("\n|---|");
-    out.push_str(&"---|".repeat(runs.len() + usize::from(runs.len() == 2)));
+    out.push_str(&"---|".repeat(runs.len() + peers.len()));
     for (label, pick) in [
         ("connect storm, all welcomed", (|r: &Run| &r.storm) as fn(&Run) -> &Phase),
         ("fill one room, all joins acked", |r: &Run| &r.fill),
@@ -541,22 +455,24 @@ fn table(runs: &[Run], args: &Args) -> String {
         for run in runs {
             out.push_str(&format!(" {} |", pick(run).cell()));
         }
-        if let [ours, node] = runs {
-            let ratio = pick(ours).elapsed.as_secs_f64() / pick(node).elapsed.as_secs_f64();
+        for peer in peers {
+            let ratio = pick(&runs[0]).elapsed.as_secs_f64() / pick(peer).elapsed.as_secs_f64();
             out.push_str(&format!(" {ratio:.2}× the time |"));
         }
     }
-    let rate_row = |out: &mut String, label: &str, rates: &[(f64, f64)]| {
+    let rate_row = |out: &mut String, label: &str, rates: Vec<(f64, f64)>| {
         out.push_str(&format!("\n| {label} |"));
-        for (rate, per_cpu) in rates {
+        for (rate, per_cpu) in &rates {
             out.push_str(&format!(" {rate:.0}/s ({per_cpu:.0} per server CPU s) |"));
         }
-        if let [(ours, ours_cpu), (node, node_cpu)] = rates[..] {
-            out.push_str(&format!(
-                " {:.2}× the rate ({:.2}× per core) |",
-                ours / node,
-                ours_cpu / node_cpu
-            ));
+        if let Some(((ours, ours_cpu), peers)) = rates.split_first() {
+            for (rate, per_cpu) in peers {
+                out.push_str(&format!(
+                    " {:.2}× the rate ({:.2}× per core) |",
+                    ours / rate,
+                    ours_cpu / per_cpu
+                ));
+            }
         }
     };
     let latency_row = |out: &mut String, label: &str, cells: Vec<Percentiles>| {
@@ -564,36 +480,31 @@ fn table(runs: &[Run], args: &Args) -> String {
         for cell in &cells {
             out.push_str(&format!(" {} |", cell.cell()));
         }
-        if cells.len() == 2 {
-            out.push_str(" |");
-        }
+        out.push_str(&" |".repeat(cells.len().saturating_sub(1)));
     };
-    let per = |count: usize, phase: &Phase| {
-        (
-            count as f64 / phase.elapsed.as_secs_f64(),
-            count as f64 / phase.server_cpu.as_secs_f64().max(1e-3),
-        )
-    };
-    let fanout: Vec<_> = runs.iter().map(|r| per(r.deliveries, &r.fanout)).collect();
-    rate_row(&mut out, "fan-out deliveries", &fanout);
+    rate_row(
+        &mut out,
+        "fan-out deliveries",
+        runs.iter().map(|r| r.fanout.rates(r.deliveries)).collect(),
+    );
     latency_row(&mut out, "fan-out latency", runs.iter().map(|r| r.fanout_latency).collect());
     let trips = runs.first().map_or(0, |r| r.round_trips.len());
     for at in 0..trips {
-        let label = |r: &Run| {
-            let trip = &r.round_trips[at];
-            format!("round trips, {} connection(s) one at a time each", trip.connections)
-        };
-        let rates: Vec<_> =
-            runs.iter().map(|r| per(r.round_trips[at].count, &r.round_trips[at].phase)).collect();
-        rate_row(&mut out, &label(&runs[0]), &rates);
+        let label = format!(
+            "round trips, {} connection(s), one at a time each",
+            runs[0].round_trips[at].connections
+        );
+        let rates =
+            runs.iter().map(|r| r.round_trips[at].phase.rates(r.round_trips[at].count)).collect();
+        rate_row(&mut out, &label, rates);
         latency_row(
             &mut out,
             "round-trip latency",
             runs.iter().map(|r| r.round_trips[at].latency).collect(),
         );
     }
-    let private: Vec<_> = runs.iter().map(|r| per(r.private_deliveries, &r.private)).collect();
-    rate_row(&mut out, "private messages to a user's 10 connections, deliveries", &private);
+    let private = runs.iter().map(|r| r.private.rates(r.private_deliveries)).collect();
+    rate_row(&mut out, "private messages to a user's 10 connections, deliveries", private);
     latency_row(&mut out, "private latency", runs.iter().map(|r| r.private_latency).collect());
     out.push_str(&format!(
         "\n\nfan-out: {} messages, {} in flight, to every member of the filled room; \
