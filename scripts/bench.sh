@@ -21,7 +21,7 @@ command -v node >/dev/null || { echo "bench.sh needs node (apt install nodejs np
 mkdir -p bench/results
 
 step "storm, room fill, fan-out, round trips, private messages: ${connections} connections (bench/results/scale.md)"
-target/release/scale --connections "$connections" --out bench/results/scale.md
+target/release/scale --connections "$connections" --out bench/results/scale.md --chart bench/results/scale.svg
 
 step "memory per idle connection at ${MEMORY_AT:=1000,10000,19000} connections (bench/results/memory.md)"
 target/release/memory --connections "$MEMORY_AT" --out bench/results/memory.md

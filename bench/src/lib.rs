@@ -12,7 +12,9 @@
 //!   CPU time and resident memory.
 //! - [`wire`]: the frames each server speaks, written and matched as text.
 //! - [`percentiles`]: latency percentiles.
+//! - [`chart`]: the SVG chart of the results.
 
+pub mod chart;
 pub mod percentiles;
 pub mod process;
 pub mod wire;

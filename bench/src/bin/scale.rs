@@ -75,6 +75,10 @@ struct Args {
     /// Write the Markdown table here too.
     #[arg(long)]
     out: Option<PathBuf>,
+    /// Draw the chart (SVG) here: each server's speed in each scenario,
+    /// relative to the Node `ws` hub.
+    #[arg(long)]
+    chart: Option<PathBuf>,
 }
 
 /// What one server did.
@@ -198,7 +202,44 @@ async fn main() -> Result<(), Failure> {
         }
         std::fs::write(out, &table)?;
     }
+    if let Some(path) = &args.chart {
+        chart(&runs, args.connections, path)?;
+    }
     Ok(())
+}
+
+/// Each server's speed in each scenario relative to the second run (the
+/// Node `ws` hub): the inverse time for storm and fill, the rate otherwise.
+fn chart(runs: &[Run], connections: usize, path: &std::path::Path) -> Result<(), Failure> {
+    let Some(base) = runs.get(1) else {
+        return Ok(());
+    };
+    let speed = |phase: &Phase| 1.0 / phase.elapsed.as_secs_f64().max(1e-6);
+    let scenarios: Vec<(String, Box<dyn Fn(&Run) -> f64>)> = vec![
+        ("connect storm".to_owned(), Box::new(|r: &Run| speed(&r.storm))),
+        ("room fill".to_owned(), Box::new(|r: &Run| speed(&r.fill))),
+        ("room fan-out".to_owned(), Box::new(|r: &Run| r.fanout.rates(r.deliveries).0)),
+        (
+            "round trips x1".to_owned(),
+            Box::new(|r: &Run| r.round_trips[0].phase.rates(r.round_trips[0].count).0),
+        ),
+        (
+            "round trips x100".to_owned(),
+            Box::new(|r: &Run| r.round_trips[1].phase.rates(r.round_trips[1].count).0),
+        ),
+        ("private x10".to_owned(), Box::new(|r: &Run| r.private.rates(r.private_deliveries).0)),
+    ];
+    let groups: Vec<(String, Vec<f64>)> = scenarios
+        .iter()
+        .map(|(label, value)| {
+            let unit = value(base).max(1e-9);
+            (label.clone(), runs.iter().map(|r| value(r) / unit).collect())
+        })
+        .collect();
+    let names: Vec<&str> = runs.iter().map(|r| r.name).collect();
+    let title =
+        format!("Speed relative to the Node ws hub (= 1), {connections} connections, one run");
+    switchboard_bench::chart::grouped_bars(path, &title, "×", &names, &groups)
 }
 
 /// A progress bar for one phase of one server.
