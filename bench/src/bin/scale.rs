@@ -214,26 +214,24 @@ fn chart(runs: &[Run], connections: usize, path: &std::path::Path) -> Result<(),
     let Some(base) = runs.get(1) else {
         return Ok(());
     };
-    let speed = |phase: &Phase| 1.0 / phase.elapsed.as_secs_f64().max(1e-6);
-    let scenarios: Vec<(String, Box<dyn Fn(&Run) -> f64>)> = vec![
-        ("connect storm".to_owned(), Box::new(|r: &Run| speed(&r.storm))),
-        ("room fill".to_owned(), Box::new(|r: &Run| speed(&r.fill))),
-        ("room fan-out".to_owned(), Box::new(|r: &Run| r.fanout.rates(r.deliveries).0)),
-        (
-            "round trips x1".to_owned(),
-            Box::new(|r: &Run| r.round_trips[0].phase.rates(r.round_trips[0].count).0),
-        ),
-        (
-            "round trips x100".to_owned(),
-            Box::new(|r: &Run| r.round_trips[1].phase.rates(r.round_trips[1].count).0),
-        ),
-        ("private x10".to_owned(), Box::new(|r: &Run| r.private.rates(r.private_deliveries).0)),
+    fn speed(phase: &Phase) -> f64 {
+        1.0 / phase.elapsed.as_secs_f64().max(1e-6)
+    }
+    /// How fast a run was in one scenario.
+    type Speed = fn(&Run) -> f64;
+    let scenarios: [(&str, Speed); 6] = [
+        ("connect storm", |r| speed(&r.storm)),
+        ("room fill", |r| speed(&r.fill)),
+        ("room fan-out", |r| r.fanout.rates(r.deliveries).0),
+        ("round trips x1", |r| r.round_trips[0].phase.rates(r.round_trips[0].count).0),
+        ("round trips x100", |r| r.round_trips[1].phase.rates(r.round_trips[1].count).0),
+        ("private x10", |r| r.private.rates(r.private_deliveries).0),
     ];
     let groups: Vec<(String, Vec<f64>)> = scenarios
         .iter()
         .map(|(label, value)| {
             let unit = value(base).max(1e-9);
-            (label.clone(), runs.iter().map(|r| value(r) / unit).collect())
+            (label.to_string(), runs.iter().map(|r| value(r) / unit).collect())
         })
         .collect();
     let names: Vec<&str> = runs.iter().map(|r| r.name).collect();
