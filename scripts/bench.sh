@@ -14,9 +14,11 @@ connections="${CONNECTIONS:-10000}"
 
 step() { printf '\n==> %s\n' "$*"; }
 
+step "dependencies (Node for the peers)"
+./scripts/install-deps.sh --node
+
 step "building the release binaries"
 cargo build --release --locked -p switchboard-server -p switchboard-bench
-command -v node >/dev/null || { echo "bench.sh needs node (apt install nodejs npm)"; exit 1; }
 (cd bench/node && npm ci --no-audit --no-fund --loglevel=error)
 mkdir -p bench/results
 

@@ -4,12 +4,19 @@
 #   - rustfmt, clippy and the wasm32-unknown-unknown target (rustup);
 #   - wasm-bindgen-cli at exactly the wasm-bindgen version in Cargo.lock, and
 #     wasm-pack (cargo install; neither can download binaries here);
-#   - with --browser: Debian's chromium and chromium-driver, and Node.js/npm.
+#   - with --browser: Debian's chromium and chromium-driver, and Node.js/npm;
+#   - with --node: Node.js/npm only (the benchmark's peers).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 browser=false
-[ "${1:-}" = "--browser" ] && browser=true
+node=false
+for arg in "$@"; do
+    case "$arg" in
+        --browser) browser=true; node=true ;;
+        --node) node=true ;;
+    esac
+done
 
 say() { printf '  - %s\n' "$*"; }
 
@@ -67,6 +74,9 @@ if $browser; then
         say "apt-get install chromium chromium-driver"
         apt_install chromium chromium-driver
     fi
+fi
+
+if $node; then
     if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
         say "apt-get install nodejs npm"
         apt_install nodejs npm
