@@ -92,13 +92,43 @@ impl Proto {
     /// Opens a connection for `user` and waits until the server has set it
     /// up (Switchboard's `welcome`; Socket.IO's namespace connect answer).
     pub async fn open(self, addr: std::net::SocketAddr, user: &str) -> Result<Socket, Error> {
+        let stream = tokio::net::TcpStream::connect(addr).await?;
+        self.open_on(stream, addr, user).await
+    }
+
+    /// The same over a TCP connection whose receive window is at most
+    /// `window` bytes, so that when it stops reading the server's queue for
+    /// it fills after kilobytes rather than the megabytes loopback buffers
+    /// hold by default.
+    pub async fn open_small_window(
+        self,
+        addr: std::net::SocketAddr,
+        user: &str,
+        window: u32,
+    ) -> Result<Socket, Error> {
+        let socket = tokio::net::TcpSocket::new_v4()?;
+        socket.set_recv_buffer_size(window)?;
+        let stream = socket.connect(addr).await?;
+        self.open_on(stream, addr, user).await
+    }
+
+    async fn open_on(
+        self,
+        stream: tokio::net::TcpStream,
+        addr: std::net::SocketAddr,
+        user: &str,
+    ) -> Result<Socket, Error> {
+        stream.set_nodelay(true)?;
         // tungstenite's default read buffer is 128 KiB, zeroed on first use:
         // across 10,000 connections that is the load client's biggest cost,
         // the same for every server. The frames here are small.
         let config = WebSocketConfig::default().read_buffer_size(4 * 1024);
-        let (mut socket, _) =
-            tokio_tungstenite::connect_async_with_config(self.url(addr, user), Some(config), true)
-                .await?;
+        let (mut socket, _) = tokio_tungstenite::client_async_with_config(
+            self.url(addr, user),
+            tokio_tungstenite::MaybeTlsStream::Plain(stream),
+            Some(config),
+        )
+        .await?;
         match self {
             Proto::Json => {
                 next_text(&mut socket, self).await?;
@@ -179,6 +209,11 @@ fn epoch() -> Instant {
 /// receiver knows each delivery's latency ([`latency_of`]).
 pub fn stamped(n: usize) -> String {
     format!(r#"{{"n":{n},"t":{}}}"#, epoch().elapsed().as_micros())
+}
+
+/// The same, padded with `pad` bytes of text.
+pub fn stamped_padded(n: usize, pad: usize) -> String {
+    format!(r#"{{"n":{n},"t":{},"pad":"{}"}}"#, epoch().elapsed().as_micros(), "x".repeat(pad))
 }
 
 /// The latency of a received message from the send time it carries.

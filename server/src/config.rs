@@ -121,6 +121,12 @@ pub struct LimitsConfig {
     /// 4 KiB costs 3 KiB more per connection than 1 KiB, for fewer reads of
     /// messages larger than 1 KiB.
     pub read_buffer_bytes: usize,
+    /// How many bytes of frames a connection gathers before writing them to
+    /// its socket (default 8192; the frames queued at one wake-up are always
+    /// written together at its end). The buffer keeps its largest size for
+    /// the connection's life: tungstenite's own 128 KiB let every connection
+    /// that saw a burst of large messages hold that much.
+    pub write_buffer_bytes: usize,
     /// Most connections one user may hold at once (default 100); the next
     /// upgrade gets HTTP 429.
     pub max_connections_per_user: usize,
@@ -166,6 +172,7 @@ impl Default for LimitsConfig {
             outbound_queue_messages: 1_024,
             outbound_queue_bytes: 16 * 1024 * 1024,
             read_buffer_bytes: 1024,
+            write_buffer_bytes: 8 * 1024,
             max_connections_per_user: 100,
             max_connections_per_ip: 0,
             connections_per_ip_per_sec: 0,

@@ -22,6 +22,13 @@
 //! - **private**: one user holds 10 connections; another sends it
 //!   `10 × --messages` private messages, `--in-flight` at a time, timed
 //!   until every connection has every message.
+//! - **stalled member**: a room of 200 reading members and one that stops
+//!   reading after its join (with a 4 KiB TCP receive window); 400 messages
+//!   of 16 KiB are published, `--in-flight` at a time, timed until every
+//!   reading member has them all. Reported: their rate, whether the server
+//!   cut the stalled member off, and the server's RSS growth meanwhile.
+//!   Switchboard runs with `limits.outbound_queue_bytes = 1 MiB` (the other
+//!   phases queue far less per connection).
 //!
 //! ```sh
 //! cargo build --release -p switchboard-server -p switchboard-bench
@@ -95,6 +102,17 @@ struct Run {
     private: Phase,
     private_deliveries: usize,
     private_latency: Percentiles,
+    stalled: Stalled,
+}
+
+/// The stalled-member phase.
+struct Stalled {
+    phase: Phase,
+    deliveries: usize,
+    /// Whether the stalled member's connection was closed by the server.
+    cut_off: bool,
+    /// The server's RSS growth during the phase, in bytes.
+    rss_growth: u64,
 }
 
 /// Round trips through the hub by `connections` clients at once.
@@ -171,7 +189,10 @@ async fn main() -> Result<(), Failure> {
     // The publisher sends faster than a chat client would.
     let config =
         std::env::temp_dir().join(format!("switchboard-scale-{}.toml", std::process::id()));
-    std::fs::write(&config, "[limits]\nmessages_per_sec = 1000000\n")?;
+    std::fs::write(
+        &config,
+        "[limits]\nmessages_per_sec = 1000000\noutbound_queue_bytes = 1048576\n",
+    )?;
     let mut hub_args = vec![
         "--log".to_owned(),
         "error".to_owned(),
@@ -328,6 +349,11 @@ async fn measure(name: &'static str, proto: Proto, hub: &Hub, args: &Args) -> Re
     let (private, private_deliveries, private_latency) =
         private(hub, proto, count, args.in_flight, &bar).await?;
     bar.finish();
+    hub.settle().await?;
+
+    let bar = progress(name, "stalled member, deliveries", STALL_MEMBERS * STALL_MESSAGES);
+    let stalled = stalled(hub, proto, args.in_flight, &bar).await?;
+    bar.finish();
     Ok(Run {
         name,
         storm,
@@ -339,7 +365,55 @@ async fn measure(name: &'static str, proto: Proto, hub: &Hub, args: &Args) -> Re
         private,
         private_deliveries,
         private_latency,
+        stalled,
     })
+}
+
+/// Reading members of the stalled-member room.
+const STALL_MEMBERS: usize = 200;
+/// Messages published to it.
+const STALL_MESSAGES: usize = 400;
+
+/// A room of [`STALL_MEMBERS`] reading members and one that stops reading
+/// after its join; [`STALL_MESSAGES`] messages of 16 KiB are published.
+async fn stalled(
+    hub: &Hub,
+    proto: Proto,
+    in_flight: usize,
+    bar: &ProgressBar,
+) -> Result<Stalled, Failure> {
+    let received = Arc::new(Received::default());
+    let mut readers = Vec::new();
+    for n in 0..STALL_MEMBERS {
+        let socket = proto.open(hub.addr, &format!("s{n}")).await?;
+        readers.push(join_room(socket, proto, "stall", received.clone()).await?);
+    }
+    let mut stalled = proto.open_small_window(hub.addr, "stalled", 4096).await?;
+    stalled.send(Message::text(proto.join("stall"))).await?;
+    wire::read_until(&mut stalled, proto, |text| proto.is_ack(text)).await?;
+    let mut publisher = proto.open(hub.addr, "stall-publisher").await?;
+    publisher.send(Message::text(proto.join("stall"))).await?;
+    wire::read_until(&mut publisher, proto, |text| proto.is_ack(text)).await?;
+    let rss = hub.rss_bytes()?;
+    let timer = Phase::start(hub)?;
+    let publish = |n| proto.publish("stall", Some(n), &wire::stamped_padded(n, 16 * 1024));
+    wire::send_acked(&mut publisher, proto, STALL_MESSAGES, in_flight, publish).await?;
+    received.wait_for(STALL_MEMBERS * STALL_MESSAGES, bar).await;
+    let phase = timer.stop(hub, 0)?;
+    let rss_growth = hub.rss_bytes()?.saturating_sub(rss);
+    for reader in readers {
+        reader.abort();
+    }
+    // What reached the stalled member, until the server's close or 3 s of
+    // silence.
+    let cut_off = loop {
+        match tokio::time::timeout(Duration::from_secs(3), stalled.next()).await {
+            Ok(Some(Ok(Message::Close(_))) | Some(Err(_)) | None) => break true,
+            Ok(Some(Ok(_))) => continue,
+            Err(_) => break false,
+        }
+    };
+    Ok(Stalled { phase, deliveries: received.count.load(Ordering::Relaxed), cut_off, rss_growth })
 }
 
 /// Messages received by all readers together, with their latencies.
@@ -395,11 +469,21 @@ fn read_on(mut socket: Socket, proto: Proto, received: Arc<Received>) -> JoinHan
 /// Joins the room, waits for the ack, then reads on (presence, counts,
 /// messages).
 async fn join(
-    mut socket: Socket,
+    socket: Socket,
     proto: Proto,
     received: Arc<Received>,
 ) -> Result<JoinHandle<()>, Failure> {
-    socket.send(Message::text(proto.join("bench"))).await?;
+    join_room(socket, proto, "bench", received).await
+}
+
+/// Joins `room`, waits for the ack, then reads on.
+async fn join_room(
+    mut socket: Socket,
+    proto: Proto,
+    room: &str,
+    received: Arc<Received>,
+) -> Result<JoinHandle<()>, Failure> {
+    socket.send(Message::text(proto.join(room))).await?;
     wire::read_until(&mut socket, proto, |text| proto.is_ack(text)).await?;
     Ok(read_on(socket, proto, received))
 }
@@ -545,9 +629,22 @@ fn table(runs: &[Run], args: &Args) -> String {
     let private = runs.iter().map(|r| r.private.rates(r.private_deliveries)).collect();
     rate_row(&mut out, "private messages to a user's 10 connections, deliveries", private);
     latency_row(&mut out, "private latency", runs.iter().map(|r| r.private_latency).collect());
+    let stalled = runs.iter().map(|r| r.stalled.phase.rates(r.stalled.deliveries)).collect();
+    rate_row(&mut out, "room of 200 with a member that stopped reading, deliveries", stalled);
+    out.push_str("\n| the stalled member; server RSS growth meanwhile |");
+    for run in runs {
+        out.push_str(&format!(
+            " {}; +{:.1} MiB |",
+            if run.stalled.cut_off { "cut off" } else { "**still served**" },
+            run.stalled.rss_growth as f64 / (1024.0 * 1024.0)
+        ));
+    }
+    out.push_str(&" |".repeat(runs.len().saturating_sub(1)));
     out.push_str(&format!(
         "\n\nfan-out: {} messages, {} in flight, to every member of the filled room; \
-         private: {} messages, {} in flight; latency from send to receipt.\n",
+         private: {} messages, {} in flight; latency from send to receipt; stalled member: \
+         {STALL_MESSAGES} messages of 16 KiB to {STALL_MEMBERS} reading members and one that stopped \
+         reading (Switchboard with `limits.outbound_queue_bytes = 1 MiB`).\n",
         args.messages,
         args.in_flight,
         args.messages * 10,

@@ -82,6 +82,7 @@ pub(crate) async fn upgrade(
     let start = Start { room: query.room, inbox_since };
     let upgrade = upgrade
         .read_buffer_size(limits.read_buffer_bytes)
+        .write_buffer_size(limits.write_buffer_bytes)
         .max_message_size(limits.max_message_bytes)
         .max_frame_size(limits.max_message_bytes);
     // axum keeps the callback, and a task keeps its future, for the
