@@ -804,6 +804,27 @@ async fn bad_tokens_are_refused_before_the_upgrade_with_401() {
 }
 
 #[tokio::test]
+async fn a_user_past_the_limit_by_auth_frame_is_closed_with_4003() {
+    let mut config = token_config();
+    config.limits.max_connections_per_user = 2;
+    let server = TestServer::start_with(config).await;
+    let mut calm = Bystander::join(&server, &format!("token={}", user_token("calm"))).await;
+    let mut tabs = Vec::new();
+    for _ in 0..2 {
+        let mut tab = open(&server, &format!("token={}", user_token("hoarder"))).await.unwrap();
+        welcome(&mut tab).await;
+        tabs.push(tab);
+    }
+    // The upgrade carries no token, so only the auth frame names the user:
+    // the limit is checked then, and the connection is closed, not welcomed.
+    let mut third = open(&server, "").await.unwrap();
+    raw_send(&mut third, &format!(r#"{{"type":"auth","token":"{}"}}"#, user_token("hoarder")))
+        .await;
+    assert_eq!(raw_close_code(&mut third).await, CloseCode::CONNECTION_LIMIT.0);
+    calm.check(&server, None).await;
+}
+
+#[tokio::test]
 async fn the_auth_frame_must_come_first_and_in_time() {
     let server = TestServer::start_with(token_config()).await;
     let mut calm = Bystander::join(&server, &format!("token={}", user_token("calm"))).await;

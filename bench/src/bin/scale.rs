@@ -299,7 +299,7 @@ async fn measure(name: &'static str, proto: Proto, hub: &Hub, args: &Args) -> Re
     let results: Vec<_> = stream::iter(sockets)
         .map(|socket| {
             let bar = bar.clone();
-            let joined = join(socket, proto, received.clone());
+            let joined = join_room(socket, proto, "bench", received.clone());
             async move {
                 let result = joined.await;
                 bar.inc(1);
@@ -466,17 +466,8 @@ fn read_on(mut socket: Socket, proto: Proto, received: Arc<Received>) -> JoinHan
     })
 }
 
-/// Joins the room, waits for the ack, then reads on (presence, counts,
+/// Joins `room`, waits for the ack, then reads on (presence, counts,
 /// messages).
-async fn join(
-    socket: Socket,
-    proto: Proto,
-    received: Arc<Received>,
-) -> Result<JoinHandle<()>, Failure> {
-    join_room(socket, proto, "bench", received).await
-}
-
-/// Joins `room`, waits for the ack, then reads on.
 async fn join_room(
     mut socket: Socket,
     proto: Proto,

@@ -141,13 +141,22 @@ pub(crate) struct Session<S> {
     inbox_floor: u64,
 }
 
-impl<S> Session<S>
-where
+/// What a session runs on: a stream and sink of WebSocket messages (axum's
+/// `WebSocket` in production, in-memory channels in tests).
+pub(crate) trait Socket:
+    Stream<Item = Result<WsMessage, axum::Error>> + Sink<WsMessage, Error = axum::Error> + Unpin + Send
+{
+}
+
+impl<S> Socket for S where
     S: Stream<Item = Result<WsMessage, axum::Error>>
         + Sink<WsMessage, Error = axum::Error>
         + Unpin
-        + Send,
+        + Send
 {
+}
+
+impl<S: Socket> Session<S> {
     /// Prepares the connection; it joins the hub when it starts running.
     pub(crate) fn new(socket: S, state: AppState, identity: Identity) -> Session<S> {
         let hub = state.hub();

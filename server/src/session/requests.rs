@@ -6,12 +6,12 @@
 use std::sync::Arc;
 
 use axum::extract::ws::Message as WsMessage;
-use futures::{Sink, SinkExt, Stream};
+use futures::SinkExt;
 use switchboard_protocol::{
     Ack, ClientFrame, ErrorCode, Message, PresenceAction, ServerFrame, validate_name,
 };
 
-use super::{Ended, Flow, Session, written};
+use super::{Ended, Flow, Session, Socket, written};
 use crate::broker::Target;
 use crate::config::Access;
 use crate::hub::ids::Seen;
@@ -19,13 +19,7 @@ use crate::hub::operations::{announce, members_limit, read_history, send_private
 use crate::store::{Replay, StreamKey};
 use crate::transport::wire::{encode, now_ms};
 
-impl<S> Session<S>
-where
-    S: Stream<Item = Result<WsMessage, axum::Error>>
-        + Sink<WsMessage, Error = axum::Error>
-        + Unpin
-        + Send,
-{
+impl<S: Socket> Session<S> {
     /// Carries out one decoded request.
     pub(super) async fn handle(&mut self, frame: ClientFrame) -> Flow {
         match frame {

@@ -90,7 +90,7 @@ pub(crate) async fn upgrade(
     // captures still takes its space there. So what the callback captures is
     // one box, and the socket is boxed before the connection's future takes
     // it: each is then held once, not twice.
-    let admitted = Box::new(Admitted { state, resolved, user, start, _ticket: ticket });
+    let admitted = Box::new(Admitted { state, resolved, start, _ticket: ticket });
     upgrade.on_upgrade(move |socket| tasks.track_future(connection(Box::new(socket), admitted)))
 }
 
@@ -98,8 +98,6 @@ pub(crate) async fn upgrade(
 struct Admitted {
     state: AppState,
     resolved: Resolved,
-    /// The user the URL's token named; `None` when an `auth` frame must.
-    user: Option<std::sync::Arc<str>>,
     start: Start,
     /// The admission slot, given back when the connection ends.
     _ticket: crate::policy::admission::Ticket,
@@ -111,19 +109,23 @@ async fn connection(mut socket: Box<WebSocket>, mut admitted: Box<Admitted>) {
     let start = std::mem::take(&mut admitted.start);
     let state = &admitted.state;
     let identity = match std::mem::replace(&mut admitted.resolved, Resolved::AwaitAuthFrame) {
+        // The admission gate already counted this user's connections.
         Resolved::Known(identity) => identity,
-        Resolved::AwaitAuthFrame => match authenticate(&mut socket, state).await {
-            Ok(identity) => identity,
-            Err((code, reason)) => return refuse(*socket, code, &reason).await,
-        },
+        Resolved::AwaitAuthFrame => {
+            let identity = match authenticate(&mut socket, state).await {
+                Ok(identity) => identity,
+                Err((code, reason)) => return refuse(*socket, code, &reason).await,
+            };
+            // Only now is the user known: the per-user limit applies here.
+            if state.hub().connections_of(&identity.user)
+                >= state.config().limits.max_connections_per_user
+            {
+                let reason = "too many connections for this user";
+                return refuse(*socket, CloseCode::CONNECTION_LIMIT, reason).await;
+            }
+            identity
+        }
     };
-    if admitted.user.is_none()
-        && state.hub().connections_of(&identity.user)
-            >= state.config().limits.max_connections_per_user
-    {
-        return refuse(*socket, CloseCode::CONNECTION_LIMIT, "too many connections for this user")
-            .await;
-    }
     Session::new(socket, state.clone(), identity).run(start).await;
 }
 
