@@ -115,11 +115,14 @@ pub struct LimitsConfig {
     /// Past either queue limit the connection is a slow consumer and is
     /// closed with 4000, so the hub's memory stays bounded.
     pub outbound_queue_bytes: usize,
-    /// tungstenite's read buffer per connection, in bytes (default 1024), held
-    /// for the connection's life and the most one read takes from the socket.
-    /// Its own default of 128 KiB costs about that much per idle connection;
-    /// 4 KiB costs 3 KiB more per connection than 1 KiB, for fewer reads of
-    /// messages larger than 1 KiB.
+    /// tungstenite's read buffer per connection, in bytes (default 128, at
+    /// least 64), held for the connection's life. Reads from the socket go
+    /// through a per-thread buffer (16 KiB, `transport/pooled_read.rs`), so
+    /// this is no longer the most one system call takes, only how much
+    /// tungstenite copies at a time from what was read: a larger value costs
+    /// that much per idle connection for slightly fewer copies of large
+    /// messages. A connection that receives a larger message keeps a buffer
+    /// of that message's size.
     pub read_buffer_bytes: usize,
     /// How many bytes of frames a connection gathers before writing them to
     /// its socket (default 8192; the frames queued at one wake-up are always
@@ -171,7 +174,7 @@ impl Default for LimitsConfig {
             max_connections: 10_000,
             outbound_queue_messages: 1_024,
             outbound_queue_bytes: 16 * 1024 * 1024,
-            read_buffer_bytes: 1024,
+            read_buffer_bytes: 128,
             write_buffer_bytes: 8 * 1024,
             max_connections_per_user: 100,
             max_connections_per_ip: 0,
@@ -544,8 +547,8 @@ impl Config {
                 "limits.outbound_queue_bytes must be at least limits.max_message_bytes",
             );
         }
-        if self.limits.read_buffer_bytes < 256 {
-            return invalid("limits.read_buffer_bytes must be at least 256");
+        if self.limits.read_buffer_bytes < 64 {
+            return invalid("limits.read_buffer_bytes must be at least 64");
         }
         if !self.auth.uses_tokens() && !self.auth.insecure {
             return invalid(

@@ -7,9 +7,9 @@
 //! paused clock, and checks that it never panics, answers only with valid
 //! server frames, and ends when the input ends.
 
-use axum::extract::ws::Message as WsMessage;
 use futures::StreamExt;
 use switchboard_protocol::{ClientFrame, ServerFrame};
+use tungstenite::Message as WsMessage;
 
 use crate::policy::auth::Identity;
 use crate::session::{Session, Start};

@@ -13,10 +13,10 @@
 mod memory;
 pub use memory::MemoryBroker;
 
-use axum::extract::ws::Utf8Bytes;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use tungstenite::Utf8Bytes;
 
 /// Who a delivery is for.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]

@@ -9,8 +9,8 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use axum::extract::ws::Utf8Bytes;
 use tokio::time::Instant;
+use tungstenite::Utf8Bytes;
 
 /// What the window knows about an id.
 #[derive(Debug, Clone, PartialEq)]

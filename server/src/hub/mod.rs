@@ -435,7 +435,7 @@ impl Hub {
 mod tests {
     use super::*;
     use crate::hub::outbound::{self, OutboundQueue};
-    use axum::extract::ws::Utf8Bytes;
+    use tungstenite::Utf8Bytes;
 
     fn connect(hub: &Hub, user: &str) -> (u64, OutboundQueue) {
         let key = hub.next_key();

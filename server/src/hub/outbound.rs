@@ -226,7 +226,7 @@ impl CloseSignal {
 mod tests {
     use super::*;
     use crate::broker::{DeliveryKind, Target};
-    use axum::extract::ws::Utf8Bytes;
+    use tungstenite::Utf8Bytes;
 
     fn d(text: &'static str) -> Delivery {
         Delivery {

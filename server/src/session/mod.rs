@@ -4,17 +4,19 @@
 //! from the client, frames queued for it by the hub, the heartbeat tick, and
 //! the close signals (its own, and the node's shutdown). It is generic over
 //! any `Stream + Sink` of WebSocket messages, so unit tests drive it through
-//! in-memory channels with a paused clock, and production through axum's
-//! `WebSocket`.
+//! in-memory channels with a paused clock, and production through
+//! tokio-tungstenite's stream over the upgraded socket.
 //!
 //! It answers requests that carry an `id` with `ack`/`error` written straight
 //! to its socket, and hands every message and presence change to the broker.
 
 use std::collections::HashMap;
+use std::future::poll_fn;
 use std::num::NonZeroU32;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::Poll;
 
-use axum::extract::ws::{CloseFrame, Message as WsMessage, Utf8Bytes};
 use futures::future::Either;
 use futures::{Sink, SinkExt, Stream, StreamExt};
 use switchboard_protocol::{
@@ -23,6 +25,8 @@ use switchboard_protocol::{
 };
 use tokio::time::{Duration, Instant, MissedTickBehavior};
 use tracing::{debug, info};
+use tungstenite::protocol::CloseFrame;
+use tungstenite::{Message as WsMessage, Utf8Bytes};
 
 mod requests;
 mod token_alarm;
@@ -33,6 +37,7 @@ use crate::AppState;
 use crate::broker::{Delivery, Target};
 use crate::config::Access;
 use crate::hub::outbound::{self, Outbound, OutboundQueue};
+use crate::policy::admission::Ticket;
 use crate::policy::auth::Identity;
 use crate::store::{Replay, StoreError, StreamKey};
 use crate::transport::wire::{encode, now_ms};
@@ -51,7 +56,7 @@ enum Wake {
     Shutdown,
     Close(CloseCode, String),
     Queued(Delivery),
-    Incoming(Option<Result<WsMessage, axum::Error>>),
+    Incoming(Option<Result<WsMessage, tungstenite::Error>>),
     Tick,
     /// The token timer: true when it expired, false for the refresh warning.
     Token(bool),
@@ -109,7 +114,7 @@ fn stalled(stall: Duration) -> Flow {
 }
 
 /// A write's outcome as a [`Flow`]: a failed write means the peer is gone.
-fn written(result: Result<(), axum::Error>) -> Flow {
+fn written(result: Result<(), tungstenite::Error>) -> Flow {
     match result {
         Ok(()) => Flow::Continue,
         Err(_) => Flow::Gone(Ended::NetworkError),
@@ -132,25 +137,31 @@ pub(crate) struct Session<S> {
     limiter: governor::DefaultDirectRateLimiter,
     /// Frames refused by the rate limiter in the current 10-second window.
     refused: (Instant, u32),
-    id: String,
+    /// The session id clients see (32 hex digits), kept as its 16 bytes.
+    id: uuid::Uuid,
     last_heard: Instant,
     /// Per room: the offset a replay (or the join) already covered; live
     /// messages at or below it are not sent again.
     room_floors: HashMap<Arc<str>, u64>,
     /// The same for the user's inbox.
     inbox_floor: u64,
+    /// The admission slot this connection holds, given back with the session.
+    _admission: Option<Ticket>,
 }
 
-/// What a session runs on: a stream and sink of WebSocket messages (axum's
-/// `WebSocket` in production, in-memory channels in tests).
+/// What a session runs on: a stream and sink of WebSocket messages
+/// ([`crate::transport::upgrade::WebSocket`] in production, in-memory channels in tests).
 pub(crate) trait Socket:
-    Stream<Item = Result<WsMessage, axum::Error>> + Sink<WsMessage, Error = axum::Error> + Unpin + Send
+    Stream<Item = Result<WsMessage, tungstenite::Error>>
+    + Sink<WsMessage, Error = tungstenite::Error>
+    + Unpin
+    + Send
 {
 }
 
 impl<S> Socket for S where
-    S: Stream<Item = Result<WsMessage, axum::Error>>
-        + Sink<WsMessage, Error = axum::Error>
+    S: Stream<Item = Result<WsMessage, tungstenite::Error>>
+        + Sink<WsMessage, Error = tungstenite::Error>
         + Unpin
         + Send
 {
@@ -183,11 +194,18 @@ impl<S: Socket> Session<S> {
             token_alarm: TokenAlarm::default(),
             limiter,
             refused: (Instant::now(), 0),
-            id: uuid::Uuid::new_v4().simple().to_string(),
+            id: uuid::Uuid::new_v4(),
             last_heard: Instant::now(),
             room_floors: HashMap::new(),
             inbox_floor: 0,
+            _admission: None,
         }
+    }
+
+    /// Keeps the connection's admission slot until the session ends.
+    pub(crate) fn holding(mut self, ticket: Ticket) -> Session<S> {
+        self._admission = Some(ticket);
+        self
     }
 
     /// Runs the connection to its end, then removes it from the hub and
@@ -196,9 +214,12 @@ impl<S: Socket> Session<S> {
         // Not an `async fn`: one taking `self` by value would keep the
         // session twice in its state (the argument and the moved-in local),
         // for the connection's whole life. The block below only borrows it.
+        // `start` is needed once, at the beginning: boxed, it takes a
+        // pointer's room in the task instead of its own.
         let mut session = self;
+        let start = Box::new(start);
         async move {
-            info!(session = %session.id, user = %session.user, "connected");
+            info!(session = %session.id.simple(), user = %session.user, "connected");
             let flow = session.serve(start).await;
             // Boxed for the same reason as in `serve`: it runs once, at the end.
             Box::pin(session.finish(flow)).await;
@@ -210,7 +231,7 @@ impl<S: Socket> Session<S> {
     async fn finish(&mut self, flow: Flow) {
         let reason = match flow {
             Flow::Close(code, reason) => {
-                debug!(session = %self.id, %code, %reason, "closing");
+                debug!(session = %self.id.simple(), %code, %reason, "closing");
                 self.close(code, &reason).await;
                 format!("closed with {code}")
             }
@@ -220,10 +241,10 @@ impl<S: Socket> Session<S> {
         for (room, user) in self.state.hub().unregister(self.outbound.key) {
             self.announce(&room, &user, PresenceAction::Leave).await;
         }
-        info!(session = %self.id, user = %self.user, %reason, "disconnected");
+        info!(session = %self.id.simple(), user = %self.user, %reason, "disconnected");
     }
 
-    async fn serve(&mut self, start: Start) -> Flow {
+    async fn serve(&mut self, start: Box<Start>) -> Flow {
         let heartbeat = self.state.config().heartbeat.clone();
         // A write that cannot finish within the heartbeat timeout means the
         // client stopped reading; the session must not wait on it forever.
@@ -244,7 +265,9 @@ impl<S: Socket> Session<S> {
         ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
         loop {
             self.token_alarm.set(self.token_due());
-            let wake = tokio::select! {
+            // Matched as a temporary, not bound: a named `Wake` (it may hold
+            // a delivery) would keep its room in the task's state.
+            let work = match tokio::select! {
                 biased;
                 () = shutdown.cancelled() => Wake::Shutdown,
                 (code, reason) = close_signal.requested() => Wake::Close(code, reason),
@@ -252,6 +275,14 @@ impl<S: Socket> Session<S> {
                 frame = self.queue.recv() => Wake::Queued(frame),
                 incoming = self.socket.next() => Wake::Incoming(incoming),
                 _ = ticker.tick() => Wake::Tick,
+            } {
+                // Writing queued frames is the hot path of a fan-out and its
+                // future is small: it runs in place. Everything else (a
+                // request, a heartbeat, a close) is boxed, so the task does
+                // not keep that larger state reserved for the connection's
+                // whole life.
+                Wake::Queued(first) => Either::Left(self.write_queued(first)),
+                other => Either::Right(Box::pin(self.on_wake(other, heartbeat.timeout()))),
             };
             // Handling may write to a socket whose peer stopped reading (its
             // own answers, a replay, a ping: nothing the outbound queue
@@ -260,14 +291,6 @@ impl<S: Socket> Session<S> {
             // long the write has been stuck.
             let woke = Instant::now();
             let mut tick_owed = false;
-            // Writing queued frames is the hot path of a fan-out and its
-            // future is small: it runs in place. Everything else (a request,
-            // a heartbeat, a close) is boxed, so the task does not keep that
-            // larger state reserved for the connection's whole life.
-            let work = match wake {
-                Wake::Queued(first) => Either::Left(self.write_queued(first)),
-                other => Either::Right(Box::pin(self.on_wake(other, heartbeat.timeout()))),
-            };
             tokio::pin!(work);
             let flow = loop {
                 break tokio::select! {
@@ -297,7 +320,7 @@ impl<S: Socket> Session<S> {
 
     /// The start of a connection: registers it, sends `welcome` and what
     /// waited in the inbox, and joins the room the URL named.
-    async fn open(&mut self, start: Start) -> Flow {
+    async fn open(&mut self, start: Box<Start>) -> Flow {
         let heartbeat_ms = self.state.config().heartbeat.interval_ms;
         // Register under the inbox's lock, then read it: every private message
         // is then in the replay below or in the live queue (see streams.rs).
@@ -329,7 +352,7 @@ impl<S: Socket> Session<S> {
             Position { epoch: head.epoch, offset }
         });
         let welcome = ServerFrame::Welcome(Welcome {
-            session: self.id.clone(),
+            session: self.id.simple().to_string(),
             user: self.user.to_string(),
             protocol: PROTOCOL_VERSION,
             heartbeat_ms,
@@ -418,21 +441,41 @@ impl<S: Socket> Session<S> {
 
     /// Writes a queued delivery and whatever else is already waiting, then
     /// flushes once. Skips what a replay already sent.
-    async fn write_queued(&mut self, first: Delivery) -> Flow {
-        let mut next = Some(first);
-        let mut batch = 0;
-        while let Some(delivery) = next.take() {
-            if self.wanted(&delivery)
-                && self.socket.feed(WsMessage::Text(delivery.frame)).await.is_err()
-            {
-                return Flow::Gone(Ended::NetworkError);
+    ///
+    /// Written against the sink's poll methods rather than with `feed` and
+    /// `flush` futures: it runs in place in the connection's task (it is the
+    /// fan-out's hot path), and its state is then a message and a counter
+    /// instead of several copies of a delivery.
+    fn write_queued(&mut self, first: Delivery) -> impl Future<Output = Flow> + Send + '_ {
+        let mut pending = self.wanted(&first).then(|| WsMessage::Text(first.frame));
+        let mut batch = 1;
+        poll_fn(move |cx| {
+            loop {
+                if let Some(message) = pending.take() {
+                    match Pin::new(&mut self.socket).poll_ready(cx) {
+                        Poll::Pending => {
+                            pending = Some(message);
+                            return Poll::Pending;
+                        }
+                        Poll::Ready(Err(_)) => return Poll::Ready(Flow::Gone(Ended::NetworkError)),
+                        Poll::Ready(Ok(())) => {}
+                    }
+                    if Pin::new(&mut self.socket).start_send(message).is_err() {
+                        return Poll::Ready(Flow::Gone(Ended::NetworkError));
+                    }
+                }
+                if batch >= WRITE_BATCH {
+                    break;
+                }
+                let Some(delivery) = self.queue.try_recv() else { break };
+                batch += 1;
+                pending = self.wanted(&delivery).then(|| WsMessage::Text(delivery.frame));
             }
-            batch += 1;
-            if batch < WRITE_BATCH {
-                next = self.queue.try_recv();
-            }
-        }
-        written(self.socket.flush().await)
+            // Once everything is handed over, only the flush is left: a
+            // pending flush comes back here with nothing queued for it.
+            batch = WRITE_BATCH;
+            Pin::new(&mut self.socket).poll_flush(cx).map(written)
+        })
     }
 
     /// Whether a live delivery is new to this connection.
@@ -446,7 +489,7 @@ impl<S: Socket> Session<S> {
     }
 
     fn store_failed(&self, err: StoreError) -> Flow {
-        tracing::error!(session = %self.id, %err, "history store failed");
+        tracing::error!(session = %self.id.simple(), %err, "history store failed");
         Flow::Close(CloseCode::INTERNAL_ERROR, "history store unavailable".to_owned())
     }
 
@@ -460,7 +503,10 @@ impl<S: Socket> Session<S> {
         written(self.socket.send(WsMessage::Ping(Default::default())).await)
     }
 
-    async fn on_incoming(&mut self, incoming: Option<Result<WsMessage, axum::Error>>) -> Flow {
+    async fn on_incoming(
+        &mut self,
+        incoming: Option<Result<WsMessage, tungstenite::Error>>,
+    ) -> Flow {
         match incoming {
             None => Flow::Gone(Ended::Dropped),
             Some(Ok(WsMessage::Close(_))) => Flow::Gone(Ended::ClientClosed),
@@ -486,7 +532,10 @@ impl<S: Socket> Session<S> {
                 )
                 .await
             }
-            Some(Ok(WsMessage::Ping(_) | WsMessage::Pong(_))) => Flow::Continue,
+            // Raw frames are only produced when writing, never read.
+            Some(Ok(WsMessage::Ping(_) | WsMessage::Pong(_) | WsMessage::Frame(_))) => {
+                Flow::Continue
+            }
             Some(Err(err)) => read_error_flow(err),
         }
     }
@@ -501,7 +550,7 @@ impl<S: Socket> Session<S> {
 
     /// Reports an error; the connection stays open.
     async fn fail(&mut self, id: Option<String>, code: ErrorCode, message: String) -> Flow {
-        debug!(session = %self.id, %code, %message, "request refused");
+        debug!(session = %self.id.simple(), %code, %message, "request refused");
         self.reply(&ServerFrame::Error(ErrorFrame { id, code, message })).await
     }
 
@@ -513,7 +562,8 @@ impl<S: Socket> Session<S> {
     /// all within [`CLOSE_LINGER`]: a peer that stopped reading (a slow
     /// consumer) may never take the close frame, and is then simply dropped.
     async fn close(&mut self, code: CloseCode, reason: &str) {
-        let frame = CloseFrame { code: code.0, reason: Utf8Bytes::from(truncate_reason(reason)) };
+        let frame =
+            CloseFrame { code: code.0.into(), reason: Utf8Bytes::from(truncate_reason(reason)) };
         let _ = tokio::time::timeout(CLOSE_LINGER, async {
             if self.socket.send(WsMessage::Close(Some(frame))).await.is_err() {
                 return;
@@ -530,11 +580,8 @@ impl<S: Socket> Session<S> {
 
 /// Maps a read error to the close code RFC 6455 prescribes for it; a
 /// connection that simply ended is no protocol error.
-fn read_error_flow(err: axum::Error) -> Flow {
-    let Ok(err) = err.into_inner().downcast::<tungstenite::Error>() else {
-        return Flow::Gone(Ended::NetworkError);
-    };
-    match *err {
+fn read_error_flow(err: tungstenite::Error) -> Flow {
+    match err {
         // The TCP stream ended without a close frame: the client vanished
         // (network drop, killed process). Nobody is left to send 1002 to.
         tungstenite::Error::Protocol(

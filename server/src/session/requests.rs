@@ -5,11 +5,11 @@
 
 use std::sync::Arc;
 
-use axum::extract::ws::Message as WsMessage;
 use futures::SinkExt;
 use switchboard_protocol::{
     Ack, ClientFrame, ErrorCode, Message, PresenceAction, ServerFrame, validate_name,
 };
+use tungstenite::Message as WsMessage;
 
 use super::{Ended, Flow, Session, Socket, written};
 use crate::broker::Target;

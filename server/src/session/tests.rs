@@ -6,7 +6,7 @@ use crate::Config;
 use futures::channel::mpsc;
 
 struct Peer {
-    to_session: mpsc::UnboundedSender<Result<WsMessage, axum::Error>>,
+    to_session: mpsc::UnboundedSender<Result<WsMessage, tungstenite::Error>>,
     from_session: mpsc::UnboundedReceiver<WsMessage>,
     memory: crate::transport::memory_socket::MemoryPeer,
 }
@@ -130,7 +130,7 @@ async fn a_connection_that_drops_without_a_close_frame_is_not_a_protocol_error()
     let reset = tungstenite::Error::Protocol(
         tungstenite::error::ProtocolError::ResetWithoutClosingHandshake,
     );
-    peer.to_session.unbounded_send(Err(axum::Error::new(reset))).unwrap();
+    peer.to_session.unbounded_send(Err(reset)).unwrap();
     task.await.unwrap();
     let rest = peer.rest().await;
     assert!(
@@ -143,7 +143,7 @@ async fn a_connection_that_drops_without_a_close_frame_is_not_a_protocol_error()
 #[test]
 fn read_errors_map_to_what_they_are() {
     use tungstenite::error::ProtocolError;
-    let flow = |err: tungstenite::Error| read_error_flow(axum::Error::new(err));
+    let flow = read_error_flow;
     let dropped = flow(tungstenite::Error::Protocol(ProtocolError::ResetWithoutClosingHandshake));
     assert!(matches!(dropped, Flow::Gone(Ended::Dropped)), "{dropped:?}");
     let io = flow(tungstenite::Error::Io(std::io::ErrorKind::ConnectionReset.into()));
@@ -168,7 +168,7 @@ async fn a_silent_client_is_pinged_then_closed_after_the_timeout() {
             other => panic!("unexpected {other:?}"),
         }
     };
-    assert_eq!(close.code, CloseCode::HEARTBEAT_TIMEOUT.0);
+    assert_eq!(u16::from(close.code), CloseCode::HEARTBEAT_TIMEOUT.0);
     let elapsed = started.elapsed();
     assert!(
         elapsed >= Duration::from_millis(2_500) && elapsed <= Duration::from_millis(3_500),
@@ -223,7 +223,7 @@ async fn shutdown_closes_with_going_away() {
     assert!(matches!(peer.next_frame().await, ServerFrame::Welcome(_)));
     state.shutdown();
     match peer.next().await {
-        WsMessage::Close(Some(frame)) => assert_eq!(frame.code, CloseCode::GOING_AWAY.0),
+        WsMessage::Close(Some(frame)) => assert_eq!(u16::from(frame.code), CloseCode::GOING_AWAY.0),
         other => panic!("{other:?}"),
     }
     drop(peer);

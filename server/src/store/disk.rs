@@ -13,11 +13,11 @@ use std::path::Path;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use axum::extract::ws::Utf8Bytes;
 use redb::{
     Database, Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition,
 };
 use switchboard_protocol::Position;
+use tungstenite::Utf8Bytes;
 
 use super::{HistoryStore, Replay, StoreError, Stored, StreamKey, new_epoch};
 use crate::config::HistoryLimits;

@@ -4,8 +4,8 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Mutex, PoisonError};
 
-use axum::extract::ws::Utf8Bytes;
 use switchboard_protocol::Position;
+use tungstenite::Utf8Bytes;
 
 use super::{HistoryStore, Replay, StoreError, Stored, StreamKey, new_epoch};
 use crate::config::HistoryLimits;

@@ -17,9 +17,9 @@ mod memory;
 pub use disk::DiskStore;
 pub use memory::MemoryStore;
 
-use axum::extract::ws::Utf8Bytes;
 use std::sync::Arc;
 use switchboard_protocol::Position;
+use tungstenite::Utf8Bytes;
 
 use crate::config::HistoryLimits;
 

@@ -8,20 +8,20 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 
-use axum::extract::ws::Message as WsMessage;
 use futures::channel::mpsc;
 use futures::{Sink, Stream, StreamExt};
+use tungstenite::Message as WsMessage;
 
 /// The session's end.
 pub(crate) struct MemorySocket {
-    incoming: mpsc::UnboundedReceiver<Result<WsMessage, axum::Error>>,
+    incoming: mpsc::UnboundedReceiver<Result<WsMessage, tungstenite::Error>>,
     outgoing: mpsc::UnboundedSender<WsMessage>,
     stalled: Arc<AtomicBool>,
 }
 
 /// The client's end.
 pub(crate) struct MemoryPeer {
-    pub(crate) to_session: mpsc::UnboundedSender<Result<WsMessage, axum::Error>>,
+    pub(crate) to_session: mpsc::UnboundedSender<Result<WsMessage, tungstenite::Error>>,
     pub(crate) from_session: mpsc::UnboundedReceiver<WsMessage>,
     stalled: Arc<AtomicBool>,
 }
@@ -48,20 +48,20 @@ pub(crate) fn pair() -> (MemorySocket, MemoryPeer) {
 }
 
 impl Stream for MemorySocket {
-    type Item = Result<WsMessage, axum::Error>;
+    type Item = Result<WsMessage, tungstenite::Error>;
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         self.incoming.poll_next_unpin(cx)
     }
 }
 
 impl Sink<WsMessage> for MemorySocket {
-    type Error = axum::Error;
+    type Error = tungstenite::Error;
     fn poll_ready(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         // A stalled peer never wakes the writer: only timeouts can end it.
         if self.stalled.load(Ordering::SeqCst) { Poll::Pending } else { Poll::Ready(Ok(())) }
     }
     fn start_send(self: Pin<&mut Self>, item: WsMessage) -> Result<(), Self::Error> {
-        self.outgoing.unbounded_send(item).map_err(axum::Error::new)
+        self.outgoing.unbounded_send(item).map_err(|_| tungstenite::Error::ConnectionClosed)
     }
     fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         Poll::Ready(Ok(()))

@@ -7,6 +7,8 @@ pub(crate) mod client_addr;
 pub(crate) mod listen;
 #[cfg(any(test, feature = "fuzzing"))]
 pub(crate) mod memory_socket;
+pub(crate) mod pooled_read;
 pub(crate) mod sse;
+pub(crate) mod upgrade;
 pub(crate) mod wire;
 pub(crate) mod ws;

@@ -1,9 +1,9 @@
 //! Turning server frames into the shared text that goes on the wire, and the
 //! hub's clock for message timestamps.
 
-use axum::extract::ws::Utf8Bytes;
 use std::time::{SystemTime, UNIX_EPOCH};
 use switchboard_protocol::ServerFrame;
+use tungstenite::Utf8Bytes;
 
 /// Serializes a frame once; the result is shared by every recipient.
 pub(crate) fn encode(frame: &ServerFrame) -> Utf8Bytes {

@@ -8,24 +8,28 @@
 //! A connection that brings no token is upgraded and must send an `auth`
 //! frame within `auth.auth_timeout_ms`, or is closed with 4500.
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use axum::extract::rejection::QueryRejection;
-use axum::extract::ws::rejection::WebSocketUpgradeRejection;
-use axum::extract::ws::{CloseFrame, Message as WsMessage, WebSocket, WebSocketUpgrade};
 use axum::extract::{ConnectInfo, FromRequestParts, Query, State};
 use axum::http::HeaderMap;
 use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
-use futures::StreamExt;
+use futures::future::Either;
+use futures::{FutureExt, SinkExt, StreamExt};
 use switchboard_protocol::{ClientFrame, CloseCode, Position, validate_name};
+use tungstenite::Message as WsMessage;
+use tungstenite::protocol::{CloseFrame, WebSocketConfig};
 
 use crate::AppState;
 use crate::api::ApiError;
+use crate::policy::admission::Ticket;
 use crate::policy::auth::{AuthError, Identity};
 use crate::policy::identity::{self, ConnectQuery, Resolved};
 use crate::session::{Session, Start, truncate_reason};
+use crate::transport::upgrade::{Handshake, Pending, WebSocket};
 
 /// The peer's address, when the server was started with connect info
 /// ([`crate::serve`] is; an embedding app may not be, and then per-address
@@ -46,7 +50,7 @@ pub(crate) async fn upgrade(
     Peer(peer): Peer,
     query: Result<Query<ConnectQuery>, QueryRejection>,
     headers: HeaderMap,
-    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+    handshake: Result<Handshake, ApiError>,
 ) -> Response {
     let Query(query) = match query {
         Ok(query) => query,
@@ -61,9 +65,9 @@ pub(crate) async fn upgrade(
             return ApiError::InvalidName { field: "room", reason: err }.into_response();
         }
     }
-    let upgrade = match upgrade {
-        Ok(upgrade) => upgrade,
-        Err(rejection) => return ApiError::NotWebSocket(rejection.body_text()).into_response(),
+    let handshake = match handshake {
+        Ok(handshake) => handshake,
+        Err(err) => return err.into_response(),
     };
     let user = match &resolved {
         Resolved::Known(identity) => Some(identity.user.clone()),
@@ -80,18 +84,19 @@ pub(crate) async fn upgrade(
         _ => None,
     };
     let start = Start { room: query.room, inbox_since };
-    let upgrade = upgrade
+    let config = WebSocketConfig::default()
         .read_buffer_size(limits.read_buffer_bytes)
         .write_buffer_size(limits.write_buffer_bytes)
-        .max_message_size(limits.max_message_bytes)
-        .max_frame_size(limits.max_message_bytes);
-    // axum keeps the callback, and a task keeps its future, for the
-    // connection's whole life, and a value moved out of an async block's
-    // captures still takes its space there. So what the callback captures is
-    // one box, and the socket is boxed before the connection's future takes
-    // it: each is then held once, not twice.
-    let admitted = Box::new(Admitted { state, resolved, start, _ticket: ticket });
-    upgrade.on_upgrade(move |socket| tasks.track_future(connection(Box::new(socket), admitted)))
+        .max_message_size(Some(limits.max_message_bytes))
+        .max_frame_size(Some(limits.max_message_bytes));
+    let (response, pending) = handshake.accept();
+    // A task keeps its future's state for the connection's whole life, and a
+    // value moved out of an async fn's arguments still takes its space
+    // there: so what the connection starts with is one box, and the socket
+    // is boxed too, each held once.
+    let admitted = Box::new(Admitted { state, resolved, start, config, ticket });
+    tasks.spawn(connection(pending, admitted));
+    response
 }
 
 /// An upgrade that passed the gates, waiting for its socket.
@@ -99,34 +104,56 @@ struct Admitted {
     state: AppState,
     resolved: Resolved,
     start: Start,
+    config: WebSocketConfig,
     /// The admission slot, given back when the connection ends.
-    _ticket: crate::policy::admission::Ticket,
+    ticket: Ticket,
 }
 
 /// The life of an upgraded connection: authenticates it if the URL did not,
 /// then runs its session.
-async fn connection(mut socket: Box<WebSocket>, mut admitted: Box<Admitted>) {
-    let start = std::mem::take(&mut admitted.start);
-    let state = &admitted.state;
-    let identity = match std::mem::replace(&mut admitted.resolved, Resolved::AwaitAuthFrame) {
+///
+/// Not an `async fn`: a task keeps its future's largest state for its whole
+/// life, so the setup (the upgrade, the `auth` frame) runs boxed and is
+/// freed before the session starts, and the session is held once, inside
+/// its own future.
+fn connection(pending: Pending, admitted: Box<Admitted>) -> impl Future<Output = ()> + Send {
+    Box::pin(establish(pending, admitted)).then(|established| match established {
+        Some((session, start)) => Either::Left(session.run(start)),
+        None => Either::Right(std::future::ready(())),
+    })
+}
+
+/// The socket and an identity for it, or `None` when the connection ended
+/// (or was refused) before its session could start.
+async fn establish(
+    pending: Pending,
+    admitted: Box<Admitted>,
+) -> Option<(Session<Box<WebSocket>>, Start)> {
+    let Admitted { state, resolved, start, config, ticket } = *admitted;
+    let mut socket = pending.socket(config).await?;
+    let identity = match resolved {
         // The admission gate already counted this user's connections.
         Resolved::Known(identity) => identity,
         Resolved::AwaitAuthFrame => {
-            let identity = match authenticate(&mut socket, state).await {
+            let identity = match authenticate(&mut socket, &state).await {
                 Ok(identity) => identity,
-                Err((code, reason)) => return refuse(*socket, code, &reason).await,
+                Err((code, reason)) => {
+                    refuse(*socket, code, &reason).await;
+                    return None;
+                }
             };
             // Only now is the user known: the per-user limit applies here.
             if state.hub().connections_of(&identity.user)
                 >= state.config().limits.max_connections_per_user
             {
                 let reason = "too many connections for this user";
-                return refuse(*socket, CloseCode::CONNECTION_LIMIT, reason).await;
+                refuse(*socket, CloseCode::CONNECTION_LIMIT, reason).await;
+                return None;
             }
             identity
         }
     };
-    Session::new(socket, state.clone(), identity).run(start).await;
+    Some((Session::new(socket, state, identity).holding(ticket), start))
 }
 
 /// Waits for the first frame, which must be an `auth` frame with a valid token.
@@ -161,7 +188,7 @@ async fn authenticate(
 
 /// Closes a connection that was upgraded but may not go on.
 async fn refuse(mut socket: WebSocket, code: CloseCode, reason: &str) {
-    let frame = CloseFrame { code: code.0, reason: truncate_reason(reason).into() };
+    let frame = CloseFrame { code: code.0.into(), reason: truncate_reason(reason).into() };
     let _ =
         tokio::time::timeout(Duration::from_secs(2), socket.send(WsMessage::Close(Some(frame))))
             .await;
