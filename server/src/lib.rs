@@ -27,9 +27,12 @@
 //! - [`run`] / [`serve`] / [`bind`]: serve a listener until a shutdown
 //!   future resolves; [`router`]: the routes as a nestable axum `Router`.
 //! - `transport/`: bytes to frames. The listener and accept loop
-//!   (`listen.rs`), the WebSocket upgrade (`ws.rs`), Server-Sent Events
-//!   (`sse.rs`), the client's address behind proxies (`client_addr.rs`),
-//!   frame encoding (`wire.rs`) and an in-memory socket for tests.
+//!   (`listen.rs`), the WebSocket handshake (`upgrade.rs`), reads through a
+//!   per-thread buffer so idle connections hold none (`pooled_read.rs`),
+//!   `GET /ws` and what happens before a session exists (`ws.rs`),
+//!   Server-Sent Events (`sse.rs`), the client's address behind proxies
+//!   (`client_addr.rs`), frame encoding (`wire.rs`) and an in-memory socket
+//!   for tests.
 //! - [`policy`]: who may do what. Identity and tokens ([`auth`],
 //!   [`identity`]), admission (origins, address lists, connection limits),
 //!   and room-name rules ([`patterns`]).

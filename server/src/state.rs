@@ -177,7 +177,12 @@ impl AppState {
     /// Starts a graceful shutdown: new upgrades are refused and every session
     /// closes with 1001 (going away) so clients reconnect elsewhere.
     pub fn shutdown(&self) {
+        // The token first: a session registering after the sweep below sees
+        // it at its next wake-up.
         self.inner.shutdown.cancel();
+        self.inner
+            .hub
+            .close_all(switchboard_protocol::CloseCode::GOING_AWAY, crate::session::SHUTDOWN);
     }
 
     /// Waits until every session has ended, at most `shutdown_grace_ms`,

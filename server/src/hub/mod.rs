@@ -356,6 +356,17 @@ impl Hub {
         reached
     }
 
+    /// Asks every connection on this node to close (the node is shutting
+    /// down); returns how many there were. Each hears it through its own
+    /// close signal, so no session waits on one shared signal per wake-up.
+    pub(crate) fn close_all(&self, code: switchboard_protocol::CloseCode, reason: &str) -> usize {
+        let registry = self.read();
+        for entry in registry.sessions.values() {
+            entry.outbound.close(code, reason);
+        }
+        registry.sessions.len()
+    }
+
     /// Asks every connection of `user` to close; returns how many there were.
     pub(crate) fn close_user(
         &self,

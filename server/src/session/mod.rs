@@ -1,8 +1,9 @@
 //! [`Session`]: one WebSocket connection's life, from `welcome` to close.
 //!
-//! A session runs in a single task that waits on four things at once: frames
-//! from the client, frames queued for it by the hub, the heartbeat tick, and
-//! the close signals (its own, and the node's shutdown). It is generic over
+//! A session runs in a single task that waits on five things at once: frames
+//! from the client, frames queued for it by the hub, the heartbeat tick, its
+//! token's alarm, and its close signal (which also carries the node's
+//! shutdown). It is generic over
 //! any `Stream + Sink` of WebSocket messages, so unit tests drive it through
 //! in-memory channels with a paused clock, and production through
 //! tokio-tungstenite's stream over the upgraded socket.
@@ -49,11 +50,10 @@ const WRITE_BATCH: usize = 64;
 const CLOSE_LINGER: Duration = Duration::from_secs(2);
 
 /// The close reason sent to every session when the node shuts down.
-const SHUTDOWN: &str = "server shutting down";
+pub(crate) const SHUTDOWN: &str = "server shutting down";
 
 /// What woke the session up.
 enum Wake {
-    Shutdown,
     Close(CloseCode, String),
     Queued(Delivery),
     Incoming(Option<Result<WsMessage, tungstenite::Error>>),
@@ -258,18 +258,24 @@ impl<S: Socket> Session<S> {
             Ok(Flow::Continue) => {}
             Ok(flow) => return flow,
         }
-        let shutdown = self.state.shutdown_token().clone();
         let close_signal = self.outbound.close_signal();
         let mut ticker =
             tokio::time::interval_at(Instant::now() + heartbeat.interval(), heartbeat.interval());
         ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
         loop {
+            // The node's shutdown reaches every registered session through
+            // its close signal (`AppState::shutdown`); this one atomic load
+            // covers a session that registered just after that sweep, where
+            // waiting on the shared token would lock one mutex shared by
+            // every session at every wake-up.
+            if self.state.is_shutting_down() {
+                return Flow::Close(CloseCode::GOING_AWAY, SHUTDOWN.to_owned());
+            }
             self.token_alarm.set(self.token_due());
             // Matched as a temporary, not bound: a named `Wake` (it may hold
             // a delivery) would keep its room in the task's state.
             let work = match tokio::select! {
                 biased;
-                () = shutdown.cancelled() => Wake::Shutdown,
                 (code, reason) = close_signal.requested() => Wake::Close(code, reason),
                 expired = self.token_alarm.rings() => Wake::Token(expired),
                 frame = self.queue.recv() => Wake::Queued(frame),
@@ -295,7 +301,6 @@ impl<S: Socket> Session<S> {
             let flow = loop {
                 break tokio::select! {
                     biased;
-                    () = shutdown.cancelled() => Flow::Close(CloseCode::GOING_AWAY, SHUTDOWN.to_owned()),
                     (code, reason) = close_signal.requested() => Flow::Close(code, reason),
                     flow = &mut work => flow,
                     _ = ticker.tick() => {
@@ -375,7 +380,6 @@ impl<S: Socket> Session<S> {
 
     async fn on_wake(&mut self, wake: Wake, timeout: Duration) -> Flow {
         match wake {
-            Wake::Shutdown => Flow::Close(CloseCode::GOING_AWAY, SHUTDOWN.to_owned()),
             Wake::Close(code, reason) => Flow::Close(code, reason),
             Wake::Queued(first) => self.write_queued(first).await,
             Wake::Incoming(incoming) => {
