@@ -512,6 +512,36 @@ mod tests {
         assert_eq!((detail.members.len(), detail.member_count), (3, 10));
     }
 
+    /// Allocations made by one fan-out to a room of `members`, once each
+    /// member's queue has held a frame before (a queue allocates its first
+    /// slots on its first frame and keeps a few once drained).
+    fn fan_out_allocations(members: usize) -> u64 {
+        let hub = Hub::with_policy(PresencePolicy { ack_members: 10, large_room: 5 });
+        let mut queues = Vec::new();
+        for n in 0..members {
+            let (key, queue) = connect(&hub, &format!("user-{n}"));
+            hub.join(key, "big", true).unwrap();
+            queues.push(queue);
+        }
+        let delivery = room_delivery("big", "hello");
+        assert_eq!(hub.deliver(&delivery), members);
+        for queue in &mut queues {
+            while queue.try_recv().is_some() {}
+        }
+        let counted = allocation_counter::measure(|| {
+            assert_eq!(hub.deliver(&delivery), members);
+        });
+        counted.count_total
+    }
+
+    #[test]
+    fn a_fan_out_allocates_nothing_per_recipient() {
+        // The frame is serialized once and shared; each recipient gets two
+        // reference counts and a slot in a queue that already has room.
+        assert_eq!(fan_out_allocations(10), 0);
+        assert_eq!(fan_out_allocations(2_000), 0);
+    }
+
     /// Every text frame waiting in `queue`.
     fn frames(queue: &mut OutboundQueue) -> Vec<String> {
         std::iter::from_fn(|| queue.try_recv()).map(|d| d.frame.to_string()).collect()
