@@ -123,3 +123,43 @@ async fn presence_join_and_leave_are_per_user() {
     let left = watcher_events.next_presence().await;
     assert_eq!((left.user.as_str(), left.action), ("alice", PresenceAction::Leave));
 }
+
+/// Reads go through a per-thread buffer and a small per-connection read
+/// buffer (`transport/pooled_read.rs`): frames of every size around those
+/// buffers' bounds, sent back to back in one write, each arrive whole and in
+/// order.
+#[tokio::test]
+async fn frames_of_every_size_sent_in_one_write_arrive_whole_and_in_order() {
+    use futures::SinkExt;
+    use switchboard_protocol::ServerFrame;
+    use switchboard_tests::{raw_connect, raw_next, raw_send};
+    use tokio_tungstenite::tungstenite::Message as WsMessage;
+
+    let server = TestServer::start().await;
+    let (mut socket, _) = raw_connect(&server, "alice").await;
+    raw_send(&mut socket, r#"{"type":"join","id":"j","room":"sizes"}"#).await;
+    assert!(matches!(raw_next(&mut socket).await, ServerFrame::Ack(_)));
+    // Around the 128 B read buffer, the 16 KiB pool and past both.
+    let sizes = [1, 60, 127, 128, 129, 1_000, 16 * 1024 - 80, 16 * 1024, 16 * 1024 + 1, 60_000];
+    for (n, size) in sizes.iter().enumerate() {
+        let text = format!(
+            r#"{{"type":"publish","room":"sizes","event":"e{n}","data":"{}"}}"#,
+            "x".repeat(*size)
+        );
+        // `feed` gathers them; the flush below writes them together.
+        socket.feed(WsMessage::Text(text.into())).await.unwrap();
+    }
+    socket.flush().await.unwrap();
+    for (n, size) in sizes.iter().enumerate() {
+        let message = loop {
+            match raw_next(&mut socket).await {
+                ServerFrame::Message(message) => break message,
+                // Alice's own arrival in the room.
+                ServerFrame::Presence(_) => continue,
+                other => panic!("expected message e{n}, got {other:?}"),
+            }
+        };
+        assert_eq!(message.event, format!("e{n}"));
+        assert_eq!(message.data.as_str().map(str::len), Some(*size));
+    }
+}
