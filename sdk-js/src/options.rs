@@ -21,6 +21,8 @@ pub(crate) struct Options {
     request_timeout_ms: Option<u64>,
     offline_queue: Option<usize>,
     token: Option<String>,
+    #[serde(default)]
+    fallbacks: Vec<String>,
 }
 
 /// An options object, or `false` to switch the feature off.
@@ -82,6 +84,9 @@ impl Options {
     pub(crate) fn apply(self, mut builder: ClientBuilder) -> ClientBuilder {
         if !self.user_id.is_empty() {
             builder = builder.user(self.user_id);
+        }
+        if !self.fallbacks.is_empty() {
+            builder = builder.fallbacks(self.fallbacks);
         }
         match self.reconnect {
             Some(Toggle::Off(Off)) => builder = builder.reconnect(ReconnectPolicy::disabled()),

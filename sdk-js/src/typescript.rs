@@ -43,6 +43,12 @@ export interface ClientOptions {
   requestTimeoutMs?: number;
   /** Publishes and sends that may wait while offline (default 1024). */
   offlineQueue?: number;
+  /**
+   * Other URLs of the same hub (its other nodes), tried in turn after the first when a
+   * connection attempt fails; a lost connection tries its own URL again first. Not needed
+   * behind a load balancer.
+   */
+  fallbacks?: string[];
 }
 
 /** A message: `room` for room messages, `to` for private ones, neither for broadcasts. */

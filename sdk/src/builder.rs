@@ -76,7 +76,8 @@ impl std::fmt::Debug for Tokens {
 /// The resolved options a client runs with.
 #[derive(Debug, Clone)]
 pub(crate) struct Options {
-    pub(crate) url: Endpoint,
+    /// Where the hub is: the URL first, then the fallbacks, tried in turn.
+    pub(crate) endpoints: Vec<Endpoint>,
     pub(crate) headers: Vec<(String, String)>,
     pub(crate) reconnect: ReconnectPolicy,
     pub(crate) heartbeat: Option<Heartbeat>,
@@ -90,6 +91,7 @@ pub(crate) struct Options {
 #[derive(Debug, Clone)]
 pub struct ClientBuilder {
     url: String,
+    fallbacks: Vec<String>,
     user: Option<String>,
     headers: Vec<(String, String)>,
     reconnect: ReconnectPolicy,
@@ -104,6 +106,7 @@ impl ClientBuilder {
     pub(crate) fn new(url: impl Into<String>) -> ClientBuilder {
         ClientBuilder {
             url: url.into(),
+            fallbacks: Vec::new(),
             user: None,
             headers: Vec::new(),
             reconnect: ReconnectPolicy::default(),
@@ -127,6 +130,17 @@ impl ClientBuilder {
     /// about to expire, so long-lived connections are never dropped for it.
     pub fn token_provider(mut self, provider: impl TokenProvider + 'static) -> Self {
         self.tokens = Tokens::Provider(std::sync::Arc::new(provider));
+        self
+    }
+
+    /// Other URLs of the same hub (its other nodes), tried in turn after the
+    /// first when a connection attempt fails: an attempt that cannot open or
+    /// gets no `welcome` moves to the next URL, wrapping around, while a
+    /// connection that was up and is lost tries its own URL again first.
+    /// Behind a load balancer one URL is enough. Each is checked like the
+    /// first.
+    pub fn fallbacks(mut self, urls: impl IntoIterator<Item = impl Into<String>>) -> Self {
+        self.fallbacks = urls.into_iter().map(Into::into).collect();
         self
     }
 
@@ -185,7 +199,10 @@ impl ClientBuilder {
             Tokens::None => self.user.as_deref(),
             _ => None,
         };
-        let url = Endpoint::new(&self.url, user)?;
+        let endpoints = std::iter::once(&self.url)
+            .chain(&self.fallbacks)
+            .map(|url| Endpoint::new(url, user))
+            .collect::<Result<Vec<_>>>()?;
         if let Some(heartbeat) = &self.heartbeat {
             if heartbeat.interval.is_zero() || heartbeat.timeout < heartbeat.interval {
                 return Err(Error::InvalidUrl(
@@ -194,7 +211,7 @@ impl ClientBuilder {
             }
         }
         Client::start(Options {
-            url,
+            endpoints,
             headers: self.headers,
             reconnect: self.reconnect,
             heartbeat: self.heartbeat,

@@ -73,7 +73,7 @@ pub struct Client {
 impl std::fmt::Debug for Client {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Client")
-            .field("url", &self.shared.options.url.as_str())
+            .field("url", &self.shared.options.endpoints[0].as_str())
             .field("state", &self.state())
             .finish_non_exhaustive()
     }

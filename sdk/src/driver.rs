@@ -121,6 +121,8 @@ pub(crate) struct Driver {
     token: Option<String>,
     /// A token the hub refused (4500): not offered again.
     rejected: Option<String>,
+    /// Which of the hub's URLs the next attempt opens.
+    endpoint: usize,
 }
 
 impl Driver {
@@ -143,6 +145,7 @@ impl Driver {
             tokens: mpsc::unbounded(),
             token: None,
             rejected: None,
+            endpoint: 0,
         }
     }
 
@@ -213,6 +216,9 @@ impl Driver {
                         failed = 0;
                     } else {
                         failed = failed.saturating_add(1);
+                        // That URL did not take us: the next attempt tries
+                        // the hub's next one (a node that died, say).
+                        self.endpoint = (self.endpoint + 1) % self.shared.options.endpoints.len();
                     }
                     (code, reason, retry)
                 }
@@ -312,7 +318,7 @@ impl Driver {
             let reason = "the hub refused the token and the provider has no other".to_owned();
             return End::Lost { code: None, reason, welcomed: false, retry: false };
         }
-        let url = options.url.resume(self.inbox.as_ref());
+        let url = options.endpoints[self.endpoint].resume(self.inbox.as_ref());
         let open = Socket::open(&url, &options.headers).fuse();
         pin_mut!(open);
         let opened = loop {

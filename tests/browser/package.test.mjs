@@ -49,8 +49,11 @@ test("the packed tarball installs into a fresh project and works there", async (
   const types = await readFile(join(project, "node_modules/switchboard-js/switchboard_js.d.ts"), "utf8");
   assert.match(types, /export interface ClientOptions/);
   assert.match(types, /join\(room: string\): Promise<string\[\]>/);
+  assert.match(types, /fallbacks\?: string\[\]/);
 
-  // A page of the fresh project: connect, join, publish, receive its own message.
+  // A page of the fresh project: connect, join, and receive a message from a
+  // second client whose first URL is dead, so it connects through its fallback.
+  const dead = `ws://127.0.0.1:${await freePort()}/ws`;
   await writeFile(
     join(project, "index.html"),
     `<!doctype html><script type="module">
@@ -60,7 +63,10 @@ test("the packed tarball installs into a fresh project and works there", async (
       client.on("hello", (m) => { document.title = "received " + m.data.n; });
       await client.connect();
       await client.join("fresh-room");
-      await client.publish("fresh-room", "hello", { n: 42 });
+      const roamer = new Client(${JSON.stringify(dead)}, { userId: "roamer", fallbacks: [${JSON.stringify(hub.url)}] });
+      await roamer.connect();
+      await roamer.join("fresh-room");
+      await roamer.publish("fresh-room", "hello", { n: 42 });
     </script>`,
   );
   site = await serve(project, 0);
