@@ -2,7 +2,9 @@
 //! variables, and how they layer over a TOML file.
 //!
 //! Precedence, lowest first: built-in defaults, the TOML file (`--config` /
-//! `SWITCHBOARD_CONFIG`), environment variables, command-line flags.
+//! `SWITCHBOARD_CONFIG`), environment variables (every key, as
+//! `SWITCHBOARD_<SECTION>__<KEY>`, see [`crate::env`], and the flags' own),
+//! command-line flags.
 
 use clap::{Parser, ValueEnum};
 use std::net::SocketAddr;
@@ -64,6 +66,10 @@ pub struct Cli {
     /// Log format.
     #[arg(long, env = "SWITCHBOARD_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+    /// Print the effective configuration (file, environment and flags) as
+    /// TOML with secrets masked, and exit.
+    #[arg(long)]
+    pub print_config: bool,
 }
 
 /// `--history-store`.
@@ -87,10 +93,19 @@ pub enum LogFormat {
 impl Cli {
     /// The configuration: the file if any, with flags and variables on top.
     pub fn config(&self) -> Result<Config, ConfigError> {
-        let mut config = match &self.config {
+        self.config_with(std::env::vars())
+    }
+
+    /// [`Cli::config`] with the environment given as `vars`.
+    pub fn config_with(
+        &self,
+        vars: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, ConfigError> {
+        let config = match &self.config {
             Some(path) => Config::load(path)?,
             None => Config::default(),
         };
+        let mut config = crate::env::apply(config, vars)?;
         if let Some(bind) = self.bind {
             config.bind = bind;
         }
@@ -172,6 +187,30 @@ mod tests {
         assert_eq!(config.bind.to_string(), "127.0.0.1:9100", "the flag beats the file");
         assert_eq!(config.server_name, "hq", "the file beats the default");
         assert_eq!(config.limits.max_connections, 5);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn variables_beat_the_file_and_flags_beat_variables() {
+        let dir = std::env::temp_dir().join(format!("switchboard-env-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("hub.toml");
+        std::fs::write(&file, "[limits]\nmessages_per_sec = 3\nmax_connections = 9\n").unwrap();
+        let cli = Cli::try_parse_from([
+            "switchboard",
+            "--config",
+            file.to_str().unwrap(),
+            "--max-connections",
+            "5",
+        ])
+        .unwrap();
+        let vars = [
+            ("SWITCHBOARD_LIMITS__MESSAGES_PER_SEC".to_owned(), "11".to_owned()),
+            ("SWITCHBOARD_LIMITS__MAX_CONNECTIONS".to_owned(), "7".to_owned()),
+        ];
+        let config = cli.config_with(vars).unwrap();
+        assert_eq!(config.limits.messages_per_sec, 11, "the variable beats the file");
+        assert_eq!(config.limits.max_connections, 5, "the flag beats the variable");
         std::fs::remove_dir_all(dir).unwrap();
     }
 }

@@ -30,6 +30,10 @@ pub enum ConfigError {
     /// The file is not valid TOML for [`crate::Config`].
     #[error("invalid config file: {0}")]
     Parse(String),
+    /// A `SWITCHBOARD_…` variable names no setting or holds a value of the
+    /// wrong type.
+    #[error("invalid setting from the environment: {0}")]
+    Env(String),
     /// A value is out of range or contradicts another.
     #[error("invalid configuration: {0}")]
     Invalid(String),

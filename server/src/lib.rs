@@ -48,8 +48,8 @@
 //!   [`MemoryBroker`] for a single node.
 //! - [`store`]: history per stream behind [`HistoryStore`], in memory or on disk.
 //! - [`api`]: the HTTP admin API and its [`ApiError`].
-//! - [`config`]: [`Config`] and every default; [`cli`]: flags and
-//!   `SWITCHBOARD_…` variables; [`AppState`] (`state.rs`): everything a
+//! - [`config`]: [`Config`] and every default; [`cli`]: flags and their
+//!   variables; [`env`]: every key from `SWITCHBOARD_<SECTION>__<KEY>`; [`AppState`] (`state.rs`): everything a
 //!   node shares, and its shutdown.
 //!
 //! The wire protocol lives in the `switchboard-protocol` crate and is
@@ -59,6 +59,7 @@ pub mod api;
 pub mod broker;
 pub mod cli;
 pub mod config;
+pub mod env;
 mod error;
 #[cfg(any(test, feature = "fuzzing"))]
 #[doc(hidden)]

@@ -96,3 +96,33 @@ async fn a_public_bind_with_an_api_key_serves() {
     child.kill().unwrap();
     child.wait().unwrap();
 }
+
+#[test]
+fn print_config_shows_every_layer_with_secrets_masked() {
+    let output = Command::new(env!("CARGO_BIN_EXE_switchboard"))
+        .args(["--print-config", "--max-connections", "77"])
+        .env("SWITCHBOARD_LIMITS__MESSAGES_PER_SEC", "42")
+        .env("SWITCHBOARD_API__KEY", "do-not-print")
+        .env("SWITCHBOARD_JWT_SECRET", "nor-this")
+        .output()
+        .expect("run switchboard");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let printed = String::from_utf8_lossy(&output.stdout);
+    assert!(printed.contains("messages_per_sec = 42"), "{printed}");
+    assert!(printed.contains("max_connections = 77"), "{printed}");
+    assert!(!printed.contains("do-not-print") && !printed.contains("nor-this"), "{printed}");
+    // What it prints is a configuration file the hub reads back.
+    let back = switchboard_server::Config::from_toml(&printed).unwrap();
+    assert_eq!(back.limits.messages_per_sec, 42);
+}
+
+#[test]
+fn a_misspelt_variable_is_refused_naming_the_key() {
+    let output = Command::new(env!("CARGO_BIN_EXE_switchboard"))
+        .env("SWITCHBOARD_LIMITS__MESAGES_PER_SEC", "5")
+        .output()
+        .expect("run switchboard");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("limits.mesages_per_sec"), "{stderr}");
+}

@@ -22,6 +22,10 @@ async fn serve(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
         LogFormat::Json => tracing_subscriber::fmt().json().with_env_filter(filter).init(),
     }
     let config = cli.config()?;
+    if cli.print_config {
+        print!("{}", switchboard_server::env::masked_toml(&config));
+        return Ok(());
+    }
     if !config.bind.ip().is_loopback() && config.api.key.is_none() {
         return Err(format!(
             "refusing to serve the admin API on {} without an API key: set api.key \
