@@ -64,6 +64,11 @@ impl<S: AsyncRead + Unpin> AsyncRead for PooledRead<S> {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
+        // Nothing to fill: taking bytes from the kernel now would only move
+        // them into the spill.
+        if buf.remaining() == 0 {
+            return Poll::Ready(Ok(()));
+        }
         if !this.spill.is_empty() {
             this.drain_spill(buf);
             return Poll::Ready(Ok(()));
@@ -137,6 +142,8 @@ mod tests {
         let sent: Vec<u8> = (0..1000u32).map(|i| (i % 251) as u8).collect();
         client.write_all(&sent).await.unwrap();
         let mut got = Vec::new();
+        assert_eq!(reader.read(&mut []).await.unwrap(), 0);
+        assert_eq!(reader.spill.capacity(), 0, "an empty read takes nothing from the socket");
         let mut chunk = [0u8; 64];
         // The first read takes everything the pipe holds into the pool; the
         // rest comes from the spill.
