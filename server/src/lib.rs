@@ -42,7 +42,8 @@
 //! - `hub/`: this node's registry and fan-out ([`Hub`]): rooms and their
 //!   presence (`room.rs`), each connection's bounded queue (`outbound.rs`),
 //!   stream offsets and replay (`streams.rs`), recent request ids
-//!   (`ids.rs`), counters (`stats.rs`), and the operations the session,
+//!   (`ids.rs`), counters (`stats.rs`) and their rates over the last minute
+//!   (`rates.rs`), and the operations the session,
 //!   the API and SSE share (`operations.rs`).
 //! - [`broker`]: the [`Broker`] trait that carries deliveries between nodes;
 //!   [`MemoryBroker`] for a single node.
@@ -76,7 +77,7 @@ pub use broker::MemoryBroker;
 pub use broker::{Broker, BrokerError, Delivery, DeliveryKind, Target};
 pub use config::Config;
 pub use error::{ConfigError, Error, Result};
-pub use hub::stats::Stats;
+pub use hub::stats::{Rates, Stats};
 pub use hub::{Hub, RoomDetail, RoomSummary};
 pub use policy::auth::{self, AuthError, Authenticator, Identity};
 pub use policy::{identity, patterns};

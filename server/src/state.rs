@@ -15,6 +15,7 @@ use crate::broker::Broker;
 use crate::config::{Permissions, StoreKind};
 use crate::error::ConfigError;
 use crate::hub::ids::IdWindow;
+use crate::hub::rates::{RateWindow, Totals};
 use crate::hub::stats::Stats;
 use crate::hub::streams::Streams;
 use crate::policy::admission::Admission;
@@ -46,6 +47,8 @@ struct Inner {
     shutdown: CancellationToken,
     tasks: TaskTracker,
     started: Instant,
+    /// The counters once a second over the last minute, for `rates`.
+    rates: RateWindow,
     maintenance: std::sync::Once,
 }
 
@@ -116,6 +119,7 @@ impl AppState {
                 shutdown: CancellationToken::new(),
                 tasks: TaskTracker::new(),
                 started: Instant::now(),
+                rates: RateWindow::default(),
                 maintenance: std::sync::Once::new(),
             }),
         })
@@ -230,6 +234,27 @@ impl AppState {
                     let _ = tokio::task::spawn_blocking(sweep).await;
                 }
             });
+            // The counters once a second, for the rates of the last minute.
+            let weak = Arc::downgrade(&self.inner);
+            let shutdown = self.inner.shutdown.clone();
+            tokio::spawn(async move {
+                let mut ticker = tokio::time::interval(Duration::from_secs(1));
+                ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    tokio::select! {
+                        () = shutdown.cancelled() => break,
+                        _ = ticker.tick() => {}
+                    }
+                    let Some(inner) = weak.upgrade() else { break };
+                    let counters = &inner.hub.counters;
+                    let totals = Totals {
+                        messages: counters.messages_total(),
+                        connections: counters.connections_total(),
+                        deliveries: counters.deliveries_total(),
+                    };
+                    inner.rates.record(inner.started.elapsed().as_millis() as u64, totals);
+                }
+            });
             // Large rooms' occupancy counts, coalesced over one interval.
             let weak = Arc::downgrade(&self.inner);
             let shutdown = self.inner.shutdown.clone();
@@ -262,6 +287,7 @@ impl AppState {
             connections_total: hub.counters.connections_total(),
             slow_consumers_total: hub.counters.slow_consumers_total(),
             uptime_ms: self.uptime().as_millis() as u64,
+            rates: self.inner.rates.rates(),
         }
     }
 

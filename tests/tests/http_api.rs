@@ -179,3 +179,28 @@ async fn disconnect_kicks_a_user_and_the_sdk_does_not_come_back() {
     let (status, body) = post(&server, "/api/disconnect", json!({"user": "x", "code": 1001})).await;
     assert_eq!((status, body["error"]["code"].as_str()), (400, Some("bad_request")));
 }
+
+#[tokio::test]
+async fn stats_report_rates_over_the_last_minute() {
+    let server = TestServer::start().await;
+    let (_, stats) = get(&server, "/api/stats").await;
+    assert_eq!(stats["rates"]["messages_per_sec"], 0.0, "nothing happened yet: {stats}");
+    let (alice, _a) = connect(&server, "alice").await;
+    alice.join("general").await.unwrap();
+    for n in 0..30 {
+        alice.publish("general", "chat", n).await.unwrap();
+    }
+    // The counters are sampled once a second: the next sample sees them.
+    let rates = switchboard_tests::eventually("a rate of messages", || async {
+        let (_, stats) = get(&server, "/api/stats").await;
+        (stats["rates"]["messages_per_sec"].as_f64()? > 0.0).then_some(stats["rates"].clone())
+    })
+    .await;
+    let window = rates["window_secs"].as_f64().unwrap();
+    assert!(window > 0.0 && window <= 60.0, "{rates}");
+    // Every message of the run falls inside the window: 30 over its length.
+    let per_sec = rates["messages_per_sec"].as_f64().unwrap();
+    assert!((per_sec * window - 30.0).abs() < 0.01, "{rates}");
+    assert!(rates["connections_per_sec"].as_f64().unwrap() > 0.0, "{rates}");
+    assert!(rates["deliveries_per_sec"].as_f64().unwrap() > 0.0, "{rates}");
+}

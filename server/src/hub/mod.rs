@@ -15,6 +15,7 @@
 pub(crate) mod ids;
 pub(crate) mod operations;
 pub(crate) mod outbound;
+pub(crate) mod rates;
 pub(crate) mod room;
 pub(crate) mod stats;
 pub(crate) mod streams;

@@ -2,6 +2,8 @@
 //! that counting never takes a lock on the message path.
 
 use serde::Serialize;
+
+pub use super::rates::Rates;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Monotonic counters of this node since it started.
@@ -48,7 +50,7 @@ impl Counters {
 }
 
 /// A snapshot of the hub, as `GET /api/stats` returns it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Stats {
     /// Open WebSocket connections now.
     pub connections: u64,
@@ -70,4 +72,6 @@ pub struct Stats {
     pub slow_consumers_total: u64,
     /// Milliseconds since the hub started.
     pub uptime_ms: u64,
+    /// Messages, connections and deliveries per second over the last minute.
+    pub rates: Rates,
 }
