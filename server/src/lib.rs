@@ -94,7 +94,7 @@ use tokio::net::TcpListener;
 /// The hub's routes, ready to serve or to nest in another axum app:
 /// `GET /ws`, `GET /health`, `GET /api/stats`, `GET /api/online`,
 /// `POST /api/send`, `POST /api/broadcast`, `POST /api/disconnect`, `GET /api/rooms`, `GET /api/rooms/{room}`,
-/// `GET /api/rooms/{room}/history`, `GET /api/rooms/{room}/members`.
+/// `GET /api/rooms/{room}/history`, `GET /api/rooms/{room}/members`, `GET /metrics`.
 pub fn router(state: AppState) -> Router {
     state.start_maintenance();
     let body_limit = state.config().limits.max_message_bytes;
@@ -109,6 +109,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/rooms/{room}", get(api::room))
         .route("/api/rooms/{room}/history", get(api::history))
         .route("/api/rooms/{room}/members", get(api::members))
+        .route("/metrics", get(api::metrics))
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), api::require_key));
     Router::new()
         .route("/ws", get(transport::ws::upgrade))

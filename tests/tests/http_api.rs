@@ -204,3 +204,67 @@ async fn stats_report_rates_over_the_last_minute() {
     assert!(rates["connections_per_sec"].as_f64().unwrap() > 0.0, "{rates}");
     assert!(rates["deliveries_per_sec"].as_f64().unwrap() > 0.0, "{rates}");
 }
+
+/// One sample's value in an OpenMetrics exposition, by its full name and labels.
+fn sample(text: &str, series: &str) -> Option<f64> {
+    text.lines().find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.trim().parse().ok())
+}
+
+async fn scrape(server: &TestServer, key: Option<&str>) -> (u16, String, String) {
+    let mut request = http().get(server.http("/metrics"));
+    if let Some(key) = key {
+        request = request.bearer_auth(key);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    let kind = response
+        .headers()
+        .get("content-type")
+        .map_or(String::new(), |v| v.to_str().unwrap_or_default().to_owned());
+    (status, kind, response.text().await.unwrap())
+}
+
+#[tokio::test]
+async fn metrics_expose_the_hub_and_their_counters_move() {
+    let mut config = switchboard_tests::test_config();
+    config.api.key = Some("metrics-key".into());
+    let server = TestServer::start_with(config).await;
+    let (status, _, _) = scrape(&server, None).await;
+    assert_eq!(status, 401, "behind the admin key");
+    let (status, kind, before) = scrape(&server, Some("metrics-key")).await;
+    assert_eq!(status, 200);
+    assert!(kind.starts_with("application/openmetrics-text"), "{kind}");
+    assert!(before.trim_end().ends_with("# EOF"), "{before}");
+    assert_eq!(sample(&before, "switchboard_messages_total"), Some(0.0), "{before}");
+    assert!(before.contains("# TYPE switchboard_messages counter"), "{before}");
+
+    let (alice, _a) = connect(&server, "alice").await;
+    let (bob, _b) = connect(&server, "bob").await;
+    alice.join("general").await.unwrap();
+    bob.join("general").await.unwrap();
+    alice.publish("general", "chat", 1).await.unwrap();
+    alice.send("bob", "dm", 2).await.unwrap();
+    // A refused upgrade, counted by its code.
+    let refused = http().get(server.http("/ws?user_id=carol")).send().await.unwrap();
+    assert_eq!(refused.status().as_u16(), 426);
+    bob.close().await;
+
+    let after = switchboard_tests::eventually("bob's disconnect counted", || async {
+        let (_, _, text) = scrape(&server, Some("metrics-key")).await;
+        sample(&text, r#"switchboard_disconnects_total{how="close_1000"}"#)
+            .or(sample(&text, r#"switchboard_disconnects_total{how="client_closed"}"#))
+            .map(|_| text)
+    })
+    .await;
+    assert_eq!(sample(&after, "switchboard_messages_total"), Some(2.0), "{after}");
+    assert_eq!(sample(&after, "switchboard_connections_accepted_total"), Some(2.0));
+    assert_eq!(sample(&after, "switchboard_connections"), Some(1.0));
+    assert_eq!(sample(&after, "switchboard_rooms"), Some(1.0));
+    assert!(sample(&after, "switchboard_deliveries_total").unwrap() >= 3.0, "{after}");
+    assert_eq!(
+        sample(&after, r#"switchboard_connections_refused_total{code="not_websocket"}"#),
+        Some(1.0),
+        "{after}"
+    );
+    assert!(sample(&after, "switchboard_uptime_seconds").is_some());
+}

@@ -8,6 +8,8 @@
 //! broadcast to every connection.
 
 mod error;
+mod metrics;
+pub(crate) use metrics::metrics;
 
 pub use error::{ApiError, ApiJson};
 

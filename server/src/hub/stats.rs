@@ -4,6 +4,8 @@
 use serde::Serialize;
 
 pub use super::rates::Rates;
+use std::collections::BTreeMap;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Monotonic counters of this node since it started.
@@ -13,6 +15,12 @@ pub(crate) struct Counters {
     messages_total: AtomicU64,
     deliveries_total: AtomicU64,
     slow_consumers_total: AtomicU64,
+    rate_limited_total: AtomicU64,
+    /// Refused upgrades by error code. A map behind a lock: it changes once
+    /// per refusal, never on the message path.
+    refused: Mutex<BTreeMap<&'static str, u64>>,
+    /// Ended sessions by how they ended (`close_4000`, `client_closed`, …).
+    ended: Mutex<BTreeMap<String, u64>>,
 }
 
 impl Counters {
@@ -32,6 +40,32 @@ impl Counters {
         self.slow_consumers_total.fetch_add(1, Ordering::Relaxed);
     }
 
+    pub(crate) fn rate_limited(&self) {
+        self.rate_limited_total.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn refused(&self, code: &'static str) {
+        *lock(&self.refused).entry(code).or_default() += 1;
+    }
+
+    pub(crate) fn ended(&self, how: String) {
+        *lock(&self.ended).entry(how).or_default() += 1;
+    }
+
+    pub(crate) fn rate_limited_total(&self) -> u64 {
+        self.rate_limited_total.load(Ordering::Relaxed)
+    }
+
+    /// Refused upgrades so far, by error code.
+    pub(crate) fn refusals(&self) -> Vec<(&'static str, u64)> {
+        lock(&self.refused).iter().map(|(code, n)| (*code, *n)).collect()
+    }
+
+    /// Ended sessions so far, by how they ended.
+    pub(crate) fn endings(&self) -> Vec<(String, u64)> {
+        lock(&self.ended).iter().map(|(how, n)| (how.clone(), *n)).collect()
+    }
+
     pub(crate) fn connections_total(&self) -> u64 {
         self.connections_total.load(Ordering::Relaxed)
     }
@@ -47,6 +81,10 @@ impl Counters {
     pub(crate) fn slow_consumers_total(&self) -> u64 {
         self.slow_consumers_total.load(Ordering::Relaxed)
     }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// A snapshot of the hub, as `GET /api/stats` returns it.

@@ -94,6 +94,18 @@ enum Ended {
     Unregistered,
 }
 
+impl Ended {
+    /// The `how` label of `switchboard_disconnects_total`.
+    fn label(self) -> &'static str {
+        match self {
+            Ended::ClientClosed => "client_closed",
+            Ended::Dropped => "dropped",
+            Ended::NetworkError => "network_error",
+            Ended::Unregistered => "unregistered",
+        }
+    }
+}
+
 impl std::fmt::Display for Ended {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
@@ -229,13 +241,18 @@ impl<S: Socket> Session<S> {
     /// Closes the connection as `flow` says, leaves the hub and announces
     /// the rooms its user left.
     async fn finish(&mut self, flow: Flow) {
+        let counters = &self.state.hub().counters;
         let reason = match flow {
             Flow::Close(code, reason) => {
+                counters.ended(format!("close_{}", code.0));
                 debug!(session = %self.id.simple(), %code, %reason, "closing");
                 self.close(code, &reason).await;
                 format!("closed with {code}")
             }
-            Flow::Gone(ended) => ended.to_string(),
+            Flow::Gone(ended) => {
+                counters.ended(ended.label().to_owned());
+                ended.to_string()
+            }
             Flow::Continue => "ended".to_owned(),
         };
         for (room, user) in self.state.hub().unregister(self.outbound.key) {
@@ -424,6 +441,7 @@ impl<S: Socket> Session<S> {
         if self.limiter.check().is_ok() {
             return Ok(());
         }
+        self.state.hub().counters.rate_limited();
         let now = Instant::now();
         if now.duration_since(self.refused.0) > Duration::from_secs(10) {
             self.refused = (now, 0);

@@ -54,20 +54,20 @@ pub(crate) async fn upgrade(
 ) -> Response {
     let Query(query) = match query {
         Ok(query) => query,
-        Err(rejection) => return ApiError::BadRequest(rejection.body_text()).into_response(),
+        Err(rejection) => return refused(&state, ApiError::BadRequest(rejection.body_text())),
     };
     let resolved = match identity::resolve(&query, &headers, state.auth()) {
         Ok(resolved) => resolved,
-        Err(err) => return ApiError::Auth(err).into_response(),
+        Err(err) => return refused(&state, ApiError::Auth(err)),
     };
     if let Some(room) = &query.room {
         if let Err(err) = validate_name(room) {
-            return ApiError::InvalidName { field: "room", reason: err }.into_response();
+            return refused(&state, ApiError::InvalidName { field: "room", reason: err });
         }
     }
     let handshake = match handshake {
         Ok(handshake) => handshake,
-        Err(err) => return err.into_response(),
+        Err(err) => return refused(&state, err),
     };
     let user = match &resolved {
         Resolved::Known(identity) => Some(identity.user.clone()),
@@ -75,7 +75,7 @@ pub(crate) async fn upgrade(
     };
     let ticket = match state.admission().admit(&state, peer, &headers, user.as_deref()) {
         Ok(ticket) => ticket,
-        Err(err) => return err.into_response(),
+        Err(err) => return refused(&state, err),
     };
     let limits = &state.config().limits;
     let tasks = state.tasks().clone();
@@ -97,6 +97,13 @@ pub(crate) async fn upgrade(
     let admitted = Box::new(Admitted { state, resolved, start, config, ticket });
     tasks.spawn(connection(pending, admitted));
     response
+}
+
+/// A refused upgrade: counted by its code (the `/metrics` family
+/// `switchboard_connections_refused_total`), then answered.
+fn refused(state: &AppState, err: ApiError) -> Response {
+    state.hub().counters.refused(err.code());
+    err.into_response()
 }
 
 /// An upgrade that passed the gates, waiting for its socket.

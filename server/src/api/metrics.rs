@@ -1,0 +1,116 @@
+//! `GET /metrics`: this node's figures for Prometheus, in the OpenMetrics
+//! text format (which Prometheus scrapes as it does its own), encoded with
+//! `prometheus-client`.
+//!
+//! Nothing is kept for it between scrapes: each scrape reads the hub's
+//! counters (the atomics and small maps the hub already keeps) into a fresh
+//! registry, so the message path pays nothing for metrics. Names follow
+//! Prometheus conventions: a `switchboard_` prefix, `_total` on counters,
+//! base units.
+
+use axum::extract::State;
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::{Registry, Unit};
+
+use crate::AppState;
+
+/// The media type of the OpenMetrics text format.
+const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// One label set: name and value.
+type Labels = Vec<(&'static str, String)>;
+
+/// `GET /metrics` (behind the admin key when one is set).
+pub(crate) async fn metrics(State(state): State<AppState>) -> Response {
+    let text = render(&state);
+    ([(header::CONTENT_TYPE, CONTENT_TYPE)], text).into_response()
+}
+
+/// The exposition of this node's figures.
+pub(crate) fn render(state: &AppState) -> String {
+    let hub = state.hub();
+    let counters = &hub.counters;
+    let mut registry = Registry::with_prefix("switchboard");
+    let gauge = |registry: &mut Registry, name: &str, help: &str, value: u64| {
+        let metric = Gauge::<i64>::default();
+        metric.set(i64::try_from(value).unwrap_or(i64::MAX));
+        registry.register(name, help, metric);
+    };
+    let counter = |registry: &mut Registry, name: &str, help: &str, value: u64| {
+        let metric = Counter::<u64>::default();
+        metric.inc_by(value);
+        registry.register(name, help, metric);
+    };
+    gauge(
+        &mut registry,
+        "connections",
+        "Open WebSocket connections",
+        hub.connection_count() as u64,
+    );
+    gauge(&mut registry, "users", "Distinct users connected", hub.user_count() as u64);
+    gauge(&mut registry, "rooms", "Rooms with at least one member", hub.room_count() as u64);
+    if let Ok(streams) = state.streams().store().stream_count() {
+        gauge(&mut registry, "history_streams", "Streams the history store holds", streams as u64);
+    }
+    counter(
+        &mut registry,
+        "connections_accepted",
+        "WebSocket connections accepted",
+        counters.connections_total(),
+    );
+    counter(
+        &mut registry,
+        "messages",
+        "Messages accepted (room publishes, private sends, API sends and broadcasts)",
+        counters.messages_total(),
+    );
+    counter(
+        &mut registry,
+        "deliveries",
+        "Frames queued to connections, one per recipient",
+        counters.deliveries_total(),
+    );
+    counter(
+        &mut registry,
+        "slow_consumers",
+        "Connections closed because their outbound queue overflowed",
+        counters.slow_consumers_total(),
+    );
+    counter(
+        &mut registry,
+        "rate_limited_frames",
+        "Client frames refused by the per-connection rate limit",
+        counters.rate_limited_total(),
+    );
+    let refused = Family::<Labels, Counter>::default();
+    for (code, n) in counters.refusals() {
+        refused.get_or_create(&vec![("code", code.to_owned())]).inc_by(n);
+    }
+    registry.register(
+        "connections_refused",
+        "WebSocket upgrades refused, by the error code of the answer",
+        refused,
+    );
+    let ended = Family::<Labels, Counter>::default();
+    for (how, n) in counters.endings() {
+        ended.get_or_create(&vec![("how", how)]).inc_by(n);
+    }
+    registry.register(
+        "disconnects",
+        "Sessions ended: close_<code> when the hub closed them, else client_closed, dropped or network_error",
+        ended,
+    );
+    let uptime = Gauge::<i64>::default();
+    uptime.set(i64::try_from(state.uptime().as_secs()).unwrap_or(i64::MAX));
+    registry.register_with_unit("uptime", "Time since the hub started", Unit::Seconds, uptime);
+    let mut text = String::new();
+    if let Err(err) = encode(&mut text, &registry) {
+        tracing::error!(%err, "metrics not encoded");
+    }
+    text
+}
