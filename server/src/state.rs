@@ -235,42 +235,40 @@ impl AppState {
                 }
             });
             // The counters once a second, for the rates of the last minute.
-            let weak = Arc::downgrade(&self.inner);
-            let shutdown = self.inner.shutdown.clone();
-            tokio::spawn(async move {
-                let mut ticker = tokio::time::interval(Duration::from_secs(1));
-                ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-                loop {
-                    tokio::select! {
-                        () = shutdown.cancelled() => break,
-                        _ = ticker.tick() => {}
-                    }
-                    let Some(inner) = weak.upgrade() else { break };
-                    let counters = &inner.hub.counters;
-                    let totals = Totals {
-                        messages: counters.messages_total(),
-                        connections: counters.connections_total(),
-                        deliveries: counters.deliveries_total(),
-                    };
-                    inner.rates.record(inner.started.elapsed().as_millis() as u64, totals);
-                }
+            self.every(Duration::from_secs(1), |inner| {
+                let counters = &inner.hub.counters;
+                let totals = Totals {
+                    messages: counters.messages_total(),
+                    connections: counters.connections_total(),
+                    deliveries: counters.deliveries_total(),
+                };
+                inner.rates.record(inner.started.elapsed().as_millis() as u64, totals);
             });
             // Large rooms' occupancy counts, coalesced over one interval.
-            let weak = Arc::downgrade(&self.inner);
-            let shutdown = self.inner.shutdown.clone();
             let every = Duration::from_millis(self.inner.config.rooms.occupancy_interval_ms);
-            tokio::spawn(async move {
-                let mut ticker = tokio::time::interval(every);
-                ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-                loop {
-                    tokio::select! {
-                        () = shutdown.cancelled() => break,
-                        _ = ticker.tick() => {}
-                    }
-                    let Some(inner) = weak.upgrade() else { break };
-                    inner.hub.send_occupancy();
-                }
+            self.every(every, |inner| {
+                inner.hub.send_occupancy();
             });
+        });
+    }
+
+    /// Runs `work` every `period` until shutdown, or until the state is
+    /// dropped: the task holds it weakly, so it never keeps a stopped hub
+    /// alive.
+    fn every(&self, period: Duration, work: impl Fn(&Inner) + Send + 'static) {
+        let weak = Arc::downgrade(&self.inner);
+        let shutdown = self.inner.shutdown.clone();
+        tokio::spawn(async move {
+            let mut ticker = tokio::time::interval(period);
+            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    () = shutdown.cancelled() => break,
+                    _ = ticker.tick() => {}
+                }
+                let Some(inner) = weak.upgrade() else { break };
+                work(&inner);
+            }
         });
     }
 
