@@ -3,7 +3,7 @@
 
 use serde_json::json;
 use switchboard_sdk::Client;
-use switchboard_tests::{Event, TIMEOUT, TestServer, connect, fast_reconnect, record};
+use switchboard_tests::{Event, Events, TIMEOUT, TestServer, connect, fast_reconnect, record};
 
 /// A loopback URL where nothing listens.
 fn dead_url() -> String {
@@ -13,17 +13,23 @@ fn dead_url() -> String {
     format!("ws://{addr}/ws")
 }
 
-#[tokio::test]
-async fn a_client_whose_first_url_is_down_connects_through_the_next() {
-    let server = TestServer::start().await;
-    let client = Client::builder(dead_url())
-        .fallbacks([server.ws_url()])
+/// Alice, connected through `first` or else `fallback`, with her events recorded.
+async fn alice(first: String, fallback: String) -> (Client, Events) {
+    let client = Client::builder(first)
+        .fallbacks([fallback])
         .user("alice")
         .reconnect(fast_reconnect())
         .build()
         .unwrap();
-    let mut events = record(&client);
+    let events = record(&client);
     tokio::time::timeout(TIMEOUT, client.connect()).await.expect("in time").expect("connects");
+    (client, events)
+}
+
+#[tokio::test]
+async fn a_client_whose_first_url_is_down_connects_through_the_next() {
+    let server = TestServer::start().await;
+    let (client, mut events) = alice(dead_url(), server.ws_url()).await;
     client.join("lobby").await.unwrap();
     let (bob, _bob_events) = connect(&server, "bob").await;
     bob.join("lobby").await.unwrap();
@@ -36,14 +42,7 @@ async fn a_client_whose_first_url_is_down_connects_through_the_next() {
 async fn when_its_node_goes_away_a_client_moves_to_the_next_url_and_rejoins() {
     let first = TestServer::start().await;
     let second = TestServer::start().await;
-    let client = Client::builder(first.ws_url())
-        .fallbacks([second.ws_url()])
-        .user("alice")
-        .reconnect(fast_reconnect())
-        .build()
-        .unwrap();
-    let mut events = record(&client);
-    tokio::time::timeout(TIMEOUT, client.connect()).await.expect("in time").expect("connects");
+    let (client, mut events) = alice(first.ws_url(), second.ws_url()).await;
     client.join("lobby").await.unwrap();
     events.wait_for("the first join", |e| matches!(e, Event::Joined(_))).await;
 
