@@ -6,7 +6,7 @@
 //! `SWITCHBOARD_<SECTION>__<KEY>`, see [`crate::env`], and the flags' own),
 //! command-line flags.
 
-use clap::{Parser, ValueEnum};
+use clap::{CommandFactory, Parser, ValueEnum};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
@@ -96,6 +96,16 @@ impl Cli {
         self.config_with(std::env::vars())
     }
 
+    /// The environment variables of the flags (`SWITCHBOARD_BIND`, …), read
+    /// from the flags' own declarations.
+    pub fn flag_variables() -> Vec<String> {
+        Cli::command()
+            .get_arguments()
+            .filter_map(|arg| arg.get_env())
+            .map(|name| name.to_string_lossy().into_owned())
+            .collect()
+    }
+
     /// [`Cli::config`] with the environment given as `vars`.
     pub fn config_with(
         &self,
@@ -105,7 +115,7 @@ impl Cli {
             Some(path) => Config::load(path)?,
             None => Config::default(),
         };
-        let mut config = crate::env::apply(config, vars)?;
+        let mut config = crate::env::apply(config, vars, &Cli::flag_variables())?;
         if let Some(bind) = self.bind {
             config.bind = bind;
         }
@@ -158,6 +168,15 @@ impl Cli {
 mod tests {
     use super::*;
 
+    /// A `hub.toml` holding `text` in a fresh folder of its own: (folder, file).
+    fn config_file(tag: &str, text: &str) -> (PathBuf, PathBuf) {
+        let dir = std::env::temp_dir().join(format!("switchboard-{tag}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("hub.toml");
+        std::fs::write(&file, text).unwrap();
+        (dir, file)
+    }
+
     #[test]
     fn no_arguments_means_defaults() {
         let cli = Cli::try_parse_from(["switchboard"]).unwrap();
@@ -169,10 +188,7 @@ mod tests {
 
     #[test]
     fn flags_override_the_file() {
-        let dir = std::env::temp_dir().join(format!("switchboard-cli-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let file = dir.join("hub.toml");
-        std::fs::write(&file, "bind = \"127.0.0.1:9000\"\nserver_name = \"hq\"\n").unwrap();
+        let (dir, file) = config_file("cli", "bind = \"127.0.0.1:9000\"\nserver_name = \"hq\"\n");
         let cli = Cli::try_parse_from([
             "switchboard",
             "--config",
@@ -192,10 +208,8 @@ mod tests {
 
     #[test]
     fn variables_beat_the_file_and_flags_beat_variables() {
-        let dir = std::env::temp_dir().join(format!("switchboard-env-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let file = dir.join("hub.toml");
-        std::fs::write(&file, "[limits]\nmessages_per_sec = 3\nmax_connections = 9\n").unwrap();
+        let (dir, file) =
+            config_file("env", "[limits]\nmessages_per_sec = 3\nmax_connections = 9\n");
         let cli = Cli::try_parse_from([
             "switchboard",
             "--config",

@@ -15,8 +15,9 @@
 //! arrays, anything else a string. A variable that names no setting, or holds
 //! the wrong type, is refused with [`ConfigError::Env`], never ignored. The
 //! variables of the command-line flags (`SWITCHBOARD_CONFIG`,
-//! `SWITCHBOARD_LOG`, `SWITCHBOARD_MAX_CONNECTIONS`, …, see
-//! [`Cli`](crate::cli::Cli)) are the flags' own and are left to them.
+//! `SWITCHBOARD_LOG`, `SWITCHBOARD_MAX_CONNECTIONS`, …, as
+//! [`Cli::flag_variables`](crate::cli::Cli::flag_variables) lists them) are
+//! the flags' own and are left to them.
 //!
 //! Layered with [figment](https://docs.rs/figment): the configuration so far
 //! is the base, each variable a value on top.
@@ -31,37 +32,26 @@ use crate::error::ConfigError;
 /// The prefix of every variable.
 pub const PREFIX: &str = "SWITCHBOARD_";
 
-/// Variables without a section separator that belong to command-line flags,
-/// not to configuration keys.
-const FLAG_VARIABLES: &[&str] = &[
-    "CONFIG",
-    "LOG",
-    "LOG_FORMAT",
-    "HEARTBEAT_INTERVAL_MS",
-    "HEARTBEAT_TIMEOUT_MS",
-    "MAX_MESSAGE_BYTES",
-    "MAX_CONNECTIONS",
-    "OUTBOUND_QUEUE_MESSAGES",
-    "OUTBOUND_QUEUE_BYTES",
-    "HISTORY_STORE",
-    "HISTORY_PATH",
-    "API_KEY",
-    "JWT_SECRET",
-];
-
-/// `config` with every `SWITCHBOARD_…` variable of `vars` set on top.
+/// `config` with every `SWITCHBOARD_…` variable of `vars` set on top, except
+/// `flag_variables`, which belong to command-line flags (their full names,
+/// as [`Cli::flag_variables`](crate::cli::Cli::flag_variables) lists them).
 pub fn apply(
     config: Config,
     vars: impl IntoIterator<Item = (String, String)>,
+    flag_variables: &[String],
 ) -> Result<Config, ConfigError> {
     let mut layered = Figment::from(Serialized::defaults(&config));
     let mut any = false;
+    // A flag's variable that is also a key's (`SWITCHBOARD_BIND`) sets the
+    // same value either way; the others (`SWITCHBOARD_MAX_CONNECTIONS`) name
+    // no key of their own.
+    let settings = variables();
     for (name, raw) in vars {
-        let Some(rest) = name.strip_prefix(PREFIX) else { continue };
-        let rest = rest.to_ascii_uppercase();
-        if !rest.contains("__") && FLAG_VARIABLES.contains(&rest.as_str()) {
+        if flag_variables.contains(&name) && !settings.contains(&name) {
             continue;
         }
+        let Some(rest) = name.strip_prefix(PREFIX) else { continue };
+        let rest = rest.to_ascii_uppercase();
         let path = rest.to_ascii_lowercase().replace("__", ".");
         if path.is_empty() || path.split('.').any(str::is_empty) {
             return Err(ConfigError::Env(format!("{name} names no setting")));
@@ -132,6 +122,12 @@ fn collect(dict: &Dict, at: &str, out: &mut Vec<String>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cli::Cli;
+
+    /// `apply` with the real flags' variables left out.
+    fn apply(config: Config, vars: Vec<(String, String)>) -> Result<Config, ConfigError> {
+        super::apply(config, vars, &Cli::flag_variables())
+    }
 
     fn vars(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
         pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()

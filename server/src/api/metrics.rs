@@ -33,8 +33,9 @@ pub(crate) async fn metrics(State(state): State<AppState>) -> Response {
 
 /// The exposition of this node's figures.
 pub(crate) fn render(state: &AppState) -> String {
-    let hub = state.hub();
-    let counters = &hub.counters;
+    // The same snapshot `/api/stats` reports, so the two never disagree.
+    let stats = state.stats();
+    let counters = &state.hub().counters;
     let mut registry = Registry::with_prefix("switchboard");
     let gauge = |registry: &mut Registry, name: &str, help: &str, value: u64| {
         let metric = Gauge::<i64>::default();
@@ -46,40 +47,35 @@ pub(crate) fn render(state: &AppState) -> String {
         metric.inc_by(value);
         registry.register(name, help, metric);
     };
-    gauge(
-        &mut registry,
-        "connections",
-        "Open WebSocket connections",
-        hub.connection_count() as u64,
-    );
-    gauge(&mut registry, "users", "Distinct users connected", hub.user_count() as u64);
-    gauge(&mut registry, "rooms", "Rooms with at least one member", hub.room_count() as u64);
-    if let Ok(streams) = state.streams().store().stream_count() {
-        gauge(&mut registry, "history_streams", "Streams the history store holds", streams as u64);
+    gauge(&mut registry, "connections", "Open WebSocket connections", stats.connections);
+    gauge(&mut registry, "users", "Distinct users connected", stats.users);
+    gauge(&mut registry, "rooms", "Rooms with at least one member", stats.rooms);
+    if let Some(streams) = stats.streams {
+        gauge(&mut registry, "history_streams", "Streams the history store holds", streams);
     }
     counter(
         &mut registry,
         "connections_accepted",
         "WebSocket connections accepted",
-        counters.connections_total(),
+        stats.connections_total,
     );
     counter(
         &mut registry,
         "messages",
         "Messages accepted (room publishes, private sends, API sends and broadcasts)",
-        counters.messages_total(),
+        stats.messages_total,
     );
     counter(
         &mut registry,
         "deliveries",
         "Frames queued to connections, one per recipient",
-        counters.deliveries_total(),
+        stats.deliveries_total,
     );
     counter(
         &mut registry,
         "slow_consumers",
         "Connections closed because their outbound queue overflowed",
-        counters.slow_consumers_total(),
+        stats.slow_consumers_total,
     );
     counter(
         &mut registry,
@@ -106,7 +102,7 @@ pub(crate) fn render(state: &AppState) -> String {
         ended,
     );
     let uptime = Gauge::<i64>::default();
-    uptime.set(i64::try_from(state.uptime().as_secs()).unwrap_or(i64::MAX));
+    uptime.set(i64::try_from(stats.uptime_ms / 1000).unwrap_or(i64::MAX));
     registry.register_with_unit("uptime", "Time since the hub started", Unit::Seconds, uptime);
     let mut text = String::new();
     if let Err(err) = encode(&mut text, &registry) {
