@@ -268,3 +268,27 @@ async fn metrics_expose_the_hub_and_their_counters_move() {
     );
     assert!(sample(&after, "switchboard_uptime_seconds").is_some());
 }
+
+#[tokio::test]
+async fn frames_refused_by_the_rate_limit_are_counted_in_metrics() {
+    use switchboard_protocol::{ErrorCode, ServerFrame};
+    use switchboard_tests::{raw_connect, raw_next, raw_send};
+
+    let mut config = switchboard_tests::test_config();
+    config.limits.messages_per_sec = 1;
+    let server = TestServer::start_with(config).await;
+    let (mut socket, _) = raw_connect(&server, "flooder").await;
+    // A burst of twice the rate passes; the third frame is refused.
+    for n in 0..3 {
+        raw_send(&mut socket, &format!(r#"{{"type":"ping","id":"p{n}"}}"#)).await;
+    }
+    let refused = loop {
+        match raw_next(&mut socket).await {
+            ServerFrame::Error(error) => break error,
+            _ => continue,
+        }
+    };
+    assert_eq!(refused.code, ErrorCode::RATE_LIMITED);
+    let (_, _, text) = scrape(&server, None).await;
+    assert_eq!(sample(&text, "switchboard_rate_limited_frames_total"), Some(1.0), "{text}");
+}
