@@ -60,6 +60,10 @@ pub struct Cli {
     /// HS256 secret for connection tokens (switches insecure mode off).
     #[arg(long, env = "SWITCHBOARD_JWT_SECRET", hide_env_values = true)]
     pub jwt_secret: Option<String>,
+    /// Redis for multi-node mode (`redis://host:6379`): every hub pointed
+    /// at the same Redis (and `redis.prefix`) is one hub. None: one node.
+    #[arg(long, env = "SWITCHBOARD_REDIS_URL", hide_env_values = true)]
+    pub redis_url: Option<String>,
     /// Log filter, in `tracing` EnvFilter syntax [default: info].
     #[arg(long, env = "SWITCHBOARD_LOG", default_value = "info")]
     pub log: String,
@@ -155,6 +159,9 @@ impl Cli {
         }
         if let Some(secret) = &self.jwt_secret {
             config.auth.jwt_secret = Some(secret.clone());
+        }
+        if let Some(url) = &self.redis_url {
+            config.redis.url = Some(url.clone());
         }
         if let Some(path) = &self.history_path {
             config.history.path = path.clone();

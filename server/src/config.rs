@@ -47,6 +47,9 @@ pub struct Config {
     pub permissions: PermissionsConfig,
     /// How long shutdown waits for connections to close, in milliseconds (default 5000).
     pub shutdown_grace_ms: u64,
+    /// Multi-node mode: several hubs sharing one Redis behave as one hub.
+    /// Off (a single node, nothing shared) unless `redis.url` is set.
+    pub redis: RedisConfig,
 }
 
 impl Default for Config {
@@ -64,6 +67,7 @@ impl Default for Config {
             api: ApiConfig::default(),
             permissions: PermissionsConfig::default(),
             shutdown_grace_ms: 5_000,
+            redis: RedisConfig::default(),
         }
     }
 }
@@ -389,6 +393,44 @@ impl AuthConfig {
     }
 }
 
+/// Multi-node mode on Redis (7.0 or later). With `url` set, streams
+/// (offsets, history, inboxes), fan-out, presence and request ids live in
+/// Redis, shared by every hub pointed at it; see `docs/SCALING.md`.
+///
+/// ```toml
+/// [redis]
+/// url = "redis://127.0.0.1:6379"
+/// prefix = "chat-prod"
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RedisConfig {
+    /// `redis://[user:password@]host:port[/db]`; none for a single node
+    /// (the default).
+    pub url: Option<String>,
+    /// Starts every key and channel the hub uses (default `"switchboard"`),
+    /// so several deployments can share one Redis server.
+    pub prefix: String,
+    /// How long one Redis request may take before the client's request
+    /// fails with `unavailable` (default 1000 ms). Also the connect timeout.
+    pub timeout_ms: u64,
+    /// A node that has not refreshed its heartbeat for this long is dead:
+    /// another node removes its presence entries and announces its users'
+    /// leaves (default 10,000 ms; heartbeats go every third of it).
+    pub node_ttl_ms: u64,
+}
+
+impl Default for RedisConfig {
+    fn default() -> Self {
+        RedisConfig {
+            url: None,
+            prefix: "switchboard".to_owned(),
+            timeout_ms: 1_000,
+            node_ttl_ms: 10_000,
+        }
+    }
+}
+
 /// The HTTP admin API.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -565,6 +607,17 @@ impl Config {
         }
         if self.server_name.is_empty() {
             return invalid("server_name must not be empty");
+        }
+        if let Some(url) = &self.redis.url {
+            if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
+                return invalid("redis.url must start with redis:// (or rediss://)");
+            }
+            if self.redis.prefix.is_empty() || self.redis.prefix.chars().any(char::is_control) {
+                return invalid("redis.prefix must be non-empty, without control characters");
+            }
+            if self.redis.timeout_ms == 0 || self.redis.node_ttl_ms < 3 * 100 {
+                return invalid("redis.timeout_ms must be > 0 and redis.node_ttl_ms at least 300");
+            }
         }
         Ok(())
     }

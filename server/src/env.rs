@@ -89,6 +89,15 @@ pub fn masked_toml(config: &Config) -> String {
     };
     mask(&mut shown.auth.jwt_secret);
     mask(&mut shown.api.key);
+    // A Redis URL may carry a password: `redis://user:secret@host` shows
+    // as `redis://********@host`.
+    if let Some(url) = &mut shown.redis.url {
+        if let (Some(scheme), Some(at)) = (url.find("://"), url.rfind('@')) {
+            if at > scheme + 3 {
+                url.replace_range(scheme + 3..at, "********");
+            }
+        }
+    }
     toml::to_string(&shown)
         .unwrap_or_else(|err| format!("# cannot show the configuration: {err}\n"))
 }
@@ -199,6 +208,7 @@ mod tests {
     fn printed_configuration_masks_secrets_and_reads_back() {
         let mut config = Config::default();
         config.auth.jwt_secret = Some("s3cret".to_owned());
+        config.redis.url = Some("redis://app:s3cret@127.0.0.1:6379/2".to_owned());
         config.api.key = Some("k3y".to_owned());
         let printed = masked_toml(&config);
         assert!(!printed.contains("s3cret") && !printed.contains("k3y"), "{printed}");

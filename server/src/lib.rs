@@ -41,12 +41,17 @@
 //!   (`token_alarm.rs`).
 //! - `hub/`: this node's registry and fan-out ([`Hub`]): rooms and their
 //!   presence (`room.rs`), each connection's bounded queue (`outbound.rs`),
-//!   stream offsets and replay (`streams.rs`), recent request ids
+//!   stream offsets and replay (`streams.rs`), presence as sessions and the
+//!   API see it, local or cluster-wide (`presence.rs`), recent request ids
 //!   (`ids.rs`), counters (`stats.rs`) and their rates over the last minute
 //!   (`rates.rs`), and the operations the session,
 //!   the API and SSE share (`operations.rs`).
 //! - [`broker`]: the [`Broker`] trait that carries deliveries between nodes;
-//!   [`MemoryBroker`] for a single node.
+//!   [`MemoryBroker`] for a single node, [`RedisBroker`] for a cluster.
+//! - `cluster/`: multi-node mode on Redis (`redis.url`): streams whose
+//!   offsets Redis assigns, the subscription that delivers the cluster's
+//!   messages here and repairs gaps, presence counted per node, request
+//!   ids, node heartbeats. Nothing else speaks Redis.
 //! - [`store`]: history per stream behind [`HistoryStore`], in memory or on disk.
 //! - [`api`]: the HTTP admin API and its [`ApiError`].
 //! - [`config`]: [`Config`] and every default; [`cli`]: flags and their
@@ -59,6 +64,7 @@
 pub mod api;
 pub mod broker;
 pub mod cli;
+mod cluster;
 pub mod config;
 pub mod env;
 mod error;
@@ -73,7 +79,7 @@ pub mod store;
 mod transport;
 
 pub use api::ApiError;
-pub use broker::MemoryBroker;
+pub use broker::{MemoryBroker, RedisBroker};
 pub use broker::{Broker, BrokerError, Delivery, DeliveryKind, Target};
 pub use config::Config;
 pub use error::{ConfigError, Error, Result};
@@ -153,6 +159,17 @@ pub async fn serve(
     let config = state.config();
     let header_timeout = std::time::Duration::from_millis(config.limits.handshake_timeout_ms);
     let grace = std::time::Duration::from_millis(config.shutdown_grace_ms);
+    if let Some(up) = state.redis_up() {
+        // Accepting before the subscription is in place could let a
+        // connection miss a message published in between; without Redis
+        // the node serves anyway, and says so in /health.
+        let wait = std::time::Duration::from_millis(config.redis.timeout_ms.saturating_mul(3));
+        if tokio::time::timeout(wait, state.subscribed()).await.is_err() || !up {
+            tracing::warn!("serving before the redis subscription is in place: redis unreachable");
+        } else {
+            tracing::info!(node = state.node_id().unwrap_or_default(), "joined the cluster");
+        }
+    }
     let stopper = state.clone();
     let shutdown = async move {
         shutdown.await;

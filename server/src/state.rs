@@ -1,8 +1,10 @@
 //! [`AppState`]: everything a request or a session needs, cheap to clone.
 //!
-//! It owns this node's [`Hub`], its [`Broker`], the connection slots that
-//! enforce `limits.max_connections`, and the shutdown signal with the task
-//! tracker that lets shutdown wait for sessions to say goodbye.
+//! It owns this node's [`Hub`], its [`Broker`], its streams and request
+//! ids (in this process, or in Redis in multi-node mode), the connection
+//! slots that enforce `limits.max_connections`, the background tasks, and
+//! the shutdown signal with the task tracker that lets shutdown wait for
+//! sessions to say goodbye.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -11,10 +13,12 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::broker::Broker;
+use crate::broker::{Broker, RedisBroker};
+use crate::cluster::Cluster;
+use crate::cluster::subscriber::Subscriber;
 use crate::config::{Permissions, StoreKind};
 use crate::error::ConfigError;
-use crate::hub::ids::IdWindow;
+use crate::hub::ids::{IdWindow, RequestIds};
 use crate::hub::rates::{RateWindow, Totals};
 use crate::hub::stats::Stats;
 use crate::hub::streams::Streams;
@@ -25,8 +29,6 @@ use crate::{Config, Hub, MemoryBroker};
 
 /// How often expired ids and idle streams are dropped.
 const MAINTENANCE_EVERY: Duration = Duration::from_secs(60);
-/// An empty stream untouched this long is dropped (its epoch with it).
-const STREAM_IDLE_MS: u64 = 10 * 60 * 1000;
 
 /// Shared state of one hub node. Clones share everything.
 #[derive(Clone)]
@@ -42,7 +44,14 @@ struct Inner {
     permissions: Permissions,
     admission: Admission,
     streams: Streams,
-    ids: IdWindow,
+    ids: RequestIds,
+    /// The node's link to Redis in multi-node mode.
+    cluster: Option<Arc<Cluster>>,
+    /// Set when a presence count failed to reach Redis: the next heartbeat
+    /// rewrites this node's entries.
+    presence_stale: std::sync::atomic::AtomicBool,
+    /// Cancelled once the node's Redis subscription is in place.
+    subscribed: CancellationToken,
     slots: Arc<Semaphore>,
     shutdown: CancellationToken,
     tasks: TaskTracker,
@@ -62,9 +71,13 @@ impl std::fmt::Debug for AppState {
 }
 
 impl AppState {
-    /// A single-node hub with the in-memory broker and the history store
-    /// the configuration names.
+    /// A hub as the configuration says: a node of a cluster on Redis when
+    /// `redis.url` is set, else a single node with the in-memory broker and
+    /// the history store the configuration names.
     pub fn new(config: Config) -> Result<AppState, ConfigError> {
+        if config.redis.url.is_some() {
+            return AppState::clustered(config);
+        }
         let store: Arc<dyn HistoryStore> = match config.history.store {
             StoreKind::Memory => Arc::new(MemoryStore::new()),
             StoreKind::Disk => Arc::new(
@@ -84,11 +97,46 @@ impl AppState {
         AppState::with_backends(config, Arc::new(MemoryStore::new()), make_broker)
     }
 
-    /// A hub with the given history store and broker.
+    /// A single-node hub with the given history store and broker.
     pub fn with_backends(
         config: Config,
         store: Arc<dyn HistoryStore>,
         make_broker: impl FnOnce(Arc<Hub>) -> Arc<dyn Broker>,
+    ) -> Result<AppState, ConfigError> {
+        let history = config.history.clone();
+        let ids = IdWindow::new(
+            Duration::from_secs(config.delivery.id_window_secs),
+            config.delivery.max_ids_per_user,
+        );
+        AppState::build(config, None, move |hub| {
+            (make_broker(hub), Streams::local(store, history), RequestIds::Local(ids))
+        })
+    }
+
+    /// A node of a cluster: streams, fan-out, presence and request ids in
+    /// the Redis at `redis.url`. Connects lazily: the node starts while
+    /// Redis is down, and says so in `/health`.
+    fn clustered(config: Config) -> Result<AppState, ConfigError> {
+        if config.history.store == StoreKind::Disk {
+            tracing::warn!("history.store = disk is not used with redis.url: history is in Redis");
+        }
+        let cluster = Arc::new(
+            Cluster::new(&config.redis).map_err(|e| ConfigError::Invalid(e.to_string()))?,
+        );
+        let history = config.history.clone();
+        let window = Duration::from_secs(config.delivery.id_window_secs);
+        let shared = cluster.clone();
+        AppState::build(config, Some(cluster), move |hub| {
+            let broker: Arc<dyn Broker> = Arc::new(RedisBroker::new(shared.clone()));
+            let streams = Streams::cluster(shared.clone(), hub, history);
+            (broker, streams, RequestIds::Cluster(shared, window))
+        })
+    }
+
+    fn build(
+        config: Config,
+        cluster: Option<Arc<Cluster>>,
+        backends: impl FnOnce(Arc<Hub>) -> (Arc<dyn Broker>, Streams, RequestIds),
     ) -> Result<AppState, ConfigError> {
         config.validate()?;
         let auth = Authenticator::new(&config.auth)?;
@@ -98,12 +146,7 @@ impl AppState {
             ack_members: config.rooms.join_ack_members,
             large_room: config.rooms.large_room,
         }));
-        let broker = make_broker(hub.clone());
-        let streams = Streams::new(store, config.history.clone());
-        let ids = IdWindow::new(
-            Duration::from_secs(config.delivery.id_window_secs),
-            config.delivery.max_ids_per_user,
-        );
+        let (broker, streams, ids) = backends(hub.clone());
         let slots = Arc::new(Semaphore::new(config.limits.max_connections));
         Ok(AppState {
             inner: Arc::new(Inner {
@@ -115,6 +158,9 @@ impl AppState {
                 admission,
                 streams,
                 ids,
+                cluster,
+                presence_stale: std::sync::atomic::AtomicBool::new(false),
+                subscribed: CancellationToken::new(),
                 slots,
                 shutdown: CancellationToken::new(),
                 tasks: TaskTracker::new(),
@@ -157,8 +203,39 @@ impl AppState {
         &self.inner.streams
     }
 
-    pub(crate) fn ids(&self) -> &IdWindow {
+    pub(crate) fn ids(&self) -> &RequestIds {
         &self.inner.ids
+    }
+
+    pub(crate) fn cluster(&self) -> Option<&Arc<Cluster>> {
+        self.inner.cluster.as_ref()
+    }
+
+    /// Marks this node's cluster presence as needing a rewrite.
+    pub(crate) fn presence_stale(&self) {
+        self.inner.presence_stale.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// This node's id in its cluster; `None` on a single node.
+    pub fn node_id(&self) -> Option<&str> {
+        self.inner.cluster.as_deref().map(|cluster| cluster.node.as_str())
+    }
+
+    /// Whether Redis answered the node's last request; `None` on a single
+    /// node.
+    pub fn redis_up(&self) -> Option<bool> {
+        self.inner.cluster.as_deref().map(Cluster::is_up)
+    }
+
+    /// Resolves once this node's Redis subscription is in place (at once on
+    /// a single node): from then on it hears every delivery of the cluster.
+    /// [`crate::serve`] waits for it before accepting connections, at most
+    /// `redis.timeout_ms`.
+    pub async fn subscribed(&self) {
+        if self.inner.cluster.is_some() {
+            self.start_maintenance();
+            self.inner.subscribed.cancelled().await;
+        }
     }
 
     pub(crate) fn slots(&self) -> &Arc<Semaphore> {
@@ -200,7 +277,7 @@ impl AppState {
                 "sessions still open after the shutdown grace period"
             );
         }
-        if let Err(err) = self.inner.streams.store().flush() {
+        if let Err(err) = self.inner.streams.flush() {
             tracing::error!(%err, "history not flushed");
         }
     }
@@ -229,7 +306,7 @@ impl AppState {
                     // A disk store's sweep is one write transaction over
                     // every stream: keep it off the async workers.
                     let sweep = move || {
-                        inner.streams.sweep(crate::transport::wire::now_ms(), STREAM_IDLE_MS)
+                        inner.streams.sweep(crate::transport::wire::now_ms(), crate::store::STREAM_IDLE_MS)
                     };
                     let _ = tokio::task::spawn_blocking(sweep).await;
                 }
@@ -244,12 +321,87 @@ impl AppState {
                 };
                 inner.rates.record(inner.started.elapsed().as_millis() as u64, totals);
             });
+            if let Some(cluster) = &self.inner.cluster {
+                self.start_cluster(cluster.clone());
+            }
             // Large rooms' occupancy counts, coalesced over one interval.
             let every = Duration::from_millis(self.inner.config.rooms.occupancy_interval_ms);
             self.every(every, |inner| {
                 inner.hub.send_occupancy();
             });
         });
+    }
+
+    /// The node's subscription to the cluster's deliveries, and its
+    /// heartbeat: alive, its figures, dead nodes buried and their users'
+    /// leaves announced, its own presence rewritten when Redis lost it.
+    fn start_cluster(&self, cluster: Arc<Cluster>) {
+        let subscriber = Subscriber {
+            cluster: cluster.clone(),
+            hub: Arc::downgrade(&self.inner.hub),
+            rules: self.inner.streams.rules().clone(),
+        };
+        let (shutdown, ready) = (self.inner.shutdown.clone(), self.inner.subscribed.clone());
+        tokio::spawn(subscriber.run(shutdown, ready));
+        let weak = Arc::downgrade(&self.inner);
+        let shutdown = self.inner.shutdown.clone();
+        let every = cluster.node_ttl / 3;
+        tokio::spawn(async move {
+            let mut ticker = tokio::time::interval(every);
+            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let mut first = true;
+            loop {
+                tokio::select! {
+                    () = shutdown.cancelled() => break,
+                    _ = ticker.tick() => {}
+                }
+                let Some(inner) = weak.upgrade() else { break };
+                let state = AppState { inner };
+                state.heartbeat(&cluster, first).await;
+                first = false;
+            }
+        });
+    }
+
+    /// One heartbeat of a node of a cluster.
+    async fn heartbeat(&self, cluster: &Cluster, first: bool) {
+        let figures = serde_json::json!({
+            "connections": self.inner.hub.connection_count(),
+            "users": self.inner.hub.user_count(),
+            "rooms": self.inner.hub.room_count(),
+            "messages_total": self.inner.hub.counters.messages_total(),
+            "deliveries_total": self.inner.hub.counters.deliveries_total(),
+        })
+        .to_string();
+        let Ok(beat) = cluster.heartbeat(&figures).await else { return };
+        let stale = self.inner.presence_stale.swap(false, std::sync::atomic::Ordering::Relaxed);
+        if (beat.was_unknown && !first) || stale {
+            tracing::info!("rewriting this node's presence in redis");
+            if let Err(err) = crate::hub::presence::resync(self).await {
+                tracing::warn!(%err, "presence not rewritten; trying again at the next heartbeat");
+                self.presence_stale();
+            }
+            let _ = cluster.heartbeat(&figures).await;
+        }
+        for node in beat.dead {
+            match cluster.bury(&node).await {
+                Ok(left) => {
+                    tracing::info!(%node, users = left.len(), "a node stopped beating: its presence is removed");
+                    for (room, user) in left {
+                        if let Some(room) = room {
+                            crate::hub::operations::announce(
+                                self,
+                                &room,
+                                &user,
+                                switchboard_protocol::PresenceAction::Leave,
+                            )
+                            .await;
+                        }
+                    }
+                }
+                Err(err) => tracing::warn!(%node, %err, "dead node not removed"),
+            }
+        }
     }
 
     /// Runs `work` every `period` until shutdown, or until the state is
@@ -279,7 +431,7 @@ impl AppState {
             connections: hub.connection_count() as u64,
             users: hub.user_count() as u64,
             rooms: hub.room_count() as u64,
-            streams: self.inner.streams.store().stream_count().ok().map(|n| n as u64),
+            streams: self.inner.streams.stream_count().map(|n| n as u64),
             messages_total: hub.counters.messages_total(),
             deliveries_total: hub.counters.deliveries_total(),
             connections_total: hub.counters.connections_total(),

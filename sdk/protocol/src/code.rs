@@ -113,6 +113,11 @@ impl CloseCode {
     pub const CONNECTION_LIMIT: CloseCode = CloseCode(4003);
     /// The connection's token expired; reconnect with a fresh one.
     pub const TOKEN_EXPIRED: CloseCode = CloseCode(4004);
+    /// In multi-node mode, the hub lost messages of a stream this connection
+    /// follows on their way between nodes and could not repair the gap:
+    /// reconnect and resume from the last position seen, which recovers
+    /// them (or says `recovered: false`).
+    pub const RESUME: CloseCode = CloseCode(4005);
     /// The credentials were refused; do not reconnect until they change.
     pub const UNAUTHORIZED: CloseCode = CloseCode(4500);
     /// An operator disconnected this user and asked it not to come back.
@@ -132,6 +137,7 @@ impl CloseCode {
             CloseCode::RATE_LIMITED => "rate_limited",
             CloseCode::CONNECTION_LIMIT => "connection_limit",
             CloseCode::TOKEN_EXPIRED => "token_expired",
+            CloseCode::RESUME => "resume",
             CloseCode::UNAUTHORIZED => "unauthorized",
             CloseCode::KICKED => "kicked",
             _ => "unknown",
@@ -163,6 +169,7 @@ mod tests {
             CloseCode::MESSAGE_TOO_BIG,
             CloseCode::SLOW_CONSUMER,
             CloseCode::HEARTBEAT_TIMEOUT,
+            CloseCode::RESUME,
             CloseCode(4499),
             CloseCode::INTERNAL_ERROR,
         ] {

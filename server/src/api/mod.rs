@@ -40,8 +40,17 @@ impl From<crate::hub::streams::PublishError> for ApiError {
 /// `GET /health`.
 pub(crate) async fn health(State(state): State<AppState>) -> Json<Value> {
     let insecure = state.auth().is_insecure();
+    let status = match (state.is_shutting_down(), state.redis_up()) {
+        (true, _) => "shutting_down",
+        (false, Some(false)) => "degraded",
+        _ => "ok",
+    };
+    let redis = state.redis_up().map(|up| {
+        json!({ "status": if up { "up" } else { "down" }, "node": state.node_id() })
+    });
     Json(json!({
-        "status": if state.is_shutting_down() { "shutting_down" } else { "ok" },
+        "status": status,
+        "redis": redis,
         "auth": if insecure { "insecure" } else { "token" },
         "warnings": if insecure {
             vec!["auth.insecure: connections choose their own user id; configure auth.jwt_secret or auth.jwt_public_key_pem before exposing this hub"]
@@ -66,10 +75,10 @@ pub(crate) struct Online {
     users: Vec<String>,
 }
 
-/// `GET /api/online`.
-pub(crate) async fn online(State(state): State<AppState>) -> Json<Online> {
-    let users = state.hub().online_users();
-    Json(Online { count: users.len(), users })
+/// `GET /api/online`: every user connected (to any node, in multi-node mode).
+pub(crate) async fn online(State(state): State<AppState>) -> Result<Json<Online>, ApiError> {
+    let users = crate::hub::presence::online(&state).await?;
+    Ok(Json(Online { count: users.len(), users }))
 }
 
 /// The body of `POST /api/send`.
@@ -174,9 +183,25 @@ pub(crate) struct Rooms {
     rooms: Vec<RoomSummary>,
 }
 
-/// `GET /api/rooms`.
-pub(crate) async fn rooms(State(state): State<AppState>) -> Json<Rooms> {
-    Json(Rooms { rooms: state.hub().rooms() })
+/// `GET /api/rooms`: every room with members (on any node, in multi-node
+/// mode, with the cluster's figures).
+pub(crate) async fn rooms(State(state): State<AppState>) -> Result<Json<Rooms>, ApiError> {
+    let Some(cluster) = state.cluster() else {
+        return Ok(Json(Rooms { rooms: state.hub().rooms() }));
+    };
+    let rooms = cluster
+        .rooms()
+        .await
+        .map_err(crate::store::StoreError::from)?
+        .into_iter()
+        .map(|room| RoomSummary {
+            id: room.room,
+            members: room.users,
+            connections: room.connections,
+            messages: room.messages,
+        })
+        .collect();
+    Ok(Json(Rooms { rooms }))
 }
 
 /// `GET /api/rooms/{room}`.
@@ -184,7 +209,23 @@ pub(crate) async fn room(
     State(state): State<AppState>,
     Path(room): Path<String>,
 ) -> Result<Json<RoomDetail>, ApiError> {
-    state.hub().room(&room).map(Json).ok_or_else(|| ApiError::NotFound(format!("no room `{room}`")))
+    let not_found = || ApiError::NotFound(format!("no room `{room}`"));
+    let Some(cluster) = state.cluster() else {
+        return state.hub().room(&room).map(Json).ok_or_else(not_found);
+    };
+    let limit = state.config().rooms.join_ack_members;
+    let page = crate::hub::presence::members(&state, &room, None, limit).await?.ok_or_else(not_found)?;
+    let figures = cluster.rooms().await.map_err(crate::store::StoreError::from)?;
+    let figures = figures.into_iter().find(|r| r.room == room);
+    Ok(Json(RoomDetail {
+        members: page.members,
+        member_count: page.count,
+        cursor: page.cursor,
+        large: page.count > state.config().rooms.large_room,
+        connections: figures.as_ref().map_or(0, |r| r.connections),
+        messages: figures.as_ref().map_or(0, |r| r.messages),
+        id: room,
+    }))
 }
 
 /// The query of `GET /api/rooms/{room}/members`.
@@ -217,9 +258,8 @@ pub(crate) async fn members(
     let Query(query) = query.map_err(|r| ApiError::BadRequest(r.body_text()))?;
     check_name("room", &room)?;
     let limit = crate::hub::operations::members_limit(query.limit);
-    let page = state
-        .hub()
-        .members(&room, query.cursor.as_deref(), limit)
+    let page = crate::hub::presence::members(&state, &room, query.cursor.as_deref(), limit)
+        .await?
         .ok_or_else(|| ApiError::NotFound(format!("no room `{room}`")))?;
     Ok(Json(Members { room, members: page.members, member_count: page.count, cursor: page.cursor }))
 }
@@ -287,7 +327,8 @@ pub(crate) async fn history(
 ) -> Result<Json<History>, ApiError> {
     let Query(query) = query.map_err(|r| ApiError::BadRequest(r.body_text()))?;
     check_name("room", &room)?;
-    let page = crate::hub::operations::read_history(&state, &room, query.since, query.limit)?;
+    let page =
+        crate::hub::operations::read_history(&state, &room, query.since, query.limit).await?;
     Ok(Json(History { room, epoch: page.epoch, offset: page.offset, messages: page.messages }))
 }
 

@@ -4,14 +4,17 @@
 //! a [`Delivery`] to the node's [`Broker`], which carries it to every node
 //! (this one included) and lets each node's [`Hub`](crate::Hub) deliver it to
 //! its own connections. [`MemoryBroker`] is the default
-//! for a single node; a broker spanning machines (Redis is planned) implements
-//! the same trait and is passed to [`AppState::with_broker`](crate::AppState::with_broker),
+//! for a single node; [`RedisBroker`] carries deliveries between the nodes
+//! of a cluster (`redis.url`); another broker implements the same trait and
+//! is passed to [`AppState::with_broker`](crate::AppState::with_broker),
 //! without any change to the hub or the sessions.
 //!
 //! The frame inside a delivery is serialized once; nodes and recipients share it.
 
 mod memory;
+mod redis;
 pub use memory::MemoryBroker;
+pub use redis::RedisBroker;
 
 use std::future::Future;
 use std::pin::Pin;

@@ -12,6 +12,8 @@ use std::time::Duration;
 use tokio::time::Instant;
 use tungstenite::Utf8Bytes;
 
+use crate::store::StoreError;
+
 /// What the window knows about an id.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum Seen {
@@ -98,6 +100,55 @@ impl IdWindow {
             ids.expire(now, self.window, self.max_per_user);
             !ids.order.is_empty()
         });
+    }
+}
+
+/// Where request ids are remembered: in this process, or in Redis for
+/// every node (`cluster/ids.rs`).
+pub(crate) enum RequestIds {
+    Local(IdWindow),
+    Cluster(Arc<crate::cluster::Cluster>, Duration),
+}
+
+impl RequestIds {
+    /// Looks an id up, and claims it when new.
+    pub(crate) async fn begin(&self, user: &Arc<str>, id: &str) -> Result<Seen, StoreError> {
+        match self {
+            RequestIds::Local(window) => Ok(window.begin(user, id)),
+            RequestIds::Cluster(cluster, window) => Ok(cluster.begin_id(user, id, *window).await?),
+        }
+    }
+
+    /// Records the answer of a claimed id. A failure to record it in Redis
+    /// only weakens a later retry (carried out again), so it is logged.
+    pub(crate) async fn finish(&self, user: &Arc<str>, id: &str, answer: Utf8Bytes) {
+        match self {
+            RequestIds::Local(window) => window.finish(user, id, answer),
+            RequestIds::Cluster(cluster, _) => {
+                if let Err(err) = cluster.finish_id(user, id, &answer).await {
+                    tracing::warn!(%user, %id, %err, "request id answer not recorded");
+                }
+            }
+        }
+    }
+
+    /// Releases a claimed id whose request failed, so a retry is carried out.
+    pub(crate) async fn forget(&self, user: &Arc<str>, id: &str) {
+        match self {
+            RequestIds::Local(window) => window.forget(user, id),
+            RequestIds::Cluster(cluster, _) => {
+                if let Err(err) = cluster.forget_id(user, id).await {
+                    tracing::warn!(%user, %id, %err, "request id not released");
+                }
+            }
+        }
+    }
+
+    /// Forgets expired ids (Redis expires them itself).
+    pub(crate) fn sweep(&self) {
+        if let RequestIds::Local(window) = self {
+            window.sweep();
+        }
     }
 }
 

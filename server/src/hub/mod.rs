@@ -15,6 +15,7 @@
 pub(crate) mod ids;
 pub(crate) mod operations;
 pub(crate) mod outbound;
+pub(crate) mod presence;
 pub(crate) mod rates;
 pub(crate) mod room;
 pub(crate) mod stats;
@@ -92,6 +93,13 @@ pub(crate) struct Left {
     pub(crate) was_member: bool,
     /// True when the user's last connection left: announce it.
     pub(crate) announce: bool,
+}
+
+/// This node's presence, as [`Hub::presence_snapshot`] takes it.
+#[derive(Debug, Default)]
+pub(crate) struct PresenceSnapshot {
+    pub(crate) users: Vec<(Arc<str>, usize)>,
+    pub(crate) rooms: Vec<(Arc<str>, Arc<str>, usize)>,
 }
 
 /// A room as `GET /api/rooms` lists it.
@@ -300,6 +308,33 @@ impl Hub {
         due.len()
     }
 
+    /// Every user here with their connections, and every room's users
+    /// with their connections in it: what this node counts into the
+    /// cluster's presence.
+    pub(crate) fn presence_snapshot(&self) -> PresenceSnapshot {
+        let registry = self.read();
+        PresenceSnapshot {
+            users: registry.users.iter().map(|(user, keys)| (user.clone(), keys.len())).collect(),
+            rooms: registry
+                .rooms
+                .iter()
+                .flat_map(|(name, room)| {
+                    room.users().map(move |(user, n)| (name.clone(), user.clone(), n))
+                })
+                .collect(),
+        }
+    }
+
+    /// Connections in a room on this node.
+    pub(crate) fn room_connections(&self, room: &str) -> usize {
+        self.read().rooms.get(room).map_or(0, |room| room.members.len())
+    }
+
+    /// The rooms a connection is in.
+    pub(crate) fn room_names(&self, key: u64) -> Vec<Arc<str>> {
+        self.read().sessions.get(&key).map_or_else(Vec::new, |e| e.rooms.iter().cloned().collect())
+    }
+
     /// Whether a connection is in a room.
     pub(crate) fn is_member(&self, key: u64, room_name: &str) -> bool {
         self.read().sessions.get(&key).is_some_and(|entry| entry.rooms.contains(room_name))
@@ -384,6 +419,21 @@ impl Hub {
             }
         }
         closed
+    }
+
+    /// Asks every connection in `room` to close; returns how many there were.
+    pub(crate) fn close_room(
+        &self,
+        room: &str,
+        code: switchboard_protocol::CloseCode,
+        reason: &str,
+    ) -> usize {
+        let registry = self.read();
+        let Some(room) = registry.rooms.get(room) else { return 0 };
+        for outbound in room.members.values() {
+            outbound.close(code, reason);
+        }
+        room.members.len()
     }
 
     /// Open connections on this node.

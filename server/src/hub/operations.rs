@@ -10,7 +10,7 @@ use crate::AppState;
 use crate::broker::{Delivery, DeliveryKind, Target};
 use crate::hub::streams::messages;
 use crate::store::{StoreError, StreamKey};
-use crate::transport::wire::{encode, now_ms};
+use crate::transport::wire::encode;
 
 /// What a private send did.
 pub(crate) struct Sent {
@@ -49,7 +49,7 @@ pub(crate) struct Page {
 
 /// Reads up to `limit` (capped by `history.max_page`) messages of a room
 /// after `since`. A room without a stream reads as empty, and stays without.
-pub(crate) fn read_history(
+pub(crate) async fn read_history(
     state: &AppState,
     room: &str,
     since: Option<u64>,
@@ -58,7 +58,7 @@ pub(crate) fn read_history(
     let streams = state.streams();
     let key = StreamKey::Room(room.into());
     let limit = limit.map_or(100, |l| l as usize).min(streams.max_page());
-    Ok(match streams.store().page(&key, since, limit, streams.limits(&key), now_ms())? {
+    Ok(match streams.page(&key, since, limit).await? {
         Some((position, stored)) => Page {
             epoch: Some(position.epoch),
             offset: position.offset,

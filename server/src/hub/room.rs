@@ -105,6 +105,11 @@ impl Room {
         MembersPage { members, count: self.users.len(), cursor }
     }
 
+    /// Each user in the room with their connections in it.
+    pub(crate) fn users(&self) -> impl Iterator<Item = (&Arc<str>, usize)> {
+        self.users.iter().map(|(user, count)| (user, *count))
+    }
+
     pub(crate) fn user_count(&self) -> usize {
         self.users.len()
     }

@@ -21,7 +21,7 @@ use std::task::Poll;
 use futures::future::Either;
 use futures::{Sink, SinkExt, Stream, StreamExt};
 use switchboard_protocol::{
-    Ack, ClientFrame, CloseCode, ErrorCode, ErrorFrame, PROTOCOL_VERSION, Position, PresenceAction,
+    Ack, ClientFrame, CloseCode, ErrorCode, ErrorFrame, PROTOCOL_VERSION, Position,
     ServerFrame, Welcome,
 };
 use tokio::time::{Duration, Instant, MissedTickBehavior};
@@ -38,6 +38,7 @@ use crate::AppState;
 use crate::broker::{Delivery, Target};
 use crate::config::Access;
 use crate::hub::outbound::{self, Outbound, OutboundQueue};
+use crate::hub::presence;
 use crate::policy::admission::Ticket;
 use crate::policy::auth::Identity;
 use crate::store::{Replay, StoreError, StreamKey};
@@ -157,6 +158,9 @@ pub(crate) struct Session<S> {
     room_floors: HashMap<Arc<str>, u64>,
     /// The same for the user's inbox.
     inbox_floor: u64,
+    /// Whether the connection was counted online in the cluster (always
+    /// true on a single node, where there is nothing to count).
+    counted: bool,
     /// The admission slot this connection holds, given back with the session.
     _admission: Option<Ticket>,
 }
@@ -210,6 +214,7 @@ impl<S: Socket> Session<S> {
             last_heard: Instant::now(),
             room_floors: HashMap::new(),
             inbox_floor: 0,
+            counted: false,
             _admission: None,
         }
     }
@@ -255,9 +260,9 @@ impl<S: Socket> Session<S> {
             }
             Flow::Continue => "ended".to_owned(),
         };
-        for (room, user) in self.state.hub().unregister(self.outbound.key) {
-            self.announce(&room, &user, PresenceAction::Leave).await;
-        }
+        let departure =
+            presence::unregister(&self.state, self.outbound.key, self.user.clone(), self.counted);
+        departure.announce(&self.state).await;
         info!(session = %self.id.simple(), user = %self.user, %reason, "disconnected");
     }
 
@@ -344,6 +349,10 @@ impl<S: Socket> Session<S> {
     /// waited in the inbox, and joins the room the URL named.
     async fn open(&mut self, start: Box<Start>) -> Flow {
         let heartbeat_ms = self.state.config().heartbeat.interval_ms;
+        if let Err(err) = presence::connected(&self.state, &self.user).await {
+            return self.store_failed(err);
+        }
+        self.counted = true;
         // Register under the inbox's lock, then read it: every private message
         // is then in the replay below or in the live queue (see streams.rs).
         let inbox = StreamKey::Inbox(self.user.clone());
@@ -365,11 +374,11 @@ impl<S: Socket> Session<S> {
         };
         // The welcome names the position just before the messages that follow
         // it, so a client advances through the replay like through live ones.
+        if let (Some(true), Some(head)) = (recovered, &position) {
+            let _ = streams.mark_delivered(&inbox, head.offset).await;
+        }
         let before_replay = position.map(|head| {
             self.inbox_floor = head.offset;
-            if recovered == Some(true) {
-                let _ = streams.store().mark_delivered(&inbox, head.offset);
-            }
             let offset = missed.first().map_or(head.offset, |first| first.offset - 1);
             Position { epoch: head.epoch, offset }
         });
@@ -500,14 +509,24 @@ impl<S: Socket> Session<S> {
         })
     }
 
-    /// Whether a live delivery is new to this connection.
-    fn wanted(&self, delivery: &Delivery) -> bool {
+    /// Whether a live delivery is new to this connection; a new one moves
+    /// its stream's floor, so that whatever reaches the connection twice
+    /// (from a replay and live, or from a repair between nodes) goes out once.
+    fn wanted(&mut self, delivery: &Delivery) -> bool {
         let Some(offset) = delivery.offset else { return true };
-        match &delivery.target {
-            Target::Room(room) => self.room_floors.get(room).is_none_or(|floor| offset > *floor),
-            Target::User(_) => offset > self.inbox_floor,
-            Target::All => true,
+        let floor = match &delivery.target {
+            Target::Room(room) => match self.room_floors.get_mut(room) {
+                Some(floor) => floor,
+                None => return true,
+            },
+            Target::User(_) => &mut self.inbox_floor,
+            Target::All => return true,
+        };
+        if offset <= *floor {
+            return false;
         }
+        *floor = offset;
+        true
     }
 
     fn store_failed(&self, err: StoreError) -> Flow {

@@ -16,6 +16,7 @@ use crate::broker::Target;
 use crate::config::Access;
 use crate::hub::ids::Seen;
 use crate::hub::operations::{announce, members_limit, read_history, send_private};
+use crate::hub::presence;
 use crate::store::{Replay, StreamKey};
 use crate::transport::wire::{encode, now_ms};
 
@@ -56,6 +57,13 @@ impl<S: Socket> Session<S> {
                         return self.fail(id, ErrorCode::UNAVAILABLE, err.to_string()).await;
                     }
                 };
+                let joined = match presence::joined(&self.state, &room, &self.user, joined).await {
+                    Ok(joined) => joined,
+                    Err(err) => {
+                        self.state.hub().leave(self.outbound.key, &room);
+                        return self.fail(id, ErrorCode::UNAVAILABLE, err.to_string()).await;
+                    }
+                };
                 if joined.announce {
                     let user = self.user.clone();
                     self.announce(&room, &user, PresenceAction::Join).await;
@@ -92,7 +100,9 @@ impl<S: Socket> Session<S> {
                 }
                 let left = self.state.hub().leave(self.outbound.key, &room);
                 self.room_floors.remove(room.as_str());
-                if left.announce {
+                if left.was_member
+                    && presence::left(&self.state, &room, &self.user, left.announce).await
+                {
                     let user = self.user.clone();
                     self.announce(&room, &user, PresenceAction::Leave).await;
                 }
@@ -186,7 +196,7 @@ impl<S: Socket> Session<S> {
                     let message = format!("not allowed to read the history of `{room}`");
                     return self.fail(id, ErrorCode::FORBIDDEN, message).await;
                 }
-                match read_history(&self.state, &room, since, limit) {
+                match read_history(&self.state, &room, since, limit).await {
                     Ok(page) => {
                         self.ack(id, |ack| {
                             ack.epoch = page.epoch;
@@ -207,7 +217,13 @@ impl<S: Socket> Session<S> {
                     return self.fail(id, ErrorCode::FORBIDDEN, message).await;
                 }
                 let page = if self.state.hub().is_member(self.outbound.key, &room) {
-                    self.state.hub().members(&room, cursor.as_deref(), members_limit(limit))
+                    let limit = members_limit(limit);
+                    match presence::members(&self.state, &room, cursor.as_deref(), limit).await {
+                        Ok(page) => page,
+                        Err(err) => {
+                            return self.fail(id, ErrorCode::UNAVAILABLE, err.to_string()).await;
+                        }
+                    }
                 } else {
                     None
                 };
@@ -242,10 +258,17 @@ impl<S: Socket> Session<S> {
     /// the flow; `None` for a new id, now claimed.
     async fn repeat(&mut self, id: &Option<String>) -> Option<Flow> {
         let id = id.as_ref()?;
-        match self.state.ids().begin(&self.user, id) {
-            Seen::New => None,
-            Seen::Done(answer) => Some(written(self.socket.send(WsMessage::Text(answer)).await)),
-            Seen::InFlight => Some(self.ack(Some(id.clone()), |_| {}).await),
+        match self.state.ids().begin(&self.user, id).await {
+            Ok(Seen::New) => None,
+            Ok(Seen::Done(answer)) => {
+                Some(written(self.socket.send(WsMessage::Text(answer)).await))
+            }
+            Ok(Seen::InFlight) => Some(self.ack(Some(id.clone()), |_| {}).await),
+            // Carrying it out unchecked could do it twice: refuse, the
+            // client retries with the same id.
+            Err(err) => {
+                Some(self.fail(Some(id.clone()), ErrorCode::UNAVAILABLE, err.to_string()).await)
+            }
         }
     }
 
@@ -255,14 +278,14 @@ impl<S: Socket> Session<S> {
         let mut ack = Ack { id: id.clone(), ..Ack::default() };
         fill(&mut ack);
         let frame = encode(&ServerFrame::Ack(ack));
-        self.state.ids().finish(&self.user, &id, frame.clone());
+        self.state.ids().finish(&self.user, &id, frame.clone()).await;
         written(self.socket.send(WsMessage::Text(frame)).await)
     }
 
     /// Refuses a claimed request; the id is released so a retry is carried out.
     async fn refuse(&mut self, id: Option<String>, code: ErrorCode, message: String) -> Flow {
         if let Some(id) = &id {
-            self.state.ids().forget(&self.user, id);
+            self.state.ids().forget(&self.user, id).await;
         }
         self.fail(id, code, message).await
     }

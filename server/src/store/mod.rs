@@ -141,6 +141,9 @@ pub trait HistoryStore: Send + Sync + 'static {
     fn flush(&self) -> Result<(), StoreError>;
 }
 
+/// An empty stream untouched this long is dropped (its epoch with it).
+pub(crate) const STREAM_IDLE_MS: u64 = 10 * 60 * 1000;
+
 /// A fresh random epoch.
 pub(crate) fn new_epoch() -> String {
     uuid::Uuid::new_v4().simple().to_string()[..12].to_owned()

@@ -34,6 +34,7 @@ use crate::api::ApiError;
 use crate::broker::{Delivery, DeliveryKind, Target};
 use crate::hub::operations::announce;
 use crate::hub::outbound::{self, Outbound, OutboundQueue};
+use crate::hub::presence;
 use crate::policy::admission::Ticket;
 use crate::policy::auth::{AuthError, Identity};
 use crate::policy::identity::{self, ConnectQuery, Resolved};
@@ -159,6 +160,8 @@ struct Feed {
     queue: OutboundQueue,
     cursor: Cursor,
     floors: HashMap<StreamKey, u64>,
+    /// Whether the feed was counted online in the cluster.
+    counted: bool,
     /// Events to send before anything live: `resumed`, then replays.
     backlog: VecDeque<Event>,
     _slot: Ticket,
@@ -187,11 +190,14 @@ impl Feed {
             queue,
             cursor: Cursor::default(),
             floors: HashMap::new(),
+            counted: false,
             backlog: VecDeque::new(),
             _slot: slot,
         };
         let resume = resume.unwrap_or_default();
         let streams = state.streams();
+        presence::connected(&state, &user).await?;
+        feed.counted = true;
         let mut replays: Vec<(StreamKey, Stored)> = Vec::new();
         let mut report = serde_json::Map::new();
 
@@ -208,7 +214,7 @@ impl Feed {
                 report.insert("inbox".into(), json!(complete));
                 if let Some(Replay::Complete(missed)) = replay {
                     replays.extend(missed.into_iter().map(|m| (inbox.clone(), m)));
-                    streams.store().mark_delivered(&inbox, position.offset)?;
+                    streams.mark_delivered(&inbox, position.offset).await?;
                 }
                 position
             }
@@ -234,6 +240,10 @@ impl Feed {
             let session = feed.outbound.key;
             let (joined, position, replay) =
                 streams.resume(&key, since, || hub.join(session, &room, sees_presence)).await?;
+            let joined = match joined {
+                Some(joined) => Some(presence::joined(&state, &room, &user, joined).await?),
+                None => None,
+            };
             if joined.is_some_and(|j| j.announce) {
                 announce(&state, &room, &user, PresenceAction::Join).await;
             }
@@ -310,8 +320,10 @@ impl Feed {
             Target::User(user) => StreamKey::Inbox(user.clone()),
             Target::All => return Some(Event::default().data(delivery.frame.as_str())),
         };
-        if self.floors.get(&key).is_some_and(|floor| offset <= *floor) {
-            return None;
+        match self.floors.get_mut(&key) {
+            Some(floor) if offset <= *floor => return None,
+            Some(floor) => *floor = offset,
+            None => {}
         }
         Some(stored_event(&mut self.cursor, &key, &delivery.frame, offset))
     }
@@ -344,16 +356,13 @@ fn merge(mut replayed: Cursor, head: &Cursor) -> Cursor {
 
 impl Drop for Feed {
     fn drop(&mut self) {
-        let left = self.state.hub().unregister(self.outbound.key);
-        if left.is_empty() || tokio::runtime::Handle::try_current().is_err() {
+        let user = self.outbound.user.clone();
+        let departure = presence::unregister(&self.state, self.outbound.key, user, self.counted);
+        if tokio::runtime::Handle::try_current().is_err() {
             return;
         }
         let state = self.state.clone();
-        tokio::spawn(async move {
-            for (room, user) in left {
-                announce(&state, &room, &user, PresenceAction::Leave).await;
-            }
-        });
+        tokio::spawn(async move { departure.announce(&state).await });
     }
 }
 

@@ -1,0 +1,86 @@
+//! [`Keys`]: the name of everything the hub keeps in Redis, in one place.
+//!
+//! With `prefix = "switchboard"`:
+//!
+//! | key | type | what | expires |
+//! |---|---|---|---|
+//! | `switchboard:fan` | channel | every delivery, to every node | — |
+//! | `switchboard:s:r:<room>:m` | hash | a room stream's `epoch`, `last` offset, `bytes` kept | history TTL, at least 10 min after the last use |
+//! | `switchboard:s:r:<room>:x` | stream | its history, entry id `<offset>-0`, fields `ts`, `f` (the frame) | history TTL after the last publish |
+//! | `switchboard:s:u:<user>:m` / `:x` | hash / stream | a user's inbox, the same, plus `delivered` | the same |
+//! | `switchboard:id:<user>:<id>` | string | a request id's answer (empty while in flight) | `delivery.id_window_secs` |
+//! | `switchboard:p:<scope>:z` | sorted set | the users present (scope `online`, or `r:<room>`), by name | when empty |
+//! | `switchboard:p:<scope>:u` | hash | user → their connections in the scope, all nodes | when empty |
+//! | `switchboard:p:<scope>:c` | hash | `<node>\|<user>` → connections on that node | when empty |
+//! | `switchboard:p:<scope>:n` | string | connections in the scope, all nodes | when empty |
+//! | `switchboard:rooms` | set | rooms with members anywhere | when empty |
+//! | `switchboard:n:<node>` | set | the scopes a node has entries in | removed with the node |
+//! | `switchboard:nodes` | sorted set | node → last heartbeat (Redis time, ms) | dead nodes removed by the survivors |
+//! | `switchboard:stats` | hash | node → its figures (JSON) | removed with the node |
+
+use crate::store::StreamKey;
+
+/// Key and channel names under one prefix.
+#[derive(Debug, Clone)]
+pub(crate) struct Keys {
+    pub(crate) prefix: String,
+}
+
+impl Keys {
+    pub(crate) fn new(prefix: &str) -> Keys {
+        Keys { prefix: prefix.to_owned() }
+    }
+
+    /// The channel every delivery goes through.
+    pub(crate) fn channel(&self) -> String {
+        format!("{}:fan", self.prefix)
+    }
+
+    /// A stream's metadata hash.
+    pub(crate) fn meta(&self, key: &StreamKey) -> String {
+        format!("{}:s:{}:m", self.prefix, key.encode())
+    }
+
+    /// A stream's history.
+    pub(crate) fn history(&self, key: &StreamKey) -> String {
+        format!("{}:s:{}:x", self.prefix, key.encode())
+    }
+
+    /// A request id of a user.
+    pub(crate) fn request_id(&self, user: &str, id: &str) -> String {
+        format!("{}:id:{user}:{id}", self.prefix)
+    }
+
+    /// The base of a presence scope's keys (`…:z`, `…:u`, `…:c`, `…:n`).
+    pub(crate) fn scope(&self, scope: &str) -> String {
+        format!("{}:p:{scope}", self.prefix)
+    }
+
+    /// The scopes a node has presence entries in.
+    pub(crate) fn node_scopes(&self, node: &str) -> String {
+        format!("{}:n:{node}", self.prefix)
+    }
+
+    /// Nodes by last heartbeat.
+    pub(crate) fn nodes(&self) -> String {
+        format!("{}:nodes", self.prefix)
+    }
+
+    /// Each node's figures.
+    pub(crate) fn stats(&self) -> String {
+        format!("{}:stats", self.prefix)
+    }
+
+    /// Rooms with members anywhere.
+    pub(crate) fn rooms(&self) -> String {
+        format!("{}:rooms", self.prefix)
+    }
+}
+
+/// The presence scope of a room.
+pub(crate) fn room_scope(room: &str) -> String {
+    format!("r:{room}")
+}
+
+/// The presence scope of every connected user.
+pub(crate) const ONLINE: &str = "online";

@@ -1,0 +1,218 @@
+//! The Lua scripts the hub runs in Redis. Each is one atomic step, so no
+//! other node sees half of it; `redis::Script` sends each by its SHA and
+//! loads it again after a Redis restart.
+//!
+//! Scripts name some keys they build from the prefix rather than in `KEYS`:
+//! the hub supports a single Redis server (or a primary with replicas),
+//! not Redis Cluster's hash slots.
+
+use std::sync::LazyLock;
+
+use redis::Script;
+
+/// Appends a message to a stream and publishes it, in one step.
+///
+/// KEYS: 1 meta hash, 2 history stream, 3 the presence hash (`…:u`) of the
+/// target's scope, 4 the connection count (`…:n`) of the target's scope.
+/// ARGV: 1 channel, 2 the frame without its closing `}`, 3 ts (ms),
+/// 4 history size, 5 history TTL (s), 6 history max bytes, 7 metadata TTL
+/// (s), 8 a fresh epoch (used if the stream is new), 9 the target
+/// (`r:<room>` / `u:<user>`), 10 the user of an inbox ('' for a room).
+///
+/// Returns `{epoch, offset, connections}`: `connections` is how many
+/// connections the target has across the cluster.
+pub(crate) static PUBLISH: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+local meta, stream = KEYS[1], KEYS[2]
+local epoch = redis.call('HGET', meta, 'epoch')
+if not epoch then
+  epoch = ARGV[8]
+  redis.call('DEL', stream)
+  redis.call('HSET', meta, 'epoch', epoch, 'last', 0, 'bytes', 0, 'delivered', 0)
+end
+local offset = redis.call('HINCRBY', meta, 'last', 1)
+local frame = ARGV[2] .. ',"offset":' .. offset .. '}'
+local size = tonumber(ARGV[4])
+if size > 0 then
+  redis.call('XADD', stream, offset .. '-0', 'ts', ARGV[3], 'f', frame)
+  local bytes = redis.call('HINCRBY', meta, 'bytes', #frame)
+  local max_bytes = tonumber(ARGV[6])
+  local len = redis.call('XLEN', stream)
+  while len > 0 and (len > size or bytes > max_bytes) do
+    local first = redis.call('XRANGE', stream, '-', '+', 'COUNT', 1)[1]
+    redis.call('XDEL', stream, first[1])
+    bytes = redis.call('HINCRBY', meta, 'bytes', -#first[2][4])
+    len = len - 1
+  end
+  redis.call('EXPIRE', stream, math.max(tonumber(ARGV[5]), 1))
+end
+redis.call('EXPIRE', meta, ARGV[7])
+local connections
+if ARGV[10] ~= '' then
+  connections = tonumber(redis.call('HGET', KEYS[3], ARGV[10]) or '0')
+else
+  connections = tonumber(redis.call('GET', KEYS[4]) or '0')
+end
+redis.call('PUBLISH', ARGV[1], 'm\n' .. ARGV[9] .. '\n' .. epoch .. '\n' .. offset .. '\n' .. frame)
+return {epoch, offset, connections}
+"#,
+    )
+});
+
+/// Reads where a stream stands and part of its history.
+///
+/// KEYS: 1 meta hash, 2 history stream.
+/// ARGV: 1 create the stream if missing (`1`/`0`), 2 a fresh epoch, 3
+/// metadata TTL (s), 4 read after this offset (or `delivered`: after the
+/// inbox's delivered mark), 5 at most this many entries, 6 mark everything
+/// delivered (`1`/`0`).
+///
+/// Returns `{epoch, last, delivered, entries}` (entries as `XRANGE` gives
+/// them), or nil for a missing stream that was not to be created.
+pub(crate) static READ: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+local meta, stream = KEYS[1], KEYS[2]
+local epoch = redis.call('HGET', meta, 'epoch')
+if not epoch then
+  if ARGV[1] ~= '1' then return false end
+  epoch = ARGV[2]
+  redis.call('DEL', stream)
+  redis.call('HSET', meta, 'epoch', epoch, 'last', 0, 'bytes', 0, 'delivered', 0)
+end
+redis.call('EXPIRE', meta, ARGV[3])
+local last = redis.call('HGET', meta, 'last')
+local delivered = redis.call('HGET', meta, 'delivered') or '0'
+local after = ARGV[4]
+if after == 'delivered' then after = delivered end
+local entries = {}
+if tonumber(ARGV[5]) > 0 and tonumber(after) < tonumber(last) then
+  entries = redis.call('XRANGE', stream, '(' .. after .. '-0', last .. '-0', 'COUNT', ARGV[5])
+end
+if ARGV[6] == '1' then redis.call('HSET', meta, 'delivered', last) end
+return {epoch, tonumber(last), tonumber(delivered), entries}
+"#,
+    )
+});
+
+/// Moves an inbox's delivered mark forward (never back).
+///
+/// KEYS: 1 meta hash. ARGV: 1 the offset.
+pub(crate) static MARK_DELIVERED: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+local delivered = redis.call('HGET', KEYS[1], 'delivered')
+if delivered and tonumber(delivered) < tonumber(ARGV[1]) then
+  redis.call('HSET', KEYS[1], 'delivered', ARGV[1])
+end
+return 1
+"#,
+    )
+});
+
+/// Counts a node's connections of a user in a scope up or down.
+///
+/// KEYS: 1 `…:z`, 2 `…:u`, 3 `…:c`, 4 `…:n`, 5 the node's scope set,
+/// 6 the set of rooms with members.
+/// ARGV: 1 node, 2 user, 3 the change (+n / -n), 4 the scope, 5 the room
+/// ('' for the online scope).
+///
+/// Returns `{change, users}`: change 1 when the user is now present for
+/// the first time across the cluster, -1 when they left everywhere, 0
+/// otherwise; `users` is the scope's user count.
+pub(crate) static PRESENCE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+local field = ARGV[1] .. '|' .. ARGV[2]
+local delta = tonumber(ARGV[3])
+local here = redis.call('HINCRBY', KEYS[3], field, delta)
+if here <= 0 then redis.call('HDEL', KEYS[3], field) else redis.call('SADD', KEYS[5], ARGV[4]) end
+local total = redis.call('HINCRBY', KEYS[2], ARGV[2], delta)
+if redis.call('INCRBY', KEYS[4], delta) <= 0 then redis.call('DEL', KEYS[4]) end
+local change = 0
+if total <= 0 then
+  redis.call('HDEL', KEYS[2], ARGV[2])
+  if redis.call('ZREM', KEYS[1], ARGV[2]) == 1 then change = -1 end
+elseif redis.call('ZADD', KEYS[1], 'NX', 0, ARGV[2]) == 1 then
+  change = 1
+end
+local users = redis.call('ZCARD', KEYS[1])
+if ARGV[5] ~= '' then
+  if users > 0 then redis.call('SADD', KEYS[6], ARGV[5]) else redis.call('SREM', KEYS[6], ARGV[5]) end
+end
+return {change, users}
+"#,
+    )
+});
+
+/// A node's heartbeat: records it (by Redis's clock, so nodes' clocks need
+/// not agree) with its figures, and lists the nodes whose heartbeat is
+/// older than the TTL.
+///
+/// KEYS: 1 nodes sorted set, 2 stats hash.
+/// ARGV: 1 node, 2 its figures (JSON), 3 node TTL (ms).
+///
+/// Returns `{new, dead...}`: `new` is 1 when this node was not registered
+/// (first beat, or Redis lost it, or others declared it dead).
+pub(crate) static HEARTBEAT: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+local time = redis.call('TIME')
+local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+local new = redis.call('ZADD', KEYS[1], now, ARGV[1])
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
+local result = {new}
+for _, node in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', '(' .. (now - tonumber(ARGV[3])))) do
+  table.insert(result, node)
+end
+return result
+"#,
+    )
+});
+
+/// Removes a dead node's presence entries.
+///
+/// KEYS: 1 nodes sorted set, 2 stats hash, 3 the node's scope set, 4 the
+/// set of rooms with members.
+/// ARGV: 1 key prefix, 2 the dead node.
+///
+/// Returns the `(scope, user)` pairs, flattened, of users who were present
+/// only through that node and are now gone.
+pub(crate) static BURY: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+local prefix, node = ARGV[1], ARGV[2]
+local left = {}
+for _, scope in ipairs(redis.call('SMEMBERS', KEYS[3])) do
+  local base = prefix .. ':p:' .. scope
+  local cursor = '0'
+  repeat
+    local page = redis.call('HSCAN', base .. ':c', cursor, 'MATCH', node .. '|*', 'COUNT', 1000)
+    cursor = page[1]
+    local fields = page[2]
+    for i = 1, #fields, 2 do
+      local field, count = fields[i], tonumber(fields[i + 1])
+      local user = string.sub(field, #node + 2)
+      redis.call('HDEL', base .. ':c', field)
+      if redis.call('INCRBY', base .. ':n', -count) <= 0 then redis.call('DEL', base .. ':n') end
+      if redis.call('HINCRBY', base .. ':u', user, -count) <= 0 then
+        redis.call('HDEL', base .. ':u', user)
+        if redis.call('ZREM', base .. ':z', user) == 1 then
+          table.insert(left, scope)
+          table.insert(left, user)
+        end
+      end
+    end
+  until cursor == '0'
+  if string.sub(scope, 1, 2) == 'r:' and redis.call('ZCARD', base .. ':z') == 0 then
+    redis.call('SREM', KEYS[4], string.sub(scope, 3))
+  end
+end
+redis.call('DEL', KEYS[3])
+redis.call('ZREM', KEYS[1], node)
+redis.call('HDEL', KEYS[2], node)
+return left
+"#,
+    )
+});

@@ -1,0 +1,157 @@
+//! The pub/sub message that carries one delivery between nodes: five
+//! fields separated by newlines, the frame last (names have no control
+//! characters and serialized JSON has no raw newline, so the split is exact):
+//!
+//! ```text
+//! <kind>\n<target>\n<epoch>\n<offset>\n<frame JSON>
+//! ```
+//!
+//! `kind` is `m` (message), `p` (presence) or `o` (occupancy); `target` is
+//! `r:<room>`, `u:<user>` or `*` (every connection); `epoch` and `offset`
+//! are empty for a delivery outside any stream. The publish script
+//! (`scripts.rs`) writes the same format from Lua.
+
+use std::sync::Arc;
+
+use tungstenite::Utf8Bytes;
+
+use crate::broker::{Delivery, DeliveryKind, Target};
+use crate::store::StreamKey;
+
+/// A delivery as it travels between nodes.
+#[derive(Debug, Clone)]
+pub(crate) struct Envelope {
+    pub(crate) delivery: Delivery,
+    /// The stream's epoch, for deliveries that are part of a stream.
+    pub(crate) epoch: Option<String>,
+}
+
+impl Envelope {
+    /// The stream a delivery belongs to, if it carries an offset.
+    pub(crate) fn stream(&self) -> Option<(StreamKey, &str, u64)> {
+        let offset = self.delivery.offset?;
+        let epoch = self.epoch.as_deref()?;
+        Some((stream_of(&self.delivery.target)?, epoch, offset))
+    }
+}
+
+/// The stream whose messages go to `target`.
+pub(crate) fn stream_of(target: &Target) -> Option<StreamKey> {
+    match target {
+        Target::Room(room) => Some(StreamKey::Room(room.clone())),
+        Target::User(user) => Some(StreamKey::Inbox(user.clone())),
+        Target::All => None,
+    }
+}
+
+/// The target of a stream's messages, as the wire writes it.
+pub(crate) fn target_of(key: &StreamKey) -> String {
+    match key {
+        StreamKey::Room(room) => format!("r:{room}"),
+        StreamKey::Inbox(user) => format!("u:{user}"),
+    }
+}
+
+/// Writes a delivery that is not part of a stream.
+pub(crate) fn encode(delivery: &Delivery) -> String {
+    let kind = match delivery.kind {
+        DeliveryKind::Message => 'm',
+        DeliveryKind::Presence => 'p',
+        DeliveryKind::Occupancy => 'o',
+    };
+    let target = match &delivery.target {
+        Target::Room(room) => format!("r:{room}"),
+        Target::User(user) => format!("u:{user}"),
+        Target::All => "*".to_owned(),
+    };
+    let offset = delivery.offset.map(|o| o.to_string()).unwrap_or_default();
+    format!("{kind}\n{target}\n\n{offset}\n{}", delivery.frame)
+}
+
+/// Reads a delivery; `None` for anything malformed (logged by the caller).
+pub(crate) fn decode(payload: &[u8]) -> Option<Envelope> {
+    let text = std::str::from_utf8(payload).ok()?;
+    let mut fields = text.splitn(5, '\n');
+    let kind = match fields.next()? {
+        "m" => DeliveryKind::Message,
+        "p" => DeliveryKind::Presence,
+        "o" => DeliveryKind::Occupancy,
+        _ => return None,
+    };
+    let target = match fields.next()? {
+        "*" => Target::All,
+        other => match other.split_once(':')? {
+            ("r", room) => Target::Room(Arc::from(room)),
+            ("u", user) => Target::User(Arc::from(user)),
+            _ => return None,
+        },
+    };
+    let epoch = Some(fields.next()?).filter(|e| !e.is_empty()).map(str::to_owned);
+    let offset = match fields.next()? {
+        "" => None,
+        digits => Some(digits.parse().ok()?),
+    };
+    let frame = Utf8Bytes::from(fields.next()?);
+    Some(Envelope { delivery: Delivery { target, frame, kind, offset }, epoch })
+}
+
+/// The frame of a message without its closing brace, so that the publish
+/// script can append the offset it assigns: `{…,"ts":1}` becomes
+/// `{…,"ts":1` and the script writes `{…,"ts":1,"offset":7}`, exactly
+/// what [`crate::transport::wire::encode`] writes for the message with
+/// that offset (the offset is the message's last field).
+pub(crate) fn open_frame(message: &switchboard_protocol::Message) -> String {
+    let mut message = message.clone();
+    message.offset = None;
+    let frame = crate::transport::wire::encode(&switchboard_protocol::ServerFrame::Message(message));
+    let mut text = frame.to_string();
+    text.pop();
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use switchboard_protocol::{Message, ServerFrame};
+
+    #[test]
+    fn deliveries_survive_the_wire() {
+        for target in [Target::Room("a:b c".into()), Target::User("ann".into()), Target::All] {
+            let delivery = Delivery {
+                target,
+                frame: Utf8Bytes::from(r#"{"type":"presence","text":"x\ny"}"#),
+                kind: DeliveryKind::Presence,
+                offset: None,
+            };
+            let back = decode(encode(&delivery).as_bytes()).unwrap();
+            assert_eq!(back.delivery.target, delivery.target);
+            assert_eq!(back.delivery.frame, delivery.frame);
+            assert_eq!((back.delivery.kind, back.delivery.offset, back.epoch), (delivery.kind, None, None));
+        }
+        let stream = decode(b"m\nr:lobby\nab12\n7\n{}").unwrap();
+        assert_eq!(stream.stream(), Some((StreamKey::Room("lobby".into()), "ab12", 7)));
+        assert!(decode(b"x\nr:lobby\n\n\n{}").is_none());
+        assert!(decode(b"m\nq:lobby\n\n\n{}").is_none());
+        assert!(decode(b"m\nr:lobby\ne\nseven\n{}").is_none());
+        assert!(decode(b"m\nr:lobby").is_none());
+    }
+
+    #[test]
+    fn the_script_completes_an_open_frame_as_the_hub_would_encode_it() {
+        let message = Message {
+            room: Some("lobby".into()),
+            to: None,
+            from: "ann".into(),
+            event: "chat".into(),
+            data: serde_json::json!({"text": "}\"offset\":1"}),
+            ts: 1_700_000_000_000,
+            offset: None,
+        };
+        let completed = format!("{},\"offset\":42}}", open_frame(&message));
+        let expected = crate::transport::wire::encode(&ServerFrame::Message(Message {
+            offset: Some(42),
+            ..message
+        }));
+        assert_eq!(completed, expected.as_str());
+    }
+}

@@ -1,0 +1,164 @@
+//! Presence as sessions, SSE feeds and the API see it: this node's hub on a
+//! single node; in multi-node mode, the cluster's counts in Redis
+//! (`cluster/presence.rs`), so that a join is announced when the user
+//! arrives anywhere and a leave when their last connection anywhere goes.
+//!
+//! The hub always keeps its own membership (it delivers by it); this
+//! module adds the cluster's view on top. Every connection counts itself
+//! in and out, so the cluster's connection figures are exact. A count that
+//! could not reach Redis marks the node's entries as stale, and the next
+//! heartbeat that reaches Redis rewrites them from the hub
+//! ([`resync`]).
+
+use std::sync::Arc;
+
+use switchboard_protocol::PresenceAction;
+
+use crate::AppState;
+use crate::cluster::presence::Change;
+use crate::hub::Joined;
+use crate::hub::operations::announce;
+use crate::hub::room::MembersPage;
+use crate::store::StoreError;
+
+/// A connection's join as the cluster sees it, after `Hub::join` made it
+/// locally: who to list in the ack, and whether to announce it.
+pub(crate) async fn joined(
+    state: &AppState,
+    room: &str,
+    user: &str,
+    local: Joined,
+) -> Result<Joined, StoreError> {
+    let Some(cluster) = state.cluster() else { return Ok(local) };
+    let change = if local.newly {
+        match cluster.count(Some(room), user, 1).await {
+            Ok((change, _)) => change,
+            Err(err) => {
+                state.presence_stale();
+                return Err(err.into());
+            }
+        }
+    } else {
+        Change::None
+    };
+    let rooms = &state.config().rooms;
+    let members = match cluster.members(Some(room), None, rooms.join_ack_members).await {
+        Ok(members) => members,
+        Err(err) => {
+            // The caller undoes the join here; the count above goes with
+            // the rewrite.
+            state.presence_stale();
+            return Err(err.into());
+        }
+    };
+    let large = members.count > rooms.large_room;
+    Ok(Joined { newly: local.newly, announce: change == Change::Arrived && !large, members, large })
+}
+
+/// A connection left a room: whether to announce that its user left.
+/// `announce` is the hub's answer, which a single node goes by.
+pub(crate) async fn left(state: &AppState, room: &str, user: &str, announce: bool) -> bool {
+    let Some(cluster) = state.cluster() else { return announce };
+    match cluster.count(Some(room), user, -1).await {
+        Ok((Change::Left, users)) => users < state.config().rooms.large_room,
+        Ok(_) => false,
+        Err(err) => {
+            tracing::warn!(%room, %user, %err, "presence not counted down; rewritten at the next heartbeat");
+            state.presence_stale();
+            false
+        }
+    }
+}
+
+/// Counts a new connection of `user` as online across the cluster.
+pub(crate) async fn connected(state: &AppState, user: &str) -> Result<(), StoreError> {
+    let Some(cluster) = state.cluster() else { return Ok(()) };
+    if let Err(err) = cluster.count(None, user, 1).await {
+        state.presence_stale();
+        return Err(err.into());
+    }
+    Ok(())
+}
+
+/// What a connection leaving the hub must still announce.
+pub(crate) struct Departure {
+    user: Arc<str>,
+    /// Every room the connection was in, with the hub's verdict on whether
+    /// its user left the room on this node.
+    rooms: Vec<(Arc<str>, bool)>,
+    /// Whether the connection was counted online in the cluster.
+    counted: bool,
+}
+
+/// Removes a connection from the hub; the returned departure announces
+/// what its leaving changed. `counted`: whether [`connected`] counted it.
+pub(crate) fn unregister(state: &AppState, key: u64, user: Arc<str>, counted: bool) -> Departure {
+    let hub = state.hub();
+    let all = if state.cluster().is_some() { hub.room_names(key) } else { Vec::new() };
+    let left: Vec<Arc<str>> = hub.unregister(key).into_iter().map(|(room, _)| room).collect();
+    let mut rooms: Vec<(Arc<str>, bool)> =
+        all.into_iter().map(|room| { let gone = left.contains(&room); (room, gone) }).collect();
+    for room in left {
+        if !rooms.iter().any(|(r, _)| *r == room) {
+            rooms.push((room, true));
+        }
+    }
+    Departure { user, rooms, counted }
+}
+
+impl Departure {
+    /// Announces the leaves, and counts the connection out of the cluster.
+    pub(crate) async fn announce(self, state: &AppState) {
+        for (room, gone_here) in &self.rooms {
+            if left(state, room, &self.user, *gone_here).await {
+                announce(state, room, &self.user, PresenceAction::Leave).await;
+            }
+        }
+        if let (true, Some(cluster)) = (self.counted, state.cluster()) {
+            if let Err(err) = cluster.count(None, &self.user, -1).await {
+                tracing::warn!(user = %self.user, %err, "online presence not counted down");
+                state.presence_stale();
+            }
+        }
+    }
+}
+
+/// A page of a room's users; `None` when nobody is in it.
+pub(crate) async fn members(
+    state: &AppState,
+    room: &str,
+    cursor: Option<&str>,
+    limit: usize,
+) -> Result<Option<MembersPage>, StoreError> {
+    match state.cluster() {
+        None => Ok(state.hub().members(room, cursor, limit)),
+        Some(cluster) => {
+            let page = cluster.members(Some(room), cursor, limit).await?;
+            Ok((page.count > 0).then_some(page))
+        }
+    }
+}
+
+/// Every user connected (anywhere, in multi-node mode), sorted.
+pub(crate) async fn online(state: &AppState) -> Result<Vec<String>, StoreError> {
+    match state.cluster() {
+        None => Ok(state.hub().online_users()),
+        Some(cluster) => Ok(cluster.online_users().await?),
+    }
+}
+
+/// Rewrites this node's entries in the cluster's presence from its hub:
+/// after Redis lost them (a restart) or after counts that failed. Other
+/// nodes see no leave or join for it: nothing is announced.
+pub(crate) async fn resync(state: &AppState) -> Result<(), StoreError> {
+    let Some(cluster) = state.cluster() else { return Ok(()) };
+    cluster.bury(&cluster.node).await?;
+    let snapshot = state.hub().presence_snapshot();
+    for (user, connections) in snapshot.users {
+        cluster.count(None, &user, connections as i64).await?;
+    }
+    for (room, user, connections) in snapshot.rooms {
+        cluster.count(Some(&room), &user, connections as i64).await?;
+    }
+    Ok(())
+}
