@@ -79,8 +79,8 @@ pub mod store;
 mod transport;
 
 pub use api::ApiError;
-pub use broker::{MemoryBroker, RedisBroker};
 pub use broker::{Broker, BrokerError, Delivery, DeliveryKind, Target};
+pub use broker::{MemoryBroker, RedisBroker};
 pub use config::Config;
 pub use error::{ConfigError, Error, Result};
 pub use hub::stats::{Rates, Stats};

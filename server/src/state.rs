@@ -120,9 +120,8 @@ impl AppState {
         if config.history.store == StoreKind::Disk {
             tracing::warn!("history.store = disk is not used with redis.url: history is in Redis");
         }
-        let cluster = Arc::new(
-            Cluster::new(&config.redis).map_err(|e| ConfigError::Invalid(e.to_string()))?,
-        );
+        let cluster =
+            Arc::new(Cluster::new(&config.redis).map_err(|e| ConfigError::Invalid(e.to_string()))?);
         let history = config.history.clone();
         let window = Duration::from_secs(config.delivery.id_window_secs);
         let shared = cluster.clone();
@@ -306,7 +305,9 @@ impl AppState {
                     // A disk store's sweep is one write transaction over
                     // every stream: keep it off the async workers.
                     let sweep = move || {
-                        inner.streams.sweep(crate::transport::wire::now_ms(), crate::store::STREAM_IDLE_MS)
+                        inner
+                            .streams
+                            .sweep(crate::transport::wire::now_ms(), crate::store::STREAM_IDLE_MS)
                     };
                     let _ = tokio::task::spawn_blocking(sweep).await;
                 }

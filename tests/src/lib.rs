@@ -17,9 +17,13 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 
+mod process;
 mod proxy;
+mod redis;
 
+pub use process::HubProcess;
 pub use proxy::Proxy;
+pub use redis::TestRedis;
 pub use switchboard_protocol as protocol;
 pub use switchboard_sdk as sdk;
 pub use switchboard_server as server;
@@ -64,6 +68,7 @@ impl TestServer {
     }
 
     fn serve(listener: TcpListener, config: Config) -> TestServer {
+        log_if_asked();
         TestServer::serve_state(listener, switchboard_server::AppState::new(config).expect("state"))
     }
 
@@ -113,6 +118,29 @@ impl Drop for TestServer {
             let _ = stop.send(());
         }
     }
+}
+
+/// [`test_config`] for a node of a cluster on `redis`, with a short node
+/// TTL so that a dead node's presence goes quickly.
+pub fn cluster_config(redis: &TestRedis) -> Config {
+    let mut config = test_config();
+    config.redis.url = Some(redis.url());
+    config.redis.node_ttl_ms = 1_500;
+    config
+}
+
+/// With `SWITCHBOARD_TEST_LOG` set (an EnvFilter, e.g. `debug`), the hubs
+/// of a test run log to stderr: `cargo test -- --nocapture` shows them.
+fn log_if_asked() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        if let Ok(filter) = std::env::var("SWITCHBOARD_TEST_LOG") {
+            let _ = tracing_subscriber::fmt()
+                .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+                .with_test_writer()
+                .try_init();
+        }
+    });
 }
 
 /// The default configuration with a short shutdown grace, for tests.

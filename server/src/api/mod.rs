@@ -45,9 +45,9 @@ pub(crate) async fn health(State(state): State<AppState>) -> Json<Value> {
         (false, Some(false)) => "degraded",
         _ => "ok",
     };
-    let redis = state.redis_up().map(|up| {
-        json!({ "status": if up { "up" } else { "down" }, "node": state.node_id() })
-    });
+    let redis = state
+        .redis_up()
+        .map(|up| json!({ "status": if up { "up" } else { "down" }, "node": state.node_id() }));
     Json(json!({
         "status": status,
         "redis": redis,
@@ -214,7 +214,8 @@ pub(crate) async fn room(
         return state.hub().room(&room).map(Json).ok_or_else(not_found);
     };
     let limit = state.config().rooms.join_ack_members;
-    let page = crate::hub::presence::members(&state, &room, None, limit).await?.ok_or_else(not_found)?;
+    let page =
+        crate::hub::presence::members(&state, &room, None, limit).await?.ok_or_else(not_found)?;
     let figures = cluster.rooms().await.map_err(crate::store::StoreError::from)?;
     let figures = figures.into_iter().find(|r| r.room == room);
     Ok(Json(RoomDetail {

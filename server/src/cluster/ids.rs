@@ -52,8 +52,9 @@ impl Cluster {
     pub(crate) async fn forget_id(&self, user: &str, id: &str) -> Result<(), ClusterError> {
         let key = self.keys.request_id(user, id);
         let mut connection = self.connection();
-        let _: i64 =
-            self.call("request id", redis::cmd("DEL").arg(key).query_async(&mut connection)).await?;
+        let _: i64 = self
+            .call("request id", redis::cmd("DEL").arg(key).query_async(&mut connection))
+            .await?;
         Ok(())
     }
 }

@@ -170,9 +170,7 @@ impl Cluster {
     }
 
     /// The last offset delivered here for each stream, under its lock.
-    pub(crate) fn delivered(
-        &self,
-    ) -> std::sync::MutexGuard<'_, HashMap<StreamKey, (String, u64)>> {
+    pub(crate) fn delivered(&self) -> std::sync::MutexGuard<'_, HashMap<StreamKey, (String, u64)>> {
         self.delivered.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }

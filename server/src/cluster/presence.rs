@@ -108,15 +108,21 @@ impl Cluster {
     pub(crate) async fn online_users(&self) -> Result<Vec<String>, ClusterError> {
         let key = format!("{}:z", self.keys.scope(ONLINE));
         let mut connection = self.connection();
-        self.call("online", redis::cmd("ZRANGE").arg(key).arg(0).arg(-1).query_async(&mut connection))
-            .await
+        self.call(
+            "online",
+            redis::cmd("ZRANGE").arg(key).arg(0).arg(-1).query_async(&mut connection),
+        )
+        .await
     }
 
     /// Every room with members anywhere, with its figures, sorted by name.
     pub(crate) async fn rooms(&self) -> Result<Vec<RoomFigures>, ClusterError> {
         let mut connection = self.connection();
         let mut names: Vec<String> = self
-            .call("rooms", redis::cmd("SMEMBERS").arg(self.keys.rooms()).query_async(&mut connection))
+            .call(
+                "rooms",
+                redis::cmd("SMEMBERS").arg(self.keys.rooms()).query_async(&mut connection),
+            )
             .await?;
         names.sort_unstable();
         if names.is_empty() {
@@ -135,7 +141,9 @@ impl Cluster {
                 self.call("rooms", pipe.query_async(&mut connection)).await?;
             flat.chunks(3)
                 .map(|c| {
-                    let number = |v: &redis::Value| redis::from_redis_value::<Option<u64>>(v.clone()).ok().flatten();
+                    let number = |v: &redis::Value| {
+                        redis::from_redis_value::<Option<u64>>(v.clone()).ok().flatten()
+                    };
                     (number(&c[0]).unwrap_or(0), number(&c[1]), number(&c[2]))
                 })
                 .collect()

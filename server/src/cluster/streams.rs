@@ -207,8 +207,12 @@ mod tests {
     #[test]
     fn a_replay_is_complete_only_when_nothing_after_since_is_missing() {
         let at = |epoch: &str, offset| Position { epoch: epoch.into(), offset };
-        assert!(matches!(replay(&read("e", 5, &[4, 5]), &at("e", 3)), Replay::Complete(m) if m.len() == 2));
-        assert!(matches!(replay(&read("e", 5, &[]), &at("e", 5)), Replay::Complete(m) if m.is_empty()));
+        assert!(
+            matches!(replay(&read("e", 5, &[4, 5]), &at("e", 3)), Replay::Complete(m) if m.len() == 2)
+        );
+        assert!(
+            matches!(replay(&read("e", 5, &[]), &at("e", 5)), Replay::Complete(m) if m.is_empty())
+        );
         assert_eq!(replay(&read("e", 5, &[4, 5]), &at("e", 2)), Replay::Lost, "3 was trimmed");
         assert_eq!(replay(&read("e", 5, &[]), &at("e", 2)), Replay::Lost, "all expired");
         assert_eq!(replay(&read("f", 5, &[4, 5]), &at("e", 3)), Replay::Lost, "another epoch");

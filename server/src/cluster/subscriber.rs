@@ -122,7 +122,8 @@ impl Subscriber {
                 if offset <= last {
                     return; // a repair delivered it already
                 }
-                if offset > last + 1 && !self.repair(&hub, &key, epoch, last, Some(offset - 1)).await
+                if offset > last + 1
+                    && !self.repair(&hub, &key, epoch, last, Some(offset - 1)).await
                 {
                     self.give_up(&hub, &key);
                 }
@@ -167,7 +168,8 @@ impl Subscriber {
     ) -> bool {
         let limits = self.rules.of(key);
         let count = upto.map_or(limits.size + 1, |upto| (upto - after) as usize);
-        let read = self.cluster.read(key, limits, false, After::Offset(after), count, false, now_ms());
+        let read =
+            self.cluster.read(key, limits, false, After::Offset(after), count, false, now_ms());
         let read = match read.await {
             Ok(Some(read)) if read.position.epoch == epoch => read,
             Ok(_) => return false,
@@ -183,7 +185,9 @@ impl Subscriber {
         if !complete {
             return false;
         }
-        tracing::info!(stream = %key.encode(), after, end, "repaired a gap from the stream's history");
+        if !missing.is_empty() {
+            tracing::info!(stream = %key.encode(), after, end, "repaired a gap from the stream's history");
+        }
         for stored in missing {
             let delivery = Delivery {
                 target: target(key),

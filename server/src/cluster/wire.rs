@@ -103,7 +103,8 @@ pub(crate) fn decode(payload: &[u8]) -> Option<Envelope> {
 pub(crate) fn open_frame(message: &switchboard_protocol::Message) -> String {
     let mut message = message.clone();
     message.offset = None;
-    let frame = crate::transport::wire::encode(&switchboard_protocol::ServerFrame::Message(message));
+    let frame =
+        crate::transport::wire::encode(&switchboard_protocol::ServerFrame::Message(message));
     let mut text = frame.to_string();
     text.pop();
     text
@@ -126,7 +127,10 @@ mod tests {
             let back = decode(encode(&delivery).as_bytes()).unwrap();
             assert_eq!(back.delivery.target, delivery.target);
             assert_eq!(back.delivery.frame, delivery.frame);
-            assert_eq!((back.delivery.kind, back.delivery.offset, back.epoch), (delivery.kind, None, None));
+            assert_eq!(
+                (back.delivery.kind, back.delivery.offset, back.epoch),
+                (delivery.kind, None, None)
+            );
         }
         let stream = decode(b"m\nr:lobby\nab12\n7\n{}").unwrap();
         assert_eq!(stream.stream(), Some((StreamKey::Room("lobby".into()), "ab12", 7)));

@@ -96,8 +96,13 @@ pub(crate) fn unregister(state: &AppState, key: u64, user: Arc<str>, counted: bo
     let hub = state.hub();
     let all = if state.cluster().is_some() { hub.room_names(key) } else { Vec::new() };
     let left: Vec<Arc<str>> = hub.unregister(key).into_iter().map(|(room, _)| room).collect();
-    let mut rooms: Vec<(Arc<str>, bool)> =
-        all.into_iter().map(|room| { let gone = left.contains(&room); (room, gone) }).collect();
+    let mut rooms: Vec<(Arc<str>, bool)> = all
+        .into_iter()
+        .map(|room| {
+            let gone = left.contains(&room);
+            (room, gone)
+        })
+        .collect();
     for room in left {
         if !rooms.iter().any(|(r, _)| *r == room) {
             rooms.push((room, true));

@@ -150,7 +150,10 @@ impl Streams {
     }
 
     /// Holds `key`'s local stream still: no publish to it proceeds meanwhile.
-    async fn lock<'a>(stripes: &'a [Mutex<()>], key: &StreamKey) -> tokio::sync::MutexGuard<'a, ()> {
+    async fn lock<'a>(
+        stripes: &'a [Mutex<()>],
+        key: &StreamKey,
+    ) -> tokio::sync::MutexGuard<'a, ()> {
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
         key.hash(&mut hasher);
         stripes[hasher.finish() as usize % STRIPES].lock().await
@@ -227,7 +230,8 @@ impl Streams {
                 let registered = register();
                 let (position, replay) = match since {
                     Some(since) => {
-                        let (position, replay) = cluster.since(key, since, &limits, now_ms()).await?;
+                        let (position, replay) =
+                            cluster.since(key, since, &limits, now_ms()).await?;
                         (position, Some(replay))
                     }
                     None => {
@@ -275,7 +279,11 @@ impl Streams {
 
     /// Records that a connection of the inbox's user received everything up
     /// to `offset`.
-    pub(crate) async fn mark_delivered(&self, key: &StreamKey, offset: u64) -> Result<(), StoreError> {
+    pub(crate) async fn mark_delivered(
+        &self,
+        key: &StreamKey,
+        offset: u64,
+    ) -> Result<(), StoreError> {
         match &self.backing {
             Backing::Local { store, .. } => store.mark_delivered(key, offset),
             Backing::Cluster { cluster, .. } => Ok(cluster.mark_delivered(key, offset).await?),
@@ -313,8 +321,8 @@ fn follow(cluster: &Cluster, hub: &Hub, key: &StreamKey, position: &Position) {
         StreamKey::Inbox(user) => hub.connections_of(user),
     };
     let mut delivered = cluster.delivered();
-    let keep = recipients > 1
-        && delivered.get(key).is_some_and(|(epoch, _)| *epoch == position.epoch);
+    let keep =
+        recipients > 1 && delivered.get(key).is_some_and(|(epoch, _)| *epoch == position.epoch);
     if !keep {
         delivered.insert(key.clone(), (position.epoch.clone(), position.offset));
     }

@@ -21,8 +21,8 @@ use std::task::Poll;
 use futures::future::Either;
 use futures::{Sink, SinkExt, Stream, StreamExt};
 use switchboard_protocol::{
-    Ack, ClientFrame, CloseCode, ErrorCode, ErrorFrame, PROTOCOL_VERSION, Position,
-    ServerFrame, Welcome,
+    Ack, ClientFrame, CloseCode, ErrorCode, ErrorFrame, PROTOCOL_VERSION, Position, ServerFrame,
+    Welcome,
 };
 use tokio::time::{Duration, Instant, MissedTickBehavior};
 use tracing::{debug, info};

@@ -1,0 +1,364 @@
+//! Several hubs on one real Redis behave as one hub: fan-out, streams and
+//! recovery, inboxes, request ids and presence across nodes, gaps in the
+//! pub/sub repaired, a Redis outage ridden out. Each test starts its own
+//! `redis-server` ([`TestRedis`]) and in-process hubs sharing it.
+
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use switchboard_protocol::ServerFrame;
+use switchboard_sdk::Client;
+use switchboard_tests::{
+    Event, Events, RawSocket, TIMEOUT, TestRedis, TestServer, cluster_config, connect, eventually,
+    fast_reconnect, get_json, http, raw_connect, raw_next, raw_send, record,
+};
+
+/// `n` hubs on `redis`.
+async fn nodes(redis: &TestRedis, n: usize) -> Vec<TestServer> {
+    let mut nodes = Vec::new();
+    for _ in 0..n {
+        nodes.push(TestServer::start_with(cluster_config(redis)).await);
+    }
+    nodes
+}
+
+/// The next frame on a raw socket that is not a presence event (a member
+/// hears its own join after the ack, through the cluster's channel).
+async fn answer(socket: &mut RawSocket) -> ServerFrame {
+    loop {
+        match raw_next(socket).await {
+            ServerFrame::Presence(_) => continue,
+            frame => return frame,
+        }
+    }
+}
+
+/// The `data` of the next `n` messages.
+async fn data_of(events: &mut Events, n: usize) -> Vec<Value> {
+    let mut data = Vec::new();
+    for _ in 0..n {
+        data.push(events.next_message().await.data);
+    }
+    data
+}
+
+#[tokio::test]
+async fn a_room_spans_every_node_in_one_order() {
+    let redis = TestRedis::start().await;
+    let nodes = nodes(&redis, 3).await;
+    let mut members = Vec::new();
+    for (n, node) in nodes.iter().enumerate() {
+        let (client, events) = connect(node, &format!("user-{n}")).await;
+        client.join("lobby").await.unwrap();
+        members.push((client, events));
+    }
+    // Each node's member publishes in turn, awaiting its ack.
+    for round in 0..5 {
+        for (n, (client, _)) in members.iter().enumerate() {
+            client.publish("lobby", "chat", json!(format!("{round}-{n}"))).await.unwrap();
+        }
+    }
+    let mut seen = Vec::new();
+    for (_, events) in &mut members {
+        let mut messages = Vec::new();
+        for _ in 0..15 {
+            messages.push(events.next_message().await);
+        }
+        let offsets: Vec<u64> = messages.iter().map(|m| m.offset.unwrap()).collect();
+        assert_eq!(offsets, (1..=15).collect::<Vec<_>>(), "one offset sequence, whoever published");
+        seen.push(messages.into_iter().map(|m| m.data).collect::<Vec<_>>());
+    }
+    assert!(seen.windows(2).all(|w| w[0] == w[1]), "every node delivers the same order");
+    assert_eq!(seen[0][0], json!("0-0"));
+}
+
+#[tokio::test]
+async fn private_messages_and_the_http_api_reach_every_node() {
+    let redis = TestRedis::start().await;
+    let nodes = nodes(&redis, 3).await;
+    // Bob holds a connection on two nodes; alice is on the third.
+    let (_bob1, mut bob1) = connect(&nodes[0], "bob").await;
+    let (_bob2, mut bob2) = connect(&nodes[1], "bob").await;
+    let (alice, mut alice_events) = connect(&nodes[2], "alice").await;
+    alice.join("news").await.unwrap();
+    let delivered = alice.send("bob", "dm", json!("hi bob")).await.unwrap();
+    assert_eq!(delivered, 2, "both of bob's connections, across nodes");
+    for events in [&mut bob1, &mut bob2] {
+        let message = events.next_message().await;
+        assert_eq!((message.from.as_str(), message.data), ("alice", json!("hi bob")));
+    }
+    // The API of node 0 sends to alice (on node 2) and broadcasts to everyone.
+    let sent: Value = http()
+        .post(nodes[0].http("/api/send"))
+        .json(&json!({"to": "alice", "event": "note", "data": 1}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(sent["status"], "live");
+    assert_eq!(alice_events.next_message().await.data, json!(1));
+    let answer: Value = http()
+        .post(nodes[1].http("/api/broadcast"))
+        .json(&json!({"event": "all", "data": "everyone"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(answer["delivered"], 3, "every connection of the cluster");
+    for events in [&mut bob1, &mut bob2, &mut alice_events] {
+        assert_eq!(events.next_message().await.data, json!("everyone"));
+    }
+    http()
+        .post(nodes[1].http("/api/broadcast"))
+        .json(&json!({"event": "room", "data": "to news", "room": "news"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(alice_events.next_message().await.data, json!("to news"));
+}
+
+#[tokio::test]
+async fn a_client_resumes_on_another_node_with_exactly_what_it_missed() {
+    let redis = TestRedis::start().await;
+    let nodes = nodes(&redis, 3).await;
+    let (publisher, _p) = connect(&nodes[2], "publisher").await;
+    publisher.join("feed").await.unwrap();
+    let client = Client::builder(nodes[0].ws_url())
+        .fallbacks([nodes[1].ws_url()])
+        .user("reader")
+        .reconnect(fast_reconnect())
+        .build()
+        .unwrap();
+    let mut events = record(&client);
+    client.connect().await.unwrap();
+    client.join("feed").await.unwrap();
+    for n in 0..5 {
+        publisher.publish("feed", "tick", json!(n)).await.unwrap();
+    }
+    assert_eq!(data_of(&mut events, 5).await, (0..5).map(|n| json!(n)).collect::<Vec<_>>());
+
+    // Its node goes away; messages keep coming while it moves to node 1.
+    let mut nodes = nodes;
+    nodes.remove(0).stop().await;
+    for n in 5..20 {
+        publisher.publish("feed", "tick", json!(n)).await.unwrap();
+    }
+    // The replay arrives before the rejoin's ack: keep what comes meanwhile.
+    let mut data = Vec::new();
+    let joined = loop {
+        match events.next().await {
+            Event::Message(message) => data.push(message.data),
+            Event::Joined(joined) => break joined,
+            _ => {}
+        }
+    };
+    assert!(joined.rejoin, "{joined:?}");
+    assert_eq!(joined.recovered, Some(true), "the stream is in Redis, not in the node that left");
+    for n in 20..25 {
+        publisher.publish("feed", "tick", json!(n)).await.unwrap();
+    }
+    let rest = 20 - data.len();
+    data.extend(data_of(&mut events, rest).await);
+    assert_eq!(data, (5..25).map(|n| json!(n)).collect::<Vec<_>>());
+    assert!(events.drain().iter().all(|e| !matches!(e, Event::Message(_))), "nothing twice");
+}
+
+#[tokio::test]
+async fn an_offline_users_inbox_waits_for_them_on_any_node() {
+    let redis = TestRedis::start().await;
+    let nodes = nodes(&redis, 2).await;
+    let (alice, _a) = connect(&nodes[0], "alice").await;
+    for n in 0..3 {
+        assert_eq!(alice.send("carol", "dm", json!(n)).await.unwrap(), 0, "carol is offline");
+    }
+    let (_carol, mut carol) = connect(&nodes[1], "carol").await;
+    assert_eq!(data_of(&mut carol, 3).await, [json!(0), json!(1), json!(2)]);
+    // Delivered once: a second connection, anywhere, gets nothing old.
+    let (_again, mut again) = connect(&nodes[0], "carol").await;
+    alice.send("carol", "dm", json!("new")).await.unwrap();
+    assert_eq!(again.next_message().await.data, json!("new"));
+    assert_eq!(carol.next_message().await.data, json!("new"));
+}
+
+#[tokio::test]
+async fn a_request_id_repeated_on_another_node_is_answered_not_repeated() {
+    let redis = TestRedis::start().await;
+    let nodes = nodes(&redis, 2).await;
+    let (_watcher, mut watcher) = connect(&nodes[1], "watcher").await;
+    _watcher.join("room").await.unwrap();
+    let publish = r#"{"type":"publish","id":"p-1","room":"room","event":"e","data":"once"}"#;
+    let join = r#"{"type":"join","id":"j","room":"room"}"#;
+    let (mut first, _) = raw_connect(&nodes[0], "dave").await;
+    raw_send(&mut first, join).await;
+    answer(&mut first).await;
+    raw_send(&mut first, publish).await;
+    let ack1 = answer(&mut first).await;
+    let (mut second, _) = raw_connect(&nodes[1], "dave").await;
+    raw_send(&mut second, join).await;
+    answer(&mut second).await;
+    raw_send(&mut second, publish).await;
+    let ack2 = answer(&mut second).await;
+    let (json1, json2) =
+        (serde_json::to_value(&ack1).unwrap(), serde_json::to_value(&ack2).unwrap());
+    assert_eq!(json1["type"], "ack");
+    assert_eq!(json1, json2, "the same answer, offset included");
+    assert_eq!(watcher.next_message().await.data, json!("once"));
+    _watcher.publish("room", "e", json!("after")).await.unwrap();
+    assert_eq!(watcher.next_message().await.data, json!("after"), "the repeat was not published");
+}
+
+#[tokio::test]
+async fn presence_and_the_admin_figures_cover_the_cluster() {
+    let redis = TestRedis::start().await;
+    let nodes = nodes(&redis, 3).await;
+    let (alice, mut alice_events) = connect(&nodes[0], "alice").await;
+    alice.join("hall").await.unwrap();
+    let (bob, _b) = connect(&nodes[1], "bob").await;
+    let members = bob.join("hall").await.unwrap();
+    assert_eq!(members, ["alice", "bob"], "the join ack lists members of every node");
+    let joined = alice_events
+        .wait_for("bob's join", |e| matches!(e, Event::Presence(p) if p.user == "bob"))
+        .await;
+    assert!(matches!(joined, Event::Presence(p) if p.room == "hall"));
+    // A second connection of bob elsewhere announces nothing.
+    let (bob_again, _b2) = connect(&nodes[2], "bob").await;
+    bob_again.join("hall").await.unwrap();
+
+    let online = get_json(&nodes[2], "/api/online").await;
+    assert_eq!(online["users"], json!(["alice", "bob"]));
+    let rooms = get_json(&nodes[2], "/api/rooms").await;
+    assert_eq!(rooms["rooms"][0]["id"], "hall");
+    assert_eq!(
+        (rooms["rooms"][0]["members"].clone(), rooms["rooms"][0]["connections"].clone()),
+        (json!(2), json!(3))
+    );
+    let page = get_json(&nodes[2], "/api/rooms/hall/members?limit=1").await;
+    assert_eq!(
+        (page["members"].clone(), page["cursor"].clone()),
+        (json!(["alice"]), json!("alice"))
+    );
+    assert_eq!(alice.members("hall").await.unwrap(), ["alice", "bob"]);
+
+    // Bob leaves on one node: still there through the other.
+    bob.leave("hall").await.unwrap();
+    bob_again.publish("hall", "still", json!("here")).await.unwrap();
+    let next = alice_events
+        .wait_for("bob's message or presence", |e| {
+            matches!(e, Event::Message(_) | Event::Presence(_))
+        })
+        .await;
+    assert!(matches!(next, Event::Message(_)), "no leave while bob is still in: {next:?}");
+    bob_again.close().await;
+    let left = alice_events.next_presence().await;
+    assert_eq!((left.user.as_str(), format!("{:?}", left.action)), ("bob", "Leave".to_owned()));
+    let page = get_json(&nodes[0], "/api/rooms/hall/members").await;
+    assert_eq!(page["members"], json!(["alice"]));
+    assert_eq!(get_json(&nodes[0], "/api/online").await["users"], json!(["alice", "bob"]));
+    bob.close().await;
+    eventually("bob offline everywhere", || async {
+        let online = get_json(&nodes[0], "/api/online").await;
+        (online["users"] == json!(["alice"])).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_lost_subscription_is_repaired_so_nothing_goes_missing() {
+    let redis = TestRedis::start().await;
+    let mut config = cluster_config(&redis);
+    config.limits.messages_per_sec = 100_000; // the writer publishes as fast as acks come
+    let nodes =
+        [TestServer::start_with(config.clone()).await, TestServer::start_with(config).await];
+    let (reader, mut events) = connect(&nodes[0], "reader").await;
+    reader.join("stream").await.unwrap();
+    let (writer, _w) = connect(&nodes[1], "writer").await;
+    writer.join("stream").await.unwrap();
+    let total = 300;
+    for n in 0..total {
+        if n == 100 || n == 200 {
+            // Every node's pub/sub connection is cut: what is published
+            // until they are back never reaches them through pub/sub.
+            let killed = redis.cli(&["CLIENT", "KILL", "TYPE", "pubsub"]);
+            assert!(killed.trim().parse::<u32>().unwrap_or(0) >= 1, "killed {killed}");
+        }
+        writer.publish("stream", "n", json!(n)).await.unwrap();
+    }
+    let mut data = Vec::new();
+    while data.len() < total {
+        match events.next().await {
+            Event::Message(message) => data.push(message.data),
+            Event::Error(error) => panic!("unexpected {error:?}"),
+            _ => {}
+        }
+    }
+    assert_eq!(
+        data,
+        (0..total).map(|n| json!(n)).collect::<Vec<_>>(),
+        "every message once, in order"
+    );
+}
+
+#[tokio::test]
+async fn a_redis_outage_fails_requests_fast_and_heals_by_itself() {
+    let mut redis = TestRedis::start().await;
+    let mut config = cluster_config(&redis);
+    config.redis.timeout_ms = 300;
+    let node = TestServer::start_with(config).await;
+    let (mut socket, _) = raw_connect(&node, "ann").await;
+    raw_send(&mut socket, r#"{"type":"join","id":"j","room":"r"}"#).await;
+    answer(&mut socket).await;
+    let health = get_json(&node, "/health").await;
+    assert_eq!(
+        (health["status"].clone(), health["redis"]["status"].clone()),
+        (json!("ok"), json!("up"))
+    );
+
+    redis.kill();
+    let started = Instant::now();
+    raw_send(&mut socket, r#"{"type":"publish","id":"x1","room":"r","event":"e","data":1}"#).await;
+    let answer = serde_json::to_value(answer(&mut socket).await).unwrap();
+    assert_eq!(
+        (answer["type"].clone(), answer["code"].clone()),
+        (json!("error"), json!(301)),
+        "{answer}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(3), "failed fast: {:?}", started.elapsed());
+    let health = get_json(&node, "/health").await;
+    assert_eq!(
+        (health["status"].clone(), health["redis"]["status"].clone()),
+        (json!("degraded"), json!("down"))
+    );
+    let api = http()
+        .post(node.http("/api/send"))
+        .json(&json!({"to": "ann", "event": "e"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(api.status(), 503);
+
+    redis.restart().await;
+    eventually("the hub sees redis again", || async {
+        let health = get_json(&node, "/health").await;
+        (health["redis"]["status"] == "up").then_some(())
+    })
+    .await;
+    let (client, mut events) = connect(&node, "bea").await;
+    client.join("r").await.unwrap();
+    // The subscription comes back on its own schedule (backoff): publish
+    // until one round trip through Redis reaches the member.
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        client.publish("r", "e", json!("back")).await.unwrap();
+        if let Ok(Event::Message(message)) =
+            tokio::time::timeout(Duration::from_millis(300), events.next()).await
+        {
+            assert_eq!(message.data, json!("back"));
+            break;
+        }
+        assert!(Instant::now() < deadline, "publishes reach members again");
+    }
+}
