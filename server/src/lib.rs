@@ -83,7 +83,7 @@ pub use broker::{Broker, BrokerError, Delivery, DeliveryKind, Target};
 pub use broker::{MemoryBroker, RedisBroker};
 pub use config::Config;
 pub use error::{ConfigError, Error, Result};
-pub use hub::stats::{Rates, Stats};
+pub use hub::stats::{ClusterStats, Rates, Stats};
 pub use hub::{Hub, RoomDetail, RoomSummary};
 pub use policy::auth::{self, AuthError, Authenticator, Identity};
 pub use policy::{identity, patterns};

@@ -276,6 +276,14 @@ impl AppState {
                 "sessions still open after the shutdown grace period"
             );
         }
+        if let Some(cluster) = &self.inner.cluster {
+            // Sessions counted themselves out as they closed; what is left
+            // of this node (its heartbeat, its figures) goes now rather
+            // than when the survivors notice it stopped.
+            if let Err(err) = cluster.bury(&cluster.node).await {
+                tracing::warn!(%err, "this node's entries stay in redis until they expire");
+            }
+        }
         if let Err(err) = self.inner.streams.flush() {
             tracing::error!(%err, "history not flushed");
         }
@@ -439,7 +447,17 @@ impl AppState {
             slow_consumers_total: hub.counters.slow_consumers_total(),
             uptime_ms: self.uptime().as_millis() as u64,
             rates: self.inner.rates.rates(),
+            cluster: None,
         }
+    }
+
+    /// [`AppState::stats`] with, in multi-node mode, the cluster's figures.
+    pub async fn cluster_stats(&self) -> Result<Stats, crate::store::StoreError> {
+        let mut stats = self.stats();
+        if let Some(cluster) = &self.inner.cluster {
+            stats.cluster = Some(cluster.stats().await?);
+        }
+        Ok(stats)
     }
 
     /// Time since this state was created.

@@ -32,11 +32,17 @@ impl HubProcess {
     /// Starts `switchboard` with `args` on a free port and waits until its
     /// `/health` answers.
     pub async fn start(args: &[&str]) -> HubProcess {
+        HubProcess::start_with(args, &[]).await
+    }
+
+    /// [`HubProcess::start`] with environment variables (`SWITCHBOARD_…`).
+    pub async fn start_with(args: &[&str], vars: &[(&str, &str)]) -> HubProcess {
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
         let child = Command::new(binary())
             .args(["--bind", &addr.to_string(), "--log", "warn"])
             .args(args)
+            .envs(vars.iter().copied())
             .stdin(Stdio::null())
             .spawn()
             .expect("switchboard starts");

@@ -7,10 +7,10 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use switchboard_protocol::ServerFrame;
-use switchboard_sdk::Client;
+use switchboard_sdk::{Client, ReconnectPolicy};
 use switchboard_tests::{
-    Event, Events, RawSocket, TIMEOUT, TestRedis, TestServer, cluster_config, connect, eventually,
-    fast_reconnect, get_json, http, raw_connect, raw_next, raw_send, record,
+    Event, Events, HubProcess, RawSocket, TIMEOUT, TestRedis, TestServer, cluster_config, connect,
+    eventually, fast_reconnect, get_json, http, raw_connect, raw_next, raw_send, record,
 };
 
 /// `n` hubs on `redis`.
@@ -119,6 +119,26 @@ async fn private_messages_and_the_http_api_reach_every_node() {
         .await
         .unwrap();
     assert_eq!(alice_events.next_message().await.data, json!("to news"));
+
+    // Disconnecting bob on node 2 closes his connections on nodes 0 and 1.
+    let answer: Value = http()
+        .post(nodes[2].http("/api/disconnect"))
+        .json(&json!({"user": "bob", "reason": "bye"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(answer["disconnected"], 2);
+    for events in [&mut bob1, &mut bob2] {
+        let Event::Disconnected(gone) =
+            events.wait_for("the kick", |e| matches!(e, Event::Disconnected(_))).await
+        else {
+            unreachable!()
+        };
+        assert_eq!(gone.code, Some(switchboard_protocol::CloseCode::KICKED), "{gone:?}");
+    }
 }
 
 #[tokio::test]
@@ -361,4 +381,97 @@ async fn a_redis_outage_fails_requests_fast_and_heals_by_itself() {
         }
         assert!(Instant::now() < deadline, "publishes reach members again");
     }
+}
+
+#[tokio::test]
+async fn a_killed_nodes_clients_resume_on_the_survivors_and_lose_nothing() {
+    let redis = TestRedis::start().await;
+    let url = redis.url();
+    let vars = [
+        ("SWITCHBOARD_REDIS__NODE_TTL_MS", "1500"),
+        ("SWITCHBOARD_LIMITS__MESSAGES_PER_SEC", "100000"),
+    ];
+    let mut hubs = Vec::new();
+    for _ in 0..3 {
+        hubs.push(HubProcess::start_with(&["--redis-url", &url], &vars).await);
+    }
+    let urls: Vec<String> = hubs.iter().map(HubProcess::ws_url).collect();
+    // A reader per node, each told of the other nodes.
+    let mut readers = Vec::new();
+    for n in 0..3 {
+        let others: Vec<String> = (1..3).map(|k| urls[(n + k) % 3].clone()).collect();
+        let client = Client::builder(urls[n].clone())
+            .fallbacks(others)
+            .user(format!("reader-{n}"))
+            .reconnect(fast_reconnect())
+            .build()
+            .unwrap();
+        let events = record(&client);
+        client.connect().await.unwrap();
+        client.join("ticker").await.unwrap();
+        readers.push((client, events));
+    }
+    // A user present only through node 0, who will not come back.
+    let lonely = Client::builder(urls[0].clone())
+        .user("lonely")
+        .reconnect(ReconnectPolicy { enabled: false, ..fast_reconnect() })
+        .build()
+        .unwrap();
+    lonely.connect().await.unwrap();
+    lonely.join("ticker").await.unwrap();
+    let (publisher, _p) = {
+        let client = Client::builder(urls[1].clone()).user("publisher").build().unwrap();
+        let events = record(&client);
+        client.connect().await.unwrap();
+        client.join("ticker").await.unwrap();
+        (client, events)
+    };
+
+    let total = 300;
+    for n in 0..total {
+        if n == 100 {
+            hubs[0].kill(); // SIGKILL: no close frames, no goodbye to Redis
+        }
+        publisher.publish("ticker", "tick", json!(n)).await.unwrap();
+    }
+    let expected: Vec<Value> = (0..total).map(|n| json!(n)).collect();
+    let mut leaves = Vec::new();
+    for (n, (_, events)) in readers.iter_mut().enumerate() {
+        let mut data = Vec::new();
+        while data.len() < total {
+            match events.next().await {
+                Event::Message(message) => data.push(message.data),
+                Event::Presence(p) if format!("{:?}", p.action) == "Leave" => leaves.push(p.user),
+                _ => {}
+            }
+        }
+        assert_eq!(data, expected, "reader-{n}: every message once, in order");
+    }
+    // The dead node's presence goes by itself: its lonely user leaves,
+    // readers that moved to a survivor do not.
+    let started = Instant::now();
+    let http_client = http();
+    eventually("the dead node's user leaves /api/online", || async {
+        let online: Value =
+            http_client.get(hubs[1].http("/api/online")).send().await.ok()?.json().await.ok()?;
+        let users = online["users"].as_array()?.clone();
+        (!users.contains(&json!("lonely"))).then_some(users)
+    })
+    .await;
+    assert!(started.elapsed() < Duration::from_secs(5), "within the node TTL and a heartbeat");
+    let (_, watcher) = &mut readers[2];
+    if !leaves.contains(&"lonely".to_owned()) {
+        let leave = watcher
+            .wait_for("lonely's leave", |e| matches!(e, Event::Presence(p) if p.user == "lonely"))
+            .await;
+        assert!(matches!(leave, Event::Presence(p) if format!("{:?}", p.action) == "Leave"));
+    }
+    assert!(
+        !leaves.iter().any(|user| user.starts_with("reader-")),
+        "no reader left: they moved, they did not go: {leaves:?}"
+    );
+    let stats: Value =
+        http_client.get(hubs[2].http("/api/stats")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(stats["cluster"]["nodes"], 2, "{stats}");
+    drop(lonely);
 }

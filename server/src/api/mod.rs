@@ -63,9 +63,10 @@ pub(crate) async fn health(State(state): State<AppState>) -> Json<Value> {
     }))
 }
 
-/// `GET /api/stats`.
-pub(crate) async fn stats(State(state): State<AppState>) -> Json<Stats> {
-    Json(state.stats())
+/// `GET /api/stats`: this node's figures, and in multi-node mode the
+/// cluster's under `cluster`.
+pub(crate) async fn stats(State(state): State<AppState>) -> Result<Json<Stats>, ApiError> {
+    Ok(Json(state.cluster_stats().await?))
 }
 
 /// The body of `GET /api/online`.
@@ -282,7 +283,8 @@ pub(crate) struct Disconnected {
     disconnected: usize,
 }
 
-/// `POST /api/disconnect`: closes every connection of a user with a close code.
+/// `POST /api/disconnect`: closes every connection of a user (on every node,
+/// in multi-node mode) with a close code.
 pub(crate) async fn disconnect(
     State(state): State<AppState>,
     ApiJson(request): ApiJson<DisconnectRequest>,
@@ -297,7 +299,13 @@ pub(crate) async fn disconnect(
         )));
     }
     let reason = request.reason.unwrap_or_else(|| "disconnected by the server".to_owned());
-    let disconnected = state.hub().close_user(&request.user, code, &reason);
+    let disconnected = match state.cluster() {
+        None => state.hub().close_user(&request.user, code, &reason),
+        Some(cluster) => cluster
+            .disconnect(&request.user, code, &reason)
+            .await
+            .map_err(crate::store::StoreError::from)?,
+    };
     Ok(Json(Disconnected { disconnected }))
 }
 

@@ -213,14 +213,60 @@ impl Cluster {
             .collect())
     }
 
-    /// The figures each live node last reported, by node.
-    pub(crate) async fn node_figures(&self) -> Result<Vec<(String, String)>, ClusterError> {
+    /// Closes every connection of `user` on every node; returns how many
+    /// connections the user had across the cluster.
+    pub(crate) async fn disconnect(
+        &self,
+        user: &str,
+        code: switchboard_protocol::CloseCode,
+        reason: &str,
+    ) -> Result<usize, ClusterError> {
+        let mut pipe = redis::pipe();
+        let order = super::wire::encode_close(user, code, reason);
+        pipe.cmd("PUBLISH").arg(self.keys.channel()).arg(order).ignore();
+        pipe.cmd("HGET").arg(format!("{}:u", self.keys.scope(ONLINE))).arg(user);
+        let mut connection = self.connection();
+        let (connections,): (Option<u64>,) =
+            self.call("disconnect", pipe.query_async(&mut connection)).await?;
+        Ok(connections.unwrap_or(0) as usize)
+    }
+
+    /// The cluster's figures: what each live node last reported, summed,
+    /// and the users and rooms Redis counts.
+    pub(crate) async fn stats(&self) -> Result<crate::hub::stats::ClusterStats, ClusterError> {
         let mut connection = self.connection();
         let mut pipe = redis::pipe();
-        pipe.cmd("ZRANGE").arg(self.keys.nodes()).arg(0).arg(-1);
+        pipe.cmd("ZRANGE").arg(self.keys.nodes()).arg(0).arg(-1).arg("WITHSCORES");
         pipe.cmd("HGETALL").arg(self.keys.stats());
-        let (live, figures): (Vec<String>, Vec<(String, String)>) =
-            self.call("nodes", pipe.query_async(&mut connection)).await?;
-        Ok(figures.into_iter().filter(|(node, _)| live.contains(node)).collect())
+        pipe.cmd("ZCARD").arg(format!("{}:z", self.keys.scope(ONLINE)));
+        pipe.cmd("SCARD").arg(self.keys.rooms());
+        pipe.cmd("TIME");
+        type Answer = (Vec<(String, f64)>, Vec<(String, String)>, u64, u64, (u64, u64));
+        let (nodes, figures, users, rooms, (secs, micros)): Answer =
+            self.call("stats", pipe.query_async(&mut connection)).await?;
+        let now_ms = secs * 1000 + micros / 1000;
+        let ttl_ms = self.node_ttl.as_millis() as f64;
+        let live: Vec<&String> = nodes
+            .iter()
+            .filter(|(_, beat)| now_ms as f64 - beat <= ttl_ms)
+            .map(|(node, _)| node)
+            .collect();
+        let (mut connections, mut messages_total) = (0, 0);
+        for (node, json) in &figures {
+            if !live.contains(&node) {
+                continue;
+            }
+            let figures: serde_json::Value = serde_json::from_str(json).unwrap_or_default();
+            connections += figures["connections"].as_u64().unwrap_or(0);
+            messages_total += figures["messages_total"].as_u64().unwrap_or(0);
+        }
+        Ok(crate::hub::stats::ClusterStats {
+            node: self.node.clone(),
+            nodes: live.len() as u64,
+            connections,
+            users,
+            rooms,
+            messages_total,
+        })
     }
 }

@@ -26,7 +26,7 @@ use switchboard_protocol::CloseCode;
 use tokio_util::sync::CancellationToken;
 
 use super::streams::After;
-use super::wire::{Envelope, decode};
+use super::wire::{Envelope, Incoming, decode};
 use super::{Cluster, ClusterError};
 use crate::Hub;
 use crate::broker::{Delivery, DeliveryKind, Target};
@@ -107,11 +107,18 @@ impl Subscriber {
 
     /// One delivery from the channel.
     pub(crate) async fn on_message(&self, payload: &[u8]) {
-        let Some(envelope) = decode(payload) else {
+        let Some(incoming) = decode(payload) else {
             tracing::warn!(bytes = payload.len(), "unreadable delivery on the redis channel");
             return;
         };
         let Some(hub) = self.hub.upgrade() else { return };
+        let envelope = match incoming {
+            Incoming::Delivery(envelope) => envelope,
+            Incoming::Close { user, code, reason } => {
+                hub.close_user(&user, code, &reason);
+                return;
+            }
+        };
         let Some((key, epoch, offset)) = envelope.stream() else {
             hub.deliver(&envelope.delivery);
             return;

@@ -10,9 +10,14 @@
 //! `r:<room>`, `u:<user>` or `*` (every connection); `epoch` and `offset`
 //! are empty for a delivery outside any stream. The publish script
 //! (`scripts.rs`) writes the same format from Lua.
+//!
+//! Kind `x` is not a delivery but an order to close every connection of
+//! `u:<user>`: the offset field holds the close code, the last the reason
+//! (`POST /api/disconnect` on any node).
 
 use std::sync::Arc;
 
+use switchboard_protocol::CloseCode;
 use tungstenite::Utf8Bytes;
 
 use crate::broker::{Delivery, DeliveryKind, Target};
@@ -68,9 +73,36 @@ pub(crate) fn encode(delivery: &Delivery) -> String {
     format!("{kind}\n{target}\n\n{offset}\n{}", delivery.frame)
 }
 
-/// Reads a delivery; `None` for anything malformed (logged by the caller).
-pub(crate) fn decode(payload: &[u8]) -> Option<Envelope> {
+/// What the channel carries.
+#[derive(Debug, Clone)]
+pub(crate) enum Incoming {
+    /// A delivery for the hub.
+    Delivery(Envelope),
+    /// Close every connection of a user.
+    Close { user: Arc<str>, code: CloseCode, reason: String },
+}
+
+/// Writes the order to close every connection of `user`.
+pub(crate) fn encode_close(user: &str, code: CloseCode, reason: &str) -> String {
+    format!("x\nu:{user}\n\n{}\n{reason}", code.0)
+}
+
+/// Reads what the channel carried; `None` for anything malformed (logged
+/// by the caller).
+pub(crate) fn decode(payload: &[u8]) -> Option<Incoming> {
     let text = std::str::from_utf8(payload).ok()?;
+    if let Some(close) = text.strip_prefix("x\nu:") {
+        let mut fields = close.splitn(4, '\n');
+        let user = Arc::from(fields.next()?);
+        let _epoch = fields.next()?;
+        let code = CloseCode(fields.next()?.parse().ok()?);
+        let reason = fields.next()?.to_owned();
+        return Some(Incoming::Close { user, code, reason });
+    }
+    decode_delivery(text).map(Incoming::Delivery)
+}
+
+fn decode_delivery(text: &str) -> Option<Envelope> {
     let mut fields = text.splitn(5, '\n');
     let kind = match fields.next()? {
         "m" => DeliveryKind::Message,
@@ -124,7 +156,9 @@ mod tests {
                 kind: DeliveryKind::Presence,
                 offset: None,
             };
-            let back = decode(encode(&delivery).as_bytes()).unwrap();
+            let Some(Incoming::Delivery(back)) = decode(encode(&delivery).as_bytes()) else {
+                panic!("a delivery")
+            };
             assert_eq!(back.delivery.target, delivery.target);
             assert_eq!(back.delivery.frame, delivery.frame);
             assert_eq!(
@@ -132,8 +166,16 @@ mod tests {
                 (delivery.kind, None, None)
             );
         }
-        let stream = decode(b"m\nr:lobby\nab12\n7\n{}").unwrap();
+        let Some(Incoming::Delivery(stream)) = decode(b"m\nr:lobby\nab12\n7\n{}") else {
+            panic!("a delivery")
+        };
         assert_eq!(stream.stream(), Some((StreamKey::Room("lobby".into()), "ab12", 7)));
+        let close = decode(encode_close("ann", CloseCode::KICKED, "bye\nnow").as_bytes());
+        assert!(
+            matches!(&close, Some(Incoming::Close { user, code, reason })
+                if &**user == "ann" && *code == CloseCode::KICKED && reason == "bye\nnow"),
+            "{close:?}"
+        );
         assert!(decode(b"x\nr:lobby\n\n\n{}").is_none());
         assert!(decode(b"m\nq:lobby\n\n\n{}").is_none());
         assert!(decode(b"m\nr:lobby\ne\nseven\n{}").is_none());

@@ -87,7 +87,8 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-/// A snapshot of the hub, as `GET /api/stats` returns it.
+/// A snapshot of the hub, as `GET /api/stats` returns it. Every figure but
+/// `cluster` is this node's.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Stats {
     /// Open WebSocket connections now.
@@ -112,4 +113,26 @@ pub struct Stats {
     pub uptime_ms: u64,
     /// Messages, connections and deliveries per second over the last minute.
     pub rates: Rates,
+    /// In multi-node mode, the whole cluster's figures; absent on a single
+    /// node (where the figures above are the hub's).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<ClusterStats>,
+}
+
+/// The cluster's figures, as the nodes last reported them (each node
+/// reports every third of `redis.node_ttl_ms`) and as Redis counts them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ClusterStats {
+    /// This node's id.
+    pub node: String,
+    /// Nodes alive (heartbeat within `redis.node_ttl_ms`).
+    pub nodes: u64,
+    /// Open connections on every node, as last reported.
+    pub connections: u64,
+    /// Distinct users connected anywhere, now.
+    pub users: u64,
+    /// Rooms with members anywhere, now.
+    pub rooms: u64,
+    /// Messages accepted by every node since each started, as last reported.
+    pub messages_total: u64,
 }
