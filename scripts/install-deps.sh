@@ -5,16 +5,20 @@
 #   - wasm-bindgen-cli at exactly the wasm-bindgen version in Cargo.lock, and
 #     wasm-pack (cargo install; neither can download binaries here);
 #   - with --browser: Debian's chromium and chromium-driver, and Node.js/npm;
-#   - with --node: Node.js/npm only (the benchmark's peers).
+#   - with --node: Node.js/npm only (the benchmark's peers);
+#   - with --redis: Debian's redis-server (and redis-cli), which the
+#     multi-node tests start on free loopback ports of their own.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 browser=false
 node=false
+redis=false
 for arg in "$@"; do
     case "$arg" in
         --browser) browser=true; node=true ;;
         --node) node=true ;;
+        --redis) redis=true ;;
     esac
 done
 
@@ -80,5 +84,12 @@ if $node; then
     if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
         say "apt-get install nodejs npm"
         apt_install nodejs npm
+    fi
+fi
+
+if $redis; then
+    if ! command -v redis-server >/dev/null 2>&1 || ! command -v redis-cli >/dev/null 2>&1; then
+        say "apt-get install redis-server"
+        apt_install redis-server
     fi
 fi

@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 step() { printf '\n==> %s\n' "$*"; }
 
 step "dependencies"
-./scripts/install-deps.sh --browser
+./scripts/install-deps.sh --browser --redis
 
 step "cargo fmt --check"
 cargo fmt --all -- --check
@@ -18,7 +18,7 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo clippy -p switchboard-protocol -p switchboard-sdk -p switchboard-js \
     --target wasm32-unknown-unknown --all-targets --locked -- -D warnings
 
-step "cargo test: unit, protocol fixtures, end-to-end over loopback, doc tests"
+step "cargo test: unit, protocol fixtures, end-to-end over loopback (multi-node on real redis-servers), doc tests"
 cargo test --workspace --locked
 
 # A hub for the browser tests, on a free loopback port, stopped on exit.

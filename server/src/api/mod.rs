@@ -37,7 +37,9 @@ impl From<crate::hub::streams::PublishError> for ApiError {
     }
 }
 
-/// `GET /health`.
+/// `GET /health`: whether this node serves, and in multi-node mode whether
+/// it reaches Redis (`redis: {status: "up"|"down", node}`; `status` is then
+/// `degraded` while Redis is down).
 pub(crate) async fn health(State(state): State<AppState>) -> Json<Value> {
     let insecure = state.auth().is_insecure();
     let status = match (state.is_shutting_down(), state.redis_up()) {
@@ -45,12 +47,8 @@ pub(crate) async fn health(State(state): State<AppState>) -> Json<Value> {
         (false, Some(false)) => "degraded",
         _ => "ok",
     };
-    let redis = state
-        .redis_up()
-        .map(|up| json!({ "status": if up { "up" } else { "down" }, "node": state.node_id() }));
-    Json(json!({
+    let mut health = json!({
         "status": status,
-        "redis": redis,
         "auth": if insecure { "insecure" } else { "token" },
         "warnings": if insecure {
             vec!["auth.insecure: connections choose their own user id; configure auth.jwt_secret or auth.jwt_public_key_pem before exposing this hub"]
@@ -60,7 +58,12 @@ pub(crate) async fn health(State(state): State<AppState>) -> Json<Value> {
         "version": env!("CARGO_PKG_VERSION"),
         "protocol": switchboard_protocol::PROTOCOL_VERSION,
         "uptime_ms": state.uptime().as_millis() as u64,
-    }))
+    });
+    if let Some(up) = state.redis_up() {
+        health["redis"] =
+            json!({ "status": if up { "up" } else { "down" }, "node": state.node_id() });
+    }
+    Json(health)
 }
 
 /// `GET /api/stats`: this node's figures, and in multi-node mode the

@@ -38,6 +38,30 @@ pub(crate) enum After {
     Delivered,
 }
 
+/// What a read asks for.
+pub(crate) struct Reading {
+    /// Create a missing stream (with a fresh epoch); without, a missing
+    /// stream reads as `None`.
+    pub(crate) create: bool,
+    pub(crate) after: After,
+    /// At most this many entries.
+    pub(crate) count: usize,
+    /// Move the inbox's delivered mark to the head.
+    pub(crate) mark: bool,
+}
+
+impl Reading {
+    /// Where the stream stands, and nothing of its history; creates it.
+    pub(crate) fn head() -> Reading {
+        Reading { create: true, after: After::Offset(0), count: 0, mark: false }
+    }
+
+    /// Up to `count` entries after `after`, without creating the stream.
+    pub(crate) fn page(after: u64, count: usize) -> Reading {
+        Reading { create: false, after: After::Offset(after), count, mark: false }
+    }
+}
+
 /// How long a stream's metadata outlives its last use: the history's TTL,
 /// and at least as long as the in-memory store keeps an idle stream.
 fn meta_ttl_secs(limits: &HistoryLimits) -> u64 {
@@ -85,20 +109,16 @@ impl Cluster {
         })
     }
 
-    /// Reads where `key`'s stream stands and up to `count` entries after
-    /// `after`, leaving out those past the TTL. Creates a missing stream
-    /// (with a fresh epoch) when `create`; `mark` moves the inbox's
-    /// delivered mark to the head.
+    /// Reads where `key`'s stream stands and the entries `reading` asks
+    /// for, leaving out those past the TTL.
     pub(crate) async fn read(
         &self,
         key: &StreamKey,
         limits: &HistoryLimits,
-        create: bool,
-        after: After,
-        count: usize,
-        mark: bool,
+        reading: Reading,
         now_ms: u64,
     ) -> Result<Option<Read>, ClusterError> {
+        let Reading { create, after, count, mark } = reading;
         let mut invocation = READ.prepare_invoke();
         invocation
             .key(self.keys.meta(key))
@@ -139,7 +159,12 @@ impl Cluster {
         now_ms: u64,
     ) -> Result<(Position, Replay), ClusterError> {
         let read = self
-            .read(key, limits, true, After::Offset(since.offset), limits.size + 1, false, now_ms)
+            .read(
+                key,
+                limits,
+                Reading { create: true, ..Reading::page(since.offset, limits.size + 1) },
+                now_ms,
+            )
             .await?
             .ok_or_else(|| ClusterError::Redis("stream not created".to_owned()))?;
         Ok((read.position.clone(), replay(&read, since)))

@@ -25,7 +25,7 @@ use futures::StreamExt;
 use switchboard_protocol::CloseCode;
 use tokio_util::sync::CancellationToken;
 
-use super::streams::After;
+use super::streams::Reading;
 use super::wire::{Envelope, Incoming, decode};
 use super::{Cluster, ClusterError};
 use crate::Hub;
@@ -175,8 +175,7 @@ impl Subscriber {
     ) -> bool {
         let limits = self.rules.of(key);
         let count = upto.map_or(limits.size + 1, |upto| (upto - after) as usize);
-        let read =
-            self.cluster.read(key, limits, false, After::Offset(after), count, false, now_ms());
+        let read = self.cluster.read(key, limits, Reading::page(after, count), now_ms());
         let read = match read.await {
             Ok(Some(read)) if read.position.epoch == epoch => read,
             Ok(_) => return false,

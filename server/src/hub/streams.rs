@@ -25,7 +25,7 @@ use tokio::sync::Mutex;
 
 use crate::Hub;
 use crate::broker::{Broker, BrokerError, Delivery, DeliveryKind, Target};
-use crate::cluster::streams::After;
+use crate::cluster::streams::{After, Reading};
 use crate::cluster::{Cluster, ClusterError};
 use crate::config::{HistoryConfig, HistoryLimits};
 use crate::policy::patterns::RoomPatterns;
@@ -236,7 +236,7 @@ impl Streams {
                     }
                     None => {
                         let read = cluster
-                            .read(key, &limits, true, After::Offset(0), 0, false, now_ms())
+                            .read(key, &limits, Reading::head(), now_ms())
                             .await?
                             .ok_or_else(|| StoreError("stream not created".to_owned()))?;
                         (read.position, None)
@@ -268,7 +268,12 @@ impl Streams {
                 let registered = register();
                 let count = limits.size + 1;
                 let read = cluster
-                    .read(key, &limits, true, After::Delivered, count, true, now_ms())
+                    .read(
+                        key,
+                        &limits,
+                        Reading { create: true, after: After::Delivered, count, mark: true },
+                        now_ms(),
+                    )
                     .await?
                     .ok_or_else(|| StoreError("stream not created".to_owned()))?;
                 follow(cluster, hub, key, &read.position);
@@ -302,8 +307,8 @@ impl Streams {
         match &self.backing {
             Backing::Local { store, .. } => store.page(key, after, limit, limits, now_ms()),
             Backing::Cluster { cluster, .. } => {
-                let after = After::Offset(after.unwrap_or(0));
-                let read = cluster.read(key, limits, false, after, limit, false, now_ms()).await?;
+                let reading = Reading::page(after.unwrap_or(0), limit);
+                let read = cluster.read(key, limits, reading, now_ms()).await?;
                 Ok(read.map(|read| (read.position, read.entries)))
             }
         }
