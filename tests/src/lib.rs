@@ -20,10 +20,12 @@ use tokio_tungstenite::tungstenite::Message as WsMessage;
 mod process;
 mod proxy;
 mod redis;
+mod sse;
 
 pub use process::HubProcess;
 pub use proxy::Proxy;
 pub use redis::TestRedis;
+pub use sse::{SseEvent, SseReader};
 pub use switchboard_protocol as protocol;
 pub use switchboard_sdk as sdk;
 pub use switchboard_server as server;

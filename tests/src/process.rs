@@ -44,6 +44,12 @@ impl HubProcess {
             .args(args)
             .envs(vars.iter().copied())
             .stdin(Stdio::null())
+            // Its logs only when asked for, like the in-process hubs'.
+            .stderr(if std::env::var_os("SWITCHBOARD_TEST_LOG").is_some() {
+                Stdio::inherit()
+            } else {
+                Stdio::null()
+            })
             .spawn()
             .expect("switchboard starts");
         let hub = HubProcess { addr, child: Some(child) };

@@ -320,6 +320,12 @@ async fn a_lost_subscription_is_repaired_so_nothing_goes_missing() {
         (0..total).map(|n| json!(n)).collect::<Vec<_>>(),
         "every message once, in order"
     );
+
+    // The last message before a lost subscription, with nothing after it
+    // to reveal the gap: the node reads it when it subscribes again.
+    append_unpublished(&redis, "stream", "last");
+    redis.cli(&["CLIENT", "KILL", "TYPE", "pubsub"]);
+    assert_eq!(events.next_message().await.data, json!("last"));
 }
 
 #[tokio::test]
@@ -381,6 +387,13 @@ async fn a_redis_outage_fails_requests_fast_and_heals_by_itself() {
         }
         assert!(Instant::now() < deadline, "publishes reach members again");
     }
+    // Redis came back empty: the node wrote its presence again, ann's
+    // connection (open all along) included.
+    eventually("ann online again", || async {
+        let online = get_json(&node, "/api/online").await;
+        (online["users"] == json!(["ann", "bea"])).then_some(())
+    })
+    .await;
 }
 
 #[tokio::test]
@@ -474,4 +487,97 @@ async fn a_killed_nodes_clients_resume_on_the_survivors_and_lose_nothing() {
         http_client.get(hubs[2].http("/api/stats")).send().await.unwrap().json().await.unwrap();
     assert_eq!(stats["cluster"]["nodes"], 2, "{stats}");
     drop(lonely);
+}
+
+/// Appends a message to a room's stream in Redis the way the publish
+/// script does, but without publishing it: as if its pub/sub message had
+/// been lost on the way to every node. Returns its offset.
+fn append_unpublished(redis: &TestRedis, room: &str, data: &str) -> u64 {
+    let meta = format!("switchboard:s:r:{room}:m");
+    let offset: u64 = redis.cli(&["HINCRBY", &meta, "last", "1"]).trim().parse().unwrap();
+    let frame = json!({
+        "type": "message", "room": room, "from": "ghost", "event": "e",
+        "data": data, "ts": 1, "offset": offset,
+    })
+    .to_string();
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap();
+    let ts = now.as_millis().to_string();
+    let id = format!("{offset}-0");
+    redis.cli(&["XADD", &format!("switchboard:s:r:{room}:x"), &id, "ts", &ts, "f", &frame]);
+    offset
+}
+
+#[tokio::test]
+async fn an_offset_that_jumps_is_preceded_by_the_missing_messages() {
+    let redis = TestRedis::start().await;
+    let nodes = nodes(&redis, 2).await;
+    let (reader, mut events) = connect(&nodes[0], "reader").await;
+    reader.join("jump").await.unwrap();
+    let (writer, _w) = connect(&nodes[1], "writer").await;
+    writer.join("jump").await.unwrap();
+    writer.publish("jump", "e", json!("first")).await.unwrap();
+    assert_eq!(append_unpublished(&redis, "jump", "lost"), 2);
+    assert_eq!(append_unpublished(&redis, "jump", "lost too"), 3);
+    writer.publish("jump", "e", json!("fourth")).await.unwrap();
+    let messages: Vec<(Value, u64)> = {
+        let mut messages = Vec::new();
+        for _ in 0..4 {
+            let message = events.next_message().await;
+            messages.push((message.data, message.offset.unwrap()));
+        }
+        messages
+    };
+    assert_eq!(
+        messages,
+        [(json!("first"), 1), (json!("lost"), 2), (json!("lost too"), 3), (json!("fourth"), 4)]
+    );
+}
+
+#[tokio::test]
+async fn a_gap_the_history_no_longer_holds_makes_its_followers_resume() {
+    let redis = TestRedis::start().await;
+    let nodes = nodes(&redis, 2).await;
+    let (reader, mut events) = connect(&nodes[0], "reader").await;
+    reader.join("holes").await.unwrap();
+    let (writer, _w) = connect(&nodes[1], "writer").await;
+    writer.join("holes").await.unwrap();
+    writer.publish("holes", "e", json!("first")).await.unwrap();
+    assert_eq!(events.next_message().await.data, json!("first"));
+    // Lost on the way, and gone from the history too.
+    let lost = append_unpublished(&redis, "holes", "lost");
+    redis.cli(&["XDEL", "switchboard:s:r:holes:x", &format!("{lost}-0")]);
+    writer.publish("holes", "e", json!("third")).await.unwrap();
+    let Event::Disconnected(gone) =
+        events.wait_for("the resume order", |e| matches!(e, Event::Disconnected(_))).await
+    else {
+        unreachable!()
+    };
+    assert_eq!(gone.code, Some(switchboard_protocol::CloseCode::RESUME), "{gone:?}");
+    assert!(gone.will_reconnect);
+    let joined = loop {
+        match events.next().await {
+            Event::Joined(joined) => break joined,
+            Event::Message(message) => assert_ne!(message.data, json!("lost")),
+            _ => {}
+        }
+    };
+    assert_eq!(joined.recovered, Some(false), "told, not silently short of a message");
+    writer.publish("holes", "e", json!("after")).await.unwrap();
+    assert_eq!(events.next_message().await.data, json!("after"));
+}
+
+#[tokio::test]
+async fn sse_feeds_hear_the_whole_cluster() {
+    let redis = TestRedis::start().await;
+    let nodes = nodes(&redis, 2).await;
+    let mut feed =
+        switchboard_tests::SseReader::open(&nodes[0], "user_id=reader&rooms=news", None).await;
+    let (speaker, _s) = connect(&nodes[1], "speaker").await;
+    speaker.join("news").await.unwrap();
+    speaker.publish("news", "n", json!(1)).await.unwrap();
+    speaker.send("reader", "dm", json!("private")).await.unwrap();
+    assert_eq!(feed.next_message().await.0, json!(1));
+    assert_eq!(feed.next_message().await.0, json!("private"));
+    let online = get_json(&nodes[1], "/api/online").await;
+    assert_eq!(online["users"], json!(["reader", "speaker"]), "the feed counts as online");
 }
