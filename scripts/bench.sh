@@ -14,8 +14,8 @@ connections="${CONNECTIONS:-10000}"
 
 step() { printf '\n==> %s\n' "$*"; }
 
-step "dependencies (Node for the peers)"
-./scripts/install-deps.sh --node
+step "dependencies (Node for the peers, redis-server for the multi-node row)"
+./scripts/install-deps.sh --node --redis
 
 step "building the release binaries"
 cargo build --release --locked -p switchboard-server -p switchboard-bench
@@ -27,3 +27,6 @@ target/release/scale --connections "$connections" --out bench/results/scale.md -
 
 step "memory per idle connection at ${MEMORY_AT:=1000,10000,19000} connections (bench/results/memory.md)"
 target/release/memory --connections "$MEMORY_AT" --out bench/results/memory.md
+
+step "room fan-out across nodes on Redis: 1 node alone, 1 and 2 nodes on Redis (bench/results/cluster.md)"
+target/release/cluster --members "${CLUSTER_MEMBERS:-2000}" --out bench/results/cluster.md

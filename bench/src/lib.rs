@@ -8,8 +8,11 @@
 //!   private messages, side by side with the Node `ws` room hub
 //!   (`bench/node/ws-hub.mjs`) and a Socket.IO 4.8 hub
 //!   (`bench/node/socketio-hub.mjs`).
-//! - [`process`]: starting a server on a free loopback port and reading its
-//!   CPU time and resident memory.
+//! - `src/bin/cluster.rs`: room fan-out across nodes on Redis: one node
+//!   alone, one node on Redis, two nodes on Redis.
+//! - [`process`]: starting a server (or `redis-server`) on a free loopback
+//!   port and reading its CPU time and resident memory.
+//! - [`receive`]: readers that count what they receive.
 //! - [`wire`]: the frames each server speaks, written and matched as text.
 //! - [`percentiles`]: latency percentiles.
 //! - [`chart`]: the SVG chart of the results.
@@ -17,4 +20,5 @@
 pub mod chart;
 pub mod percentiles;
 pub mod process;
+pub mod receive;
 pub mod wire;

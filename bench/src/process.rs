@@ -91,6 +91,48 @@ impl Hub {
     }
 }
 
+/// A `redis-server` of the benchmark's own on a free loopback port,
+/// without persistence, killed on drop.
+pub struct RedisServer {
+    child: Child,
+    /// Its port on 127.0.0.1.
+    pub port: u16,
+}
+
+impl RedisServer {
+    /// Starts Debian's `redis-server` and waits (up to 15 s) until it
+    /// accepts connections.
+    pub async fn start() -> std::io::Result<RedisServer> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let child = Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()?;
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while TcpStream::connect(("127.0.0.1", port)).await.is_err() {
+            if Instant::now() > deadline {
+                return Err(std::io::Error::other("redis-server did not listen in 15 s"));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Ok(RedisServer { child, port })
+    }
+
+    /// `redis://127.0.0.1:<port>`.
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// CPU time the server used so far.
+    pub fn cpu(&self) -> std::io::Result<Duration> {
+        let pid = self.child.id().ok_or_else(|| std::io::Error::other("redis exited"))?;
+        cpu_of(&format!("/proc/{pid}/stat"))
+    }
+}
+
 /// CPU time this process (the load generator) used so far.
 pub fn own_cpu() -> std::io::Result<Duration> {
     cpu_of("/proc/self/stat")

@@ -37,8 +37,8 @@
 //! ```
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
@@ -46,8 +46,8 @@ use futures::{SinkExt, StreamExt, stream};
 use indicatif::{ProgressBar, ProgressStyle};
 use switchboard_bench::percentiles::Percentiles;
 use switchboard_bench::process::{Hub, own_cpu};
-use switchboard_bench::wire::{self, Proto, Socket, latency_of, stamped};
-use tokio::sync::Notify;
+use switchboard_bench::receive::{Received, join_room, read_on};
+use switchboard_bench::wire::{self, Proto, Socket, stamped};
 use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::Message;
 
@@ -414,69 +414,6 @@ async fn stalled(
         }
     };
     Ok(Stalled { phase, deliveries: received.count.load(Ordering::Relaxed), cut_off, rss_growth })
-}
-
-/// Messages received by all readers together, with their latencies.
-#[derive(Default)]
-struct Received {
-    count: AtomicUsize,
-    changed: Notify,
-    latencies: Mutex<Vec<Duration>>,
-}
-
-impl Received {
-    fn add(&self, text: &str) {
-        if let Some(latency) = latency_of(text) {
-            self.latencies.lock().unwrap_or_else(|e| e.into_inner()).push(latency);
-        }
-        self.count.fetch_add(1, Ordering::Relaxed);
-        self.changed.notify_one();
-    }
-
-    /// The latencies recorded so far, leaving none behind.
-    fn take_latencies(&self) -> Percentiles {
-        Percentiles::of(std::mem::take(
-            &mut *self.latencies.lock().unwrap_or_else(|e| e.into_inner()),
-        ))
-    }
-
-    /// Waits until `total` messages arrived; gives up after 120 s.
-    async fn wait_for(&self, total: usize, bar: &ProgressBar) {
-        let deadline = Instant::now() + Duration::from_secs(120);
-        loop {
-            let count = self.count.load(Ordering::Relaxed);
-            bar.set_position(count as u64);
-            if count >= total || Instant::now() >= deadline {
-                return;
-            }
-            let _ = tokio::time::timeout(Duration::from_millis(50), self.changed.notified()).await;
-        }
-    }
-}
-
-/// Keeps reading `socket` in the background, as a live client does,
-/// counting the messages.
-fn read_on(mut socket: Socket, proto: Proto, received: Arc<Received>) -> JoinHandle<()> {
-    tokio::spawn(async move {
-        while let Ok(text) = wire::next_text(&mut socket, proto).await {
-            if proto.is_message(&text) {
-                received.add(&text);
-            }
-        }
-    })
-}
-
-/// Joins `room`, waits for the ack, then reads on (presence, counts,
-/// messages).
-async fn join_room(
-    mut socket: Socket,
-    proto: Proto,
-    room: &str,
-    received: Arc<Received>,
-) -> Result<JoinHandle<()>, Failure> {
-    socket.send(Message::text(proto.join(room))).await?;
-    wire::read_until(&mut socket, proto, |text| proto.is_ack(text)).await?;
-    Ok(read_on(socket, proto, received))
 }
 
 /// `connections` clients, each alone in its own room, publish `each`

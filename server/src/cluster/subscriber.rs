@@ -21,7 +21,7 @@
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use switchboard_protocol::CloseCode;
 use tokio_util::sync::CancellationToken;
 
@@ -77,8 +77,10 @@ impl Subscriber {
             ready.cancel();
             if subscribed_before {
                 tracing::info!("redis subscription restored; repairing the streams followed here");
-                self.repair_all().await;
             }
+            // Also on the first subscription: a connection that started
+            // while Redis's pub/sub was out of reach follows a stream already.
+            self.repair_all().await;
             subscribed_before = true;
             loop {
                 let message = tokio::select! {
@@ -87,6 +89,22 @@ impl Subscriber {
                 };
                 let Some(message) = message else { break };
                 self.on_message(message.get_payload_bytes()).await;
+                // What has already arrived goes out before this task yields,
+                // so a member woken by the first message finds the next ones
+                // queued too and writes them in one go.
+                let mut lost = false;
+                while let Some(next) = messages.next().now_or_never() {
+                    match next {
+                        Some(message) => self.on_message(message.get_payload_bytes()).await,
+                        None => {
+                            lost = true;
+                            break;
+                        }
+                    }
+                }
+                if lost {
+                    break;
+                }
             }
             tracing::warn!("redis subscription lost; subscribing again");
         }

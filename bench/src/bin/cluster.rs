@@ -1,0 +1,191 @@
+//! Room fan-out across nodes on Redis, side by side in one run: one
+//! `switchboard` node alone (no Redis), one node on Redis, and two nodes on
+//! Redis with the room's members split between them and the publisher on
+//! the first. Every member reads every message; reported: deliveries per
+//! second, latency from send to receipt (p50, p99), and the CPU the nodes
+//! and Redis spent.
+//!
+//! ```sh
+//! cargo build --release -p switchboard-server -p switchboard-bench
+//! target/release/cluster --members 2000 --out bench/results/cluster.md
+//! ```
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use futures::SinkExt;
+use indicatif::{ProgressBar, ProgressStyle};
+use switchboard_bench::percentiles::Percentiles;
+use switchboard_bench::process::{Hub, RedisServer, own_cpu};
+use switchboard_bench::receive::{Received, join_room};
+use switchboard_bench::wire::{self, Proto, stamped};
+use tokio_tungstenite::tungstenite::Message;
+
+/// Cross-node fan-out on Redis against one node.
+#[derive(Parser)]
+struct Args {
+    /// Members of the room (split evenly between the nodes).
+    #[arg(long, default_value_t = 2_000)]
+    members: usize,
+    /// Messages published.
+    #[arg(long, default_value_t = 200)]
+    messages: usize,
+    /// Publishes in flight (sent, not yet acked).
+    #[arg(long, default_value_t = 4)]
+    in_flight: usize,
+    /// The hub binary.
+    #[arg(long, default_value = "target/release/switchboard")]
+    binary: PathBuf,
+    /// Write the Markdown table here too.
+    #[arg(long)]
+    out: Option<PathBuf>,
+}
+
+/// One setup's result.
+struct Run {
+    name: &'static str,
+    elapsed: Duration,
+    deliveries: usize,
+    latency: Percentiles,
+    nodes_cpu: Duration,
+    redis_cpu: Duration,
+}
+
+type Failure = Box<dyn std::error::Error>;
+
+#[tokio::main]
+async fn main() -> Result<(), Failure> {
+    let args = Args::parse();
+    let config =
+        std::env::temp_dir().join(format!("switchboard-cluster-{}.toml", std::process::id()));
+    std::fs::write(&config, "[limits]\nmessages_per_sec = 1000000\n")?;
+    let base = vec![
+        "--log".to_owned(),
+        std::env::var("HUB_LOG").unwrap_or_else(|_| "error".to_owned()),
+        "--max-connections".to_owned(),
+        (args.members + 1_000).to_string(),
+        "--config".to_owned(),
+        config.display().to_string(),
+    ];
+    let mut runs = Vec::new();
+    let alone = Hub::start(&args.binary, &base).await?;
+    runs.push(measure("1 node, no Redis", &[&alone], None, &args).await?);
+    drop(alone);
+    for nodes in [1, 2] {
+        let redis = RedisServer::start().await?;
+        let mut with_redis = base.clone();
+        with_redis.extend(["--redis-url".to_owned(), redis.url()]);
+        let mut hubs = Vec::new();
+        for _ in 0..nodes {
+            hubs.push(Hub::start(&args.binary, &with_redis).await?);
+        }
+        let name = if nodes == 1 { "1 node on Redis" } else { "2 nodes on Redis" };
+        let hubs: Vec<&Hub> = hubs.iter().collect();
+        runs.push(measure(name, &hubs, Some(&redis), &args).await?);
+    }
+    let table = table(&runs, &args);
+    println!("{table}");
+    if let Some(out) = &args.out {
+        if let Some(dir) = out.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        std::fs::write(out, &table)?;
+    }
+    Ok(())
+}
+
+fn progress(name: &str, total: usize) -> ProgressBar {
+    let bar = ProgressBar::new(total as u64).with_prefix(format!("{name}: deliveries"));
+    bar.set_style(
+        ProgressStyle::with_template("{prefix:32} [{bar:30}] {pos}/{len} {elapsed_precise}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    bar
+}
+
+fn cpu(hubs: &[&Hub], redis: Option<&RedisServer>) -> std::io::Result<(Duration, Duration)> {
+    let mut nodes = Duration::ZERO;
+    for hub in hubs {
+        nodes += hub.cpu()?;
+    }
+    let redis = match redis {
+        Some(redis) => redis.cpu()?,
+        None => Duration::ZERO,
+    };
+    Ok((nodes, redis))
+}
+
+async fn measure(
+    name: &'static str,
+    hubs: &[&Hub],
+    redis: Option<&RedisServer>,
+    args: &Args,
+) -> Result<Run, Failure> {
+    let proto = Proto::Json;
+    let received = Arc::new(Received::default());
+    let mut readers = Vec::new();
+    for n in 0..args.members {
+        let hub = hubs[n % hubs.len()];
+        let socket = proto.open(hub.addr, &format!("m{n}")).await?;
+        readers.push(join_room(socket, proto, "bench", received.clone()).await?);
+    }
+    let mut publisher = proto.open(hubs[0].addr, "publisher").await?;
+    publisher.send(Message::text(proto.join("bench"))).await?;
+    wire::read_until(&mut publisher, proto, |text| proto.is_ack(text)).await?;
+    for hub in hubs {
+        hub.settle().await?;
+    }
+    let expected = args.members * args.messages;
+    let bar = progress(name, expected);
+    let (nodes_before, redis_before) = cpu(hubs, redis)?;
+    let client_before = own_cpu()?;
+    let started = Instant::now();
+    let publish = |n| proto.publish("bench", Some(n), &stamped(n));
+    wire::send_acked(&mut publisher, proto, args.messages, args.in_flight, publish).await?;
+    received.wait_for(expected, &bar).await;
+    let elapsed = started.elapsed();
+    bar.finish();
+    let (nodes_after, redis_after) = cpu(hubs, redis)?;
+    let _client = own_cpu()?.saturating_sub(client_before);
+    for reader in readers {
+        reader.abort();
+    }
+    let deliveries = received.count.load(std::sync::atomic::Ordering::Relaxed);
+    Ok(Run {
+        name,
+        elapsed,
+        deliveries,
+        latency: received.take_latencies(),
+        nodes_cpu: nodes_after.saturating_sub(nodes_before),
+        redis_cpu: redis_after.saturating_sub(redis_before),
+    })
+}
+
+fn table(runs: &[Run], args: &Args) -> String {
+    let mut out = format!(
+        "Room fan-out: {} members (split evenly between the nodes), {} messages, {} in flight, \
+         publisher on the first node; one machine, loopback, one run\n\n\
+         | setup | deliveries/s | relative to 1 node | latency | nodes' CPU | Redis CPU |\n\
+         |---|---|---|---|---|---|",
+        args.members, args.messages, args.in_flight
+    );
+    let base = runs.first().map_or(1.0, |r| r.deliveries as f64 / r.elapsed.as_secs_f64());
+    for run in runs {
+        let rate = run.deliveries as f64 / run.elapsed.as_secs_f64();
+        out.push_str(&format!(
+            "\n| {} | {rate:.0} ({} of {}) | {:.2}× | {} | {:.2} s | {:.2} s |",
+            run.name,
+            run.deliveries,
+            args.members * args.messages,
+            rate / base,
+            run.latency.cell(),
+            run.nodes_cpu.as_secs_f64(),
+            run.redis_cpu.as_secs_f64(),
+        ));
+    }
+    out.push('\n');
+    out
+}

@@ -1,0 +1,84 @@
+//! What the load client's readers share: [`Received`] counts the messages
+//! every reader got (with their latencies), [`read_on`] keeps a socket read,
+//! [`join_room`] joins and then reads on.
+
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use futures::SinkExt;
+use indicatif::ProgressBar;
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::percentiles::Percentiles;
+use crate::wire::{self, Proto, Socket, latency_of};
+
+type Failure = Box<dyn std::error::Error>;
+
+/// Messages received by all readers together, with their latencies.
+#[derive(Default)]
+pub struct Received {
+    /// Messages received so far.
+    pub count: AtomicUsize,
+    changed: Notify,
+    latencies: Mutex<Vec<Duration>>,
+}
+
+impl Received {
+    /// Counts one message, and its latency if it carries a send time.
+    pub fn add(&self, text: &str) {
+        if let Some(latency) = latency_of(text) {
+            self.latencies.lock().unwrap_or_else(|e| e.into_inner()).push(latency);
+        }
+        self.count.fetch_add(1, Ordering::Relaxed);
+        self.changed.notify_one();
+    }
+
+    /// The latencies recorded so far, leaving none behind.
+    pub fn take_latencies(&self) -> Percentiles {
+        Percentiles::of(std::mem::take(
+            &mut *self.latencies.lock().unwrap_or_else(|e| e.into_inner()),
+        ))
+    }
+
+    /// Waits until `total` messages arrived; gives up after 120 s.
+    pub async fn wait_for(&self, total: usize, bar: &ProgressBar) {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            let count = self.count.load(Ordering::Relaxed);
+            bar.set_position(count as u64);
+            if count >= total || Instant::now() >= deadline {
+                return;
+            }
+            let _ = tokio::time::timeout(Duration::from_millis(50), self.changed.notified()).await;
+        }
+    }
+}
+
+/// Keeps reading `socket` in the background, as a live client does,
+/// counting the messages.
+pub fn read_on(mut socket: Socket, proto: Proto, received: Arc<Received>) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        while let Ok(text) = wire::next_text(&mut socket, proto).await {
+            if proto.is_message(&text) {
+                received.add(&text);
+            }
+        }
+    })
+}
+
+/// Joins `room`, waits for the ack, then reads on (presence, counts,
+/// messages).
+pub async fn join_room(
+    mut socket: Socket,
+    proto: Proto,
+    room: &str,
+    received: Arc<Received>,
+) -> Result<JoinHandle<()>, Failure> {
+    socket.send(Message::text(proto.join(room))).await?;
+    wire::read_until(&mut socket, proto, |text| proto.is_ack(text)).await?;
+    Ok(read_on(socket, proto, received))
+}
