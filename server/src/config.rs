@@ -673,6 +673,23 @@ mod tests {
     }
 
     #[test]
+    fn redis_is_off_by_default_and_checked_when_on() {
+        assert_eq!(Config::default().redis.url, None);
+        let config =
+            Config::from_toml("[redis]\nurl = \"redis://10.0.0.5:6379/2\"\nprefix = \"prod\"\n")
+                .unwrap();
+        assert_eq!(config.redis.url.as_deref(), Some("redis://10.0.0.5:6379/2"));
+        assert_eq!((config.redis.prefix.as_str(), config.redis.timeout_ms), ("prod", 1_000));
+        for bad in [
+            "[redis]\nurl = \"http://10.0.0.5\"\n",
+            "[redis]\nurl = \"redis://h\"\nprefix = \"\"\n",
+            "[redis]\nurl = \"redis://h\"\ntimeout_ms = 0\n",
+        ] {
+            assert!(matches!(Config::from_toml(bad), Err(ConfigError::Invalid(_))), "{bad}");
+        }
+    }
+
+    #[test]
     fn unknown_keys_and_bad_values_are_refused() {
         assert!(matches!(Config::from_toml("bnid = \"x\""), Err(ConfigError::Parse(_))));
         assert!(matches!(

@@ -335,8 +335,15 @@ impl AppState {
             }
             // Large rooms' occupancy counts, coalesced over one interval.
             let every = Duration::from_millis(self.inner.config.rooms.occupancy_interval_ms);
-            self.every(every, |inner| {
-                inner.hub.send_occupancy();
+            let clustered = self.inner.cluster.is_some();
+            self.every(every, move |inner| {
+                if clustered {
+                    // The cluster's count, sent to every node's members.
+                    let state = AppState { inner: inner.clone() };
+                    tokio::spawn(async move { crate::hub::presence::send_occupancy(&state).await });
+                } else {
+                    inner.hub.send_occupancy();
+                }
             });
         });
     }
@@ -416,7 +423,7 @@ impl AppState {
     /// Runs `work` every `period` until shutdown, or until the state is
     /// dropped: the task holds it weakly, so it never keeps a stopped hub
     /// alive.
-    fn every(&self, period: Duration, work: impl Fn(&Inner) + Send + 'static) {
+    fn every(&self, period: Duration, work: impl Fn(&Arc<Inner>) + Send + 'static) {
         let weak = Arc::downgrade(&self.inner);
         let shutdown = self.inner.shutdown.clone();
         tokio::spawn(async move {

@@ -581,3 +581,56 @@ async fn sse_feeds_hear_the_whole_cluster() {
     let online = get_json(&nodes[1], "/api/online").await;
     assert_eq!(online["users"], json!(["reader", "speaker"]), "the feed counts as online");
 }
+
+#[tokio::test]
+async fn a_large_rooms_count_is_the_clusters() {
+    let redis = TestRedis::start().await;
+    let mut config = cluster_config(&redis);
+    config.rooms.large_room = 2;
+    config.rooms.occupancy_interval_ms = 50;
+    let nodes =
+        [TestServer::start_with(config.clone()).await, TestServer::start_with(config).await];
+    let (alice, mut alice_events) = connect(&nodes[0], "alice").await;
+    alice.join("arena").await.unwrap();
+    let mut others = Vec::new();
+    for n in 0..3 {
+        // All on the other node: alice's node alone never sees a large room.
+        let (client, events) = connect(&nodes[1], &format!("fan-{n}")).await;
+        client.join("arena").await.unwrap();
+        others.push((client, events));
+    }
+    let count = alice_events
+        .wait_for("a count of 4", |e| matches!(e, Event::Occupancy(o) if o.count == 4))
+        .await;
+    assert!(matches!(count, Event::Occupancy(o) if o.room == "arena"));
+    let (first, _) = others.remove(0);
+    first.close().await;
+    alice_events
+        .wait_for("a count of 3", |e| matches!(e, Event::Occupancy(o) if o.count == 3))
+        .await;
+}
+
+#[tokio::test]
+async fn deployments_with_their_own_prefix_share_a_redis_without_meeting() {
+    let redis = TestRedis::start().await;
+    let mut one = cluster_config(&redis);
+    one.redis.prefix = "one".to_owned();
+    let mut two = one.clone();
+    two.redis.prefix = "two".to_owned();
+    let (a, b) = (TestServer::start_with(one).await, TestServer::start_with(two).await);
+    let (ann, mut ann_events) = connect(&a, "ann").await;
+    ann.join("lobby").await.unwrap();
+    let (bob, mut bob_events) = connect(&b, "bob").await;
+    bob.join("lobby").await.unwrap();
+    ann.publish("lobby", "e", json!("for one")).await.unwrap();
+    bob.publish("lobby", "e", json!("for two")).await.unwrap();
+    assert_eq!(ann_events.next_message().await.data, json!("for one"));
+    assert_eq!(bob_events.next_message().await.data, json!("for two"));
+    assert_eq!(get_json(&a, "/api/online").await["users"], json!(["ann"]));
+    assert_eq!(get_json(&b, "/api/online").await["users"], json!(["bob"]));
+    let keys = redis.cli(&["KEYS", "*"]);
+    assert!(
+        keys.lines().all(|key| key.starts_with("one:") || key.starts_with("two:")),
+        "every key under a prefix: {keys}"
+    );
+}

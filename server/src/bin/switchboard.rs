@@ -18,8 +18,16 @@ async fn main() -> std::process::ExitCode {
 async fn serve(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
     let filter = EnvFilter::try_new(&cli.log)?;
     match cli.log_format {
-        LogFormat::Text => tracing_subscriber::fmt().with_env_filter(filter).init(),
-        LogFormat::Json => tracing_subscriber::fmt().json().with_env_filter(filter).init(),
+        // Logs on stderr, as the README says: stdout is for what a command
+        // prints (`--print-config`).
+        LogFormat::Text => {
+            tracing_subscriber::fmt().with_writer(std::io::stderr).with_env_filter(filter).init()
+        }
+        LogFormat::Json => tracing_subscriber::fmt()
+            .json()
+            .with_writer(std::io::stderr)
+            .with_env_filter(filter)
+            .init(),
     }
     let config = cli.config()?;
     if cli.print_config {

@@ -95,6 +95,19 @@ pub(crate) struct Left {
     pub(crate) announce: bool,
 }
 
+/// A large room's `occupancy` frame, for the members that may see presence.
+pub(crate) fn occupancy(room: &Arc<str>, count: usize) -> Delivery {
+    let frame = crate::transport::wire::encode(&switchboard_protocol::ServerFrame::Occupancy(
+        switchboard_protocol::Occupancy { room: room.to_string(), count: count as u64 },
+    ));
+    Delivery {
+        target: Target::Room(room.clone()),
+        frame,
+        kind: DeliveryKind::Occupancy,
+        offset: None,
+    }
+}
+
 /// This node's presence, as [`Hub::presence_snapshot`] takes it.
 #[derive(Debug, Default)]
 pub(crate) struct PresenceSnapshot {
@@ -292,20 +305,27 @@ impl Hub {
                 .collect()
         };
         for (room, count) in &due {
-            let frame = crate::transport::wire::encode(
-                &switchboard_protocol::ServerFrame::Occupancy(switchboard_protocol::Occupancy {
-                    room: room.to_string(),
-                    count: *count as u64,
-                }),
-            );
-            self.deliver(&Delivery {
-                target: Target::Room(room.clone()),
-                frame,
-                kind: DeliveryKind::Occupancy,
-                offset: None,
-            });
+            self.deliver(&occupancy(room, *count));
         }
         due.len()
+    }
+
+    /// Notes that a large room's user count changed across the cluster
+    /// (multi-node mode, where the count is Redis's).
+    pub(crate) fn mark_occupancy_due(&self, room: &str) {
+        let mut registry = self.write();
+        let name = match registry.rooms.get_key_value(room) {
+            Some((name, _)) => name.clone(),
+            None => Arc::from(room),
+        };
+        registry.occupancy_due.insert(name);
+    }
+
+    /// The large rooms whose count changed since the last call (multi-node
+    /// mode: the caller reads each count from Redis and sends it to every
+    /// node).
+    pub(crate) fn take_occupancy_due(&self) -> Vec<Arc<str>> {
+        self.write().occupancy_due.drain().collect()
     }
 
     /// Every user here with their connections, and every room's users

@@ -52,6 +52,9 @@ pub(crate) async fn joined(
         }
     };
     let large = members.count > rooms.large_room;
+    if large && change == Change::Arrived {
+        state.hub().mark_occupancy_due(room);
+    }
     Ok(Joined { newly: local.newly, announce: change == Change::Arrived && !large, members, large })
 }
 
@@ -60,7 +63,12 @@ pub(crate) async fn joined(
 pub(crate) async fn left(state: &AppState, room: &str, user: &str, announce: bool) -> bool {
     let Some(cluster) = state.cluster() else { return announce };
     match cluster.count(Some(room), user, -1).await {
-        Ok((Change::Left, users)) => users < state.config().rooms.large_room,
+        Ok((Change::Left, users)) if users >= state.config().rooms.large_room => {
+            // Still large (or just below): its count goes out instead.
+            state.hub().mark_occupancy_due(room);
+            false
+        }
+        Ok((Change::Left, _)) => true,
         Ok(_) => false,
         Err(err) => {
             tracing::warn!(%room, %user, %err, "presence not counted down; rewritten at the next heartbeat");
@@ -149,6 +157,24 @@ pub(crate) async fn online(state: &AppState) -> Result<Vec<String>, StoreError> 
     match state.cluster() {
         None => Ok(state.hub().online_users()),
         Some(cluster) => Ok(cluster.online_users().await?),
+    }
+}
+
+/// Sends each large room whose count changed its cluster-wide count,
+/// through the broker to every node's members (multi-node mode).
+pub(crate) async fn send_occupancy(state: &AppState) {
+    let Some(cluster) = state.cluster() else { return };
+    for room in state.hub().take_occupancy_due() {
+        match cluster.members(Some(&room), None, 0).await {
+            Ok(page) if page.count > 0 => {
+                let delivery = crate::hub::occupancy(&room, page.count);
+                if let Err(err) = state.broker().publish(delivery).await {
+                    tracing::debug!(%room, %err, "occupancy not sent");
+                }
+            }
+            Ok(_) => {}
+            Err(err) => tracing::debug!(%room, %err, "occupancy not counted"),
+        }
     }
 }
 
