@@ -13,6 +13,7 @@
 //! - [`process`]: starting a server (or `redis-server`) on a free loopback
 //!   port and reading its CPU time and resident memory.
 //! - [`receive`]: readers that count what they receive.
+//! - [`report`]: progress bars, and tables printed and written.
 //! - [`wire`]: the frames each server speaks, written and matched as text.
 //! - [`percentiles`]: latency percentiles.
 //! - [`chart`]: the SVG chart of the results.
@@ -21,4 +22,5 @@ pub mod chart;
 pub mod percentiles;
 pub mod process;
 pub mod receive;
+pub mod report;
 pub mod wire;

@@ -384,6 +384,16 @@ pub async fn get_json(server: &TestServer, path: &str) -> serde_json::Value {
     response.json().await.expect("a JSON body")
 }
 
+/// POSTs `body` as JSON to `path` on `server`; the JSON answer.
+pub async fn post_json(
+    server: &TestServer,
+    path: &str,
+    body: serde_json::Value,
+) -> serde_json::Value {
+    let response = http().post(server.http(path)).json(&body).send().await.expect("HTTP request");
+    response.json().await.expect("a JSON body")
+}
+
 /// Polls `probe` until it returns `Some`, for at most [`TIMEOUT`]. For
 /// conditions only visible by asking (such as the hub's counters).
 pub async fn eventually<T, F, Fut>(what: &str, mut probe: F) -> T

@@ -10,7 +10,7 @@ use switchboard_protocol::ServerFrame;
 use switchboard_sdk::{Client, ReconnectPolicy};
 use switchboard_tests::{
     Event, Events, HubProcess, RawSocket, TIMEOUT, TestRedis, TestServer, cluster_config, connect,
-    eventually, fast_reconnect, get_json, http, raw_connect, raw_next, raw_send, record,
+    eventually, fast_reconnect, get_json, http, post_json, raw_connect, raw_next, raw_send, record,
 };
 
 /// `n` hubs on `redis`.
@@ -88,48 +88,27 @@ async fn private_messages_and_the_http_api_reach_every_node() {
         assert_eq!((message.from.as_str(), message.data), ("alice", json!("hi bob")));
     }
     // The API of node 0 sends to alice (on node 2) and broadcasts to everyone.
-    let sent: Value = http()
-        .post(nodes[0].http("/api/send"))
-        .json(&json!({"to": "alice", "event": "note", "data": 1}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let sent =
+        post_json(&nodes[0], "/api/send", json!({"to": "alice", "event": "note", "data": 1})).await;
     assert_eq!(sent["status"], "live");
     assert_eq!(alice_events.next_message().await.data, json!(1));
-    let answer: Value = http()
-        .post(nodes[1].http("/api/broadcast"))
-        .json(&json!({"event": "all", "data": "everyone"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let answer =
+        post_json(&nodes[1], "/api/broadcast", json!({"event": "all", "data": "everyone"})).await;
     assert_eq!(answer["delivered"], 3, "every connection of the cluster");
     for events in [&mut bob1, &mut bob2, &mut alice_events] {
         assert_eq!(events.next_message().await.data, json!("everyone"));
     }
-    http()
-        .post(nodes[1].http("/api/broadcast"))
-        .json(&json!({"event": "room", "data": "to news", "room": "news"}))
-        .send()
-        .await
-        .unwrap();
+    post_json(
+        &nodes[1],
+        "/api/broadcast",
+        json!({"event": "room", "data": "to news", "room": "news"}),
+    )
+    .await;
     assert_eq!(alice_events.next_message().await.data, json!("to news"));
 
     // Disconnecting bob on node 2 closes his connections on nodes 0 and 1.
-    let answer: Value = http()
-        .post(nodes[2].http("/api/disconnect"))
-        .json(&json!({"user": "bob", "reason": "bye"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let answer =
+        post_json(&nodes[2], "/api/disconnect", json!({"user": "bob", "reason": "bye"})).await;
     assert_eq!(answer["disconnected"], 2);
     for events in [&mut bob1, &mut bob2] {
         let Event::Disconnected(gone) =

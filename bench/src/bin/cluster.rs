@@ -16,10 +16,10 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 use futures::SinkExt;
-use indicatif::{ProgressBar, ProgressStyle};
 use switchboard_bench::percentiles::Percentiles;
 use switchboard_bench::process::{Hub, RedisServer, own_cpu};
 use switchboard_bench::receive::{Received, join_room};
+use switchboard_bench::report::progress;
 use switchboard_bench::wire::{self, Proto, stamped};
 use tokio_tungstenite::tungstenite::Message;
 
@@ -86,24 +86,8 @@ async fn main() -> Result<(), Failure> {
         runs.push(measure(name, &hubs, Some(&redis), &args).await?);
     }
     let table = table(&runs, &args);
-    println!("{table}");
-    if let Some(out) = &args.out {
-        if let Some(dir) = out.parent() {
-            std::fs::create_dir_all(dir)?;
-        }
-        std::fs::write(out, &table)?;
-    }
+    switchboard_bench::report::publish(&table, args.out.as_deref())?;
     Ok(())
-}
-
-fn progress(name: &str, total: usize) -> ProgressBar {
-    let bar = ProgressBar::new(total as u64).with_prefix(format!("{name}: deliveries"));
-    bar.set_style(
-        ProgressStyle::with_template("{prefix:32} [{bar:30}] {pos}/{len} {elapsed_precise}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar())
-            .progress_chars("=> "),
-    );
-    bar
 }
 
 fn cpu(hubs: &[&Hub], redis: Option<&RedisServer>) -> std::io::Result<(Duration, Duration)> {
@@ -139,7 +123,7 @@ async fn measure(
         hub.settle().await?;
     }
     let expected = args.members * args.messages;
-    let bar = progress(name, expected);
+    let bar = progress(name, "deliveries", expected);
     let (nodes_before, redis_before) = cpu(hubs, redis)?;
     let client_before = own_cpu()?;
     let started = Instant::now();

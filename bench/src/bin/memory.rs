@@ -89,13 +89,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         rows.push((ours, node));
     }
     let table = table(&rows);
-    println!("{table}");
-    if let Some(out) = &args.out {
-        if let Some(dir) = out.parent() {
-            std::fs::create_dir_all(dir)?;
-        }
-        std::fs::write(out, &table)?;
-    }
+    switchboard_bench::report::publish(&table, args.out.as_deref())?;
     Ok(())
 }
 

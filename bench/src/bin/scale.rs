@@ -43,10 +43,11 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 use futures::{SinkExt, StreamExt, stream};
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::ProgressBar;
 use switchboard_bench::percentiles::Percentiles;
 use switchboard_bench::process::{Hub, own_cpu};
 use switchboard_bench::receive::{Received, join_room, read_on};
+use switchboard_bench::report::progress;
 use switchboard_bench::wire::{self, Proto, Socket, stamped};
 use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::Message;
@@ -216,13 +217,7 @@ async fn main() -> Result<(), Failure> {
         }
     }
     let table = table(&runs, &args);
-    println!("{table}");
-    if let Some(out) = &args.out {
-        if let Some(dir) = out.parent() {
-            std::fs::create_dir_all(dir)?;
-        }
-        std::fs::write(out, &table)?;
-    }
+    switchboard_bench::report::publish(&table, args.out.as_deref())?;
     if let Some(path) = &args.chart {
         chart(&runs, args.connections, path)?;
     }
@@ -259,17 +254,6 @@ fn chart(runs: &[Run], connections: usize, path: &std::path::Path) -> Result<(),
     let title =
         format!("Speed relative to the Node ws hub (= 1), {connections} connections, one run");
     switchboard_bench::chart::grouped_bars(path, &title, "×", &names, &groups)
-}
-
-/// A progress bar for one phase of one server.
-fn progress(name: &str, what: &str, total: usize) -> ProgressBar {
-    let bar = ProgressBar::new(total as u64).with_prefix(format!("{name}: {what}"));
-    bar.set_style(
-        ProgressStyle::with_template("{prefix:32} [{bar:30}] {pos}/{len} {elapsed_precise}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar())
-            .progress_chars("=> "),
-    );
-    bar
 }
 
 async fn measure(name: &'static str, proto: Proto, hub: &Hub, args: &Args) -> Result<Run, Failure> {

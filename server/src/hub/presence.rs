@@ -102,20 +102,20 @@ pub(crate) struct Departure {
 /// what its leaving changed. `counted`: whether [`connected`] counted it.
 pub(crate) fn unregister(state: &AppState, key: u64, user: Arc<str>, counted: bool) -> Departure {
     let hub = state.hub();
-    let all = if state.cluster().is_some() { hub.room_names(key) } else { Vec::new() };
+    // In a cluster every room the connection was in is counted down; on a
+    // single node only those its user left entirely are announced.
+    let every = state.cluster().map(|_| hub.room_names(key));
     let left: Vec<Arc<str>> = hub.unregister(key).into_iter().map(|(room, _)| room).collect();
-    let mut rooms: Vec<(Arc<str>, bool)> = all
-        .into_iter()
-        .map(|room| {
-            let gone = left.contains(&room);
-            (room, gone)
-        })
-        .collect();
-    for room in left {
-        if !rooms.iter().any(|(r, _)| *r == room) {
-            rooms.push((room, true));
-        }
-    }
+    let rooms = match every {
+        Some(every) => every
+            .into_iter()
+            .map(|room| {
+                let gone_here = left.contains(&room);
+                (room, gone_here)
+            })
+            .collect(),
+        None => left.into_iter().map(|room| (room, true)).collect(),
+    };
     Departure { user, rooms, counted }
 }
 
