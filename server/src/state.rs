@@ -127,7 +127,7 @@ impl AppState {
         let shared = cluster.clone();
         AppState::build(config, Some(cluster), move |hub| {
             let broker: Arc<dyn Broker> = Arc::new(RedisBroker::new(shared.clone()));
-            let streams = Streams::cluster(shared.clone(), hub, history);
+            let streams = Streams::cluster(shared.clone(), hub, history, window);
             (broker, streams, RequestIds::Cluster(shared, window))
         })
     }

@@ -613,3 +613,32 @@ async fn deployments_with_their_own_prefix_share_a_redis_without_meeting() {
         "every key under a prefix: {keys}"
     );
 }
+
+#[tokio::test]
+async fn a_retry_after_an_answer_lost_on_the_way_is_not_appended_twice() {
+    let redis = TestRedis::start().await;
+    let nodes = nodes(&redis, 2).await;
+    let (watcher, mut watched) = connect(&nodes[1], "watcher").await;
+    watcher.join("room").await.unwrap();
+    let (mut first, _) = raw_connect(&nodes[0], "dave").await;
+    raw_send(&mut first, r#"{"type":"join","id":"j","room":"room"}"#).await;
+    let joined = serde_json::to_value(answer(&mut first).await).unwrap();
+    let publish = r#"{"type":"publish","id":"p-7","room":"room","event":"e","data":"once"}"#;
+    raw_send(&mut first, publish).await;
+    let acked = serde_json::to_value(answer(&mut first).await).unwrap();
+    assert_eq!(acked["offset"], 1);
+    assert_eq!(watched.next_message().await.data, json!("once"));
+    // As if Redis had appended it but the answer never reached the node
+    // (a timeout): the id holds the script's record, not the ack.
+    let record = format!("o:{}:1", joined["epoch"].as_str().unwrap());
+    redis.cli(&["SET", "switchboard:id:dave:p-7", &record, "PX", "60000"]);
+    let (mut retry, _) = raw_connect(&nodes[1], "dave").await;
+    raw_send(&mut retry, r#"{"type":"join","id":"j","room":"room"}"#).await;
+    answer(&mut retry).await;
+    raw_send(&mut retry, publish).await;
+    let again = serde_json::to_value(answer(&mut retry).await).unwrap();
+    assert_eq!((again["type"].clone(), again["offset"].clone()), (json!("ack"), json!(1)));
+    watcher.publish("room", "e", json!("next")).await.unwrap();
+    let next = watched.next_message().await;
+    assert_eq!((next.data, next.offset), (json!("next"), Some(2)), "nothing appended twice");
+}

@@ -131,7 +131,8 @@ pub(crate) async fn send(
         ts: now_ms(),
         offset: None,
     };
-    let sent = crate::hub::operations::send_private(&state, request.to.into(), message).await?;
+    let sent =
+        crate::hub::operations::send_private(&state, request.to.into(), message, None).await?;
     Ok(Json(SendAnswer { delivered: sent.reached, status: sent.status, offset: sent.offset }))
 }
 
@@ -168,7 +169,8 @@ pub(crate) async fn broadcast(
         Some(room) => {
             let room: Arc<str> = room.into();
             let key = StreamKey::Room(room.clone());
-            state.streams().publish(state.broker(), key, Target::Room(room), message).await?.reached
+            let target = Target::Room(room);
+            state.streams().publish(state.broker(), key, target, message, None).await?.reached
         }
         None => {
             let frame = encode(&ServerFrame::Message(message));

@@ -13,18 +13,39 @@ use redis::Script;
 /// Appends a message to a stream and publishes it, in one step.
 ///
 /// KEYS: 1 meta hash, 2 history stream, 3 the presence hash (`…:u`) of the
-/// target's scope, 4 the connection count (`…:n`) of the target's scope.
+/// target's scope, 4 the connection count (`…:n`) of the target's scope,
+/// 5 the request id's key (any key when there is no id).
 /// ARGV: 1 channel, 2 the frame without its closing `}`, 3 ts (ms),
 /// 4 history size, 5 history TTL (s), 6 history max bytes, 7 metadata TTL
 /// (s), 8 a fresh epoch (used if the stream is new), 9 the target
-/// (`r:<room>` / `u:<user>`), 10 the user of an inbox ('' for a room).
+/// (`r:<room>` / `u:<user>`), 10 the user of an inbox ('' for a room),
+/// 11 `1` when the request has an id, 12 the id window (ms).
 ///
-/// Returns `{epoch, offset, connections}`: `connections` is how many
-/// connections the target has across the cluster.
+/// With an id, the script records `o:<epoch>:<offset>` under it, and a
+/// request whose id already holds such a record is not appended again:
+/// its first offset comes back. So a retry after an answer lost on the way
+/// (a timeout after Redis did the work) takes effect once.
+///
+/// Returns `{epoch, offset, connections, repeated}`: `connections` is how
+/// many connections the target has across the cluster; `repeated` is 1 for
+/// a request carried out before.
 pub(crate) static PUBLISH: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r#"
 local meta, stream = KEYS[1], KEYS[2]
+local connections
+if ARGV[10] ~= '' then
+  connections = tonumber(redis.call('HGET', KEYS[3], ARGV[10]) or '0')
+else
+  connections = tonumber(redis.call('GET', KEYS[4]) or '0')
+end
+if ARGV[11] == '1' then
+  local prior = redis.call('GET', KEYS[5])
+  if prior and string.sub(prior, 1, 2) == 'o:' then
+    local split = string.find(prior, ':', 3, true)
+    return {string.sub(prior, 3, split - 1), tonumber(string.sub(prior, split + 1)), connections, 1}
+  end
+end
 local epoch = redis.call('HGET', meta, 'epoch')
 if not epoch then
   epoch = ARGV[8]
@@ -48,14 +69,11 @@ if size > 0 then
   redis.call('EXPIRE', stream, math.max(tonumber(ARGV[5]), 1))
 end
 redis.call('EXPIRE', meta, ARGV[7])
-local connections
-if ARGV[10] ~= '' then
-  connections = tonumber(redis.call('HGET', KEYS[3], ARGV[10]) or '0')
-else
-  connections = tonumber(redis.call('GET', KEYS[4]) or '0')
+if ARGV[11] == '1' then
+  redis.call('SET', KEYS[5], 'o:' .. epoch .. ':' .. offset, 'PX', ARGV[12])
 end
 redis.call('PUBLISH', ARGV[1], 'm\n' .. ARGV[9] .. '\n' .. epoch .. '\n' .. offset .. '\n' .. frame)
-return {epoch, offset, connections}
+return {epoch, offset, connections, 0}
 "#,
     )
 });
@@ -92,6 +110,19 @@ if tonumber(ARGV[5]) > 0 and tonumber(after) < tonumber(last) then
 end
 if ARGV[6] == '1' then redis.call('HSET', meta, 'delivered', last) end
 return {epoch, tonumber(last), tonumber(delivered), entries}
+"#,
+    )
+});
+
+/// Releases a request id whose request failed, unless the request was
+/// appended after all (its id holds `o:…`): then a retry must find it.
+///
+/// KEYS: 1 the id's key.
+pub(crate) static FORGET_ID: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+if redis.call('GET', KEYS[1]) == '' then return redis.call('DEL', KEYS[1]) end
+return 0
 "#,
     )
 });

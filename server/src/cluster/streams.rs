@@ -69,12 +69,15 @@ fn meta_ttl_secs(limits: &HistoryLimits) -> u64 {
 }
 
 impl Cluster {
-    /// Appends `message` to `key`'s stream and publishes it to every node.
+    /// Appends `message` to `key`'s stream and publishes it to every node;
+    /// with `request` (user, request id), once per id within `window`.
     pub(crate) async fn append(
         &self,
         key: &StreamKey,
         limits: &HistoryLimits,
         message: &Message,
+        request: Option<(&str, &str)>,
+        window: std::time::Duration,
     ) -> Result<Appended, ClusterError> {
         let open = super::wire::open_frame(message);
         let (scope, user) = match key {
@@ -88,6 +91,7 @@ impl Cluster {
             .key(self.keys.history(key))
             .key(format!("{scope}:u"))
             .key(format!("{scope}:n"))
+            .key(request.map_or_else(|| self.keys.channel(), |(u, id)| self.keys.request_id(u, id)))
             .arg(self.keys.channel())
             .arg(&open)
             .arg(message.ts)
@@ -97,10 +101,15 @@ impl Cluster {
             .arg(meta_ttl_secs(limits))
             .arg(new_epoch())
             .arg(super::wire::target_of(key))
-            .arg(user);
+            .arg(user)
+            .arg(if request.is_some() { "1" } else { "0" })
+            .arg(window.as_millis() as u64);
         let mut connection = self.connection();
-        let (epoch, offset, connections): (String, u64, u64) =
+        let (epoch, offset, connections, repeated): (String, u64, u64, u8) =
             self.call("publish", invocation.invoke_async(&mut connection)).await?;
+        if repeated == 1 {
+            tracing::info!(stream = %key.encode(), offset, "a retried request was appended before: not again");
+        }
         let frame = Utf8Bytes::from(format!("{open},\"offset\":{offset}}}"));
         Ok(Appended {
             position: Position { epoch, offset },

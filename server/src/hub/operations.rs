@@ -22,14 +22,17 @@ pub(crate) struct Sent {
 /// Stores a private message in the receiver's inbox and delivers it to their
 /// connections: `live` when some got it now, `queued` when it waits in the
 /// inbox, `dropped` when the inbox keeps no history and nobody is connected.
+/// `request` is the sender and the request's id, when it has one.
 pub(crate) async fn send_private(
     state: &AppState,
     to: Arc<str>,
     message: Message,
+    request: Option<(&str, &str)>,
 ) -> Result<Sent, crate::hub::streams::PublishError> {
     let key = StreamKey::Inbox(to.clone());
     let keeps = state.streams().limits(&key).size > 0;
-    let published = state.streams().publish(state.broker(), key, Target::User(to), message).await?;
+    let target = Target::User(to);
+    let published = state.streams().publish(state.broker(), key, target, message, request).await?;
     state.hub().counters.message_accepted();
     let status = match (published.reached, keeps) {
         (0, true) => "queued",

@@ -48,7 +48,7 @@ enum Backing {
     Local { store: Arc<dyn HistoryStore>, stripes: Box<[Mutex<()>]> },
     /// In Redis, shared by every node; the hub says who follows a stream
     /// here, for the subscriber's gap detection.
-    Cluster { cluster: Arc<Cluster>, hub: Arc<Hub> },
+    Cluster { cluster: Arc<Cluster>, hub: Arc<Hub>, window: std::time::Duration },
 }
 
 /// Each stream's history limits: `history.rules` by room pattern, compiled
@@ -109,8 +109,16 @@ impl Streams {
     }
 
     /// Streams kept in Redis, shared with the other nodes.
-    pub(crate) fn cluster(cluster: Arc<Cluster>, hub: Arc<Hub>, config: HistoryConfig) -> Streams {
-        Streams { rules: HistoryRules::new(config), backing: Backing::Cluster { cluster, hub } }
+    /// Streams kept in Redis, shared with the other nodes; request ids are
+    /// remembered for `window`.
+    pub(crate) fn cluster(
+        cluster: Arc<Cluster>,
+        hub: Arc<Hub>,
+        config: HistoryConfig,
+        window: std::time::Duration,
+    ) -> Streams {
+        let backing = Backing::Cluster { cluster, hub, window };
+        Streams { rules: HistoryRules::new(config), backing }
     }
 
     pub(crate) fn rules(&self) -> &HistoryRules {
@@ -160,18 +168,22 @@ impl Streams {
     }
 
     /// Stores `message` as the stream's next one and fans it out to `target`.
+    /// `request` (user, request id) makes it once per id in Redis, where an
+    /// unanswered call may still have been carried out (on one node the
+    /// session's id window is enough).
     pub(crate) async fn publish(
         &self,
         broker: &dyn Broker,
         key: StreamKey,
         target: Target,
         message: Message,
+        request: Option<(&str, &str)>,
     ) -> Result<Published, PublishError> {
         let limits = self.limits(&key).clone();
         let (store, stripes) = match &self.backing {
             Backing::Local { store, stripes } => (store, stripes),
-            Backing::Cluster { cluster, .. } => {
-                let appended = cluster.append(&key, &limits, &message).await?;
+            Backing::Cluster { cluster, window, .. } => {
+                let appended = cluster.append(&key, &limits, &message, request, *window).await?;
                 let stored = Stored {
                     offset: appended.position.offset,
                     ts: message.ts,
@@ -226,7 +238,7 @@ impl Streams {
                     None => Ok((registered, store.position(key)?, None)),
                 }
             }
-            Backing::Cluster { cluster, hub } => {
+            Backing::Cluster { cluster, hub, .. } => {
                 let registered = register();
                 let (position, replay) = match since {
                     Some(since) => {
@@ -264,7 +276,7 @@ impl Streams {
                 let (position, pending) = store.undelivered(key, &limits, now_ms())?;
                 Ok((registered, position, pending))
             }
-            Backing::Cluster { cluster, hub } => {
+            Backing::Cluster { cluster, hub, .. } => {
                 let registered = register();
                 let count = limits.size + 1;
                 let read = cluster

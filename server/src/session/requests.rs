@@ -139,10 +139,11 @@ impl<S: Socket> Session<S> {
                 };
                 let room: Arc<str> = room.into();
                 let key = StreamKey::Room(room.clone());
+                let request = id.as_deref().map(|id| (&*self.user, id));
                 let published = self
                     .state
                     .streams()
-                    .publish(self.state.broker(), key, Target::Room(room), message)
+                    .publish(self.state.broker(), key, Target::Room(room), message, request)
                     .await;
                 match published {
                     Ok(published) => {
@@ -176,7 +177,8 @@ impl<S: Socket> Session<S> {
                     ts: now_ms(),
                     offset: None,
                 };
-                match send_private(&self.state, to.into(), message).await {
+                let request = id.as_deref().map(|id| (&*self.user, id));
+                match send_private(&self.state, to.into(), message, request).await {
                     Ok(sent) => {
                         self.answer(id, |ack| {
                             ack.delivered = Some(sent.reached as u64);
