@@ -127,8 +127,8 @@ impl AppState {
         let shared = cluster.clone();
         AppState::build(config, Some(cluster), move |hub| {
             let broker: Arc<dyn Broker> = Arc::new(RedisBroker::new(shared.clone()));
-            let streams = Streams::cluster(shared.clone(), hub, history, window);
-            (broker, streams, RequestIds::Cluster(shared, window))
+            let streams = Streams::cluster(shared, hub, history, window);
+            (broker, streams, RequestIds::Cluster)
         })
     }
 

@@ -8,7 +8,7 @@
 //! | `switchboard:s:r:<room>:m` | hash | a room stream's `epoch`, `last` offset, `bytes` kept | history TTL, at least 10 min after the last use |
 //! | `switchboard:s:r:<room>:x` | stream | its history, entry id `<offset>-0`, fields `ts`, `f` (the frame) | history TTL after the last publish |
 //! | `switchboard:s:u:<user>:m` / `:x` | hash / stream | a user's inbox, the same, plus `delivered` | the same |
-//! | `switchboard:id:<user>:<id>` | string | a request id's answer (empty while in flight) | `delivery.id_window_secs` |
+//! | `switchboard:id:<user>:<id>` | string | a request id's stream position (`o:<epoch>:<offset>`) | `delivery.id_window_secs` |
 //! | `switchboard:p:<scope>:z` | sorted set | the users present (scope `online`, or `r:<room>`), by name | when empty |
 //! | `switchboard:p:<scope>:u` | hash | user → their connections in the scope, all nodes | when empty |
 //! | `switchboard:p:<scope>:c` | hash | `<node>\|<user>` → connections on that node | when empty |

@@ -13,8 +13,9 @@
 //! - `presence.rs`: who is in which room and who is online, cluster-wide,
 //!   counted per node so that a dead node's entries can be removed by the
 //!   survivors; node heartbeats.
-//! - `ids.rs`: recent request ids, so a retry on another node is answered
-//!   instead of carried out twice.
+//! - Request ids: the publish script records each id with its offset in
+//!   the same step as the append, so a retry on another node (or after a
+//!   timeout) gets the first offset instead of a second append.
 //! - `keys.rs`: every key's name; `scripts.rs`: the Lua scripts; `wire.rs`:
 //!   the pub/sub message format.
 //!
@@ -24,7 +25,6 @@
 //! acknowledged that was not stored), is logged once per outage, shows in
 //! `/health`, and the connection manager reconnects with backoff.
 
-pub(crate) mod ids;
 pub(crate) mod keys;
 pub(crate) mod presence;
 mod scripts;

@@ -114,19 +114,6 @@ return {epoch, tonumber(last), tonumber(delivered), entries}
     )
 });
 
-/// Releases a request id whose request failed, unless the request was
-/// appended after all (its id holds `o:…`): then a retry must find it.
-///
-/// KEYS: 1 the id's key.
-pub(crate) static FORGET_ID: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
-        r#"
-if redis.call('GET', KEYS[1]) == '' then return redis.call('DEL', KEYS[1]) end
-return 0
-"#,
-    )
-});
-
 /// Moves an inbox's delivered mark forward (never back).
 ///
 /// KEYS: 1 meta hash. ARGV: 1 the offset.

@@ -12,8 +12,6 @@ use std::time::Duration;
 use tokio::time::Instant;
 use tungstenite::Utf8Bytes;
 
-use crate::store::StoreError;
-
 /// What the window knows about an id.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum Seen {
@@ -103,44 +101,37 @@ impl IdWindow {
     }
 }
 
-/// Where request ids are remembered: in this process, or in Redis for
-/// every node (`cluster/ids.rs`).
+/// Where request ids are remembered. On one node, in this [`IdWindow`]. In
+/// Redis, the publish script is the window: it records each id with the
+/// offset it got, in the same step as the append, and answers a repeat with
+/// that offset (`cluster/scripts.rs`), so nothing needs claiming before
+/// or recording after, and a request whose answer was lost to a timeout
+/// cannot be appended twice.
 pub(crate) enum RequestIds {
     Local(IdWindow),
-    Cluster(Arc<crate::cluster::Cluster>, Duration),
+    Cluster,
 }
 
 impl RequestIds {
     /// Looks an id up, and claims it when new.
-    pub(crate) async fn begin(&self, user: &Arc<str>, id: &str) -> Result<Seen, StoreError> {
+    pub(crate) fn begin(&self, user: &Arc<str>, id: &str) -> Seen {
         match self {
-            RequestIds::Local(window) => Ok(window.begin(user, id)),
-            RequestIds::Cluster(cluster, window) => Ok(cluster.begin_id(user, id, *window).await?),
+            RequestIds::Local(window) => window.begin(user, id),
+            RequestIds::Cluster => Seen::New,
         }
     }
 
-    /// Records the answer of a claimed id. A failure to record it in Redis
-    /// only weakens a later retry (carried out again), so it is logged.
-    pub(crate) async fn finish(&self, user: &Arc<str>, id: &str, answer: Utf8Bytes) {
-        match self {
-            RequestIds::Local(window) => window.finish(user, id, answer),
-            RequestIds::Cluster(cluster, _) => {
-                if let Err(err) = cluster.finish_id(user, id, &answer).await {
-                    tracing::warn!(%user, %id, %err, "request id answer not recorded");
-                }
-            }
+    /// Records the answer of a claimed id.
+    pub(crate) fn finish(&self, user: &Arc<str>, id: &str, answer: Utf8Bytes) {
+        if let RequestIds::Local(window) = self {
+            window.finish(user, id, answer);
         }
     }
 
     /// Releases a claimed id whose request failed, so a retry is carried out.
-    pub(crate) async fn forget(&self, user: &Arc<str>, id: &str) {
-        match self {
-            RequestIds::Local(window) => window.forget(user, id),
-            RequestIds::Cluster(cluster, _) => {
-                if let Err(err) = cluster.forget_id(user, id).await {
-                    tracing::warn!(%user, %id, %err, "request id not released");
-                }
-            }
+    pub(crate) fn forget(&self, user: &Arc<str>, id: &str) {
+        if let RequestIds::Local(window) = self {
+            window.forget(user, id);
         }
     }
 

@@ -260,17 +260,10 @@ impl<S: Socket> Session<S> {
     /// the flow; `None` for a new id, now claimed.
     async fn repeat(&mut self, id: &Option<String>) -> Option<Flow> {
         let id = id.as_ref()?;
-        match self.state.ids().begin(&self.user, id).await {
-            Ok(Seen::New) => None,
-            Ok(Seen::Done(answer)) => {
-                Some(written(self.socket.send(WsMessage::Text(answer)).await))
-            }
-            Ok(Seen::InFlight) => Some(self.ack(Some(id.clone()), |_| {}).await),
-            // Carrying it out unchecked could do it twice: refuse, the
-            // client retries with the same id.
-            Err(err) => {
-                Some(self.fail(Some(id.clone()), ErrorCode::UNAVAILABLE, err.to_string()).await)
-            }
+        match self.state.ids().begin(&self.user, id) {
+            Seen::New => None,
+            Seen::Done(answer) => Some(written(self.socket.send(WsMessage::Text(answer)).await)),
+            Seen::InFlight => Some(self.ack(Some(id.clone()), |_| {}).await),
         }
     }
 
@@ -280,14 +273,14 @@ impl<S: Socket> Session<S> {
         let mut ack = Ack { id: id.clone(), ..Ack::default() };
         fill(&mut ack);
         let frame = encode(&ServerFrame::Ack(ack));
-        self.state.ids().finish(&self.user, &id, frame.clone()).await;
+        self.state.ids().finish(&self.user, &id, frame.clone());
         written(self.socket.send(WsMessage::Text(frame)).await)
     }
 
     /// Refuses a claimed request; the id is released so a retry is carried out.
     async fn refuse(&mut self, id: Option<String>, code: ErrorCode, message: String) -> Flow {
         if let Some(id) = &id {
-            self.state.ids().forget(&self.user, id).await;
+            self.state.ids().forget(&self.user, id);
         }
         self.fail(id, code, message).await
     }
