@@ -70,6 +70,18 @@ async fn a_room_spans_every_node_in_one_order() {
     }
     assert!(seen.windows(2).all(|w| w[0] == w[1]), "every node delivers the same order");
     assert_eq!(seen[0][0], json!("0-0"));
+    // History is the cluster's too, read from any node.
+    let history = get_json(&nodes[2], "/api/rooms/lobby/history?since=10").await;
+    let offsets: Vec<u64> = history["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["offset"].as_u64().unwrap())
+        .collect();
+    assert_eq!((history["offset"].clone(), offsets), (json!(15), vec![11, 12, 13, 14, 15]));
+    let (client, _) = &members[1];
+    let page = client.history("lobby", Some(13), None).await.unwrap();
+    assert_eq!(page.messages.iter().map(|m| m.data.clone()).collect::<Vec<_>>(), seen[0][13..]);
 }
 
 #[tokio::test]
