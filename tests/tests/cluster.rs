@@ -317,6 +317,15 @@ async fn a_lost_subscription_is_repaired_so_nothing_goes_missing() {
     append_unpublished(&redis, "stream", "last");
     redis.cli(&["CLIENT", "KILL", "TYPE", "pubsub"]);
     assert_eq!(events.next_message().await.data, json!("last"));
+    let metrics = http().get(nodes[0].http("/metrics")).send().await.unwrap().text().await.unwrap();
+    let figure = |name: &str| -> u64 {
+        let line =
+            metrics.lines().find(|l| l.starts_with(name)).unwrap_or_else(|| panic!("{name}"));
+        line.rsplit(' ').next().unwrap().parse().unwrap()
+    };
+    assert!(figure("switchboard_redis_resubscribes_total") >= 3, "{metrics}");
+    assert!(figure("switchboard_stream_gaps_total{outcome=\"repaired\"}") >= 3, "{metrics}");
+    assert_eq!(figure("switchboard_redis_up"), 1);
 }
 
 #[tokio::test]
@@ -348,6 +357,12 @@ async fn a_redis_outage_fails_requests_fast_and_heals_by_itself() {
     assert_eq!(
         (health["status"].clone(), health["redis"]["status"].clone()),
         (json!("degraded"), json!("down"))
+    );
+    let metrics = http().get(node.http("/metrics")).send().await.unwrap().text().await.unwrap();
+    assert!(metrics.contains("switchboard_redis_up 0"), "{metrics}");
+    assert!(
+        metrics.contains("switchboard_redis_errors_total{operation=\"publish\"} 1"),
+        "{metrics}"
     );
     let api = http()
         .post(node.http("/api/send"))

@@ -101,6 +101,36 @@ pub(crate) fn render(state: &AppState) -> String {
         "Sessions ended: close_<code> when the hub closed them, else client_closed, dropped or network_error",
         ended,
     );
+    if let Some(cluster) = state.cluster() {
+        use std::sync::atomic::Ordering::Relaxed;
+        gauge(
+            &mut registry,
+            "redis_up",
+            "1 when the last Redis request succeeded",
+            cluster.is_up() as u64,
+        );
+        let errors = Family::<Labels, Counter>::default();
+        for (operation, n) in cluster.counters.errors() {
+            errors.get_or_create(&vec![("operation", operation.to_owned())]).inc_by(n);
+        }
+        registry.register("redis_errors", "Redis requests that failed, by operation", errors);
+        counter(
+            &mut registry,
+            "redis_resubscribes",
+            "Redis subscriptions re-established after one was lost",
+            cluster.counters.resubscribes.load(Relaxed),
+        );
+        let gaps = Family::<Labels, Counter>::default();
+        let repaired = cluster.counters.gaps_repaired.load(Relaxed);
+        gaps.get_or_create(&vec![("outcome", "repaired".to_owned())]).inc_by(repaired);
+        let resumed = cluster.counters.gaps_resumed.load(Relaxed);
+        gaps.get_or_create(&vec![("outcome", "resumed".to_owned())]).inc_by(resumed);
+        registry.register(
+            "stream_gaps",
+            "Messages lost between nodes: repaired from the history, or followers told to resume (4005)",
+            gaps,
+        );
+    }
     let uptime = Gauge::<i64>::default();
     uptime.set(i64::try_from(stats.uptime_ms / 1000).unwrap_or(i64::MAX));
     registry.register_with_unit("uptime", "Time since the hub started", Unit::Seconds, uptime);

@@ -85,6 +85,33 @@ pub(crate) struct Cluster {
     /// The last offset (and its epoch) delivered on this node, per stream
     /// with local recipients: what gap detection compares against.
     pub(crate) delivered: Mutex<HashMap<StreamKey, (String, u64)>>,
+    /// What `/metrics` reports of this node's life with Redis.
+    pub(crate) counters: ClusterCounters,
+}
+
+/// Counts of this node's dealings with Redis, for `/metrics`.
+#[derive(Debug, Default)]
+pub(crate) struct ClusterCounters {
+    /// Failed requests, by operation.
+    errors: Mutex<std::collections::BTreeMap<&'static str, u64>>,
+    /// Subscriptions re-established after one was lost.
+    pub(crate) resubscribes: std::sync::atomic::AtomicU64,
+    /// Gaps filled from a stream's history.
+    pub(crate) gaps_repaired: std::sync::atomic::AtomicU64,
+    /// Gaps the history no longer held (followers closed with 4005).
+    pub(crate) gaps_resumed: std::sync::atomic::AtomicU64,
+}
+
+impl ClusterCounters {
+    fn failed(&self, what: &'static str) {
+        *self.errors.lock().unwrap_or_else(PoisonError::into_inner).entry(what).or_default() += 1;
+    }
+
+    /// Failed requests so far, by operation.
+    pub(crate) fn errors(&self) -> Vec<(&'static str, u64)> {
+        let errors = self.errors.lock().unwrap_or_else(PoisonError::into_inner);
+        errors.iter().map(|(what, n)| (*what, *n)).collect()
+    }
 }
 
 impl std::fmt::Debug for Cluster {
@@ -119,6 +146,7 @@ impl Cluster {
             node_ttl: Duration::from_millis(config.node_ttl_ms),
             up: AtomicBool::new(true),
             delivered: Mutex::new(HashMap::new()),
+            counters: ClusterCounters::default(),
         })
     }
 
@@ -144,8 +172,12 @@ impl Cluster {
         };
         match &result {
             Ok(_) => self.mark(true, what, None),
-            Err(ClusterError::Unavailable(err)) => self.mark(false, what, Some(err)),
+            Err(ClusterError::Unavailable(err)) => {
+                self.counters.failed(what);
+                self.mark(false, what, Some(err));
+            }
             Err(ClusterError::Redis(err)) => {
+                self.counters.failed(what);
                 tracing::error!(%what, %err, "redis refused a request");
             }
         }

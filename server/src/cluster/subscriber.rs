@@ -18,6 +18,7 @@
 //! reconnects and resumes from its own position, which either recovers the
 //! gap or says `recovered: false`. Nobody misses a message silently.
 
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
@@ -76,6 +77,7 @@ impl Subscriber {
             failures = 0;
             ready.cancel();
             if subscribed_before {
+                self.cluster.counters.resubscribes.fetch_add(1, Ordering::Relaxed);
                 tracing::info!("redis subscription restored; repairing the streams followed here");
             }
             // Also on the first subscription: a connection that started
@@ -210,6 +212,7 @@ impl Subscriber {
             return false;
         }
         if !missing.is_empty() {
+            self.cluster.counters.gaps_repaired.fetch_add(1, Ordering::Relaxed);
             tracing::info!(stream = %key.encode(), after, end, "repaired a gap from the stream's history");
         }
         for stored in missing {
@@ -240,6 +243,7 @@ impl Subscriber {
 
     /// The gap cannot be filled: the stream's local followers resume.
     fn give_up(&self, hub: &Hub, key: &StreamKey) {
+        self.cluster.counters.gaps_resumed.fetch_add(1, Ordering::Relaxed);
         self.cluster.delivered().remove(key);
         let closed = match key {
             StreamKey::Room(room) => hub.close_room(room, CloseCode::RESUME, RESUME_REASON),
