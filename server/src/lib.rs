@@ -55,8 +55,11 @@
 //! - [`store`]: history per stream behind [`HistoryStore`], in memory or on disk.
 //! - [`api`]: the HTTP admin API and its [`ApiError`].
 //! - [`config`]: [`Config`] and every default; [`cli`]: flags and their
-//!   variables; [`env`]: every key from `SWITCHBOARD_<SECTION>__<KEY>`; [`AppState`] (`state.rs`): everything a
-//!   node shares, and its shutdown.
+//!   variables; [`env`]: every key from `SWITCHBOARD_<SECTION>__<KEY>`; [`AppState`] (`state/`): everything a
+//!   node shares, its background tasks and its shutdown (`mod.rs`), and the
+//!   in-process server API for embedding applications (`server_api.rs`:
+//!   [`AppState::send`], [`AppState::publish`], [`AppState::broadcast`],
+//!   [`AppState::disconnect`], presence queries).
 //!
 //! The wire protocol lives in the `switchboard-protocol` crate and is
 //! documented in `docs/PROTOCOL.md`.
@@ -88,6 +91,7 @@ pub use hub::{Hub, RoomDetail, RoomSummary};
 pub use policy::auth::{self, AuthError, Authenticator, Identity};
 pub use policy::{identity, patterns};
 pub use state::AppState;
+pub use state::server_api::{Members, Published, SendStatus, Sent, ServerError};
 pub use store::{HistoryStore, MemoryStore, StreamKey};
 pub use transport::listen::bind;
 

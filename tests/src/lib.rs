@@ -74,6 +74,14 @@ impl TestServer {
         TestServer::serve_state(listener, switchboard_server::AppState::new(config).expect("state"))
     }
 
+    /// Serves a state the test built (and keeps a clone of, to call the
+    /// in-process API) on a free port.
+    pub async fn start_state(state: switchboard_server::AppState) -> TestServer {
+        log_if_asked();
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind a loopback port");
+        TestServer::serve_state(listener, state)
+    }
+
     fn serve_state(listener: TcpListener, state: switchboard_server::AppState) -> TestServer {
         let addr = listener.local_addr().expect("local address");
         let (stop, stopped) = oneshot::channel::<()>();

@@ -18,21 +18,19 @@ use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
-use std::sync::Arc;
-use switchboard_protocol::{CloseCode, Message, ServerFrame, validate_name};
+use switchboard_protocol::{CloseCode, Message, validate_name};
 
-use crate::AppState;
-use crate::broker::{Delivery, DeliveryKind, Target};
 use crate::hub::stats::Stats;
 use crate::hub::{RoomDetail, RoomSummary};
-use crate::store::StreamKey;
-use crate::transport::wire::{encode, now_ms};
+use crate::store::StoreError;
+use crate::{AppState, ServerError};
 
-impl From<crate::hub::streams::PublishError> for ApiError {
-    fn from(err: crate::hub::streams::PublishError) -> Self {
+impl From<ServerError> for ApiError {
+    fn from(err: ServerError) -> Self {
         match err {
-            crate::hub::streams::PublishError::Store(err) => ApiError::Store(err),
-            crate::hub::streams::PublishError::Broker(err) => ApiError::Broker(err),
+            ServerError::InvalidName { field, reason } => ApiError::InvalidName { field, reason },
+            ServerError::InvalidCloseCode(_) => ApiError::BadRequest(err.to_string()),
+            ServerError::Unavailable(message) => ApiError::Store(StoreError(message)),
         }
     }
 }
@@ -81,7 +79,7 @@ pub(crate) struct Online {
 
 /// `GET /api/online`: every user connected (to any node, in multi-node mode).
 pub(crate) async fn online(State(state): State<AppState>) -> Result<Json<Online>, ApiError> {
-    let users = crate::hub::presence::online(&state).await?;
+    let users = state.online_users().await?;
     Ok(Json(Online { count: users.len(), users }))
 }
 
@@ -120,20 +118,12 @@ pub(crate) async fn send(
     State(state): State<AppState>,
     ApiJson(request): ApiJson<SendRequest>,
 ) -> Result<Json<SendAnswer>, ApiError> {
-    check_name("to", &request.to)?;
-    check_name("event", &request.event)?;
-    let message = Message {
-        room: None,
-        to: Some(request.to.clone()),
-        from: state.config().server_name.clone(),
-        event: request.event,
-        data: request.data,
-        ts: now_ms(),
-        offset: None,
-    };
-    let sent =
-        crate::hub::operations::send_private(&state, request.to.into(), message, None).await?;
-    Ok(Json(SendAnswer { delivered: sent.reached, status: sent.status, offset: sent.offset }))
+    let sent = state.send(&request.to, &request.event, request.data).await?;
+    Ok(Json(SendAnswer {
+        delivered: sent.delivered,
+        status: sent.status.as_str(),
+        offset: sent.offset,
+    }))
 }
 
 /// The body of `POST /api/broadcast`.
@@ -146,40 +136,16 @@ pub(crate) struct BroadcastRequest {
     room: Option<String>,
 }
 
-/// `POST /api/broadcast`: a message from the server to one room, or to every connection.
+/// `POST /api/broadcast`: a message from the server to one room (part of
+/// its stream, recoverable like any), or to every connection.
 pub(crate) async fn broadcast(
     State(state): State<AppState>,
     ApiJson(request): ApiJson<BroadcastRequest>,
 ) -> Result<Json<Delivered>, ApiError> {
-    check_name("event", &request.event)?;
-    if let Some(room) = &request.room {
-        check_name("room", room)?;
-    }
-    let message = Message {
-        room: request.room.clone(),
-        to: None,
-        from: state.config().server_name.clone(),
-        event: request.event,
-        data: request.data,
-        ts: now_ms(),
-        offset: None,
+    let delivered = match &request.room {
+        Some(room) => state.publish(room, &request.event, request.data).await?.delivered,
+        None => state.broadcast(&request.event, request.data).await?,
     };
-    let delivered = match request.room {
-        // A room broadcast is part of the room's stream, recoverable like any.
-        Some(room) => {
-            let room: Arc<str> = room.into();
-            let key = StreamKey::Room(room.clone());
-            let target = Target::Room(room);
-            state.streams().publish(state.broker(), key, target, message, None).await?.reached
-        }
-        None => {
-            let frame = encode(&ServerFrame::Message(message));
-            let delivery =
-                Delivery { target: Target::All, frame, kind: DeliveryKind::Message, offset: None };
-            state.broker().publish(delivery).await?
-        }
-    };
-    state.hub().counters.message_accepted();
     Ok(Json(Delivered { delivered }))
 }
 
@@ -263,12 +229,12 @@ pub(crate) async fn members(
     query: Result<Query<MembersQuery>, QueryRejection>,
 ) -> Result<Json<Members>, ApiError> {
     let Query(query) = query.map_err(|r| ApiError::BadRequest(r.body_text()))?;
-    check_name("room", &room)?;
     let limit = crate::hub::operations::members_limit(query.limit);
-    let page = crate::hub::presence::members(&state, &room, query.cursor.as_deref(), limit)
+    let page = state
+        .room_members(&room, query.cursor.as_deref(), limit)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("no room `{room}`")))?;
-    Ok(Json(Members { room, members: page.members, member_count: page.count, cursor: page.cursor }))
+    Ok(Json(Members { room, members: page.users, member_count: page.count, cursor: page.cursor }))
 }
 
 /// The body of `POST /api/disconnect`.
@@ -294,23 +260,9 @@ pub(crate) async fn disconnect(
     State(state): State<AppState>,
     ApiJson(request): ApiJson<DisconnectRequest>,
 ) -> Result<Json<Disconnected>, ApiError> {
-    check_name("user", &request.user)?;
     let code = CloseCode(request.code.unwrap_or(CloseCode::KICKED.0));
-    // 1000 and 3000–4999 are the codes an application may send (RFC 6455 7.4).
-    if !(code == CloseCode::NORMAL || (3000..5000).contains(&code.0)) {
-        return Err(ApiError::BadRequest(format!(
-            "`code` must be 1000 or within 3000–4999, not {}",
-            code.0
-        )));
-    }
     let reason = request.reason.unwrap_or_else(|| "disconnected by the server".to_owned());
-    let disconnected = match state.cluster() {
-        None => state.hub().close_user(&request.user, code, &reason),
-        Some(cluster) => cluster
-            .disconnect(&request.user, code, &reason)
-            .await
-            .map_err(crate::store::StoreError::from)?,
-    };
+    let disconnected = state.disconnect(&request.user, code, &reason).await?;
     Ok(Json(Disconnected { disconnected }))
 }
 

@@ -9,13 +9,14 @@ use switchboard_protocol::{Message, Presence, PresenceAction, ServerFrame};
 use crate::AppState;
 use crate::broker::{Delivery, DeliveryKind, Target};
 use crate::hub::streams::messages;
+use crate::state::server_api::SendStatus;
 use crate::store::{StoreError, StreamKey};
 use crate::transport::wire::encode;
 
 /// What a private send did.
 pub(crate) struct Sent {
     pub(crate) reached: usize,
-    pub(crate) status: &'static str,
+    pub(crate) status: SendStatus,
     pub(crate) offset: u64,
 }
 
@@ -35,9 +36,9 @@ pub(crate) async fn send_private(
     let published = state.streams().publish(state.broker(), key, target, message, request).await?;
     state.hub().counters.message_accepted();
     let status = match (published.reached, keeps) {
-        (0, true) => "queued",
-        (0, false) => "dropped",
-        _ => "live",
+        (0, true) => SendStatus::Queued,
+        (0, false) => SendStatus::Dropped,
+        _ => SendStatus::Live,
     };
     Ok(Sent { reached: published.reached, status, offset: published.stored.offset })
 }

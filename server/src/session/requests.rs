@@ -182,7 +182,7 @@ impl<S: Socket> Session<S> {
                     Ok(sent) => {
                         self.answer(id, |ack| {
                             ack.delivered = Some(sent.reached as u64);
-                            ack.status = Some(sent.status.to_owned());
+                            ack.status = Some(sent.status.as_str().to_owned());
                             ack.offset = Some(sent.offset);
                         })
                         .await

@@ -1,5 +1,8 @@
 //! [`AppState`]: everything a request or a session needs, cheap to clone.
 //!
+//! `server_api.rs` adds the in-process server API (send, publish,
+//! broadcast, disconnect, presence queries) for embedding applications.
+//!
 //! It owns this node's [`Hub`], its [`Broker`], its streams and request
 //! ids (in this process, or in Redis in multi-node mode), the connection
 //! slots that enforce `limits.max_connections`, the background tasks, and
@@ -8,6 +11,8 @@
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+pub(crate) mod server_api;
 
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;

@@ -1,0 +1,225 @@
+//! The in-process server API: what the HTTP admin API does, as methods of
+//! [`AppState`] for Rust code in the process that embeds the hub. Service
+//! code sends to a user, publishes to a room, broadcasts, disconnects a
+//! user, or asks who is online, through the same path as `POST /api/…`:
+//! names checked, history and offsets, the broker (so in multi-node mode
+//! every node hears it). The HTTP handlers are thin wrappers over these.
+//!
+//! ```no_run
+//! # async fn example(state: switchboard_server::AppState) -> Result<(), switchboard_server::ServerError> {
+//! use serde_json::json;
+//! let sent = state.send("alice", "invoice", json!({"id": 42})).await?;
+//! println!("{} connections now, {}", sent.delivered, sent.status.as_str());
+//! state.publish("general", "notice", json!("maintenance at 5")).await?;
+//! # Ok(()) }
+//! ```
+
+use std::sync::Arc;
+
+use serde_json::Value;
+use switchboard_protocol::{CloseCode, Message, NameError, ServerFrame, validate_name};
+
+use super::AppState;
+use crate::broker::{BrokerError, Delivery, DeliveryKind, Target};
+use crate::hub::streams::PublishError;
+use crate::store::{StoreError, StreamKey};
+use crate::transport::wire::{encode, now_ms};
+
+/// A server-side request that could not be carried out.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ServerError {
+    /// A name breaks the protocol's naming rules.
+    #[error("invalid `{field}`: {reason}")]
+    InvalidName {
+        /// Which argument.
+        field: &'static str,
+        /// Which rule.
+        reason: NameError,
+    },
+    /// A close code outside 1000 and 3000–4999 (RFC 6455 7.4).
+    #[error("`code` must be 1000 or within 3000–4999, not {0}")]
+    InvalidCloseCode(u16),
+    /// The history store, the broker or Redis failed; nothing was sent.
+    #[error("unavailable: {0}")]
+    Unavailable(String),
+}
+
+impl From<StoreError> for ServerError {
+    fn from(err: StoreError) -> Self {
+        ServerError::Unavailable(err.to_string())
+    }
+}
+
+impl From<BrokerError> for ServerError {
+    fn from(err: BrokerError) -> Self {
+        ServerError::Unavailable(err.to_string())
+    }
+}
+
+impl From<PublishError> for ServerError {
+    fn from(err: PublishError) -> Self {
+        ServerError::Unavailable(err.to_string())
+    }
+}
+
+/// Where a private message went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SendStatus {
+    /// Some connection of the user got it now.
+    Live,
+    /// Nobody was connected: it waits in the user's inbox.
+    Queued,
+    /// Nobody was connected and the inbox keeps no history.
+    Dropped,
+}
+
+impl SendStatus {
+    /// `live`, `queued` or `dropped`, as the HTTP API says it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SendStatus::Live => "live",
+            SendStatus::Queued => "queued",
+            SendStatus::Dropped => "dropped",
+        }
+    }
+}
+
+/// A private message sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Sent {
+    /// Connections that got it now (across the cluster in multi-node mode).
+    pub delivered: usize,
+    /// Where it went.
+    pub status: SendStatus,
+    /// Its offset in the user's inbox.
+    pub offset: u64,
+}
+
+/// A message published to a room.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Published {
+    /// Connections it was queued to (on one node; 0 in multi-node mode,
+    /// where other nodes deliver it).
+    pub delivered: usize,
+    /// Its offset in the room's stream.
+    pub offset: u64,
+}
+
+/// A page of a room's users.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Members {
+    /// Users in byte order.
+    pub users: Vec<String>,
+    /// Users in the room in all.
+    pub count: usize,
+    /// The last user of this page when more follow.
+    pub cursor: Option<String>,
+}
+
+fn check(field: &'static str, name: &str) -> Result<(), ServerError> {
+    validate_name(name).map_err(|reason| ServerError::InvalidName { field, reason })
+}
+
+impl AppState {
+    /// A message from the server (`from` is `server_name`) for the server's
+    /// own requests.
+    fn server_message(
+        &self,
+        room: Option<&str>,
+        to: Option<&str>,
+        event: &str,
+        data: Value,
+    ) -> Message {
+        Message {
+            room: room.map(str::to_owned),
+            to: to.map(str::to_owned),
+            from: self.config().server_name.clone(),
+            event: event.to_owned(),
+            data,
+            ts: now_ms(),
+            offset: None,
+        }
+    }
+
+    /// Sends a private message from the server to every connection of
+    /// `user`, through their inbox: kept there when none is connected
+    /// (`POST /api/send`).
+    pub async fn send(&self, user: &str, event: &str, data: Value) -> Result<Sent, ServerError> {
+        check("to", user)?;
+        check("event", event)?;
+        let message = self.server_message(None, Some(user), event, data);
+        let sent = crate::hub::operations::send_private(self, user.into(), message, None).await?;
+        Ok(Sent { delivered: sent.reached, status: sent.status, offset: sent.offset })
+    }
+
+    /// Publishes a message from the server to a room, as part of its stream
+    /// (recoverable like any) (`POST /api/broadcast` with `room`).
+    pub async fn publish(
+        &self,
+        room: &str,
+        event: &str,
+        data: Value,
+    ) -> Result<Published, ServerError> {
+        check("room", room)?;
+        check("event", event)?;
+        let message = self.server_message(Some(room), None, event, data);
+        let room: Arc<str> = room.into();
+        let key = StreamKey::Room(room.clone());
+        let published =
+            self.streams().publish(self.broker(), key, Target::Room(room), message, None).await?;
+        self.hub().counters.message_accepted();
+        Ok(Published { delivered: published.reached, offset: published.stored.offset })
+    }
+
+    /// Sends a message from the server to every connection (of every node),
+    /// outside any stream; returns how many connections it reached
+    /// (`POST /api/broadcast` without `room`).
+    pub async fn broadcast(&self, event: &str, data: Value) -> Result<usize, ServerError> {
+        check("event", event)?;
+        let frame = encode(&ServerFrame::Message(self.server_message(None, None, event, data)));
+        let delivery =
+            Delivery { target: Target::All, frame, kind: DeliveryKind::Message, offset: None };
+        let delivered = self.broker().publish(delivery).await?;
+        self.hub().counters.message_accepted();
+        Ok(delivered)
+    }
+
+    /// Closes every connection of `user` (on every node) with `code`;
+    /// returns how many there were (`POST /api/disconnect`). 4501
+    /// ([`CloseCode::KICKED`]) tells the SDKs not to reconnect.
+    pub async fn disconnect(
+        &self,
+        user: &str,
+        code: CloseCode,
+        reason: &str,
+    ) -> Result<usize, ServerError> {
+        check("user", user)?;
+        if !(code == CloseCode::NORMAL || (3000..5000).contains(&code.0)) {
+            return Err(ServerError::InvalidCloseCode(code.0));
+        }
+        Ok(match self.cluster() {
+            None => self.hub().close_user(user, code, reason),
+            Some(cluster) => {
+                cluster.disconnect(user, code, reason).await.map_err(StoreError::from)?
+            }
+        })
+    }
+
+    /// Every user connected (to any node, in multi-node mode), sorted.
+    pub async fn online_users(&self) -> Result<Vec<String>, ServerError> {
+        Ok(crate::hub::presence::online(self).await?)
+    }
+
+    /// Up to `limit` users of `room` after `cursor`, in byte order; `None`
+    /// when nobody is in it.
+    pub async fn room_members(
+        &self,
+        room: &str,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<Option<Members>, ServerError> {
+        check("room", room)?;
+        let page = crate::hub::presence::members(self, room, cursor, limit).await?;
+        Ok(page.map(|page| Members { users: page.members, count: page.count, cursor: page.cursor }))
+    }
+}
