@@ -50,6 +50,8 @@ pub struct Config {
     /// Multi-node mode: several hubs sharing one Redis behave as one hub.
     /// Off (a single node, nothing shared) unless `redis.url` is set.
     pub redis: RedisConfig,
+    /// The application's hooks ([`crate::hooks`]).
+    pub hooks: HooksConfig,
 }
 
 impl Default for Config {
@@ -68,6 +70,7 @@ impl Default for Config {
             permissions: PermissionsConfig::default(),
             shutdown_grace_ms: 5_000,
             redis: RedisConfig::default(),
+            hooks: HooksConfig::default(),
         }
     }
 }
@@ -431,6 +434,21 @@ impl Default for RedisConfig {
     }
 }
 
+/// How the application's hooks ([`crate::hooks`]) are called.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HooksConfig {
+    /// How long one hook call may take before its action is refused with
+    /// error 302 `hook_failed` (close 1011 at connect), default 1000 ms.
+    pub timeout_ms: u64,
+}
+
+impl Default for HooksConfig {
+    fn default() -> Self {
+        HooksConfig { timeout_ms: 1_000 }
+    }
+}
+
 /// The HTTP admin API.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -607,6 +625,9 @@ impl Config {
         }
         if self.server_name.is_empty() {
             return invalid("server_name must not be empty");
+        }
+        if self.hooks.timeout_ms == 0 {
+            return invalid("hooks.timeout_ms must be greater than 0");
         }
         if let Some(url) = &self.redis.url {
             if !(url.starts_with("redis://") || url.starts_with("rediss://")) {

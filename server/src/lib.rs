@@ -35,7 +35,7 @@
 //!   for tests.
 //! - [`policy`]: who may do what. Identity and tokens ([`auth`],
 //!   [`identity`]), admission (origins, address lists, connection limits),
-//!   and room-name rules ([`patterns`]).
+//!   room-name rules ([`patterns`]), and the application's [`hooks`].
 //! - `session/`: one connection's state machine (`mod.rs`), what each
 //!   request frame does (`requests.rs`) and when its token needs attention
 //!   (`token_alarm.rs`).
@@ -89,7 +89,7 @@ pub use error::{ConfigError, Error, Result};
 pub use hub::stats::{ClusterStats, Rates, Stats};
 pub use hub::{Hub, RoomDetail, RoomSummary};
 pub use policy::auth::{self, AuthError, Authenticator, Identity};
-pub use policy::{identity, patterns};
+pub use policy::{hooks, identity, patterns};
 pub use state::AppState;
 pub use state::server_api::{Members, Published, SendStatus, Sent, ServerError};
 pub use store::{HistoryStore, MemoryStore, StreamKey};

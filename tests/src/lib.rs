@@ -341,6 +341,17 @@ pub async fn raw_connect(server: &TestServer, user: &str) -> (RawSocket, Welcome
     }
 }
 
+/// A raw WebSocket for `user`, upgraded but not read from (for a
+/// connection the hub closes before its `welcome`).
+pub async fn raw_upgrade(server: &TestServer, user: &str) -> RawSocket {
+    let url = format!("{}?user_id={user}", server.ws_url());
+    let (socket, _) = tokio::time::timeout(TIMEOUT, tokio_tungstenite::connect_async(url))
+        .await
+        .expect("upgrade within the timeout")
+        .expect("upgrade accepted");
+    socket
+}
+
 /// Sends a text frame on a raw socket.
 pub async fn raw_send(socket: &mut RawSocket, text: &str) {
     socket.send(WsMessage::Text(text.into())).await.expect("send");

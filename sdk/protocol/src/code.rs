@@ -9,8 +9,9 @@
 //! | range   | meaning | retry the same request? |
 //! |---------|---------|-------------------------|
 //! | 100–199 | the frame itself is wrong (not JSON, unknown type, bad field, bad name) | no: fix the client |
-//! | 200–299 | the hub refused the request by policy (not joined, limits)              | no, except [`ErrorCode::RATE_LIMITED`] after a pause |
+//! | 200–299 | the hub refused the request by policy (not joined, limits, the application's hooks) | no, except [`ErrorCode::RATE_LIMITED`] after a pause |
 //! | 300–399 | the hub could not do it right now                                       | yes, with backoff |
+//! | 1000–1999 | the application refused it (codes its hooks choose)                   | as the application documents |
 //!
 //! # Close code ranges (WebSocket close frames)
 //! | range     | meaning | reconnect? |
@@ -49,10 +50,14 @@ impl ErrorCode {
     pub const RATE_LIMITED: ErrorCode = ErrorCode(203);
     /// An `auth` frame's token was refused (the connection keeps its old one).
     pub const INVALID_TOKEN: ErrorCode = ErrorCode(204);
+    /// The application refused the request (one of its hooks); the message says why.
+    pub const REFUSED: ErrorCode = ErrorCode(205);
     /// The hub failed internally; the request may succeed if retried.
     pub const INTERNAL: ErrorCode = ErrorCode(300);
     /// A dependency of the hub (such as its broker) is unavailable; retry later.
     pub const UNAVAILABLE: ErrorCode = ErrorCode(301);
+    /// An application hook failed (panicked) or took too long; retry later.
+    pub const HOOK_FAILED: ErrorCode = ErrorCode(302);
 
     /// A short machine-readable name for a known code, `"unknown"` otherwise.
     pub fn name(self) -> &'static str {
@@ -67,8 +72,10 @@ impl ErrorCode {
             ErrorCode::LIMIT_EXCEEDED => "limit_exceeded",
             ErrorCode::RATE_LIMITED => "rate_limited",
             ErrorCode::INVALID_TOKEN => "invalid_token",
+            ErrorCode::REFUSED => "refused",
             ErrorCode::INTERNAL => "internal",
             ErrorCode::UNAVAILABLE => "unavailable",
+            ErrorCode::HOOK_FAILED => "hook_failed",
             _ => "unknown",
         }
     }
@@ -122,6 +129,8 @@ impl CloseCode {
     pub const UNAUTHORIZED: CloseCode = CloseCode(4500);
     /// An operator disconnected this user and asked it not to come back.
     pub const KICKED: CloseCode = CloseCode(4501);
+    /// The application's connect hook refused this connection.
+    pub const REFUSED: CloseCode = CloseCode(4502);
 
     /// A short machine-readable name for a known code, `"unknown"` otherwise.
     pub fn name(self) -> &'static str {
@@ -140,6 +149,7 @@ impl CloseCode {
             CloseCode::RESUME => "resume",
             CloseCode::UNAUTHORIZED => "unauthorized",
             CloseCode::KICKED => "kicked",
+            CloseCode::REFUSED => "refused",
             _ => "unknown",
         }
     }

@@ -1,9 +1,11 @@
 //! Who may do what: who a connection is ([`identity`], [`auth`]), whether
 //! it may connect at all (`admission.rs`: origins, address lists, rates and
-//! connection limits), and the room-name rules ([`patterns`]) that history
-//! and permissions are configured with.
+//! connection limits), the room-name rules ([`patterns`]) that history
+//! and permissions are configured with, and the application's own say
+//! ([`hooks`]).
 
 pub(crate) mod admission;
 pub mod auth;
+pub mod hooks;
 pub mod identity;
 pub mod patterns;

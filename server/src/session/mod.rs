@@ -263,6 +263,10 @@ impl<S: Socket> Session<S> {
         let departure =
             presence::unregister(&self.state, self.outbound.key, self.user.clone(), self.counted);
         departure.announce(&self.state).await;
+        if let Some((hooks, timeout)) = self.state.hooks() {
+            let hook = hooks.disconnect(&self.identity, &reason);
+            let _ = crate::policy::hooks::call("disconnect", timeout, hook).await;
+        }
         info!(session = %self.id.simple(), user = %self.user, %reason, "disconnected");
     }
 

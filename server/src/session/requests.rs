@@ -17,6 +17,7 @@ use crate::config::Access;
 use crate::hub::ids::Seen;
 use crate::hub::operations::{announce, members_limit, read_history, send_private};
 use crate::hub::presence;
+use crate::policy::hooks::{self, Decision, HookFailure, MessageDecision};
 use crate::store::{Replay, StreamKey};
 use crate::transport::wire::{encode, now_ms};
 
@@ -39,6 +40,21 @@ impl<S: Socket> Session<S> {
                 {
                     let message = format!("at most {max_rooms} rooms per connection");
                     return self.fail(id, ErrorCode::LIMIT_EXCEEDED, message).await;
+                }
+                let hooked = match self.state.hooks() {
+                    Some((hooks, timeout)) => {
+                        Some(hooks::call("join", timeout, hooks.join(&self.identity, &room)).await)
+                    }
+                    None => None,
+                };
+                match hooked {
+                    None | Some(Ok(Decision::Allow)) => {}
+                    Some(Ok(Decision::Refuse { code, message })) => {
+                        return self.fail(id, code, message).await;
+                    }
+                    Some(Err(failure)) => {
+                        return self.fail(id, ErrorCode::HOOK_FAILED, failure.to_string()).await;
+                    }
                 }
                 // Without the right to read history there is nothing to replay.
                 let since = since.filter(|_| self.may(&room, |rule| rule.history));
@@ -128,6 +144,17 @@ impl<S: Socket> Session<S> {
                 if let Some(flow) = self.repeat(&id).await {
                     return flow;
                 }
+                let hooked = match self.state.hooks() {
+                    Some((hooks, timeout)) => {
+                        let hook = hooks.publish(&self.identity, &room, &event, &data);
+                        Some(hooks::call("publish", timeout, hook).await)
+                    }
+                    None => None,
+                };
+                let data = match self.decided(&id, hooked, data).await {
+                    Ok(data) => data,
+                    Err(flow) => return flow,
+                };
                 let message = Message {
                     room: Some(room.clone()),
                     to: None,
@@ -168,6 +195,17 @@ impl<S: Socket> Session<S> {
                 if let Some(flow) = self.repeat(&id).await {
                     return flow;
                 }
+                let hooked = match self.state.hooks() {
+                    Some((hooks, timeout)) => {
+                        let hook = hooks.send(&self.identity, &to, &event, &data);
+                        Some(hooks::call("send", timeout, hook).await)
+                    }
+                    None => None,
+                };
+                let data = match self.decided(&id, hooked, data).await {
+                    Ok(data) => data,
+                    Err(flow) => return flow,
+                };
                 let message = Message {
                     room: None,
                     to: Some(to.clone()),
@@ -264,6 +302,27 @@ impl<S: Socket> Session<S> {
             Seen::New => None,
             Seen::Done(answer) => Some(written(self.socket.send(WsMessage::Text(answer)).await)),
             Seen::InFlight => Some(self.ack(Some(id.clone()), |_| {}).await),
+        }
+    }
+
+    /// The `data` a message goes out with after the hooks' say (`hooked`,
+    /// `None` without hooks); `Err` with the flow when they refused it, or
+    /// failed (the claimed id is released: a retry is carried out).
+    async fn decided(
+        &mut self,
+        id: &Option<String>,
+        hooked: Option<Result<MessageDecision, HookFailure>>,
+        data: serde_json::Value,
+    ) -> Result<serde_json::Value, Flow> {
+        match hooked {
+            None | Some(Ok(MessageDecision::Allow)) => Ok(data),
+            Some(Ok(MessageDecision::Replace(data))) => Ok(data),
+            Some(Ok(MessageDecision::Refuse { code, message })) => {
+                Err(self.refuse(id.clone(), code, message).await)
+            }
+            Some(Err(failure)) => {
+                Err(self.refuse(id.clone(), ErrorCode::HOOK_FAILED, failure.to_string()).await)
+            }
         }
     }
 

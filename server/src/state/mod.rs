@@ -57,6 +57,8 @@ struct Inner {
     presence_stale: std::sync::atomic::AtomicBool,
     /// Cancelled once the node's Redis subscription is in place.
     subscribed: CancellationToken,
+    /// The application's hooks, once set.
+    hooks: std::sync::OnceLock<Arc<dyn crate::hooks::Hooks>>,
     slots: Arc<Semaphore>,
     shutdown: CancellationToken,
     tasks: TaskTracker,
@@ -165,6 +167,7 @@ impl AppState {
                 cluster,
                 presence_stale: std::sync::atomic::AtomicBool::new(false),
                 subscribed: CancellationToken::new(),
+                hooks: std::sync::OnceLock::new(),
                 slots,
                 shutdown: CancellationToken::new(),
                 tasks: TaskTracker::new(),
@@ -213,6 +216,19 @@ impl AppState {
 
     pub(crate) fn cluster(&self) -> Option<&Arc<Cluster>> {
         self.inner.cluster.as_ref()
+    }
+
+    /// Gives the hub the application's [`Hooks`](crate::hooks::Hooks); set
+    /// once, before serving (connections already open see them from their
+    /// next request on). Returns false if hooks were set already.
+    pub fn set_hooks(&self, hooks: impl crate::hooks::Hooks) -> bool {
+        self.inner.hooks.set(Arc::new(hooks)).is_ok()
+    }
+
+    /// The application's hooks, if any, and how long a call may take.
+    pub(crate) fn hooks(&self) -> Option<(&dyn crate::hooks::Hooks, Duration)> {
+        let hooks = self.inner.hooks.get()?;
+        Some((&**hooks, Duration::from_millis(self.inner.config.hooks.timeout_ms)))
     }
 
     /// Marks this node's cluster presence as needing a rewrite.

@@ -27,8 +27,10 @@ use crate::AppState;
 use crate::api::ApiError;
 use crate::policy::admission::Ticket;
 use crate::policy::auth::{AuthError, Identity};
+use crate::policy::hooks::{ConnectRequest, Decision};
 use crate::policy::identity::{self, ConnectQuery, Resolved};
 use crate::session::{Session, Start, truncate_reason};
+use crate::transport::client_addr::client_ip;
 use crate::transport::upgrade::{Handshake, Pending, WebSocket};
 
 /// The peer's address, when the server was started with connect info
@@ -94,7 +96,10 @@ pub(crate) async fn upgrade(
     // value moved out of an async fn's arguments still takes its space
     // there: so what the connection starts with is one box, and the socket
     // is boxed too, each held once.
-    let admitted = Box::new(Admitted { state, resolved, start, config, ticket });
+    let address = peer.map_or(std::net::IpAddr::from([0, 0, 0, 0]), |peer| {
+        client_ip(peer.ip(), &headers, &state.config().limits.trusted_proxies)
+    });
+    let admitted = Box::new(Admitted { state, resolved, start, config, ticket, address });
     tasks.spawn(connection(pending, admitted));
     response
 }
@@ -114,6 +119,8 @@ struct Admitted {
     config: WebSocketConfig,
     /// The admission slot, given back when the connection ends.
     ticket: Ticket,
+    /// The client's address, for the connect hook.
+    address: std::net::IpAddr,
 }
 
 /// The life of an upgraded connection: authenticates it if the URL did not,
@@ -136,7 +143,7 @@ async fn establish(
     pending: Pending,
     admitted: Box<Admitted>,
 ) -> Option<(Session<Box<WebSocket>>, Start)> {
-    let Admitted { state, resolved, start, config, ticket } = *admitted;
+    let Admitted { state, resolved, start, config, ticket, address } = *admitted;
     let mut socket = pending.socket(config).await?;
     let identity = match resolved {
         // The admission gate already counted this user's connections.
@@ -160,6 +167,20 @@ async fn establish(
             identity
         }
     };
+    if let Some((hooks, timeout)) = state.hooks() {
+        let request = ConnectRequest { identity: &identity, address };
+        match crate::policy::hooks::call("connect", timeout, hooks.connect(&request)).await {
+            Ok(Decision::Allow) => {}
+            Ok(Decision::Refuse { message, .. }) => {
+                refuse(*socket, CloseCode::REFUSED, &message).await;
+                return None;
+            }
+            Err(failure) => {
+                refuse(*socket, CloseCode::INTERNAL_ERROR, &failure.to_string()).await;
+                return None;
+            }
+        }
+    }
     Some((Session::new(socket, state, identity).holding(ticket), start))
 }
 

@@ -1,0 +1,200 @@
+//! [`Hooks`]: the application's say in what happens, for Rust code that
+//! embeds the hub. Each method has a default that allows, so an
+//! application implements only the steps it cares about:
+//!
+//! | hook | runs | may |
+//! |---|---|---|
+//! | [`Hooks::connect`] | once the connection's identity is known (token, `user_id`, or `auth` frame), before `welcome` | refuse: close 4502 with the hook's message |
+//! | [`Hooks::join`] | for a `join` frame, after the permission check | refuse: error 205 (or the hook's code) |
+//! | [`Hooks::publish`] | for a `publish` frame, after the checks, before it is stored | refuse, or replace `data` |
+//! | [`Hooks::send`] | for a `send` frame (client to client), likewise | refuse, or replace `data` |
+//! | [`Hooks::disconnect`] | after the connection left the hub | observe only |
+//!
+//! A hook runs in the connection's task, so a connection waits for its own
+//! hooks and no other; each call is bounded by `hooks.timeout_ms` (default
+//! 1000). A hook that panics or runs out of time refuses that one action
+//! (error 302 `hook_failed`, or close 1011 at connect) and is logged; the
+//! hub and every other connection carry on. Without hooks nothing is
+//! called: a publish pays one branch. With hooks, each hooked frame pays one
+//! boxed future and whatever the hook itself does.
+//!
+//! ```
+//! use serde_json::{Value, json};
+//! use switchboard_server::hooks::{Hooks, HookFuture, MessageDecision};
+//! use switchboard_server::Identity;
+//!
+//! struct NoShouting;
+//!
+//! impl Hooks for NoShouting {
+//!     fn publish<'a>(&'a self, _who: &'a Identity, _room: &'a str, _event: &'a str, data: &'a Value)
+//!         -> HookFuture<'a, MessageDecision> {
+//!         Box::pin(async move {
+//!             match data.as_str() {
+//!                 Some(text) if text.len() > 280 => MessageDecision::refuse("at most 280 characters"),
+//!                 Some(text) => MessageDecision::Replace(json!(text.to_lowercase())),
+//!                 None => MessageDecision::Allow,
+//!             }
+//!         })
+//!     }
+//! }
+//! ```
+
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
+use std::time::Duration;
+
+use futures::FutureExt;
+use serde_json::Value;
+use switchboard_protocol::ErrorCode;
+
+use crate::policy::auth::Identity;
+
+/// The future a hook returns.
+pub type HookFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// A hook's answer to a request.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Decision {
+    /// Carry it out.
+    Allow,
+    /// Refuse it: the client gets an `error` frame with this code (205
+    /// `refused` by default; 1000–1999 are the application's own) and message.
+    Refuse {
+        /// The error code.
+        code: ErrorCode,
+        /// Why, for the client.
+        message: String,
+    },
+}
+
+impl Decision {
+    /// A refusal with code 205 (`refused`).
+    pub fn refuse(message: impl Into<String>) -> Decision {
+        Decision::Refuse { code: ErrorCode::REFUSED, message: message.into() }
+    }
+}
+
+/// A hook's answer to a message.
+#[derive(Debug, Clone, PartialEq)]
+pub enum MessageDecision {
+    /// Carry it out as it is.
+    Allow,
+    /// Carry it out with this `data` instead.
+    Replace(Value),
+    /// Refuse it, as [`Decision::Refuse`].
+    Refuse {
+        /// The error code.
+        code: ErrorCode,
+        /// Why, for the client.
+        message: String,
+    },
+}
+
+impl MessageDecision {
+    /// A refusal with code 205 (`refused`).
+    pub fn refuse(message: impl Into<String>) -> MessageDecision {
+        MessageDecision::Refuse { code: ErrorCode::REFUSED, message: message.into() }
+    }
+}
+
+/// What the connect hook sees of a new connection.
+#[derive(Debug, Clone)]
+pub struct ConnectRequest<'a> {
+    /// Who it is.
+    pub identity: &'a Identity,
+    /// The client's address (behind trusted proxies, the forwarded one).
+    pub address: std::net::IpAddr,
+}
+
+/// The application's part in the hub's steps. Every method allows by
+/// default. See the [module docs](self) for when each runs.
+pub trait Hooks: Send + Sync + 'static {
+    /// A connection is about to start.
+    fn connect<'a>(&'a self, request: &'a ConnectRequest<'a>) -> HookFuture<'a, Decision> {
+        let _ = request;
+        Box::pin(std::future::ready(Decision::Allow))
+    }
+
+    /// A connection asks to join `room`.
+    fn join<'a>(&'a self, who: &'a Identity, room: &'a str) -> HookFuture<'a, Decision> {
+        let _ = (who, room);
+        Box::pin(std::future::ready(Decision::Allow))
+    }
+
+    /// A connection publishes `data` as `event` to `room`.
+    fn publish<'a>(
+        &'a self,
+        who: &'a Identity,
+        room: &'a str,
+        event: &'a str,
+        data: &'a Value,
+    ) -> HookFuture<'a, MessageDecision> {
+        let _ = (who, room, event, data);
+        Box::pin(std::future::ready(MessageDecision::Allow))
+    }
+
+    /// A connection sends `data` as `event` to the user `to`.
+    fn send<'a>(
+        &'a self,
+        who: &'a Identity,
+        to: &'a str,
+        event: &'a str,
+        data: &'a Value,
+    ) -> HookFuture<'a, MessageDecision> {
+        let _ = (who, to, event, data);
+        Box::pin(std::future::ready(MessageDecision::Allow))
+    }
+
+    /// A connection ended; `reason` says how, as the log does.
+    fn disconnect<'a>(&'a self, who: &'a Identity, reason: &'a str) -> HookFuture<'a, ()> {
+        let _ = (who, reason);
+        Box::pin(std::future::ready(()))
+    }
+}
+
+/// Why a hook gave no answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum HookFailure {
+    /// It panicked.
+    #[error("the {0} hook panicked")]
+    Panicked(&'static str),
+    /// It ran past `hooks.timeout_ms`.
+    #[error("the {0} hook took too long")]
+    TimedOut(&'static str),
+}
+
+/// Runs one hook call within `timeout`, catching a panic.
+pub(crate) async fn call<T>(
+    name: &'static str,
+    timeout: Duration,
+    hook: HookFuture<'_, T>,
+) -> Result<T, HookFailure> {
+    match tokio::time::timeout(timeout, AssertUnwindSafe(hook).catch_unwind()).await {
+        Ok(Ok(answer)) => Ok(answer),
+        Ok(Err(_)) => {
+            tracing::error!(hook = name, "a hook panicked; the action is refused");
+            Err(HookFailure::Panicked(name))
+        }
+        Err(_) => {
+            tracing::warn!(hook = name, ?timeout, "a hook took too long; the action is refused");
+            Err(HookFailure::TimedOut(name))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_hook_that_panics_or_hangs_is_a_failure_not_a_crash() {
+        let timeout = Duration::from_millis(100);
+        let fine: HookFuture<'_, u8> = Box::pin(async { 7 });
+        assert_eq!(call("publish", timeout, fine).await, Ok(7));
+        let panics: HookFuture<'_, u8> = Box::pin(async { panic!("application bug") });
+        assert_eq!(call("publish", timeout, panics).await, Err(HookFailure::Panicked("publish")));
+        let hangs: HookFuture<'_, u8> = Box::pin(std::future::pending());
+        assert_eq!(call("join", timeout, hangs).await, Err(HookFailure::TimedOut("join")));
+    }
+}

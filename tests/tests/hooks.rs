@@ -1,0 +1,192 @@
+//! The application's Rust hooks on a real hub: refusing and rewriting
+//! messages, refusing joins and connections, hearing disconnects, and a
+//! hook that panics or hangs refusing only its own action.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use switchboard_protocol::{CloseCode, ErrorCode, ServerFrame};
+use switchboard_server::hooks::{ConnectRequest, Decision, HookFuture, Hooks, MessageDecision};
+use switchboard_server::{AppState, Identity};
+use switchboard_tests::{
+    TestServer, connect, raw_close_code, raw_connect, raw_next, raw_send, test_config,
+};
+
+/// The application of these tests.
+#[derive(Default)]
+struct Moderator {
+    disconnects: Arc<Mutex<Vec<(String, String)>>>,
+}
+
+impl Hooks for Moderator {
+    fn connect<'a>(&'a self, request: &'a ConnectRequest<'a>) -> HookFuture<'a, Decision> {
+        Box::pin(async move {
+            if request.identity.user.starts_with("banned") {
+                Decision::refuse("you are banned")
+            } else {
+                Decision::Allow
+            }
+        })
+    }
+
+    fn join<'a>(&'a self, who: &'a Identity, room: &'a str) -> HookFuture<'a, Decision> {
+        Box::pin(async move {
+            match room {
+                "staff" if &*who.user != "boss" => {
+                    Decision::Refuse { code: ErrorCode(1403), message: "staff only".to_owned() }
+                }
+                "panics" => panic!("a bug in the application"),
+                "hangs" => std::future::pending().await,
+                _ => Decision::Allow,
+            }
+        })
+    }
+
+    fn publish<'a>(
+        &'a self,
+        _who: &'a Identity,
+        _room: &'a str,
+        event: &'a str,
+        data: &'a Value,
+    ) -> HookFuture<'a, MessageDecision> {
+        Box::pin(async move {
+            match (event, data.as_str()) {
+                (_, Some(text)) if text.contains("spam") => MessageDecision::refuse("no spam"),
+                ("shout", Some(text)) => MessageDecision::Replace(json!(text.to_lowercase())),
+                _ => MessageDecision::Allow,
+            }
+        })
+    }
+
+    fn send<'a>(
+        &'a self,
+        who: &'a Identity,
+        to: &'a str,
+        _event: &'a str,
+        _data: &'a Value,
+    ) -> HookFuture<'a, MessageDecision> {
+        Box::pin(async move {
+            if to == "boss" && &*who.user != "assistant" {
+                MessageDecision::refuse("write to the assistant")
+            } else {
+                MessageDecision::Allow
+            }
+        })
+    }
+
+    fn disconnect<'a>(&'a self, who: &'a Identity, reason: &'a str) -> HookFuture<'a, ()> {
+        Box::pin(async move {
+            let entry = (who.user.to_string(), reason.to_owned());
+            self.disconnects.lock().unwrap().push(entry);
+        })
+    }
+}
+
+async fn hub(moderator: Moderator) -> TestServer {
+    let mut config = test_config();
+    config.hooks.timeout_ms = 200;
+    let state = AppState::new(config).unwrap();
+    assert!(state.set_hooks(moderator));
+    TestServer::start_state(state).await
+}
+
+/// The next answer (`ack` or `error`) on a raw socket, as JSON.
+async fn answer(socket: &mut switchboard_tests::RawSocket) -> Value {
+    loop {
+        match raw_next(socket).await {
+            ServerFrame::Presence(_) | ServerFrame::Message(_) => continue,
+            frame => return serde_json::to_value(frame).unwrap(),
+        }
+    }
+}
+
+#[tokio::test]
+async fn publish_and_send_hooks_refuse_or_rewrite_what_goes_out() {
+    let server = hub(Moderator::default()).await;
+    let (listener, mut heard) = connect(&server, "listener").await;
+    listener.join("lobby").await.unwrap();
+    let (mut socket, _) = raw_connect(&server, "talker").await;
+    raw_send(&mut socket, r#"{"type":"join","id":"j","room":"lobby"}"#).await;
+    assert_eq!(answer(&mut socket).await["type"], "ack");
+
+    raw_send(
+        &mut socket,
+        r#"{"type":"publish","id":"1","room":"lobby","event":"shout","data":"HELLO"}"#,
+    )
+    .await;
+    assert_eq!(answer(&mut socket).await["type"], "ack");
+    assert_eq!(heard.next_message().await.data, json!("hello"), "rewritten by the hook");
+
+    raw_send(
+        &mut socket,
+        r#"{"type":"publish","id":"2","room":"lobby","event":"chat","data":"buy spam"}"#,
+    )
+    .await;
+    let refused = answer(&mut socket).await;
+    assert_eq!(
+        (refused["code"].clone(), refused["message"].clone()),
+        (json!(205), json!("no spam"))
+    );
+
+    raw_send(&mut socket, r#"{"type":"send","id":"3","to":"boss","event":"dm","data":"hi"}"#).await;
+    assert_eq!(answer(&mut socket).await["message"], "write to the assistant");
+
+    raw_send(
+        &mut socket,
+        r#"{"type":"publish","id":"4","room":"lobby","event":"chat","data":"fine"}"#,
+    )
+    .await;
+    assert_eq!(answer(&mut socket).await["type"], "ack");
+    assert_eq!(heard.next_message().await.data, json!("fine"), "the refused one never went out");
+}
+
+#[tokio::test]
+async fn join_and_connect_hooks_refuse_with_the_applications_words() {
+    let server = hub(Moderator::default()).await;
+    let (mut socket, _) = raw_connect(&server, "guest").await;
+    raw_send(&mut socket, r#"{"type":"join","id":"j","room":"staff"}"#).await;
+    let refused = answer(&mut socket).await;
+    assert_eq!(
+        (refused["code"].clone(), refused["message"].clone()),
+        (json!(1403), json!("staff only"))
+    );
+    let (boss, _) = connect(&server, "boss").await;
+    boss.join("staff").await.unwrap();
+
+    let mut banned = switchboard_tests::raw_upgrade(&server, "banned-1").await;
+    assert_eq!(raw_close_code(&mut banned).await, CloseCode::REFUSED.0);
+}
+
+#[tokio::test]
+async fn a_hook_that_panics_or_hangs_refuses_its_action_only() {
+    let server = hub(Moderator::default()).await;
+    let (mut socket, _) = raw_connect(&server, "tester").await;
+    raw_send(&mut socket, r#"{"type":"join","id":"p","room":"panics"}"#).await;
+    let failed = answer(&mut socket).await;
+    assert_eq!((failed["code"].clone(), failed["id"].clone()), (json!(302), json!("p")));
+    let started = Instant::now();
+    raw_send(&mut socket, r#"{"type":"join","id":"h","room":"hangs"}"#).await;
+    let failed = answer(&mut socket).await;
+    assert_eq!(failed["code"], 302);
+    assert!(started.elapsed() < Duration::from_secs(2), "bounded by hooks.timeout_ms");
+    // The same connection, and everyone else, carry on.
+    raw_send(&mut socket, r#"{"type":"join","id":"ok","room":"lobby"}"#).await;
+    assert_eq!(answer(&mut socket).await["type"], "ack");
+    let (other, _) = connect(&server, "other").await;
+    other.join("lobby").await.unwrap();
+}
+
+#[tokio::test]
+async fn the_disconnect_hook_hears_every_ending() {
+    let moderator = Moderator::default();
+    let disconnects = moderator.disconnects.clone();
+    let server = hub(moderator).await;
+    let (client, _events) = connect(&server, "leaver").await;
+    client.close().await;
+    switchboard_tests::eventually("the hook heard it", || async {
+        let heard = disconnects.lock().unwrap().clone();
+        heard.iter().any(|(user, _)| user == "leaver").then_some(())
+    })
+    .await;
+}
