@@ -116,6 +116,25 @@ impl Client {
         })
     }
 
+    /// Calls the application's `method` on the hub with `data`; resolves
+    /// with its result. Rejects with kind `server` and `code` 206 when the
+    /// hub has no handler for it, and with kind `connection_lost` when the
+    /// connection drops before the answer (an rpc is never sent twice).
+    #[wasm_bindgen(unchecked_return_type = "Promise<Json>")]
+    pub fn rpc(
+        &self,
+        method: String,
+        #[wasm_bindgen(unchecked_param_type = "Json")] data: JsValue,
+    ) -> Promise {
+        let client = self.inner.clone();
+        let data = to_json(data);
+        promise_js(async move {
+            let data = data?;
+            let result = client.rpc(&method, data).await.map_err(|e| to_js_error(&e))?;
+            Ok(to_js(&result))
+        })
+    }
+
     /// Reads up to `limit` stored messages of `room` after offset `since`
     /// (from the oldest kept when omitted), oldest first.
     #[wasm_bindgen(unchecked_return_type = "Promise<HistoryPage>")]

@@ -162,6 +162,16 @@ async fn errors_reject_with_a_switchboard_error_carrying_the_servers_code() {
 }
 
 #[wasm_bindgen_test]
+async fn an_rpc_the_hub_has_no_handler_for_rejects_with_its_code() {
+    let client = new_client(&unique("caller"));
+    wait(client.connect()).await.unwrap();
+    let error = wait(client.rpc("orders.total".into(), JsValue::from(7))).await.unwrap_err();
+    assert_eq!(text(&error, "kind"), "server");
+    assert_eq!(get(&error, "code").as_f64(), Some(206.0));
+    wait(client.close()).await.unwrap();
+}
+
+#[wasm_bindgen_test]
 async fn bad_options_throw_in_the_constructor() {
     let options = js_sys::JSON::parse(r#"{"userId":"x","reconnect":{"minDelay":5}}"#).unwrap();
     let error = Client::new(URL.to_owned(), options).err().expect("unknown option refused");

@@ -144,6 +144,18 @@ impl Client {
         Ok(ack.delivered.unwrap_or(0))
     }
 
+    /// Calls the application's `method` on the hub with `data` (answered by
+    /// the hub's `rpc` hook or webhook); resolves with its result. Queued
+    /// while offline; one in flight when the connection is lost fails with
+    /// [`Error::ConnectionLost`](crate::Error::ConnectionLost) instead of being called twice. A hub with
+    /// no handler answers [`ErrorCode::NO_HANDLER`](switchboard_protocol::ErrorCode::NO_HANDLER).
+    pub async fn rpc(&self, method: &str, data: impl Serialize) -> Result<serde_json::Value> {
+        check_name("method", method)?;
+        let data = to_value(data)?;
+        let ack = self.request(Op::Rpc { method: method.to_owned(), data }).await?;
+        Ok(ack.data.unwrap_or(serde_json::Value::Null))
+    }
+
     /// Reads up to `limit` stored messages of `room` after offset `since`
     /// (from the oldest kept when `None`), oldest first, with the room's
     /// epoch and last offset. The hub caps `limit` (default cap 1000).

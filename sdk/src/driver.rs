@@ -58,6 +58,7 @@ pub(crate) enum Op {
     Send { to: String, event: String, data: Value },
     History { room: String, since: Option<u64>, limit: Option<u32> },
     Members { room: String, cursor: Option<String>, limit: Option<u32> },
+    Rpc { method: String, data: Value },
 }
 
 type Reply = oneshot::Sender<Result<Ack>>;
@@ -71,6 +72,10 @@ enum Pending {
     /// Publishes, sends and history reads: re-sent with the same id after a
     /// reconnect (the hub answers a repeated id without acting twice).
     Resend { seq: u64, request: Request },
+    /// An `rpc`: the hub keeps no record of it, so one whose connection is
+    /// lost fails with [`Error::ConnectionLost`] rather than being called
+    /// twice.
+    Once { reply: Reply },
 }
 
 /// What a token provider answered.
@@ -556,7 +561,7 @@ impl Driver {
                     let joined = Joined { room, members, member_count, large, rejoin, recovered };
                     self.shared.handlers.emit_joined(&joined);
                 }
-                Some(Pending::Leave { reply }) => {
+                Some(Pending::Leave { reply } | Pending::Once { reply }) => {
                     let _ = reply.send(Ok(ack));
                 }
                 Some(Pending::Resend { request, .. }) => {
@@ -578,7 +583,7 @@ impl Driver {
                             let _ = reply.send(Err(err.clone()));
                         }
                     }
-                    Some(Pending::Leave { reply }) => {
+                    Some(Pending::Leave { reply } | Pending::Once { reply }) => {
                         let _ = reply.send(Err(err));
                     }
                     Some(Pending::Resend { request, .. }) => {
@@ -680,6 +685,15 @@ impl Driver {
                 cursor: cursor.clone(),
                 limit: *limit,
             },
+            Op::Rpc { method, data } => {
+                let frame = ClientFrame::Rpc {
+                    id: Some(id.clone()),
+                    method: method.clone(),
+                    data: data.clone(),
+                };
+                self.pending.insert(id, Pending::Once { reply: request.reply });
+                return socket.send(encode(frame)).await;
+            }
         };
         self.pending.insert(id, Pending::Resend { seq, request });
         socket.send(encode(frame)).await
@@ -701,7 +715,11 @@ impl Driver {
                 }
                 let _ = request.reply.send(Ok(Ack::default()));
             }
-            Op::Publish { .. } | Op::Send { .. } | Op::History { .. } | Op::Members { .. } => {
+            Op::Publish { .. }
+            | Op::Send { .. }
+            | Op::History { .. }
+            | Op::Members { .. }
+            | Op::Rpc { .. } => {
                 let capacity = self.shared.options.offline_queue;
                 self.queue.retain(|queued| !queued.reply.is_canceled());
                 if self.queue.len() >= capacity {
@@ -728,6 +746,9 @@ impl Driver {
                 }
                 Pending::Leave { reply } => {
                     let _ = reply.send(Ok(Ack::default()));
+                }
+                Pending::Once { reply } => {
+                    let _ = reply.send(Err(Error::ConnectionLost));
                 }
                 Pending::Resend { request, .. } if poisoned => {
                     let _ = request.reply.send(Err(Error::ConnectionLost));

@@ -39,8 +39,10 @@ pub enum Error {
         /// The queue's capacity.
         capacity: usize,
     },
-    /// The hub closed the connection with 1009 (message too big) while the
-    /// request was in flight; it is not re-sent, since it may be the cause.
+    /// The connection was lost while the request was in flight, and it is
+    /// not re-sent: an `rpc` (the hub keeps no record of it, so a second
+    /// call could act twice), or any request when the hub closed with 1009
+    /// (message too big), since it may be the cause.
     #[error("connection lost before the server answered")]
     ConnectionLost,
     /// The client was closed with [`Client::close`](crate::Client::close).

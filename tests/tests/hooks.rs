@@ -7,7 +7,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use switchboard_protocol::{CloseCode, ErrorCode, ServerFrame};
-use switchboard_server::hooks::{ConnectRequest, Decision, HookFuture, Hooks, MessageDecision};
+use switchboard_server::hooks::{
+    ConnectRequest, Decision, HookFuture, Hooks, MessageDecision, RpcReply,
+};
 use switchboard_server::{AppState, Identity};
 use switchboard_tests::{
     TestServer, connect, raw_close_code, raw_connect, raw_next, raw_send, test_config,
@@ -71,6 +73,30 @@ impl Hooks for Moderator {
                 MessageDecision::refuse("write to the assistant")
             } else {
                 MessageDecision::Allow
+            }
+        })
+    }
+
+    fn rpc<'a>(
+        &'a self,
+        who: &'a Identity,
+        method: &'a str,
+        data: &'a Value,
+    ) -> HookFuture<'a, RpcReply> {
+        Box::pin(async move {
+            match method {
+                "orders.total" => {
+                    let order = data["order"].as_u64().unwrap_or(0);
+                    RpcReply::Result(
+                        json!({"order": order, "total": order * 10, "for": &*who.user}),
+                    )
+                }
+                "orders.cancel" => RpcReply::Refuse {
+                    code: ErrorCode(1409),
+                    message: "already shipped".to_owned(),
+                },
+                "slow" => std::future::pending().await,
+                other => RpcReply::no_handler(other),
             }
         })
     }
@@ -189,4 +215,36 @@ async fn the_disconnect_hook_hears_every_ending() {
         heard.iter().any(|(user, _)| user == "leaver").then_some(())
     })
     .await;
+}
+
+#[tokio::test]
+async fn an_rpc_is_answered_by_the_applications_hook() {
+    let server = hub(Moderator::default()).await;
+    let (client, _events) = connect(&server, "shopper").await;
+    let result = client.rpc("orders.total", json!({"order": 7})).await.unwrap();
+    assert_eq!(result, json!({"order": 7, "total": 70, "for": "shopper"}));
+    let refused = client.rpc("orders.cancel", json!({"order": 7})).await.unwrap_err();
+    assert!(
+        matches!(&refused, switchboard_sdk::Error::Server { code, message } if code.0 == 1409 && message == "already shipped"),
+        "{refused:?}"
+    );
+    let unknown = client.rpc("orders.unknown", json!(null)).await.unwrap_err();
+    assert!(
+        matches!(unknown, switchboard_sdk::Error::Server { code, .. } if code == ErrorCode::NO_HANDLER)
+    );
+    let slow = client.rpc("slow", json!(null)).await.unwrap_err();
+    assert!(
+        matches!(slow, switchboard_sdk::Error::Server { code, .. } if code == ErrorCode::HOOK_FAILED)
+    );
+    assert!(client.rpc("bad\nname", json!(null)).await.is_err(), "names are checked");
+}
+
+#[tokio::test]
+async fn a_hub_without_hooks_answers_an_rpc_with_no_handler() {
+    let server = TestServer::start().await;
+    let (client, _events) = connect(&server, "caller").await;
+    let error = client.rpc("anything", json!(1)).await.unwrap_err();
+    assert!(
+        matches!(error, switchboard_sdk::Error::Server { code, .. } if code == ErrorCode::NO_HANDLER)
+    );
 }

@@ -52,6 +52,8 @@ impl ErrorCode {
     pub const INVALID_TOKEN: ErrorCode = ErrorCode(204);
     /// The application refused the request (one of its hooks); the message says why.
     pub const REFUSED: ErrorCode = ErrorCode(205);
+    /// An `rpc` to a method the hub has no handler for.
+    pub const NO_HANDLER: ErrorCode = ErrorCode(206);
     /// The hub failed internally; the request may succeed if retried.
     pub const INTERNAL: ErrorCode = ErrorCode(300);
     /// A dependency of the hub (such as its broker) is unavailable; retry later.
@@ -73,6 +75,7 @@ impl ErrorCode {
             ErrorCode::RATE_LIMITED => "rate_limited",
             ErrorCode::INVALID_TOKEN => "invalid_token",
             ErrorCode::REFUSED => "refused",
+            ErrorCode::NO_HANDLER => "no_handler",
             ErrorCode::INTERNAL => "internal",
             ErrorCode::UNAVAILABLE => "unavailable",
             ErrorCode::HOOK_FAILED => "hook_failed",

@@ -109,6 +109,19 @@ pub enum ClientFrame {
         /// The JWT.
         token: String,
     },
+    /// Calls a method of the application (a hook or a webhook of the hub);
+    /// answered by an [`Ack`] whose `data` is the result, or an `error`
+    /// (206 `no_handler` when the hub has none).
+    Rpc {
+        /// Request id echoed by the answer.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<String>,
+        /// The method's name (the [naming rules](crate::validate_name)).
+        method: String,
+        /// Any JSON value; `null` when absent.
+        #[serde(default)]
+        data: Value,
+    },
     /// An application-level heartbeat; answered by [`ServerFrame::Pong`].
     Ping {
         /// Request id echoed by the `pong`.
@@ -119,8 +132,8 @@ pub enum ClientFrame {
 
 impl ClientFrame {
     /// The `type` names of every client frame, in declaration order.
-    pub const TYPES: [&'static str; 8] =
-        ["join", "leave", "publish", "send", "history", "members", "auth", "ping"];
+    pub const TYPES: [&'static str; 9] =
+        ["join", "leave", "publish", "send", "history", "members", "auth", "rpc", "ping"];
 
     /// The request id, if the client set one.
     pub fn id(&self) -> Option<&str> {
@@ -132,6 +145,7 @@ impl ClientFrame {
             | ClientFrame::History { id, .. }
             | ClientFrame::Members { id, .. }
             | ClientFrame::Auth { id, .. }
+            | ClientFrame::Rpc { id, .. }
             | ClientFrame::Ping { id } => id.as_deref(),
         }
     }
@@ -455,6 +469,9 @@ pub struct Ack {
     /// For `history`: the messages, oldest first.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub messages: Option<Vec<Message>>,
+    /// For `rpc`: the method's result.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data: Option<Value>,
 }
 
 /// A failed request, or a frame the hub could not understand.

@@ -83,6 +83,14 @@ fn client_frames_round_trip() {
             data: json!("psst"),
         },
     );
+    assert_client(
+        "client/rpc.json",
+        ClientFrame::Rpc {
+            id: Some("10".into()),
+            method: "orders.total".into(),
+            data: json!({"order": 7}),
+        },
+    );
     assert_client("client/ping.json", ClientFrame::Ping { id: Some("5".into()) });
     assert_client("client/ping_without_id.json", ClientFrame::Ping { id: None });
 }
@@ -223,6 +231,14 @@ fn server_frames_round_trip() {
         ServerFrame::Occupancy(Occupancy { room: "stadium".into(), count: 5120 }),
     );
     assert_server(
+        "server/ack_rpc.json",
+        ServerFrame::Ack(Ack {
+            id: "10".into(),
+            data: Some(json!({"total": 42.5, "currency": "EUR"})),
+            ..Ack::default()
+        }),
+    );
+    assert_server(
         "server/ack_send.json",
         ServerFrame::Ack(Ack { id: "4".into(), delivered: Some(2), ..Ack::default() }),
     );
@@ -262,5 +278,5 @@ fn every_fixture_file_is_covered() {
             count += 1;
         }
     }
-    assert_eq!(count, 28, "a new fixture needs an assertion above");
+    assert_eq!(count, 30, "a new fixture needs an assertion above");
 }

@@ -8,6 +8,7 @@
 //! | [`Hooks::join`] | for a `join` frame, after the permission check | refuse: error 205 (or the hook's code) |
 //! | [`Hooks::publish`] | for a `publish` frame, after the checks, before it is stored | refuse, or replace `data` |
 //! | [`Hooks::send`] | for a `send` frame (client to client), likewise | refuse, or replace `data` |
+//! | [`Hooks::rpc`] | for an `rpc` frame | answer with a result (the ack's `data`), or refuse; without an implementation: error 206 `no_handler` |
 //! | [`Hooks::disconnect`] | after the connection left the hub | observe only |
 //!
 //! A hook runs in the connection's task, so a connection waits for its own
@@ -98,6 +99,31 @@ impl MessageDecision {
     }
 }
 
+/// A hook's answer to an `rpc`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RpcReply {
+    /// The result: the `data` of the client's ack.
+    Result(Value),
+    /// An error: the client's `error` frame.
+    Refuse {
+        /// The error code (205 `refused`, 206 `no_handler`, or the
+        /// application's own, 1000–1999).
+        code: ErrorCode,
+        /// Why, for the client.
+        message: String,
+    },
+}
+
+impl RpcReply {
+    /// The answer for a method nobody handles: error 206 `no_handler`.
+    pub fn no_handler(method: &str) -> RpcReply {
+        RpcReply::Refuse {
+            code: ErrorCode::NO_HANDLER,
+            message: format!("no handler for the rpc method `{method}`"),
+        }
+    }
+}
+
 /// What the connect hook sees of a new connection.
 #[derive(Debug, Clone)]
 pub struct ConnectRequest<'a> {
@@ -144,6 +170,17 @@ pub trait Hooks: Send + Sync + 'static {
     ) -> HookFuture<'a, MessageDecision> {
         let _ = (who, to, event, data);
         Box::pin(std::future::ready(MessageDecision::Allow))
+    }
+
+    /// A connection calls the application's `method` with `data`.
+    fn rpc<'a>(
+        &'a self,
+        who: &'a Identity,
+        method: &'a str,
+        data: &'a Value,
+    ) -> HookFuture<'a, RpcReply> {
+        let _ = (who, data);
+        Box::pin(std::future::ready(RpcReply::no_handler(method)))
     }
 
     /// A connection ended; `reason` says how, as the log does.

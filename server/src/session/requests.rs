@@ -1,5 +1,5 @@
 //! What each request frame does: `join`, `leave`, `publish`, `send`,
-//! `history`, `members`, `auth` and `ping`, with the permission and name
+//! `history`, `members`, `auth`, `rpc` and `ping`, with the permission and name
 //! checks in front of them and the idempotent-id window around `publish` and
 //! `send`. The connection's life around them is in `mod.rs`.
 
@@ -17,7 +17,7 @@ use crate::config::Access;
 use crate::hub::ids::Seen;
 use crate::hub::operations::{announce, members_limit, read_history, send_private};
 use crate::hub::presence;
-use crate::policy::hooks::{self, Decision, HookFailure, MessageDecision};
+use crate::policy::hooks::{self, Decision, HookFailure, MessageDecision, RpcReply};
 use crate::store::{Replay, StreamKey};
 use crate::transport::wire::{encode, now_ms};
 
@@ -289,6 +289,25 @@ impl<S: Socket> Session<S> {
                 }
                 Err(err) => self.fail(id, ErrorCode::INVALID_TOKEN, err.to_string()).await,
             },
+            ClientFrame::Rpc { id, method, data } => {
+                if let Err(flow) = self.check_name(&id, "method", &method).await {
+                    return flow;
+                }
+                let reply = match self.state.hooks() {
+                    Some((hooks, timeout)) => {
+                        let hook = hooks.rpc(&self.identity, &method, &data);
+                        hooks::call("rpc", timeout, hook).await
+                    }
+                    None => Ok(RpcReply::no_handler(&method)),
+                };
+                match reply {
+                    Ok(RpcReply::Result(data)) => self.ack(id, |ack| ack.data = Some(data)).await,
+                    Ok(RpcReply::Refuse { code, message }) => self.fail(id, code, message).await,
+                    Err(failure) => {
+                        self.fail(id, ErrorCode::HOOK_FAILED, failure.to_string()).await
+                    }
+                }
+            }
             ClientFrame::Ping { id } => self.reply(&ServerFrame::Pong { id }).await,
         }
     }
