@@ -248,3 +248,21 @@ async fn a_hub_without_hooks_answers_an_rpc_with_no_handler() {
         matches!(error, switchboard_sdk::Error::Server { code, .. } if code == ErrorCode::NO_HANDLER)
     );
 }
+
+#[tokio::test]
+async fn sse_feeds_pass_the_connect_and_join_hooks() {
+    let server = hub(Moderator::default()).await;
+    let status = |path: &str| {
+        let url = server.http(path);
+        async move { switchboard_tests::http().get(url).send().await.unwrap().status().as_u16() }
+    };
+    assert_eq!(status("/sse?user_id=banned-2&rooms=lobby").await, 403);
+    assert_eq!(status("/sse?user_id=guest&rooms=staff").await, 403);
+    assert_eq!(status("/sse?user_id=guest&rooms=panics").await, 503);
+    let mut feed =
+        switchboard_tests::SseReader::open(&server, "user_id=boss&rooms=staff", None).await;
+    let (boss, _) = connect(&server, "boss").await;
+    boss.join("staff").await.unwrap();
+    boss.publish("staff", "memo", json!("hi")).await.unwrap();
+    assert_eq!(feed.next_message().await.0, json!("hi"));
+}

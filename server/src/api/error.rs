@@ -72,6 +72,12 @@ pub enum ApiError {
     /// The history store failed (503 `unavailable`).
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The application refused the request in a hook (403 `refused`).
+    #[error("{0}")]
+    Refused(String),
+    /// An application hook panicked or took too long (503 `hook_failed`).
+    #[error(transparent)]
+    HookFailed(#[from] crate::hooks::HookFailure),
 }
 
 impl ApiError {
@@ -83,7 +89,7 @@ impl ApiError {
                 StatusCode::BAD_REQUEST
             }
             ApiError::Auth(_) | ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
-            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::Forbidden(_) | ApiError::Refused(_) => StatusCode::FORBIDDEN,
             ApiError::TooMany(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::InvalidBody { status, .. } => *status,
             ApiError::InvalidName { .. } => StatusCode::UNPROCESSABLE_ENTITY,
@@ -93,7 +99,8 @@ impl ApiError {
             ApiError::TooManyConnections
             | ApiError::ShuttingDown
             | ApiError::Broker(_)
-            | ApiError::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
+            | ApiError::Store(_)
+            | ApiError::HookFailed(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -113,6 +120,8 @@ impl ApiError {
             ApiError::TooManyConnections => "too_many_connections",
             ApiError::ShuttingDown => "shutting_down",
             ApiError::Broker(_) | ApiError::Store(_) => "unavailable",
+            ApiError::Refused(_) => "refused",
+            ApiError::HookFailed(_) => "hook_failed",
         }
     }
 }

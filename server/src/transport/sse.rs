@@ -37,8 +37,10 @@ use crate::hub::outbound::{self, Outbound, OutboundQueue};
 use crate::hub::presence;
 use crate::policy::admission::Ticket;
 use crate::policy::auth::{AuthError, Identity};
+use crate::policy::hooks::{self, ConnectRequest, Decision};
 use crate::policy::identity::{self, ConnectQuery, Resolved};
 use crate::store::{Replay, Stored, StreamKey};
+use crate::transport::client_addr::client_ip;
 use crate::transport::ws::Peer;
 
 /// Most rooms one SSE connection may follow.
@@ -139,6 +141,29 @@ pub(crate) async fn events(
     {
         return ApiError::Forbidden(format!("not allowed to join `{room}`")).into_response();
     }
+    // The application's say: as a WebSocket's connect, then each room's join.
+    if let Some((hooks, timeout)) = state.hooks() {
+        let address = peer.map_or(std::net::IpAddr::from([0, 0, 0, 0]), |peer| {
+            client_ip(peer.ip(), &headers, &state.config().limits.trusted_proxies)
+        });
+        let request = ConnectRequest { identity: &identity, address };
+        match hooks::call("connect", timeout, hooks.connect(&request)).await {
+            Ok(Decision::Allow) => {}
+            Ok(Decision::Refuse { message, .. }) => {
+                return ApiError::Refused(message).into_response();
+            }
+            Err(failure) => return ApiError::HookFailed(failure).into_response(),
+        }
+        for room in &rooms {
+            match hooks::call("join", timeout, hooks.join(&identity, room)).await {
+                Ok(Decision::Allow) => {}
+                Ok(Decision::Refuse { message, .. }) => {
+                    return ApiError::Refused(message).into_response();
+                }
+                Err(failure) => return ApiError::HookFailed(failure).into_response(),
+            }
+        }
+    }
     let slot = match state.admission().admit(&state, peer, &headers, Some(&identity.user)) {
         Ok(ticket) => ticket,
         Err(err) => return err.into_response(),
@@ -162,6 +187,8 @@ struct Feed {
     floors: HashMap<StreamKey, u64>,
     /// Whether the feed was counted online in the cluster.
     counted: bool,
+    /// Who it is, for the disconnect hook.
+    identity: Identity,
     /// Events to send before anything live: `resumed`, then replays.
     backlog: VecDeque<Event>,
     _slot: Ticket,
@@ -191,6 +218,7 @@ impl Feed {
             cursor: Cursor::default(),
             floors: HashMap::new(),
             counted: false,
+            identity: identity.clone(),
             backlog: VecDeque::new(),
             _slot: slot,
         };
@@ -362,7 +390,14 @@ impl Drop for Feed {
             return;
         }
         let state = self.state.clone();
-        tokio::spawn(async move { departure.announce(&state).await });
+        let identity = self.identity.clone();
+        tokio::spawn(async move {
+            departure.announce(&state).await;
+            if let Some((hooks, timeout)) = state.hooks() {
+                let hook = hooks.disconnect(&identity, "the event stream ended");
+                let _ = hooks::call("disconnect", timeout, hook).await;
+            }
+        });
     }
 }
 
