@@ -434,19 +434,108 @@ impl Default for RedisConfig {
     }
 }
 
-/// How the application's hooks ([`crate::hooks`]) are called.
+/// How the application's hooks ([`crate::hooks`]) are called, and the HTTP
+/// webhooks that answer them for a backend in any language (`docs/HOOKS.md`):
+///
+/// ```toml
+/// [hooks]
+/// secret = "shared-with-the-backend"   # X-Switchboard-Signature: sha256=<HMAC of the body>
+///
+/// [hooks.publish]
+/// url = "http://app.internal/hooks/publish"
+/// rooms = ["chat:*"]                   # only these rooms; every room when empty
+/// on_error = "refuse"                  # or "allow" while the backend is down
+/// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct HooksConfig {
     /// How long one hook call may take before its action is refused with
     /// error 302 `hook_failed` (close 1011 at connect), default 1000 ms.
     pub timeout_ms: u64,
+    /// A secret shared with the webhook backend: each request then carries
+    /// `X-Switchboard-Signature: sha256=<hex HMAC-SHA256 of the body>`.
+    pub secret: Option<String>,
+    /// Webhook for connections, before `welcome`.
+    pub connect: Option<WebhookConfig>,
+    /// Webhook for joins.
+    pub join: Option<WebhookConfig>,
+    /// Webhook for client publishes.
+    pub publish: Option<WebhookConfig>,
+    /// Webhook for client-to-client sends.
+    pub send: Option<WebhookConfig>,
+    /// Webhook answering client `rpc` calls.
+    pub rpc: Option<WebhookConfig>,
+    /// Webhook told of ended connections (its answer is not awaited for
+    /// anything).
+    pub disconnect: Option<WebhookConfig>,
 }
 
 impl Default for HooksConfig {
     fn default() -> Self {
-        HooksConfig { timeout_ms: 1_000 }
+        HooksConfig {
+            timeout_ms: 1_000,
+            secret: None,
+            connect: None,
+            join: None,
+            publish: None,
+            send: None,
+            rpc: None,
+            disconnect: None,
+        }
     }
+}
+
+impl HooksConfig {
+    /// Whether any webhook is configured.
+    pub fn has_webhooks(&self) -> bool {
+        [&self.connect, &self.join, &self.publish, &self.send, &self.rpc, &self.disconnect]
+            .iter()
+            .any(|hook| hook.is_some())
+    }
+}
+
+/// One webhook: where the hub POSTs, for which rooms, and what a backend
+/// that fails means.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WebhookConfig {
+    /// `http://…` (plain HTTP: the backend is expected next to the hub).
+    pub url: String,
+    /// For `join` and `publish`: only rooms matching these patterns go to
+    /// the backend, the others are allowed; every room when empty.
+    pub rooms: Vec<String>,
+    /// What a backend that is down, answers an error status or does not
+    /// answer in time means: `refuse` the action (error 302, the default)
+    /// or `allow` it.
+    pub on_error: OnError,
+    /// How long the backend may take, in milliseconds (default 800; must be
+    /// below `hooks.timeout_ms`).
+    pub timeout_ms: u64,
+    /// Requests to this backend in flight at once (default 256); more wait,
+    /// within the timeout.
+    pub max_in_flight: usize,
+}
+
+impl Default for WebhookConfig {
+    fn default() -> Self {
+        WebhookConfig {
+            url: String::new(),
+            rooms: Vec::new(),
+            on_error: OnError::Refuse,
+            timeout_ms: 800,
+            max_in_flight: 256,
+        }
+    }
+}
+
+/// What a failed webhook means.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnError {
+    /// Refuse the action (error 302 `hook_failed`; close 1011 at connect).
+    Refuse,
+    /// Carry the action out as if the backend had allowed it.
+    Allow,
 }
 
 /// The HTTP admin API.
@@ -628,6 +717,32 @@ impl Config {
         }
         if self.hooks.timeout_ms == 0 {
             return invalid("hooks.timeout_ms must be greater than 0");
+        }
+        let hooks = &self.hooks;
+        for (name, hook) in [
+            ("connect", &hooks.connect),
+            ("join", &hooks.join),
+            ("publish", &hooks.publish),
+            ("send", &hooks.send),
+            ("rpc", &hooks.rpc),
+            ("disconnect", &hooks.disconnect),
+        ] {
+            let Some(hook) = hook else { continue };
+            if !hook.url.starts_with("http://") {
+                return Err(ConfigError::Invalid(format!(
+                    "hooks.{name}.url must start with http://"
+                )));
+            }
+            if hook.timeout_ms == 0 || hook.timeout_ms >= hooks.timeout_ms {
+                return Err(ConfigError::Invalid(format!(
+                    "hooks.{name}.timeout_ms must be above 0 and below hooks.timeout_ms"
+                )));
+            }
+            if hook.max_in_flight == 0 {
+                return Err(ConfigError::Invalid(format!(
+                    "hooks.{name}.max_in_flight must be above 0"
+                )));
+            }
         }
         if let Some(url) = &self.redis.url {
             if !(url.starts_with("redis://") || url.starts_with("rediss://")) {

@@ -89,7 +89,7 @@ pub use error::{ConfigError, Error, Result};
 pub use hub::stats::{ClusterStats, Rates, Stats};
 pub use hub::{Hub, RoomDetail, RoomSummary};
 pub use policy::auth::{self, AuthError, Authenticator, Identity};
-pub use policy::{hooks, identity, patterns};
+pub use policy::{hooks, identity, patterns, webhooks};
 pub use state::AppState;
 pub use state::server_api::{Members, Published, SendStatus, Sent, ServerError};
 pub use store::{HistoryStore, MemoryStore, StreamKey};

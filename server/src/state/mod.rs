@@ -152,6 +152,7 @@ impl AppState {
             ack_members: config.rooms.join_ack_members,
             large_room: config.rooms.large_room,
         }));
+        let webhooks = crate::policy::webhooks::Webhooks::new(&config.hooks);
         let (broker, streams, ids) = backends(hub.clone());
         let slots = Arc::new(Semaphore::new(config.limits.max_connections));
         Ok(AppState {
@@ -167,7 +168,13 @@ impl AppState {
                 cluster,
                 presence_stale: std::sync::atomic::AtomicBool::new(false),
                 subscribed: CancellationToken::new(),
-                hooks: std::sync::OnceLock::new(),
+                hooks: match webhooks {
+                    Some(webhooks) => {
+                        let hooks: Arc<dyn crate::hooks::Hooks> = Arc::new(webhooks);
+                        std::sync::OnceLock::from(hooks)
+                    }
+                    None => std::sync::OnceLock::new(),
+                },
                 slots,
                 shutdown: CancellationToken::new(),
                 tasks: TaskTracker::new(),
@@ -220,7 +227,8 @@ impl AppState {
 
     /// Gives the hub the application's [`Hooks`](crate::hooks::Hooks); set
     /// once, before serving (connections already open see them from their
-    /// next request on). Returns false if hooks were set already.
+    /// next request on). Returns false if hooks were set already, or
+    /// webhooks are configured (`[hooks.<name>]`): one or the other.
     pub fn set_hooks(&self, hooks: impl crate::hooks::Hooks) -> bool {
         self.inner.hooks.set(Arc::new(hooks)).is_ok()
     }

@@ -1,0 +1,178 @@
+//! HTTP webhooks against a real backend the test stands up (an axum app on
+//! a loopback port): the hub POSTs each hooked event, acts on the reply,
+//! signs the body, and falls back as `on_error` says when the backend is
+//! down or slow.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::HeaderMap;
+use serde_json::{Value, json};
+use switchboard_protocol::{CloseCode, ErrorCode};
+use switchboard_server::Config;
+use switchboard_server::config::{OnError, WebhookConfig};
+use switchboard_server::webhooks::signature;
+use switchboard_tests::{
+    TestServer, connect, eventually, raw_close_code, raw_upgrade, test_config,
+};
+
+const SECRET: &str = "shared-with-the-backend";
+
+/// Every call the backend got: (hook, body, whether the signature matched).
+type Calls = Arc<Mutex<Vec<(String, Value, bool)>>>;
+
+/// A backend application answering the hub's webhooks; returns its base URL.
+async fn backend(calls: Calls) -> String {
+    async fn hook(
+        State(calls): State<Calls>,
+        Path(name): Path<String>,
+        headers: HeaderMap,
+        body: String,
+    ) -> Json<Value> {
+        let signed = headers
+            .get("x-switchboard-signature")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v == signature(SECRET.as_bytes(), body.as_bytes()));
+        let event: Value = serde_json::from_str(&body).unwrap();
+        calls.lock().unwrap().push((name.clone(), event.clone(), signed));
+        Json(match (name.as_str(), event["user"].as_str().unwrap_or("")) {
+            ("connect", user) if user.starts_with("banned") => {
+                json!({"refuse": {"message": "banned"}})
+            }
+            ("join", _) if event["room"] == "vip" => {
+                json!({"refuse": {"code": 1403, "message": "members only"}})
+            }
+            ("publish", _) if event["data"] == "spam" => json!({"refuse": {"message": "no spam"}}),
+            ("publish", _) if event["event"] == "shout" => {
+                json!({"data": event["data"].as_str().unwrap_or("").to_lowercase()})
+            }
+            ("rpc", _) if event["method"] == "add" => {
+                json!({"data": event["data"]["a"].as_i64().unwrap() + event["data"]["b"].as_i64().unwrap()})
+            }
+            ("rpc", _) if event["method"] == "slow" => {
+                tokio::time::sleep(Duration::from_secs(5)).await;
+                json!({})
+            }
+            _ => json!({}),
+        })
+    }
+    let app =
+        axum::Router::new().route("/hooks/{name}", axum::routing::post(hook)).with_state(calls);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    format!("http://{addr}/hooks")
+}
+
+fn webhook(url: String) -> Option<WebhookConfig> {
+    Some(WebhookConfig { url, timeout_ms: 500, ..WebhookConfig::default() })
+}
+
+fn hooked(base: &str) -> Config {
+    let mut config = test_config();
+    let hooks = &mut config.hooks;
+    hooks.secret = Some(SECRET.to_owned());
+    hooks.connect = webhook(format!("{base}/connect"));
+    hooks.join = webhook(format!("{base}/join"));
+    hooks.publish = webhook(format!("{base}/publish"));
+    hooks.rpc = webhook(format!("{base}/rpc"));
+    hooks.disconnect = webhook(format!("{base}/disconnect"));
+    config
+}
+
+#[tokio::test]
+async fn a_backend_in_any_language_decides_through_webhooks() {
+    let calls = Calls::default();
+    let base = backend(calls.clone()).await;
+    let server = TestServer::start_with(hooked(&base)).await;
+
+    let (client, mut events) = connect(&server, "ann").await;
+    client.join("lobby").await.unwrap();
+    let refused = client.join("vip").await.unwrap_err();
+    assert!(
+        matches!(&refused, switchboard_sdk::Error::Server { code, message } if code.0 == 1403 && message == "members only"),
+        "{refused:?}"
+    );
+    client.publish("lobby", "shout", json!("HELLO")).await.unwrap();
+    assert_eq!(events.next_message().await.data, json!("hello"), "rewritten by the backend");
+    let spam = client.publish("lobby", "chat", json!("spam")).await.unwrap_err();
+    assert!(
+        matches!(spam, switchboard_sdk::Error::Server { code, .. } if code == ErrorCode::REFUSED)
+    );
+    assert_eq!(client.rpc("add", json!({"a": 2, "b": 40})).await.unwrap(), json!(42));
+    let mut banned = raw_upgrade(&server, "banned-bob").await;
+    assert_eq!(raw_close_code(&mut banned).await, CloseCode::REFUSED.0);
+    client.close().await;
+
+    eventually("the disconnect webhook", || async {
+        let calls = calls.lock().unwrap().clone();
+        calls
+            .iter()
+            .any(|(hook, body, _)| hook == "disconnect" && body["user"] == "ann")
+            .then_some(())
+    })
+    .await;
+    let calls = calls.lock().unwrap().clone();
+    assert!(calls.iter().all(|(_, _, signed)| *signed), "every call signed with the shared secret");
+    let publish = calls.iter().find(|(hook, _, _)| hook == "publish").unwrap();
+    assert_eq!(
+        publish.1,
+        json!({"hook": "publish", "user": "ann", "room": "lobby", "event": "shout", "data": "HELLO"})
+    );
+}
+
+#[tokio::test]
+async fn a_backend_that_is_down_or_slow_refuses_or_allows_as_configured_in_bounded_time() {
+    let dead = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://{}/hooks/publish", listener.local_addr().unwrap())
+    };
+    let calls = Calls::default();
+    let base = backend(calls.clone()).await;
+    let mut config = test_config();
+    config.hooks.publish = webhook(dead.clone());
+    config.hooks.rpc = webhook(format!("{base}/rpc"));
+    let refusing = TestServer::start_with(config.clone()).await;
+    let (client, _) = connect(&refusing, "ann").await;
+    client.join("lobby").await.unwrap();
+    let started = Instant::now();
+    let down = client.publish("lobby", "chat", json!("hi")).await.unwrap_err();
+    assert!(
+        matches!(down, switchboard_sdk::Error::Server { code, .. } if code == ErrorCode::HOOK_FAILED)
+    );
+    let slow = client.rpc("slow", json!(null)).await.unwrap_err();
+    assert!(
+        matches!(slow, switchboard_sdk::Error::Server { code, .. } if code == ErrorCode::HOOK_FAILED)
+    );
+    assert!(started.elapsed() < Duration::from_secs(3), "bounded: {:?}", started.elapsed());
+
+    config.hooks.publish =
+        Some(WebhookConfig { on_error: OnError::Allow, ..webhook(dead).unwrap() });
+    let allowing = TestServer::start_with(config).await;
+    let (client, mut events) = connect(&allowing, "ann").await;
+    client.join("lobby").await.unwrap();
+    client.publish("lobby", "chat", json!("through")).await.unwrap();
+    assert_eq!(events.next_message().await.data, json!("through"));
+}
+
+#[tokio::test]
+async fn only_the_rooms_a_webhook_names_reach_the_backend() {
+    let calls = Calls::default();
+    let base = backend(calls.clone()).await;
+    let mut config = test_config();
+    config.hooks.publish = Some(WebhookConfig {
+        rooms: vec!["chat:*".to_owned()],
+        ..webhook(format!("{base}/publish")).unwrap()
+    });
+    let server = TestServer::start_with(config).await;
+    let (client, _) = connect(&server, "ann").await;
+    for room in ["general", "chat:fr"] {
+        client.join(room).await.unwrap();
+        client.publish(room, "e", json!(room)).await.unwrap();
+    }
+    let rooms: Vec<Value> =
+        calls.lock().unwrap().iter().map(|(_, body, _)| body["room"].clone()).collect();
+    assert_eq!(rooms, [json!("chat:fr")]);
+}
