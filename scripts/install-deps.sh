@@ -7,7 +7,8 @@
 #   - with --browser: Debian's chromium and chromium-driver, and Node.js/npm;
 #   - with --node: Node.js/npm only (the benchmark's peers);
 #   - with --redis: Debian's redis-server (and redis-cli), which the
-#     multi-node tests start on free loopback ports of their own.
+#     multi-node tests start on free loopback ports of their own;
+#   - python3, for the example webhook backend the tests run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -85,6 +86,12 @@ if $node; then
         say "apt-get install nodejs npm"
         apt_install nodejs npm
     fi
+fi
+
+# The webhook example backend the tests run is Python (standard library).
+if ! command -v python3 >/dev/null 2>&1; then
+    say "apt-get install python3"
+    apt_install python3
 fi
 
 if $redis; then

@@ -176,3 +176,36 @@ async fn only_the_rooms_a_webhook_names_reach_the_backend() {
         calls.lock().unwrap().iter().map(|(_, body, _)| body["room"].clone()).collect();
     assert_eq!(rooms, [json!("chat:fr")]);
 }
+
+#[tokio::test]
+async fn the_python_example_backend_answers_the_hub() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/webhooks/backend.py");
+    let mut python = std::process::Command::new("python3")
+        .arg(script)
+        .arg(port.to_string())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("python3 runs");
+    eventually("the Python backend listens", || async {
+        tokio::net::TcpStream::connect(("127.0.0.1", port)).await.ok().map(drop)
+    })
+    .await;
+    let mut config = test_config();
+    config.hooks.secret = Some(SECRET.to_owned());
+    config.hooks.publish = webhook(format!("http://127.0.0.1:{port}/hooks/publish"));
+    config.hooks.rpc = webhook(format!("http://127.0.0.1:{port}/hooks/rpc"));
+    let server = TestServer::start_with(config).await;
+    let (client, mut events) = connect(&server, "ann").await;
+    client.join("lobby").await.unwrap();
+    let long = client.publish("lobby", "chat", json!("x".repeat(2100))).await.unwrap_err();
+    assert!(
+        matches!(&long, switchboard_sdk::Error::Server { code, message } if *code == ErrorCode::REFUSED && message == "at most 2000 characters"),
+        "{long:?}"
+    );
+    client.publish("lobby", "chat", json!("short")).await.unwrap();
+    assert_eq!(events.next_message().await.data, json!("short"));
+    assert!(client.rpc("time", json!(null)).await.unwrap().is_f64(), "the backend's clock");
+    let _ = python.kill();
+    let _ = python.wait();
+}
