@@ -115,6 +115,11 @@ pub enum RpcReply {
 }
 
 impl RpcReply {
+    /// A refusal with the application's own `code` (1000–1999).
+    pub fn refuse_with(code: u16, message: impl Into<String>) -> RpcReply {
+        RpcReply::Refuse { code: ErrorCode(code), message: message.into() }
+    }
+
     /// The answer for a method nobody handles: error 206 `no_handler`.
     pub fn no_handler(method: &str) -> RpcReply {
         RpcReply::Refuse {
