@@ -468,6 +468,42 @@ pub struct HooksConfig {
     /// Webhook told of ended connections (its answer is not awaited for
     /// anything).
     pub disconnect: Option<WebhookConfig>,
+    /// Events after the fact (messages published and sent, users online
+    /// and offline), delivered in batches with retries.
+    pub events: Option<EventsConfig>,
+}
+
+/// Where events after the fact go, and how many wait while the backend is
+/// down.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EventsConfig {
+    /// `http://…`: receives `POST {"events": [...]}`, signed like the hooks.
+    pub url: String,
+    /// Which events: `published`, `sent`, `online`, `offline` (default all).
+    pub kinds: Vec<String>,
+    /// Events held while the backend is down (default 10,000); past it the
+    /// oldest are dropped, logged and counted.
+    pub queue: usize,
+    /// Most events in one request (default 100).
+    pub batch: usize,
+    /// One request's timeout, in milliseconds (default 2000).
+    pub timeout_ms: u64,
+    /// The longest wait between retries, in milliseconds (default 30,000).
+    pub retry_max_ms: u64,
+}
+
+impl Default for EventsConfig {
+    fn default() -> Self {
+        EventsConfig {
+            url: String::new(),
+            kinds: ["published", "sent", "online", "offline"].map(str::to_owned).to_vec(),
+            queue: 10_000,
+            batch: 100,
+            timeout_ms: 2_000,
+            retry_max_ms: 30_000,
+        }
+    }
 }
 
 impl Default for HooksConfig {
@@ -481,6 +517,7 @@ impl Default for HooksConfig {
             send: None,
             rpc: None,
             disconnect: None,
+            events: None,
         }
     }
 }
@@ -741,6 +778,20 @@ impl Config {
             if hook.max_in_flight == 0 {
                 return Err(ConfigError::Invalid(format!(
                     "hooks.{name}.max_in_flight must be above 0"
+                )));
+            }
+        }
+        if let Some(events) = &hooks.events {
+            if !events.url.starts_with("http://") {
+                return invalid("hooks.events.url must start with http://");
+            }
+            if events.queue == 0 || events.batch == 0 || events.timeout_ms == 0 {
+                return invalid("hooks.events.queue, batch and timeout_ms must be above 0");
+            }
+            let known = ["published", "sent", "online", "offline"];
+            if let Some(kind) = events.kinds.iter().find(|k| !known.contains(&k.as_str())) {
+                return Err(ConfigError::Invalid(format!(
+                    "hooks.events.kinds: unknown kind `{kind}` (published, sent, online, offline)"
                 )));
             }
         }

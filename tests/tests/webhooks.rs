@@ -209,3 +209,78 @@ async fn the_python_example_backend_answers_the_hub() {
     let _ = python.kill();
     let _ = python.wait();
 }
+
+#[tokio::test]
+async fn events_after_the_fact_arrive_in_order_once_the_backend_is_back() {
+    // The backend refuses the first two deliveries (HTTP 500), then takes them.
+    let received = Arc::new(Mutex::new((0u32, Vec::<Value>::new())));
+    let app = {
+        let received = received.clone();
+        axum::Router::new().route(
+            "/events",
+            axum::routing::post(move |headers: HeaderMap, body: String| {
+                let received = received.clone();
+                async move {
+                    let signed = headers
+                        .get("x-switchboard-signature")
+                        .and_then(|v| v.to_str().ok())
+                        .is_some_and(|v| v == signature(SECRET.as_bytes(), body.as_bytes()));
+                    assert!(signed, "event batches are signed");
+                    let mut received = received.lock().unwrap();
+                    received.0 += 1;
+                    if received.0 <= 2 {
+                        return axum::http::StatusCode::INTERNAL_SERVER_ERROR;
+                    }
+                    let batch: Value = serde_json::from_str(&body).unwrap();
+                    received.1.extend(batch["events"].as_array().unwrap().iter().cloned());
+                    axum::http::StatusCode::OK
+                }
+            }),
+        )
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/events", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+
+    let mut config = test_config();
+    config.hooks.secret = Some(SECRET.to_owned());
+    config.hooks.events = Some(switchboard_server::config::EventsConfig {
+        url,
+        retry_max_ms: 200,
+        ..Default::default()
+    });
+    let server = TestServer::start_with(config).await;
+    let (ann, _) = connect(&server, "ann").await;
+    ann.join("lobby").await.unwrap();
+    ann.publish("lobby", "chat", json!("hi")).await.unwrap();
+    ann.send("bob", "dm", json!("psst")).await.unwrap();
+    ann.close().await;
+
+    let kinds = eventually("four events delivered", || async {
+        let received = received.lock().unwrap().1.clone();
+        (received.len() >= 4).then_some(received)
+    })
+    .await;
+    let summary: Vec<(String, Value)> =
+        kinds.iter().map(|e| (e["kind"].as_str().unwrap().to_owned(), e["data"].clone())).collect();
+    assert_eq!(
+        summary,
+        [
+            ("online".to_owned(), Value::Null),
+            ("published".to_owned(), json!("hi")),
+            ("sent".to_owned(), json!("psst")),
+            ("offline".to_owned(), Value::Null),
+        ]
+    );
+    assert_eq!((kinds[1]["room"].clone(), kinds[1]["offset"].clone()), (json!("lobby"), json!(1)));
+    assert!(received.lock().unwrap().0 >= 3, "retried after the failures");
+    let metrics = switchboard_tests::http()
+        .get(server.http("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(metrics.contains("switchboard_events_delivered_total 4"), "{metrics}");
+}

@@ -131,6 +131,27 @@ pub(crate) fn render(state: &AppState) -> String {
             gaps,
         );
     }
+    if let Some(events) = state.events() {
+        use std::sync::atomic::Ordering::Relaxed;
+        gauge(
+            &mut registry,
+            "events_queued",
+            "Events after the fact waiting for the application",
+            events.queued() as u64,
+        );
+        counter(
+            &mut registry,
+            "events_delivered",
+            "Events after the fact the application accepted",
+            events.delivered.load(Relaxed),
+        );
+        counter(
+            &mut registry,
+            "events_dropped",
+            "Events after the fact dropped from a full queue",
+            events.dropped.load(Relaxed),
+        );
+    }
     let uptime = Gauge::<i64>::default();
     uptime.set(i64::try_from(stats.uptime_ms / 1000).unwrap_or(i64::MAX));
     registry.register_with_unit("uptime", "Time since the hub started", Unit::Seconds, uptime);

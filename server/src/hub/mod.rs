@@ -12,6 +12,7 @@
 //! join and leave; the hub notes it as due for an `occupancy` count instead,
 //! which [`Hub::send_occupancy`] sends on the maintenance tick.
 
+pub(crate) mod events;
 pub(crate) mod ids;
 pub(crate) mod operations;
 pub(crate) mod outbound;

@@ -79,11 +79,20 @@ pub(crate) async fn left(state: &AppState, room: &str, user: &str, announce: boo
 }
 
 /// Counts a new connection of `user` as online across the cluster.
+/// Called before the connection registers with the hub.
 pub(crate) async fn connected(state: &AppState, user: &str) -> Result<(), StoreError> {
-    let Some(cluster) = state.cluster() else { return Ok(()) };
-    if let Err(err) = cluster.count(None, user, 1).await {
-        state.presence_stale();
-        return Err(err.into());
+    let first = match state.cluster() {
+        None => state.hub().connections_of(user) == 0,
+        Some(cluster) => match cluster.count(None, user, 1).await {
+            Ok((change, _)) => change == Change::Arrived,
+            Err(err) => {
+                state.presence_stale();
+                return Err(err.into());
+            }
+        },
+    };
+    if let (true, Some(events)) = (first, state.events()) {
+        events.presence(user, true);
     }
     Ok(())
 }
@@ -127,11 +136,20 @@ impl Departure {
                 announce(state, room, &self.user, PresenceAction::Leave).await;
             }
         }
-        if let (true, Some(cluster)) = (self.counted, state.cluster()) {
-            if let Err(err) = cluster.count(None, &self.user, -1).await {
-                tracing::warn!(user = %self.user, %err, "online presence not counted down");
-                state.presence_stale();
-            }
+        let last = match state.cluster() {
+            None => self.counted && state.hub().connections_of(&self.user) == 0,
+            Some(_) if !self.counted => false,
+            Some(cluster) => match cluster.count(None, &self.user, -1).await {
+                Ok((change, _)) => change == Change::Left,
+                Err(err) => {
+                    tracing::warn!(user = %self.user, %err, "online presence not counted down");
+                    state.presence_stale();
+                    false
+                }
+            },
+        };
+        if let (true, Some(events)) = (last, state.events()) {
+            events.presence(&self.user, false);
         }
     }
 }

@@ -164,6 +164,7 @@ impl<S: Socket> Session<S> {
                     ts: now_ms(),
                     offset: None,
                 };
+                let copy = self.state.events().map(|_| message.clone());
                 let room: Arc<str> = room.into();
                 let key = StreamKey::Room(room.clone());
                 let request = id.as_deref().map(|id| (&*self.user, id));
@@ -176,6 +177,9 @@ impl<S: Socket> Session<S> {
                     Ok(published) => {
                         self.state.hub().counters.message_accepted();
                         let offset = published.stored.offset;
+                        if let (Some(events), Some(message)) = (self.state.events(), copy) {
+                            events.published(&message, offset);
+                        }
                         self.answer(id, |ack| ack.offset = Some(offset)).await
                     }
                     Err(err) => self.refuse(id, ErrorCode::UNAVAILABLE, err.to_string()).await,
@@ -216,8 +220,12 @@ impl<S: Socket> Session<S> {
                     offset: None,
                 };
                 let request = id.as_deref().map(|id| (&*self.user, id));
+                let copy = self.state.events().map(|_| message.clone());
                 match send_private(&self.state, to.into(), message, request).await {
                     Ok(sent) => {
+                        if let (Some(events), Some(message)) = (self.state.events(), copy) {
+                            events.sent(&message, sent.offset);
+                        }
                         self.answer(id, |ack| {
                             ack.delivered = Some(sent.reached as u64);
                             ack.status = Some(sent.status.as_str().to_owned());

@@ -57,6 +57,8 @@ struct Inner {
     presence_stale: std::sync::atomic::AtomicBool,
     /// Cancelled once the node's Redis subscription is in place.
     subscribed: CancellationToken,
+    /// Events after the fact on their way to the application, if configured.
+    events: Option<Arc<crate::hub::events::Events>>,
     /// The application's hooks, once set.
     hooks: std::sync::OnceLock<Arc<dyn crate::hooks::Hooks>>,
     slots: Arc<Semaphore>,
@@ -153,6 +155,10 @@ impl AppState {
             large_room: config.rooms.large_room,
         }));
         let webhooks = crate::policy::webhooks::Webhooks::new(&config.hooks);
+        let events =
+            config.hooks.events.clone().map(|events| {
+                crate::hub::events::Events::new(events, config.hooks.secret.as_deref())
+            });
         let (broker, streams, ids) = backends(hub.clone());
         let slots = Arc::new(Semaphore::new(config.limits.max_connections));
         Ok(AppState {
@@ -168,6 +174,7 @@ impl AppState {
                 cluster,
                 presence_stale: std::sync::atomic::AtomicBool::new(false),
                 subscribed: CancellationToken::new(),
+                events,
                 hooks: match webhooks {
                     Some(webhooks) => {
                         let hooks: Arc<dyn crate::hooks::Hooks> = Arc::new(webhooks);
@@ -231,6 +238,11 @@ impl AppState {
     /// webhooks are configured (`[hooks.<name>]`): one or the other.
     pub fn set_hooks(&self, hooks: impl crate::hooks::Hooks) -> bool {
         self.inner.hooks.set(Arc::new(hooks)).is_ok()
+    }
+
+    /// Where events after the fact go, if anywhere.
+    pub(crate) fn events(&self) -> Option<&crate::hub::events::Events> {
+        self.inner.events.as_deref()
     }
 
     /// The application's hooks, if any, and how long a call may take.
@@ -361,6 +373,9 @@ impl AppState {
             });
             if let Some(cluster) = &self.inner.cluster {
                 self.start_cluster(cluster.clone());
+            }
+            if let Some(events) = &self.inner.events {
+                tokio::spawn(events.clone().run(self.inner.shutdown.clone()));
             }
             // Large rooms' occupancy counts, coalesced over one interval.
             let every = Duration::from_millis(self.inner.config.rooms.occupancy_interval_ms);

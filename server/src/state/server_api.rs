@@ -148,7 +148,11 @@ impl AppState {
         check("to", user)?;
         check("event", event)?;
         let message = self.server_message(None, Some(user), event, data);
+        let copy = self.events().map(|_| message.clone());
         let sent = crate::hub::operations::send_private(self, user.into(), message, None).await?;
+        if let (Some(events), Some(message)) = (self.events(), copy) {
+            events.sent(&message, sent.offset);
+        }
         Ok(Sent { delivered: sent.reached, status: sent.status, offset: sent.offset })
     }
 
@@ -163,11 +167,15 @@ impl AppState {
         check("room", room)?;
         check("event", event)?;
         let message = self.server_message(Some(room), None, event, data);
+        let copy = self.events().map(|_| message.clone());
         let room: Arc<str> = room.into();
         let key = StreamKey::Room(room.clone());
         let published =
             self.streams().publish(self.broker(), key, Target::Room(room), message, None).await?;
         self.hub().counters.message_accepted();
+        if let (Some(events), Some(message)) = (self.events(), copy) {
+            events.published(&message, published.stored.offset);
+        }
         Ok(Published { delivered: published.reached, offset: published.stored.offset })
     }
 
