@@ -36,10 +36,16 @@ for _ in $(seq 1 100); do
 done
 
 # A second hub that requires tokens, and a token for it (HS256, minted with Node's crypto).
+# Its rpc calls are answered by the example webhook backend (examples/webhooks/backend.py).
+hooks_port=$(free_port)
+python3 examples/webhooks/backend.py "$hooks_port" 2>/dev/null &
+hooks_pid=$!
 token_port=$(free_port)
-./target/debug/switchboard --bind "127.0.0.1:${token_port}" --jwt-secret browser-test-secret --log warn &
+SWITCHBOARD_HOOKS__SECRET=shared-with-the-backend \
+SWITCHBOARD_HOOKS__RPC__URL="http://127.0.0.1:${hooks_port}/hooks/rpc" \
+    ./target/debug/switchboard --bind "127.0.0.1:${token_port}" --jwt-secret browser-test-secret --log warn &
 token_hub_pid=$!
-trap '[ -n "$hub_pid" ] && kill "$hub_pid" 2>/dev/null; [ -n "${token_hub_pid:-}" ] && kill "$token_hub_pid" 2>/dev/null; true' EXIT
+trap '[ -n "$hub_pid" ] && kill "$hub_pid" 2>/dev/null; [ -n "${token_hub_pid:-}" ] && kill "$token_hub_pid" 2>/dev/null; [ -n "${hooks_pid:-}" ] && kill "$hooks_pid" 2>/dev/null; true' EXIT
 for _ in $(seq 1 100); do
     node -e "fetch('http://127.0.0.1:${token_port}/health').then(r => process.exit(r.ok ? 0 : 1), () => process.exit(1))" && break
     sleep 0.1
@@ -60,9 +66,10 @@ CHROMEDRIVER=/usr/bin/chromedriver \
 WASM_BINDGEN_TEST_WEBDRIVER_JSON="$PWD/sdk-js/webdriver.json" \
 WASM_BINDGEN_TEST_TIMEOUT=120 \
     cargo test -p switchboard-js --target wasm32-unknown-unknown --locked
-kill "$hub_pid" "$token_hub_pid"
+kill "$hub_pid" "$token_hub_pid" "$hooks_pid"
 hub_pid=
 token_hub_pid=
+hooks_pid=
 
 step "the npm package (wasm-pack)"
 ./scripts/build-js.sh

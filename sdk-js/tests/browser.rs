@@ -259,6 +259,10 @@ async fn get_token_supplies_the_identity_on_a_hub_with_tokens() {
     wait(client.send("jsuser".into(), "dm".into(), JsValue::from(7))).await.unwrap();
     let message = inbox.next().await;
     assert_eq!(text(&message, "from"), "jsuser", "the hub named the user from the token");
+    // This hub's rpc calls go to the example webhook backend, whose `time`
+    // method answers with its clock.
+    let time = wait(client.rpc("time".into(), JsValue::NULL)).await.unwrap();
+    assert!(time.as_f64().is_some_and(|t| t > 1.0e9), "a round trip to the backend: {time:?}");
     wait(client.close()).await.unwrap();
 
     // Without a token the same hub refuses, and the client gives up.
