@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use switchboard_protocol::{CloseCode, ErrorCode, ServerFrame};
 use switchboard_server::hooks::{
-    ConnectRequest, Decision, HookFuture, Hooks, MessageDecision, RpcReply,
+    ConnectDecision, ConnectRequest, Decision, HookFuture, Hooks, MessageDecision, RpcReply,
 };
 use switchboard_server::{AppState, Identity};
 use switchboard_tests::{
@@ -22,12 +22,19 @@ struct Moderator {
 }
 
 impl Hooks for Moderator {
-    fn connect<'a>(&'a self, request: &'a ConnectRequest<'a>) -> HookFuture<'a, Decision> {
+    fn connect<'a>(&'a self, request: &'a ConnectRequest<'a>) -> HookFuture<'a, ConnectDecision> {
         Box::pin(async move {
-            if request.identity.user.starts_with("banned") {
-                Decision::refuse("you are banned")
+            let user = &*request.identity.user;
+            if user.starts_with("banned") {
+                ConnectDecision::refuse("you are banned")
+            } else if let Some(ticket) = user.strip_prefix("ticket-") {
+                // The application decides who a ticket holder is, and where.
+                ConnectDecision::Allow {
+                    user: Some(format!("member-{ticket}")),
+                    rooms: vec!["lobby".to_owned(), "members".to_owned()],
+                }
             } else {
-                Decision::Allow
+                ConnectDecision::allow()
             }
         })
     }
@@ -265,4 +272,24 @@ async fn sse_feeds_pass_the_connect_and_join_hooks() {
     boss.join("staff").await.unwrap();
     boss.publish("staff", "memo", json!("hi")).await.unwrap();
     assert_eq!(feed.next_message().await.0, json!("hi"));
+}
+
+#[tokio::test]
+async fn the_connect_hook_names_the_user_and_joins_initial_rooms() {
+    let server = hub(Moderator::default()).await;
+    let (mut socket, welcome) = raw_connect(&server, "ticket-42").await;
+    assert_eq!(welcome.user, "member-42", "the application named the user");
+    let (speaker, _) = connect(&server, "speaker").await;
+    speaker.join("members").await.unwrap();
+    speaker.publish("members", "news", json!("for members")).await.unwrap();
+    loop {
+        if let ServerFrame::Message(message) = raw_next(&mut socket).await {
+            assert_eq!(message.data, json!("for members"), "joined at connect");
+            break;
+        }
+    }
+    let members = speaker.members("lobby").await;
+    assert!(members.is_err(), "speaker is not in lobby; the ticket holder is");
+    let online = switchboard_tests::get_json(&server, "/api/rooms/lobby/members").await;
+    assert_eq!(online["members"], json!(["member-42"]));
 }

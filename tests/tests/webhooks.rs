@@ -41,6 +41,7 @@ async fn backend(calls: Calls) -> String {
             ("connect", user) if user.starts_with("banned") => {
                 json!({"refuse": {"message": "banned"}})
             }
+            ("connect", "guest") => json!({"user": "member-7", "rooms": ["lobby"]}),
             ("join", _) if event["room"] == "vip" => {
                 json!({"refuse": {"code": 1403, "message": "members only"}})
             }
@@ -104,6 +105,10 @@ async fn a_backend_in_any_language_decides_through_webhooks() {
     assert_eq!(client.rpc("add", json!({"a": 2, "b": 40})).await.unwrap(), json!(42));
     let mut banned = raw_upgrade(&server, "banned-bob").await;
     assert_eq!(raw_close_code(&mut banned).await, CloseCode::REFUSED.0);
+    let (_guest, welcome) = switchboard_tests::raw_connect(&server, "guest").await;
+    assert_eq!(welcome.user, "member-7", "the backend named the user");
+    let members = switchboard_tests::get_json(&server, "/api/rooms/lobby/members").await;
+    assert_eq!(members["members"], json!(["ann", "member-7"]), "and joined it to lobby");
     client.close().await;
 
     eventually("the disconnect webhook", || async {

@@ -4,7 +4,7 @@
 //!
 //! | hook | runs | may |
 //! |---|---|---|
-//! | [`Hooks::connect`] | once the connection's identity is known (token, `user_id`, or `auth` frame), before `welcome` | refuse: close 4502 with the hook's message |
+//! | [`Hooks::connect`] | once the connection's identity is known (token, `user_id`, or `auth` frame), before `welcome` | refuse: close 4502 with the hook's message; or let it in as another user, joined to initial rooms |
 //! | [`Hooks::join`] | for a `join` frame, after the permission check | refuse: error 205 (or the hook's code) |
 //! | [`Hooks::publish`] | for a `publish` frame, after the checks, before it is stored | refuse, or replace `data` |
 //! | [`Hooks::send`] | for a `send` frame (client to client), likewise | refuse, or replace `data` |
@@ -129,6 +129,38 @@ impl RpcReply {
     }
 }
 
+/// The connect hook's answer.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ConnectDecision {
+    /// Let it in. `user`, when set, replaces the identity's user (the
+    /// application decides who the connection is); the connection joins
+    /// `rooms` right after `welcome`, as if it had sent a `join` for each
+    /// (permissions and the join hook apply, and its user is announced).
+    Allow {
+        /// Who the connection is, instead of the identity's user.
+        user: Option<String>,
+        /// Rooms to join at once.
+        rooms: Vec<String>,
+    },
+    /// Refuse it: close 4502 `refused` with this reason (403 for SSE).
+    Refuse {
+        /// Why, for the client.
+        message: String,
+    },
+}
+
+impl ConnectDecision {
+    /// Let it in as it is.
+    pub fn allow() -> ConnectDecision {
+        ConnectDecision::Allow { user: None, rooms: Vec::new() }
+    }
+
+    /// Refuse it.
+    pub fn refuse(message: impl Into<String>) -> ConnectDecision {
+        ConnectDecision::Refuse { message: message.into() }
+    }
+}
+
 /// What the connect hook sees of a new connection.
 #[derive(Debug, Clone)]
 pub struct ConnectRequest<'a> {
@@ -142,9 +174,9 @@ pub struct ConnectRequest<'a> {
 /// default. See the [module docs](self) for when each runs.
 pub trait Hooks: Send + Sync + 'static {
     /// A connection is about to start.
-    fn connect<'a>(&'a self, request: &'a ConnectRequest<'a>) -> HookFuture<'a, Decision> {
+    fn connect<'a>(&'a self, request: &'a ConnectRequest<'a>) -> HookFuture<'a, ConnectDecision> {
         let _ = request;
-        Box::pin(std::future::ready(Decision::Allow))
+        Box::pin(std::future::ready(ConnectDecision::allow()))
     }
 
     /// A connection asks to join `room`.

@@ -7,7 +7,7 @@
 //!
 //! | reply | means |
 //! |---|---|
-//! | `{}` (or any object without the keys below) | allow |
+//! | `{}` (or any object without the keys below) | allow (`connect`: with `"user"` and `"rooms"` to name the user and join rooms) |
 //! | `{"refuse": {"code": 1403, "message": "…"}}` | refuse (code optional: 205 `refused`) |
 //! | `{"data": …}` | publish/send: go out with this data instead; rpc: the result |
 //!
@@ -30,7 +30,7 @@ use tokio::sync::Semaphore;
 use crate::config::{HooksConfig, OnError, WebhookConfig};
 use crate::policy::auth::Identity;
 use crate::policy::hooks::{
-    ConnectRequest, Decision, HookFuture, Hooks, MessageDecision, RpcReply,
+    ConnectDecision, ConnectRequest, Decision, HookFuture, Hooks, MessageDecision, RpcReply,
 };
 use crate::policy::patterns::RoomPatterns;
 
@@ -80,8 +80,12 @@ enum CallError {
 
 /// What a backend answered, read.
 enum Reply {
-    Allow,
-    Refuse { code: ErrorCode, message: String },
+    /// Allow; the reply object, for the connect hook's `user` and `rooms`.
+    Allow(serde_json::Map<String, Value>),
+    Refuse {
+        code: ErrorCode,
+        message: String,
+    },
     Data(Value),
 }
 
@@ -152,7 +156,7 @@ impl Webhooks {
     /// A decision from a backend's reply, or from `on_error` when it failed.
     async fn decide(&self, name: &str, endpoint: &Endpoint, body: Value) -> MessageDecision {
         match self.call(endpoint, body).await {
-            Ok(Reply::Allow) => MessageDecision::Allow,
+            Ok(Reply::Allow(_)) => MessageDecision::Allow,
             Ok(Reply::Data(data)) => MessageDecision::Replace(data),
             Ok(Reply::Refuse { code, message }) => MessageDecision::Refuse { code, message },
             Err(err) => {
@@ -196,7 +200,7 @@ fn read_reply(reply: Value) -> Result<Reply, CallError> {
     }
     Ok(match reply.remove("data") {
         Some(data) => Reply::Data(data),
-        None => Reply::Allow,
+        None => Reply::Allow(reply),
     })
 }
 
@@ -209,15 +213,37 @@ fn plain(decision: MessageDecision) -> Decision {
 }
 
 impl Hooks for Webhooks {
-    fn connect<'a>(&'a self, request: &'a ConnectRequest<'a>) -> HookFuture<'a, Decision> {
+    fn connect<'a>(&'a self, request: &'a ConnectRequest<'a>) -> HookFuture<'a, ConnectDecision> {
         Box::pin(async move {
-            let Some(endpoint) = &self.connect else { return Decision::Allow };
+            let Some(endpoint) = &self.connect else { return ConnectDecision::allow() };
             let body = json!({
                 "hook": "connect",
                 "user": &*request.identity.user,
                 "address": request.address.to_string(),
             });
-            plain(self.decide("connect", endpoint, body).await)
+            match self.call(endpoint, body).await {
+                Ok(Reply::Allow(reply)) => ConnectDecision::Allow {
+                    user: reply.get("user").and_then(Value::as_str).map(str::to_owned),
+                    rooms: reply
+                        .get("rooms")
+                        .and_then(Value::as_array)
+                        .map(|rooms| {
+                            rooms.iter().filter_map(Value::as_str).map(str::to_owned).collect()
+                        })
+                        .unwrap_or_default(),
+                },
+                Ok(Reply::Data(_)) => ConnectDecision::allow(),
+                Ok(Reply::Refuse { message, .. }) => ConnectDecision::Refuse { message },
+                Err(err) => {
+                    tracing::warn!(url = %endpoint.url, %err, "connect webhook failed");
+                    match endpoint.on_error {
+                        OnError::Allow => ConnectDecision::allow(),
+                        OnError::Refuse => ConnectDecision::Refuse {
+                            message: format!("the connect webhook failed: {err}"),
+                        },
+                    }
+                }
+            }
         })
     }
 
@@ -309,7 +335,7 @@ mod tests {
 
     #[test]
     fn replies_read_as_allow_refuse_or_data() {
-        assert!(matches!(read_reply(json!({})), Ok(Reply::Allow)));
+        assert!(matches!(read_reply(json!({})), Ok(Reply::Allow(_))));
         assert!(matches!(
             read_reply(json!({"refuse": {"code": 1403, "message": "no"}})),
             Ok(Reply::Refuse { code: ErrorCode(1403), message }) if message == "no"

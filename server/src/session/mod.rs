@@ -63,11 +63,12 @@ enum Wake {
     Token(bool),
 }
 
-/// How a connection starts: a room to join at once, and where the client's
-/// inbox stood (to resume it) when it reconnects.
+/// How a connection starts: rooms to join at once (the URL's `room`, the
+/// connect hook's), and where the client's inbox stood (to resume it) when
+/// it reconnects.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Start {
-    pub(crate) room: Option<String>,
+    pub(crate) rooms: Vec<String>,
     pub(crate) inbox_since: Option<Position>,
 }
 
@@ -402,10 +403,14 @@ impl<S: Socket> Session<S> {
                 return Flow::Gone(Ended::NetworkError);
             }
         }
-        match start.room {
-            Some(room) => self.handle(ClientFrame::Join { id: None, room, since: None }).await,
-            None => Flow::Continue,
+        let Start { rooms, .. } = *start;
+        for room in rooms {
+            let flow = self.handle(ClientFrame::Join { id: None, room, since: None }).await;
+            if !matches!(flow, Flow::Continue) {
+                return flow;
+            }
         }
+        Flow::Continue
     }
 
     async fn on_wake(&mut self, wake: Wake, timeout: Duration) -> Flow {

@@ -37,7 +37,7 @@ use crate::hub::outbound::{self, Outbound, OutboundQueue};
 use crate::hub::presence;
 use crate::policy::admission::Ticket;
 use crate::policy::auth::{AuthError, Identity};
-use crate::policy::hooks::{self, ConnectRequest, Decision};
+use crate::policy::hooks::{self, ConnectDecision, ConnectRequest, Decision};
 use crate::policy::identity::{self, ConnectQuery, Resolved};
 use crate::store::{Replay, Stored, StreamKey};
 use crate::transport::client_addr::client_ip;
@@ -119,12 +119,38 @@ pub(crate) async fn events(
         }
         Err(err) => return ApiError::Auth(err).into_response(),
     };
+    let mut identity = identity;
+    let mut hooked_rooms = Vec::new();
+    // The application's say, as at a WebSocket's connect: it may refuse,
+    // name the user, add rooms.
+    if let Some((hooks, timeout)) = state.hooks() {
+        let address = peer.map_or(std::net::IpAddr::from([0, 0, 0, 0]), |peer| {
+            client_ip(peer.ip(), &headers, &state.config().limits.trusted_proxies)
+        });
+        let request = ConnectRequest { identity: &identity, address };
+        match hooks::call("connect", timeout, hooks.connect(&request)).await {
+            Ok(ConnectDecision::Allow { user, rooms }) => {
+                if let Some(user) = user {
+                    if let Err(reason) = validate_name(&user) {
+                        return ApiError::InvalidName { field: "user", reason }.into_response();
+                    }
+                    identity.user = user.into();
+                }
+                hooked_rooms = rooms;
+            }
+            Ok(ConnectDecision::Refuse { message }) => {
+                return ApiError::Refused(message).into_response();
+            }
+            Err(failure) => return ApiError::HookFailed(failure).into_response(),
+        }
+    }
     let rooms: Vec<String> = query
         .rooms
         .split(',')
         .map(str::trim)
         .filter(|r| !r.is_empty())
         .map(str::to_owned)
+        .chain(hooked_rooms)
         .collect();
     if rooms.len() > MAX_ROOMS {
         return ApiError::BadRequest(format!("at most {MAX_ROOMS} rooms per connection"))
@@ -141,19 +167,8 @@ pub(crate) async fn events(
     {
         return ApiError::Forbidden(format!("not allowed to join `{room}`")).into_response();
     }
-    // The application's say: as a WebSocket's connect, then each room's join.
+    // Each room's join, as the application sees it.
     if let Some((hooks, timeout)) = state.hooks() {
-        let address = peer.map_or(std::net::IpAddr::from([0, 0, 0, 0]), |peer| {
-            client_ip(peer.ip(), &headers, &state.config().limits.trusted_proxies)
-        });
-        let request = ConnectRequest { identity: &identity, address };
-        match hooks::call("connect", timeout, hooks.connect(&request)).await {
-            Ok(Decision::Allow) => {}
-            Ok(Decision::Refuse { message, .. }) => {
-                return ApiError::Refused(message).into_response();
-            }
-            Err(failure) => return ApiError::HookFailed(failure).into_response(),
-        }
         for room in &rooms {
             match hooks::call("join", timeout, hooks.join(&identity, room)).await {
                 Ok(Decision::Allow) => {}

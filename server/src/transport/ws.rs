@@ -27,7 +27,7 @@ use crate::AppState;
 use crate::api::ApiError;
 use crate::policy::admission::Ticket;
 use crate::policy::auth::{AuthError, Identity};
-use crate::policy::hooks::{ConnectRequest, Decision};
+use crate::policy::hooks::{ConnectDecision, ConnectRequest};
 use crate::policy::identity::{self, ConnectQuery, Resolved};
 use crate::session::{Session, Start, truncate_reason};
 use crate::transport::client_addr::client_ip;
@@ -85,7 +85,7 @@ pub(crate) async fn upgrade(
         (Some(epoch), Some(offset)) => Some(Position { epoch, offset }),
         _ => None,
     };
-    let start = Start { room: query.room, inbox_since };
+    let start = Start { rooms: query.room.into_iter().collect(), inbox_since };
     let config = WebSocketConfig::default()
         .read_buffer_size(limits.read_buffer_bytes)
         .write_buffer_size(limits.write_buffer_bytes)
@@ -143,9 +143,9 @@ async fn establish(
     pending: Pending,
     admitted: Box<Admitted>,
 ) -> Option<(Session<Box<WebSocket>>, Start)> {
-    let Admitted { state, resolved, start, config, ticket, address } = *admitted;
+    let Admitted { state, resolved, mut start, config, ticket, address } = *admitted;
     let mut socket = pending.socket(config).await?;
-    let identity = match resolved {
+    let mut identity = match resolved {
         // The admission gate already counted this user's connections.
         Resolved::Known(identity) => identity,
         Resolved::AwaitAuthFrame => {
@@ -170,8 +170,18 @@ async fn establish(
     if let Some((hooks, timeout)) = state.hooks() {
         let request = ConnectRequest { identity: &identity, address };
         match crate::policy::hooks::call("connect", timeout, hooks.connect(&request)).await {
-            Ok(Decision::Allow) => {}
-            Ok(Decision::Refuse { message, .. }) => {
+            Ok(ConnectDecision::Allow { user, rooms }) => {
+                if let Some(user) = user {
+                    if let Err(err) = validate_name(&user) {
+                        let reason = format!("the connect hook named an invalid user: {err}");
+                        refuse(*socket, CloseCode::INTERNAL_ERROR, &reason).await;
+                        return None;
+                    }
+                    identity.user = user.into();
+                }
+                start.rooms.extend(rooms);
+            }
+            Ok(ConnectDecision::Refuse { message }) => {
                 refuse(*socket, CloseCode::REFUSED, &message).await;
                 return None;
             }
