@@ -82,7 +82,8 @@ pub(crate) async fn left(state: &AppState, room: &str, user: &str, announce: boo
 /// Called before the connection registers with the hub.
 pub(crate) async fn connected(state: &AppState, user: &str) -> Result<(), StoreError> {
     let first = match state.cluster() {
-        None => state.hub().connections_of(user) == 0,
+        // Only asked when someone listens: it takes the registry's lock.
+        None => state.events().is_some() && state.hub().connections_of(user) == 0,
         Some(cluster) => match cluster.count(None, user, 1).await {
             Ok((change, _)) => change == Change::Arrived,
             Err(err) => {
@@ -137,7 +138,11 @@ impl Departure {
             }
         }
         let last = match state.cluster() {
-            None => self.counted && state.hub().connections_of(&self.user) == 0,
+            None => {
+                self.counted
+                    && state.events().is_some()
+                    && state.hub().connections_of(&self.user) == 0
+            }
             Some(_) if !self.counted => false,
             Some(cluster) => match cluster.count(None, &self.user, -1).await {
                 Ok((change, _)) => change == Change::Left,
