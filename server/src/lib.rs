@@ -104,7 +104,8 @@ use tokio::net::TcpListener;
 /// The hub's routes, ready to serve or to nest in another axum app:
 /// `GET /ws`, `GET /health`, `GET /api/stats`, `GET /api/online`,
 /// `POST /api/send`, `POST /api/broadcast`, `POST /api/disconnect`, `GET /api/rooms`, `GET /api/rooms/{room}`,
-/// `GET /api/rooms/{room}/history`, `GET /api/rooms/{room}/members`, `GET /metrics`.
+/// `GET /api/rooms/{room}/history`, `GET /api/rooms/{room}/members`,
+/// `POST /api/rooms/{room}/join`, `POST /api/rooms/{room}/leave`, `GET /metrics`.
 pub fn router(state: AppState) -> Router {
     state.start_maintenance();
     let body_limit = state.config().limits.max_message_bytes;
@@ -119,6 +120,8 @@ pub fn router(state: AppState) -> Router {
         .route("/api/rooms/{room}", get(api::room))
         .route("/api/rooms/{room}/history", get(api::history))
         .route("/api/rooms/{room}/members", get(api::members))
+        .route("/api/rooms/{room}/join", post(api::join))
+        .route("/api/rooms/{room}/leave", post(api::leave))
         .route("/metrics", get(api::metrics))
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), api::require_key));
     Router::new()

@@ -323,6 +323,16 @@ pub enum ServerFrame {
         /// Milliseconds until the token expires.
         expires_in_ms: u64,
     },
+    /// The server put this connection in a room (a server-side join:
+    /// `POST /api/rooms/{room}/join`, `AppState::join`): from now on it is a
+    /// member as if it had sent `join`, and a client rejoins it after a
+    /// reconnect like its own rooms.
+    Joined(RoomJoined),
+    /// The server took this connection out of a room (a server-side leave).
+    Left {
+        /// The room.
+        room: String,
+    },
     /// The answer to a client `ping`.
     Pong {
         /// The `id` of the `ping`, if it had one.
@@ -472,6 +482,30 @@ pub struct Ack {
     /// For `rpc`: the method's result.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub data: Option<Value>,
+}
+
+/// A server-side join: what a `join`'s ack says, with the room's name.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RoomJoined {
+    /// The room.
+    pub room: String,
+    /// The users present, this one included, as in a join's ack (absent
+    /// without the right to see the room's presence).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub members: Option<Vec<String>>,
+    /// How many users the room holds in all.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub member_count: Option<u64>,
+    /// Where the next page of `members` starts, as in a join's ack.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cursor: Option<String>,
+    /// True when the room is large (presence as [`Occupancy`] counts).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub large: Option<bool>,
+    /// The room stream's epoch.
+    pub epoch: String,
+    /// The offset of the room's last message: messages after it follow.
+    pub offset: u64,
 }
 
 /// A failed request, or a frame the hub could not understand.

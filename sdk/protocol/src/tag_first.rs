@@ -17,7 +17,9 @@ use serde::de::value::MapAccessDeserializer;
 use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde_json::{Map, Value};
 
-use crate::frame::{Ack, ErrorFrame, Message, Occupancy, Presence, ServerFrame, Welcome};
+use crate::frame::{
+    Ack, ErrorFrame, Message, Occupancy, Presence, RoomJoined, ServerFrame, Welcome,
+};
 
 /// The `type` values of [`ServerFrame`].
 #[derive(Deserialize)]
@@ -30,6 +32,8 @@ enum Kind {
     Ack,
     Error,
     Refresh,
+    Joined,
+    Left,
     Pong,
 }
 
@@ -37,6 +41,12 @@ enum Kind {
 #[derive(Deserialize)]
 struct RefreshFields {
     expires_in_ms: u64,
+}
+
+/// The fields of [`ServerFrame::Left`].
+#[derive(Deserialize)]
+struct LeftFields {
+    room: String,
 }
 
 /// The fields of [`ServerFrame::Pong`].
@@ -122,6 +132,8 @@ fn rest<'de, D: Deserializer<'de>>(kind: Kind, fields: D) -> Result<ServerFrame,
         Kind::Refresh => ServerFrame::Refresh {
             expires_in_ms: RefreshFields::deserialize(fields)?.expires_in_ms,
         },
+        Kind::Joined => ServerFrame::Joined(RoomJoined::deserialize(fields)?),
+        Kind::Left => ServerFrame::Left { room: LeftFields::deserialize(fields)?.room },
         Kind::Pong => ServerFrame::Pong { id: PongFields::deserialize(fields)?.id },
     })
 }
@@ -165,6 +177,24 @@ mod tests {
         assert_eq!(pong, ServerFrame::Pong { id: Some("7".into()) });
         let bare: ServerFrame = serde_json::from_str(r#"{"type":"pong"}"#).unwrap();
         assert_eq!(bare, ServerFrame::Pong { id: None });
+        let left: ServerFrame = serde_json::from_str(r#"{"room":"r","type":"left"}"#).unwrap();
+        assert_eq!(left, ServerFrame::Left { room: "r".into() });
+    }
+
+    #[test]
+    fn a_server_side_join_round_trips() {
+        let joined = ServerFrame::Joined(crate::RoomJoined {
+            room: "r".into(),
+            members: Some(vec!["ann".into()]),
+            member_count: Some(1),
+            cursor: None,
+            large: None,
+            epoch: "e".into(),
+            offset: 4,
+        });
+        let text = serde_json::to_string(&joined).unwrap();
+        assert!(text.starts_with(r#"{"type":"joined","room":"r""#), "{text}");
+        assert_eq!(serde_json::from_str::<ServerFrame>(&text).unwrap(), joined);
     }
 
     #[test]

@@ -266,6 +266,41 @@ pub(crate) async fn disconnect(
     Ok(Json(Disconnected { disconnected }))
 }
 
+/// The body of `POST /api/rooms/{room}/join` and `/leave`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct MembershipRequest {
+    user: String,
+}
+
+/// The answer of `POST /api/rooms/{room}/join` and `/leave`.
+#[derive(Debug, Serialize)]
+pub(crate) struct Ordered {
+    /// How many of the user's connections were told (across the cluster
+    /// in multi-node mode); 0 when the user is not connected.
+    connections: usize,
+}
+
+/// `POST /api/rooms/{room}/join`: puts every connection of a user in the
+/// room (a server-side join; see [`AppState::join`]).
+pub(crate) async fn join(
+    State(state): State<AppState>,
+    Path(room): Path<String>,
+    ApiJson(request): ApiJson<MembershipRequest>,
+) -> Result<Json<Ordered>, ApiError> {
+    Ok(Json(Ordered { connections: state.join(&request.user, &room).await? }))
+}
+
+/// `POST /api/rooms/{room}/leave`: takes every connection of a user out of
+/// the room (see [`AppState::leave`]).
+pub(crate) async fn leave(
+    State(state): State<AppState>,
+    Path(room): Path<String>,
+    ApiJson(request): ApiJson<MembershipRequest>,
+) -> Result<Json<Ordered>, ApiError> {
+    Ok(Json(Ordered { connections: state.leave(&request.user, &room).await? }))
+}
+
 /// The query of `GET /api/rooms/{room}/history`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -41,12 +41,25 @@ pub enum DeliveryKind {
     Presence,
     /// An `occupancy` frame: presence of a large room, as a count.
     Occupancy,
+    /// Not a frame: an order to every connection of the target user to
+    /// join the room that `frame` names (a server-side join). Each
+    /// connection carries it out as its own join and tells its client with
+    /// a `joined` frame.
+    Join,
+    /// The same for leaving the room that `frame` names (a `left` frame).
+    Leave,
 }
 
 impl DeliveryKind {
     /// Whether only members allowed to see presence receive it.
     pub fn is_presence(self) -> bool {
         matches!(self, DeliveryKind::Presence | DeliveryKind::Occupancy)
+    }
+
+    /// Whether it is an order for the connection (join, leave) rather than
+    /// a frame to write.
+    pub fn is_order(self) -> bool {
+        matches!(self, DeliveryKind::Join | DeliveryKind::Leave)
     }
 }
 

@@ -63,6 +63,8 @@ pub(crate) fn encode(delivery: &Delivery) -> String {
         DeliveryKind::Message => 'm',
         DeliveryKind::Presence => 'p',
         DeliveryKind::Occupancy => 'o',
+        DeliveryKind::Join => 'j',
+        DeliveryKind::Leave => 'l',
     };
     let target = match &delivery.target {
         Target::Room(room) => format!("r:{room}"),
@@ -108,6 +110,8 @@ fn decode_delivery(text: &str) -> Option<Envelope> {
         "m" => DeliveryKind::Message,
         "p" => DeliveryKind::Presence,
         "o" => DeliveryKind::Occupancy,
+        "j" => DeliveryKind::Join,
+        "l" => DeliveryKind::Leave,
         _ => return None,
     };
     let target = match fields.next()? {
@@ -149,11 +153,13 @@ mod tests {
 
     #[test]
     fn deliveries_survive_the_wire() {
-        for target in [Target::Room("a:b c".into()), Target::User("ann".into()), Target::All] {
+        let targets = [Target::Room("a:b c".into()), Target::User("ann".into()), Target::All];
+        let kinds = [DeliveryKind::Presence, DeliveryKind::Join, DeliveryKind::Leave];
+        for (target, kind) in targets.into_iter().flat_map(|t| kinds.map(|k| (t.clone(), k))) {
             let delivery = Delivery {
                 target,
                 frame: Utf8Bytes::from(r#"{"type":"presence","text":"x\ny"}"#),
-                kind: DeliveryKind::Presence,
+                kind,
                 offset: None,
             };
             let Some(Incoming::Delivery(back)) = decode(encode(&delivery).as_bytes()) else {

@@ -409,7 +409,9 @@ impl Hub {
             Target::All => registry.sessions.values().for_each(|e| push(&e.outbound)),
         }
         drop(registry);
-        self.counters.delivered(reached as u64);
+        if !delivery.kind.is_order() {
+            self.counters.delivered(reached as u64);
+        }
         reached
     }
 

@@ -169,8 +169,20 @@ impl OutboundQueue {
     }
 
     /// Takes a delivery that is already waiting, if any.
+    #[cfg(test)]
     pub(crate) fn try_recv(&mut self) -> Option<Delivery> {
         take(&mut self.shared.lock())
+    }
+
+    /// Takes a waiting frame to write, if any; stops at an order (a
+    /// server-side join or leave), which [`recv`](Self::recv) hands over
+    /// next, so that a batch of writes never runs past one.
+    pub(crate) fn try_recv_frame(&mut self) -> Option<Delivery> {
+        let mut state = self.shared.lock();
+        if state.frames.front()?.kind.is_order() {
+            return None;
+        }
+        take(&mut state)
     }
 }
 

@@ -29,8 +29,11 @@ use tracing::{debug, info};
 use tungstenite::protocol::CloseFrame;
 use tungstenite::{Message as WsMessage, Utf8Bytes};
 
+mod membership;
 mod requests;
 mod token_alarm;
+
+pub(crate) use membership::JoinOrder;
 
 use token_alarm::TokenAlarm;
 
@@ -314,7 +317,9 @@ impl<S: Socket> Session<S> {
                 // request, a heartbeat, a close) is boxed, so the task does
                 // not keep that larger state reserved for the connection's
                 // whole life.
-                Wake::Queued(first) => Either::Left(self.write_queued(first)),
+                Wake::Queued(first) if !first.kind.is_order() => {
+                    Either::Left(self.write_queued(first))
+                }
                 other => Either::Right(Box::pin(self.on_wake(other, heartbeat.timeout()))),
             };
             // Handling may write to a socket whose peer stopped reading (its
@@ -405,7 +410,7 @@ impl<S: Socket> Session<S> {
         }
         let Start { rooms, .. } = *start;
         for room in rooms {
-            let flow = self.handle(ClientFrame::Join { id: None, room, since: None }).await;
+            let flow = self.join(None, room, None).await;
             if !matches!(flow, Flow::Continue) {
                 return flow;
             }
@@ -416,6 +421,7 @@ impl<S: Socket> Session<S> {
     async fn on_wake(&mut self, wake: Wake, timeout: Duration) -> Flow {
         match wake {
             Wake::Close(code, reason) => Flow::Close(code, reason),
+            Wake::Queued(order) if order.kind.is_order() => self.obey(order).await,
             Wake::Queued(first) => self.write_queued(first).await,
             Wake::Incoming(incoming) => {
                 self.last_heard = Instant::now();
@@ -507,7 +513,7 @@ impl<S: Socket> Session<S> {
                 if batch >= WRITE_BATCH {
                     break;
                 }
-                let Some(delivery) = self.queue.try_recv() else { break };
+                let Some(delivery) = self.queue.try_recv_frame() else { break };
                 batch += 1;
                 pending = self.wanted(&delivery).then(|| WsMessage::Text(delivery.frame));
             }

@@ -11,119 +11,22 @@ use switchboard_protocol::{
 };
 use tungstenite::Message as WsMessage;
 
-use super::{Ended, Flow, Session, Socket, written};
+use super::{Flow, Session, Socket, written};
 use crate::broker::Target;
 use crate::config::Access;
 use crate::hub::ids::Seen;
 use crate::hub::operations::{announce, members_limit, read_history, send_private};
 use crate::hub::presence;
-use crate::policy::hooks::{self, Decision, HookFailure, MessageDecision, RpcReply};
-use crate::store::{Replay, StreamKey};
+use crate::policy::hooks::{self, HookFailure, MessageDecision, RpcReply};
+use crate::store::StreamKey;
 use crate::transport::wire::{encode, now_ms};
 
 impl<S: Socket> Session<S> {
     /// Carries out one decoded request.
     pub(super) async fn handle(&mut self, frame: ClientFrame) -> Flow {
         match frame {
-            ClientFrame::Join { id, room, since } => {
-                if let Err(flow) = self.check_name(&id, "room", &room).await {
-                    return flow;
-                }
-                if !self.may(&room, |rule| rule.join) {
-                    return self
-                        .fail(id, ErrorCode::FORBIDDEN, format!("not allowed to join `{room}`"))
-                        .await;
-                }
-                let max_rooms = self.state.config().limits.max_rooms_per_connection;
-                if self.state.hub().rooms_of(self.outbound.key) >= max_rooms
-                    && !self.state.hub().is_member(self.outbound.key, &room)
-                {
-                    let message = format!("at most {max_rooms} rooms per connection");
-                    return self.fail(id, ErrorCode::LIMIT_EXCEEDED, message).await;
-                }
-                let hooked = match self.state.hooks() {
-                    Some((hooks, timeout)) => {
-                        Some(hooks::call("join", timeout, hooks.join(&self.identity, &room)).await)
-                    }
-                    None => None,
-                };
-                match hooked {
-                    None | Some(Ok(Decision::Allow)) => {}
-                    Some(Ok(Decision::Refuse { code, message })) => {
-                        return self.fail(id, code, message).await;
-                    }
-                    Some(Err(failure)) => {
-                        return self.fail(id, ErrorCode::HOOK_FAILED, failure.to_string()).await;
-                    }
-                }
-                // Without the right to read history there is nothing to replay.
-                let since = since.filter(|_| self.may(&room, |rule| rule.history));
-                let sees_presence = self.may(&room, |rule| rule.presence);
-                let key = StreamKey::Room(room.as_str().into());
-                let (hub, session_key) = (self.state.hub().clone(), self.outbound.key);
-                let joined = self
-                    .state
-                    .streams()
-                    .resume(&key, since.as_ref(), || hub.join(session_key, &room, sees_presence))
-                    .await;
-                let (joined, position, replay) = match joined {
-                    Ok((Some(joined), position, replay)) => (joined, position, replay),
-                    Ok((None, ..)) => return Flow::Gone(Ended::Unregistered),
-                    Err(err) => {
-                        return self.fail(id, ErrorCode::UNAVAILABLE, err.to_string()).await;
-                    }
-                };
-                let joined = match presence::joined(&self.state, &room, &self.user, joined).await {
-                    Ok(joined) => joined,
-                    Err(err) => {
-                        self.state.hub().leave(self.outbound.key, &room);
-                        return self.fail(id, ErrorCode::UNAVAILABLE, err.to_string()).await;
-                    }
-                };
-                if joined.announce {
-                    let user = self.user.clone();
-                    self.announce(&room, &user, PresenceAction::Join).await;
-                }
-                let recovered = match replay {
-                    Some(Replay::Complete(missed)) => {
-                        for stored in missed {
-                            if self.socket.send(WsMessage::Text(stored.frame)).await.is_err() {
-                                return Flow::Gone(Ended::NetworkError);
-                            }
-                        }
-                        Some(true)
-                    }
-                    Some(Replay::Lost) => Some(false),
-                    None => None,
-                };
-                self.room_floors.insert(room.as_str().into(), position.offset);
-                self.ack(id, |ack| {
-                    if sees_presence {
-                        ack.members = Some(joined.members.members);
-                        ack.member_count = Some(joined.members.count as u64);
-                        ack.cursor = joined.members.cursor;
-                        ack.large = joined.large.then_some(true);
-                    }
-                    ack.epoch = Some(position.epoch);
-                    ack.offset = Some(position.offset);
-                    ack.recovered = recovered;
-                })
-                .await
-            }
-            ClientFrame::Leave { id, room } => {
-                if let Err(flow) = self.check_name(&id, "room", &room).await {
-                    return flow;
-                }
-                let left = self.state.hub().leave(self.outbound.key, &room);
-                self.room_floors.remove(room.as_str());
-                if left.was_member
-                    && presence::left(&self.state, &room, &self.user, left.announce).await
-                {
-                    let user = self.user.clone();
-                    self.announce(&room, &user, PresenceAction::Leave).await;
-                }
-                self.ack(id, |_| {}).await
-            }
+            ClientFrame::Join { id, room, since } => self.join(id, room, since).await,
+            ClientFrame::Leave { id, room } => self.leave(id, room).await,
             ClientFrame::Publish { id, room, event, data } => {
                 if let Err(flow) = self.check_name(&id, "room", &room).await {
                     return flow;
@@ -375,7 +278,7 @@ impl<S: Socket> Session<S> {
         announce(&self.state, room, user, action).await;
     }
 
-    async fn check_name(
+    pub(super) async fn check_name(
         &mut self,
         id: &Option<String>,
         field: &str,

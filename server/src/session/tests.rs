@@ -235,3 +235,44 @@ async fn shutdown_closes_with_going_away() {
 fn close_reasons_fit_a_control_frame() {
     assert_eq!(truncate_reason(&"é".repeat(100)).len(), 122);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_server_side_join_and_leave_reach_the_connection_between_its_frames() {
+    let (mut peer, state, _task) = start(Config::default(), "alice");
+    assert!(matches!(peer.next_frame().await, ServerFrame::Welcome(_)));
+    // A broadcast queued before the order is written before it, and the
+    // order is carried out before the broadcast queued after it.
+    state.broadcast("before", serde_json::Value::Null).await.unwrap();
+    assert_eq!(state.join("alice", "lobby").await.unwrap(), 1);
+    state.publish("lobby", "hello", serde_json::json!(1)).await.unwrap();
+    assert!(matches!(peer.next_frame().await, ServerFrame::Message(m) if m.event == "before"));
+    // The message published after `join` returned, but before the
+    // connection carried the order out, is replayed right after `joined`,
+    // which names the position before it.
+    match peer.next_frame().await {
+        ServerFrame::Joined(joined) => {
+            assert_eq!(joined.room, "lobby");
+            assert_eq!(joined.members, Some(vec!["alice".to_owned()]));
+            assert_eq!(joined.member_count, Some(1));
+            assert_eq!(joined.offset, 0);
+        }
+        other => panic!("expected `joined`, got {other:?}"),
+    }
+    assert!(
+        matches!(peer.next_frame().await, ServerFrame::Message(m) if m.event == "hello" && m.offset == Some(1))
+    );
+    // The user's own join is announced to the room, itself included.
+    assert!(matches!(peer.next_frame().await, ServerFrame::Presence(p) if p.user == "alice"));
+    state.publish("lobby", "live", serde_json::json!(2)).await.unwrap();
+    assert!(
+        matches!(peer.next_frame().await, ServerFrame::Message(m) if m.event == "live" && m.offset == Some(2))
+    );
+    // A second join of a room it is in changes nothing and says nothing.
+    assert_eq!(state.join("alice", "lobby").await.unwrap(), 1);
+    assert_eq!(state.leave("alice", "lobby").await.unwrap(), 1);
+    assert_eq!(peer.next_frame().await, ServerFrame::Left { room: "lobby".into() });
+    assert!(!state.hub().is_member(1, "lobby") && state.hub().room_count() == 0);
+    // Bad names are refused before anything is ordered.
+    assert!(matches!(state.join("alice", "").await, Err(crate::ServerError::InvalidName { .. })));
+    assert_eq!(state.join("nobody", "lobby").await.unwrap(), 0);
+}

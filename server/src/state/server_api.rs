@@ -213,6 +213,51 @@ impl AppState {
         })
     }
 
+    /// Puts every connection `user` has now (on every node) in `room`, as if
+    /// each had sent `join`: the permissions and the join hook are not
+    /// asked (the application decides), the per-connection room limit
+    /// applies. Each connection tells its client with a `joined` frame, and
+    /// the SDKs rejoin the room after a reconnect like their own rooms (a
+    /// rejoin is a client's join, so the permissions then apply). Returns
+    /// how many connections the order reached (across the cluster in
+    /// multi-node mode); a user who is not connected is not remembered:
+    /// for rooms a user should always be in, answer the connect hook with
+    /// them. SSE feeds keep the rooms of their URL. `POST
+    /// /api/rooms/{room}/join`.
+    pub async fn join(&self, user: &str, room: &str) -> Result<usize, ServerError> {
+        check("user", user)?;
+        check("room", room)?;
+        // Where the room stands now: each connection replays what was
+        // published between this call and its join, so a message published
+        // once `join` returned reaches the user like any member.
+        let key = StreamKey::Room(room.into());
+        let ((), position, _) = self.streams().resume(&key, None, || ()).await?;
+        let order = crate::session::JoinOrder { room: room.into(), since: position };
+        self.order(DeliveryKind::Join, user, order.encode()).await
+    }
+
+    /// Takes every connection of `user` (on every node) out of `room`; each
+    /// tells its client with a `left` frame, and the SDKs stop rejoining
+    /// it. Returns how many connections the order reached. `POST
+    /// /api/rooms/{room}/leave`.
+    pub async fn leave(&self, user: &str, room: &str) -> Result<usize, ServerError> {
+        check("user", user)?;
+        check("room", room)?;
+        self.order(DeliveryKind::Leave, user, room.to_owned()).await
+    }
+
+    /// Hands a join or leave order to every connection of `user`.
+    async fn order(
+        &self,
+        kind: DeliveryKind,
+        user: &str,
+        order: String,
+    ) -> Result<usize, ServerError> {
+        let delivery =
+            Delivery { target: Target::User(user.into()), frame: order.into(), kind, offset: None };
+        Ok(self.broker().publish(delivery).await?)
+    }
+
     /// Every user connected (to any node, in multi-node mode), sorted.
     pub async fn online_users(&self) -> Result<Vec<String>, ServerError> {
         Ok(crate::hub::presence::online(self).await?)

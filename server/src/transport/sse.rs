@@ -349,6 +349,11 @@ impl Feed {
 
     /// The SSE event for a live delivery; `None` for one a replay covered.
     fn live_event(&mut self, delivery: &Delivery) -> Option<Event> {
+        // A feed's rooms are the ones its URL and the connect hook named:
+        // server-side joins and leaves are for WebSocket connections.
+        if delivery.kind.is_order() {
+            return None;
+        }
         if delivery.kind == DeliveryKind::Presence {
             return Some(Event::default().event("presence").data(delivery.frame.as_str()));
         }
