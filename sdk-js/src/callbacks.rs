@@ -65,6 +65,10 @@ impl Callbacks {
                 let call = self.caller(&event, &callback);
                 Some(client.on_joined(move |e| call(convert::joined(e))))
             }
+            "left" => {
+                let call = self.caller(&event, &callback);
+                Some(client.on_left(move |e| call(convert::left(e))))
+            }
             "presence" => {
                 let call = self.caller(&event, &callback);
                 Some(client.on_presence(move |p| call(convert::to_js(p))))

@@ -8,7 +8,7 @@
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use switchboard_sdk::{Connected, Connecting, Disconnected, Joined};
+use switchboard_sdk::{Connected, Connecting, Disconnected, Joined, Left};
 use wasm_bindgen::{JsCast as _, JsValue};
 
 use crate::error::js_error;
@@ -95,6 +95,7 @@ struct JoinedJs<'a> {
     large: bool,
     rejoin: bool,
     recovered: Option<bool>,
+    by_server: bool,
 }
 
 pub(crate) fn joined(event: &Joined) -> JsValue {
@@ -105,7 +106,17 @@ pub(crate) fn joined(event: &Joined) -> JsValue {
         large: event.large,
         rejoin: event.rejoin,
         recovered: event.recovered,
+        by_server: event.by_server,
     })
+}
+
+#[derive(Serialize)]
+struct LeftJs<'a> {
+    room: &'a str,
+}
+
+pub(crate) fn left(event: &Left) -> JsValue {
+    to_js(&LeftJs { room: &event.room })
 }
 
 #[derive(Serialize)]

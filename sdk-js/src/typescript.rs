@@ -110,7 +110,7 @@ export interface ConnectedEvent {
   inboxRecovered: boolean | null;
 }
 
-/** A room was joined, by `join()` or by the automatic rejoin after a reconnect. */
+/** A room was joined: by `join()`, by the automatic rejoin after a reconnect, or by the server (a server-side join). */
 export interface JoinedEvent {
   room: string;
   /** The users present, in byte order: all of them up to the hub's `rooms.join_ack_members` (100), else the first that many (`members()` reads all). Reset presence lists from this after a reconnect. */
@@ -122,6 +122,13 @@ export interface JoinedEvent {
   rejoin: boolean;
   /** For a rejoin: whether every message published meanwhile was replayed (false: reload the room). */
   recovered: boolean | null;
+  /** True when the server put this client in the room (the backend's server-side join); it is rejoined after a reconnect like the client's own rooms. */
+  byServer: boolean;
+}
+
+/** The server took this client out of a room (a server-side leave); it is no longer rejoined. */
+export interface LeftEvent {
+  room: string;
 }
 
 export interface DisconnectedEvent {
@@ -155,6 +162,7 @@ export interface ClientEvents {
   connected: ConnectedEvent;
   disconnected: DisconnectedEvent;
   joined: JoinedEvent;
+  left: LeftEvent;
   error: SwitchboardError;
   presence: Presence;
   occupancy: Occupancy;

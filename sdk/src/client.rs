@@ -13,7 +13,7 @@ use crate::builder::{ClientBuilder, Options};
 use crate::driver::{Command, Op, Request};
 use crate::error::{Error, Result};
 use crate::event::{
-    Connected, Connecting, ConnectionState, Disconnected, History, Joined, MembersPage,
+    Connected, Connecting, ConnectionState, Disconnected, History, Joined, Left, MembersPage,
 };
 use crate::handlers::{Handler, HandlerId, Handlers};
 use crate::runtime;
@@ -260,10 +260,17 @@ impl Client {
         self.shared.handlers.on_occupancy(handler)
     }
 
-    /// Calls `handler` each time a room is joined, by [`Client::join`] or by
-    /// the automatic rejoin after a reconnect, with the users present.
+    /// Calls `handler` each time a room is joined, by [`Client::join`], by
+    /// the automatic rejoin after a reconnect, or by the server, with the
+    /// users present.
     pub fn on_joined(&self, handler: impl Handler<Joined>) -> HandlerId {
         self.shared.handlers.on_joined(handler)
+    }
+
+    /// Calls `handler` when the server takes the client out of a room (a
+    /// server-side leave).
+    pub fn on_left(&self, handler: impl Handler<Left>) -> HandlerId {
+        self.shared.handlers.on_left(handler)
     }
 
     /// Calls `handler` before each connection attempt.

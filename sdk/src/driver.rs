@@ -25,7 +25,7 @@ use switchboard_protocol::{Ack, ClientFrame, CloseCode, Message, Position, Serve
 use crate::builder::Tokens;
 use crate::client::Shared;
 use crate::error::{Error, Result};
-use crate::event::{Connected, Connecting, ConnectionState, Disconnected, Joined};
+use crate::event::{Connected, Connecting, ConnectionState, Disconnected, Joined, Left};
 use crate::runtime;
 use crate::transport::{Incoming, Socket};
 
@@ -558,7 +558,9 @@ impl Driver {
                     for reply in replies {
                         let _ = reply.send(Ok(ack.clone()));
                     }
-                    let joined = Joined { room, members, member_count, large, rejoin, recovered };
+                    let by_server = false;
+                    let joined =
+                        Joined { room, members, member_count, large, rejoin, recovered, by_server };
                     self.shared.handlers.emit_joined(&joined);
                 }
                 Some(Pending::Leave { reply } | Pending::Once { reply }) => {
@@ -604,6 +606,29 @@ impl Driver {
                     self.shared.handlers.emit_error(&Error::Protocol(reason));
                 }
             },
+            ServerFrame::Joined(joined) => {
+                // The server's join: from now on the room is one of the
+                // client's, rejoined after a reconnect from this position.
+                self.rooms.insert(joined.room.clone());
+                let position = Position { epoch: joined.epoch, offset: joined.offset };
+                self.positions.insert(joined.room.clone(), position);
+                let members = joined.members.unwrap_or_default();
+                let event = Joined {
+                    member_count: joined.member_count.unwrap_or(members.len() as u64),
+                    room: joined.room,
+                    members,
+                    large: joined.large.unwrap_or(false),
+                    rejoin: false,
+                    recovered: None,
+                    by_server: true,
+                };
+                self.shared.handlers.emit_joined(&event);
+            }
+            ServerFrame::Left { room } => {
+                self.rooms.remove(&room);
+                self.positions.remove(&room);
+                self.shared.handlers.emit_left(&Left { room });
+            }
             ServerFrame::Welcome(_) | ServerFrame::Pong { .. } => {}
         }
     }

@@ -52,7 +52,8 @@ pub struct Disconnected {
     pub will_reconnect: bool,
 }
 
-/// A room was joined: by the app's `join`, or automatically after a reconnect.
+/// A room was joined: by the app's `join`, automatically after a
+/// reconnect, or by the server (a server-side join).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Joined {
     /// The room.
@@ -75,6 +76,19 @@ pub struct Joined {
     /// before this event (true), or the gap could not be filled (false: reload
     /// the room from your own source). `None` for a first join.
     pub recovered: Option<bool>,
+    /// True when the server put the client in the room (the application's
+    /// backend called the hub's server-side join). The client rejoins it
+    /// after a reconnect like its own rooms.
+    pub by_server: bool,
+}
+
+/// The server took the client out of a room (a server-side leave). The
+/// client no longer rejoins it. The app's own [`Client::leave`](crate::Client::leave)
+/// resolves its future instead.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Left {
+    /// The room.
+    pub room: String,
 }
 
 /// One page of a room's members, as [`Client::members_page`](crate::Client::members_page) returns it.

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use switchboard_protocol::{Message, Occupancy, Presence};
 
 use crate::Error;
-use crate::event::{Connected, Connecting, Disconnected, Joined};
+use crate::event::{Connected, Connecting, Disconnected, Joined, Left};
 use crate::runtime::MaybeSend;
 
 /// Identifies a registered handler, for [`Client::off`](crate::Client::off).
@@ -50,6 +50,7 @@ struct Lists {
     presence: List<Presence>,
     occupancy: List<Occupancy>,
     joined: List<Joined>,
+    left: List<Left>,
     connecting: List<Connecting>,
     connected: List<Connected>,
     disconnected: List<Disconnected>,
@@ -101,6 +102,7 @@ impl Handlers {
     lifecycle!(on_presence, emit_presence, presence, Presence);
     lifecycle!(on_occupancy, emit_occupancy, occupancy, Occupancy);
     lifecycle!(on_joined, emit_joined, joined, Joined);
+    lifecycle!(on_left, emit_left, left, Left);
     lifecycle!(on_connecting, emit_connecting, connecting, Connecting);
     lifecycle!(on_connected, emit_connected, connected, Connected);
     lifecycle!(on_disconnected, emit_disconnected, disconnected, Disconnected);
@@ -117,6 +119,7 @@ impl Handlers {
             lists.presence.remove(id.0),
             lists.occupancy.remove(id.0),
             lists.joined.remove(id.0),
+            lists.left.remove(id.0),
             lists.connecting.remove(id.0),
             lists.connected.remove(id.0),
             lists.disconnected.remove(id.0),

@@ -68,7 +68,7 @@ pub use builder::{ClientBuilder, FutureBound, Heartbeat, TokenProvider};
 pub use client::Client;
 pub use error::{Error, Result};
 pub use event::{
-    Connected, Connecting, ConnectionState, Disconnected, History, Joined, MembersPage,
+    Connected, Connecting, ConnectionState, Disconnected, History, Joined, Left, MembersPage,
 };
 pub use handlers::{Handler, HandlerId};
 pub use runtime::{BoxFuture, MaybeSend};

@@ -185,6 +185,8 @@ pub enum Event {
     Disconnected(sdk::Disconnected),
     /// A room joined or rejoined.
     Joined(sdk::Joined),
+    /// The server took the client out of a room.
+    Left(sdk::Left),
     /// A connection after the first one, with its inbox recovery flag.
     Reconnected(Option<bool>),
     /// An error report.
@@ -313,6 +315,10 @@ pub fn record(client: &Client) -> Events {
     let t = tx.clone();
     client.on_joined(move |j| {
         let _ = t.send(Event::Joined(j.clone()));
+    });
+    let t = tx.clone();
+    client.on_left(move |l| {
+        let _ = t.send(Event::Left(l.clone()));
     });
     let t = tx.clone();
     client.on_disconnected(move |d| {
