@@ -551,6 +551,10 @@ pub struct WebhookConfig {
     /// Requests to this backend in flight at once (default 256); more wait,
     /// within the timeout.
     pub max_in_flight: usize,
+    /// For `connect`: the request headers passed on in the body's
+    /// `headers`, by name (case does not matter); none by default, so that
+    /// cookies and credentials reach the backend only when listed.
+    pub headers: Vec<String>,
 }
 
 impl Default for WebhookConfig {
@@ -561,6 +565,7 @@ impl Default for WebhookConfig {
             on_error: OnError::Refuse,
             timeout_ms: 800,
             max_in_flight: 256,
+            headers: Vec::new(),
         }
     }
 }

@@ -28,10 +28,18 @@ impl Hooks for Moderator {
             if user.starts_with("banned") {
                 ConnectDecision::refuse("you are banned")
             } else if let Some(ticket) = user.strip_prefix("ticket-") {
-                // The application decides who a ticket holder is, and where.
+                // The application decides who a ticket holder is, where,
+                // and what the later hooks should know of the connection
+                // (from the URL's own parameters and the request's headers).
+                let plan = request.query.iter().find(|(name, _)| name == "plan");
+                let version = request.headers.get("sec-websocket-version");
                 ConnectDecision::Allow {
                     user: Some(format!("member-{ticket}")),
                     rooms: vec!["lobby".to_owned(), "members".to_owned()],
+                    meta: Some(json!({
+                        "plan": plan.map(|(_, value)| value.as_str()),
+                        "websocket": version.and_then(|v| v.to_str().ok()),
+                    })),
                 }
             } else {
                 ConnectDecision::allow()
@@ -103,6 +111,10 @@ impl Hooks for Moderator {
                     message: "already shipped".to_owned(),
                 },
                 "slow" => std::future::pending().await,
+                "whoami" => RpcReply::Result(json!({
+                    "user": &*who.user,
+                    "meta": who.meta.as_deref(),
+                })),
                 other => RpcReply::no_handler(other),
             }
         })
@@ -277,8 +289,18 @@ async fn sse_feeds_pass_the_connect_and_join_hooks() {
 #[tokio::test]
 async fn the_connect_hook_names_the_user_and_joins_initial_rooms() {
     let server = hub(Moderator::default()).await;
-    let (mut socket, welcome) = raw_connect(&server, "ticket-42").await;
+    let (mut socket, welcome) = raw_connect(&server, "ticket-42&plan=gold").await;
     assert_eq!(welcome.user, "member-42", "the application named the user");
+    raw_send(&mut socket, r#"{"type":"rpc","id":"w","method":"whoami"}"#).await;
+    let me = answer(&mut socket).await;
+    assert_eq!(
+        me["data"],
+        json!({
+            "user": "member-42",
+            "meta": {"plan": "gold", "websocket": "13"},
+        }),
+        "the metadata set at connect reaches later hooks: {me}"
+    );
     let (speaker, _) = connect(&server, "speaker").await;
     speaker.join("members").await.unwrap();
     speaker.publish("members", "news", json!("for members")).await.unwrap();

@@ -15,7 +15,7 @@ use switchboard_server::Config;
 use switchboard_server::config::{OnError, WebhookConfig};
 use switchboard_server::webhooks::signature;
 use switchboard_tests::{
-    TestServer, connect, eventually, raw_close_code, raw_upgrade, test_config,
+    TestServer, connect, eventually, raw_close_code, raw_send, raw_upgrade, test_config,
 };
 
 const SECRET: &str = "shared-with-the-backend";
@@ -41,7 +41,11 @@ async fn backend(calls: Calls) -> String {
             ("connect", user) if user.starts_with("banned") => {
                 json!({"refuse": {"message": "banned"}})
             }
-            ("connect", "guest") => json!({"user": "member-7", "rooms": ["lobby"]}),
+            ("connect", "guest") => json!({
+                "user": "member-7",
+                "rooms": ["lobby"],
+                "meta": {"plan": event["query"]["plan"], "ws": event["headers"]["sec-websocket-version"]},
+            }),
             ("join", _) if event["room"] == "vip" => {
                 json!({"refuse": {"code": 1403, "message": "members only"}})
             }
@@ -75,7 +79,10 @@ fn hooked(base: &str) -> Config {
     let mut config = test_config();
     let hooks = &mut config.hooks;
     hooks.secret = Some(SECRET.to_owned());
-    hooks.connect = webhook(format!("{base}/connect"));
+    hooks.connect = webhook(format!("{base}/connect")).map(|connect| WebhookConfig {
+        headers: vec!["Sec-WebSocket-Version".to_owned()],
+        ..connect
+    });
     hooks.join = webhook(format!("{base}/join"));
     hooks.publish = webhook(format!("{base}/publish"));
     hooks.rpc = webhook(format!("{base}/rpc"));
@@ -105,8 +112,14 @@ async fn a_backend_in_any_language_decides_through_webhooks() {
     assert_eq!(client.rpc("add", json!({"a": 2, "b": 40})).await.unwrap(), json!(42));
     let mut banned = raw_upgrade(&server, "banned-bob").await;
     assert_eq!(raw_close_code(&mut banned).await, CloseCode::REFUSED.0);
-    let (_guest, welcome) = switchboard_tests::raw_connect(&server, "guest").await;
+    let (mut guest, welcome) = switchboard_tests::raw_connect(&server, "guest&plan=gold").await;
     assert_eq!(welcome.user, "member-7", "the backend named the user");
+    raw_send(&mut guest, r#"{"type":"rpc","id":"1","method":"whoami"}"#).await;
+    let whoami = eventually("the guest's rpc", || async {
+        let calls = calls.lock().unwrap().clone();
+        calls.into_iter().find(|(hook, body, _)| hook == "rpc" && body["method"] == "whoami")
+    })
+    .await;
     let members = switchboard_tests::get_json(&server, "/api/rooms/lobby/members").await;
     assert_eq!(members["members"], json!(["ann", "member-7"]), "and joined it to lobby");
     client.close().await;
@@ -121,6 +134,13 @@ async fn a_backend_in_any_language_decides_through_webhooks() {
     .await;
     let calls = calls.lock().unwrap().clone();
     assert!(calls.iter().all(|(_, _, signed)| *signed), "every call signed with the shared secret");
+    // The connect call carries the listed headers only and the URL's
+    // parameters; later calls of that connection carry the meta its reply set.
+    let connect = calls.iter().find(|(hook, body, _)| hook == "connect" && body["user"] == "guest");
+    let connect = &connect.unwrap().1;
+    assert_eq!(connect["headers"], json!({"sec-websocket-version": "13"}), "{connect}");
+    assert_eq!(connect["query"], json!({"user_id": "guest", "plan": "gold"}));
+    assert_eq!(whoami.1["meta"], json!({"plan": "gold", "ws": "13"}), "{}", whoami.1);
     let publish = calls.iter().find(|(hook, _, _)| hook == "publish").unwrap();
     assert_eq!(
         publish.1,

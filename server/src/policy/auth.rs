@@ -26,12 +26,16 @@ pub struct Identity {
     pub rooms: Option<Vec<String>>,
     /// When the token expires, in Unix seconds (`None`: never).
     pub expires_at: Option<u64>,
+    /// What the connect hook attached to the connection (its role, its
+    /// tenant, …): every later hook of the connection sees it, and webhook
+    /// bodies carry it as `meta`. Shared, so that copies cost a pointer.
+    pub meta: Option<Arc<serde_json::Value>>,
 }
 
 impl Identity {
     /// An identity taken on trust (insecure mode, tests).
     pub fn trusted(user: &str) -> Identity {
-        Identity { user: Arc::from(user), rooms: None, expires_at: None }
+        Identity { user: Arc::from(user), rooms: None, expires_at: None, meta: None }
     }
 
     /// Whether the rooms claim lets this user into `room`.
@@ -182,7 +186,12 @@ impl Authenticator {
                 .unwrap_or_default()
         });
         let expires_at = claims.get("exp").and_then(Value::as_u64);
-        Ok(Identity { user: Arc::from(user), rooms: rooms.or(Some(Vec::new())), expires_at })
+        Ok(Identity {
+            user: Arc::from(user),
+            rooms: rooms.or(Some(Vec::new())),
+            expires_at,
+            meta: None,
+        })
     }
 }
 

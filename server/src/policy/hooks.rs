@@ -4,7 +4,7 @@
 //!
 //! | hook | runs | may |
 //! |---|---|---|
-//! | [`Hooks::connect`] | once the connection's identity is known (token, `user_id`, or `auth` frame), before `welcome` | refuse: close 4502 with the hook's message; or let it in as another user, joined to initial rooms |
+//! | [`Hooks::connect`] | once the connection's identity is known (token, `user_id`, or `auth` frame), before `welcome`; sees the address, headers and query | refuse: close 4502 with the hook's message; or let it in as another user, joined to initial rooms, with metadata for the later hooks |
 //! | [`Hooks::join`] | for a `join` frame, after the permission check | refuse: error 205 (or the hook's code) |
 //! | [`Hooks::publish`] | for a `publish` frame, after the checks, before it is stored | refuse, or replace `data` |
 //! | [`Hooks::send`] | for a `send` frame (client to client), likewise | refuse, or replace `data` |
@@ -45,6 +45,7 @@ use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::time::Duration;
 
+use axum::http::HeaderMap;
 use futures::FutureExt;
 use serde_json::Value;
 use switchboard_protocol::ErrorCode;
@@ -135,12 +136,16 @@ pub enum ConnectDecision {
     /// Let it in. `user`, when set, replaces the identity's user (the
     /// application decides who the connection is); the connection joins
     /// `rooms` right after `welcome`, as if it had sent a `join` for each
-    /// (permissions and the join hook apply, and its user is announced).
+    /// (permissions and the join hook apply, and its user is announced);
+    /// `meta` is attached to the connection ([`Identity::meta`]) for every
+    /// later hook to see.
     Allow {
         /// Who the connection is, instead of the identity's user.
         user: Option<String>,
         /// Rooms to join at once.
         rooms: Vec<String>,
+        /// The connection's metadata.
+        meta: Option<Value>,
     },
     /// Refuse it: close 4502 `refused` with this reason (403 for SSE).
     Refuse {
@@ -152,7 +157,7 @@ pub enum ConnectDecision {
 impl ConnectDecision {
     /// Let it in as it is.
     pub fn allow() -> ConnectDecision {
-        ConnectDecision::Allow { user: None, rooms: Vec::new() }
+        ConnectDecision::Allow { user: None, rooms: Vec::new(), meta: None }
     }
 
     /// Refuse it.
@@ -164,10 +169,25 @@ impl ConnectDecision {
 /// What the connect hook sees of a new connection.
 #[derive(Debug, Clone)]
 pub struct ConnectRequest<'a> {
-    /// Who it is.
+    /// Who it is, as the token (or `user_id`, or the `auth` frame) says.
     pub identity: &'a Identity,
     /// The client's address (behind trusted proxies, the forwarded one).
     pub address: std::net::IpAddr,
+    /// The headers of the upgrade request (of the `GET /sse` request for a
+    /// feed): cookies, `User-Agent`, the application's own.
+    pub headers: &'a HeaderMap,
+    /// The query string's parameters in their order, `token` left out (its
+    /// claims are in `identity`): the hub's own (`user_id`, `room`, …) and
+    /// any the application adds to the URL.
+    pub query: &'a [(String, String)],
+}
+
+/// The query parameters a connect hook sees: all of `raw`'s but `token`.
+pub(crate) fn hook_query(raw: Option<&str>) -> Vec<(String, String)> {
+    form_urlencoded::parse(raw.unwrap_or_default().as_bytes())
+        .filter(|(name, _)| name != "token")
+        .map(|(name, value)| (name.into_owned(), value.into_owned()))
+        .collect()
 }
 
 /// The application's part in the hub's steps. Every method allows by
@@ -260,6 +280,14 @@ pub(crate) async fn call<T>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_connect_hook_sees_every_query_parameter_but_the_token() {
+        let query = hook_query(Some("user_id=ann&token=secret.jwt&plan=gold%20tier&room=a"));
+        let names: Vec<_> = query.iter().map(|(n, v)| format!("{n}={v}")).collect();
+        assert_eq!(names, ["user_id=ann", "plan=gold tier", "room=a"]);
+        assert!(hook_query(None).is_empty());
+    }
 
     #[tokio::test(start_paused = true)]
     async fn a_hook_that_panics_or_hangs_is_a_failure_not_a_crash() {

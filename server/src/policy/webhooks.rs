@@ -45,6 +45,8 @@ struct Endpoint {
     on_error: OnError,
     timeout: Duration,
     permits: Semaphore,
+    /// For `connect`: the request headers passed on.
+    headers: Vec<String>,
 }
 
 impl Endpoint {
@@ -57,6 +59,7 @@ impl Endpoint {
             on_error: config.on_error,
             timeout: Duration::from_millis(config.timeout_ms),
             permits: Semaphore::new(config.max_in_flight),
+            headers: config.headers.clone(),
         }
     }
 
@@ -204,6 +207,14 @@ fn read_reply(reply: Value) -> Result<Reply, CallError> {
     })
 }
 
+/// `body` with the connection's metadata under `meta`, when it has some.
+fn with_meta(mut body: Value, who: &Identity) -> Value {
+    if let (Some(meta), Value::Object(fields)) = (&who.meta, &mut body) {
+        fields.insert("meta".to_owned(), (**meta).clone());
+    }
+    body
+}
+
 /// A message decision as a plain decision (join, connect: no data).
 fn plain(decision: MessageDecision) -> Decision {
     match decision {
@@ -216,13 +227,29 @@ impl Hooks for Webhooks {
     fn connect<'a>(&'a self, request: &'a ConnectRequest<'a>) -> HookFuture<'a, ConnectDecision> {
         Box::pin(async move {
             let Some(endpoint) = &self.connect else { return ConnectDecision::allow() };
+            let headers: serde_json::Map<String, Value> = endpoint
+                .headers
+                .iter()
+                .filter_map(|name| {
+                    let value = request.headers.get(name.as_str())?.to_str().ok()?;
+                    Some((name.to_ascii_lowercase(), Value::from(value)))
+                })
+                .collect();
+            let query: serde_json::Map<String, Value> = request
+                .query
+                .iter()
+                .map(|(name, value)| (name.clone(), Value::from(value.as_str())))
+                .collect();
             let body = json!({
                 "hook": "connect",
                 "user": &*request.identity.user,
                 "address": request.address.to_string(),
+                "headers": headers,
+                "query": query,
             });
             match self.call(endpoint, body).await {
-                Ok(Reply::Allow(reply)) => ConnectDecision::Allow {
+                Ok(Reply::Allow(mut reply)) => ConnectDecision::Allow {
+                    meta: reply.remove("meta").filter(|meta| !meta.is_null()),
                     user: reply.get("user").and_then(Value::as_str).map(str::to_owned),
                     rooms: reply
                         .get("rooms")
@@ -252,7 +279,7 @@ impl Hooks for Webhooks {
             let Some(endpoint) = self.join.as_ref().filter(|e| e.covers(room)) else {
                 return Decision::Allow;
             };
-            let body = json!({"hook": "join", "user": &*who.user, "room": room});
+            let body = with_meta(json!({"hook": "join", "user": &*who.user, "room": room}), who);
             plain(self.decide("join", endpoint, body).await)
         })
     }
@@ -268,9 +295,12 @@ impl Hooks for Webhooks {
             let Some(endpoint) = self.publish.as_ref().filter(|e| e.covers(room)) else {
                 return MessageDecision::Allow;
             };
-            let body = json!({
-                "hook": "publish", "user": &*who.user, "room": room, "event": event, "data": data,
-            });
+            let body = with_meta(
+                json!({
+                    "hook": "publish", "user": &*who.user, "room": room, "event": event, "data": data,
+                }),
+                who,
+            );
             self.decide("publish", endpoint, body).await
         })
     }
@@ -284,9 +314,12 @@ impl Hooks for Webhooks {
     ) -> HookFuture<'a, MessageDecision> {
         Box::pin(async move {
             let Some(endpoint) = &self.send else { return MessageDecision::Allow };
-            let body = json!({
-                "hook": "send", "user": &*who.user, "to": to, "event": event, "data": data,
-            });
+            let body = with_meta(
+                json!({
+                    "hook": "send", "user": &*who.user, "to": to, "event": event, "data": data,
+                }),
+                who,
+            );
             self.decide("send", endpoint, body).await
         })
     }
@@ -299,7 +332,10 @@ impl Hooks for Webhooks {
     ) -> HookFuture<'a, RpcReply> {
         Box::pin(async move {
             let Some(endpoint) = &self.rpc else { return RpcReply::no_handler(method) };
-            let body = json!({"hook": "rpc", "user": &*who.user, "method": method, "data": data});
+            let body = with_meta(
+                json!({"hook": "rpc", "user": &*who.user, "method": method, "data": data}),
+                who,
+            );
             match self.decide("rpc", endpoint, body).await {
                 MessageDecision::Replace(data) => RpcReply::Result(data),
                 MessageDecision::Allow => RpcReply::Result(Value::Null),
@@ -311,7 +347,8 @@ impl Hooks for Webhooks {
     fn disconnect<'a>(&'a self, who: &'a Identity, reason: &'a str) -> HookFuture<'a, ()> {
         Box::pin(async move {
             let Some(endpoint) = &self.disconnect else { return };
-            let body = json!({"hook": "disconnect", "user": &*who.user, "reason": reason});
+            let body =
+                with_meta(json!({"hook": "disconnect", "user": &*who.user, "reason": reason}), who);
             if let Err(err) = self.call(endpoint, body).await {
                 tracing::debug!(url = %endpoint.url, %err, "disconnect webhook failed");
             }

@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::rejection::QueryRejection;
-use axum::extract::{Query, State};
+use axum::extract::{Query, RawQuery, State};
 use axum::http::HeaderMap;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
@@ -102,6 +102,7 @@ impl Cursor {
 pub(crate) async fn events(
     State(state): State<AppState>,
     Peer(peer): Peer,
+    RawQuery(raw_query): RawQuery,
     query: Result<Query<SseQuery>, QueryRejection>,
     headers: HeaderMap,
 ) -> Response {
@@ -127,15 +128,18 @@ pub(crate) async fn events(
         let address = peer.map_or(std::net::IpAddr::from([0, 0, 0, 0]), |peer| {
             client_ip(peer.ip(), &headers, &state.config().limits.trusted_proxies)
         });
-        let request = ConnectRequest { identity: &identity, address };
+        let query = hooks::hook_query(raw_query.as_deref());
+        let request =
+            ConnectRequest { identity: &identity, address, headers: &headers, query: &query };
         match hooks::call("connect", timeout, hooks.connect(&request)).await {
-            Ok(ConnectDecision::Allow { user, rooms }) => {
+            Ok(ConnectDecision::Allow { user, rooms, meta }) => {
                 if let Some(user) = user {
                     if let Err(reason) = validate_name(&user) {
                         return ApiError::InvalidName { field: "user", reason }.into_response();
                     }
                     identity.user = user.into();
                 }
+                identity.meta = meta.map(Arc::new);
                 hooked_rooms = rooms;
             }
             Ok(ConnectDecision::Refuse { message }) => {

@@ -10,10 +10,11 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::rejection::QueryRejection;
-use axum::extract::{ConnectInfo, FromRequestParts, Query, State};
+use axum::extract::{ConnectInfo, FromRequestParts, Query, RawQuery, State};
 use axum::http::HeaderMap;
 use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
@@ -27,7 +28,7 @@ use crate::AppState;
 use crate::api::ApiError;
 use crate::policy::admission::Ticket;
 use crate::policy::auth::{AuthError, Identity};
-use crate::policy::hooks::{ConnectDecision, ConnectRequest};
+use crate::policy::hooks::{ConnectDecision, ConnectRequest, hook_query};
 use crate::policy::identity::{self, ConnectQuery, Resolved};
 use crate::session::{Session, Start, truncate_reason};
 use crate::transport::client_addr::client_ip;
@@ -50,6 +51,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Peer {
 pub(crate) async fn upgrade(
     State(state): State<AppState>,
     Peer(peer): Peer,
+    RawQuery(raw_query): RawQuery,
     query: Result<Query<ConnectQuery>, QueryRejection>,
     headers: HeaderMap,
     handshake: Result<Handshake, ApiError>,
@@ -99,7 +101,11 @@ pub(crate) async fn upgrade(
     let address = peer.map_or(std::net::IpAddr::from([0, 0, 0, 0]), |peer| {
         client_ip(peer.ip(), &headers, &state.config().limits.trusted_proxies)
     });
-    let admitted = Box::new(Admitted { state, resolved, start, config, ticket, address });
+    // What the connect hook reads, kept only when there is one.
+    let request = state
+        .hooks()
+        .map(|_| Box::new(HookRequest { headers, query: hook_query(raw_query.as_deref()) }));
+    let admitted = Box::new(Admitted { state, resolved, start, config, ticket, address, request });
     tasks.spawn(connection(pending, admitted));
     response
 }
@@ -121,6 +127,14 @@ struct Admitted {
     ticket: Ticket,
     /// The client's address, for the connect hook.
     address: std::net::IpAddr,
+    /// The request's headers and query, for the connect hook.
+    request: Option<Box<HookRequest>>,
+}
+
+/// What the connect hook sees of the upgrade request besides the address.
+struct HookRequest {
+    headers: HeaderMap,
+    query: Vec<(String, String)>,
 }
 
 /// The life of an upgraded connection: authenticates it if the URL did not,
@@ -143,7 +157,7 @@ async fn establish(
     pending: Pending,
     admitted: Box<Admitted>,
 ) -> Option<(Session<Box<WebSocket>>, Start)> {
-    let Admitted { state, resolved, mut start, config, ticket, address } = *admitted;
+    let Admitted { state, resolved, mut start, config, ticket, address, request } = *admitted;
     let mut socket = pending.socket(config).await?;
     let mut identity = match resolved {
         // The admission gate already counted this user's connections.
@@ -167,10 +181,17 @@ async fn establish(
             identity
         }
     };
-    if let Some((hooks, timeout)) = state.hooks() {
-        let request = ConnectRequest { identity: &identity, address };
-        match crate::policy::hooks::call("connect", timeout, hooks.connect(&request)).await {
-            Ok(ConnectDecision::Allow { user, rooms }) => {
+    if let (Some((hooks, timeout)), Some(seen)) = (state.hooks(), request) {
+        let request = ConnectRequest {
+            identity: &identity,
+            address,
+            headers: &seen.headers,
+            query: &seen.query,
+        };
+        let decision =
+            crate::policy::hooks::call("connect", timeout, hooks.connect(&request)).await;
+        match decision {
+            Ok(ConnectDecision::Allow { user, rooms, meta }) => {
                 if let Some(user) = user {
                     if let Err(err) = validate_name(&user) {
                         let reason = format!("the connect hook named an invalid user: {err}");
@@ -179,6 +200,7 @@ async fn establish(
                     }
                     identity.user = user.into();
                 }
+                identity.meta = meta.map(Arc::new);
                 start.rooms.extend(rooms);
             }
             Ok(ConnectDecision::Refuse { message }) => {
