@@ -96,6 +96,7 @@ struct JoinedJs<'a> {
     rejoin: bool,
     recovered: Option<bool>,
     by_server: bool,
+    info: Option<&'a switchboard_sdk::RoomInfo>,
 }
 
 pub(crate) fn joined(event: &Joined) -> JsValue {
@@ -107,6 +108,7 @@ pub(crate) fn joined(event: &Joined) -> JsValue {
         rejoin: event.rejoin,
         recovered: event.recovered,
         by_server: event.by_server,
+        info: event.info.as_ref(),
     })
 }
 

@@ -124,6 +124,16 @@ export interface JoinedEvent {
   recovered: boolean | null;
   /** True when the server put this client in the room (the backend's server-side join); it is rejoined after a reconnect like the client's own rooms. */
   byServer: boolean;
+  /** What the application says about the room, when it is a managed room (created ahead with `POST /api/rooms` or in `rooms.default_rooms`). */
+  info: RoomInfo | null;
+}
+
+/** A managed room's metadata. */
+export interface RoomInfo {
+  name?: string;
+  description?: string;
+  /** The application's own JSON. */
+  data?: unknown;
 }
 
 /** The server took this client out of a room (a server-side leave); it is no longer rejoined. */

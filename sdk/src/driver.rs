@@ -558,9 +558,17 @@ impl Driver {
                     for reply in replies {
                         let _ = reply.send(Ok(ack.clone()));
                     }
-                    let by_server = false;
-                    let joined =
-                        Joined { room, members, member_count, large, rejoin, recovered, by_server };
+                    let (by_server, info) = (false, ack.info.clone());
+                    let joined = Joined {
+                        room,
+                        members,
+                        member_count,
+                        large,
+                        rejoin,
+                        recovered,
+                        by_server,
+                        info,
+                    };
                     self.shared.handlers.emit_joined(&joined);
                 }
                 Some(Pending::Leave { reply } | Pending::Once { reply }) => {
@@ -621,6 +629,7 @@ impl Driver {
                     rejoin: false,
                     recovered: None,
                     by_server: true,
+                    info: joined.info,
                 };
                 self.shared.handlers.emit_joined(&event);
             }

@@ -80,6 +80,9 @@ pub struct Joined {
     /// backend called the hub's server-side join). The client rejoins it
     /// after a reconnect like its own rooms.
     pub by_server: bool,
+    /// What the application says about the room (name, description, its
+    /// own data), when it is a managed room.
+    pub info: Option<switchboard_protocol::RoomInfo>,
 }
 
 /// The server took the client out of a room (a server-side leave). The

@@ -73,5 +73,5 @@ pub use event::{
 pub use handlers::{Handler, HandlerId};
 pub use runtime::{BoxFuture, MaybeSend};
 pub use switchboard_protocol::{
-    CloseCode, ErrorCode, Message, Occupancy, Position, Presence, PresenceAction,
+    CloseCode, ErrorCode, Message, Occupancy, Position, Presence, PresenceAction, RoomInfo,
 };

@@ -218,6 +218,12 @@ pub struct RoomsConfig {
     /// How often a large room whose count changed sends `occupancy`, in
     /// milliseconds (default 1000).
     pub occupancy_interval_ms: u64,
+    /// Managed rooms that exist from the start, whether or not anyone is in
+    /// them, and cannot be deleted (default none).
+    pub default_rooms: Vec<String>,
+    /// The most managed rooms (default 0: no limit); creating one more is
+    /// refused with 409 `room_limit`.
+    pub max_rooms: usize,
 }
 
 impl Default for RoomsConfig {
@@ -227,6 +233,8 @@ impl Default for RoomsConfig {
             join_ack_members: 100,
             large_room: 500,
             occupancy_interval_ms: 1_000,
+            default_rooms: Vec::new(),
+            max_rooms: 0,
         }
     }
 }
@@ -720,6 +728,13 @@ impl Config {
             return invalid(
                 "rooms.large_room and rooms.occupancy_interval_ms must be greater than 0",
             );
+        }
+        for room in &self.rooms.default_rooms {
+            if let Err(err) = switchboard_protocol::validate_name(room) {
+                return Err(ConfigError::Invalid(format!(
+                    "rooms.default_rooms: `{room}` is not a room name: {err}"
+                )));
+            }
         }
         if self.heartbeat.timeout_ms <= self.heartbeat.interval_ms {
             return invalid("heartbeat.timeout_ms must be greater than heartbeat.interval_ms");

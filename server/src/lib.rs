@@ -86,13 +86,15 @@ pub use broker::{Broker, BrokerError, Delivery, DeliveryKind, Target};
 pub use broker::{MemoryBroker, RedisBroker};
 pub use config::Config;
 pub use error::{ConfigError, Error, Result};
+pub use hub::catalog::{ManagedRoom, RoomError};
 pub use hub::stats::{ClusterStats, Rates, Stats};
-pub use hub::{Hub, RoomDetail, RoomSummary};
+pub use hub::{Hub, ManagedFields, RoomDetail, RoomSummary};
 pub use policy::auth::{self, AuthError, Authenticator, Identity};
 pub use policy::{hooks, identity, patterns, webhooks};
 pub use state::AppState;
 pub use state::server_api::{Members, Published, SendStatus, Sent, ServerError};
 pub use store::{HistoryStore, MemoryStore, StreamKey};
+pub use switchboard_protocol::RoomInfo;
 pub use transport::listen::bind;
 
 use axum::Router;
@@ -103,7 +105,8 @@ use tokio::net::TcpListener;
 
 /// The hub's routes, ready to serve or to nest in another axum app:
 /// `GET /ws`, `GET /health`, `GET /api/stats`, `GET /api/online`,
-/// `POST /api/send`, `POST /api/broadcast`, `POST /api/disconnect`, `GET /api/rooms`, `GET /api/rooms/{room}`,
+/// `POST /api/send`, `POST /api/broadcast`, `POST /api/disconnect`, `GET|POST /api/rooms`,
+/// `GET|PATCH|DELETE /api/rooms/{room}`,
 /// `GET /api/rooms/{room}/history`, `GET /api/rooms/{room}/members`,
 /// `POST /api/rooms/{room}/join`, `POST /api/rooms/{room}/leave`, `GET /metrics`.
 pub fn router(state: AppState) -> Router {
@@ -116,8 +119,8 @@ pub fn router(state: AppState) -> Router {
         .route("/api/send", post(api::send))
         .route("/api/broadcast", post(api::broadcast))
         .route("/api/disconnect", post(api::disconnect))
-        .route("/api/rooms", get(api::rooms))
-        .route("/api/rooms/{room}", get(api::room))
+        .route("/api/rooms", get(api::rooms).post(api::create_room))
+        .route("/api/rooms/{room}", get(api::room).patch(api::update_room).delete(api::delete_room))
         .route("/api/rooms/{room}/history", get(api::history))
         .route("/api/rooms/{room}/members", get(api::members))
         .route("/api/rooms/{room}/join", post(api::join))

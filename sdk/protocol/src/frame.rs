@@ -482,6 +482,26 @@ pub struct Ack {
     /// For `rpc`: the method's result.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub data: Option<Value>,
+    /// For `join`: what the application says about the room, when it is a
+    /// managed room (created ahead of time with metadata).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub info: Option<RoomInfo>,
+}
+
+/// What the application says about a managed room: created through the
+/// HTTP API (`POST /api/rooms`) or the in-process API, or named in
+/// `rooms.default_rooms`. Every field is optional.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct RoomInfo {
+    /// A display name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// A description.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// The application's own JSON.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data: Option<Value>,
 }
 
 /// A server-side join: what a `join`'s ack says, with the room's name.
@@ -506,6 +526,9 @@ pub struct RoomJoined {
     pub epoch: String,
     /// The offset of the room's last message: messages after it follow.
     pub offset: u64,
+    /// What the application says about the room, for a managed room.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub info: Option<RoomInfo>,
 }
 
 /// A failed request, or a frame the hub could not understand.

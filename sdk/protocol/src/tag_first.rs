@@ -191,6 +191,7 @@ mod tests {
             large: None,
             epoch: "e".into(),
             offset: 4,
+            info: None,
         });
         let text = serde_json::to_string(&joined).unwrap();
         assert!(text.starts_with(r#"{"type":"joined","room":"r""#), "{text}");

@@ -78,6 +78,15 @@ pub enum ApiError {
     /// An application hook panicked or took too long (503 `hook_failed`).
     #[error(transparent)]
     HookFailed(#[from] crate::hooks::HookFailure),
+    /// The request conflicts with what exists (409 with `code`:
+    /// `room_exists`, `default_room`, `room_limit`).
+    #[error("{message}")]
+    Conflict {
+        /// The machine-readable code.
+        code: &'static str,
+        /// What conflicts.
+        message: String,
+    },
 }
 
 impl ApiError {
@@ -96,6 +105,7 @@ impl ApiError {
             ApiError::NotWebSocket(_) => StatusCode::UPGRADE_REQUIRED,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::Conflict { .. } => StatusCode::CONFLICT,
             ApiError::TooManyConnections
             | ApiError::ShuttingDown
             | ApiError::Broker(_)
@@ -122,6 +132,7 @@ impl ApiError {
             ApiError::Broker(_) | ApiError::Store(_) => "unavailable",
             ApiError::Refused(_) => "refused",
             ApiError::HookFailed(_) => "hook_failed",
+            ApiError::Conflict { code, .. } => code,
         }
     }
 }

@@ -18,12 +18,27 @@ use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
-use switchboard_protocol::{CloseCode, Message, validate_name};
+use switchboard_protocol::{CloseCode, Message, RoomInfo, validate_name};
 
+use crate::hub::catalog::{ManagedRoom, RoomError};
 use crate::hub::stats::Stats;
 use crate::hub::{RoomDetail, RoomSummary};
 use crate::store::StoreError;
 use crate::{AppState, ServerError};
+
+impl From<RoomError> for ApiError {
+    fn from(err: RoomError) -> Self {
+        let message = err.to_string();
+        match err {
+            RoomError::InvalidName(reason) => ApiError::InvalidName { field: "room", reason },
+            RoomError::NotFound(_) => ApiError::NotFound(message),
+            RoomError::Exists(_) => ApiError::Conflict { code: "room_exists", message },
+            RoomError::Default(_) => ApiError::Conflict { code: "default_room", message },
+            RoomError::Full(_) => ApiError::Conflict { code: "room_limit", message },
+            RoomError::Unavailable(message) => ApiError::Store(StoreError(message)),
+        }
+    }
+}
 
 impl From<ServerError> for ApiError {
     fn from(err: ServerError) -> Self {
@@ -158,22 +173,128 @@ pub(crate) struct Rooms {
 /// `GET /api/rooms`: every room with members (on any node, in multi-node
 /// mode, with the cluster's figures).
 pub(crate) async fn rooms(State(state): State<AppState>) -> Result<Json<Rooms>, ApiError> {
-    let Some(cluster) = state.cluster() else {
-        return Ok(Json(Rooms { rooms: state.hub().rooms() }));
+    let mut rooms = match state.cluster() {
+        None => state.hub().rooms(),
+        Some(cluster) => cluster
+            .rooms()
+            .await
+            .map_err(crate::store::StoreError::from)?
+            .into_iter()
+            .map(|room| RoomSummary {
+                id: room.room,
+                members: room.users,
+                connections: room.connections,
+                messages: room.messages,
+                managed: None,
+            })
+            .collect(),
     };
-    let rooms = cluster
-        .rooms()
-        .await
-        .map_err(crate::store::StoreError::from)?
-        .into_iter()
-        .map(|room| RoomSummary {
-            id: room.room,
-            members: room.users,
-            connections: room.connections,
-            messages: room.messages,
-        })
-        .collect();
+    // Managed rooms are listed whether or not anyone is in them.
+    let mut managed: std::collections::BTreeMap<String, ManagedRoom> =
+        state.managed_rooms().await?.into_iter().map(|room| (room.id.clone(), room)).collect();
+    for room in &mut rooms {
+        room.managed = managed.remove(&room.id).map(crate::hub::ManagedFields::from);
+    }
+    rooms.extend(managed.into_values().map(|room| RoomSummary {
+        id: room.id.clone(),
+        members: 0,
+        connections: 0,
+        messages: 0,
+        managed: Some(room.into()),
+    }));
+    rooms.sort_unstable_by(|a, b| a.id.cmp(&b.id));
     Ok(Json(Rooms { rooms }))
+}
+
+/// The body of `POST /api/rooms`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct CreateRoom {
+    id: String,
+    name: Option<String>,
+    description: Option<String>,
+    data: Option<Value>,
+}
+
+/// `POST /api/rooms`: creates a managed room (201 with it).
+pub(crate) async fn create_room(
+    State(state): State<AppState>,
+    ApiJson(request): ApiJson<CreateRoom>,
+) -> Result<(axum::http::StatusCode, Json<RoomDetail>), ApiError> {
+    let info =
+        RoomInfo { name: request.name, description: request.description, data: request.data };
+    let room = state.create_room(&request.id, info).await?;
+    Ok((axum::http::StatusCode::CREATED, Json(RoomDetail::empty(room))))
+}
+
+/// `PATCH /api/rooms/{room}`: changes a managed room's `name`,
+/// `description` or `data`; a field given as `null` is cleared, one left
+/// out is kept.
+pub(crate) async fn update_room(
+    State(state): State<AppState>,
+    Path(room): Path<String>,
+    ApiJson(change): ApiJson<serde_json::Map<String, Value>>,
+) -> Result<Json<RoomDetail>, ApiError> {
+    let text = |value: &Value, field: &str| -> Result<Option<String>, ApiError> {
+        match value {
+            Value::Null => Ok(None),
+            Value::String(text) => Ok(Some(text.clone())),
+            _ => Err(ApiError::InvalidBody {
+                status: axum::http::StatusCode::UNPROCESSABLE_ENTITY,
+                message: format!("`{field}` must be a string or null"),
+            }),
+        }
+    };
+    let mut name = None;
+    let mut description = None;
+    let mut data = None;
+    for (field, value) in &change {
+        match field.as_str() {
+            "name" => name = Some(text(value, field)?),
+            "description" => description = Some(text(value, field)?),
+            "data" => data = Some((!value.is_null()).then(|| value.clone())),
+            other => {
+                return Err(ApiError::InvalidBody {
+                    status: axum::http::StatusCode::UNPROCESSABLE_ENTITY,
+                    message: format!(
+                        "unknown field `{other}`, expected `name`, `description` or `data`"
+                    ),
+                });
+            }
+        }
+    }
+    let updated = state
+        .update_room(&room, |info| {
+            if let Some(name) = name {
+                info.name = name;
+            }
+            if let Some(description) = description {
+                info.description = description;
+            }
+            if let Some(data) = data {
+                info.data = data;
+            }
+        })
+        .await?;
+    let mut detail =
+        room_detail(&state, &room).await?.unwrap_or_else(|| RoomDetail::empty(updated.clone()));
+    detail.managed = Some(updated.into());
+    Ok(Json(detail))
+}
+
+/// The answer of `DELETE /api/rooms/{room}`.
+#[derive(Debug, Serialize)]
+pub(crate) struct Deleted {
+    /// How many users were in the room (each taken out).
+    members: usize,
+}
+
+/// `DELETE /api/rooms/{room}`: deletes a managed room and takes its users out.
+pub(crate) async fn delete_room(
+    State(state): State<AppState>,
+    Path(room): Path<String>,
+) -> Result<Json<Deleted>, ApiError> {
+    Ok(Json(Deleted { members: state.delete_room(&room).await? }))
 }
 
 /// `GET /api/rooms/{room}`.
@@ -181,23 +302,38 @@ pub(crate) async fn room(
     State(state): State<AppState>,
     Path(room): Path<String>,
 ) -> Result<Json<RoomDetail>, ApiError> {
-    let not_found = || ApiError::NotFound(format!("no room `{room}`"));
+    let managed = state.managed_room(&room).await?;
+    match (room_detail(&state, &room).await?, managed) {
+        (Some(mut detail), managed) => {
+            detail.managed = managed.map(Into::into);
+            Ok(Json(detail))
+        }
+        (None, Some(managed)) => Ok(Json(RoomDetail::empty(managed))),
+        (None, None) => Err(ApiError::NotFound(format!("no room `{room}`"))),
+    }
+}
+
+/// A room with members as `GET /api/rooms/{room}` shows it (without its
+/// managed fields); `None` when nobody is in it.
+async fn room_detail(state: &AppState, room: &str) -> Result<Option<RoomDetail>, ApiError> {
     let Some(cluster) = state.cluster() else {
-        return state.hub().room(&room).map(Json).ok_or_else(not_found);
+        return Ok(state.hub().room(room));
     };
     let limit = state.config().rooms.join_ack_members;
-    let page =
-        crate::hub::presence::members(&state, &room, None, limit).await?.ok_or_else(not_found)?;
+    let Some(page) = crate::hub::presence::members(state, room, None, limit).await? else {
+        return Ok(None);
+    };
     let figures = cluster.rooms().await.map_err(crate::store::StoreError::from)?;
     let figures = figures.into_iter().find(|r| r.room == room);
-    Ok(Json(RoomDetail {
+    Ok(Some(RoomDetail {
         members: page.members,
         member_count: page.count,
         cursor: page.cursor,
         large: page.count > state.config().rooms.large_room,
         connections: figures.as_ref().map_or(0, |r| r.connections),
         messages: figures.as_ref().map_or(0, |r| r.messages),
-        id: room,
+        id: room.to_owned(),
+        managed: None,
     }))
 }
 

@@ -14,6 +14,7 @@
 //! | `switchboard:p:<scope>:c` | hash | `<node>\|<user>` → connections on that node | when empty |
 //! | `switchboard:p:<scope>:n` | string | connections in the scope, all nodes | when empty |
 //! | `switchboard:rooms` | set | rooms with members anywhere | when empty |
+//! | `switchboard:catalog` | hash | managed room → its info and creation time (JSON) | when deleted |
 //! | `switchboard:n:<node>` | set | the scopes a node has entries in | removed with the node |
 //! | `switchboard:nodes` | sorted set | node → last heartbeat (Redis time, ms) | dead nodes removed by the survivors |
 //! | `switchboard:stats` | hash | node → its figures (JSON) | removed with the node |
@@ -74,6 +75,11 @@ impl Keys {
     /// Rooms with members anywhere.
     pub(crate) fn rooms(&self) -> String {
         format!("{}:rooms", self.prefix)
+    }
+
+    /// The managed rooms created through the APIs.
+    pub(crate) fn catalog(&self) -> String {
+        format!("{}:catalog", self.prefix)
     }
 }
 

@@ -12,6 +12,7 @@
 //! join and leave; the hub notes it as due for an `occupancy` count instead,
 //! which [`Hub::send_occupancy`] sends on the maintenance tick.
 
+pub(crate) mod catalog;
 pub(crate) mod events;
 pub(crate) mod ids;
 pub(crate) mod operations;
@@ -117,7 +118,7 @@ pub(crate) struct PresenceSnapshot {
 }
 
 /// A room as `GET /api/rooms` lists it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct RoomSummary {
     /// The room name.
     pub id: String,
@@ -127,10 +128,44 @@ pub struct RoomSummary {
     pub connections: usize,
     /// Messages published to the room since it was created.
     pub messages: u64,
+    /// For a managed room: what the application says about it.
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    pub managed: Option<ManagedFields>,
+}
+
+/// The fields a managed room adds to its listing (`GET /api/rooms`, `GET
+/// /api/rooms/{room}`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ManagedFields {
+    /// A display name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// A description.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// The application's own JSON.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data: Option<serde_json::Value>,
+    /// When it was created, in Unix milliseconds.
+    pub created_at: u64,
+    /// Whether it comes from `rooms.default_rooms`.
+    pub default: bool,
+}
+
+impl From<catalog::ManagedRoom> for ManagedFields {
+    fn from(room: catalog::ManagedRoom) -> Self {
+        ManagedFields {
+            name: room.info.name,
+            description: room.info.description,
+            data: room.info.data,
+            created_at: room.created_at,
+            default: room.default,
+        }
+    }
 }
 
 /// A room as `GET /api/rooms/{room}` shows it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct RoomDetail {
     /// The room name.
     pub id: String,
@@ -148,6 +183,25 @@ pub struct RoomDetail {
     pub connections: usize,
     /// Messages published to the room since it was created.
     pub messages: u64,
+    /// For a managed room: what the application says about it.
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    pub managed: Option<ManagedFields>,
+}
+
+impl RoomDetail {
+    /// A managed room nobody is in.
+    pub(crate) fn empty(room: catalog::ManagedRoom) -> RoomDetail {
+        RoomDetail {
+            id: room.id.clone(),
+            members: Vec::new(),
+            member_count: 0,
+            cursor: None,
+            large: false,
+            connections: 0,
+            messages: 0,
+            managed: Some(room.into()),
+        }
+    }
 }
 
 impl Hub {
@@ -492,6 +546,7 @@ impl Hub {
                 members: room.user_count(),
                 connections: room.members.len(),
                 messages: room.messages(),
+                managed: None,
             })
             .collect();
         drop(registry);
@@ -512,6 +567,7 @@ impl Hub {
             large: room.is_large(),
             connections: room.members.len(),
             messages: room.messages(),
+            managed: None,
         })
     }
 }

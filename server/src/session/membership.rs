@@ -10,7 +10,9 @@
 //! for it.
 
 use futures::SinkExt;
-use switchboard_protocol::{ErrorCode, Position, PresenceAction, RoomJoined, ServerFrame};
+use switchboard_protocol::{
+    ErrorCode, Position, PresenceAction, RoomInfo, RoomJoined, ServerFrame,
+};
 use tungstenite::Message as WsMessage;
 
 use super::{Ended, Flow, Session, Socket};
@@ -57,6 +59,8 @@ struct Entered {
     recovered: Option<bool>,
     /// The messages after `since`, not yet written.
     missed: Vec<Stored>,
+    /// What the application says about the room, if it is managed.
+    info: Option<RoomInfo>,
 }
 
 /// Why a join was not carried out.
@@ -115,6 +119,7 @@ impl<S: Socket> Session<S> {
                     ack.epoch = Some(entered.position.epoch);
                     ack.offset = Some(entered.position.offset);
                     ack.recovered = entered.recovered;
+                    ack.info = entered.info;
                 })
                 .await
             }
@@ -169,6 +174,7 @@ impl<S: Socket> Session<S> {
                             large: (sees && entered.joined.large).then_some(true),
                             epoch: entered.position.epoch,
                             offset,
+                            info: entered.info,
                         });
                         if let flow @ (Flow::Close(..) | Flow::Gone(_)) = self.reply(&frame).await {
                             return flow;
@@ -241,7 +247,16 @@ impl<S: Socket> Session<S> {
             None => (None, Vec::new()),
         };
         self.room_floors.insert(room.into(), position.offset);
-        Ok(Entered { joined, sees_presence, position, recovered, missed })
+        // A join goes on without the room's info when the catalog cannot be
+        // read: the info is a courtesy, the membership is what was asked.
+        let info = match self.state.catalog().get(room).await {
+            Ok(managed) => managed.map(|room| room.info),
+            Err(err) => {
+                tracing::warn!(room, %err, "the room's info could not be read for the join");
+                None
+            }
+        };
+        Ok(Entered { joined, sees_presence, position, recovered, missed, info })
     }
 
     /// Writes replayed messages.

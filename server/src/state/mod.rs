@@ -12,6 +12,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+pub(crate) mod rooms_api;
 pub(crate) mod server_api;
 
 use tokio::sync::Semaphore;
@@ -59,6 +60,7 @@ struct Inner {
     subscribed: CancellationToken,
     /// Events after the fact on their way to the application, if configured.
     events: Option<Arc<crate::hub::events::Events>>,
+    catalog: crate::hub::catalog::Catalog,
     /// The application's hooks, once set.
     hooks: std::sync::OnceLock<Arc<dyn crate::hooks::Hooks>>,
     slots: Arc<Semaphore>,
@@ -160,6 +162,7 @@ impl AppState {
                 crate::hub::events::Events::new(events, config.hooks.secret.as_deref())
             });
         let (broker, streams, ids) = backends(hub.clone());
+        let catalog = crate::hub::catalog::Catalog::new(&config.rooms, cluster.clone());
         let slots = Arc::new(Semaphore::new(config.limits.max_connections));
         Ok(AppState {
             inner: Arc::new(Inner {
@@ -175,6 +178,7 @@ impl AppState {
                 presence_stale: std::sync::atomic::AtomicBool::new(false),
                 subscribed: CancellationToken::new(),
                 events,
+                catalog,
                 hooks: match webhooks {
                     Some(webhooks) => {
                         let hooks: Arc<dyn crate::hooks::Hooks> = Arc::new(webhooks);
@@ -238,6 +242,11 @@ impl AppState {
     /// webhooks are configured (`[hooks.<name>]`): one or the other.
     pub fn set_hooks(&self, hooks: impl crate::hooks::Hooks) -> bool {
         self.inner.hooks.set(Arc::new(hooks)).is_ok()
+    }
+
+    /// The managed rooms.
+    pub(crate) fn catalog(&self) -> &crate::hub::catalog::Catalog {
+        &self.inner.catalog
     }
 
     /// Where events after the fact go, if anywhere.
