@@ -108,7 +108,8 @@ use tokio::net::TcpListener;
 /// `POST /api/send`, `POST /api/broadcast`, `POST /api/disconnect`, `GET|POST /api/rooms`,
 /// `GET|PATCH|DELETE /api/rooms/{room}`,
 /// `GET /api/rooms/{room}/history`, `GET /api/rooms/{room}/members`,
-/// `POST /api/rooms/{room}/join`, `POST /api/rooms/{room}/leave`, `GET /metrics`.
+/// `POST /api/rooms/{room}/join`, `POST /api/rooms/{room}/leave`, `GET /metrics`,
+/// and the operator's page at `GET /admin`.
 pub fn router(state: AppState) -> Router {
     state.start_maintenance();
     let body_limit = state.config().limits.max_message_bytes;
@@ -131,6 +132,10 @@ pub fn router(state: AppState) -> Router {
         .route("/ws", get(transport::ws::upgrade))
         .route("/sse", get(transport::sse::events))
         .route("/health", get(api::health))
+        .route("/admin", get(api::admin::page))
+        .route("/admin/", get(api::admin::slash))
+        .route("/admin/admin.js", get(api::admin::script))
+        .route("/admin/admin.css", get(api::admin::style))
         .merge(api)
         .fallback(api::not_found)
         .method_not_allowed_fallback(api::method_not_allowed)

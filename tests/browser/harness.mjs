@@ -24,9 +24,9 @@ export function freePort() {
   });
 }
 
-/** Starts `switchboard` on `port`; resolves once its health endpoint answers. */
-export async function startHub(port) {
-  const child = spawn(HUB, ["--bind", `127.0.0.1:${port}`, "--log", "warn"], { stdio: ["ignore", "ignore", "inherit"] });
+/** Starts `switchboard` on `port` (with `args` added); resolves once its health endpoint answers. */
+export async function startHub(port, args = []) {
+  const child = spawn(HUB, ["--bind", `127.0.0.1:${port}`, "--log", "warn", ...args], { stdio: ["ignore", "ignore", "inherit"] });
   const deadline = Date.now() + TIMEOUT;
   for (;;) {
     if (child.exitCode !== null) throw new Error(`switchboard exited with ${child.exitCode}`);
@@ -41,6 +41,7 @@ export async function startHub(port) {
   }
   return {
     url: `ws://127.0.0.1:${port}/ws`,
+    http: `http://127.0.0.1:${port}`,
     /** SIGTERM, then wait for the process to exit. */
     stop: () =>
       new Promise((done) => {

@@ -101,7 +101,10 @@ async fn stats_online_and_rooms_describe_the_hub() {
     assert_eq!(stats["connections_total"], 3);
 
     let (_, online) = get(&server, "/api/online").await;
-    assert_eq!(online, json!({"count": 2, "users": ["alice", "bob"]}));
+    assert_eq!(
+        online,
+        json!({"count": 2, "users": ["alice", "bob"], "connections": {"alice": 2, "bob": 1}})
+    );
 
     let (_, rooms) = get(&server, "/api/rooms").await;
     assert_eq!(
@@ -291,4 +294,32 @@ async fn frames_refused_by_the_rate_limit_are_counted_in_metrics() {
     assert_eq!(refused.code, ErrorCode::RATE_LIMITED);
     let (_, _, text) = scrape(&server, None).await;
     assert_eq!(sample(&text, "switchboard_rate_limited_frames_total"), Some(1.0), "{text}");
+}
+
+#[tokio::test]
+async fn the_admin_page_is_served_from_the_binary_without_a_key_and_locked_down() {
+    let mut config = switchboard_tests::test_config();
+    config.api.key = Some("k".to_owned());
+    let server = TestServer::start_with(config).await;
+    let page = http().get(server.http("/admin")).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    let policy = page.headers()["content-security-policy"].to_str().unwrap().to_owned();
+    assert!(policy.contains("default-src 'self'") && policy.contains("frame-ancestors 'none'"));
+    let html = page.text().await.unwrap();
+    assert!(html.contains(r#"<script src="admin/admin.js">"#), "relative paths: {html}");
+    for (path, kind) in [("/admin/admin.js", "text/javascript"), ("/admin/admin.css", "text/css")] {
+        let asset = http().get(server.http(path)).send().await.unwrap();
+        assert_eq!(asset.status(), 200, "{path}");
+        assert!(asset.headers()["content-type"].to_str().unwrap().starts_with(kind));
+    }
+    let no_redirects =
+        reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let slash = no_redirects.get(server.http("/admin/")).send().await.unwrap();
+    assert_eq!(
+        (slash.status().as_u16(), slash.headers()["location"].to_str().unwrap()),
+        (308, "../admin")
+    );
+    // The data behind it still needs the key.
+    let (status, _) = get(&server, "/api/stats").await;
+    assert_eq!(status, 401);
 }

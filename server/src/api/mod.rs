@@ -7,6 +7,7 @@
 //! optional field such as `rooms` for `room` would otherwise widen a
 //! broadcast to every connection.
 
+pub(crate) mod admin;
 mod error;
 mod metrics;
 pub(crate) use metrics::metrics;
@@ -90,12 +91,16 @@ pub(crate) async fn stats(State(state): State<AppState>) -> Result<Json<Stats>, 
 pub(crate) struct Online {
     count: usize,
     users: Vec<String>,
+    /// Each user's open connections.
+    connections: std::collections::BTreeMap<String, usize>,
 }
 
-/// `GET /api/online`: every user connected (to any node, in multi-node mode).
+/// `GET /api/online`: every user connected (to any node, in multi-node
+/// mode), with their connection counts.
 pub(crate) async fn online(State(state): State<AppState>) -> Result<Json<Online>, ApiError> {
-    let users = state.online_users().await?;
-    Ok(Json(Online { count: users.len(), users }))
+    let connections = crate::hub::presence::online_connections(&state).await?;
+    let users: Vec<String> = connections.iter().map(|(user, _)| user.clone()).collect();
+    Ok(Json(Online { count: users.len(), users, connections: connections.into_iter().collect() }))
 }
 
 /// The body of `POST /api/send`.

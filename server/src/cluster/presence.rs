@@ -115,6 +115,19 @@ impl Cluster {
         .await
     }
 
+    /// Every user connected anywhere with their connection count across
+    /// the nodes, sorted by user.
+    pub(crate) async fn online_connections(&self) -> Result<Vec<(String, usize)>, ClusterError> {
+        let key = format!("{}:u", self.keys.scope(ONLINE));
+        let mut connection = self.connection();
+        let mut users: Vec<(String, usize)> = self
+            .call("online", redis::cmd("HGETALL").arg(key).query_async(&mut connection))
+            .await?;
+        users.retain(|(_, count)| *count > 0);
+        users.sort_unstable();
+        Ok(users)
+    }
+
     /// Every room with members anywhere, with its figures, sorted by name.
     pub(crate) async fn rooms(&self) -> Result<Vec<RoomFigures>, ClusterError> {
         let mut connection = self.connection();

@@ -183,6 +183,27 @@ pub(crate) async fn online(state: &AppState) -> Result<Vec<String>, StoreError> 
     }
 }
 
+/// Every user connected (to any node, in multi-node mode) with their
+/// connection count, sorted by user.
+pub(crate) async fn online_connections(
+    state: &AppState,
+) -> Result<Vec<(String, usize)>, StoreError> {
+    match state.cluster() {
+        None => {
+            let hub = state.hub();
+            let users = hub.online_users();
+            Ok(users
+                .into_iter()
+                .map(|user| {
+                    let count = hub.connections_of(&user);
+                    (user, count)
+                })
+                .collect())
+        }
+        Some(cluster) => Ok(cluster.online_connections().await?),
+    }
+}
+
 /// Sends each large room whose count changed its cluster-wide count,
 /// through the broker to every node's members (multi-node mode).
 pub(crate) async fn send_occupancy(state: &AppState) {
