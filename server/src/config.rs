@@ -596,6 +596,10 @@ pub struct ApiConfig {
     /// (401 otherwise). `/health` stays open. The binary refuses to listen
     /// on a non-loopback address without one.
     pub key: Option<String>,
+    /// A second address serving only `GET /metrics`, without the key (for
+    /// a Prometheus on a private network, e.g. `127.0.0.1:9100`). `/metrics`
+    /// on the main address stays behind the key.
+    pub metrics_bind: Option<std::net::SocketAddr>,
 }
 
 /// Who may do what in which room: the first rule whose pattern matches a

@@ -145,6 +145,24 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
+/// Serves `GET /metrics` alone on `address` (`api.metrics_bind`), without
+/// the admin key, until the node shuts down.
+async fn serve_metrics(state: AppState, address: std::net::SocketAddr) -> Result<()> {
+    let listener = TcpListener::bind(address).await?;
+    tracing::info!(address = %listener.local_addr()?, "metrics listening");
+    let app = Router::new().route("/metrics", get(api::metrics)).with_state(state.clone());
+    let stopped = state.shutdown_token().clone();
+    tokio::spawn(async move {
+        let served = axum::serve(listener, app)
+            .with_graceful_shutdown(async move { stopped.cancelled().await })
+            .await;
+        if let Err(err) = served {
+            tracing::error!(%err, "the metrics listener failed");
+        }
+    });
+    Ok(())
+}
+
 /// Serves a single-node hub on `listener` until `shutdown` resolves, then
 /// closes every session with 1001 and waits for them (at most
 /// `shutdown_grace_ms`).
@@ -184,6 +202,9 @@ pub async fn serve(
         } else {
             tracing::info!(node = state.node_id().unwrap_or_default(), "joined the cluster");
         }
+    }
+    if let Some(address) = config.api.metrics_bind {
+        serve_metrics(state.clone(), address).await?;
     }
     let stopper = state.clone();
     let shutdown = async move {

@@ -231,9 +231,19 @@ async fn scrape(server: &TestServer, key: Option<&str>) -> (u16, String, String)
 async fn metrics_expose_the_hub_and_their_counters_move() {
     let mut config = switchboard_tests::test_config();
     config.api.key = Some("metrics-key".into());
+    let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let metrics_bind = free.local_addr().unwrap();
+    drop(free);
+    config.api.metrics_bind = Some(metrics_bind);
     let server = TestServer::start_with(config).await;
     let (status, _, _) = scrape(&server, None).await;
     assert_eq!(status, 401, "behind the admin key");
+    // The separate metrics address answers without the key, and only that.
+    let open = http().get(format!("http://{metrics_bind}/metrics")).send().await.unwrap();
+    assert_eq!(open.status().as_u16(), 200);
+    assert!(open.text().await.unwrap().contains("switchboard_connections"));
+    let other = http().get(format!("http://{metrics_bind}/api/stats")).send().await.unwrap();
+    assert_eq!(other.status().as_u16(), 404);
     let (status, kind, before) = scrape(&server, Some("metrics-key")).await;
     assert_eq!(status, 200);
     assert!(kind.starts_with("application/openmetrics-text"), "{kind}");
@@ -270,6 +280,27 @@ async fn metrics_expose_the_hub_and_their_counters_move() {
         "{after}"
     );
     assert!(sample(&after, "switchboard_uptime_seconds").is_some());
+    // Frames by type in, by kind out with their bytes, request durations.
+    assert_eq!(sample(&after, r#"switchboard_frames_in_total{type="publish"}"#), Some(1.0));
+    assert_eq!(sample(&after, r#"switchboard_frames_in_total{type="join"}"#), Some(2.0));
+    let out = sample(&after, r#"switchboard_frames_out_total{kind="message"}"#).unwrap();
+    let bytes = sample(&after, r#"switchboard_sent_bytes_total{kind="message"}"#).unwrap();
+    assert!(out >= 3.0 && bytes > out * 50.0, "{after}");
+    assert!(sample(&after, r#"switchboard_frames_out_total{kind="presence"}"#).unwrap() >= 1.0);
+    assert_eq!(
+        sample(&after, r#"switchboard_request_duration_seconds_count{type="publish"}"#),
+        Some(1.0),
+        "{after}"
+    );
+    assert_eq!(
+        sample(&after, r#"switchboard_request_duration_seconds_bucket{le="+Inf",type="publish"}"#)
+            .or(sample(
+                &after,
+                r#"switchboard_request_duration_seconds_bucket{type="publish",le="+Inf"}"#
+            )),
+        Some(1.0),
+        "{after}"
+    );
 }
 
 #[tokio::test]

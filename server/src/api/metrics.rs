@@ -83,6 +83,38 @@ pub(crate) fn render(state: &AppState) -> String {
         "Client frames refused by the per-connection rate limit",
         counters.rate_limited_total(),
     );
+    let frames_out = Family::<Labels, Counter>::default();
+    let bytes_out = Family::<Labels, Counter>::default();
+    for (kind, frames, bytes) in counters.out_by_kind() {
+        frames_out.get_or_create(&vec![("kind", kind.to_owned())]).inc_by(frames);
+        bytes_out.get_or_create(&vec![("kind", kind.to_owned())]).inc_by(bytes);
+    }
+    registry.register(
+        "frames_out",
+        "Frames queued to connections, by kind (message, presence, occupancy)",
+        frames_out,
+    );
+    registry.register_with_unit(
+        "sent",
+        "Bytes of the frames queued to connections, by kind",
+        Unit::Bytes,
+        bytes_out,
+    );
+    let frames_in = Family::<Labels, Counter>::default();
+    for (kind, n) in counters.in_by_type() {
+        frames_in.get_or_create(&vec![("type", kind.to_owned())]).inc_by(n);
+    }
+    registry.register(
+        "frames_in",
+        "Client frames read, by type (invalid: could not be decoded)",
+        frames_in,
+    );
+    registry.register_with_unit(
+        "request_duration",
+        "From reading a client request to writing its answer, by request type",
+        Unit::Seconds,
+        counters.latency.snapshot(),
+    );
     let refused = Family::<Labels, Counter>::default();
     for (code, n) in counters.refusals() {
         refused.get_or_create(&vec![("code", code.to_owned())]).inc_by(n);

@@ -15,6 +15,7 @@
 pub(crate) mod catalog;
 pub(crate) mod events;
 pub(crate) mod ids;
+pub(crate) mod latency;
 pub(crate) mod operations;
 pub(crate) mod outbound;
 pub(crate) mod presence;
@@ -463,9 +464,7 @@ impl Hub {
             Target::All => registry.sessions.values().for_each(|e| push(&e.outbound)),
         }
         drop(registry);
-        if !delivery.kind.is_order() {
-            self.counters.delivered(reached as u64);
-        }
+        self.counters.delivered(delivery.kind, reached as u64, delivery.frame.len() as u64);
         reached
     }
 

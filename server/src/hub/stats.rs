@@ -21,7 +21,21 @@ pub(crate) struct Counters {
     refused: Mutex<BTreeMap<&'static str, u64>>,
     /// Ended sessions by how they ended (`close_4000`, `client_closed`, …).
     ended: Mutex<BTreeMap<String, u64>>,
+    /// Frames queued to connections and their bytes, by [`DELIVERY_KINDS`].
+    frames_out: [AtomicU64; DELIVERY_KINDS.len()],
+    bytes_out: [AtomicU64; DELIVERY_KINDS.len()],
+    /// Client frames read, by [`FRAME_TYPES`] (the last: undecodable).
+    frames_in: [AtomicU64; FRAME_TYPES.len()],
+    /// How long requests take, by type.
+    pub(crate) latency: super::latency::Latency,
 }
+
+/// The `kind` label of deliveries: what the hub queues to connections.
+pub(crate) const DELIVERY_KINDS: [&str; 3] = ["message", "presence", "occupancy"];
+
+/// The `type` label of client frames read (`invalid`: not decodable).
+pub(crate) const FRAME_TYPES: [&str; 10] =
+    ["join", "leave", "publish", "send", "history", "members", "auth", "rpc", "ping", "invalid"];
 
 impl Counters {
     pub(crate) fn connection_opened(&self) {
@@ -32,8 +46,39 @@ impl Counters {
         self.messages_total.fetch_add(1, Ordering::Relaxed);
     }
 
-    pub(crate) fn delivered(&self, frames: u64) {
+    /// `frames` frames of `bytes` bytes each were queued to connections.
+    pub(crate) fn delivered(&self, kind: crate::broker::DeliveryKind, frames: u64, bytes: u64) {
+        use crate::broker::DeliveryKind;
+        let slot = match kind {
+            DeliveryKind::Message => 0,
+            DeliveryKind::Presence => 1,
+            DeliveryKind::Occupancy => 2,
+            // Orders to connections, not frames.
+            DeliveryKind::Join | DeliveryKind::Leave => return,
+        };
         self.deliveries_total.fetch_add(frames, Ordering::Relaxed);
+        self.frames_out[slot].fetch_add(frames, Ordering::Relaxed);
+        self.bytes_out[slot].fetch_add(frames.saturating_mul(bytes), Ordering::Relaxed);
+    }
+
+    /// A client frame of type `slot` (an index into [`FRAME_TYPES`]) was read.
+    pub(crate) fn frame_in(&self, slot: usize) {
+        if let Some(counter) = self.frames_in.get(slot) {
+            counter.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Frames and bytes queued to connections so far, by kind.
+    pub(crate) fn out_by_kind(&self) -> impl Iterator<Item = (&'static str, u64, u64)> + '_ {
+        DELIVERY_KINDS.iter().enumerate().map(|(i, kind)| {
+            let frames = self.frames_out[i].load(Ordering::Relaxed);
+            (*kind, frames, self.bytes_out[i].load(Ordering::Relaxed))
+        })
+    }
+
+    /// Client frames read so far, by type.
+    pub(crate) fn in_by_type(&self) -> impl Iterator<Item = (&'static str, u64)> + '_ {
+        FRAME_TYPES.iter().zip(&self.frames_in).map(|(t, n)| (*t, n.load(Ordering::Relaxed)))
     }
 
     pub(crate) fn slow_consumer(&self) {

@@ -574,10 +574,24 @@ impl<S: Socket> Session<S> {
                     }
                     return flow;
                 }
+                let counters = &self.state.hub().counters;
                 match ClientFrame::decode_limited(&text, self.state.config().limits.max_json_depth)
                 {
-                    Ok(frame) => Box::pin(self.handle(frame)).await,
-                    Err(err) => self.fail(err.id, err.code, err.message).await,
+                    Ok(frame) => {
+                        let slot = frame_slot(&frame);
+                        counters.frame_in(slot);
+                        let started = Instant::now();
+                        let flow = Box::pin(self.handle(frame)).await;
+                        // Pings are not requests worth a histogram.
+                        if slot < crate::hub::latency::KINDS.len() {
+                            self.state.hub().counters.latency.observe(slot, started.elapsed());
+                        }
+                        flow
+                    }
+                    Err(err) => {
+                        counters.frame_in(crate::hub::stats::FRAME_TYPES.len() - 1);
+                        self.fail(err.id, err.code, err.message).await
+                    }
                 }
             }
             Some(Ok(WsMessage::Binary(_))) => {
@@ -631,6 +645,21 @@ impl<S: Socket> Session<S> {
             }
         })
         .await;
+    }
+}
+
+/// A client frame's index in [`FRAME_TYPES`](crate::hub::stats::FRAME_TYPES).
+fn frame_slot(frame: &ClientFrame) -> usize {
+    match frame {
+        ClientFrame::Join { .. } => 0,
+        ClientFrame::Leave { .. } => 1,
+        ClientFrame::Publish { .. } => 2,
+        ClientFrame::Send { .. } => 3,
+        ClientFrame::History { .. } => 4,
+        ClientFrame::Members { .. } => 5,
+        ClientFrame::Auth { .. } => 6,
+        ClientFrame::Rpc { .. } => 7,
+        ClientFrame::Ping { .. } => 8,
     }
 }
 
