@@ -101,8 +101,10 @@ function drawChart() {
     ctx.strokeStyle = color;
     ctx.lineWidth = 2;
     ctx.beginPath();
+    // The newest sample is at the right edge; the first minute fills in.
+    const span = Math.max(history.length - 1, 29);
     history.forEach((sample, i) => {
-      const x = (i / (SAMPLES - 1)) * width;
+      const x = width - ((history.length - 1 - i) / span) * width;
       const y = height - 8 - (sample[field] / max) * (height - 24);
       if (i === 0) ctx.moveTo(x, y);
       else ctx.lineTo(x, y);
