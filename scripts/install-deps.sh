@@ -8,6 +8,8 @@
 #   - with --node: Node.js/npm only (the benchmark's peers);
 #   - with --redis: Debian's redis-server (and redis-cli), which the
 #     multi-node tests start on free loopback ports of their own;
+#   - with --schemathesis: schemathesis (PyPI, pinned) in a virtualenv under
+#     ~/.cache/switchboard, which fuzzes the HTTP API from its OpenAPI document;
 #   - python3, for the example webhook backend the tests run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,11 +17,13 @@ cd "$(dirname "$0")/.."
 browser=false
 node=false
 redis=false
+schemathesis=false
 for arg in "$@"; do
     case "$arg" in
         --browser) browser=true; node=true ;;
         --node) node=true ;;
         --redis) redis=true ;;
+        --schemathesis) schemathesis=true ;;
     esac
 done
 
@@ -98,5 +102,22 @@ if $redis; then
     if ! command -v redis-server >/dev/null 2>&1 || ! command -v redis-cli >/dev/null 2>&1; then
         say "apt-get install redis-server"
         apt_install redis-server
+    fi
+fi
+
+# The API fuzzer, pinned, in a virtualenv of its own (Debian's Python is
+# externally managed: no system-wide pip installs).
+SCHEMATHESIS_VERSION=4.32.5
+if $schemathesis; then
+    venv="${XDG_CACHE_HOME:-$HOME/.cache}/switchboard/schemathesis-${SCHEMATHESIS_VERSION}"
+    if ! "$venv/bin/schemathesis" --version >/dev/null 2>&1; then
+        if ! python3 -m venv --help >/dev/null 2>&1 || ! python3 -c "import ensurepip" >/dev/null 2>&1; then
+            say "apt-get install python3-venv"
+            apt_install python3-venv
+        fi
+        say "pip install schemathesis==${SCHEMATHESIS_VERSION} (into $venv)"
+        rm -rf "$venv"
+        python3 -m venv "$venv"
+        "$venv/bin/pip" install --quiet --disable-pip-version-check "schemathesis==${SCHEMATHESIS_VERSION}"
     fi
 fi

@@ -132,6 +132,7 @@ pub fn router(state: AppState) -> Router {
         .route("/ws", get(transport::ws::upgrade))
         .route("/sse", get(transport::sse::events))
         .route("/health", get(api::health))
+        .route("/api/openapi.json", get(api::openapi::document))
         .route("/admin", get(api::admin::page))
         .route("/admin/", get(api::admin::slash))
         .route("/admin/admin.js", get(api::admin::script))

@@ -354,3 +354,55 @@ async fn the_admin_page_is_served_from_the_binary_without_a_key_and_locked_down(
     let (status, _) = get(&server, "/api/stats").await;
     assert_eq!(status, 401);
 }
+
+#[tokio::test]
+async fn the_openapi_document_describes_every_api_route_and_needs_no_key() {
+    let mut config = switchboard_tests::test_config();
+    config.api.key = Some("k".to_owned());
+    let server = TestServer::start_with(config).await;
+    let (status, document) = get(&server, "/api/openapi.json").await;
+    assert_eq!(status, 200);
+    assert_eq!(document["openapi"], "3.1.0");
+    let mut paths: Vec<String> = document["paths"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .flat_map(|(path, item)| {
+            item.as_object().unwrap().keys().map(move |method| format!("{method} {path}"))
+        })
+        .collect();
+    paths.sort();
+    assert_eq!(
+        paths,
+        [
+            "delete /api/rooms/{room}",
+            "get /api/online",
+            "get /api/rooms",
+            "get /api/rooms/{room}",
+            "get /api/rooms/{room}/history",
+            "get /api/rooms/{room}/members",
+            "get /api/stats",
+            "get /health",
+            "get /metrics",
+            "patch /api/rooms/{room}",
+            "post /api/broadcast",
+            "post /api/disconnect",
+            "post /api/rooms",
+            "post /api/rooms/{room}/join",
+            "post /api/rooms/{room}/leave",
+            "post /api/send",
+        ]
+    );
+    // Every error answer is described, with the error body.
+    let send = &document["paths"]["/api/send"]["post"]["responses"];
+    for code in ["200", "400", "401", "422", "503"] {
+        assert!(send.get(code).is_some(), "{code} of POST /api/send: {send}");
+    }
+    assert_eq!(
+        document["components"]["securitySchemes"]["api_key"]["scheme"], "bearer",
+        "{}",
+        document["components"]
+    );
+    // Bodies are strict, as the handlers are.
+    assert_eq!(document["components"]["schemas"]["SendRequest"]["additionalProperties"], false);
+}

@@ -366,6 +366,7 @@ pub struct Welcome {
 /// A message delivered to a client.
 ///
 /// A room message has `room` and no `to`; a private message has `to` and no `room`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Message {
     /// The room it was published to, for room messages.
@@ -491,6 +492,7 @@ pub struct Ack {
 /// What the application says about a managed room: created through the
 /// HTTP API (`POST /api/rooms`) or the in-process API, or named in
 /// `rooms.default_rooms`. Every field is optional.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct RoomInfo {
     /// A display name.

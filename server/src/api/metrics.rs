@@ -26,6 +26,11 @@ const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset
 type Labels = Vec<(&'static str, String)>;
 
 /// `GET /metrics` (behind the admin key when one is set).
+#[utoipa::path(get, path = "/metrics", tag = "hub", security(("api_key" = [])),
+    responses(
+        (status = 200, description = "OpenMetrics text", content_type = "application/openmetrics-text", body = String),
+        (status = 401, description = "The API key is missing or wrong", body = super::ErrorBody),
+    ))]
 pub(crate) async fn metrics(State(state): State<AppState>) -> Response {
     let text = render(&state);
     ([(header::CONTENT_TYPE, CONTENT_TYPE)], text).into_response()

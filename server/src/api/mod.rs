@@ -10,6 +10,7 @@
 pub(crate) mod admin;
 mod error;
 mod metrics;
+pub(crate) mod openapi;
 pub(crate) use metrics::metrics;
 
 pub use error::{ApiError, ApiJson};
@@ -18,7 +19,7 @@ use axum::Json;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde_json::Value;
 use switchboard_protocol::{CloseCode, Message, RoomInfo, validate_name};
 
 use crate::hub::catalog::{ManagedRoom, RoomError};
@@ -51,43 +52,77 @@ impl From<ServerError> for ApiError {
     }
 }
 
+/// The answer of `GET /health`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(crate) struct Health {
+    /// `ok`, `degraded` (multi-node mode with Redis down) or `shutting_down`.
+    status: &'static str,
+    /// `token` or `insecure`.
+    auth: &'static str,
+    /// What an operator should fix (the insecure mode).
+    warnings: Vec<&'static str>,
+    /// The hub's version.
+    version: &'static str,
+    /// The protocol version.
+    protocol: u32,
+    /// Milliseconds since the hub started.
+    uptime_ms: u64,
+    /// In multi-node mode: Redis and this node's id.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    redis: Option<RedisHealth>,
+}
+
+/// Redis as `GET /health` reports it.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(crate) struct RedisHealth {
+    /// `up` or `down`.
+    status: &'static str,
+    /// This node's id in the cluster.
+    node: String,
+}
+
 /// `GET /health`: whether this node serves, and in multi-node mode whether
 /// it reaches Redis (`redis: {status: "up"|"down", node}`; `status` is then
-/// `degraded` while Redis is down).
-pub(crate) async fn health(State(state): State<AppState>) -> Json<Value> {
+/// `degraded` while Redis is down). Needs no key.
+#[utoipa::path(get, path = "/health", tag = "hub",
+    responses((status = 200, description = "The node's health", body = Health)))]
+pub(crate) async fn health(State(state): State<AppState>) -> Json<Health> {
     let insecure = state.auth().is_insecure();
     let status = match (state.is_shutting_down(), state.redis_up()) {
         (true, _) => "shutting_down",
         (false, Some(false)) => "degraded",
         _ => "ok",
     };
-    let mut health = json!({
-        "status": status,
-        "auth": if insecure { "insecure" } else { "token" },
-        "warnings": if insecure {
-            vec!["auth.insecure: connections choose their own user id; configure auth.jwt_secret or auth.jwt_public_key_pem before exposing this hub"]
+    Json(Health {
+        status,
+        auth: if insecure { "insecure" } else { "token" },
+        warnings: if insecure {
+            vec![
+                "auth.insecure: connections choose their own user id; configure auth.jwt_secret or auth.jwt_public_key_pem before exposing this hub",
+            ]
         } else {
             vec![]
         },
-        "version": env!("CARGO_PKG_VERSION"),
-        "protocol": switchboard_protocol::PROTOCOL_VERSION,
-        "uptime_ms": state.uptime().as_millis() as u64,
-    });
-    if let Some(up) = state.redis_up() {
-        health["redis"] =
-            json!({ "status": if up { "up" } else { "down" }, "node": state.node_id() });
-    }
-    Json(health)
+        version: env!("CARGO_PKG_VERSION"),
+        protocol: switchboard_protocol::PROTOCOL_VERSION,
+        uptime_ms: state.uptime().as_millis() as u64,
+        redis: state.redis_up().map(|up| RedisHealth {
+            status: if up { "up" } else { "down" },
+            node: state.node_id().unwrap_or_default().to_owned(),
+        }),
+    })
 }
 
 /// `GET /api/stats`: this node's figures, and in multi-node mode the
 /// cluster's under `cluster`.
+#[utoipa::path(get, path = "/api/stats", tag = "hub", security(("api_key" = [])),
+    responses((status = 200, description = "This node's figures (and the cluster's)", body = Stats), (status = 401, description = "The API key is missing or wrong", body = ErrorBody), (status = 503, description = "The history store, the broker or Redis failed", body = ErrorBody)))]
 pub(crate) async fn stats(State(state): State<AppState>) -> Result<Json<Stats>, ApiError> {
     Ok(Json(state.cluster_stats().await?))
 }
 
 /// The body of `GET /api/online`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub(crate) struct Online {
     count: usize,
     users: Vec<String>,
@@ -97,6 +132,8 @@ pub(crate) struct Online {
 
 /// `GET /api/online`: every user connected (to any node, in multi-node
 /// mode), with their connection counts.
+#[utoipa::path(get, path = "/api/online", tag = "users", security(("api_key" = [])),
+    responses((status = 200, description = "Who is connected", body = Online), (status = 401, description = "The API key is missing or wrong", body = ErrorBody), (status = 503, description = "The history store, the broker or Redis failed", body = ErrorBody)))]
 pub(crate) async fn online(State(state): State<AppState>) -> Result<Json<Online>, ApiError> {
     let connections = crate::hub::presence::online_connections(&state).await?;
     let users: Vec<String> = connections.iter().map(|(user, _)| user.clone()).collect();
@@ -104,24 +141,36 @@ pub(crate) async fn online(State(state): State<AppState>) -> Result<Json<Online>
 }
 
 /// The body of `POST /api/send`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct SendRequest {
+    /// A name: 1 to 128 bytes of UTF-8, no control characters, not only whitespace.
+    #[schema(
+        min_length = 1,
+        max_length = 128,
+        pattern = r"^[^\x00-\x1f\x7f-\x9f]*\S[^\x00-\x1f\x7f-\x9f]*$"
+    )]
     to: String,
+    /// A name: 1 to 128 bytes of UTF-8, no control characters, not only whitespace.
+    #[schema(
+        min_length = 1,
+        max_length = 128,
+        pattern = r"^[^\x00-\x1f\x7f-\x9f]*\S[^\x00-\x1f\x7f-\x9f]*$"
+    )]
     event: String,
     #[serde(default)]
     data: Value,
 }
 
 /// The answer of `POST /api/broadcast`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub(crate) struct Delivered {
     /// How many connections the message was queued to.
     delivered: usize,
 }
 
 /// The answer of `POST /api/send`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub(crate) struct SendAnswer {
     /// How many connections got it now.
     delivered: usize,
@@ -134,6 +183,8 @@ pub(crate) struct SendAnswer {
 
 /// `POST /api/send`: a private message from the server to every connection
 /// of a user, kept in their inbox if none is connected.
+#[utoipa::path(post, path = "/api/send", tag = "messages", security(("api_key" = [])), request_body = SendRequest,
+    responses((status = 200, description = "Sent or queued", body = SendAnswer), (status = 400, description = "Unreadable JSON or query", body = ErrorBody), (status = 401, description = "The API key is missing or wrong", body = ErrorBody), (status = 413, description = "Body over limits.max_message_bytes", body = ErrorBody), (status = 415, description = "Not application/json", body = ErrorBody), (status = 422, description = "A field is missing, unknown, of the wrong type, or a name breaks the naming rules", body = ErrorBody), (status = 503, description = "The history store, the broker or Redis failed", body = ErrorBody)))]
 pub(crate) async fn send(
     State(state): State<AppState>,
     ApiJson(request): ApiJson<SendRequest>,
@@ -147,17 +198,31 @@ pub(crate) async fn send(
 }
 
 /// The body of `POST /api/broadcast`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct BroadcastRequest {
+    /// A name: 1 to 128 bytes of UTF-8, no control characters, not only whitespace.
+    #[schema(
+        min_length = 1,
+        max_length = 128,
+        pattern = r"^[^\x00-\x1f\x7f-\x9f]*\S[^\x00-\x1f\x7f-\x9f]*$"
+    )]
     event: String,
     #[serde(default)]
     data: Value,
+    /// A name: 1 to 128 bytes of UTF-8, no control characters, not only whitespace.
+    #[schema(
+        min_length = 1,
+        max_length = 128,
+        pattern = r"^[^\x00-\x1f\x7f-\x9f]*\S[^\x00-\x1f\x7f-\x9f]*$"
+    )]
     room: Option<String>,
 }
 
 /// `POST /api/broadcast`: a message from the server to one room (part of
 /// its stream, recoverable like any), or to every connection.
+#[utoipa::path(post, path = "/api/broadcast", tag = "messages", security(("api_key" = [])), request_body = BroadcastRequest,
+    responses((status = 200, description = "Queued to connections", body = Delivered), (status = 400, description = "Unreadable JSON or query", body = ErrorBody), (status = 401, description = "The API key is missing or wrong", body = ErrorBody), (status = 413, description = "Body over limits.max_message_bytes", body = ErrorBody), (status = 415, description = "Not application/json", body = ErrorBody), (status = 422, description = "A field is missing, unknown, of the wrong type, or a name breaks the naming rules", body = ErrorBody), (status = 503, description = "The history store, the broker or Redis failed", body = ErrorBody)))]
 pub(crate) async fn broadcast(
     State(state): State<AppState>,
     ApiJson(request): ApiJson<BroadcastRequest>,
@@ -170,13 +235,15 @@ pub(crate) async fn broadcast(
 }
 
 /// The body of `GET /api/rooms`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub(crate) struct Rooms {
     rooms: Vec<RoomSummary>,
 }
 
 /// `GET /api/rooms`: every room with members (on any node, in multi-node
 /// mode, with the cluster's figures).
+#[utoipa::path(get, path = "/api/rooms", tag = "rooms", security(("api_key" = [])),
+    responses((status = 200, description = "Rooms with members and managed rooms", body = Rooms), (status = 401, description = "The API key is missing or wrong", body = ErrorBody), (status = 503, description = "The history store, the broker or Redis failed", body = ErrorBody)))]
 pub(crate) async fn rooms(State(state): State<AppState>) -> Result<Json<Rooms>, ApiError> {
     let mut rooms = match state.cluster() {
         None => state.hub().rooms(),
@@ -190,7 +257,7 @@ pub(crate) async fn rooms(State(state): State<AppState>) -> Result<Json<Rooms>, 
                 members: room.users,
                 connections: room.connections,
                 messages: room.messages,
-                managed: None,
+                managed: crate::hub::ManagedFields::default(),
             })
             .collect(),
     };
@@ -198,23 +265,29 @@ pub(crate) async fn rooms(State(state): State<AppState>) -> Result<Json<Rooms>, 
     let mut managed: std::collections::BTreeMap<String, ManagedRoom> =
         state.managed_rooms().await?.into_iter().map(|room| (room.id.clone(), room)).collect();
     for room in &mut rooms {
-        room.managed = managed.remove(&room.id).map(crate::hub::ManagedFields::from);
+        room.managed = managed.remove(&room.id).map(Into::into).unwrap_or_default();
     }
     rooms.extend(managed.into_values().map(|room| RoomSummary {
         id: room.id.clone(),
         members: 0,
         connections: 0,
         messages: 0,
-        managed: Some(room.into()),
+        managed: room.into(),
     }));
     rooms.sort_unstable_by(|a, b| a.id.cmp(&b.id));
     Ok(Json(Rooms { rooms }))
 }
 
 /// The body of `POST /api/rooms`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct CreateRoom {
+    /// A name: 1 to 128 bytes of UTF-8, no control characters, not only whitespace.
+    #[schema(
+        min_length = 1,
+        max_length = 128,
+        pattern = r"^[^\x00-\x1f\x7f-\x9f]*\S[^\x00-\x1f\x7f-\x9f]*$"
+    )]
     id: String,
     name: Option<String>,
     description: Option<String>,
@@ -222,6 +295,8 @@ pub(crate) struct CreateRoom {
 }
 
 /// `POST /api/rooms`: creates a managed room (201 with it).
+#[utoipa::path(post, path = "/api/rooms", tag = "rooms", security(("api_key" = [])), request_body = CreateRoom,
+    responses((status = 201, description = "Created", body = RoomDetail), (status = 409, description = "room_exists or room_limit", body = ErrorBody), (status = 400, description = "Unreadable JSON or query", body = ErrorBody), (status = 401, description = "The API key is missing or wrong", body = ErrorBody), (status = 413, description = "Body over limits.max_message_bytes", body = ErrorBody), (status = 415, description = "Not application/json", body = ErrorBody), (status = 422, description = "A field is missing, unknown, of the wrong type, or a name breaks the naming rules", body = ErrorBody), (status = 503, description = "The history store, the broker or Redis failed", body = ErrorBody)))]
 pub(crate) async fn create_room(
     State(state): State<AppState>,
     ApiJson(request): ApiJson<CreateRoom>,
@@ -235,6 +310,8 @@ pub(crate) async fn create_room(
 /// `PATCH /api/rooms/{room}`: changes a managed room's `name`,
 /// `description` or `data`; a field given as `null` is cleared, one left
 /// out is kept.
+#[utoipa::path(patch, path = "/api/rooms/{room}", tag = "rooms", security(("api_key" = [])), params(("room" = String, Path, description = "The room: 1 to 128 bytes of UTF-8, no control characters", min_length = 1, max_length = 128, pattern = r"^[^\x00-\x1f\x7f-\x9f]*\S[^\x00-\x1f\x7f-\x9f]*$")), request_body = RoomPatch,
+    responses((status = 200, description = "Changed", body = RoomDetail), (status = 404, description = "Not a managed room", body = ErrorBody), (status = 409, description = "A default room", body = ErrorBody), (status = 400, description = "Unreadable JSON or query", body = ErrorBody), (status = 401, description = "The API key is missing or wrong", body = ErrorBody), (status = 413, description = "Body over limits.max_message_bytes", body = ErrorBody), (status = 415, description = "Not application/json", body = ErrorBody), (status = 422, description = "A field is missing, unknown, of the wrong type, or a name breaks the naming rules", body = ErrorBody), (status = 503, description = "The history store, the broker or Redis failed", body = ErrorBody)))]
 pub(crate) async fn update_room(
     State(state): State<AppState>,
     Path(room): Path<String>,
@@ -283,18 +360,50 @@ pub(crate) async fn update_room(
         .await?;
     let mut detail =
         room_detail(&state, &room).await?.unwrap_or_else(|| RoomDetail::empty(updated.clone()));
-    detail.managed = Some(updated.into());
+    detail.managed = updated.into();
     Ok(Json(detail))
 }
 
+/// The body of `PATCH /api/rooms/{room}` as the contract describes it
+/// (read as a map, since `null` and a left-out field differ).
+#[derive(Debug, utoipa::ToSchema)]
+#[allow(dead_code)]
+pub(crate) struct RoomPatch {
+    /// A new display name; `null` clears it.
+    name: Option<String>,
+    /// A new description; `null` clears it.
+    description: Option<String>,
+    /// New application data; `null` clears it.
+    data: Option<Value>,
+}
+
+/// The error body of every failed request.
+#[derive(Debug, utoipa::ToSchema)]
+#[allow(dead_code)]
+pub(crate) struct ErrorBody {
+    error: ErrorDetail,
+}
+
+/// What went wrong.
+#[derive(Debug, utoipa::ToSchema)]
+#[allow(dead_code)]
+pub(crate) struct ErrorDetail {
+    /// A machine-readable name (`invalid_name`, `not_found`, …).
+    code: String,
+    /// A human-readable explanation.
+    message: String,
+}
+
 /// The answer of `DELETE /api/rooms/{room}`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub(crate) struct Deleted {
     /// How many users were in the room (each taken out).
     members: usize,
 }
 
 /// `DELETE /api/rooms/{room}`: deletes a managed room and takes its users out.
+#[utoipa::path(delete, path = "/api/rooms/{room}", tag = "rooms", security(("api_key" = [])), params(("room" = String, Path, description = "The room: 1 to 128 bytes of UTF-8, no control characters", min_length = 1, max_length = 128, pattern = r"^[^\x00-\x1f\x7f-\x9f]*\S[^\x00-\x1f\x7f-\x9f]*$")),
+    responses((status = 200, description = "Deleted; its users taken out", body = Deleted), (status = 404, description = "Not a managed room", body = ErrorBody), (status = 409, description = "A default room", body = ErrorBody), (status = 401, description = "The API key is missing or wrong", body = ErrorBody), (status = 422, description = "A field is missing, unknown, of the wrong type, or a name breaks the naming rules", body = ErrorBody), (status = 503, description = "The history store, the broker or Redis failed", body = ErrorBody)))]
 pub(crate) async fn delete_room(
     State(state): State<AppState>,
     Path(room): Path<String>,
@@ -303,6 +412,8 @@ pub(crate) async fn delete_room(
 }
 
 /// `GET /api/rooms/{room}`.
+#[utoipa::path(get, path = "/api/rooms/{room}", tag = "rooms", security(("api_key" = [])), params(("room" = String, Path, description = "The room: 1 to 128 bytes of UTF-8, no control characters", min_length = 1, max_length = 128, pattern = r"^[^\x00-\x1f\x7f-\x9f]*\S[^\x00-\x1f\x7f-\x9f]*$")),
+    responses((status = 200, description = "The room", body = RoomDetail), (status = 404, description = "No such room", body = ErrorBody), (status = 401, description = "The API key is missing or wrong", body = ErrorBody), (status = 422, description = "A field is missing, unknown, of the wrong type, or a name breaks the naming rules", body = ErrorBody), (status = 503, description = "The history store, the broker or Redis failed", body = ErrorBody)))]
 pub(crate) async fn room(
     State(state): State<AppState>,
     Path(room): Path<String>,
@@ -310,7 +421,7 @@ pub(crate) async fn room(
     let managed = state.managed_room(&room).await?;
     match (room_detail(&state, &room).await?, managed) {
         (Some(mut detail), managed) => {
-            detail.managed = managed.map(Into::into);
+            detail.managed = managed.map(Into::into).unwrap_or_default();
             Ok(Json(detail))
         }
         (None, Some(managed)) => Ok(Json(RoomDetail::empty(managed))),
@@ -338,20 +449,24 @@ async fn room_detail(state: &AppState, room: &str) -> Result<Option<RoomDetail>,
         connections: figures.as_ref().map_or(0, |r| r.connections),
         messages: figures.as_ref().map_or(0, |r| r.messages),
         id: room.to_owned(),
-        managed: None,
+        managed: crate::hub::ManagedFields::default(),
     }))
 }
 
 /// The query of `GET /api/rooms/{room}/members`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct MembersQuery {
+    /// Where the page starts: the `cursor` of the previous page.
     cursor: Option<String>,
+    /// At most this many users (default 100, at most 1000).
+    #[param(maximum = 2147483647)]
     limit: Option<u32>,
 }
 
 /// The answer of `GET /api/rooms/{room}/members`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub(crate) struct Members {
     room: String,
     members: Vec<String>,
@@ -364,12 +479,15 @@ pub(crate) struct Members {
 /// `GET /api/rooms/{room}/members?cursor=&limit=`: one page of the room's
 /// users in byte order (default 100, at most 1000), and where the next
 /// starts.
+#[utoipa::path(get, path = "/api/rooms/{room}/members", tag = "rooms", security(("api_key" = [])), params(("room" = String, Path, description = "The room: 1 to 128 bytes of UTF-8, no control characters", min_length = 1, max_length = 128, pattern = r"^[^\x00-\x1f\x7f-\x9f]*\S[^\x00-\x1f\x7f-\x9f]*$"), MembersQuery),
+    responses((status = 200, description = "One page of users", body = Members), (status = 400, description = "Unreadable JSON or query", body = ErrorBody), (status = 404, description = "No such room", body = ErrorBody), (status = 401, description = "The API key is missing or wrong", body = ErrorBody), (status = 422, description = "A field is missing, unknown, of the wrong type, or a name breaks the naming rules", body = ErrorBody), (status = 503, description = "The history store, the broker or Redis failed", body = ErrorBody)))]
 pub(crate) async fn members(
     State(state): State<AppState>,
     Path(room): Path<String>,
     query: Result<Query<MembersQuery>, QueryRejection>,
 ) -> Result<Json<Members>, ApiError> {
     let Query(query) = query.map_err(|r| ApiError::BadRequest(r.body_text()))?;
+    within_contract(None, query.limit)?;
     let limit = crate::hub::operations::members_limit(query.limit);
     let page = state
         .room_members(&room, query.cursor.as_deref(), limit)
@@ -379,9 +497,15 @@ pub(crate) async fn members(
 }
 
 /// The body of `POST /api/disconnect`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct DisconnectRequest {
+    /// A name: 1 to 128 bytes of UTF-8, no control characters, not only whitespace.
+    #[schema(
+        min_length = 1,
+        max_length = 128,
+        pattern = r"^[^\x00-\x1f\x7f-\x9f]*\S[^\x00-\x1f\x7f-\x9f]*$"
+    )]
     user: String,
     /// Close code; default 4501 (kicked: the SDK does not reconnect).
     code: Option<u16>,
@@ -389,7 +513,7 @@ pub(crate) struct DisconnectRequest {
 }
 
 /// The answer of `POST /api/disconnect`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub(crate) struct Disconnected {
     /// How many connections were told to close.
     disconnected: usize,
@@ -397,6 +521,8 @@ pub(crate) struct Disconnected {
 
 /// `POST /api/disconnect`: closes every connection of a user (on every node,
 /// in multi-node mode) with a close code.
+#[utoipa::path(post, path = "/api/disconnect", tag = "users", security(("api_key" = [])), request_body = DisconnectRequest,
+    responses((status = 200, description = "Told to close", body = Disconnected), (status = 400, description = "Unreadable JSON or query", body = ErrorBody), (status = 401, description = "The API key is missing or wrong", body = ErrorBody), (status = 413, description = "Body over limits.max_message_bytes", body = ErrorBody), (status = 415, description = "Not application/json", body = ErrorBody), (status = 422, description = "A field is missing, unknown, of the wrong type, or a name breaks the naming rules", body = ErrorBody), (status = 503, description = "The history store, the broker or Redis failed", body = ErrorBody)))]
 pub(crate) async fn disconnect(
     State(state): State<AppState>,
     ApiJson(request): ApiJson<DisconnectRequest>,
@@ -408,14 +534,20 @@ pub(crate) async fn disconnect(
 }
 
 /// The body of `POST /api/rooms/{room}/join` and `/leave`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct MembershipRequest {
+    /// A name: 1 to 128 bytes of UTF-8, no control characters, not only whitespace.
+    #[schema(
+        min_length = 1,
+        max_length = 128,
+        pattern = r"^[^\x00-\x1f\x7f-\x9f]*\S[^\x00-\x1f\x7f-\x9f]*$"
+    )]
     user: String,
 }
 
 /// The answer of `POST /api/rooms/{room}/join` and `/leave`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub(crate) struct Ordered {
     /// How many of the user's connections were told (across the cluster
     /// in multi-node mode); 0 when the user is not connected.
@@ -424,6 +556,8 @@ pub(crate) struct Ordered {
 
 /// `POST /api/rooms/{room}/join`: puts every connection of a user in the
 /// room (a server-side join; see [`AppState::join`]).
+#[utoipa::path(post, path = "/api/rooms/{room}/join", tag = "rooms", security(("api_key" = [])), params(("room" = String, Path, description = "The room: 1 to 128 bytes of UTF-8, no control characters", min_length = 1, max_length = 128, pattern = r"^[^\x00-\x1f\x7f-\x9f]*\S[^\x00-\x1f\x7f-\x9f]*$")), request_body = MembershipRequest,
+    responses((status = 200, description = "Ordered", body = Ordered), (status = 400, description = "Unreadable JSON or query", body = ErrorBody), (status = 401, description = "The API key is missing or wrong", body = ErrorBody), (status = 413, description = "Body over limits.max_message_bytes", body = ErrorBody), (status = 415, description = "Not application/json", body = ErrorBody), (status = 422, description = "A field is missing, unknown, of the wrong type, or a name breaks the naming rules", body = ErrorBody), (status = 503, description = "The history store, the broker or Redis failed", body = ErrorBody)))]
 pub(crate) async fn join(
     State(state): State<AppState>,
     Path(room): Path<String>,
@@ -434,6 +568,8 @@ pub(crate) async fn join(
 
 /// `POST /api/rooms/{room}/leave`: takes every connection of a user out of
 /// the room (see [`AppState::leave`]).
+#[utoipa::path(post, path = "/api/rooms/{room}/leave", tag = "rooms", security(("api_key" = [])), params(("room" = String, Path, description = "The room: 1 to 128 bytes of UTF-8, no control characters", min_length = 1, max_length = 128, pattern = r"^[^\x00-\x1f\x7f-\x9f]*\S[^\x00-\x1f\x7f-\x9f]*$")), request_body = MembershipRequest,
+    responses((status = 200, description = "Ordered", body = Ordered), (status = 400, description = "Unreadable JSON or query", body = ErrorBody), (status = 401, description = "The API key is missing or wrong", body = ErrorBody), (status = 413, description = "Body over limits.max_message_bytes", body = ErrorBody), (status = 415, description = "Not application/json", body = ErrorBody), (status = 422, description = "A field is missing, unknown, of the wrong type, or a name breaks the naming rules", body = ErrorBody), (status = 503, description = "The history store, the broker or Redis failed", body = ErrorBody)))]
 pub(crate) async fn leave(
     State(state): State<AppState>,
     Path(room): Path<String>,
@@ -443,15 +579,20 @@ pub(crate) async fn leave(
 }
 
 /// The query of `GET /api/rooms/{room}/history`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct HistoryQuery {
+    /// The offset after which messages are wanted (absent: the oldest kept).
+    #[param(maximum = 9223372036854775807_i64)]
     since: Option<u64>,
+    /// At most this many messages (default 100, capped by `history.max_page`).
+    #[param(maximum = 2147483647)]
     limit: Option<u32>,
 }
 
 /// The answer of `GET /api/rooms/{room}/history`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub(crate) struct History {
     room: String,
     /// `null` for a room without a stream (never used, or swept when idle).
@@ -462,6 +603,8 @@ pub(crate) struct History {
 
 /// `GET /api/rooms/{room}/history?since=&limit=`: the room's stored messages
 /// after offset `since` (oldest kept when absent), oldest first.
+#[utoipa::path(get, path = "/api/rooms/{room}/history", tag = "rooms", security(("api_key" = [])), params(("room" = String, Path, description = "The room: 1 to 128 bytes of UTF-8, no control characters", min_length = 1, max_length = 128, pattern = r"^[^\x00-\x1f\x7f-\x9f]*\S[^\x00-\x1f\x7f-\x9f]*$"), HistoryQuery),
+    responses((status = 200, description = "Stored messages, oldest first", body = History), (status = 400, description = "Unreadable JSON or query", body = ErrorBody), (status = 401, description = "The API key is missing or wrong", body = ErrorBody), (status = 422, description = "A field is missing, unknown, of the wrong type, or a name breaks the naming rules", body = ErrorBody), (status = 503, description = "The history store, the broker or Redis failed", body = ErrorBody)))]
 pub(crate) async fn history(
     State(state): State<AppState>,
     Path(room): Path<String>,
@@ -469,9 +612,23 @@ pub(crate) async fn history(
 ) -> Result<Json<History>, ApiError> {
     let Query(query) = query.map_err(|r| ApiError::BadRequest(r.body_text()))?;
     check_name("room", &room)?;
+    within_contract(query.since, query.limit)?;
     let page =
         crate::hub::operations::read_history(&state, &room, query.since, query.limit).await?;
     Ok(Json(History { room, epoch: page.epoch, offset: page.offset, messages: page.messages }))
+}
+
+/// Refuses query numbers past what the OpenAPI document promises (`since`
+/// an int64, `limit` an int32), so that the contract and the handlers agree
+/// on every input: 400 `bad_request`.
+fn within_contract(since: Option<u64>, limit: Option<u32>) -> Result<(), ApiError> {
+    if since.is_some_and(|since| since > i64::MAX as u64) {
+        return Err(ApiError::BadRequest(format!("`since` must be at most {}", i64::MAX)));
+    }
+    if limit.is_some_and(|limit| limit > i32::MAX as u32) {
+        return Err(ApiError::BadRequest(format!("`limit` must be at most {}", i32::MAX)));
+    }
+    Ok(())
 }
 
 /// Refuses `/api/…` requests without the configured API key.

@@ -119,7 +119,7 @@ pub(crate) struct PresenceSnapshot {
 }
 
 /// A room as `GET /api/rooms` lists it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct RoomSummary {
     /// The room name.
     pub id: String,
@@ -130,13 +130,13 @@ pub struct RoomSummary {
     /// Messages published to the room since it was created.
     pub messages: u64,
     /// For a managed room: what the application says about it.
-    #[serde(flatten, skip_serializing_if = "Option::is_none")]
-    pub managed: Option<ManagedFields>,
+    #[serde(flatten)]
+    pub managed: ManagedFields,
 }
 
 /// The fields a managed room adds to its listing (`GET /api/rooms`, `GET
-/// /api/rooms/{room}`).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+/// /api/rooms/{room}`); all absent for an ad hoc room.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct ManagedFields {
     /// A display name.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -148,9 +148,11 @@ pub struct ManagedFields {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub data: Option<serde_json::Value>,
     /// When it was created, in Unix milliseconds.
-    pub created_at: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub created_at: Option<u64>,
     /// Whether it comes from `rooms.default_rooms`.
-    pub default: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub default: Option<bool>,
 }
 
 impl From<catalog::ManagedRoom> for ManagedFields {
@@ -159,14 +161,14 @@ impl From<catalog::ManagedRoom> for ManagedFields {
             name: room.info.name,
             description: room.info.description,
             data: room.info.data,
-            created_at: room.created_at,
-            default: room.default,
+            created_at: Some(room.created_at),
+            default: Some(room.default),
         }
     }
 }
 
 /// A room as `GET /api/rooms/{room}` shows it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct RoomDetail {
     /// The room name.
     pub id: String,
@@ -185,8 +187,8 @@ pub struct RoomDetail {
     /// Messages published to the room since it was created.
     pub messages: u64,
     /// For a managed room: what the application says about it.
-    #[serde(flatten, skip_serializing_if = "Option::is_none")]
-    pub managed: Option<ManagedFields>,
+    #[serde(flatten)]
+    pub managed: ManagedFields,
 }
 
 impl RoomDetail {
@@ -200,7 +202,7 @@ impl RoomDetail {
             large: false,
             connections: 0,
             messages: 0,
-            managed: Some(room.into()),
+            managed: room.into(),
         }
     }
 }
@@ -545,7 +547,7 @@ impl Hub {
                 members: room.user_count(),
                 connections: room.members.len(),
                 messages: room.messages(),
-                managed: None,
+                managed: ManagedFields::default(),
             })
             .collect();
         drop(registry);
@@ -566,7 +568,7 @@ impl Hub {
             large: room.is_large(),
             connections: room.members.len(),
             messages: room.messages(),
-            managed: None,
+            managed: ManagedFields::default(),
         })
     }
 }

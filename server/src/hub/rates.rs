@@ -23,7 +23,7 @@ pub(crate) struct Totals {
 }
 
 /// Rates over the last minute, as `GET /api/stats` reports them under `rates`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Rates {
     /// Messages accepted per second.
     pub messages_per_sec: f64,

@@ -134,7 +134,7 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 /// A snapshot of the hub, as `GET /api/stats` returns it. Every figure but
 /// `cluster` is this node's.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Stats {
     /// Open WebSocket connections now.
     pub connections: u64,
@@ -166,7 +166,7 @@ pub struct Stats {
 
 /// The cluster's figures, as the nodes last reported them (each node
 /// reports every third of `redis.node_ttl_ms`) and as Redis counts them.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct ClusterStats {
     /// This node's id.
     pub node: String,
