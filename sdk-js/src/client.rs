@@ -98,6 +98,24 @@ impl Client {
         })
     }
 
+    /// Like `publish`, but this connection does not get the message back
+    /// (the user's other tabs and devices do).
+    #[wasm_bindgen(js_name = publishToOthers, unchecked_return_type = "Promise<void>")]
+    pub fn publish_to_others(
+        &self,
+        room: String,
+        event: String,
+        #[wasm_bindgen(unchecked_param_type = "Json")] data: JsValue,
+    ) -> Promise {
+        let client = self.inner.clone();
+        let data = to_json(data);
+        promise_js(async move {
+            let data = data?;
+            client.publish_to_others(&room, &event, data).await.map_err(|e| to_js_error(&e))?;
+            Ok(JsValue::UNDEFINED)
+        })
+    }
+
     /// Sends `data` as `event` privately to every connection of `userId`;
     /// resolves with how many connections it reached.
     #[wasm_bindgen(unchecked_return_type = "Promise<number>")]

@@ -126,10 +126,33 @@ impl Client {
     /// Publishes `data` as `event` to every connection in `room` (this one
     /// included, if it joined). Queued while offline.
     pub async fn publish(&self, room: &str, event: &str, data: impl Serialize) -> Result<()> {
+        self.publish_with(room, event, data, false).await
+    }
+
+    /// Like [`Client::publish`], but this connection does not get the
+    /// message back (the user's other connections do): for a sender that
+    /// already shows what it sent. The message is in the room's history all
+    /// the same, so a replay after a reconnect includes it.
+    pub async fn publish_to_others(
+        &self,
+        room: &str,
+        event: &str,
+        data: impl Serialize,
+    ) -> Result<()> {
+        self.publish_with(room, event, data, true).await
+    }
+
+    async fn publish_with(
+        &self,
+        room: &str,
+        event: &str,
+        data: impl Serialize,
+        exclude_self: bool,
+    ) -> Result<()> {
         check_name("room", room)?;
         check_name("event", event)?;
         let data = to_value(data)?;
-        let op = Op::Publish { room: room.to_owned(), event: event.to_owned(), data };
+        let op = Op::Publish { room: room.to_owned(), event: event.to_owned(), data, exclude_self };
         self.request(op).await.map(drop)
     }
 

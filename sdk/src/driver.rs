@@ -54,7 +54,7 @@ pub(crate) struct Request {
 pub(crate) enum Op {
     Join { room: String },
     Leave { room: String },
-    Publish { room: String, event: String, data: Value },
+    Publish { room: String, event: String, data: Value, exclude_self: bool },
     Send { to: String, event: String, data: Value },
     History { room: String, since: Option<u64>, limit: Option<u32> },
     Members { room: String, cursor: Option<String>, limit: Option<u32> },
@@ -695,11 +695,12 @@ impl Driver {
                 self.pending.insert(id, Pending::Leave { reply: request.reply });
                 return socket.send(encode(frame)).await;
             }
-            Op::Publish { room, event, data } => ClientFrame::Publish {
+            Op::Publish { room, event, data, exclude_self } => ClientFrame::Publish {
                 id: Some(id.clone()),
                 room: room.clone(),
                 event: event.clone(),
                 data: data.clone(),
+                exclude_self: *exclude_self,
             },
             Op::Send { to, event, data } => ClientFrame::Send {
                 id: Some(id.clone()),

@@ -87,11 +87,13 @@ pub use broker::{MemoryBroker, RedisBroker};
 pub use config::Config;
 pub use error::{ConfigError, Error, Result};
 pub use hub::catalog::{ManagedRoom, RoomError};
+pub use hub::connections::{ConnectionSummary, Transport};
 pub use hub::stats::{ClusterStats, Rates, Stats};
 pub use hub::{Hub, ManagedFields, RoomDetail, RoomSummary};
 pub use policy::auth::{self, AuthError, Authenticator, Identity};
 pub use policy::{hooks, identity, patterns, webhooks};
 pub use state::AppState;
+pub use state::connections_api::{ConnectionsPage, SessionReach};
 pub use state::server_api::{Members, Published, SendStatus, Sent, ServerError};
 pub use store::{HistoryStore, MemoryStore, StreamKey};
 pub use switchboard_protocol::RoomInfo;
@@ -108,7 +110,8 @@ use tokio::net::TcpListener;
 /// `POST /api/send`, `POST /api/broadcast`, `POST /api/disconnect`, `GET|POST /api/rooms`,
 /// `GET|PATCH|DELETE /api/rooms/{room}`,
 /// `GET /api/rooms/{room}/history`, `GET /api/rooms/{room}/members`,
-/// `POST /api/rooms/{room}/join`, `POST /api/rooms/{room}/leave`, `GET /metrics`,
+/// `POST /api/rooms/{room}/join`, `POST /api/rooms/{room}/leave`, `GET /api/connections`,
+/// `POST /api/connections/{session}/send|disconnect`, `GET /metrics`,
 /// and the operator's page at `GET /admin`.
 pub fn router(state: AppState) -> Router {
     state.start_maintenance();
@@ -124,6 +127,9 @@ pub fn router(state: AppState) -> Router {
         .route("/api/rooms/{room}", get(api::room).patch(api::update_room).delete(api::delete_room))
         .route("/api/rooms/{room}/history", get(api::history))
         .route("/api/rooms/{room}/members", get(api::members))
+        .route("/api/connections", get(api::connections::list))
+        .route("/api/connections/{session}/send", post(api::connections::send))
+        .route("/api/connections/{session}/disconnect", post(api::connections::disconnect))
         .route("/api/rooms/{room}/join", post(api::join))
         .route("/api/rooms/{room}/leave", post(api::leave))
         .route("/metrics", get(api::metrics))

@@ -43,7 +43,8 @@ pub enum ClientFrame {
         /// The room to leave.
         room: String,
     },
-    /// Publish an event to every connection in a room, the sender's included.
+    /// Publish an event to every connection in a room, the sender's included
+    /// unless `exclude_self`.
     Publish {
         /// Request id echoed by the answer.
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -55,6 +56,11 @@ pub enum ClientFrame {
         /// Any JSON value; `null` when absent.
         #[serde(default)]
         data: Value,
+        /// Leave out the sending connection (its user's other connections
+        /// still get it). The message is part of the room's history all the
+        /// same, so a replay after a reconnect includes it.
+        #[serde(default, skip_serializing_if = "is_false")]
+        exclude_self: bool,
     },
     /// Send an event privately to every connection of one user.
     Send {
@@ -296,6 +302,11 @@ impl std::fmt::Display for DecodeError {
 }
 
 impl std::error::Error for DecodeError {}
+
+/// For `skip_serializing_if`: a flag left out when false.
+fn is_false(flag: &bool) -> bool {
+    !flag
+}
 
 /// A frame sent by the hub to a client.
 ///

@@ -72,6 +72,7 @@ fn client_frames_round_trip() {
             room: "general".into(),
             event: "chat".into(),
             data: json!({"text": "hello", "n": [1, 2.5, null, true]}),
+            exclude_self: false,
         },
     );
     assert_client(

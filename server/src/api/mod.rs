@@ -8,6 +8,7 @@
 //! broadcast to every connection.
 
 pub(crate) mod admin;
+pub(crate) mod connections;
 mod error;
 mod metrics;
 pub(crate) mod openapi;
@@ -47,6 +48,7 @@ impl From<ServerError> for ApiError {
         match err {
             ServerError::InvalidName { field, reason } => ApiError::InvalidName { field, reason },
             ServerError::InvalidCloseCode(_) => ApiError::BadRequest(err.to_string()),
+            ServerError::UnknownSession(_) => ApiError::NotFound(err.to_string()),
             ServerError::Unavailable(message) => ApiError::Store(StoreError(message)),
         }
     }
@@ -217,6 +219,13 @@ pub(crate) struct BroadcastRequest {
         pattern = r"^[^\x00-\x1f\x7f-\x9f]*\S[^\x00-\x1f\x7f-\x9f]*$"
     )]
     room: Option<String>,
+    /// Several rooms at once (instead of `room`), at most 100: each gets
+    /// the message as part of its own stream.
+    #[schema(max_items = 100)]
+    rooms: Option<Vec<String>>,
+    /// With `room` or `rooms`: a session id (as its `welcome` named it) to
+    /// leave out, such as the one whose request caused this broadcast.
+    except: Option<String>,
 }
 
 /// `POST /api/broadcast`: a message from the server to one room (part of
@@ -227,10 +236,33 @@ pub(crate) async fn broadcast(
     State(state): State<AppState>,
     ApiJson(request): ApiJson<BroadcastRequest>,
 ) -> Result<Json<Delivered>, ApiError> {
-    let delivered = match &request.room {
-        Some(room) => state.publish(room, &request.event, request.data).await?.delivered,
-        None => state.broadcast(&request.event, request.data).await?,
+    let rooms: Vec<&String> = match (&request.room, &request.rooms) {
+        (Some(_), Some(_)) => {
+            return Err(ApiError::BadRequest("give `room` or `rooms`, not both".to_owned()));
+        }
+        (Some(room), None) => vec![room],
+        (None, Some(rooms)) if rooms.is_empty() || rooms.len() > 100 => {
+            return Err(ApiError::BadRequest("`rooms` must hold 1 to 100 rooms".to_owned()));
+        }
+        (None, Some(rooms)) => rooms.iter().collect(),
+        (None, None) if request.except.is_some() => {
+            return Err(ApiError::BadRequest("`except` needs `room` or `rooms`".to_owned()));
+        }
+        (None, None) => {
+            let delivered = state.broadcast(&request.event, request.data).await?;
+            return Ok(Json(Delivered { delivered }));
+        }
     };
+    // Every name is checked before anything is sent.
+    for room in &rooms {
+        check_name("rooms", room)?;
+    }
+    let mut delivered = 0;
+    for room in rooms {
+        let except = request.except.as_deref();
+        let published = state.publish_except(room, &request.event, request.data.clone(), except);
+        delivered += published.await?.delivered;
+    }
     Ok(Json(Delivered { delivered }))
 }
 
@@ -621,7 +653,7 @@ pub(crate) async fn history(
 /// Refuses query numbers past what the OpenAPI document promises (`since`
 /// an int64, `limit` an int32), so that the contract and the handlers agree
 /// on every input: 400 `bad_request`.
-fn within_contract(since: Option<u64>, limit: Option<u32>) -> Result<(), ApiError> {
+pub(crate) fn within_contract(since: Option<u64>, limit: Option<u32>) -> Result<(), ApiError> {
     if since.is_some_and(|since| since > i64::MAX as u64) {
         return Err(ApiError::BadRequest(format!("`since` must be at most {}", i64::MAX)));
     }

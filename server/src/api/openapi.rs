@@ -32,12 +32,16 @@ use crate::hub::{ManagedFields, RoomDetail, RoomSummary};
         super::health, super::stats, super::online, super::send, super::broadcast, super::disconnect,
         super::rooms, super::create_room, super::room, super::update_room, super::delete_room,
         super::members, super::history, super::join, super::leave, super::metrics::metrics,
+        super::connections::list, super::connections::send, super::connections::disconnect,
     ),
     components(schemas(
         Health, RedisHealth, Stats, Rates, ClusterStats, Online, SendRequest, SendAnswer,
         BroadcastRequest, Delivered, DisconnectRequest, Disconnected, Rooms, RoomSummary,
         RoomDetail, ManagedFields, CreateRoom, RoomPatch, Deleted, Members, History,
         MembershipRequest, Ordered, ErrorBody, ErrorDetail, switchboard_protocol::Message,
+        super::connections::Connections, super::connections::SessionSend,
+        super::connections::SessionDisconnect, super::connections::Reached,
+        crate::hub::connections::ConnectionSummary, crate::hub::connections::Transport,
     )),
     modifiers(&BearerKey),
     tags(

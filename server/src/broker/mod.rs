@@ -26,10 +26,25 @@ use tungstenite::Utf8Bytes;
 pub enum Target {
     /// Every connection in a room.
     Room(Arc<str>),
+    /// Every connection in a room but one session (a publish that leaves
+    /// out its sender). Boxed: a delivery sits in every recipient's queue,
+    /// and this keeps `Target` as small as a room's name.
+    RoomExcept(Box<(Arc<str>, uuid::Uuid)>),
     /// Every connection of a user.
     User(Arc<str>),
     /// Every connection.
     All,
+}
+
+impl Target {
+    /// The room, for a room target.
+    pub fn room(&self) -> Option<&Arc<str>> {
+        match self {
+            Target::Room(room) => Some(room),
+            Target::RoomExcept(room_except) => Some(&room_except.0),
+            Target::User(_) | Target::All => None,
+        }
+    }
 }
 
 /// What a delivery carries, so that hubs count messages and not presence.

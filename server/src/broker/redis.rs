@@ -42,7 +42,7 @@ impl Broker for RedisBroker {
                 Target::All => pipe.cmd("GET").arg(format!("{online}:n")),
                 Target::User(user) => pipe.cmd("HGET").arg(format!("{online}:u")).arg(&**user),
                 // How many connections a room has is not needed by any caller.
-                Target::Room(_) => pipe.cmd("ECHO").arg(0),
+                Target::Room(_) | Target::RoomExcept(_) => pipe.cmd("ECHO").arg(0),
             };
             let mut connection = cluster.connection();
             let (reached,): (Option<u64>,) =

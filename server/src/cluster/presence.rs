@@ -244,6 +244,20 @@ impl Cluster {
         Ok(connections.unwrap_or(0) as usize)
     }
 
+    /// Hands an order (`wire::encode_close_session`, `encode_to_session`)
+    /// to every node.
+    pub(crate) async fn order(&self, order: String) -> Result<(), ClusterError> {
+        let mut connection = self.connection();
+        self.call(
+            "order",
+            redis::cmd("PUBLISH")
+                .arg(self.keys.channel())
+                .arg(order)
+                .query_async::<()>(&mut connection),
+        )
+        .await
+    }
+
     /// The cluster's figures: what each live node last reported, summed,
     /// and the users and rooms Redis counts.
     pub(crate) async fn stats(&self) -> Result<crate::hub::stats::ClusterStats, ClusterError> {

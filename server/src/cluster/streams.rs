@@ -78,6 +78,7 @@ impl Cluster {
         message: &Message,
         request: Option<(&str, &str)>,
         window: std::time::Duration,
+        except: Option<&uuid::Uuid>,
     ) -> Result<Appended, ClusterError> {
         let open = super::wire::open_frame(message);
         let (scope, user) = match key {
@@ -100,7 +101,10 @@ impl Cluster {
             .arg(limits.max_bytes)
             .arg(meta_ttl_secs(limits))
             .arg(new_epoch())
-            .arg(super::wire::target_of(key))
+            .arg(match (key, except) {
+                (StreamKey::Room(room), Some(except)) => super::wire::except_target(room, except),
+                _ => super::wire::target_of(key),
+            })
             .arg(user)
             .arg(if request.is_some() { "1" } else { "0" })
             .arg(window.as_millis() as u64);

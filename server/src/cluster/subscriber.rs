@@ -138,6 +138,18 @@ impl Subscriber {
                 hub.close_user(&user, code, &reason);
                 return;
             }
+            Incoming::CloseSession { session, code, reason } => {
+                if let Some(outbound) = hub.session(&session) {
+                    outbound.close(code, &reason);
+                }
+                return;
+            }
+            Incoming::ToSession { session, frame } => {
+                if let Some(outbound) = hub.session(&session) {
+                    crate::hub::push_to(&hub, &outbound, frame);
+                }
+                return;
+            }
         };
         let Some((key, epoch, offset)) = envelope.stream() else {
             hub.deliver(&envelope.delivery);

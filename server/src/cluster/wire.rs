@@ -44,6 +44,7 @@ impl Envelope {
 pub(crate) fn stream_of(target: &Target) -> Option<StreamKey> {
     match target {
         Target::Room(room) => Some(StreamKey::Room(room.clone())),
+        Target::RoomExcept(room_except) => Some(StreamKey::Room(room_except.0.clone())),
         Target::User(user) => Some(StreamKey::Inbox(user.clone())),
         Target::All => None,
     }
@@ -57,6 +58,12 @@ pub(crate) fn target_of(key: &StreamKey) -> String {
     }
 }
 
+/// The wire's target of a room message that leaves out one session: the
+/// room, a tab (which no name holds), the session.
+pub(crate) fn except_target(room: &str, except: &uuid::Uuid) -> String {
+    format!("r:{room}\t{}", except.simple())
+}
+
 /// Writes a delivery that is not part of a stream.
 pub(crate) fn encode(delivery: &Delivery) -> String {
     let kind = match delivery.kind {
@@ -68,6 +75,7 @@ pub(crate) fn encode(delivery: &Delivery) -> String {
     };
     let target = match &delivery.target {
         Target::Room(room) => format!("r:{room}"),
+        Target::RoomExcept(room_except) => except_target(&room_except.0, &room_except.1),
         Target::User(user) => format!("u:{user}"),
         Target::All => "*".to_owned(),
     };
@@ -82,6 +90,10 @@ pub(crate) enum Incoming {
     Delivery(Envelope),
     /// Close every connection of a user.
     Close { user: Arc<str>, code: CloseCode, reason: String },
+    /// Close one session, wherever it is.
+    CloseSession { session: uuid::Uuid, code: CloseCode, reason: String },
+    /// Write a frame to one session, wherever it is.
+    ToSession { session: uuid::Uuid, frame: Utf8Bytes },
 }
 
 /// Writes the order to close every connection of `user`.
@@ -89,10 +101,33 @@ pub(crate) fn encode_close(user: &str, code: CloseCode, reason: &str) -> String 
     format!("x\nu:{user}\n\n{}\n{reason}", code.0)
 }
 
+/// Writes the order to close the session `session`.
+pub(crate) fn encode_close_session(session: &uuid::Uuid, code: CloseCode, reason: &str) -> String {
+    format!("x\ns:{}\n\n{}\n{reason}", session.simple(), code.0)
+}
+
+/// Writes a frame for the session `session`.
+pub(crate) fn encode_to_session(session: &uuid::Uuid, frame: &str) -> String {
+    format!("f\ns:{}\n{frame}", session.simple())
+}
+
 /// Reads what the channel carried; `None` for anything malformed (logged
 /// by the caller).
 pub(crate) fn decode(payload: &[u8]) -> Option<Incoming> {
     let text = std::str::from_utf8(payload).ok()?;
+    if let Some(close) = text.strip_prefix("x\ns:") {
+        let mut fields = close.splitn(4, '\n');
+        let session = uuid::Uuid::try_parse(fields.next()?).ok()?;
+        let _epoch = fields.next()?;
+        let code = CloseCode(fields.next()?.parse().ok()?);
+        let reason = fields.next()?.to_owned();
+        return Some(Incoming::CloseSession { session, code, reason });
+    }
+    if let Some(frame) = text.strip_prefix("f\ns:") {
+        let (session, frame) = frame.split_once('\n')?;
+        let session = uuid::Uuid::try_parse(session).ok()?;
+        return Some(Incoming::ToSession { session, frame: Utf8Bytes::from(frame) });
+    }
     if let Some(close) = text.strip_prefix("x\nu:") {
         let mut fields = close.splitn(4, '\n');
         let user = Arc::from(fields.next()?);
@@ -117,7 +152,13 @@ fn decode_delivery(text: &str) -> Option<Envelope> {
     let target = match fields.next()? {
         "*" => Target::All,
         other => match other.split_once(':')? {
-            ("r", room) => Target::Room(Arc::from(room)),
+            ("r", room) => match room.split_once('\t') {
+                Some((room, except)) => Target::RoomExcept(Box::new((
+                    Arc::from(room),
+                    uuid::Uuid::try_parse(except).ok()?,
+                ))),
+                None => Target::Room(Arc::from(room)),
+            },
             ("u", user) => Target::User(Arc::from(user)),
             _ => return None,
         },
@@ -182,6 +223,19 @@ mod tests {
                 if &**user == "ann" && *code == CloseCode::KICKED && reason == "bye\nnow"),
             "{close:?}"
         );
+        let session = uuid::Uuid::new_v4();
+        let close = decode(encode_close_session(&session, CloseCode::KICKED, "one").as_bytes());
+        assert!(
+            matches!(&close, Some(Incoming::CloseSession { session: s, code, reason })
+                if *s == session && *code == CloseCode::KICKED && reason == "one"),
+            "{close:?}"
+        );
+        let to = decode(encode_to_session(&session, "{\"a\":\"x\\ny\"}").as_bytes());
+        assert!(
+            matches!(&to, Some(Incoming::ToSession { session: s, frame }) if *s == session && frame.as_str() == "{\"a\":\"x\\ny\"}"),
+            "{to:?}"
+        );
+        assert!(decode(b"f\ns:not-a-uuid\n{}").is_none());
         assert!(decode(b"x\nr:lobby\n\n\n{}").is_none());
         assert!(decode(b"m\nq:lobby\n\n\n{}").is_none());
         assert!(decode(b"m\nr:lobby\ne\nseven\n{}").is_none());

@@ -13,6 +13,7 @@
 //! which [`Hub::send_occupancy`] sends on the maintenance tick.
 
 pub(crate) mod catalog;
+pub(crate) mod connections;
 pub(crate) mod events;
 pub(crate) mod ids;
 pub(crate) mod latency;
@@ -73,6 +74,7 @@ struct Registry {
 struct SessionEntry {
     outbound: Arc<Outbound>,
     rooms: HashSet<Arc<str>>,
+    info: Box<connections::ConnectionInfo>,
 }
 
 /// What a join changed.
@@ -108,6 +110,29 @@ pub(crate) fn occupancy(room: &Arc<str>, count: usize) -> Delivery {
         frame,
         kind: DeliveryKind::Occupancy,
         offset: None,
+    }
+}
+
+/// Queues a message frame to one connection (a session-addressed send),
+/// outside any stream, counted like any delivery.
+pub(crate) fn push_to(hub: &Hub, outbound: &Outbound, frame: tungstenite::Utf8Bytes) -> bool {
+    let bytes = frame.len() as u64;
+    let delivery = Delivery {
+        target: Target::User(outbound.user.clone()),
+        frame,
+        kind: DeliveryKind::Message,
+        offset: None,
+    };
+    match outbound.push(&delivery) {
+        outbound::Pushed::Queued => {
+            hub.counters.delivered(DeliveryKind::Message, 1, bytes);
+            true
+        }
+        outbound::Pushed::Overflowed => {
+            hub.counters.slow_consumer();
+            false
+        }
+        outbound::Pushed::Gone => false,
     }
 }
 
@@ -235,10 +260,11 @@ impl Hub {
     }
 
     /// Adds a connection.
-    pub(crate) fn register(&self, outbound: Arc<Outbound>) {
+    pub(crate) fn register(&self, outbound: Arc<Outbound>, info: connections::ConnectionInfo) {
         let mut registry = self.write();
         registry.users.entry(outbound.user.clone()).or_default().push(outbound.key);
-        registry.sessions.insert(outbound.key, SessionEntry { outbound, rooms: HashSet::new() });
+        let entry = SessionEntry { outbound, rooms: HashSet::new(), info: Box::new(info) };
+        registry.sessions.insert(entry.outbound.key, entry);
         drop(registry);
         self.counters.connection_opened();
     }
@@ -440,8 +466,12 @@ impl Hub {
             Pushed::Overflowed => self.counters.slow_consumer(),
             Pushed::Gone => {}
         };
+        // A room message that leaves out its sender reaches the sender's
+        // queue too: the session drops it there (`Session::wanted`), which
+        // costs one slot where finding the sender here would cost a search.
         match &delivery.target {
-            Target::Room(name) => {
+            Target::Room(_) | Target::RoomExcept(_) => {
+                let name = delivery.target.room().expect("a room target");
                 if let Some(room) = registry.rooms.get(name) {
                     if delivery.kind == DeliveryKind::Message {
                         room.count_message();
@@ -514,6 +544,57 @@ impl Hub {
         room.members.len()
     }
 
+    /// This node's connections (of `user`, or everyone's) in session-id
+    /// order, up to `limit` after the session `after`; and the cursor of the
+    /// next page when there is one.
+    pub fn connections(
+        &self,
+        user: Option<&str>,
+        after: Option<&str>,
+        limit: usize,
+    ) -> (Vec<connections::ConnectionSummary>, Option<String>) {
+        let registry = self.read();
+        let keys: Vec<u64> = match user {
+            Some(user) => registry.users.get(user).cloned().unwrap_or_default(),
+            None => registry.sessions.keys().copied().collect(),
+        };
+        let mut listed: Vec<(String, &SessionEntry)> = keys
+            .iter()
+            .filter_map(|key| registry.sessions.get(key))
+            .map(|entry| (entry.info.session.simple().to_string(), entry))
+            .filter(|(session, _)| after.is_none_or(|after| session.as_str() > after))
+            .collect();
+        listed.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        let more = listed.len() > limit;
+        listed.truncate(limit);
+        let page: Vec<connections::ConnectionSummary> = listed
+            .into_iter()
+            .map(|(session, entry)| {
+                let mut rooms: Vec<String> = entry.rooms.iter().map(|r| r.to_string()).collect();
+                rooms.sort_unstable();
+                connections::ConnectionSummary::new(
+                    session,
+                    &entry.outbound.user,
+                    &entry.info,
+                    rooms,
+                )
+            })
+            .collect();
+        let cursor = more.then(|| page.last().map(|c| c.session.clone())).flatten();
+        (page, cursor)
+    }
+
+    /// The queue of the connection whose session id is `session`, if it is
+    /// on this node.
+    pub(crate) fn session(&self, session: &uuid::Uuid) -> Option<Arc<Outbound>> {
+        let registry = self.read();
+        registry
+            .sessions
+            .values()
+            .find(|entry| entry.info.session == *session)
+            .map(|entry| entry.outbound.clone())
+    }
+
     /// Open connections on this node.
     pub fn connection_count(&self) -> usize {
         self.read().sessions.len()
@@ -582,7 +663,7 @@ mod tests {
     fn connect(hub: &Hub, user: &str) -> (u64, OutboundQueue) {
         let key = hub.next_key();
         let (outbound, queue) = outbound::channel(key, user.into(), 16, 1 << 20);
-        hub.register(Arc::new(outbound));
+        hub.register(Arc::new(outbound), connections::ConnectionInfo::test());
         (key, queue)
     }
 

@@ -183,7 +183,12 @@ impl Streams {
         let (store, stripes) = match &self.backing {
             Backing::Local { store, stripes } => (store, stripes),
             Backing::Cluster { cluster, window, .. } => {
-                let appended = cluster.append(&key, &limits, &message, request, *window).await?;
+                let except = match &target {
+                    Target::RoomExcept(room_except) => Some(&room_except.1),
+                    _ => None,
+                };
+                let appended =
+                    cluster.append(&key, &limits, &message, request, *window, except).await?;
                 let stored = Stored {
                     offset: appended.position.offset,
                     ts: message.ts,

@@ -40,6 +40,7 @@ use token_alarm::TokenAlarm;
 use crate::AppState;
 use crate::broker::{Delivery, Target};
 use crate::config::Access;
+use crate::hub::connections::{ConnectionInfo, Transport};
 use crate::hub::outbound::{self, Outbound, OutboundQueue};
 use crate::hub::presence;
 use crate::policy::admission::Ticket;
@@ -73,6 +74,10 @@ enum Wake {
 pub(crate) struct Start {
     pub(crate) rooms: Vec<String>,
     pub(crate) inbox_since: Option<Position>,
+    /// The client's address, for the connection listing.
+    pub(crate) address: Option<std::net::IpAddr>,
+    /// The request's `User-Agent`, interned.
+    pub(crate) user_agent: Option<Arc<str>>,
 }
 
 /// What to do after handling one event.
@@ -367,7 +372,14 @@ impl<S: Socket> Session<S> {
         // is then in the replay below or in the live queue (see streams.rs).
         let inbox = StreamKey::Inbox(self.user.clone());
         let (hub, outbound) = (self.state.hub().clone(), self.outbound.clone());
-        let register = move || hub.register(outbound);
+        let info = ConnectionInfo {
+            session: self.id,
+            transport: Transport::Websocket,
+            address: start.address.unwrap_or(std::net::IpAddr::from([0, 0, 0, 0])),
+            user_agent: start.user_agent.clone(),
+            connected_at: now_ms(),
+        };
+        let register = move || hub.register(outbound, info);
         let streams = self.state.streams();
         let (position, recovered, missed) = match &start.inbox_since {
             Some(since) => match streams.resume(&inbox, Some(since), register).await {
@@ -530,6 +542,18 @@ impl<S: Socket> Session<S> {
     fn wanted(&mut self, delivery: &Delivery) -> bool {
         let Some(offset) = delivery.offset else { return true };
         let floor = match &delivery.target {
+            Target::RoomExcept(room_except) => {
+                let (room, except) = &**room_except;
+                let Some(floor) = self.room_floors.get_mut(room) else {
+                    return except != &self.id;
+                };
+                if offset <= *floor {
+                    return false;
+                }
+                // The sender's own message moves its floor all the same.
+                *floor = offset;
+                return except != &self.id;
+            }
             Target::Room(room) => match self.room_floors.get_mut(room) {
                 Some(floor) => floor,
                 None => return true,

@@ -27,7 +27,7 @@ impl<S: Socket> Session<S> {
         match frame {
             ClientFrame::Join { id, room, since } => self.join(id, room, since).await,
             ClientFrame::Leave { id, room } => self.leave(id, room).await,
-            ClientFrame::Publish { id, room, event, data } => {
+            ClientFrame::Publish { id, room, event, data, exclude_self } => {
                 if let Err(flow) = self.check_name(&id, "room", &room).await {
                     return flow;
                 }
@@ -71,10 +71,15 @@ impl<S: Socket> Session<S> {
                 let room: Arc<str> = room.into();
                 let key = StreamKey::Room(room.clone());
                 let request = id.as_deref().map(|id| (&*self.user, id));
+                let target = if exclude_self {
+                    Target::RoomExcept(Box::new((room, self.id)))
+                } else {
+                    Target::Room(room)
+                };
                 let published = self
                     .state
                     .streams()
-                    .publish(self.state.broker(), key, Target::Room(room), message, request)
+                    .publish(self.state.broker(), key, target, message, request)
                     .await;
                 match published {
                     Ok(published) => {

@@ -12,6 +12,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+pub(crate) mod connections_api;
 pub(crate) mod rooms_api;
 pub(crate) mod server_api;
 

@@ -39,6 +39,9 @@ pub enum ServerError {
     /// A close code outside 1000 and 3000–4999 (RFC 6455 7.4).
     #[error("`code` must be 1000 or within 3000–4999, not {0}")]
     InvalidCloseCode(u16),
+    /// Not a session id (32 hex digits, as `welcome` names it).
+    #[error("no session `{0}`")]
+    UnknownSession(String),
     /// The history store, the broker or Redis failed; nothing was sent.
     #[error("unavailable: {0}")]
     Unavailable(String),
@@ -164,14 +167,36 @@ impl AppState {
         event: &str,
         data: Value,
     ) -> Result<Published, ServerError> {
+        self.publish_except(room, event, data, None).await
+    }
+
+    /// Like [`AppState::publish`], leaving out one session (`except`, the
+    /// id its `welcome` named): every other connection in the room gets
+    /// it, and it is part of the room's history all the same.
+    pub async fn publish_except(
+        &self,
+        room: &str,
+        event: &str,
+        data: Value,
+        except: Option<&str>,
+    ) -> Result<Published, ServerError> {
         check("room", room)?;
         check("event", event)?;
+        let except = except
+            .map(|session| {
+                uuid::Uuid::try_parse(session)
+                    .map_err(|_| ServerError::UnknownSession(session.to_owned()))
+            })
+            .transpose()?;
         let message = self.server_message(Some(room), None, event, data);
         let copy = self.events().map(|_| message.clone());
         let room: Arc<str> = room.into();
         let key = StreamKey::Room(room.clone());
-        let published =
-            self.streams().publish(self.broker(), key, Target::Room(room), message, None).await?;
+        let target = match except {
+            Some(session) => Target::RoomExcept(Box::new((room, session))),
+            None => Target::Room(room),
+        };
+        let published = self.streams().publish(self.broker(), key, target, message, None).await?;
         self.hub().counters.message_accepted();
         if let (Some(events), Some(message)) = (self.events(), copy) {
             events.published(&message, published.stored.offset);

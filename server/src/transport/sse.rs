@@ -32,6 +32,7 @@ use switchboard_protocol::{Position, PresenceAction, validate_name};
 use crate::AppState;
 use crate::api::ApiError;
 use crate::broker::{Delivery, DeliveryKind, Target};
+use crate::hub::connections::{ConnectionInfo, Transport};
 use crate::hub::operations::announce;
 use crate::hub::outbound::{self, Outbound, OutboundQueue};
 use crate::hub::presence;
@@ -122,12 +123,12 @@ pub(crate) async fn events(
     };
     let mut identity = identity;
     let mut hooked_rooms = Vec::new();
+    let address = peer.map_or(std::net::IpAddr::from([0, 0, 0, 0]), |peer| {
+        client_ip(peer.ip(), &headers, &state.config().limits.trusted_proxies)
+    });
     // The application's say, as at a WebSocket's connect: it may refuse,
     // name the user, add rooms.
     if let Some((hooks, timeout)) = state.hooks() {
-        let address = peer.map_or(std::net::IpAddr::from([0, 0, 0, 0]), |peer| {
-            client_ip(peer.ip(), &headers, &state.config().limits.trusted_proxies)
-        });
         let query = hooks::hook_query(raw_query.as_deref());
         let request =
             ConnectRequest { identity: &identity, address, headers: &headers, query: &query };
@@ -189,7 +190,17 @@ pub(crate) async fn events(
     };
     let resume = headers.get("last-event-id").and_then(|v| v.to_str().ok()).map(Cursor::decode);
 
-    match Feed::open(state, identity, rooms, resume, slot).await {
+    let info = ConnectionInfo {
+        session: uuid::Uuid::new_v4(),
+        transport: Transport::Sse,
+        address,
+        user_agent: headers
+            .get(axum::http::header::USER_AGENT)
+            .and_then(|agent| agent.to_str().ok())
+            .map(crate::hub::connections::intern_agent),
+        connected_at: crate::transport::wire::now_ms(),
+    };
+    match Feed::open(state, identity, rooms, resume, slot, info).await {
         Ok(feed) => Sse::new(feed.into_stream())
             .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
             .into_response(),
@@ -220,6 +231,7 @@ impl Feed {
         rooms: Vec<String>,
         resume: Option<Cursor>,
         slot: Ticket,
+        info: ConnectionInfo,
     ) -> Result<Feed, crate::store::StoreError> {
         let user = identity.user.clone();
         let hub = state.hub().clone();
@@ -252,7 +264,7 @@ impl Feed {
         let inbox = StreamKey::Inbox(user.clone());
         let register = {
             let (hub, outbound) = (hub.clone(), feed.outbound.clone());
-            move || hub.register(outbound)
+            move || hub.register(outbound, info)
         };
         let position = match &resume.inbox {
             Some(since) => {
@@ -369,6 +381,7 @@ impl Feed {
         };
         let key = match &delivery.target {
             Target::Room(room) => StreamKey::Room(room.clone()),
+            Target::RoomExcept(room_except) => StreamKey::Room(room_except.0.clone()),
             Target::User(user) => StreamKey::Inbox(user.clone()),
             Target::All => return Some(Event::default().data(delivery.frame.as_str())),
         };

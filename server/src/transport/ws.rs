@@ -87,7 +87,12 @@ pub(crate) async fn upgrade(
         (Some(epoch), Some(offset)) => Some(Position { epoch, offset }),
         _ => None,
     };
-    let start = Start { rooms: query.room.into_iter().collect(), inbox_since };
+    let user_agent = headers
+        .get(axum::http::header::USER_AGENT)
+        .and_then(|agent| agent.to_str().ok())
+        .map(crate::hub::connections::intern_agent);
+    let start =
+        Start { rooms: query.room.into_iter().collect(), inbox_since, address: None, user_agent };
     let config = WebSocketConfig::default()
         .read_buffer_size(limits.read_buffer_bytes)
         .write_buffer_size(limits.write_buffer_bytes)
@@ -101,6 +106,8 @@ pub(crate) async fn upgrade(
     let address = peer.map_or(std::net::IpAddr::from([0, 0, 0, 0]), |peer| {
         client_ip(peer.ip(), &headers, &state.config().limits.trusted_proxies)
     });
+    let mut start = start;
+    start.address = Some(address);
     // What the connect hook reads, kept only when there is one.
     let request = state
         .hooks()
