@@ -74,7 +74,16 @@ async fn rooms_are_created_ahead_listed_joined_with_their_info_changed_and_delet
         data: Some(json!({"pad": 39})),
     };
     assert_eq!(joined.info, Some(expected));
+    let quiet = get_json(&server, "/api/rooms/launch").await;
+    assert!(quiet.get("last_activity").is_none(), "nothing published yet: {quiet}");
+    alice.publish("launch", "go", json!(1)).await.unwrap();
     let detail = get_json(&server, "/api/rooms/launch").await;
+    assert!(
+        detail["last_activity"]
+            .as_u64()
+            .is_some_and(|t| t >= detail["created_at"].as_u64().unwrap()),
+        "{detail}"
+    );
     assert_eq!(
         (detail["members"].clone(), detail["name"].clone()),
         (json!(["alice"]), json!("Launch"))

@@ -307,6 +307,9 @@ pub(crate) async fn rooms(State(state): State<AppState>) -> Result<Json<Rooms>, 
         managed: room.into(),
     }));
     rooms.sort_unstable_by(|a, b| a.id.cmp(&b.id));
+    for room in &mut rooms {
+        room.managed.last_activity = last_activity(&state, &room.id).await?;
+    }
     Ok(Json(Rooms { rooms }))
 }
 
@@ -451,14 +454,22 @@ pub(crate) async fn room(
     Path(room): Path<String>,
 ) -> Result<Json<RoomDetail>, ApiError> {
     let managed = state.managed_room(&room).await?;
-    match (room_detail(&state, &room).await?, managed) {
+    let mut detail = match (room_detail(&state, &room).await?, managed) {
         (Some(mut detail), managed) => {
             detail.managed = managed.map(Into::into).unwrap_or_default();
-            Ok(Json(detail))
+            detail
         }
-        (None, Some(managed)) => Ok(Json(RoomDetail::empty(managed))),
-        (None, None) => Err(ApiError::NotFound(format!("no room `{room}`"))),
-    }
+        (None, Some(managed)) => RoomDetail::empty(managed),
+        (None, None) => return Err(ApiError::NotFound(format!("no room `{room}`"))),
+    };
+    detail.managed.last_activity = last_activity(&state, &room).await?;
+    Ok(Json(detail))
+}
+
+/// When a room's newest kept message was published.
+async fn last_activity(state: &AppState, room: &str) -> Result<Option<u64>, ApiError> {
+    let key = crate::store::StreamKey::Room(room.into());
+    Ok(state.streams().last_message_ts(&key).await?)
 }
 
 /// A room with members as `GET /api/rooms/{room}` shows it (without its

@@ -178,6 +178,10 @@ pub struct ManagedFields {
     /// Whether it comes from `rooms.default_rooms`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub default: Option<bool>,
+    /// When its newest kept message was published, in Unix milliseconds
+    /// (any room with history; absent when it keeps none).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_activity: Option<u64>,
 }
 
 impl From<catalog::ManagedRoom> for ManagedFields {
@@ -188,6 +192,7 @@ impl From<catalog::ManagedRoom> for ManagedFields {
             data: room.info.data,
             created_at: Some(room.created_at),
             default: Some(room.default),
+            last_activity: None,
         }
     }
 }

@@ -312,6 +312,20 @@ impl Streams {
         }
     }
 
+    /// When the stream's newest kept message was accepted (Unix ms); `None`
+    /// when it keeps none. Two reads: where the stream stands, then its
+    /// last message.
+    pub(crate) async fn last_message_ts(&self, key: &StreamKey) -> Result<Option<u64>, StoreError> {
+        let Some((position, _)) = self.page(key, Some(u64::MAX - 1), 1).await? else {
+            return Ok(None);
+        };
+        if position.offset == 0 {
+            return Ok(None);
+        }
+        let last = self.page(key, Some(position.offset - 1), 1).await?;
+        Ok(last.and_then(|(_, entries)| entries.first().map(|entry| entry.ts)))
+    }
+
     /// Up to `limit` messages after offset `after` (from the oldest kept
     /// when `None`); `None` for a stream that does not exist.
     pub(crate) async fn page(
