@@ -166,7 +166,12 @@ async function refresh() {
       cell(row, room.members);
       cell(row, room.connections);
       cell(row, room.messages);
-      button(row.insertCell(), "details", "link", () => showRoom(room.id));
+      const actions = row.insertCell();
+      button(actions, "details", "link", () => showRoom(room.id));
+      if (room.created_at !== undefined && !room.default) {
+        actions.append(" ");
+        button(actions, "delete", "danger", () => deleteRoom(room.id));
+      }
     }
 
     const onlineRows = $("#online tbody");
@@ -196,6 +201,17 @@ function data(text) {
     return JSON.parse(text);
   } catch {
     return text;
+  }
+}
+
+async function deleteRoom(id) {
+  if (!confirm(`Delete the room ${id}? Everyone in it is taken out.`)) return;
+  try {
+    const answer = await api("DELETE", `api/rooms/${encodeURIComponent(id)}`);
+    status(`Deleted room ${id}; ${answer.members} user(s) taken out.`);
+    refresh();
+  } catch (err) {
+    status(err.message, true);
   }
 }
 

@@ -76,6 +76,12 @@ test("an operator logs in, sees a user arrive, broadcasts, creates a room and di
 
     await screenshot(admin, "admin");
 
+    // A managed room can be deleted from the page (after a confirmation).
+    admin.once("dialog", (dialog) => dialog.accept());
+    await admin.click('#rooms tr[data-room="launch"] button.danger');
+    await admin.locator("#status", { hasText: "Deleted room launch" }).waitFor();
+    await admin.locator('#rooms tr[data-room="launch"]').waitFor({ state: "detached" });
+
     // Disconnecting the user from the page closes the chat's connection.
     await admin.click('#online tr[data-user="alice"] button');
     await admin.locator("#status", { hasText: "Disconnected alice: 1 connection" }).waitFor();

@@ -292,6 +292,15 @@ async fn metrics_expose_the_hub_and_their_counters_move() {
         Some(1.0),
         "{after}"
     );
+    // The publish and the send were appended; the joins read their streams.
+    assert_eq!(
+        sample(&after, r#"switchboard_store_duration_seconds_count{op="append"}"#),
+        Some(2.0),
+        "{after}"
+    );
+    assert!(
+        sample(&after, r#"switchboard_store_duration_seconds_count{op="read"}"#).unwrap() >= 2.0
+    );
     assert_eq!(
         sample(&after, r#"switchboard_request_duration_seconds_bucket{le="+Inf",type="publish"}"#)
             .or(sample(

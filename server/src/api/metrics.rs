@@ -118,7 +118,13 @@ pub(crate) fn render(state: &AppState) -> String {
         "request_duration",
         "From reading a client request to writing its answer, by request type",
         Unit::Seconds,
-        counters.latency.snapshot(),
+        counters.latency.snapshot("type", &crate::hub::latency::KINDS),
+    );
+    registry.register_with_unit(
+        "store_duration",
+        "History store operations: append (store and, in multi-node mode, publish) and read",
+        Unit::Seconds,
+        state.streams().latency.snapshot("op", &crate::hub::latency::STORE_OPS),
     );
     let refused = Family::<Labels, Counter>::default();
     for (code, n) in counters.refusals() {

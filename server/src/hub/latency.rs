@@ -1,9 +1,11 @@
-//! [`Latency`]: how long requests take, per request type, as a histogram
-//! that costs the request path two atomic additions and no lock.
+//! [`Latency`]: how long something takes, per kind, as histograms that
+//! cost the measured path two atomic additions and no lock: client requests
+//! by type (`switchboard_request_duration_seconds`) and history store
+//! operations (`switchboard_store_duration_seconds`).
 //!
 //! prometheus-client's own histogram takes a lock per observation; this one
 //! keeps fixed buckets in atomics and hands them to the encoder at scrape
-//! time (`/metrics`, `switchboard_request_duration_seconds`).
+//! time.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -20,6 +22,11 @@ pub(crate) const BOUNDS: [f64; 14] =
 pub(crate) const KINDS: [&str; 8] =
     ["join", "leave", "publish", "send", "history", "members", "auth", "rpc"];
 
+/// The history store operations measured: storing a message (and, in
+/// multi-node mode, publishing it), and reading where a stream stands or
+/// what it holds.
+pub(crate) const STORE_OPS: [&str; 2] = ["append", "read"];
+
 /// One histogram.
 #[derive(Debug, Default)]
 struct Buckets {
@@ -28,14 +35,21 @@ struct Buckets {
     sum_micros: AtomicU64,
 }
 
-/// Request durations by request type.
-#[derive(Debug, Default)]
-pub(crate) struct Latency {
-    kinds: [Buckets; KINDS.len()],
+/// Durations by kind: `N` histograms.
+#[derive(Debug)]
+pub(crate) struct Latency<const N: usize> {
+    kinds: [Buckets; N],
 }
 
-impl Latency {
-    /// Records that a request of type `kind` (an index into [`KINDS`]) took `took`.
+impl<const N: usize> Default for Latency<N> {
+    fn default() -> Self {
+        Latency { kinds: std::array::from_fn(|_| Buckets::default()) }
+    }
+}
+
+impl<const N: usize> Latency<N> {
+    /// Records that something of kind `kind` (an index into the kinds'
+    /// names) took `took`.
     pub(crate) fn observe(&self, kind: usize, took: Duration) {
         let Some(buckets) = self.kinds.get(kind) else { return };
         let seconds = took.as_secs_f64();
@@ -45,10 +59,12 @@ impl Latency {
         buckets.sum_micros.fetch_add(micros, Ordering::Relaxed);
     }
 
-    /// Each request type's histogram, ready to register.
-    pub(crate) fn snapshot(&self) -> Durations {
+    /// Each kind's histogram, ready to register, labelled `label` with the
+    /// kinds' `names`.
+    pub(crate) fn snapshot(&self, label: &'static str, names: &[&'static str; N]) -> Durations {
         Durations(
-            KINDS
+            label,
+            names
                 .iter()
                 .zip(&self.kinds)
                 .map(|(kind, buckets)| {
@@ -62,14 +78,14 @@ impl Latency {
     }
 }
 
-/// Every request type's histogram as read at a scrape, labelled `type`.
+/// Every kind's histogram as read at a scrape, with the label's name.
 #[derive(Debug, Clone)]
-pub(crate) struct Durations(Vec<(&'static str, Snapshot)>);
+pub(crate) struct Durations(&'static str, Vec<(&'static str, Snapshot)>);
 
 impl EncodeMetric for Durations {
     fn encode(&self, mut encoder: MetricEncoder) -> Result<(), std::fmt::Error> {
-        for (kind, snapshot) in &self.0 {
-            let labels = [("type", *kind)];
+        for (kind, snapshot) in &self.1 {
+            let labels = [(self.0, *kind)];
             snapshot.encode(encoder.encode_family(&labels)?)?;
         }
         Ok(())
@@ -110,11 +126,11 @@ mod tests {
 
     #[test]
     fn observations_land_in_the_first_bucket_that_holds_them() {
-        let latency = Latency::default();
+        let latency = Latency::<8>::default();
         latency.observe(2, Duration::from_micros(80));
         latency.observe(2, Duration::from_millis(3));
         latency.observe(2, Duration::from_secs(9));
-        let Durations(all) = latency.snapshot();
+        let Durations(_, all) = latency.snapshot("type", &KINDS);
         let (kind, publish) = all[2].clone();
         assert_eq!(kind, "publish");
         assert_eq!(publish.counts[0], 1);

@@ -27,7 +27,7 @@ pub(crate) struct Counters {
     /// Client frames read, by [`FRAME_TYPES`] (the last: undecodable).
     frames_in: [AtomicU64; FRAME_TYPES.len()],
     /// How long requests take, by type.
-    pub(crate) latency: super::latency::Latency,
+    pub(crate) latency: super::latency::Latency<{ super::latency::KINDS.len() }>,
 }
 
 /// The `kind` label of deliveries: what the hub queues to connections.

@@ -28,6 +28,7 @@ use crate::broker::{Broker, BrokerError, Delivery, DeliveryKind, Target};
 use crate::cluster::streams::{After, Reading};
 use crate::cluster::{Cluster, ClusterError};
 use crate::config::{HistoryConfig, HistoryLimits};
+use crate::hub::latency::{Latency, STORE_OPS};
 use crate::policy::patterns::RoomPatterns;
 use crate::store::{HistoryStore, Replay, StoreError, Stored, StreamKey};
 use crate::transport::wire::{encode, now_ms};
@@ -40,7 +41,13 @@ const STRIPES: usize = 256;
 pub(crate) struct Streams {
     rules: HistoryRules,
     backing: Backing,
+    /// How long appends and reads take (`/metrics`).
+    pub(crate) latency: Latency<{ STORE_OPS.len() }>,
 }
+
+/// Indexes into [`STORE_OPS`].
+const APPEND: usize = 0;
+const READ: usize = 1;
 
 /// Where streams live.
 enum Backing {
@@ -105,7 +112,8 @@ impl Streams {
     /// Streams kept by `store` in this process.
     pub(crate) fn local(store: Arc<dyn HistoryStore>, config: HistoryConfig) -> Streams {
         let stripes = (0..STRIPES).map(|_| Mutex::new(())).collect();
-        Streams { rules: HistoryRules::new(config), backing: Backing::Local { store, stripes } }
+        let backing = Backing::Local { store, stripes };
+        Streams { rules: HistoryRules::new(config), backing, latency: Latency::default() }
     }
 
     /// Streams kept in Redis, shared with the other nodes.
@@ -118,7 +126,7 @@ impl Streams {
         window: std::time::Duration,
     ) -> Streams {
         let backing = Backing::Cluster { cluster, hub, window };
-        Streams { rules: HistoryRules::new(config), backing }
+        Streams { rules: HistoryRules::new(config), backing, latency: Latency::default() }
     }
 
     pub(crate) fn rules(&self) -> &HistoryRules {
@@ -179,6 +187,20 @@ impl Streams {
         message: Message,
         request: Option<(&str, &str)>,
     ) -> Result<Published, PublishError> {
+        let started = tokio::time::Instant::now();
+        let published = self.append_and_publish(broker, key, target, message, request).await;
+        self.latency.observe(APPEND, started.elapsed());
+        published
+    }
+
+    async fn append_and_publish(
+        &self,
+        broker: &dyn Broker,
+        key: StreamKey,
+        target: Target,
+        message: Message,
+        request: Option<(&str, &str)>,
+    ) -> Result<Published, PublishError> {
         let limits = self.limits(&key).clone();
         let (store, stripes) = match &self.backing {
             Backing::Local { store, stripes } => (store, stripes),
@@ -225,6 +247,18 @@ impl Streams {
     /// under the stream's lock). With `since`, also returns what the caller
     /// missed.
     pub(crate) async fn resume<T>(
+        &self,
+        key: &StreamKey,
+        since: Option<&Position>,
+        register: impl FnOnce() -> T,
+    ) -> Result<(T, Position, Option<Replay>), StoreError> {
+        let started = tokio::time::Instant::now();
+        let resumed = self.read_resume(key, since, register).await;
+        self.latency.observe(READ, started.elapsed());
+        resumed
+    }
+
+    async fn read_resume<T>(
         &self,
         key: &StreamKey,
         since: Option<&Position>,
@@ -329,6 +363,18 @@ impl Streams {
     /// Up to `limit` messages after offset `after` (from the oldest kept
     /// when `None`); `None` for a stream that does not exist.
     pub(crate) async fn page(
+        &self,
+        key: &StreamKey,
+        after: Option<u64>,
+        limit: usize,
+    ) -> Result<Option<(Position, Vec<Stored>)>, StoreError> {
+        let started = tokio::time::Instant::now();
+        let page = self.read_page(key, after, limit).await;
+        self.latency.observe(READ, started.elapsed());
+        page
+    }
+
+    async fn read_page(
         &self,
         key: &StreamKey,
         after: Option<u64>,
