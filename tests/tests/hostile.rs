@@ -341,10 +341,10 @@ async fn blank_names_are_refused_everywhere() {
 async fn admin_bodies_and_queries_with_unknown_fields_are_refused() {
     let server = TestServer::start().await;
     let mut calm = Bystander::join(&server, "user_id=calm").await;
-    // `rooms` for `room` would otherwise turn a room message into a
+    // `roms` for `rooms` would otherwise turn a room message into a
     // broadcast to everyone.
     for (path, body) in [
-        ("/api/broadcast", json!({"rooms": ["other"], "event": "x", "data": 1})),
+        ("/api/broadcast", json!({"roms": ["other"], "event": "x", "data": 1})),
         ("/api/broadcast", json!({"Room": "other", "event": "x"})),
         ("/api/send", json!({"to": "calm", "event": "x", "from": "admin"})),
         ("/api/disconnect", json!({"user": "calm", "close_code": 4000})),

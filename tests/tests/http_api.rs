@@ -106,7 +106,10 @@ async fn stats_online_and_rooms_describe_the_hub() {
         json!({"count": 2, "users": ["alice", "bob"], "connections": {"alice": 2, "bob": 1}})
     );
 
-    let (_, rooms) = get(&server, "/api/rooms").await;
+    let (_, mut rooms) = get(&server, "/api/rooms").await;
+    // When the newest kept message was published: general had two.
+    let general = rooms["rooms"][0].as_object_mut().unwrap();
+    assert!(general.remove("last_activity").is_some_and(|t| t.as_u64().unwrap() > 0));
     assert_eq!(
         rooms,
         json!({"rooms": [
@@ -114,8 +117,9 @@ async fn stats_online_and_rooms_describe_the_hub() {
             {"id": "random", "members": 1, "connections": 1, "messages": 0},
         ]})
     );
-    let (status, room) = get(&server, "/api/rooms/general").await;
+    let (status, mut room) = get(&server, "/api/rooms/general").await;
     assert_eq!(status, 200);
+    assert!(room.as_object_mut().unwrap().remove("last_activity").is_some());
     assert_eq!(
         room,
         json!({"id": "general", "members": ["alice", "bob"], "member_count": 2, "large": false,
@@ -385,6 +389,7 @@ async fn the_openapi_document_describes_every_api_route_and_needs_no_key() {
         paths,
         [
             "delete /api/rooms/{room}",
+            "get /api/connections",
             "get /api/online",
             "get /api/rooms",
             "get /api/rooms/{room}",
@@ -395,6 +400,8 @@ async fn the_openapi_document_describes_every_api_route_and_needs_no_key() {
             "get /metrics",
             "patch /api/rooms/{room}",
             "post /api/broadcast",
+            "post /api/connections/{session}/disconnect",
+            "post /api/connections/{session}/send",
             "post /api/disconnect",
             "post /api/rooms",
             "post /api/rooms/{room}/join",

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use switchboard_protocol::CloseCode;
 
-use super::{ApiError, ApiJson, ErrorBody};
+use super::{ApiError, ApiJson, ErrorBody, Name};
 use crate::AppState;
 use crate::hub::connections::ConnectionSummary;
 
@@ -69,11 +69,7 @@ pub(crate) async fn list(
 #[serde(deny_unknown_fields)]
 pub(crate) struct SessionSend {
     /// The event name.
-    #[schema(
-        min_length = 1,
-        max_length = 128,
-        pattern = r"^[^\x00-\x1f\x7f-\x9f]*\S[^\x00-\x1f\x7f-\x9f]*$"
-    )]
+    #[schema(value_type = Name)]
     event: String,
     /// The payload.
     #[serde(default)]

@@ -4,7 +4,7 @@
 //!
 //! Request bodies and query strings are strict: a field the endpoint does not
 //! know is refused (422 for a body, 400 for a query), because a misspelled
-//! optional field such as `rooms` for `room` would otherwise widen a
+//! optional field such as `roms` for `rooms` would otherwise widen a
 //! broadcast to every connection.
 
 pub(crate) mod admin;
@@ -146,19 +146,9 @@ pub(crate) async fn online(State(state): State<AppState>) -> Result<Json<Online>
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct SendRequest {
-    /// A name: 1 to 128 bytes of UTF-8, no control characters, not only whitespace.
-    #[schema(
-        min_length = 1,
-        max_length = 128,
-        pattern = r"^[^\x00-\x1f\x7f-\x9f]*\S[^\x00-\x1f\x7f-\x9f]*$"
-    )]
+    #[schema(value_type = Name)]
     to: String,
-    /// A name: 1 to 128 bytes of UTF-8, no control characters, not only whitespace.
-    #[schema(
-        min_length = 1,
-        max_length = 128,
-        pattern = r"^[^\x00-\x1f\x7f-\x9f]*\S[^\x00-\x1f\x7f-\x9f]*$"
-    )]
+    #[schema(value_type = Name)]
     event: String,
     #[serde(default)]
     data: Value,
@@ -203,21 +193,11 @@ pub(crate) async fn send(
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct BroadcastRequest {
-    /// A name: 1 to 128 bytes of UTF-8, no control characters, not only whitespace.
-    #[schema(
-        min_length = 1,
-        max_length = 128,
-        pattern = r"^[^\x00-\x1f\x7f-\x9f]*\S[^\x00-\x1f\x7f-\x9f]*$"
-    )]
+    #[schema(value_type = Name)]
     event: String,
     #[serde(default)]
     data: Value,
-    /// A name: 1 to 128 bytes of UTF-8, no control characters, not only whitespace.
-    #[schema(
-        min_length = 1,
-        max_length = 128,
-        pattern = r"^[^\x00-\x1f\x7f-\x9f]*\S[^\x00-\x1f\x7f-\x9f]*$"
-    )]
+    #[schema(value_type = Option<Name>)]
     room: Option<String>,
     /// Several rooms at once (instead of `room`), at most 100: each gets
     /// the message as part of its own stream.
@@ -225,6 +205,7 @@ pub(crate) struct BroadcastRequest {
     rooms: Option<Vec<String>>,
     /// With `room` or `rooms`: a session id (as its `welcome` named it) to
     /// leave out, such as the one whose request caused this broadcast.
+    #[schema(pattern = "^[0-9a-fA-F]{32}$")]
     except: Option<String>,
 }
 
@@ -256,6 +237,12 @@ pub(crate) async fn broadcast(
     // Every name is checked before anything is sent.
     for room in &rooms {
         check_name("rooms", room)?;
+    }
+    if request.except.as_deref().is_some_and(|session| uuid::Uuid::try_parse(session).is_err()) {
+        return Err(ApiError::InvalidBody {
+            status: axum::http::StatusCode::UNPROCESSABLE_ENTITY,
+            message: "`except` is not a session id (32 hex digits, as `welcome` names it)".into(),
+        });
     }
     let mut delivered = 0;
     for room in rooms {
@@ -317,12 +304,7 @@ pub(crate) async fn rooms(State(state): State<AppState>) -> Result<Json<Rooms>, 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct CreateRoom {
-    /// A name: 1 to 128 bytes of UTF-8, no control characters, not only whitespace.
-    #[schema(
-        min_length = 1,
-        max_length = 128,
-        pattern = r"^[^\x00-\x1f\x7f-\x9f]*\S[^\x00-\x1f\x7f-\x9f]*$"
-    )]
+    #[schema(value_type = Name)]
     id: String,
     name: Option<String>,
     description: Option<String>,
@@ -345,7 +327,7 @@ pub(crate) async fn create_room(
 /// `PATCH /api/rooms/{room}`: changes a managed room's `name`,
 /// `description` or `data`; a field given as `null` is cleared, one left
 /// out is kept.
-#[utoipa::path(patch, path = "/api/rooms/{room}", tag = "rooms", security(("api_key" = [])), params(("room" = String, Path, description = "The room: 1 to 128 bytes of UTF-8, no control characters", min_length = 1, max_length = 128, pattern = r"^[^\x00-\x1f\x7f-\x9f]*\S[^\x00-\x1f\x7f-\x9f]*$")), request_body = RoomPatch,
+#[utoipa::path(patch, path = "/api/rooms/{room}", tag = "rooms", security(("api_key" = [])), params(("room" = Name, Path, description = "The room")), request_body = RoomPatch,
     responses((status = 200, description = "Changed", body = RoomDetail), (status = 404, description = "Not a managed room", body = ErrorBody), (status = 409, description = "A default room", body = ErrorBody), (status = 400, description = "Unreadable JSON or query", body = ErrorBody), (status = 401, description = "The API key is missing or wrong", body = ErrorBody), (status = 413, description = "Body over limits.max_message_bytes", body = ErrorBody), (status = 415, description = "Not application/json", body = ErrorBody), (status = 422, description = "A field is missing, unknown, of the wrong type, or a name breaks the naming rules", body = ErrorBody), (status = 503, description = "The history store, the broker or Redis failed", body = ErrorBody)))]
 pub(crate) async fn update_room(
     State(state): State<AppState>,
@@ -412,6 +394,29 @@ pub(crate) struct RoomPatch {
     data: Option<Value>,
 }
 
+/// A name in the protocol's rules (`validate_name`), for the OpenAPI
+/// document only: every room, user and event field refers to it, so the
+/// rules are written once. 1 to 128 bytes of UTF-8 (the schema can only
+/// bound characters), no control characters, not only whitespace.
+pub(crate) struct Name;
+
+impl utoipa::PartialSchema for Name {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{ObjectBuilder, Type};
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .min_length(Some(1))
+            .max_length(Some(switchboard_protocol::name::MAX_NAME_BYTES))
+            .pattern(Some(r"^[^\x00-\x1f\x7f-\x9f]*\S[^\x00-\x1f\x7f-\x9f]*$"))
+            .description(Some(
+                "A name: 1 to 128 bytes of UTF-8, no control characters, not only whitespace",
+            ))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for Name {}
+
 /// The error body of every failed request.
 #[derive(Debug, utoipa::ToSchema)]
 #[allow(dead_code)]
@@ -437,7 +442,7 @@ pub(crate) struct Deleted {
 }
 
 /// `DELETE /api/rooms/{room}`: deletes a managed room and takes its users out.
-#[utoipa::path(delete, path = "/api/rooms/{room}", tag = "rooms", security(("api_key" = [])), params(("room" = String, Path, description = "The room: 1 to 128 bytes of UTF-8, no control characters", min_length = 1, max_length = 128, pattern = r"^[^\x00-\x1f\x7f-\x9f]*\S[^\x00-\x1f\x7f-\x9f]*$")),
+#[utoipa::path(delete, path = "/api/rooms/{room}", tag = "rooms", security(("api_key" = [])), params(("room" = Name, Path, description = "The room")),
     responses((status = 200, description = "Deleted; its users taken out", body = Deleted), (status = 404, description = "Not a managed room", body = ErrorBody), (status = 409, description = "A default room", body = ErrorBody), (status = 401, description = "The API key is missing or wrong", body = ErrorBody), (status = 422, description = "A field is missing, unknown, of the wrong type, or a name breaks the naming rules", body = ErrorBody), (status = 503, description = "The history store, the broker or Redis failed", body = ErrorBody)))]
 pub(crate) async fn delete_room(
     State(state): State<AppState>,
@@ -447,7 +452,7 @@ pub(crate) async fn delete_room(
 }
 
 /// `GET /api/rooms/{room}`.
-#[utoipa::path(get, path = "/api/rooms/{room}", tag = "rooms", security(("api_key" = [])), params(("room" = String, Path, description = "The room: 1 to 128 bytes of UTF-8, no control characters", min_length = 1, max_length = 128, pattern = r"^[^\x00-\x1f\x7f-\x9f]*\S[^\x00-\x1f\x7f-\x9f]*$")),
+#[utoipa::path(get, path = "/api/rooms/{room}", tag = "rooms", security(("api_key" = [])), params(("room" = Name, Path, description = "The room")),
     responses((status = 200, description = "The room", body = RoomDetail), (status = 404, description = "No such room", body = ErrorBody), (status = 401, description = "The API key is missing or wrong", body = ErrorBody), (status = 422, description = "A field is missing, unknown, of the wrong type, or a name breaks the naming rules", body = ErrorBody), (status = 503, description = "The history store, the broker or Redis failed", body = ErrorBody)))]
 pub(crate) async fn room(
     State(state): State<AppState>,
@@ -522,7 +527,7 @@ pub(crate) struct Members {
 /// `GET /api/rooms/{room}/members?cursor=&limit=`: one page of the room's
 /// users in byte order (default 100, at most 1000), and where the next
 /// starts.
-#[utoipa::path(get, path = "/api/rooms/{room}/members", tag = "rooms", security(("api_key" = [])), params(("room" = String, Path, description = "The room: 1 to 128 bytes of UTF-8, no control characters", min_length = 1, max_length = 128, pattern = r"^[^\x00-\x1f\x7f-\x9f]*\S[^\x00-\x1f\x7f-\x9f]*$"), MembersQuery),
+#[utoipa::path(get, path = "/api/rooms/{room}/members", tag = "rooms", security(("api_key" = [])), params(("room" = Name, Path, description = "The room"), MembersQuery),
     responses((status = 200, description = "One page of users", body = Members), (status = 400, description = "Unreadable JSON or query", body = ErrorBody), (status = 404, description = "No such room", body = ErrorBody), (status = 401, description = "The API key is missing or wrong", body = ErrorBody), (status = 422, description = "A field is missing, unknown, of the wrong type, or a name breaks the naming rules", body = ErrorBody), (status = 503, description = "The history store, the broker or Redis failed", body = ErrorBody)))]
 pub(crate) async fn members(
     State(state): State<AppState>,
@@ -543,12 +548,7 @@ pub(crate) async fn members(
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct DisconnectRequest {
-    /// A name: 1 to 128 bytes of UTF-8, no control characters, not only whitespace.
-    #[schema(
-        min_length = 1,
-        max_length = 128,
-        pattern = r"^[^\x00-\x1f\x7f-\x9f]*\S[^\x00-\x1f\x7f-\x9f]*$"
-    )]
+    #[schema(value_type = Name)]
     user: String,
     /// Close code; default 4501 (kicked: the SDK does not reconnect).
     code: Option<u16>,
@@ -580,12 +580,7 @@ pub(crate) async fn disconnect(
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct MembershipRequest {
-    /// A name: 1 to 128 bytes of UTF-8, no control characters, not only whitespace.
-    #[schema(
-        min_length = 1,
-        max_length = 128,
-        pattern = r"^[^\x00-\x1f\x7f-\x9f]*\S[^\x00-\x1f\x7f-\x9f]*$"
-    )]
+    #[schema(value_type = Name)]
     user: String,
 }
 
@@ -599,7 +594,7 @@ pub(crate) struct Ordered {
 
 /// `POST /api/rooms/{room}/join`: puts every connection of a user in the
 /// room (a server-side join; see [`AppState::join`]).
-#[utoipa::path(post, path = "/api/rooms/{room}/join", tag = "rooms", security(("api_key" = [])), params(("room" = String, Path, description = "The room: 1 to 128 bytes of UTF-8, no control characters", min_length = 1, max_length = 128, pattern = r"^[^\x00-\x1f\x7f-\x9f]*\S[^\x00-\x1f\x7f-\x9f]*$")), request_body = MembershipRequest,
+#[utoipa::path(post, path = "/api/rooms/{room}/join", tag = "rooms", security(("api_key" = [])), params(("room" = Name, Path, description = "The room")), request_body = MembershipRequest,
     responses((status = 200, description = "Ordered", body = Ordered), (status = 400, description = "Unreadable JSON or query", body = ErrorBody), (status = 401, description = "The API key is missing or wrong", body = ErrorBody), (status = 413, description = "Body over limits.max_message_bytes", body = ErrorBody), (status = 415, description = "Not application/json", body = ErrorBody), (status = 422, description = "A field is missing, unknown, of the wrong type, or a name breaks the naming rules", body = ErrorBody), (status = 503, description = "The history store, the broker or Redis failed", body = ErrorBody)))]
 pub(crate) async fn join(
     State(state): State<AppState>,
@@ -611,7 +606,7 @@ pub(crate) async fn join(
 
 /// `POST /api/rooms/{room}/leave`: takes every connection of a user out of
 /// the room (see [`AppState::leave`]).
-#[utoipa::path(post, path = "/api/rooms/{room}/leave", tag = "rooms", security(("api_key" = [])), params(("room" = String, Path, description = "The room: 1 to 128 bytes of UTF-8, no control characters", min_length = 1, max_length = 128, pattern = r"^[^\x00-\x1f\x7f-\x9f]*\S[^\x00-\x1f\x7f-\x9f]*$")), request_body = MembershipRequest,
+#[utoipa::path(post, path = "/api/rooms/{room}/leave", tag = "rooms", security(("api_key" = [])), params(("room" = Name, Path, description = "The room")), request_body = MembershipRequest,
     responses((status = 200, description = "Ordered", body = Ordered), (status = 400, description = "Unreadable JSON or query", body = ErrorBody), (status = 401, description = "The API key is missing or wrong", body = ErrorBody), (status = 413, description = "Body over limits.max_message_bytes", body = ErrorBody), (status = 415, description = "Not application/json", body = ErrorBody), (status = 422, description = "A field is missing, unknown, of the wrong type, or a name breaks the naming rules", body = ErrorBody), (status = 503, description = "The history store, the broker or Redis failed", body = ErrorBody)))]
 pub(crate) async fn leave(
     State(state): State<AppState>,
@@ -646,7 +641,7 @@ pub(crate) struct History {
 
 /// `GET /api/rooms/{room}/history?since=&limit=`: the room's stored messages
 /// after offset `since` (oldest kept when absent), oldest first.
-#[utoipa::path(get, path = "/api/rooms/{room}/history", tag = "rooms", security(("api_key" = [])), params(("room" = String, Path, description = "The room: 1 to 128 bytes of UTF-8, no control characters", min_length = 1, max_length = 128, pattern = r"^[^\x00-\x1f\x7f-\x9f]*\S[^\x00-\x1f\x7f-\x9f]*$"), HistoryQuery),
+#[utoipa::path(get, path = "/api/rooms/{room}/history", tag = "rooms", security(("api_key" = [])), params(("room" = Name, Path, description = "The room"), HistoryQuery),
     responses((status = 200, description = "Stored messages, oldest first", body = History), (status = 400, description = "Unreadable JSON or query", body = ErrorBody), (status = 401, description = "The API key is missing or wrong", body = ErrorBody), (status = 422, description = "A field is missing, unknown, of the wrong type, or a name breaks the naming rules", body = ErrorBody), (status = 503, description = "The history store, the broker or Redis failed", body = ErrorBody)))]
 pub(crate) async fn history(
     State(state): State<AppState>,

@@ -35,7 +35,7 @@ use crate::hub::{ManagedFields, RoomDetail, RoomSummary};
         super::connections::list, super::connections::send, super::connections::disconnect,
     ),
     components(schemas(
-        Health, RedisHealth, Stats, Rates, ClusterStats, Online, SendRequest, SendAnswer,
+        super::Name, Health, RedisHealth, Stats, Rates, ClusterStats, Online, SendRequest, SendAnswer,
         BroadcastRequest, Delivered, DisconnectRequest, Disconnected, Rooms, RoomSummary,
         RoomDetail, ManagedFields, CreateRoom, RoomPatch, Deleted, Members, History,
         MembershipRequest, Ordered, ErrorBody, ErrorDetail, switchboard_protocol::Message,
