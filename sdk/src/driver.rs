@@ -530,8 +530,10 @@ impl Driver {
 
     /// Handles one frame from the server.
     fn on_frame(&mut self, text: &str) {
-        let frame = match serde_json::from_str::<ServerFrame>(text) {
-            Ok(frame) => frame,
+        let frame = match ServerFrame::decode(text) {
+            Ok(Some(frame)) => frame,
+            // A newer hub's frame type: skipped, as the protocol promises.
+            Ok(None) => return,
             Err(err) => {
                 let error = Error::Protocol(format!("undecodable frame ({err}): {text:.200}"));
                 self.shared.handlers.emit_error(&error);

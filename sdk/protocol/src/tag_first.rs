@@ -79,6 +79,35 @@ impl<'de> Deserialize<'de> for FirstKey {
     }
 }
 
+impl ServerFrame {
+    /// Decodes a frame from the hub; `Ok(None)` for a well-formed frame
+    /// whose `type` this version does not know (a newer hub's), which a
+    /// client skips: new frame types may appear in any protocol version.
+    pub fn decode(text: &str) -> Result<Option<ServerFrame>, serde_json::Error> {
+        match serde_json::from_str(text) {
+            Ok(frame) => Ok(Some(frame)),
+            Err(err) => {
+                /// Just the `type` of a frame.
+                #[derive(Deserialize)]
+                struct Tag {
+                    #[serde(rename = "type")]
+                    kind: String,
+                }
+                match serde_json::from_str::<Tag>(text) {
+                    Ok(tag) if !is_known(&tag.kind) => Ok(None),
+                    _ => Err(err),
+                }
+            }
+        }
+    }
+}
+
+/// Whether `kind` is a `type` of [`ServerFrame`].
+fn is_known(kind: &str) -> bool {
+    let name = de::value::StrDeserializer::<de::value::Error>::new(kind);
+    Kind::deserialize(name).is_ok()
+}
+
 impl<'de> Deserialize<'de> for ServerFrame {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<ServerFrame, D::Error> {
         deserializer.deserialize_map(FrameVisitor { reordered: false })
@@ -196,6 +225,20 @@ mod tests {
         let text = serde_json::to_string(&joined).unwrap();
         assert!(text.starts_with(r#"{"type":"joined","room":"r""#), "{text}");
         assert_eq!(serde_json::from_str::<ServerFrame>(&text).unwrap(), joined);
+    }
+
+    #[test]
+    fn frames_of_a_newer_hub_are_skipped_and_bad_ones_still_fail() {
+        let newer = r#"{"type":"telepathy","room":"r","level":9}"#;
+        assert_eq!(ServerFrame::decode(newer).unwrap(), None);
+        assert!(matches!(
+            ServerFrame::decode(r#"{"type":"pong","id":"1"}"#),
+            Ok(Some(ServerFrame::Pong { .. }))
+        ));
+        // A known type with wrong fields is an error, not an unknown type.
+        assert!(ServerFrame::decode(r#"{"type":"presence","room":"r"}"#).is_err());
+        assert!(ServerFrame::decode(r#"{"room":"r"}"#).is_err());
+        assert!(ServerFrame::decode("[1]").is_err());
     }
 
     #[test]
