@@ -113,3 +113,6 @@ fi
 step "the example chat and the packed package in Chromium (Playwright)"
 (cd examples/chat-web && npm ci --no-audit --no-fund --loglevel=error)
 (cd tests/browser && npm ci --no-audit --no-fund --loglevel=error && npm test)
+
+step "switchboard-js's TypeScript declarations under tsc --strict (the whole API, and mistakes they must refuse)"
+(cd tests/browser && npx tsc -p types && echo "tsc --strict: the usage compiles, every @ts-expect-error is refused")

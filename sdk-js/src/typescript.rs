@@ -51,14 +51,17 @@ export interface ClientOptions {
   fallbacks?: string[];
 }
 
-/** A message: `room` for room messages, `to` for private ones, neither for broadcasts. */
-export interface Message {
+/**
+ * A message: `room` for room messages, `to` for private ones, neither for broadcasts.
+ * `T` is what the application says its event's `data` holds (the hub does not check it).
+ */
+export interface Message<T = Json> {
   room?: string;
   to?: string;
   /** The sender's user id, set by the hub. */
   from: string;
   event: string;
-  data: Json;
+  data: T;
   /** When the hub accepted it, Unix milliseconds. */
   ts: number;
   /** Its position in its stream (the room's, or your inbox); absent for broadcasts to everyone. */
@@ -180,13 +183,19 @@ export interface ClientEvents {
   message: Message;
 }
 
+/** An application event's name: any string but the lifecycle events' (those have their own payloads). */
+export type AppEvent<E extends string> = E extends keyof ClientEvents ? never : E;
+
 export interface Client {
   /** Calls `callback` for a lifecycle event; returns a function that unsubscribes it. */
   on<K extends keyof ClientEvents>(event: K, callback: (payload: ClientEvents[K]) => void): () => void;
-  /** Calls `callback` for every message of an application event; returns a function that unsubscribes it. */
-  on(event: string, callback: (message: Message) => void): () => void;
+  /**
+   * Calls `callback` for every message of an application event; returns a function that
+   * unsubscribes it. `T` types the messages' `data`: `on<{ text: string }>("chat", (m) => m.data.text)`.
+   */
+  on<T = Json, E extends string = string>(event: AppEvent<E>, callback: (message: Message<T>) => void): () => void;
   /** Removes a callback registered with `on`; returns whether it was registered. */
   off<K extends keyof ClientEvents>(event: K, callback: (payload: ClientEvents[K]) => void): boolean;
-  off(event: string, callback: (message: Message) => void): boolean;
+  off<T = Json, E extends string = string>(event: AppEvent<E>, callback: (message: Message<T>) => void): boolean;
 }
 "#;
