@@ -39,15 +39,24 @@ for (let at = 8; at < wasm.length;) {
 fs.writeFileSync(file, Buffer.concat(kept));
 ' "$wasm"
 
-# The package points `exports` at the module so Node-style resolvers and
-# bundlers find both entry points; wasm-pack does not write it.
+# The package's main entry loads the module on import (sdk-js/js/index.js,
+# top-level await), so bundler users never call init(); "switchboard-js/web"
+# is wasm-pack's own module, with its init(), for pages that want to decide
+# when it loads. wasm-pack writes neither the entry nor `exports`.
+cp sdk-js/js/index.js sdk-js/js/index.d.ts sdk-js/pkg/
 node -e '
 const fs = require("fs");
 const file = "sdk-js/pkg/package.json";
 const pkg = JSON.parse(fs.readFileSync(file, "utf8"));
-pkg.module = "switchboard_js.js";
+pkg.main = "index.js";
+pkg.module = "index.js";
+pkg.types = "index.d.ts";
+pkg.files = [...new Set([...pkg.files, "index.js", "index.d.ts"])];
+// The entry runs init() when evaluated: bundlers must not skip it.
+pkg.sideEffects = [...new Set([...(pkg.sideEffects || []), "./index.js"])];
 pkg.exports = {
-  ".": { types: "./switchboard_js.d.ts", default: "./switchboard_js.js" },
+  ".": { types: "./index.d.ts", default: "./index.js" },
+  "./web": { types: "./switchboard_js.d.ts", default: "./switchboard_js.js" },
   "./switchboard_js_bg.wasm": "./switchboard_js_bg.wasm",
   "./package.json": "./package.json",
 };

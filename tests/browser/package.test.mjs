@@ -43,7 +43,7 @@ test("the packed tarball installs into a fresh project and works there", async (
     assert.ok(installed[field], `package.json has ${field}`);
   }
   const files = await readdir(join(project, "node_modules/switchboard-js"));
-  for (const file of ["switchboard_js.js", "switchboard_js_bg.wasm", "switchboard_js.d.ts", "README.md"]) {
+  for (const file of ["index.js", "index.d.ts", "switchboard_js.js", "switchboard_js_bg.wasm", "switchboard_js.d.ts", "README.md"]) {
     assert.ok(files.includes(file), `the package ships ${file}`);
   }
   const types = await readFile(join(project, "node_modules/switchboard-js/switchboard_js.d.ts"), "utf8");
@@ -57,8 +57,8 @@ test("the packed tarball installs into a fresh project and works there", async (
   await writeFile(
     join(project, "index.html"),
     `<!doctype html><script type="module">
-      import init, { Client } from "./node_modules/switchboard-js/switchboard_js.js";
-      await init();
+      // The package's entry loads the module on import: no init().
+      import { Client } from "./node_modules/switchboard-js/index.js";
       const client = new Client(${JSON.stringify(hub.url)}, { userId: "fresh" });
       client.on("hello", (m) => { document.title = "received " + m.data.n; });
       await client.connect();
