@@ -89,13 +89,7 @@ impl Client {
         event: String,
         #[wasm_bindgen(unchecked_param_type = "Json")] data: JsValue,
     ) -> Promise {
-        let client = self.inner.clone();
-        let data = to_json(data);
-        promise_js(async move {
-            let data = data?;
-            client.publish(&room, &event, data).await.map_err(|e| to_js_error(&e))?;
-            Ok(JsValue::UNDEFINED)
-        })
+        self.publish_as(room, event, data, false)
     }
 
     /// Like `publish`, but this connection does not get the message back
@@ -107,13 +101,7 @@ impl Client {
         event: String,
         #[wasm_bindgen(unchecked_param_type = "Json")] data: JsValue,
     ) -> Promise {
-        let client = self.inner.clone();
-        let data = to_json(data);
-        promise_js(async move {
-            let data = data?;
-            client.publish_to_others(&room, &event, data).await.map_err(|e| to_js_error(&e))?;
-            Ok(JsValue::UNDEFINED)
-        })
+        self.publish_as(room, event, data, true)
     }
 
     /// Sends `data` as `event` privately to every connection of `userId`;
@@ -235,4 +223,23 @@ fn promise(
 
 fn promise_js(future: impl Future<Output = Result<JsValue, JsValue>> + 'static) -> Promise {
     future_to_promise(future)
+}
+
+impl Client {
+    /// `publish` and `publishToOthers`: one future for both, so the wasm
+    /// carries one copy of it.
+    fn publish_as(&self, room: String, event: String, data: JsValue, to_others: bool) -> Promise {
+        let client = self.inner.clone();
+        let data = to_json(data);
+        promise_js(async move {
+            let data = data?;
+            let published = if to_others {
+                client.publish_to_others(&room, &event, data).await
+            } else {
+                client.publish(&room, &event, data).await
+            };
+            published.map_err(|e| to_js_error(&e))?;
+            Ok(JsValue::UNDEFINED)
+        })
+    }
 }
