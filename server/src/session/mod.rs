@@ -540,7 +540,9 @@ impl<S: Socket> Session<S> {
     /// its stream's floor, so that whatever reaches the connection twice
     /// (from a replay and live, or from a repair between nodes) goes out once.
     fn wanted(&mut self, delivery: &Delivery) -> bool {
-        let Some(offset) = delivery.offset else { return true };
+        let Some(offset) = delivery.offset else {
+            return !matches!(&delivery.target, Target::RoomExcept(room_except) if room_except.1 == self.id);
+        };
         let floor = match &delivery.target {
             Target::RoomExcept(room_except) => {
                 let (room, except) = &**room_except;
