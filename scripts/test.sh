@@ -110,10 +110,10 @@ else
     echo "no nightly toolchain: skipping cargo-fuzz (the same harnesses ran above on stable)"
 fi
 
-step "a Vite 7 app that imports switchboard-js without init(), built for the Playwright run below"
-(cd tests/vite-app && npm ci --no-audit --no-fund --loglevel=error && npm run build --silent)
+step "the React example (Vite 7, switchboard-js imported without init()), built for the Playwright run below"
+(cd examples/react && npm ci --no-audit --no-fund --loglevel=error && npm run build --silent)
 
-step "the example chat, the packed package, the admin page and the Vite app in Chromium (Playwright)"
+step "the example chat, the packed package, the admin page and the React example in Chromium (Playwright)"
 (cd examples/chat-web && npm ci --no-audit --no-fund --loglevel=error)
 (cd tests/browser && npm ci --no-audit --no-fund --loglevel=error && npm test)
 

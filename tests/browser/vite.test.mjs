@@ -1,13 +1,14 @@
-// switchboard-js in a bundler app: tests/vite-app imports the package with
-// no init() call, is built by Vite 7 (./scripts/test.sh runs the build), and
-// works in Chromium against a real hub.
+// switchboard-js in a bundled app: examples/react, a React chat on the
+// `useSwitchboard` hook, imports the package with no init() call, is built
+// by Vite 7 (./scripts/test.sh runs the build), and works in Chromium
+// against a real hub: two pages see each other and chat.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { readFile, stat } from "node:fs/promises";
 import { serve } from "../../examples/chat-web/serve.mjs";
 import { ROOT, TIMEOUT, freePort, launchChromium, screenshot, startHub, watchConsole } from "./harness.mjs";
 
-const APP = `${ROOT}tests/vite-app`;
+const APP = `${ROOT}examples/react`;
 let browser;
 let site;
 let hub;
@@ -25,21 +26,38 @@ after(async () => {
   await hub?.stop();
 });
 
-test("a Vite build imports the package without init() and talks to the hub", async () => {
-  const source = await readFile(`${APP}/src/main.js`, "utf8");
-  assert.match(source, /import \{ Client \} from "switchboard-js";/);
-  assert.doesNotMatch(source, /init\(/, "the app never initializes the module itself");
-  await stat(`${APP}/dist/index.html`); // built by ./scripts/test.sh (npm run build)
-
+async function open(user) {
   const page = await browser.newPage();
   page.setDefaultTimeout(TIMEOUT);
-  watchConsole(page, "vite", consoleLines);
+  watchConsole(page, user, consoleLines);
+  await page.goto(`http://127.0.0.1:${site.address().port}/?hub=${encodeURIComponent(hub.url)}&user=${user}`);
+  await page.locator('#status[data-state="connected"]').waitFor();
+  return page;
+}
+
+test("a Vite-built React app imports the package without init() and chats through the hook", async () => {
+  const hook = await readFile(`${APP}/src/useSwitchboard.js`, "utf8");
+  assert.match(hook, /import \{ Client \} from "switchboard-js";/);
+  for (const file of ["src/useSwitchboard.js", "src/main.js"]) {
+    const source = await readFile(`${APP}/${file}`, "utf8");
+    assert.doesNotMatch(source, /init\(/, `${file} never initializes the module itself`);
+  }
+  await stat(`${APP}/dist/index.html`); // built by ./scripts/test.sh (npm run build)
+
+  let ann;
   try {
-    await page.goto(`http://127.0.0.1:${site.address().port}/?hub=${encodeURIComponent(hub.url)}&user=bundled`);
-    await page.locator("#status", { hasText: "connected" }).waitFor();
-    await page.locator("#log li", { hasText: "bundled: built by vite" }).waitFor();
+    ann = await open("ann");
+    const bob = await open("bob");
+    await ann.locator("#members li", { hasText: "bob" }).waitFor();
+    await bob.locator("#members li", { hasText: "ann" }).waitFor();
+    await ann.fill("#text", "hello from react");
+    await ann.click("#say button");
+    await bob.locator("#log li", { hasText: "ann: hello from react" }).waitFor();
+    await ann.locator("#log li", { hasText: "ann: hello from react" }).waitFor();
+    await bob.close();
+    await ann.locator("#members li", { hasText: "bob" }).waitFor({ state: "detached" });
   } catch (err) {
-    await screenshot(page, "vite-failure").catch(() => {});
+    if (ann) await screenshot(ann, "react-failure").catch(() => {});
     throw new Error(`${err.message}\n${consoleLines.join("\n")}`, { cause: err });
   }
 });
