@@ -63,7 +63,22 @@ pkg.exports = {
 fs.writeFileSync(file, JSON.stringify(pkg, null, 2) + "\n");
 '
 
-wasm_gz=$(gzip -9 -c "$wasm" | wc -c)
-js_gz=$(gzip -9 -c sdk-js/pkg/switchboard_js.js | wc -c)
-printf 'switchboard-js: %s bytes wasm (%s gzipped) + %s bytes JS (%s gzipped) = %s bytes gzipped\n' \
-    "$(wc -c < "$wasm")" "$wasm_gz" "$(wc -c < sdk-js/pkg/switchboard_js.js)" "$js_gz" "$((wasm_gz + js_gz))"
+# What a page downloads for `import { Client } from "switchboard-js"`: the
+# entry, the bindings and the module, each gzipped as a server would.
+gz() { gzip -9 -c "$1" | wc -c; }
+wasm_gz=$(gz "$wasm")
+js_gz=$(gz sdk-js/pkg/switchboard_js.js)
+entry_gz=$(gz sdk-js/pkg/index.js)
+total=$((wasm_gz + js_gz + entry_gz))
+printf 'switchboard-js: %s bytes wasm (%s gzipped) + %s bytes JS (%s gzipped) + entry (%s gzipped) = %s bytes gzipped\n' \
+    "$(wc -c < "$wasm")" "$wasm_gz" "$(wc -c < sdk-js/pkg/switchboard_js.js)" "$js_gz" "$entry_gz" "$total"
+
+# The size budget (issue 12): the package stays under 100 KiB gzipped. A
+# change that crosses it fails here, with the figures above, rather than
+# being noticed by users.
+budget=$((100 * 1024))
+if [ "$total" -ge "$budget" ]; then
+    echo "switchboard-js is ${total} bytes gzipped, over its budget of ${budget}" >&2
+    echo "(twiggy: see sdk-js/README.md, \"Size\")" >&2
+    exit 1
+fi

@@ -71,19 +71,19 @@ impl Callbacks {
             }
             "presence" => {
                 let call = self.caller(&event, &callback);
-                Some(client.on_presence(move |p| call(convert::to_js(p))))
+                Some(client.on_presence(move |p| call(convert::presence(p))))
             }
             "occupancy" => {
                 let call = self.caller(&event, &callback);
-                Some(client.on_occupancy(move |o| call(convert::to_js(o))))
+                Some(client.on_occupancy(move |o| call(convert::occupancy(o))))
             }
             "message" => {
                 let call = self.caller(&event, &callback);
-                Some(client.on_any(move |m| call(convert::to_js(m))))
+                Some(client.on_any(move |m| call(convert::message(m))))
             }
             name => {
                 let call = self.caller(name, &callback);
-                Some(client.on(name, move |m| call(convert::to_js(m))))
+                Some(client.on(name, move |m| call(convert::message(m))))
             }
         };
         let mut registry = self.inner.borrow_mut();

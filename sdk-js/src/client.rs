@@ -8,9 +8,8 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::future_to_promise;
 
 use crate::callbacks::Callbacks;
-use crate::convert::{to_js, to_json};
+use crate::convert::{strings, to_json};
 use crate::error::{js_error, to_js_error};
-use crate::options::Options;
 
 /// A Switchboard client: one logical connection that reconnects by itself,
 /// rejoins its rooms and sends what was queued while offline.
@@ -29,19 +28,13 @@ impl Client {
         url: String,
         #[wasm_bindgen(unchecked_param_type = "ClientOptions")] options: JsValue,
     ) -> Result<Client, JsValue> {
-        let (options, get_token) = crate::options::take_token_function(&options)?;
-        let options: Options = if options.is_undefined() || options.is_null() {
-            Options::default()
-        } else {
-            crate::convert::from_js(&options).map_err(|err| {
-                JsValue::from(js_error("invalid_options", &format!("invalid options: {err}")))
-            })?
-        };
-        let mut builder = options.apply(switchboard_sdk::Client::builder(url));
-        if let Some(function) = get_token {
-            builder = builder.token_provider(crate::options::provider(function));
-        }
-        let inner = builder.build().map_err(|err| to_js_error(&err))?;
+        let options = crate::options::read(options).map_err(|err| {
+            JsValue::from(js_error("invalid_options", &format!("invalid options: {err}")))
+        })?;
+        let inner = options
+            .apply(switchboard_sdk::Client::builder(url))
+            .build()
+            .map_err(|err| to_js_error(&err))?;
         let callbacks = Callbacks::default();
         let reporter = callbacks.clone();
         inner.on_error(move |err| reporter.report(&to_js_error(err)));
@@ -71,7 +64,7 @@ impl Client {
     #[wasm_bindgen(unchecked_return_type = "Promise<string[]>")]
     pub fn join(&self, room: String) -> Promise {
         let client = self.inner.clone();
-        promise(async move { client.join(&room).await.map(|members| to_js(&members)) })
+        promise(async move { client.join(&room).await.map(|members| strings(&members)) })
     }
 
     /// Leaves a room.
@@ -137,7 +130,7 @@ impl Client {
         promise_js(async move {
             let data = data?;
             let result = client.rpc(&method, data).await.map_err(|e| to_js_error(&e))?;
-            Ok(to_js(&result))
+            Ok(crate::convert::data(&result))
         })
     }
 
@@ -172,7 +165,7 @@ impl Client {
     #[wasm_bindgen(unchecked_return_type = "Promise<string[]>")]
     pub fn members(&self, room: String) -> Promise {
         let client = self.inner.clone();
-        promise(async move { client.members(&room).await.map(|members| to_js(&members)) })
+        promise(async move { client.members(&room).await.map(|members| strings(&members)) })
     }
 
     /// Closes the connection and stops reconnecting; `connect()` resumes.

@@ -1,155 +1,166 @@
-//! SDK values to plain JavaScript objects, and JavaScript values to JSON.
+//! SDK values to plain JavaScript objects, and JavaScript values to JSON
+//! data.
 //!
-//! Both directions go through JSON text and the browser's own `JSON`
-//! object: the values cross the boundary with exactly the semantics web
-//! developers expect of a JSON API (`undefined` fields dropped, `toJSON`
-//! honoured), and the module carries no second serde backend, which keeps
-//! the package smaller.
+//! Objects are built field by field (`switchboard_sdk::js`), not through
+//! JSON text: the module then carries no JSON parser or number formatting
+//! of its own (the browser's `JSON` does that work), which keeps the package
+//! small. Field names are the TypeScript declarations' (`typescript.rs`).
 
-use serde::Serialize;
-use serde::de::DeserializeOwned;
-use switchboard_sdk::{Connected, Connecting, Disconnected, Joined, Left};
+use js_sys::Array;
+use serde_json::Value;
+use switchboard_sdk::js::{ObjectBuilder, value_from_js, value_to_js};
+use switchboard_sdk::{
+    Connected, Connecting, Disconnected, History, Joined, Left, MembersPage, Message, Occupancy,
+    Presence, PresenceAction, RoomInfo,
+};
 use wasm_bindgen::{JsCast as _, JsValue};
 
 use crate::error::js_error;
 
-/// Plain objects and arrays, numbers for 64-bit integers: what JavaScript
-/// code expects.
-pub(crate) fn to_js<T: Serialize + ?Sized>(value: &T) -> JsValue {
-    serde_json::to_string(value)
-        .ok()
-        .and_then(|text| js_sys::JSON::parse(&text).ok())
-        .unwrap_or_else(|| js_error("protocol", "a value could not be converted to JS").into())
-}
-
-/// Reads any JSON-compatible JavaScript value; `undefined` is `null`.
-pub(crate) fn to_json(value: JsValue) -> Result<serde_json::Value, JsValue> {
+/// Reads application data from any JSON-compatible JavaScript value, with
+/// `JSON.stringify`'s rules (`toJSON` honoured, `undefined` fields and
+/// functions dropped); `undefined` itself is `null`.
+pub(crate) fn to_json(value: JsValue) -> Result<Value, JsValue> {
     if value.is_undefined() {
-        return Ok(serde_json::Value::Null);
+        return Ok(Value::Null);
     }
-    from_js(&value).map_err(|reason| {
+    json_semantics(&value).and_then(|plain| value_from_js(&plain)).map_err(|reason| {
         js_error("invalid_options", &format!("data is not JSON: {reason}")).into()
     })
 }
 
-/// Reads `value` as `T` through `JSON.stringify`; the reason when it cannot.
-pub(crate) fn from_js<T: DeserializeOwned>(value: &JsValue) -> Result<T, String> {
+/// `JSON.parse(JSON.stringify(value))`: what a JSON API would receive.
+fn json_semantics(value: &JsValue) -> Result<JsValue, String> {
     let text = js_sys::JSON::stringify(value).map_err(|err| {
         err.dyn_ref::<js_sys::Error>()
             .map_or_else(|| "JSON.stringify failed".to_owned(), |e| String::from(e.message()))
     })?;
     // `JSON.stringify` gives `undefined`, not a string, for a function or a symbol.
     let text = text.as_string().ok_or_else(|| "not a JSON value".to_owned())?;
-    serde_json::from_str(&text).map_err(|err| err.to_string())
+    js_sys::JSON::parse(&text).map_err(|_| "not a JSON value".to_owned())
 }
 
-#[derive(Serialize)]
-struct ConnectingJs {
-    attempt: u32,
+/// Application data for JavaScript.
+pub(crate) fn data(value: &Value) -> JsValue {
+    value_to_js(value)
 }
 
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct ConnectedJs<'a> {
-    session: &'a str,
-    user: &'a str,
-    heartbeat_ms: u64,
-    inbox_recovered: Option<bool>,
+/// A list of strings (user ids).
+pub(crate) fn strings(items: &[String]) -> JsValue {
+    items.iter().map(|item| JsValue::from_str(item)).collect::<Array>().into()
 }
 
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct DisconnectedJs<'a> {
-    code: Option<u16>,
-    reason: &'a str,
-    will_reconnect: bool,
+fn optional_flag(value: Option<bool>) -> JsValue {
+    value.map_or(JsValue::NULL, JsValue::from_bool)
 }
 
 pub(crate) fn connecting(event: &Connecting) -> JsValue {
-    to_js(&ConnectingJs { attempt: event.attempt })
+    let out = ObjectBuilder::new();
+    out.integer("attempt", event.attempt.into());
+    out.build()
 }
 
 pub(crate) fn connected(event: &Connected) -> JsValue {
-    to_js(&ConnectedJs {
-        session: &event.session,
-        user: &event.user,
-        heartbeat_ms: event.heartbeat_ms,
-        inbox_recovered: event.inbox_recovered,
-    })
+    let out = ObjectBuilder::new();
+    out.text("session", &event.session)
+        .text("user", &event.user)
+        .integer("heartbeatMs", event.heartbeat_ms)
+        .set("inboxRecovered", &optional_flag(event.inbox_recovered));
+    out.build()
 }
 
 pub(crate) fn disconnected(event: &Disconnected) -> JsValue {
-    to_js(&DisconnectedJs {
-        code: event.code.map(|c| c.0),
-        reason: &event.reason,
-        will_reconnect: event.will_reconnect,
-    })
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct JoinedJs<'a> {
-    room: &'a str,
-    members: &'a [String],
-    member_count: u64,
-    large: bool,
-    rejoin: bool,
-    recovered: Option<bool>,
-    by_server: bool,
-    info: Option<&'a switchboard_sdk::RoomInfo>,
+    let out = ObjectBuilder::new();
+    out.set("code", &event.code.map_or(JsValue::NULL, |c| JsValue::from(c.0)))
+        .text("reason", &event.reason)
+        .flag("willReconnect", event.will_reconnect);
+    out.build()
 }
 
 pub(crate) fn joined(event: &Joined) -> JsValue {
-    to_js(&JoinedJs {
-        room: &event.room,
-        members: &event.members,
-        member_count: event.member_count,
-        large: event.large,
-        rejoin: event.rejoin,
-        recovered: event.recovered,
-        by_server: event.by_server,
-        info: event.info.as_ref(),
-    })
+    let out = ObjectBuilder::new();
+    out.text("room", &event.room)
+        .set("members", &strings(&event.members))
+        .integer("memberCount", event.member_count)
+        .flag("large", event.large)
+        .flag("rejoin", event.rejoin)
+        .set("recovered", &optional_flag(event.recovered))
+        .flag("byServer", event.by_server)
+        .set("info", &event.info.as_ref().map_or(JsValue::NULL, room_info));
+    out.build()
 }
 
-#[derive(Serialize)]
-struct LeftJs<'a> {
-    room: &'a str,
+fn room_info(info: &RoomInfo) -> JsValue {
+    let out = ObjectBuilder::new();
+    if let Some(name) = &info.name {
+        out.text("name", name);
+    }
+    if let Some(description) = &info.description {
+        out.text("description", description);
+    }
+    if let Some(data) = &info.data {
+        out.data("data", data);
+    }
+    out.build()
 }
 
 pub(crate) fn left(event: &Left) -> JsValue {
-    to_js(&LeftJs { room: &event.room })
+    let out = ObjectBuilder::new();
+    out.text("room", &event.room);
+    out.build()
 }
 
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct MembersPageJs<'a> {
-    members: &'a [String],
-    member_count: u64,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    cursor: Option<&'a str>,
+pub(crate) fn message(message: &Message) -> JsValue {
+    let out = ObjectBuilder::new();
+    if let Some(room) = &message.room {
+        out.text("room", room);
+    }
+    if let Some(to) = &message.to {
+        out.text("to", to);
+    }
+    out.text("from", &message.from)
+        .text("event", &message.event)
+        .data("data", &message.data)
+        .integer("ts", message.ts);
+    if let Some(offset) = message.offset {
+        out.integer("offset", offset);
+    }
+    out.build()
 }
 
-pub(crate) fn members_page(page: &switchboard_sdk::MembersPage) -> JsValue {
-    to_js(&MembersPageJs {
-        members: &page.members,
-        member_count: page.member_count,
-        cursor: page.cursor.as_deref(),
-    })
+pub(crate) fn presence(presence: &Presence) -> JsValue {
+    let out = ObjectBuilder::new();
+    out.text("room", &presence.room).text("user", &presence.user).text(
+        "action",
+        match presence.action {
+            PresenceAction::Join => "join",
+            PresenceAction::Leave => "leave",
+        },
+    );
+    out.build()
 }
 
-#[derive(Serialize)]
-struct HistoryJs<'a> {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    epoch: Option<&'a str>,
-    offset: u64,
-    messages: &'a [switchboard_sdk::Message],
+pub(crate) fn occupancy(occupancy: &Occupancy) -> JsValue {
+    let out = ObjectBuilder::new();
+    out.text("room", &occupancy.room).integer("count", occupancy.count);
+    out.build()
 }
 
-pub(crate) fn history(page: &switchboard_sdk::History) -> JsValue {
-    to_js(&HistoryJs {
-        epoch: page.epoch.as_deref(),
-        offset: page.offset,
-        messages: &page.messages,
-    })
+pub(crate) fn members_page(page: &MembersPage) -> JsValue {
+    let out = ObjectBuilder::new();
+    out.set("members", &strings(&page.members)).integer("memberCount", page.member_count);
+    if let Some(cursor) = &page.cursor {
+        out.text("cursor", cursor);
+    }
+    out.build()
+}
+
+pub(crate) fn history(page: &History) -> JsValue {
+    let out = ObjectBuilder::new();
+    if let Some(epoch) = &page.epoch {
+        out.text("epoch", epoch);
+    }
+    out.integer("offset", page.offset)
+        .set("messages", &page.messages.iter().map(message).collect::<Array>());
+    out.build()
 }

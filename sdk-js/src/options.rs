@@ -1,70 +1,36 @@
-//! The options object of `new Client(url, options)`, read with serde so a
-//! wrong type is a clear `invalid_options` error instead of a silent default.
+//! The options object of `new Client(url, options)`, read field by field so
+//! a wrong type or an unknown field is a clear `invalid_options` error
+//! instead of a silent default.
 
 use std::time::Duration;
 
-use wasm_bindgen::JsCast as _;
-
-use serde::Deserialize;
+use js_sys::Function;
+use switchboard_sdk::js::{Fields, mistyped};
 use switchboard_sdk::{ClientBuilder, Heartbeat, ReconnectPolicy};
+use wasm_bindgen::{JsCast as _, JsValue};
 
 /// `ClientOptions` in TypeScript.
-#[derive(Debug, Default, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[derive(Debug, Default)]
 pub(crate) struct Options {
-    #[serde(default)]
     user_id: String,
-    #[serde(default)]
     reconnect: Option<Toggle<ReconnectOptions>>,
-    #[serde(default)]
     heartbeat: Option<Toggle<HeartbeatOptions>>,
     request_timeout_ms: Option<u64>,
     offline_queue: Option<usize>,
     token: Option<String>,
-    #[serde(default)]
     fallbacks: Vec<String>,
+    /// `getToken`: a function returning a token or a Promise of one.
+    get_token: Option<Function>,
 }
 
 /// An options object, or `false` to switch the feature off.
 #[derive(Debug)]
 enum Toggle<T> {
-    Off(Off),
+    Off,
     On(T),
 }
 
-/// Only `false` means off; `true` is refused rather than guessed at.
 #[derive(Debug)]
-struct Off;
-
-// By hand rather than `#[serde(untagged)]`, which buffers the value to try
-// each variant in turn: the shape alone says which one it is.
-impl<'de, T: Deserialize<'de>> Deserialize<'de> for Toggle<T> {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Toggle<T>, D::Error> {
-        struct ToggleVisitor<T>(std::marker::PhantomData<T>);
-        impl<'de, T: Deserialize<'de>> serde::de::Visitor<'de> for ToggleVisitor<T> {
-            type Value = Toggle<T>;
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("an options object or `false`")
-            }
-            fn visit_bool<E: serde::de::Error>(self, on: bool) -> Result<Toggle<T>, E> {
-                match on {
-                    false => Ok(Toggle::Off(Off)),
-                    true => Err(E::custom("use an options object or `false`")),
-                }
-            }
-            fn visit_map<A: serde::de::MapAccess<'de>>(
-                self,
-                map: A,
-            ) -> Result<Toggle<T>, A::Error> {
-                T::deserialize(serde::de::value::MapAccessDeserializer::new(map)).map(Toggle::On)
-            }
-        }
-        deserializer.deserialize_any(ToggleVisitor(std::marker::PhantomData))
-    }
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct ReconnectOptions {
     enabled: Option<bool>,
     min_delay_ms: Option<u64>,
@@ -72,11 +38,94 @@ struct ReconnectOptions {
     max_attempts: Option<u32>,
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[derive(Debug)]
 struct HeartbeatOptions {
     interval_ms: u64,
     timeout_ms: u64,
+}
+
+/// The options' field names, as the TypeScript declarations spell them.
+const FIELDS: [&str; 8] = [
+    "userId",
+    "token",
+    "getToken",
+    "reconnect",
+    "heartbeat",
+    "requestTimeoutMs",
+    "offlineQueue",
+    "fallbacks",
+];
+const RECONNECT_FIELDS: [&str; 4] = ["enabled", "minDelayMs", "maxDelayMs", "maxAttempts"];
+const HEARTBEAT_FIELDS: [&str; 2] = ["intervalMs", "timeoutMs"];
+
+/// Every field of `fields` must be one of `known`: a misspelled option
+/// fails loudly rather than being ignored.
+fn only(fields: &Fields, known: &[&str]) -> Result<(), String> {
+    match fields.keys().into_iter().find(|key| !known.contains(&key.as_str())) {
+        Some(key) => {
+            Err(format!("unknown field `{key}`, expected one of `{}`", known.join("`, `")))
+        }
+        None => Ok(()),
+    }
+}
+
+/// Reads `false` or an options object with `read`. Only `false` means off;
+/// `true` is refused rather than guessed at.
+fn toggle<T>(
+    fields: &Fields,
+    key: &str,
+    read: fn(&Fields) -> Result<T, String>,
+) -> Result<Option<Toggle<T>>, String> {
+    let Some(value) = fields.present(key) else { return Ok(None) };
+    if value.as_bool() == Some(false) {
+        return Ok(Some(Toggle::Off));
+    }
+    let expected = || mistyped(key, "an options object or `false`");
+    let nested = Fields::of(value).ok_or_else(expected)?;
+    read(&nested).map(|options| Some(Toggle::On(options)))
+}
+
+fn reconnect(fields: &Fields) -> Result<ReconnectOptions, String> {
+    only(fields, &RECONNECT_FIELDS)?;
+    Ok(ReconnectOptions {
+        enabled: fields.opt_bool("enabled")?,
+        min_delay_ms: fields.opt_integer("minDelayMs", u64::MAX)?,
+        max_delay_ms: fields.opt_integer("maxDelayMs", u64::MAX)?,
+        max_attempts: fields.opt_integer("maxAttempts", u32::MAX.into())?.map(|n| n as u32),
+    })
+}
+
+fn heartbeat(fields: &Fields) -> Result<HeartbeatOptions, String> {
+    only(fields, &HEARTBEAT_FIELDS)?;
+    Ok(HeartbeatOptions {
+        interval_ms: fields.integer("intervalMs", u64::MAX)?,
+        timeout_ms: fields.integer("timeoutMs", u64::MAX)?,
+    })
+}
+
+/// Reads the options argument: `undefined` and `null` are the defaults.
+pub(crate) fn read(options: JsValue) -> Result<Options, String> {
+    if options.is_undefined() || options.is_null() {
+        return Ok(Options::default());
+    }
+    let fields = Fields::of(options).ok_or_else(|| "options must be an object".to_owned())?;
+    only(&fields, &FIELDS)?;
+    let get_token = match fields.present("getToken") {
+        None => None,
+        Some(value) => {
+            Some(value.dyn_into::<Function>().map_err(|_| mistyped("getToken", "a function"))?)
+        }
+    };
+    Ok(Options {
+        user_id: fields.opt_string("userId")?.unwrap_or_default(),
+        reconnect: toggle(&fields, "reconnect", reconnect)?,
+        heartbeat: toggle(&fields, "heartbeat", heartbeat)?,
+        request_timeout_ms: fields.opt_integer("requestTimeoutMs", u64::MAX)?,
+        offline_queue: fields.opt_integer("offlineQueue", u32::MAX.into())?.map(|n| n as usize),
+        token: fields.opt_string("token")?,
+        fallbacks: fields.opt_strings("fallbacks")?.unwrap_or_default(),
+        get_token,
+    })
 }
 
 impl Options {
@@ -89,7 +138,7 @@ impl Options {
             builder = builder.fallbacks(self.fallbacks);
         }
         match self.reconnect {
-            Some(Toggle::Off(Off)) => builder = builder.reconnect(ReconnectPolicy::disabled()),
+            Some(Toggle::Off) => builder = builder.reconnect(ReconnectPolicy::disabled()),
             Some(Toggle::On(options)) => {
                 let defaults = ReconnectPolicy::default();
                 builder = builder.reconnect(ReconnectPolicy {
@@ -106,7 +155,7 @@ impl Options {
             None => {}
         }
         match self.heartbeat {
-            Some(Toggle::Off(Off)) => builder = builder.heartbeat(None),
+            Some(Toggle::Off) => builder = builder.heartbeat(None),
             Some(Toggle::On(options)) => {
                 builder = builder.heartbeat(Some(Heartbeat {
                     interval: Duration::from_millis(options.interval_ms),
@@ -124,30 +173,16 @@ impl Options {
         if let Some(token) = self.token {
             builder = builder.token(token);
         }
+        if let Some(function) = self.get_token {
+            builder = builder.token_provider(provider(function));
+        }
         builder
     }
 }
 
-/// Takes `getToken` (a function, which serde cannot read) out of the options
-/// object and wraps it as a token provider: it may return a string or a
-/// Promise of one.
-pub(crate) fn take_token_function(
-    options: &wasm_bindgen::JsValue,
-) -> Result<(wasm_bindgen::JsValue, Option<js_sys::Function>), wasm_bindgen::JsValue> {
-    use wasm_bindgen::JsCast;
-    if !options.is_object() {
-        return Ok((options.clone(), None));
-    }
-    let key = wasm_bindgen::JsValue::from_str("getToken");
-    let function = js_sys::Reflect::get(options, &key)?.dyn_into::<js_sys::Function>().ok();
-    let copy = js_sys::Object::assign(&js_sys::Object::new(), options.unchecked_ref());
-    js_sys::Reflect::delete_property(&copy, &key)?;
-    Ok((copy.into(), function))
-}
-
 /// A token provider calling a JavaScript function.
-pub(crate) fn provider(
-    function: js_sys::Function,
+fn provider(
+    function: Function,
 ) -> impl Fn() -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<String, String>>>> {
     move || {
         let function = function.clone();

@@ -173,9 +173,27 @@ async fn an_rpc_the_hub_has_no_handler_for_rejects_with_its_code() {
 
 #[wasm_bindgen_test]
 async fn bad_options_throw_in_the_constructor() {
-    let options = js_sys::JSON::parse(r#"{"userId":"x","reconnect":{"minDelay":5}}"#).unwrap();
-    let error = Client::new(URL.to_owned(), options).err().expect("unknown option refused");
-    assert_eq!(text(&error, "kind"), "invalid_options");
+    for (options, reason) in [
+        (r#"{"userId":"x","reconnect":{"minDelay":5}}"#, "unknown field `minDelay`"),
+        (r#"{"userId":"x","reconect":false}"#, "unknown field `reconect`"),
+        (r#"{"reconnect":true}"#, "`reconnect` must be an options object or `false`"),
+        (r#"{"heartbeat":{"intervalMs":1000}}"#, "missing field `timeoutMs`"),
+        (r#"{"requestTimeoutMs":-5}"#, "`requestTimeoutMs` must be a non-negative integer"),
+        (r#"{"fallbacks":["ws://a",3]}"#, "`fallbacks` must be a list of strings"),
+        (r#"{"getToken":"not a function"}"#, "`getToken` must be a function"),
+        (r#""alice""#, "options must be an object"),
+    ] {
+        let options = js_sys::JSON::parse(options).unwrap();
+        let error = Client::new(URL.to_owned(), options).err().expect("bad options refused");
+        assert_eq!(text(&error, "kind"), "invalid_options");
+        assert!(text(&error, "message").contains(reason), "{}", text(&error, "message"));
+    }
+    // Switches and nulls are fine.
+    let options = js_sys::JSON::parse(
+        r#"{"userId":"x","reconnect":false,"heartbeat":false,"token":null,"offlineQueue":4}"#,
+    )
+    .unwrap();
+    Client::new(URL.to_owned(), options).expect("valid options accepted");
 }
 
 #[wasm_bindgen_test]

@@ -24,6 +24,7 @@ use switchboard_protocol::{Ack, ClientFrame, CloseCode, Message, Position, Serve
 
 use crate::builder::Tokens;
 use crate::client::Shared;
+use crate::codec;
 use crate::error::{Error, Result};
 use crate::event::{Connected, Connecting, ConnectionState, Disconnected, Joined, Left};
 use crate::runtime;
@@ -368,8 +369,8 @@ impl Driver {
             }
         };
         let welcome = match welcome {
-            Some(Incoming::Text(text)) => match serde_json::from_str::<ServerFrame>(&text) {
-                Ok(ServerFrame::Welcome(welcome)) => welcome,
+            Some(Incoming::Text(text)) => match codec::decode(&text) {
+                Ok(Some(ServerFrame::Welcome(welcome))) => welcome,
                 _ => {
                     return lost(None, format!("expected a welcome frame, got {text:.200}"), false);
                 }
@@ -530,7 +531,7 @@ impl Driver {
 
     /// Handles one frame from the server.
     fn on_frame(&mut self, text: &str) {
-        let frame = match ServerFrame::decode(text) {
+        let frame = match codec::decode(text) {
             Ok(Some(frame)) => frame,
             // A newer hub's frame type: skipped, as the protocol promises.
             Ok(None) => return,
@@ -869,6 +870,5 @@ fn lost(code: Option<CloseCode>, reason: String, welcomed: bool) -> End {
 }
 
 fn encode(frame: ClientFrame) -> String {
-    // Client frames hold only strings and `serde_json::Value`s.
-    serde_json::to_string(&frame).expect("client frames always serialize")
+    codec::encode(&frame)
 }

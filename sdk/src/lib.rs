@@ -32,8 +32,10 @@
 //! - `endpoint.rs`: the hub's URL, checked and completed with the query.
 //! - [`backoff`]: [`ReconnectPolicy`] and the full-jitter [`Backoff`].
 //! - `handlers.rs`: the event-handler registry; [`event`]: lifecycle events.
-//! - `transport/`: the socket per target; `runtime.rs`: spawn and sleep per target.
-//!   These two are the only places that mention `target_arch`.
+//! - `transport/`: the socket per target; `runtime.rs`: spawn and sleep per target;
+//!   `codec/`: frames to and from JSON per target (serde_json natively, the
+//!   browser's `JSON` in wasm). These three are the only places that mention
+//!   `target_arch`.
 //! - [`Error`] (`error.rs`).
 //!
 //! # Guarantees and limits
@@ -55,6 +57,7 @@
 pub mod backoff;
 mod builder;
 mod client;
+mod codec;
 mod driver;
 mod endpoint;
 mod error;
@@ -66,6 +69,8 @@ mod transport;
 pub use backoff::{Backoff, ReconnectPolicy};
 pub use builder::{ClientBuilder, FutureBound, Heartbeat, TokenProvider};
 pub use client::Client;
+#[cfg(target_arch = "wasm32")]
+pub use codec::js;
 pub use error::{Error, Result};
 pub use event::{
     Connected, Connecting, ConnectionState, Disconnected, History, Joined, Left, MembersPage,

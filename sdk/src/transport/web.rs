@@ -36,7 +36,9 @@ impl Socket {
     /// `headers` must be empty here (the builder documents this).
     pub(crate) async fn open(url: &str, headers: &[(String, String)]) -> Result<Socket, OpenError> {
         if !headers.is_empty() {
-            tracing::warn!("browsers cannot send headers with a WebSocket upgrade; ignoring them");
+            web_sys::console::warn_1(&wasm_bindgen::JsValue::from_str(
+                "switchboard: browsers cannot send headers with a WebSocket upgrade; ignoring them",
+            ));
         }
         let ws = WebSocket::new(url).map_err(|e| OpenError::Failed(describe(&e)))?;
         ws.set_binary_type(BinaryType::Arraybuffer);
