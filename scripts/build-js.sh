@@ -2,7 +2,7 @@
 # Builds the npm package in sdk-js/pkg with wasm-pack (an ES module for
 # browsers, size-optimized) and prints the sizes.
 # Needs wasm-pack and the matching wasm-bindgen CLI on PATH
-# (./scripts/test.sh installs both).
+# (./scripts/test.sh installs both), and npm (for esbuild, sdk-js/tools/).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -38,6 +38,18 @@ for (let at = 8; at < wasm.length;) {
 }
 fs.writeFileSync(file, Buffer.concat(kept));
 ' "$wasm"
+
+# Compact the JavaScript glue wasm-bindgen writes: whitespace, comments and
+# syntax only (names are kept, so stack traces stay readable). Its JSDoc
+# repeats the TypeScript declarations, which the package ships beside it and
+# editors read instead. esbuild parses the file, so this cannot change what
+# it does.
+(cd sdk-js/tools && npm ci --no-audit --no-fund --loglevel=error)
+glue=sdk-js/pkg/switchboard_js.js
+sdk-js/tools/node_modules/.bin/esbuild "$glue" --format=esm --minify-whitespace --minify-syntax \
+    --legal-comments=none --log-level=warning \
+    --banner:js='/* @ts-self-types="./switchboard_js.d.ts" */' --outfile="$glue.min"
+mv "$glue.min" "$glue"
 
 # The package's main entry loads the module on import (sdk-js/js/index.js,
 # top-level await), so bundler users never call init(); "switchboard-js/web"

@@ -21,10 +21,6 @@ cargo clippy -p switchboard-protocol -p switchboard-sdk -p switchboard-js \
 step "cargo test: unit, protocol fixtures, end-to-end over loopback (multi-node on real redis-servers), doc tests"
 cargo test --workspace --locked
 
-step "the SDK's browser codec against serde's (wasm-bindgen-test in Node)"
-CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner \
-    cargo test -p switchboard-sdk --target wasm32-unknown-unknown --lib --locked
-
 # A hub for the browser tests, on a free loopback port, stopped on exit.
 free_port() {
     node -e 'const s = require("net").createServer().listen(0, "127.0.0.1", () => { console.log(s.address().port); s.close(); })'

@@ -37,3 +37,9 @@ mod options;
 mod typescript;
 
 pub use client::Client;
+
+// Talc instead of the standard library's dlmalloc: the same job in a few
+// kilobytes less of the package, and faster (Talc's own wasm benchmarks).
+// Single-threaded: the module runs on one JavaScript thread.
+#[global_allocator]
+static ALLOCATOR: talc::wasm::WasmDynamicTalc = talc::wasm::new_wasm_dynamic_allocator();

@@ -4,8 +4,8 @@
 
 use std::time::Duration;
 
-use js_sys::Function;
-use switchboard_sdk::js::{Fields, mistyped};
+use js_sys::{Function, Reflect};
+use switchboard_sdk::js::{Fields, mistyped, value_from_js};
 use switchboard_sdk::{ClientBuilder, Heartbeat, ReconnectPolicy};
 use wasm_bindgen::{JsCast as _, JsValue};
 
@@ -60,8 +60,8 @@ const HEARTBEAT_FIELDS: [&str; 2] = ["intervalMs", "timeoutMs"];
 
 /// Every field of `fields` must be one of `known`: a misspelled option
 /// fails loudly rather than being ignored.
-fn only(fields: &Fields, known: &[&str]) -> Result<(), String> {
-    match fields.keys().into_iter().find(|key| !known.contains(&key.as_str())) {
+fn only(fields: Fields<'_>, known: &[&str]) -> Result<(), String> {
+    match fields.keys().find(|key| !known.contains(key)) {
         Some(key) => {
             Err(format!("unknown field `{key}`, expected one of `{}`", known.join("`, `")))
         }
@@ -72,9 +72,9 @@ fn only(fields: &Fields, known: &[&str]) -> Result<(), String> {
 /// Reads `false` or an options object with `read`. Only `false` means off;
 /// `true` is refused rather than guessed at.
 fn toggle<T>(
-    fields: &Fields,
+    fields: Fields<'_>,
     key: &str,
-    read: fn(&Fields) -> Result<T, String>,
+    read: fn(Fields<'_>) -> Result<T, String>,
 ) -> Result<Option<Toggle<T>>, String> {
     let Some(value) = fields.present(key) else { return Ok(None) };
     if value.as_bool() == Some(false) {
@@ -82,10 +82,10 @@ fn toggle<T>(
     }
     let expected = || mistyped(key, "an options object or `false`");
     let nested = Fields::of(value).ok_or_else(expected)?;
-    read(&nested).map(|options| Some(Toggle::On(options)))
+    read(nested).map(|options| Some(Toggle::On(options)))
 }
 
-fn reconnect(fields: &Fields) -> Result<ReconnectOptions, String> {
+fn reconnect(fields: Fields<'_>) -> Result<ReconnectOptions, String> {
     only(fields, &RECONNECT_FIELDS)?;
     Ok(ReconnectOptions {
         enabled: fields.opt_bool("enabled")?,
@@ -95,7 +95,7 @@ fn reconnect(fields: &Fields) -> Result<ReconnectOptions, String> {
     })
 }
 
-fn heartbeat(fields: &Fields) -> Result<HeartbeatOptions, String> {
+fn heartbeat(fields: Fields<'_>) -> Result<HeartbeatOptions, String> {
     only(fields, &HEARTBEAT_FIELDS)?;
     Ok(HeartbeatOptions {
         interval_ms: fields.integer("intervalMs", u64::MAX)?,
@@ -104,22 +104,31 @@ fn heartbeat(fields: &Fields) -> Result<HeartbeatOptions, String> {
 }
 
 /// Reads the options argument: `undefined` and `null` are the defaults.
+/// The object is read as JSON (`JSON.stringify`'s rules), except
+/// `getToken`, the one function among the options.
 pub(crate) fn read(options: JsValue) -> Result<Options, String> {
     if options.is_undefined() || options.is_null() {
         return Ok(Options::default());
     }
-    let fields = Fields::of(options).ok_or_else(|| "options must be an object".to_owned())?;
-    only(&fields, &FIELDS)?;
-    let get_token = match fields.present("getToken") {
+    if !options.is_object() {
+        return Err("options must be an object".to_owned());
+    }
+    let get_token = Reflect::get(&options, &JsValue::from_str("getToken"))
+        .ok()
+        .filter(|value| !value.is_undefined() && !value.is_null());
+    let get_token = match get_token {
         None => None,
         Some(value) => {
             Some(value.dyn_into::<Function>().map_err(|_| mistyped("getToken", "a function"))?)
         }
     };
+    let value = value_from_js(&options)?;
+    let fields = Fields::of(&value).ok_or_else(|| "options must be an object".to_owned())?;
+    only(fields, &FIELDS)?;
     Ok(Options {
         user_id: fields.opt_string("userId")?.unwrap_or_default(),
-        reconnect: toggle(&fields, "reconnect", reconnect)?,
-        heartbeat: toggle(&fields, "heartbeat", heartbeat)?,
+        reconnect: toggle(fields, "reconnect", reconnect)?,
+        heartbeat: toggle(fields, "heartbeat", heartbeat)?,
         request_timeout_ms: fields.opt_integer("requestTimeoutMs", u64::MAX)?,
         offline_queue: fields.opt_integer("offlineQueue", u32::MAX.into())?.map(|n| n as usize),
         token: fields.opt_string("token")?,

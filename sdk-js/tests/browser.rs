@@ -113,6 +113,43 @@ async fn connect_join_publish_and_receive() {
 }
 
 #[wasm_bindgen_test]
+async fn data_crosses_with_json_semantics_both_ways() {
+    let user = unique("jade");
+    let room = unique("json");
+    let client = new_client(&user);
+    let mut chats = Recorder::on(&client, "chat");
+    wait(client.connect()).await.unwrap();
+    wait(client.join(room.clone())).await.unwrap();
+
+    // What `JSON.stringify` does: `toJSON` called, `undefined` and function
+    // fields dropped, `NaN` written as null; key order, a `__proto__` key
+    // (as data, not a prototype), whole and fractional numbers kept.
+    let data = js_sys::eval(
+        r#"({ zeta: 1, when: { toJSON: () => "2026-12-03" }, gone: undefined, f() {},
+             nan: NaN, ["__proto__"]: { polluted: true }, neg: -2, frac: 2.5, deep: [[["x"]]] })"#,
+    )
+    .unwrap();
+    wait(client.publish(room.clone(), "chat".into(), data)).await.unwrap();
+    let message = chats.next().await;
+    let received = get(&message, "data");
+    assert_eq!(
+        js_sys::JSON::stringify(&received).unwrap(),
+        r#"{"zeta":1,"when":"2026-12-03","nan":null,"__proto__":{"polluted":true},"neg":-2,"frac":2.5,"deep":[[["x"]]]}"#
+    );
+    let own = js_sys::Object::keys(received.unchecked_ref::<js_sys::Object>());
+    assert!(own.includes(&JsValue::from_str("__proto__"), 0), "an own data property");
+    assert!(get(&JsValue::from(js_sys::Object::new()), "polluted").is_undefined());
+
+    // What JSON cannot carry is refused, not mangled.
+    for bad in ["10n", "(() => { const o = {}; o.self = o; return o; })()", "(() => 1)"] {
+        let value = js_sys::eval(bad).unwrap();
+        let error = wait(client.publish(room.clone(), "chat".into(), value)).await.unwrap_err();
+        assert_eq!(text(&error, "kind"), "invalid_options", "{bad}");
+    }
+    wait(client.close()).await.unwrap();
+}
+
+#[wasm_bindgen_test]
 async fn private_message_between_two_clients() {
     let (alice, bob) = (unique("alice"), unique("bob"));
     let a = new_client(&alice);

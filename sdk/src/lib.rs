@@ -33,9 +33,9 @@
 //! - [`backoff`]: [`ReconnectPolicy`] and the full-jitter [`Backoff`].
 //! - `handlers.rs`: the event-handler registry; [`event`]: lifecycle events.
 //! - `transport/`: the socket per target; `runtime.rs`: spawn and sleep per target;
-//!   `codec/`: frames to and from JSON per target (serde_json natively, the
-//!   browser's `JSON` in wasm). These three are the only places that mention
-//!   `target_arch`.
+//!   `codec/`: frames to and from JSON per target (serde's generated code
+//!   natively, a smaller field-by-field reader in wasm). These three are the
+//!   only places that mention `target_arch`.
 //! - [`Error`] (`error.rs`).
 //!
 //! # Guarantees and limits

@@ -1,8 +1,8 @@
 //! The executor seam: spawning, sleeping and the network's status, the only
 //! things the client's logic needs from its host. Native builds use tokio;
 //! the wasm32 build uses `spawn_local`, gloo-timers and the browser's
-//! `online` event. This file and `transport/` are the only places that look
-//! at `target_arch`.
+//! `online` event. This file, `transport/` and `codec/` are the only places
+//! that look at `target_arch`.
 
 use std::future::Future;
 use std::time::Duration;

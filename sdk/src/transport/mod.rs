@@ -1,7 +1,7 @@
 //! The socket under the client: open a WebSocket, send text, receive text
 //! until it closes. One [`Socket`] type per target with the same methods:
 //! `native.rs` (tokio-tungstenite) and `web.rs` (the browser's `WebSocket`).
-//! This module and `runtime.rs` are the only places that look at
+//! This module, `codec/` and `runtime.rs` are the only places that look at
 //! `target_arch`.
 
 #[cfg(not(target_arch = "wasm32"))]
