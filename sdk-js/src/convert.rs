@@ -1,16 +1,17 @@
 //! SDK values to plain JavaScript objects, and JavaScript values to JSON
 //! data.
 //!
-//! Objects are built as JSON values field by field
-//! (`switchboard_sdk::js::ObjectBuilder`) and cross into JavaScript as one
-//! JSON text for `JSON.parse`: no serde derive per event type in the module,
-//! and one string crossing the boundary per event rather than one per field.
-//! Both directions have the semantics web developers expect of a JSON API
-//! (`undefined` fields dropped, `toJSON` honoured). Field names are the
-//! TypeScript declarations' (`typescript.rs`).
+//! Objects are written as JSON text field by field
+//! (`switchboard_sdk::js::ObjectWriter`) and cross into JavaScript as one
+//! string for `JSON.parse`: no serde derive per event type in the module, no
+//! copy of a message's data, and one string crossing the boundary per event
+//! rather than one per field. Both directions have the semantics web
+//! developers expect of a JSON API (`undefined` fields dropped, `toJSON`
+//! honoured). Field names are the TypeScript declarations'
+//! (`typescript.rs`).
 
 use serde_json::Value;
-use switchboard_sdk::js::{ObjectBuilder, value_from_js, value_to_js};
+use switchboard_sdk::js::{ObjectWriter, json_to_js, list, value_from_js, value_to_js};
 use switchboard_sdk::{
     Connected, Connecting, Disconnected, History, Joined, Left, MembersPage, Message, Occupancy,
     Presence, PresenceAction, RoomInfo,
@@ -34,86 +35,90 @@ pub(crate) fn data(value: &Value) -> JsValue {
 
 /// A list of strings (user ids).
 pub(crate) fn strings(items: &[String]) -> JsValue {
-    value_to_js(&string_list(items))
+    json_to_js(&serde_json::to_string(items).unwrap_or_default())
 }
 
-fn string_list(items: &[String]) -> Value {
-    Value::Array(items.iter().map(|item| Value::String(item.clone())).collect())
-}
-
-fn optional_flag(value: Option<bool>) -> Value {
-    value.map_or(Value::Null, Value::Bool)
+fn optional_flag(out: &mut ObjectWriter, key: &str, value: Option<bool>) {
+    match value {
+        Some(flag) => out.flag(key, flag),
+        None => out.null(key),
+    };
 }
 
 pub(crate) fn connecting(event: &Connecting) -> JsValue {
-    let mut out = ObjectBuilder::new();
+    let mut out = ObjectWriter::new();
     out.integer("attempt", event.attempt.into());
-    value_to_js(&out.build())
+    json_to_js(&out.finish())
 }
 
 pub(crate) fn connected(event: &Connected) -> JsValue {
-    let mut out = ObjectBuilder::new();
+    let mut out = ObjectWriter::new();
     out.text("session", &event.session)
         .text("user", &event.user)
-        .integer("heartbeatMs", event.heartbeat_ms)
-        .set("inboxRecovered", optional_flag(event.inbox_recovered));
-    value_to_js(&out.build())
+        .integer("heartbeatMs", event.heartbeat_ms);
+    optional_flag(&mut out, "inboxRecovered", event.inbox_recovered);
+    json_to_js(&out.finish())
 }
 
 pub(crate) fn disconnected(event: &Disconnected) -> JsValue {
-    let mut out = ObjectBuilder::new();
-    out.set("code", event.code.map_or(Value::Null, |c| Value::from(c.0)))
-        .text("reason", &event.reason)
-        .flag("willReconnect", event.will_reconnect);
-    value_to_js(&out.build())
+    let mut out = ObjectWriter::new();
+    match event.code {
+        Some(code) => out.integer("code", code.0.into()),
+        None => out.null("code"),
+    };
+    out.text("reason", &event.reason).flag("willReconnect", event.will_reconnect);
+    json_to_js(&out.finish())
 }
 
 pub(crate) fn joined(event: &Joined) -> JsValue {
-    let mut out = ObjectBuilder::new();
+    let mut out = ObjectWriter::new();
     out.text("room", &event.room)
-        .set("members", string_list(&event.members))
+        .strings("members", &event.members)
         .integer("memberCount", event.member_count)
         .flag("large", event.large)
-        .flag("rejoin", event.rejoin)
-        .set("recovered", optional_flag(event.recovered))
-        .flag("byServer", event.by_server)
-        .set("info", event.info.as_ref().map_or(Value::Null, room_info));
-    value_to_js(&out.build())
+        .flag("rejoin", event.rejoin);
+    optional_flag(&mut out, "recovered", event.recovered);
+    out.flag("byServer", event.by_server);
+    match &event.info {
+        Some(info) => out.raw("info", &room_info(info)),
+        None => out.null("info"),
+    };
+    json_to_js(&out.finish())
 }
 
-fn room_info(info: &RoomInfo) -> Value {
-    let mut out = ObjectBuilder::new();
+fn room_info(info: &RoomInfo) -> String {
+    let mut out = ObjectWriter::new();
     out.opt_text("name", info.name.as_deref()).opt_text("description", info.description.as_deref());
     if let Some(data) = &info.data {
-        out.set("data", data.clone());
+        out.data("data", data);
     }
-    out.build()
+    out.finish()
 }
 
 pub(crate) fn left(event: &Left) -> JsValue {
-    let mut out = ObjectBuilder::new();
+    let mut out = ObjectWriter::new();
     out.text("room", &event.room);
-    value_to_js(&out.build())
+    json_to_js(&out.finish())
 }
 
 pub(crate) fn message(message: &Message) -> JsValue {
-    value_to_js(&message_value(message))
+    json_to_js(&message_text(message))
 }
 
-fn message_value(message: &Message) -> Value {
-    let mut out = ObjectBuilder::new();
+fn message_text(message: &Message) -> String {
+    let mut out = ObjectWriter::new();
     out.opt_text("room", message.room.as_deref())
         .opt_text("to", message.to.as_deref())
         .text("from", &message.from)
         .text("event", &message.event)
-        .set("data", message.data.clone())
+        .data("data", &message.data)
         .integer("ts", message.ts)
         .opt_integer("offset", message.offset);
-    out.build()
+    out.finish()
 }
 
 pub(crate) fn presence(presence: &Presence) -> JsValue {
-    let mut out = ObjectBuilder::new();
+    let mut out = ObjectWriter::new();
     out.text("room", &presence.room).text("user", &presence.user).text(
         "action",
         match presence.action {
@@ -121,27 +126,27 @@ pub(crate) fn presence(presence: &Presence) -> JsValue {
             PresenceAction::Leave => "leave",
         },
     );
-    value_to_js(&out.build())
+    json_to_js(&out.finish())
 }
 
 pub(crate) fn occupancy(occupancy: &Occupancy) -> JsValue {
-    let mut out = ObjectBuilder::new();
+    let mut out = ObjectWriter::new();
     out.text("room", &occupancy.room).integer("count", occupancy.count);
-    value_to_js(&out.build())
+    json_to_js(&out.finish())
 }
 
 pub(crate) fn members_page(page: &MembersPage) -> JsValue {
-    let mut out = ObjectBuilder::new();
-    out.set("members", string_list(&page.members))
+    let mut out = ObjectWriter::new();
+    out.strings("members", &page.members)
         .integer("memberCount", page.member_count)
         .opt_text("cursor", page.cursor.as_deref());
-    value_to_js(&out.build())
+    json_to_js(&out.finish())
 }
 
 pub(crate) fn history(page: &History) -> JsValue {
-    let mut out = ObjectBuilder::new();
+    let mut out = ObjectWriter::new();
     out.opt_text("epoch", page.epoch.as_deref())
         .integer("offset", page.offset)
-        .set("messages", Value::Array(page.messages.iter().map(message_value).collect()));
-    value_to_js(&out.build())
+        .raw("messages", &list(page.messages.iter().map(message_text)));
+    json_to_js(&out.finish())
 }

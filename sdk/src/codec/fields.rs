@@ -123,41 +123,78 @@ pub fn mistyped(key: &str, expected: &str) -> String {
     format!("`{key}` must be {expected}")
 }
 
-/// Builds a JSON object, its fields in the order they are set (serde_json's
-/// `preserve_order` keeps it), so it is written as serde writes the same
-/// struct.
-#[derive(Debug, Default)]
-pub struct ObjectBuilder(Map<String, Value>);
+/// Writes a JSON object as text, field by field in the order they are
+/// set, exactly as serde_json writes a struct with the same fields (compact,
+/// same escaping). No `Value` tree is built: nothing is copied but the text.
+#[derive(Debug)]
+pub struct ObjectWriter(Vec<u8>);
 
-impl ObjectBuilder {
+impl Default for ObjectWriter {
+    fn default() -> ObjectWriter {
+        ObjectWriter::new()
+    }
+}
+
+impl ObjectWriter {
     /// An empty object.
-    pub fn new() -> ObjectBuilder {
-        ObjectBuilder(Map::new())
+    pub fn new() -> ObjectWriter {
+        ObjectWriter(vec![b'{'])
     }
 
-    /// Sets `key` to `value`.
-    pub fn set(&mut self, key: &str, value: Value) -> &mut ObjectBuilder {
-        self.0.insert(key.to_owned(), value);
+    fn key(&mut self, key: &str) -> &mut ObjectWriter {
+        if self.0.len() > 1 {
+            self.0.push(b',');
+        }
+        self.json(key);
+        self.0.push(b':');
+        self
+    }
+
+    /// Appends `value` as JSON. Writing into a `Vec` cannot fail, and
+    /// strings, numbers and `Value`s always serialize.
+    fn json<T: serde::Serialize + ?Sized>(&mut self, value: &T) -> &mut ObjectWriter {
+        let _ = serde_json::to_writer(&mut self.0, value);
         self
     }
 
     /// Sets a string.
-    pub fn text(&mut self, key: &str, value: &str) -> &mut ObjectBuilder {
-        self.set(key, Value::String(value.to_owned()))
+    pub fn text(&mut self, key: &str, value: &str) -> &mut ObjectWriter {
+        self.key(key).json(value)
     }
 
     /// Sets a whole number.
-    pub fn integer(&mut self, key: &str, value: u64) -> &mut ObjectBuilder {
-        self.set(key, Value::from(value))
+    pub fn integer(&mut self, key: &str, value: u64) -> &mut ObjectWriter {
+        self.key(key).json(&value)
     }
 
     /// Sets a boolean.
-    pub fn flag(&mut self, key: &str, value: bool) -> &mut ObjectBuilder {
-        self.set(key, Value::Bool(value))
+    pub fn flag(&mut self, key: &str, value: bool) -> &mut ObjectWriter {
+        self.key(key).json(&value)
+    }
+
+    /// Sets any JSON value (application data).
+    pub fn data(&mut self, key: &str, value: &Value) -> &mut ObjectWriter {
+        self.key(key).json(value)
+    }
+
+    /// Sets a list of strings.
+    pub fn strings(&mut self, key: &str, values: &[String]) -> &mut ObjectWriter {
+        self.key(key).json(values)
+    }
+
+    /// Sets JSON text written by another writer (a nested object, a list).
+    pub fn raw(&mut self, key: &str, json: &str) -> &mut ObjectWriter {
+        self.key(key).0.extend_from_slice(json.as_bytes());
+        self
+    }
+
+    /// Sets `null`.
+    pub fn null(&mut self, key: &str) -> &mut ObjectWriter {
+        self.raw(key, "null")
     }
 
     /// Sets a string when there is one.
-    pub fn opt_text(&mut self, key: &str, value: Option<&str>) -> &mut ObjectBuilder {
+    pub fn opt_text(&mut self, key: &str, value: Option<&str>) -> &mut ObjectWriter {
         if let Some(value) = value {
             self.text(key, value);
         }
@@ -165,15 +202,30 @@ impl ObjectBuilder {
     }
 
     /// Sets a number when there is one.
-    pub fn opt_integer(&mut self, key: &str, value: Option<u64>) -> &mut ObjectBuilder {
+    pub fn opt_integer(&mut self, key: &str, value: Option<u64>) -> &mut ObjectWriter {
         if let Some(value) = value {
             self.integer(key, value);
         }
         self
     }
 
-    /// The object.
-    pub fn build(self) -> Value {
-        Value::Object(self.0)
+    /// The object's JSON text.
+    pub fn finish(mut self) -> String {
+        self.0.push(b'}');
+        // Only whole UTF-8 strings were written.
+        String::from_utf8(self.0).unwrap_or_default()
     }
+}
+
+/// JSON texts (objects written by [`ObjectWriter`]) as one JSON array.
+pub fn list(items: impl IntoIterator<Item = String>) -> String {
+    let mut text = String::from("[");
+    for (index, item) in items.into_iter().enumerate() {
+        if index > 0 {
+            text.push(',');
+        }
+        text.push_str(&item);
+    }
+    text.push(']');
+    text
 }

@@ -12,7 +12,7 @@ use switchboard_protocol::{
     PresenceAction, RoomInfo, RoomJoined, ServerFrame, Welcome,
 };
 
-use super::fields::{Fields, ObjectBuilder, mistyped};
+use super::fields::{Fields, ObjectWriter, mistyped};
 
 /// Decodes a frame from the hub; `Ok(None)` for a type this version does
 /// not know; the reason when it is not a valid frame.
@@ -21,10 +21,56 @@ pub(crate) fn decode(text: &str) -> Result<Option<ServerFrame>, String> {
     server_frame(&value)
 }
 
-/// Encodes a frame for the hub.
+/// Encodes a frame for the hub, its fields in the order serde writes them.
 pub(crate) fn encode(frame: &ClientFrame) -> String {
-    // A `Value` always serializes.
-    serde_json::to_string(&client_frame(frame)).unwrap_or_default()
+    let mut out = ObjectWriter::new();
+    match frame {
+        ClientFrame::Join { id, room, since } => {
+            head(&mut out, "join", id).text("room", room);
+            if let Some(since) = since {
+                let mut position = ObjectWriter::new();
+                position.text("epoch", &since.epoch).integer("offset", since.offset);
+                out.raw("since", &position.finish());
+            }
+        }
+        ClientFrame::Leave { id, room } => {
+            head(&mut out, "leave", id).text("room", room);
+        }
+        ClientFrame::Publish { id, room, event, data, exclude_self } => {
+            head(&mut out, "publish", id)
+                .text("room", room)
+                .text("event", event)
+                .data("data", data);
+            if *exclude_self {
+                out.flag("exclude_self", true);
+            }
+        }
+        ClientFrame::Send { id, to, event, data } => {
+            head(&mut out, "send", id).text("to", to).text("event", event).data("data", data);
+        }
+        ClientFrame::History { id, room, since, limit } => {
+            head(&mut out, "history", id)
+                .text("room", room)
+                .opt_integer("since", *since)
+                .opt_integer("limit", limit.map(u64::from));
+        }
+        ClientFrame::Members { id, room, cursor, limit } => {
+            head(&mut out, "members", id)
+                .text("room", room)
+                .opt_text("cursor", cursor.as_deref())
+                .opt_integer("limit", limit.map(u64::from));
+        }
+        ClientFrame::Auth { id, token } => {
+            head(&mut out, "auth", id).text("token", token);
+        }
+        ClientFrame::Rpc { id, method, data } => {
+            head(&mut out, "rpc", id).text("method", method).data("data", data);
+        }
+        ClientFrame::Ping { id } => {
+            head(&mut out, "ping", id);
+        }
+    }
+    out.finish()
 }
 
 /// Reads a parsed frame from the hub; `Ok(None)` for a type this version
@@ -119,65 +165,9 @@ fn room_info(fields: Fields<'_>) -> Result<RoomInfo, String> {
     })
 }
 
-/// A frame for the hub as a JSON object, its fields in the order serde
-/// writes them.
-pub(crate) fn client_frame(frame: &ClientFrame) -> Value {
-    let mut out = ObjectBuilder::new();
-    match frame {
-        ClientFrame::Join { id, room, since } => {
-            head(&mut out, "join", id).text("room", room);
-            if let Some(since) = since {
-                let mut position = ObjectBuilder::new();
-                position.text("epoch", &since.epoch).integer("offset", since.offset);
-                out.set("since", position.build());
-            }
-        }
-        ClientFrame::Leave { id, room } => {
-            head(&mut out, "leave", id).text("room", room);
-        }
-        ClientFrame::Publish { id, room, event, data, exclude_self } => {
-            head(&mut out, "publish", id)
-                .text("room", room)
-                .text("event", event)
-                .set("data", data.clone());
-            if *exclude_self {
-                out.flag("exclude_self", true);
-            }
-        }
-        ClientFrame::Send { id, to, event, data } => {
-            head(&mut out, "send", id)
-                .text("to", to)
-                .text("event", event)
-                .set("data", data.clone());
-        }
-        ClientFrame::History { id, room, since, limit } => {
-            head(&mut out, "history", id)
-                .text("room", room)
-                .opt_integer("since", *since)
-                .opt_integer("limit", limit.map(u64::from));
-        }
-        ClientFrame::Members { id, room, cursor, limit } => {
-            head(&mut out, "members", id)
-                .text("room", room)
-                .opt_text("cursor", cursor.as_deref())
-                .opt_integer("limit", limit.map(u64::from));
-        }
-        ClientFrame::Auth { id, token } => {
-            head(&mut out, "auth", id).text("token", token);
-        }
-        ClientFrame::Rpc { id, method, data } => {
-            head(&mut out, "rpc", id).text("method", method).set("data", data.clone());
-        }
-        ClientFrame::Ping { id } => {
-            head(&mut out, "ping", id);
-        }
-    }
-    out.build()
-}
-
 /// Sets `type`, then the request id when there is one: every client frame
 /// starts so.
-fn head<'a>(out: &'a mut ObjectBuilder, kind: &str, id: &Option<String>) -> &'a mut ObjectBuilder {
+fn head<'a>(out: &'a mut ObjectWriter, kind: &str, id: &Option<String>) -> &'a mut ObjectWriter {
     out.text("type", kind).opt_text("id", id.as_deref())
 }
 

@@ -29,10 +29,13 @@ pub fn value_from_js(value: &JsValue) -> Result<Value, String> {
 /// The JavaScript value for `value`: what `JSON.parse` makes of its text
 /// (integers past 2^53 round, as they do there).
 pub fn value_to_js(value: &Value) -> JsValue {
-    // A `Value` always serializes, and `JSON.parse` reads what serde_json
-    // writes.
-    serde_json::to_string(value)
-        .ok()
-        .and_then(|text| JSON::parse(&text).ok())
-        .unwrap_or(JsValue::NULL)
+    // A `Value` always serializes.
+    serde_json::to_string(value).map_or(JsValue::NULL, |text| json_to_js(&text))
+}
+
+/// The JavaScript value of JSON text that serde_json or an
+/// [`ObjectWriter`](super::fields::ObjectWriter) wrote (`JSON.parse`);
+/// `null` if it is not JSON, which they never write.
+pub fn json_to_js(text: &str) -> JsValue {
+    JSON::parse(text).unwrap_or(JsValue::NULL)
 }
