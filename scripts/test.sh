@@ -110,10 +110,11 @@ else
     echo "no nightly toolchain: skipping cargo-fuzz (the same harnesses ran above on stable)"
 fi
 
-step "the React example (Vite 7, switchboard-js imported without init()), built for the Playwright run below"
+step "the React example (Vite 7) and a webpack 5 page, switchboard-js imported without init(), built for the Playwright run below"
 (cd examples/react && npm ci --no-audit --no-fund --loglevel=error && npm run build --silent)
+(cd tests/browser/webpack-app && npm ci --no-audit --no-fund --loglevel=error && npm run build --silent)
 
-step "the example chat, the packed package, the admin page and the React example in Chromium (Playwright)"
+step "the example chat, the packed package, the admin page, the React example and the webpack page in Chromium (Playwright)"
 (cd examples/chat-web && npm ci --no-audit --no-fund --loglevel=error)
 (cd tests/browser && npm ci --no-audit --no-fund --loglevel=error && npm test)
 

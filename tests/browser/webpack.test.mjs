@@ -1,0 +1,58 @@
+// switchboard-js under webpack 5: tests/browser/webpack-app imports the
+// package with no init() call and no webpack configuration beyond entry and
+// output (./scripts/test.sh runs its build), and works in Chromium against a
+// real hub: two pages chat.
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { readFile, readdir } from "node:fs/promises";
+import { serve } from "../../examples/chat-web/serve.mjs";
+import { ROOT, TIMEOUT, freePort, launchChromium, screenshot, startHub, watchConsole } from "./harness.mjs";
+
+const APP = `${ROOT}tests/browser/webpack-app`;
+let browser;
+let site;
+let hub;
+const consoleLines = [];
+
+before(async () => {
+  hub = await startHub(await freePort());
+  site = await serve(`${APP}/dist`, 0);
+  browser = await launchChromium();
+});
+
+after(async () => {
+  await browser?.close();
+  site?.close();
+  await hub?.stop();
+});
+
+async function open(user) {
+  const page = await browser.newPage();
+  page.setDefaultTimeout(TIMEOUT);
+  watchConsole(page, user, consoleLines);
+  await page.goto(`http://127.0.0.1:${site.address().port}/?hub=${encodeURIComponent(hub.url)}&user=${user}`);
+  await page.locator('#status[data-state="connected"]').waitFor();
+  return page;
+}
+
+test("a webpack 5 bundle imports the package without init() and chats", async () => {
+  const source = await readFile(`${APP}/src/index.js`, "utf8");
+  assert.match(source, /import \{ Client \} from "switchboard-js";/);
+  assert.doesNotMatch(source, /init\(/, "the page never initializes the module itself");
+  const built = await readdir(`${APP}/dist`); // built by ./scripts/test.sh (npm run build)
+  assert.ok(built.some((file) => file.endsWith(".wasm")), `webpack emitted the module as an asset: ${built}`);
+
+  let ann;
+  try {
+    ann = await open("ann");
+    const bob = await open("bob");
+    await ann.fill("#text", "hello from webpack");
+    await ann.click("#say button");
+    await bob.locator("#log li", { hasText: "ann: hello from webpack" }).waitFor();
+    await ann.locator("#log li", { hasText: "ann: hello from webpack" }).waitFor();
+    await bob.close();
+  } catch (err) {
+    if (ann) await screenshot(ann, "webpack-failure").catch(() => {});
+    throw new Error(`${err.message}\n${consoleLines.join("\n")}`, { cause: err });
+  }
+});
