@@ -6,6 +6,7 @@ import { createServer } from "node:net";
 import { mkdir } from "node:fs/promises";
 import { fileURLToPath } from "node:url";
 import { chromium } from "playwright-core";
+import { serve } from "../../examples/chat-web/serve.mjs";
 
 export const ROOT = fileURLToPath(new URL("../../", import.meta.url));
 export const ARTIFACTS = `${ROOT}tests/artifacts`;
@@ -81,4 +82,34 @@ export async function screenshot(page, name) {
 export function watchConsole(page, label, sink) {
   page.on("console", (message) => sink.push(`[${label}] ${message.type()}: ${message.text()}`));
   page.on("pageerror", (error) => sink.push(`[${label}] pageerror: ${error.message}`));
+}
+
+/**
+ * What the bundled apps' tests share: a hub, a static server of the built
+ * app in `dist`, and Chromium. `open(user)` loads the page as `user` against
+ * the hub and waits until it shows `#status[data-state="connected"]`;
+ * `consoleLines` collects every page's console for failure messages.
+ */
+export async function bundledApp(dist) {
+  const hub = await startHub(await freePort());
+  const site = await serve(dist, 0);
+  const browser = await launchChromium();
+  const consoleLines = [];
+  return {
+    consoleLines,
+    async open(user) {
+      const page = await browser.newPage();
+      page.setDefaultTimeout(TIMEOUT);
+      watchConsole(page, user, consoleLines);
+      const address = `http://127.0.0.1:${site.address().port}/?hub=${encodeURIComponent(hub.url)}&user=${user}`;
+      await page.goto(address);
+      await page.locator('#status[data-state="connected"]').waitFor();
+      return page;
+    },
+    async close() {
+      await browser.close();
+      site.close();
+      await hub.stop();
+    },
+  };
 }

@@ -5,35 +5,18 @@
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { readFile, stat } from "node:fs/promises";
-import { serve } from "../../examples/chat-web/serve.mjs";
-import { ROOT, TIMEOUT, freePort, launchChromium, screenshot, startHub, watchConsole } from "./harness.mjs";
+import { ROOT, bundledApp, screenshot } from "./harness.mjs";
 
 const APP = `${ROOT}examples/react`;
-let browser;
-let site;
-let hub;
-const consoleLines = [];
+let app;
 
 before(async () => {
-  hub = await startHub(await freePort());
-  site = await serve(`${APP}/dist`, 0);
-  browser = await launchChromium();
+  app = await bundledApp(`${APP}/dist`);
 });
 
 after(async () => {
-  await browser?.close();
-  site?.close();
-  await hub?.stop();
+  await app?.close();
 });
-
-async function open(user) {
-  const page = await browser.newPage();
-  page.setDefaultTimeout(TIMEOUT);
-  watchConsole(page, user, consoleLines);
-  await page.goto(`http://127.0.0.1:${site.address().port}/?hub=${encodeURIComponent(hub.url)}&user=${user}`);
-  await page.locator('#status[data-state="connected"]').waitFor();
-  return page;
-}
 
 test("a Vite-built React app imports the package without init() and chats through the hook", async () => {
   const hook = await readFile(`${APP}/src/useSwitchboard.js`, "utf8");
@@ -46,8 +29,8 @@ test("a Vite-built React app imports the package without init() and chats throug
 
   let ann;
   try {
-    ann = await open("ann");
-    const bob = await open("bob");
+    ann = await app.open("ann");
+    const bob = await app.open("bob");
     await ann.locator("#members li", { hasText: "bob" }).waitFor();
     await bob.locator("#members li", { hasText: "ann" }).waitFor();
     await ann.fill("#text", "hello from react");
@@ -58,6 +41,6 @@ test("a Vite-built React app imports the package without init() and chats throug
     await ann.locator("#members li", { hasText: "bob" }).waitFor({ state: "detached" });
   } catch (err) {
     if (ann) await screenshot(ann, "react-failure").catch(() => {});
-    throw new Error(`${err.message}\n${consoleLines.join("\n")}`, { cause: err });
+    throw new Error(`${err.message}\n${app.consoleLines.join("\n")}`, { cause: err });
   }
 });

@@ -5,35 +5,18 @@
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { readFile, readdir } from "node:fs/promises";
-import { serve } from "../../examples/chat-web/serve.mjs";
-import { ROOT, TIMEOUT, freePort, launchChromium, screenshot, startHub, watchConsole } from "./harness.mjs";
+import { ROOT, bundledApp, screenshot } from "./harness.mjs";
 
 const APP = `${ROOT}tests/browser/webpack-app`;
-let browser;
-let site;
-let hub;
-const consoleLines = [];
+let app;
 
 before(async () => {
-  hub = await startHub(await freePort());
-  site = await serve(`${APP}/dist`, 0);
-  browser = await launchChromium();
+  app = await bundledApp(`${APP}/dist`);
 });
 
 after(async () => {
-  await browser?.close();
-  site?.close();
-  await hub?.stop();
+  await app?.close();
 });
-
-async function open(user) {
-  const page = await browser.newPage();
-  page.setDefaultTimeout(TIMEOUT);
-  watchConsole(page, user, consoleLines);
-  await page.goto(`http://127.0.0.1:${site.address().port}/?hub=${encodeURIComponent(hub.url)}&user=${user}`);
-  await page.locator('#status[data-state="connected"]').waitFor();
-  return page;
-}
 
 test("a webpack 5 bundle imports the package without init() and chats", async () => {
   const source = await readFile(`${APP}/src/index.js`, "utf8");
@@ -44,8 +27,8 @@ test("a webpack 5 bundle imports the package without init() and chats", async ()
 
   let ann;
   try {
-    ann = await open("ann");
-    const bob = await open("bob");
+    ann = await app.open("ann");
+    const bob = await app.open("bob");
     await ann.fill("#text", "hello from webpack");
     await ann.click("#say button");
     await bob.locator("#log li", { hasText: "ann: hello from webpack" }).waitFor();
@@ -53,6 +36,6 @@ test("a webpack 5 bundle imports the package without init() and chats", async ()
     await bob.close();
   } catch (err) {
     if (ann) await screenshot(ann, "webpack-failure").catch(() => {});
-    throw new Error(`${err.message}\n${consoleLines.join("\n")}`, { cause: err });
+    throw new Error(`${err.message}\n${app.consoleLines.join("\n")}`, { cause: err });
   }
 });
