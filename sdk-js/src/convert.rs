@@ -11,7 +11,7 @@
 //! (`typescript.rs`).
 
 use serde_json::Value;
-use switchboard_sdk::js::{ObjectWriter, json_to_js, list, value_from_js, value_to_js};
+use switchboard_sdk::js::{ObjectWriter, json_array, json_to_js, value_from_js, value_to_js};
 use switchboard_sdk::{
     Connected, Connecting, Disconnected, History, Joined, Left, MembersPage, Message, Occupancy,
     Presence, PresenceAction, RoomInfo,
@@ -147,6 +147,6 @@ pub(crate) fn history(page: &History) -> JsValue {
     let mut out = ObjectWriter::new();
     out.opt_text("epoch", page.epoch.as_deref())
         .integer("offset", page.offset)
-        .raw("messages", &list(page.messages.iter().map(message_text)));
+        .raw("messages", &json_array(page.messages.iter().map(message_text)));
     json_to_js(&out.finish())
 }

@@ -218,7 +218,7 @@ impl ObjectWriter {
 }
 
 /// JSON texts (objects written by [`ObjectWriter`]) as one JSON array.
-pub fn list(items: impl IntoIterator<Item = String>) -> String {
+pub fn json_array(items: impl IntoIterator<Item = String>) -> String {
     let mut text = String::from("[");
     for (index, item) in items.into_iter().enumerate() {
         if index > 0 {

@@ -1,8 +1,8 @@
 //! Application data (`serde_json::Value`) to and from JavaScript values,
 //! through JSON text: one string crossing the wasm boundary and the
 //! browser's `JSON`, rather than one crossing per field, each of which
-//! pays for a UTF-8 conversion (measured in Node: 2 µs against 11 µs for a
-//! message's worth of fields).
+//! pays for a string conversion (in Chromium, about 4 µs against 23 µs for
+//! a chat message's fields).
 
 use js_sys::JSON;
 use serde_json::Value;

@@ -43,6 +43,6 @@ pub(crate) use native::{decode, encode};
 /// and built field by field with the codec's own error messages.
 #[cfg(target_arch = "wasm32")]
 pub mod js {
-    pub use super::fields::{Fields, ObjectWriter, list, mistyped};
+    pub use super::fields::{Fields, ObjectWriter, json_array, mistyped};
     pub use super::js_data::{json_to_js, value_from_js, value_to_js};
 }
