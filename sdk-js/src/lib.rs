@@ -7,8 +7,7 @@
 //! and the SDK's types.
 //!
 //! ```js
-//! import init, { Client } from "switchboard-js";
-//! await init();
+//! import { Client } from "switchboard-js"; // loads the module; no init()
 //! const client = new Client("ws://127.0.0.1:8080/ws", { userId: "alice" });
 //! const off = client.on("chat", (message) => console.log(message.from, message.data));
 //! await client.connect();
@@ -21,7 +20,8 @@
 //! - `options.rs`: the constructor's options object.
 //! - `callbacks.rs`: JavaScript callbacks, their unsubscribe functions, and
 //!   reporting callbacks that throw.
-//! - `convert.rs`: SDK values to plain JavaScript objects and back.
+//! - `convert.rs`: SDK values to plain JavaScript objects and back, as JSON
+//!   text written field by field (`switchboard_sdk::js`).
 //! - `error.rs`: `SwitchboardError`, the `Error` every Promise rejects with.
 //! - `typescript.rs`: the precise TypeScript declarations.
 //!
