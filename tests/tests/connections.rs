@@ -186,13 +186,14 @@ async fn sessions_on_another_node_are_reached_through_redis() {
     let redis = TestRedis::start().await;
     let state = AppState::new(cluster_config(&redis)).unwrap();
     let _embedded = TestServer::start_state(state.clone()).await;
-    let other = TestServer::start_with(cluster_config(&redis)).await;
+    let other_state = AppState::new(cluster_config(&redis)).unwrap();
+    let other = TestServer::start_state(other_state.clone()).await;
     let (carol, mut carol_events) = connect(&other, "carol").await;
     let (dave, mut dave_events) = connect(&other, "dave").await;
     carol.join("ops").await.unwrap();
     dave.join("ops").await.unwrap();
     let listed = get_json(&other, "/api/connections?user=carol").await;
-    assert!(listed["node"].is_string(), "{listed}");
+    assert_eq!(listed["connections"][0]["node"].as_str(), other_state.node_id(), "{listed}");
     let session = listed["connections"][0]["session"].as_str().unwrap().to_owned();
 
     let reach = state.send_to_session(&session, "hello", json!("from afar")).await.unwrap();
@@ -211,4 +212,78 @@ async fn sessions_on_another_node_are_reached_through_redis() {
     assert_eq!(reach, SessionReach::Forwarded);
     carol_events.wait_for("closed", |e| matches!(e, Event::Disconnected(_))).await;
     assert!(dave.is_connected());
+}
+
+#[tokio::test]
+async fn the_listing_covers_every_node_page_by_page_and_names_a_silent_one() {
+    let redis = TestRedis::start().await;
+    let (one_state, two_state) = (
+        AppState::new(cluster_config(&redis)).unwrap(),
+        AppState::new(cluster_config(&redis)).unwrap(),
+    );
+    let one = TestServer::start_state(one_state.clone()).await;
+    let two = TestServer::start_state(two_state.clone()).await;
+    let mut clients = Vec::new();
+    for (index, user) in ["ann", "bob", "cat", "dan", "eve"].into_iter().enumerate() {
+        let node = if index % 2 == 0 { &one } else { &two };
+        clients.push(connect(node, user).await);
+    }
+    let (ann_again, _) = connect(&two, "ann").await;
+
+    // Everyone, from either node, one page of two at a time.
+    for asked in [&one, &two] {
+        let mut seen: Vec<(String, String, String)> = Vec::new();
+        let mut cursor: Option<String> = None;
+        for _ in 0..10 {
+            let path = match &cursor {
+                Some(cursor) => format!("/api/connections?limit=2&cursor={cursor}"),
+                None => "/api/connections?limit=2".to_owned(),
+            };
+            let page = get_json(asked, &path).await;
+            assert!(page.get("missing_nodes").is_none(), "{page}");
+            for c in page["connections"].as_array().unwrap() {
+                let field = |name: &str| c[name].as_str().unwrap().to_owned();
+                seen.push((field("session"), field("user"), field("node")));
+            }
+            cursor = page["cursor"].as_str().map(str::to_owned);
+            if cursor.is_none() {
+                break;
+            }
+        }
+        assert_eq!(seen.len(), 6, "{seen:?}");
+        let sessions: Vec<&String> = seen.iter().map(|(session, _, _)| session).collect();
+        assert!(sessions.windows(2).all(|w| w[0] < w[1]), "in session order, once each: {seen:?}");
+        let on = |node: &AppState| {
+            let id = node.node_id().unwrap().to_owned();
+            let mut users: Vec<&str> =
+                seen.iter().filter(|(_, _, n)| *n == id).map(|(_, u, _)| u.as_str()).collect();
+            users.sort_unstable();
+            users
+        };
+        assert_eq!(on(&one_state), ["ann", "cat", "eve"]);
+        assert_eq!(on(&two_state), ["ann", "bob", "dan"]);
+    }
+
+    // One user's connections on both nodes.
+    let ann = get_json(&one, "/api/connections?user=ann").await;
+    let nodes: Vec<&str> = ann["connections"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["node"].as_str().unwrap())
+        .collect();
+    assert_eq!(nodes.len(), 2, "{ann}");
+    assert!(nodes.contains(&one_state.node_id().unwrap()));
+    assert!(nodes.contains(&two_state.node_id().unwrap()));
+
+    // A node the registry calls alive but that never answers: the listing
+    // comes back after redis.timeout_ms with what the others said, and
+    // names it.
+    redis.cli(&["ZADD", "switchboard:nodes", "99999999999999", "silent-node"]);
+    let started = std::time::Instant::now();
+    let page = get_json(&one, "/api/connections").await;
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+    assert_eq!(page["missing_nodes"], json!(["silent-node"]), "{page}");
+    assert_eq!(page["connections"].as_array().unwrap().len(), 6, "{page}");
+    drop((clients, ann_again));
 }

@@ -30,24 +30,26 @@ pub(crate) struct ConnectionsQuery {
 /// The answer of `GET /api/connections`.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub(crate) struct Connections {
-    /// In multi-node mode, the node these connections are on (each node
-    /// lists its own).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    node: Option<String>,
-    /// The connections, in session-id order.
+    /// The connections, in session-id order, from every node (in
+    /// multi-node mode each names its `node`).
     connections: Vec<ConnectionSummary>,
     /// Where the next page starts; absent on the last page.
     #[serde(skip_serializing_if = "Option::is_none")]
     cursor: Option<String>,
+    /// Live nodes that did not answer within `redis.timeout_ms`: their
+    /// connections are missing from this page. Absent when every node answered.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    missing_nodes: Vec<String>,
 }
 
-/// `GET /api/connections?user=&cursor=&limit=`: this node's connections.
+/// `GET /api/connections?user=&cursor=&limit=`: the cluster's connections.
 #[utoipa::path(get, path = "/api/connections", tag = "users", security(("api_key" = [])), params(ConnectionsQuery),
     responses(
         (status = 200, description = "One page of connections", body = Connections),
         (status = 400, description = "Unreadable query", body = ErrorBody),
         (status = 401, description = "The API key is missing or wrong", body = ErrorBody),
         (status = 422, description = "`user` breaks the naming rules", body = ErrorBody),
+        (status = 503, description = "Redis failed", body = ErrorBody),
     ))]
 pub(crate) async fn list(
     State(state): State<AppState>,
@@ -56,11 +58,11 @@ pub(crate) async fn list(
     let Query(query) = query.map_err(|r| ApiError::BadRequest(r.body_text()))?;
     super::within_contract(None, query.limit)?;
     let limit = crate::hub::operations::members_limit(query.limit);
-    let page = state.connections(query.user.as_deref(), query.cursor.as_deref(), limit)?;
+    let page = state.connections(query.user.as_deref(), query.cursor.as_deref(), limit).await?;
     Ok(Json(Connections {
-        node: state.node_id().map(str::to_owned),
         connections: page.connections,
         cursor: page.cursor,
+        missing_nodes: page.missing_nodes,
     }))
 }
 

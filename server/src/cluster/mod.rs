@@ -16,6 +16,8 @@
 //! - Request ids: the publish script records each id with its offset in
 //!   the same step as the append, so a retry on another node (or after a
 //!   timeout) gets the first offset instead of a second append.
+//! - `survey.rs`: asking every live node at once and gathering the answers
+//!   (the cluster-wide connection listing).
 //! - `keys.rs`: every key's name; `scripts.rs`: the Lua scripts; `wire.rs`:
 //!   the pub/sub message format.
 //!
@@ -30,6 +32,7 @@ pub(crate) mod presence;
 mod scripts;
 pub(crate) mod streams;
 pub(crate) mod subscriber;
+pub(crate) mod survey;
 pub(crate) mod wire;
 
 use std::collections::HashMap;
@@ -87,6 +90,8 @@ pub(crate) struct Cluster {
     pub(crate) delivered: Mutex<HashMap<StreamKey, (String, u64)>>,
     /// What `/metrics` reports of this node's life with Redis.
     pub(crate) counters: ClusterCounters,
+    /// Surveys this node is waiting on.
+    pub(crate) surveys: survey::Surveys,
 }
 
 /// Counts of this node's dealings with Redis, for `/metrics`.
@@ -147,6 +152,7 @@ impl Cluster {
             up: AtomicBool::new(true),
             delivered: Mutex::new(HashMap::new()),
             counters: ClusterCounters::default(),
+            surveys: survey::Surveys::default(),
         })
     }
 

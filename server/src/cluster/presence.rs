@@ -258,6 +258,28 @@ impl Cluster {
         .await
     }
 
+    /// The nodes whose last heartbeat is within `redis.node_ttl_ms`, by
+    /// Redis's clock.
+    pub(crate) async fn live_nodes(&self) -> Result<Vec<String>, ClusterError> {
+        let mut connection = self.connection();
+        let mut pipe = redis::pipe();
+        pipe.cmd("ZRANGE").arg(self.keys.nodes()).arg(0).arg(-1).arg("WITHSCORES");
+        pipe.cmd("TIME");
+        let (nodes, (secs, micros)): (Vec<(String, f64)>, (u64, u64)) =
+            self.call("live_nodes", pipe.query_async(&mut connection)).await?;
+        Ok(self.alive(nodes, secs * 1000 + micros / 1000))
+    }
+
+    /// Of `(node, last heartbeat)`, the nodes alive at `now_ms`.
+    fn alive(&self, nodes: Vec<(String, f64)>, now_ms: u64) -> Vec<String> {
+        let ttl_ms = self.node_ttl.as_millis() as f64;
+        nodes
+            .into_iter()
+            .filter(|(_, beat)| now_ms as f64 - beat <= ttl_ms)
+            .map(|(node, _)| node)
+            .collect()
+    }
+
     /// The cluster's figures: what each live node last reported, summed,
     /// and the users and rooms Redis counts.
     pub(crate) async fn stats(&self) -> Result<crate::hub::stats::ClusterStats, ClusterError> {
@@ -271,16 +293,10 @@ impl Cluster {
         type Answer = (Vec<(String, f64)>, Vec<(String, String)>, u64, u64, (u64, u64));
         let (nodes, figures, users, rooms, (secs, micros)): Answer =
             self.call("stats", pipe.query_async(&mut connection)).await?;
-        let now_ms = secs * 1000 + micros / 1000;
-        let ttl_ms = self.node_ttl.as_millis() as f64;
-        let live: Vec<&String> = nodes
-            .iter()
-            .filter(|(_, beat)| now_ms as f64 - beat <= ttl_ms)
-            .map(|(node, _)| node)
-            .collect();
+        let live = self.alive(nodes, secs * 1000 + micros / 1000);
         let (mut connections, mut messages_total) = (0, 0);
         for (node, json) in &figures {
-            if !live.contains(&node) {
+            if !live.contains(node) {
                 continue;
             }
             let figures: serde_json::Value = serde_json::from_str(json).unwrap_or_default();

@@ -150,6 +150,22 @@ impl Subscriber {
                 }
                 return;
             }
+            Incoming::Survey { id, from, query } => {
+                // The asking node answers for itself.
+                if from != self.cluster.node {
+                    self.cluster.answer_survey(&hub, id, &from, &query);
+                }
+                return;
+            }
+            Incoming::Answer { id, to, node, answer } => {
+                if to == self.cluster.node {
+                    match serde_json::from_str(&answer) {
+                        Ok(page) => self.cluster.surveys.answer(&id, &node, page),
+                        Err(err) => tracing::warn!(%err, node, "unreadable survey answer"),
+                    }
+                }
+                return;
+            }
         };
         let Some((key, epoch, offset)) = envelope.stream() else {
             hub.deliver(&envelope.delivery);

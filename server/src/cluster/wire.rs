@@ -14,6 +14,10 @@
 //! Kind `x` is not a delivery but an order to close every connection of
 //! `u:<user>`: the offset field holds the close code, the last the reason
 //! (`POST /api/disconnect` on any node).
+//!
+//! Kinds `q` and `a` are a survey (`survey.rs`) and its answers:
+//! `q\n<survey id>\n<asking node>\n<query JSON>` and
+//! `a\n<survey id>\n<asking node>\n<answering node>\n<answer JSON>`.
 
 use std::sync::Arc;
 
@@ -94,6 +98,20 @@ pub(crate) enum Incoming {
     CloseSession { session: uuid::Uuid, code: CloseCode, reason: String },
     /// Write a frame to one session, wherever it is.
     ToSession { session: uuid::Uuid, frame: Utf8Bytes },
+    /// A node asks every node for its part of an answer.
+    Survey { id: uuid::Uuid, from: String, query: String },
+    /// A node's part of the answer to the survey `id` of node `to`.
+    Answer { id: uuid::Uuid, to: String, node: String, answer: String },
+}
+
+/// Writes a survey: `from` asks every node `query`.
+pub(crate) fn encode_survey(id: &uuid::Uuid, from: &str, query: &str) -> String {
+    format!("q\n{}\n{from}\n{query}", id.simple())
+}
+
+/// Writes `node`'s answer to the survey `id` of node `to`.
+pub(crate) fn encode_answer(id: &uuid::Uuid, to: &str, node: &str, answer: &str) -> String {
+    format!("a\n{}\n{to}\n{node}\n{answer}", id.simple())
 }
 
 /// Writes the order to close every connection of `user`.
@@ -127,6 +145,21 @@ pub(crate) fn decode(payload: &[u8]) -> Option<Incoming> {
         let (session, frame) = frame.split_once('\n')?;
         let session = uuid::Uuid::try_parse(session).ok()?;
         return Some(Incoming::ToSession { session, frame: Utf8Bytes::from(frame) });
+    }
+    if let Some(survey) = text.strip_prefix("q\n") {
+        let mut fields = survey.splitn(3, '\n');
+        let id = uuid::Uuid::try_parse(fields.next()?).ok()?;
+        let from = fields.next()?.to_owned();
+        let query = fields.next()?.to_owned();
+        return Some(Incoming::Survey { id, from, query });
+    }
+    if let Some(answer) = text.strip_prefix("a\n") {
+        let mut fields = answer.splitn(4, '\n');
+        let id = uuid::Uuid::try_parse(fields.next()?).ok()?;
+        let to = fields.next()?.to_owned();
+        let node = fields.next()?.to_owned();
+        let answer = fields.next()?.to_owned();
+        return Some(Incoming::Answer { id, to, node, answer });
     }
     if let Some(close) = text.strip_prefix("x\nu:") {
         let mut fields = close.splitn(4, '\n');
@@ -235,6 +268,21 @@ mod tests {
             matches!(&to, Some(Incoming::ToSession { session: s, frame }) if *s == session && frame.as_str() == "{\"a\":\"x\\ny\"}"),
             "{to:?}"
         );
+        let id = uuid::Uuid::new_v4();
+        let survey = decode(encode_survey(&id, "n1", r#"{"limit":5}"#).as_bytes());
+        assert!(
+            matches!(&survey, Some(Incoming::Survey { id: i, from, query })
+                if *i == id && from == "n1" && query == r#"{"limit":5}"#),
+            "{survey:?}"
+        );
+        let answer = decode(encode_answer(&id, "n1", "n2", r#"{"connections":[]}"#).as_bytes());
+        assert!(
+            matches!(&answer, Some(Incoming::Answer { id: i, to, node, answer })
+                if *i == id && to == "n1" && node == "n2" && answer == r#"{"connections":[]}"#),
+            "{answer:?}"
+        );
+        assert!(decode(b"q\nnot-a-uuid\nn1\n{}").is_none());
+        assert!(decode(b"a\n00000000000000000000000000000000\nn1").is_none());
         assert!(decode(b"f\ns:not-a-uuid\n{}").is_none());
         assert!(decode(b"x\nr:lobby\n\n\n{}").is_none());
         assert!(decode(b"m\nq:lobby\n\n\n{}").is_none());

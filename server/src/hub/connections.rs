@@ -13,10 +13,10 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// How a connection reaches the hub.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Transport {
     /// A WebSocket (`GET /ws`).
@@ -55,7 +55,7 @@ impl ConnectionInfo {
 }
 
 /// One connection as `GET /api/connections` lists it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ConnectionSummary {
     /// The session id (as in its `welcome`).
     pub session: String,
@@ -72,6 +72,9 @@ pub struct ConnectionSummary {
     pub connected_at: u64,
     /// The rooms it is in, sorted.
     pub rooms: Vec<String>,
+    /// In multi-node mode, the node it is on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
 }
 
 impl ConnectionSummary {
@@ -89,6 +92,7 @@ impl ConnectionSummary {
             user_agent: info.user_agent.as_deref().map(str::to_owned),
             connected_at: info.connected_at,
             rooms,
+            node: None,
         }
     }
 }

@@ -3,16 +3,20 @@
 //! session, close one session. The HTTP handlers (`GET /api/connections`,
 //! `POST /api/connections/{session}/send|disconnect`) wrap these.
 //!
-//! A listing is this node's connections (in multi-node mode each node
-//! lists its own; the answer names the node). Writing to or closing a
-//! session reaches it on whichever node holds it: a session that is not on
-//! this node is handed to every node through Redis.
+//! A listing covers the whole cluster: in multi-node mode every live node
+//! is asked for its page after the cursor (`cluster/survey.rs`) and the
+//! pages are merged in session-id order, each connection naming its node;
+//! a node that does not answer within `redis.timeout_ms` is named in
+//! `missing_nodes` instead of holding the answer up. Writing to or closing
+//! a session reaches it on whichever node holds it: a session that is not
+//! on this node is handed to every node through Redis.
 
 use serde_json::Value;
 use switchboard_protocol::{CloseCode, ServerFrame, validate_name};
 
 use super::AppState;
 use super::server_api::ServerError;
+use crate::cluster::survey::{ConnectionsQuery, NodePage, local_page};
 use crate::hub::connections::ConnectionSummary;
 use crate::transport::wire::{encode, now_ms};
 
@@ -23,6 +27,9 @@ pub struct ConnectionsPage {
     pub connections: Vec<ConnectionSummary>,
     /// The session the next page starts after, when there is one.
     pub cursor: Option<String>,
+    /// Live nodes that did not answer in time (multi-node mode): their
+    /// connections are missing from this page.
+    pub missing_nodes: Vec<String>,
 }
 
 /// Where a session-addressed order went.
@@ -53,9 +60,10 @@ fn session_id(session: &str) -> Result<uuid::Uuid, ServerError> {
 }
 
 impl AppState {
-    /// Up to `limit` of this node's connections (of `user`, or everyone's)
-    /// after the session `cursor`, in session-id order.
-    pub fn connections(
+    /// Up to `limit` connections (of `user`, or everyone's) after the
+    /// session `cursor`, in session-id order, from every node of the
+    /// cluster.
+    pub async fn connections(
         &self,
         user: Option<&str>,
         cursor: Option<&str>,
@@ -65,8 +73,23 @@ impl AppState {
             validate_name(user)
                 .map_err(|reason| ServerError::InvalidName { field: "user", reason })?;
         }
-        let (connections, cursor) = self.hub().connections(user, cursor, limit);
-        Ok(ConnectionsPage { connections, cursor })
+        let query = ConnectionsQuery {
+            user: user.map(str::to_owned),
+            cursor: cursor.map(str::to_owned),
+            limit,
+        };
+        let Some(cluster) = self.cluster() else {
+            let (connections, cursor) = self.hub().connections(user, cursor, limit);
+            return Ok(ConnectionsPage { connections, cursor, missing_nodes: Vec::new() });
+        };
+        let local = local_page(self.hub(), &cluster.node, &query);
+        let surveyed = cluster
+            .survey_connections(&query)
+            .await
+            .map_err(|err| ServerError::Unavailable(err.to_string()))?;
+        let mut page = merge(limit, std::iter::once(local).chain(surveyed.pages));
+        page.missing_nodes = surveyed.missing;
+        Ok(page)
     }
 
     /// Writes a message from the server (`from` is `server_name`) to one
@@ -134,5 +157,68 @@ impl AppState {
                 Ok(SessionReach::Forwarded)
             }
         }
+    }
+}
+
+/// The first `limit` connections of several nodes' pages (each in
+/// session-id order, after the same cursor), and the cursor of the next
+/// page: the last one taken, when any node has more.
+fn merge(limit: usize, pages: impl Iterator<Item = NodePage>) -> ConnectionsPage {
+    let mut more = false;
+    let mut connections = Vec::new();
+    for page in pages {
+        more |= page.cursor.is_some();
+        connections.extend(page.connections);
+    }
+    connections.sort_unstable_by(|a, b| a.session.cmp(&b.session));
+    more |= connections.len() > limit;
+    connections.truncate(limit);
+    let cursor = more.then(|| connections.last().map(|c| c.session.clone())).flatten();
+    ConnectionsPage { connections, cursor, missing_nodes: Vec::new() }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hub::connections::Transport;
+
+    fn on(node: &str, sessions: &[&str], more: bool) -> NodePage {
+        let connections: Vec<ConnectionSummary> = sessions
+            .iter()
+            .map(|session| ConnectionSummary {
+                session: (*session).to_owned(),
+                user: "u".into(),
+                transport: Transport::Websocket,
+                address: "127.0.0.1".into(),
+                user_agent: None,
+                connected_at: 0,
+                rooms: Vec::new(),
+                node: Some(node.to_owned()),
+            })
+            .collect();
+        let cursor = more.then(|| sessions.last().unwrap().to_string());
+        NodePage { connections, cursor }
+    }
+
+    fn sessions(page: &ConnectionsPage) -> Vec<&str> {
+        page.connections.iter().map(|c| c.session.as_str()).collect()
+    }
+
+    #[test]
+    fn pages_of_several_nodes_merge_in_session_order() {
+        let page =
+            merge(3, [on("a", &["1", "4", "6"], true), on("b", &["2", "3"], false)].into_iter());
+        assert_eq!(sessions(&page), ["1", "2", "3"]);
+        assert_eq!(page.cursor.as_deref(), Some("3"), "more on both nodes after 3");
+        // The last page: nobody has more, and everything fits.
+        let page = merge(3, [on("a", &["7"], false), on("b", &["5"], false)].into_iter());
+        assert_eq!(sessions(&page), ["5", "7"]);
+        assert_eq!(page.cursor, None);
+        // Exactly full, but a node said it has more.
+        let page = merge(2, [on("a", &["1", "2"], true), on("b", &[], false)].into_iter());
+        assert_eq!(page.cursor.as_deref(), Some("2"));
+        // Exactly full and nobody has more.
+        let page = merge(2, [on("a", &["1"], false), on("b", &["2"], false)].into_iter());
+        assert_eq!(page.cursor, None);
     }
 }
