@@ -3,7 +3,8 @@
 //! Redis with the room's members split between them and the publisher on
 //! the first. Every member reads every message; reported: deliveries per
 //! second, latency from send to receipt (p50, p99), and the CPU the nodes
-//! and Redis spent.
+//! and Redis spent; and, from filling the room, how long each member's join
+//! took from request to ack (p50, p99), one join at a time.
 //!
 //! ```sh
 //! cargo build --release -p switchboard-server -p switchboard-bench
@@ -46,6 +47,8 @@ struct Args {
 /// One setup's result.
 struct Run {
     name: &'static str,
+    /// Each member's join, request to ack.
+    joins: Percentiles,
     elapsed: Duration,
     deliveries: usize,
     latency: Percentiles,
@@ -111,10 +114,13 @@ async fn measure(
     let proto = Proto::Json;
     let received = Arc::new(Received::default());
     let mut readers = Vec::new();
+    let mut joins = Vec::with_capacity(args.members);
     for n in 0..args.members {
         let hub = hubs[n % hubs.len()];
         let socket = proto.open(hub.addr, &format!("m{n}")).await?;
+        let asked = Instant::now();
         readers.push(join_room(socket, proto, "bench", received.clone()).await?);
+        joins.push(asked.elapsed());
     }
     let mut publisher = proto.open(hubs[0].addr, "publisher").await?;
     publisher.send(Message::text(proto.join("bench"))).await?;
@@ -140,6 +146,7 @@ async fn measure(
     let deliveries = received.count.load(std::sync::atomic::Ordering::Relaxed);
     Ok(Run {
         name,
+        joins: Percentiles::of(joins),
         elapsed,
         deliveries,
         latency: received.take_latencies(),
@@ -152,15 +159,15 @@ fn table(runs: &[Run], args: &Args) -> String {
     let mut out = format!(
         "Room fan-out: {} members (split evenly between the nodes), {} messages, {} in flight, \
          publisher on the first node; one machine, loopback, one run\n\n\
-         | setup | deliveries/s | relative to 1 node | latency | nodes' CPU | Redis CPU |\n\
-         |---|---|---|---|---|---|",
+         | setup | deliveries/s | relative to 1 node | latency | nodes' CPU | Redis CPU | join (request to ack) |\n\
+         |---|---|---|---|---|---|---|",
         args.members, args.messages, args.in_flight
     );
     let base = runs.first().map_or(1.0, |r| r.deliveries as f64 / r.elapsed.as_secs_f64());
     for run in runs {
         let rate = run.deliveries as f64 / run.elapsed.as_secs_f64();
         out.push_str(&format!(
-            "\n| {} | {rate:.0} ({} of {}) | {:.2}× | {} | {:.2} s | {:.2} s |",
+            "\n| {} | {rate:.0} ({} of {}) | {:.2}× | {} | {:.2} s | {:.2} s | {} |",
             run.name,
             run.deliveries,
             args.members * args.messages,
@@ -168,6 +175,7 @@ fn table(runs: &[Run], args: &Args) -> String {
             run.latency.cell(),
             run.nodes_cpu.as_secs_f64(),
             run.redis_cpu.as_secs_f64(),
+            run.joins.cell(),
         ));
     }
     out.push('\n');

@@ -220,11 +220,15 @@ impl<S: Socket> Session<S> {
         let sees_presence = self.may(room, |rule| rule.presence);
         let key = StreamKey::Room(room.into());
         let (hub, session_key) = (self.state.hub().clone(), self.outbound.key);
-        let joined = self
-            .state
-            .streams()
-            .resume(&key, since.as_ref(), || hub.join(session_key, room, sees_presence))
-            .await;
+        // The room's info (for the ack) is read alongside the join rather
+        // than after it: in a cluster that is one Redis round trip fewer
+        // on every join's path.
+        let (joined, info) = tokio::join!(
+            self.state
+                .streams()
+                .resume(&key, since.as_ref(), || hub.join(session_key, room, sees_presence)),
+            self.state.catalog().get(room),
+        );
         let (joined, position, replay) = match joined {
             Ok((Some(joined), position, replay)) => (joined, position, replay),
             Ok((None, ..)) => return Err(Refusal::Ended(Flow::Gone(Ended::Unregistered))),
@@ -249,7 +253,7 @@ impl<S: Socket> Session<S> {
         self.room_floors.insert(room.into(), position.offset);
         // A join goes on without the room's info when the catalog cannot be
         // read: the info is a courtesy, the membership is what was asked.
-        let info = match self.state.catalog().get(room).await {
+        let info = match info {
             Ok(managed) => managed.map(|room| room.info),
             Err(err) => {
                 tracing::warn!(room, %err, "the room's info could not be read for the join");
