@@ -224,9 +224,11 @@ impl<S: Socket> Session<S> {
         // than after it: in a cluster that is one Redis round trip fewer
         // on every join's path.
         let (joined, info) = tokio::join!(
-            self.state
-                .streams()
-                .resume(&key, since.as_ref(), || hub.join(session_key, room, sees_presence)),
+            self.state.streams().resume(&key, since.as_ref(), || hub.join(
+                session_key,
+                room,
+                sees_presence
+            )),
             self.state.catalog().get(room),
         );
         let (joined, position, replay) = match joined {
