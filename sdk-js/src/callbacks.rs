@@ -69,6 +69,10 @@ impl Callbacks {
                 let call = self.caller(&event, &callback);
                 Some(client.on_left(move |e| call(convert::left(e))))
             }
+            "reset" => {
+                let call = self.caller(&event, &callback);
+                Some(client.on_reset(move |e| call(convert::reset(e))))
+            }
             "presence" => {
                 let call = self.caller(&event, &callback);
                 Some(client.on_presence(move |p| call(convert::presence(p))))

@@ -14,7 +14,7 @@ use serde_json::Value;
 use switchboard_sdk::js::{ObjectWriter, json_array, json_to_js, value_from_js, value_to_js};
 use switchboard_sdk::{
     Connected, Connecting, Disconnected, History, Joined, Left, MembersPage, Message, Occupancy,
-    Presence, PresenceAction, RoomInfo,
+    Presence, PresenceAction, Reset, RoomInfo,
 };
 use wasm_bindgen::JsValue;
 
@@ -98,6 +98,12 @@ fn room_info(info: &RoomInfo) -> String {
 pub(crate) fn left(event: &Left) -> JsValue {
     let mut out = ObjectWriter::new();
     out.text("room", &event.room);
+    json_to_js(&out.finish())
+}
+
+pub(crate) fn reset(event: &Reset) -> JsValue {
+    let mut out = ObjectWriter::new();
+    out.opt_text("room", event.room.as_deref());
     json_to_js(&out.finish())
 }
 

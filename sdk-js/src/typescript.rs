@@ -144,6 +144,11 @@ export interface LeftEvent {
   room: string;
 }
 
+/** A room the client is in (or, without `room`, its inbox) started over under a new epoch: the hub lost its history. The client goes on from the new position; reload what you show from your own source. */
+export interface ResetEvent {
+  room?: string;
+}
+
 export interface DisconnectedEvent {
   /** The close code, when the hub sent one (see docs/PROTOCOL.md). */
   code: number | null;
@@ -176,6 +181,7 @@ export interface ClientEvents {
   disconnected: DisconnectedEvent;
   joined: JoinedEvent;
   left: LeftEvent;
+  reset: ResetEvent;
   error: SwitchboardError;
   presence: Presence;
   occupancy: Occupancy;

@@ -13,7 +13,7 @@ use crate::builder::{ClientBuilder, Options};
 use crate::driver::{Command, Op, Request};
 use crate::error::{Error, Result};
 use crate::event::{
-    Connected, Connecting, ConnectionState, Disconnected, History, Joined, Left, MembersPage,
+    Connected, Connecting, ConnectionState, Disconnected, History, Joined, Left, MembersPage, Reset,
 };
 use crate::handlers::{Handler, HandlerId, Handlers};
 use crate::runtime;
@@ -294,6 +294,13 @@ impl Client {
     /// server-side leave).
     pub fn on_left(&self, handler: impl Handler<Left>) -> HandlerId {
         self.shared.handlers.on_left(handler)
+    }
+
+    /// Calls `handler` when a room the client is in, or its inbox, started
+    /// over under a new epoch (the hub lost its history): the client goes
+    /// on from the new position; what it shows may have a gap to reload.
+    pub fn on_reset(&self, handler: impl Handler<Reset>) -> HandlerId {
+        self.shared.handlers.on_reset(handler)
     }
 
     /// Calls `handler` before each connection attempt.

@@ -26,7 +26,7 @@ use crate::builder::Tokens;
 use crate::client::Shared;
 use crate::codec;
 use crate::error::{Error, Result};
-use crate::event::{Connected, Connecting, ConnectionState, Disconnected, Joined, Left};
+use crate::event::{Connected, Connecting, ConnectionState, Disconnected, Joined, Left, Reset};
 use crate::runtime;
 use crate::transport::{Incoming, Socket};
 
@@ -552,7 +552,15 @@ impl Driver {
             ServerFrame::Ack(ack) => match self.pending.remove(&ack.id) {
                 Some(Pending::Join { room, replies, rejoin }) => {
                     if let (Some(epoch), Some(offset)) = (ack.epoch.clone(), ack.offset) {
-                        self.positions.insert(room.clone(), Position { epoch, offset });
+                        // Already in the room under the same epoch (a join
+                        // sent again): messages below the ack's offset may
+                        // still be on their way, so the client's own
+                        // position stands. Otherwise the ack's is where it is.
+                        let keep = ack.recovered != Some(false)
+                            && self.positions.get(&room).is_some_and(|own| own.epoch == epoch);
+                        if !keep {
+                            self.positions.insert(room.clone(), Position { epoch, offset });
+                        }
                     }
                     let members = ack.members.clone().unwrap_or_default();
                     let member_count = ack.member_count.unwrap_or(members.len() as u64);
@@ -640,6 +648,19 @@ impl Driver {
                 self.rooms.remove(&room);
                 self.positions.remove(&room);
                 self.shared.handlers.emit_left(&Left { room });
+            }
+            ServerFrame::Reset(reset) => {
+                // The stream started over: the next messages count from the
+                // new epoch's offset, not from the old one's.
+                let position = Position { epoch: reset.epoch, offset: reset.offset };
+                match &reset.room {
+                    Some(room) if self.rooms.contains(room) => {
+                        self.positions.insert(room.clone(), position);
+                    }
+                    Some(_) => return,
+                    None => self.inbox = Some(position),
+                }
+                self.shared.handlers.emit_reset(&Reset { room: reset.room });
             }
             ServerFrame::Welcome(_) | ServerFrame::Pong { .. } => {}
         }

@@ -94,6 +94,18 @@ pub struct Left {
     pub room: String,
 }
 
+/// A stream the client follows started over under a new epoch: the hub
+/// lost its history (its Redis lost its data) while the client was in it.
+/// The client carries on from the new position by itself; messages
+/// published before the loss that it had not received are gone, so an
+/// application that shows the room (or the private messages) reloads them
+/// from its own source.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reset {
+    /// The room; `None` for the user's inbox of private messages.
+    pub room: Option<String>,
+}
+
 /// One page of a room's members, as [`Client::members_page`](crate::Client::members_page) returns it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MembersPage {

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use switchboard_protocol::{Message, Occupancy, Presence};
 
 use crate::Error;
-use crate::event::{Connected, Connecting, Disconnected, Joined, Left};
+use crate::event::{Connected, Connecting, Disconnected, Joined, Left, Reset};
 use crate::runtime::MaybeSend;
 
 /// Identifies a registered handler, for [`Client::off`](crate::Client::off).
@@ -51,6 +51,7 @@ struct Lists {
     occupancy: List<Occupancy>,
     joined: List<Joined>,
     left: List<Left>,
+    reset: List<Reset>,
     connecting: List<Connecting>,
     connected: List<Connected>,
     disconnected: List<Disconnected>,
@@ -103,6 +104,7 @@ impl Handlers {
     lifecycle!(on_occupancy, emit_occupancy, occupancy, Occupancy);
     lifecycle!(on_joined, emit_joined, joined, Joined);
     lifecycle!(on_left, emit_left, left, Left);
+    lifecycle!(on_reset, emit_reset, reset, Reset);
     lifecycle!(on_connecting, emit_connecting, connecting, Connecting);
     lifecycle!(on_connected, emit_connected, connected, Connected);
     lifecycle!(on_disconnected, emit_disconnected, disconnected, Disconnected);

@@ -73,7 +73,7 @@ pub use client::Client;
 pub use codec::js;
 pub use error::{Error, Result};
 pub use event::{
-    Connected, Connecting, ConnectionState, Disconnected, History, Joined, Left, MembersPage,
+    Connected, Connecting, ConnectionState, Disconnected, History, Joined, Left, MembersPage, Reset,
 };
 pub use handlers::{Handler, HandlerId};
 pub use runtime::{BoxFuture, MaybeSend};

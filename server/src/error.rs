@@ -1,7 +1,7 @@
 //! The library's error types and its `Result` alias.
 //!
-//! HTTP API errors live with the API ([`crate::api::ApiError`]); broker errors
-//! with the broker ([`crate::broker::BrokerError`]).
+//! HTTP API errors live with the API ([`crate::api::ApiError`]); engine errors
+//! with the engine ([`crate::EngineError`]).
 
 use std::path::PathBuf;
 

@@ -65,10 +65,9 @@
 //! documented in `docs/PROTOCOL.md`.
 
 pub mod api;
-pub mod broker;
 pub mod cli;
-mod cluster;
 pub mod config;
+mod engine;
 pub mod env;
 mod error;
 #[cfg(any(test, feature = "fuzzing"))]
@@ -78,18 +77,26 @@ mod hub;
 pub mod policy;
 mod session;
 mod state;
-pub mod store;
+mod stream;
 mod transport;
+mod wire;
+
+/// History per stream for a single node: the [`HistoryStore`] trait the
+/// memory engine keeps streams in, and its two stores.
+pub mod store {
+    pub use crate::engine::store::{
+        DiskStore, HistoryStore, MemoryStore, Replay, StoreError, Stored, StreamKey,
+    };
+}
 
 pub use api::ApiError;
-pub use broker::{Broker, BrokerError, Delivery, DeliveryKind, Target};
-pub use broker::{MemoryBroker, RedisBroker};
 pub use config::Config;
+pub use engine::EngineError;
+pub use engine::catalog::{ManagedRoom, RoomError};
 pub use error::{ConfigError, Error, Result};
-pub use hub::catalog::{ManagedRoom, RoomError};
 pub use hub::connections::{ConnectionSummary, Transport};
 pub use hub::stats::{ClusterStats, Rates, Stats};
-pub use hub::{Hub, ManagedFields, RoomDetail, RoomSummary};
+pub use hub::{Delivery, DeliveryKind, Hub, ManagedFields, RoomDetail, RoomSummary, Target};
 pub use policy::auth::{self, AuthError, Authenticator, Identity};
 pub use policy::{hooks, identity, patterns, webhooks};
 pub use state::AppState;

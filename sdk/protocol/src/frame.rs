@@ -344,6 +344,12 @@ pub enum ServerFrame {
         /// The room.
         room: String,
     },
+    /// A stream this connection follows (a room's, or the inbox without
+    /// `room`) started over under a new epoch while the connection was in
+    /// it: its history was lost (the hub's Redis lost its data). Messages
+    /// that follow continue from this position; a client moves its own
+    /// position here and reloads what it shows from its own source.
+    Reset(StreamReset),
     /// The answer to a client `ping`.
     Pong {
         /// The `id` of the `ping`, if it had one.
@@ -542,6 +548,18 @@ pub struct RoomJoined {
     /// What the application says about the room, for a managed room.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub info: Option<RoomInfo>,
+}
+
+/// A stream that started over under a new epoch.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StreamReset {
+    /// The room; absent for the user's inbox.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub room: Option<String>,
+    /// The stream's new epoch.
+    pub epoch: String,
+    /// The offset the stream stands at: messages after it follow.
+    pub offset: u64,
 }
 
 /// A failed request, or a frame the hub could not understand.

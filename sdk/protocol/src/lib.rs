@@ -28,7 +28,7 @@ mod tag_first;
 pub use code::{CloseCode, ErrorCode};
 pub use frame::{
     Ack, ClientFrame, DecodeError, ErrorFrame, MAX_ID_BYTES, MAX_MEMBERS_PAGE, Message, Occupancy,
-    Position, Presence, PresenceAction, RoomInfo, RoomJoined, ServerFrame, Welcome,
+    Position, Presence, PresenceAction, RoomInfo, RoomJoined, ServerFrame, StreamReset, Welcome,
 };
 pub use name::{NameError, validate_name};
 

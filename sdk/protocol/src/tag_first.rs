@@ -18,7 +18,7 @@ use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde_json::{Map, Value};
 
 use crate::frame::{
-    Ack, ErrorFrame, Message, Occupancy, Presence, RoomJoined, ServerFrame, Welcome,
+    Ack, ErrorFrame, Message, Occupancy, Presence, RoomJoined, ServerFrame, StreamReset, Welcome,
 };
 
 /// The `type` values of [`ServerFrame`].
@@ -34,6 +34,7 @@ enum Kind {
     Refresh,
     Joined,
     Left,
+    Reset,
     Pong,
 }
 
@@ -163,6 +164,7 @@ fn rest<'de, D: Deserializer<'de>>(kind: Kind, fields: D) -> Result<ServerFrame,
         },
         Kind::Joined => ServerFrame::Joined(RoomJoined::deserialize(fields)?),
         Kind::Left => ServerFrame::Left { room: LeftFields::deserialize(fields)?.room },
+        Kind::Reset => ServerFrame::Reset(StreamReset::deserialize(fields)?),
         Kind::Pong => ServerFrame::Pong { id: PongFields::deserialize(fields)?.id },
     })
 }

@@ -6,7 +6,7 @@ use serde_json::{Value, json};
 use std::path::Path;
 use switchboard_protocol::{
     Ack, ClientFrame, ErrorCode, ErrorFrame, Message, Occupancy, Position, Presence,
-    PresenceAction, ServerFrame, Welcome,
+    PresenceAction, ServerFrame, StreamReset, Welcome,
 };
 
 fn fixture(path: &str) -> Value {
@@ -261,6 +261,18 @@ fn server_frames_round_trip() {
         }),
     );
     assert_server("server/pong.json", ServerFrame::Pong { id: Some("5".into()) });
+    assert_server(
+        "server/reset.json",
+        ServerFrame::Reset(StreamReset {
+            room: Some("general".into()),
+            epoch: "7d1e0c9a4b2f".into(),
+            offset: 0,
+        }),
+    );
+    assert_server(
+        "server/reset_inbox.json",
+        ServerFrame::Reset(StreamReset { room: None, epoch: "0a9b8c7d6e5f".into(), offset: 0 }),
+    );
 }
 
 #[test]
@@ -279,5 +291,5 @@ fn every_fixture_file_is_covered() {
             count += 1;
         }
     }
-    assert_eq!(count, 30, "a new fixture needs an assertion above");
+    assert_eq!(count, 32, "a new fixture needs an assertion above");
 }

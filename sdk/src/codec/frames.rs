@@ -9,7 +9,7 @@
 use serde_json::Value;
 use switchboard_protocol::{
     Ack, ClientFrame, ErrorCode, ErrorFrame, Message, Occupancy, Position, Presence,
-    PresenceAction, RoomInfo, RoomJoined, ServerFrame, Welcome,
+    PresenceAction, RoomInfo, RoomJoined, ServerFrame, StreamReset, Welcome,
 };
 
 use super::fields::{Fields, ObjectWriter, mistyped};
@@ -144,6 +144,11 @@ fn server_frame(value: &mut Value) -> Result<Option<ServerFrame>, String> {
             info: frame.optional("info", room_info)?,
         }),
         "left" => ServerFrame::Left { room: frame.string("room")? },
+        "reset" => ServerFrame::Reset(StreamReset {
+            room: frame.opt_string("room")?,
+            epoch: frame.string("epoch")?,
+            offset: frame.integer("offset", u64::MAX)?,
+        }),
         "pong" => ServerFrame::Pong { id: frame.opt_string("id")? },
         // A newer hub's frame: skipped, as the protocol allows.
         _ => return Ok(None),
@@ -291,6 +296,12 @@ mod tests {
                 info: Some(info),
             }),
             ServerFrame::Left { room: "lobby".into() },
+            ServerFrame::Reset(StreamReset {
+                room: Some("lobby".into()),
+                epoch: "e4".into(),
+                offset: 0,
+            }),
+            ServerFrame::Reset(StreamReset { room: None, epoch: "e5".into(), offset: 3 }),
             ServerFrame::Pong { id: Some("5".into()) },
             ServerFrame::Pong { id: None },
         ]

@@ -57,7 +57,7 @@ pub(crate) async fn list(
 ) -> Result<Json<Connections>, ApiError> {
     let Query(query) = query.map_err(|r| ApiError::BadRequest(r.body_text()))?;
     super::within_contract(None, query.limit)?;
-    let limit = crate::hub::operations::members_limit(query.limit);
+    let limit = crate::state::server_api::members_limit(query.limit);
     let page = state.connections(query.user.as_deref(), query.cursor.as_deref(), limit).await?;
     Ok(Json(Connections {
         connections: page.connections,

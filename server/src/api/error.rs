@@ -11,9 +11,8 @@ use serde::de::DeserializeOwned;
 use serde_json::json;
 use switchboard_protocol::NameError;
 
-use crate::broker::BrokerError;
+use crate::engine::EngineError;
 use crate::policy::auth::AuthError;
-use crate::store::StoreError;
 
 /// An HTTP API failure.
 #[derive(Debug, thiserror::Error)]
@@ -66,12 +65,9 @@ pub enum ApiError {
     /// The hub is shutting down (503 `shutting_down`).
     #[error("the hub is shutting down")]
     ShuttingDown,
-    /// The broker could not deliver (503 `unavailable`).
+    /// The engine failed: the history store, or Redis (503 `unavailable`).
     #[error(transparent)]
-    Broker(#[from] BrokerError),
-    /// The history store failed (503 `unavailable`).
-    #[error(transparent)]
-    Store(#[from] StoreError),
+    Unavailable(#[from] EngineError),
     /// The application refused the request in a hook (403 `refused`).
     #[error("{0}")]
     Refused(String),
@@ -108,8 +104,7 @@ impl ApiError {
             ApiError::Conflict { .. } => StatusCode::CONFLICT,
             ApiError::TooManyConnections
             | ApiError::ShuttingDown
-            | ApiError::Broker(_)
-            | ApiError::Store(_)
+            | ApiError::Unavailable(_)
             | ApiError::HookFailed(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
@@ -129,7 +124,7 @@ impl ApiError {
             ApiError::MethodNotAllowed => "method_not_allowed",
             ApiError::TooManyConnections => "too_many_connections",
             ApiError::ShuttingDown => "shutting_down",
-            ApiError::Broker(_) | ApiError::Store(_) => "unavailable",
+            ApiError::Unavailable(_) => "unavailable",
             ApiError::Refused(_) => "refused",
             ApiError::HookFailed(_) => "hook_failed",
             ApiError::Conflict { code, .. } => code,

@@ -124,7 +124,7 @@ pub(crate) fn render(state: &AppState) -> String {
         "store_duration",
         "History store operations: append (store and, in multi-node mode, publish) and read",
         Unit::Seconds,
-        state.streams().latency.snapshot("op", &crate::hub::latency::STORE_OPS),
+        state.engine().latency.snapshot("op", &crate::hub::latency::STORE_OPS),
     );
     let refused = Family::<Labels, Counter>::default();
     for (code, n) in counters.refusals() {
@@ -144,36 +144,7 @@ pub(crate) fn render(state: &AppState) -> String {
         "Sessions ended: close_<code> when the hub closed them, else client_closed, dropped or network_error",
         ended,
     );
-    if let Some(cluster) = state.cluster() {
-        use std::sync::atomic::Ordering::Relaxed;
-        gauge(
-            &mut registry,
-            "redis_up",
-            "1 when the last Redis request succeeded",
-            cluster.is_up() as u64,
-        );
-        let errors = Family::<Labels, Counter>::default();
-        for (operation, n) in cluster.counters.errors() {
-            errors.get_or_create(&vec![("operation", operation.to_owned())]).inc_by(n);
-        }
-        registry.register("redis_errors", "Redis requests that failed, by operation", errors);
-        counter(
-            &mut registry,
-            "redis_resubscribes",
-            "Redis subscriptions re-established after one was lost",
-            cluster.counters.resubscribes.load(Relaxed),
-        );
-        let gaps = Family::<Labels, Counter>::default();
-        let repaired = cluster.counters.gaps_repaired.load(Relaxed);
-        gaps.get_or_create(&vec![("outcome", "repaired".to_owned())]).inc_by(repaired);
-        let resumed = cluster.counters.gaps_resumed.load(Relaxed);
-        gaps.get_or_create(&vec![("outcome", "resumed".to_owned())]).inc_by(resumed);
-        registry.register(
-            "stream_gaps",
-            "Messages lost between nodes: repaired from the history, or followers told to resume (4005)",
-            gaps,
-        );
-    }
+    state.engine().node().metrics(&mut registry);
     if let Some(events) = state.events() {
         use std::sync::atomic::Ordering::Relaxed;
         gauge(

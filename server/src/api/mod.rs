@@ -23,10 +23,12 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use switchboard_protocol::{CloseCode, Message, RoomInfo, validate_name};
 
-use crate::hub::catalog::{ManagedRoom, RoomError};
+use crate::engine::EngineError;
+use crate::engine::catalog::{ManagedRoom, RoomError};
 use crate::hub::stats::Stats;
 use crate::hub::{RoomDetail, RoomSummary};
-use crate::store::StoreError;
+use crate::state::server_api::members_limit;
+use crate::stream::StreamKey;
 use crate::{AppState, ServerError};
 
 impl From<RoomError> for ApiError {
@@ -38,7 +40,7 @@ impl From<RoomError> for ApiError {
             RoomError::Exists(_) => ApiError::Conflict { code: "room_exists", message },
             RoomError::Default(_) => ApiError::Conflict { code: "default_room", message },
             RoomError::Full(_) => ApiError::Conflict { code: "room_limit", message },
-            RoomError::Unavailable(message) => ApiError::Store(StoreError(message)),
+            RoomError::Unavailable(message) => ApiError::Unavailable(EngineError::Failed(message)),
         }
     }
 }
@@ -49,7 +51,9 @@ impl From<ServerError> for ApiError {
             ServerError::InvalidName { field, reason } => ApiError::InvalidName { field, reason },
             ServerError::InvalidCloseCode(_) => ApiError::BadRequest(err.to_string()),
             ServerError::UnknownSession(_) => ApiError::NotFound(err.to_string()),
-            ServerError::Unavailable(message) => ApiError::Store(StoreError(message)),
+            ServerError::Unavailable(message) => {
+                ApiError::Unavailable(EngineError::Failed(message))
+            }
         }
     }
 }
@@ -137,7 +141,7 @@ pub(crate) struct Online {
 #[utoipa::path(get, path = "/api/online", tag = "users", security(("api_key" = [])),
     responses((status = 200, description = "Who is connected", body = Online), (status = 401, description = "The API key is missing or wrong", body = ErrorBody), (status = 503, description = "The history store, the broker or Redis failed", body = ErrorBody)))]
 pub(crate) async fn online(State(state): State<AppState>) -> Result<Json<Online>, ApiError> {
-    let connections = crate::hub::presence::online_connections(&state).await?;
+    let connections = state.engine().presence().online().await?;
     let users: Vec<String> = connections.iter().map(|(user, _)| user.clone()).collect();
     Ok(Json(Online { count: users.len(), users, connections: connections.into_iter().collect() }))
 }
@@ -264,22 +268,7 @@ pub(crate) struct Rooms {
 #[utoipa::path(get, path = "/api/rooms", tag = "rooms", security(("api_key" = [])),
     responses((status = 200, description = "Rooms with members and managed rooms", body = Rooms), (status = 401, description = "The API key is missing or wrong", body = ErrorBody), (status = 503, description = "The history store, the broker or Redis failed", body = ErrorBody)))]
 pub(crate) async fn rooms(State(state): State<AppState>) -> Result<Json<Rooms>, ApiError> {
-    let mut rooms = match state.cluster() {
-        None => state.hub().rooms(),
-        Some(cluster) => cluster
-            .rooms()
-            .await
-            .map_err(crate::store::StoreError::from)?
-            .into_iter()
-            .map(|room| RoomSummary {
-                id: room.room,
-                members: room.users,
-                connections: room.connections,
-                messages: room.messages,
-                managed: crate::hub::ManagedFields::default(),
-            })
-            .collect(),
-    };
+    let mut rooms = state.engine().presence().rooms().await?;
     // Managed rooms are listed whether or not anyone is in them.
     let mut managed: std::collections::BTreeMap<String, ManagedRoom> =
         state.managed_rooms().await?.into_iter().map(|room| (room.id.clone(), room)).collect();
@@ -473,32 +462,14 @@ pub(crate) async fn room(
 
 /// When a room's newest kept message was published.
 async fn last_activity(state: &AppState, room: &str) -> Result<Option<u64>, ApiError> {
-    let key = crate::store::StreamKey::Room(room.into());
-    Ok(state.streams().last_message_ts(&key).await?)
+    let key = StreamKey::Room(room.into());
+    Ok(state.engine().last_message_ts(&key).await?)
 }
 
 /// A room with members as `GET /api/rooms/{room}` shows it (without its
 /// managed fields); `None` when nobody is in it.
 async fn room_detail(state: &AppState, room: &str) -> Result<Option<RoomDetail>, ApiError> {
-    let Some(cluster) = state.cluster() else {
-        return Ok(state.hub().room(room));
-    };
-    let limit = state.config().rooms.join_ack_members;
-    let Some(page) = crate::hub::presence::members(state, room, None, limit).await? else {
-        return Ok(None);
-    };
-    let figures = cluster.rooms().await.map_err(crate::store::StoreError::from)?;
-    let figures = figures.into_iter().find(|r| r.room == room);
-    Ok(Some(RoomDetail {
-        members: page.members,
-        member_count: page.count,
-        cursor: page.cursor,
-        large: page.count > state.config().rooms.large_room,
-        connections: figures.as_ref().map_or(0, |r| r.connections),
-        messages: figures.as_ref().map_or(0, |r| r.messages),
-        id: room.to_owned(),
-        managed: crate::hub::ManagedFields::default(),
-    }))
+    Ok(state.engine().presence().room(room).await?)
 }
 
 /// The query of `GET /api/rooms/{room}/members`.
@@ -536,7 +507,7 @@ pub(crate) async fn members(
 ) -> Result<Json<Members>, ApiError> {
     let Query(query) = query.map_err(|r| ApiError::BadRequest(r.body_text()))?;
     within_contract(None, query.limit)?;
-    let limit = crate::hub::operations::members_limit(query.limit);
+    let limit = members_limit(query.limit);
     let page = state
         .room_members(&room, query.cursor.as_deref(), limit)
         .await?
@@ -651,8 +622,7 @@ pub(crate) async fn history(
     let Query(query) = query.map_err(|r| ApiError::BadRequest(r.body_text()))?;
     check_name("room", &room)?;
     within_contract(query.since, query.limit)?;
-    let page =
-        crate::hub::operations::read_history(&state, &room, query.since, query.limit).await?;
+    let page = state.read_history(&room, query.since, query.limit).await?;
     Ok(Json(History { room, epoch: page.epoch, offset: page.offset, messages: page.messages }))
 }
 

@@ -26,7 +26,7 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::EventsConfig;
-use crate::transport::wire::now_ms;
+use crate::wire::now_ms;
 
 /// The queue of events on their way to the application.
 pub(crate) struct Events {

@@ -1,40 +1,42 @@
 //! The hub: this node's registry of connections, users and rooms, and the
 //! local fan-out that delivers a serialized frame to the right connections.
 //!
-//! The hub knows nothing of other nodes: a [`Broker`](crate::broker::Broker)
-//! carries deliveries between nodes and hands each node's hub the ones it must
-//! deliver locally through [`Hub::deliver`]. One `std::sync::RwLock` guards
-//! the registry; fan-out holds it for reading and never waits inside it,
-//! because pushing to an [`Outbound`] never blocks.
+//! The hub knows nothing of other nodes, of streams' history or of
+//! presence beyond this node: the engine (`engine/`) hands it the
+//! deliveries this node must make through [`Hub::deliver`], and reads its
+//! membership. One `std::sync::RwLock` guards the registry; fan-out holds
+//! it for reading and never waits inside it, because pushing to an
+//! [`Outbound`] never blocks.
 //!
 //! Presence scales with the room: a join lists at most a fixed number of
 //! members, and a room past the large-room threshold stops announcing each
 //! join and leave; the hub notes it as due for an `occupancy` count instead,
 //! which [`Hub::send_occupancy`] sends on the maintenance tick.
 
-pub(crate) mod catalog;
 pub(crate) mod connections;
+mod delivery;
 pub(crate) mod events;
-pub(crate) mod ids;
 pub(crate) mod latency;
-pub(crate) mod operations;
 pub(crate) mod outbound;
-pub(crate) mod presence;
 pub(crate) mod rates;
 pub(crate) mod room;
 pub(crate) mod stats;
-pub(crate) mod streams;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use serde::Serialize;
+use switchboard_protocol::{Presence, PresenceAction, ServerFrame};
 
-use crate::broker::{Delivery, DeliveryKind, Target};
+pub(crate) use delivery::JoinOrder;
+pub use delivery::{Delivery, DeliveryKind, Target};
+
 use crate::hub::outbound::{Outbound, Pushed};
 use crate::hub::room::{Change, MembersPage, Room};
 use crate::hub::stats::Counters;
+use crate::stream::StreamKey;
+use crate::wire::encode;
 
 /// This node's connections, users and rooms.
 #[derive(Debug, Default)]
@@ -64,6 +66,9 @@ impl Default for PresencePolicy {
 #[derive(Debug, Default)]
 struct Registry {
     sessions: HashMap<u64, SessionEntry>,
+    /// Connections by session id, in session-id order: for orders
+    /// addressed to one session and for the connection listing's pages.
+    by_session: BTreeMap<uuid::Uuid, u64>,
     users: HashMap<Arc<str>, Vec<u64>>,
     rooms: HashMap<Arc<str>, Room>,
     /// Large rooms whose user count changed since the last `occupancy`.
@@ -92,48 +97,43 @@ pub(crate) struct Joined {
 }
 
 /// What a leave changed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub(crate) struct Left {
     /// False when the connection was not in the room.
     pub(crate) was_member: bool,
-    /// True when the user's last connection left: announce it.
+    /// True when the user's last connection in the room left (in a room
+    /// small enough to say so by name): announce it.
     pub(crate) announce: bool,
+    /// True when nobody on this node is in the room any more.
+    pub(crate) emptied: bool,
+}
+
+/// What removing a connection changed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Departure {
+    /// Every room the connection was in, with what leaving it changed.
+    pub(crate) rooms: Vec<(Arc<str>, Left)>,
+    /// True when it was its user's last connection on this node.
+    pub(crate) last_of_user: bool,
 }
 
 /// A large room's `occupancy` frame, for the members that may see presence.
 pub(crate) fn occupancy(room: &Arc<str>, count: usize) -> Delivery {
-    let frame = crate::transport::wire::encode(&switchboard_protocol::ServerFrame::Occupancy(
-        switchboard_protocol::Occupancy { room: room.to_string(), count: count as u64 },
-    ));
-    Delivery {
-        target: Target::Room(room.clone()),
-        frame,
-        kind: DeliveryKind::Occupancy,
-        offset: None,
-    }
+    let frame = encode(&ServerFrame::Occupancy(switchboard_protocol::Occupancy {
+        room: room.to_string(),
+        count: count as u64,
+    }));
+    Delivery::new(Target::Room(room.clone()), frame, DeliveryKind::Occupancy)
 }
 
-/// Queues a message frame to one connection (a session-addressed send),
-/// outside any stream, counted like any delivery.
-pub(crate) fn push_to(hub: &Hub, outbound: &Outbound, frame: tungstenite::Utf8Bytes) -> bool {
-    let bytes = frame.len() as u64;
-    let delivery = Delivery {
-        target: Target::User(outbound.user.clone()),
-        frame,
-        kind: DeliveryKind::Message,
-        offset: None,
-    };
-    match outbound.push(&delivery) {
-        outbound::Pushed::Queued => {
-            hub.counters.delivered(DeliveryKind::Message, 1, bytes);
-            true
-        }
-        outbound::Pushed::Overflowed => {
-            hub.counters.slow_consumer();
-            false
-        }
-        outbound::Pushed::Gone => false,
-    }
+/// A `presence` frame: `user` joined or left `room`.
+pub(crate) fn presence_frame(room: &Arc<str>, user: &str, action: PresenceAction) -> Delivery {
+    let frame = encode(&ServerFrame::Presence(Presence {
+        room: room.to_string(),
+        user: user.to_owned(),
+        action,
+    }));
+    Delivery::new(Target::Room(room.clone()), frame, DeliveryKind::Presence)
 }
 
 /// This node's presence, as [`Hub::presence_snapshot`] takes it.
@@ -184,19 +184,6 @@ pub struct ManagedFields {
     pub last_activity: Option<u64>,
 }
 
-impl From<catalog::ManagedRoom> for ManagedFields {
-    fn from(room: catalog::ManagedRoom) -> Self {
-        ManagedFields {
-            name: room.info.name,
-            description: room.info.description,
-            data: room.info.data,
-            created_at: Some(room.created_at),
-            default: Some(room.default),
-            last_activity: None,
-        }
-    }
-}
-
 /// A room as `GET /api/rooms/{room}` shows it.
 #[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct RoomDetail {
@@ -219,22 +206,6 @@ pub struct RoomDetail {
     /// For a managed room: what the application says about it.
     #[serde(flatten)]
     pub managed: ManagedFields,
-}
-
-impl RoomDetail {
-    /// A managed room nobody is in.
-    pub(crate) fn empty(room: catalog::ManagedRoom) -> RoomDetail {
-        RoomDetail {
-            id: room.id.clone(),
-            members: Vec::new(),
-            member_count: 0,
-            cursor: None,
-            large: false,
-            connections: 0,
-            messages: 0,
-            managed: room.into(),
-        }
-    }
 }
 
 impl Hub {
@@ -264,47 +235,59 @@ impl Hub {
         self.next_key.fetch_add(1, Ordering::Relaxed)
     }
 
-    /// Adds a connection.
-    pub(crate) fn register(&self, outbound: Arc<Outbound>, info: connections::ConnectionInfo) {
+    /// Adds a connection; true when it is its user's first on this node.
+    pub(crate) fn register(
+        &self,
+        outbound: Arc<Outbound>,
+        info: connections::ConnectionInfo,
+    ) -> bool {
         let mut registry = self.write();
-        registry.users.entry(outbound.user.clone()).or_default().push(outbound.key);
+        let keys = registry.users.entry(outbound.user.clone()).or_default();
+        keys.push(outbound.key);
+        let first = keys.len() == 1;
+        registry.by_session.insert(info.session, outbound.key);
         let entry = SessionEntry { outbound, rooms: HashSet::new(), info: Box::new(info) };
         registry.sessions.insert(entry.outbound.key, entry);
         drop(registry);
         self.counters.connection_opened();
+        first
     }
 
-    /// Removes a connection from the hub and from all its rooms; returns the
-    /// rooms its user has now left entirely, so the caller can announce them.
-    pub(crate) fn unregister(&self, key: u64) -> Vec<(Arc<str>, Arc<str>)> {
+    /// Removes a connection from the hub and from all its rooms; returns
+    /// what that changed, for presence to announce.
+    pub(crate) fn unregister(&self, key: u64) -> Departure {
         let mut registry = self.write();
         let Some(entry) = registry.sessions.remove(&key) else {
-            return Vec::new();
+            return Departure::default();
         };
+        registry.by_session.remove(&entry.info.session);
         let user = entry.outbound.user.clone();
+        let mut last_of_user = false;
         if let Some(keys) = registry.users.get_mut(&user) {
             keys.retain(|k| *k != key);
             if keys.is_empty() {
                 registry.users.remove(&user);
+                last_of_user = true;
             }
         }
-        let mut left = Vec::new();
+        let mut rooms = Vec::with_capacity(entry.rooms.len());
         let registry = &mut *registry;
         for room_name in entry.rooms {
             if let Some(room) = registry.rooms.get_mut(&room_name) {
-                match room.remove(key) {
-                    Some(Change::Announce) => left.push((room_name.clone(), user.clone())),
-                    Some(Change::Count) => {
-                        registry.occupancy_due.insert(room_name.clone());
-                    }
-                    Some(Change::None) | None => {}
+                let change = room.remove(key);
+                if change == Some(Change::Count) {
+                    registry.occupancy_due.insert(room_name.clone());
                 }
-                if room.is_empty() {
+                let emptied = room.is_empty();
+                if emptied {
                     registry.rooms.remove(&room_name);
                 }
+                let left =
+                    Left { was_member: true, announce: change == Some(Change::Announce), emptied };
+                rooms.push((room_name, left));
             }
         }
-        left
+        Departure { rooms, last_of_user }
     }
 
     /// Puts a connection in a room, creating the room on first join;
@@ -345,7 +328,7 @@ impl Hub {
     pub(crate) fn leave(&self, key: u64, room_name: &str) -> Left {
         let mut registry = self.write();
         let registry = &mut *registry;
-        let not_member = Left { was_member: false, announce: false };
+        let not_member = Left::default();
         let Some(entry) = registry.sessions.get_mut(&key) else {
             return not_member;
         };
@@ -360,10 +343,11 @@ impl Hub {
             let (name, _) = registry.rooms.get_key_value(room_name).expect("looked up above");
             registry.occupancy_due.insert(name.clone());
         }
-        if registry.rooms.get(room_name).is_some_and(Room::is_empty) {
+        let emptied = registry.rooms.get(room_name).is_some_and(Room::is_empty);
+        if emptied {
             registry.rooms.remove(room_name);
         }
-        Left { was_member: true, announce: change == Some(Change::Announce) }
+        Left { was_member: true, announce: change == Some(Change::Announce), emptied }
     }
 
     /// Up to `limit` users of a room after `cursor`; `None` when the room
@@ -434,14 +418,57 @@ impl Hub {
         }
     }
 
+    /// How many connections `user` has in `room` on this node.
+    pub(crate) fn user_connections_in(&self, room: &str, user: &str) -> usize {
+        self.read().rooms.get(room).map_or(0, |room| room.connections_of(user))
+    }
+
+    /// Whether `room` is large on this node.
+    pub(crate) fn is_large(&self, room: &str) -> bool {
+        self.read().rooms.get(room).is_some_and(Room::is_large)
+    }
+
+    /// The streams a connection here follows: every room with members,
+    /// every connected user's inbox.
+    pub(crate) fn followed_streams(&self) -> HashSet<StreamKey> {
+        let registry = self.read();
+        let rooms = registry.rooms.keys().map(|room| StreamKey::Room(room.clone()));
+        let inboxes = registry.users.keys().map(|user| StreamKey::Inbox(user.clone()));
+        rooms.chain(inboxes).collect()
+    }
+
+    /// Every user here with their connection count, sorted by user.
+    pub(crate) fn online_connections(&self) -> Vec<(String, usize)> {
+        let registry = self.read();
+        let mut users: Vec<(String, usize)> =
+            registry.users.iter().map(|(user, keys)| (user.to_string(), keys.len())).collect();
+        drop(registry);
+        users.sort_unstable();
+        users
+    }
+
+    /// Queues a message frame to one connection (a session-addressed send),
+    /// outside any stream, counted like any delivery.
+    pub(crate) fn push_to(&self, outbound: &Outbound, frame: tungstenite::Utf8Bytes) -> bool {
+        let bytes = frame.len() as u64;
+        let delivery =
+            Delivery::new(Target::User(outbound.user.clone()), frame, DeliveryKind::Message);
+        match outbound.push(&delivery) {
+            Pushed::Queued => {
+                self.counters.delivered(DeliveryKind::Message, 1, bytes);
+                true
+            }
+            Pushed::Overflowed => {
+                self.counters.slow_consumer();
+                false
+            }
+            Pushed::Gone => false,
+        }
+    }
+
     /// Connections in a room on this node.
     pub(crate) fn room_connections(&self, room: &str) -> usize {
         self.read().rooms.get(room).map_or(0, |room| room.members.len())
-    }
-
-    /// The rooms a connection is in.
-    pub(crate) fn room_names(&self, key: u64) -> Vec<Arc<str>> {
-        self.read().sessions.get(&key).map_or_else(Vec::new, |e| e.rooms.iter().cloned().collect())
     }
 
     /// Whether a connection is in a room.
@@ -559,26 +586,56 @@ impl Hub {
         limit: usize,
     ) -> (Vec<connections::ConnectionSummary>, Option<String>) {
         let registry = self.read();
-        let keys: Vec<u64> = match user {
-            Some(user) => registry.users.get(user).cloned().unwrap_or_default(),
-            None => registry.sessions.keys().copied().collect(),
+        // A cursor is a session id as the listing writes it (32 hex digits,
+        // whose text order is the ids' order); anything else is compared as
+        // text, without the index.
+        let after_id = after.and_then(|after| uuid::Uuid::try_parse(after).ok());
+        let wanted = |session: &uuid::Uuid| match (after, after_id) {
+            (None, _) => true,
+            (Some(_), Some(id)) => *session > id,
+            (Some(after), None) => session.simple().to_string().as_str() > after,
         };
-        let mut listed: Vec<(String, &SessionEntry)> = keys
-            .iter()
-            .filter_map(|key| registry.sessions.get(key))
-            .map(|entry| (entry.info.session.simple().to_string(), entry))
-            .filter(|(session, _)| after.is_none_or(|after| session.as_str() > after))
-            .collect();
-        listed.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        let listed: Vec<(&uuid::Uuid, &SessionEntry)> = match (user, after, after_id) {
+            (Some(user), ..) => {
+                let mut mine: Vec<(&uuid::Uuid, &SessionEntry)> = registry
+                    .users
+                    .get(user)
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|key| registry.sessions.get(key))
+                    .map(|entry| (&entry.info.session, entry))
+                    .filter(|(session, _)| wanted(session))
+                    .collect();
+                mine.sort_unstable_by_key(|(session, _)| **session);
+                mine.truncate(limit.saturating_add(1));
+                mine
+            }
+            (None, Some(_), None) => registry
+                .by_session
+                .iter()
+                .filter(|(session, _)| wanted(session))
+                .filter_map(|(session, key)| Some((session, registry.sessions.get(key)?)))
+                .take(limit.saturating_add(1))
+                .collect(),
+            (None, _, id) => {
+                let start = id.map_or(std::ops::Bound::Unbounded, std::ops::Bound::Excluded);
+                registry
+                    .by_session
+                    .range((start, std::ops::Bound::Unbounded))
+                    .filter_map(|(session, key)| Some((session, registry.sessions.get(key)?)))
+                    .take(limit.saturating_add(1))
+                    .collect()
+            }
+        };
         let more = listed.len() > limit;
-        listed.truncate(limit);
         let page: Vec<connections::ConnectionSummary> = listed
             .into_iter()
+            .take(limit)
             .map(|(session, entry)| {
                 let mut rooms: Vec<String> = entry.rooms.iter().map(|r| r.to_string()).collect();
                 rooms.sort_unstable();
                 connections::ConnectionSummary::new(
-                    session,
+                    session.simple().to_string(),
                     &entry.outbound.user,
                     &entry.info,
                     rooms,
@@ -593,11 +650,8 @@ impl Hub {
     /// on this node.
     pub(crate) fn session(&self, session: &uuid::Uuid) -> Option<Arc<Outbound>> {
         let registry = self.read();
-        registry
-            .sessions
-            .values()
-            .find(|entry| entry.info.session == *session)
-            .map(|entry| entry.outbound.clone())
+        let key = registry.by_session.get(session)?;
+        registry.sessions.get(key).map(|entry| entry.outbound.clone())
     }
 
     /// Open connections on this node.
@@ -673,12 +727,7 @@ mod tests {
     }
 
     fn room_delivery(room: &str, text: &str) -> Delivery {
-        Delivery {
-            target: Target::Room(room.into()),
-            frame: Utf8Bytes::from(text),
-            kind: DeliveryKind::Message,
-            offset: None,
-        }
+        Delivery::new(Target::Room(room.into()), Utf8Bytes::from(text), DeliveryKind::Message)
     }
 
     #[test]
@@ -813,8 +862,14 @@ mod tests {
         let (a, _qa) = connect(&hub, "alice");
         hub.join(a, "x", true).unwrap();
         hub.join(a, "y", true).unwrap();
-        let mut left: Vec<String> =
-            hub.unregister(a).into_iter().map(|(r, _)| r.to_string()).collect();
+        let departure = hub.unregister(a);
+        assert!(departure.last_of_user);
+        let mut left: Vec<String> = departure
+            .rooms
+            .into_iter()
+            .filter(|(_, left)| left.announce && left.emptied)
+            .map(|(r, _)| r.to_string())
+            .collect();
         left.sort();
         assert_eq!(left, ["x", "y"]);
         assert_eq!((hub.connection_count(), hub.user_count(), hub.room_count()), (0, 0, 0));

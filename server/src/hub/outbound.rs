@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Poll, Waker};
 use switchboard_protocol::CloseCode;
 
-use crate::broker::Delivery;
+use crate::hub::Delivery;
 
 /// A drained queue keeps at most this many slots; a burst's larger buffer is
 /// given back, so an idle connection holds no more than this (none at all
@@ -237,16 +237,11 @@ impl CloseSignal {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::broker::{DeliveryKind, Target};
+    use crate::hub::{DeliveryKind, Target};
     use tungstenite::Utf8Bytes;
 
     fn d(text: &'static str) -> Delivery {
-        Delivery {
-            target: Target::All,
-            frame: Utf8Bytes::from(text),
-            kind: DeliveryKind::Message,
-            offset: None,
-        }
+        Delivery::new(Target::All, Utf8Bytes::from(text), DeliveryKind::Message)
     }
 
     #[tokio::test]

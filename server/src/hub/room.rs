@@ -105,6 +105,11 @@ impl Room {
         MembersPage { members, count: self.users.len(), cursor }
     }
 
+    /// How many connections `user` has in the room.
+    pub(crate) fn connections_of(&self, user: &str) -> usize {
+        self.users.get(user).copied().unwrap_or(0)
+    }
+
     /// Each user in the room with their connections in it.
     pub(crate) fn users(&self) -> impl Iterator<Item = (&Arc<str>, usize)> {
         self.users.iter().map(|(user, count)| (user, *count))

@@ -47,14 +47,14 @@ impl Counters {
     }
 
     /// `frames` frames of `bytes` bytes each were queued to connections.
-    pub(crate) fn delivered(&self, kind: crate::broker::DeliveryKind, frames: u64, bytes: u64) {
-        use crate::broker::DeliveryKind;
+    pub(crate) fn delivered(&self, kind: crate::hub::DeliveryKind, frames: u64, bytes: u64) {
+        use crate::hub::DeliveryKind;
         let slot = match kind {
             DeliveryKind::Message => 0,
             DeliveryKind::Presence => 1,
             DeliveryKind::Occupancy => 2,
             // Orders to connections, not frames.
-            DeliveryKind::Join | DeliveryKind::Leave => return,
+            DeliveryKind::Join | DeliveryKind::Leave | DeliveryKind::Reset => return,
         };
         self.deliveries_total.fetch_add(frames, Ordering::Relaxed);
         self.frames_out[slot].fetch_add(frames, Ordering::Relaxed);

@@ -211,7 +211,7 @@ mod tests {
     }
 
     fn now() -> u64 {
-        crate::transport::wire::now_ms() / 1000
+        crate::wire::now_ms() / 1000
     }
 
     #[test]

@@ -9,9 +9,12 @@
 //! tokio-tungstenite's stream over the upgraded socket.
 //!
 //! It answers requests that carry an `id` with `ack`/`error` written straight
-//! to its socket, and hands every message and presence change to the broker.
+//! to its socket. What a connection is whatever its transport (its place in
+//! the hub, its rooms, its positions in each stream) is its
+//! [`Connection`](connection::Connection), shared with SSE feeds; this
+//! module adds the WebSocket framing, the heartbeat, the rate limit and the
+//! token's life.
 
-use std::collections::HashMap;
 use std::future::poll_fn;
 use std::num::NonZeroU32;
 use std::pin::Pin;
@@ -29,33 +32,29 @@ use tracing::{debug, info};
 use tungstenite::protocol::CloseFrame;
 use tungstenite::{Message as WsMessage, Utf8Bytes};
 
+pub(crate) mod connection;
 mod membership;
 mod requests;
 mod token_alarm;
 
-pub(crate) use membership::JoinOrder;
-
+use connection::{Connection, Verdict};
 use token_alarm::TokenAlarm;
 
 use crate::AppState;
-use crate::broker::{Delivery, Target};
 use crate::config::Access;
+use crate::engine::EngineError;
+use crate::hub::Delivery;
 use crate::hub::connections::{ConnectionInfo, Transport};
-use crate::hub::outbound::{self, Outbound, OutboundQueue};
-use crate::hub::presence;
 use crate::policy::admission::Ticket;
 use crate::policy::auth::Identity;
-use crate::store::{Replay, StoreError, StreamKey};
-use crate::transport::wire::{encode, now_ms};
+use crate::state::SHUTDOWN;
+use crate::wire::{encode, now_ms};
 
 /// How many queued frames are written before one flush.
 const WRITE_BATCH: usize = 64;
 /// How long a closing session keeps reading so its close frame is not lost to
 /// a TCP reset caused by unread input.
 const CLOSE_LINGER: Duration = Duration::from_secs(2);
-
-/// The close reason sent to every session when the node shuts down.
-pub(crate) const SHUTDOWN: &str = "server shutting down";
 
 /// What woke the session up.
 enum Wake {
@@ -143,14 +142,10 @@ fn written(result: Result<(), tungstenite::Error>) -> Flow {
     }
 }
 
-/// One connection's state.
+/// One WebSocket connection's state.
 pub(crate) struct Session<S> {
     socket: S,
-    state: AppState,
-    outbound: Arc<Outbound>,
-    queue: OutboundQueue,
-    user: Arc<str>,
-    identity: Identity,
+    conn: Connection,
     /// The expiry (Unix seconds) the last `refresh` warning was about: one
     /// warning per expiry, so a provider of short-lived tokens cannot make
     /// hub and client spin.
@@ -159,19 +154,7 @@ pub(crate) struct Session<S> {
     limiter: governor::DefaultDirectRateLimiter,
     /// Frames refused by the rate limiter in the current 10-second window.
     refused: (Instant, u32),
-    /// The session id clients see (32 hex digits), kept as its 16 bytes.
-    id: uuid::Uuid,
     last_heard: Instant,
-    /// Per room: the offset a replay (or the join) already covered; live
-    /// messages at or below it are not sent again.
-    room_floors: HashMap<Arc<str>, u64>,
-    /// The same for the user's inbox.
-    inbox_floor: u64,
-    /// Whether the connection was counted online in the cluster (always
-    /// true on a single node, where there is nothing to count).
-    counted: bool,
-    /// The admission slot this connection holds, given back with the session.
-    _admission: Option<Ticket>,
 }
 
 /// What a session runs on: a stream and sink of WebSocket messages
@@ -195,14 +178,7 @@ impl<S> Socket for S where
 impl<S: Socket> Session<S> {
     /// Prepares the connection; it joins the hub when it starts running.
     pub(crate) fn new(socket: S, state: AppState, identity: Identity) -> Session<S> {
-        let hub = state.hub();
         let limits = &state.config().limits;
-        let (outbound, queue) = outbound::channel(
-            hub.next_key(),
-            identity.user.clone(),
-            limits.outbound_queue_messages,
-            limits.outbound_queue_bytes,
-        );
         // Bursts of twice the sustained rate.
         let per_sec = NonZeroU32::new(limits.messages_per_sec).unwrap_or(NonZeroU32::MIN);
         let burst = per_sec.saturating_mul(NonZeroU32::MIN.saturating_add(1));
@@ -210,27 +186,18 @@ impl<S: Socket> Session<S> {
             governor::RateLimiter::direct(governor::Quota::per_second(per_sec).allow_burst(burst));
         Session {
             socket,
-            state,
-            outbound: Arc::new(outbound),
-            queue,
-            user: identity.user.clone(),
-            identity,
+            conn: Connection::new(state, identity, None),
             warned_for: None,
             token_alarm: TokenAlarm::default(),
             limiter,
             refused: (Instant::now(), 0),
-            id: uuid::Uuid::new_v4(),
             last_heard: Instant::now(),
-            room_floors: HashMap::new(),
-            inbox_floor: 0,
-            counted: false,
-            _admission: None,
         }
     }
 
     /// Keeps the connection's admission slot until the session ends.
     pub(crate) fn holding(mut self, ticket: Ticket) -> Session<S> {
-        self._admission = Some(ticket);
+        self.conn.hold(ticket);
         self
     }
 
@@ -245,7 +212,7 @@ impl<S: Socket> Session<S> {
         let mut session = self;
         let start = Box::new(start);
         async move {
-            info!(session = %session.id.simple(), user = %session.user, "connected");
+            info!(session = %session.conn.id.simple(), user = %session.conn.user, "connected");
             let flow = session.serve(start).await;
             // Boxed for the same reason as in `serve`: it runs once, at the end.
             Box::pin(session.finish(flow)).await;
@@ -255,11 +222,11 @@ impl<S: Socket> Session<S> {
     /// Closes the connection as `flow` says, leaves the hub and announces
     /// the rooms its user left.
     async fn finish(&mut self, flow: Flow) {
-        let counters = &self.state.hub().counters;
+        let counters = &self.conn.state.hub().counters;
         let reason = match flow {
             Flow::Close(code, reason) => {
                 counters.ended(format!("close_{}", code.0));
-                debug!(session = %self.id.simple(), %code, %reason, "closing");
+                debug!(session = %self.conn.id.simple(), %code, %reason, "closing");
                 self.close(code, &reason).await;
                 format!("closed with {code}")
             }
@@ -269,18 +236,16 @@ impl<S: Socket> Session<S> {
             }
             Flow::Continue => "ended".to_owned(),
         };
-        let departure =
-            presence::unregister(&self.state, self.outbound.key, self.user.clone(), self.counted);
-        departure.announce(&self.state).await;
-        if let Some((hooks, timeout)) = self.state.hooks() {
-            let hook = hooks.disconnect(&self.identity, &reason);
+        self.conn.close();
+        if let Some((hooks, timeout)) = self.conn.state.hooks() {
+            let hook = hooks.disconnect(&self.conn.identity, &reason);
             let _ = crate::policy::hooks::call("disconnect", timeout, hook).await;
         }
-        info!(session = %self.id.simple(), user = %self.user, %reason, "disconnected");
+        info!(session = %self.conn.id.simple(), user = %self.conn.user, %reason, "disconnected");
     }
 
     async fn serve(&mut self, start: Box<Start>) -> Flow {
-        let heartbeat = self.state.config().heartbeat.clone();
+        let heartbeat = self.conn.state.config().heartbeat.clone();
         // A write that cannot finish within the heartbeat timeout means the
         // client stopped reading; the session must not wait on it forever.
         let stall = heartbeat.timeout();
@@ -293,7 +258,7 @@ impl<S: Socket> Session<S> {
             Ok(Flow::Continue) => {}
             Ok(flow) => return flow,
         }
-        let close_signal = self.outbound.close_signal();
+        let close_signal = self.conn.outbound.close_signal();
         let mut ticker =
             tokio::time::interval_at(Instant::now() + heartbeat.interval(), heartbeat.interval());
         ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
@@ -303,7 +268,7 @@ impl<S: Socket> Session<S> {
             // covers a session that registered just after that sweep, where
             // waiting on the shared token would lock one mutex shared by
             // every session at every wake-up.
-            if self.state.is_shutting_down() {
+            if self.conn.state.is_shutting_down() {
                 return Flow::Close(CloseCode::GOING_AWAY, SHUTDOWN.to_owned());
             }
             self.token_alarm.set(self.token_due());
@@ -313,7 +278,7 @@ impl<S: Socket> Session<S> {
                 biased;
                 (code, reason) = close_signal.requested() => Wake::Close(code, reason),
                 expired = self.token_alarm.rings() => Wake::Token(expired),
-                frame = self.queue.recv() => Wake::Queued(frame),
+                frame = self.conn.queue.recv() => Wake::Queued(frame),
                 incoming = self.socket.next() => Wake::Incoming(incoming),
                 _ = ticker.tick() => Wake::Tick,
             } {
@@ -361,61 +326,37 @@ impl<S: Socket> Session<S> {
     }
 
     /// The start of a connection: registers it, sends `welcome` and what
-    /// waited in the inbox, and joins the room the URL named.
+    /// waited in the inbox, and joins the rooms the URL and the connect
+    /// hook named.
     async fn open(&mut self, start: Box<Start>) -> Flow {
-        let heartbeat_ms = self.state.config().heartbeat.interval_ms;
-        if let Err(err) = presence::connected(&self.state, &self.user).await {
-            return self.store_failed(err);
-        }
-        self.counted = true;
-        // Register under the inbox's lock, then read it: every private message
-        // is then in the replay below or in the live queue (see streams.rs).
-        let inbox = StreamKey::Inbox(self.user.clone());
-        let (hub, outbound) = (self.state.hub().clone(), self.outbound.clone());
+        let heartbeat_ms = self.conn.state.config().heartbeat.interval_ms;
         let info = ConnectionInfo {
-            session: self.id,
+            session: self.conn.id,
             transport: Transport::Websocket,
             address: start.address.unwrap_or(std::net::IpAddr::from([0, 0, 0, 0])),
             user_agent: start.user_agent.clone(),
             connected_at: now_ms(),
         };
-        let register = move || hub.register(outbound, info);
-        let streams = self.state.streams();
-        let (position, recovered, missed) = match &start.inbox_since {
-            Some(since) => match streams.resume(&inbox, Some(since), register).await {
-                Ok(((), position, Some(Replay::Complete(missed)))) => {
-                    (Some(position), Some(true), missed)
-                }
-                Ok(((), position, _)) => (Some(position), Some(false), Vec::new()),
-                Err(err) => return self.store_failed(err),
-            },
-            None => match streams.undelivered(&inbox, register).await {
-                Ok(((), position, pending)) => (Some(position), None, pending),
-                Err(err) => return self.store_failed(err),
-            },
+        let opened = match self.conn.open(start.inbox_since.as_ref(), info).await {
+            Ok(opened) => opened,
+            Err(err) => return self.store_failed(err),
         };
         // The welcome names the position just before the messages that follow
         // it, so a client advances through the replay like through live ones.
-        if let (Some(true), Some(head)) = (recovered, &position) {
-            let _ = streams.mark_delivered(&inbox, head.offset).await;
-        }
-        let before_replay = position.map(|head| {
-            self.inbox_floor = head.offset;
-            let offset = missed.first().map_or(head.offset, |first| first.offset - 1);
-            Position { epoch: head.epoch, offset }
-        });
+        let head = opened.position;
+        let offset = opened.missed.first().map_or(head.offset, |first| first.offset - 1);
         let welcome = ServerFrame::Welcome(Welcome {
-            session: self.id.simple().to_string(),
-            user: self.user.to_string(),
+            session: self.conn.id.simple().to_string(),
+            user: self.conn.user.to_string(),
             protocol: PROTOCOL_VERSION,
             heartbeat_ms,
-            inbox: before_replay,
-            recovered,
+            inbox: Some(Position { epoch: head.epoch, offset }),
+            recovered: opened.recovered,
         });
         if let flow @ (Flow::Close(..) | Flow::Gone(_)) = self.reply(&welcome).await {
             return flow;
         }
-        for stored in missed {
+        for stored in opened.missed {
             if self.socket.send(WsMessage::Text(stored.frame)).await.is_err() {
                 return Flow::Gone(Ended::NetworkError);
             }
@@ -444,7 +385,7 @@ impl<S: Socket> Session<S> {
                 Flow::Close(CloseCode::TOKEN_EXPIRED, "the token expired".to_owned())
             }
             Wake::Token(false) => {
-                self.warned_for = self.identity.expires_at;
+                self.warned_for = self.conn.identity.expires_at;
                 let left = self.token_left_ms().unwrap_or(0);
                 self.reply(&ServerFrame::Refresh { expires_in_ms: left }).await
             }
@@ -453,16 +394,16 @@ impl<S: Socket> Session<S> {
 
     /// Milliseconds until the token expires, if it does.
     fn token_left_ms(&self) -> Option<u64> {
-        let expires_ms = self.identity.expires_at?.saturating_mul(1000);
+        let expires_ms = self.conn.identity.expires_at?.saturating_mul(1000);
         Some(expires_ms.saturating_sub(now_ms()))
     }
 
     /// When the token next needs attention: the `refresh` warning (false),
     /// then the expiry (true).
     fn token_due(&self) -> Option<token_alarm::Due> {
-        let expires_at = self.identity.expires_at?;
+        let expires_at = self.conn.identity.expires_at?;
         let left = Duration::from_millis(self.token_left_ms()?);
-        let before = Duration::from_millis(self.state.config().auth.refresh_before_ms);
+        let before = Duration::from_millis(self.conn.state.config().auth.refresh_before_ms);
         let warned = self.warned_for == Some(expires_at);
         if warned {
             Some((expires_at, true, Instant::now() + left))
@@ -477,13 +418,13 @@ impl<S: Socket> Session<S> {
         if self.limiter.check().is_ok() {
             return Ok(());
         }
-        self.state.hub().counters.rate_limited();
+        self.conn.state.hub().counters.rate_limited();
         let now = Instant::now();
         if now.duration_since(self.refused.0) > Duration::from_secs(10) {
             self.refused = (now, 0);
         }
         self.refused.1 += 1;
-        if self.refused.1 >= self.state.config().limits.rate_abuse_threshold {
+        if self.refused.1 >= self.conn.state.config().limits.rate_abuse_threshold {
             return Err(Flow::Close(
                 CloseCode::RATE_LIMITED,
                 "sending too fast for too long".to_owned(),
@@ -494,7 +435,7 @@ impl<S: Socket> Session<S> {
 
     /// Whether `access` lets this connection act in `room`.
     fn may(&self, room: &str, access: impl Fn(&crate::config::RoomRule) -> Access) -> bool {
-        self.state.permissions().allows(&self.identity, room, access)
+        self.conn.state.permissions().allows(&self.conn.identity, room, access)
     }
 
     /// Writes a queued delivery and whatever else is already waiting, then
@@ -505,7 +446,8 @@ impl<S: Socket> Session<S> {
     /// fan-out's hot path), and its state is then a message and a counter
     /// instead of several copies of a delivery.
     fn write_queued(&mut self, first: Delivery) -> impl Future<Output = Flow> + Send + '_ {
-        let mut pending = self.wanted(&first).then(|| WsMessage::Text(first.frame));
+        let mut pending =
+            (self.conn.wanted(&first) == Verdict::Write).then(|| WsMessage::Text(first.frame));
         let mut batch = 1;
         poll_fn(move |cx| {
             loop {
@@ -525,9 +467,10 @@ impl<S: Socket> Session<S> {
                 if batch >= WRITE_BATCH {
                     break;
                 }
-                let Some(delivery) = self.queue.try_recv_frame() else { break };
+                let Some(delivery) = self.conn.queue.try_recv_frame() else { break };
                 batch += 1;
-                pending = self.wanted(&delivery).then(|| WsMessage::Text(delivery.frame));
+                pending = (self.conn.wanted(&delivery) == Verdict::Write)
+                    .then(|| WsMessage::Text(delivery.frame));
             }
             // Once everything is handed over, only the flush is left: a
             // pending flush comes back here with nothing queued for it.
@@ -536,42 +479,8 @@ impl<S: Socket> Session<S> {
         })
     }
 
-    /// Whether a live delivery is new to this connection; a new one moves
-    /// its stream's floor, so that whatever reaches the connection twice
-    /// (from a replay and live, or from a repair between nodes) goes out once.
-    fn wanted(&mut self, delivery: &Delivery) -> bool {
-        let Some(offset) = delivery.offset else {
-            return !matches!(&delivery.target, Target::RoomExcept(room_except) if room_except.1 == self.id);
-        };
-        let floor = match &delivery.target {
-            Target::RoomExcept(room_except) => {
-                let (room, except) = &**room_except;
-                let Some(floor) = self.room_floors.get_mut(room) else {
-                    return except != &self.id;
-                };
-                if offset <= *floor {
-                    return false;
-                }
-                // The sender's own message moves its floor all the same.
-                *floor = offset;
-                return except != &self.id;
-            }
-            Target::Room(room) => match self.room_floors.get_mut(room) {
-                Some(floor) => floor,
-                None => return true,
-            },
-            Target::User(_) => &mut self.inbox_floor,
-            Target::All => return true,
-        };
-        if offset <= *floor {
-            return false;
-        }
-        *floor = offset;
-        true
-    }
-
-    fn store_failed(&self, err: StoreError) -> Flow {
-        tracing::error!(session = %self.id.simple(), %err, "history store failed");
+    fn store_failed(&self, err: EngineError) -> Flow {
+        tracing::error!(session = %self.conn.id.simple(), %err, "history store failed");
         Flow::Close(CloseCode::INTERNAL_ERROR, "history store unavailable".to_owned())
     }
 
@@ -600,9 +509,11 @@ impl<S: Socket> Session<S> {
                     }
                     return flow;
                 }
-                let counters = &self.state.hub().counters;
-                match ClientFrame::decode_limited(&text, self.state.config().limits.max_json_depth)
-                {
+                let counters = &self.conn.state.hub().counters;
+                match ClientFrame::decode_limited(
+                    &text,
+                    self.conn.state.config().limits.max_json_depth,
+                ) {
                     Ok(frame) => {
                         let slot = frame_slot(&frame);
                         counters.frame_in(slot);
@@ -610,7 +521,7 @@ impl<S: Socket> Session<S> {
                         let flow = Box::pin(self.handle(frame)).await;
                         // Pings are not requests worth a histogram.
                         if slot < crate::hub::latency::KINDS.len() {
-                            self.state.hub().counters.latency.observe(slot, started.elapsed());
+                            self.conn.state.hub().counters.latency.observe(slot, started.elapsed());
                         }
                         flow
                     }
@@ -646,7 +557,7 @@ impl<S: Socket> Session<S> {
 
     /// Reports an error; the connection stays open.
     async fn fail(&mut self, id: Option<String>, code: ErrorCode, message: String) -> Flow {
-        debug!(session = %self.id.simple(), %code, %message, "request refused");
+        debug!(session = %self.conn.id.simple(), %code, %message, "request refused");
         self.reply(&ServerFrame::Error(ErrorFrame { id, code, message })).await
     }
 

@@ -16,9 +16,9 @@ use switchboard_protocol::{CloseCode, ServerFrame, validate_name};
 
 use super::AppState;
 use super::server_api::ServerError;
-use crate::cluster::survey::{ConnectionsQuery, NodePage, local_page};
+use crate::engine::node::{ConnectionsQuery, NodePage, SessionOrder, local_page};
 use crate::hub::connections::ConnectionSummary;
-use crate::transport::wire::{encode, now_ms};
+use crate::wire::{encode, now_ms};
 
 /// One page of connections.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -78,15 +78,9 @@ impl AppState {
             cursor: cursor.map(str::to_owned),
             limit,
         };
-        let Some(cluster) = self.cluster() else {
-            let (connections, cursor) = self.hub().connections(user, cursor, limit);
-            return Ok(ConnectionsPage { connections, cursor, missing_nodes: Vec::new() });
-        };
-        let local = local_page(self.hub(), &cluster.node, &query);
-        let surveyed = cluster
-            .survey_connections(&query)
-            .await
-            .map_err(|err| ServerError::Unavailable(err.to_string()))?;
+        let node = self.engine().node();
+        let local = local_page(self.hub(), node.id(), &query);
+        let surveyed = node.survey(&query).await?;
         let mut page = merge(limit, std::iter::once(local).chain(surveyed.pages));
         page.missing_nodes = surveyed.missing;
         Ok(page)
@@ -114,20 +108,10 @@ impl AppState {
         };
         let frame = encode(&ServerFrame::Message(message));
         if let Some(outbound) = self.hub().session(&id) {
-            crate::hub::push_to(self.hub(), &outbound, frame);
+            self.hub().push_to(&outbound, frame);
             return Ok(SessionReach::Reached);
         }
-        match self.cluster() {
-            None => Ok(SessionReach::NotFound),
-            Some(cluster) => {
-                let order = crate::cluster::wire::encode_to_session(&id, &frame);
-                cluster
-                    .order(order)
-                    .await
-                    .map_err(|err| ServerError::Unavailable(err.to_string()))?;
-                Ok(SessionReach::Forwarded)
-            }
-        }
+        self.forward(&id, SessionOrder::Write(frame)).await
     }
 
     /// Closes one session with `code` (1000 or 3000–4999; 4501 `kicked`
@@ -146,17 +130,17 @@ impl AppState {
             outbound.close(code, reason);
             return Ok(SessionReach::Reached);
         }
-        match self.cluster() {
-            None => Ok(SessionReach::NotFound),
-            Some(cluster) => {
-                let order = crate::cluster::wire::encode_close_session(&id, code, reason);
-                cluster
-                    .order(order)
-                    .await
-                    .map_err(|err| ServerError::Unavailable(err.to_string()))?;
-                Ok(SessionReach::Forwarded)
-            }
-        }
+        self.forward(&id, SessionOrder::Close(code, reason.to_owned())).await
+    }
+
+    /// Hands an order for a session that is not here to the other nodes.
+    async fn forward(
+        &self,
+        session: &uuid::Uuid,
+        order: SessionOrder,
+    ) -> Result<SessionReach, ServerError> {
+        let forwarded = self.engine().node().forward(session, order).await?;
+        Ok(if forwarded { SessionReach::Forwarded } else { SessionReach::NotFound })
     }
 }
 

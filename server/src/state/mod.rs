@@ -1,13 +1,16 @@
-//! [`AppState`]: everything a request or a session needs, cheap to clone.
+//! [`AppState`]: everything a request or a session needs, cheap to clone;
+//! the node's composition root.
+//!
+//! It owns this node's [`Hub`], its engine (chosen once here: the memory
+//! engine on a single node, the Redis engine with `redis.url`; nothing
+//! above asks which), identity and admission, the application's hooks,
+//! the background tasks, and the shutdown signal with the task tracker
+//! that lets shutdown wait for sessions to say goodbye.
 //!
 //! `server_api.rs` adds the in-process server API (send, publish,
-//! broadcast, disconnect, presence queries) for embedding applications.
-//!
-//! It owns this node's [`Hub`], its [`Broker`], its streams and request
-//! ids (in this process, or in Redis in multi-node mode), the connection
-//! slots that enforce `limits.max_connections`, the background tasks, and
-//! the shutdown signal with the task tracker that lets shutdown wait for
-//! sessions to say goodbye.
+//! broadcast, disconnect, joins, presence queries), `rooms_api.rs` the
+//! managed rooms and `connections_api.rs` the connection-level control,
+//! for embedding applications; the HTTP handlers wrap them.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -20,22 +23,21 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::broker::{Broker, RedisBroker};
-use crate::cluster::Cluster;
-use crate::cluster::subscriber::Subscriber;
 use crate::config::{Permissions, StoreKind};
+use crate::engine::store::{DiskStore, HistoryStore, MemoryStore};
+use crate::engine::{Engine, Parts};
 use crate::error::ConfigError;
-use crate::hub::ids::{IdWindow, RequestIds};
 use crate::hub::rates::{RateWindow, Totals};
 use crate::hub::stats::Stats;
-use crate::hub::streams::Streams;
 use crate::policy::admission::Admission;
 use crate::policy::auth::Authenticator;
-use crate::store::{DiskStore, HistoryStore, MemoryStore};
-use crate::{Config, Hub, MemoryBroker};
+use crate::{Config, Hub};
 
 /// How often expired ids and idle streams are dropped.
 const MAINTENANCE_EVERY: Duration = Duration::from_secs(60);
+
+/// The close reason sent to every session when the node shuts down.
+pub(crate) const SHUTDOWN: &str = "server shutting down";
 
 /// Shared state of one hub node. Clones share everything.
 #[derive(Clone)]
@@ -46,22 +48,12 @@ pub struct AppState {
 struct Inner {
     config: Config,
     hub: Arc<Hub>,
-    broker: Arc<dyn Broker>,
+    engine: Engine,
     auth: Authenticator,
     permissions: Permissions,
     admission: Admission,
-    streams: Streams,
-    ids: RequestIds,
-    /// The node's link to Redis in multi-node mode.
-    cluster: Option<Arc<Cluster>>,
-    /// Set when a presence count failed to reach Redis: the next heartbeat
-    /// rewrites this node's entries.
-    presence_stale: std::sync::atomic::AtomicBool,
-    /// Cancelled once the node's Redis subscription is in place.
-    subscribed: CancellationToken,
     /// Events after the fact on their way to the application, if configured.
     events: Option<Arc<crate::hub::events::Events>>,
-    catalog: crate::hub::catalog::Catalog,
     /// The application's hooks, once set.
     hooks: std::sync::OnceLock<Arc<dyn crate::hooks::Hooks>>,
     slots: Arc<Semaphore>,
@@ -84,11 +76,20 @@ impl std::fmt::Debug for AppState {
 
 impl AppState {
     /// A hub as the configuration says: a node of a cluster on Redis when
-    /// `redis.url` is set, else a single node with the in-memory broker and
-    /// the history store the configuration names.
+    /// `redis.url` is set (connected lazily: the node starts while Redis is
+    /// down, and says so in `/health`), else a single node with the history
+    /// store the configuration names.
     pub fn new(config: Config) -> Result<AppState, ConfigError> {
         if config.redis.url.is_some() {
-            return AppState::clustered(config);
+            if config.history.store == StoreKind::Disk {
+                tracing::warn!(
+                    "history.store = disk is not used with redis.url: history is in Redis"
+                );
+            }
+            return AppState::build(config, |config, parts| {
+                crate::engine::redis::engine(config, parts)
+                    .map_err(|err| ConfigError::Invalid(err.to_string()))
+            });
         }
         let store: Arc<dyn HistoryStore> = match config.history.store {
             StoreKind::Memory => Arc::new(MemoryStore::new()),
@@ -97,57 +98,22 @@ impl AppState {
                     .map_err(|e| ConfigError::Store(e.to_string()))?,
             ),
         };
-        AppState::with_backends(config, store, |hub| Arc::new(MemoryBroker::new(hub)))
+        AppState::with_store(config, store)
     }
 
-    /// A hub whose deliveries go through the broker that `make_broker` builds
-    /// around this node's hub, with the in-memory history store.
-    pub fn with_broker(
-        config: Config,
-        make_broker: impl FnOnce(Arc<Hub>) -> Arc<dyn Broker>,
-    ) -> Result<AppState, ConfigError> {
-        AppState::with_backends(config, Arc::new(MemoryStore::new()), make_broker)
-    }
-
-    /// A single-node hub with the given history store and broker.
-    pub fn with_backends(
+    /// A single node whose streams are kept by `store`.
+    pub fn with_store(
         config: Config,
         store: Arc<dyn HistoryStore>,
-        make_broker: impl FnOnce(Arc<Hub>) -> Arc<dyn Broker>,
     ) -> Result<AppState, ConfigError> {
-        let history = config.history.clone();
-        let ids = IdWindow::new(
-            Duration::from_secs(config.delivery.id_window_secs),
-            config.delivery.max_ids_per_user,
-        );
-        AppState::build(config, None, move |hub| {
-            (make_broker(hub), Streams::local(store, history), RequestIds::Local(ids))
-        })
-    }
-
-    /// A node of a cluster: streams, fan-out, presence and request ids in
-    /// the Redis at `redis.url`. Connects lazily: the node starts while
-    /// Redis is down, and says so in `/health`.
-    fn clustered(config: Config) -> Result<AppState, ConfigError> {
-        if config.history.store == StoreKind::Disk {
-            tracing::warn!("history.store = disk is not used with redis.url: history is in Redis");
-        }
-        let cluster =
-            Arc::new(Cluster::new(&config.redis).map_err(|e| ConfigError::Invalid(e.to_string()))?);
-        let history = config.history.clone();
-        let window = Duration::from_secs(config.delivery.id_window_secs);
-        let shared = cluster.clone();
-        AppState::build(config, Some(cluster), move |hub| {
-            let broker: Arc<dyn Broker> = Arc::new(RedisBroker::new(shared.clone()));
-            let streams = Streams::cluster(shared, hub, history, window);
-            (broker, streams, RequestIds::Cluster)
+        AppState::build(config, |config, parts| {
+            Ok(crate::engine::memory::engine(config, store, parts))
         })
     }
 
     fn build(
         config: Config,
-        cluster: Option<Arc<Cluster>>,
-        backends: impl FnOnce(Arc<Hub>) -> (Arc<dyn Broker>, Streams, RequestIds),
+        engine: impl FnOnce(&Config, Parts) -> Result<Engine, ConfigError>,
     ) -> Result<AppState, ConfigError> {
         config.validate()?;
         let auth = Authenticator::new(&config.auth)?;
@@ -162,24 +128,17 @@ impl AppState {
             config.hooks.events.clone().map(|events| {
                 crate::hub::events::Events::new(events, config.hooks.secret.as_deref())
             });
-        let (broker, streams, ids) = backends(hub.clone());
-        let catalog = crate::hub::catalog::Catalog::new(&config.rooms, cluster.clone());
+        let engine = engine(&config, Parts { hub: hub.clone(), events: events.clone() })?;
         let slots = Arc::new(Semaphore::new(config.limits.max_connections));
         Ok(AppState {
             inner: Arc::new(Inner {
                 config,
                 hub,
-                broker,
+                engine,
                 auth,
                 permissions,
                 admission,
-                streams,
-                ids,
-                cluster,
-                presence_stale: std::sync::atomic::AtomicBool::new(false),
-                subscribed: CancellationToken::new(),
                 events,
-                catalog,
                 hooks: match webhooks {
                     Some(webhooks) => {
                         let hooks: Arc<dyn crate::hooks::Hooks> = Arc::new(webhooks);
@@ -207,8 +166,9 @@ impl AppState {
         &self.inner.hub
     }
 
-    pub(crate) fn broker(&self) -> &dyn Broker {
-        &*self.inner.broker
+    /// This node's engine.
+    pub(crate) fn engine(&self) -> &Engine {
+        &self.inner.engine
     }
 
     /// How this hub verifies identities.
@@ -225,29 +185,12 @@ impl AppState {
         &self.inner.admission
     }
 
-    pub(crate) fn streams(&self) -> &Streams {
-        &self.inner.streams
-    }
-
-    pub(crate) fn ids(&self) -> &RequestIds {
-        &self.inner.ids
-    }
-
-    pub(crate) fn cluster(&self) -> Option<&Arc<Cluster>> {
-        self.inner.cluster.as_ref()
-    }
-
     /// Gives the hub the application's [`Hooks`](crate::hooks::Hooks); set
     /// once, before serving (connections already open see them from their
     /// next request on). Returns false if hooks were set already, or
     /// webhooks are configured (`[hooks.<name>]`): one or the other.
     pub fn set_hooks(&self, hooks: impl crate::hooks::Hooks) -> bool {
         self.inner.hooks.set(Arc::new(hooks)).is_ok()
-    }
-
-    /// The managed rooms.
-    pub(crate) fn catalog(&self) -> &crate::hub::catalog::Catalog {
-        &self.inner.catalog
     }
 
     /// Where events after the fact go, if anywhere.
@@ -261,31 +204,24 @@ impl AppState {
         Some((&**hooks, Duration::from_millis(self.inner.config.hooks.timeout_ms)))
     }
 
-    /// Marks this node's cluster presence as needing a rewrite.
-    pub(crate) fn presence_stale(&self) {
-        self.inner.presence_stale.store(true, std::sync::atomic::Ordering::Relaxed);
-    }
-
     /// This node's id in its cluster; `None` on a single node.
     pub fn node_id(&self) -> Option<&str> {
-        self.inner.cluster.as_deref().map(|cluster| cluster.node.as_str())
+        self.inner.engine.node().id()
     }
 
     /// Whether Redis answered the node's last request; `None` on a single
     /// node.
     pub fn redis_up(&self) -> Option<bool> {
-        self.inner.cluster.as_deref().map(Cluster::is_up)
+        self.inner.engine.node().healthy()
     }
 
-    /// Resolves once this node's Redis subscription is in place (at once on
-    /// a single node): from then on it hears every delivery of the cluster.
-    /// [`crate::serve`] waits for it before accepting connections, at most
-    /// `redis.timeout_ms`.
+    /// Resolves once this node hears every delivery of the others (at once
+    /// on a single node; in a cluster, once its Redis subscription is in
+    /// place). [`crate::serve`] waits for it before accepting connections,
+    /// at most `redis.timeout_ms`.
     pub async fn subscribed(&self) {
-        if self.inner.cluster.is_some() {
-            self.start_maintenance();
-            self.inner.subscribed.cancelled().await;
-        }
+        self.start_maintenance();
+        self.inner.engine.node().ready().await;
     }
 
     pub(crate) fn slots(&self) -> &Arc<Semaphore> {
@@ -311,13 +247,13 @@ impl AppState {
         // The token first: a session registering after the sweep below sees
         // it at its next wake-up.
         self.inner.shutdown.cancel();
-        self.inner
-            .hub
-            .close_all(switchboard_protocol::CloseCode::GOING_AWAY, crate::session::SHUTDOWN);
+        self.inner.hub.close_all(switchboard_protocol::CloseCode::GOING_AWAY, SHUTDOWN);
     }
 
     /// Waits until every session has ended, at most `shutdown_grace_ms`,
-    /// then makes the history durable. Call after [`AppState::shutdown`].
+    /// then lets the engine leave (in a cluster: what is left of this node
+    /// in Redis goes) and makes the history durable. Call after
+    /// [`AppState::shutdown`].
     pub async fn drain(&self) {
         self.inner.tasks.close();
         let grace = Duration::from_millis(self.inner.config.shutdown_grace_ms);
@@ -327,27 +263,24 @@ impl AppState {
                 "sessions still open after the shutdown grace period"
             );
         }
-        if let Some(cluster) = &self.inner.cluster {
-            // Sessions counted themselves out as they closed; what is left
-            // of this node (its heartbeat, its figures) goes now rather
-            // than when the survivors notice it stopped.
-            if let Err(err) = cluster.bury(&cluster.node).await {
-                tracing::warn!(%err, "this node's entries stay in redis until they expire");
-            }
+        if let Err(err) = self.inner.engine.node().drain().await {
+            tracing::warn!(%err, "this node's entries stay in redis until they expire");
         }
-        if let Err(err) = self.inner.streams.flush() {
+        if let Err(err) = self.inner.engine.broker().flush() {
             tracing::error!(%err, "history not flushed");
         }
     }
 
-    /// Starts, once, the background task that forgets expired request ids
-    /// and idle empty streams every minute, until shutdown. Needs a Tokio
-    /// runtime; [`crate::router`] calls it.
+    /// Starts, once, the node's background tasks: the engine's own, upkeep
+    /// every minute (admission's counters, the engine's expired ids and
+    /// idle streams), the rates, the events after the fact, large rooms'
+    /// counts. Needs a Tokio runtime; [`crate::router`] calls it.
     pub(crate) fn start_maintenance(&self) {
         if tokio::runtime::Handle::try_current().is_err() {
             return;
         }
         self.inner.maintenance.call_once(|| {
+            self.inner.engine.node().start(self.inner.shutdown.clone());
             // A weak reference: the task must not keep a stopped hub (and its
             // history database, which a restart reopens) alive.
             let weak = Arc::downgrade(&self.inner);
@@ -359,16 +292,11 @@ impl AppState {
                         () = tokio::time::sleep(MAINTENANCE_EVERY) => {}
                     }
                     let Some(inner) = weak.upgrade() else { break };
-                    inner.ids.sweep();
                     inner.admission.sweep();
-                    // A disk store's sweep is one write transaction over
-                    // every stream: keep it off the async workers.
-                    let sweep = move || {
-                        inner
-                            .streams
-                            .sweep(crate::transport::wire::now_ms(), crate::store::STREAM_IDLE_MS)
-                    };
-                    let _ = tokio::task::spawn_blocking(sweep).await;
+                    let now = crate::wire::now_ms();
+                    if let Err(err) = inner.engine.broker().maintain(now).await {
+                        tracing::warn!(%err, "upkeep failed; it runs again in a minute");
+                    }
                 }
             });
             // The counters once a second, for the rates of the last minute.
@@ -381,97 +309,20 @@ impl AppState {
                 };
                 inner.rates.record(inner.started.elapsed().as_millis() as u64, totals);
             });
-            if let Some(cluster) = &self.inner.cluster {
-                self.start_cluster(cluster.clone());
-            }
             if let Some(events) = &self.inner.events {
                 tokio::spawn(events.clone().run(self.inner.shutdown.clone()));
             }
             // Large rooms' occupancy counts, coalesced over one interval.
             let every = Duration::from_millis(self.inner.config.rooms.occupancy_interval_ms);
-            let clustered = self.inner.cluster.is_some();
-            self.every(every, move |inner| {
-                if clustered {
-                    // The cluster's count, sent to every node's members.
-                    let state = AppState { inner: inner.clone() };
-                    tokio::spawn(async move { crate::hub::presence::send_occupancy(&state).await });
-                } else {
-                    inner.hub.send_occupancy();
-                }
+            self.every(every, |inner| {
+                let inner = inner.clone();
+                tokio::spawn(async move {
+                    if let Err(err) = inner.engine.presence().send_occupancy().await {
+                        tracing::debug!(%err, "occupancy not sent");
+                    }
+                });
             });
         });
-    }
-
-    /// The node's subscription to the cluster's deliveries, and its
-    /// heartbeat: alive, its figures, dead nodes buried and their users'
-    /// leaves announced, its own presence rewritten when Redis lost it.
-    fn start_cluster(&self, cluster: Arc<Cluster>) {
-        let subscriber = Subscriber {
-            cluster: cluster.clone(),
-            hub: Arc::downgrade(&self.inner.hub),
-            rules: self.inner.streams.rules().clone(),
-        };
-        let (shutdown, ready) = (self.inner.shutdown.clone(), self.inner.subscribed.clone());
-        tokio::spawn(subscriber.run(shutdown, ready));
-        let weak = Arc::downgrade(&self.inner);
-        let shutdown = self.inner.shutdown.clone();
-        let every = cluster.node_ttl / 3;
-        tokio::spawn(async move {
-            let mut ticker = tokio::time::interval(every);
-            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            let mut first = true;
-            loop {
-                tokio::select! {
-                    () = shutdown.cancelled() => break,
-                    _ = ticker.tick() => {}
-                }
-                let Some(inner) = weak.upgrade() else { break };
-                let state = AppState { inner };
-                state.heartbeat(&cluster, first).await;
-                first = false;
-            }
-        });
-    }
-
-    /// One heartbeat of a node of a cluster.
-    async fn heartbeat(&self, cluster: &Cluster, first: bool) {
-        let figures = serde_json::json!({
-            "connections": self.inner.hub.connection_count(),
-            "users": self.inner.hub.user_count(),
-            "rooms": self.inner.hub.room_count(),
-            "messages_total": self.inner.hub.counters.messages_total(),
-            "deliveries_total": self.inner.hub.counters.deliveries_total(),
-        })
-        .to_string();
-        let Ok(beat) = cluster.heartbeat(&figures).await else { return };
-        let stale = self.inner.presence_stale.swap(false, std::sync::atomic::Ordering::Relaxed);
-        if (beat.was_unknown && !first) || stale {
-            tracing::info!("rewriting this node's presence in redis");
-            if let Err(err) = crate::hub::presence::resync(self).await {
-                tracing::warn!(%err, "presence not rewritten; trying again at the next heartbeat");
-                self.presence_stale();
-            }
-            let _ = cluster.heartbeat(&figures).await;
-        }
-        for node in beat.dead {
-            match cluster.bury(&node).await {
-                Ok(left) => {
-                    tracing::info!(%node, users = left.len(), "a node stopped beating: its presence is removed");
-                    for (room, user) in left {
-                        if let Some(room) = room {
-                            crate::hub::operations::announce(
-                                self,
-                                &room,
-                                &user,
-                                switchboard_protocol::PresenceAction::Leave,
-                            )
-                            .await;
-                        }
-                    }
-                }
-                Err(err) => tracing::warn!(%node, %err, "dead node not removed"),
-            }
-        }
     }
 
     /// Runs `work` every `period` until shutdown, or until the state is
@@ -501,7 +352,7 @@ impl AppState {
             connections: hub.connection_count() as u64,
             users: hub.user_count() as u64,
             rooms: hub.room_count() as u64,
-            streams: self.inner.streams.stream_count().map(|n| n as u64),
+            streams: self.inner.engine.broker().stream_count().map(|n| n as u64),
             messages_total: hub.counters.messages_total(),
             deliveries_total: hub.counters.deliveries_total(),
             connections_total: hub.counters.connections_total(),
@@ -513,11 +364,9 @@ impl AppState {
     }
 
     /// [`AppState::stats`] with, in multi-node mode, the cluster's figures.
-    pub async fn cluster_stats(&self) -> Result<Stats, crate::store::StoreError> {
+    pub async fn cluster_stats(&self) -> Result<Stats, crate::engine::EngineError> {
         let mut stats = self.stats();
-        if let Some(cluster) = &self.inner.cluster {
-            stats.cluster = Some(cluster.stats().await?);
-        }
+        stats.cluster = self.inner.engine.node().stats().await?;
         Ok(stats)
     }
 

@@ -14,7 +14,7 @@
 use switchboard_protocol::{RoomInfo, validate_name};
 
 use super::AppState;
-use crate::hub::catalog::{ManagedRoom, RoomError};
+use crate::engine::catalog::{ManagedRoom, RoomError};
 
 fn check(room: &str) -> Result<(), RoomError> {
     validate_name(room).map_err(RoomError::InvalidName)
@@ -27,7 +27,7 @@ impl AppState {
     /// exist.
     pub async fn create_room(&self, room: &str, info: RoomInfo) -> Result<ManagedRoom, RoomError> {
         check(room)?;
-        self.catalog().create(room, info, self.config().rooms.max_rooms).await
+        self.engine().catalog().create(room, info).await
     }
 
     /// Changes a managed room's info; connections already in it learn the
@@ -38,7 +38,7 @@ impl AppState {
         change: impl FnOnce(&mut RoomInfo),
     ) -> Result<ManagedRoom, RoomError> {
         check(room)?;
-        self.catalog().update(room, change).await
+        self.engine().catalog().update(room, change).await
     }
 
     /// Deletes a managed room and takes every user in it out (each of their
@@ -47,14 +47,12 @@ impl AppState {
     /// `rooms.default_rooms` cannot be deleted.
     pub async fn delete_room(&self, room: &str) -> Result<usize, RoomError> {
         check(room)?;
-        self.catalog().delete(room).await?;
-        let unavailable = |err: crate::store::StoreError| RoomError::Unavailable(err.to_string());
+        self.engine().catalog().delete(room).await?;
         let mut users = Vec::new();
         let mut cursor: Option<String> = None;
         loop {
-            let page = crate::hub::presence::members(self, room, cursor.as_deref(), 1000)
-                .await
-                .map_err(unavailable)?;
+            let presence = self.engine().presence();
+            let page = presence.members(room, cursor.as_deref(), 1000).await?;
             let Some(page) = page else { break };
             users.extend(page.members);
             cursor = page.cursor;
@@ -71,11 +69,11 @@ impl AppState {
     /// The managed room `room`, if it is one.
     pub async fn managed_room(&self, room: &str) -> Result<Option<ManagedRoom>, RoomError> {
         check(room)?;
-        self.catalog().get(room).await
+        self.engine().catalog().get(room).await
     }
 
     /// Every managed room, sorted by name.
     pub async fn managed_rooms(&self) -> Result<Vec<ManagedRoom>, RoomError> {
-        self.catalog().all().await
+        self.engine().catalog().all().await
     }
 }

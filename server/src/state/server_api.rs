@@ -20,10 +20,11 @@ use serde_json::Value;
 use switchboard_protocol::{CloseCode, Message, NameError, ServerFrame, validate_name};
 
 use super::AppState;
-use crate::broker::{BrokerError, Delivery, DeliveryKind, Target};
-use crate::hub::streams::PublishError;
-use crate::store::{StoreError, StreamKey};
-use crate::transport::wire::{encode, now_ms};
+use crate::engine::broker::messages;
+use crate::engine::{EngineError, Publication};
+use crate::hub::{Delivery, DeliveryKind, JoinOrder, Target};
+use crate::stream::StreamKey;
+use crate::wire::{encode, now_ms};
 
 /// A server-side request that could not be carried out.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -47,20 +48,8 @@ pub enum ServerError {
     Unavailable(String),
 }
 
-impl From<StoreError> for ServerError {
-    fn from(err: StoreError) -> Self {
-        ServerError::Unavailable(err.to_string())
-    }
-}
-
-impl From<BrokerError> for ServerError {
-    fn from(err: BrokerError) -> Self {
-        ServerError::Unavailable(err.to_string())
-    }
-}
-
-impl From<PublishError> for ServerError {
-    fn from(err: PublishError) -> Self {
+impl From<EngineError> for ServerError {
+    fn from(err: EngineError) -> Self {
         ServerError::Unavailable(err.to_string())
     }
 }
@@ -123,6 +112,20 @@ fn check(field: &'static str, name: &str) -> Result<(), ServerError> {
     validate_name(name).map_err(|reason| ServerError::InvalidName { field, reason })
 }
 
+/// A page of a room's history.
+pub(crate) struct Page {
+    /// `None` when the room has no stream (never used, or swept when idle).
+    pub(crate) epoch: Option<String>,
+    pub(crate) offset: u64,
+    pub(crate) messages: Vec<Message>,
+}
+
+/// The size of a `members` page: `limit`, 100 when absent, at most
+/// [`MAX_MEMBERS_PAGE`](switchboard_protocol::MAX_MEMBERS_PAGE).
+pub(crate) fn members_limit(limit: Option<u32>) -> usize {
+    limit.unwrap_or(100).clamp(1, switchboard_protocol::MAX_MEMBERS_PAGE) as usize
+}
+
 impl AppState {
     /// A message from the server (`from` is `server_name`) for the server's
     /// own requests.
@@ -151,12 +154,58 @@ impl AppState {
         check("to", user)?;
         check("event", event)?;
         let message = self.server_message(None, Some(user), event, data);
+        Ok(self.send_private(user.into(), message, None).await?)
+    }
+
+    /// Stores a private message in the receiver's inbox and delivers it to
+    /// their connections: `live` when some got it now, `queued` when it
+    /// waits in the inbox, `dropped` when the inbox keeps no history and
+    /// nobody is connected. `request` is the sender and the request's id,
+    /// when it has one (a repeat is answered with the first offset).
+    pub(crate) async fn send_private(
+        &self,
+        to: Arc<str>,
+        message: Message,
+        request: Option<(Arc<str>, String)>,
+    ) -> Result<Sent, EngineError> {
+        let key = StreamKey::Inbox(to.clone());
         let copy = self.events().map(|_| message.clone());
-        let sent = crate::hub::operations::send_private(self, user.into(), message, None).await?;
-        if let (Some(events), Some(message)) = (self.events(), copy) {
-            events.sent(&message, sent.offset);
+        let publication = Publication { key, target: Target::User(to), message, request };
+        let published = self.engine().publish(publication).await?;
+        if !published.repeated {
+            self.hub().counters.message_accepted();
+            if let (Some(events), Some(message)) = (self.events(), copy) {
+                events.sent(&message, published.offset);
+            }
         }
-        Ok(Sent { delivered: sent.reached, status: sent.status, offset: sent.offset })
+        let status = match (published.reached, published.kept) {
+            (0, true) => SendStatus::Queued,
+            (0, false) => SendStatus::Dropped,
+            _ => SendStatus::Live,
+        };
+        Ok(Sent { delivered: published.reached, status, offset: published.offset })
+    }
+
+    /// Reads up to `limit` (capped by `history.max_page`) messages of a
+    /// room after `since`. A room without a stream reads as empty, and
+    /// stays without.
+    pub(crate) async fn read_history(
+        &self,
+        room: &str,
+        since: Option<u64>,
+        limit: Option<u32>,
+    ) -> Result<Page, EngineError> {
+        let engine = self.engine();
+        let key = StreamKey::Room(room.into());
+        let limit = limit.map_or(100, |l| l as usize).min(engine.rules().max_page());
+        Ok(match engine.page(&key, since, limit).await? {
+            Some((position, stored)) => Page {
+                epoch: Some(position.epoch),
+                offset: position.offset,
+                messages: messages(&stored),
+            },
+            None => Page { epoch: None, offset: 0, messages: Vec::new() },
+        })
     }
 
     /// Publishes a message from the server to a room, as part of its stream
@@ -196,12 +245,13 @@ impl AppState {
             Some(session) => Target::RoomExcept(Box::new((room, session))),
             None => Target::Room(room),
         };
-        let published = self.streams().publish(self.broker(), key, target, message, None).await?;
+        let publication = Publication { key, target, message, request: None };
+        let published = self.engine().publish(publication).await?;
         self.hub().counters.message_accepted();
         if let (Some(events), Some(message)) = (self.events(), copy) {
-            events.published(&message, published.stored.offset);
+            events.published(&message, published.offset);
         }
-        Ok(Published { delivered: published.reached, offset: published.stored.offset })
+        Ok(Published { delivered: published.reached, offset: published.offset })
     }
 
     /// Sends a message from the server to every connection (of every node),
@@ -210,9 +260,8 @@ impl AppState {
     pub async fn broadcast(&self, event: &str, data: Value) -> Result<usize, ServerError> {
         check("event", event)?;
         let frame = encode(&ServerFrame::Message(self.server_message(None, None, event, data)));
-        let delivery =
-            Delivery { target: Target::All, frame, kind: DeliveryKind::Message, offset: None };
-        let delivered = self.broker().publish(delivery).await?;
+        let delivery = Delivery::new(Target::All, frame, DeliveryKind::Message);
+        let delivered = self.engine().broker().deliver(delivery).await?;
         self.hub().counters.message_accepted();
         Ok(delivered)
     }
@@ -230,12 +279,7 @@ impl AppState {
         if !(code == CloseCode::NORMAL || (3000..5000).contains(&code.0)) {
             return Err(ServerError::InvalidCloseCode(code.0));
         }
-        Ok(match self.cluster() {
-            None => self.hub().close_user(user, code, reason),
-            Some(cluster) => {
-                cluster.disconnect(user, code, reason).await.map_err(StoreError::from)?
-            }
-        })
+        Ok(self.engine().node().close_user(user, code, reason).await?)
     }
 
     /// Puts every connection `user` has now (on every node) in `room`, as if
@@ -256,8 +300,8 @@ impl AppState {
         // published between this call and its join, so a message published
         // once `join` returned reaches the user like any member.
         let key = StreamKey::Room(room.into());
-        let ((), position, _) = self.streams().resume(&key, None, || ()).await?;
-        let order = crate::session::JoinOrder { room: room.into(), since: position };
+        let position = self.engine().resume(&key, None).await?.position;
+        let order = JoinOrder { room: room.into(), since: position };
         self.order(DeliveryKind::Join, user, order.encode()).await
     }
 
@@ -278,14 +322,14 @@ impl AppState {
         user: &str,
         order: String,
     ) -> Result<usize, ServerError> {
-        let delivery =
-            Delivery { target: Target::User(user.into()), frame: order.into(), kind, offset: None };
-        Ok(self.broker().publish(delivery).await?)
+        let delivery = Delivery::new(Target::User(user.into()), order.into(), kind);
+        Ok(self.engine().broker().deliver(delivery).await?)
     }
 
     /// Every user connected (to any node, in multi-node mode), sorted.
     pub async fn online_users(&self) -> Result<Vec<String>, ServerError> {
-        Ok(crate::hub::presence::online(self).await?)
+        let online = self.engine().presence().online().await?;
+        Ok(online.into_iter().map(|(user, _)| user).collect())
     }
 
     /// Up to `limit` users of `room` after `cursor`, in byte order; `None`
@@ -297,7 +341,7 @@ impl AppState {
         limit: usize,
     ) -> Result<Option<Members>, ServerError> {
         check("room", room)?;
-        let page = crate::hub::presence::members(self, room, cursor, limit).await?;
+        let page = self.engine().presence().members(room, cursor, limit).await?;
         Ok(page.map(|page| Members { users: page.members, count: page.count, cursor: page.cursor }))
     }
 }

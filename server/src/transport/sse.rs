@@ -12,9 +12,16 @@
 //! of large rooms (see docs/PROTOCOL.md, "Large rooms"); one `resumed`
 //! event, first,
 //! says per stream whether a resume requested by `Last-Event-ID` was
-//! complete (`{"inbox":true,"rooms":{"news":false}}`).
+//! complete (`{"inbox":true,"rooms":{"news":false}}`); a `reset` event
+//! carries the `reset` frame of a stream that started over under a new
+//! epoch (its id moves the cursor to the new epoch).
+//!
+//! A feed is a [`Connection`] like a WebSocket session's: admitted before
+//! any hook runs, its rooms capped by `limits.max_rooms_per_connection`,
+//! each room's join checked and carried out the same way. This module only
+//! frames what the connection gives it as events.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
@@ -27,25 +34,21 @@ use axum::response::{IntoResponse, Response};
 use futures::Stream;
 use serde::Deserialize;
 use serde_json::json;
-use switchboard_protocol::{Position, PresenceAction, validate_name};
+use switchboard_protocol::{Position, ServerFrame, validate_name};
 
 use crate::AppState;
 use crate::api::ApiError;
-use crate::broker::{Delivery, DeliveryKind, Target};
+use crate::engine::EngineError;
 use crate::hub::connections::{ConnectionInfo, Transport};
-use crate::hub::operations::announce;
-use crate::hub::outbound::{self, Outbound, OutboundQueue};
-use crate::hub::presence;
+use crate::hub::{Delivery, DeliveryKind, Target};
 use crate::policy::admission::Ticket;
-use crate::policy::auth::{AuthError, Identity};
-use crate::policy::hooks::{self, ConnectDecision, ConnectRequest, Decision};
+use crate::policy::auth::AuthError;
+use crate::policy::hooks::{self, ConnectDecision, ConnectRequest};
 use crate::policy::identity::{self, ConnectQuery, Resolved};
-use crate::store::{Replay, Stored, StreamKey};
+use crate::session::connection::{Connection, JoinRefused, Refusal, Verdict, check_join};
+use crate::stream::{Stored, StreamKey};
 use crate::transport::client_addr::client_ip;
 use crate::transport::ws::Peer;
-
-/// Most rooms one SSE connection may follow.
-const MAX_ROOMS: usize = 100;
 
 /// The query of `GET /sse`.
 #[derive(Debug, Deserialize)]
@@ -121,6 +124,12 @@ pub(crate) async fn events(
         }
         Err(err) => return ApiError::Auth(err).into_response(),
     };
+    // Admitted before any hook runs, as a WebSocket is: a client the hub
+    // would refuse costs the application nothing.
+    let slot = match state.admission().admit(&state, peer, &headers, Some(&identity.user)) {
+        Ok(ticket) => ticket,
+        Err(err) => return err.into_response(),
+    };
     let mut identity = identity;
     let mut hooked_rooms = Vec::new();
     let address = peer.map_or(std::net::IpAddr::from([0, 0, 0, 0]), |peer| {
@@ -149,16 +158,22 @@ pub(crate) async fn events(
             Err(failure) => return ApiError::HookFailed(failure).into_response(),
         }
     }
-    let rooms: Vec<String> = query
+    let mut rooms: Vec<String> = Vec::new();
+    for room in query
         .rooms
         .split(',')
         .map(str::trim)
         .filter(|r| !r.is_empty())
         .map(str::to_owned)
         .chain(hooked_rooms)
-        .collect();
-    if rooms.len() > MAX_ROOMS {
-        return ApiError::BadRequest(format!("at most {MAX_ROOMS} rooms per connection"))
+    {
+        if !rooms.contains(&room) {
+            rooms.push(room);
+        }
+    }
+    let max_rooms = state.config().limits.max_rooms_per_connection;
+    if rooms.len() > max_rooms {
+        return ApiError::BadRequest(format!("at most {max_rooms} rooms per connection"))
             .into_response();
     }
     for room in &rooms {
@@ -166,30 +181,22 @@ pub(crate) async fn events(
             return ApiError::InvalidName { field: "rooms", reason }.into_response();
         }
     }
-    let permissions = state.permissions();
-    if let Some(room) =
-        rooms.iter().find(|room| !permissions.allows(&identity, room, |rule| rule.join))
-    {
-        return ApiError::Forbidden(format!("not allowed to join `{room}`")).into_response();
-    }
-    // Each room's join, as the application sees it.
-    if let Some((hooks, timeout)) = state.hooks() {
-        for room in &rooms {
-            match hooks::call("join", timeout, hooks.join(&identity, room)).await {
-                Ok(Decision::Allow) => {}
-                Ok(Decision::Refuse { message, .. }) => {
-                    return ApiError::Refused(message).into_response();
-                }
-                Err(failure) => return ApiError::HookFailed(failure).into_response(),
+    // Each room's join, as a client's `join` is checked.
+    for room in &rooms {
+        match check_join(&state, &identity, room).await {
+            Ok(()) => {}
+            Err(JoinRefused::Forbidden(message)) => {
+                return ApiError::Forbidden(message).into_response();
+            }
+            Err(JoinRefused::Refused(_, message)) => {
+                return ApiError::Refused(message).into_response();
+            }
+            Err(JoinRefused::HookFailed(failure)) => {
+                return ApiError::HookFailed(failure).into_response();
             }
         }
     }
-    let slot = match state.admission().admit(&state, peer, &headers, Some(&identity.user)) {
-        Ok(ticket) => ticket,
-        Err(err) => return err.into_response(),
-    };
     let resume = headers.get("last-event-id").and_then(|v| v.to_str().ok()).map(Cursor::decode);
-
     let info = ConnectionInfo {
         session: uuid::Uuid::new_v4(),
         transport: Transport::Sse,
@@ -198,126 +205,70 @@ pub(crate) async fn events(
             .get(axum::http::header::USER_AGENT)
             .and_then(|agent| agent.to_str().ok())
             .map(crate::hub::connections::intern_agent),
-        connected_at: crate::transport::wire::now_ms(),
+        connected_at: crate::wire::now_ms(),
     };
-    match Feed::open(state, identity, rooms, resume, slot, info).await {
+    let connection = Connection::new(state, identity, None);
+    match Feed::open(connection, rooms, resume, slot, info).await {
         Ok(feed) => Sse::new(feed.into_stream())
             .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
             .into_response(),
-        Err(err) => ApiError::Store(err).into_response(),
+        Err(Refusal::Error(_, message)) => {
+            ApiError::Unavailable(EngineError::Failed(message)).into_response()
+        }
+        Err(Refusal::Unregistered) => ApiError::ShuttingDown.into_response(),
     }
 }
 
-/// One SSE connection: registered with the hub like a session.
+/// One SSE connection: a [`Connection`] whose deliveries become events.
 struct Feed {
-    state: AppState,
-    outbound: Arc<Outbound>,
-    queue: OutboundQueue,
+    connection: Connection,
     cursor: Cursor,
-    floors: HashMap<StreamKey, u64>,
-    /// Whether the feed was counted online in the cluster.
-    counted: bool,
-    /// Who it is, for the disconnect hook.
-    identity: Identity,
     /// Events to send before anything live: `resumed`, then replays.
     backlog: VecDeque<Event>,
-    _slot: Ticket,
 }
 
 impl Feed {
     async fn open(
-        state: AppState,
-        identity: Identity,
+        mut connection: Connection,
         rooms: Vec<String>,
         resume: Option<Cursor>,
         slot: Ticket,
         info: ConnectionInfo,
-    ) -> Result<Feed, crate::store::StoreError> {
-        let user = identity.user.clone();
-        let hub = state.hub().clone();
-        let limits = &state.config().limits;
-        let (outbound, queue) = outbound::channel(
-            hub.next_key(),
-            user.clone(),
-            limits.outbound_queue_messages,
-            limits.outbound_queue_bytes,
-        );
-        let mut feed = Feed {
-            state: state.clone(),
-            outbound: Arc::new(outbound),
-            queue,
-            cursor: Cursor::default(),
-            floors: HashMap::new(),
-            counted: false,
-            identity: identity.clone(),
-            backlog: VecDeque::new(),
-            _slot: slot,
-        };
+    ) -> Result<Feed, Refusal> {
+        connection.hold(slot);
         let resume = resume.unwrap_or_default();
-        let streams = state.streams();
-        presence::connected(&state, &user).await?;
-        feed.counted = true;
         let mut replays: Vec<(StreamKey, Stored)> = Vec::new();
         let mut report = serde_json::Map::new();
+        let mut cursor = Cursor::default();
 
-        // The inbox: registering with the hub makes this feed a live recipient.
-        let inbox = StreamKey::Inbox(user.clone());
-        let register = {
-            let (hub, outbound) = (hub.clone(), feed.outbound.clone());
-            move || hub.register(outbound, info)
-        };
-        let position = match &resume.inbox {
-            Some(since) => {
-                let ((), position, replay) = streams.resume(&inbox, Some(since), register).await?;
-                let complete = matches!(replay, Some(Replay::Complete(_)));
-                report.insert("inbox".into(), json!(complete));
-                if let Some(Replay::Complete(missed)) = replay {
-                    replays.extend(missed.into_iter().map(|m| (inbox.clone(), m)));
-                    streams.mark_delivered(&inbox, position.offset).await?;
-                }
-                position
-            }
-            None => {
-                let ((), position, pending) = streams.undelivered(&inbox, register).await?;
-                replays.extend(pending.into_iter().map(|m| (inbox.clone(), m)));
-                position
-            }
-        };
-        feed.floors.insert(inbox.clone(), position.offset);
-        feed.cursor.inbox = Some(position);
+        let opened = connection.open(resume.inbox.as_ref(), info).await?;
+        let inbox = StreamKey::Inbox(connection.user.clone());
+        if let Some(recovered) = opened.recovered {
+            report.insert("inbox".into(), json!(recovered));
+        }
+        replays.extend(opened.missed.into_iter().map(|m| (inbox.clone(), m)));
+        cursor.inbox = Some(opened.position);
 
         let mut room_report = serde_json::Map::new();
         for room in rooms {
             let key = StreamKey::Room(room.as_str().into());
-            let permissions = state.permissions();
             // Without the right to read history there is nothing to replay.
+            let state = connection.state.clone();
             let since = resume
                 .rooms
                 .get(&room)
-                .filter(|_| permissions.allows(&identity, &room, |r| r.history));
-            let sees_presence = permissions.allows(&identity, &room, |rule| rule.presence);
-            let session = feed.outbound.key;
-            let (joined, position, replay) =
-                streams.resume(&key, since, || hub.join(session, &room, sees_presence)).await?;
-            let joined = match joined {
-                Some(joined) => Some(presence::joined(&state, &room, &user, joined).await?),
-                None => None,
-            };
-            if joined.is_some_and(|j| j.announce) {
-                announce(&state, &room, &user, PresenceAction::Join).await;
-            }
-            if replay.is_none() && resume.rooms.contains_key(&room) {
+                .filter(|_| state.permissions().allows(&connection.identity, &room, |r| r.history));
+            let entered = connection.enter(&room, since).await?;
+            if entered.recovered.is_none() && resume.rooms.contains_key(&room) {
                 room_report.insert(room.clone(), json!(false)); // asked, but history is not allowed
             }
-            if let Some(replay) = replay {
-                room_report.insert(room.clone(), json!(matches!(replay, Replay::Complete(_))));
-                if let Replay::Complete(missed) = replay {
-                    replays.extend(missed.into_iter().map(|m| (key.clone(), m)));
-                }
+            if let Some(recovered) = entered.recovered {
+                room_report.insert(room.clone(), json!(recovered));
             }
-            feed.floors.insert(key, position.offset);
-            feed.cursor.rooms.insert(room, position);
+            replays.extend(entered.missed.into_iter().map(|m| (key.clone(), m)));
+            cursor.rooms.insert(room, entered.position);
         }
+        let mut feed = Feed { connection, cursor: Cursor::default(), backlog: VecDeque::new() };
         if resume != Cursor::default() {
             report.insert("rooms".into(), serde_json::Value::Object(room_report));
             feed.backlog.push_back(
@@ -328,18 +279,18 @@ impl Feed {
         }
         // Replays go out with ids that advance the cursor from where the
         // client stood, so a drop during the replay resumes mid-way.
-        let mut cursor = Cursor { inbox: resume.inbox.clone(), rooms: resume.rooms.clone() };
-        for (room, position) in &feed.cursor.rooms {
-            cursor.rooms.entry(room.clone()).or_insert_with(|| position.clone());
+        let mut replayed = Cursor { inbox: resume.inbox.clone(), rooms: resume.rooms.clone() };
+        for (room, position) in &cursor.rooms {
+            replayed.rooms.entry(room.clone()).or_insert_with(|| position.clone());
         }
-        if cursor.inbox.is_none() {
-            cursor.inbox = feed.cursor.inbox.clone();
+        if replayed.inbox.is_none() {
+            replayed.inbox = cursor.inbox.clone();
         }
         for (key, stored) in replays {
-            let event = stored_event(&mut cursor, &key, &stored.frame, stored.offset);
+            let event = stored_event(&mut replayed, &key, &stored.frame, stored.offset);
             feed.backlog.push_back(event);
         }
-        feed.cursor = merge(cursor, &feed.cursor);
+        feed.cursor = merge(replayed, &cursor);
         Ok(feed)
     }
 
@@ -348,13 +299,13 @@ impl Feed {
             if let Some(event) = feed.backlog.pop_front() {
                 return Some((Ok(event), feed));
             }
-            let shutdown = feed.state.shutdown_token().clone();
-            let closing = feed.outbound.close_signal();
+            let shutdown = feed.connection.state.shutdown_token().clone();
+            let closing = feed.connection.outbound.close_signal();
             loop {
                 let delivery = tokio::select! {
                     () = shutdown.cancelled() => return None,
                     _ = closing.requested() => return None,
-                    delivery = feed.queue.recv() => delivery,
+                    delivery = feed.connection.queue.recv() => delivery,
                 };
                 if let Some(event) = feed.live_event(&delivery) {
                     return Some((Ok(event), feed));
@@ -365,32 +316,46 @@ impl Feed {
 
     /// The SSE event for a live delivery; `None` for one a replay covered.
     fn live_event(&mut self, delivery: &Delivery) -> Option<Event> {
-        // A feed's rooms are the ones its URL and the connect hook named:
-        // server-side joins and leaves are for WebSocket connections.
-        if delivery.kind.is_order() {
+        match delivery.kind {
+            // A feed's rooms are the ones its URL and the connect hook
+            // named: server-side joins and leaves are for WebSocket
+            // connections.
+            DeliveryKind::Join | DeliveryKind::Leave => return None,
+            DeliveryKind::Reset => return self.reset_event(delivery),
+            DeliveryKind::Presence => {
+                return Some(Event::default().event("presence").data(delivery.frame.as_str()));
+            }
+            DeliveryKind::Occupancy => {
+                return Some(Event::default().event("occupancy").data(delivery.frame.as_str()));
+            }
+            DeliveryKind::Message => {}
+        }
+        if self.connection.wanted(delivery) == Verdict::Skip {
             return None;
         }
-        if delivery.kind == DeliveryKind::Presence {
-            return Some(Event::default().event("presence").data(delivery.frame.as_str()));
-        }
-        if delivery.kind == DeliveryKind::Occupancy {
-            return Some(Event::default().event("occupancy").data(delivery.frame.as_str()));
-        }
-        let Some(offset) = delivery.offset else {
+        let (Some(offset), Some(key)) = (delivery.offset, delivery.target.stream()) else {
             return Some(Event::default().data(delivery.frame.as_str()));
         };
-        let key = match &delivery.target {
-            Target::Room(room) => StreamKey::Room(room.clone()),
-            Target::RoomExcept(room_except) => StreamKey::Room(room_except.0.clone()),
-            Target::User(user) => StreamKey::Inbox(user.clone()),
-            Target::All => return Some(Event::default().data(delivery.frame.as_str())),
-        };
-        match self.floors.get_mut(&key) {
-            Some(floor) if offset <= *floor => return None,
-            Some(floor) => *floor = offset,
-            None => {}
-        }
         Some(stored_event(&mut self.cursor, &key, &delivery.frame, offset))
+    }
+
+    /// A stream that started over: the cursor moves to its new epoch.
+    fn reset_event(&mut self, delivery: &Delivery) -> Option<Event> {
+        if !self.connection.reset(delivery) {
+            return None;
+        }
+        let Ok(ServerFrame::Reset(reset)) = serde_json::from_str(&delivery.frame) else {
+            return None;
+        };
+        let position = Position { epoch: reset.epoch, offset: reset.offset };
+        match (&delivery.target, reset.room) {
+            (Target::User(_), None) => self.cursor.inbox = Some(position),
+            (Target::Room(_), Some(room)) => {
+                self.cursor.rooms.insert(room, position);
+            }
+            _ => return None,
+        }
+        Some(Event::default().event("reset").id(self.cursor.encode()).data(delivery.frame.as_str()))
     }
 }
 
@@ -421,15 +386,15 @@ fn merge(mut replayed: Cursor, head: &Cursor) -> Cursor {
 
 impl Drop for Feed {
     fn drop(&mut self) {
-        let user = self.outbound.user.clone();
-        let departure = presence::unregister(&self.state, self.outbound.key, user, self.counted);
+        // The connection leaves the hub and presence as it drops; the
+        // application's disconnect hook is called after it.
+        self.connection.close();
         if tokio::runtime::Handle::try_current().is_err() {
             return;
         }
-        let state = self.state.clone();
-        let identity = self.identity.clone();
+        let state = self.connection.state.clone();
+        let identity = self.connection.identity.clone();
         tokio::spawn(async move {
-            departure.announce(&state).await;
             if let Some((hooks, timeout)) = state.hooks() {
                 let hook = hooks.disconnect(&identity, "the event stream ended");
                 let _ = hooks::call("disconnect", timeout, hook).await;

@@ -12,42 +12,13 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, PoisonError};
 
-use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 
+use super::Redis;
 use super::wire::{encode_answer, encode_survey};
-use super::{Cluster, ClusterError};
 use crate::Hub;
-use crate::hub::connections::ConnectionSummary;
-
-/// What a connections survey asks each node: a page of its connections.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) struct ConnectionsQuery {
-    /// Only this user's connections.
-    pub(crate) user: Option<String>,
-    /// After this session.
-    pub(crate) cursor: Option<String>,
-    /// At most this many.
-    pub(crate) limit: usize,
-}
-
-/// One node's page of connections.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
-pub(crate) struct NodePage {
-    /// In session-id order, each naming the node.
-    pub(crate) connections: Vec<ConnectionSummary>,
-    /// Set when the node has more after these.
-    pub(crate) cursor: Option<String>,
-}
-
-/// What came back from the other nodes.
-#[derive(Debug, Default)]
-pub(crate) struct Surveyed {
-    /// Each answering node's page.
-    pub(crate) pages: Vec<NodePage>,
-    /// Live nodes that did not answer in time, sorted.
-    pub(crate) missing: Vec<String>,
-}
+use crate::engine::EngineError;
+use crate::engine::node::{ConnectionsQuery, NodePage, Surveyed, local_page};
 
 /// The surveys this node is waiting on.
 #[derive(Debug, Default)]
@@ -112,64 +83,55 @@ impl Surveys {
     }
 }
 
-/// This node's page for `query`, each connection naming `node`.
-pub(crate) fn local_page(hub: &Hub, node: &str, query: &ConnectionsQuery) -> NodePage {
-    let (mut connections, cursor) =
-        hub.connections(query.user.as_deref(), query.cursor.as_deref(), query.limit);
-    for connection in &mut connections {
-        connection.node = Some(node.to_owned());
-    }
-    NodePage { connections, cursor }
-}
-
-impl Cluster {
-    /// Answers another node's survey `id` (from the subscriber, which must
-    /// not wait for Redis: the answer is sent from a task of its own).
-    pub(crate) fn answer_survey(
-        self: &Arc<Cluster>,
-        hub: &Hub,
-        id: uuid::Uuid,
-        from: &str,
-        query: &str,
-    ) {
-        let Ok(query) = serde_json::from_str::<ConnectionsQuery>(query) else {
+/// Answers another node's survey `id`: from the subscriber, which must not
+/// wait, so the page is built and sent from a task of its own.
+pub(crate) fn answer(
+    redis: &Arc<Redis>,
+    hub: &Arc<Hub>,
+    id: uuid::Uuid,
+    from: String,
+    query: String,
+) {
+    let (redis, hub) = (redis.clone(), hub.clone());
+    tokio::spawn(async move {
+        let Ok(query) = serde_json::from_str::<ConnectionsQuery>(&query) else {
             tracing::warn!(from, "unreadable survey on the redis channel");
             return;
         };
-        let page = local_page(hub, &self.node, &query);
+        let page = local_page(&hub, Some(&redis.node), &query);
         // A page of strings and numbers always serializes.
         let page = serde_json::to_string(&page).unwrap_or_default();
-        let answer = encode_answer(&id, from, &self.node, &page);
-        let cluster = Arc::clone(self);
-        tokio::spawn(async move {
-            if let Err(err) = cluster.order(answer).await {
-                tracing::warn!(%err, "could not answer a survey");
-            }
-        });
-    }
-
-    /// Asks every other live node for a page of its connections; returns
-    /// their pages once all answered, or what arrived by
-    /// `redis.timeout_ms` with the silent nodes named.
-    pub(crate) async fn survey_connections(
-        &self,
-        query: &ConnectionsQuery,
-    ) -> Result<Surveyed, ClusterError> {
-        let waiting: HashSet<String> =
-            self.live_nodes().await?.into_iter().filter(|node| *node != self.node).collect();
-        if waiting.is_empty() {
-            return Ok(Surveyed::default());
+        let answer = encode_answer(&id, &from, &redis.node, &page);
+        if let Err(err) = redis.publish("survey", answer).await {
+            tracing::warn!(%err, "could not answer a survey");
         }
-        let id = uuid::Uuid::new_v4();
-        let finished = self.surveys.open(id, waiting);
-        // Forgets the survey however this ends, a dropped request included.
-        let _open = Open { surveys: &self.surveys, id };
-        // A query of strings and a number always serializes.
-        let query = serde_json::to_string(query).unwrap_or_default();
-        self.order(encode_survey(&id, &self.node, &query)).await?;
-        let _ = tokio::time::timeout(self.timeout, finished).await;
-        Ok(self.surveys.close(&id))
+    });
+}
+
+/// Asks every other live node for a page of its connections; returns
+/// their pages once all answered, or what arrived by `redis.timeout_ms`
+/// with the silent nodes named.
+pub(crate) async fn survey(
+    redis: &Redis,
+    query: &ConnectionsQuery,
+) -> Result<Surveyed, EngineError> {
+    let waiting: HashSet<String> = super::node::live_nodes(redis)
+        .await?
+        .into_iter()
+        .filter(|node| *node != redis.node)
+        .collect();
+    if waiting.is_empty() {
+        return Ok(Surveyed::default());
     }
+    let id = uuid::Uuid::new_v4();
+    let finished = redis.surveys.open(id, waiting);
+    // Forgets the survey however this ends, a dropped request included.
+    let _open = Open { surveys: &redis.surveys, id };
+    // A query of strings and a number always serializes.
+    let query = serde_json::to_string(query).unwrap_or_default();
+    redis.publish("survey", encode_survey(&id, &redis.node, &query)).await?;
+    let _ = tokio::time::timeout(redis.timeout, finished).await;
+    Ok(redis.surveys.close(&id))
 }
 
 #[cfg(test)]

@@ -1,5 +1,5 @@
 //! Turning server frames into the shared text that goes on the wire, and the
-//! hub's clock for message timestamps.
+//! hub's clock for message timestamps: the bottom layer every other uses.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 use switchboard_protocol::ServerFrame;

@@ -7,8 +7,8 @@
 //! whenever its history is lost (a restart of the memory store, an idle
 //! stream evicted), so a client's old offsets are never mistaken for new ones.
 //!
-//! The store knows nothing of sockets or locks between streams: the
-//! `Streams` coordinator (`hub/streams.rs`) serializes appends per
+//! The store knows nothing of sockets or locks between streams: the memory
+//! engine's broker (`engine/memory/broker.rs`) serializes appends per
 //! stream and does the fan-out.
 
 mod disk;
@@ -17,60 +17,11 @@ mod memory;
 pub use disk::DiskStore;
 pub use memory::MemoryStore;
 
-use std::sync::Arc;
 use switchboard_protocol::Position;
 use tungstenite::Utf8Bytes;
 
 use crate::config::HistoryLimits;
-
-/// Which stream.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum StreamKey {
-    /// A room's messages.
-    Room(Arc<str>),
-    /// A user's private messages.
-    Inbox(Arc<str>),
-}
-
-impl StreamKey {
-    /// A stable text form, used by the disk store and in logs.
-    pub fn encode(&self) -> String {
-        match self {
-            StreamKey::Room(room) => format!("r:{room}"),
-            StreamKey::Inbox(user) => format!("u:{user}"),
-        }
-    }
-
-    /// The key whose [`encode`](StreamKey::encode) form is `text`, if any.
-    pub fn decode(text: &str) -> Option<StreamKey> {
-        match text.split_once(':')? {
-            ("r", room) => Some(StreamKey::Room(room.into())),
-            ("u", user) => Some(StreamKey::Inbox(user.into())),
-            _ => None,
-        }
-    }
-}
-
-/// One stored message: its offset, when it was accepted, and its `message`
-/// frame exactly as it went out.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Stored {
-    /// Its offset in the stream.
-    pub offset: u64,
-    /// When the hub accepted it, Unix milliseconds.
-    pub ts: u64,
-    /// The serialized `message` frame.
-    pub frame: Utf8Bytes,
-}
-
-/// What a resume request gets.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Replay {
-    /// Every message after the requested position, in order (possibly none).
-    Complete(Vec<Stored>),
-    /// The gap cannot be filled: another epoch, or older than the history.
-    Lost,
-}
+pub use crate::stream::{Replay, Stored, StreamKey};
 
 /// A failure of the store's backend.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -79,17 +30,19 @@ pub struct StoreError(pub String);
 
 /// Keeps streams: offsets, epochs and bounded history.
 pub trait HistoryStore: Send + Sync + 'static {
-    /// Appends a message with the next offset; `encode` builds its frame for
-    /// that offset. Trims the stream to `limits`. Returns the stored message.
+    /// Appends a message with the next offset; `encode` builds its frame
+    /// for the stream's epoch and that offset. Trims the stream to
+    /// `limits`. Returns the stored message.
     fn append(
         &self,
         key: &StreamKey,
         limits: &HistoryLimits,
         now_ms: u64,
-        encode: &mut dyn FnMut(u64) -> Utf8Bytes,
+        encode: &mut dyn FnMut(&str, u64) -> Utf8Bytes,
     ) -> Result<Stored, StoreError>;
 
-    /// The stream's epoch and last offset (creating the stream if needed).
+    /// The stream's epoch and last offset (creating the stream if needed);
+    /// counts as a use of the stream for the idle sweep.
     fn position(&self, key: &StreamKey) -> Result<Position, StoreError>;
 
     /// Everything after `since`, if the stream still holds all of it.
@@ -133,18 +86,22 @@ pub trait HistoryStore: Send + Sync + 'static {
     /// Periodic upkeep: drops every stored message past its stream's TTL
     /// (`limits` gives each stream's limits), so expired history leaves the
     /// store even in streams nobody uses again; then drops streams idle for
-    /// longer than `idle_ms` with nothing left, so the store does not grow
-    /// with every room ever used.
-    fn sweep(&self, now_ms: u64, idle_ms: u64, limits: &dyn Fn(&StreamKey) -> HistoryLimits);
+    /// longer than `idle_ms` with nothing left and no follower (`followed`
+    /// says which streams a connection follows), so the store does not grow
+    /// with every room ever used, and a stream stays while anyone follows
+    /// it, however quiet: its epoch and offsets must not change under them.
+    fn sweep(
+        &self,
+        now_ms: u64,
+        idle_ms: u64,
+        limits: &dyn Fn(&StreamKey) -> HistoryLimits,
+        followed: &dyn Fn(&StreamKey) -> bool,
+    );
 
     /// Makes everything appended so far durable (no-op in memory).
     fn flush(&self) -> Result<(), StoreError>;
 }
 
-/// An empty stream untouched this long is dropped (its epoch with it).
+/// An empty stream that nobody follows, untouched this long, is dropped
+/// (its epoch with it).
 pub(crate) const STREAM_IDLE_MS: u64 = 10 * 60 * 1000;
-
-/// A fresh random epoch.
-pub(crate) fn new_epoch() -> String {
-    uuid::Uuid::new_v4().simple().to_string()[..12].to_owned()
-}

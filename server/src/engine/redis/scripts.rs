@@ -8,7 +8,17 @@
 
 use std::sync::LazyLock;
 
-use redis::Script;
+use ::redis::{Cmd, Script};
+
+/// A call of `script` with `keys`, as a command to add to a pipeline
+/// (redis-rs invokes scripts one at a time only); the caller adds the
+/// arguments. Run through [`Redis::run_scripts`](super::Redis::run_scripts),
+/// which loads the script when Redis lost it.
+pub(crate) fn evalsha(script: &Script, keys: &[String]) -> Cmd {
+    let mut cmd = ::redis::cmd("EVALSHA");
+    cmd.arg(script.get_hash()).arg(keys.len()).arg(keys);
+    cmd
+}
 
 /// Appends a message to a stream and publishes it, in one step.
 ///
@@ -25,6 +35,10 @@ use redis::Script;
 /// request whose id already holds such a record is not appended again:
 /// its first offset comes back. So a retry after an answer lost on the way
 /// (a timeout after Redis did the work) takes effect once.
+///
+/// The metadata keeps no expiry while the target has connections anywhere
+/// (the stream's followers): its epoch and offsets must outlive any quiet
+/// spell of theirs. A history whose key expired starts its byte count over.
 ///
 /// Returns `{epoch, offset, connections, repeated}`: `connections` is how
 /// many connections the target has across the cluster; `repeated` is 1 for
@@ -56,6 +70,7 @@ local offset = redis.call('HINCRBY', meta, 'last', 1)
 local frame = ARGV[2] .. ',"offset":' .. offset .. '}'
 local size = tonumber(ARGV[4])
 if size > 0 then
+  if redis.call('EXISTS', stream) == 0 then redis.call('HSET', meta, 'bytes', 0) end
   redis.call('XADD', stream, offset .. '-0', 'ts', ARGV[3], 'f', frame)
   local bytes = redis.call('HINCRBY', meta, 'bytes', #frame)
   local max_bytes = tonumber(ARGV[6])
@@ -68,7 +83,7 @@ if size > 0 then
   end
   redis.call('EXPIRE', stream, math.max(tonumber(ARGV[5]), 1))
 end
-redis.call('EXPIRE', meta, ARGV[7])
+if connections > 0 then redis.call('PERSIST', meta) else redis.call('EXPIRE', meta, ARGV[7]) end
 if ARGV[11] == '1' then
   redis.call('SET', KEYS[5], 'o:' .. epoch .. ':' .. offset, 'PX', ARGV[12])
 end
@@ -80,11 +95,15 @@ return {epoch, offset, connections, 0}
 
 /// Reads where a stream stands and part of its history.
 ///
-/// KEYS: 1 meta hash, 2 history stream.
+/// KEYS: 1 meta hash, 2 history stream, 3 the presence hash (`…:u`) of the
+/// stream's scope, 4 its connection count (`…:n`).
 /// ARGV: 1 create the stream if missing (`1`/`0`), 2 a fresh epoch, 3
 /// metadata TTL (s), 4 read after this offset (or `delivered`: after the
 /// inbox's delivered mark), 5 at most this many entries, 6 mark everything
-/// delivered (`1`/`0`).
+/// delivered (`1`/`0`), 7 the user of an inbox ('' for a room).
+///
+/// The metadata's expiry is renewed, or kept off while the stream has
+/// followers (as in `PUBLISH`).
 ///
 /// Returns `{epoch, last, delivered, entries}` (entries as `XRANGE` gives
 /// them), or nil for a missing stream that was not to be created.
@@ -99,7 +118,13 @@ if not epoch then
   redis.call('DEL', stream)
   redis.call('HSET', meta, 'epoch', epoch, 'last', 0, 'bytes', 0, 'delivered', 0)
 end
-redis.call('EXPIRE', meta, ARGV[3])
+local followers
+if ARGV[7] ~= '' then
+  followers = tonumber(redis.call('HGET', KEYS[3], ARGV[7]) or '0')
+else
+  followers = tonumber(redis.call('GET', KEYS[4]) or '0')
+end
+if followers > 0 then redis.call('PERSIST', meta) else redis.call('EXPIRE', meta, ARGV[3]) end
 local last = redis.call('HGET', meta, 'last')
 local delivered = redis.call('HGET', meta, 'delivered') or '0'
 local after = ARGV[4]
@@ -129,37 +154,120 @@ return 1
     )
 });
 
-/// Counts a node's connections of a user in a scope up or down.
+/// Sets how many connections of a user this node has in a scope (online,
+/// or a room), as the hub holds them: written as a number, not added as a
+/// change, so a write repeated, or lost and written again later, lands on
+/// the same state.
 ///
 /// KEYS: 1 `…:z`, 2 `…:u`, 3 `…:c`, 4 `…:n`, 5 the node's scope set,
-/// 6 the set of rooms with members.
-/// ARGV: 1 node, 2 user, 3 the change (+n / -n), 4 the scope, 5 the room
-/// ('' for the online scope).
+/// 6 the set of rooms with members, 7 the room's large flag (`…:l`, any
+/// key for the online scope), 8 the metadata of the scope's stream (the
+/// room's, or the user's inbox).
+/// ARGV: 1 node, 2 user, 3 this node's connections of the user in the
+/// scope, 4 the scope, 5 the room ('' for the online scope), 6 the large
+/// room threshold (users), 7 the stream metadata's TTL (s) once nobody
+/// follows it.
 ///
-/// Returns `{change, users}`: change 1 when the user is now present for
-/// the first time across the cluster, -1 when they left everywhere, 0
-/// otherwise; `users` is the scope's user count.
+/// Returns `{change, users, large}`: change 1 when the user is now present
+/// for the first time across the cluster, -1 when they left everywhere, 0
+/// otherwise; `users` is the scope's user count; `large` is 1 while the
+/// room is large (past the threshold since it last emptied).
 pub(crate) static PRESENCE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r#"
 local field = ARGV[1] .. '|' .. ARGV[2]
-local delta = tonumber(ARGV[3])
-local here = redis.call('HINCRBY', KEYS[3], field, delta)
-if here <= 0 then redis.call('HDEL', KEYS[3], field) else redis.call('SADD', KEYS[5], ARGV[4]) end
-local total = redis.call('HINCRBY', KEYS[2], ARGV[2], delta)
-if redis.call('INCRBY', KEYS[4], delta) <= 0 then redis.call('DEL', KEYS[4]) end
+local old = tonumber(redis.call('HGET', KEYS[3], field) or '0')
+local new = tonumber(ARGV[3])
+local delta = new - old
 local change = 0
-if total <= 0 then
-  redis.call('HDEL', KEYS[2], ARGV[2])
-  if redis.call('ZREM', KEYS[1], ARGV[2]) == 1 then change = -1 end
-elseif redis.call('ZADD', KEYS[1], 'NX', 0, ARGV[2]) == 1 then
-  change = 1
+if delta ~= 0 then
+  if new <= 0 then redis.call('HDEL', KEYS[3], field)
+  else redis.call('HSET', KEYS[3], field, new); redis.call('SADD', KEYS[5], ARGV[4]) end
+  local total = redis.call('HINCRBY', KEYS[2], ARGV[2], delta)
+  local connections = redis.call('INCRBY', KEYS[4], delta)
+  if connections <= 0 then redis.call('DEL', KEYS[4]) end
+  if total <= 0 then
+    redis.call('HDEL', KEYS[2], ARGV[2])
+    if redis.call('ZREM', KEYS[1], ARGV[2]) == 1 then change = -1 end
+  elseif redis.call('ZADD', KEYS[1], 'NX', 0, ARGV[2]) == 1 then
+    change = 1
+  end
+  local followers = total
+  if ARGV[5] ~= '' then followers = connections end
+  if followers > 0 and followers - delta <= 0 then redis.call('PERSIST', KEYS[8])
+  elseif followers <= 0 and followers - delta > 0 then redis.call('EXPIRE', KEYS[8], ARGV[7]) end
 end
 local users = redis.call('ZCARD', KEYS[1])
+local large = 0
 if ARGV[5] ~= '' then
   if users > 0 then redis.call('SADD', KEYS[6], ARGV[5]) else redis.call('SREM', KEYS[6], ARGV[5]) end
+  if users == 0 then redis.call('DEL', KEYS[7])
+  elseif users > tonumber(ARGV[6]) then redis.call('SET', KEYS[7], 1) end
+  large = redis.call('EXISTS', KEYS[7])
 end
-return {change, users}
+return {change, users, large}
+"#,
+    )
+});
+
+/// Rewrites all of this node's entries in one scope from the hub: sets
+/// each listed user's count and removes this node's entries of users not
+/// listed. Announces nothing (a rewrite after Redis lost the node's
+/// entries, or after writes that failed: the users did not come or go).
+///
+/// KEYS: 1 `…:z`, 2 `…:u`, 3 `…:c`, 4 `…:n`, 5 the node's scope set,
+/// 6 the set of rooms with members, 7 the room's large flag.
+/// ARGV: 1 node, 2 the scope, 3 the room ('' for the online scope), 4 the
+/// large room threshold, 5 the key prefix, 6 the stream metadata's TTL (s)
+/// once nobody follows it, then pairs of user and count.
+pub(crate) static RECONCILE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+local node, scope, room, prefix = ARGV[1], ARGV[2], ARGV[3], ARGV[5]
+local wanted = {}
+for i = 7, #ARGV, 2 do wanted[ARGV[i]] = tonumber(ARGV[i + 1]) end
+local old = {}
+local cursor = '0'
+repeat
+  local page = redis.call('HSCAN', KEYS[3], cursor, 'MATCH', node .. '|*', 'COUNT', 1000)
+  cursor = page[1]
+  for i = 1, #page[2], 2 do
+    old[string.sub(page[2][i], #node + 2)] = tonumber(page[2][i + 1])
+  end
+until cursor == '0'
+local function set(user, new)
+  local delta = new - (old[user] or 0)
+  if delta == 0 then return end
+  local field = node .. '|' .. user
+  if new <= 0 then redis.call('HDEL', KEYS[3], field) else redis.call('HSET', KEYS[3], field, new) end
+  local total = redis.call('HINCRBY', KEYS[2], user, delta)
+  if redis.call('INCRBY', KEYS[4], delta) <= 0 then redis.call('DEL', KEYS[4]) end
+  if total <= 0 then
+    redis.call('HDEL', KEYS[2], user)
+    redis.call('ZREM', KEYS[1], user)
+  else
+    redis.call('ZADD', KEYS[1], 'NX', 0, user)
+  end
+  if room == '' then
+    local meta = prefix .. ':s:u:' .. user .. ':m'
+    if total > 0 then redis.call('PERSIST', meta) else redis.call('EXPIRE', meta, ARGV[6]) end
+  end
+end
+for user, count in pairs(wanted) do set(user, count) end
+for user, _ in pairs(old) do
+  if wanted[user] == nil then set(user, 0) end
+end
+if next(wanted) ~= nil then redis.call('SADD', KEYS[5], scope) end
+local users = redis.call('ZCARD', KEYS[1])
+if room ~= '' then
+  local meta = prefix .. ':s:r:' .. room .. ':m'
+  if tonumber(redis.call('GET', KEYS[4]) or '0') > 0 then redis.call('PERSIST', meta)
+  else redis.call('EXPIRE', meta, ARGV[6]) end
+  if users > 0 then redis.call('SADD', KEYS[6], room) else redis.call('SREM', KEYS[6], room) end
+  if users == 0 then redis.call('DEL', KEYS[7])
+  elseif users > tonumber(ARGV[4]) then redis.call('SET', KEYS[7], 1) end
+end
+return users
 "#,
     )
 });
@@ -193,7 +301,8 @@ return result
 ///
 /// KEYS: 1 nodes sorted set, 2 stats hash, 3 the node's scope set, 4 the
 /// set of rooms with members.
-/// ARGV: 1 key prefix, 2 the dead node.
+/// ARGV: 1 key prefix, 2 the dead node, 3 the stream metadata's TTL (s)
+/// for streams nobody follows any more.
 ///
 /// Returns the `(scope, user)` pairs, flattened, of users who were present
 /// only through that node and are now gone.
@@ -216,6 +325,7 @@ for _, scope in ipairs(redis.call('SMEMBERS', KEYS[3])) do
       if redis.call('INCRBY', base .. ':n', -count) <= 0 then redis.call('DEL', base .. ':n') end
       if redis.call('HINCRBY', base .. ':u', user, -count) <= 0 then
         redis.call('HDEL', base .. ':u', user)
+        if scope == 'online' then redis.call('EXPIRE', prefix .. ':s:u:' .. user .. ':m', ARGV[3]) end
         if redis.call('ZREM', base .. ':z', user) == 1 then
           table.insert(left, scope)
           table.insert(left, user)
@@ -223,8 +333,15 @@ for _, scope in ipairs(redis.call('SMEMBERS', KEYS[3])) do
       end
     end
   until cursor == '0'
-  if string.sub(scope, 1, 2) == 'r:' and redis.call('ZCARD', base .. ':z') == 0 then
-    redis.call('SREM', KEYS[4], string.sub(scope, 3))
+  if string.sub(scope, 1, 2) == 'r:' then
+    local room = string.sub(scope, 3)
+    if tonumber(redis.call('GET', base .. ':n') or '0') <= 0 then
+      redis.call('EXPIRE', prefix .. ':s:r:' .. room .. ':m', ARGV[3])
+    end
+    if redis.call('ZCARD', base .. ':z') == 0 then
+      redis.call('SREM', KEYS[4], room)
+      redis.call('DEL', base .. ':l')
+    end
   end
 end
 redis.call('DEL', KEYS[3])

@@ -19,8 +19,9 @@ use redb::{
 use switchboard_protocol::Position;
 use tungstenite::Utf8Bytes;
 
-use super::{HistoryStore, Replay, StoreError, Stored, StreamKey, new_epoch};
+use super::{HistoryStore, Replay, StoreError, Stored, StreamKey};
 use crate::config::HistoryLimits;
+use crate::stream::new_epoch;
 
 /// Per stream: epoch, last offset, delivered offset (inboxes), kept count, kept bytes.
 const META: TableDefinition<&str, (&str, u64, u64, u64, u64)> = TableDefinition::new("streams");
@@ -192,13 +193,13 @@ impl HistoryStore for DiskStore {
         key: &StreamKey,
         limits: &HistoryLimits,
         now_ms: u64,
-        encode: &mut dyn FnMut(u64) -> Utf8Bytes,
+        encode: &mut dyn FnMut(&str, u64) -> Utf8Bytes,
     ) -> Result<Stored, StoreError> {
         let key = key.encode();
         self.write(|meta, messages| {
             let mut m = load(meta, &key)?.unwrap_or_else(fresh);
             let offset = m.last + 1;
-            let stored = Stored { offset, ts: now_ms, frame: encode(offset) };
+            let stored = Stored { offset, ts: now_ms, frame: encode(&m.epoch, offset) };
             m.last = offset;
             if limits.size > 0 {
                 messages
@@ -324,8 +325,15 @@ impl HistoryStore for DiskStore {
     /// Trims every stream on disk to its limits in one transaction. Stream
     /// records themselves (epoch and offsets, a few dozen bytes) are kept:
     /// the file does not record when a stream was last used, and dropping an
-    /// epoch would turn a later resume into `recovered: false`.
-    fn sweep(&self, now_ms: u64, _idle_ms: u64, limits: &dyn Fn(&StreamKey) -> HistoryLimits) {
+    /// epoch would turn a later resume into `recovered: false`; so a
+    /// followed stream is kept like any other.
+    fn sweep(
+        &self,
+        now_ms: u64,
+        _idle_ms: u64,
+        limits: &dyn Fn(&StreamKey) -> HistoryLimits,
+        _followed: &dyn Fn(&StreamKey) -> bool,
+    ) {
         let swept = self.write(|meta, messages| {
             let mut holding = Vec::new();
             for entry in meta.iter().map_err(err)? {
@@ -378,11 +386,11 @@ mod tests {
             let store = DiskStore::open(&path).unwrap();
             for _ in 0..7 {
                 store
-                    .append(&room, &limits(5), 1_000, &mut |o| Utf8Bytes::from(format!("m{o}")))
+                    .append(&room, &limits(5), 1_000, &mut |_, o| Utf8Bytes::from(format!("m{o}")))
                     .unwrap();
             }
             store
-                .append(&inbox, &limits(5), 1_000, &mut |o| Utf8Bytes::from(format!("d{o}")))
+                .append(&inbox, &limits(5), 1_000, &mut |_, o| Utf8Bytes::from(format!("d{o}")))
                 .unwrap();
             store.flush().unwrap();
             store.position(&room).unwrap().epoch
@@ -417,7 +425,9 @@ mod tests {
         let path = dir.join("history.redb");
         let store = DiskStore::open(&path).unwrap();
         let room = StreamKey::Room("real".into());
-        store.append(&room, &limits(5), 1_000, &mut |o| Utf8Bytes::from(format!("m{o}"))).unwrap();
+        store
+            .append(&room, &limits(5), 1_000, &mut |_, o| Utf8Bytes::from(format!("m{o}")))
+            .unwrap();
         // A few empty commits first: redb settles its own allocator state
         // on the first ones, which is not what this test is about.
         for _ in 0..3 {
@@ -448,10 +458,12 @@ mod tests {
             StreamKey::Inbox(_) => limits(10),
         };
         for (key, at) in [(&short, 1_000), (&short, 5_000), (&inbox, 1_000)] {
-            store.append(key, &rules(key), at, &mut |o| Utf8Bytes::from(format!("m{o}"))).unwrap();
+            store
+                .append(key, &rules(key), at, &mut |_, o| Utf8Bytes::from(format!("m{o}")))
+                .unwrap();
         }
         // Nothing reads the streams again; only the sweep sees them.
-        store.sweep(5_500, 0, &rules);
+        store.sweep(5_500, 0, &rules, &|_| false);
         let stored = |key: &StreamKey| {
             let txn = store.db.begin_read().unwrap();
             let messages = txn.open_table(MESSAGES).unwrap();

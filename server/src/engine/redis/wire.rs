@@ -24,8 +24,8 @@ use std::sync::Arc;
 use switchboard_protocol::CloseCode;
 use tungstenite::Utf8Bytes;
 
-use crate::broker::{Delivery, DeliveryKind, Target};
-use crate::store::StreamKey;
+use crate::hub::{Delivery, DeliveryKind, Target};
+use crate::stream::{StreamKey, epoch_tag};
 
 /// A delivery as it travels between nodes.
 #[derive(Debug, Clone)]
@@ -40,17 +40,7 @@ impl Envelope {
     pub(crate) fn stream(&self) -> Option<(StreamKey, &str, u64)> {
         let offset = self.delivery.offset?;
         let epoch = self.epoch.as_deref()?;
-        Some((stream_of(&self.delivery.target)?, epoch, offset))
-    }
-}
-
-/// The stream whose messages go to `target`.
-pub(crate) fn stream_of(target: &Target) -> Option<StreamKey> {
-    match target {
-        Target::Room(room) => Some(StreamKey::Room(room.clone())),
-        Target::RoomExcept(room_except) => Some(StreamKey::Room(room_except.0.clone())),
-        Target::User(user) => Some(StreamKey::Inbox(user.clone())),
-        Target::All => None,
+        Some((self.delivery.target.stream()?, epoch, offset))
     }
 }
 
@@ -76,6 +66,8 @@ pub(crate) fn encode(delivery: &Delivery) -> String {
         DeliveryKind::Occupancy => 'o',
         DeliveryKind::Join => 'j',
         DeliveryKind::Leave => 'l',
+        // Made by each node for its own followers, never sent.
+        DeliveryKind::Reset => 'r',
     };
     let target = match &delivery.target {
         Target::Room(room) => format!("r:{room}"),
@@ -202,19 +194,22 @@ fn decode_delivery(text: &str) -> Option<Envelope> {
         digits => Some(digits.parse().ok()?),
     };
     let frame = Utf8Bytes::from(fields.next()?);
-    Some(Envelope { delivery: Delivery { target, frame, kind, offset }, epoch })
+    let tag = match (&epoch, offset) {
+        (Some(epoch), Some(_)) => epoch_tag(epoch),
+        _ => 0,
+    };
+    Some(Envelope { delivery: Delivery { target, frame, kind, offset, epoch: tag }, epoch })
 }
 
 /// The frame of a message without its closing brace, so that the publish
 /// script can append the offset it assigns: `{…,"ts":1}` becomes
 /// `{…,"ts":1` and the script writes `{…,"ts":1,"offset":7}`, exactly
-/// what [`crate::transport::wire::encode`] writes for the message with
+/// what [`crate::wire::encode`] writes for the message with
 /// that offset (the offset is the message's last field).
 pub(crate) fn open_frame(message: &switchboard_protocol::Message) -> String {
     let mut message = message.clone();
     message.offset = None;
-    let frame =
-        crate::transport::wire::encode(&switchboard_protocol::ServerFrame::Message(message));
+    let frame = crate::wire::encode(&switchboard_protocol::ServerFrame::Message(message));
     let mut text = frame.to_string();
     text.pop();
     text
@@ -230,12 +225,8 @@ mod tests {
         let targets = [Target::Room("a:b c".into()), Target::User("ann".into()), Target::All];
         let kinds = [DeliveryKind::Presence, DeliveryKind::Join, DeliveryKind::Leave];
         for (target, kind) in targets.into_iter().flat_map(|t| kinds.map(|k| (t.clone(), k))) {
-            let delivery = Delivery {
-                target,
-                frame: Utf8Bytes::from(r#"{"type":"presence","text":"x\ny"}"#),
-                kind,
-                offset: None,
-            };
+            let frame = Utf8Bytes::from(r#"{"type":"presence","text":"x\ny"}"#);
+            let delivery = Delivery::new(target, frame, kind);
             let Some(Incoming::Delivery(back)) = decode(encode(&delivery).as_bytes()) else {
                 panic!("a delivery")
             };
@@ -250,6 +241,7 @@ mod tests {
             panic!("a delivery")
         };
         assert_eq!(stream.stream(), Some((StreamKey::Room("lobby".into()), "ab12", 7)));
+        assert_eq!(stream.delivery.epoch, epoch_tag("ab12"));
         let close = decode(encode_close("ann", CloseCode::KICKED, "bye\nnow").as_bytes());
         assert!(
             matches!(&close, Some(Incoming::Close { user, code, reason })
@@ -302,10 +294,8 @@ mod tests {
             offset: None,
         };
         let completed = format!("{},\"offset\":42}}", open_frame(&message));
-        let expected = crate::transport::wire::encode(&ServerFrame::Message(Message {
-            offset: Some(42),
-            ..message
-        }));
+        let expected =
+            crate::wire::encode(&ServerFrame::Message(Message { offset: Some(42), ..message }));
         assert_eq!(completed, expected.as_str());
     }
 }

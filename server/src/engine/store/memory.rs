@@ -7,8 +7,9 @@ use std::sync::{Mutex, PoisonError};
 use switchboard_protocol::Position;
 use tungstenite::Utf8Bytes;
 
-use super::{HistoryStore, Replay, StoreError, Stored, StreamKey, new_epoch};
+use super::{HistoryStore, Replay, StoreError, Stored, StreamKey};
 use crate::config::HistoryLimits;
+use crate::stream::new_epoch;
 
 /// The default store.
 #[derive(Debug, Default)]
@@ -112,18 +113,22 @@ impl HistoryStore for MemoryStore {
         key: &StreamKey,
         limits: &HistoryLimits,
         now_ms: u64,
-        encode: &mut dyn FnMut(u64) -> Utf8Bytes,
+        encode: &mut dyn FnMut(&str, u64) -> Utf8Bytes,
     ) -> Result<Stored, StoreError> {
         Ok(self.with(key, now_ms, |stream| {
             let offset = stream.last + 1;
-            let stored = Stored { offset, ts: now_ms, frame: encode(offset) };
+            let stored = Stored { offset, ts: now_ms, frame: encode(&stream.epoch, offset) };
             stream.push(stored.clone(), limits, now_ms);
             stored
         }))
     }
 
     fn position(&self, key: &StreamKey) -> Result<Position, StoreError> {
-        Ok(self.with(key, crate::transport::wire::now_ms(), |stream| stream.position()))
+        let now_ms = crate::wire::now_ms();
+        Ok(self.with(key, now_ms, |stream| {
+            stream.touched_ms = now_ms;
+            stream.position()
+        }))
     }
 
     fn since(
@@ -160,7 +165,7 @@ impl HistoryStore for MemoryStore {
     }
 
     fn mark_delivered(&self, key: &StreamKey, offset: u64) -> Result<(), StoreError> {
-        self.with(key, crate::transport::wire::now_ms(), |stream| {
+        self.with(key, crate::wire::now_ms(), |stream| {
             stream.delivered = stream.delivered.max(offset)
         });
         Ok(())
@@ -180,11 +185,19 @@ impl HistoryStore for MemoryStore {
         }))
     }
 
-    fn sweep(&self, now_ms: u64, idle_ms: u64, limits: &dyn Fn(&StreamKey) -> HistoryLimits) {
+    fn sweep(
+        &self,
+        now_ms: u64,
+        idle_ms: u64,
+        limits: &dyn Fn(&StreamKey) -> HistoryLimits,
+        followed: &dyn Fn(&StreamKey) -> bool,
+    ) {
         let mut streams = self.streams.lock().unwrap_or_else(PoisonError::into_inner);
         streams.retain(|key, stream| {
             stream.trim(&limits(key), now_ms);
-            !stream.entries.is_empty() || now_ms.saturating_sub(stream.touched_ms) < idle_ms
+            !stream.entries.is_empty()
+                || now_ms.saturating_sub(stream.touched_ms) < idle_ms
+                || followed(key)
         });
     }
 
@@ -202,7 +215,7 @@ mod tests {
     }
 
     fn append(store: &MemoryStore, key: &StreamKey, limits: &HistoryLimits, now: u64) -> u64 {
-        store.append(key, limits, now, &mut |o| Utf8Bytes::from(format!("m{o}"))).unwrap().offset
+        store.append(key, limits, now, &mut |_, o| Utf8Bytes::from(format!("m{o}"))).unwrap().offset
     }
 
     #[test]
@@ -290,11 +303,14 @@ mod tests {
     }
 
     #[test]
-    fn idle_empty_streams_are_swept_with_their_epoch() {
+    fn idle_empty_streams_nobody_follows_are_swept_with_their_epoch() {
         let store = MemoryStore::new();
         let key = StreamKey::Room("gone".into());
         let epoch = store.position(&key).unwrap().epoch;
-        store.sweep(crate::transport::wire::now_ms() + 10_000, 1_000, &|_| limits(10, 60));
+        let later = crate::wire::now_ms() + 10_000;
+        store.sweep(later, 1_000, &|_| limits(10, 60), &|_| true);
+        assert_eq!(store.position(&key).unwrap().epoch, epoch, "a followed stream stays");
+        store.sweep(later, 1_000, &|_| limits(10, 60), &|_| false);
         assert_ne!(store.position(&key).unwrap().epoch, epoch, "a new stream, a new epoch");
     }
 
@@ -311,7 +327,7 @@ mod tests {
         append(&store, &short, &rules(&short), 5_000);
         append(&store, &long, &rules(&long), 1_000);
         // Nothing reads the streams again; only the sweep sees them.
-        store.sweep(5_500, 3_600_000, &rules);
+        store.sweep(5_500, 3_600_000, &rules, &|_| false);
         let streams = store.streams.lock().unwrap();
         let kept =
             |key: &StreamKey| streams[key].entries.iter().map(|e| e.offset).collect::<Vec<_>>();

@@ -1,0 +1,374 @@
+//! [`RedisBroker`]: streams in Redis, shared by every node. Publishing is
+//! one script (request id, offset, history, `PUBLISH`); reading is one
+//! script (position and history, optionally the inbox's undelivered
+//! messages). Deliveries outside any stream go on the cluster's channel,
+//! so that every node's subscriber hands them to its hub, this node's
+//! included.
+//!
+//! History entries have the offset as their id (`<offset>-0`), so reading
+//! after an offset is one `XRANGE`. A stream's `max_bytes` and `size` are
+//! kept exactly by the publish script; its `ttl_secs` expires the whole
+//! history key after the last publish, and reads leave out single entries
+//! older than the TTL, as the in-memory store does. Its metadata (epoch,
+//! offsets) keeps no expiry while anyone follows the stream.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use ::redis::Cmd;
+use switchboard_protocol::Position;
+use tungstenite::Utf8Bytes;
+
+use super::Redis;
+use super::followers::Followers;
+use super::keys::{ONLINE, room_scope};
+use super::scripts::{MARK_DELIVERED, PUBLISH, READ, evalsha};
+use crate::Hub;
+use crate::config::HistoryLimits;
+use crate::engine::broker::{Broker, Publication, Published, Resumed, replay_of};
+use crate::engine::store::STREAM_IDLE_MS;
+use crate::engine::{EngineError, EngineFuture, HistoryRules};
+use crate::hub::{Delivery, Target};
+use crate::stream::{Stored, StreamKey, new_epoch};
+use crate::wire::now_ms;
+
+/// Where a stream stands, and the entries read from it.
+pub(crate) struct Read {
+    pub(crate) position: Position,
+    pub(crate) entries: Vec<Stored>,
+}
+
+/// Where a read starts.
+pub(crate) enum After {
+    Offset(u64),
+    /// After the inbox's delivered mark.
+    Delivered,
+}
+
+/// What a read asks for.
+pub(crate) struct Reading {
+    /// Create a missing stream (with a fresh epoch); without, a missing
+    /// stream reads as `None`.
+    pub(crate) create: bool,
+    pub(crate) after: After,
+    /// At most this many entries.
+    pub(crate) count: usize,
+    /// Move the inbox's delivered mark to the head.
+    pub(crate) mark: bool,
+}
+
+impl Reading {
+    /// Where the stream stands, and nothing of its history; creates it.
+    pub(crate) fn head() -> Reading {
+        Reading { create: true, after: After::Offset(0), count: 0, mark: false }
+    }
+
+    /// Up to `count` entries after `after`, without creating the stream.
+    pub(crate) fn page(after: u64, count: usize) -> Reading {
+        Reading { create: false, after: After::Offset(after), count, mark: false }
+    }
+}
+
+/// History entries as `XRANGE` gives them.
+pub(crate) type RawEntries = Vec<(String, Vec<String>)>;
+
+/// How long a stream's metadata outlives its last use once nobody follows
+/// it: the history's TTL, and at least as long as the memory engine keeps
+/// an idle stream.
+pub(crate) fn meta_ttl_secs(limits: &HistoryLimits) -> u64 {
+    limits.ttl_secs.max(STREAM_IDLE_MS / 1000)
+}
+
+/// The presence keys (`…:u`, `…:n`) that say who follows `key`'s stream,
+/// and the user whose field counts for an inbox ('' for a room).
+fn follower_keys(redis: &Redis, key: &StreamKey) -> (String, String, String) {
+    let (scope, user) = match key {
+        StreamKey::Room(room) => (room_scope(room), String::new()),
+        StreamKey::Inbox(user) => (ONLINE.to_owned(), user.to_string()),
+    };
+    let base = redis.keys.scope(&scope);
+    (format!("{base}:u"), format!("{base}:n"), user)
+}
+
+/// The `READ` script's call for `reading` of `key`.
+pub(crate) fn read_cmd(
+    redis: &Redis,
+    key: &StreamKey,
+    limits: &HistoryLimits,
+    reading: &Reading,
+) -> Cmd {
+    let (users, connections, user) = follower_keys(redis, key);
+    let keys = [redis.keys.meta(key), redis.keys.history(key), users, connections];
+    let mut cmd = evalsha(&READ, &keys);
+    cmd.arg(if reading.create { "1" } else { "0" })
+        .arg(new_epoch())
+        .arg(meta_ttl_secs(limits))
+        .arg(match reading.after {
+            After::Offset(offset) => offset.to_string(),
+            After::Delivered => "delivered".to_owned(),
+        })
+        .arg(reading.count)
+        .arg(if reading.mark { "1" } else { "0" })
+        .arg(user);
+    cmd
+}
+
+/// Reads where `key`'s stream stands and the entries `reading` asks for,
+/// leaving out those past the TTL.
+pub(crate) async fn read(
+    redis: &Redis,
+    key: &StreamKey,
+    limits: &HistoryLimits,
+    reading: Reading,
+    now_ms: u64,
+) -> Result<Option<Read>, EngineError> {
+    let mut pipe = ::redis::pipe();
+    pipe.add_command(read_cmd(redis, key, limits, &reading));
+    let (read,): (Option<(String, u64, u64, RawEntries)>,) =
+        redis.run_scripts("read", &[&READ], &pipe).await?;
+    let Some((epoch, last, _delivered, raw)) = read else { return Ok(None) };
+    let entries = entries_of(raw, limits, now_ms)?;
+    Ok(Some(Read { position: Position { epoch, offset: last }, entries }))
+}
+
+/// Entries read back, leaving out those past the TTL.
+pub(crate) fn entries_of(
+    raw: RawEntries,
+    limits: &HistoryLimits,
+    now_ms: u64,
+) -> Result<Vec<Stored>, EngineError> {
+    let oldest_kept = now_ms.saturating_sub(limits.ttl_secs.saturating_mul(1000));
+    let mut entries = Vec::with_capacity(raw.len());
+    for (id, fields) in raw {
+        let stored = entry(&id, fields)
+            .ok_or_else(|| EngineError::Failed(format!("unreadable history entry {id}")))?;
+        if stored.ts >= oldest_kept {
+            entries.push(stored);
+        }
+    }
+    Ok(entries)
+}
+
+/// Moves an inbox's delivered mark forward to `offset`.
+pub(crate) async fn mark_delivered(
+    redis: &Redis,
+    key: &StreamKey,
+    offset: u64,
+) -> Result<(), EngineError> {
+    let mut invocation = MARK_DELIVERED.prepare_invoke();
+    invocation.key(redis.keys.meta(key)).arg(offset);
+    let mut connection = redis.connection();
+    let _: i64 = redis.call("mark delivered", invocation.invoke_async(&mut connection)).await?;
+    Ok(())
+}
+
+/// A history entry: id `<offset>-0`, fields `ts` and `f`.
+fn entry(id: &str, fields: Vec<String>) -> Option<Stored> {
+    let offset = id.split_once('-')?.0.parse().ok()?;
+    let mut ts = None;
+    let mut frame = None;
+    let mut fields = fields.into_iter();
+    while let (Some(name), Some(value)) = (fields.next(), fields.next()) {
+        match name.as_str() {
+            "ts" => ts = value.parse().ok(),
+            "f" => frame = Some(value),
+            _ => {}
+        }
+    }
+    Some(Stored { offset, ts: ts?, frame: Utf8Bytes::from(frame?) })
+}
+
+/// Streams of a node of a cluster.
+pub(crate) struct RedisBroker {
+    redis: Arc<Redis>,
+    rules: HistoryRules,
+    followers: Arc<Followers>,
+    hub: Arc<Hub>,
+    /// How long request ids are remembered.
+    window: Duration,
+}
+
+impl RedisBroker {
+    pub(crate) fn new(
+        redis: Arc<Redis>,
+        rules: HistoryRules,
+        followers: Arc<Followers>,
+        hub: Arc<Hub>,
+        window: Duration,
+    ) -> RedisBroker {
+        RedisBroker { redis, rules, followers, hub, window }
+    }
+
+    async fn append(&self, publication: Publication) -> Result<Published, EngineError> {
+        let Publication { key, target, message, request } = publication;
+        let limits = self.rules.of(&key);
+        let open = super::wire::open_frame(&message);
+        let (users, connections, user) = follower_keys(&self.redis, &key);
+        let keys = &self.redis.keys;
+        let mut invocation = PUBLISH.prepare_invoke();
+        invocation
+            .key(keys.meta(&key))
+            .key(keys.history(&key))
+            .key(users)
+            .key(connections)
+            .key(request.as_ref().map_or_else(|| keys.channel(), |(u, id)| keys.request_id(u, id)))
+            .arg(keys.channel())
+            .arg(&open)
+            .arg(message.ts)
+            .arg(limits.size)
+            .arg(limits.ttl_secs)
+            .arg(limits.max_bytes)
+            .arg(meta_ttl_secs(limits))
+            .arg(new_epoch())
+            .arg(match (&key, &target) {
+                (StreamKey::Room(room), Target::RoomExcept(room_except)) => {
+                    super::wire::except_target(room, &room_except.1)
+                }
+                _ => super::wire::target_of(&key),
+            })
+            .arg(user)
+            .arg(if request.is_some() { "1" } else { "0" })
+            .arg(self.window.as_millis() as u64);
+        let mut connection = self.redis.connection();
+        let (_epoch, offset, connections, repeated): (String, u64, u64, u8) =
+            self.redis.call("publish", invocation.invoke_async(&mut connection)).await?;
+        if repeated == 1 {
+            tracing::info!(stream = %key.encode(), offset, "a retried request was appended before: not again");
+        }
+        Ok(Published {
+            offset,
+            reached: connections as usize,
+            kept: limits.size > 0,
+            repeated: repeated == 1,
+        })
+    }
+
+    async fn read_resume(
+        &self,
+        key: &StreamKey,
+        since: Option<&Position>,
+    ) -> Result<Resumed, EngineError> {
+        let limits = self.rules.of(key);
+        let reading = match since {
+            Some(since) => Reading { create: true, ..Reading::page(since.offset, limits.size + 1) },
+            None => Reading::head(),
+        };
+        let read = read(&self.redis, key, limits, reading, now_ms())
+            .await?
+            .ok_or_else(|| EngineError::Failed("stream not created".to_owned()))?;
+        let replay = since.map(|since| replay_of(&read.position, since, read.entries));
+        Ok(Resumed { position: read.position, replay })
+    }
+}
+
+impl Broker for RedisBroker {
+    fn publish(&self, publication: Publication) -> EngineFuture<'_, Published> {
+        Box::pin(self.append(publication))
+    }
+
+    fn resume<'a>(
+        &'a self,
+        key: &'a StreamKey,
+        since: Option<&'a Position>,
+    ) -> EngineFuture<'a, Resumed> {
+        Box::pin(self.read_resume(key, since))
+    }
+
+    fn undelivered<'a>(&'a self, key: &'a StreamKey) -> EngineFuture<'a, (Position, Vec<Stored>)> {
+        Box::pin(async move {
+            let limits = self.rules.of(key);
+            let reading = Reading {
+                create: true,
+                after: After::Delivered,
+                count: limits.size + 1,
+                mark: true,
+            };
+            let read = read(&self.redis, key, limits, reading, now_ms())
+                .await?
+                .ok_or_else(|| EngineError::Failed("stream not created".to_owned()))?;
+            Ok((read.position, read.entries))
+        })
+    }
+
+    fn mark_delivered<'a>(&'a self, key: &'a StreamKey, offset: u64) -> EngineFuture<'a, ()> {
+        Box::pin(mark_delivered(&self.redis, key, offset))
+    }
+
+    fn page<'a>(
+        &'a self,
+        key: &'a StreamKey,
+        after: Option<u64>,
+        limit: usize,
+    ) -> EngineFuture<'a, Option<(Position, Vec<Stored>)>> {
+        Box::pin(async move {
+            let limits = self.rules.of(key);
+            let reading = Reading::page(after.unwrap_or(0), limit);
+            let read = read(&self.redis, key, limits, reading, now_ms()).await?;
+            Ok(read.map(|read| (read.position, read.entries)))
+        })
+    }
+
+    /// Resolves with the connections the target has across the cluster
+    /// (every connection for a broadcast to all, 0 for rooms).
+    fn deliver(&self, delivery: Delivery) -> EngineFuture<'_, usize> {
+        Box::pin(async move {
+            let redis = &self.redis;
+            let online = redis.keys.scope(ONLINE);
+            let mut pipe = ::redis::pipe();
+            let payload = super::wire::encode(&delivery);
+            pipe.cmd("PUBLISH").arg(redis.keys.channel()).arg(payload).ignore();
+            match &delivery.target {
+                Target::All => pipe.cmd("GET").arg(format!("{online}:n")),
+                Target::User(user) => pipe.cmd("HGET").arg(format!("{online}:u")).arg(&**user),
+                // How many connections a room has is not needed by any caller.
+                Target::Room(_) | Target::RoomExcept(_) => pipe.cmd("ECHO").arg(0),
+            };
+            let mut connection = redis.connection();
+            let (reached,): (Option<u64>,) =
+                redis.call("publish", pipe.query_async(&mut connection)).await?;
+            Ok(reached.unwrap_or(0) as usize)
+        })
+    }
+
+    fn follow(&self, key: &StreamKey, position: &Position) {
+        let alone = match key {
+            StreamKey::Room(room) => self.hub.room_connections(room) <= 1,
+            StreamKey::Inbox(user) => self.hub.connections_of(user) <= 1,
+        };
+        self.followers.follow(key, position, alone);
+    }
+
+    fn unfollow(&self, key: &StreamKey) {
+        self.followers.unfollow(key);
+    }
+
+    fn maintain(&self, _now_ms: u64) -> EngineFuture<'_, ()> {
+        // Redis expires keys itself; what is left here is the record of
+        // streams nobody here follows any more, missed by `unfollow`.
+        let followed = self.hub.followed_streams();
+        self.followers.retain(|key| followed.contains(key));
+        Box::pin(std::future::ready(Ok(())))
+    }
+
+    fn flush(&self) -> Result<(), EngineError> {
+        Ok(())
+    }
+
+    fn stream_count(&self) -> Option<usize> {
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entries_are_read_from_their_id_and_fields() {
+        let fields = vec!["ts".to_owned(), "12".to_owned(), "f".to_owned(), "{\"a\":1}".to_owned()];
+        let stored = entry("7-0", fields).unwrap();
+        assert_eq!((stored.offset, stored.ts, stored.frame.as_str()), (7, 12, "{\"a\":1}"));
+        assert!(entry("x-0", vec![]).is_none());
+        assert!(entry("7-0", vec!["ts".to_owned(), "1".to_owned()]).is_none());
+    }
+}
