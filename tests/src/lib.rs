@@ -187,6 +187,8 @@ pub enum Event {
     Joined(sdk::Joined),
     /// The server took the client out of a room.
     Left(sdk::Left),
+    /// A stream the client follows started over under a new epoch.
+    Reset(sdk::Reset),
     /// A connection after the first one, with its inbox recovery flag.
     Reconnected(Option<bool>),
     /// An error report.
@@ -319,6 +321,10 @@ pub fn record(client: &Client) -> Events {
     let t = tx.clone();
     client.on_left(move |l| {
         let _ = t.send(Event::Left(l.clone()));
+    });
+    let t = tx.clone();
+    client.on_reset(move |r| {
+        let _ = t.send(Event::Reset(r.clone()));
     });
     let t = tx.clone();
     client.on_disconnected(move |d| {

@@ -262,10 +262,7 @@ impl RedisPresence {
     }
 
     /// Writes a batch of counts in one pipeline, then announces and answers.
-    async fn write(
-        &self,
-        entries: HashMap<Entry, Vec<Waiter>>,
-    ) -> Result<(), EngineError> {
+    async fn write(&self, entries: HashMap<Entry, Vec<Waiter>>) -> Result<(), EngineError> {
         let entries: Vec<(Entry, Vec<Waiter>)> = entries.into_iter().collect();
         let mut pipe = ::redis::pipe();
         for ((scope, user), waiters) in &entries {
