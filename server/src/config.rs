@@ -11,7 +11,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use crate::error::ConfigError;
-use crate::policy::patterns::RoomPatterns;
+use crate::patterns::RoomPatterns;
 
 /// Everything the hub can be told. Every field has a default, so a TOML file
 /// only names what it changes.
@@ -664,44 +664,6 @@ pub enum Access {
     Claim,
     /// No connection; only the HTTP API.
     Server,
-}
-
-impl PermissionsConfig {
-    /// The rules compiled for lookups.
-    pub fn compile(&self) -> Permissions {
-        Permissions {
-            rooms: RoomPatterns::new(
-                self.rooms.iter().map(|rule| (rule.pattern.clone(), rule.clone())),
-            ),
-            send: self.send,
-        }
-    }
-}
-
-/// [`PermissionsConfig`] compiled: the one place every transport (WebSocket,
-/// SSE) asks what a connection may do in a room.
-#[derive(Debug, Clone)]
-pub struct Permissions {
-    rooms: RoomPatterns<RoomRule>,
-    /// Whether clients may send each other private messages.
-    pub send: Access,
-}
-
-impl Permissions {
-    /// Whether the action that `pick` selects is allowed to `identity` in
-    /// `room`; rooms no rule matches allow anything to anyone.
-    pub fn allows(
-        &self,
-        identity: &crate::policy::auth::Identity,
-        room: &str,
-        pick: impl Fn(&RoomRule) -> Access,
-    ) -> bool {
-        match self.rooms.first(room).map(pick) {
-            None | Some(Access::Anyone) => true,
-            Some(Access::Claim) => identity.claims_room(room),
-            Some(Access::Server) => false,
-        }
-    }
 }
 
 impl Config {

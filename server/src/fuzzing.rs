@@ -13,7 +13,7 @@ use tungstenite::Message as WsMessage;
 
 use crate::policy::auth::Identity;
 use crate::session::{Session, Start};
-use crate::{AppState, Config, transport::memory_socket};
+use crate::{AppState, Config, session::memory_socket};
 
 /// Decodes arbitrary bytes as a client frame; must never panic.
 pub fn decode_frame(bytes: &[u8]) {

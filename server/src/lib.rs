@@ -74,6 +74,7 @@ mod error;
 #[doc(hidden)]
 pub mod fuzzing;
 mod hub;
+pub mod patterns;
 pub mod policy;
 mod session;
 mod state;
@@ -98,7 +99,7 @@ pub use hub::connections::{ConnectionSummary, Transport};
 pub use hub::stats::{ClusterStats, Rates, Stats};
 pub use hub::{Delivery, DeliveryKind, Hub, ManagedFields, RoomDetail, RoomSummary, Target};
 pub use policy::auth::{self, AuthError, Authenticator, Identity};
-pub use policy::{hooks, identity, patterns, webhooks};
+pub use policy::{hooks, identity, webhooks};
 pub use state::AppState;
 pub use state::connections_api::{ConnectionsPage, SessionReach};
 pub use state::server_api::{Members, Published, SendStatus, Sent, ServerError};
@@ -155,7 +156,7 @@ pub fn router(state: AppState) -> Router {
         .method_not_allowed_fallback(api::method_not_allowed)
         .layer(DefaultBodyLimit::max(body_limit))
         // Outermost: a denied address reaches no route at all.
-        .layer(axum::middleware::from_fn_with_state(state.clone(), policy::admission::address_gate))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), api::address_gate))
         .with_state(state)
 }
 

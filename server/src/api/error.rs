@@ -85,6 +85,18 @@ pub enum ApiError {
     },
 }
 
+impl From<crate::policy::admission::Refused> for ApiError {
+    fn from(refused: crate::policy::admission::Refused) -> Self {
+        use crate::policy::admission::Refused;
+        match refused {
+            Refused::Forbidden(message) => ApiError::Forbidden(message),
+            Refused::TooMany(message) => ApiError::TooMany(message),
+            Refused::Full => ApiError::TooManyConnections,
+            Refused::ShuttingDown => ApiError::ShuttingDown,
+        }
+    }
+}
+
 impl ApiError {
     /// The HTTP status.
     pub fn status(&self) -> StatusCode {

@@ -9,6 +9,8 @@
 
 pub(crate) mod admin;
 pub(crate) mod connections;
+mod gate;
+pub(crate) use gate::address_gate;
 mod error;
 mod metrics;
 pub(crate) mod openapi;

@@ -4,7 +4,7 @@
 //! `history.inbox` for inboxes.
 
 use crate::config::{HistoryConfig, HistoryLimits};
-use crate::policy::patterns::RoomPatterns;
+use crate::patterns::RoomPatterns;
 use crate::stream::StreamKey;
 
 /// Each stream's history limits.

@@ -184,5 +184,5 @@ pub(crate) struct Parts {
     /// This node's hub: where the engine hands the deliveries of this node.
     pub(crate) hub: Arc<crate::Hub>,
     /// Where events after the fact go (online and offline), if anywhere.
-    pub(crate) events: Option<Arc<crate::hub::events::Events>>,
+    pub(crate) events: Option<Arc<crate::policy::events::Events>>,
 }

@@ -15,7 +15,6 @@
 
 pub(crate) mod connections;
 mod delivery;
-pub(crate) mod events;
 pub(crate) mod latency;
 pub(crate) mod outbound;
 pub(crate) mod rates;

@@ -28,11 +28,11 @@ use switchboard_protocol::ErrorCode;
 use tokio::sync::Semaphore;
 
 use crate::config::{HooksConfig, OnError, WebhookConfig};
+use crate::patterns::RoomPatterns;
 use crate::policy::auth::Identity;
 use crate::policy::hooks::{
     ConnectDecision, ConnectRequest, Decision, HookFuture, Hooks, MessageDecision, RpcReply,
 };
-use crate::policy::patterns::RoomPatterns;
 
 /// The header that carries the body's signature.
 pub const SIGNATURE_HEADER: &str = "x-switchboard-signature";

@@ -34,6 +34,8 @@ use tungstenite::{Message as WsMessage, Utf8Bytes};
 
 pub(crate) mod connection;
 mod membership;
+#[cfg(any(test, feature = "fuzzing"))]
+pub(crate) mod memory_socket;
 mod requests;
 mod token_alarm;
 

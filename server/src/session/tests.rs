@@ -8,7 +8,7 @@ use futures::channel::mpsc;
 struct Peer {
     to_session: mpsc::UnboundedSender<Result<WsMessage, tungstenite::Error>>,
     from_session: mpsc::UnboundedReceiver<WsMessage>,
-    memory: crate::transport::memory_socket::MemoryPeer,
+    memory: crate::session::memory_socket::MemoryPeer,
 }
 
 impl Peer {
@@ -49,10 +49,10 @@ fn start(config: Config, user: &str) -> (Peer, AppState, tokio::task::JoinHandle
 fn start_with(
     config: Config,
     user: &str,
-    before: impl FnOnce(&crate::transport::memory_socket::MemoryPeer),
+    before: impl FnOnce(&crate::session::memory_socket::MemoryPeer),
 ) -> (Peer, AppState, tokio::task::JoinHandle<()>) {
     let state = AppState::new(config).unwrap();
-    let (socket, mut memory) = crate::transport::memory_socket::pair();
+    let (socket, mut memory) = crate::session::memory_socket::pair();
     before(&memory);
     let (to_session, from_session) = (memory.to_session.clone(), {
         let (_, empty) = mpsc::unbounded();

@@ -19,11 +19,10 @@ pub(crate) mod connections_api;
 pub(crate) mod rooms_api;
 pub(crate) mod server_api;
 
-use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::config::{Permissions, StoreKind};
+use crate::config::StoreKind;
 use crate::engine::store::{DiskStore, HistoryStore, MemoryStore};
 use crate::engine::{Engine, Parts};
 use crate::error::ConfigError;
@@ -31,6 +30,7 @@ use crate::hub::rates::{RateWindow, Totals};
 use crate::hub::stats::Stats;
 use crate::policy::admission::Admission;
 use crate::policy::auth::Authenticator;
+use crate::policy::permissions::Permissions;
 use crate::{Config, Hub};
 
 /// How often expired ids and idle streams are dropped.
@@ -53,10 +53,9 @@ struct Inner {
     permissions: Permissions,
     admission: Admission,
     /// Events after the fact on their way to the application, if configured.
-    events: Option<Arc<crate::hub::events::Events>>,
+    events: Option<Arc<crate::policy::events::Events>>,
     /// The application's hooks, once set.
     hooks: std::sync::OnceLock<Arc<dyn crate::hooks::Hooks>>,
-    slots: Arc<Semaphore>,
     shutdown: CancellationToken,
     tasks: TaskTracker,
     started: Instant,
@@ -118,18 +117,16 @@ impl AppState {
         config.validate()?;
         let auth = Authenticator::new(&config.auth)?;
         let admission = Admission::new(&config.limits);
-        let permissions = config.permissions.compile();
+        let permissions = Permissions::new(&config.permissions);
         let hub = Arc::new(Hub::with_policy(crate::hub::PresencePolicy {
             ack_members: config.rooms.join_ack_members,
             large_room: config.rooms.large_room,
         }));
         let webhooks = crate::policy::webhooks::Webhooks::new(&config.hooks);
-        let events =
-            config.hooks.events.clone().map(|events| {
-                crate::hub::events::Events::new(events, config.hooks.secret.as_deref())
-            });
+        let events = config.hooks.events.clone().map(|events| {
+            crate::policy::events::Events::new(events, config.hooks.secret.as_deref())
+        });
         let engine = engine(&config, Parts { hub: hub.clone(), events: events.clone() })?;
-        let slots = Arc::new(Semaphore::new(config.limits.max_connections));
         Ok(AppState {
             inner: Arc::new(Inner {
                 config,
@@ -146,7 +143,6 @@ impl AppState {
                     }
                     None => std::sync::OnceLock::new(),
                 },
-                slots,
                 shutdown: CancellationToken::new(),
                 tasks: TaskTracker::new(),
                 started: Instant::now(),
@@ -181,8 +177,16 @@ impl AppState {
         &self.inner.permissions
     }
 
-    pub(crate) fn admission(&self) -> &Admission {
-        &self.inner.admission
+    /// Passes `admission`'s gates for a new connection of `user` (when it
+    /// is known before the upgrade) from `peer`.
+    pub(crate) fn admit(
+        &self,
+        peer: Option<std::net::SocketAddr>,
+        headers: &axum::http::HeaderMap,
+        user: Option<&str>,
+    ) -> Result<crate::policy::admission::Ticket, crate::policy::admission::Refused> {
+        let stopping = self.is_shutting_down();
+        self.inner.admission.admit(&self.inner.hub, stopping, peer, headers, user)
     }
 
     /// Gives the hub the application's [`Hooks`](crate::hooks::Hooks); set
@@ -194,7 +198,7 @@ impl AppState {
     }
 
     /// Where events after the fact go, if anywhere.
-    pub(crate) fn events(&self) -> Option<&crate::hub::events::Events> {
+    pub(crate) fn events(&self) -> Option<&crate::policy::events::Events> {
         self.inner.events.as_deref()
     }
 
@@ -222,10 +226,6 @@ impl AppState {
     pub async fn subscribed(&self) {
         self.start_maintenance();
         self.inner.engine.node().ready().await;
-    }
-
-    pub(crate) fn slots(&self) -> &Arc<Semaphore> {
-        &self.inner.slots
     }
 
     pub(crate) fn tasks(&self) -> &TaskTracker {

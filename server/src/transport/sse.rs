@@ -43,11 +43,11 @@ use crate::hub::connections::{ConnectionInfo, Transport};
 use crate::hub::{Delivery, DeliveryKind, Target};
 use crate::policy::admission::Ticket;
 use crate::policy::auth::AuthError;
+use crate::policy::client_addr::client_ip;
 use crate::policy::hooks::{self, ConnectDecision, ConnectRequest};
 use crate::policy::identity::{self, ConnectQuery, Resolved};
 use crate::session::connection::{Connection, JoinRefused, Refusal, Verdict, check_join};
 use crate::stream::{Stored, StreamKey};
-use crate::transport::client_addr::client_ip;
 use crate::transport::ws::Peer;
 
 /// The query of `GET /sse`.
@@ -126,9 +126,9 @@ pub(crate) async fn events(
     };
     // Admitted before any hook runs, as a WebSocket is: a client the hub
     // would refuse costs the application nothing.
-    let slot = match state.admission().admit(&state, peer, &headers, Some(&identity.user)) {
+    let slot = match state.admit(peer, &headers, Some(&identity.user)) {
         Ok(ticket) => ticket,
-        Err(err) => return err.into_response(),
+        Err(err) => return ApiError::from(err).into_response(),
     };
     let mut identity = identity;
     let mut hooked_rooms = Vec::new();

@@ -28,10 +28,10 @@ use crate::AppState;
 use crate::api::ApiError;
 use crate::policy::admission::Ticket;
 use crate::policy::auth::{AuthError, Identity};
+use crate::policy::client_addr::client_ip;
 use crate::policy::hooks::{ConnectDecision, ConnectRequest, hook_query};
 use crate::policy::identity::{self, ConnectQuery, Resolved};
 use crate::session::{Session, Start, truncate_reason};
-use crate::transport::client_addr::client_ip;
 use crate::transport::upgrade::{Handshake, Pending, WebSocket};
 
 /// The peer's address, when the server was started with connect info
@@ -77,9 +77,9 @@ pub(crate) async fn upgrade(
         Resolved::Known(identity) => Some(identity.user.clone()),
         Resolved::AwaitAuthFrame => None,
     };
-    let ticket = match state.admission().admit(&state, peer, &headers, user.as_deref()) {
+    let ticket = match state.admit(peer, &headers, user.as_deref()) {
         Ok(ticket) => ticket,
-        Err(err) => return refused(&state, err),
+        Err(err) => return refused(&state, err.into()),
     };
     let limits = &state.config().limits;
     let tasks = state.tasks().clone();

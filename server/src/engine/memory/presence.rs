@@ -9,9 +9,9 @@ use switchboard_protocol::PresenceAction;
 use crate::Hub;
 use crate::engine::EngineFuture;
 use crate::engine::presence::Presence;
-use crate::hub::events::Events;
 use crate::hub::room::MembersPage;
 use crate::hub::{Departure, Joined, Left, RoomDetail, RoomSummary};
+use crate::policy::events::Events;
 
 /// Presence of a single node.
 pub(crate) struct MemoryPresence {

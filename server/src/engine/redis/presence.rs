@@ -42,9 +42,9 @@ use crate::Hub;
 use crate::config::RoomsConfig;
 use crate::engine::presence::Presence;
 use crate::engine::{EngineError, EngineFuture, HistoryRules};
-use crate::hub::events::Events;
 use crate::hub::room::MembersPage;
 use crate::hub::{Departure, Joined, Left, ManagedFields, RoomDetail, RoomSummary};
+use crate::policy::events::Events;
 use crate::stream::StreamKey;
 
 /// The longest wait before writing again after a failed write.
