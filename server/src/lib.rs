@@ -23,43 +23,40 @@
 //! ```
 //!
 //! # Layout
-//! The folders name the layers, outermost first:
+//! The folders name the layers, outermost first; each imports only those
+//! below it (docs/ARCHITECTURE.md draws them):
 //! - [`run`] / [`serve`] / [`bind`]: serve a listener until a shutdown
 //!   future resolves; [`router`]: the routes as a nestable axum `Router`.
 //! - `transport/`: bytes to frames. The listener and accept loop
 //!   (`listen.rs`), the WebSocket handshake (`upgrade.rs`), reads through a
 //!   per-thread buffer so idle connections hold none (`pooled_read.rs`),
 //!   `GET /ws` and what happens before a session exists (`ws.rs`),
-//!   Server-Sent Events (`sse.rs`), the client's address behind proxies
-//!   (`client_addr.rs`), frame encoding (`wire.rs`) and an in-memory socket
-//!   for tests.
-//! - [`policy`]: who may do what. Identity and tokens ([`auth`],
-//!   [`identity`]), admission (origins, address lists, connection limits),
-//!   room-name rules ([`patterns`]), and the application's [`hooks`].
-//! - `session/`: one connection's state machine (`mod.rs`), what each
-//!   request frame does (`requests.rs`) and when its token needs attention
-//!   (`token_alarm.rs`).
-//! - `hub/`: this node's registry and fan-out ([`Hub`]): rooms and their
-//!   presence (`room.rs`), each connection's bounded queue (`outbound.rs`),
-//!   stream offsets and replay (`streams.rs`), presence as sessions and the
-//!   API see it, local or cluster-wide (`presence.rs`), recent request ids
-//!   (`ids.rs`), counters (`stats.rs`) and their rates over the last minute
-//!   (`rates.rs`), and the operations the session,
-//!   the API and SSE share (`operations.rs`).
-//! - [`broker`]: the [`Broker`] trait that carries deliveries between nodes;
-//!   [`MemoryBroker`] for a single node, [`RedisBroker`] for a cluster.
-//! - `cluster/`: multi-node mode on Redis (`redis.url`): streams whose
-//!   offsets Redis assigns, the subscription that delivers the cluster's
-//!   messages here and repairs gaps, presence counted per node, request
-//!   ids, node heartbeats. Nothing else speaks Redis.
-//! - [`store`]: history per stream behind [`HistoryStore`], in memory or on disk.
-//! - [`api`]: the HTTP admin API and its [`ApiError`].
-//! - [`config`]: [`Config`] and every default; [`cli`]: flags and their
-//!   variables; [`env`]: every key from `SWITCHBOARD_<SECTION>__<KEY>`; [`AppState`] (`state/`): everything a
-//!   node shares, its background tasks and its shutdown (`mod.rs`), and the
-//!   in-process server API for embedding applications (`server_api.rs`:
+//!   Server-Sent Events (`sse.rs`). Transports only frame.
+//! - [`api`]: the HTTP admin API, its [`ApiError`], the address gate.
+//! - `session/`: one connection whatever its transport (`connection.rs`:
+//!   its rooms, its positions in each stream, joins that undo themselves),
+//!   the WebSocket state machine (`mod.rs`), what each request frame does
+//!   (`requests.rs`, `membership.rs`) and when its token needs attention.
+//! - [`AppState`] (`state/`): the node's composition root (which engine
+//!   runs is chosen there, once), its tasks and shutdown, and the
+//!   in-process API for embedding applications (`server_api.rs`:
 //!   [`AppState::send`], [`AppState::publish`], [`AppState::broadcast`],
-//!   [`AppState::disconnect`], presence queries).
+//!   [`AppState::disconnect`], joins and presence queries; `rooms_api.rs`,
+//!   `connections_api.rs`).
+//! - [`policy`]: who may do what. Identity and tokens, admission (origins,
+//!   address lists, connection limits), [`permissions`](policy::permissions),
+//!   the application's [`hooks`] and [`webhooks`], events after the fact.
+//! - `engine/`: everything that spans nodes, behind four traits (`Broker`:
+//!   a stream's life; `Presence`; `Catalog`; `Node`), with a memory engine
+//!   (one node, history in a [`HistoryStore`]: [`store`]) and a Redis
+//!   engine (`redis.url`). Nothing else speaks Redis or asks which engine runs.
+//! - `hub/`: this node's registry and fan-out ([`Hub`]): rooms and their
+//!   membership (`room.rs`), each connection's bounded queue
+//!   (`outbound.rs`), what a delivery is (`delivery.rs`), counters
+//!   (`stats.rs`), their rates (`rates.rs`) and latencies (`latency.rs`).
+//! - At the bottom, plain data: streams (`stream.rs`), frame encoding
+//!   (`wire.rs`), room-name [`patterns`], [`config`] with [`cli`] and
+//!   [`env`](mod@env), errors.
 //!
 //! The wire protocol lives in the `switchboard-protocol` crate and is
 //! documented in `docs/PROTOCOL.md`.

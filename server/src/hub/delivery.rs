@@ -6,7 +6,9 @@
 
 use std::sync::Arc;
 
-use switchboard_protocol::Position;
+use switchboard_protocol::{Position, Presence, PresenceAction, ServerFrame};
+
+use crate::wire::encode;
 use tungstenite::Utf8Bytes;
 
 use crate::stream::StreamKey;
@@ -105,7 +107,7 @@ pub struct Delivery {
     /// Its offset in the target's stream (the room's, or the user's inbox),
     /// for messages that are stored; `None` for presence and broadcasts to all.
     pub offset: Option<u64>,
-    /// The stream's epoch as a tag ([`epoch_tag`](crate::stream::epoch_tag))
+    /// The stream's epoch as a tag (a hash of the epoch string, compared, never shown)
     /// when `offset` is set; 0 otherwise. A connection drops a message of
     /// an epoch other than the one it follows.
     pub epoch: u64,
@@ -121,6 +123,25 @@ impl Delivery {
     pub fn message(target: Target, frame: Utf8Bytes, epoch: u64, offset: u64) -> Delivery {
         Delivery { target, frame, kind: DeliveryKind::Message, offset: Some(offset), epoch }
     }
+}
+
+/// A large room's `occupancy` frame, for the members that may see presence.
+pub(crate) fn occupancy(room: &Arc<str>, count: usize) -> Delivery {
+    let frame = encode(&ServerFrame::Occupancy(switchboard_protocol::Occupancy {
+        room: room.to_string(),
+        count: count as u64,
+    }));
+    Delivery::new(Target::Room(room.clone()), frame, DeliveryKind::Occupancy)
+}
+
+/// A `presence` frame: `user` joined or left `room`.
+pub(crate) fn presence_frame(room: &Arc<str>, user: &str, action: PresenceAction) -> Delivery {
+    let frame = encode(&ServerFrame::Presence(Presence {
+        room: room.to_string(),
+        user: user.to_owned(),
+        action,
+    }));
+    Delivery::new(Target::Room(room.clone()), frame, DeliveryKind::Presence)
 }
 
 /// A server-side join as it travels to the user's connections (the

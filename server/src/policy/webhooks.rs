@@ -1,4 +1,4 @@
-//! [`Webhooks`]: the [`Hooks`] answered by an HTTP backend in any
+//! `Webhooks`: the [`Hooks`] answered by an HTTP backend in any
 //! language, from `[hooks.<name>]` in the configuration (what Centrifugo
 //! calls proxies).
 //!

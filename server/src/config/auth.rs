@@ -1,0 +1,66 @@
+//! `[auth]` and `[api]`: how connections prove who they are, and who may
+//! use the admin API.
+
+use serde::{Deserialize, Serialize};
+
+/// How connections prove who they are.
+///
+/// With `jwt_secret` and/or `jwt_public_key_pem` set, every connection needs
+/// a JWT (HS256 with the secret; RS256 or ES256 with the public key) whose
+/// `sub` is the user id, and `?user_id=` is refused. Without either, the hub
+/// trusts `?user_id=` only when `insecure` is true (the default, for
+/// development: the hub then warns at start and `/health` says so).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    /// Trust `?user_id=` when no key is configured (default true).
+    pub insecure: bool,
+    /// The shared secret for HS256 tokens.
+    pub jwt_secret: Option<String>,
+    /// A PEM public key (RSA or EC) for RS256 or ES256 tokens.
+    pub jwt_public_key_pem: Option<String>,
+    /// How long a connection without a token in its URL or headers has to
+    /// send an `auth` frame, in milliseconds (default 5000); then it is
+    /// closed with 4500.
+    pub auth_timeout_ms: u64,
+    /// The token claim listing the room patterns a user may enter when a
+    /// permission says `claim` (default `rooms`).
+    pub rooms_claim: String,
+    /// How long before a token expires the hub asks for a new one, in
+    /// milliseconds (default 30000).
+    pub refresh_before_ms: u64,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig {
+            insecure: true,
+            jwt_secret: None,
+            jwt_public_key_pem: None,
+            auth_timeout_ms: 5_000,
+            rooms_claim: "rooms".to_owned(),
+            refresh_before_ms: 30_000,
+        }
+    }
+}
+
+impl AuthConfig {
+    /// Whether tokens are required.
+    pub fn uses_tokens(&self) -> bool {
+        self.jwt_secret.is_some() || self.jwt_public_key_pem.is_some()
+    }
+}
+
+/// The HTTP admin API.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ApiConfig {
+    /// When set, every `/api/…` request needs `Authorization: Bearer <key>`
+    /// (401 otherwise). `/health` stays open. The binary refuses to listen
+    /// on a non-loopback address without one.
+    pub key: Option<String>,
+    /// A second address serving only `GET /metrics`, without the key (for
+    /// a Prometheus on a private network, e.g. `127.0.0.1:9100`). `/metrics`
+    /// on the main address stays behind the key.
+    pub metrics_bind: Option<std::net::SocketAddr>,
+}

@@ -1,0 +1,41 @@
+//! `[redis]`: multi-node mode.
+
+use serde::{Deserialize, Serialize};
+
+/// Multi-node mode on Redis (7.0 or later). With `url` set, streams
+/// (offsets, history, inboxes), fan-out, presence and request ids live in
+/// Redis, shared by every hub pointed at it; see `docs/SCALING.md`.
+///
+/// ```toml
+/// [redis]
+/// url = "redis://127.0.0.1:6379"
+/// prefix = "chat-prod"
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RedisConfig {
+    /// `redis://[user:password@]host:port[/db]`; none for a single node
+    /// (the default).
+    pub url: Option<String>,
+    /// Starts every key and channel the hub uses (default `"switchboard"`),
+    /// so several deployments can share one Redis server.
+    pub prefix: String,
+    /// How long one Redis request may take before the client's request
+    /// fails with `unavailable` (default 1000 ms). Also the connect timeout.
+    pub timeout_ms: u64,
+    /// A node that has not refreshed its heartbeat for this long is dead:
+    /// another node removes its presence entries and announces its users'
+    /// leaves (default 10,000 ms; heartbeats go every third of it).
+    pub node_ttl_ms: u64,
+}
+
+impl Default for RedisConfig {
+    fn default() -> Self {
+        RedisConfig {
+            url: None,
+            prefix: "switchboard".to_owned(),
+            timeout_ms: 1_000,
+            node_ttl_ms: 10_000,
+        }
+    }
+}

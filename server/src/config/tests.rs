@@ -1,0 +1,74 @@
+//! The configuration read back: defaults, TOML, validation.
+
+use super::*;
+
+#[test]
+fn defaults_serve_on_localhost_8080() {
+    let config = Config::default();
+    assert_eq!(config.bind.to_string(), "127.0.0.1:8080");
+    assert_eq!(config.limits.max_message_bytes, 512 * 1024);
+    config.validate().unwrap();
+}
+
+#[test]
+fn toml_overrides_only_what_it_names() {
+    let config = Config::from_toml(
+        "bind = \"0.0.0.0:9000\"\n[heartbeat]\ninterval_ms = 1000\ntimeout_ms = 3000\n",
+    )
+    .unwrap();
+    assert_eq!(config.bind.to_string(), "0.0.0.0:9000");
+    assert_eq!(config.heartbeat.interval_ms, 1000);
+    assert_eq!(config.limits, LimitsConfig::default());
+}
+
+#[test]
+fn history_rules_match_room_patterns_first_match_wins() {
+    let config = Config::from_toml(
+        "[[history.rules]]\npattern = \"chat:*\"\nsize = 1000\nttl_secs = 86400\n\
+         [[history.rules]]\npattern = \"ticker:*\"\nsize = 0\nttl_secs = 0\n",
+    )
+    .unwrap();
+    let rules = config.history.patterns();
+    let for_room = |room| rules.first(room).unwrap_or(&config.history.default);
+    assert_eq!(for_room("chat:fr").size, 1000);
+    assert_eq!(for_room("chat:fr").max_bytes, 1024 * 1024, "unnamed limits default");
+    assert_eq!(for_room("ticker:ACME").size, 0);
+    assert_eq!(for_room("general").size, 300);
+}
+
+#[test]
+fn the_readme_sample_config_is_valid() {
+    let readme = include_str!("../../../README.md");
+    let start = readme.find("# hub.toml").expect("the README has a sample hub.toml");
+    let end = start + readme[start..].find("```").expect("the sample ends");
+    let config = Config::from_toml(&readme[start..end]).expect("the sample parses");
+    let rules = config.history.patterns();
+    assert_eq!(rules.first("chat:x").map(|l| l.size), Some(1000));
+    assert_eq!(rules.first("ticker:x").map(|l| l.size), Some(0));
+}
+
+#[test]
+fn redis_is_off_by_default_and_checked_when_on() {
+    assert_eq!(Config::default().redis.url, None);
+    let config =
+        Config::from_toml("[redis]\nurl = \"redis://10.0.0.5:6379/2\"\nprefix = \"prod\"\n")
+            .unwrap();
+    assert_eq!(config.redis.url.as_deref(), Some("redis://10.0.0.5:6379/2"));
+    assert_eq!((config.redis.prefix.as_str(), config.redis.timeout_ms), ("prod", 1_000));
+    for bad in [
+        "[redis]\nurl = \"http://10.0.0.5\"\n",
+        "[redis]\nurl = \"redis://h\"\nprefix = \"\"\n",
+        "[redis]\nurl = \"redis://h\"\ntimeout_ms = 0\n",
+    ] {
+        assert!(matches!(Config::from_toml(bad), Err(ConfigError::Invalid(_))), "{bad}");
+    }
+}
+
+#[test]
+fn unknown_keys_and_bad_values_are_refused() {
+    assert!(matches!(Config::from_toml("bnid = \"x\""), Err(ConfigError::Parse(_))));
+    assert!(matches!(
+        Config::from_toml("[heartbeat]\ninterval_ms = 5000\ntimeout_ms = 100\n"),
+        Err(ConfigError::Invalid(_))
+    ));
+}
