@@ -249,6 +249,33 @@ async fn a_join_sent_again_mid_burst_loses_nothing_across_nodes() {
 }
 
 #[tokio::test]
+async fn an_sdk_client_joining_again_mid_burst_misses_nothing() {
+    const COUNT: u64 = 2_000;
+    let redis = TestRedis::start().await;
+    let (server, _) = node(&redis, unlimited).await;
+    let (other, _) = node(&redis, unlimited).await;
+    let (client, mut events) = connect(&other, "member").await;
+    client.join("burst").await.expect("joins");
+    let receive = async {
+        let mut seen = BTreeSet::new();
+        while seen.len() < COUNT as usize {
+            let message = events.next_message().await;
+            let offset = message.offset.expect("an offset");
+            assert!(seen.insert(offset), "offset {offset} twice");
+            // The app joins again while messages are still on their way:
+            // the ack names the head, and what is queued below it arrives.
+            if seen.len() % 100 == 0 {
+                let client = client.clone();
+                tokio::spawn(async move { client.join("burst").await });
+            }
+        }
+        seen
+    };
+    let ((), seen) = tokio::join!(burst(&server, "publisher", "burst", COUNT), receive);
+    assert_eq!(seen.into_iter().collect::<Vec<_>>(), (1..=COUNT).collect::<Vec<_>>());
+}
+
+#[tokio::test]
 async fn request_ids_of_users_whose_names_hold_the_separator_stay_apart() {
     let redis = TestRedis::start().await;
     let (a, _) = node(&redis, |_| {}).await;
