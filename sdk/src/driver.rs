@@ -597,6 +597,7 @@ impl Driver {
                         // A refused join is not rejoined later. A refused
                         // automatic rejoin has nobody waiting: report it.
                         self.rooms.remove(&room);
+                        self.positions.remove(&room);
                         if replies.is_empty() {
                             self.shared.handlers.emit_error(&err);
                         }

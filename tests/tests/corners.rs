@@ -586,3 +586,63 @@ async fn a_node_keeps_only_the_streams_it_follows() {
     drop(alice);
     eventually("nothing to be followed", || async { (followed().await? == 0).then_some(()) }).await;
 }
+
+#[tokio::test]
+async fn a_node_that_shuts_down_announces_its_users_leaves() {
+    let redis = TestRedis::start().await;
+    let (a, _) = node(&redis, |_| {}).await;
+    let (b, _) = node(&redis, |_| {}).await;
+    let (mut alice, _) = raw_connect(&a, "alice").await;
+    join(&mut alice, "room").await;
+    let (mut bob, _) = raw_connect(&b, "bob").await;
+    join(&mut bob, "room").await;
+    // Node A stops gracefully (a rolling deploy): alice's session closes,
+    // and the others hear that she left, at once, not a node TTL later.
+    a.stop().await;
+    let started = std::time::Instant::now();
+    loop {
+        match raw_next(&mut bob).await {
+            ServerFrame::Presence(presence) if presence.user == "alice" => {
+                assert_eq!(presence.action, switchboard_protocol::PresenceAction::Leave);
+                break;
+            }
+            _ => {}
+        }
+    }
+    assert!(started.elapsed() < std::time::Duration::from_secs(5), "announced at shutdown");
+    let online = get_json(&b, "/api/online").await;
+    assert_eq!(online["users"], json!(["bob"]));
+}
+
+#[tokio::test]
+async fn a_redis_that_restarts_empty_resets_followers_instead_of_closing_them() {
+    let mut redis = TestRedis::start().await;
+    let (hub, state) = node(&redis, |_| {}).await;
+    let (mut member, _) = raw_connect(&hub, "member").await;
+    let (epoch, _) = join(&mut member, "room").await;
+    for n in 1..=3 {
+        publish(&state, "room", json!(n)).await;
+        assert_eq!(message(&mut member).await.offset, Some(n));
+    }
+    redis.restart().await;
+    // Once the node is back on Redis, the room's next message is offset 1
+    // of a new epoch: the member is reset first, and stays connected.
+    let first = eventually("the node to publish again", || async {
+        state.publish("room", "e", json!("after")).await.ok()
+    })
+    .await;
+    assert_eq!(first.offset, 1);
+    loop {
+        match raw_next(&mut member).await {
+            ServerFrame::Reset(reset) => {
+                assert_eq!(reset.room.as_deref(), Some("room"));
+                assert_ne!(reset.epoch, epoch);
+                break;
+            }
+            ServerFrame::Message(message) => panic!("a message before the reset: {message:?}"),
+            _ => {}
+        }
+    }
+    let after = message(&mut member).await;
+    assert_eq!((after.offset, after.data), (Some(1), json!("after")));
+}

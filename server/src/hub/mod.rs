@@ -312,11 +312,6 @@ impl Hub {
         self.read().rooms.get(room).map_or(0, |room| room.connections_of(user))
     }
 
-    /// Whether `room` is large on this node.
-    pub(crate) fn is_large(&self, room: &str) -> bool {
-        self.read().rooms.get(room).is_some_and(Room::is_large)
-    }
-
     /// The streams a connection here follows: every room with members,
     /// every connected user's inbox.
     pub(crate) fn followed_streams(&self) -> HashSet<StreamKey> {

@@ -333,7 +333,9 @@ impl Connection {
             Target::All => return Verdict::Write,
         };
         let not_me = except.is_none_or(|except| *except != self.id);
-        let Some(floor) = floor else { return write(not_me) };
+        // A room the connection is not in (it left, or its join was
+        // undone): what was queued for it before is not written.
+        let Some(floor) = floor else { return Verdict::Skip };
         if delivery.epoch != floor.epoch || offset <= floor.offset {
             return Verdict::Skip;
         }

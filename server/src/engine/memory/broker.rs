@@ -8,10 +8,11 @@
 //! cancelled before that step leaves nothing behind (its retry is carried
 //! out), while one cancelled after it is complete.
 //!
-//! Resuming needs no lock: the caller registered its connection with the
-//! hub before it asks, so a message appended before the read is in it, and
-//! one appended after is delivered live (a publish delivers after its
-//! append); the connection drops what both carry by its offset.
+//! Resuming is exact because the caller registered its connection with the
+//! hub before it asks: a message appended before the read is in it, and one
+//! appended after is delivered live (a publish delivers after its append);
+//! the connection drops what both carry by its offset. Reads take the
+//! stream's lock all the same, because a store may read in several steps.
 //!
 //! A stream that a connection follows is never swept, however long it
 //! stays quiet ([`HistoryStore::sweep`] asks the hub), so its epoch and
@@ -118,32 +119,41 @@ impl Broker for MemoryBroker {
         })
     }
 
+    // Reads take the stream's lock too: a store may read in several steps
+    // (the disk store's transactions), and an append between them must not
+    // be written over by a stale read.
     fn resume<'a>(
         &'a self,
         key: &'a StreamKey,
         since: Option<&'a Position>,
     ) -> EngineFuture<'a, Resumed> {
-        let resumed = match since {
-            Some(since) => {
-                let limits = self.rules.of(key);
-                self.store
-                    .since(key, since, limits, now_ms())
-                    .map(|(position, replay)| Resumed { position, replay: Some(replay) })
-            }
-            None => self.store.position(key).map(|position| Resumed { position, replay: None }),
-        };
-        Box::pin(std::future::ready(resumed.map_err(EngineError::from)))
+        Box::pin(async move {
+            let _order = self.lock(key).await;
+            let resumed = match since {
+                Some(since) => {
+                    let limits = self.rules.of(key);
+                    self.store
+                        .since(key, since, limits, now_ms())
+                        .map(|(position, replay)| Resumed { position, replay: Some(replay) })
+                }
+                None => self.store.position(key).map(|position| Resumed { position, replay: None }),
+            };
+            Ok(resumed?)
+        })
     }
 
     fn undelivered<'a>(&'a self, key: &'a StreamKey) -> EngineFuture<'a, (Position, Vec<Stored>)> {
-        let limits = self.rules.of(key);
-        let pending = self.store.undelivered(key, limits, now_ms()).map_err(EngineError::from);
-        Box::pin(std::future::ready(pending))
+        Box::pin(async move {
+            let _order = self.lock(key).await;
+            Ok(self.store.undelivered(key, self.rules.of(key), now_ms())?)
+        })
     }
 
     fn mark_delivered<'a>(&'a self, key: &'a StreamKey, offset: u64) -> EngineFuture<'a, ()> {
-        let marked = self.store.mark_delivered(key, offset).map_err(EngineError::from);
-        Box::pin(std::future::ready(marked))
+        Box::pin(async move {
+            let _order = self.lock(key).await;
+            Ok(self.store.mark_delivered(key, offset)?)
+        })
     }
 
     fn page<'a>(

@@ -228,7 +228,8 @@ impl RedisBroker {
             })
             .arg(user)
             .arg(if request.is_some() { "1" } else { "0" })
-            .arg(self.window.as_millis() as u64);
+            // `SET … PX 0` is an error, after the append: at least 1 ms.
+            .arg((self.window.as_millis() as u64).max(1));
         let mut connection = self.redis.connection();
         let (_epoch, offset, connections, repeated): (String, u64, u64, u8) =
             self.redis.call("publish", invocation.invoke_async(&mut connection)).await?;
@@ -339,7 +340,11 @@ impl Broker for RedisBroker {
     }
 
     fn unfollow(&self, key: &StreamKey) {
-        self.followers.unfollow(key);
+        let hub = &self.hub;
+        self.followers.unfollow(key, |key| match key {
+            StreamKey::Room(room) => hub.room_connections(room) > 0,
+            StreamKey::Inbox(user) => hub.connections_of(user) > 0,
+        });
     }
 
     fn maintain(&self, _now_ms: u64) -> EngineFuture<'_, ()> {

@@ -9,6 +9,7 @@
 //! followed now, not every stream ever followed.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use switchboard_protocol::Position;
@@ -26,12 +27,19 @@ pub(crate) struct Followed {
     /// While a gap is being repaired: the deliveries that arrived
     /// meanwhile, to go out after the repair, in order.
     pub(crate) held: Option<Vec<Envelope>>,
+    /// Set when the subscription was lost while a repair was under way:
+    /// once it ends, the stream is read up to its head.
+    pub(crate) catch_up: bool,
+    /// Which record this is: a repair ends only on the record it began on
+    /// (the stream may have been dropped and followed again meanwhile).
+    pub(crate) generation: u64,
 }
 
 /// The streams this node follows.
 #[derive(Debug, Default)]
 pub(crate) struct Followers {
     streams: Mutex<HashMap<StreamKey, Followed>>,
+    generations: AtomicU64,
 }
 
 impl Followers {
@@ -39,26 +47,42 @@ impl Followers {
         self.streams.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// A connection here follows `key` from `position`; `alone` when it is
-    /// the stream's only follower here. With others following, the record
-    /// of what was delivered to them stays the truth (even of another
-    /// epoch: the new one's first delivery then resets them); alone, the
-    /// connection's read is where counting starts.
+    /// A fresh record of `epoch` at `last`.
+    pub(crate) fn record(&self, epoch: &str, last: u64) -> Followed {
+        let generation = self.generations.fetch_add(1, Ordering::Relaxed);
+        Followed { epoch: epoch.to_owned(), last, held: None, catch_up: false, generation }
+    }
+
+    /// A connection here follows `key` from `position` (what it read);
+    /// `alone` when it is the stream's only follower here. Counting starts
+    /// at the lowest position a follower read: `last` never moves up here,
+    /// because what is still on its way to the others must reach this one
+    /// too (a message delivered twice is dropped by the connections'
+    /// floors). A record of another epoch stays while others follow (the
+    /// new epoch's first delivery then resets them); alone, the
+    /// connection's read replaces it.
     pub(crate) fn follow(&self, key: &StreamKey, position: &Position, alone: bool) {
         let mut streams = self.lock();
-        match streams.get(key) {
+        match streams.get_mut(key) {
+            Some(followed) if followed.epoch == position.epoch => {
+                followed.last = followed.last.min(position.offset);
+            }
             Some(followed) if !alone || followed.held.is_some() => {}
             _ => {
-                let followed =
-                    Followed { epoch: position.epoch.clone(), last: position.offset, held: None };
+                let followed = self.record(&position.epoch, position.offset);
                 streams.insert(key.clone(), followed);
             }
         }
     }
 
-    /// Nobody here follows `key` any more.
-    pub(crate) fn unfollow(&self, key: &StreamKey) {
-        self.lock().remove(key);
+    /// Nobody here follows `key` any more, unless `still` says otherwise
+    /// when asked under the record's lock (a connection may have followed
+    /// it again a moment ago).
+    pub(crate) fn unfollow(&self, key: &StreamKey, still: impl Fn(&StreamKey) -> bool) {
+        let mut streams = self.lock();
+        if !still(key) {
+            streams.remove(key);
+        }
     }
 
     /// Keeps only the streams `followed` says someone here follows.
@@ -81,19 +105,27 @@ mod tests {
     }
 
     #[test]
-    fn the_first_follower_sets_the_record_and_later_ones_leave_it() {
+    fn counting_starts_at_the_lowest_read_and_another_epoch_waits_for_its_reset() {
         let followers = Followers::default();
         let key = StreamKey::Room("r".into());
-        followers.follow(&key, &at("a", 5), true);
-        followers.follow(&key, &at("b", 9), false);
-        assert_eq!(followers.lock()[&key].epoch, "a", "the others' record stays");
-        followers.follow(&key, &at("b", 9), true);
-        let (epoch, last) = {
+        let state = |followers: &Followers| {
             let streams = followers.lock();
             (streams[&key].epoch.clone(), streams[&key].last)
         };
-        assert_eq!((epoch.as_str(), last), ("b", 9));
-        followers.unfollow(&key);
+        followers.follow(&key, &at("a", 9), true);
+        // A second follower read the stream before messages the first one's
+        // read already counted: they must reach it, so counting goes back.
+        followers.follow(&key, &at("a", 5), false);
+        assert_eq!(state(&followers), ("a".to_owned(), 5));
+        followers.follow(&key, &at("a", 7), false);
+        assert_eq!(state(&followers), ("a".to_owned(), 5), "never moves up");
+        followers.follow(&key, &at("b", 2), false);
+        assert_eq!(state(&followers).0, "a", "the others' epoch stays until its reset");
+        followers.follow(&key, &at("b", 2), true);
+        assert_eq!(state(&followers), ("b".to_owned(), 2));
+        followers.unfollow(&key, |_| true);
+        assert_eq!(followers.len(), 1, "followed again meanwhile");
+        followers.unfollow(&key, |_| false);
         assert_eq!(followers.len(), 0);
         followers.follow(&key, &at("a", 1), true);
         followers.retain(|_| false);

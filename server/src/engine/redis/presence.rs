@@ -76,6 +76,19 @@ type Waiter = oneshot::Sender<Result<Outcome, EngineError>>;
 /// A user's count in a scope.
 type Entry = (Scope, Arc<str>);
 
+/// Each user of a scope with this node's connections of them.
+type Counts = Vec<(Arc<str>, usize)>;
+
+/// A user who was present only through a node that is gone.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Gone {
+    /// The room; `None` for the online scope.
+    pub(crate) room: Option<String>,
+    pub(crate) user: String,
+    /// Whether the room was large (its leaves are counted, not named).
+    pub(crate) large: bool,
+}
+
 /// Counts marked for the writer, with whoever waits for their outcome.
 #[derive(Default)]
 struct Marked {
@@ -99,6 +112,8 @@ pub(crate) struct RedisPresence {
     idle: AtomicBool,
     /// Signalled each time the writer becomes idle.
     settled: Notify,
+    /// Stops the writer: cancelled once the node has drained.
+    stop: CancellationToken,
 }
 
 /// A [`RedisPresence`] shared with the node's tasks.
@@ -123,6 +138,7 @@ impl RedisPresence {
             wake: Notify::new(),
             idle: AtomicBool::new(true),
             settled: Notify::new(),
+            stop: CancellationToken::new(),
         }
     }
 
@@ -176,9 +192,13 @@ impl RedisPresence {
         .await;
     }
 
-    /// The writer: writes what is marked, batch after batch, until `shutdown`.
+    /// The writer: writes what is marked, batch after batch, until the node
+    /// has drained ([`RedisPresence::stop`]). After `shutdown` it goes on
+    /// while sessions close and count themselves out, and ends once idle
+    /// for a while if nobody drains the node.
     pub(crate) async fn run(self: Arc<Self>, shutdown: CancellationToken) {
         let mut failures: u32 = 0;
+        let idle_after_shutdown = self.redis.timeout * 4;
         loop {
             let (entries, rewrite) = {
                 let mut marked = self.marked();
@@ -197,12 +217,15 @@ impl RedisPresence {
                     self.idle.store(true, Ordering::Relaxed);
                 }
                 self.settled.notify_waiters();
+                let stopping = shutdown.is_cancelled();
                 tokio::select! {
-                    () = shutdown.cancelled() => return,
+                    () = self.stop.cancelled() => break,
                     () = woken => continue,
+                    () = shutdown.cancelled(), if !stopping => continue,
+                    () = tokio::time::sleep(idle_after_shutdown), if stopping => break,
                 }
             }
-            let written = if rewrite { self.rewrite_all().await } else { Ok(()) };
+            let written = if rewrite { self.rewrite_all(&entries).await } else { Ok(()) };
             let written = match written {
                 Ok(()) => self.write(entries).await,
                 Err(err) => {
@@ -225,12 +248,21 @@ impl RedisPresence {
                     tracing::debug!(%err, "presence not written; trying again");
                     let cap = (Duration::from_millis(50) * (1 << failures.min(6))).min(MAX_RETRY);
                     tokio::select! {
-                        () = shutdown.cancelled() => return,
+                        () = self.stop.cancelled() => break,
                         () = tokio::time::sleep(cap.mul_f64(0.5 + fastrand::f64() / 2.0)) => {}
                     }
                 }
             }
         }
+        // Whoever still waits hears that the count will not be written.
+        self.marked().entries.clear();
+        self.idle.store(true, Ordering::Relaxed);
+        self.settled.notify_waiters();
+    }
+
+    /// Ends the writer (the node has drained).
+    pub(crate) fn stop(&self) {
+        self.stop.cancel();
     }
 
     /// This node's connections of `user` in `scope`, as the hub holds them now.
@@ -380,8 +412,10 @@ impl RedisPresence {
 
     /// Rewrites all of this node's entries from the hub, scope by scope
     /// (one script call each, in one pipeline), and removes those of
-    /// scopes where the hub has nobody any more. Announces nothing.
-    async fn rewrite_all(&self) -> Result<(), EngineError> {
+    /// scopes where the hub has nobody any more. Announces only what it
+    /// changed for the users of `marked` (they did come or go); for the
+    /// others it corrects counts Redis lost or got wrong, silently.
+    async fn rewrite_all(&self, marked: &HashMap<Entry, Vec<Waiter>>) -> Result<(), EngineError> {
         let mut connection = self.redis.connection();
         let listed: Vec<String> = self
             .redis
@@ -393,7 +427,7 @@ impl RedisPresence {
             )
             .await?;
         let snapshot = self.hub.presence_snapshot();
-        let mut scopes: HashMap<Scope, Vec<(Arc<str>, usize)>> = HashMap::new();
+        let mut scopes: HashMap<Scope, Counts> = HashMap::new();
         scopes.insert(Scope::Online, snapshot.users);
         for (room, user, count) in snapshot.rooms {
             scopes.entry(Scope::Room(room)).or_default().push((user, count));
@@ -405,6 +439,10 @@ impl RedisPresence {
             };
             scopes.entry(scope).or_default();
         }
+        for (scope, _) in marked.keys() {
+            scopes.entry(scope.clone()).or_default();
+        }
+        let scopes: Vec<(Scope, Counts)> = scopes.into_iter().collect();
         let unfollowed_ttl = meta_ttl_secs(&self.rules.longest());
         let mut pipe = ::redis::pipe();
         for (scope, users) in &scopes {
@@ -423,20 +461,46 @@ impl RedisPresence {
             for (user, count) in users {
                 cmd.arg(&**user).arg(*count);
             }
-            pipe.add_command(cmd).ignore();
+            pipe.add_command(cmd);
         }
-        self.redis.run_scripts::<()>("presence", &[&RECONCILE], &pipe).await?;
+        let answers: Vec<::redis::Value> =
+            self.redis.run_scripts("presence", &[&RECONCILE], &pipe).await?;
+        let mut announce = ::redis::pipe();
+        for ((scope, _), answer) in scopes.iter().zip(answers) {
+            let Ok(flat) = ::redis::from_redis_value::<Vec<::redis::Value>>(answer) else {
+                continue;
+            };
+            let mut flat = flat.into_iter();
+            let number = |v: Option<::redis::Value>| {
+                v.and_then(|v| ::redis::from_redis_value::<i64>(v).ok()).unwrap_or(0)
+            };
+            let users = number(flat.next()).max(0) as usize;
+            let large = number(flat.next()) == 1;
+            while let (Some(user), Some(change)) = (flat.next(), flat.next()) {
+                let Ok(user) = ::redis::from_redis_value::<String>(user) else { continue };
+                let user: Arc<str> = user.into();
+                if !marked.contains_key(&(scope.clone(), user.clone())) {
+                    continue;
+                }
+                let change = number(Some(change));
+                let outcome = Outcome { change, users, large, page: None };
+                self.announced(scope, &user, &outcome, &mut announce);
+            }
+        }
+        if !announce.is_empty() {
+            let sent = self.redis.call("announce", announce.query_async::<()>(&mut connection));
+            if let Err(err) = sent.await {
+                tracing::warn!(%err, "presence changes not announced");
+            }
+        }
         tracing::info!(scopes = scopes.len(), "this node's presence rewritten in redis");
         Ok(())
     }
 
     /// Removes a node's entries (a dead node's, or this one's as it
-    /// leaves); returns the rooms (`None`: online) and users whose presence
-    /// ended with it.
-    pub(crate) async fn bury(
-        &self,
-        node: &str,
-    ) -> Result<Vec<(Option<String>, String)>, EngineError> {
+    /// leaves); returns who was present only through it: the room (`None`:
+    /// online), the user, and whether the room was large.
+    pub(crate) async fn bury(&self, node: &str) -> Result<Vec<Gone>, EngineError> {
         let keys = &self.redis.keys;
         let mut invocation = BURY.prepare_invoke();
         invocation
@@ -451,11 +515,11 @@ impl RedisPresence {
         let flat: Vec<String> =
             self.redis.call("bury", invocation.invoke_async(&mut connection)).await?;
         Ok(flat
-            .chunks(2)
-            .filter_map(|pair| match pair {
-                [scope, user] => {
+            .chunks(3)
+            .filter_map(|triple| match triple {
+                [scope, user, large] => {
                     let room = scope.strip_prefix("r:").map(str::to_owned);
-                    Some((room, user.clone()))
+                    Some(Gone { room, user: user.clone(), large: large == "1" })
                 }
                 _ => None,
             })
@@ -464,13 +528,12 @@ impl RedisPresence {
 
     /// Announces the leaves of users who were present only through a node
     /// that is gone.
-    pub(crate) async fn announce_gone(&self, left: Vec<(Option<String>, String)>) {
+    pub(crate) async fn announce_gone(&self, left: Vec<Gone>) {
         let mut pipe = ::redis::pipe();
-        for (room, user) in left {
+        for Gone { room, user, large } in left {
             match room {
                 Some(room) => {
                     let room: Arc<str> = room.into();
-                    let large = self.hub.is_large(&room);
                     let outcome = Outcome { change: -1, users: 0, large, page: None };
                     self.announced(&Scope::Room(room), &user, &outcome, &mut pipe);
                 }

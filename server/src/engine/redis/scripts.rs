@@ -212,14 +212,19 @@ return {change, users, large}
 
 /// Rewrites all of this node's entries in one scope from the hub: sets
 /// each listed user's count and removes this node's entries of users not
-/// listed. Announces nothing (a rewrite after Redis lost the node's
-/// entries, or after writes that failed: the users did not come or go).
+/// listed. Announces nothing itself: the caller announces only the changes
+/// of users whose counts it was asked to write (the others did not come
+/// or go: Redis had lost or miscounted them).
 ///
 /// KEYS: 1 `…:z`, 2 `…:u`, 3 `…:c`, 4 `…:n`, 5 the node's scope set,
 /// 6 the set of rooms with members, 7 the room's large flag.
 /// ARGV: 1 node, 2 the scope, 3 the room ('' for the online scope), 4 the
 /// large room threshold, 5 the key prefix, 6 the stream metadata's TTL (s)
 /// once nobody follows it, then pairs of user and count.
+///
+/// Returns `{users, large, user, change, …}`: the scope's user count,
+/// whether the room is large (0 for the online scope), and each user whose
+/// presence it changed, with 1 (now present) or -1 (gone).
 pub(crate) static RECONCILE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r#"
@@ -235,6 +240,7 @@ repeat
     old[string.sub(page[2][i], #node + 2)] = tonumber(page[2][i + 1])
   end
 until cursor == '0'
+local changes = {}
 local function set(user, new)
   local delta = new - (old[user] or 0)
   if delta == 0 then return end
@@ -244,9 +250,13 @@ local function set(user, new)
   if redis.call('INCRBY', KEYS[4], delta) <= 0 then redis.call('DEL', KEYS[4]) end
   if total <= 0 then
     redis.call('HDEL', KEYS[2], user)
-    redis.call('ZREM', KEYS[1], user)
-  else
-    redis.call('ZADD', KEYS[1], 'NX', 0, user)
+    if redis.call('ZREM', KEYS[1], user) == 1 then
+      table.insert(changes, user)
+      table.insert(changes, -1)
+    end
+  elseif redis.call('ZADD', KEYS[1], 'NX', 0, user) == 1 then
+    table.insert(changes, user)
+    table.insert(changes, 1)
   end
   if room == '' then
     local meta = prefix .. ':s:u:' .. user .. ':m'
@@ -267,7 +277,9 @@ if room ~= '' then
   if users == 0 then redis.call('DEL', KEYS[7])
   elseif users > tonumber(ARGV[4]) then redis.call('SET', KEYS[7], 1) end
 end
-return users
+local result = {users, redis.call('EXISTS', KEYS[7])}
+for _, item in ipairs(changes) do table.insert(result, item) end
+return result
 "#,
     )
 });
@@ -304,8 +316,9 @@ return result
 /// ARGV: 1 key prefix, 2 the dead node, 3 the stream metadata's TTL (s)
 /// for streams nobody follows any more.
 ///
-/// Returns the `(scope, user)` pairs, flattened, of users who were present
-/// only through that node and are now gone.
+/// Returns the `(scope, user, large)` triples, flattened, of users who
+/// were present only through that node and are now gone (`large`: 1 when
+/// the room was large before).
 pub(crate) static BURY: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r#"
@@ -313,6 +326,7 @@ local prefix, node = ARGV[1], ARGV[2]
 local left = {}
 for _, scope in ipairs(redis.call('SMEMBERS', KEYS[3])) do
   local base = prefix .. ':p:' .. scope
+  local large = redis.call('EXISTS', base .. ':l')
   local cursor = '0'
   repeat
     local page = redis.call('HSCAN', base .. ':c', cursor, 'MATCH', node .. '|*', 'COUNT', 1000)
@@ -329,6 +343,7 @@ for _, scope in ipairs(redis.call('SMEMBERS', KEYS[3])) do
         if redis.call('ZREM', base .. ':z', user) == 1 then
           table.insert(left, scope)
           table.insert(left, user)
+          table.insert(left, large)
         end
       end
     end

@@ -52,6 +52,9 @@ const RESUME_REASON: &str = "messages lost between nodes: reconnect and resume";
 const MAX_HELD: usize = 10_000;
 /// Streams read in one pipeline after a lost subscription.
 const REPAIR_BATCH: usize = 256;
+/// Reads of a gap tried again (50, 100, 150 ms apart) before its followers
+/// are made to resume.
+const READ_TRIES: u64 = 3;
 
 /// Delivers the cluster's deliveries to this node's hub.
 #[derive(Clone)]
@@ -63,12 +66,36 @@ pub(crate) struct Subscriber {
 }
 
 /// A gap to fill: `key`'s messages after `after` (up to `upto`, or the
-/// head) of epoch `epoch`.
+/// head) of epoch `epoch`, for the record of `generation`.
 struct Repair {
     key: StreamKey,
     epoch: String,
     after: u64,
     upto: Option<u64>,
+    generation: u64,
+}
+
+/// What reading a gap found.
+enum Gap {
+    /// Every missing message, in order.
+    Filled(Vec<Stored>),
+    /// The history no longer holds them all: the followers resume.
+    Lost,
+    /// The stream started over under this epoch.
+    Restarted(String),
+    /// The stream does not exist (any more): its next message starts an
+    /// epoch, which the followers are reset to then.
+    Gone,
+}
+
+/// What one stream message does to its stream's record.
+enum Step {
+    /// Delivered, dropped or held: nothing more to do.
+    Done,
+    /// A gap to read first.
+    Repair(Repair),
+    /// Too much held behind a repair: the followers here resume.
+    GiveUp,
 }
 
 impl Subscriber {
@@ -197,50 +224,54 @@ impl Subscriber {
             hub.deliver(&envelope.delivery);
             return;
         };
-        let repair = {
+        let step = {
             let mut streams = self.followers.lock();
             match streams.get_mut(&key) {
-                Some(followed) => self.apply(&hub, &key, followed, envelope),
+                Some(followed) => {
+                    let step = self.apply(&hub, &key, followed, envelope);
+                    if let Step::GiveUp = step {
+                        streams.remove(&key);
+                    }
+                    step
+                }
                 None => {
                     // Not followed here as far as the record goes: a
                     // connection may have registered a moment ago.
-                    let (epoch, offset) = match envelope.stream() {
-                        Some((_, epoch, offset)) => (epoch.to_owned(), offset),
-                        None => return,
-                    };
+                    let Some((_, epoch, offset)) = envelope.stream() else { return };
+                    let record = self.followers.record(epoch, offset);
                     if self.deliver(&hub, &key, envelope.delivery) > 0 {
-                        streams.insert(key.clone(), Followed { epoch, last: offset, held: None });
+                        streams.insert(key.clone(), record);
                     }
-                    None
+                    Step::Done
                 }
             }
         };
-        if let Some(repair) = repair {
-            self.spawn_repair(repair);
+        match step {
+            Step::Done => {}
+            Step::Repair(repair) => self.spawn_repair(repair),
+            Step::GiveUp => self.give_up(&hub, &key),
         }
     }
 
     /// One stream message against what this node delivered of its stream:
-    /// delivered, dropped, or held while a gap is repaired (the repair to
-    /// start is returned). Called with the followers' lock held, so the
-    /// subscriber and the repairs deliver a stream's messages one at a time.
+    /// delivered, dropped, or held while a gap is repaired. Called with the
+    /// followers' lock held, so the subscriber and the repairs deliver a
+    /// stream's messages one at a time.
     fn apply(
         &self,
         hub: &Hub,
         key: &StreamKey,
         followed: &mut Followed,
         envelope: Envelope,
-    ) -> Option<Repair> {
+    ) -> Step {
         if let Some(held) = &mut followed.held {
             if held.len() >= MAX_HELD {
-                followed.held = None;
-                self.give_up(hub, key);
-                return None;
+                return Step::GiveUp;
             }
             held.push(envelope);
-            return None;
+            return Step::Done;
         }
-        let (_, epoch, offset) = envelope.stream()?;
+        let Some((_, epoch, offset)) = envelope.stream() else { return Step::Done };
         if epoch != followed.epoch {
             // The stream started over: the followers here move to the new
             // epoch before its first message reaches them.
@@ -249,7 +280,7 @@ impl Subscriber {
             followed.last = 0;
         }
         if offset <= followed.last {
-            return None; // a repair delivered it already
+            return Step::Done; // a repair delivered it already
         }
         if offset > followed.last + 1 {
             let repair = Repair {
@@ -257,13 +288,14 @@ impl Subscriber {
                 epoch: followed.epoch.clone(),
                 after: followed.last,
                 upto: Some(offset - 1),
+                generation: followed.generation,
             };
             followed.held = Some(vec![envelope]);
-            return Some(repair);
+            return Step::Repair(repair);
         }
         followed.last = offset;
         self.deliver(hub, key, envelope.delivery);
-        None
+        Step::Done
     }
 
     /// Hands a stream message to the hub; an inbox's delivered mark moves.
@@ -305,98 +337,148 @@ impl Subscriber {
     fn spawn_repair(&self, repair: Repair) {
         let subscriber = self.clone();
         tokio::spawn(async move {
-            let read = subscriber.read_gap(&repair).await;
-            subscriber.finish_repair(repair, read);
+            let gap = subscriber.read_gap(&repair).await;
+            subscriber.finish_repair(repair, gap);
         });
     }
 
-    /// The messages a gap misses, if the history still holds all of them.
-    async fn read_gap(&self, repair: &Repair) -> Option<Vec<Stored>> {
+    /// What a gap misses, read from the stream's history.
+    async fn read_gap(&self, repair: &Repair) -> Gap {
         let limits = self.rules.of(&repair.key);
         let count = repair.upto.map_or(limits.size + 1, |upto| (upto - repair.after) as usize);
         let reading = Reading::page(repair.after, count);
-        let read = super::broker::read(&self.redis, &repair.key, limits, reading, now_ms()).await;
-        match read {
-            Ok(Some(read)) if read.position.epoch == repair.epoch => {
-                let end = repair.upto.unwrap_or(read.position.offset);
-                let missing: Vec<Stored> =
-                    read.entries.into_iter().filter(|e| e.offset <= end).collect();
-                let complete = missing.len() as u64 == end - repair.after
-                    && missing.iter().zip(repair.after + 1..).all(|(e, n)| e.offset == n);
-                complete.then_some(missing)
+        let mut read =
+            super::broker::read(&self.redis, &repair.key, limits, reading, now_ms()).await;
+        // A connection to Redis fails once after Redis came back: a few
+        // tries before the followers are made to resume.
+        for attempt in 1..=READ_TRIES {
+            if read.is_ok() {
+                break;
             }
-            Ok(_) => None,
+            tokio::time::sleep(Duration::from_millis(50 * attempt)).await;
+            let reading = Reading::page(repair.after, count);
+            read = super::broker::read(&self.redis, &repair.key, limits, reading, now_ms()).await;
+        }
+        match read {
+            Ok(Some(read)) => {
+                gap_of(repair, &read.position.epoch, read.position.offset, read.entries)
+            }
+            Ok(None) => Gap::Gone,
             Err(err) => {
                 tracing::warn!(stream = %repair.key.encode(), %err, "cannot repair a gap");
-                None
+                Gap::Lost
             }
         }
     }
 
-    /// Delivers a repaired gap and what was held meanwhile, or gives the
-    /// stream up when the gap could not be read.
-    fn finish_repair(&self, repair: Repair, missing: Option<Vec<Stored>>) {
+    /// Delivers a repaired gap and what was held meanwhile, follows a
+    /// stream that started over, or gives it up when the gap is lost.
+    fn finish_repair(&self, repair: Repair, gap: Gap) {
         let Some(hub) = self.hub.upgrade() else { return };
         let next = {
             let mut streams = self.followers.lock();
             let Some(followed) = streams.get_mut(&repair.key) else { return };
-            let held = followed.held.take().unwrap_or_default();
-            let Some(missing) = missing else {
-                streams.remove(&repair.key);
-                drop(streams);
-                self.give_up(&hub, &repair.key);
-                return;
-            };
-            if !missing.is_empty() {
-                self.redis.counters.gaps_repaired.fetch_add(1, Ordering::Relaxed);
-                tracing::info!(stream = %repair.key.encode(), after = repair.after, upto = ?repair.upto, "repaired a gap from the stream's history");
+            if followed.generation != repair.generation {
+                return; // dropped and followed again meanwhile: not this repair's record
             }
-            let tag = epoch_tag(&repair.epoch);
-            for stored in missing {
-                if stored.offset <= followed.last {
-                    continue;
+            let held = followed.held.take().unwrap_or_default();
+            match gap {
+                Gap::Lost => {
+                    streams.remove(&repair.key);
+                    drop(streams);
+                    self.give_up(&hub, &repair.key);
+                    return;
                 }
-                followed.last = stored.offset;
-                let delivery =
-                    Delivery::message(Target::of(&repair.key), stored.frame, tag, stored.offset);
-                self.deliver(&hub, &repair.key, delivery);
+                Gap::Filled(missing) => {
+                    if !missing.is_empty() {
+                        self.redis.counters.gaps_repaired.fetch_add(1, Ordering::Relaxed);
+                        tracing::info!(stream = %repair.key.encode(), after = repair.after, upto = ?repair.upto, "repaired a gap from the stream's history");
+                    }
+                    let tag = epoch_tag(&repair.epoch);
+                    for stored in missing {
+                        if stored.offset <= followed.last {
+                            continue;
+                        }
+                        followed.last = stored.offset;
+                        let target = Target::of(&repair.key);
+                        let delivery = Delivery::message(target, stored.frame, tag, stored.offset);
+                        self.deliver(&hub, &repair.key, delivery);
+                    }
+                }
+                Gap::Restarted(epoch) => {
+                    // Redis lost the stream and it started over: the
+                    // followers move to the new epoch, whose messages are
+                    // then read from its start.
+                    self.reset(&hub, &repair.key, &epoch);
+                    followed.epoch = epoch;
+                    followed.last = 0;
+                    followed.catch_up = true;
+                }
+                // The next message starts an epoch: held ones (if any) are
+                // of it, and reset the followers as they go out.
+                Gap::Gone => {}
             }
             // What arrived meanwhile, in order; another gap among it holds
             // the rest again.
-            let mut next = None;
+            let mut step = Step::Done;
             let mut held = held.into_iter();
             for envelope in held.by_ref() {
-                next = self.apply(&hub, &repair.key, followed, envelope);
-                if next.is_some() {
+                step = self.apply(&hub, &repair.key, followed, envelope);
+                if !matches!(step, Step::Done) {
                     break;
                 }
             }
             if let Some(again) = &mut followed.held {
                 again.extend(held);
             }
-            next
+            match step {
+                Step::Done if std::mem::take(&mut followed.catch_up) => {
+                    // The subscription was lost during this repair: read on
+                    // to the head.
+                    followed.held = Some(Vec::new());
+                    Step::Repair(Repair {
+                        key: repair.key.clone(),
+                        epoch: followed.epoch.clone(),
+                        after: followed.last,
+                        upto: None,
+                        generation: followed.generation,
+                    })
+                }
+                Step::GiveUp => {
+                    streams.remove(&repair.key);
+                    Step::GiveUp
+                }
+                step => step,
+            }
         };
-        if let Some(next) = next {
-            self.spawn_repair(next);
+        match next {
+            Step::Done => {}
+            Step::Repair(next) => self.spawn_repair(next),
+            Step::GiveUp => self.give_up(&hub, &repair.key),
         }
     }
 
     /// After the subscription was (re-)established: brings every stream
-    /// followed here up to its head, a pipeline per batch of streams.
+    /// followed here up to its head, a pipeline per batch of streams. A
+    /// stream whose repair is under way is read on once that ends.
     fn repair_all(&self) {
         let repairs: Vec<Repair> = {
             let mut streams = self.followers.lock();
             streams
                 .iter_mut()
-                .filter(|(_, followed)| followed.held.is_none())
-                .map(|(key, followed)| {
+                .filter_map(|(key, followed)| {
+                    if followed.held.is_some() {
+                        followed.catch_up = true;
+                        return None;
+                    }
                     followed.held = Some(Vec::new());
-                    Repair {
+                    Some(Repair {
                         key: key.clone(),
                         epoch: followed.epoch.clone(),
                         after: followed.last,
                         upto: None,
-                    }
+                        generation: followed.generation,
+                    })
                 })
                 .collect()
         };
@@ -408,17 +490,17 @@ impl Subscriber {
             let mut repairs = repairs.into_iter().peekable();
             while repairs.peek().is_some() {
                 let batch: Vec<Repair> = repairs.by_ref().take(REPAIR_BATCH).collect();
-                let reads = subscriber.read_heads(&batch).await;
-                for (repair, missing) in batch.into_iter().zip(reads) {
-                    subscriber.finish_repair(repair, missing);
+                let gaps = subscriber.read_heads(&batch).await;
+                for (repair, gap) in batch.into_iter().zip(gaps) {
+                    subscriber.finish_repair(repair, gap);
                 }
             }
         });
     }
 
     /// What each stream misses after its last delivered offset, read in one
-    /// pipeline; `None` for a stream whose history does not hold it all.
-    async fn read_heads(&self, batch: &[Repair]) -> Vec<Option<Vec<Stored>>> {
+    /// pipeline.
+    async fn read_heads(&self, batch: &[Repair]) -> Vec<Gap> {
         let mut pipe = ::redis::pipe();
         for repair in batch {
             let limits = self.rules.of(&repair.key);
@@ -426,26 +508,32 @@ impl Subscriber {
             pipe.add_command(read_cmd(&self.redis, &repair.key, limits, &reading));
         }
         type Answer = Vec<Option<(String, u64, u64, super::broker::RawEntries)>>;
-        let answers: Result<Answer, _> =
+        let mut answers: Result<Answer, _> =
             self.redis.run_scripts("repair", &[&scripts::READ], &pipe).await;
+        // A connection to Redis fails once after Redis came back: a few
+        // tries before the followers are made to resume.
+        for attempt in 1..=READ_TRIES {
+            if answers.is_ok() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50 * attempt)).await;
+            answers = self.redis.run_scripts("repair", &[&scripts::READ], &pipe).await;
+        }
         let Ok(answers) = answers else {
             // Redis gone again: every stream of the batch resumes.
-            return batch.iter().map(|_| None).collect();
+            return batch.iter().map(|_| Gap::Lost).collect();
         };
         let now = now_ms();
         batch
             .iter()
             .zip(answers)
             .map(|(repair, answer)| {
-                let (epoch, last, _, raw) = answer?;
-                if epoch != repair.epoch {
-                    return None;
-                }
+                let Some((epoch, last, _, raw)) = answer else { return Gap::Gone };
                 let limits = self.rules.of(&repair.key);
-                let entries = entries_of(raw, limits, now).ok()?;
-                let complete = entries.len() as u64 == last.saturating_sub(repair.after)
-                    && entries.iter().zip(repair.after + 1..).all(|(e, n)| e.offset == n);
-                complete.then_some(entries)
+                match entries_of(raw, limits, now) {
+                    Ok(entries) => gap_of(repair, &epoch, last, entries),
+                    Err(_) => Gap::Lost,
+                }
             })
             .collect()
     }
@@ -458,5 +546,58 @@ impl Subscriber {
             StreamKey::Inbox(user) => hub.close_user(user, CloseCode::RESUME, RESUME_REASON),
         };
         tracing::warn!(stream = %key.encode(), closed, "gap not in the history: its connections here resume");
+    }
+}
+
+/// What a read of a stream at `epoch`, `head` with `entries` (after the
+/// repair's `after`) says of the repair's gap.
+fn gap_of(repair: &Repair, epoch: &str, head: u64, entries: Vec<Stored>) -> Gap {
+    if epoch != repair.epoch {
+        return Gap::Restarted(epoch.to_owned());
+    }
+    let end = repair.upto.unwrap_or(head);
+    if end < repair.after {
+        return Gap::Lost;
+    }
+    let missing: Vec<Stored> = entries.into_iter().filter(|e| e.offset <= end).collect();
+    let complete = missing.len() as u64 == end - repair.after
+        && missing.iter().zip(repair.after + 1..).all(|(e, n)| e.offset == n);
+    if complete { Gap::Filled(missing) } else { Gap::Lost }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tungstenite::Utf8Bytes;
+
+    fn repair(after: u64, upto: Option<u64>) -> Repair {
+        let key = StreamKey::Room("r".into());
+        Repair { key, epoch: "e".into(), after, upto, generation: 0 }
+    }
+
+    fn entries(offsets: &[u64]) -> Vec<Stored> {
+        offsets
+            .iter()
+            .map(|&offset| Stored { offset, ts: 1, frame: Utf8Bytes::from("{}") })
+            .collect()
+    }
+
+    #[test]
+    fn a_read_fills_a_gap_only_when_nothing_is_missing() {
+        assert!(
+            matches!(gap_of(&repair(3, Some(5)), "e", 9, entries(&[4, 5, 6])), Gap::Filled(m) if m.len() == 2)
+        );
+        assert!(
+            matches!(gap_of(&repair(3, None), "e", 5, entries(&[4, 5])), Gap::Filled(m) if m.len() == 2)
+        );
+        assert!(matches!(gap_of(&repair(5, None), "e", 5, vec![]), Gap::Filled(m) if m.is_empty()));
+        assert!(
+            matches!(gap_of(&repair(3, Some(5)), "e", 9, entries(&[5])), Gap::Lost),
+            "4 was trimmed"
+        );
+        assert!(
+            matches!(gap_of(&repair(3, None), "f", 2, entries(&[1, 2])), Gap::Restarted(e) if e == "f")
+        );
+        assert!(matches!(gap_of(&repair(7, None), "e", 2, vec![]), Gap::Lost), "behind the head");
     }
 }

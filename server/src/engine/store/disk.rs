@@ -315,11 +315,25 @@ impl HistoryStore for DiskStore {
         now_ms: u64,
     ) -> Result<(Position, Vec<Stored>), StoreError> {
         let key = key.encode();
-        let mut m = self.trimmed(&key, limits, now_ms)?;
-        let pending = self.read_range(&key, m.delivered, usize::MAX)?;
-        m.delivered = m.last;
-        self.write(|meta, _| save(meta, &key, &m))?;
-        Ok((Position { epoch: m.epoch, offset: m.last }, pending))
+        // One transaction: nothing appended or swept between the read and
+        // the new mark is written over.
+        self.write(|meta, messages| {
+            let mut m = load(meta, &key)?.unwrap_or_else(fresh);
+            trim(messages, &key, &mut m, limits, now_ms)?;
+            let mut pending = Vec::new();
+            for entry in messages
+                .range((key.as_str(), m.delivered + 1)..=(key.as_str(), u64::MAX))
+                .map_err(err)?
+            {
+                let (k, v) = entry.map_err(err)?;
+                let (ts, frame) = v.value();
+                let frame = Utf8Bytes::from(frame.to_owned());
+                pending.push(Stored { offset: k.value().1, ts, frame });
+            }
+            m.delivered = m.last;
+            save(meta, &key, &m)?;
+            Ok((Position { epoch: m.epoch.clone(), offset: m.last }, pending))
+        })
     }
 
     /// Trims every stream on disk to its limits in one transaction. Stream

@@ -165,7 +165,9 @@ impl HistoryStore for MemoryStore {
     }
 
     fn mark_delivered(&self, key: &StreamKey, offset: u64) -> Result<(), StoreError> {
-        self.with(key, crate::wire::now_ms(), |stream| {
+        let now_ms = crate::wire::now_ms();
+        self.with(key, now_ms, |stream| {
+            stream.touched_ms = now_ms;
             stream.delivered = stream.delivered.max(offset)
         });
         Ok(())
@@ -179,6 +181,7 @@ impl HistoryStore for MemoryStore {
     ) -> Result<(Position, Vec<Stored>), StoreError> {
         Ok(self.with(key, now_ms, |stream| {
             stream.trim(limits, now_ms);
+            stream.touched_ms = now_ms;
             let pending = stream.page(Some(stream.delivered), usize::MAX);
             stream.delivered = stream.last;
             (stream.position(), pending)
@@ -312,6 +315,20 @@ mod tests {
         assert_eq!(store.position(&key).unwrap().epoch, epoch, "a followed stream stays");
         store.sweep(later, 1_000, &|_| limits(10, 60), &|_| false);
         assert_ne!(store.position(&key).unwrap().epoch, epoch, "a new stream, a new epoch");
+    }
+
+    #[test]
+    fn reading_an_inbox_counts_as_a_use_for_the_sweep() {
+        let store = MemoryStore::new();
+        let inbox = StreamKey::Inbox("u".into());
+        let l = limits(10, 60);
+        store.undelivered(&inbox, &l, 1_000).unwrap();
+        let epoch = store.streams.lock().unwrap()[&inbox].epoch.clone();
+        // Read again just before it would be idle, swept just after.
+        store.undelivered(&inbox, &l, 1_000 + 9_000).unwrap();
+        store.sweep(1_000 + 12_000, 10_000, &|_| l.clone(), &|_| false);
+        let streams = store.streams.lock().unwrap();
+        assert_eq!(streams.get(&inbox).map(|s| s.epoch.clone()), Some(epoch), "kept: just read");
     }
 
     #[test]
