@@ -128,15 +128,18 @@ pub fn router(state: AppState) -> Router {
         .route("/api/send", post(api::send))
         .route("/api/broadcast", post(api::broadcast))
         .route("/api/disconnect", post(api::disconnect))
-        .route("/api/rooms", get(api::rooms).post(api::create_room))
-        .route("/api/rooms/{room}", get(api::room).patch(api::update_room).delete(api::delete_room))
-        .route("/api/rooms/{room}/history", get(api::history))
-        .route("/api/rooms/{room}/members", get(api::members))
+        .route("/api/rooms", get(api::rooms::rooms).post(api::rooms::create_room))
+        .route(
+            "/api/rooms/{room}",
+            get(api::rooms::room).patch(api::rooms::update_room).delete(api::rooms::delete_room),
+        )
+        .route("/api/rooms/{room}/history", get(api::rooms::history))
+        .route("/api/rooms/{room}/members", get(api::rooms::members))
         .route("/api/connections", get(api::connections::list))
         .route("/api/connections/{session}/send", post(api::connections::send))
         .route("/api/connections/{session}/disconnect", post(api::connections::disconnect))
-        .route("/api/rooms/{room}/join", post(api::join))
-        .route("/api/rooms/{room}/leave", post(api::leave))
+        .route("/api/rooms/{room}/join", post(api::rooms::join))
+        .route("/api/rooms/{room}/leave", post(api::rooms::leave))
         .route("/metrics", get(api::metrics))
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), api::require_key));
     Router::new()

@@ -8,10 +8,12 @@ use axum::Json;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
+use super::rooms::{
+    CreateRoom, Deleted, History, Members, MembershipRequest, Ordered, RoomPatch, Rooms,
+};
 use super::{
-    BroadcastRequest, CreateRoom, Deleted, Delivered, DisconnectRequest, Disconnected, ErrorBody,
-    ErrorDetail, Health, History, Members, MembershipRequest, Online, Ordered, RedisHealth,
-    RoomPatch, Rooms, SendAnswer, SendRequest,
+    BroadcastRequest, Delivered, DisconnectRequest, Disconnected, ErrorBody, ErrorDetail, Health,
+    Online, RedisHealth, SendAnswer, SendRequest,
 };
 use crate::hub::stats::{ClusterStats, Rates, Stats};
 use crate::hub::{ManagedFields, RoomDetail, RoomSummary};
@@ -30,8 +32,9 @@ use crate::hub::{ManagedFields, RoomDetail, RoomSummary};
     ),
     paths(
         super::health, super::stats, super::online, super::send, super::broadcast, super::disconnect,
-        super::rooms, super::create_room, super::room, super::update_room, super::delete_room,
-        super::members, super::history, super::join, super::leave, super::metrics::metrics,
+        super::rooms::rooms, super::rooms::create_room, super::rooms::room,
+        super::rooms::update_room, super::rooms::delete_room, super::rooms::members,
+        super::rooms::history, super::rooms::join, super::rooms::leave, super::metrics::metrics,
         super::connections::list, super::connections::send, super::connections::disconnect,
     ),
     components(schemas(

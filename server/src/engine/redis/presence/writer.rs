@@ -1,83 +1,24 @@
-//! [`RedisPresence`]: who is online and who is in which room, across nodes,
-//! counted per node so that the entries of a node that dies can be removed
-//! by the nodes that survive it.
-//!
-//! The hub is the truth about this node's connections; Redis holds each
-//! node's copy of it. One task per node, the writer, keeps that copy: a
-//! change marks the (scope, user) it touched, and the writer sets, in one
-//! pipeline per batch, each marked user's count as the hub holds it at
-//! that moment (the `PRESENCE` script), then announces what the cluster
-//! saw change: a user who arrived in a room for the first time anywhere,
-//! or left it everywhere; a large room's count is due instead. So:
-//! - nothing here adds or subtracts: a write that failed is written again
-//!   with whatever the hub holds then, and a rewrite of everything (after
-//!   Redis lost this node's entries, or a write failed) cannot count a
-//!   join twice or lose a leave, whatever joins and leaves go on meanwhile;
-//!   they are only marked, and written after it, by the same task;
-//! - a caller that is cancelled cannot leave half a change behind: leaves
-//!   and disconnects only mark, and a join's mark stands whether or not its
-//!   caller is still waiting for the answer.
-//!
-//! Each node says it is alive every third of `redis.node_ttl_ms`
-//! (`node.rs`). A node whose heartbeat is older than the TTL is dead: the
-//! first survivor to notice removes its entries and announces the leaves
-//! of users who were present only through it. A dead node's users
-//! therefore leave within the TTL plus one heartbeat interval (13.3 s with
-//! the defaults).
+//! The presence writer: marks, then one pipeline per batch that sets each
+//! marked user's count as the hub holds it, and the announcements of what
+//! the cluster saw change; the rewrite of all of this node's entries; the
+//! burial of a node's entries.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, PoisonError};
 use std::time::Duration;
 
 use switchboard_protocol::PresenceAction;
-use tokio::sync::{Notify, oneshot};
+use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
-use super::Redis;
-use super::broker::meta_ttl_secs;
-use super::keys::{ONLINE, room_scope};
-use super::scripts::{BURY, PRESENCE, RECONCILE, evalsha};
-use crate::Hub;
-use crate::config::RoomsConfig;
-use crate::engine::presence::Presence;
-use crate::engine::{EngineError, EngineFuture, HistoryRules};
+use super::{Counts, Entry, MAX_RETRY, Marked, Outcome, RedisPresence, Scope, Waiter};
+use crate::engine::EngineError;
+use crate::engine::redis::broker::meta_ttl_secs;
+use crate::engine::redis::keys::{ONLINE, room_scope};
+use crate::engine::redis::scripts::{BURY, PRESENCE, RECONCILE, evalsha};
 use crate::hub::room::MembersPage;
-use crate::hub::{Departure, Joined, Left, ManagedFields, RoomDetail, RoomSummary};
-use crate::policy::events::Events;
 use crate::stream::StreamKey;
-
-/// The longest wait before writing again after a failed write.
-const MAX_RETRY: Duration = Duration::from_secs(2);
-
-/// Where a count is kept: who is online, or who is in a room.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-enum Scope {
-    Online,
-    Room(Arc<str>),
-}
-
-/// What writing one user's count changed across the cluster.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Outcome {
-    /// 1: the user is now present for the first time anywhere; -1: gone
-    /// everywhere; 0: neither.
-    change: i64,
-    /// The scope's users.
-    users: usize,
-    /// Whether the room is large.
-    large: bool,
-    /// The first users, for a join's ack.
-    page: Option<MembersPage>,
-}
-
-type Waiter = oneshot::Sender<Result<Outcome, EngineError>>;
-
-/// A user's count in a scope.
-type Entry = (Scope, Arc<str>);
-
-/// Each user of a scope with this node's connections of them.
-type Counts = Vec<(Arc<str>, usize)>;
 
 /// A user who was present only through a node that is gone.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -89,66 +30,14 @@ pub(crate) struct Gone {
     pub(crate) large: bool,
 }
 
-/// Counts marked for the writer, with whoever waits for their outcome.
-#[derive(Default)]
-struct Marked {
-    entries: HashMap<Entry, Vec<Waiter>>,
-    /// Set when this node's whole copy must be rewritten.
-    rewrite: bool,
-}
-
-/// Presence of a node of a cluster.
-pub(crate) struct RedisPresence {
-    redis: Arc<Redis>,
-    hub: Arc<Hub>,
-    events: Option<Arc<Events>>,
-    rules: HistoryRules,
-    large_room: usize,
-    ack_members: usize,
-    marked: Mutex<Marked>,
-    /// Wakes the writer.
-    wake: Notify,
-    /// Set while the writer has nothing marked and nothing under way.
-    idle: AtomicBool,
-    /// Signalled each time the writer becomes idle.
-    settled: Notify,
-    /// Stops the writer: cancelled once the node has drained.
-    stop: CancellationToken,
-}
-
-/// A [`RedisPresence`] shared with the node's tasks.
-pub(crate) struct Shared(pub(crate) Arc<RedisPresence>);
-
 impl RedisPresence {
-    pub(crate) fn new(
-        redis: Arc<Redis>,
-        hub: Arc<Hub>,
-        events: Option<Arc<Events>>,
-        rooms: &RoomsConfig,
-        rules: &HistoryRules,
-    ) -> RedisPresence {
-        RedisPresence {
-            redis,
-            hub,
-            events,
-            rules: rules.clone(),
-            large_room: rooms.large_room,
-            ack_members: rooms.join_ack_members,
-            marked: Mutex::new(Marked::default()),
-            wake: Notify::new(),
-            idle: AtomicBool::new(true),
-            settled: Notify::new(),
-            stop: CancellationToken::new(),
-        }
-    }
-
     fn marked(&self) -> std::sync::MutexGuard<'_, Marked> {
         self.marked.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Marks a user's count in a scope for the writer; `waiter` hears the
     /// outcome.
-    fn mark(&self, scope: Scope, user: &Arc<str>, waiter: Option<Waiter>) {
+    pub(super) fn mark(&self, scope: Scope, user: &Arc<str>, waiter: Option<Waiter>) {
         let mut marked = self.marked();
         marked.entries.entry((scope, user.clone())).or_default().extend(waiter);
         self.idle.store(false, Ordering::Relaxed);
@@ -167,7 +56,11 @@ impl RedisPresence {
     }
 
     /// Marks a count and waits for the writer to write it.
-    async fn written(&self, scope: Scope, user: &Arc<str>) -> Result<Outcome, EngineError> {
+    pub(super) async fn written(
+        &self,
+        scope: Scope,
+        user: &Arc<str>,
+    ) -> Result<Outcome, EngineError> {
         let (waiter, outcome) = oneshot::channel();
         self.mark(scope, user, Some(waiter));
         outcome.await.unwrap_or_else(|_| {
@@ -404,7 +297,7 @@ impl RedisPresence {
                 let delivery = crate::hub::presence_frame(room, user, action);
                 pipe.cmd("PUBLISH")
                     .arg(self.redis.keys.channel())
-                    .arg(super::wire::encode(&delivery))
+                    .arg(crate::engine::redis::wire::encode(&delivery))
                     .ignore();
             }
         }
@@ -552,208 +445,5 @@ impl RedisPresence {
                 tracing::warn!(%err, "leaves of a dead node's users not announced");
             }
         }
-    }
-
-    async fn page(
-        &self,
-        room: Option<&str>,
-        cursor: Option<&str>,
-        limit: usize,
-    ) -> Result<MembersPage, EngineError> {
-        let scope = room.map_or_else(|| ONLINE.to_owned(), room_scope);
-        let key = format!("{}:z", self.redis.keys.scope(&scope));
-        let start = cursor.map_or_else(|| "-".to_owned(), |c| format!("({c}"));
-        let mut pipe = ::redis::pipe();
-        pipe.cmd("ZRANGE").arg(&key).arg(start).arg("+").arg("BYLEX").arg("LIMIT").arg(0);
-        pipe.arg(limit + 1).cmd("ZCARD").arg(&key);
-        let mut connection = self.redis.connection();
-        let (mut members, count): (Vec<String>, u64) =
-            self.redis.call("members", pipe.query_async(&mut connection)).await?;
-        let cursor = if members.len() > limit {
-            members.truncate(limit);
-            members.last().cloned()
-        } else {
-            None
-        };
-        Ok(MembersPage { members, count: count as usize, cursor })
-    }
-
-    /// Every room with members anywhere, with its figures (users,
-    /// connections, messages, large), sorted by name; only `only` when given.
-    async fn figures(&self, only: Option<&str>) -> Result<Vec<(RoomSummary, bool)>, EngineError> {
-        let mut connection = self.redis.connection();
-        let mut names: Vec<String> = match only {
-            Some(room) => vec![room.to_owned()],
-            None => {
-                self.redis
-                    .call(
-                        "rooms",
-                        ::redis::cmd("SMEMBERS")
-                            .arg(self.redis.keys.rooms())
-                            .query_async(&mut connection),
-                    )
-                    .await?
-            }
-        };
-        names.sort_unstable();
-        if names.is_empty() {
-            return Ok(Vec::new());
-        }
-        let mut pipe = ::redis::pipe();
-        for room in &names {
-            let base = self.redis.keys.scope(&room_scope(room));
-            let stream = StreamKey::Room(room.as_str().into());
-            pipe.cmd("ZCARD").arg(format!("{base}:z"));
-            pipe.cmd("GET").arg(format!("{base}:n"));
-            pipe.cmd("HGET").arg(self.redis.keys.meta(&stream)).arg("last");
-            pipe.cmd("EXISTS").arg(format!("{base}:l"));
-        }
-        let flat: Vec<::redis::Value> =
-            self.redis.call("rooms", pipe.query_async(&mut connection)).await?;
-        let number = |v: &::redis::Value| {
-            ::redis::from_redis_value::<Option<u64>>(v.clone()).ok().flatten().unwrap_or(0)
-        };
-        Ok(names
-            .into_iter()
-            .zip(flat.chunks(4))
-            .filter(|(_, figures)| number(&figures[0]) > 0)
-            .map(|(id, figures)| {
-                let summary = RoomSummary {
-                    id,
-                    members: number(&figures[0]) as usize,
-                    connections: number(&figures[1]) as usize,
-                    messages: number(&figures[2]),
-                    managed: ManagedFields::default(),
-                };
-                (summary, number(&figures[3]) == 1)
-            })
-            .collect())
-    }
-
-    /// Sends each large room whose count changed its count, through the
-    /// channel to every node's members.
-    async fn occupancy(&self) -> Result<(), EngineError> {
-        let due = self.hub.take_occupancy_due();
-        if due.is_empty() {
-            return Ok(());
-        }
-        let mut pipe = ::redis::pipe();
-        for room in &due {
-            pipe.cmd("ZCARD").arg(format!("{}:z", self.redis.keys.scope(&room_scope(room))));
-        }
-        let mut connection = self.redis.connection();
-        let counts: Vec<u64> =
-            self.redis.call("occupancy", pipe.query_async(&mut connection)).await?;
-        let mut send = ::redis::pipe();
-        for (room, count) in due.iter().zip(counts) {
-            if count > 0 {
-                let delivery = crate::hub::occupancy(room, count as usize);
-                send.cmd("PUBLISH")
-                    .arg(self.redis.keys.channel())
-                    .arg(super::wire::encode(&delivery))
-                    .ignore();
-            }
-        }
-        if !send.is_empty() {
-            self.redis.call("occupancy", send.query_async::<()>(&mut connection)).await?;
-        }
-        Ok(())
-    }
-}
-
-impl Presence for Shared {
-    fn connected<'a>(&'a self, user: &'a Arc<str>, _first: bool) -> EngineFuture<'a, ()> {
-        Box::pin(async move { self.0.written(Scope::Online, user).await.map(|_| ()) })
-    }
-
-    fn disconnected(&self, user: &Arc<str>, departure: &Departure) {
-        for (room, _) in &departure.rooms {
-            self.0.mark(Scope::Room(room.clone()), user, None);
-        }
-        self.0.mark(Scope::Online, user, None);
-    }
-
-    fn joined<'a>(
-        &'a self,
-        room: &'a Arc<str>,
-        user: &'a Arc<str>,
-        local: Joined,
-    ) -> EngineFuture<'a, Joined> {
-        Box::pin(async move {
-            let outcome = self.0.written(Scope::Room(room.clone()), user).await?;
-            let members = outcome.page.unwrap_or(MembersPage {
-                members: Vec::new(),
-                count: outcome.users,
-                cursor: None,
-            });
-            Ok(Joined {
-                newly: local.newly,
-                announce: outcome.change > 0 && !outcome.large,
-                members,
-                large: outcome.large,
-            })
-        })
-    }
-
-    fn left(&self, room: &Arc<str>, user: &Arc<str>, _local: Left, _announce: bool) {
-        self.0.mark(Scope::Room(room.clone()), user, None);
-    }
-
-    fn members<'a>(
-        &'a self,
-        room: &'a str,
-        cursor: Option<&'a str>,
-        limit: usize,
-    ) -> EngineFuture<'a, Option<MembersPage>> {
-        Box::pin(async move {
-            let page = self.0.page(Some(room), cursor, limit).await?;
-            Ok((page.count > 0).then_some(page))
-        })
-    }
-
-    fn online(&self) -> EngineFuture<'_, Vec<(String, usize)>> {
-        Box::pin(async move {
-            let presence = &self.0;
-            let key = format!("{}:u", presence.redis.keys.scope(ONLINE));
-            let mut connection = presence.redis.connection();
-            let mut users: Vec<(String, usize)> = presence
-                .redis
-                .call("online", ::redis::cmd("HGETALL").arg(key).query_async(&mut connection))
-                .await?;
-            users.retain(|(_, count)| *count > 0);
-            users.sort_unstable();
-            Ok(users)
-        })
-    }
-
-    fn rooms(&self) -> EngineFuture<'_, Vec<RoomSummary>> {
-        Box::pin(async move {
-            Ok(self.0.figures(None).await?.into_iter().map(|(summary, _)| summary).collect())
-        })
-    }
-
-    fn room<'a>(&'a self, room: &'a str) -> EngineFuture<'a, Option<RoomDetail>> {
-        Box::pin(async move {
-            let presence = &self.0;
-            let Some((summary, large)) = presence.figures(Some(room)).await?.into_iter().next()
-            else {
-                return Ok(None);
-            };
-            let first = presence.page(Some(room), None, presence.ack_members).await?;
-            Ok(Some(RoomDetail {
-                id: summary.id,
-                members: first.members,
-                member_count: first.count,
-                cursor: first.cursor,
-                large,
-                connections: summary.connections,
-                messages: summary.messages,
-                managed: ManagedFields::default(),
-            }))
-        })
-    }
-
-    fn send_occupancy(&self) -> EngineFuture<'_, ()> {
-        Box::pin(self.0.occupancy())
     }
 }
