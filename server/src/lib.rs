@@ -207,16 +207,17 @@ pub async fn serve(
     let config = state.config();
     let header_timeout = std::time::Duration::from_millis(config.limits.handshake_timeout_ms);
     let grace = std::time::Duration::from_millis(config.shutdown_grace_ms);
-    if state.node_id().is_some() {
-        // Accepting before the subscription is in place could let a
-        // connection miss a message published in between; without Redis
-        // the node serves anyway, and says so in /health.
-        let wait = std::time::Duration::from_millis(config.redis.timeout_ms.saturating_mul(3));
-        if tokio::time::timeout(wait, state.subscribed()).await.is_err() {
-            tracing::warn!("serving before the redis subscription is in place: redis unreachable");
-        } else {
-            tracing::info!(node = state.node_id().unwrap_or_default(), "joined the cluster");
+    // Accepting before this node hears the others' deliveries (a cluster's
+    // subscription) could let a connection miss a message published in
+    // between; a single node is ready at once. Without Redis a node serves
+    // anyway, and says so in /health.
+    let wait = std::time::Duration::from_millis(config.redis.timeout_ms.saturating_mul(3));
+    match (tokio::time::timeout(wait, state.subscribed()).await, state.node_id()) {
+        (Err(_), _) => {
+            tracing::warn!("serving before the redis subscription is in place: redis unreachable")
         }
+        (Ok(()), Some(node)) => tracing::info!(node, "joined the cluster"),
+        (Ok(()), None) => {}
     }
     if let Some(address) = config.api.metrics_bind {
         serve_metrics(state.clone(), address).await?;
