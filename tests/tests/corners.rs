@@ -646,3 +646,52 @@ async fn a_redis_that_restarts_empty_resets_followers_instead_of_closing_them() 
     let after = message(&mut member).await;
     assert_eq!((after.offset, after.data), (Some(1), json!("after")));
 }
+
+/// A raw connection as `user` to a hub at `ws_url`, past its `welcome`.
+async fn raw_at(ws_url: &str, user: &str) -> RawSocket {
+    let url = format!("{ws_url}?user_id={user}");
+    let (mut socket, _) = tokio::time::timeout(TIMEOUT, tokio_tungstenite::connect_async(url))
+        .await
+        .expect("upgrade within the timeout")
+        .expect("upgrade accepted");
+    assert!(matches!(raw_next(&mut socket).await, ServerFrame::Welcome(_)));
+    socket
+}
+
+#[tokio::test]
+async fn a_dead_nodes_users_leave_a_large_room_as_a_count() {
+    let redis = TestRedis::start().await;
+    let vars = [("SWITCHBOARD_REDIS__NODE_TTL_MS", "1500"), ("SWITCHBOARD_ROOMS__LARGE_ROOM", "2")];
+    let mut doomed =
+        switchboard_tests::HubProcess::start_with(&["--redis-url", &redis.url()], &vars).await;
+    let (survivor, _) = node(&redis, |config| {
+        config.redis.node_ttl_ms = 1_500;
+        config.rooms.large_room = 2;
+    })
+    .await;
+    let mut theirs = Vec::new();
+    for user in ["u1", "u2", "u3"] {
+        let mut socket = raw_at(&doomed.ws_url(), user).await;
+        join(&mut socket, "hall").await;
+        theirs.push(socket);
+    }
+    let (mut watcher, _) = raw_connect(&survivor, "watcher").await;
+    raw_send(&mut watcher, &json!({"type":"join","id":"j","room":"hall"}).to_string()).await;
+    match answer(&mut watcher).await {
+        ServerFrame::Ack(ack) => assert_eq!(ack.large, Some(true), "four users: large"),
+        other => panic!("expected the ack, got {other:?}"),
+    }
+    // The node dies without a word: the survivor buries it after its TTL
+    // and tells the room. A large room counts; it names nobody.
+    doomed.kill();
+    loop {
+        match raw_next(&mut watcher).await {
+            ServerFrame::Presence(presence) => {
+                panic!("a large room names nobody: {presence:?}")
+            }
+            ServerFrame::Occupancy(occupancy) if occupancy.count == 1 => break,
+            _ => {}
+        }
+    }
+    drop(theirs);
+}
