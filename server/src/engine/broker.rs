@@ -77,7 +77,9 @@ pub(crate) trait Broker: Send + Sync + 'static {
 
     /// Where `key`'s stream stands (created if it does not exist) and, with
     /// `since`, everything after it if the history still holds all of it.
-    /// The caller has registered its connection with the hub already.
+    /// The caller has registered its connection with the hub already: from
+    /// this read on, the connection follows the stream here (what this
+    /// node delivers of it counts from this position at the latest).
     fn resume<'a>(
         &'a self,
         key: &'a StreamKey,
@@ -86,7 +88,8 @@ pub(crate) trait Broker: Send + Sync + 'static {
 
     /// For an inbox followed by a connection that did not say where it
     /// stopped: the messages no connection of the user has received yet,
-    /// now marked delivered, and where the inbox stands.
+    /// now marked delivered, and where the inbox stands. The connection
+    /// follows the inbox from this read on, as with `resume`.
     fn undelivered<'a>(&'a self, key: &'a StreamKey) -> EngineFuture<'a, (Position, Vec<Stored>)>;
 
     /// Records that a connection of the inbox's user received everything up
@@ -109,10 +112,9 @@ pub(crate) trait Broker: Send + Sync + 'static {
     /// as far as this engine counts them.
     fn deliver(&self, delivery: Delivery) -> EngineFuture<'_, usize>;
 
-    /// A connection on this node follows `key` from `position` (it joined
-    /// the room, or connected as the inbox's user): what this node has
-    /// delivered of the stream counts from there.
-    fn follow(&self, key: &StreamKey, position: &Position);
+    /// Where `key`'s stream stands (created if it does not exist), for a
+    /// reader that does not follow it.
+    fn head<'a>(&'a self, key: &'a StreamKey) -> EngineFuture<'a, Position>;
 
     /// Nobody on this node follows `key` any more.
     fn unfollow(&self, key: &StreamKey);

@@ -1,20 +1,10 @@
 //! What the registry says of itself when asked: rooms as the admin API
 //! lists them ([`RoomSummary`], [`RoomDetail`]), connections page by page
-//! in session-id order, who is online, and this node's presence as the
-//! Redis engine writes it.
-
-use std::sync::Arc;
+//! in session-id order, who is online.
 
 use serde::Serialize;
 
 use super::{Hub, SessionEntry, connections};
-
-/// This node's presence, as [`Hub::presence_snapshot`] takes it.
-#[derive(Debug, Default)]
-pub(crate) struct PresenceSnapshot {
-    pub(crate) users: Vec<(Arc<str>, usize)>,
-    pub(crate) rooms: Vec<(Arc<str>, Arc<str>, usize)>,
-}
 
 /// A room as `GET /api/rooms` lists it.
 #[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
@@ -82,23 +72,6 @@ pub struct RoomDetail {
 }
 
 impl Hub {
-    /// Every user here with their connections, and every room's users
-    /// with their connections in it: what this node counts into the
-    /// cluster's presence.
-    pub(crate) fn presence_snapshot(&self) -> PresenceSnapshot {
-        let registry = self.read();
-        PresenceSnapshot {
-            users: registry.users.iter().map(|(user, keys)| (user.clone(), keys.len())).collect(),
-            rooms: registry
-                .rooms
-                .iter()
-                .flat_map(|(name, room)| {
-                    room.users().map(move |(user, n)| (name.clone(), user.clone(), n))
-                })
-                .collect(),
-        }
-    }
-
     /// Every user here with their connection count, sorted by user.
     pub(crate) fn online_connections(&self) -> Vec<(String, usize)> {
         let registry = self.read();

@@ -110,11 +110,6 @@ impl Room {
         self.users.get(user).copied().unwrap_or(0)
     }
 
-    /// Each user in the room with their connections in it.
-    pub(crate) fn users(&self) -> impl Iterator<Item = (&Arc<str>, usize)> {
-        self.users.iter().map(|(user, count)| (user, *count))
-    }
-
     pub(crate) fn user_count(&self) -> usize {
         self.users.len()
     }

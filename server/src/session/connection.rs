@@ -230,7 +230,6 @@ impl Connection {
                 Opened { position, recovered: None, missed }
             }
         };
-        engine.broker().follow(&inbox, &opened.position);
         self.inbox = Floor::at(&opened.position);
         Ok(opened)
     }
@@ -262,11 +261,6 @@ impl Connection {
         // than after it: in a cluster that is one round trip fewer.
         let (resumed, info) = tokio::join!(engine.resume(&key, since), engine.catalog().get(&room));
         let resumed = resumed?;
-        // A connection that was in the room already follows it: what this
-        // node delivered of the stream still counts from where it was.
-        if local.newly {
-            engine.broker().follow(&key, &resumed.position);
-        }
         let joined = engine.presence().joined(&room, &undo.connection.user, local).await?;
         undo.disarm();
         let head = Floor::at(&resumed.position);

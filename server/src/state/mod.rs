@@ -127,6 +127,10 @@ impl AppState {
             crate::policy::events::Events::new(events, config.hooks.secret.as_deref())
         });
         let engine = engine(&config, Parts { hub: hub.clone(), events: events.clone() })?;
+        // The counters start at zero now: the first sample the rates count
+        // from, whenever the sampling task gets to run.
+        let rates = RateWindow::default();
+        rates.record(0, Totals::default());
         Ok(AppState {
             inner: Arc::new(Inner {
                 config,
@@ -146,7 +150,7 @@ impl AppState {
                 shutdown: CancellationToken::new(),
                 tasks: TaskTracker::new(),
                 started: Instant::now(),
-                rates: RateWindow::default(),
+                rates,
                 maintenance: std::sync::Once::new(),
             }),
         })

@@ -300,7 +300,7 @@ impl AppState {
         // published between this call and its join, so a message published
         // once `join` returned reaches the user like any member.
         let key = StreamKey::Room(room.into());
-        let position = self.engine().resume(&key, None).await?.position;
+        let position = self.engine().broker().head(&key).await?;
         let order = JoinOrder { room: room.into(), since: position };
         self.order(DeliveryKind::Join, user, order.encode()).await
     }

@@ -172,9 +172,14 @@ impl Broker for MemoryBroker {
         Box::pin(std::future::ready(Ok(reached)))
     }
 
-    // The sweep asks the hub who follows what: nothing to record.
-    fn follow(&self, _key: &StreamKey, _position: &Position) {}
+    fn head<'a>(&'a self, key: &'a StreamKey) -> EngineFuture<'a, Position> {
+        Box::pin(async move {
+            let _order = self.lock(key).await;
+            Ok(self.store.position(key)?)
+        })
+    }
 
+    // The sweep asks the hub who follows what: nothing to record.
     fn unfollow(&self, _key: &StreamKey) {}
 
     fn maintain(&self, now_ms: u64) -> EngineFuture<'_, ()> {

@@ -244,11 +244,27 @@ impl RedisBroker {
         })
     }
 
+    /// Counts the connection as about to follow `key` until the returned
+    /// guard drops, which the caller does after [`RedisBroker::follow`].
+    fn expect(&self, key: &StreamKey) -> super::followers::Pending {
+        self.followers.expect(key)
+    }
+
+    /// A connection here follows `key` from what it read.
+    fn follow(&self, key: &StreamKey, position: &Position) {
+        let alone = match key {
+            StreamKey::Room(room) => self.hub.room_connections(room) <= 1,
+            StreamKey::Inbox(user) => self.hub.connections_of(user) <= 1,
+        };
+        self.followers.follow(key, position, alone);
+    }
+
     async fn read_resume(
         &self,
         key: &StreamKey,
         since: Option<&Position>,
     ) -> Result<Resumed, EngineError> {
+        let _pending = self.expect(key);
         let limits = self.rules.of(key);
         let reading = match since {
             Some(since) => Reading { create: true, ..Reading::page(since.offset, limits.size + 1) },
@@ -257,6 +273,7 @@ impl RedisBroker {
         let read = read(&self.redis, key, limits, reading, now_ms())
             .await?
             .ok_or_else(|| EngineError::Failed("stream not created".to_owned()))?;
+        self.follow(key, &read.position);
         let replay = since.map(|since| replay_of(&read.position, since, read.entries));
         Ok(Resumed { position: read.position, replay })
     }
@@ -277,6 +294,7 @@ impl Broker for RedisBroker {
 
     fn undelivered<'a>(&'a self, key: &'a StreamKey) -> EngineFuture<'a, (Position, Vec<Stored>)> {
         Box::pin(async move {
+            let _pending = self.expect(key);
             let limits = self.rules.of(key);
             let reading = Reading {
                 create: true,
@@ -287,6 +305,7 @@ impl Broker for RedisBroker {
             let read = read(&self.redis, key, limits, reading, now_ms())
                 .await?
                 .ok_or_else(|| EngineError::Failed("stream not created".to_owned()))?;
+            self.follow(key, &read.position);
             Ok((read.position, read.entries))
         })
     }
@@ -331,12 +350,14 @@ impl Broker for RedisBroker {
         })
     }
 
-    fn follow(&self, key: &StreamKey, position: &Position) {
-        let alone = match key {
-            StreamKey::Room(room) => self.hub.room_connections(room) <= 1,
-            StreamKey::Inbox(user) => self.hub.connections_of(user) <= 1,
-        };
-        self.followers.follow(key, position, alone);
+    fn head<'a>(&'a self, key: &'a StreamKey) -> EngineFuture<'a, Position> {
+        Box::pin(async move {
+            let limits = self.rules.of(key);
+            let read = read(&self.redis, key, limits, Reading::head(), now_ms())
+                .await?
+                .ok_or_else(|| EngineError::Failed("stream not created".to_owned()))?;
+            Ok(read.position)
+        })
     }
 
     fn unfollow(&self, key: &StreamKey) {
@@ -350,8 +371,11 @@ impl Broker for RedisBroker {
     fn maintain(&self, _now_ms: u64) -> EngineFuture<'_, ()> {
         // Redis expires keys itself; what is left here is the record of
         // streams nobody here follows any more, missed by `unfollow`.
-        let followed = self.hub.followed_streams();
-        self.followers.retain(|key| followed.contains(key));
+        let hub = &self.hub;
+        self.followers.retain(|key| match key {
+            StreamKey::Room(room) => hub.room_connections(room) > 0,
+            StreamKey::Inbox(user) => hub.connections_of(user) > 0,
+        });
         Box::pin(std::future::ready(Ok(())))
     }
 

@@ -175,13 +175,16 @@ impl Node for RedisNode {
             // figures) goes now rather than when the survivors notice it
             // stopped.
             self.presence.settle(self.redis.timeout * 2).await;
+            // Nothing of this node may be written after its burial: the
+            // writer ends first (what it did not get to is buried with the
+            // rest, and the leaves announced below).
+            self.presence.stop(self.redis.timeout * 2).await;
             let buried = self.presence.bury(&self.redis.node).await;
             if let Ok(left) = &buried {
                 // Whoever was here only (a count the writer did not get to,
                 // or a node that drained before its sessions all closed).
                 self.presence.announce_gone(left.clone()).await;
             }
-            self.presence.stop();
             buried.map(|_| ())
         })
     }

@@ -210,11 +210,9 @@ return {change, users, large}
     )
 });
 
-/// Rewrites all of this node's entries in one scope from the hub: sets
-/// each listed user's count and removes this node's entries of users not
-/// listed. Announces nothing itself: the caller announces only the changes
-/// of users whose counts it was asked to write (the others did not come
-/// or go: Redis had lost or miscounted them).
+/// Rewrites all of this node's entries in one scope: sets each listed
+/// user's count and removes this node's entries of users not listed. Puts
+/// back what Redis lost; announces nothing (the users did not come or go).
 ///
 /// KEYS: 1 `…:z`, 2 `…:u`, 3 `…:c`, 4 `…:n`, 5 the node's scope set,
 /// 6 the set of rooms with members, 7 the room's large flag.
@@ -222,9 +220,7 @@ return {change, users, large}
 /// large room threshold, 5 the key prefix, 6 the stream metadata's TTL (s)
 /// once nobody follows it, then pairs of user and count.
 ///
-/// Returns `{users, large, user, change, …}`: the scope's user count,
-/// whether the room is large (0 for the online scope), and each user whose
-/// presence it changed, with 1 (now present) or -1 (gone).
+/// Returns the scope's user count.
 pub(crate) static RECONCILE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r#"
@@ -240,7 +236,6 @@ repeat
     old[string.sub(page[2][i], #node + 2)] = tonumber(page[2][i + 1])
   end
 until cursor == '0'
-local changes = {}
 local function set(user, new)
   local delta = new - (old[user] or 0)
   if delta == 0 then return end
@@ -250,13 +245,9 @@ local function set(user, new)
   if redis.call('INCRBY', KEYS[4], delta) <= 0 then redis.call('DEL', KEYS[4]) end
   if total <= 0 then
     redis.call('HDEL', KEYS[2], user)
-    if redis.call('ZREM', KEYS[1], user) == 1 then
-      table.insert(changes, user)
-      table.insert(changes, -1)
-    end
-  elseif redis.call('ZADD', KEYS[1], 'NX', 0, user) == 1 then
-    table.insert(changes, user)
-    table.insert(changes, 1)
+    redis.call('ZREM', KEYS[1], user)
+  else
+    redis.call('ZADD', KEYS[1], 'NX', 0, user)
   end
   if room == '' then
     local meta = prefix .. ':s:u:' .. user .. ':m'
@@ -277,9 +268,7 @@ if room ~= '' then
   if users == 0 then redis.call('DEL', KEYS[7])
   elseif users > tonumber(ARGV[4]) then redis.call('SET', KEYS[7], 1) end
 end
-local result = {users, redis.call('EXISTS', KEYS[7])}
-for _, item in ipairs(changes) do table.insert(result, item) end
-return result
+return users
 "#,
     )
 });

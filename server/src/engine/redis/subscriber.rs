@@ -226,9 +226,10 @@ impl Subscriber {
         };
         let step = {
             let mut streams = self.followers.lock();
+            let pending = streams.is_pending(&key);
             match streams.get_mut(&key) {
                 Some(followed) => {
-                    let step = self.apply(&hub, &key, followed, envelope);
+                    let step = self.apply(&hub, &key, followed, pending, envelope);
                     if let Step::GiveUp = step {
                         streams.remove(&key);
                     }
@@ -256,12 +257,14 @@ impl Subscriber {
     /// One stream message against what this node delivered of its stream:
     /// delivered, dropped, or held while a gap is repaired. Called with the
     /// followers' lock held, so the subscriber and the repairs deliver a
-    /// stream's messages one at a time.
+    /// stream's messages one at a time. `pending`: a connection here is
+    /// about to follow the stream, and may need what was delivered already.
     fn apply(
         &self,
         hub: &Hub,
         key: &StreamKey,
         followed: &mut Followed,
+        pending: bool,
         envelope: Envelope,
     ) -> Step {
         if let Some(held) = &mut followed.held {
@@ -272,15 +275,24 @@ impl Subscriber {
             return Step::Done;
         }
         let Some((_, epoch, offset)) = envelope.stream() else { return Step::Done };
+        if followed.dead.as_deref() == Some(epoch) {
+            return Step::Done; // late, of an epoch that is over
+        }
         if epoch != followed.epoch {
             // The stream started over: the followers here move to the new
             // epoch before its first message reaches them.
             self.reset(hub, key, epoch);
-            followed.epoch = epoch.to_owned();
+            followed.dead = Some(std::mem::replace(&mut followed.epoch, epoch.to_owned()));
             followed.last = 0;
         }
         if offset <= followed.last {
-            return Step::Done; // a repair delivered it already
+            // Delivered here already (by a repair, say); but a connection
+            // that read the stream before this offset and has not followed
+            // it yet may not have it: its floor drops it if it does.
+            if pending {
+                self.deliver(hub, key, envelope.delivery);
+            }
+            return Step::Done;
         }
         if offset > followed.last + 1 {
             let repair = Repair {
@@ -336,9 +348,13 @@ impl Subscriber {
     /// what was held meanwhile.
     fn spawn_repair(&self, repair: Repair) {
         let subscriber = self.clone();
+        let mut guard = Unfinished { subscriber: self.clone(), repair: Some(repair) };
         tokio::spawn(async move {
-            let gap = subscriber.read_gap(&repair).await;
-            subscriber.finish_repair(repair, gap);
+            let Some(repair) = guard.repair.as_ref() else { return };
+            let gap = subscriber.read_gap(repair).await;
+            if let Some(repair) = guard.repair.take() {
+                subscriber.finish_repair(repair, gap);
+            }
         });
     }
 
@@ -377,11 +393,12 @@ impl Subscriber {
         let Some(hub) = self.hub.upgrade() else { return };
         let next = {
             let mut streams = self.followers.lock();
+            let pending = streams.is_pending(&repair.key);
             let Some(followed) = streams.get_mut(&repair.key) else { return };
             if followed.generation != repair.generation {
                 return; // dropped and followed again meanwhile: not this repair's record
             }
-            let held = followed.held.take().unwrap_or_default();
+            let mut held = followed.held.take().unwrap_or_default();
             match gap {
                 Gap::Lost => {
                     streams.remove(&repair.key);
@@ -408,22 +425,28 @@ impl Subscriber {
                 Gap::Restarted(epoch) => {
                     // Redis lost the stream and it started over: the
                     // followers move to the new epoch, whose messages are
-                    // then read from its start.
+                    // then read from its start; what was held of the old
+                    // one is over.
                     self.reset(&hub, &repair.key, &epoch);
-                    followed.epoch = epoch;
+                    held.retain(|envelope| !of_epoch(envelope, &repair.epoch));
+                    followed.dead = Some(std::mem::replace(&mut followed.epoch, epoch));
                     followed.last = 0;
                     followed.catch_up = true;
                 }
-                // The next message starts an epoch: held ones (if any) are
-                // of it, and reset the followers as they go out.
-                Gap::Gone => {}
+                // The stream is gone: its next message starts an epoch,
+                // which resets the followers as it goes out; what was held
+                // of the old one is over.
+                Gap::Gone => {
+                    held.retain(|envelope| !of_epoch(envelope, &repair.epoch));
+                    followed.dead = Some(repair.epoch.clone());
+                }
             }
             // What arrived meanwhile, in order; another gap among it holds
             // the rest again.
             let mut step = Step::Done;
             let mut held = held.into_iter();
             for envelope in held.by_ref() {
-                step = self.apply(&hub, &repair.key, followed, envelope);
+                step = self.apply(&hub, &repair.key, followed, pending, envelope);
                 if !matches!(step, Step::Done) {
                     break;
                 }
@@ -486,12 +509,16 @@ impl Subscriber {
             return;
         }
         let subscriber = self.clone();
+        let mut guards: Vec<Unfinished> = repairs
+            .into_iter()
+            .map(|repair| Unfinished { subscriber: self.clone(), repair: Some(repair) })
+            .collect();
         tokio::spawn(async move {
-            let mut repairs = repairs.into_iter().peekable();
-            while repairs.peek().is_some() {
-                let batch: Vec<Repair> = repairs.by_ref().take(REPAIR_BATCH).collect();
-                let gaps = subscriber.read_heads(&batch).await;
-                for (repair, gap) in batch.into_iter().zip(gaps) {
+            for batch in guards.chunks_mut(REPAIR_BATCH) {
+                let repairs: Vec<Repair> =
+                    batch.iter_mut().filter_map(|guard| guard.repair.take()).collect();
+                let gaps = subscriber.read_heads(&repairs).await;
+                for (repair, gap) in repairs.into_iter().zip(gaps) {
                     subscriber.finish_repair(repair, gap);
                 }
             }
@@ -549,6 +576,27 @@ impl Subscriber {
     }
 }
 
+/// A repair under way: if its task ends without finishing it (a panic, a
+/// runtime shutting down), the stream is given up rather than left holding
+/// its deliveries for good.
+struct Unfinished {
+    subscriber: Subscriber,
+    repair: Option<Repair>,
+}
+
+impl Drop for Unfinished {
+    fn drop(&mut self) {
+        if let Some(repair) = self.repair.take() {
+            self.subscriber.finish_repair(repair, Gap::Lost);
+        }
+    }
+}
+
+/// Whether a held delivery is of `epoch`.
+fn of_epoch(envelope: &Envelope, epoch: &str) -> bool {
+    envelope.epoch.as_deref() == Some(epoch)
+}
+
 /// What a read of a stream at `epoch`, `head` with `entries` (after the
 /// repair's `after`) says of the repair's gap.
 fn gap_of(repair: &Repair, epoch: &str, head: u64, entries: Vec<Stored>) -> Gap {
@@ -580,6 +628,87 @@ mod tests {
             .iter()
             .map(|&offset| Stored { offset, ts: 1, frame: Utf8Bytes::from("{}") })
             .collect()
+    }
+
+    /// A subscriber on a Redis it never reaches (the connection is lazy)
+    /// and a hub with one member of room `r`, whose queue is returned.
+    fn subscriber() -> (Subscriber, Arc<Hub>, crate::hub::outbound::OutboundQueue) {
+        let config = crate::config::RedisConfig {
+            url: Some("redis://127.0.0.1:1".into()),
+            ..Default::default()
+        };
+        let redis = Arc::new(Redis::new(&config).unwrap());
+        let hub = Arc::new(Hub::new());
+        let (outbound, queue) =
+            crate::hub::outbound::channel(hub.next_key(), "m".into(), 64, 1 << 20);
+        let key = outbound.key;
+        hub.register(Arc::new(outbound), crate::hub::connections::ConnectionInfo::test());
+        hub.join(key, "r", true).unwrap();
+        let rules = HistoryRules::new(crate::config::HistoryConfig::default());
+        let followers = Arc::new(Followers::default());
+        let subscriber = Subscriber { redis, hub: Arc::downgrade(&hub), rules, followers };
+        (subscriber, hub, queue)
+    }
+
+    fn envelope(epoch: &str, offset: u64) -> Envelope {
+        let frame = Utf8Bytes::from(format!("{epoch}{offset}"));
+        let delivery = Delivery::message(Target::Room("r".into()), frame, epoch_tag(epoch), offset);
+        Envelope { delivery, epoch: Some(epoch.to_owned()) }
+    }
+
+    fn frames(queue: &mut crate::hub::outbound::OutboundQueue) -> Vec<String> {
+        std::iter::from_fn(|| queue.try_recv()).map(|d| d.frame.to_string()).collect()
+    }
+
+    #[tokio::test]
+    async fn a_follower_about_to_follow_gets_what_was_delivered_here_already() {
+        let (subscriber, hub, mut queue) = subscriber();
+        let key = StreamKey::Room("r".into());
+        let mut followed = subscriber.followers.record("e", 9);
+        assert!(matches!(
+            subscriber.apply(&hub, &key, &mut followed, false, envelope("e", 8)),
+            Step::Done
+        ));
+        assert!(frames(&mut queue).is_empty(), "delivered here already, nobody pending: dropped");
+        assert!(matches!(
+            subscriber.apply(&hub, &key, &mut followed, true, envelope("e", 8)),
+            Step::Done
+        ));
+        assert_eq!(frames(&mut queue), ["e8"], "someone may still need it");
+        assert_eq!(followed.last, 9, "what counts as delivered does not move back");
+    }
+
+    #[tokio::test]
+    async fn a_stream_that_started_over_does_not_go_back_to_its_old_epoch() {
+        let (subscriber, hub, mut queue) = subscriber();
+        let key = StreamKey::Room("r".into());
+        let mut followed = subscriber.followers.record("old", 5);
+        assert!(matches!(
+            subscriber.apply(&hub, &key, &mut followed, false, envelope("new", 1)),
+            Step::Done
+        ));
+        let out: Vec<String> = frames(&mut queue);
+        assert_eq!(out.len(), 2, "a reset, then the message: {out:?}");
+        assert!(
+            out[0].contains("\"type\":\"reset\"") && out[0].contains("\"epoch\":\"new\""),
+            "{out:?}"
+        );
+        assert_eq!(out[1], "new1");
+        // A late message of the epoch that is over: dropped, no reset back.
+        assert!(matches!(
+            subscriber.apply(&hub, &key, &mut followed, false, envelope("old", 6)),
+            Step::Done
+        ));
+        assert!(frames(&mut queue).is_empty());
+        assert_eq!((followed.epoch.as_str(), followed.last), ("new", 1));
+        // A jump in the new epoch is a gap to repair, holding what follows.
+        let step = subscriber.apply(&hub, &key, &mut followed, false, envelope("new", 4));
+        assert!(matches!(step, Step::Repair(Repair { after: 1, upto: Some(3), .. })));
+        assert!(matches!(
+            subscriber.apply(&hub, &key, &mut followed, false, envelope("new", 5)),
+            Step::Done
+        ));
+        assert_eq!(followed.held.as_ref().map(Vec::len), Some(2));
     }
 
     #[test]

@@ -78,15 +78,14 @@ type Waiter = oneshot::Sender<Result<Outcome, EngineError>>;
 /// A user's count in a scope.
 type Entry = (Scope, Arc<str>);
 
-/// Each user of a scope with this node's connections of them.
-type Counts = Vec<(Arc<str>, usize)>;
-
 /// Counts marked for the writer, with whoever waits for their outcome.
 #[derive(Default)]
 struct Marked {
     entries: HashMap<Entry, Vec<Waiter>>,
     /// Set when this node's whole copy must be rewritten.
     rewrite: bool,
+    /// Set once the writer has ended: a mark is answered at once.
+    stopped: bool,
 }
 
 /// Presence of a node of a cluster.
@@ -104,8 +103,14 @@ pub(crate) struct RedisPresence {
     idle: AtomicBool,
     /// Signalled each time the writer becomes idle.
     settled: Notify,
-    /// Stops the writer: cancelled once the node has drained.
+    /// Stops the writer: cancelled as the node drains.
     stop: CancellationToken,
+    /// Cancelled once the writer has ended.
+    finished: CancellationToken,
+    /// What the writer last wrote for each user of each scope, to write
+    /// again when Redis lost it (changes since are marked, and written
+    /// after with their announcements).
+    written: Mutex<HashMap<Scope, HashMap<Arc<str>, usize>>>,
 }
 
 /// A [`RedisPresence`] shared with the node's tasks.
@@ -131,6 +136,8 @@ impl RedisPresence {
             idle: AtomicBool::new(true),
             settled: Notify::new(),
             stop: CancellationToken::new(),
+            finished: CancellationToken::new(),
+            written: Mutex::new(HashMap::new()),
         }
     }
 

@@ -12,7 +12,7 @@ use switchboard_protocol::PresenceAction;
 use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
-use super::{Counts, Entry, MAX_RETRY, Marked, Outcome, RedisPresence, Scope, Waiter};
+use super::{Entry, MAX_RETRY, Marked, Outcome, RedisPresence, Scope, Waiter};
 use crate::engine::EngineError;
 use crate::engine::redis::broker::meta_ttl_secs;
 use crate::engine::redis::keys::{ONLINE, room_scope};
@@ -39,6 +39,13 @@ impl RedisPresence {
     /// outcome.
     pub(super) fn mark(&self, scope: Scope, user: &Arc<str>, waiter: Option<Waiter>) {
         let mut marked = self.marked();
+        if marked.stopped {
+            if let Some(waiter) = waiter {
+                let stopped = "the node is stopping: presence not counted";
+                let _ = waiter.send(Err(EngineError::Unavailable(stopped.to_owned())));
+            }
+            return;
+        }
         marked.entries.entry((scope, user.clone())).or_default().extend(waiter);
         self.idle.store(false, Ordering::Relaxed);
         drop(marked);
@@ -93,6 +100,9 @@ impl RedisPresence {
         let mut failures: u32 = 0;
         let idle_after_shutdown = self.redis.timeout * 4;
         loop {
+            if self.stop.is_cancelled() {
+                break;
+            }
             let (entries, rewrite) = {
                 let mut marked = self.marked();
                 (std::mem::take(&mut marked.entries), std::mem::take(&mut marked.rewrite))
@@ -118,7 +128,7 @@ impl RedisPresence {
                     () = tokio::time::sleep(idle_after_shutdown), if stopping => break,
                 }
             }
-            let written = if rewrite { self.rewrite_all(&entries).await } else { Ok(()) };
+            let written = if rewrite { self.rewrite_all().await } else { Ok(()) };
             let written = match written {
                 Ok(()) => self.write(entries).await,
                 Err(err) => {
@@ -147,15 +157,22 @@ impl RedisPresence {
                 }
             }
         }
-        // Whoever still waits hears that the count will not be written.
-        self.marked().entries.clear();
+        // Whoever still waits hears that the count will not be written,
+        // and so does whoever marks from now on.
+        let mut marked = self.marked();
+        marked.stopped = true;
+        marked.entries.clear();
         self.idle.store(true, Ordering::Relaxed);
+        drop(marked);
         self.settled.notify_waiters();
+        self.finished.cancel();
     }
 
-    /// Ends the writer (the node has drained).
-    pub(crate) fn stop(&self) {
+    /// Ends the writer and waits (at most `within`) until it has: after
+    /// this, nothing of this node is written to Redis any more.
+    pub(crate) async fn stop(&self, within: Duration) {
         self.stop.cancel();
+        let _ = tokio::time::timeout(within, self.finished.cancelled()).await;
     }
 
     /// This node's connections of `user` in `scope`, as the hub holds them now.
@@ -189,8 +206,11 @@ impl RedisPresence {
     /// Writes a batch of counts in one pipeline, then announces and answers.
     async fn write(&self, entries: HashMap<Entry, Vec<Waiter>>) -> Result<(), EngineError> {
         let entries: Vec<(Entry, Vec<Waiter>)> = entries.into_iter().collect();
+        let mut counts = Vec::with_capacity(entries.len());
         let mut pipe = ::redis::pipe();
         for ((scope, user), waiters) in &entries {
+            let count = self.count(scope, user);
+            counts.push(count);
             let (mut keys, name) = self.scope_keys(scope);
             let (room, stream) = match scope {
                 Scope::Online => (String::new(), StreamKey::Inbox(user.clone())),
@@ -200,7 +220,7 @@ impl RedisPresence {
             let mut cmd = evalsha(&PRESENCE, &keys);
             cmd.arg(&self.redis.node)
                 .arg(&**user)
-                .arg(self.count(scope, user))
+                .arg(count)
                 .arg(&name)
                 .arg(&room)
                 .arg(self.large_room)
@@ -236,6 +256,19 @@ impl RedisPresence {
                 return Err(err);
             }
         };
+        {
+            // Written: what a rewrite puts back if Redis loses it.
+            let mut written = self.written.lock().unwrap_or_else(PoisonError::into_inner);
+            for (((scope, user), _), count) in entries.iter().zip(&counts) {
+                let users = written.entry(scope.clone()).or_default();
+                if *count == 0 {
+                    users.remove(user);
+                } else {
+                    users.insert(user.clone(), *count);
+                }
+            }
+            written.retain(|_, users| !users.is_empty());
+        }
         let mut answers = answers.into_iter();
         let mut announce = ::redis::pipe();
         for ((scope, user), waiters) in entries {
@@ -303,12 +336,12 @@ impl RedisPresence {
         }
     }
 
-    /// Rewrites all of this node's entries from the hub, scope by scope
-    /// (one script call each, in one pipeline), and removes those of
-    /// scopes where the hub has nobody any more. Announces only what it
-    /// changed for the users of `marked` (they did come or go); for the
-    /// others it corrects counts Redis lost or got wrong, silently.
-    async fn rewrite_all(&self, marked: &HashMap<Entry, Vec<Waiter>>) -> Result<(), EngineError> {
+    /// Rewrites all of this node's entries, scope by scope (one script call
+    /// each, in one pipeline), as the writer last wrote them, and removes
+    /// those of scopes it wrote nobody in: Redis lost them, or a write
+    /// failed half way. What changed since is marked and written after,
+    /// with its announcements, so the rewrite itself announces nothing.
+    async fn rewrite_all(&self) -> Result<(), EngineError> {
         let mut connection = self.redis.connection();
         let listed: Vec<String> = self
             .redis
@@ -319,12 +352,7 @@ impl RedisPresence {
                     .query_async(&mut connection),
             )
             .await?;
-        let snapshot = self.hub.presence_snapshot();
-        let mut scopes: HashMap<Scope, Counts> = HashMap::new();
-        scopes.insert(Scope::Online, snapshot.users);
-        for (room, user, count) in snapshot.rooms {
-            scopes.entry(Scope::Room(room)).or_default().push((user, count));
-        }
+        let mut scopes = self.written.lock().unwrap_or_else(PoisonError::into_inner).clone();
         for name in listed {
             let scope = match name.strip_prefix("r:") {
                 Some(room) => Scope::Room(room.into()),
@@ -332,10 +360,6 @@ impl RedisPresence {
             };
             scopes.entry(scope).or_default();
         }
-        for (scope, _) in marked.keys() {
-            scopes.entry(scope.clone()).or_default();
-        }
-        let scopes: Vec<(Scope, Counts)> = scopes.into_iter().collect();
         let unfollowed_ttl = meta_ttl_secs(&self.rules.longest());
         let mut pipe = ::redis::pipe();
         for (scope, users) in &scopes {
@@ -354,38 +378,9 @@ impl RedisPresence {
             for (user, count) in users {
                 cmd.arg(&**user).arg(*count);
             }
-            pipe.add_command(cmd);
+            pipe.add_command(cmd).ignore();
         }
-        let answers: Vec<::redis::Value> =
-            self.redis.run_scripts("presence", &[&RECONCILE], &pipe).await?;
-        let mut announce = ::redis::pipe();
-        for ((scope, _), answer) in scopes.iter().zip(answers) {
-            let Ok(flat) = ::redis::from_redis_value::<Vec<::redis::Value>>(answer) else {
-                continue;
-            };
-            let mut flat = flat.into_iter();
-            let number = |v: Option<::redis::Value>| {
-                v.and_then(|v| ::redis::from_redis_value::<i64>(v).ok()).unwrap_or(0)
-            };
-            let users = number(flat.next()).max(0) as usize;
-            let large = number(flat.next()) == 1;
-            while let (Some(user), Some(change)) = (flat.next(), flat.next()) {
-                let Ok(user) = ::redis::from_redis_value::<String>(user) else { continue };
-                let user: Arc<str> = user.into();
-                if !marked.contains_key(&(scope.clone(), user.clone())) {
-                    continue;
-                }
-                let change = number(Some(change));
-                let outcome = Outcome { change, users, large, page: None };
-                self.announced(scope, &user, &outcome, &mut announce);
-            }
-        }
-        if !announce.is_empty() {
-            let sent = self.redis.call("announce", announce.query_async::<()>(&mut connection));
-            if let Err(err) = sent.await {
-                tracing::warn!(%err, "presence changes not announced");
-            }
-        }
+        self.redis.run_scripts::<()>("presence", &[&RECONCILE], &pipe).await?;
         tracing::info!(scopes = scopes.len(), "this node's presence rewritten in redis");
         Ok(())
     }
