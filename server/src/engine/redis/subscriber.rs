@@ -279,11 +279,19 @@ impl Subscriber {
             return Step::Done; // late, of an epoch that is over
         }
         if epoch != followed.epoch {
-            // The stream started over: the followers here move to the new
-            // epoch before its first message reaches them.
-            self.reset(hub, key, epoch);
-            followed.dead = Some(std::mem::replace(&mut followed.epoch, epoch.to_owned()));
-            followed.last = 0;
+            // Another epoch: the stream started over, or this is a late
+            // message of one that is over (epochs have no order). Which
+            // one, the stream's head says: it is read before anything of
+            // the stream goes out, and a restart resets the followers.
+            let repair = Repair {
+                key: key.clone(),
+                epoch: followed.epoch.clone(),
+                after: followed.last,
+                upto: None,
+                generation: followed.generation,
+            };
+            followed.held = Some(vec![envelope]);
+            return Step::Repair(repair);
         }
         if offset <= followed.last {
             // Delivered here already (by a repair, say); but a connection
@@ -441,6 +449,12 @@ impl Subscriber {
                     followed.dead = Some(repair.epoch.clone());
                 }
             }
+            // Read up to the head, the stream's epoch is known: what was
+            // held of any other is stale (a newer epoch's messages are in
+            // its history, read when it comes).
+            if repair.upto.is_none() {
+                held.retain(|envelope| of_epoch(envelope, &followed.epoch));
+            }
             // What arrived meanwhile, in order; another gap among it holds
             // the rest again.
             let mut step = Step::Done;
@@ -515,10 +529,13 @@ impl Subscriber {
             .collect();
         tokio::spawn(async move {
             for batch in guards.chunks_mut(REPAIR_BATCH) {
-                let repairs: Vec<Repair> =
-                    batch.iter_mut().filter_map(|guard| guard.repair.take()).collect();
+                let repairs: Vec<&Repair> =
+                    batch.iter().filter_map(|guard| guard.repair.as_ref()).collect();
                 let gaps = subscriber.read_heads(&repairs).await;
-                for (repair, gap) in repairs.into_iter().zip(gaps) {
+                // Taken from their guards only once read: a task that ends
+                // during the read leaves them to the guards.
+                let repairs = batch.iter_mut().filter_map(|guard| guard.repair.take());
+                for (repair, gap) in repairs.zip(gaps) {
                     subscriber.finish_repair(repair, gap);
                 }
             }
@@ -527,7 +544,7 @@ impl Subscriber {
 
     /// What each stream misses after its last delivered offset, read in one
     /// pipeline.
-    async fn read_heads(&self, batch: &[Repair]) -> Vec<Gap> {
+    async fn read_heads(&self, batch: &[&Repair]) -> Vec<Gap> {
         let mut pipe = ::redis::pipe();
         for repair in batch {
             let limits = self.rules.of(&repair.key);
@@ -679,36 +696,52 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_stream_that_started_over_does_not_go_back_to_its_old_epoch() {
+    async fn another_epoch_is_checked_against_the_head_and_a_dead_one_never_comes_back() {
         let (subscriber, hub, mut queue) = subscriber();
         let key = StreamKey::Room("r".into());
-        let mut followed = subscriber.followers.record("old", 5);
-        assert!(matches!(
-            subscriber.apply(&hub, &key, &mut followed, false, envelope("new", 1)),
-            Step::Done
-        ));
-        let out: Vec<String> = frames(&mut queue);
+        let record = subscriber.followers.record("old", 5);
+        let generation = record.generation;
+        subscriber.followers.lock().insert(key.clone(), record);
+        // A message of another epoch is held while the head is read.
+        let step = {
+            let mut streams = subscriber.followers.lock();
+            let followed = streams.get_mut(&key).unwrap();
+            subscriber.apply(&hub, &key, followed, false, envelope("new", 1))
+        };
+        let Step::Repair(repair) = step else { panic!("a read of the head") };
+        assert_eq!((repair.after, repair.upto, repair.generation), (5, None, generation));
+        assert!(frames(&mut queue).is_empty(), "nothing goes out before the read");
+        // The head says the stream started over: reset, then the message.
+        subscriber.finish_repair(repair, Gap::Restarted("new".into()));
+        let out = frames(&mut queue);
         assert_eq!(out.len(), 2, "a reset, then the message: {out:?}");
         assert!(
             out[0].contains("\"type\":\"reset\"") && out[0].contains("\"epoch\":\"new\""),
             "{out:?}"
         );
         assert_eq!(out[1], "new1");
-        // A late message of the epoch that is over: dropped, no reset back.
+        // A late message of the epoch that is over: dropped, no read, no reset.
+        let mut streams = subscriber.followers.lock();
+        let followed = streams.get_mut(&key).unwrap();
+        followed.held = None; // the catch-up read to the head, as if done
         assert!(matches!(
-            subscriber.apply(&hub, &key, &mut followed, false, envelope("old", 6)),
+            subscriber.apply(&hub, &key, followed, false, envelope("old", 6)),
             Step::Done
         ));
         assert!(frames(&mut queue).is_empty());
         assert_eq!((followed.epoch.as_str(), followed.last), ("new", 1));
-        // A jump in the new epoch is a gap to repair, holding what follows.
-        let step = subscriber.apply(&hub, &key, &mut followed, false, envelope("new", 4));
-        assert!(matches!(step, Step::Repair(Repair { after: 1, upto: Some(3), .. })));
-        assert!(matches!(
-            subscriber.apply(&hub, &key, &mut followed, false, envelope("new", 5)),
-            Step::Done
-        ));
-        assert_eq!(followed.held.as_ref().map(Vec::len), Some(2));
+        // A late message of an epoch the head does not confirm is dropped
+        // after the read, and the record stays where the head is.
+        let Step::Repair(repair) =
+            subscriber.apply(&hub, &key, followed, false, envelope("older", 1))
+        else {
+            panic!("a read of the head")
+        };
+        drop(streams);
+        subscriber.finish_repair(repair, Gap::Filled(Vec::new()));
+        assert!(frames(&mut queue).is_empty(), "a stale epoch's message is not written");
+        let streams = subscriber.followers.lock();
+        assert_eq!((streams[&key].epoch.as_str(), streams[&key].held.is_none()), ("new", true));
     }
 
     #[test]

@@ -239,14 +239,22 @@ impl RedisPresence {
                     .arg(self.ack_members + 1);
             }
         }
-        let answers: Result<Vec<::redis::Value>, EngineError> =
-            self.redis.run_scripts("presence", &[&PRESENCE], &pipe).await;
+        let answers: Result<Vec<::redis::Value>, EngineError> = if self.stop.is_cancelled() {
+            // The node is being buried: nothing of it is written any more.
+            Err(EngineError::Unavailable("the node is stopping".to_owned()))
+        } else {
+            self.redis.run_scripts("presence", &[&PRESENCE], &pipe).await
+        };
         let answers = match answers {
             Ok(answers) => answers,
             Err(err) => {
                 // Marked again, for the next attempt; who waited hears the
-                // failure now (a join is refused and undone).
+                // failure now (a join is refused and undone). The pipeline
+                // may have run all the same (its answer lost to a timeout):
+                // what was written before is put back first, so that the
+                // retry sees, and announces, the real change.
                 let mut marked = self.marked();
+                marked.rewrite = true;
                 for (entry, waiters) in entries {
                     for waiter in waiters {
                         let _ = waiter.send(Err(err.clone()));
@@ -379,6 +387,9 @@ impl RedisPresence {
                 cmd.arg(&**user).arg(*count);
             }
             pipe.add_command(cmd).ignore();
+        }
+        if self.stop.is_cancelled() {
+            return Err(EngineError::Unavailable("the node is stopping".to_owned()));
         }
         self.redis.run_scripts::<()>("presence", &[&RECONCILE], &pipe).await?;
         tracing::info!(scopes = scopes.len(), "this node's presence rewritten in redis");
