@@ -131,18 +131,8 @@ impl RedisPresence {
             let written = if rewrite { self.rewrite_all().await } else { Ok(()) };
             let written = match written {
                 Ok(()) => self.write(entries).await,
-                Err(err) => {
-                    // Keep the marks: written after the rewrite that is still due.
-                    let mut marked = self.marked();
-                    marked.rewrite = true;
-                    for (entry, waiters) in entries {
-                        for waiter in waiters {
-                            let _ = waiter.send(Err(err.clone()));
-                        }
-                        marked.entries.entry(entry).or_default();
-                    }
-                    Err(err)
-                }
+                // Keep the marks: written after the rewrite that is still due.
+                Err(err) => Err(self.retry(entries, err)),
             };
             match written {
                 Ok(()) => failures = 0,
@@ -203,6 +193,25 @@ impl RedisPresence {
         (keys, name)
     }
 
+    /// Marks `entries` again for the next attempt, after a rewrite of what
+    /// was written before; who waited hears `err` now (a join is refused
+    /// and undone). Returns `err`.
+    fn retry(
+        &self,
+        entries: impl IntoIterator<Item = (Entry, Vec<Waiter>)>,
+        err: EngineError,
+    ) -> EngineError {
+        let mut marked = self.marked();
+        marked.rewrite = true;
+        for (entry, waiters) in entries {
+            for waiter in waiters {
+                let _ = waiter.send(Err(err.clone()));
+            }
+            marked.entries.entry(entry).or_default();
+        }
+        err
+    }
+
     /// Writes a batch of counts in one pipeline, then announces and answers.
     async fn write(&self, entries: HashMap<Entry, Vec<Waiter>>) -> Result<(), EngineError> {
         let entries: Vec<(Entry, Vec<Waiter>)> = entries.into_iter().collect();
@@ -247,22 +256,10 @@ impl RedisPresence {
         };
         let answers = match answers {
             Ok(answers) => answers,
-            Err(err) => {
-                // Marked again, for the next attempt; who waited hears the
-                // failure now (a join is refused and undone). The pipeline
-                // may have run all the same (its answer lost to a timeout):
-                // what was written before is put back first, so that the
-                // retry sees, and announces, the real change.
-                let mut marked = self.marked();
-                marked.rewrite = true;
-                for (entry, waiters) in entries {
-                    for waiter in waiters {
-                        let _ = waiter.send(Err(err.clone()));
-                    }
-                    marked.entries.entry(entry).or_default();
-                }
-                return Err(err);
-            }
+            // The pipeline may have run all the same (its answer lost to a
+            // timeout): what was written before is put back first, so that
+            // the retry sees, and announces, the real change.
+            Err(err) => return Err(self.retry(entries, err)),
         };
         {
             // Written: what a rewrite puts back if Redis loses it.
