@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The benchmark suite: the release `switchboard` binary and its Node peers
-# under the same load, one after the other in one run (ratios count on a
+# The benchmark suite: the release `switchboard` binary and its peers (the
+# Node `ws` and Socket.IO hubs, the socketioxide hub) under the same load, one after the other in one run (ratios count on a
 # noisy machine, single times do not). Not part of ./scripts/test.sh.
 #
 #   ./scripts/bench.sh                 # 10,000 connections

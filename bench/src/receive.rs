@@ -25,7 +25,25 @@ pub struct Received {
     pub count: AtomicUsize,
     changed: Notify,
     latencies: Mutex<Vec<Duration>>,
+    /// When the last message arrived.
+    last: Mutex<Option<Instant>>,
 }
+
+/// How a wait for messages ended.
+#[derive(Debug, Clone, Copy)]
+pub struct Arrived {
+    /// Messages received, all of them or fewer.
+    pub count: usize,
+    /// When the last of them arrived (when the wait ended if none did), so
+    /// that a phase whose messages never all arrive is timed to its last
+    /// delivery, not to the wait that gave up on the rest.
+    pub at: Instant,
+}
+
+/// How long a wait goes on with no message arriving before it gives up:
+/// a hub that drops messages (a full per-connection buffer, say) never
+/// sends them.
+const SILENCE: Duration = Duration::from_secs(10);
 
 impl Received {
     /// Counts one message, and its latency if it carries a send time.
@@ -33,6 +51,7 @@ impl Received {
         if let Some(latency) = latency_of(text) {
             self.latencies.lock().unwrap_or_else(|e| e.into_inner()).push(latency);
         }
+        *self.last.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
         self.count.fetch_add(1, Ordering::Relaxed);
         self.changed.notify_one();
     }
@@ -44,14 +63,21 @@ impl Received {
         ))
     }
 
-    /// Waits until `total` messages arrived; gives up after 120 s.
-    pub async fn wait_for(&self, total: usize, bar: &ProgressBar) {
-        let deadline = Instant::now() + Duration::from_secs(120);
+    /// Waits until `total` messages arrived, or gives up after 10 s in
+    /// which none did.
+    pub async fn wait_for(&self, total: usize, bar: &ProgressBar) -> Arrived {
+        let mut seen = self.count.load(Ordering::Relaxed);
+        let mut quiet_since = Instant::now();
         loop {
             let count = self.count.load(Ordering::Relaxed);
             bar.set_position(count as u64);
-            if count >= total || Instant::now() >= deadline {
-                return;
+            if count != seen {
+                (seen, quiet_since) = (count, Instant::now());
+            }
+            if count >= total || quiet_since.elapsed() >= SILENCE {
+                let last = *self.last.lock().unwrap_or_else(|e| e.into_inner());
+                let at = if count >= total { Instant::now() } else { last.unwrap_or(quiet_since) };
+                return Arrived { count, at };
             }
             let _ = tokio::time::timeout(Duration::from_millis(50), self.changed.notified()).await;
         }

@@ -131,7 +131,7 @@ impl Proto {
         .await?;
         match self {
             Proto::Json => {
-                next_text(&mut socket, self).await?;
+                answer(&mut socket, self).await?;
             }
             Proto::SocketIo => {
                 // Engine.IO's open packet, then connect to the main namespace.
@@ -163,14 +163,31 @@ pub async fn next_text(socket: &mut Socket, proto: Proto) -> Result<Utf8Bytes, E
     }
 }
 
-/// Reads until a text frame that `wanted` accepts.
+/// How long the client waits for an answer (an ack, its own message back)
+/// before it counts the connection as lost, so that a server that drops a
+/// frame fails the phase instead of hanging the benchmark.
+pub const ANSWER_WITHIN: Duration = Duration::from_secs(30);
+
+/// The next text frame, or an error after [`ANSWER_WITHIN`] without one.
+async fn answer(socket: &mut Socket, proto: Proto) -> Result<Utf8Bytes, Error> {
+    match tokio::time::timeout(ANSWER_WITHIN, next_text(socket, proto)).await {
+        Ok(answer) => answer,
+        Err(_) => Err(Error::Io(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            "no answer from the server in 30 s",
+        ))),
+    }
+}
+
+/// Reads until a text frame that `wanted` accepts; fails after
+/// [`ANSWER_WITHIN`] without a frame.
 pub async fn read_until(
     socket: &mut Socket,
     proto: Proto,
     wanted: impl Fn(&str) -> bool,
 ) -> Result<Utf8Bytes, Error> {
     loop {
-        let text = next_text(socket, proto).await?;
+        let text = answer(socket, proto).await?;
         if wanted(&text) {
             return Ok(text);
         }
@@ -178,7 +195,8 @@ pub async fn read_until(
 }
 
 /// Sends `count` requests made by `frame(n)`, `in_flight` unacknowledged at
-/// a time, until every one is acknowledged.
+/// a time, until every one is acknowledged; fails after [`ANSWER_WITHIN`]
+/// without a frame.
 pub async fn send_acked(
     socket: &mut Socket,
     proto: Proto,
@@ -192,7 +210,7 @@ pub async fn send_acked(
             socket.send(Message::text(frame(sent))).await?;
             sent += 1;
         }
-        if proto.is_ack(&next_text(socket, proto).await?) {
+        if proto.is_ack(&answer(socket, proto).await?) {
             acked += 1;
         }
     }

@@ -135,15 +135,15 @@ async fn measure(
     let started = Instant::now();
     let publish = |n| proto.publish("bench", Some(n), &stamped(n));
     wire::send_acked(&mut publisher, proto, args.messages, args.in_flight, publish).await?;
-    received.wait_for(expected, &bar).await;
-    let elapsed = started.elapsed();
+    let arrived = received.wait_for(expected, &bar).await;
+    let elapsed = arrived.at.saturating_duration_since(started);
     bar.finish();
     let (nodes_after, redis_after) = cpu(hubs, redis)?;
     let _client = own_cpu()?.saturating_sub(client_before);
     for reader in readers {
         reader.abort();
     }
-    let deliveries = received.count.load(std::sync::atomic::Ordering::Relaxed);
+    let deliveries = arrived.count;
     Ok(Run {
         name,
         joins: Percentiles::of(joins),

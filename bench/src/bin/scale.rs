@@ -1,9 +1,12 @@
 //! Scale on one machine, side by side: the `switchboard` release binary, a
-//! bare Node `ws` room hub (`bench/node/ws-hub.mjs`) and a Socket.IO 4.8 hub
+//! bare Node `ws` room hub (`bench/node/ws-hub.mjs`), the same room hub on
+//! socketioxide, the Rust Socket.IO server (`socketioxide-hub`, built from
+//! `bench/src/bin/socketioxide-hub.rs`) and on Socket.IO 4.8
 //! (`bench/node/socketio-hub.mjs`) under the same load, one after the other
 //! in one run, so the ratios hold on a noisy machine. One load client (this
 //! process) speaks each server's frames as raw text (see
-//! `switchboard_bench::wire`) and reports its own CPU too.
+//! `switchboard_bench::wire`) and reports its own CPU in every row: where it
+//! nears a whole core, the client may be what limits the row.
 //!
 //! - **storm**: N connections opened `--parallel` at a time (a reconnect
 //!   storm), timed until every one was welcomed.
@@ -38,7 +41,6 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
@@ -46,14 +48,14 @@ use futures::{SinkExt, StreamExt, stream};
 use indicatif::ProgressBar;
 use switchboard_bench::percentiles::Percentiles;
 use switchboard_bench::process::{Hub, own_cpu};
-use switchboard_bench::receive::{Received, join_room, read_on};
+use switchboard_bench::receive::{Arrived, Received, join_room, read_on};
 use switchboard_bench::report::progress;
 use switchboard_bench::wire::{self, Proto, Socket, stamped};
 use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::Message;
 
 /// Storms, room fills, fan-out, round trips and private messages against
-/// Switchboard, a Node `ws` hub and a Socket.IO hub.
+/// Switchboard, a Node `ws` hub, a socketioxide hub and a Socket.IO hub.
 #[derive(Parser)]
 struct Args {
     /// Connections (each holds a file descriptor here and one in the hub).
@@ -80,6 +82,13 @@ struct Args {
     /// Leave out Socket.IO only.
     #[arg(long)]
     no_socketio: bool,
+    /// The socketioxide room hub (`bench/src/bin/socketioxide-hub.rs`), the
+    /// Rust peer.
+    #[arg(long, default_value = "target/release/socketioxide-hub")]
+    socketioxide: PathBuf,
+    /// Leave out socketioxide.
+    #[arg(long)]
+    no_socketioxide: bool,
     /// Write the Markdown table here too.
     #[arg(long)]
     out: Option<PathBuf>,
@@ -132,6 +141,8 @@ struct Phase {
     /// Connections the server closed before the phase was done with them
     /// (slow consumers cut off, for example).
     lost: usize,
+    /// Messages that never arrived (dropped by the server).
+    missing: usize,
 }
 
 impl Phase {
@@ -141,17 +152,31 @@ impl Phase {
     }
 
     fn cell(&self) -> String {
-        let lost = if self.lost > 0 {
-            format!(", **{} closed by the server**", self.lost)
-        } else {
-            String::new()
-        };
         format!(
-            "{:.2} s (server CPU {:.1} s, client {:.1} s{lost})",
+            "{:.2} s (server CPU {:.1} s, client {:.1} s{})",
             self.elapsed.as_secs_f64(),
             self.server_cpu.as_secs_f64(),
-            self.client_cpu.as_secs_f64()
+            self.client_cpu.as_secs_f64(),
+            self.losses()
         )
+    }
+
+    /// What the server lost in the phase, if anything, in bold.
+    fn losses(&self) -> String {
+        let mut out = String::new();
+        if self.lost > 0 {
+            out.push_str(&format!(", **{} closed by the server**", self.lost));
+        }
+        if self.missing > 0 {
+            out.push_str(&format!(", **{} messages never arrived**", self.missing));
+        }
+        out
+    }
+
+    /// The load client's CPU over the phase's wall time: near 1 (a whole
+    /// core) or above, the client may be what limits the phase.
+    fn client_load(&self) -> f64 {
+        self.client_cpu.as_secs_f64() / self.elapsed.as_secs_f64().max(1e-6)
     }
 
     /// `count` per second of the phase and per second of server CPU.
@@ -177,7 +202,18 @@ impl Timer {
             server_cpu: hub.cpu()?.saturating_sub(self.server),
             client_cpu: own_cpu()?.saturating_sub(self.client),
             lost,
+            missing: 0,
         })
+    }
+
+    /// Stops a phase that waited for `expected` messages: timed to the last
+    /// that arrived, with those that did not counted as missing.
+    fn stop_arrived(self, hub: &Hub, arrived: Arrived, expected: usize) -> std::io::Result<Phase> {
+        let elapsed = arrived.at.saturating_duration_since(self.started);
+        let mut phase = self.stop(hub, 0)?;
+        phase.elapsed = elapsed;
+        phase.missing = expected.saturating_sub(arrived.count);
+        Ok(phase)
     }
 }
 
@@ -208,13 +244,18 @@ async fn main() -> Result<(), Failure> {
     drop(hub);
     if !args.no_node {
         let hub = Hub::start("node".as_ref(), &["bench/node/ws-hub.mjs".to_owned()]).await?;
-        runs.push(measure("Node ws hub", Proto::Json, &hub, &args).await?);
+        runs.push(measure(NODE_WS, Proto::Json, &hub, &args).await?);
         drop(hub);
-        if !args.no_socketio {
-            let script = "bench/node/socketio-hub.mjs".to_owned();
-            let hub = Hub::start("node".as_ref(), &[script]).await?;
-            runs.push(measure("Socket.IO 4.8", Proto::SocketIo, &hub, &args).await?);
-        }
+    }
+    if !args.no_socketioxide {
+        let hub = Hub::start(&args.socketioxide, &[]).await?;
+        runs.push(measure("socketioxide 0.18", Proto::SocketIo, &hub, &args).await?);
+        drop(hub);
+    }
+    if !args.no_node && !args.no_socketio {
+        let script = "bench/node/socketio-hub.mjs".to_owned();
+        let hub = Hub::start("node".as_ref(), &[script]).await?;
+        runs.push(measure("Socket.IO 4.8", Proto::SocketIo, &hub, &args).await?);
     }
     let table = table(&runs, &args);
     switchboard_bench::report::publish(&table, args.out.as_deref())?;
@@ -224,10 +265,13 @@ async fn main() -> Result<(), Failure> {
     Ok(())
 }
 
-/// Each server's speed in each scenario relative to the second run (the
-/// Node `ws` hub): the inverse time for storm and fill, the rate otherwise.
+/// The run every chart bar is relative to.
+const NODE_WS: &str = "Node ws hub";
+
+/// Each server's speed in each scenario relative to the Node `ws` hub's: the
+/// inverse time for storm and fill, the rate otherwise.
 fn chart(runs: &[Run], connections: usize, path: &std::path::Path) -> Result<(), Failure> {
-    let Some(base) = runs.get(1) else {
+    let Some(base) = runs.iter().find(|run| run.name == NODE_WS) else {
         return Ok(());
     };
     fn speed(phase: &Phase) -> f64 {
@@ -309,8 +353,8 @@ async fn measure(name: &'static str, proto: Proto, hub: &Hub, args: &Args) -> Re
     let timer = Phase::start(hub)?;
     let publish = |n| proto.publish("bench", Some(n), &stamped(n));
     wire::send_acked(&mut publisher, proto, args.messages, args.in_flight, publish).await?;
-    received.wait_for(expected, &bar).await;
-    let fanout = timer.stop(hub, 0)?;
+    let arrived = received.wait_for(expected, &bar).await;
+    let fanout = timer.stop_arrived(hub, arrived, expected)?;
     bar.finish();
     let fanout_latency = received.take_latencies();
     for reader in readers {
@@ -343,7 +387,7 @@ async fn measure(name: &'static str, proto: Proto, hub: &Hub, args: &Args) -> Re
         storm,
         fill,
         fanout,
-        deliveries: expected,
+        deliveries: arrived.count,
         fanout_latency,
         round_trips,
         private,
@@ -382,8 +426,8 @@ async fn stalled(
     let timer = Phase::start(hub)?;
     let publish = |n| proto.publish("stall", Some(n), &wire::stamped_padded(n, 16 * 1024));
     wire::send_acked(&mut publisher, proto, STALL_MESSAGES, in_flight, publish).await?;
-    received.wait_for(STALL_MEMBERS * STALL_MESSAGES, bar).await;
-    let phase = timer.stop(hub, 0)?;
+    let arrived = received.wait_for(STALL_MEMBERS * STALL_MESSAGES, bar).await;
+    let phase = timer.stop_arrived(hub, arrived, STALL_MEMBERS * STALL_MESSAGES)?;
     let rss_growth = hub.rss_bytes()?.saturating_sub(rss);
     for reader in readers {
         reader.abort();
@@ -397,7 +441,7 @@ async fn stalled(
             Err(_) => break false,
         }
     };
-    Ok(Stalled { phase, deliveries: received.count.load(Ordering::Relaxed), cut_off, rss_growth })
+    Ok(Stalled { phase, deliveries: arrived.count, cut_off, rss_growth })
 }
 
 /// `connections` clients, each alone in its own room, publish `each`
@@ -459,12 +503,12 @@ async fn private(
     let timer = Phase::start(hub)?;
     let send = |n| proto.send("target", n, &stamped(n));
     wire::send_acked(&mut sender, proto, count, in_flight, send).await?;
-    received.wait_for(count * 10, bar).await;
-    let phase = timer.stop(hub, 0)?;
+    let arrived = received.wait_for(count * 10, bar).await;
+    let phase = timer.stop_arrived(hub, arrived, count * 10)?;
     for reader in readers {
         reader.abort();
     }
-    Ok((phase, received.count.load(Ordering::Relaxed), received.take_latencies()))
+    Ok((phase, arrived.count, received.take_latencies()))
 }
 
 fn table(runs: &[Run], args: &Args) -> String {
@@ -495,11 +539,18 @@ fn table(runs: &[Run], args: &Args) -> String {
             out.push_str(&format!(" {ratio:.2}× the time |"));
         }
     }
-    let rate_row = |out: &mut String, label: &str, rates: Vec<(f64, f64)>| {
+    let rate_row = |out: &mut String, label: &str, phases: Vec<(&Phase, usize)>| {
         out.push_str(&format!("\n| {label} |"));
-        for (rate, per_cpu) in &rates {
-            out.push_str(&format!(" {rate:.0}/s ({per_cpu:.0} per server CPU s) |"));
+        for (phase, count) in &phases {
+            let (rate, per_cpu) = phase.rates(*count);
+            out.push_str(&format!(
+                " {rate:.0}/s ({per_cpu:.0} per server CPU s; client CPU {:.0}%{}) |",
+                phase.client_load() * 100.0,
+                phase.losses()
+            ));
         }
+        let rates: Vec<(f64, f64)> =
+            phases.iter().map(|(phase, count)| phase.rates(*count)).collect();
         if let Some(((ours, ours_cpu), peers)) = rates.split_first() {
             for (rate, per_cpu) in peers {
                 out.push_str(&format!(
@@ -520,7 +571,7 @@ fn table(runs: &[Run], args: &Args) -> String {
     rate_row(
         &mut out,
         "fan-out deliveries",
-        runs.iter().map(|r| r.fanout.rates(r.deliveries)).collect(),
+        runs.iter().map(|r| (&r.fanout, r.deliveries)).collect(),
     );
     latency_row(&mut out, "fan-out latency", runs.iter().map(|r| r.fanout_latency).collect());
     let trips = runs.first().map_or(0, |r| r.round_trips.len());
@@ -529,19 +580,19 @@ fn table(runs: &[Run], args: &Args) -> String {
             "round trips, {} connection(s), one at a time each",
             runs[0].round_trips[at].connections
         );
-        let rates =
-            runs.iter().map(|r| r.round_trips[at].phase.rates(r.round_trips[at].count)).collect();
-        rate_row(&mut out, &label, rates);
+        let phases =
+            runs.iter().map(|r| (&r.round_trips[at].phase, r.round_trips[at].count)).collect();
+        rate_row(&mut out, &label, phases);
         latency_row(
             &mut out,
             "round-trip latency",
             runs.iter().map(|r| r.round_trips[at].latency).collect(),
         );
     }
-    let private = runs.iter().map(|r| r.private.rates(r.private_deliveries)).collect();
+    let private = runs.iter().map(|r| (&r.private, r.private_deliveries)).collect();
     rate_row(&mut out, "private messages to a user's 10 connections, deliveries", private);
     latency_row(&mut out, "private latency", runs.iter().map(|r| r.private_latency).collect());
-    let stalled = runs.iter().map(|r| r.stalled.phase.rates(r.stalled.deliveries)).collect();
+    let stalled = runs.iter().map(|r| (&r.stalled.phase, r.stalled.deliveries)).collect();
     rate_row(&mut out, "room of 200 with a member that stopped reading, deliveries", stalled);
     out.push_str("\n| the stalled member; server RSS growth meanwhile |");
     for run in runs {
@@ -556,7 +607,9 @@ fn table(runs: &[Run], args: &Args) -> String {
         "\n\nfan-out: {} messages, {} in flight, to every member of the filled room; \
          private: {} messages, {} in flight; latency from send to receipt; stalled member: \
          {STALL_MESSAGES} messages of 16 KiB to {STALL_MEMBERS} reading members and one that stopped \
-         reading (Switchboard with `limits.outbound_queue_bytes = 1 MiB`).\n",
+         reading (Switchboard with `limits.outbound_queue_bytes = 1 MiB`). Client CPU: the load \
+         client's CPU time over the phase's wall time; at 100% or more (it may use both cores) \
+         the client, not the server, may be what limits the row.\n",
         args.messages,
         args.in_flight,
         args.messages * 10,
