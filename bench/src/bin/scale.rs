@@ -76,6 +76,9 @@ struct Args {
     /// Requests in flight (sent, not yet acked) while publishing.
     #[arg(long, default_value_t = 4)]
     in_flight: usize,
+    /// Leave out Switchboard (to look at the peers alone).
+    #[arg(long)]
+    no_switchboard: bool,
     /// Leave out the Node peers (`ws` and Socket.IO).
     #[arg(long)]
     no_node: bool,
@@ -219,6 +222,11 @@ impl Timer {
 
 type Failure = Box<dyn std::error::Error>;
 
+/// Names the step an error came from.
+fn during<E: std::fmt::Display>(step: &'static str) -> impl FnOnce(E) -> Failure {
+    move |error| format!("{step}: {error}").into()
+}
+
 #[tokio::main]
 async fn main() -> Result<(), Failure> {
     let args = Args::parse();
@@ -239,9 +247,11 @@ async fn main() -> Result<(), Failure> {
         config.display().to_string(),
     ];
     hub_args.extend(args.hub_args.iter().cloned());
-    let hub = Hub::start(&args.binary, &hub_args).await?;
-    runs.push(measure("switchboard", Proto::Json, &hub, &args).await?);
-    drop(hub);
+    if !args.no_switchboard {
+        let hub = Hub::start(&args.binary, &hub_args).await?;
+        runs.push(measure("switchboard", Proto::Json, &hub, &args).await?);
+        drop(hub);
+    }
     if !args.no_node {
         let hub = Hub::start("node".as_ref(), &["bench/node/ws-hub.mjs".to_owned()]).await?;
         runs.push(measure(NODE_WS, Proto::Json, &hub, &args).await?);
@@ -317,7 +327,8 @@ async fn measure(name: &'static str, proto: Proto, hub: &Hub, args: &Args) -> Re
         .collect::<Vec<_>>()
         .await
         .into_iter()
-        .collect::<Result<_, _>>()?;
+        .collect::<Result<_, _>>()
+        .map_err(during("connect storm"))?;
     let storm = timer.stop(hub, 0)?;
     bar.finish();
 
@@ -346,13 +357,15 @@ async fn measure(name: &'static str, proto: Proto, hub: &Hub, args: &Args) -> Re
     // hub here sends them to the sender as well), not counted as a member.
     let members = readers.len();
     let expected = members * args.messages;
-    let mut publisher = proto.open(addr, "publisher").await?;
+    let mut publisher = proto.open(addr, "publisher").await.map_err(during("fan-out: open"))?;
     publisher.send(Message::text(proto.join("bench"))).await?;
-    wire::read_until(&mut publisher, proto, |text| proto.is_ack(text)).await?;
+    let acked = wire::read_until(&mut publisher, proto, |text| proto.is_ack(text)).await;
+    acked.map_err(during("fan-out: the publisher's join"))?;
     let bar = progress(name, "fan-out deliveries", expected);
     let timer = Phase::start(hub)?;
     let publish = |n| proto.publish("bench", Some(n), &stamped(n));
-    wire::send_acked(&mut publisher, proto, args.messages, args.in_flight, publish).await?;
+    let sent = wire::send_acked(&mut publisher, proto, args.messages, args.in_flight, publish);
+    sent.await.map_err(during("fan-out: publishing"))?;
     let arrived = received.wait_for(expected, &bar).await;
     let fanout = timer.stop_arrived(hub, arrived, expected)?;
     bar.finish();
@@ -367,7 +380,8 @@ async fn measure(name: &'static str, proto: Proto, hub: &Hub, args: &Args) -> Re
     let mut round_trips = Vec::new();
     for (connections, each) in [(1, 5_000), (100, 200)] {
         let bar = progress(name, &format!("round trips x{connections}"), connections * each);
-        round_trips.push(round_trip(hub, proto, connections, each, &bar).await?);
+        let trips = round_trip(hub, proto, connections, each, &bar).await;
+        round_trips.push(trips.map_err(during("round trips"))?);
         bar.finish();
         hub.settle().await?;
     }
@@ -375,12 +389,13 @@ async fn measure(name: &'static str, proto: Proto, hub: &Hub, args: &Args) -> Re
     let count = args.messages * 10;
     let bar = progress(name, "private deliveries", count * 10);
     let (private, private_deliveries, private_latency) =
-        private(hub, proto, count, args.in_flight, &bar).await?;
+        private(hub, proto, count, args.in_flight, &bar).await.map_err(during("private"))?;
     bar.finish();
     hub.settle().await?;
 
     let bar = progress(name, "stalled member, deliveries", STALL_MEMBERS * STALL_MESSAGES);
-    let stalled = stalled(hub, proto, args.in_flight, &bar).await?;
+    let stalled =
+        stalled(hub, proto, args.in_flight, &bar).await.map_err(during("stalled member"))?;
     bar.finish();
     Ok(Run {
         name,
@@ -413,19 +428,24 @@ async fn stalled(
     let received = Arc::new(Received::default());
     let mut readers = Vec::new();
     for n in 0..STALL_MEMBERS {
-        let socket = proto.open(hub.addr, &format!("s{n}")).await?;
-        readers.push(join_room(socket, proto, "stall", received.clone()).await?);
+        let socket =
+            proto.open(hub.addr, &format!("s{n}")).await.map_err(during("a member's open"))?;
+        let reader = join_room(socket, proto, "stall", received.clone());
+        readers.push(reader.await.map_err(during("a member's join"))?);
     }
     let mut stalled = proto.open_small_window(hub.addr, "stalled", 4096).await?;
     stalled.send(Message::text(proto.join("stall"))).await?;
-    wire::read_until(&mut stalled, proto, |text| proto.is_ack(text)).await?;
+    let acked = wire::read_until(&mut stalled, proto, |text| proto.is_ack(text)).await;
+    acked.map_err(during("the stalled member's join"))?;
     let mut publisher = proto.open(hub.addr, "stall-publisher").await?;
     publisher.send(Message::text(proto.join("stall"))).await?;
-    wire::read_until(&mut publisher, proto, |text| proto.is_ack(text)).await?;
+    let acked = wire::read_until(&mut publisher, proto, |text| proto.is_ack(text)).await;
+    acked.map_err(during("the publisher's join"))?;
     let rss = hub.rss_bytes()?;
     let timer = Phase::start(hub)?;
     let publish = |n| proto.publish("stall", Some(n), &wire::stamped_padded(n, 16 * 1024));
-    wire::send_acked(&mut publisher, proto, STALL_MESSAGES, in_flight, publish).await?;
+    let sent = wire::send_acked(&mut publisher, proto, STALL_MESSAGES, in_flight, publish).await;
+    sent.map_err(during("publishing"))?;
     let arrived = received.wait_for(STALL_MEMBERS * STALL_MESSAGES, bar).await;
     let phase = timer.stop_arrived(hub, arrived, STALL_MEMBERS * STALL_MESSAGES)?;
     let rss_growth = hub.rss_bytes()?.saturating_sub(rss);
