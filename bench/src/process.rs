@@ -60,6 +60,11 @@ impl Hub {
         cpu_of(&format!("/proc/{pid}/stat"))
     }
 
+    /// The process id (0 once it exited).
+    pub fn pid(&self) -> u32 {
+        self.child.id().unwrap_or(0)
+    }
+
     /// Waits (at most 10 s) until the process is idle: less than 20 ms of CPU
     /// in 250 ms. Between phases, so one phase's clean-up (thousands of
     /// connections closing) is not measured as part of the next.

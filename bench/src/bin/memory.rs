@@ -14,8 +14,10 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
-use futures::{StreamExt, stream};
+use futures::{SinkExt, StreamExt, stream};
 use switchboard_bench::process::Hub;
+use switchboard_bench::wire::{self, Proto};
+use tokio_tungstenite::tungstenite::Message;
 
 /// Measures the hub's resident memory per idle WebSocket connection.
 #[derive(Parser)]
@@ -34,6 +36,19 @@ struct Args {
     /// A room every connection joins on connect (none by default).
     #[arg(long)]
     room: Option<String>,
+    /// Join `--room` with a `join` frame after the welcome (as the SDKs and a
+    /// hand-written client do) rather than with `?room=` on the URL.
+    #[arg(long, requires = "room")]
+    join_frame: bool,
+    /// Messages published to `--room` (4 in flight) once every connection is
+    /// in it, before the sample: what a member keeps after traffic, not only
+    /// after its join.
+    #[arg(long, default_value_t = 0, requires = "room")]
+    publish: usize,
+    /// Keep the connections open this many seconds after the sample, to
+    /// look at the hub with a profiler or `gdb` meanwhile.
+    #[arg(long, default_value_t = 0)]
+    hold: u64,
     /// The hub binary.
     #[arg(long, default_value = "target/release/switchboard")]
     binary: PathBuf,
@@ -101,11 +116,17 @@ async fn measure(
 ) -> Result<Sample, Box<dyn std::error::Error>> {
     let before = settled_rss(hub).await?;
     let users = args.users.unwrap_or(connections).max(1);
-    let room = args.room.as_deref().map(|room| format!("&room={room}")).unwrap_or_default();
+    let join = args.room.as_deref().filter(|_| args.join_frame);
+    let join = join.map(|room| format!(r#"{{"type":"join","id":"1","room":"{room}"}}"#));
+    let room = match &args.room {
+        Some(room) if !args.join_frame => format!("&room={room}"),
+        _ => String::new(),
+    };
     let addr = hub.addr;
     let sockets: Vec<_> = stream::iter(0..connections)
         .map(|n| {
             let url = format!("ws://{addr}/ws?user_id=u{}{room}", n % users);
+            let join = join.clone();
             async move {
                 let (mut socket, _) = tokio_tungstenite::connect_async(url).await?;
                 // The welcome frame: the session is fully set up.
@@ -113,6 +134,25 @@ async fn measure(
                     Some(Ok(_)) => {}
                     Some(Err(err)) => return Err(err),
                     None => return Err(tokio_tungstenite::tungstenite::Error::ConnectionClosed),
+                }
+                if let Some(join) = join {
+                    socket.send(Message::text(join)).await?;
+                    loop {
+                        match socket.next().await {
+                            Some(Ok(Message::Text(text)))
+                                if text.starts_with(r#"{"type":"ack""#) =>
+                            {
+                                break;
+                            }
+                            Some(Ok(_)) => continue,
+                            Some(Err(err)) => return Err(err),
+                            None => {
+                                return Err(
+                                    tokio_tungstenite::tungstenite::Error::ConnectionClosed,
+                                );
+                            }
+                        }
+                    }
                 }
                 // Keep reading (presence frames when a room is joined), so
                 // what is measured is the hub at rest, not frames queued for
@@ -125,7 +165,23 @@ async fn measure(
         .await
         .into_iter()
         .collect::<Result<_, _>>()?;
+    if let (Some(room), true) = (&args.room, args.publish > 0) {
+        let url = format!("ws://{addr}/ws?user_id=publisher&room={room}");
+        let (mut publisher, _) = tokio_tungstenite::connect_async(url).await?;
+        let publish = |n| Proto::Json.publish(room, Some(n), &wire::stamped(n));
+        wire::send_acked(&mut publisher, Proto::Json, args.publish, 4, publish).await?;
+        hub.settle().await?;
+    }
     let after = settled_rss(hub).await?;
+    if args.hold > 0 {
+        eprintln!(
+            "sampled ({} KiB); holding for {} s (hub pid {})",
+            after / 1024,
+            args.hold,
+            hub.pid()
+        );
+        tokio::time::sleep(Duration::from_secs(args.hold)).await;
+    }
     for reader in &sockets {
         reader.abort();
     }

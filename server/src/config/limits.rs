@@ -60,11 +60,13 @@ pub struct LimitsConfig {
     /// messages. A connection that receives a larger message keeps a buffer
     /// of that message's size.
     pub read_buffer_bytes: usize,
-    /// How many bytes of frames a connection gathers before writing them to
-    /// its socket (default 8192; the frames queued at one wake-up are always
-    /// written together at its end). The buffer keeps its largest size for
-    /// the connection's life: tungstenite's own 128 KiB let every connection
-    /// that saw a burst of large messages hold that much.
+    /// How many bytes of control frames (ping, pong, close) tungstenite
+    /// gathers before writing them (default 8192). Text frames never go
+    /// through this buffer: they are written from the frame shared by every
+    /// recipient, several in one vectored write (`session/frames.rs`), so a
+    /// connection keeps no write buffer sized by its largest burst or
+    /// message. Kept for compatibility; it costs at most a control frame's
+    /// size per connection.
     pub write_buffer_bytes: usize,
     /// Most connections one user may hold at once (default 100); the next
     /// upgrade gets HTTP 429.

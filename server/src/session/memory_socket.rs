@@ -2,6 +2,10 @@
 //! without a network: the unit tests and the fuzz targets play the client
 //! on the other end. The client can also stop taking frames, as a peer that
 //! stops reading does once its TCP buffers are full.
+//!
+//! Text frames reach it as bytes (the session frames them itself, see
+//! [`frames`](super::frames)): it reads them back into messages, so the tests
+//! see what a client would.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -10,13 +14,18 @@ use std::task::{Context, Poll};
 
 use futures::channel::mpsc;
 use futures::{Sink, Stream, StreamExt};
+use tokio::io::AsyncWrite;
 use tungstenite::Message as WsMessage;
+
+use super::frames::Socket;
 
 /// The session's end.
 pub(crate) struct MemorySocket {
     incoming: mpsc::UnboundedReceiver<Result<WsMessage, tungstenite::Error>>,
     outgoing: mpsc::UnboundedSender<WsMessage>,
     stalled: Arc<AtomicBool>,
+    /// Bytes of a text frame not complete yet.
+    partial: Vec<u8>,
 }
 
 /// The client's end.
@@ -42,7 +51,7 @@ pub(crate) fn pair() -> (MemorySocket, MemoryPeer) {
     let (outgoing, from_session) = mpsc::unbounded();
     let stalled = Arc::new(AtomicBool::new(false));
     (
-        MemorySocket { incoming, outgoing, stalled: stalled.clone() },
+        MemorySocket { incoming, outgoing, stalled: stalled.clone(), partial: Vec::new() },
         MemoryPeer { to_session, from_session, stalled },
     )
 }
@@ -68,5 +77,56 @@ impl Sink<WsMessage> for MemorySocket {
     }
     fn poll_close(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         Poll::Ready(Ok(()))
+    }
+}
+
+impl Socket for MemorySocket {
+    fn bytes(&mut self) -> &mut (dyn AsyncWrite + Unpin + Send) {
+        self
+    }
+}
+
+/// The unmasked text frames [`frames`](super::frames) writes, read back.
+impl AsyncWrite for MemorySocket {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        if self.stalled.load(Ordering::SeqCst) {
+            return Poll::Pending;
+        }
+        let this = self.get_mut();
+        this.partial.extend_from_slice(buf);
+        while let Some((start, len)) = frame_bounds(&this.partial) {
+            if this.partial.len() < start + len {
+                break;
+            }
+            let payload = this.partial[start..start + len].to_vec();
+            this.partial.drain(..start + len);
+            let text = String::from_utf8(payload).map_err(std::io::Error::other)?;
+            let sent = this.outgoing.unbounded_send(WsMessage::text(text));
+            sent.map_err(|_| std::io::Error::from(std::io::ErrorKind::BrokenPipe))?;
+        }
+        Poll::Ready(Ok(buf.len()))
+    }
+    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+    fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+}
+
+/// Where the payload of the text frame at the start of `bytes` begins and
+/// how long it is, once its header is complete.
+fn frame_bounds(bytes: &[u8]) -> Option<(usize, usize)> {
+    let (&first, rest) = bytes.split_first()?;
+    assert_eq!(first, 0x81, "only final, unmasked text frames are written raw");
+    let (&second, rest) = rest.split_first()?;
+    match second {
+        126 => Some((4, u16::from_be_bytes(rest.get(..2)?.try_into().ok()?) as usize)),
+        127 => Some((10, u64::from_be_bytes(rest.get(..8)?.try_into().ok()?) as usize)),
+        len => Some((2, len as usize)),
     }
 }

@@ -3,10 +3,11 @@
 //! A session runs in a single task that waits on five things at once: frames
 //! from the client, frames queued for it by the hub, the heartbeat tick, its
 //! token's alarm, and its close signal (which also carries the node's
-//! shutdown). It is generic over
-//! any `Stream + Sink` of WebSocket messages, so unit tests drive it through
-//! in-memory channels with a paused clock, and production through
-//! tokio-tungstenite's stream over the upgraded socket.
+//! shutdown). It is generic over its [`Socket`] (a stream and sink of
+//! WebSocket messages and the byte stream under them), so unit tests drive
+//! it through an in-memory socket with a paused clock, and production
+//! through tokio-tungstenite's stream over the upgraded socket. Text frames
+//! are framed by [`frames`] and written from their shared buffers.
 //!
 //! It answers requests that carry an `id` with `ack`/`error` written straight
 //! to its socket. What a connection is whatever its transport (its place in
@@ -17,12 +18,10 @@
 
 use std::future::poll_fn;
 use std::num::NonZeroU32;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::Poll;
 
 use futures::future::Either;
-use futures::{Sink, SinkExt, Stream, StreamExt};
+use futures::{SinkExt, StreamExt};
 use switchboard_protocol::{
     Ack, ClientFrame, CloseCode, ErrorCode, ErrorFrame, PROTOCOL_VERSION, Position, ServerFrame,
     Welcome,
@@ -34,6 +33,7 @@ use tungstenite::{Message as WsMessage, Utf8Bytes};
 
 pub(crate) mod connection;
 mod flow;
+pub(crate) mod frames;
 mod membership;
 #[cfg(any(test, feature = "fuzzing"))]
 pub(crate) mod memory_socket;
@@ -43,6 +43,8 @@ mod token_alarm;
 use connection::{Connection, Verdict};
 pub(crate) use flow::truncate_reason;
 use flow::{Ended, Flow, frame_slot, read_error_flow, stalled, written};
+use frames::FrameSocket;
+pub(crate) use frames::Socket;
 use token_alarm::TokenAlarm;
 
 use crate::AppState;
@@ -55,8 +57,6 @@ use crate::policy::auth::Identity;
 use crate::state::SHUTDOWN;
 use crate::wire::{encode, now_ms};
 
-/// How many queued frames are written before one flush.
-const WRITE_BATCH: usize = 64;
 /// How long a closing session keeps reading so its close frame is not lost to
 /// a TCP reset caused by unread input.
 const CLOSE_LINGER: Duration = Duration::from_secs(2);
@@ -86,7 +86,7 @@ pub(crate) struct Start {
 
 /// One WebSocket connection's state.
 pub(crate) struct Session<S> {
-    socket: S,
+    socket: FrameSocket<S>,
     conn: Connection,
     /// The expiry (Unix seconds) the last `refresh` warning was about: one
     /// warning per expiry, so a provider of short-lived tokens cannot make
@@ -99,24 +99,6 @@ pub(crate) struct Session<S> {
     last_heard: Instant,
 }
 
-/// What a session runs on: a stream and sink of WebSocket messages
-/// ([`crate::transport::upgrade::WebSocket`] in production, in-memory channels in tests).
-pub(crate) trait Socket:
-    Stream<Item = Result<WsMessage, tungstenite::Error>>
-    + Sink<WsMessage, Error = tungstenite::Error>
-    + Unpin
-    + Send
-{
-}
-
-impl<S> Socket for S where
-    S: Stream<Item = Result<WsMessage, tungstenite::Error>>
-        + Sink<WsMessage, Error = tungstenite::Error>
-        + Unpin
-        + Send
-{
-}
-
 impl<S: Socket> Session<S> {
     /// Prepares the connection; it joins the hub when it starts running.
     pub(crate) fn new(socket: S, state: AppState, identity: Identity) -> Session<S> {
@@ -127,7 +109,7 @@ impl<S: Socket> Session<S> {
         let limiter =
             governor::RateLimiter::direct(governor::Quota::per_second(per_sec).allow_burst(burst));
         Session {
-            socket,
+            socket: FrameSocket::new(socket),
             conn: Connection::new(state, identity, None),
             warned_for: None,
             token_alarm: TokenAlarm::default(),
@@ -380,44 +362,25 @@ impl<S: Socket> Session<S> {
         self.conn.state.permissions().allows(&self.conn.identity, room, access)
     }
 
-    /// Writes a queued delivery and whatever else is already waiting, then
-    /// flushes once. Skips what a replay already sent.
+    /// Writes a queued delivery and whatever else is already waiting (up to
+    /// [`frames::FRAMES_PER_WRITE`] frames, in one vectored write when the
+    /// socket takes them), then flushes once. Skips what a replay already
+    /// sent.
     ///
-    /// Written against the sink's poll methods rather than with `feed` and
-    /// `flush` futures: it runs in place in the connection's task (it is the
-    /// fan-out's hot path), and its state is then a message and a counter
-    /// instead of several copies of a delivery.
+    /// Written as a poll function rather than an `async fn`: it runs in
+    /// place in the connection's task (it is the fan-out's hot path), and
+    /// its state is then one frame.
     fn write_queued(&mut self, first: Delivery) -> impl Future<Output = Flow> + Send + '_ {
-        let mut pending =
-            (self.conn.wanted(&first) == Verdict::Write).then(|| WsMessage::Text(first.frame));
-        let mut batch = 1;
+        let mut first = (self.conn.wanted(&first) == Verdict::Write).then_some(first.frame);
         poll_fn(move |cx| {
-            loop {
-                if let Some(message) = pending.take() {
-                    match Pin::new(&mut self.socket).poll_ready(cx) {
-                        Poll::Pending => {
-                            pending = Some(message);
-                            return Poll::Pending;
-                        }
-                        Poll::Ready(Err(_)) => return Poll::Ready(Flow::Gone(Ended::NetworkError)),
-                        Poll::Ready(Ok(())) => {}
-                    }
-                    if Pin::new(&mut self.socket).start_send(message).is_err() {
-                        return Poll::Ready(Flow::Gone(Ended::NetworkError));
-                    }
+            let Session { socket, conn, .. } = &mut *self;
+            let next = || loop {
+                let delivery = conn.queue.try_recv_frame()?;
+                if conn.wanted(&delivery) == Verdict::Write {
+                    return Some(delivery.frame);
                 }
-                if batch >= WRITE_BATCH {
-                    break;
-                }
-                let Some(delivery) = self.conn.queue.try_recv_frame() else { break };
-                batch += 1;
-                pending = (self.conn.wanted(&delivery) == Verdict::Write)
-                    .then(|| WsMessage::Text(delivery.frame));
-            }
-            // Once everything is handed over, only the flush is left: a
-            // pending flush comes back here with nothing queued for it.
-            batch = WRITE_BATCH;
-            Pin::new(&mut self.socket).poll_flush(cx).map(written)
+            };
+            socket.poll_write_texts(cx, &mut first, next).map(written)
         })
     }
 

@@ -1,0 +1,422 @@
+//! Writing text frames without copying them: [`FrameSocket`] owns the order
+//! of everything a session writes.
+//!
+//! A frame's JSON is serialized once and shared by every recipient
+//! ([`Delivery::frame`](crate::hub::Delivery)). tungstenite would copy it
+//! into the connection's write buffer before each send, and that buffer
+//! keeps its largest size for the connection's life (kilobytes per member of
+//! a busy room). Here a text frame goes to the byte stream under the
+//! framing as a header written on the stack and the shared payload, several
+//! frames in one vectored write. Server frames are never masked, so the
+//! header is all the framing there is (RFC 6455 §5.2).
+//!
+//! Control frames (ping, pong, close) still go through tungstenite, which
+//! also answers the client's pings while reading. The two writers share one
+//! byte stream, so [`FrameSocket`] keeps one rule: before tungstenite
+//! writes or reads, every byte of a text frame is out, and before a text
+//! frame is written, tungstenite's buffer is flushed. A frame the socket
+//! took only part of keeps its remainder in [`FrameSocket`] (copied: only a
+//! connection whose peer reads slowly pays for it), and is written first,
+//! whatever the session does next.
+
+use std::io::IoSlice;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+
+use futures::{Sink, Stream};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio_tungstenite::WebSocketStream;
+use tungstenite::error::ProtocolError;
+use tungstenite::{Message as WsMessage, Utf8Bytes};
+
+/// The most bytes a WebSocket frame header takes: the first two bytes and a
+/// 64-bit length (no mask: server frames are not masked).
+const HEADER_MAX: usize = 10;
+
+/// At most this many frames go into one vectored write (two slices each,
+/// well under the kernel's 1,024).
+pub(super) const FRAMES_PER_WRITE: usize = 64;
+
+/// Past this many payload bytes, a batch is written without gathering more.
+const BYTES_PER_WRITE: usize = 256 * 1024;
+
+/// What a session runs on: a stream and sink of WebSocket messages and the
+/// byte stream under them ([`crate::transport::upgrade::WebSocket`] in
+/// production, an in-memory socket in tests).
+pub(crate) trait Socket:
+    Stream<Item = Result<WsMessage, tungstenite::Error>>
+    + Sink<WsMessage, Error = tungstenite::Error>
+    + Unpin
+    + Send
+{
+    /// The byte stream under the framing, for frames framed here.
+    fn bytes(&mut self) -> &mut (dyn AsyncWrite + Unpin + Send);
+}
+
+impl<T> Socket for WebSocketStream<T>
+where
+    T: AsyncRead + AsyncWrite + Unpin + Send,
+{
+    fn bytes(&mut self) -> &mut (dyn AsyncWrite + Unpin + Send) {
+        self.get_mut()
+    }
+}
+
+impl<S: Socket + ?Sized> Socket for Box<S> {
+    fn bytes(&mut self) -> &mut (dyn AsyncWrite + Unpin + Send) {
+        (**self).bytes()
+    }
+}
+
+/// Writes the header of an unmasked, final text frame of `len` bytes into
+/// `out`; returns its length.
+pub(crate) fn text_header(len: usize, out: &mut [u8; HEADER_MAX]) -> usize {
+    out[0] = 0x81; // FIN, opcode 1 (text)
+    if len < 126 {
+        out[1] = len as u8;
+        2
+    } else if let Ok(short) = u16::try_from(len) {
+        out[1] = 126;
+        out[2..4].copy_from_slice(&short.to_be_bytes());
+        4
+    } else {
+        out[1] = 127;
+        out[2..10].copy_from_slice(&(len as u64).to_be_bytes());
+        10
+    }
+}
+
+/// A session's socket: text frames written straight from their shared
+/// buffers, everything else through the WebSocket layer, in the order the
+/// session wrote them.
+pub(crate) struct FrameSocket<S> {
+    inner: S,
+    /// Bytes of text frames the socket has not taken yet. Empty (and
+    /// unallocated) unless the peer reads slowly.
+    unsent: Vec<u8>,
+    /// A text frame handed to the [`Sink`], not written yet.
+    held: Option<Utf8Bytes>,
+    /// A close frame was sent: text frames are refused, as tungstenite
+    /// refuses them.
+    closed: bool,
+}
+
+impl<S: Socket> FrameSocket<S> {
+    /// Wraps a socket nothing was written to yet.
+    pub(crate) fn new(inner: S) -> FrameSocket<S> {
+        FrameSocket { inner, unsent: Vec::new(), held: None, closed: false }
+    }
+
+    /// Writes `first` (if any) and what `next` yields, up to
+    /// [`FRAMES_PER_WRITE`] frames, with as few writes as the socket allows,
+    /// then flushes. Pending while the socket is full; `first` is taken and
+    /// `next` called only once the frames before them are out, so a write
+    /// that is dropped midway loses nothing it did not take.
+    pub(crate) fn poll_write_texts(
+        &mut self,
+        cx: &mut Context<'_>,
+        first: &mut Option<Utf8Bytes>,
+        mut next: impl FnMut() -> Option<Utf8Bytes>,
+    ) -> Poll<Result<(), tungstenite::Error>> {
+        ready!(self.poll_drain(cx))?;
+        if first.is_some() {
+            self.check_open()?;
+            let mut frames: [Option<Utf8Bytes>; FRAMES_PER_WRITE] = std::array::from_fn(|_| None);
+            let mut count = 0;
+            let mut bytes = 0;
+            for slot in frames.iter_mut() {
+                let Some(frame) = first.take().or_else(&mut next) else { break };
+                bytes += frame.len();
+                *slot = Some(frame);
+                count += 1;
+                if bytes >= BYTES_PER_WRITE {
+                    break;
+                }
+            }
+            self.write_all_or_keep(cx, frames[..count].iter().flatten())?;
+            ready!(self.poll_drain(cx))?;
+        }
+        Pin::new(self.inner.bytes()).poll_flush(cx).map_err(tungstenite::Error::Io)
+    }
+
+    /// Writes `frames` in as few vectored writes as the socket takes now; what
+    /// it does not take is kept in `unsent`.
+    fn write_all_or_keep<'a>(
+        &mut self,
+        cx: &mut Context<'_>,
+        frames: impl Iterator<Item = &'a Utf8Bytes> + Clone,
+    ) -> Result<(), tungstenite::Error> {
+        let mut headers = [[0u8; HEADER_MAX]; FRAMES_PER_WRITE];
+        let mut lens = [0usize; FRAMES_PER_WRITE];
+        let mut total = 0;
+        for ((frame, header), len) in frames.clone().zip(&mut headers).zip(&mut lens) {
+            *len = text_header(frame.len(), header);
+            total += *len + frame.len();
+        }
+        let mut slices: [IoSlice<'_>; 2 * FRAMES_PER_WRITE] =
+            [IoSlice::new(&[]); 2 * FRAMES_PER_WRITE];
+        let mut used = 0;
+        for ((frame, header), len) in frames.clone().zip(&headers).zip(&lens) {
+            slices[used] = IoSlice::new(&header[..*len]);
+            slices[used + 1] = IoSlice::new(frame.as_bytes());
+            used += 2;
+        }
+        let mut written = 0;
+        let mut slices = &mut slices[..used];
+        while written < total {
+            match Pin::new(self.inner.bytes()).poll_write_vectored(cx, slices) {
+                Poll::Ready(Ok(0)) => {
+                    return Err(tungstenite::Error::Io(std::io::ErrorKind::WriteZero.into()));
+                }
+                Poll::Ready(Ok(n)) => {
+                    written += n;
+                    IoSlice::advance_slices(&mut slices, n);
+                }
+                Poll::Ready(Err(err)) => return Err(tungstenite::Error::Io(err)),
+                Poll::Pending => break,
+            }
+        }
+        if written < total {
+            // The socket is full: keep the rest, byte for byte.
+            let mut skip = written;
+            self.unsent.reserve(total - written);
+            for ((frame, header), len) in frames.zip(&headers).zip(&lens) {
+                for part in [&header[..*len], frame.as_bytes()] {
+                    if skip >= part.len() {
+                        skip -= part.len();
+                    } else {
+                        self.unsent.extend_from_slice(&part[skip..]);
+                        skip = 0;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes what is owed before anything else may go out: tungstenite's
+    /// buffer, the remainder of a text frame, a held text frame.
+    fn poll_drain(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), tungstenite::Error>> {
+        ready!(Pin::new(&mut self.inner).poll_flush(cx))?;
+        while !self.unsent.is_empty() {
+            match ready!(Pin::new(self.inner.bytes()).poll_write(cx, &self.unsent)) {
+                Ok(0) => {
+                    return Poll::Ready(Err(
+                        std::io::Error::from(std::io::ErrorKind::WriteZero).into()
+                    ));
+                }
+                Ok(n) => {
+                    self.unsent.drain(..n);
+                }
+                Err(err) => return Poll::Ready(Err(tungstenite::Error::Io(err))),
+            }
+        }
+        // A drained remainder gives its buffer back: it was a slow
+        // reader's, and most connections never need one.
+        self.unsent = Vec::new();
+        if let Some(frame) = self.held.take() {
+            self.write_all_or_keep(cx, std::iter::once(&frame))?;
+            if !self.unsent.is_empty() {
+                return self.poll_drain(cx);
+            }
+        }
+        Poll::Ready(Ok(()))
+    }
+
+    fn check_open(&self) -> Result<(), tungstenite::Error> {
+        if self.closed {
+            return Err(tungstenite::Error::Protocol(ProtocolError::SendAfterClosing));
+        }
+        Ok(())
+    }
+}
+
+impl<S: Socket> Stream for FrameSocket<S> {
+    type Item = Result<WsMessage, tungstenite::Error>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.get_mut();
+        // Reading may make tungstenite answer a ping: not in the middle of
+        // a text frame.
+        if !this.unsent.is_empty() || this.held.is_some() {
+            match ready!(this.poll_drain(cx)) {
+                Ok(()) => {}
+                Err(err) => return Poll::Ready(Some(Err(err))),
+            }
+        }
+        let next = ready!(Pin::new(&mut this.inner).poll_next(cx));
+        if let Some(Ok(WsMessage::Close(_))) = next {
+            // tungstenite answers it: the connection is closing.
+            this.closed = true;
+        }
+        Poll::Ready(next)
+    }
+}
+
+impl<S: Socket> Sink<WsMessage> for FrameSocket<S> {
+    type Error = tungstenite::Error;
+
+    fn poll_ready(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        let this = self.get_mut();
+        ready!(this.poll_drain(cx))?;
+        Pin::new(&mut this.inner).poll_ready(cx)
+    }
+
+    fn start_send(self: Pin<&mut Self>, item: WsMessage) -> Result<(), Self::Error> {
+        let this = self.get_mut();
+        match item {
+            WsMessage::Text(text) => {
+                this.check_open()?;
+                this.held = Some(text);
+                Ok(())
+            }
+            other => {
+                if matches!(other, WsMessage::Close(_)) {
+                    this.closed = true;
+                }
+                Pin::new(&mut this.inner).start_send(other)
+            }
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        let this = self.get_mut();
+        ready!(this.poll_drain(cx))?;
+        Pin::new(this.inner.bytes()).poll_flush(cx).map_err(tungstenite::Error::Io)
+    }
+
+    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        let this = self.get_mut();
+        ready!(this.poll_drain(cx))?;
+        Pin::new(&mut this.inner).poll_close(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures::{SinkExt, StreamExt};
+    use tungstenite::protocol::Role;
+
+    /// A server `FrameSocket` and a tungstenite client over an in-memory
+    /// pipe of `capacity` bytes.
+    async fn pair(
+        capacity: usize,
+    ) -> (
+        FrameSocket<WebSocketStream<tokio::io::DuplexStream>>,
+        WebSocketStream<tokio::io::DuplexStream>,
+    ) {
+        let (server, client) = tokio::io::duplex(capacity);
+        let server = WebSocketStream::from_raw_socket(server, Role::Server, None).await;
+        let client = WebSocketStream::from_raw_socket(client, Role::Client, None).await;
+        (FrameSocket::new(server), client)
+    }
+
+    #[test]
+    fn headers_use_the_shortest_length_form() {
+        let mut out = [0; HEADER_MAX];
+        assert_eq!(text_header(0, &mut out), 2);
+        assert_eq!(out[..2], [0x81, 0]);
+        assert_eq!(text_header(125, &mut out), 2);
+        assert_eq!(out[..2], [0x81, 125]);
+        assert_eq!(text_header(126, &mut out), 4);
+        assert_eq!(out[..4], [0x81, 126, 0, 126]);
+        assert_eq!(text_header(65_535, &mut out), 4);
+        assert_eq!(out[..4], [0x81, 126, 0xff, 0xff]);
+        assert_eq!(text_header(65_536, &mut out), 10);
+        assert_eq!(out[..10], [0x81, 127, 0, 0, 0, 0, 0, 1, 0, 0]);
+    }
+
+    /// Frames of every length form, written through a pipe far smaller than
+    /// one batch (every write is partial), mixed with frames sent through the
+    /// sink and pings, arrive whole and in order.
+    #[tokio::test]
+    async fn partial_writes_keep_frames_whole_and_in_order() {
+        let (mut server, mut client) = pair(61).await;
+        let sizes = [0usize, 1, 125, 126, 300, 65_535, 65_536, 70_000, 7];
+        let payload = |n: usize, len: usize| {
+            let mut text = format!("{n}:");
+            while text.len() < len.max(text.len()) {
+                text.push((b'a' + (text.len() % 26) as u8) as char);
+            }
+            text
+        };
+        let mut expected = Vec::new();
+        let writer = async {
+            let mut n = 0;
+            for round in 0..3 {
+                let mut batch: Vec<Utf8Bytes> = Vec::new();
+                for &len in &sizes {
+                    batch.push(payload(n, len).into());
+                    n += 1;
+                }
+                expected.extend(batch.iter().map(|t| t.to_string()));
+                let mut rest = batch.into_iter();
+                let mut first = rest.next();
+                std::future::poll_fn(|cx| server.poll_write_texts(cx, &mut first, || rest.next()))
+                    .await
+                    .unwrap();
+                // A reply and a ping between batches go after every byte
+                // of the batch.
+                let reply = payload(n, 200 * round);
+                n += 1;
+                expected.push(reply.clone());
+                server.send(WsMessage::text(reply)).await.unwrap();
+                server.send(WsMessage::Ping(Default::default())).await.unwrap();
+            }
+            server.close().await.unwrap();
+        };
+        let reader = async {
+            let mut got = Vec::new();
+            while let Some(message) = client.next().await {
+                match message.unwrap() {
+                    WsMessage::Text(text) => got.push(text.to_string()),
+                    WsMessage::Close(_) => break,
+                    _ => {}
+                }
+            }
+            got
+        };
+        let ((), got) = tokio::join!(writer, reader);
+        assert_eq!(got.len(), expected.len());
+        assert_eq!(got, expected);
+    }
+
+    /// A write abandoned while the socket is full (the session closing a
+    /// slow consumer) still leaves whole frames: the close frame follows the
+    /// remainder of the last text frame.
+    #[tokio::test]
+    async fn a_close_after_an_abandoned_write_follows_whole_frames() {
+        let (mut server, mut client) = pair(100).await;
+        let big: Utf8Bytes = "x".repeat(1_000).into();
+        let mut first = Some(big.clone());
+        let mut more = std::iter::repeat_n(big, 5);
+        // The pipe takes 100 bytes: the write is pending with most of its
+        // frames still owed.
+        let poll = std::future::poll_fn(|cx| {
+            Poll::Ready(server.poll_write_texts(cx, &mut first, || more.next()))
+        })
+        .await;
+        assert!(poll.is_pending());
+        let closing = async {
+            server.send(WsMessage::Close(None)).await.unwrap();
+            // Text after the close is refused, as tungstenite does.
+            assert!(server.send(WsMessage::text("late")).await.is_err());
+        };
+        let reader = async {
+            let mut texts = 0;
+            loop {
+                match client.next().await {
+                    Some(Ok(WsMessage::Text(text))) => {
+                        assert_eq!(text.len(), 1_000);
+                        texts += 1;
+                    }
+                    Some(Ok(WsMessage::Close(_))) => break texts,
+                    other => panic!("unexpected {other:?}"),
+                }
+            }
+        };
+        let ((), texts) = tokio::join!(closing, reader);
+        assert_eq!(texts, 6);
+    }
+}
