@@ -284,7 +284,7 @@ impl Hub {
                 .collect()
         };
         for (room, count) in &due {
-            self.deliver(&occupancy(room, *count));
+            self.deliver(occupancy(room, *count));
         }
         due.len()
     }
@@ -327,7 +327,7 @@ impl Hub {
         let bytes = frame.len() as u64;
         let delivery =
             Delivery::new(Target::User(outbound.user.clone()), frame, DeliveryKind::Message);
-        match outbound.push(&delivery) {
+        match outbound.push(&Arc::new(delivery)) {
             Pushed::Queued => {
                 self.counters.delivered(DeliveryKind::Message, 1, bytes);
                 true
@@ -363,8 +363,11 @@ impl Hub {
     /// Delivers a serialized frame to this node's connections that `target`
     /// names; returns how many connections it was queued to.
     ///
-    /// A broker calls this for every delivery that reaches this node.
-    pub fn deliver(&self, delivery: &Delivery) -> usize {
+    /// A broker calls this for every delivery that reaches this node. The
+    /// delivery is shared by every recipient's queue: one allocation per
+    /// delivery (none when it comes as an `Arc` already), none per recipient.
+    pub fn deliver(&self, delivery: impl Into<Arc<Delivery>>) -> usize {
+        let delivery = &delivery.into();
         let registry = self.read();
         let mut reached = 0;
         let mut push = |outbound: &Outbound| match outbound.push(delivery) {

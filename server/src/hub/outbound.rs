@@ -19,9 +19,9 @@ use switchboard_protocol::CloseCode;
 
 use crate::hub::Delivery;
 
-/// A drained queue keeps at most this many slots; a burst's larger buffer is
-/// given back, so an idle connection holds no more than this (none at all
-/// until its first frame).
+/// A drained queue keeps at most this many slots (of one pointer each); a
+/// burst's larger buffer is given back, so an idle connection holds no more
+/// than this (none at all until its first frame).
 const KEPT_SLOTS: usize = 8;
 
 /// The hub's side of a connection's queue.
@@ -66,7 +66,10 @@ struct Shared {
 
 #[derive(Debug, Default)]
 struct State {
-    frames: VecDeque<Delivery>,
+    /// Each slot is a pointer to a delivery shared by every recipient: a
+    /// burst to a big room grows every member's queue for a moment, by 8
+    /// bytes a message rather than by a whole [`Delivery`].
+    frames: VecDeque<Arc<Delivery>>,
     bytes: usize,
     close: Option<Box<(CloseCode, String)>>,
     /// The connection's task, waiting for a frame.
@@ -95,9 +98,10 @@ impl Shared {
 }
 
 impl Outbound {
-    /// Queues a delivery without waiting. Cloning it shares the frame's
-    /// buffer, so a fan-out serializes once whatever the number of recipients.
-    pub(crate) fn push(&self, delivery: &Delivery) -> Pushed {
+    /// Queues a delivery without waiting. Every recipient shares it (one
+    /// reference count each), so a fan-out serializes once and allocates
+    /// nothing per recipient.
+    pub(crate) fn push(&self, delivery: &Arc<Delivery>) -> Pushed {
         let mut state = self.shared.lock();
         if state.close.is_some() {
             return Pushed::Gone;
@@ -154,7 +158,7 @@ fn wake(closer: Option<Option<Waker>>) {
 impl OutboundQueue {
     /// Waits for the next delivery. Cancel-safe: a frame is taken only when
     /// the future completes.
-    pub(crate) async fn recv(&mut self) -> Delivery {
+    pub(crate) async fn recv(&mut self) -> Arc<Delivery> {
         poll_fn(|cx| {
             let mut state = self.shared.lock();
             match take(&mut state) {
@@ -170,14 +174,14 @@ impl OutboundQueue {
 
     /// Takes a delivery that is already waiting, if any.
     #[cfg(test)]
-    pub(crate) fn try_recv(&mut self) -> Option<Delivery> {
+    pub(crate) fn try_recv(&mut self) -> Option<Arc<Delivery>> {
         take(&mut self.shared.lock())
     }
 
     /// Takes a waiting frame to write, if any; stops at an order (a
     /// server-side join or leave), which [`recv`](Self::recv) hands over
     /// next, so that a batch of writes never runs past one.
-    pub(crate) fn try_recv_frame(&mut self) -> Option<Delivery> {
+    pub(crate) fn try_recv_frame(&mut self) -> Option<Arc<Delivery>> {
         let mut state = self.shared.lock();
         if state.frames.front()?.kind.is_order() {
             return None;
@@ -186,7 +190,7 @@ impl OutboundQueue {
     }
 }
 
-fn take(state: &mut State) -> Option<Delivery> {
+fn take(state: &mut State) -> Option<Arc<Delivery>> {
     let delivery = state.frames.pop_front()?;
     state.bytes -= delivery.frame.len();
     if state.frames.is_empty() && state.frames.capacity() > KEPT_SLOTS {
@@ -240,8 +244,8 @@ mod tests {
     use crate::hub::{DeliveryKind, Target};
     use tungstenite::Utf8Bytes;
 
-    fn d(text: &'static str) -> Delivery {
-        Delivery::new(Target::All, Utf8Bytes::from(text), DeliveryKind::Message)
+    fn d(text: &'static str) -> Arc<Delivery> {
+        Arc::new(Delivery::new(Target::All, Utf8Bytes::from(text), DeliveryKind::Message))
     }
 
     #[tokio::test]

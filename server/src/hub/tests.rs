@@ -36,11 +36,11 @@ fn rooms_deliver_to_members_only_and_count_messages() {
     let (a, mut qa) = connect(&hub, "alice");
     let (_b, mut qb) = connect(&hub, "bob");
     hub.join(a, "general", true).unwrap();
-    assert_eq!(hub.deliver(&room_delivery("general", "hi")), 1);
+    assert_eq!(hub.deliver(room_delivery("general", "hi")), 1);
     assert_eq!(qa.try_recv().unwrap().frame, "hi");
     assert!(qb.try_recv().is_none());
     assert_eq!(hub.room("general").unwrap().messages, 1);
-    assert_eq!(hub.deliver(&room_delivery("nowhere", "hi")), 0);
+    assert_eq!(hub.deliver(room_delivery("nowhere", "hi")), 0);
 }
 
 #[test]
@@ -75,21 +75,21 @@ fn fan_out_allocations(members: usize) -> u64 {
         hub.join(key, "big", true).unwrap();
         queues.push(queue);
     }
-    let delivery = room_delivery("big", "hello");
-    assert_eq!(hub.deliver(&delivery), members);
+    let delivery = Arc::new(room_delivery("big", "hello"));
+    assert_eq!(hub.deliver(delivery.clone()), members);
     for queue in &mut queues {
         while queue.try_recv().is_some() {}
     }
     let counted = allocation_counter::measure(|| {
-        assert_eq!(hub.deliver(&delivery), members);
+        assert_eq!(hub.deliver(delivery.clone()), members);
     });
     counted.count_total
 }
 
 #[test]
 fn a_fan_out_allocates_nothing_per_recipient() {
-    // The frame is serialized once and shared; each recipient gets two
-    // reference counts and a slot in a queue that already has room.
+    // The delivery is made once and shared; each recipient gets a
+    // reference count and a slot in a queue that already has room.
     assert_eq!(fan_out_allocations(10), 0);
     assert_eq!(fan_out_allocations(2_000), 0);
 }

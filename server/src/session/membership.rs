@@ -14,6 +14,8 @@
 //!
 //! [`Connection::enter`]: super::connection::Connection::enter
 
+use std::sync::Arc;
+
 use futures::SinkExt;
 use switchboard_protocol::{Position, RoomJoined, ServerFrame};
 use tungstenite::Message as WsMessage;
@@ -82,7 +84,7 @@ impl<S: Socket> Session<S> {
     /// Carries out an order that reached this connection through its
     /// queue: a server-side join or leave (the room was checked by whoever
     /// ordered it), or a stream's new epoch.
-    pub(super) async fn obey(&mut self, order: Delivery) -> Flow {
+    pub(super) async fn obey(&mut self, order: Arc<Delivery>) -> Flow {
         match order.kind {
             DeliveryKind::Join => {
                 let Some(JoinOrder { room, since }) = JoinOrder::decode(&order.frame) else {
@@ -146,7 +148,7 @@ impl<S: Socket> Session<S> {
                 if !self.conn.reset(&order) {
                     return Flow::Continue;
                 }
-                super::written(self.socket.send(WsMessage::Text(order.frame)).await)
+                super::written(self.socket.send(WsMessage::Text(order.frame.clone())).await)
             }
             // Frames are written by `write_queued`, never handed here.
             DeliveryKind::Message | DeliveryKind::Presence | DeliveryKind::Occupancy => {

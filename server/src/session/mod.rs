@@ -64,7 +64,7 @@ const CLOSE_LINGER: Duration = Duration::from_secs(2);
 /// What woke the session up.
 enum Wake {
     Close(CloseCode, String),
-    Queued(Delivery),
+    Queued(Arc<Delivery>),
     Incoming(Option<Result<WsMessage, tungstenite::Error>>),
     Tick,
     /// The token timer: true when it expired, false for the refresh warning.
@@ -370,14 +370,14 @@ impl<S: Socket> Session<S> {
     /// Written as a poll function rather than an `async fn`: it runs in
     /// place in the connection's task (it is the fan-out's hot path), and
     /// its state is then one frame.
-    fn write_queued(&mut self, first: Delivery) -> impl Future<Output = Flow> + Send + '_ {
-        let mut first = (self.conn.wanted(&first) == Verdict::Write).then_some(first.frame);
+    fn write_queued(&mut self, first: Arc<Delivery>) -> impl Future<Output = Flow> + Send + '_ {
+        let mut first = (self.conn.wanted(&first) == Verdict::Write).then(|| first.frame.clone());
         poll_fn(move |cx| {
             let Session { socket, conn, .. } = &mut *self;
             let next = || loop {
                 let delivery = conn.queue.try_recv_frame()?;
                 if conn.wanted(&delivery) == Verdict::Write {
-                    return Some(delivery.frame);
+                    return Some(delivery.frame.clone());
                 }
             };
             socket.poll_write_texts(cx, &mut first, next).map(written)

@@ -97,8 +97,7 @@ impl MemoryBroker {
             }
             encode(&frame)
         })?;
-        let reached =
-            self.hub.deliver(&Delivery::message(target, stored.frame, tag, stored.offset));
+        let reached = self.hub.deliver(Delivery::message(target, stored.frame, tag, stored.offset));
         if let Some((user, id)) = &request {
             self.ids.record(user, id, stored.offset);
         }
@@ -168,7 +167,7 @@ impl Broker for MemoryBroker {
     }
 
     fn deliver(&self, delivery: Delivery) -> EngineFuture<'_, usize> {
-        let reached = self.hub.deliver(&delivery);
+        let reached = self.hub.deliver(delivery);
         Box::pin(std::future::ready(Ok(reached)))
     }
 

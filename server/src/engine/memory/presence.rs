@@ -25,7 +25,7 @@ impl MemoryPresence {
     }
 
     fn announce(&self, room: &Arc<str>, user: &str, action: PresenceAction) {
-        self.hub.deliver(&crate::hub::presence_frame(room, user, action));
+        self.hub.deliver(crate::hub::presence_frame(room, user, action));
     }
 }
 

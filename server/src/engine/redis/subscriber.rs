@@ -221,7 +221,7 @@ impl Subscriber {
             }
         };
         let Some((key, _, _)) = envelope.stream() else {
-            hub.deliver(&envelope.delivery);
+            hub.deliver(envelope.delivery);
             return;
         };
         let step = {
@@ -321,7 +321,7 @@ impl Subscriber {
     /// Hands a stream message to the hub; an inbox's delivered mark moves.
     fn deliver(&self, hub: &Hub, key: &StreamKey, delivery: Delivery) -> usize {
         let offset = delivery.offset.unwrap_or_default();
-        let reached = hub.deliver(&delivery);
+        let reached = hub.deliver(delivery);
         if let (StreamKey::Inbox(_), true) = (key, reached > 0) {
             // Off the delivery path: the mark only moves forward, so the
             // order in which these land does not matter.
@@ -349,7 +349,7 @@ impl Subscriber {
         let mut delivery = Delivery::new(Target::of(key), frame, DeliveryKind::Reset);
         delivery.offset = Some(0);
         delivery.epoch = epoch_tag(epoch);
-        hub.deliver(&delivery);
+        hub.deliver(delivery);
     }
 
     /// Reads what a gap misses in a task of its own, then delivers it and
