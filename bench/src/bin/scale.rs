@@ -23,8 +23,10 @@
 //!   room, publish and wait for their own message to come back, one at a
 //!   time (round trips per second, p50, p99).
 //! - **private**: one user holds 10 connections; another sends it
-//!   `10 × --messages` private messages, `--in-flight` at a time, timed
-//!   until every connection has every message.
+//!   `50 × --messages` private messages, `--in-flight` at a time, timed
+//!   until every connection has every message (50,000 deliveries by
+//!   default: long enough that the servers' CPU, sampled in 10 ms ticks,
+//!   is measured to a few percent).
 //! - **stalled member**: a room of 200 reading members and one that stops
 //!   reading after its join (with a 4 KiB TCP receive window); 400 messages
 //!   of 16 KiB are published, `--in-flight` at a time, timed until every
@@ -386,7 +388,7 @@ async fn measure(name: &'static str, proto: Proto, hub: &Hub, args: &Args) -> Re
         hub.settle().await?;
     }
 
-    let count = args.messages * 10;
+    let count = args.messages * PRIVATE_PER_MESSAGE;
     let bar = progress(name, "private deliveries", count * 10);
     let (private, private_deliveries, private_latency) =
         private(hub, proto, count, args.in_flight, &bar).await.map_err(during("private"))?;
@@ -411,6 +413,9 @@ async fn measure(name: &'static str, proto: Proto, hub: &Hub, args: &Args) -> Re
         stalled,
     })
 }
+
+/// Private messages sent per `--messages`.
+const PRIVATE_PER_MESSAGE: usize = 50;
 
 /// Reading members of the stalled-member room.
 const STALL_MEMBERS: usize = 200;
@@ -632,7 +637,7 @@ fn table(runs: &[Run], args: &Args) -> String {
          the client, not the server, may be what limits the row.\n",
         args.messages,
         args.in_flight,
-        args.messages * 10,
+        args.messages * PRIVATE_PER_MESSAGE,
         args.in_flight
     ));
     out
