@@ -460,7 +460,13 @@ impl Driver {
                 Wake::Incoming(Incoming::Alive) => heard = true,
                 Wake::Incoming(Incoming::Text(text)) => {
                     heard = true;
-                    self.on_frame(&text);
+                    // Several frames to a message, newline-separated: the
+                    // SDK asks for batches (`Endpoint`). A frame is compact
+                    // JSON and never holds a raw newline. The welcome above
+                    // always comes alone.
+                    for frame in text.split('\n') {
+                        self.on_frame(frame);
+                    }
                 }
                 Wake::Command(Some(Command::Request(request))) => {
                     if let Err(reason) = self.send(socket, request).await {

@@ -358,3 +358,65 @@ async fn after_a_restart_on_the_disk_store_clients_recover_everything() {
     server.stop().await;
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+/// A client that asks for batches (`?batch=1`, as the SDKs do) gets every
+/// message of a burst once and in order, several to a WebSocket message
+/// (newline-separated); a client that does not gets one per message. An
+/// unknown `batch` value is refused before the upgrade.
+#[tokio::test]
+async fn batched_and_unbatched_readers_get_a_burst_whole_and_in_order() {
+    use futures::SinkExt;
+    use switchboard_protocol::ServerFrame;
+    use tokio_tungstenite::tungstenite::Message as WsMessage;
+
+    const BURST: u64 = 2_000;
+    let mut config = test_config();
+    config.limits.messages_per_sec = 100_000;
+    let server = TestServer::start_with(config).await;
+    let (mut batched, _) = switchboard_tests::raw_connect(&server, "b&room=burst&batch=1").await;
+    let (mut single, _) = switchboard_tests::raw_connect(&server, "s&room=burst&batch=0").await;
+    let (mut publisher, _) = switchboard_tests::raw_connect(&server, "p&room=burst").await;
+    for n in 0..BURST {
+        let frame = json!({"type": "publish", "room": "burst", "event": "n", "data": n});
+        publisher.feed(WsMessage::text(frame.to_string())).await.unwrap();
+    }
+    publisher.flush().await.unwrap();
+
+    /// Reads until `BURST` messages have come; returns their data in order
+    /// and how many WebSocket messages carried them.
+    async fn read(socket: &mut switchboard_tests::RawSocket) -> (Vec<u64>, usize) {
+        let (mut data, mut carriers) = (Vec::new(), 0);
+        while (data.len() as u64) < BURST {
+            let WsMessage::Text(text) = switchboard_tests::raw_next_message(socket).await else {
+                continue;
+            };
+            carriers += 1;
+            for line in text.split('\n') {
+                match serde_json::from_str(line).expect("each line is one frame") {
+                    ServerFrame::Message(message) => data.push(message.data.as_u64().unwrap()),
+                    ServerFrame::Presence(_) | ServerFrame::Occupancy(_) => {}
+                    other => panic!("unexpected {other:?}"),
+                }
+            }
+        }
+        (data, carriers)
+    }
+    let everything: Vec<u64> = (0..BURST).collect();
+    let (data, carriers) = read(&mut single).await;
+    assert_eq!(data, everything);
+    assert!(carriers as u64 >= BURST, "one frame per message without batch");
+    let (data, carriers) = read(&mut batched).await;
+    assert_eq!(data, everything);
+    // How many share a message depends on timing; that they arrive whole,
+    // once and in order does not.
+    assert!(carriers as u64 <= BURST + 10);
+
+    let response = switchboard_tests::http()
+        .get(format!("{}?user_id=x&batch=yes", server.http("/ws")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 400);
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert!(body["error"]["message"].as_str().unwrap().contains("`batch` must be 1 or 0"));
+}

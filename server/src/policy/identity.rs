@@ -26,6 +26,22 @@ pub struct ConnectQuery {
     pub inbox_epoch: Option<String>,
     /// See `inbox_epoch`.
     pub inbox_offset: Option<u64>,
+    /// `1` (or `true`): several server frames may share one WebSocket
+    /// message, separated by newlines; `0` (or `false`, the default): one
+    /// frame per message.
+    pub batch: Option<String>,
+}
+
+impl ConnectQuery {
+    /// Whether the client asked for batched messages; an error naming the
+    /// accepted values when `batch` is something else.
+    pub fn batch(&self) -> Result<bool, String> {
+        match self.batch.as_deref() {
+            None | Some("0" | "false") => Ok(false),
+            Some("1" | "true") => Ok(true),
+            Some(other) => Err(format!("`batch` must be 1 or 0, not {other:?}")),
+        }
+    }
 }
 
 /// The outcome of looking at the upgrade request.

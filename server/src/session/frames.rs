@@ -99,12 +99,20 @@ pub(crate) struct FrameSocket<S> {
     /// A close frame was sent: text frames are refused, as tungstenite
     /// refuses them.
     closed: bool,
+    /// Queued frames go out several to a WebSocket message, separated by
+    /// newlines (the client asked for it with `?batch=1`).
+    batch: bool,
 }
 
 impl<S: Socket> FrameSocket<S> {
     /// Wraps a socket nothing was written to yet.
     pub(crate) fn new(inner: S) -> FrameSocket<S> {
-        FrameSocket { inner, unsent: Vec::new(), held: None, closed: false }
+        FrameSocket { inner, unsent: Vec::new(), held: None, closed: false, batch: false }
+    }
+
+    /// Writes queued frames several to a message from now on.
+    pub(crate) fn batch(&mut self) {
+        self.batch = true;
     }
 
     /// Writes `first` (if any) and what `next` yields, up to
@@ -112,6 +120,10 @@ impl<S: Socket> FrameSocket<S> {
     /// then flushes. Pending while the socket is full; `first` is taken and
     /// `next` called only once the frames before them are out, so a write
     /// that is dropped midway loses nothing it did not take.
+    ///
+    /// On a connection that asked for batches (`?batch=1`), the frames go
+    /// out as one WebSocket message, separated by newlines (a server frame
+    /// is compact JSON: it never holds a raw newline).
     pub(crate) fn poll_write_texts(
         &mut self,
         cx: &mut Context<'_>,
@@ -133,61 +145,45 @@ impl<S: Socket> FrameSocket<S> {
                     break;
                 }
             }
-            self.write_all_or_keep(cx, frames[..count].iter().flatten())?;
+            let frames = frames[..count].iter().flatten();
+            let mut headers = [[0u8; HEADER_MAX]; FRAMES_PER_WRITE];
+            let mut slices = [IoSlice::new(&[]); 2 * FRAMES_PER_WRITE];
+            let used = if self.batch {
+                batched(frames, &mut headers[0], &mut slices)
+            } else {
+                one_each(frames, &mut headers, &mut slices)
+            };
+            self.write_or_keep(cx, &mut slices[..used])?;
             ready!(self.poll_drain(cx))?;
         }
         Pin::new(self.inner.bytes()).poll_flush(cx).map_err(tungstenite::Error::Io)
     }
 
-    /// Writes `frames` in as few vectored writes as the socket takes now; what
-    /// it does not take is kept in `unsent`.
-    fn write_all_or_keep<'a>(
+    /// Writes `slices` in as few vectored writes as the socket takes now;
+    /// what it does not take is kept in `unsent`, byte for byte.
+    fn write_or_keep(
         &mut self,
         cx: &mut Context<'_>,
-        frames: impl Iterator<Item = &'a Utf8Bytes> + Clone,
+        mut slices: &mut [IoSlice<'_>],
     ) -> Result<(), tungstenite::Error> {
-        let mut headers = [[0u8; HEADER_MAX]; FRAMES_PER_WRITE];
-        let mut lens = [0usize; FRAMES_PER_WRITE];
-        let mut total = 0;
-        for ((frame, header), len) in frames.clone().zip(&mut headers).zip(&mut lens) {
-            *len = text_header(frame.len(), header);
-            total += *len + frame.len();
-        }
-        let mut slices: [IoSlice<'_>; 2 * FRAMES_PER_WRITE] =
-            [IoSlice::new(&[]); 2 * FRAMES_PER_WRITE];
-        let mut used = 0;
-        for ((frame, header), len) in frames.clone().zip(&headers).zip(&lens) {
-            slices[used] = IoSlice::new(&header[..*len]);
-            slices[used + 1] = IoSlice::new(frame.as_bytes());
-            used += 2;
-        }
-        let mut written = 0;
-        let mut slices = &mut slices[..used];
-        while written < total {
+        let mut left: usize = slices.iter().map(|slice| slice.len()).sum();
+        while left > 0 {
             match Pin::new(self.inner.bytes()).poll_write_vectored(cx, slices) {
                 Poll::Ready(Ok(0)) => {
                     return Err(tungstenite::Error::Io(std::io::ErrorKind::WriteZero.into()));
                 }
                 Poll::Ready(Ok(n)) => {
-                    written += n;
+                    left -= n;
                     IoSlice::advance_slices(&mut slices, n);
                 }
                 Poll::Ready(Err(err)) => return Err(tungstenite::Error::Io(err)),
-                Poll::Pending => break,
-            }
-        }
-        if written < total {
-            // The socket is full: keep the rest, byte for byte.
-            let mut skip = written;
-            self.unsent.reserve(total - written);
-            for ((frame, header), len) in frames.zip(&headers).zip(&lens) {
-                for part in [&header[..*len], frame.as_bytes()] {
-                    if skip >= part.len() {
-                        skip -= part.len();
-                    } else {
-                        self.unsent.extend_from_slice(&part[skip..]);
-                        skip = 0;
+                Poll::Pending => {
+                    // The socket is full (a slow reader): keep the rest.
+                    self.unsent.reserve(left);
+                    for slice in slices.iter() {
+                        self.unsent.extend_from_slice(slice);
                     }
+                    break;
                 }
             }
         }
@@ -215,7 +211,10 @@ impl<S: Socket> FrameSocket<S> {
         // reader's, and most connections never need one.
         self.unsent = Vec::new();
         if let Some(frame) = self.held.take() {
-            self.write_all_or_keep(cx, std::iter::once(&frame))?;
+            let mut header = [0u8; HEADER_MAX];
+            let len = text_header(frame.len(), &mut header);
+            let mut slices = [IoSlice::new(&header[..len]), IoSlice::new(frame.as_bytes())];
+            self.write_or_keep(cx, &mut slices)?;
             if !self.unsent.is_empty() {
                 return self.poll_drain(cx);
             }
@@ -229,6 +228,48 @@ impl<S: Socket> FrameSocket<S> {
         }
         Ok(())
     }
+}
+
+/// Lays out `frames` as one WebSocket message each: header, payload.
+/// Returns the number of slices used.
+fn one_each<'a>(
+    frames: impl Iterator<Item = &'a Utf8Bytes>,
+    headers: &'a mut [[u8; HEADER_MAX]; FRAMES_PER_WRITE],
+    slices: &mut [IoSlice<'a>; 2 * FRAMES_PER_WRITE],
+) -> usize {
+    let mut used = 0;
+    for (frame, header) in frames.zip(headers.iter_mut()) {
+        let len = text_header(frame.len(), header);
+        slices[used] = IoSlice::new(&header[..len]);
+        slices[used + 1] = IoSlice::new(frame.as_bytes());
+        used += 2;
+    }
+    used
+}
+
+/// Lays out `frames` (at most [`FRAMES_PER_WRITE`]) as one WebSocket
+/// message: one header, then the payloads separated by newlines. Returns
+/// the number of slices used.
+fn batched<'a>(
+    frames: impl Iterator<Item = &'a Utf8Bytes> + Clone,
+    header: &'a mut [u8; HEADER_MAX],
+    slices: &mut [IoSlice<'a>; 2 * FRAMES_PER_WRITE],
+) -> usize {
+    let count = frames.clone().count();
+    let payload: usize =
+        frames.clone().map(|frame| frame.len()).sum::<usize>() + count.saturating_sub(1);
+    let len = text_header(payload, header);
+    slices[0] = IoSlice::new(&header[..len]);
+    let mut used = 1;
+    for (n, frame) in frames.enumerate() {
+        if n > 0 {
+            slices[used] = IoSlice::new(b"\n");
+            used += 1;
+        }
+        slices[used] = IoSlice::new(frame.as_bytes());
+        used += 1;
+    }
+    used
 }
 
 impl<S: Socket> Stream for FrameSocket<S> {
@@ -329,10 +370,13 @@ mod tests {
 
     /// Frames of every length form, written through a pipe far smaller than
     /// one batch (every write is partial), mixed with frames sent through the
-    /// sink and pings, arrive whole and in order.
-    #[tokio::test]
-    async fn partial_writes_keep_frames_whole_and_in_order() {
+    /// sink and pings, arrive whole and in order; batched, several to a
+    /// message.
+    async fn partial_writes(batch: bool) {
         let (mut server, mut client) = pair(61).await;
+        if batch {
+            server.batch();
+        }
         let sizes = [0usize, 1, 125, 126, 300, 65_535, 65_536, 70_000, 7];
         let payload = |n: usize, len: usize| {
             let mut text = format!("{n}:");
@@ -368,18 +412,35 @@ mod tests {
         };
         let reader = async {
             let mut got = Vec::new();
+            let mut messages = 0;
             while let Some(message) = client.next().await {
                 match message.unwrap() {
-                    WsMessage::Text(text) => got.push(text.to_string()),
+                    WsMessage::Text(text) => {
+                        messages += 1;
+                        got.extend(text.split('\n').map(str::to_owned));
+                    }
                     WsMessage::Close(_) => break,
                     _ => {}
                 }
             }
-            got
+            (got, messages)
         };
-        let ((), got) = tokio::join!(writer, reader);
+        let ((), (got, messages)) = tokio::join!(writer, reader);
         assert_eq!(got.len(), expected.len());
         assert_eq!(got, expected);
+        // Three batches and three replies.
+        let whole = if batch { 6 } else { expected.len() };
+        assert_eq!(messages, whole);
+    }
+
+    #[tokio::test]
+    async fn partial_writes_keep_frames_whole_and_in_order() {
+        partial_writes(false).await;
+    }
+
+    #[tokio::test]
+    async fn partial_writes_keep_batches_whole_and_in_order() {
+        partial_writes(true).await;
     }
 
     /// A write abandoned while the socket is full (the session closing a

@@ -82,6 +82,9 @@ pub(crate) struct Start {
     pub(crate) address: Option<std::net::IpAddr>,
     /// The request's `User-Agent`, interned.
     pub(crate) user_agent: Option<Arc<str>>,
+    /// The client asked for several frames per WebSocket message
+    /// (`?batch=1`).
+    pub(crate) batch: bool,
 }
 
 /// One WebSocket connection's state.
@@ -117,6 +120,13 @@ impl<S: Socket> Session<S> {
             refused: (Instant::now(), 0),
             last_heard: Instant::now(),
         }
+    }
+
+    /// Writes queued frames several to a WebSocket message, separated by
+    /// newlines (the client asked with `?batch=1`).
+    pub(crate) fn batched(mut self) -> Session<S> {
+        self.socket.batch();
+        self
     }
 
     /// Keeps the connection's admission slot until the session ends.

@@ -44,12 +44,26 @@ fn start(config: Config, user: &str) -> (Peer, AppState, tokio::task::JoinHandle
     start_with(config, user, |_| {})
 }
 
+/// Like [`start`], for a client that asked for batches (`?batch=1`).
+fn start_batched(config: Config, user: &str) -> (Peer, AppState, tokio::task::JoinHandle<()>) {
+    start_session(config, user, |_| {}, true)
+}
+
 /// Like [`start`], with `before` applied to the client's end before the
 /// session runs.
 fn start_with(
     config: Config,
     user: &str,
     before: impl FnOnce(&crate::session::memory_socket::MemoryPeer),
+) -> (Peer, AppState, tokio::task::JoinHandle<()>) {
+    start_session(config, user, before, false)
+}
+
+fn start_session(
+    config: Config,
+    user: &str,
+    before: impl FnOnce(&crate::session::memory_socket::MemoryPeer),
+    batch: bool,
 ) -> (Peer, AppState, tokio::task::JoinHandle<()>) {
     let state = AppState::new(config).unwrap();
     let (socket, mut memory) = crate::session::memory_socket::pair();
@@ -59,6 +73,7 @@ fn start_with(
         std::mem::replace(&mut memory.from_session, empty)
     });
     let session = Session::new(socket, state.clone(), Identity::trusted(user));
+    let session = if batch { session.batched() } else { session };
     let task = tokio::spawn(session.run(Start::default()));
     (Peer { to_session, from_session, memory }, state, task)
 }
@@ -275,4 +290,42 @@ async fn a_server_side_join_and_leave_reach_the_connection_between_its_frames() 
     // Bad names are refused before anything is ordered.
     assert!(matches!(state.join("alice", "").await, Err(crate::ServerError::InvalidName { .. })));
     assert_eq!(state.join("nobody", "lobby").await.unwrap(), 0);
+}
+
+/// Five frames queued for `user` while its session is not running (the
+/// runtime has one thread: the session runs only when the test waits).
+fn queue_five(state: &AppState, user: &str) -> Vec<String> {
+    let frames: Vec<String> = (0..5).map(|n| format!(r#"{{"type":"x","n":{n}}}"#)).collect();
+    for frame in &frames {
+        let target = crate::hub::Target::User(user.into());
+        let kind = crate::hub::DeliveryKind::Message;
+        state.hub().deliver(Delivery::new(target, frame.as_str().into(), kind));
+    }
+    frames
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_batching_client_gets_what_waited_in_one_message_split_by_newlines() {
+    let (mut peer, state, _task) = start_batched(Config::default(), "alice");
+    assert!(matches!(peer.next_frame().await, ServerFrame::Welcome(_)));
+    let frames = queue_five(&state, "alice");
+    match peer.next().await {
+        WsMessage::Text(text) => assert_eq!(text.as_str(), frames.join("\n")),
+        other => panic!("expected one text message, got {other:?}"),
+    }
+    // A reply still comes alone, after what was queued before it.
+    peer.send(r#"{"type":"ping","id":"p"}"#);
+    assert!(matches!(peer.next_frame().await, ServerFrame::Pong { .. }));
+}
+
+#[tokio::test(start_paused = true)]
+async fn without_batches_each_frame_is_its_own_message() {
+    let (mut peer, state, _task) = start(Config::default(), "alice");
+    assert!(matches!(peer.next_frame().await, ServerFrame::Welcome(_)));
+    for frame in queue_five(&state, "alice") {
+        match peer.next().await {
+            WsMessage::Text(text) => assert_eq!(text.as_str(), frame),
+            other => panic!("expected a text message, got {other:?}"),
+        }
+    }
 }

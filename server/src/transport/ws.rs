@@ -60,6 +60,10 @@ pub(crate) async fn upgrade(
         Ok(query) => query,
         Err(rejection) => return refused(&state, ApiError::BadRequest(rejection.body_text())),
     };
+    let batch = match query.batch() {
+        Ok(batch) => batch,
+        Err(why) => return refused(&state, ApiError::BadRequest(why)),
+    };
     let resolved = match identity::resolve(&query, &headers, state.auth()) {
         Ok(resolved) => resolved,
         Err(err) => return refused(&state, ApiError::Auth(err)),
@@ -91,8 +95,13 @@ pub(crate) async fn upgrade(
         .get(axum::http::header::USER_AGENT)
         .and_then(|agent| agent.to_str().ok())
         .map(crate::hub::connections::intern_agent);
-    let start =
-        Start { rooms: query.room.into_iter().collect(), inbox_since, address: None, user_agent };
+    let start = Start {
+        rooms: query.room.into_iter().collect(),
+        inbox_since,
+        address: None,
+        user_agent,
+        batch,
+    };
     let config = WebSocketConfig::default()
         .read_buffer_size(limits.read_buffer_bytes)
         .write_buffer_size(limits.write_buffer_bytes)
@@ -220,7 +229,8 @@ async fn establish(
             }
         }
     }
-    Some((Session::new(socket, state, identity).holding(ticket), start))
+    let session = Session::new(socket, state, identity).holding(ticket);
+    Some((if start.batch { session.batched() } else { session }, start))
 }
 
 /// Waits for the first frame, which must be an `auth` frame with a valid token.
