@@ -89,8 +89,11 @@ impl Received {
 pub fn read_on(mut socket: Socket, proto: Proto, received: Arc<Received>) -> JoinHandle<()> {
     tokio::spawn(async move {
         while let Ok(text) = wire::next_text(&mut socket, proto).await {
-            if proto.is_message(&text) {
-                received.add(&text);
+            // Batched, a WebSocket message holds one frame per line.
+            for frame in text.split('\n') {
+                if proto.is_message(frame) {
+                    received.add(frame);
+                }
             }
         }
     })

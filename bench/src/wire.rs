@@ -19,6 +19,9 @@ pub enum Proto {
     /// Switchboard's JSON frames (`docs/PROTOCOL.md`); the Node `ws` hub
     /// speaks the subset the benchmark uses.
     Json,
+    /// The same, connected with `?batch=1` as the SDKs connect: several
+    /// frames to a WebSocket message, newline-separated.
+    JsonBatched,
     /// Socket.IO 5 over Engine.IO 4, WebSocket transport only.
     SocketIo,
 }
@@ -28,6 +31,7 @@ impl Proto {
     pub fn url(self, addr: std::net::SocketAddr, user: &str) -> String {
         match self {
             Proto::Json => format!("ws://{addr}/ws?user_id={user}"),
+            Proto::JsonBatched => format!("ws://{addr}/ws?user_id={user}&batch=1"),
             Proto::SocketIo => {
                 format!("ws://{addr}/socket.io/?EIO=4&transport=websocket&user_id={user}")
             }
@@ -37,7 +41,9 @@ impl Proto {
     /// A request to join `room`, acknowledged.
     pub fn join(self, room: &str) -> String {
         match self {
-            Proto::Json => format!(r#"{{"type":"join","id":"j","room":"{room}"}}"#),
+            Proto::Json | Proto::JsonBatched => {
+                format!(r#"{{"type":"join","id":"j","room":"{room}"}}"#)
+            }
             Proto::SocketIo => format!(r#"420["join","{room}"]"#),
         }
     }
@@ -46,10 +52,10 @@ impl Proto {
     /// `id` when there is one.
     pub fn publish(self, room: &str, id: Option<usize>, data: &str) -> String {
         match (self, id) {
-            (Proto::Json, Some(id)) => format!(
+            (Proto::Json | Proto::JsonBatched, Some(id)) => format!(
                 r#"{{"type":"publish","id":"p{id}","room":"{room}","event":"tick","data":{data}}}"#
             ),
-            (Proto::Json, None) => {
+            (Proto::Json | Proto::JsonBatched, None) => {
                 format!(r#"{{"type":"publish","room":"{room}","event":"tick","data":{data}}}"#)
             }
             (Proto::SocketIo, Some(id)) => {
@@ -64,7 +70,7 @@ impl Proto {
     /// A private message to every connection of `user`, acknowledged under `id`.
     pub fn send(self, user: &str, id: usize, data: &str) -> String {
         match self {
-            Proto::Json => format!(
+            Proto::Json | Proto::JsonBatched => format!(
                 r#"{{"type":"send","id":"p{id}","to":"{user}","event":"tick","data":{data}}}"#
             ),
             Proto::SocketIo => {
@@ -76,7 +82,7 @@ impl Proto {
     /// Whether `text` acknowledges a request.
     pub fn is_ack(self, text: &str) -> bool {
         match self {
-            Proto::Json => text.starts_with(r#"{"type":"ack""#),
+            Proto::Json | Proto::JsonBatched => text.starts_with(r#"{"type":"ack""#),
             Proto::SocketIo => text.starts_with("43"),
         }
     }
@@ -84,7 +90,7 @@ impl Proto {
     /// Whether `text` delivers a message (room or private).
     pub fn is_message(self, text: &str) -> bool {
         match self {
-            Proto::Json => text.starts_with(r#"{"type":"message""#),
+            Proto::Json | Proto::JsonBatched => text.starts_with(r#"{"type":"message""#),
             Proto::SocketIo => text.starts_with(r#"42["message""#),
         }
     }
@@ -130,7 +136,7 @@ impl Proto {
         )
         .await?;
         match self {
-            Proto::Json => {
+            Proto::Json | Proto::JsonBatched => {
                 answer(&mut socket, self).await?;
             }
             Proto::SocketIo => {

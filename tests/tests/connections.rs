@@ -287,3 +287,31 @@ async fn the_listing_covers_every_node_page_by_page_and_names_a_silent_one() {
     assert_eq!(page["connections"].as_array().unwrap().len(), 6, "{page}");
     drop((clients, ann_again));
 }
+
+/// A client that closes gets the hub's close frame back (RFC 6455 §5.5.1),
+/// so its close handshake completes instead of ending in a reset.
+#[tokio::test]
+async fn a_client_close_is_answered_with_a_close_frame() {
+    use futures::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+    use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode as WsCloseCode;
+
+    let server = TestServer::start_with(test_config()).await;
+    let (mut socket, _) = switchboard_tests::raw_connect(&server, "leaver").await;
+    let frame = CloseFrame { code: WsCloseCode::Normal, reason: "bye".into() };
+    socket.send(Message::Close(Some(frame))).await.unwrap();
+    let answer = tokio::time::timeout(std::time::Duration::from_secs(5), async {
+        loop {
+            match socket.next().await {
+                Some(Ok(Message::Close(frame))) => return Some(frame),
+                Some(Ok(_)) => continue,
+                _ => return None,
+            }
+        }
+    })
+    .await
+    .expect("an answer within 5 s");
+    let answer = answer.expect("a close frame, not a dropped connection");
+    assert_eq!(answer.map(|frame| u16::from(frame.code)), Some(1000));
+}

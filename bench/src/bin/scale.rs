@@ -78,6 +78,11 @@ struct Args {
     /// Requests in flight (sent, not yet acked) while publishing.
     #[arg(long, default_value_t = 4)]
     in_flight: usize,
+    /// Measure Switchboard a second time, its clients connected with
+    /// `?batch=1` as the SDKs connect (several frames to a WebSocket
+    /// message), right after the first.
+    #[arg(long)]
+    batch: bool,
     /// Leave out Switchboard (to look at the peers alone).
     #[arg(long)]
     no_switchboard: bool,
@@ -253,6 +258,11 @@ async fn main() -> Result<(), Failure> {
         let hub = Hub::start(&args.binary, &hub_args).await?;
         runs.push(measure("switchboard", Proto::Json, &hub, &args).await?);
         drop(hub);
+        if args.batch {
+            let hub = Hub::start(&args.binary, &hub_args).await?;
+            runs.push(measure("switchboard, batch=1", Proto::JsonBatched, &hub, &args).await?);
+            drop(hub);
+        }
     }
     if !args.no_node {
         let hub = Hub::start("node".as_ref(), &["bench/node/ws-hub.mjs".to_owned()]).await?;

@@ -37,8 +37,14 @@ const HEADER_MAX: usize = 10;
 /// well under the kernel's 1,024).
 pub(super) const FRAMES_PER_WRITE: usize = 64;
 
-/// Past this many payload bytes, a batch is written without gathering more.
-const BYTES_PER_WRITE: usize = 256 * 1024;
+/// Past this many payload bytes, a write gathers no more frames. It also
+/// bounds what a slow reader's connection holds outside its queue: a write
+/// the socket did not take keeps its rest (at most this, plus one frame).
+const BYTES_PER_WRITE: usize = 64 * 1024;
+
+/// A batched WebSocket message holds at most this many payload bytes,
+/// unless its one frame is larger.
+pub(crate) const BATCH_BYTES: usize = 64 * 1024;
 
 /// What a session runs on: a stream and sink of WebSocket messages and the
 /// byte stream under them ([`crate::transport::upgrade::WebSocket`] in
@@ -102,12 +108,22 @@ pub(crate) struct FrameSocket<S> {
     /// Queued frames go out several to a WebSocket message, separated by
     /// newlines (the client asked for it with `?batch=1`).
     batch: bool,
+    /// A write failed partway: where the stream's frames stand is unknown,
+    /// so nothing more is written.
+    broken: bool,
 }
 
 impl<S: Socket> FrameSocket<S> {
     /// Wraps a socket nothing was written to yet.
     pub(crate) fn new(inner: S) -> FrameSocket<S> {
-        FrameSocket { inner, unsent: Vec::new(), held: None, closed: false, batch: false }
+        FrameSocket {
+            inner,
+            unsent: Vec::new(),
+            held: None,
+            closed: false,
+            batch: false,
+            broken: false,
+        }
     }
 
     /// Writes queued frames several to a message from now on.
@@ -149,7 +165,7 @@ impl<S: Socket> FrameSocket<S> {
             let mut headers = [[0u8; HEADER_MAX]; FRAMES_PER_WRITE];
             let mut slices = [IoSlice::new(&[]); 2 * FRAMES_PER_WRITE];
             let used = if self.batch {
-                batched(frames, &mut headers[0], &mut slices)
+                batched(frames, &mut headers, &mut slices)
             } else {
                 one_each(frames, &mut headers, &mut slices)
             };
@@ -170,13 +186,17 @@ impl<S: Socket> FrameSocket<S> {
         while left > 0 {
             match Pin::new(self.inner.bytes()).poll_write_vectored(cx, slices) {
                 Poll::Ready(Ok(0)) => {
+                    self.broken = true;
                     return Err(tungstenite::Error::Io(std::io::ErrorKind::WriteZero.into()));
                 }
                 Poll::Ready(Ok(n)) => {
                     left -= n;
                     IoSlice::advance_slices(&mut slices, n);
                 }
-                Poll::Ready(Err(err)) => return Err(tungstenite::Error::Io(err)),
+                Poll::Ready(Err(err)) => {
+                    self.broken = true;
+                    return Err(tungstenite::Error::Io(err));
+                }
                 Poll::Pending => {
                     // The socket is full (a slow reader): keep the rest.
                     self.unsent.reserve(left);
@@ -193,10 +213,14 @@ impl<S: Socket> FrameSocket<S> {
     /// Writes what is owed before anything else may go out: tungstenite's
     /// buffer, the remainder of a text frame, a held text frame.
     fn poll_drain(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), tungstenite::Error>> {
+        if self.broken {
+            return Poll::Ready(Err(tungstenite::Error::AlreadyClosed));
+        }
         ready!(Pin::new(&mut self.inner).poll_flush(cx))?;
         while !self.unsent.is_empty() {
             match ready!(Pin::new(self.inner.bytes()).poll_write(cx, &self.unsent)) {
                 Ok(0) => {
+                    self.broken = true;
                     return Poll::Ready(Err(
                         std::io::Error::from(std::io::ErrorKind::WriteZero).into()
                     ));
@@ -204,7 +228,10 @@ impl<S: Socket> FrameSocket<S> {
                 Ok(n) => {
                     self.unsent.drain(..n);
                 }
-                Err(err) => return Poll::Ready(Err(tungstenite::Error::Io(err))),
+                Err(err) => {
+                    self.broken = true;
+                    return Poll::Ready(Err(tungstenite::Error::Io(err)));
+                }
             }
         }
         // A drained remainder gives its buffer back: it was a slow
@@ -247,24 +274,45 @@ fn one_each<'a>(
     used
 }
 
-/// Lays out `frames` (at most [`FRAMES_PER_WRITE`]) as one WebSocket
-/// message: one header, then the payloads separated by newlines. Returns
-/// the number of slices used.
+/// Lays out `frames` (at most [`FRAMES_PER_WRITE`]) as few WebSocket
+/// messages: each a header, then payloads separated by newlines, of at most
+/// [`BATCH_BYTES`] unless its one frame is larger. Returns the number of
+/// slices used (a message's first frame takes a header slice where later
+/// ones take a newline: never more than two per frame).
 fn batched<'a>(
     frames: impl Iterator<Item = &'a Utf8Bytes> + Clone,
-    header: &'a mut [u8; HEADER_MAX],
+    headers: &'a mut [[u8; HEADER_MAX]; FRAMES_PER_WRITE],
     slices: &mut [IoSlice<'a>; 2 * FRAMES_PER_WRITE],
 ) -> usize {
-    let count = frames.clone().count();
-    let payload: usize =
-        frames.clone().map(|frame| frame.len()).sum::<usize>() + count.saturating_sub(1);
-    let len = text_header(payload, header);
-    slices[0] = IoSlice::new(&header[..len]);
-    let mut used = 1;
-    for (n, frame) in frames.enumerate() {
-        if n > 0 {
+    // Message lengths first (each header needs its message's length).
+    let mut lengths = [0usize; FRAMES_PER_WRITE];
+    let mut messages = 0;
+    for frame in frames.clone() {
+        let current = lengths[messages.max(1) - 1];
+        if messages == 0 || current + 1 + frame.len() > BATCH_BYTES {
+            lengths[messages] = frame.len();
+            messages += 1;
+        } else {
+            lengths[messages - 1] = current + 1 + frame.len();
+        }
+    }
+    let mut headers = headers.iter_mut();
+    let mut used = 0;
+    let (mut message, mut filled) = (0, 0);
+    for frame in frames {
+        if used == 0 || filled + 1 + frame.len() > lengths[message] {
+            if used > 0 {
+                message += 1;
+            }
+            let header = headers.next().expect("a header per message");
+            let len = text_header(lengths[message], header);
+            slices[used] = IoSlice::new(&header[..len]);
+            used += 1;
+            filled = frame.len();
+        } else {
             slices[used] = IoSlice::new(b"\n");
             used += 1;
+            filled += 1 + frame.len();
         }
         slices[used] = IoSlice::new(frame.as_bytes());
         used += 1;
@@ -329,6 +377,8 @@ impl<S: Socket> Sink<WsMessage> for FrameSocket<S> {
     fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         let this = self.get_mut();
         ready!(this.poll_drain(cx))?;
+        // tungstenite sends a close frame here: no text may follow it.
+        this.closed = true;
         Pin::new(&mut this.inner).poll_close(cx)
     }
 }
@@ -395,11 +445,17 @@ mod tests {
                     n += 1;
                 }
                 expected.extend(batch.iter().map(|t| t.to_string()));
+                // One call writes up to a write's worth; the rest waits for
+                // the next, as queued frames wait for the next wake-up.
                 let mut rest = batch.into_iter();
-                let mut first = rest.next();
-                std::future::poll_fn(|cx| server.poll_write_texts(cx, &mut first, || rest.next()))
+                while let Some(head) = rest.next() {
+                    let mut first = Some(head);
+                    std::future::poll_fn(|cx| {
+                        server.poll_write_texts(cx, &mut first, || rest.next())
+                    })
                     .await
                     .unwrap();
+                }
                 // A reply and a ping between batches go after every byte
                 // of the batch.
                 let reply = payload(n, 200 * round);
@@ -411,26 +467,31 @@ mod tests {
             server.close().await.unwrap();
         };
         let reader = async {
-            let mut got = Vec::new();
-            let mut messages = 0;
+            let mut messages = Vec::new();
             while let Some(message) = client.next().await {
                 match message.unwrap() {
-                    WsMessage::Text(text) => {
-                        messages += 1;
-                        got.extend(text.split('\n').map(str::to_owned));
-                    }
+                    WsMessage::Text(text) => messages.push(text.to_string()),
                     WsMessage::Close(_) => break,
                     _ => {}
                 }
             }
-            (got, messages)
+            ((), messages)
         };
-        let ((), (got, messages)) = tokio::join!(writer, reader);
+        let ((), ((), messages)) = tokio::join!(writer, reader);
+        let got: Vec<String> =
+            messages.iter().flat_map(|m| m.split('\n')).map(str::to_owned).collect();
         assert_eq!(got.len(), expected.len());
         assert_eq!(got, expected);
-        // Three batches and three replies.
-        let whole = if batch { 6 } else { expected.len() };
-        assert_eq!(messages, whole);
+        if batch {
+            // Several frames to a message, none past the batch size but a
+            // frame that is larger alone.
+            assert!(messages.len() < expected.len(), "{} messages", messages.len());
+            for message in &messages {
+                assert!(message.len() <= BATCH_BYTES || !message.contains('\n'));
+            }
+        } else {
+            assert_eq!(messages.len(), expected.len());
+        }
     }
 
     #[tokio::test]
@@ -479,5 +540,43 @@ mod tests {
         };
         let ((), texts) = tokio::join!(closing, reader);
         assert_eq!(texts, 6);
+    }
+
+    /// A ping that arrives while part of a text frame is owed is answered
+    /// after the frame, not inside it: reading waits for the remainder.
+    #[tokio::test]
+    async fn a_pong_never_lands_inside_an_owed_frame() {
+        let (mut server, mut client) = pair(100).await;
+        let big: Utf8Bytes = "y".repeat(1_000).into();
+        let mut first = Some(big.clone());
+        let mut more = std::iter::repeat_n(big, 2);
+        let poll = std::future::poll_fn(|cx| {
+            Poll::Ready(server.poll_write_texts(cx, &mut first, || more.next()))
+        })
+        .await;
+        assert!(poll.is_pending(), "the pipe took only part of the frames");
+        client.send(WsMessage::Ping("p".into())).await.unwrap();
+        let serving = async {
+            // Reading gets the ping (tungstenite queues its pong) only once
+            // every owed byte is out; the flush then sends the pong.
+            match server.next().await {
+                Some(Ok(WsMessage::Ping(_))) => {}
+                other => panic!("expected the ping, got {other:?}"),
+            }
+            server.flush().await.unwrap();
+        };
+        let reading = async {
+            let mut seen = Vec::new();
+            while seen.len() < 4 {
+                match client.next().await {
+                    Some(Ok(WsMessage::Text(text))) => seen.push(format!("text {}", text.len())),
+                    Some(Ok(WsMessage::Pong(_))) => seen.push("pong".to_owned()),
+                    other => panic!("unexpected {other:?}"),
+                }
+            }
+            seen
+        };
+        let ((), seen) = tokio::join!(serving, reading);
+        assert_eq!(seen, ["text 1000", "text 1000", "text 1000", "pong"]);
     }
 }

@@ -165,6 +165,11 @@ impl<S: Socket> Session<S> {
                 format!("closed with {code}")
             }
             Flow::Gone(ended) => {
+                if ended == Ended::ClientClosed {
+                    // tungstenite queued the answer to the client's close
+                    // frame while reading it: send it.
+                    let _ = tokio::time::timeout(CLOSE_LINGER, self.socket.flush()).await;
+                }
                 counters.ended(ended.label().to_owned());
                 ended.to_string()
             }
@@ -381,16 +386,14 @@ impl<S: Socket> Session<S> {
     /// place in the connection's task (it is the fan-out's hot path), and
     /// its state is then one frame.
     fn write_queued(&mut self, first: Arc<Delivery>) -> impl Future<Output = Flow> + Send + '_ {
-        let mut first = (self.conn.wanted(&first) == Verdict::Write).then(|| first.frame.clone());
+        let mut first = match self.conn.wanted(&first) {
+            Verdict::Write => Some(first.frame.clone()),
+            // Skipped: what waits behind it still goes in this write.
+            Verdict::Skip => next_wanted(&mut self.conn),
+        };
         poll_fn(move |cx| {
             let Session { socket, conn, .. } = &mut *self;
-            let next = || loop {
-                let delivery = conn.queue.try_recv_frame()?;
-                if conn.wanted(&delivery) == Verdict::Write {
-                    return Some(delivery.frame.clone());
-                }
-            };
-            socket.poll_write_texts(cx, &mut first, next).map(written)
+            socket.poll_write_texts(cx, &mut first, || next_wanted(conn)).map(written)
         })
     }
 
@@ -497,6 +500,17 @@ impl<S: Socket> Session<S> {
             }
         })
         .await;
+    }
+}
+
+/// The next queued frame the connection writes (up to an order), skipping
+/// what a replay already sent.
+fn next_wanted(conn: &mut Connection) -> Option<Utf8Bytes> {
+    loop {
+        let delivery = conn.queue.try_recv_frame()?;
+        if conn.wanted(&delivery) == Verdict::Write {
+            return Some(delivery.frame.clone());
+        }
     }
 }
 
