@@ -141,10 +141,11 @@ impl Subscriber {
                     message = messages.next() => message,
                 };
                 let Some(message) = message else { break };
-                self.on_message(message.get_payload_bytes());
                 // What has already arrived goes out before this task yields,
-                // so a member woken by the first message finds the next ones
-                // queued too and writes them in one go.
+                // and the members are woken once it is all queued: each
+                // writes the burst in one go instead of a frame per message.
+                let held = crate::hub::wakes::Deferred::start();
+                self.on_message(message.get_payload_bytes());
                 let mut lost = false;
                 while let Some(next) = messages.next().now_or_never() {
                     match next {
@@ -155,6 +156,7 @@ impl Subscriber {
                         }
                     }
                 }
+                drop(held);
                 if lost {
                     break;
                 }
