@@ -123,7 +123,7 @@ impl Outbound {
         let reader = state.reader.take();
         drop(state);
         if let Some(reader) = reader {
-            super::wakes::wake(reader);
+            reader.wake();
         }
         Pushed::Queued
     }
@@ -311,37 +311,5 @@ mod tests {
         outbound.push(&d("x"));
         queue.try_recv();
         assert!(outbound.shared.lock().frames.capacity() > 0);
-    }
-
-    /// Under a [`Deferred`](crate::hub::wakes::Deferred) guard a burst
-    /// wakes its reader once, when the guard drops, with the whole burst
-    /// queued.
-    #[test]
-    fn a_held_burst_wakes_its_reader_once_with_everything_queued() {
-        use std::sync::atomic::{AtomicUsize, Ordering};
-        use std::task::{Context, Wake, Waker};
-        struct Counter(AtomicUsize);
-        impl Wake for Counter {
-            fn wake(self: Arc<Self>) {
-                self.0.fetch_add(1, Ordering::SeqCst);
-            }
-        }
-        let (outbound, mut queue) = channel(1, "u".into(), 100, 1 << 20);
-        let counter = Arc::new(Counter(AtomicUsize::new(0)));
-        let waker = Waker::from(counter.clone());
-        let mut cx = Context::from_waker(&waker);
-        let mut recv = Box::pin(queue.recv());
-        assert!(recv.as_mut().poll(&mut cx).is_pending(), "parked");
-        let held = crate::hub::wakes::Deferred::start();
-        for text in ["a", "b", "c"] {
-            assert_eq!(outbound.push(&d(text)), Pushed::Queued);
-        }
-        assert_eq!(counter.0.load(Ordering::SeqCst), 0, "nobody woken yet");
-        drop(held);
-        assert_eq!(counter.0.load(Ordering::SeqCst), 1, "woken once");
-        drop(recv);
-        let queued: Vec<String> =
-            std::iter::from_fn(|| queue.try_recv()).map(|d| d.frame.to_string()).collect();
-        assert_eq!(queued, ["a", "b", "c"]);
     }
 }

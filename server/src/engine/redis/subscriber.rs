@@ -141,11 +141,10 @@ impl Subscriber {
                     message = messages.next() => message,
                 };
                 let Some(message) = message else { break };
-                // What has already arrived goes out before this task yields,
-                // and the members are woken once it is all queued: each
-                // writes the burst in one go instead of a frame per message.
-                let held = crate::hub::wakes::Deferred::start();
                 self.on_message(message.get_payload_bytes());
+                // What has already arrived goes out before this task yields,
+                // so a member woken by the first message finds the next ones
+                // queued too and writes them in one go.
                 let mut lost = false;
                 while let Some(next) = messages.next().now_or_never() {
                     match next {
@@ -156,7 +155,6 @@ impl Subscriber {
                         }
                     }
                 }
-                drop(held);
                 if lost {
                     break;
                 }
