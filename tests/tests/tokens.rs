@@ -111,3 +111,72 @@ async fn a_provider_that_repeats_a_refused_token_gives_up() {
     assert!(matches!(result, Err(Error::GaveUp(_))), "{result:?}");
     assert_eq!(calls.load(Ordering::SeqCst), 2, "asked once more, got the same token, stopped");
 }
+
+/// What the release binary, configured through its environment as a
+/// deployment behind an identity provider would be, makes of a token: its
+/// answer to `GET /ws?token=…` (the token is checked before the upgrade, so
+/// a plain request shows it: 426 `not_websocket` once the token passed, 401
+/// with the reason otherwise).
+async fn verdict(hub: &switchboard_tests::HubProcess, claims: serde_json::Value) -> (u16, String) {
+    let token = encode(&Header::default(), &claims, &EncodingKey::from_secret(SECRET.as_bytes()));
+    let url = format!("{}?token={}", hub.http("/ws"), token.unwrap());
+    let response = switchboard_tests::http().get(url).send().await.unwrap();
+    let status = response.status().as_u16();
+    let body: serde_json::Value = response.json().await.unwrap();
+    (status, body["error"]["message"].as_str().unwrap_or_default().to_owned())
+}
+
+#[tokio::test]
+async fn tokens_as_identity_providers_make_them_audience_issuer_and_expiry() {
+    use switchboard_tests::HubProcess;
+    let hub = HubProcess::start_with(
+        &[],
+        &[
+            ("SWITCHBOARD_AUTH__JWT_SECRET", SECRET),
+            ("SWITCHBOARD_AUTH__AUDIENCE", "https://hub.example/ws"),
+            ("SWITCHBOARD_AUTH__ISSUER", "https://idp.example/"),
+        ],
+    )
+    .await;
+    let (aud, iss) = ("https://hub.example/ws", "https://idp.example/");
+    let exp = now() + 600;
+    // As Auth0 or Keycloak make them: `aud` a string, or a list naming
+    // this hub among others.
+    let passed = (426, "`Connection` must include `upgrade`".to_owned());
+    assert_eq!(
+        verdict(&hub, json!({"sub": "a", "exp": exp, "aud": aud, "iss": iss})).await,
+        passed
+    );
+    let list = json!({"sub": "a", "exp": exp, "aud": ["https://api.example", aud], "iss": iss});
+    assert_eq!(verdict(&hub, list).await.0, 426);
+    // A few seconds of clock skew pass; more do not.
+    let skewed = json!({"sub": "a", "exp": now() - 2, "aud": aud, "iss": iss});
+    assert_eq!(verdict(&hub, skewed).await.0, 426);
+    let (status, why) =
+        verdict(&hub, json!({"sub": "a", "exp": now() - 60, "aud": aud, "iss": iss})).await;
+    assert_eq!((status, why.as_str()), (401, "the token has expired"));
+    for (claims, reason) in [
+        (json!({"sub": "a", "exp": exp, "aud": "https://other.example", "iss": iss}), "audience"),
+        (json!({"sub": "a", "exp": exp, "iss": iss}), "`aud`"),
+        (json!({"sub": "a", "exp": exp, "aud": aud, "iss": "https://evil.example/"}), "issuer"),
+        (json!({"sub": "a", "exp": exp, "aud": aud}), "`iss`"),
+        (json!({"sub": "a", "aud": aud, "iss": iss}), "`exp`"),
+    ] {
+        let (status, why) = verdict(&hub, claims.clone()).await;
+        assert_eq!(status, 401, "{claims}");
+        assert!(why.contains(reason), "{claims}: {why}");
+    }
+    drop(hub);
+
+    // Without an audience configured, a token minted for some audience is
+    // refused with what to set; and eternal tokens are a choice.
+    let hub = HubProcess::start_with(
+        &[],
+        &[("SWITCHBOARD_AUTH__JWT_SECRET", SECRET), ("SWITCHBOARD_AUTH__REQUIRE_EXP", "false")],
+    )
+    .await;
+    let (status, why) = verdict(&hub, json!({"sub": "a", "exp": exp, "aud": aud})).await;
+    assert_eq!(status, 401);
+    assert!(why.contains("auth.audience"), "{why}");
+    assert_eq!(verdict(&hub, json!({"sub": "a"})).await.0, 426, "no `exp`, allowed here");
+}

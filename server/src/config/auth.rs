@@ -29,6 +29,36 @@ pub struct AuthConfig {
     /// How long before a token expires the hub asks for a new one, in
     /// milliseconds (default 30000).
     pub refresh_before_ms: u64,
+    /// Refuse tokens without `exp` (default true). Set false only for a
+    /// deployment that means to hand out tokens that never expire.
+    pub require_exp: bool,
+    /// The audiences this hub answers to (a string or a list; env
+    /// `SWITCHBOARD_AUTH__AUDIENCE`). When set, a token's `aud` (a string or
+    /// an array) must name one of them, and a token without `aud` is
+    /// refused. When empty (the default), a token that carries `aud` is
+    /// refused: it was minted for a service this hub does not claim to be.
+    #[serde(deserialize_with = "one_or_many")]
+    pub audience: Vec<String>,
+    /// The issuer a token's `iss` must equal, when set (env
+    /// `SWITCHBOARD_AUTH__ISSUER`); a token without `iss` is then refused.
+    pub issuer: Option<String>,
+    /// Clock skew tolerated on `exp` and `nbf`, in seconds (default 5, as
+    /// identity providers' own libraries allow).
+    pub leeway_secs: u64,
+}
+
+/// A string or a list of strings, read as a list.
+fn one_or_many<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(String),
+        Many(Vec<String>),
+    }
+    Ok(match OneOrMany::deserialize(deserializer)? {
+        OneOrMany::One(one) => vec![one],
+        OneOrMany::Many(many) => many,
+    })
 }
 
 impl Default for AuthConfig {
@@ -40,6 +70,10 @@ impl Default for AuthConfig {
             auth_timeout_ms: 5_000,
             rooms_claim: "rooms".to_owned(),
             refresh_before_ms: 30_000,
+            require_exp: true,
+            audience: Vec::new(),
+            issuer: None,
+            leeway_secs: 5,
         }
     }
 }

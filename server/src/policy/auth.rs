@@ -96,6 +96,10 @@ pub struct Authenticator {
     public: Option<(DecodingKey, [Algorithm; 2])>,
     insecure: bool,
     rooms_claim: String,
+    require_exp: bool,
+    audience: Vec<String>,
+    issuer: Option<String>,
+    leeway_secs: u64,
 }
 
 impl std::fmt::Debug for Authenticator {
@@ -132,6 +136,10 @@ impl Authenticator {
             public,
             insecure: !config.uses_tokens() && config.insecure,
             rooms_claim: config.rooms_claim.clone(),
+            require_exp: config.require_exp,
+            audience: config.audience.clone(),
+            issuer: config.issuer.clone(),
+            leeway_secs: config.leeway_secs,
         })
     }
 
@@ -164,13 +172,41 @@ impl Authenticator {
         }
         .ok_or_else(|| AuthError::Invalid(format!("algorithm {:?} is not accepted", header.alg)))?;
         let mut validation = Validation::new(header.alg);
-        validation.leeway = 0;
+        validation.leeway = self.leeway_secs;
         validation.validate_nbf = true;
-        validation.set_required_spec_claims(&["sub"]);
+        let mut required = vec!["sub"];
+        if self.require_exp {
+            required.push("exp");
+        }
+        if !self.audience.is_empty() {
+            validation.set_audience(&self.audience);
+            required.push("aud");
+        }
+        if let Some(issuer) = &self.issuer {
+            validation.set_issuer(&[issuer]);
+            required.push("iss");
+        }
+        validation.set_required_spec_claims(&required);
         let claims = decode::<serde_json::Map<String, Value>>(token, key, &validation)
             .map_err(|e| match e.kind() {
                 ErrorKind::ExpiredSignature => AuthError::Expired,
                 ErrorKind::ImmatureSignature => AuthError::NotYetValid,
+                ErrorKind::MissingRequiredClaim(claim) => {
+                    AuthError::Invalid(format!("the token has no `{claim}` claim"))
+                }
+                ErrorKind::InvalidAudience if self.audience.is_empty() => AuthError::Invalid(
+                    "the token names an audience (`aud`) and this hub has none configured \
+                     (auth.audience)"
+                        .to_owned(),
+                ),
+                ErrorKind::InvalidAudience => AuthError::Invalid(format!(
+                    "the token's audience is not this hub's ({})",
+                    self.audience.join(", ")
+                )),
+                ErrorKind::InvalidIssuer => AuthError::Invalid(format!(
+                    "the token's issuer is not {}",
+                    self.issuer.as_deref().unwrap_or_default()
+                )),
                 _ => AuthError::Invalid(e.to_string()),
             })?
             .claims;
@@ -231,7 +267,7 @@ mod tests {
     fn bad_tokens_are_refused_with_their_reason() {
         let hub = hub();
         assert_eq!(
-            hub.verify(&token(json!({"sub": "a", "exp": now() - 1}), "s3cret")),
+            hub.verify(&token(json!({"sub": "a", "exp": now() - 30}), "s3cret")),
             Err(AuthError::Expired)
         );
         assert_eq!(
@@ -251,7 +287,7 @@ mod tests {
         let none = "eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0.eyJzdWIiOiJtYWxsb3J5In0.";
         assert!(matches!(hub.verify(none), Err(AuthError::Invalid(_))));
         assert!(matches!(
-            hub.verify(&token(json!({"sub": "bad\u{7}name"}), "s3cret")),
+            hub.verify(&token(json!({"sub": "bad\u{7}name", "exp": now() + 60}), "s3cret")),
             Err(AuthError::Invalid(_))
         ));
     }
@@ -297,5 +333,66 @@ mod tests {
         assert!(insecure.is_insecure());
         assert_eq!(&*insecure.trust(Some("alice")).unwrap().user, "alice");
         assert_eq!(insecure.trust(None), Err(AuthError::MissingUser));
+    }
+
+    fn verdict(config: AuthConfig, claims: Value) -> Result<Identity, AuthError> {
+        let config = AuthConfig { jwt_secret: Some("s3cret".into()), ..config };
+        Authenticator::new(&config).unwrap().verify(&token(claims, "s3cret"))
+    }
+
+    #[test]
+    fn expiry_is_required_and_checked_with_a_little_leeway() {
+        let default = AuthConfig::default;
+        let reason = |r: Result<Identity, AuthError>| match r {
+            Err(AuthError::Invalid(why)) => why,
+            other => panic!("expected a refusal, got {other:?}"),
+        };
+        assert_eq!(reason(verdict(default(), json!({"sub": "a"}))), "the token has no `exp` claim");
+        let eternal = AuthConfig { require_exp: false, ..default() };
+        assert!(verdict(eternal, json!({"sub": "a"})).is_ok());
+        assert!(verdict(default(), json!({"sub": "a", "exp": now() - 2})).is_ok(), "5 s leeway");
+        let strict = AuthConfig { leeway_secs: 0, ..default() };
+        let late = verdict(strict, json!({"sub": "a", "exp": now() - 2}));
+        assert_eq!(late.unwrap_err(), AuthError::Expired);
+    }
+
+    #[test]
+    fn audience_and_issuer_are_checked_when_configured() {
+        let hub = || AuthConfig {
+            audience: vec!["api://hub".into(), "api://hub2".into()],
+            issuer: Some("https://idp/".into()),
+            ..AuthConfig::default()
+        };
+        let exp = now() + 60;
+        let ok = json!({"sub": "a", "exp": exp, "aud": "api://hub2", "iss": "https://idp/"});
+        assert!(verdict(hub(), ok).is_ok());
+        let among =
+            json!({"sub": "a", "exp": exp, "aud": ["x", "api://hub"], "iss": "https://idp/"});
+        assert!(verdict(hub(), among).is_ok());
+        for claims in [
+            json!({"sub": "a", "exp": exp, "aud": "x", "iss": "https://idp/"}),
+            json!({"sub": "a", "exp": exp, "iss": "https://idp/"}),
+            json!({"sub": "a", "exp": exp, "aud": "api://hub", "iss": "https://other/"}),
+            json!({"sub": "a", "exp": exp, "aud": "api://hub"}),
+        ] {
+            assert!(
+                matches!(verdict(hub(), claims.clone()), Err(AuthError::Invalid(_))),
+                "{claims}"
+            );
+        }
+        // No audience configured: a token meant for one is not for this hub.
+        let aimed = json!({"sub": "a", "exp": exp, "aud": "api://hub"});
+        match verdict(AuthConfig::default(), aimed) {
+            Err(AuthError::Invalid(why)) => assert!(why.contains("auth.audience"), "{why}"),
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn an_audience_reads_from_a_string_or_a_list() {
+        let one: AuthConfig = toml::from_str(r#"audience = "api://hub""#).unwrap();
+        assert_eq!(one.audience, ["api://hub"]);
+        let many: AuthConfig = toml::from_str(r#"audience = ["a", "b"]"#).unwrap();
+        assert_eq!(many.audience, ["a", "b"]);
     }
 }
