@@ -8,23 +8,33 @@ library only): run it, then start the hub with
 
 docs/HOOKS.md describes every request and reply.
 """
-import hashlib, hmac, json, sys
+import hashlib, hmac, json, sys, time
 from http.server import BaseHTTPRequestHandler, HTTPServer
 
 SECRET = b"shared-with-the-backend"
+WINDOW = 300  # seconds: a request signed longer ago than this is refused
+
+def signed(headers, body):
+    """The hub signs "<timestamp>.<body>": a captured request cannot be sent
+    again once its timestamp is out of the window, nor re-dated."""
+    timestamp = headers.get("X-Switchboard-Timestamp", "")
+    if not timestamp.isdigit() or abs(time.time() - int(timestamp)) > WINDOW:
+        return False
+    message = timestamp.encode() + b"." + body
+    expected = "sha256=" + hmac.new(SECRET, message, hashlib.sha256).hexdigest()
+    return hmac.compare_digest(expected, headers.get("X-Switchboard-Signature", ""))
 
 class Hooks(BaseHTTPRequestHandler):
     def do_POST(self):
         body = self.rfile.read(int(self.headers["Content-Length"]))
-        expected = "sha256=" + hmac.new(SECRET, body, hashlib.sha256).hexdigest()
-        if not hmac.compare_digest(expected, self.headers.get("X-Switchboard-Signature", "")):
+        if not signed(self.headers, body):
             self.send_response(403); self.end_headers(); return
         event = json.loads(body)
         reply = {}
         if event["hook"] == "publish" and len(str(event["data"])) > 2000:
             reply = {"refuse": {"message": "at most 2000 characters"}}
         elif event["hook"] == "rpc" and event["method"] == "time":
-            import time; reply = {"data": time.time()}
+            reply = {"data": time.time()}
         out = json.dumps(reply).encode()
         self.send_response(200)
         self.send_header("Content-Type", "application/json")

@@ -23,6 +23,18 @@ const SECRET: &str = "shared-with-the-backend";
 /// Every call the backend got: (hook, body, whether the signature matched).
 type Calls = Arc<Mutex<Vec<(String, Value, bool)>>>;
 
+/// Whether `headers` sign `body` as the hub does: a timestamp within a
+/// minute of now, and the HMAC of `<timestamp>.<body>`.
+fn signed(headers: &HeaderMap, body: &str) -> bool {
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or_default();
+    let timestamp = header("x-switchboard-timestamp");
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap();
+    let recent = timestamp.parse::<u64>().is_ok_and(|t| t.abs_diff(now.as_secs()) <= 60);
+    recent
+        && header("x-switchboard-signature")
+            == signature(SECRET.as_bytes(), timestamp, body.as_bytes())
+}
+
 /// A backend application answering the hub's webhooks; returns its base URL.
 async fn backend(calls: Calls) -> String {
     async fn hook(
@@ -31,10 +43,7 @@ async fn backend(calls: Calls) -> String {
         headers: HeaderMap,
         body: String,
     ) -> Json<Value> {
-        let signed = headers
-            .get("x-switchboard-signature")
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v == signature(SECRET.as_bytes(), body.as_bytes()));
+        let signed = signed(&headers, &body);
         let event: Value = serde_json::from_str(&body).unwrap();
         calls.lock().unwrap().push((name.clone(), event.clone(), signed));
         Json(match (name.as_str(), event["user"].as_str().unwrap_or("")) {
@@ -231,6 +240,24 @@ async fn the_python_example_backend_answers_the_hub() {
     client.publish("lobby", "chat", json!("short")).await.unwrap();
     assert_eq!(events.next_message().await.data, json!("short"));
     assert!(client.rpc("time", json!(null)).await.unwrap().is_f64(), "the backend's clock");
+    // A request captured once cannot be sent again later: the example
+    // refuses a timestamp older than five minutes, and a fresh timestamp
+    // does not match the old signature.
+    let body = r#"{"hook":"rpc","user":"ann","method":"time","data":null}"#;
+    let post = |timestamp: String, signature: String| {
+        switchboard_tests::http()
+            .post(format!("http://127.0.0.1:{port}/hooks/rpc"))
+            .header("x-switchboard-timestamp", timestamp)
+            .header("x-switchboard-signature", signature)
+            .body(body)
+            .send()
+    };
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let sign = |t: u64| signature(SECRET.as_bytes(), &t.to_string(), body.as_bytes());
+    assert_eq!(post(now.to_string(), sign(now)).await.unwrap().status().as_u16(), 200);
+    let old = now - 600;
+    assert_eq!(post(old.to_string(), sign(old)).await.unwrap().status().as_u16(), 403, "replayed");
+    assert_eq!(post(now.to_string(), sign(old)).await.unwrap().status().as_u16(), 403, "re-dated");
     let _ = python.kill();
     let _ = python.wait();
 }
@@ -246,11 +273,7 @@ async fn events_after_the_fact_arrive_in_order_once_the_backend_is_back() {
             axum::routing::post(move |headers: HeaderMap, body: String| {
                 let received = received.clone();
                 async move {
-                    let signed = headers
-                        .get("x-switchboard-signature")
-                        .and_then(|v| v.to_str().ok())
-                        .is_some_and(|v| v == signature(SECRET.as_bytes(), body.as_bytes()));
-                    assert!(signed, "event batches are signed");
+                    assert!(signed(&headers, &body), "event batches are signed");
                     let mut received = received.lock().unwrap();
                     received.0 += 1;
                     if received.0 <= 2 {

@@ -124,8 +124,11 @@ impl Events {
                 .header("content-type", "application/json")
                 .timeout(timeout);
             if let Some(secret) = &self.secret {
-                let signature = crate::policy::webhooks::signature(secret, body.as_bytes());
-                request = request.header(crate::policy::webhooks::SIGNATURE_HEADER, signature);
+                for (name, value) in
+                    crate::policy::webhooks::signed_headers(secret, body.as_bytes())
+                {
+                    request = request.header(name, value);
+                }
             }
             match request.body(body).send().await {
                 Ok(response) if response.status().is_success() => {

@@ -16,8 +16,11 @@
 //! is down, answers a non-2xx status or unreadable JSON, or is late, means
 //! what its `on_error` says: `refuse` (error 302 `hook_failed`, close 1011
 //! at connect) or `allow`. With `hooks.secret`, every request carries
-//! `X-Switchboard-Signature: sha256=<hex HMAC-SHA256 of the body>`, so the
-//! backend can tell the hub's calls from anyone else's.
+//! `X-Switchboard-Timestamp: <Unix seconds>` and
+//! `X-Switchboard-Signature: sha256=<hex HMAC-SHA256 of "<timestamp>.<body>">`,
+//! so the backend can tell the hub's calls from anyone else's, and, by
+//! refusing a timestamp older than its window (five minutes in the docs'
+//! example), a request captured once cannot be sent again later.
 
 use std::time::Duration;
 
@@ -34,8 +37,11 @@ use crate::policy::hooks::{
     ConnectDecision, ConnectRequest, Decision, HookFuture, Hooks, MessageDecision, RpcReply,
 };
 
-/// The header that carries the body's signature.
+/// The header that carries the request's signature.
 pub const SIGNATURE_HEADER: &str = "x-switchboard-signature";
+/// The header that carries when the request was signed (Unix seconds),
+/// covered by the signature.
+pub const TIMESTAMP_HEADER: &str = "x-switchboard-timestamp";
 
 /// One configured webhook.
 struct Endpoint {
@@ -140,7 +146,9 @@ impl Webhooks {
                 .header("content-type", "application/json")
                 .timeout(endpoint.timeout);
             if let Some(secret) = &self.secret {
-                request = request.header(SIGNATURE_HEADER, signature(secret, body.as_bytes()));
+                for (name, value) in signed_headers(secret, body.as_bytes()) {
+                    request = request.header(name, value);
+                }
             }
             let response = request
                 .body(body)
@@ -176,11 +184,26 @@ impl Webhooks {
     }
 }
 
-/// `sha256=<hex>` of the HMAC-SHA256 of `body` with `secret`.
-pub fn signature(secret: &[u8], body: &[u8]) -> String {
+/// The headers that sign a request of `body` now: the timestamp and the
+/// signature over both.
+pub fn signed_headers(secret: &[u8], body: &[u8]) -> [(&'static str, String); 2] {
+    let timestamp = (crate::wire::now_ms() / 1000).to_string();
+    let signature = signature(secret, &timestamp, body);
+    [(TIMESTAMP_HEADER, timestamp), (SIGNATURE_HEADER, signature)]
+}
+
+/// `sha256=<hex>` of the HMAC-SHA256, with `secret`, of `<timestamp>.<body>`.
+pub fn signature(secret: &[u8], timestamp: &str, body: &[u8]) -> String {
+    hmac_hex(secret, &[timestamp.as_bytes(), b".", body])
+}
+
+/// `sha256=<hex>` of the HMAC-SHA256 of `parts`, one after the other.
+fn hmac_hex(secret: &[u8], parts: &[&[u8]]) -> String {
     let mut mac =
         <Hmac<Sha256> as Mac>::new_from_slice(secret).expect("HMAC takes keys of any length");
-    mac.update(body);
+    for part in parts {
+        mac.update(part);
+    }
     let digest = mac.finalize().into_bytes();
     let mut text = String::with_capacity(7 + 64);
     text.push_str("sha256=");
@@ -361,13 +384,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_signature_is_the_hex_hmac_sha256_of_the_body() {
+    fn the_signature_is_the_hex_hmac_sha256_of_timestamp_dot_body() {
         // RFC 4231, test case 2.
-        let signed = signature(b"Jefe", b"what do ya want for nothing?");
-        assert_eq!(
-            signed,
-            "sha256=5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
-        );
+        let test_case = "sha256=5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843";
+        assert_eq!(hmac_hex(b"Jefe", &[b"what do ya ", b"want for nothing?"]), test_case);
+        assert_eq!(signature(b"k", "1700000000", b"{}"), hmac_hex(b"k", &[b"1700000000.{}"]));
+        // Another time, another signature: a captured request cannot be
+        // sent again under a fresh timestamp.
+        assert_ne!(signature(b"k", "1700000000", b"{}"), signature(b"k", "1700000301", b"{}"));
     }
 
     #[test]
