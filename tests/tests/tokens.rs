@@ -180,3 +180,75 @@ async fn tokens_as_identity_providers_make_them_audience_issuer_and_expiry() {
     assert!(why.contains("auth.audience"), "{why}");
     assert_eq!(verdict(&hub, json!({"sub": "a"})).await.0, 426, "no `exp`, allowed here");
 }
+
+/// A connect hook that names the connection's user from the token's and
+/// attaches metadata; an RPC that says who the connection is.
+struct Renamer;
+
+impl switchboard_server::hooks::Hooks for Renamer {
+    fn connect<'a>(
+        &'a self,
+        request: &'a switchboard_server::hooks::ConnectRequest<'a>,
+    ) -> switchboard_server::hooks::HookFuture<'a, switchboard_server::hooks::ConnectDecision> {
+        let user = format!("member-{}", request.identity.user);
+        Box::pin(async move {
+            switchboard_server::hooks::ConnectDecision::Allow {
+                user: Some(user),
+                rooms: Vec::new(),
+                meta: Some(json!({"plan": "gold"})),
+            }
+        })
+    }
+
+    fn rpc<'a>(
+        &'a self,
+        who: &'a switchboard_server::Identity,
+        _method: &'a str,
+        _data: &'a serde_json::Value,
+    ) -> switchboard_server::hooks::HookFuture<'a, switchboard_server::hooks::RpcReply> {
+        let data = json!({"user": &*who.user, "meta": who.meta.as_deref(), "exp": who.expires_at});
+        Box::pin(async move { switchboard_server::hooks::RpcReply::Result(data) })
+    }
+}
+
+/// A refreshed token keeps what the connect hook decided (the user it
+/// named, the metadata) and must name the same subject as the first.
+#[tokio::test]
+async fn a_refresh_keeps_the_connect_hooks_user_and_metadata() {
+    use switchboard_protocol::ServerFrame;
+    use switchboard_tests::{raw_next, raw_send};
+    let mut config = test_config();
+    config.auth.jwt_secret = Some(SECRET.into());
+    let state = switchboard_server::AppState::new(config).unwrap();
+    assert!(state.set_hooks(Renamer));
+    let server = TestServer::start_state(state).await;
+    let url = format!("{}?token={}", server.ws_url(), token("ann", 600));
+    let (mut socket, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+    match raw_next(&mut socket).await {
+        ServerFrame::Welcome(welcome) => assert_eq!(welcome.user, "member-ann"),
+        other => panic!("expected welcome, got {other:?}"),
+    }
+    let later = token("ann", 1_200);
+    raw_send(&mut socket, &json!({"type": "auth", "id": "r", "token": later}).to_string()).await;
+    assert!(matches!(raw_next(&mut socket).await, ServerFrame::Ack(ack) if ack.id == "r"));
+    raw_send(&mut socket, r#"{"type":"rpc","id":"w","method":"whoami"}"#).await;
+    match raw_next(&mut socket).await {
+        ServerFrame::Ack(ack) => {
+            let data = ack.data.unwrap();
+            assert_eq!(
+                (data["user"].clone(), data["meta"].clone()),
+                (json!("member-ann"), json!({"plan": "gold"}))
+            );
+            let exp = data["exp"].as_u64().unwrap();
+            assert!(exp >= now() + 1_100, "the new token's expiry: {exp}");
+        }
+        other => panic!("expected the rpc's ack, got {other:?}"),
+    }
+    // Another subject's token changes nothing.
+    let other = token("bob", 1_200);
+    raw_send(&mut socket, &json!({"type": "auth", "id": "o", "token": other}).to_string()).await;
+    match raw_next(&mut socket).await {
+        ServerFrame::Error(error) => assert_eq!(error.message, "the new token is for another user"),
+        other => panic!("expected an error, got {other:?}"),
+    }
+}

@@ -22,6 +22,9 @@ use crate::error::ConfigError;
 pub struct Identity {
     /// The user id every frame from this connection is attributed to.
     pub user: Arc<str>,
+    /// Who the token (or `user_id`) named, before a connect hook gave the
+    /// connection another `user`: a refreshed token must name this one.
+    pub subject: Arc<str>,
     /// Room patterns from the token's rooms claim (`None` without a token).
     pub rooms: Option<Vec<String>>,
     /// When the token expires, in Unix seconds (`None`: never).
@@ -35,7 +38,20 @@ pub struct Identity {
 impl Identity {
     /// An identity taken on trust (insecure mode, tests).
     pub fn trusted(user: &str) -> Identity {
-        Identity { user: Arc::from(user), rooms: None, expires_at: None, meta: None }
+        let user: Arc<str> = Arc::from(user);
+        Identity { subject: user.clone(), user, rooms: None, expires_at: None, meta: None }
+    }
+
+    /// Takes what a refreshed token says (its expiry, its rooms claim) and
+    /// keeps what the connection's start decided (the user a connect hook
+    /// named, its metadata). `Err` when the token names another subject.
+    pub fn refresh(&mut self, token: Identity) -> Result<(), AuthError> {
+        if token.subject != self.subject {
+            return Err(AuthError::OtherUser);
+        }
+        self.expires_at = token.expires_at;
+        self.rooms = token.rooms;
+        Ok(())
     }
 
     /// Whether the rooms claim lets this user into `room`.
@@ -222,8 +238,10 @@ impl Authenticator {
                 .unwrap_or_default()
         });
         let expires_at = claims.get("exp").and_then(Value::as_u64);
+        let user: Arc<str> = Arc::from(user);
         Ok(Identity {
-            user: Arc::from(user),
+            subject: user.clone(),
+            user,
             rooms: rooms.or(Some(Vec::new())),
             expires_at,
             meta: None,

@@ -182,17 +182,13 @@ impl<S: Socket> Session<S> {
                 })
                 .await
             }
-            ClientFrame::Auth { id, token } => match self.conn.state.auth().verify(&token) {
-                Ok(identity) if identity.user == self.conn.user => {
-                    self.conn.identity = identity;
-                    self.ack(id, |_| {}).await
+            ClientFrame::Auth { id, token } => {
+                let refreshed = self.conn.state.auth().verify(&token);
+                match refreshed.and_then(|token| self.conn.identity.refresh(token)) {
+                    Ok(()) => self.ack(id, |_| {}).await,
+                    Err(err) => self.fail(id, ErrorCode::INVALID_TOKEN, err.to_string()).await,
                 }
-                Ok(_) => {
-                    let message = crate::policy::auth::AuthError::OtherUser.to_string();
-                    self.fail(id, ErrorCode::INVALID_TOKEN, message).await
-                }
-                Err(err) => self.fail(id, ErrorCode::INVALID_TOKEN, err.to_string()).await,
-            },
+            }
             ClientFrame::Rpc { id, method, data } => {
                 if let Err(flow) = self.check_name(&id, "method", &method).await {
                     return flow;
