@@ -54,6 +54,10 @@ pub struct EventsConfig {
     /// Events held while the backend is down (default 10,000); past it the
     /// oldest are dropped, logged and counted.
     pub queue: usize,
+    /// Bytes of events (serialized) held while the backend is down
+    /// (default 64 MiB); past it the oldest are dropped, logged and
+    /// counted, and an event larger than this alone is dropped.
+    pub queue_bytes: usize,
     /// Most events in one request (default 100).
     pub batch: usize,
     /// One request's timeout, in milliseconds (default 2000).
@@ -68,6 +72,7 @@ impl Default for EventsConfig {
             url: String::new(),
             kinds: ["published", "sent", "online", "offline"].map(str::to_owned).to_vec(),
             queue: 10_000,
+            queue_bytes: 64 * 1024 * 1024,
             batch: 100,
             timeout_ms: 2_000,
             retry_max_ms: 30_000,

@@ -11,9 +11,11 @@
 //! backoff up to `retry_max_ms` otherwise. So delivery is **at least once**
 //! (a batch whose answer was lost is sent again) and **in order per node**,
 //! as long as the node lives and the queue holds: a queue that overflows
-//! drops its oldest events (logged, counted in
-//! `switchboard_events_dropped_total`), and a node that dies loses what it
-//! still held.
+//! (`queue` events or `queue_bytes` bytes) drops its oldest events (logged,
+//! counted in `switchboard_events_dropped_total`), and a node that dies
+//! loses what it still held. An event is serialized once, when recorded;
+//! the sender takes a batch under the lock as shared pointers, never
+//! copying an event there.
 
 use std::collections::{HashSet, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -33,10 +35,35 @@ pub(crate) struct Events {
     config: EventsConfig,
     kinds: HashSet<String>,
     secret: Option<Vec<u8>>,
-    queue: Mutex<VecDeque<Value>>,
+    queue: Mutex<Queue>,
     pending: Notify,
     pub(crate) delivered: AtomicU64,
     pub(crate) dropped: AtomicU64,
+}
+
+/// Events in order, with what they weigh.
+#[derive(Default)]
+struct Queue {
+    events: VecDeque<Queued>,
+    bytes: usize,
+    /// The next event's number.
+    next: u64,
+}
+
+/// One recorded event, serialized.
+struct Queued {
+    /// Its number: the sender removes what it sent by number, whatever
+    /// overflow dropped from the front meanwhile.
+    seq: u64,
+    json: Arc<str>,
+}
+
+impl Queue {
+    fn pop_front(&mut self) -> Option<Queued> {
+        let event = self.events.pop_front()?;
+        self.bytes -= event.json.len();
+        Some(event)
+    }
 }
 
 impl Events {
@@ -45,7 +72,7 @@ impl Events {
             kinds: config.kinds.iter().cloned().collect(),
             config,
             secret: secret.map(|s| s.as_bytes().to_vec()),
-            queue: Mutex::new(VecDeque::new()),
+            queue: Mutex::new(Queue::default()),
             pending: Notify::new(),
             delivered: AtomicU64::new(0),
             dropped: AtomicU64::new(0),
@@ -83,22 +110,36 @@ impl Events {
 
     /// Events waiting to be delivered.
     pub(crate) fn queued(&self) -> usize {
-        self.queue.lock().unwrap_or_else(PoisonError::into_inner).len()
+        self.queue.lock().unwrap_or_else(PoisonError::into_inner).events.len()
     }
 
     fn push(&self, event: Value) {
+        let json: Arc<str> = event.to_string().into();
         let mut queue = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
-        if queue.len() >= self.config.queue {
-            queue.pop_front();
-            if self.dropped.fetch_add(1, Ordering::Relaxed) == 0 {
-                tracing::warn!(
-                    queue = self.config.queue,
-                    "the events queue is full: the oldest events are dropped"
-                );
+        let mut dropped = 0;
+        if json.len() > self.config.queue_bytes {
+            // Larger than the whole queue may hold: it alone is dropped.
+            dropped += 1;
+        } else {
+            while queue.events.len() >= self.config.queue
+                || queue.bytes + json.len() > self.config.queue_bytes
+            {
+                queue.pop_front();
+                dropped += 1;
             }
+            let seq = queue.next;
+            queue.next += 1;
+            queue.bytes += json.len();
+            queue.events.push_back(Queued { seq, json });
         }
-        queue.push_back(event);
         drop(queue);
+        if dropped > 0 && self.dropped.fetch_add(dropped, Ordering::Relaxed) == 0 {
+            tracing::warn!(
+                queue = self.config.queue,
+                queue_bytes = self.config.queue_bytes,
+                "the events queue is full: the oldest events are dropped"
+            );
+        }
         self.pending.notify_one();
     }
 
@@ -108,17 +149,19 @@ impl Events {
         let timeout = Duration::from_millis(self.config.timeout_ms);
         let mut failures: u32 = 0;
         loop {
-            let batch: Vec<Value> = {
+            // Pointers under the lock; the body is built outside it.
+            let batch: Vec<(u64, Arc<str>)> = {
                 let queue = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
-                queue.iter().take(self.config.batch).cloned().collect()
+                let front = queue.events.iter().take(self.config.batch);
+                front.map(|event| (event.seq, event.json.clone())).collect()
             };
-            if batch.is_empty() {
+            let Some(&(last, _)) = batch.last() else {
                 tokio::select! {
                     () = shutdown.cancelled() => return,
                     () = self.pending.notified() => continue,
                 }
-            }
-            let body = json!({ "events": batch }).to_string();
+            };
+            let body = body_of(&batch);
             let mut request = client
                 .post(&self.config.url)
                 .header("content-type", "application/json")
@@ -136,11 +179,10 @@ impl Events {
                     let mut queue = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
                     // The batch is the front of the queue, unless overflow
                     // dropped some of it meanwhile.
-                    let sent = batch.len();
-                    let gone =
-                        queue.iter().take(sent).zip(&batch).take_while(|(a, b)| a == b).count();
-                    queue.drain(..gone);
-                    self.delivered.fetch_add(sent as u64, Ordering::Relaxed);
+                    while queue.events.front().is_some_and(|event| event.seq <= last) {
+                        queue.pop_front();
+                    }
+                    self.delivered.fetch_add(batch.len() as u64, Ordering::Relaxed);
                 }
                 outcome => {
                     if failures == 0 {
@@ -165,9 +207,30 @@ impl Events {
     }
 }
 
+/// `{"events":[…]}` from events serialized already.
+fn body_of(batch: &[(u64, Arc<str>)]) -> String {
+    let bytes = batch.iter().map(|(_, json)| json.len() + 1).sum::<usize>();
+    let mut body = String::with_capacity(bytes + 12);
+    body.push_str(r#"{"events":["#);
+    for (n, (_, json)) in batch.iter().enumerate() {
+        if n > 0 {
+            body.push(',');
+        }
+        body.push_str(json);
+    }
+    body.push_str("]}");
+    body
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// What the queue holds, as values.
+    fn held(events: &Events) -> Vec<Value> {
+        let queue = events.queue.lock().unwrap();
+        queue.events.iter().map(|e| serde_json::from_str(&e.json).unwrap()).collect()
+    }
 
     #[test]
     fn a_full_queue_drops_its_oldest_events_and_counts_them() {
@@ -176,10 +239,44 @@ mod tests {
         for user in ["a", "b", "c"] {
             events.presence(user, true);
         }
-        let queue = events.queue.lock().unwrap();
-        let users: Vec<&str> = queue.iter().map(|e| e["user"].as_str().unwrap()).collect();
+        let users: Vec<Value> = held(&events).iter().map(|e| e["user"].clone()).collect();
         assert_eq!(users, ["b", "c"]);
         assert_eq!(events.dropped.load(Ordering::Relaxed), 1);
+    }
+
+    #[test]
+    fn the_queue_is_bounded_in_bytes_too() {
+        let message = |n: usize| Message {
+            room: Some("r".into()),
+            to: None,
+            from: "a".into(),
+            event: "e".into(),
+            data: json!("x".repeat(n)),
+            ts: 0,
+            offset: None,
+        };
+        let config =
+            EventsConfig { url: "http://x".into(), queue_bytes: 3_000, ..EventsConfig::default() };
+        let events = Events::new(config, None);
+        for offset in 1..=3 {
+            events.published(&message(1_000), offset);
+        }
+        // Three events of about 1.1 KB do not fit in 3,000 bytes: the
+        // oldest went.
+        let offsets: Vec<Value> = held(&events).iter().map(|e| e["offset"].clone()).collect();
+        assert_eq!(offsets, [2, 3]);
+        assert!(events.queue.lock().unwrap().bytes <= 3_000);
+        // One larger than the whole queue is dropped alone.
+        events.published(&message(5_000), 4);
+        assert_eq!(held(&events).len(), 2);
+        assert_eq!(events.dropped.load(Ordering::Relaxed), 2);
+        let batch: Vec<(u64, Arc<str>)> = {
+            let queue = events.queue.lock().unwrap();
+            queue.events.iter().map(|e| (e.seq, e.json.clone())).collect()
+        };
+        let body: Value = serde_json::from_str(&body_of(&batch)).unwrap();
+        assert_eq!(body["events"].as_array().unwrap().len(), 2);
+        assert_eq!(body["events"][1]["offset"], 3);
     }
 
     #[test]
@@ -192,8 +289,8 @@ mod tests {
         let events = Events::new(config, None);
         events.presence("a", true);
         events.presence("a", false);
-        let queue = events.queue.lock().unwrap();
-        assert_eq!(queue.len(), 1);
-        assert_eq!(queue[0]["kind"], "offline");
+        let held = held(&events);
+        assert_eq!(held.len(), 1);
+        assert_eq!(held[0]["kind"], "offline");
     }
 }
