@@ -18,11 +18,15 @@ def signed(headers, body):
     """The hub signs "<timestamp>.<body>": a captured request cannot be sent
     again once its timestamp is out of the window, nor re-dated."""
     timestamp = headers.get("X-Switchboard-Timestamp", "")
-    if not timestamp.isdigit() or abs(time.time() - int(timestamp)) > WINDOW:
+    # ASCII digits only: str.isdigit() also takes "²", which int() refuses.
+    if not (timestamp.isascii() and timestamp.isdigit()):
+        return False
+    if abs(time.time() - int(timestamp)) > WINDOW:
         return False
     message = timestamp.encode() + b"." + body
-    expected = "sha256=" + hmac.new(SECRET, message, hashlib.sha256).hexdigest()
-    return hmac.compare_digest(expected, headers.get("X-Switchboard-Signature", ""))
+    expected = ("sha256=" + hmac.new(SECRET, message, hashlib.sha256).hexdigest()).encode()
+    given = headers.get("X-Switchboard-Signature", "").encode("latin-1", "replace")
+    return hmac.compare_digest(expected, given)
 
 class Hooks(BaseHTTPRequestHandler):
     def do_POST(self):

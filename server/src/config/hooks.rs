@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 ///
 /// ```toml
 /// [hooks]
-/// secret = "shared-with-the-backend"   # X-Switchboard-Signature: sha256=<HMAC of the body>
+/// secret = "shared-with-the-backend"   # X-Switchboard-Signature: sha256=<HMAC of "<timestamp>.<body>">
 ///
 /// [hooks.publish]
 /// url = "http://app.internal/hooks/publish"
@@ -22,7 +22,8 @@ pub struct HooksConfig {
     /// error 302 `hook_failed` (close 1011 at connect), default 1000 ms.
     pub timeout_ms: u64,
     /// A secret shared with the webhook backend: each request then carries
-    /// `X-Switchboard-Signature: sha256=<hex HMAC-SHA256 of the body>`.
+    /// `X-Switchboard-Timestamp: <Unix seconds>` and
+    /// `X-Switchboard-Signature: sha256=<hex HMAC-SHA256 of "<timestamp>.<body>">`.
     pub secret: Option<String>,
     /// Webhook for connections, before `welcome`.
     pub connect: Option<WebhookConfig>,

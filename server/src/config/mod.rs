@@ -147,6 +147,14 @@ impl Config {
                 "auth: set auth.jwt_secret or auth.jwt_public_key_pem, or auth.insecure = true",
             );
         }
+        if self.auth.leeway_secs > 300 {
+            return invalid("auth.leeway_secs is seconds of clock skew: at most 300");
+        }
+        if self.auth.audience.iter().any(String::is_empty)
+            || self.auth.issuer.as_deref() == Some("")
+        {
+            return invalid("auth.audience and auth.issuer cannot be empty strings");
+        }
         if self.limits.messages_per_sec == 0 || self.limits.max_json_depth == 0 {
             return invalid(
                 "limits.messages_per_sec and limits.max_json_depth must be greater than 0",
@@ -191,8 +199,14 @@ impl Config {
             if !events.url.starts_with("http://") {
                 return invalid("hooks.events.url must start with http://");
             }
-            if events.queue == 0 || events.batch == 0 || events.timeout_ms == 0 {
-                return invalid("hooks.events.queue, batch and timeout_ms must be above 0");
+            if events.queue == 0
+                || events.queue_bytes == 0
+                || events.batch == 0
+                || events.timeout_ms == 0
+            {
+                return invalid(
+                    "hooks.events.queue, queue_bytes, batch and timeout_ms must be above 0",
+                );
             }
             let known = ["published", "sent", "online", "offline"];
             if let Some(kind) = events.kinds.iter().find(|k| !known.contains(&k.as_str())) {

@@ -3,8 +3,11 @@
 //!
 //! Tokens are JWTs: HS256 with `auth.jwt_secret`, RS256 or ES256 with
 //! `auth.jwt_public_key_pem`. `sub` is the user id and must follow the
-//! naming rules; `exp` and `nbf` are enforced to the second; a token whose
-//! header names another algorithm (`none` included) is refused. An optional
+//! naming rules; `exp` is required (`auth.require_exp`) and, with `nbf`,
+//! checked with `auth.leeway_secs` of clock skew; `aud` and `iss` must match
+//! `auth.audience` and `auth.issuer` when those are set (and a token with an
+//! `aud` is refused when no audience is); a token whose header names
+//! another algorithm (`none` included) is refused. An optional
 //! claim (`auth.rooms_claim`, default `rooms`) lists the room patterns the
 //! user may enter where a permission says `claim`.
 
@@ -237,7 +240,11 @@ impl Authenticator {
                 .map(|a| a.iter().filter_map(Value::as_str).map(str::to_owned).collect())
                 .unwrap_or_default()
         });
-        let expires_at = claims.get("exp").and_then(Value::as_u64);
+        // A decimal `exp` (PyJWT's `time.time() + 600`) passed the check;
+        // read it too, rounded down, or the session would never expire.
+        let expires_at = claims
+            .get("exp")
+            .and_then(|exp| exp.as_u64().or_else(|| exp.as_f64().map(|at| at.max(0.0) as u64)));
         let user: Arc<str> = Arc::from(user);
         Ok(Identity {
             subject: user.clone(),
@@ -270,15 +277,13 @@ mod tests {
 
     #[test]
     fn a_good_token_names_the_user_and_their_rooms() {
+        let exp = now() + 60;
         let id = hub()
-            .verify(&token(
-                json!({"sub": "alice", "exp": now() + 60, "rooms": ["private:a*"]}),
-                "s3cret",
-            ))
+            .verify(&token(json!({"sub": "alice", "exp": exp, "rooms": ["private:a*"]}), "s3cret"))
             .unwrap();
         assert_eq!(&*id.user, "alice");
         assert!(id.claims_room("private:abc") && !id.claims_room("private:b"));
-        assert_eq!(id.expires_at, Some(now() + 60));
+        assert_eq!(id.expires_at, Some(exp));
     }
 
     #[test]
@@ -412,5 +417,32 @@ mod tests {
         assert_eq!(one.audience, ["api://hub"]);
         let many: AuthConfig = toml::from_str(r#"audience = ["a", "b"]"#).unwrap();
         assert_eq!(many.audience, ["a", "b"]);
+    }
+
+    #[test]
+    fn a_decimal_exp_still_ends_the_session() {
+        let base = now();
+        let exp = base as f64 + 600.7;
+        let identity = verdict(AuthConfig::default(), json!({"sub": "a", "exp": exp})).unwrap();
+        assert_eq!(identity.expires_at, Some(base + 600));
+    }
+
+    #[test]
+    fn a_refresh_takes_expiry_and_rooms_and_keeps_what_the_start_decided() {
+        let base = now();
+        let first = json!({"sub": "ann", "exp": base + 60, "rooms": ["a:*"]});
+        let mut identity = verdict(AuthConfig::default(), first).unwrap();
+        // What a connect hook did.
+        identity.user = "member-ann".into();
+        identity.meta = Some(Arc::new(json!({"plan": "gold"})));
+        let later = json!({"sub": "ann", "exp": base + 600, "rooms": ["b:*"]});
+        identity.refresh(verdict(AuthConfig::default(), later).unwrap()).unwrap();
+        assert_eq!((&*identity.user, &*identity.subject), ("member-ann", "ann"));
+        assert_eq!(identity.meta.as_deref(), Some(&json!({"plan": "gold"})));
+        assert_eq!(identity.expires_at, Some(base + 600));
+        assert!(identity.claims_room("b:1") && !identity.claims_room("a:1"));
+        let other = verdict(AuthConfig::default(), json!({"sub": "bob", "exp": base + 900}));
+        assert_eq!(identity.refresh(other.unwrap()), Err(AuthError::OtherUser));
+        assert_eq!(identity.expires_at, Some(base + 600), "unchanged");
     }
 }
