@@ -1,5 +1,5 @@
 //! Benchmarks of the Switchboard hub, run by hand (never in the test
-//! script: figures depend on the machine) and reported in the README.
+//! script: figures depend on the machine) and reported in docs/PERFORMANCE.md (the README quotes a summary).
 //!
 //! # Layout
 //! - `src/bin/memory.rs`: resident memory per idle WebSocket connection of
