@@ -44,7 +44,7 @@ const BYTES_PER_WRITE: usize = 64 * 1024;
 
 /// A batched WebSocket message holds at most this many payload bytes,
 /// unless its one frame is larger.
-pub(crate) const BATCH_BYTES: usize = 64 * 1024;
+const BATCH_BYTES: usize = 64 * 1024;
 
 /// What a session runs on: a stream and sink of WebSocket messages and the
 /// byte stream under them ([`crate::transport::upgrade::WebSocket`] in
