@@ -16,6 +16,7 @@ pub(crate) struct Options {
     reconnect: Option<Toggle<ReconnectOptions>>,
     heartbeat: Option<Toggle<HeartbeatOptions>>,
     request_timeout_ms: Option<u64>,
+    connect_timeout_ms: Option<u64>,
     offline_queue: Option<usize>,
     token: Option<String>,
     fallbacks: Vec<String>,
@@ -45,13 +46,14 @@ struct HeartbeatOptions {
 }
 
 /// The options' field names, as the TypeScript declarations spell them.
-const FIELDS: [&str; 8] = [
+const FIELDS: [&str; 9] = [
     "userId",
     "token",
     "getToken",
     "reconnect",
     "heartbeat",
     "requestTimeoutMs",
+    "connectTimeoutMs",
     "offlineQueue",
     "fallbacks",
 ];
@@ -130,6 +132,7 @@ pub(crate) fn read(options: JsValue) -> Result<Options, String> {
         reconnect: toggle(fields, "reconnect", reconnect)?,
         heartbeat: toggle(fields, "heartbeat", heartbeat)?,
         request_timeout_ms: fields.opt_integer("requestTimeoutMs", u64::MAX)?,
+        connect_timeout_ms: fields.opt_integer("connectTimeoutMs", u64::MAX)?,
         offline_queue: fields.opt_integer("offlineQueue", u32::MAX.into())?.map(|n| n as usize),
         token: fields.opt_string("token")?,
         fallbacks: fields.opt_strings("fallbacks")?.unwrap_or_default(),
@@ -175,6 +178,9 @@ impl Options {
         }
         if let Some(ms) = self.request_timeout_ms {
             builder = builder.request_timeout(Duration::from_millis(ms));
+        }
+        if let Some(ms) = self.connect_timeout_ms {
+            builder = builder.connect_timeout(Duration::from_millis(ms));
         }
         if let Some(capacity) = self.offline_queue {
             builder = builder.offline_queue(capacity);

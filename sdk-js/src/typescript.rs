@@ -39,8 +39,13 @@ export interface ClientOptions {
   reconnect?: ReconnectOptions | false;
   /** Heartbeat (default 25 s / 60 s), or `false` for none. */
   heartbeat?: HeartbeatOptions | false;
-  /** How long a request waits for the hub's answer, ms (default 10000). */
+  /** How long a request waits for the hub's answer, ms (default 10000). Also bounds `getToken`. */
   requestTimeoutMs?: number;
+  /**
+   * How long one connection attempt may take, opening and the hub's `welcome` together, ms
+   * (default 20000); then the next URL is tried. Timers above 2147483647 ms are refused.
+   */
+  connectTimeoutMs?: number;
   /** Publishes and sends that may wait while offline (default 1024). */
   offlineQueue?: number;
   /**
@@ -157,9 +162,17 @@ export interface DisconnectedEvent {
   willReconnect: boolean;
 }
 
-/** What went wrong. */
+/**
+ * What went wrong. Terminal kinds end the attempts and reject `connect()`: "refused" (the hub
+ * refused the connection or keeps refusing the tokens), "unauthorized_or_unreachable" (every
+ * attempt since `connect()` closed before opening: browsers hide whether the hub refused the
+ * upgrade or cannot be reached), "no_websocket" (the runtime has none), "invalid_url" (the
+ * runtime refuses the URL), "tls", and "gave_up" (attempts exhausted, or the hub said not to
+ * come back). "transport" is a failed attempt the client retries.
+ */
 export type ErrorKind =
   | "server" | "timeout" | "queue_full" | "connection_lost" | "closed" | "gave_up"
+  | "refused" | "unauthorized_or_unreachable" | "no_websocket" | "tls"
   | "transport" | "protocol" | "handler" | "invalid_name" | "invalid_url" | "invalid_options";
 
 /** Every rejected Promise and every `error` event carries one of these. */

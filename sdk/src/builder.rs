@@ -7,6 +7,12 @@ use crate::client::Client;
 use crate::endpoint::Endpoint;
 use crate::error::{Error, Result};
 use crate::runtime::{BoxFuture, MaybeSend};
+use crate::transport::Tls;
+
+/// The longest timer the client accepts: browsers' timers take at most
+/// 2^31 − 1 ms (about 24.8 days), and one rule for every target keeps the
+/// options portable.
+pub const MAX_TIMER: Duration = Duration::from_millis(i32::MAX as u64);
 
 /// Application-level heartbeat: the client pings every `interval` and drops
 /// the connection (then reconnects) after `timeout` without hearing anything.
@@ -82,9 +88,11 @@ pub(crate) struct Options {
     pub(crate) reconnect: ReconnectPolicy,
     pub(crate) heartbeat: Option<Heartbeat>,
     pub(crate) request_timeout: Duration,
+    pub(crate) connect_timeout: Duration,
     pub(crate) welcome_timeout: Duration,
     pub(crate) offline_queue: usize,
     pub(crate) tokens: Tokens,
+    pub(crate) tls: Tls,
 }
 
 /// Configures a [`Client`].
@@ -97,9 +105,12 @@ pub struct ClientBuilder {
     reconnect: ReconnectPolicy,
     heartbeat: Option<Heartbeat>,
     request_timeout: Duration,
+    connect_timeout: Duration,
     welcome_timeout: Duration,
     offline_queue: usize,
     tokens: Tokens,
+    /// Set natively by `tls_config` (`transport/native.rs`) too.
+    pub(crate) tls: Tls,
 }
 
 impl ClientBuilder {
@@ -112,9 +123,11 @@ impl ClientBuilder {
             reconnect: ReconnectPolicy::default(),
             heartbeat: Some(Heartbeat::default()),
             request_timeout: Duration::from_secs(10),
+            connect_timeout: Duration::from_secs(20),
             welcome_timeout: Duration::from_secs(10),
             offline_queue: 1_024,
             tokens: Tokens::None,
+            tls: Tls::default(),
         }
     }
 
@@ -128,6 +141,9 @@ impl ClientBuilder {
     /// Authenticates with tokens from `provider`, asked before every
     /// connection attempt and again when the hub says the current token is
     /// about to expire, so long-lived connections are never dropped for it.
+    /// Each call is bounded by the request timeout (a provider that does not
+    /// answer in time counts as a failed attempt) and is abandoned by
+    /// `disconnect()` and `close()`.
     pub fn token_provider(mut self, provider: impl TokenProvider + 'static) -> Self {
         self.tokens = Tokens::Provider(std::sync::Arc::new(provider));
         self
@@ -174,9 +190,28 @@ impl ClientBuilder {
         self
     }
 
-    /// How long a new connection waits for the server's `welcome` (default 10 s).
+    /// How long one connection attempt may take from the start (TCP, TLS,
+    /// the upgrade and the server's `welcome`) before it is abandoned and
+    /// the next URL tried (default 20 s). A token provider's wait does not
+    /// count: the request timeout bounds it.
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// How long an open connection waits for the server's `welcome`
+    /// (default 10 s), within the connect timeout.
     pub fn welcome_timeout(mut self, timeout: Duration) -> Self {
         self.welcome_timeout = timeout;
+        self
+    }
+
+    /// Trusts the root certificates in this PEM document for `wss://`, on
+    /// top of the platform's (which include `SSL_CERT_FILE`): a hub with a
+    /// private CA. Browsers decide trust themselves and ignore it; natively
+    /// [`ClientBuilder::tls_config`] replaces the whole TLS setup instead.
+    pub fn add_root_certificates(mut self, pem: impl Into<Vec<u8>>) -> Self {
+        self.tls.add_roots_pem(pem.into());
         self
     }
 
@@ -203,22 +238,80 @@ impl ClientBuilder {
             .chain(&self.fallbacks)
             .map(|url| Endpoint::new(url, user))
             .collect::<Result<Vec<_>>>()?;
-        if let Some(heartbeat) = &self.heartbeat {
-            if heartbeat.interval.is_zero() || heartbeat.timeout < heartbeat.interval {
-                return Err(Error::InvalidUrl(
-                    "heartbeat interval must be positive and at most the timeout".to_owned(),
-                ));
-            }
-        }
+        self.check()?;
         Client::start(Options {
             endpoints,
             headers: self.headers,
             reconnect: self.reconnect,
             heartbeat: self.heartbeat,
             request_timeout: self.request_timeout,
+            connect_timeout: self.connect_timeout,
             welcome_timeout: self.welcome_timeout,
             offline_queue: self.offline_queue,
             tokens: self.tokens,
+            tls: self.tls,
         })
     }
+
+    /// Every option in range, refused with [`Error::InvalidOptions`]
+    /// otherwise, before anything starts.
+    fn check(&self) -> Result<()> {
+        let invalid = |why: String| Err(Error::InvalidOptions(why));
+        let reconnect = &self.reconnect;
+        let mut timers = vec![
+            ("request timeout", self.request_timeout),
+            ("connect timeout", self.connect_timeout),
+            ("welcome timeout", self.welcome_timeout),
+            ("reconnect min delay", reconnect.min_delay),
+            ("reconnect max delay", reconnect.max_delay),
+        ];
+        if let Some(heartbeat) = &self.heartbeat {
+            if heartbeat.interval.is_zero() || heartbeat.timeout < heartbeat.interval {
+                return invalid(
+                    "heartbeat interval must be positive and at most the timeout".to_owned(),
+                );
+            }
+            timers.push(("heartbeat timeout", heartbeat.timeout));
+        }
+        for (what, timer) in timers {
+            if timer > MAX_TIMER {
+                return invalid(format!(
+                    "{what} of {} ms is above the {} ms timers take",
+                    timer.as_millis(),
+                    MAX_TIMER.as_millis()
+                ));
+            }
+        }
+        for (what, timer) in [
+            ("request timeout", self.request_timeout),
+            ("connect timeout", self.connect_timeout),
+            ("welcome timeout", self.welcome_timeout),
+        ] {
+            if timer.is_zero() {
+                return invalid(format!("{what} must be positive"));
+            }
+        }
+        if reconnect.min_delay > reconnect.max_delay {
+            return invalid("reconnect min delay is above its max delay".to_owned());
+        }
+        for (name, value) in &self.headers {
+            check_header(name, value)?;
+        }
+        self.tls.check()
+    }
+}
+
+/// A header name is an HTTP token and its value visible ASCII, spaces or
+/// tabs: what the runtime would refuse at every attempt is refused here.
+fn check_header(name: &str, value: &str) -> Result<()> {
+    let token = |c: u8| c.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&c);
+    if name.is_empty() || !name.bytes().all(token) {
+        return Err(Error::InvalidOptions(format!("header name {name:?} is not an HTTP token")));
+    }
+    if !value.bytes().all(|c| c == b'\t' || (b' '..=b'~').contains(&c)) {
+        return Err(Error::InvalidOptions(format!(
+            "header {name}: the value must be visible ASCII, spaces or tabs"
+        )));
+    }
+    Ok(())
 }

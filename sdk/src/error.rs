@@ -8,9 +8,15 @@ use switchboard_protocol::{ErrorCode, NameError};
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    /// The server URL cannot be used.
+    /// The server URL cannot be used (found by the builder, or refused by
+    /// the runtime when opening it).
     #[error("invalid server URL: {0}")]
     InvalidUrl(String),
+    /// An option is out of range or malformed (a timer longer than the
+    /// platform's timers take, a header name with a space, a PEM with no
+    /// certificate); nothing was started.
+    #[error("invalid options: {0}")]
+    InvalidOptions(String),
     /// A room name, event name or user id breaks the protocol's naming rules;
     /// nothing was sent.
     #[error("invalid {field}: {reason}")]
@@ -52,7 +58,30 @@ pub enum Error {
     /// attempts are exhausted, or the server said not to come back.
     #[error("not connected and not retrying: {0}")]
     GaveUp(String),
-    /// Opening or using the socket failed.
+    /// The hub refused the connection and trying again will not change
+    /// that: an HTTP 4xx answer to the upgrade other than 408 and 429
+    /// (natively; browsers hide it), or a token the hub refused and the
+    /// token provider cannot replace. Terminal: `connect()` fails with it.
+    #[error("the hub refused the connection: {0}")]
+    Refused(String),
+    /// The hub's TLS certificate is not trusted, or its name is not a valid
+    /// TLS server name. Terminal. Add the hub's CA with
+    /// [`ClientBuilder::add_root_certificates`](crate::ClientBuilder::add_root_certificates)
+    /// or `SSL_CERT_FILE`.
+    #[error("TLS: {0}")]
+    Tls(String),
+    /// The runtime has no WebSocket (a JavaScript runtime without a global
+    /// `WebSocket`). Terminal.
+    #[error("no WebSocket: {0}")]
+    NoWebSocket(String),
+    /// In a browser, every attempt since `connect()` closed before the
+    /// socket opened (close code 1006, the HTTP status hidden by the
+    /// browser), [`UNOPENED_ATTEMPTS`](crate::UNOPENED_ATTEMPTS) times in a
+    /// row: the hub is unreachable or refuses the upgrade (a wrong path, a
+    /// forbidden origin, a missing identity). Terminal.
+    #[error("unauthorized or unreachable: {0}")]
+    Unreachable(String),
+    /// Opening or using the socket failed; the client tries again.
     #[error("transport error: {0}")]
     Transport(String),
     /// The server sent something this client cannot understand.

@@ -67,8 +67,9 @@ mod runtime;
 mod transport;
 
 pub use backoff::{Backoff, ReconnectPolicy};
-pub use builder::{ClientBuilder, FutureBound, Heartbeat, TokenProvider};
+pub use builder::{ClientBuilder, FutureBound, Heartbeat, MAX_TIMER, TokenProvider};
 pub use client::Client;
+pub use driver::UNOPENED_ATTEMPTS;
 #[cfg(target_arch = "wasm32")]
 pub use codec::js;
 pub use error::{Error, Result};

@@ -378,6 +378,11 @@ pub struct Welcome {
     /// message after that position follows this frame (true) or not (false).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub recovered: Option<bool>,
+    /// Frames per second this connection may send, with bursts of twice
+    /// that; past it a frame is refused with error 203. Absent when the hub
+    /// sets no limit. Clients pace themselves to it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate: Option<u32>,
 }
 
 /// A message delivered to a client.

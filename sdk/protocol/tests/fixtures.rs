@@ -107,6 +107,7 @@ fn server_frames_round_trip() {
             heartbeat_ms: 25_000,
             inbox: None,
             recovered: None,
+            rate: Some(100),
         }),
     );
     assert_server(
@@ -118,6 +119,7 @@ fn server_frames_round_trip() {
             heartbeat_ms: 25_000,
             inbox: Some(Position { epoch: "9c2a4b1d4e7f".into(), offset: 5 }),
             recovered: Some(true),
+            rate: None,
         }),
     );
     let hi = Message {

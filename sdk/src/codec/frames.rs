@@ -95,6 +95,7 @@ fn server_frame(value: &mut Value) -> Result<Option<ServerFrame>, String> {
             heartbeat_ms: frame.integer("heartbeat_ms", u64::MAX)?,
             inbox: frame.optional("inbox", position)?,
             recovered: frame.opt_bool("recovered")?,
+            rate: frame.opt_integer("rate", u32::MAX.into())?.map(|rate| rate as u32),
         }),
         "message" => ServerFrame::Message(message_with(frame, data.unwrap_or_default())?),
         "presence" => ServerFrame::Presence(Presence {
@@ -232,6 +233,7 @@ mod tests {
                 heartbeat_ms: 25_000,
                 inbox: Some(Position { epoch: "e1".into(), offset: 4 }),
                 recovered: Some(true),
+                rate: Some(100),
             }),
             ServerFrame::Welcome(Welcome {
                 session: "s1".into(),
@@ -240,6 +242,7 @@ mod tests {
                 heartbeat_ms: 0,
                 inbox: None,
                 recovered: None,
+                rate: None,
             }),
             ServerFrame::Message(message(Some("lobby"), Some(7))),
             ServerFrame::Message(message(None, None)),

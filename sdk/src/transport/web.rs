@@ -12,6 +12,21 @@ use wasm_bindgen::closure::Closure;
 use web_sys::{BinaryType, CloseEvent, Event, MessageEvent, WebSocket};
 
 use super::{Incoming, OpenError};
+use crate::error::Error;
+
+/// Browsers trust what they trust: certificates are the browser's business.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Tls {}
+
+impl Tls {
+    /// Ignored: the browser's own trust store decides.
+    pub(crate) fn add_roots_pem(&mut self, _pem: Vec<u8>) {}
+
+    /// Nothing to check in a browser.
+    pub(crate) fn check(&self) -> Result<(), Error> {
+        Ok(())
+    }
+}
 
 /// What the JS callbacks report.
 enum WebEvent {
@@ -25,6 +40,8 @@ enum WebEvent {
 pub(crate) struct Socket {
     ws: WebSocket,
     events: mpsc::UnboundedReceiver<WebEvent>,
+    /// Why a send failed, reported by the next [`Socket::next`].
+    failed: Option<String>,
     _on_open: Closure<dyn FnMut(Event)>,
     _on_message: Closure<dyn FnMut(MessageEvent)>,
     _on_close: Closure<dyn FnMut(CloseEvent)>,
@@ -34,13 +51,28 @@ pub(crate) struct Socket {
 impl Socket {
     /// Opens `url`. Browsers cannot set headers on a WebSocket upgrade, so
     /// `headers` must be empty here (the builder documents this).
-    pub(crate) async fn open(url: &str, headers: &[(String, String)]) -> Result<Socket, OpenError> {
+    pub(crate) async fn open(
+        url: &str,
+        headers: &[(String, String)],
+        _tls: &Tls,
+    ) -> Result<Socket, OpenError> {
         if !headers.is_empty() {
             web_sys::console::warn_1(&wasm_bindgen::JsValue::from_str(
                 "switchboard: browsers cannot send headers with a WebSocket upgrade; ignoring them",
             ));
         }
-        let ws = WebSocket::new(url).map_err(|e| OpenError::Failed(describe(&e)))?;
+        let global = js_sys::global();
+        let has_websocket = js_sys::Reflect::get(&global, &"WebSocket".into())
+            .is_ok_and(|constructor| constructor.is_function());
+        if !has_websocket {
+            return Err(OpenError::Fatal(Error::NoWebSocket(
+                "this runtime has no global WebSocket".to_owned(),
+            )));
+        }
+        // What the constructor refuses (a malformed URL, a blocked port,
+        // `ws://` from an `https://` page) it will refuse every time.
+        let ws = WebSocket::new(url)
+            .map_err(|e| OpenError::Fatal(Error::InvalidUrl(format!("{}: {url}", describe(&e)))))?;
         ws.set_binary_type(BinaryType::Arraybuffer);
         let (tx, events) = mpsc::unbounded();
 
@@ -71,6 +103,7 @@ impl Socket {
         let mut socket = Socket {
             ws,
             events,
+            failed: None,
             _on_open: on_open,
             _on_message: on_message,
             _on_close: on_close,
@@ -85,21 +118,33 @@ impl Socket {
                 Some(WebEvent::Closed { code, reason }) => {
                     let reason =
                         if reason.is_empty() { "connection failed".to_owned() } else { reason };
-                    return Err(OpenError::Failed(format!("{reason} (close code {code})")));
+                    return Err(OpenError::Hidden(format!("{reason} (close code {code})")));
                 }
                 None => return Err(OpenError::Failed("socket callbacks vanished".to_owned())),
             }
         }
     }
 
-    /// Sends one text frame.
-    pub(crate) async fn send(&mut self, text: String) -> Result<(), String> {
-        self.ws.send_with_str(&text).map_err(|e| describe(&e))
+    /// Sends one text frame: the browser queues it. A failure surfaces
+    /// from the next [`Socket::next`] as the end.
+    pub(crate) fn send(&mut self, text: String) {
+        if let Err(e) = self.ws.send_with_str(&text) {
+            self.failed.get_or_insert_with(|| describe(&e));
+        }
+    }
+
+    /// Always: the browser buffers what is sent (`bufferedAmount`) and has
+    /// no event for it draining.
+    pub(crate) fn has_room(&mut self) -> bool {
+        true
     }
 
     /// The next text frame, or how the connection ended. Browsers answer
     /// pings invisibly, so there is never an [`Incoming::Alive`] here.
     pub(crate) async fn next(&mut self) -> Incoming {
+        if let Some(reason) = self.failed.take() {
+            return Incoming::Closed { code: None, reason };
+        }
         loop {
             match self.events.next().await {
                 Some(WebEvent::Text(text)) => return Incoming::Text(text),
@@ -110,7 +155,7 @@ impl Socket {
                         if reason.is_empty() { "connection closed".to_owned() } else { reason };
                     return Incoming::Closed { code, reason };
                 }
-                Some(WebEvent::Open | WebEvent::Error) => continue,
+                Some(WebEvent::Open | WebEvent::Error) => {}
                 None => {
                     return Incoming::Closed { code: None, reason: "connection closed".to_owned() };
                 }

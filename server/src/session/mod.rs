@@ -291,6 +291,7 @@ impl<S: Socket> Session<S> {
             heartbeat_ms,
             inbox: Some(Position { epoch: head.epoch, offset }),
             recovered: opened.recovered,
+            rate: Some(self.conn.state.config().limits.messages_per_sec),
         });
         if let flow @ (Flow::Close(..) | Flow::Gone(_)) = self.reply(&welcome).await {
             return flow;
@@ -422,8 +423,14 @@ impl<S: Socket> Session<S> {
             Some(Ok(WsMessage::Text(text))) => {
                 if let Err(flow) = self.admit_frame() {
                     if let Flow::Continue = flow {
+                        // The refusal names the request, so a client can
+                        // retry it after a pause instead of timing out.
+                        let depth = self.conn.state.config().limits.max_json_depth;
+                        let id = ClientFrame::decode_limited(&text, depth)
+                            .ok()
+                            .and_then(|frame| frame.id().map(str::to_owned));
                         let message = "rate limit: too many frames; slow down".to_owned();
-                        return self.fail(None, ErrorCode::RATE_LIMITED, message).await;
+                        return self.fail(id, ErrorCode::RATE_LIMITED, message).await;
                     }
                     return flow;
                 }
