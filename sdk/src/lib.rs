@@ -69,9 +69,9 @@ mod transport;
 pub use backoff::{Backoff, ReconnectPolicy};
 pub use builder::{ClientBuilder, FutureBound, Heartbeat, MAX_TIMER, TokenProvider};
 pub use client::Client;
-pub use driver::UNOPENED_ATTEMPTS;
 #[cfg(target_arch = "wasm32")]
 pub use codec::js;
+pub use driver::UNOPENED_ATTEMPTS;
 pub use error::{Error, Result};
 pub use event::{
     Connected, Connecting, ConnectionState, Disconnected, History, Joined, Left, MembersPage, Reset,

@@ -20,15 +20,19 @@ use tokio_tungstenite::tungstenite::Message as WsMessage;
 mod process;
 mod proxy;
 mod redis;
+pub mod scripted;
 mod sse;
+mod tls;
 
 pub use process::HubProcess;
 pub use proxy::Proxy;
 pub use redis::TestRedis;
+pub use scripted::ScriptedHub;
 pub use sse::{SseEvent, SseReader};
 pub use switchboard_protocol as protocol;
 pub use switchboard_sdk as sdk;
 pub use switchboard_server as server;
+pub use tls::TlsFront;
 
 /// How long any single expected event may take before the test fails.
 pub const TIMEOUT: Duration = Duration::from_secs(10);

@@ -84,7 +84,7 @@ async fn a_refused_fixed_token_is_not_retried() {
         Client::builder(server.ws_url()).token(forged).reconnect(fast_reconnect()).build().unwrap();
     let mut events = record(&client);
     let result = tokio::time::timeout(TIMEOUT, client.connect()).await.unwrap();
-    assert!(matches!(result, Err(Error::GaveUp(_))), "{result:?}");
+    assert!(matches!(result, Err(Error::Refused(_))), "{result:?}");
     let Event::Disconnected(lost) =
         events.wait_for("disconnected", |e| matches!(e, Event::Disconnected(_))).await
     else {
@@ -108,8 +108,38 @@ async fn a_provider_that_repeats_a_refused_token_gives_up() {
         .build()
         .unwrap();
     let result = tokio::time::timeout(TIMEOUT, client.connect()).await.unwrap();
-    assert!(matches!(result, Err(Error::GaveUp(_))), "{result:?}");
+    assert!(matches!(result, Err(Error::Refused(_))), "{result:?}");
     assert_eq!(calls.load(Ordering::SeqCst), 2, "asked once more, got the same token, stopped");
+}
+
+#[tokio::test]
+async fn a_provider_whose_every_token_is_refused_ends_with_one_refused_error() {
+    let server = token_hub(30_000).await;
+    let calls = Arc::new(AtomicUsize::new(0));
+    let counter = calls.clone();
+    let client = Client::builder(server.ws_url())
+        .token_provider(move || {
+            // A different forged token each time: never the same refusal twice.
+            let n = counter.fetch_add(1, Ordering::SeqCst);
+            let claims = json!({"sub": "eve", "n": n, "exp": 4_000_000_000u64});
+            let token =
+                encode(&Header::default(), &claims, &EncodingKey::from_secret(b"wrong")).unwrap();
+            async move { Ok(token) }
+        })
+        .reconnect(fast_reconnect())
+        .build()
+        .unwrap();
+    let mut events = record(&client);
+    let result = tokio::time::timeout(TIMEOUT, client.connect()).await.unwrap();
+    assert!(matches!(result, Err(Error::Refused(_))), "{result:?}");
+    assert_eq!(calls.load(Ordering::SeqCst), 3, "three refusals in a row end the attempts");
+    let refused: Vec<_> = events
+        .drain()
+        .into_iter()
+        .filter(|e| matches!(e, Event::Error(Error::Refused(_))))
+        .collect();
+    assert_eq!(refused.len(), 1, "one terminal error event: {refused:?}");
+    assert!(!client.is_connected());
 }
 
 /// What the release binary, configured through its environment as a

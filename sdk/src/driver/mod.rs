@@ -42,8 +42,8 @@ use crate::runtime::{self, BoxFuture};
 use crate::transport::{Incoming, OpenError, Socket};
 use inbound::After;
 use pacer::Pacer;
-pub(crate) use requests::{Op, Request};
 use requests::{Loss, Pending, Reply};
+pub(crate) use requests::{Op, Request};
 
 /// In a browser, attempts in a row that close before the socket opens
 /// (1006, the upgrade's status hidden) after which `connect()` fails with
@@ -491,8 +491,7 @@ impl Driver {
     /// The connect timeout passed before a `welcome`.
     fn timed_out(&mut self) -> End {
         let timeout = self.shared.options.connect_timeout.min(self.shared.options.welcome_timeout);
-        let reason = if self.shared.options.connect_timeout <= self.shared.options.welcome_timeout
-        {
+        let reason = if self.shared.options.connect_timeout <= self.shared.options.welcome_timeout {
             format!("no connection within the connect timeout ({} ms)", timeout.as_millis())
         } else {
             format!("no welcome within the connect or welcome timeout ({} ms)", timeout.as_millis())
@@ -513,7 +512,10 @@ impl Driver {
                 self.rejected = self.token.clone();
                 self.refusals += 1;
                 (self.refusals >= TOKEN_REFUSALS).then(|| {
-                    Error::Refused(format!("the hub refused {} tokens in a row: {reason}", self.refusals))
+                    Error::Refused(format!(
+                        "the hub refused {} tokens in a row: {reason}",
+                        self.refusals
+                    ))
                 })
             }
             Some(CloseCode::UNAUTHORIZED) => Some(Error::Refused(reason.clone())),

@@ -223,7 +223,8 @@ impl Driver {
     /// back in line (behind the requests refused before it in the same
     /// stall) and pauses sending; anything else fails it.
     pub(super) fn refused(&mut self, pending: Pending, err: Error) {
-        let rate_limited = matches!(&err, Error::Server { code, .. } if *code == ErrorCode::RATE_LIMITED);
+        let rate_limited =
+            matches!(&err, Error::Server { code, .. } if *code == ErrorCode::RATE_LIMITED);
         match pending {
             Pending::Join { room, replies, .. } if rate_limited => {
                 self.pacer.stall();

@@ -89,10 +89,10 @@ impl Tls {
         #[allow(deprecated)]
         let provider = rustls::crypto::ring::default_provider();
         let config = ClientConfig::builder_with_provider(Arc::new(provider))
-        .with_safe_default_protocol_versions()
-        .map_err(|e| Error::Tls(e.to_string()))?
-        .with_root_certificates(store)
-        .with_no_client_auth();
+            .with_safe_default_protocol_versions()
+            .map_err(|e| Error::Tls(e.to_string()))?
+            .with_root_certificates(store)
+            .with_no_client_auth();
         Ok(self.config.get_or_init(|| Arc::new(config)).clone())
     }
 }
@@ -152,12 +152,9 @@ impl Socket {
         // `true`: small frames must not wait for Nagle's algorithm.
         match tokio_tungstenite::connect_async_tls_with_config(request, None, true, connector).await
         {
-            Ok((stream, _response)) => Ok(Socket {
-                stream,
-                outbound: VecDeque::new(),
-                unflushed: false,
-                blocked: false,
-            }),
+            Ok((stream, _response)) => {
+                Ok(Socket { stream, outbound: VecDeque::new(), unflushed: false, blocked: false })
+            }
             Err(WsError::Http(response)) => {
                 let status = response.status().as_u16();
                 let body = response
