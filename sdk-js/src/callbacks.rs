@@ -6,9 +6,14 @@
 //! `"handler"`; it never unwinds into the client. No borrow of the registry
 //! is held while JavaScript runs, so callbacks may call `on` and `off`.
 //!
-//! The unsubscribe functions are `Closure`s owned by the registry (never
-//! `forget`-ten); they live as long as the client, so calling one twice is
-//! harmless.
+//! Nothing the SDK holds points back at the registry strongly: the SDK's
+//! handlers (kept by the driver task) reach it through a `Weak`, and the
+//! unsubscribe functions are owned by JavaScript (freed when collected) and
+//! hold only a `Weak` and a key. So the registry, and every callback in it,
+//! lives exactly as long as the JavaScript `Client` object: `close()` empties
+//! it, and a `Client` that becomes garbage frees it, which drops the last
+//! SDK handle and stops the driver. Calling an unsubscribe function twice,
+//! or after `close()`, is harmless.
 
 use std::cell::RefCell;
 use std::rc::{Rc, Weak};
@@ -31,6 +36,8 @@ pub(crate) struct Callbacks {
 struct Registry {
     next: u64,
     entries: Vec<Entry>,
+    /// The SDK client the handlers are registered with, to remove them.
+    client: Option<Client>,
 }
 
 struct Entry {
@@ -40,11 +47,23 @@ struct Entry {
     /// The SDK handler behind it; `None` for `error` callbacks, which this
     /// registry calls itself.
     handler: Option<HandlerId>,
-    active: bool,
-    _unsubscribe: Closure<dyn FnMut() -> bool>,
 }
 
 impl Callbacks {
+    /// The registry of `client`'s callbacks; its `error` callbacks hear what
+    /// the SDK reports.
+    pub(crate) fn new(client: &Client) -> Callbacks {
+        let callbacks = Callbacks::default();
+        callbacks.inner.borrow_mut().client = Some(client.clone());
+        let weak = Rc::downgrade(&callbacks.inner);
+        client.on_error(move |err| {
+            if let Some(inner) = weak.upgrade() {
+                report(&inner, &crate::error::to_js_error(err));
+            }
+        });
+        callbacks
+    }
+
     /// Registers `callback` for `event` and returns its unsubscribe function.
     pub(crate) fn on(&self, client: &Client, event: String, callback: Function) -> Function {
         let handler = match event.as_str() {
@@ -93,40 +112,37 @@ impl Callbacks {
         let mut registry = self.inner.borrow_mut();
         registry.next += 1;
         let key = registry.next;
+        registry.entries.push(Entry { key, event, callback, handler });
         let weak = Rc::downgrade(&self.inner);
-        let sdk = client.clone();
-        let unsubscribe = Closure::<dyn FnMut() -> bool>::new(move || remove(&weak, &sdk, key));
-        let function = unsubscribe.as_ref().unchecked_ref::<Function>().clone();
-        registry.entries.push(Entry {
-            key,
-            event,
-            callback,
-            handler,
-            active: true,
-            _unsubscribe: unsubscribe,
-        });
-        function
+        // Owned by JavaScript from here on, and freed when it is collected.
+        let unsubscribe = Closure::<dyn FnMut() -> bool>::new(move || remove(&weak, key));
+        unsubscribe.into_js_value().unchecked_into()
     }
 
     /// Removes the first active registration of `callback` for `event`.
-    pub(crate) fn off(&self, client: &Client, event: &str, callback: &Function) -> bool {
+    pub(crate) fn off(&self, event: &str, callback: &Function) -> bool {
         let key = self
             .inner
             .borrow()
             .entries
             .iter()
-            .find(|e| {
-                e.active
-                    && e.event == event
-                    && JsValue::from(&e.callback) == JsValue::from(callback)
-            })
+            .find(|e| e.event == event && JsValue::from(&e.callback) == JsValue::from(callback))
             .map(|e| e.key);
-        key.is_some_and(|key| remove(&Rc::downgrade(&self.inner), client, key))
+        key.is_some_and(|key| remove(&Rc::downgrade(&self.inner), key))
     }
 
-    /// Hands `error` to every `error` callback.
-    pub(crate) fn report(&self, error: &JsValue) {
-        report(&self.inner, error);
+    /// Removes every callback (`close()`): nothing the app registered is
+    /// kept alive by a closed client.
+    pub(crate) fn clear(&self) {
+        let (entries, client) = {
+            let mut registry = self.inner.borrow_mut();
+            (std::mem::take(&mut registry.entries), registry.client.clone())
+        };
+        if let Some(client) = client {
+            for handler in entries.into_iter().filter_map(|e| e.handler) {
+                client.off(handler);
+            }
+        }
     }
 
     /// A function that calls `callback` with one argument and reports a throw.
@@ -149,7 +165,7 @@ fn report(inner: &Rc<RefCell<Registry>>, error: &JsValue) {
         .borrow()
         .entries
         .iter()
-        .filter(|e| e.active && e.event == "error")
+        .filter(|e| e.event == "error")
         .map(|e| e.callback.clone())
         .collect();
     for callback in callbacks {
@@ -164,18 +180,17 @@ fn report(inner: &Rc<RefCell<Registry>>, error: &JsValue) {
     }
 }
 
-/// Deactivates a registration; returns whether it was active.
-fn remove(registry: &Weak<RefCell<Registry>>, client: &Client, key: u64) -> bool {
+/// Removes a registration; returns whether it was there.
+fn remove(registry: &Weak<RefCell<Registry>>, key: u64) -> bool {
     let Some(registry) = registry.upgrade() else { return false };
-    let handler = {
+    let (entry, client) = {
         let mut registry = registry.borrow_mut();
-        let Some(entry) = registry.entries.iter_mut().find(|e| e.key == key && e.active) else {
+        let Some(at) = registry.entries.iter().position(|e| e.key == key) else {
             return false;
         };
-        entry.active = false;
-        entry.handler.take()
+        (registry.entries.remove(at), registry.client.clone())
     };
-    if let Some(handler) = handler {
+    if let (Some(handler), Some(client)) = (entry.handler, client) {
         client.off(handler);
     }
     true

@@ -36,9 +36,7 @@ impl Client {
             .apply(switchboard_sdk::Client::builder(url))
             .build()
             .map_err(|err| to_js_error(&err))?;
-        let callbacks = Callbacks::default();
-        let reporter = callbacks.clone();
-        inner.on_error(move |err| reporter.report(&to_js_error(err)));
+        let callbacks = Callbacks::new(&inner);
         Ok(Client { inner, callbacks })
     }
 
@@ -51,7 +49,7 @@ impl Client {
     /// Removes a callback registered with `on`; returns whether it was registered.
     #[wasm_bindgen(skip_typescript)]
     pub fn off(&self, event: String, callback: Function) -> bool {
-        self.callbacks.off(&self.inner, &event, &callback)
+        self.callbacks.off(&event, &callback)
     }
 
     /// Connects; resolves once the hub welcomes the connection.
@@ -179,12 +177,15 @@ impl Client {
         })
     }
 
-    /// Closes for good; pending requests reject with kind "closed".
+    /// Closes for good; pending requests reject with kind "closed", and
+    /// every callback is released (after the last `disconnected`).
     #[wasm_bindgen(unchecked_return_type = "Promise<void>")]
     pub fn close(&self) -> Promise {
         let client = self.inner.clone();
+        let callbacks = self.callbacks.clone();
         promise(async move {
             client.close().await;
+            callbacks.clear();
             Ok(JsValue::UNDEFINED)
         })
     }

@@ -256,43 +256,29 @@ impl ClientBuilder {
     /// Every option in range, refused with [`Error::InvalidOptions`]
     /// otherwise, before anything starts.
     fn check(&self) -> Result<()> {
-        let invalid = |why: String| Err(Error::InvalidOptions(why));
+        let invalid = |why: &str| Err(Error::InvalidOptions(why.to_owned()));
         let reconnect = &self.reconnect;
-        let mut timers = vec![
-            ("request timeout", self.request_timeout),
-            ("connect timeout", self.connect_timeout),
-            ("welcome timeout", self.welcome_timeout),
-            ("reconnect min delay", reconnect.min_delay),
-            ("reconnect max delay", reconnect.max_delay),
+        let timers = [
+            self.request_timeout,
+            self.connect_timeout,
+            self.welcome_timeout,
+            reconnect.min_delay,
+            reconnect.max_delay,
+            self.heartbeat.as_ref().map_or(Duration::ZERO, |h| h.timeout),
         ];
-        if let Some(heartbeat) = &self.heartbeat {
-            if heartbeat.interval.is_zero() || heartbeat.timeout < heartbeat.interval {
-                return invalid(
-                    "heartbeat interval must be positive and at most the timeout".to_owned(),
-                );
-            }
-            timers.push(("heartbeat timeout", heartbeat.timeout));
+        if timers.iter().any(|timer| *timer > MAX_TIMER) {
+            return invalid("timeouts and delays must be at most 2147483647 ms (about 24.8 days)");
         }
-        for (what, timer) in timers {
-            if timer > MAX_TIMER {
-                return invalid(format!(
-                    "{what} of {} ms is above the {} ms timers take",
-                    timer.as_millis(),
-                    MAX_TIMER.as_millis()
-                ));
-            }
-        }
-        for (what, timer) in [
-            ("request timeout", self.request_timeout),
-            ("connect timeout", self.connect_timeout),
-            ("welcome timeout", self.welcome_timeout),
-        ] {
-            if timer.is_zero() {
-                return invalid(format!("{what} must be positive"));
-            }
+        if timers[..3].iter().any(Duration::is_zero) {
+            return invalid("the request, connect and welcome timeouts must be positive");
         }
         if reconnect.min_delay > reconnect.max_delay {
-            return invalid("reconnect min delay is above its max delay".to_owned());
+            return invalid("the reconnect min delay is above its max delay");
+        }
+        if let Some(heartbeat) = &self.heartbeat {
+            if heartbeat.interval.is_zero() || heartbeat.timeout < heartbeat.interval {
+                return invalid("the heartbeat interval must be positive and at most the timeout");
+            }
         }
         for (name, value) in &self.headers {
             check_header(name, value)?;
@@ -306,7 +292,7 @@ impl ClientBuilder {
 fn check_header(name: &str, value: &str) -> Result<()> {
     let token = |c: u8| c.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&c);
     if name.is_empty() || !name.bytes().all(token) {
-        return Err(Error::InvalidOptions(format!("header name {name:?} is not an HTTP token")));
+        return Err(Error::InvalidOptions(format!("header name `{name}` is not an HTTP token")));
     }
     if !value.bytes().all(|c| c == b'\t' || (b' '..=b'~').contains(&c)) {
         return Err(Error::InvalidOptions(format!(

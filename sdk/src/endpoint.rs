@@ -22,7 +22,7 @@ impl Endpoint {
     /// splits: a browser then runs one `onmessage` per burst rather than per
     /// frame) unless the URL says otherwise.
     pub(crate) fn new(url: &str, user: Option<&str>) -> Result<Endpoint, Error> {
-        let invalid = |why: &str| Err(Error::InvalidUrl(format!("{why}: {url:?}")));
+        let invalid = |why: &str| Err(Error::InvalidUrl(format!("{why}: `{url}`")));
         let lower = url.get(..6).unwrap_or(url).to_ascii_lowercase();
         let rest = if lower.starts_with("ws://") {
             &url[5..]

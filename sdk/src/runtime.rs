@@ -29,6 +29,15 @@ pub type BoxFuture<T> = std::pin::Pin<Box<dyn Future<Output = T> + Send>>;
 #[cfg(target_arch = "wasm32")]
 pub type BoxFuture<T> = std::pin::Pin<Box<dyn Future<Output = T>>>;
 
+/// A borrowed future the driver waits on: `Send` natively. Not boxed and
+/// not generic, so one wait loop serves every kind of wait.
+#[cfg(not(target_arch = "wasm32"))]
+pub(crate) type Wait<'a> = std::pin::Pin<&'a mut (dyn Future<Output = ()> + Send + 'a)>;
+
+/// A borrowed future the driver waits on.
+#[cfg(target_arch = "wasm32")]
+pub(crate) type Wait<'a> = std::pin::Pin<&'a mut (dyn Future<Output = ()> + 'a)>;
+
 /// Whether a task can be spawned here: natively, only inside a Tokio runtime.
 #[cfg(not(target_arch = "wasm32"))]
 pub(crate) fn can_spawn() -> bool {

@@ -315,12 +315,10 @@ async fn a_token_fetched_for_a_lost_connection_is_not_sent_on_the_next() {
             let client = client.clone();
             async move { client.join(room).await }
         });
-        let id = loop {
-            match second.request().await {
-                ClientFrame::Join { id, .. } => break id.unwrap(),
-                ClientFrame::Auth { token, .. } => panic!("{token} sent on a later connection"),
-                other => panic!("unexpected {other:?}"),
-            }
+        let id = match second.request().await {
+            ClientFrame::Join { id, .. } => id.unwrap(),
+            ClientFrame::Auth { token, .. } => panic!("{token} sent on a later connection"),
+            other => panic!("unexpected {other:?}"),
         };
         second
             .send(&format!(r#"{{"type":"ack","id":"{id}","epoch":"e","offset":0,"members":[]}}"#))

@@ -25,7 +25,8 @@ impl Driver {
             // A newer hub's frame type: skipped, as the protocol promises.
             Ok(None) => return After::Nothing,
             Err(err) => {
-                let error = Error::Protocol(format!("undecodable frame ({err}): {text:.200}"));
+                let error =
+                    Error::Protocol(format!("undecodable frame ({err}): {}", super::clip(text)));
                 self.shared.handlers.emit_error(&error);
                 return After::Nothing;
             }

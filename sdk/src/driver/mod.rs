@@ -30,15 +30,18 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::channel::{mpsc, oneshot};
-use futures::{FutureExt, StreamExt, pin_mut, select_biased};
-use switchboard_protocol::{ClientFrame, CloseCode, Position, ServerFrame};
+use std::future::poll_fn;
+use std::task::Poll;
 
-use crate::builder::{TokenProvider, Tokens};
+use futures::{FutureExt, StreamExt, pin_mut, select_biased};
+use switchboard_protocol::{ClientFrame, CloseCode, Position, ServerFrame, Welcome};
+
+use crate::builder::{Options, TokenProvider, Tokens};
 use crate::client::Shared;
 use crate::codec;
 use crate::error::{Error, Result};
 use crate::event::{Connected, Connecting, ConnectionState, Disconnected};
-use crate::runtime::{self, BoxFuture};
+use crate::runtime::{self, BoxFuture, Wait};
 use crate::transport::{Incoming, OpenError, Socket};
 use inbound::After;
 use pacer::Pacer;
@@ -289,32 +292,51 @@ impl Driver {
     /// Sleeps for the backoff delay while still taking commands. The
     /// network coming back (a browser's `online` event) cuts the wait short.
     async fn wait_offline(&mut self, delay: Duration) -> Option<End> {
-        let sleep = runtime::sleep(delay).fuse();
-        let online = runtime::online().fuse();
+        let sleep = runtime::sleep(delay);
+        let online = runtime::online();
         pin_mut!(sleep, online);
-        loop {
-            let command = select_biased! {
-                command = self.commands.next() => command,
-                () = sleep => return None,
-                () = online => return None,
-            };
-            if let Some(end) = self.command_offline(command) {
-                return Some(end);
-            }
-        }
+        self.until(sleep, [Some(online), None]).await.err()
     }
 
     /// Waits for the network to come back, still taking commands.
     async fn wait_for_network(&mut self) -> Option<End> {
-        let online = runtime::online().fuse();
+        let online = runtime::online();
         pin_mut!(online);
+        self.until(online, [None, None]).await.err()
+    }
+
+    /// Waits, not connected, until `wait` finishes (`Ok(true)`) or one of
+    /// the `deadlines` does (`Ok(false)`), taking commands meanwhile:
+    /// `Err` when one ends the wait. Every wait outside a connection goes
+    /// through here, so the browser package carries this loop once.
+    async fn until(
+        &mut self,
+        mut wait: Wait<'_>,
+        mut deadlines: [Option<Wait<'_>>; 2],
+    ) -> Result<bool, End> {
         loop {
-            let command = select_biased! {
-                command = self.commands.next() => command,
-                () = online => return None,
-            };
-            if let Some(end) = self.command_offline(command) {
-                return Some(end);
+            let woke = poll_fn(|cx| {
+                if let Poll::Ready(command) = self.commands.poll_next_unpin(cx) {
+                    return Poll::Ready(Err(command));
+                }
+                if wait.as_mut().poll(cx).is_ready() {
+                    return Poll::Ready(Ok(true));
+                }
+                for deadline in deadlines.iter_mut().flatten() {
+                    if deadline.as_mut().poll(cx).is_ready() {
+                        return Poll::Ready(Ok(false));
+                    }
+                }
+                Poll::Pending
+            })
+            .await;
+            match woke {
+                Ok(finished) => return Ok(finished),
+                Err(command) => {
+                    if let Some(end) = self.command_offline(command) {
+                        return Err(end);
+                    }
+                }
             }
         }
     }
@@ -347,17 +369,15 @@ impl Driver {
             Tokens::Fixed(token) => return Ok(Some(token.clone())),
             Tokens::Provider(provider) => provider.clone(),
         };
-        let fetch = fetch_token(provider, self.shared.options.request_timeout).fuse();
-        pin_mut!(fetch);
-        let fetched = loop {
-            let command = select_biased! {
-                fetched = fetch => break fetched,
-                command = self.commands.next() => command,
+        let mut fetched = Err(String::new());
+        {
+            let fetch = fetch_token(provider, self.shared.options.request_timeout);
+            let fetch = async {
+                fetched = fetch.await;
             };
-            if let Some(end) = self.command_offline(command) {
-                return Err(end);
-            }
-        };
+            pin_mut!(fetch);
+            self.until(fetch, [None, None]).await?;
+        }
         match fetched {
             Ok(token) if Some(&token) == self.rejected.as_ref() => Err(End::Lost {
                 code: None,
@@ -382,60 +402,9 @@ impl Driver {
             Ok(token) => token,
             Err(end) => return end,
         };
-        // One deadline for TCP, TLS, the upgrade and the welcome.
-        let deadline = runtime::sleep(options.connect_timeout).fuse();
-        pin_mut!(deadline);
-        let url = options.endpoints[self.endpoint].resume(self.inbox.as_ref());
-        let opened = {
-            let open = Socket::open(&url, &options.headers, &options.tls).fuse();
-            pin_mut!(open);
-            loop {
-                let command = select_biased! {
-                    opened = open => break Some(opened),
-                    () = deadline => break None,
-                    command = self.commands.next() => command,
-                };
-                if let Some(end) = self.command_offline(command) {
-                    return end;
-                }
-            }
-        };
-        let mut socket = match opened {
-            Some(Ok(socket)) => socket,
-            Some(Err(err)) => return self.open_failed(err),
-            None => return self.timed_out(),
-        };
-        if let Some(token) = self.token.clone() {
-            socket.send(encode(ClientFrame::Auth { id: None, token }));
-        }
-        let welcome = {
-            let first = socket.next().fuse();
-            let wait = runtime::sleep(options.welcome_timeout).fuse();
-            pin_mut!(first, wait);
-            loop {
-                let command = select_biased! {
-                    incoming = first => break Some(incoming),
-                    () = wait => break None,
-                    () = deadline => break None,
-                    command = self.commands.next() => command,
-                };
-                if let Some(end) = self.command_offline(command) {
-                    return end;
-                }
-            }
-        };
-        let welcome = match welcome {
-            Some(Incoming::Text(text)) => match codec::decode(&text) {
-                Ok(Some(ServerFrame::Welcome(welcome))) => welcome,
-                _ => {
-                    return lost(None, format!("expected a welcome frame, got {text:.200}"), false);
-                }
-            },
-            Some(Incoming::Closed { code, reason }) => return self.closed(code, reason, false),
-            Some(Incoming::Alive | Incoming::Writable) => {
-                return lost(None, "expected a welcome frame".into(), false);
-            }
-            None => return self.timed_out(),
+        let (mut socket, welcome) = match self.open(&options).await {
+            Ok(opened) => opened,
+            Err(end) => return end,
         };
         self.rejected = None;
         self.refusals = 0;
@@ -467,6 +436,57 @@ impl Driver {
         end
     }
 
+    /// Opens the socket and waits for the hub's `welcome`, within the
+    /// connect timeout.
+    async fn open(&mut self, options: &Options) -> Result<(Socket, Welcome), End> {
+        // One deadline for TCP, TLS, the upgrade and the welcome.
+        let deadline = runtime::sleep(options.connect_timeout);
+        pin_mut!(deadline);
+        let url = options.endpoints[self.endpoint].resume(self.inbox.as_ref());
+        let mut opened = None;
+        {
+            let open = async {
+                opened = Some(Socket::open(&url, &options.headers, &options.tls).await);
+            };
+            pin_mut!(open);
+            if !self.until(open, [Some(deadline.as_mut()), None]).await? {
+                return Err(self.timed_out());
+            }
+        }
+        let mut socket = match opened {
+            Some(Ok(socket)) => socket,
+            Some(Err(err)) => return Err(self.open_failed(err)),
+            None => return Err(self.timed_out()),
+        };
+        if let Some(token) = self.token.clone() {
+            socket.send(encode(ClientFrame::Auth { id: None, token }));
+        }
+        let mut welcome = None;
+        {
+            let first = async {
+                welcome = Some(socket.next().await);
+            };
+            let wait = runtime::sleep(options.welcome_timeout);
+            pin_mut!(first, wait);
+            self.until(first, [Some(deadline.as_mut()), Some(wait)]).await?;
+        }
+        let welcome = match welcome {
+            Some(Incoming::Text(text)) => match codec::decode(&text) {
+                Ok(Some(ServerFrame::Welcome(welcome))) => welcome,
+                _ => {
+                    let reason = format!("expected a welcome frame, got {}", clip(&text));
+                    return Err(lost(None, reason, false));
+                }
+            },
+            Some(Incoming::Closed { code, reason }) => return Err(self.closed(code, reason, false)),
+            Some(Incoming::Alive | Incoming::Writable) => {
+                return Err(lost(None, "expected a welcome frame".into(), false));
+            }
+            None => return Err(self.timed_out()),
+        };
+        Ok((socket, welcome))
+    }
+
     /// An attempt that could not open: terminal failures end the attempts;
     /// in a browser, too many closes before opening since `connect()` do too.
     fn open_failed(&mut self, err: OpenError) -> End {
@@ -488,14 +508,9 @@ impl Driver {
         lost(None, reason, false)
     }
 
-    /// The connect timeout passed before a `welcome`.
+    /// The connect (or welcome) timeout passed before a `welcome`.
     fn timed_out(&mut self) -> End {
-        let timeout = self.shared.options.connect_timeout.min(self.shared.options.welcome_timeout);
-        let reason = if self.shared.options.connect_timeout <= self.shared.options.welcome_timeout {
-            format!("no connection within the connect timeout ({} ms)", timeout.as_millis())
-        } else {
-            format!("no welcome within the connect or welcome timeout ({} ms)", timeout.as_millis())
-        };
+        let reason = "no welcome within the connect timeout (or the welcome timeout)".to_owned();
         self.shared.handlers.emit_error(&Error::Transport(reason.clone()));
         lost(None, reason, false)
     }
@@ -730,17 +745,32 @@ impl Driver {
 /// Asks `provider` for a token, for at most `timeout`.
 fn fetch_token(provider: Arc<dyn TokenProvider>, timeout: Duration) -> BoxFuture<TokenResult> {
     Box::pin(async move {
-        let token = provider.token().fuse();
-        let deadline = runtime::sleep(timeout).fuse();
-        pin_mut!(token, deadline);
-        select_biased! {
-            token = token => token.map_err(|reason| format!("the token provider failed: {reason}")),
-            () = deadline => Err(format!(
-                "the token provider did not answer within {} ms",
-                timeout.as_millis()
-            )),
-        }
+        let mut token = provider.token();
+        let deadline = runtime::sleep(timeout);
+        pin_mut!(deadline);
+        poll_fn(|cx| {
+            if let Poll::Ready(token) = token.as_mut().poll(cx) {
+                return Poll::Ready(
+                    token.map_err(|reason| format!("the token provider failed: {reason}")),
+                );
+            }
+            deadline.as_mut().poll(cx).map(|()| {
+                let timeout = timeout.as_millis() as u64;
+                Err(format!("the token provider did not answer within {timeout} ms"))
+            })
+        })
+        .await
     })
+}
+
+/// The start of `text`, at most 200 bytes, for an error message. (Cut by
+/// hand: `{:.200}` would bring char counting into the browser package.)
+fn clip(text: &str) -> &str {
+    let mut end = text.len().min(200);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
 }
 
 fn lost(code: Option<CloseCode>, reason: String, welcomed: bool) -> End {
