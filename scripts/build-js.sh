@@ -89,7 +89,7 @@ printf 'switchboard-js: %s bytes wasm (%s gzipped) + %s bytes JS (%s gzipped) + 
 # The size budget: the package stays under 105 KiB gzipped. (Issue 12 set
 # 100 KiB; the SDK's production fixes of issue 28, deadlines on every wait,
 # pacing, terminal errors and callbacks released on close, took it to about
-# 105,000 bytes, and trimming it back under 100 KiB is open work.) A change
+# 105,700 bytes, and trimming it back under 100 KiB is open work.) A change
 # that crosses it fails here, with the figures above, rather than being
 # noticed by users.
 budget=$((105 * 1024))

@@ -13,7 +13,9 @@
 //! lives exactly as long as the JavaScript `Client` object: `close()` empties
 //! it, and a `Client` that becomes garbage frees it, which drops the last
 //! SDK handle and stops the driver. Calling an unsubscribe function twice,
-//! or after `close()`, is harmless.
+//! or after `close()`, is harmless. (A callback that itself captures the
+//! `Client` keeps it reachable from here, across the wasm boundary where no
+//! collector sees the cycle: only `close()` releases that one.)
 
 use std::cell::RefCell;
 use std::rc::{Rc, Weak};

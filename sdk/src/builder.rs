@@ -215,8 +215,9 @@ impl ClientBuilder {
         self
     }
 
-    /// How many publishes and sends may wait while offline (default 1024);
-    /// past it they fail with [`Error::QueueFull`].
+    /// How many requests may wait to be sent (default 1024): while offline,
+    /// and while connected behind the hub's rate or a socket that is not
+    /// taking more; past it they fail with [`Error::QueueFull`].
     pub fn offline_queue(mut self, capacity: usize) -> Self {
         self.offline_queue = capacity;
         self

@@ -59,7 +59,7 @@ pub enum Error {
     #[error("not connected and not retrying: {0}")]
     GaveUp(String),
     /// The hub refused the connection and trying again will not change
-    /// that: an HTTP 4xx answer to the upgrade other than 408 and 429
+    /// that: an HTTP answer to the upgrade other than 101, 5xx, 408 and 429
     /// (natively; browsers hide it), or a token the hub refused and the
     /// token provider cannot replace. Terminal: `connect()` fails with it.
     #[error("the hub refused the connection: {0}")]

@@ -125,8 +125,6 @@ pub(crate) struct Driver {
     close_waiters: Vec<oneshot::Sender<()>>,
     id_prefix: String,
     next_id: u64,
-    /// The order requests were sent in, so re-sends keep it.
-    next_seq: u64,
     /// The token sent on the current (or last) connection.
     token: Option<String>,
     /// A token the hub refused (4500): not offered again.
@@ -162,7 +160,6 @@ impl Driver {
             // so the server can tell a retry from a new request.
             id_prefix: format!("{:08x}", fastrand::u32(..)),
             next_id: 0,
-            next_seq: 0,
             token: None,
             rejected: None,
             refusals: 0,
@@ -454,7 +451,10 @@ impl Driver {
             }
         }
         let mut socket = match opened {
-            Some(Ok(socket)) => socket,
+            Some(Ok(socket)) => {
+                self.unopened = 0; // it opened: not "closed before opening"
+                socket
+            }
             Some(Err(err)) => return Err(self.open_failed(err)),
             None => return Err(self.timed_out()),
         };
@@ -494,7 +494,6 @@ impl Driver {
         if let Some(error) = err.terminal() {
             return End::Lost { code: None, reason, welcomed: false, stop: Some(error) };
         }
-        self.shared.handlers.emit_error(&Error::Transport(reason.clone()));
         if let OpenError::Hidden(_) = err {
             self.unopened += 1;
             if !self.welcomed && self.unopened >= UNOPENED_ATTEMPTS {
@@ -504,7 +503,10 @@ impl Driver {
                 ));
                 return End::Lost { code: None, reason, welcomed: false, stop: Some(error) };
             }
+        } else {
+            self.unopened = 0;
         }
+        self.shared.handlers.emit_error(&Error::Transport(reason.clone()));
         lost(None, reason, false)
     }
 
@@ -655,7 +657,11 @@ impl Driver {
                         }
                     }
                     heard = false;
-                    self.write(socket, ClientFrame::Ping { id: None });
+                    // Not while the hub is refusing for its rate: a refused
+                    // ping would only count towards its 4002 limit.
+                    if self.pacer.allows() {
+                        self.write(socket, ClientFrame::Ping { id: None });
+                    }
                 }
             }
         }

@@ -3,6 +3,9 @@
 //! and to the socket's room), what was sent and waits for its answer
 //! ([`Pending`]), and how each is settled when a connection ends.
 
+use std::collections::VecDeque;
+
+use futures::channel::oneshot;
 use switchboard_protocol::{Ack, ClientFrame, ErrorCode};
 
 use super::{Driver, encode};
@@ -17,8 +20,6 @@ pub(crate) struct Request {
     /// keeps it, so the hub recognises a retry and does not act twice.
     pub(crate) id: Option<String>,
 }
-
-use futures::channel::oneshot;
 
 /// What a request asks.
 pub(crate) enum Op {
@@ -39,9 +40,9 @@ pub(super) enum Pending {
     /// connection: the rejoin answers them.
     Join { room: String, replies: Vec<Reply>, rejoin: bool },
     /// Everything else, kept whole: a re-send after a reconnect or a rate
-    /// refusal goes out with the same id, after the requests sent before it
-    /// (`seq`, unique per client).
-    Sent { seq: u64, request: Request },
+    /// refusal goes out with the same id, after the requests first sent
+    /// before it (ids are numbered in the order requests are first sent).
+    Sent { request: Request },
 }
 
 /// Why a connection's requests are being settled.
@@ -75,7 +76,11 @@ impl Driver {
 
     /// Sends what waits, rejoins first, while the pacer and the socket allow.
     pub(super) fn flush(&mut self, socket: &mut Socket) {
-        self.refused = 0; // a stall ended: the refused went back in order
+        if self.pacer.allows() {
+            // Not stalled (any more): the refused went back in order, and
+            // the next refusal starts a new run at the front.
+            self.refused = 0;
+        }
         while self.can_send(socket) {
             if let Some(room) = self.rejoins.pop_front() {
                 self.rejoin(socket, room);
@@ -93,7 +98,9 @@ impl Driver {
     fn rejoin(&mut self, socket: &mut Socket, room: String) {
         let mut replies = self.join_waiters.remove(&room).unwrap_or_default();
         replies.retain(|reply| !reply.is_canceled());
-        if replies.is_empty() && self.unconfirmed.remove(&room) {
+        let in_flight =
+            self.pending.values().any(|p| matches!(p, Pending::Join { room: r, .. } if *r == room));
+        if replies.is_empty() && !in_flight && self.unconfirmed.remove(&room) {
             // "A request that timed out while queued is never sent."
             self.rooms.remove(&room);
             return;
@@ -121,8 +128,6 @@ impl Driver {
                 id
             }
         };
-        self.next_seq += 1;
-        let seq = self.next_seq;
         let frame = match &request.op {
             Op::Join { room } => {
                 self.rooms.insert(room.clone());
@@ -172,7 +177,7 @@ impl Driver {
                 data: data.clone(),
             },
         };
-        self.pending.insert(id, Pending::Sent { seq, request });
+        self.pending.insert(id, Pending::Sent { request });
         self.write(socket, frame);
     }
 
@@ -198,6 +203,11 @@ impl Driver {
     pub(super) fn accept_offline(&mut self, request: Request) {
         match request.op {
             Op::Join { room } => {
+                // A leave still queued from the last connection is
+                // superseded: the app wants to be in the room.
+                for leave in self.take_queued(&room, false) {
+                    let _ = leave.reply.send(Ok(Ack::default()));
+                }
                 if self.rooms.insert(room.clone()) {
                     self.unconfirmed.insert(room.clone());
                 }
@@ -206,6 +216,11 @@ impl Driver {
             Op::Leave { room } => {
                 // Nothing to tell the server: the next connection will not
                 // rejoin it, and a later join starts from the room's present.
+                for join in self.take_queued(&room, true) {
+                    let _ = join
+                        .reply
+                        .send(Err(Error::Protocol(format!("left `{room}` before joining it"))));
+                }
                 self.rooms.remove(&room);
                 self.unconfirmed.remove(&room);
                 self.positions.remove(&room);
@@ -219,6 +234,18 @@ impl Driver {
         }
     }
 
+    /// Takes the queued joins (`joins`) or leaves of `room` out of the queue.
+    fn take_queued(&mut self, room: &str, joins: bool) -> VecDeque<Request> {
+        let (taken, kept) =
+            std::mem::take(&mut self.queue).into_iter().partition(|r| match &r.op {
+                Op::Join { room: r } => joins && r == room,
+                Op::Leave { room: r } => !joins && r == room,
+                _ => false,
+            });
+        self.queue = kept;
+        taken
+    }
+
     /// The hub answered a request with an error: a rate refusal puts it
     /// back in line (behind the requests refused before it in the same
     /// stall) and pauses sending; anything else fails it.
@@ -229,7 +256,9 @@ impl Driver {
             Pending::Join { room, replies, .. } if rate_limited => {
                 self.pacer.stall();
                 self.join_waiters.entry(room.clone()).or_default().extend(replies);
-                self.rejoins.push_back(room);
+                if !self.rejoins.contains(&room) {
+                    self.rejoins.push_back(room);
+                }
             }
             Pending::Join { room, replies, .. } => {
                 // A refused join is not rejoined later. A refused
@@ -268,15 +297,20 @@ impl Driver {
     pub(super) fn connection_lost(&mut self, loss: Loss) {
         self.rejoins.clear();
         let mut resend = Vec::new();
+        // Requests refused for the hub's rate wait at the front of the
+        // queue; they go back in line with those in flight, by first send.
+        while self.queue.front().is_some_and(|request| request.id.is_some()) {
+            resend.extend(self.queue.pop_front());
+        }
         for (_, pending) in self.pending.drain() {
-            let (seq, request) = match pending {
+            let request = match pending {
                 Pending::Join { room, replies, .. } => {
                     if self.rooms.contains(&room) {
                         self.join_waiters.entry(room).or_default().extend(replies);
                     }
                     continue;
                 }
-                Pending::Sent { seq, request } => (seq, request),
+                Pending::Sent { request } => request,
             };
             let failure = match (&request.op, loss) {
                 (Op::Leave { .. }, _) => {
@@ -286,18 +320,23 @@ impl Driver {
                 (_, Loss::Closing) => Error::Closed,
                 (Op::Rpc { .. }, _) | (_, Loss::Poisoned) => Error::ConnectionLost,
                 (_, Loss::Dropped) => {
-                    resend.push((seq, request));
+                    resend.push(request);
                     continue;
                 }
             };
             let _ = request.reply.send(Err(failure));
         }
-        // Sequence numbers are unique, so an unstable sort (less code) is exact.
-        resend.sort_unstable_by_key(|(seq, _)| *seq);
-        for (_, request) in resend.into_iter().rev() {
+        // Ids are unique, so an unstable sort (less code) is exact.
+        resend.sort_unstable_by_key(|request| request.id.as_deref().map_or(0, id_number));
+        for request in resend.into_iter().rev() {
             if !request.reply.is_canceled() {
                 self.queue.push_front(request);
             }
         }
     }
+}
+
+/// The number of an id (`<prefix>-<n>`): the order it was first sent in.
+fn id_number(id: &str) -> u64 {
+    id.rsplit('-').next().and_then(|n| n.parse().ok()).unwrap_or(0)
 }

@@ -71,9 +71,9 @@ pub(crate) enum OpenError {
 }
 
 impl OpenError {
-    /// The error that ends the client's attempts, if this one does: a
-    /// refusal other than 5xx/408/429 (bad identity, forbidden, wrong path)
-    /// or a fatal failure.
+    /// The error that ends the client's attempts, if this one does: an
+    /// answer to the upgrade other than 101, 5xx, 408 and 429 (bad
+    /// identity, forbidden, wrong path, a redirect) or a fatal failure.
     pub(crate) fn terminal(&self) -> Option<Error> {
         match self {
             OpenError::Refused { status, .. }

@@ -33,8 +33,8 @@ use crate::error::Error;
 pub(crate) const CLOSE_GRACE: Duration = Duration::from_secs(1);
 
 /// Frames queued beyond what tungstenite holds before the driver stops
-/// handing the socket the app's requests. Rejoins, pings and tokens are
-/// queued regardless: there are few of them.
+/// handing the socket requests and rejoins (they wait in the driver's
+/// queue). Pings and tokens are queued regardless: there are few of them.
 const OUTBOUND_FRAMES: usize = 256;
 
 /// How `wss://` URLs are trusted: the platform's roots and the app's own
