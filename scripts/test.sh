@@ -102,9 +102,33 @@ step "the npm package (wasm-pack)"
 step "fuzzing: a short run of each target (nightly only)"
 if rustup toolchain list 2>/dev/null | grep -q '^nightly'; then
     command -v cargo-fuzz >/dev/null 2>&1 || cargo install --quiet cargo-fuzz --locked
-    for target in decode_frame session; do
-        (cd fuzz && cargo +nightly fuzz run "$target" -- -max_total_time=10 -print_final_stats=1 2>&1 \
-            | grep -E '^(Done|stat::number_of_executed_units)' )
+    # A nightly that cannot build the harnesses (a toolchain regression) is
+    # reported and skipped: the same harnesses ran above on stable. A crash
+    # found by a run fails the suite, with the input that caused it.
+    build_log="$(mktemp)"
+    if ! (cd fuzz && cargo +nightly fuzz build) >"$build_log" 2>&1; then
+        echo "WARNING: cargo +nightly fuzz build failed; fuzzing skipped. Its output:"
+        tail -n 60 "$build_log"
+        fuzz_targets=""
+    else
+        fuzz_targets="decode_frame session"
+    fi
+    rm -f "$build_log"
+    for target in $fuzz_targets; do
+        # The whole output goes to a log, so that a failure (a build error, a
+        # crash and its input) is shown in full rather than filtered away.
+        log="$(mktemp)"
+        if (cd fuzz && cargo +nightly fuzz run "$target" -- -max_total_time=10 -print_final_stats=1) >"$log" 2>&1; then
+            grep -E '^(Done|stat::number_of_executed_units)' "$log" || true
+            rm -f "$log"
+        else
+            echo "cargo fuzz run $target failed; its output:"
+            grep -vE '^#[0-9]+' "$log" | tail -n 150
+            for input in fuzz/artifacts/"$target"/*; do
+                [ -f "$input" ] && { echo "input $input (base64):"; base64 -w0 "$input"; echo; }
+            done
+            exit 1
+        fi
     done
 else
     echo "no nightly toolchain: skipping cargo-fuzz (the same harnesses ran above on stable)"
