@@ -669,3 +669,48 @@ async fn a_retry_after_an_answer_lost_on_the_way_is_not_appended_twice() {
     let next = watched.next_message().await;
     assert_eq!((next.data, next.offset), (json!("next"), Some(2)), "nothing appended twice");
 }
+
+#[tokio::test]
+async fn a_burst_sent_without_waiting_keeps_its_order_on_every_node() {
+    // The publishing node commits what arrives together in one go and the
+    // other nodes hand what arrives from Redis over in batches (with a
+    // coalescing window here): neither may reorder or drop anything.
+    let redis = TestRedis::start().await;
+    let mut nodes = Vec::new();
+    for _ in 0..2 {
+        let mut config = cluster_config(&redis);
+        config.redis.coalesce_us = 2_000;
+        config.limits.messages_per_sec = 10_000;
+        nodes.push(TestServer::start_with(config).await);
+    }
+    let mut members = Vec::new();
+    for (n, node) in nodes.iter().enumerate() {
+        let (client, events) = connect(node, &format!("member-{n}")).await;
+        client.join("burst").await.unwrap();
+        members.push((client, events));
+    }
+    let (mut publisher, _) = raw_connect(&nodes[0], "publisher").await;
+    raw_send(&mut publisher, r#"{"type":"join","id":"j","room":"burst"}"#).await;
+    assert!(matches!(answer(&mut publisher).await, ServerFrame::Ack(_)));
+    const BURST: u64 = 300;
+    for n in 0..BURST {
+        let frame = format!(
+            r#"{{"type":"publish","id":"{n}","room":"burst","event":"e","data":{n},"exclude_self":true}}"#
+        );
+        raw_send(&mut publisher, &frame).await;
+    }
+    let mut acked = Vec::new();
+    while acked.len() < BURST as usize {
+        match answer(&mut publisher).await {
+            ServerFrame::Ack(ack) => acked.push((ack.id, ack.offset.unwrap())),
+            ServerFrame::Error(error) => panic!("refused: {error:?}"),
+            _ => {}
+        }
+    }
+    let expected: Vec<(String, u64)> = (0..BURST).map(|n| (n.to_string(), n + 1)).collect();
+    assert_eq!(acked, expected, "answered in order, offsets in the order sent");
+    for (_, events) in &mut members {
+        let data = data_of(events, BURST as usize).await;
+        assert_eq!(data, (0..BURST).map(|n| json!(n)).collect::<Vec<_>>());
+    }
+}

@@ -225,6 +225,9 @@ impl Config {
             if self.redis.timeout_ms == 0 || self.redis.node_ttl_ms < 3 * 100 {
                 return invalid("redis.timeout_ms must be > 0 and redis.node_ttl_ms at least 300");
             }
+            if self.redis.coalesce_us > 50_000 {
+                return invalid("redis.coalesce_us must be at most 50000 (50 ms)");
+            }
         }
         Ok(())
     }

@@ -21,6 +21,7 @@ pub(crate) mod outbound;
 pub(crate) mod rates;
 pub(crate) mod room;
 pub(crate) mod stats;
+pub(crate) mod wakes;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -123,7 +123,9 @@ impl Outbound {
         let reader = state.reader.take();
         drop(state);
         if let Some(reader) = reader {
-            reader.wake();
+            // Held back while a batch of deliveries is handed over
+            // (`wakes.rs`), so the reader finds them all when it runs.
+            super::wakes::wake(reader);
         }
         Pushed::Queued
     }

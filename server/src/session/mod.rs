@@ -37,6 +37,7 @@ pub(crate) mod frames;
 mod membership;
 #[cfg(any(test, feature = "fuzzing"))]
 pub(crate) mod memory_socket;
+mod publishing;
 mod requests;
 mod token_alarm;
 
@@ -60,6 +61,15 @@ use crate::wire::{encode, now_ms};
 /// How long a closing session keeps reading so its close frame is not lost to
 /// a TCP reset caused by unread input.
 const CLOSE_LINGER: Duration = Duration::from_secs(2);
+
+/// Why a message off the socket is not a request to carry out.
+enum Refused {
+    /// An error frame to answer with (the request's id when it has one,
+    /// the code, the message); the connection goes on.
+    Answer(Option<String>, ErrorCode, String),
+    /// What the connection does instead (ends, or goes on for a control frame).
+    Flow(Flow),
+}
 
 /// What woke the session up.
 enum Wake {
@@ -417,59 +427,83 @@ impl<S: Socket> Session<S> {
         &mut self,
         incoming: Option<Result<WsMessage, tungstenite::Error>>,
     ) -> Flow {
+        match self.request_of(incoming) {
+            Ok(frame) => self.carry_out(frame).await,
+            Err(refused) => self.answer(refused).await,
+        }
+    }
+
+    /// A message off the socket as a request, or why it is none (a close,
+    /// a frame refused by the rate limit, a malformed one). Answers
+    /// nothing itself: the caller answers in its turn ([`Self::answer`]).
+    fn request_of(
+        &mut self,
+        incoming: Option<Result<WsMessage, tungstenite::Error>>,
+    ) -> Result<ClientFrame, Refused> {
         match incoming {
-            None => Flow::Gone(Ended::Dropped),
-            Some(Ok(WsMessage::Close(_))) => Flow::Gone(Ended::ClientClosed),
+            None => Err(Refused::Flow(Flow::Gone(Ended::Dropped))),
+            Some(Ok(WsMessage::Close(_))) => Err(Refused::Flow(Flow::Gone(Ended::ClientClosed))),
             Some(Ok(WsMessage::Text(text))) => {
+                let depth = self.conn.state.config().limits.max_json_depth;
                 if let Err(flow) = self.admit_frame() {
                     if let Flow::Continue = flow {
                         // The refusal names the request, so a client can
                         // retry it after a pause instead of timing out.
-                        let depth = self.conn.state.config().limits.max_json_depth;
                         let id = ClientFrame::decode_limited(&text, depth)
                             .ok()
                             .and_then(|frame| frame.id().map(str::to_owned));
                         let message = "rate limit: too many frames; slow down".to_owned();
-                        return self.fail(id, ErrorCode::RATE_LIMITED, message).await;
+                        return Err(Refused::Answer(id, ErrorCode::RATE_LIMITED, message));
                     }
-                    return flow;
+                    return Err(Refused::Flow(flow));
                 }
                 let counters = &self.conn.state.hub().counters;
-                match ClientFrame::decode_limited(
-                    &text,
-                    self.conn.state.config().limits.max_json_depth,
-                ) {
+                match ClientFrame::decode_limited(&text, depth) {
                     Ok(frame) => {
-                        let slot = frame_slot(&frame);
-                        counters.frame_in(slot);
-                        let started = Instant::now();
-                        let flow = Box::pin(self.handle(frame)).await;
-                        // Pings are not requests worth a histogram.
-                        if slot < crate::hub::latency::KINDS.len() {
-                            self.conn.state.hub().counters.latency.observe(slot, started.elapsed());
-                        }
-                        flow
+                        counters.frame_in(frame_slot(&frame));
+                        Ok(frame)
                     }
                     Err(err) => {
                         counters.frame_in(crate::hub::stats::FRAME_TYPES.len() - 1);
-                        self.fail(err.id, err.code, err.message).await
+                        Err(Refused::Answer(err.id, err.code, err.message))
                     }
                 }
             }
-            Some(Ok(WsMessage::Binary(_))) => {
-                self.fail(
-                    None,
-                    ErrorCode::BINARY_UNSUPPORTED,
-                    "binary messages are not supported; send JSON text".to_owned(),
-                )
-                .await
-            }
+            Some(Ok(WsMessage::Binary(_))) => Err(Refused::Answer(
+                None,
+                ErrorCode::BINARY_UNSUPPORTED,
+                "binary messages are not supported; send JSON text".to_owned(),
+            )),
             // Raw frames are only produced when writing, never read.
             Some(Ok(WsMessage::Ping(_) | WsMessage::Pong(_) | WsMessage::Frame(_))) => {
-                Flow::Continue
+                Err(Refused::Flow(Flow::Continue))
             }
-            Some(Err(err)) => read_error_flow(err),
+            Some(Err(err)) => Err(Refused::Flow(read_error_flow(err))),
         }
+    }
+
+    /// Answers a refusal, or passes on the flow it stands for.
+    async fn answer(&mut self, refused: Refused) -> Flow {
+        match refused {
+            Refused::Answer(id, code, message) => self.fail(id, code, message).await,
+            Refused::Flow(flow) => flow,
+        }
+    }
+
+    /// Carries out one request (a publish with those that arrived behind
+    /// it: `publishing.rs`), timing it for the latency histogram.
+    async fn carry_out(&mut self, frame: ClientFrame) -> Flow {
+        if let ClientFrame::Publish { .. } = frame {
+            return Box::pin(self.publish_gathered(frame)).await;
+        }
+        let slot = frame_slot(&frame);
+        let started = Instant::now();
+        let flow = Box::pin(self.handle(frame)).await;
+        // Pings are not requests worth a histogram.
+        if slot < crate::hub::latency::KINDS.len() {
+            self.conn.state.hub().counters.latency.observe(slot, started.elapsed());
+        }
+        flow
     }
 
     /// Acks a request that had an `id`; requests without one get no answer.

@@ -6,17 +6,12 @@
 //! cut short leaves nothing behind. The connection's life around them is in
 //! `mod.rs`.
 
-use std::sync::Arc;
-
 use switchboard_protocol::{ClientFrame, ErrorCode, Message, ServerFrame, validate_name};
 
 use super::{Flow, Session, Socket};
 use crate::config::Access;
-use crate::engine::Publication;
-use crate::hub::Target;
 use crate::policy::hooks::{self, HookFailure, MessageDecision, RpcReply};
 use crate::state::server_api::members_limit;
-use crate::stream::StreamKey;
 use crate::wire::now_ms;
 
 impl<S: Socket> Session<S> {
@@ -25,68 +20,10 @@ impl<S: Socket> Session<S> {
         match frame {
             ClientFrame::Join { id, room, since } => self.join(id, room, since).await,
             ClientFrame::Leave { id, room } => self.leave(id, room).await,
-            ClientFrame::Publish { id, room, event, data, exclude_self } => {
-                if let Err(flow) = self.check_name(&id, "room", &room).await {
-                    return flow;
-                }
-                if let Err(flow) = self.check_name(&id, "event", &event).await {
-                    return flow;
-                }
-                if !self.may(&room, |rule| rule.publish) {
-                    let message = format!("not allowed to publish to `{room}`");
-                    return self.fail(id, ErrorCode::FORBIDDEN, message).await;
-                }
-                if self.conn.state.config().rooms.publish_requires_join
-                    && !self.conn.is_member(&room)
-                {
-                    let message = format!("join room `{room}` before publishing to it");
-                    return self.fail(id, ErrorCode::NOT_JOINED, message).await;
-                }
-                let hooked = match self.conn.state.hooks() {
-                    Some((hooks, timeout)) => {
-                        let hook = hooks.publish(&self.conn.identity, &room, &event, &data);
-                        Some(hooks::call("publish", timeout, hook).await)
-                    }
-                    None => None,
-                };
-                let data = match self.decided(&id, hooked, data).await {
-                    Ok(data) => data,
-                    Err(flow) => return flow,
-                };
-                let message = Message {
-                    room: Some(room.clone()),
-                    to: None,
-                    from: self.conn.user.to_string(),
-                    event,
-                    data,
-                    ts: now_ms(),
-                    offset: None,
-                };
-                let copy = self.conn.state.events().map(|_| message.clone());
-                let room: Arc<str> = room.into();
-                let key = StreamKey::Room(room.clone());
-                let target = if exclude_self {
-                    Target::RoomExcept(Box::new((room, self.conn.id)))
-                } else {
-                    Target::Room(room)
-                };
-                let request = id.clone().map(|id| (self.conn.user.clone(), id));
-                let publication = Publication { key, target, message, request };
-                match self.conn.state.engine().publish(publication).await {
-                    Ok(published) => {
-                        let offset = published.offset;
-                        if !published.repeated {
-                            self.conn.state.hub().counters.message_accepted();
-                            if let (Some(events), Some(message)) = (self.conn.state.events(), copy)
-                            {
-                                events.published(&message, offset);
-                            }
-                        }
-                        self.ack(id, |ack| ack.offset = Some(offset)).await
-                    }
-                    Err(err) => self.fail(id, ErrorCode::UNAVAILABLE, err.to_string()).await,
-                }
-            }
+            publish @ ClientFrame::Publish { .. } => match self.prepare_publish(publish).await {
+                Ok(prepared) => self.commit_publishes(vec![prepared]).await,
+                Err(refused) => self.answer(refused).await,
+            },
             ClientFrame::Send { id, to, event, data } => {
                 if let Err(flow) = self.check_name(&id, "to", &to).await {
                     return flow;

@@ -329,3 +329,55 @@ async fn without_batches_each_frame_is_its_own_message() {
         }
     }
 }
+
+#[tokio::test(start_paused = true)]
+async fn publishes_that_arrive_together_keep_their_order_and_their_answers_order() {
+    // Everything below is queued before the session reads any of it, so
+    // the publishes are gathered and committed together
+    // (`publishing.rs`); a refused one, a malformed frame and a ping among
+    // them are answered in their place.
+    let (mut peer, _state, _task) = start(Config::default(), "alice");
+    assert!(matches!(peer.next_frame().await, ServerFrame::Welcome(_)));
+    peer.send(r#"{"type":"join","id":"j","room":"r"}"#);
+    for n in 0..60 {
+        match n {
+            7 => peer.send(r#"{"type":"publish","id":"7","room":"bad name","event":"e","data":7}"#),
+            12 => peer.send(r#"{"type":"publish","id":"12","room":"r""#),
+            20 => peer.send(r#"{"type":"ping","id":"20"}"#),
+            _ => peer.send(&format!(
+                r#"{{"type":"publish","id":"{n}","room":"r","event":"e","data":{n}}}"#
+            )),
+        }
+    }
+    let mut answers = Vec::new();
+    let mut delivered = Vec::new();
+    while answers.len() < 61 {
+        match peer.next_frame().await {
+            ServerFrame::Ack(ack) => answers.push((ack.id, ack.offset)),
+            ServerFrame::Error(error) => answers.push((error.id.unwrap_or_default(), None)),
+            ServerFrame::Pong { id } => answers.push((id.unwrap(), None)),
+            ServerFrame::Message(message) => {
+                delivered.push((message.data.as_u64().unwrap(), message.offset.unwrap()));
+            }
+            ServerFrame::Joined(_) | ServerFrame::Presence(_) => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    let ids: Vec<&str> = answers.iter().map(|(id, _)| id.as_str()).collect();
+    let expected: Vec<String> =
+        std::iter::once("j".to_owned()).chain((0..60).map(|n| n.to_string())).collect();
+    // The malformed frame's error names no id (it could not be read).
+    let expected: Vec<&str> =
+        expected.iter().map(|id| if id == "12" { "" } else { id.as_str() }).collect();
+    assert_eq!(ids, expected, "answers in the order of the requests");
+    let offsets: Vec<u64> = answers.iter().skip(1).filter_map(|(_, offset)| *offset).collect();
+    assert_eq!(offsets, (1..=57).collect::<Vec<u64>>(), "offsets in the order sent");
+    while delivered.len() < 57 {
+        if let ServerFrame::Message(message) = peer.next_frame().await {
+            delivered.push((message.data.as_u64().unwrap(), message.offset.unwrap()));
+        }
+    }
+    let sent: Vec<u64> = (0..60).filter(|n| ![7, 12, 20].contains(n)).collect();
+    assert_eq!(delivered.iter().map(|(n, _)| *n).collect::<Vec<_>>(), sent);
+    assert!(delivered.windows(2).all(|pair| pair[0].1 + 1 == pair[1].1));
+}

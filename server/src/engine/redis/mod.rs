@@ -111,6 +111,9 @@ pub(crate) struct Redis {
     commands: ConnectionManager,
     pub(crate) timeout: Duration,
     pub(crate) node_ttl: Duration,
+    /// How long a delivery from another node may wait for company
+    /// (`redis.coalesce_us`).
+    pub(crate) coalesce: Duration,
     /// Whether the last request (or heartbeat) reached Redis.
     up: AtomicBool,
     /// What `/metrics` reports of this node's life with Redis.
@@ -178,6 +181,7 @@ impl Redis {
             commands,
             timeout,
             node_ttl: Duration::from_millis(config.node_ttl_ms),
+            coalesce: Duration::from_micros(config.coalesce_us),
             up: AtomicBool::new(true),
             counters: Counters::default(),
             surveys: survey::Surveys::default(),

@@ -39,6 +39,7 @@ use super::wire::{Envelope, Incoming, decode};
 use super::{Redis, scripts};
 use crate::Hub;
 use crate::engine::{EngineError, HistoryRules};
+use crate::hub::wakes::WakeBatch;
 use crate::hub::{Delivery, DeliveryKind, Target};
 use crate::stream::{Stored, StreamKey, epoch_tag};
 use crate::wire::{encode, now_ms};
@@ -73,6 +74,58 @@ struct Repair {
     after: u64,
     upto: Option<u64>,
     generation: u64,
+}
+
+/// At most this many pub/sub messages go to the hub as one batch.
+const MAX_BATCH: usize = 1024;
+
+/// How gathering a batch ended.
+enum Gathered {
+    /// The subscription is still there.
+    Open,
+    /// The subscription was lost (after the messages gathered).
+    Lost,
+}
+
+/// Adds to `batch` what has arrived already and, when `streaming`, what
+/// arrives within `window`, up to [`MAX_BATCH`] messages.
+async fn gather(
+    messages: &mut ::redis::aio::PubSubStream,
+    batch: &mut Vec<::redis::Msg>,
+    streaming: bool,
+    window: Duration,
+) -> Gathered {
+    let drain = |messages: &mut ::redis::aio::PubSubStream, batch: &mut Vec<::redis::Msg>| {
+        while batch.len() < MAX_BATCH {
+            match messages.next().now_or_never() {
+                Some(Some(message)) => batch.push(message),
+                Some(None) => return Gathered::Lost,
+                None => break,
+            }
+        }
+        Gathered::Open
+    };
+    if let Gathered::Lost = drain(messages, batch) {
+        return Gathered::Lost;
+    }
+    if !streaming || window.is_zero() {
+        return Gathered::Open;
+    }
+    let deadline = tokio::time::Instant::now() + window;
+    while batch.len() < MAX_BATCH {
+        tokio::select! {
+            biased;
+            message = messages.next() => match message {
+                Some(message) => batch.push(message),
+                None => return Gathered::Lost,
+            },
+            () = tokio::time::sleep_until(deadline) => break,
+        }
+        if let Gathered::Lost = drain(messages, batch) {
+            return Gathered::Lost;
+        }
+    }
+    Gathered::Open
 }
 
 /// What reading a gap found.
@@ -135,27 +188,26 @@ impl Subscriber {
             // while Redis's pub/sub was out of reach follows a stream already.
             self.repair_all();
             subscribed_before = true;
+            let mut batch = Vec::new();
+            let mut handed_over = tokio::time::Instant::now();
             loop {
-                let message = tokio::select! {
+                let first = tokio::select! {
                     () = shutdown.cancelled() => return,
                     message = messages.next() => message,
                 };
-                let Some(message) = message else { break };
-                self.on_message(message.get_payload_bytes());
-                // What has already arrived goes out before this task yields,
-                // so a member woken by the first message finds the next ones
-                // queued too and writes them in one go.
-                let mut lost = false;
-                while let Some(next) = messages.next().now_or_never() {
-                    match next {
-                        Some(message) => self.on_message(message.get_payload_bytes()),
-                        None => {
-                            lost = true;
-                            break;
-                        }
-                    }
-                }
-                if lost {
+                let Some(first) = first else { break };
+                batch.push(first);
+                // Messages that follow close on the last batch's heels wait
+                // for company; one after a quiet spell goes at once.
+                let streaming = handed_over.elapsed() < self.redis.coalesce;
+                let gathered = gather(&mut messages, &mut batch, streaming, self.redis.coalesce);
+                let gathered = tokio::select! {
+                    () = shutdown.cancelled() => return,
+                    gathered = gathered => gathered,
+                };
+                self.hand_over(&mut batch);
+                handed_over = tokio::time::Instant::now();
+                if let Gathered::Lost = gathered {
                     break;
                 }
             }
@@ -175,6 +227,15 @@ impl Subscriber {
             Err(_) => {
                 Err(EngineError::Unavailable("redis unavailable: subscribe: no answer".to_owned()))
             }
+        }
+    }
+
+    /// Hands a batch of messages to the hub, each member woken once for
+    /// all of them.
+    fn hand_over(&self, batch: &mut Vec<::redis::Msg>) {
+        let _wakes = WakeBatch::begin();
+        for message in batch.drain(..) {
+            self.on_message(message.get_payload_bytes());
         }
     }
 

@@ -1,0 +1,210 @@
+//! `publish`: the checks and hooks in front of it, and publishes committed
+//! together.
+//!
+//! A client with several publishes in flight sends them back to back, and
+//! they often arrive in one read. Committed one after the other, each
+//! waits for the engine's answer before the next starts: on Redis, one
+//! round trip each, on a node whose runtime is busy delivering. So the
+//! publishes that have arrived already behind the first are gathered (up
+//! to [`MAX_GATHERED`]), each checked and hooked in turn, and committed
+//! together: the engine's futures are created and first polled in the
+//! order the client sent them, which is the order their commands reach
+//! the engine (one connection to Redis, first in first out), so the
+//! stream's offsets follow the client's order. Answers go out in that
+//! order too. A frame that is not a publish ends the gathering; it is
+//! carried out after the gathered ones are answered.
+
+use std::future::{Future, poll_fn};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::Poll;
+
+use futures::future::{MaybeDone, maybe_done};
+
+use futures::{FutureExt, StreamExt};
+use switchboard_protocol::{ClientFrame, ErrorCode, Message, validate_name};
+use tokio::time::Instant;
+
+use super::flow::frame_slot;
+use super::{Flow, Refused, Session, Socket};
+use crate::engine::Publication;
+use crate::hub::Target;
+use crate::policy::hooks::{self, MessageDecision};
+use crate::stream::StreamKey;
+use crate::wire::now_ms;
+
+/// At most this many publishes are committed together.
+pub(super) const MAX_GATHERED: usize = 64;
+
+/// A publish that passed its checks and hooks, ready for the engine.
+pub(super) struct Prepared {
+    id: Option<String>,
+    publication: Publication,
+    /// The message for the event sinks, when any are configured.
+    copy: Option<Message>,
+}
+
+impl<S: Socket> Session<S> {
+    /// Carries out a publish and the publishes that arrived behind it, then
+    /// the frame that ended the gathering, if one did.
+    pub(super) async fn publish_gathered(&mut self, first: ClientFrame) -> Flow {
+        let started = Instant::now();
+        let slot = frame_slot(&first);
+        let mut gathered = Vec::new();
+        let mut pending = Some(first);
+        // What ended the gathering, carried out after the answers.
+        let mut after = None;
+        for read in 1.. {
+            if let Some(frame) = pending.take() {
+                match self.prepare_publish(frame).await {
+                    Ok(prepared) => gathered.push(prepared),
+                    Err(refused) => {
+                        after = Some(Err(refused));
+                        break;
+                    }
+                }
+            }
+            if read >= MAX_GATHERED {
+                break;
+            }
+            // Only what the socket holds already: never wait here.
+            let Some(incoming) = self.socket.next().now_or_never() else { break };
+            self.last_heard = Instant::now();
+            match self.request_of(incoming) {
+                Ok(frame @ ClientFrame::Publish { .. }) => pending = Some(frame),
+                other => {
+                    after = Some(other);
+                    break;
+                }
+            }
+        }
+        let committed = gathered.len();
+        let flow = self.commit_publishes(gathered).await;
+        let latency = &self.conn.state.hub().counters.latency;
+        for _ in 0..committed {
+            latency.observe(slot, started.elapsed());
+        }
+        if !matches!(flow, Flow::Continue) {
+            return flow;
+        }
+        match after {
+            Some(Ok(frame)) => Box::pin(self.carry_out(frame)).await,
+            Some(Err(refused)) => self.answer(refused).await,
+            None => Flow::Continue,
+        }
+    }
+
+    /// A `publish` through its checks and hooks, or the refusal to answer.
+    pub(super) async fn prepare_publish(
+        &mut self,
+        frame: ClientFrame,
+    ) -> Result<Prepared, Refused> {
+        let ClientFrame::Publish { id, room, event, data, exclude_self } = frame else {
+            unreachable!("prepare_publish takes publish frames");
+        };
+        for (field, name) in [("room", &room), ("event", &event)] {
+            if let Err(err) = validate_name(name) {
+                let message = format!("invalid `{field}`: {err}");
+                return Err(Refused::Answer(id, ErrorCode::INVALID_NAME, message));
+            }
+        }
+        if !self.may(&room, |rule| rule.publish) {
+            let message = format!("not allowed to publish to `{room}`");
+            return Err(Refused::Answer(id, ErrorCode::FORBIDDEN, message));
+        }
+        if self.conn.state.config().rooms.publish_requires_join && !self.conn.is_member(&room) {
+            let message = format!("join room `{room}` before publishing to it");
+            return Err(Refused::Answer(id, ErrorCode::NOT_JOINED, message));
+        }
+        let data = match self.conn.state.hooks() {
+            Some((hooks, timeout)) => {
+                let hook = hooks.publish(&self.conn.identity, &room, &event, &data);
+                match hooks::call("publish", timeout, hook).await {
+                    Ok(MessageDecision::Allow) => data,
+                    Ok(MessageDecision::Replace(data)) => data,
+                    Ok(MessageDecision::Refuse { code, message }) => {
+                        return Err(Refused::Answer(id, code, message));
+                    }
+                    Err(failure) => {
+                        let message = failure.to_string();
+                        return Err(Refused::Answer(id, ErrorCode::HOOK_FAILED, message));
+                    }
+                }
+            }
+            None => data,
+        };
+        let message = Message {
+            room: Some(room.clone()),
+            to: None,
+            from: self.conn.user.to_string(),
+            event,
+            data,
+            ts: now_ms(),
+            offset: None,
+        };
+        let copy = self.conn.state.events().map(|_| message.clone());
+        let room: Arc<str> = room.into();
+        let key = StreamKey::Room(room.clone());
+        let target = if exclude_self {
+            Target::RoomExcept(Box::new((room, self.conn.id)))
+        } else {
+            Target::Room(room)
+        };
+        let request = id.clone().map(|id| (self.conn.user.clone(), id));
+        Ok(Prepared { id, publication: Publication { key, target, message, request }, copy })
+    }
+
+    /// Commits prepared publishes together and answers each, in order.
+    pub(super) async fn commit_publishes(&mut self, gathered: Vec<Prepared>) -> Flow {
+        let mut answers = Vec::with_capacity(gathered.len());
+        let mut publications = Vec::with_capacity(gathered.len());
+        for Prepared { id, publication, copy } in gathered {
+            answers.push((id, copy));
+            publications.push(publication);
+        }
+        let results = {
+            let engine = self.conn.state.engine();
+            in_order(publications.into_iter().map(|p| Box::pin(engine.publish(p))).collect()).await
+        };
+        for ((id, copy), result) in answers.into_iter().zip(results) {
+            let flow = match result {
+                Ok(published) => {
+                    let offset = published.offset;
+                    if !published.repeated {
+                        self.conn.state.hub().counters.message_accepted();
+                        if let (Some(events), Some(message)) = (self.conn.state.events(), copy) {
+                            events.published(&message, offset);
+                        }
+                    }
+                    self.ack(id, |ack| ack.offset = Some(offset)).await
+                }
+                Err(err) => self.fail(id, ErrorCode::UNAVAILABLE, err.to_string()).await,
+            };
+            if !matches!(flow, Flow::Continue) {
+                return flow;
+            }
+        }
+        Flow::Continue
+    }
+}
+
+/// Runs `futures` together and gives their outputs in their order. Every
+/// poll polls them first to last, so each reaches its first wait (for a
+/// publish: its command queued on the engine's connection) in that order.
+/// (`join_all` does not promise it: past a few dozen futures it polls them
+/// in whatever order they were woken, which reordered a burst.)
+async fn in_order<F: Future + Unpin>(futures: Vec<F>) -> Vec<F::Output> {
+    let mut slots: Vec<MaybeDone<F>> = futures.into_iter().map(maybe_done).collect();
+    poll_fn(|cx| {
+        let mut done = true;
+        for slot in &mut slots {
+            done &= Pin::new(slot).poll(cx).is_ready();
+        }
+        if done { Poll::Ready(()) } else { Poll::Pending }
+    })
+    .await;
+    slots
+        .iter_mut()
+        .map(|slot| Pin::new(slot).take_output().expect("every future is done"))
+        .collect()
+}
