@@ -59,6 +59,7 @@ fn redis_is_off_by_default_and_checked_when_on() {
         "[redis]\nurl = \"http://10.0.0.5\"\n",
         "[redis]\nurl = \"redis://h\"\nprefix = \"\"\n",
         "[redis]\nurl = \"redis://h\"\ntimeout_ms = 0\n",
+        "[redis]\nurl = \"redis://h\"\ncoalesce_us = 50001\n",
     ] {
         assert!(matches!(Config::from_toml(bad), Err(ConfigError::Invalid(_))), "{bad}");
     }
