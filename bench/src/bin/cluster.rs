@@ -1,10 +1,13 @@
 //! Room fan-out across nodes on Redis, side by side in one run: one
-//! `switchboard` node alone (no Redis), one node on Redis, and two nodes on
+//! `switchboard` node alone (no Redis), then one, two and three nodes on
 //! Redis with the room's members split between them and the publisher on
 //! the first. Every member reads every message; reported: deliveries per
-//! second, latency from send to receipt (p50, p99), and the CPU the nodes
-//! and Redis spent; and, from filling the room, how long each member's join
-//! took from request to ack (p50, p99), one join at a time.
+//! second, latency from send to receipt (p50, p99), the CPU the nodes and
+//! Redis spent and deliveries per second of that CPU (per core of all
+//! server processes), the load client's own CPU (a row where it nears the
+//! elapsed time is bound by the client); and, from filling the room, how
+//! long each member's join took from request to ack (p50, p99), one join at
+//! a time.
 //!
 //! ```sh
 //! cargo build --release -p switchboard-server -p switchboard-bench
@@ -54,6 +57,7 @@ struct Run {
     latency: Percentiles,
     nodes_cpu: Duration,
     redis_cpu: Duration,
+    client_cpu: Duration,
 }
 
 type Failure = Box<dyn std::error::Error>;
@@ -76,7 +80,7 @@ async fn main() -> Result<(), Failure> {
     let alone = Hub::start(&args.binary, &base).await?;
     runs.push(measure("1 node, no Redis", &[&alone], None, &args).await?);
     drop(alone);
-    for nodes in [1, 2] {
+    for nodes in [1, 2, 3] {
         let redis = RedisServer::start().await?;
         let mut with_redis = base.clone();
         with_redis.extend(["--redis-url".to_owned(), redis.url()]);
@@ -84,7 +88,11 @@ async fn main() -> Result<(), Failure> {
         for _ in 0..nodes {
             hubs.push(Hub::start(&args.binary, &with_redis).await?);
         }
-        let name = if nodes == 1 { "1 node on Redis" } else { "2 nodes on Redis" };
+        let name = match nodes {
+            1 => "1 node on Redis",
+            2 => "2 nodes on Redis",
+            _ => "3 nodes on Redis",
+        };
         let hubs: Vec<&Hub> = hubs.iter().collect();
         runs.push(measure(name, &hubs, Some(&redis), &args).await?);
     }
@@ -139,7 +147,7 @@ async fn measure(
     let elapsed = arrived.at.saturating_duration_since(started);
     bar.finish();
     let (nodes_after, redis_after) = cpu(hubs, redis)?;
-    let _client = own_cpu()?.saturating_sub(client_before);
+    let client_cpu = own_cpu()?.saturating_sub(client_before);
     for reader in readers {
         reader.abort();
     }
@@ -152,29 +160,43 @@ async fn measure(
         latency: received.take_latencies(),
         nodes_cpu: nodes_after.saturating_sub(nodes_before),
         redis_cpu: redis_after.saturating_sub(redis_before),
+        client_cpu,
     })
 }
 
 fn table(runs: &[Run], args: &Args) -> String {
     let mut out = format!(
         "Room fan-out: {} members (split evenly between the nodes), {} messages, {} in flight, \
-         publisher on the first node; one machine, loopback, one run\n\n\
-         | setup | deliveries/s | relative to 1 node | latency | nodes' CPU | Redis CPU | join (request to ack) |\n\
-         |---|---|---|---|---|---|---|",
-        args.members, args.messages, args.in_flight
+         publisher on the first node; one machine ({} cores), loopback, one run\n\n\
+         | setup | deliveries/s | relative to 1 node | per core of the servers (nodes + Redis) | relative | latency | nodes' CPU | Redis CPU | load client's CPU | join (request to ack) |\n\
+         |---|---|---|---|---|---|---|---|---|---|",
+        args.members,
+        args.messages,
+        args.in_flight,
+        std::thread::available_parallelism().map_or(1, usize::from),
     );
-    let base = runs.first().map_or(1.0, |r| r.deliveries as f64 / r.elapsed.as_secs_f64());
+    let rate_of = |run: &Run| run.deliveries as f64 / run.elapsed.as_secs_f64();
+    let per_core_of = |run: &Run| {
+        let cpu = (run.nodes_cpu + run.redis_cpu).as_secs_f64();
+        if cpu > 0.0 { run.deliveries as f64 / cpu } else { 0.0 }
+    };
+    let base = runs.first().map_or(1.0, rate_of);
+    let base_per_core = runs.first().map_or(1.0, per_core_of);
     for run in runs {
-        let rate = run.deliveries as f64 / run.elapsed.as_secs_f64();
+        let rate = rate_of(run);
+        let per_core = per_core_of(run);
         out.push_str(&format!(
-            "\n| {} | {rate:.0} ({} of {}) | {:.2}× | {} | {:.2} s | {:.2} s | {} |",
+            "\n| {} | {rate:.0} ({} of {}) | {:.2}× | {per_core:.0} | {:.2}× | {} | {:.2} s | {:.2} s | {:.2} s of {:.2} s | {} |",
             run.name,
             run.deliveries,
             args.members * args.messages,
             rate / base,
+            per_core / base_per_core,
             run.latency.cell(),
             run.nodes_cpu.as_secs_f64(),
             run.redis_cpu.as_secs_f64(),
+            run.client_cpu.as_secs_f64(),
+            run.elapsed.as_secs_f64(),
             run.joins.cell(),
         ));
     }

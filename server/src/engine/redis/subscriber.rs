@@ -76,6 +76,15 @@ struct Repair {
     generation: u64,
 }
 
+/// Deliveries stream in when the last batch went out less than this many
+/// coalescing windows ago. Measured: with a window of 2 ms, a lookback of
+/// one window almost never waited (a batch's members take longer than that
+/// to write it, so the next message came later), and twenty made the
+/// members of a 2,000-member room write several messages per wake: CPU per
+/// delivery of a node on Redis went from about 2.5× that of a node alone to
+/// about 1.05× (docs/PERFORMANCE.md).
+const STREAMING: u32 = 20;
+
 /// At most this many pub/sub messages go to the hub as one batch.
 const MAX_BATCH: usize = 1024;
 
@@ -197,9 +206,10 @@ impl Subscriber {
                 };
                 let Some(first) = first else { break };
                 batch.push(first);
-                // Messages that follow close on the last batch's heels wait
-                // for company; one after a quiet spell goes at once.
-                let streaming = handed_over.elapsed() < self.redis.coalesce;
+                // While deliveries stream in (the last batch went out
+                // within STREAMING windows), one waits for company; one
+                // after a quiet spell goes at once.
+                let streaming = handed_over.elapsed() < self.redis.coalesce * STREAMING;
                 let gathered = gather(&mut messages, &mut batch, streaming, self.redis.coalesce);
                 let gathered = tokio::select! {
                     () = shutdown.cancelled() => return,
