@@ -27,7 +27,7 @@ use tokio::time::Instant;
 
 use super::flow::frame_slot;
 use super::{Flow, Refused, Session, Socket};
-use crate::engine::Publication;
+use crate::engine::{EngineError, Publication, Published};
 use crate::hub::Target;
 use crate::policy::hooks::{self, MessageDecision};
 use crate::stream::StreamKey;
@@ -155,7 +155,15 @@ impl<S: Socket> Session<S> {
     }
 
     /// Commits prepared publishes together and answers each, in order.
-    pub(super) async fn commit_publishes(&mut self, gathered: Vec<Prepared>) -> Flow {
+    pub(super) async fn commit_publishes(&mut self, mut gathered: Vec<Prepared>) -> Flow {
+        if gathered.len() <= 1 {
+            // The common case of one publish at a time: no batch to build.
+            let Some(Prepared { id, publication, copy }) = gathered.pop() else {
+                return Flow::Continue;
+            };
+            let result = self.conn.state.engine().publish(publication).await;
+            return self.answer_published(id, copy, result).await;
+        }
         let mut answers = Vec::with_capacity(gathered.len());
         let mut publications = Vec::with_capacity(gathered.len());
         for Prepared { id, publication, copy } in gathered {
@@ -167,24 +175,34 @@ impl<S: Socket> Session<S> {
             in_order(publications.into_iter().map(|p| Box::pin(engine.publish(p))).collect()).await
         };
         for ((id, copy), result) in answers.into_iter().zip(results) {
-            let flow = match result {
-                Ok(published) => {
-                    let offset = published.offset;
-                    if !published.repeated {
-                        self.conn.state.hub().counters.message_accepted();
-                        if let (Some(events), Some(message)) = (self.conn.state.events(), copy) {
-                            events.published(&message, offset);
-                        }
-                    }
-                    self.ack(id, |ack| ack.offset = Some(offset)).await
-                }
-                Err(err) => self.fail(id, ErrorCode::UNAVAILABLE, err.to_string()).await,
-            };
+            let flow = self.answer_published(id, copy, result).await;
             if !matches!(flow, Flow::Continue) {
                 return flow;
             }
         }
         Flow::Continue
+    }
+
+    /// Acks a committed publish with its offset, or fails it.
+    async fn answer_published(
+        &mut self,
+        id: Option<String>,
+        copy: Option<Message>,
+        result: Result<Published, EngineError>,
+    ) -> Flow {
+        match result {
+            Ok(published) => {
+                let offset = published.offset;
+                if !published.repeated {
+                    self.conn.state.hub().counters.message_accepted();
+                    if let (Some(events), Some(message)) = (self.conn.state.events(), copy) {
+                        events.published(&message, offset);
+                    }
+                }
+                self.ack(id, |ack| ack.offset = Some(offset)).await
+            }
+            Err(err) => self.fail(id, ErrorCode::UNAVAILABLE, err.to_string()).await,
+        }
     }
 }
 
