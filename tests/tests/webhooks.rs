@@ -1,7 +1,8 @@
 //! HTTP webhooks against a real backend the test stands up (an axum app on
 //! a loopback port): the hub POSTs each hooked event, acts on the reply,
 //! signs the body, and falls back as `on_error` says when the backend is
-//! down or slow.
+//! down or slow; a backend behind `https://` is verified (system roots and
+//! `hooks.ca_pem`).
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -15,7 +16,7 @@ use switchboard_server::Config;
 use switchboard_server::config::{OnError, WebhookConfig};
 use switchboard_server::webhooks::signature;
 use switchboard_tests::{
-    TestServer, connect, eventually, raw_close_code, raw_send, raw_upgrade, test_config,
+    TestServer, TlsFront, connect, eventually, raw_close_code, raw_send, raw_upgrade, test_config,
 };
 
 const SECRET: &str = "shared-with-the-backend";
@@ -331,4 +332,36 @@ async fn events_after_the_fact_arrive_in_order_once_the_backend_is_back() {
         .await
         .unwrap();
     assert!(metrics.contains("switchboard_events_delivered_total 4"), "{metrics}");
+}
+
+#[tokio::test]
+async fn a_backend_behind_https_is_called_when_its_certificate_is_trusted_only() {
+    let calls = Calls::default();
+    let base = backend(calls.clone()).await;
+    let upstream = base.trim_start_matches("http://").trim_end_matches("/hooks").parse().unwrap();
+    // TLS terminated in front of the backend, with a certificate made now.
+    let front = TlsFront::start(upstream).await;
+    let https = format!("https://{}/hooks", front.addr);
+
+    let mut trusting = hooked(&https);
+    trusting.hooks.ca_pem = Some(front.ca_pem.clone());
+    let server = TestServer::start_with(trusting).await;
+    let (client, mut events) = connect(&server, "ann").await;
+    client.join("lobby").await.unwrap();
+    client.publish("lobby", "shout", json!("HELLO")).await.unwrap();
+    assert_eq!(events.next_message().await.data, json!("hello"), "decided over https");
+    let (mut guest, welcome) = switchboard_tests::raw_connect(&server, "guest").await;
+    assert_eq!(welcome.user, "member-7", "the connect webhook answered over https");
+    raw_send(&mut guest, r#"{"type":"ping","id":"p"}"#).await;
+    assert!(calls.lock().unwrap().iter().all(|(_, _, signed)| *signed));
+
+    // A hub that does not trust the certificate cannot reach the backend:
+    // the connect webhook fails, and `on_error = "refuse"` refuses.
+    let untrusting = TestServer::start_with(hooked(&https)).await;
+    let mut refused = raw_upgrade(&untrusting, "bob").await;
+    assert_eq!(raw_close_code(&mut refused).await, CloseCode::INTERNAL_ERROR.0);
+    assert!(
+        !calls.lock().unwrap().iter().any(|(_, body, _)| body["user"] == "bob"),
+        "nothing reached the backend without a verified connection"
+    );
 }

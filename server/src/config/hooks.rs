@@ -25,6 +25,10 @@ pub struct HooksConfig {
     /// `X-Switchboard-Timestamp: <Unix seconds>` and
     /// `X-Switchboard-Signature: sha256=<hex HMAC-SHA256 of "<timestamp>.<body>">`.
     pub secret: Option<String>,
+    /// Certificates (PEM, one or several) trusted for `https://` webhooks
+    /// and events besides the system's roots: a private CA, or a
+    /// backend's self-signed certificate.
+    pub ca_pem: Option<String>,
     /// Webhook for connections, before `welcome`.
     pub connect: Option<WebhookConfig>,
     /// Webhook for joins.
@@ -48,7 +52,8 @@ pub struct HooksConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct EventsConfig {
-    /// `http://…`: receives `POST {"events": [...]}`, signed like the hooks.
+    /// `http://…` or `https://…`: receives `POST {"events": [...]}`,
+    /// signed like the hooks.
     pub url: String,
     /// Which events: `published`, `sent`, `online`, `offline` (default all).
     pub kinds: Vec<String>,
@@ -86,6 +91,7 @@ impl Default for HooksConfig {
         HooksConfig {
             timeout_ms: 1_000,
             secret: None,
+            ca_pem: None,
             connect: None,
             join: None,
             publish: None,
@@ -98,6 +104,29 @@ impl Default for HooksConfig {
 }
 
 impl HooksConfig {
+    /// The certificates of `ca_pem` (DER), or why it holds none.
+    pub fn ca_certificates(&self) -> Result<Vec<Vec<u8>>, String> {
+        use rustls_pki_types::CertificateDer;
+        use rustls_pki_types::pem::PemObject;
+        let Some(pem) = &self.ca_pem else { return Ok(Vec::new()) };
+        let certs = CertificateDer::pem_slice_iter(pem.as_bytes())
+            .map(|cert| cert.map(|cert| cert.to_vec()))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|err| format!("unreadable PEM: {err}"))?;
+        if certs.is_empty() {
+            return Err("no certificate in the PEM".to_owned());
+        }
+        // Parsed as a trust anchor now, so a block that is PEM but no
+        // certificate is refused at start rather than at the first call.
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in &certs {
+            roots
+                .add(CertificateDer::from(cert.as_slice()))
+                .map_err(|err| format!("not a usable certificate: {err}"))?;
+        }
+        Ok(certs)
+    }
+
     /// Whether any webhook is configured.
     pub fn has_webhooks(&self) -> bool {
         [&self.connect, &self.join, &self.publish, &self.send, &self.rpc, &self.disconnect]
@@ -111,7 +140,8 @@ impl HooksConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct WebhookConfig {
-    /// `http://…` (plain HTTP: the backend is expected next to the hub).
+    /// `http://…`, or `https://…` for a backend beyond the private network
+    /// (verified against the system's roots and `hooks.ca_pem`).
     pub url: String,
     /// For `join` and `publish`: only rooms matching these patterns go to
     /// the backend, the others are allowed; every room when empty.

@@ -170,6 +170,9 @@ impl Config {
             return invalid("hooks.timeout_ms must be greater than 0");
         }
         let hooks = &self.hooks;
+        if let Err(err) = hooks.ca_certificates() {
+            return Err(ConfigError::Invalid(format!("hooks.ca_pem: {err}")));
+        }
         for (name, hook) in [
             ("connect", &hooks.connect),
             ("join", &hooks.join),
@@ -179,9 +182,9 @@ impl Config {
             ("disconnect", &hooks.disconnect),
         ] {
             let Some(hook) = hook else { continue };
-            if !hook.url.starts_with("http://") {
+            if !is_http_url(&hook.url) {
                 return Err(ConfigError::Invalid(format!(
-                    "hooks.{name}.url must start with http://"
+                    "hooks.{name}.url must start with http:// or https://"
                 )));
             }
             if hook.timeout_ms == 0 || hook.timeout_ms >= hooks.timeout_ms {
@@ -196,8 +199,8 @@ impl Config {
             }
         }
         if let Some(events) = &hooks.events {
-            if !events.url.starts_with("http://") {
-                return invalid("hooks.events.url must start with http://");
+            if !is_http_url(&events.url) {
+                return invalid("hooks.events.url must start with http:// or https://");
             }
             if events.queue == 0
                 || events.queue_bytes == 0
@@ -235,3 +238,8 @@ impl Config {
 
 #[cfg(test)]
 mod tests;
+
+/// Whether a backend URL is one the hooks' HTTP client calls.
+fn is_http_url(url: &str) -> bool {
+    url.starts_with("http://") || url.starts_with("https://")
+}

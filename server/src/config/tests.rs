@@ -73,3 +73,18 @@ fn unknown_keys_and_bad_values_are_refused() {
         Err(ConfigError::Invalid(_))
     ));
 }
+
+#[test]
+fn webhooks_take_https_urls_and_a_pem_of_roots_to_trust() {
+    let https = "[hooks.publish]\nurl = \"https://hooks.example/publish\"\n";
+    assert!(Config::from_toml(https).is_ok());
+    let events = "[hooks.events]\nurl = \"https://hooks.example/events\"\n";
+    assert!(Config::from_toml(events).is_ok());
+    for bad in [
+        "[hooks.publish]\nurl = \"ftp://hooks.example/publish\"\n",
+        "[hooks]\nca_pem = \"not a certificate\"\n",
+        "[hooks]\nca_pem = \"-----BEGIN CERTIFICATE-----\\nAAAA\\n-----END CERTIFICATE-----\\n\"\n",
+    ] {
+        assert!(matches!(Config::from_toml(bad), Err(ConfigError::Invalid(_))), "{bad}");
+    }
+}

@@ -35,6 +35,8 @@ pub(crate) struct Events {
     config: EventsConfig,
     kinds: HashSet<String>,
     secret: Option<Vec<u8>>,
+    /// The hooks' HTTP client (`http_client.rs`).
+    client: reqwest::Client,
     queue: Mutex<Queue>,
     pending: Notify,
     pub(crate) delivered: AtomicU64,
@@ -67,11 +69,16 @@ impl Queue {
 }
 
 impl Events {
-    pub(crate) fn new(config: EventsConfig, secret: Option<&str>) -> Arc<Events> {
+    pub(crate) fn new(
+        config: EventsConfig,
+        secret: Option<&str>,
+        client: reqwest::Client,
+    ) -> Arc<Events> {
         Arc::new(Events {
             kinds: config.kinds.iter().cloned().collect(),
             config,
             secret: secret.map(|s| s.as_bytes().to_vec()),
+            client,
             queue: Mutex::new(Queue::default()),
             pending: Notify::new(),
             delivered: AtomicU64::new(0),
@@ -145,7 +152,7 @@ impl Events {
 
     /// Sends the queue to the backend until `shutdown`.
     pub(crate) async fn run(self: Arc<Events>, shutdown: CancellationToken) {
-        let client = reqwest::Client::new();
+        let client = self.client.clone();
         let timeout = Duration::from_millis(self.config.timeout_ms);
         let mut failures: u32 = 0;
         loop {
@@ -235,7 +242,7 @@ mod tests {
     #[test]
     fn a_full_queue_drops_its_oldest_events_and_counts_them() {
         let config = EventsConfig { url: "http://x".into(), queue: 2, ..EventsConfig::default() };
-        let events = Events::new(config, None);
+        let events = Events::new(config, None, reqwest::Client::new());
         for user in ["a", "b", "c"] {
             events.presence(user, true);
         }
@@ -257,7 +264,7 @@ mod tests {
         };
         let config =
             EventsConfig { url: "http://x".into(), queue_bytes: 3_000, ..EventsConfig::default() };
-        let events = Events::new(config, None);
+        let events = Events::new(config, None, reqwest::Client::new());
         for offset in 1..=3 {
             events.published(&message(1_000), offset);
         }
@@ -286,7 +293,7 @@ mod tests {
             kinds: vec!["offline".into()],
             ..EventsConfig::default()
         };
-        let events = Events::new(config, None);
+        let events = Events::new(config, None, reqwest::Client::new());
         events.presence("a", true);
         events.presence("a", false);
         let held = held(&events);

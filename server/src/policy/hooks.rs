@@ -148,8 +148,16 @@ pub enum ConnectDecision {
         meta: Option<Value>,
     },
     /// Refuse it: close 4502 `refused` with this reason (403 for SSE).
+    /// A client does not come back on its own after this.
     Refuse {
         /// Why, for the client.
+        message: String,
+    },
+    /// The hook could not decide now (its backend is down, failing or
+    /// late): close 1011 with this reason (503 `hook_failed` for SSE), which
+    /// a client treats as passing and retries with its backoff.
+    Unavailable {
+        /// What failed, for the client and the logs.
         message: String,
     },
 }
@@ -256,6 +264,9 @@ pub enum HookFailure {
     /// It ran past `hooks.timeout_ms`.
     #[error("the {0} hook took too long")]
     TimedOut(&'static str),
+    /// It answered that it could not decide (a webhook's backend failed).
+    #[error("the {0} hook's backend did not answer")]
+    Unavailable(&'static str),
 }
 
 /// Runs one hook call within `timeout`, catching a panic.

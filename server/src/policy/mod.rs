@@ -13,6 +13,7 @@ pub mod auth;
 pub(crate) mod client_addr;
 pub(crate) mod events;
 pub mod hooks;
+pub(crate) mod http_client;
 pub mod identity;
 pub mod permissions;
 pub mod webhooks;

@@ -117,11 +117,7 @@ impl Webhooks {
             return None;
         }
         let endpoint = |hook: &Option<WebhookConfig>| hook.as_ref().map(Endpoint::new);
-        let client = reqwest::Client::builder()
-            .pool_idle_timeout(Duration::from_secs(90))
-            .tcp_nodelay(true)
-            .build()
-            .unwrap_or_default();
+        let client = super::http_client::client(config);
         Some(Webhooks {
             client,
             secret: config.secret.as_ref().map(|s| s.as_bytes().to_vec()),
@@ -288,7 +284,9 @@ impl Hooks for Webhooks {
                     tracing::warn!(url = %endpoint.url, %err, "connect webhook failed");
                     match endpoint.on_error {
                         OnError::Allow => ConnectDecision::allow(),
-                        OnError::Refuse => ConnectDecision::Refuse {
+                        // Not a refusal: the backend said nothing, and the
+                        // client may try again (1011, not 4502).
+                        OnError::Refuse => ConnectDecision::Unavailable {
                             message: format!("the connect webhook failed: {err}"),
                         },
                     }

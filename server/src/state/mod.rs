@@ -124,7 +124,8 @@ impl AppState {
         }));
         let webhooks = crate::policy::webhooks::Webhooks::new(&config.hooks);
         let events = config.hooks.events.clone().map(|events| {
-            crate::policy::events::Events::new(events, config.hooks.secret.as_deref())
+            let client = crate::policy::http_client::client(&config.hooks);
+            crate::policy::events::Events::new(events, config.hooks.secret.as_deref(), client)
         });
         let engine = engine(&config, Parts { hub: hub.clone(), events: events.clone() })?;
         // The counters start at zero now: the first sample the rates count

@@ -155,6 +155,11 @@ pub(crate) async fn events(
             Ok(ConnectDecision::Refuse { message }) => {
                 return ApiError::Refused(message).into_response();
             }
+            Ok(ConnectDecision::Unavailable { message }) => {
+                tracing::warn!(%message, "SSE connection turned away: the connect hook could not decide");
+                let failure = crate::policy::hooks::HookFailure::Unavailable("connect");
+                return ApiError::HookFailed(failure).into_response();
+            }
             Err(failure) => return ApiError::HookFailed(failure).into_response(),
         }
     }

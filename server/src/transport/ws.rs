@@ -223,6 +223,10 @@ async fn establish(
                 refuse(*socket, CloseCode::REFUSED, &message).await;
                 return None;
             }
+            Ok(ConnectDecision::Unavailable { message }) => {
+                refuse(*socket, CloseCode::INTERNAL_ERROR, &message).await;
+                return None;
+            }
             Err(failure) => {
                 refuse(*socket, CloseCode::INTERNAL_ERROR, &failure.to_string()).await;
                 return None;
