@@ -118,6 +118,7 @@ if rustup toolchain list 2>/dev/null | grep -q '^nightly'; then
         # The whole output goes to a log, so that a failure (a build error, a
         # crash and its input) is shown in full rather than filtered away.
         log="$(mktemp)"
+        rm -rf "fuzz/artifacts/$target"  # only this run's crash, if any, is shown
         if (cd fuzz && cargo +nightly fuzz run "$target" -- -max_total_time=10 -print_final_stats=1) >"$log" 2>&1; then
             grep -E '^(Done|stat::number_of_executed_units)' "$log" || true
             rm -f "$log"

@@ -25,9 +25,9 @@ pub struct HooksConfig {
     /// `X-Switchboard-Timestamp: <Unix seconds>` and
     /// `X-Switchboard-Signature: sha256=<hex HMAC-SHA256 of "<timestamp>.<body>">`.
     pub secret: Option<String>,
-    /// Certificates (PEM, one or several) trusted for `https://` webhooks
-    /// and events besides the system's roots: a private CA, or a
-    /// backend's self-signed certificate.
+    /// Certificates (PEM, one or several, typically a private CA) trusted
+    /// for `https://` webhooks and events besides the system's roots;
+    /// blocks of other kinds (a key) are ignored. Checked at start.
     pub ca_pem: Option<String>,
     /// Webhook for connections, before `welcome`.
     pub connect: Option<WebhookConfig>,

@@ -30,8 +30,8 @@ pub struct RedisConfig {
     /// How long a delivery from another node may wait for others to go
     /// out with it, in microseconds (default 2,000; 0 hands each batch
     /// over as it arrives). It waits only while deliveries stream in (the
-    /// previous batch went out within twenty such windows); one after a
-    /// quiet spell never waits. Every member then writes several messages
+    /// previous batch held several and went out within twenty such
+    /// windows); one after a quiet spell, or in a trickle, never waits. Every member then writes several messages
     /// in one go: on the cluster bench this halves the nodes' CPU per
     /// delivery, for at most this much more latency under load
     /// (`docs/SCALING.md`). At most 50,000.

@@ -28,7 +28,7 @@ use std::sync::Arc;
 
 use switchboard_protocol::{Message, Position};
 
-use super::EngineFuture;
+use super::{EngineError, EngineFuture};
 use crate::hub::{Delivery, Target};
 use crate::stream::{Replay, Stored, StreamKey};
 
@@ -74,6 +74,23 @@ pub(crate) trait Broker: Send + Sync + 'static {
     /// Appends a message with the stream's next offset and delivers it to
     /// every node's followers of its target.
     fn publish(&self, publication: Publication) -> EngineFuture<'_, Published>;
+
+    /// Publishes several publications of one connection, in the order
+    /// given: each stream's offsets follow that order. Each gets its own
+    /// answer. An engine that can do it in one step overrides this (Redis:
+    /// one round trip); by default they go one after the other.
+    fn publish_all(
+        &self,
+        publications: Vec<Publication>,
+    ) -> EngineFuture<'_, Vec<Result<Published, EngineError>>> {
+        Box::pin(async move {
+            let mut answers = Vec::with_capacity(publications.len());
+            for publication in publications {
+                answers.push(self.publish(publication).await);
+            }
+            Ok(answers)
+        })
+    }
 
     /// Where `key`'s stream stands (created if it does not exist) and, with
     /// `since`, everything after it if the history still holds all of it.

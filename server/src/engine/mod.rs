@@ -136,6 +136,25 @@ impl Engine {
         published
     }
 
+    /// Publishes one connection's publications in their order, in one
+    /// step where the engine can ([`Broker::publish_all`]); one answer each.
+    pub(crate) async fn publish_all(
+        &self,
+        publications: Vec<Publication>,
+    ) -> Vec<Result<Published, EngineError>> {
+        let count = publications.len();
+        let started = tokio::time::Instant::now();
+        let answers = match self.broker.publish_all(publications).await {
+            Ok(answers) => answers,
+            Err(err) => (0..count).map(|_| Err(err.clone())).collect(),
+        };
+        let elapsed = started.elapsed();
+        for _ in 0..count {
+            self.latency.observe(APPEND, elapsed);
+        }
+        answers
+    }
+
     /// [`Broker::resume`], timed.
     pub(crate) async fn resume(
         &self,

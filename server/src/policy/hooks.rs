@@ -132,6 +132,7 @@ impl RpcReply {
 
 /// The connect hook's answer.
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub enum ConnectDecision {
     /// Let it in. `user`, when set, replaces the identity's user (the
     /// application decides who the connection is); the connection joins
@@ -257,6 +258,7 @@ pub trait Hooks: Send + Sync + 'static {
 
 /// Why a hook gave no answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum HookFailure {
     /// It panicked.
     #[error("the {0} hook panicked")]

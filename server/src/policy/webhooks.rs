@@ -112,12 +112,11 @@ pub(crate) struct Webhooks {
 
 impl Webhooks {
     /// The webhooks of `config`, or `None` when it names none.
-    pub(crate) fn new(config: &HooksConfig) -> Option<Webhooks> {
+    pub(crate) fn new(config: &HooksConfig, client: reqwest::Client) -> Option<Webhooks> {
         if !config.has_webhooks() {
             return None;
         }
         let endpoint = |hook: &Option<WebhookConfig>| hook.as_ref().map(Endpoint::new);
-        let client = super::http_client::client(config);
         Some(Webhooks {
             client,
             secret: config.secret.as_ref().map(|s| s.as_bytes().to_vec()),

@@ -6,20 +6,15 @@
 //! waits for the engine's answer before the next starts: on Redis, one
 //! round trip each, on a node whose runtime is busy delivering. So the
 //! publishes that have arrived already behind the first are gathered (up
-//! to [`MAX_GATHERED`]), each checked and hooked in turn, and committed
-//! together: the engine's futures are created and first polled in the
-//! order the client sent them, which is the order their commands reach
-//! the engine (one connection to Redis, first in first out), so the
-//! stream's offsets follow the client's order. Answers go out in that
-//! order too. A frame that is not a publish ends the gathering; it is
-//! carried out after the gathered ones are answered.
+//! to [`MAX_GATHERED`]), each checked in turn, and committed together
+//! with [`Engine::publish_all`](crate::engine::Engine::publish_all), which
+//! keeps their order in every stream (on Redis: one pipeline, in one round
+//! trip). Answers go out in request order. A refusal, a malformed frame or
+//! a frame that is not a publish ends the gathering, and is answered or
+//! carried out after the gathered ones. With hooks configured, publishes
+//! are not gathered: each would wait for the hooks of those behind it.
 
-use std::future::{Future, poll_fn};
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::Poll;
-
-use futures::future::{MaybeDone, maybe_done};
 
 use futures::{FutureExt, StreamExt};
 use switchboard_protocol::{ClientFrame, ErrorCode, Message, validate_name};
@@ -64,7 +59,9 @@ impl<S: Socket> Session<S> {
                     }
                 }
             }
-            if read >= MAX_GATHERED {
+            // With hooks, each gathered publish would wait for the hooks
+            // of those behind it: one at a time then.
+            if read >= MAX_GATHERED || self.conn.state.hooks().is_some() {
                 break;
             }
             // Only what the socket holds already: never wait here.
@@ -170,10 +167,7 @@ impl<S: Socket> Session<S> {
             answers.push((id, copy));
             publications.push(publication);
         }
-        let results = {
-            let engine = self.conn.state.engine();
-            in_order(publications.into_iter().map(|p| Box::pin(engine.publish(p))).collect()).await
-        };
+        let results = self.conn.state.engine().publish_all(publications).await;
         for ((id, copy), result) in answers.into_iter().zip(results) {
             let flow = self.answer_published(id, copy, result).await;
             if !matches!(flow, Flow::Continue) {
@@ -204,25 +198,4 @@ impl<S: Socket> Session<S> {
             Err(err) => self.fail(id, ErrorCode::UNAVAILABLE, err.to_string()).await,
         }
     }
-}
-
-/// Runs `futures` together and gives their outputs in their order. Every
-/// poll polls them first to last, so each reaches its first wait (for a
-/// publish: its command queued on the engine's connection) in that order.
-/// (`join_all` does not promise it: past a few dozen futures it polls them
-/// in whatever order they were woken, which reordered a burst.)
-async fn in_order<F: Future + Unpin>(futures: Vec<F>) -> Vec<F::Output> {
-    let mut slots: Vec<MaybeDone<F>> = futures.into_iter().map(maybe_done).collect();
-    poll_fn(|cx| {
-        let mut done = true;
-        for slot in &mut slots {
-            done &= Pin::new(slot).poll(cx).is_ready();
-        }
-        if done { Poll::Ready(()) } else { Poll::Pending }
-    })
-    .await;
-    slots
-        .iter_mut()
-        .map(|slot| Pin::new(slot).take_output().expect("every future is done"))
-        .collect()
 }

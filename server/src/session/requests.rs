@@ -1,6 +1,6 @@
-//! What each request frame does: `join`, `leave`, `publish`, `send`,
-//! `history`, `members`, `auth`, `rpc` and `ping`, with the permission and name
-//! checks in front of them. A `publish` or `send` with an id takes effect
+//! What each request frame does: `join`, `leave`, `send`, `history`,
+//! `members`, `auth`, `rpc` and `ping`, with the permission and name checks
+//! in front of them (`publish` has its own file, `publishing.rs`). A `publish` or `send` with an id takes effect
 //! once per id: the engine looks the id up and records it in the same step
 //! as the append, so nothing is claimed while the hooks run and a request
 //! cut short leaves nothing behind. The connection's life around them is in
@@ -20,10 +20,9 @@ impl<S: Socket> Session<S> {
         match frame {
             ClientFrame::Join { id, room, since } => self.join(id, room, since).await,
             ClientFrame::Leave { id, room } => self.leave(id, room).await,
-            publish @ ClientFrame::Publish { .. } => match self.prepare_publish(publish).await {
-                Ok(prepared) => self.commit_publishes(vec![prepared]).await,
-                Err(refused) => self.answer(refused).await,
-            },
+            // `carry_out` sends publishes to `publish_gathered`; one that
+            // came here all the same is a gathering of one.
+            publish @ ClientFrame::Publish { .. } => self.publish_gathered(publish).await,
             ClientFrame::Send { id, to, event, data } => {
                 if let Err(flow) = self.check_name(&id, "to", &to).await {
                     return flow;

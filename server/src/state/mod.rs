@@ -122,11 +122,24 @@ impl AppState {
             ack_members: config.rooms.join_ack_members,
             large_room: config.rooms.large_room,
         }));
-        let webhooks = crate::policy::webhooks::Webhooks::new(&config.hooks);
-        let events = config.hooks.events.clone().map(|events| {
-            let client = crate::policy::http_client::client(&config.hooks);
-            crate::policy::events::Events::new(events, config.hooks.secret.as_deref(), client)
-        });
+        // One HTTP client (one pool, one read of the system's roots) for
+        // the webhooks and the events, built only when either is configured.
+        let http = if config.hooks.has_webhooks() || config.hooks.events.is_some() {
+            Some(crate::policy::http_client::client(&config.hooks)?)
+        } else {
+            None
+        };
+        let webhooks = http
+            .clone()
+            .and_then(|client| crate::policy::webhooks::Webhooks::new(&config.hooks, client));
+        let events = match (config.hooks.events.clone(), http) {
+            (Some(events), Some(client)) => Some(crate::policy::events::Events::new(
+                events,
+                config.hooks.secret.as_deref(),
+                client,
+            )),
+            _ => None,
+        };
         let engine = engine(&config, Parts { hub: hub.clone(), events: events.clone() })?;
         // The counters start at zero now: the first sample the rates count
         // from, whenever the sampling task gets to run.

@@ -22,7 +22,7 @@ use tungstenite::Utf8Bytes;
 use super::Redis;
 use super::followers::Followers;
 use super::keys::{ONLINE, room_scope};
-use super::scripts::{MARK_DELIVERED, PUBLISH, READ, evalsha};
+use super::scripts::{MARK_DELIVERED, PUBLISH, PUBLISH_LUA, READ, evalsha, script_load};
 use crate::Hub;
 use crate::config::HistoryLimits;
 use crate::engine::broker::{Broker, Publication, Published, Resumed, replay_of};
@@ -113,6 +113,25 @@ pub(crate) fn read_cmd(
     cmd
 }
 
+/// The answer to a publish the script carried out.
+fn published(
+    key: &StreamKey,
+    limits: &HistoryLimits,
+    offset: u64,
+    connections: u64,
+    repeated: u8,
+) -> Published {
+    if repeated == 1 {
+        tracing::info!(stream = %key.encode(), offset, "a retried request was appended before: not again");
+    }
+    Published {
+        offset,
+        reached: connections as usize,
+        kept: limits.size > 0,
+        repeated: repeated == 1,
+    }
+}
+
 /// Reads where `key`'s stream stands and the entries `reading` asks for,
 /// leaving out those past the TTL.
 pub(crate) async fn read(
@@ -199,20 +218,19 @@ impl RedisBroker {
         RedisBroker { redis, rules, followers, hub, window }
     }
 
-    async fn append(&self, publication: Publication) -> Result<Published, EngineError> {
+    /// The `EVALSHA` of [`PUBLISH`] for a publication, and its stream's
+    /// limits.
+    fn publish_cmd(&self, publication: &Publication) -> (::redis::Cmd, HistoryLimits) {
         let Publication { key, target, message, request } = publication;
-        let limits = self.rules.of(&key);
-        let open = super::wire::open_frame(&message);
-        let (users, connections, user) = follower_keys(&self.redis, &key);
+        let limits = self.rules.of(key);
+        let open = super::wire::open_frame(message);
+        let (users, connections, user) = follower_keys(&self.redis, key);
         let keys = &self.redis.keys;
-        let mut invocation = PUBLISH.prepare_invoke();
-        invocation
-            .key(keys.meta(&key))
-            .key(keys.history(&key))
-            .key(users)
-            .key(connections)
-            .key(request.as_ref().map_or_else(|| keys.channel(), |(u, id)| keys.request_id(u, id)))
-            .arg(keys.channel())
+        let id_key =
+            request.as_ref().map_or_else(|| keys.channel(), |(u, id)| keys.request_id(u, id));
+        let mut cmd =
+            evalsha(&PUBLISH, &[keys.meta(key), keys.history(key), users, connections, id_key]);
+        cmd.arg(keys.channel())
             .arg(&open)
             .arg(message.ts)
             .arg(limits.size)
@@ -220,28 +238,55 @@ impl RedisBroker {
             .arg(limits.max_bytes)
             .arg(meta_ttl_secs(limits))
             .arg(new_epoch())
-            .arg(match (&key, &target) {
+            .arg(match (key, target) {
                 (StreamKey::Room(room), Target::RoomExcept(room_except)) => {
                     super::wire::except_target(room, &room_except.1)
                 }
-                _ => super::wire::target_of(&key),
+                _ => super::wire::target_of(key),
             })
             .arg(user)
             .arg(if request.is_some() { "1" } else { "0" })
             // `SET … PX 0` is an error, after the append: at least 1 ms.
             .arg((self.window.as_millis() as u64).max(1));
-        let mut connection = self.redis.connection();
-        let (_epoch, offset, connections, repeated): (String, u64, u64, u8) =
-            self.redis.call("publish", invocation.invoke_async(&mut connection)).await?;
-        if repeated == 1 {
-            tracing::info!(stream = %key.encode(), offset, "a retried request was appended before: not again");
+        (cmd, limits.clone())
+    }
+
+    async fn append(&self, publication: Publication) -> Result<Published, EngineError> {
+        let (cmd, limits) = self.publish_cmd(&publication);
+        let mut pipe = ::redis::pipe();
+        pipe.add_command(cmd);
+        let ((_epoch, offset, connections, repeated),): ((String, u64, u64, u8),) =
+            self.redis.run_scripts("publish", &[&PUBLISH], &pipe).await?;
+        Ok(published(&publication.key, &limits, offset, connections, repeated))
+    }
+
+    /// Several publications in one round trip, in their order. The
+    /// pipeline loads the script first: were it missing (Redis restarted),
+    /// some calls would fail and be run again after later ones had
+    /// succeeded, out of order; loaded in the same pipeline, none fails.
+    async fn append_all(
+        &self,
+        publications: Vec<Publication>,
+    ) -> Result<Vec<Result<Published, EngineError>>, EngineError> {
+        let mut pipe = ::redis::pipe();
+        pipe.add_command(script_load(PUBLISH_LUA)).ignore();
+        let mut limits = Vec::with_capacity(publications.len());
+        for publication in &publications {
+            let (cmd, stream_limits) = self.publish_cmd(publication);
+            pipe.add_command(cmd);
+            limits.push(stream_limits);
         }
-        Ok(Published {
-            offset,
-            reached: connections as usize,
-            kept: limits.size > 0,
-            repeated: repeated == 1,
-        })
+        let mut connection = self.redis.connection();
+        let answers: Vec<(String, u64, u64, u8)> =
+            self.redis.call("publish", pipe.query_async(&mut connection)).await?;
+        Ok(publications
+            .iter()
+            .zip(&limits)
+            .zip(answers)
+            .map(|((publication, limits), (_epoch, offset, connections, repeated))| {
+                Ok(published(&publication.key, limits, offset, connections, repeated))
+            })
+            .collect())
     }
 
     /// Counts the connection as about to follow `key` until the returned
@@ -282,6 +327,13 @@ impl RedisBroker {
 impl Broker for RedisBroker {
     fn publish(&self, publication: Publication) -> EngineFuture<'_, Published> {
         Box::pin(self.append(publication))
+    }
+
+    fn publish_all(
+        &self,
+        publications: Vec<Publication>,
+    ) -> EngineFuture<'_, Vec<Result<Published, EngineError>>> {
+        Box::pin(self.append_all(publications))
     }
 
     fn resume<'a>(

@@ -10,6 +10,14 @@ use std::sync::LazyLock;
 
 use ::redis::{Cmd, Script};
 
+/// `SCRIPT LOAD` of `source`: run at the head of a pipeline of its calls,
+/// so that none of them finds the script missing.
+pub(crate) fn script_load(source: &str) -> Cmd {
+    let mut cmd = ::redis::cmd("SCRIPT");
+    cmd.arg("LOAD").arg(source);
+    cmd
+}
+
 /// A call of `script` with `keys`, as a command to add to a pipeline
 /// (redis-rs invokes scripts one at a time only); the caller adds the
 /// arguments. Run through [`Redis::run_scripts`](super::Redis::run_scripts),
@@ -43,9 +51,10 @@ pub(crate) fn evalsha(script: &Script, keys: &[String]) -> Cmd {
 /// Returns `{epoch, offset, connections, repeated}`: `connections` is how
 /// many connections the target has across the cluster; `repeated` is 1 for
 /// a request carried out before.
-pub(crate) static PUBLISH: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
-        r#"
+pub(crate) static PUBLISH: LazyLock<Script> = LazyLock::new(|| Script::new(PUBLISH_LUA));
+
+/// The source of [`PUBLISH`], for `SCRIPT LOAD` in a pipeline ([`script_load`]).
+pub(crate) const PUBLISH_LUA: &str = r#"
 local meta, stream = KEYS[1], KEYS[2]
 local connections
 if ARGV[10] ~= '' then
@@ -89,9 +98,7 @@ if ARGV[11] == '1' then
 end
 redis.call('PUBLISH', ARGV[1], 'm\n' .. ARGV[9] .. '\n' .. epoch .. '\n' .. offset .. '\n' .. frame)
 return {epoch, offset, connections, 0}
-"#,
-    )
-});
+"#;
 
 /// Reads where a stream stands and part of its history.
 ///

@@ -85,6 +85,9 @@ struct Repair {
 /// about 1.05× (docs/PERFORMANCE.md).
 const STREAMING: u32 = 20;
 
+/// Members are woken after at most this many messages of a batch.
+const WAKE_EVERY: usize = 64;
+
 /// At most this many pub/sub messages go to the hub as one batch.
 const MAX_BATCH: usize = 1024;
 
@@ -199,6 +202,7 @@ impl Subscriber {
             subscribed_before = true;
             let mut batch = Vec::new();
             let mut handed_over = tokio::time::Instant::now();
+            let mut last_batch = 0;
             loop {
                 let first = tokio::select! {
                     () = shutdown.cancelled() => return,
@@ -206,15 +210,18 @@ impl Subscriber {
                 };
                 let Some(first) = first else { break };
                 batch.push(first);
-                // While deliveries stream in (the last batch went out
-                // within STREAMING windows), one waits for company; one
-                // after a quiet spell goes at once.
-                let streaming = handed_over.elapsed() < self.redis.coalesce * STREAMING;
+                // While deliveries stream in (the last batch held several
+                // and went out within STREAMING windows), one waits for
+                // company; one after a quiet spell, or in a trickle that
+                // never gathers, goes at once.
+                let streaming =
+                    last_batch > 1 && handed_over.elapsed() < self.redis.coalesce * STREAMING;
                 let gathered = gather(&mut messages, &mut batch, streaming, self.redis.coalesce);
                 let gathered = tokio::select! {
                     () = shutdown.cancelled() => return,
                     gathered = gathered => gathered,
                 };
+                last_batch = batch.len();
                 self.hand_over(&mut batch);
                 handed_over = tokio::time::Instant::now();
                 if let Gathered::Lost = gathered {
@@ -242,11 +249,16 @@ impl Subscriber {
 
     /// Hands a batch of messages to the hub, each member woken once for
     /// all of them.
+    /// The wakes go every [`WAKE_EVERY`] messages, so that members of a
+    /// big room start writing before a long batch is all queued.
     fn hand_over(&self, batch: &mut Vec<::redis::Msg>) {
-        let _wakes = WakeBatch::begin();
-        for message in batch.drain(..) {
-            self.on_message(message.get_payload_bytes());
+        for chunk in batch.chunks(WAKE_EVERY) {
+            let _wakes = WakeBatch::begin();
+            for message in chunk {
+                self.on_message(message.get_payload_bytes());
+            }
         }
+        batch.clear();
     }
 
     /// One message from the channel. Never waits.
