@@ -83,3 +83,24 @@ async fn a_large_room_reaches_sse_clients_as_occupancy_events() {
     }
     assert!(!named.contains(&"fan-2".to_owned()), "past the threshold nobody is named: {named:?}");
 }
+
+#[tokio::test]
+async fn a_connect_webhook_that_cannot_answer_turns_a_feed_away_with_503_not_a_refusal() {
+    // A backend that is down is not the application saying no: 503
+    // `hook_failed`, which an EventSource retries, rather than 403 `refused`.
+    let dead = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://{}/hooks/connect", listener.local_addr().unwrap())
+    };
+    let mut config = switchboard_tests::test_config();
+    config.hooks.connect = Some(switchboard_server::config::WebhookConfig {
+        url: dead,
+        timeout_ms: 300,
+        ..Default::default()
+    });
+    let server = TestServer::start_with(config).await;
+    let response = http().get(server.http("/sse?user_id=ann&rooms=news")).send().await.unwrap();
+    assert_eq!(response.status().as_u16(), 503);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "hook_failed", "{body}");
+}
