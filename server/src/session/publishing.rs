@@ -17,14 +17,15 @@
 use std::sync::Arc;
 
 use futures::{FutureExt, StreamExt};
-use switchboard_protocol::{ClientFrame, ErrorCode, Message, validate_name};
+use switchboard_protocol::{ClientFrame, ErrorCode, Message};
 use tokio::time::Instant;
 
 use super::flow::frame_slot;
+use super::requests::{decision, valid_name};
 use super::{Flow, Refused, Session, Socket};
 use crate::engine::{EngineError, Publication, Published};
 use crate::hub::Target;
-use crate::policy::hooks::{self, MessageDecision};
+use crate::policy::hooks;
 use crate::stream::StreamKey;
 use crate::wire::now_ms;
 
@@ -99,12 +100,8 @@ impl<S: Socket> Session<S> {
         let ClientFrame::Publish { id, room, event, data, exclude_self } = frame else {
             unreachable!("prepare_publish takes publish frames");
         };
-        for (field, name) in [("room", &room), ("event", &event)] {
-            if let Err(err) = validate_name(name) {
-                let message = format!("invalid `{field}`: {err}");
-                return Err(Refused::Answer(id, ErrorCode::INVALID_NAME, message));
-            }
-        }
+        valid_name(&id, "room", &room)?;
+        valid_name(&id, "event", &event)?;
         if !self.may(&room, |rule| rule.publish) {
             let message = format!("not allowed to publish to `{room}`");
             return Err(Refused::Answer(id, ErrorCode::FORBIDDEN, message));
@@ -113,23 +110,14 @@ impl<S: Socket> Session<S> {
             let message = format!("join room `{room}` before publishing to it");
             return Err(Refused::Answer(id, ErrorCode::NOT_JOINED, message));
         }
-        let data = match self.conn.state.hooks() {
+        let hooked = match self.conn.state.hooks() {
             Some((hooks, timeout)) => {
                 let hook = hooks.publish(&self.conn.identity, &room, &event, &data);
-                match hooks::call("publish", timeout, hook).await {
-                    Ok(MessageDecision::Allow) => data,
-                    Ok(MessageDecision::Replace(data)) => data,
-                    Ok(MessageDecision::Refuse { code, message }) => {
-                        return Err(Refused::Answer(id, code, message));
-                    }
-                    Err(failure) => {
-                        let message = failure.to_string();
-                        return Err(Refused::Answer(id, ErrorCode::HOOK_FAILED, message));
-                    }
-                }
+                Some(hooks::call("publish", timeout, hook).await)
             }
-            None => data,
+            None => None,
         };
+        let data = decision(&id, hooked, data)?;
         let message = Message {
             room: Some(room.clone()),
             to: None,

@@ -8,7 +8,7 @@
 
 use switchboard_protocol::{ClientFrame, ErrorCode, Message, ServerFrame, validate_name};
 
-use super::{Flow, Session, Socket};
+use super::{Flow, Refused, Session, Socket};
 use crate::config::Access;
 use crate::policy::hooks::{self, HookFailure, MessageDecision, RpcReply};
 use crate::state::server_api::members_limit;
@@ -157,15 +157,9 @@ impl<S: Socket> Session<S> {
         hooked: Option<Result<MessageDecision, HookFailure>>,
         data: serde_json::Value,
     ) -> Result<serde_json::Value, Flow> {
-        match hooked {
-            None | Some(Ok(MessageDecision::Allow)) => Ok(data),
-            Some(Ok(MessageDecision::Replace(data))) => Ok(data),
-            Some(Ok(MessageDecision::Refuse { code, message })) => {
-                Err(self.fail(id.clone(), code, message).await)
-            }
-            Some(Err(failure)) => {
-                Err(self.fail(id.clone(), ErrorCode::HOOK_FAILED, failure.to_string()).await)
-            }
+        match decision(id, hooked, data) {
+            Ok(data) => Ok(data),
+            Err(refused) => Err(self.answer(refused).await),
         }
     }
 
@@ -175,12 +169,35 @@ impl<S: Socket> Session<S> {
         field: &str,
         name: &str,
     ) -> Result<(), Flow> {
-        match validate_name(name) {
+        match valid_name(id, field, name) {
             Ok(()) => Ok(()),
-            Err(err) => {
-                let message = format!("invalid `{field}`: {err}");
-                Err(self.fail(id.clone(), ErrorCode::INVALID_NAME, message).await)
-            }
+            Err(refused) => Err(self.answer(refused).await),
+        }
+    }
+}
+
+/// Whether `name` is a valid name; the refusal naming `field` otherwise.
+pub(super) fn valid_name(id: &Option<String>, field: &str, name: &str) -> Result<(), Refused> {
+    validate_name(name).map_err(|err| {
+        Refused::Answer(id.clone(), ErrorCode::INVALID_NAME, format!("invalid `{field}`: {err}"))
+    })
+}
+
+/// The data a message hook's answer lets through (the client's without
+/// hooks), or the refusal to answer.
+pub(super) fn decision(
+    id: &Option<String>,
+    hooked: Option<Result<MessageDecision, HookFailure>>,
+    data: serde_json::Value,
+) -> Result<serde_json::Value, Refused> {
+    match hooked {
+        None | Some(Ok(MessageDecision::Allow)) => Ok(data),
+        Some(Ok(MessageDecision::Replace(data))) => Ok(data),
+        Some(Ok(MessageDecision::Refuse { code, message })) => {
+            Err(Refused::Answer(id.clone(), code, message))
+        }
+        Some(Err(failure)) => {
+            Err(Refused::Answer(id.clone(), ErrorCode::HOOK_FAILED, failure.to_string()))
         }
     }
 }
