@@ -200,7 +200,7 @@ pub async fn serve(
     if state.auth().is_insecure() {
         tracing::warn!(
             "INSECURE: auth.insecure is on and no token key is configured, so any client can \
-             connect as any user with ?user_id=. Set auth.jwt_secret or auth.jwt_public_key_pem \
+             connect as any user with ?user_id=. Set auth.jwt_secret, auth.jwt_public_key_pem or auth.jwks_url \
              before exposing this hub."
         );
     }

@@ -282,3 +282,162 @@ async fn a_refresh_keeps_the_connect_hooks_user_and_metadata() {
         other => panic!("expected an error, got {other:?}"),
     }
 }
+
+/// An identity provider's key set endpoint, stood up by the test: it
+/// serves whatever document the test sets and counts its fetches.
+struct KeySetEndpoint {
+    url: String,
+    document: Arc<std::sync::RwLock<String>>,
+    fetches: Arc<AtomicUsize>,
+}
+
+impl KeySetEndpoint {
+    async fn start(document: String) -> KeySetEndpoint {
+        let fetches = Arc::new(AtomicUsize::new(0));
+        let document = Arc::new(std::sync::RwLock::new(document));
+        let (count, served) = (fetches.clone(), document.clone());
+        let app = axum::Router::new().route(
+            "/.well-known/jwks.json",
+            axum::routing::get(move || {
+                count.fetch_add(1, Ordering::SeqCst);
+                let body = served.read().unwrap().clone();
+                async move { ([("content-type", "application/json")], body) }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/.well-known/jwks.json", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        KeySetEndpoint { url, document, fetches }
+    }
+
+    fn serve(&self, document: String) {
+        *self.document.write().unwrap() = document;
+    }
+
+    fn fetches(&self) -> usize {
+        self.fetches.load(Ordering::SeqCst)
+    }
+}
+
+/// The test key set (server/testdata/jwks.json) keeping only the keys `ids`.
+fn key_set(ids: &[&str]) -> String {
+    let mut set: serde_json::Value =
+        serde_json::from_str(include_str!("../../server/testdata/jwks.json")).unwrap();
+    set["keys"].as_array_mut().unwrap().retain(|key| ids.contains(&key["kid"].as_str().unwrap()));
+    set.to_string()
+}
+
+/// A token for `alice`, signed by the test's RSA or EC key and naming `kid`.
+fn provider_token(algorithm: jsonwebtoken::Algorithm, kid: Option<&str>) -> String {
+    let key = match algorithm {
+        jsonwebtoken::Algorithm::ES256 => {
+            EncodingKey::from_ec_pem(include_bytes!("../../server/testdata/ec-private.pem"))
+        }
+        _ => EncodingKey::from_rsa_pem(include_bytes!("../../server/testdata/rsa-private.pem")),
+    };
+    let header = Header { kid: kid.map(str::to_owned), ..Header::new(algorithm) };
+    encode(&header, &json!({"sub": "alice", "exp": now() + 600}), &key.unwrap()).unwrap()
+}
+
+/// The release binary's answer to `GET /ws?token=…` (426 once the token
+/// passed), with its error code and message otherwise.
+async fn answer(hub: &switchboard_tests::HubProcess, token: &str) -> (u16, String, String) {
+    let url = format!("{}?token={token}", hub.http("/ws"));
+    let response = switchboard_tests::http().get(url).send().await.unwrap();
+    let status = response.status().as_u16();
+    let body: serde_json::Value = response.json().await.unwrap_or_default();
+    let field = |name: &str| body["error"][name].as_str().unwrap_or_default().to_owned();
+    (status, field("code"), field("message"))
+}
+
+#[tokio::test]
+async fn keys_come_from_the_identity_providers_key_set_and_follow_its_rotation() {
+    use jsonwebtoken::Algorithm::{ES256, PS256, RS256};
+    let provider = KeySetEndpoint::start(key_set(&["rsa-1"])).await;
+    let hub = switchboard_tests::HubProcess::start_with(
+        &[],
+        &[
+            ("SWITCHBOARD_AUTH__JWKS_URL", provider.url.as_str()),
+            // Every unknown key id fetches again here; the interval has a
+            // test of its own below.
+            ("SWITCHBOARD_AUTH__JWKS_MIN_INTERVAL_SECS", "0"),
+        ],
+    )
+    .await;
+    let passed = |answer: (u16, String, String)| answer.0 == 426;
+    assert!(passed(answer(&hub, &provider_token(RS256, Some("rsa-1"))).await));
+    // The provider has one RS256 key: a token without `kid` finds it.
+    assert!(passed(answer(&hub, &provider_token(RS256, None)).await));
+    // Its `alg` says RS256: the same key under PS256 is refused.
+    let (status, code, why) = answer(&hub, &provider_token(PS256, Some("rsa-1"))).await;
+    assert_eq!((status, code.as_str()), (401, "invalid_token"), "{why}");
+    // A key the provider has not published yet is refused by its name…
+    let (status, _, why) = answer(&hub, &provider_token(ES256, Some("ec-1"))).await;
+    assert_eq!(status, 401);
+    assert!(why.contains("`ec-1`"), "{why}");
+    // …and accepted once it has: the unknown `kid` fetched the set again.
+    provider.serve(key_set(&["rsa-1", "ec-1"]));
+    assert!(passed(answer(&hub, &provider_token(ES256, Some("ec-1"))).await));
+    // An HS256 token has no key here, whatever `kid` it names.
+    let forged = encode(
+        &Header { kid: Some("rsa-1".into()), ..Header::default() },
+        &json!({"sub": "mallory", "exp": now() + 600}),
+        &EncodingKey::from_secret(b"guess"),
+    )
+    .unwrap();
+    assert_eq!(answer(&hub, &forged).await.0, 401);
+
+    // A whole connection on a provider's token, through the SDK.
+    let client = Client::builder(hub.ws_url())
+        .token(provider_token(ES256, Some("ec-1")))
+        .reconnect(fast_reconnect())
+        .build()
+        .unwrap();
+    let mut events = record(&client);
+    tokio::time::timeout(TIMEOUT, client.connect()).await.unwrap().unwrap();
+    assert_eq!(client.send("alice", "dm", "signed by the provider").await.unwrap(), 1);
+    assert_eq!(events.next_message().await.from, "alice", "the user is the token's `sub`");
+    client.close().await;
+}
+
+#[tokio::test]
+async fn made_up_key_ids_do_not_make_the_hub_hammer_the_provider() {
+    let provider = KeySetEndpoint::start(key_set(&["rsa-1"])).await;
+    let hub = switchboard_tests::HubProcess::start_with(
+        &[],
+        &[("SWITCHBOARD_AUTH__JWKS_URL", provider.url.as_str())],
+    )
+    .await;
+    // The fetch at start.
+    let deadline = tokio::time::Instant::now() + TIMEOUT;
+    while provider.fetches() == 0 {
+        assert!(tokio::time::Instant::now() < deadline, "the key set was never fetched");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(
+        answer(&hub, &provider_token(jsonwebtoken::Algorithm::RS256, Some("rsa-1"))).await.0,
+        426
+    );
+    for n in 0..20 {
+        let kid = format!("made-up-{n}");
+        let token = provider_token(jsonwebtoken::Algorithm::RS256, Some(&kid));
+        assert_eq!(answer(&hub, &token).await.0, 401);
+    }
+    // Within a minute of the last fetch, none of them fetched again.
+    assert_eq!(provider.fetches(), 1);
+}
+
+#[tokio::test]
+async fn a_hub_whose_provider_cannot_be_reached_answers_503_which_clients_retry() {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/jwks.json", closed.local_addr().unwrap());
+    drop(closed);
+    let hub = switchboard_tests::HubProcess::start_with(
+        &[],
+        &[("SWITCHBOARD_AUTH__JWKS_URL", url.as_str())],
+    )
+    .await;
+    let token = provider_token(jsonwebtoken::Algorithm::RS256, Some("rsa-1"));
+    let (status, code, _) = answer(&hub, &token).await;
+    assert_eq!((status, code.as_str()), (503, "keys_unavailable"));
+}

@@ -105,6 +105,7 @@ impl ApiError {
             ApiError::Auth(AuthError::MissingUser | AuthError::InvalidUser(_)) => {
                 StatusCode::BAD_REQUEST
             }
+            ApiError::Auth(AuthError::KeysUnavailable) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Auth(_) | ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_) | ApiError::Refused(_) => StatusCode::FORBIDDEN,
             ApiError::TooMany(_) => StatusCode::TOO_MANY_REQUESTS,

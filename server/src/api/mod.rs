@@ -103,7 +103,7 @@ pub(crate) async fn health(State(state): State<AppState>) -> Json<Health> {
         auth: if insecure { "insecure" } else { "token" },
         warnings: if insecure {
             vec![
-                "auth.insecure: connections choose their own user id; configure auth.jwt_secret or auth.jwt_public_key_pem before exposing this hub",
+                "auth.insecure: connections choose their own user id; configure auth.jwt_secret, auth.jwt_public_key_pem or auth.jwks_url before exposing this hub",
             ]
         } else {
             vec![]

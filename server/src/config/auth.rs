@@ -5,9 +5,10 @@ use serde::{Deserialize, Serialize};
 
 /// How connections prove who they are.
 ///
-/// With `jwt_secret` and/or `jwt_public_key_pem` set, every connection needs
-/// a JWT (HS256 with the secret; RS256 or ES256 with the public key) whose
-/// `sub` is the user id, and `?user_id=` is refused. Without either, the hub
+/// With `jwt_secret`, `jwt_public_key_pem` and/or `jwks_url` set, every
+/// connection needs a JWT (HS256 with the secret; RS256 or ES256 with the
+/// public key; any asymmetric algorithm of the identity provider's key set)
+/// whose `sub` is the user id, and `?user_id=` is refused. Without either, the hub
 /// trusts `?user_id=` only when `insecure` is true (the default, for
 /// development: the hub then warns at start and `/health` says so).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -19,6 +20,18 @@ pub struct AuthConfig {
     pub jwt_secret: Option<String>,
     /// A PEM public key (RSA or EC) for RS256 or ES256 tokens.
     pub jwt_public_key_pem: Option<String>,
+    /// Where the identity provider publishes its signing keys as a JWKS
+    /// document (`https://…/.well-known/jwks.json`; env
+    /// `SWITCHBOARD_AUTH__JWKS_URL`). Fetched at start and every
+    /// `jwks_refresh_secs`; a token whose `kid` is not in the set fetches it
+    /// again, at most once per `jwks_min_interval_secs`.
+    pub jwks_url: Option<String>,
+    /// How often the key set is fetched again, in seconds (default 300).
+    pub jwks_refresh_secs: u64,
+    /// The least time between two fetches caused by tokens with an unknown
+    /// `kid`, in seconds (default 60), so that forged tokens cannot make the
+    /// hub hammer the identity provider.
+    pub jwks_min_interval_secs: u64,
     /// How long a connection without a token in its URL or headers has to
     /// send an `auth` frame, in milliseconds (default 5000); then it is
     /// closed with 4500.
@@ -67,6 +80,9 @@ impl Default for AuthConfig {
             insecure: true,
             jwt_secret: None,
             jwt_public_key_pem: None,
+            jwks_url: None,
+            jwks_refresh_secs: 300,
+            jwks_min_interval_secs: 60,
             auth_timeout_ms: 5_000,
             rooms_claim: "rooms".to_owned(),
             refresh_before_ms: 30_000,
@@ -81,7 +97,7 @@ impl Default for AuthConfig {
 impl AuthConfig {
     /// Whether tokens are required.
     pub fn uses_tokens(&self) -> bool {
-        self.jwt_secret.is_some() || self.jwt_public_key_pem.is_some()
+        self.jwt_secret.is_some() || self.jwt_public_key_pem.is_some() || self.jwks_url.is_some()
     }
 }
 

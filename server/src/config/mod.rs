@@ -144,8 +144,17 @@ impl Config {
         }
         if !self.auth.uses_tokens() && !self.auth.insecure {
             return invalid(
-                "auth: set auth.jwt_secret or auth.jwt_public_key_pem, or auth.insecure = true",
+                "auth: set auth.jwt_secret, auth.jwt_public_key_pem or auth.jwks_url, \
+                 or auth.insecure = true",
             );
+        }
+        if let Some(url) = &self.auth.jwks_url {
+            if !(url.starts_with("https://") || url.starts_with("http://")) {
+                return invalid("auth.jwks_url must be an http:// or https:// URL");
+            }
+            if self.auth.jwks_refresh_secs == 0 {
+                return invalid("auth.jwks_refresh_secs must be greater than 0");
+            }
         }
         if self.auth.leeway_secs > 300 {
             return invalid("auth.leeway_secs is seconds of clock skew: at most 300");

@@ -2,7 +2,9 @@
 //! insecure development mode, trusts `?user_id=`.
 //!
 //! Tokens are JWTs: HS256 with `auth.jwt_secret`, RS256 or ES256 with
-//! `auth.jwt_public_key_pem`. `sub` is the user id and must follow the
+//! `auth.jwt_public_key_pem`, and any asymmetric algorithm with the keys of
+//! an identity provider's key set (`auth.jwks_url`, see
+//! [`crate::policy::jwks`]), chosen by the token's `kid`. `sub` is the user id and must follow the
 //! naming rules; `exp` is required (`auth.require_exp`) and, with `nbf`,
 //! checked with `auth.leeway_secs` of clock skew; `aud` and `iss` must match
 //! `auth.audience` and `auth.issuer` when those are set (and a token with an
@@ -19,6 +21,7 @@ use switchboard_protocol::{NameError, validate_name};
 
 use crate::config::AuthConfig;
 use crate::error::ConfigError;
+use crate::policy::jwks::{KeySet, Lookup, VerifyingKey};
 
 /// Who a connection is, once verified.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -93,6 +96,15 @@ pub enum AuthError {
     /// A refreshed token names another user.
     #[error("the new token is for another user")]
     OtherUser,
+    /// The token names a key (`kid`) the identity provider's key set does
+    /// not hold, even fetched again.
+    #[error("the token's signing key `{0}` is not among the identity provider's keys")]
+    UnknownKey(String),
+    /// The identity provider's key set could not be fetched yet, so no
+    /// token signed by it can be checked: a failure of the hub's, answered
+    /// 503 (and close code 1011), which clients retry.
+    #[error("the identity provider's signing keys are not available yet")]
+    KeysUnavailable,
 }
 
 impl AuthError {
@@ -102,9 +114,11 @@ impl AuthError {
             AuthError::MissingUser | AuthError::InvalidUser(_) => "invalid_identity",
             AuthError::UserIdRefused | AuthError::MissingToken => "token_required",
             AuthError::Expired => "token_expired",
-            AuthError::NotYetValid | AuthError::Invalid(_) | AuthError::OtherUser => {
-                "invalid_token"
-            }
+            AuthError::NotYetValid
+            | AuthError::Invalid(_)
+            | AuthError::OtherUser
+            | AuthError::UnknownKey(_) => "invalid_token",
+            AuthError::KeysUnavailable => "keys_unavailable",
         }
     }
 }
@@ -112,7 +126,8 @@ impl AuthError {
 /// Verifies identities for one hub.
 pub struct Authenticator {
     secret: Option<DecodingKey>,
-    public: Option<(DecodingKey, [Algorithm; 2])>,
+    public: Option<Arc<VerifyingKey>>,
+    jwks: Option<Arc<KeySet>>,
     insecure: bool,
     rooms_claim: String,
     require_exp: bool,
@@ -126,22 +141,36 @@ impl std::fmt::Debug for Authenticator {
         f.debug_struct("Authenticator")
             .field("hs256", &self.secret.is_some())
             .field("public_key", &self.public.is_some())
+            .field("jwks", &self.jwks)
             .field("insecure", &self.insecure)
             .finish()
     }
 }
 
 impl Authenticator {
-    /// Reads the keys of `config`.
+    /// Reads the keys of `config`. A key set (`auth.jwks_url`) is fetched
+    /// with a client of its own; see [`Authenticator::with_client`].
     pub fn new(config: &AuthConfig) -> Result<Authenticator, ConfigError> {
+        Authenticator::with_client(config, None)
+    }
+
+    /// Reads the keys of `config`; a key set (`auth.jwks_url`) is fetched
+    /// with `client` (the hub's one HTTP client, which trusts what the
+    /// webhooks trust) or, without one, a client of its own. Nothing is
+    /// fetched yet: see [`Authenticator::key_set`].
+    pub(crate) fn with_client(
+        config: &AuthConfig,
+        client: Option<reqwest::Client>,
+    ) -> Result<Authenticator, ConfigError> {
         let secret = config.jwt_secret.as_ref().map(|s| DecodingKey::from_secret(s.as_bytes()));
         let public = match &config.jwt_public_key_pem {
             None => None,
             Some(pem) => {
                 if let Ok(key) = DecodingKey::from_rsa_pem(pem.as_bytes()) {
-                    Some((key, [Algorithm::RS256, Algorithm::PS256]))
+                    let algorithms = vec![Algorithm::RS256, Algorithm::PS256];
+                    Some(Arc::new(VerifyingKey { key, algorithms }))
                 } else if let Ok(key) = DecodingKey::from_ec_pem(pem.as_bytes()) {
-                    Some((key, [Algorithm::ES256, Algorithm::ES256]))
+                    Some(Arc::new(VerifyingKey { key, algorithms: vec![Algorithm::ES256] }))
                 } else {
                     return Err(ConfigError::Invalid(
                         "auth.jwt_public_key_pem is neither an RSA nor an EC public key in PEM"
@@ -150,9 +179,19 @@ impl Authenticator {
                 }
             }
         };
+        let jwks = config.jwks_url.as_ref().map(|url| {
+            let client = client.unwrap_or_default();
+            Arc::new(KeySet::new(
+                url.clone(),
+                client,
+                std::time::Duration::from_secs(config.jwks_refresh_secs),
+                std::time::Duration::from_secs(config.jwks_min_interval_secs),
+            ))
+        });
         Ok(Authenticator {
             secret,
             public,
+            jwks,
             insecure: !config.uses_tokens() && config.insecure,
             rooms_claim: config.rooms_claim.clone(),
             require_exp: config.require_exp,
@@ -164,7 +203,13 @@ impl Authenticator {
 
     /// Whether connections must present tokens.
     pub fn uses_tokens(&self) -> bool {
-        self.secret.is_some() || self.public.is_some()
+        self.secret.is_some() || self.public.is_some() || self.jwks.is_some()
+    }
+
+    /// The identity provider's key set, when `auth.jwks_url` names one:
+    /// the hub runs [`KeySet::run`] from its start.
+    pub(crate) fn key_set(&self) -> Option<&Arc<KeySet>> {
+        self.jwks.as_ref()
     }
 
     /// Whether `?user_id=` is trusted (development mode).
@@ -182,14 +227,31 @@ impl Authenticator {
         Ok(Identity::trusted(user))
     }
 
-    /// Verifies a token.
+    /// Verifies a token, fetching the identity provider's key set again
+    /// first when the token names a key the set does not hold (see
+    /// [`crate::policy::jwks`] for how often that may happen).
+    pub async fn authenticate(&self, token: &str) -> Result<Identity, AuthError> {
+        match (self.verify(token), &self.jwks) {
+            (Err(AuthError::UnknownKey(_) | AuthError::KeysUnavailable), Some(jwks)) => {
+                jwks.refetch_for_unknown_key().await;
+                self.verify(token)
+            }
+            (verdict, _) => verdict,
+        }
+    }
+
+    /// Verifies a token with the keys at hand (the key set as last fetched).
     pub fn verify(&self, token: &str) -> Result<Identity, AuthError> {
         let header = decode_header(token).map_err(|e| AuthError::Invalid(e.to_string()))?;
-        let key = match header.alg {
-            Algorithm::HS256 => self.secret.as_ref(),
-            alg => self.public.as_ref().filter(|(_, algs)| algs.contains(&alg)).map(|(key, _)| key),
-        }
-        .ok_or_else(|| AuthError::Invalid(format!("algorithm {:?} is not accepted", header.alg)))?;
+        let secret;
+        let public;
+        let key = if header.alg == Algorithm::HS256 {
+            secret = self.secret.as_ref();
+            secret.ok_or_else(|| AuthError::Invalid("algorithm HS256 is not accepted".into()))?
+        } else {
+            public = self.public_key(header.alg, header.kid.as_deref())?;
+            &public.key
+        };
         let mut validation = Validation::new(header.alg);
         validation.leeway = self.leeway_secs;
         validation.validate_nbf = true;
@@ -253,6 +315,40 @@ impl Authenticator {
             expires_at,
             meta: None,
         })
+    }
+
+    /// The public key that may verify a token signed with `alg` naming
+    /// `kid`: the key set's key of that id, else the configured PEM key.
+    fn public_key(
+        &self,
+        alg: Algorithm,
+        kid: Option<&str>,
+    ) -> Result<Arc<VerifyingKey>, AuthError> {
+        let refused = || AuthError::Invalid(format!("algorithm {alg:?} is not accepted"));
+        let fits = |key: &Arc<VerifyingKey>| key.algorithms.contains(&alg);
+        let from_set = self.jwks.as_ref().map(|jwks| match kid {
+            Some(kid) => jwks.by_id(kid),
+            None => jwks.only_key_for(alg),
+        });
+        match from_set {
+            Some(Lookup::Found(key)) if fits(&key) => Ok(key),
+            Some(Lookup::Found(_)) => Err(AuthError::Invalid(format!(
+                "the key `{}` does not sign with {alg:?}",
+                kid.unwrap_or_default()
+            ))),
+            found => match (&self.public, found) {
+                (Some(key), _) if fits(key) => Ok(key.clone()),
+                (_, Some(Lookup::NotFetched)) => Err(AuthError::KeysUnavailable),
+                (_, Some(Lookup::Unknown)) => match kid {
+                    Some(kid) => Err(AuthError::UnknownKey(kid.to_owned())),
+                    None => Err(AuthError::Invalid(
+                        "the token names no key (`kid`), and no single key of the key set fits it"
+                            .into(),
+                    )),
+                },
+                _ => Err(refused()),
+            },
+        }
     }
 }
 

@@ -54,8 +54,9 @@ pub enum Resolved {
     AwaitAuthFrame,
 }
 
-/// Decides who is connecting, or why not.
-pub fn resolve(
+/// Decides who is connecting, or why not (fetching the identity
+/// provider's keys again when a token names one the hub does not hold).
+pub async fn resolve(
     query: &ConnectQuery,
     headers: &HeaderMap,
     auth: &Authenticator,
@@ -65,7 +66,7 @@ pub fn resolve(
         .and_then(|value| value.to_str().ok())
         .and_then(|value| value.strip_prefix("Bearer "));
     if let Some(token) = query.token.as_deref().or(bearer) {
-        return auth.verify(token).map(Resolved::Known);
+        return auth.authenticate(token).await.map(Resolved::Known);
     }
     if auth.uses_tokens() {
         return match query.user_id {

@@ -15,5 +15,6 @@ pub(crate) mod events;
 pub mod hooks;
 pub(crate) mod http_client;
 pub mod identity;
+pub(crate) mod jwks;
 pub mod permissions;
 pub mod webhooks;

@@ -10,6 +10,7 @@ use switchboard_protocol::{ClientFrame, ErrorCode, Message, ServerFrame, validat
 
 use super::{Flow, Refused, Session, Socket};
 use crate::config::Access;
+use crate::policy::auth::AuthError;
 use crate::policy::hooks::{self, HookFailure, MessageDecision, RpcReply};
 use crate::state::server_api::members_limit;
 use crate::wire::now_ms;
@@ -119,9 +120,12 @@ impl<S: Socket> Session<S> {
                 .await
             }
             ClientFrame::Auth { id, token } => {
-                let refreshed = self.conn.state.auth().verify(&token);
+                let refreshed = self.conn.state.auth().authenticate(&token).await;
                 match refreshed.and_then(|token| self.conn.identity.refresh(token)) {
                     Ok(()) => self.ack(id, |_| {}).await,
+                    Err(err @ AuthError::KeysUnavailable) => {
+                        self.fail(id, ErrorCode::UNAVAILABLE, err.to_string()).await
+                    }
                     Err(err) => self.fail(id, ErrorCode::INVALID_TOKEN, err.to_string()).await,
                 }
             }

@@ -115,7 +115,6 @@ impl AppState {
         engine: impl FnOnce(&Config, Parts) -> Result<Engine, ConfigError>,
     ) -> Result<AppState, ConfigError> {
         config.validate()?;
-        let auth = Authenticator::new(&config.auth)?;
         let admission = Admission::new(&config.limits);
         let permissions = Permissions::new(&config.permissions);
         let hub = Arc::new(Hub::with_policy(crate::hub::PresencePolicy {
@@ -124,11 +123,15 @@ impl AppState {
         }));
         // One HTTP client (one pool, one read of the system's roots) for
         // the webhooks and the events, built only when either is configured.
-        let http = if config.hooks.has_webhooks() || config.hooks.events.is_some() {
+        let http = if config.hooks.has_webhooks()
+            || config.hooks.events.is_some()
+            || config.auth.jwks_url.is_some()
+        {
             Some(crate::policy::http_client::client(&config.hooks)?)
         } else {
             None
         };
+        let auth = Authenticator::with_client(&config.auth, http.clone())?;
         let webhooks = http
             .clone()
             .and_then(|client| crate::policy::webhooks::Webhooks::new(&config.hooks, client));
@@ -329,6 +332,10 @@ impl AppState {
             });
             if let Some(events) = &self.inner.events {
                 tokio::spawn(events.clone().run(self.inner.shutdown.clone()));
+            }
+            // The identity provider's keys, fetched now and kept fresh.
+            if let Some(keys) = self.inner.auth.key_set() {
+                tokio::spawn(keys.clone().run(self.inner.shutdown.clone()));
             }
             // Large rooms' occupancy counts, coalesced over one interval.
             let every = Duration::from_millis(self.inner.config.rooms.occupancy_interval_ms);

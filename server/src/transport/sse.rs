@@ -116,7 +116,7 @@ pub(crate) async fn events(
     };
     let connect =
         ConnectQuery { user_id: query.user_id, token: query.token, ..ConnectQuery::default() };
-    let identity = match identity::resolve(&connect, &headers, state.auth()) {
+    let identity = match identity::resolve(&connect, &headers, state.auth()).await {
         Ok(Resolved::Known(identity)) => identity,
         // An event stream has no frames to authenticate with.
         Ok(Resolved::AwaitAuthFrame) => {

@@ -64,7 +64,7 @@ pub(crate) async fn upgrade(
         Ok(batch) => batch,
         Err(why) => return refused(&state, ApiError::BadRequest(why)),
     };
-    let resolved = match identity::resolve(&query, &headers, state.auth()) {
+    let resolved = match identity::resolve(&query, &headers, state.auth()).await {
         Ok(resolved) => resolved,
         Err(err) => return refused(&state, ApiError::Auth(err)),
     };
@@ -261,7 +261,11 @@ async fn authenticate(
     };
     match ClientFrame::decode(&text) {
         Ok(ClientFrame::Auth { token, .. }) => {
-            state.auth().verify(&token).map_err(|e| unauthorized(e.to_string()))
+            state.auth().authenticate(&token).await.map_err(|err| match err {
+                // The hub's failure, not the client's: a code it retries.
+                AuthError::KeysUnavailable => (CloseCode::INTERNAL_ERROR, err.to_string()),
+                err => unauthorized(err.to_string()),
+            })
         }
         _ => Err(unauthorized("the first frame must be an `auth` frame with a token".to_owned())),
     }
