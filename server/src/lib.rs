@@ -83,7 +83,7 @@ mod wire;
 /// memory engine keeps streams in, and its two stores.
 pub mod store {
     pub use crate::engine::store::{
-        DiskStore, HistoryStore, MemoryStore, Replay, StoreError, Stored, StreamKey,
+        DiskStore, HistoryStore, MemoryStore, Replay, StoreError, Stored, StreamKey, Writer,
     };
 }
 

@@ -1,18 +1,29 @@
 //! [`MemoryBroker`]: streams in this process's [`HistoryStore`], delivered
 //! straight to this node's hub.
 //!
-//! Publishing holds the stream's lock (one of [`STRIPES`], by the key's
-//! hash) from the request id's lookup to its record: the lookup, the
-//! append, the fan-out and the record are one step with no wait inside, so
-//! connections receive a stream's messages in offset order, and a request
-//! cancelled before that step leaves nothing behind (its retry is carried
-//! out), while one cancelled after it is complete.
+//! A stream's step (a publish: the request id's lookup, the append, its
+//! record, the fan-out; a resume; an inbox's undelivered messages) happens
+//! whole and in order with the stream's other steps, so connections
+//! receive a stream's messages in offset order, a request cancelled before
+//! its step leaves nothing behind (its retry is carried out), and one
+//! cancelled after is complete. Who keeps that order depends on the store:
+//!
+//! - a store whose calls return at once (memory) is called from the
+//!   caller's task under the stream's lock (one of [`STRIPES`], by the
+//!   key's hash), with no wait inside the step;
+//! - a store whose calls block (disk) has its own thread
+//!   ([`HistoryStore::writer`]), which runs the store's part of the steps
+//!   of many streams in one transaction; the step, still under the
+//!   stream's lock, waits for the commit without holding a worker, then
+//!   fans out on an async worker. A step handed over (at its first poll)
+//!   runs whole.
 //!
 //! Resuming is exact because the caller registered its connection with the
 //! hub before it asks: a message appended before the read is in it, and one
-//! appended after is delivered live (a publish delivers after its append);
-//! the connection drops what both carry by its offset. Reads take the
-//! stream's lock all the same, because a store may read in several steps.
+//! appended after is delivered live (a publish delivers after its append
+//! is visible to reads); the connection drops what both carry by its
+//! offset. Reads take the stream's turn all the same, because a store may
+//! read in several steps.
 //!
 //! A stream that a connection follows is never swept, however long it
 //! stays quiet ([`HistoryStore::sweep`] asks the hub), so its epoch and
@@ -28,7 +39,7 @@ use tokio::sync::Mutex;
 use crate::Hub;
 use crate::engine::broker::{Broker, Publication, Published, Resumed};
 use crate::engine::ids::IdWindow;
-use crate::engine::store::{HistoryStore, STREAM_IDLE_MS};
+use crate::engine::store::{HistoryStore, Job, STREAM_IDLE_MS, Then, Writer};
 use crate::engine::{EngineError, EngineFuture, HistoryRules};
 use crate::hub::{Delivery, Target};
 use crate::stream::{Stored, StreamKey, epoch_tag};
@@ -40,11 +51,24 @@ const STRIPES: usize = 256;
 
 /// Streams of a single node.
 pub(crate) struct MemoryBroker {
+    shared: Arc<Shared>,
+    stripes: Box<[Arc<Mutex<()>>]>,
+}
+
+/// What a step needs, shared with the store's thread.
+struct Shared {
     store: Arc<dyn HistoryStore>,
-    stripes: Box<[Mutex<()>]>,
     rules: HistoryRules,
     ids: IdWindow,
     hub: Arc<Hub>,
+}
+
+/// A publish appended (or found carried out before), not yet fanned out.
+struct Appended {
+    target: Target,
+    key: StreamKey,
+    stored: Option<(Stored, u64)>,
+    published: Published,
 }
 
 impl MemoryBroker {
@@ -54,17 +78,78 @@ impl MemoryBroker {
         ids: IdWindow,
         hub: Arc<Hub>,
     ) -> MemoryBroker {
-        let stripes = (0..STRIPES).map(|_| Mutex::new(())).collect();
-        MemoryBroker { store, stripes, rules, ids, hub }
+        let stripes = (0..STRIPES).map(|_| Arc::new(Mutex::new(()))).collect();
+        MemoryBroker { shared: Arc::new(Shared { store, rules, ids, hub }), stripes }
+    }
+
+    /// Which of the locks `key`'s stream shares.
+    fn stripe_index(&self, key: &StreamKey) -> usize {
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        key.hash(&mut hasher);
+        hasher.finish() as usize % STRIPES
+    }
+
+    /// The lock `key`'s stream shares.
+    fn stripe(&self, key: &StreamKey) -> &Arc<Mutex<()>> {
+        &self.stripes[self.stripe_index(key)]
     }
 
     /// Holds `key`'s stream still: no publish to it proceeds meanwhile.
     async fn lock(&self, key: &StreamKey) -> tokio::sync::MutexGuard<'_, ()> {
-        let mut hasher = std::collections::hash_map::DefaultHasher::new();
-        key.hash(&mut hasher);
-        self.stripes[hasher.finish() as usize % STRIPES].lock().await
+        self.stripe(key).lock().await
     }
 
+    /// Runs a step of `key`'s stream under the stream's lock: `first` with
+    /// the store, then `then` once what `first` wrote is visible to reads.
+    ///
+    /// A store with a thread of its own runs `first` there (with the
+    /// steps of other streams that queue up meanwhile, in one
+    /// transaction); `then` (the fan-out) runs back on an async worker,
+    /// whose wakes are cheap, still under the lock, so a stream fans out in
+    /// offset order. That part runs as a task of its own: once handed over
+    /// (at the first poll), the step completes whole even if its caller
+    /// goes away.
+    async fn step<A, T>(
+        &self,
+        key: &StreamKey,
+        first: impl FnOnce(&Shared) -> Result<A, EngineError> + Send + 'static,
+        then: impl FnOnce(&Shared, A) -> Result<T, EngineError> + Send + 'static,
+    ) -> Result<T, EngineError>
+    where
+        A: Send + 'static,
+        T: Send + 'static,
+    {
+        let Some(writer) = self.shared.store.writer().cloned() else {
+            let _order = self.lock(key).await;
+            let done = first(&self.shared)?;
+            return then(&self.shared, done);
+        };
+        let stripe = self.stripe(key).clone();
+        let shared = self.shared.clone();
+        let step = tokio::spawn(async move {
+            let _order = stripe.lock_owned().await;
+            let done = hand_over(&writer, &shared, first).await?;
+            then(&shared, done)
+        });
+        step.await.unwrap_or_else(|_| Err(stopped()))
+    }
+}
+
+impl MemoryBroker {
+    /// A stream's position read at once on an async worker, when the store
+    /// can tell it without a write: under the stream's lock no step of the
+    /// stream is under way, so what the read sees is all its steps so far.
+    /// Spares a join the trip to the store's thread.
+    async fn read_position(&self, key: &StreamKey) -> Result<Option<Position>, EngineError> {
+        if self.shared.store.writer().is_none() {
+            return Ok(None);
+        }
+        let _order = self.lock(key).await;
+        Ok(self.shared.store.read_position(key)?)
+    }
+}
+
+impl Shared {
     /// How many connections here a target has.
     fn connections(&self, target: &Target) -> usize {
         match target {
@@ -75,9 +160,9 @@ impl MemoryBroker {
         }
     }
 
-    /// The publish itself, with the stream's lock held: nothing in here
-    /// waits, so it happens whole or not at all.
-    fn append(&self, publication: Publication) -> Result<Published, EngineError> {
+    /// A publish's append: nothing in here waits. The request id is
+    /// recorded here, before any later step of the stream looks it up.
+    fn append(&self, publication: Publication) -> Result<Appended, EngineError> {
         let Publication { key, target, message, request } = publication;
         let limits = self.rules.of(&key);
         let kept = limits.size > 0;
@@ -85,7 +170,8 @@ impl MemoryBroker {
             if let Some(offset) = self.ids.get(user, id) {
                 tracing::info!(stream = %key.encode(), offset, "a retried request was carried out before: not again");
                 let reached = self.connections(&target);
-                return Ok(Published { offset, reached, kept, repeated: true });
+                let published = Published { offset, reached, kept, repeated: true };
+                return Ok(Appended { target, key, stored: None, published });
             }
         }
         let mut frame = ServerFrame::Message(message);
@@ -97,28 +183,124 @@ impl MemoryBroker {
             }
             encode(&frame)
         })?;
-        let reached = self.hub.deliver(Delivery::message(target, stored.frame, tag, stored.offset));
         if let Some((user, id)) = &request {
             self.ids.record(user, id, stored.offset);
         }
-        if reached > 0 {
+        let published = Published { offset: stored.offset, reached: 0, kept, repeated: false };
+        Ok(Appended { target, key, stored: Some((stored, tag)), published })
+    }
+
+    /// A publish's fan-out, and an inbox's delivery mark.
+    fn fan_out(&self, appended: Appended) -> Result<Published, EngineError> {
+        let Appended { target, key, stored, mut published } = appended;
+        let Some((stored, tag)) = stored else { return Ok(published) };
+        let offset = stored.offset;
+        published.reached = self.hub.deliver(Delivery::message(target, stored.frame, tag, offset));
+        if published.reached > 0 {
             if let StreamKey::Inbox(_) = key {
-                self.store.mark_delivered(&key, stored.offset)?;
+                match self.store.writer() {
+                    // Nothing waits for the mark: it joins the store's
+                    // next transaction.
+                    Some(writer) => {
+                        let store = self.store.clone();
+                        writer.submit(Box::new(move || {
+                            if let Err(error) = store.mark_delivered(&key, offset) {
+                                tracing::warn!(%error, "an inbox's delivery mark was not written");
+                            }
+                            None
+                        }));
+                    }
+                    None => self.store.mark_delivered(&key, offset)?,
+                }
             }
         }
-        Ok(Published { offset: stored.offset, reached, kept, repeated: false })
+        Ok(published)
     }
+}
+
+/// The store's thread is gone (the store was dropped: the hub is stopping).
+fn stopped() -> EngineError {
+    EngineError::Failed("the history store has stopped".to_owned())
+}
+
+/// Runs `first` on the store's thread and waits for its transaction's
+/// commit.
+async fn hand_over<A: Send + 'static>(
+    writer: &Writer,
+    shared: &Arc<Shared>,
+    first: impl FnOnce(&Shared) -> Result<A, EngineError> + Send + 'static,
+) -> Result<A, EngineError> {
+    let (answer, answered) = tokio::sync::oneshot::channel();
+    let on_thread = shared.clone();
+    let job: Job = Box::new(move || {
+        let done = first(&on_thread);
+        Some(Box::new(move |committed: bool| {
+            let _ = answer.send((done, committed));
+        }) as Then)
+    });
+    if !writer.submit(job) {
+        return Err(stopped());
+    }
+    match answered.await {
+        Ok((done, true)) => done,
+        Ok((_, false)) => Err(EngineError::Failed("the history store could not commit".to_owned())),
+        Err(_) => Err(stopped()),
+    }
+}
+
+/// A step with nothing to do after the commit but answer.
+fn answer<T>(_: &Shared, value: T) -> Result<T, EngineError> {
+    Ok(value)
 }
 
 impl Broker for MemoryBroker {
     fn publish(&self, publication: Publication) -> EngineFuture<'_, Published> {
         Box::pin(async move {
-            let _order = self.lock(&publication.key).await;
-            self.append(publication)
+            let key = publication.key.clone();
+            self.step(&key, move |shared| shared.append(publication), Shared::fan_out).await
         })
     }
 
-    // Reads take the stream's lock too: a store may read in several steps
+    /// On a store with a thread of its own, the appends go over together
+    /// (one transaction, mostly) and fan out back to back, so members find
+    /// the messages queued together and write them in one go; otherwise
+    /// one after the other.
+    fn publish_all(
+        &self,
+        publications: Vec<Publication>,
+    ) -> EngineFuture<'_, Vec<Result<Published, EngineError>>> {
+        Box::pin(async move {
+            let Some(writer) = self.shared.store.writer().cloned() else {
+                let mut answers = Vec::with_capacity(publications.len());
+                for publication in publications {
+                    answers.push(self.publish(publication).await);
+                }
+                return Ok(answers);
+            };
+            // Every stream's lock, taken in one order (the stripes'), so
+            // that two such batches never wait for each other in a circle.
+            let mut stripes: Vec<usize> =
+                publications.iter().map(|p| self.stripe_index(&p.key)).collect();
+            stripes.sort_unstable();
+            stripes.dedup();
+            let locks: Vec<_> = stripes.iter().map(|&at| self.stripes[at].clone()).collect();
+            let shared = self.shared.clone();
+            let batch = tokio::spawn(async move {
+                let mut held = Vec::with_capacity(locks.len());
+                for lock in locks {
+                    held.push(lock.lock_owned().await);
+                }
+                let appends = publications.into_iter().map(|publication| {
+                    hand_over(&writer, &shared, move |shared| shared.append(publication))
+                });
+                let appended = futures::future::join_all(appends).await;
+                appended.into_iter().map(|done| shared.fan_out(done?)).collect()
+            });
+            batch.await.map_err(|_| stopped())
+        })
+    }
+
+    // Reads take the stream's turn too: a store may read in several steps
     // (the disk store's transactions), and an append between them must not
     // be written over by a stale read.
     fn resume<'a>(
@@ -126,33 +308,54 @@ impl Broker for MemoryBroker {
         key: &'a StreamKey,
         since: Option<&'a Position>,
     ) -> EngineFuture<'a, Resumed> {
+        let (owned, since) = (key.clone(), since.cloned());
         Box::pin(async move {
-            let _order = self.lock(key).await;
-            let resumed = match since {
-                Some(since) => {
-                    let limits = self.rules.of(key);
-                    self.store
-                        .since(key, since, limits, now_ms())
-                        .map(|(position, replay)| Resumed { position, replay: Some(replay) })
+            if since.is_none() {
+                if let Some(position) = self.read_position(key).await? {
+                    return Ok(Resumed { position, replay: None });
                 }
-                None => self.store.position(key).map(|position| Resumed { position, replay: None }),
-            };
-            Ok(resumed?)
+            }
+            self.step(
+                key,
+                move |shared| {
+                    let resumed = match since {
+                        Some(since) => {
+                            let limits = shared.rules.of(&owned);
+                            shared.store.since(&owned, &since, limits, now_ms()).map(
+                                |(position, replay)| Resumed { position, replay: Some(replay) },
+                            )
+                        }
+                        None => shared
+                            .store
+                            .position(&owned)
+                            .map(|position| Resumed { position, replay: None }),
+                    };
+                    Ok(resumed?)
+                },
+                answer,
+            )
+            .await
         })
     }
 
     fn undelivered<'a>(&'a self, key: &'a StreamKey) -> EngineFuture<'a, (Position, Vec<Stored>)> {
-        Box::pin(async move {
-            let _order = self.lock(key).await;
-            Ok(self.store.undelivered(key, self.rules.of(key), now_ms())?)
-        })
+        let owned = key.clone();
+        Box::pin(self.step(
+            key,
+            move |shared| {
+                Ok(shared.store.undelivered(&owned, shared.rules.of(&owned), now_ms())?)
+            },
+            answer,
+        ))
     }
 
     fn mark_delivered<'a>(&'a self, key: &'a StreamKey, offset: u64) -> EngineFuture<'a, ()> {
-        Box::pin(async move {
-            let _order = self.lock(key).await;
-            Ok(self.store.mark_delivered(key, offset)?)
-        })
+        let owned = key.clone();
+        Box::pin(self.step(
+            key,
+            move |shared| Ok(shared.store.mark_delivered(&owned, offset)?),
+            answer,
+        ))
     }
 
     fn page<'a>(
@@ -161,20 +364,24 @@ impl Broker for MemoryBroker {
         after: Option<u64>,
         limit: usize,
     ) -> EngineFuture<'a, Option<(Position, Vec<Stored>)>> {
-        let limits = self.rules.of(key);
-        let page = self.store.page(key, after, limit, limits, now_ms()).map_err(EngineError::from);
+        let limits = self.shared.rules.of(key);
+        let page =
+            self.shared.store.page(key, after, limit, limits, now_ms()).map_err(EngineError::from);
         Box::pin(std::future::ready(page))
     }
 
     fn deliver(&self, delivery: Delivery) -> EngineFuture<'_, usize> {
-        let reached = self.hub.deliver(delivery);
+        let reached = self.shared.hub.deliver(delivery);
         Box::pin(std::future::ready(Ok(reached)))
     }
 
     fn head<'a>(&'a self, key: &'a StreamKey) -> EngineFuture<'a, Position> {
+        let owned = key.clone();
         Box::pin(async move {
-            let _order = self.lock(key).await;
-            Ok(self.store.position(key)?)
+            if let Some(position) = self.read_position(key).await? {
+                return Ok(position);
+            }
+            self.step(key, move |shared| Ok(shared.store.position(&owned)?), answer).await
         })
     }
 
@@ -182,15 +389,15 @@ impl Broker for MemoryBroker {
     fn unfollow(&self, _key: &StreamKey) {}
 
     fn maintain(&self, now_ms: u64) -> EngineFuture<'_, ()> {
-        self.ids.sweep();
+        self.shared.ids.sweep();
         Box::pin(async move {
             // Who follows what, before the sweep: a connection that follows a
             // stream from after this snapshot read the stream after it, and
             // a read counts as a use, so the sweep does not find it idle.
-            let followed = self.hub.followed_streams();
-            let (store, rules) = (self.store.clone(), self.rules.clone());
-            // A disk store's sweep is one write transaction over every
-            // stream: kept off the async workers.
+            let followed = self.shared.hub.followed_streams();
+            let (store, rules) = (self.shared.store.clone(), self.shared.rules.clone());
+            // A disk store's sweep is a series of write transactions over
+            // every stream: kept off the async workers.
             let sweep = move || {
                 store.sweep(now_ms, STREAM_IDLE_MS, &|key| rules.of(key).clone(), &|key| {
                     followed.contains(key)
@@ -203,11 +410,11 @@ impl Broker for MemoryBroker {
     }
 
     fn flush(&self) -> Result<(), EngineError> {
-        Ok(self.store.flush()?)
+        Ok(self.shared.store.flush()?)
     }
 
     fn stream_count(&self) -> Option<usize> {
-        self.store.stream_count().ok()
+        self.shared.store.stream_count().ok()
     }
 }
 
@@ -215,15 +422,34 @@ impl Broker for MemoryBroker {
 mod tests {
     use super::*;
     use crate::config::HistoryConfig;
-    use crate::engine::store::MemoryStore;
+    use crate::engine::store::{DiskStore, MemoryStore};
     use crate::hub::connections::ConnectionInfo;
     use crate::hub::outbound::{self, OutboundQueue};
     use switchboard_protocol::Message;
 
     fn broker(hub: &Arc<Hub>) -> MemoryBroker {
+        broker_on(hub, Arc::new(MemoryStore::new()))
+    }
+
+    fn broker_on(hub: &Arc<Hub>, store: Arc<dyn HistoryStore>) -> MemoryBroker {
         let ids = IdWindow::new(std::time::Duration::from_secs(300), 100);
         let rules = HistoryRules::new(HistoryConfig::default());
-        MemoryBroker::new(Arc::new(MemoryStore::new()), rules, ids, hub.clone())
+        MemoryBroker::new(store, rules, ids, hub.clone())
+    }
+
+    /// A disk store in a fresh folder (removed when the guard drops).
+    fn disk(name: &str) -> (Arc<DiskStore>, TempDir) {
+        let dir = std::env::temp_dir().join(format!("switchboard-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        (Arc::new(DiskStore::open(&dir.join("history.redb")).unwrap()), TempDir(dir))
+    }
+
+    struct TempDir(std::path::PathBuf);
+
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
     }
 
     fn member(hub: &Hub, user: &str, room: &str) -> (u64, OutboundQueue) {
@@ -306,5 +532,68 @@ mod tests {
         drop(held);
         let retried = broker.publish(publication("r", Some("c1"))).await.unwrap();
         assert_eq!((retried.offset, retried.repeated), (1, false), "carried out on retry");
+    }
+
+    #[tokio::test]
+    async fn on_a_disk_store_steps_that_queue_up_share_a_commit_and_keep_their_order() {
+        let hub = Arc::new(Hub::new());
+        let (store, _dir) = disk("group-commit");
+        let broker = Arc::new(broker_on(&hub, store.clone()));
+        let (_, mut queue) = member(&hub, "bob", "busy");
+        let before = store.commits();
+        // 100 publishes to one room and one to each of 100 others, at once.
+        let rooms = (0..200).map(|n| if n % 2 == 0 { "busy".to_owned() } else { format!("r{n}") });
+        let publishes = rooms.enumerate().map(|(n, room)| {
+            let broker = broker.clone();
+            tokio::spawn(async move {
+                let published = broker.publish(publication(&room, Some(&format!("p{n}"))));
+                (room.clone(), published.await.unwrap().offset)
+            })
+        });
+        let mut offsets = Vec::new();
+        for publish in futures::future::join_all(publishes.collect::<Vec<_>>()).await {
+            let (room, offset) = publish.unwrap();
+            if room == "busy" {
+                offsets.push(offset);
+            } else {
+                assert_eq!(offset, 1);
+            }
+        }
+        offsets.sort_unstable();
+        assert_eq!(offsets, (1..=100).collect::<Vec<_>>(), "each publish its own offset");
+        // One stream's steps follow each other; other streams' share their
+        // transactions.
+        let commits = store.commits() - before;
+        assert!(commits < 150, "{commits} commits for 200 publishes that queued up together");
+        let mut delivered = Vec::new();
+        while let Some(delivery) = queue.try_recv() {
+            delivered.push(delivery.offset.unwrap());
+        }
+        assert_eq!(delivered, (1..=100).collect::<Vec<_>>(), "fanned out in offset order");
+    }
+
+    #[tokio::test]
+    async fn on_a_disk_store_a_publish_waits_off_the_worker_and_completes_if_its_caller_leaves() {
+        let hub = Arc::new(Hub::new());
+        let (store, _dir) = disk("cancelled");
+        let broker = broker_on(&hub, store.clone());
+        let (_, mut queue) = member(&hub, "bob", "r");
+        // The store's thread is busy (a long transaction, a slow disk).
+        let (release, held) = std::sync::mpsc::channel::<()>();
+        store.writer().unwrap().submit(Box::new(move || {
+            let _ = held.recv();
+            None
+        }));
+        // This test's runtime has one thread: the timeout fires only
+        // because the publish waits without holding it.
+        let waiting = broker.publish(publication("r", Some("c1")));
+        let timed_out = tokio::time::timeout(std::time::Duration::from_millis(50), waiting).await;
+        assert!(timed_out.is_err(), "still queued behind the busy step");
+        // The caller went away; the step it handed over still runs whole.
+        release.send(()).unwrap();
+        let retried = broker.publish(publication("r", Some("c1"))).await.unwrap();
+        assert_eq!((retried.offset, retried.repeated), (1, true), "carried out once, not again");
+        assert_eq!(queue.try_recv().and_then(|d| d.offset), Some(1));
+        assert!(queue.try_recv().is_none(), "delivered once");
     }
 }

@@ -13,9 +13,12 @@
 
 mod disk;
 mod memory;
+mod writer;
 
 pub use disk::DiskStore;
 pub use memory::MemoryStore;
+pub use writer::Writer;
+pub(crate) use writer::{Job, Then};
 
 use switchboard_protocol::Position;
 use tungstenite::Utf8Bytes;
@@ -44,6 +47,15 @@ pub trait HistoryStore: Send + Sync + 'static {
     /// The stream's epoch and last offset (creating the stream if needed);
     /// counts as a use of the stream for the idle sweep.
     fn position(&self, key: &StreamKey) -> Result<Position, StoreError>;
+
+    /// The stream's position when a read alone can tell it; `None` when
+    /// finding it needs a write (the stream is new, or its time of use is
+    /// due), which [`HistoryStore::position`] then does. The default says
+    /// `None`: a store without a [`HistoryStore::writer`] is asked
+    /// [`HistoryStore::position`] directly.
+    fn read_position(&self, _key: &StreamKey) -> Result<Option<Position>, StoreError> {
+        Ok(None)
+    }
 
     /// Everything after `since`, if the stream still holds all of it.
     fn since(
@@ -100,6 +112,15 @@ pub trait HistoryStore: Send + Sync + 'static {
 
     /// Makes everything appended so far durable (no-op in memory).
     fn flush(&self) -> Result<(), StoreError>;
+
+    /// The thread that runs the broker's steps on this store, for a store
+    /// whose calls block (the disk store's, which also groups the steps
+    /// that queue up into one transaction). `None`, the default, for a
+    /// store whose calls return at once: the broker then calls it from its
+    /// own tasks.
+    fn writer(&self) -> Option<&Writer> {
+        None
+    }
 }
 
 /// An empty stream that nobody follows, untouched this long, is dropped
