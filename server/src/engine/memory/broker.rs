@@ -2,21 +2,19 @@
 //! straight to this node's hub.
 //!
 //! A stream's step (a publish: the request id's lookup, the append, its
-//! record, the fan-out; a resume; an inbox's undelivered messages) happens
-//! whole and in order with the stream's other steps, so connections
-//! receive a stream's messages in offset order, a request cancelled before
-//! its step leaves nothing behind (its retry is carried out), and one
-//! cancelled after is complete. Who keeps that order depends on the store:
+//! record, the fan-out; a resume; an inbox's undelivered messages) holds
+//! the stream's lock (one of [`STRIPES`], by the key's hash) and has no
+//! wait inside, so it happens whole and in order with the stream's other
+//! steps: connections receive a stream's messages in offset order, a
+//! request cancelled before its step leaves nothing behind (its retry is
+//! carried out), and one cancelled after is complete.
 //!
-//! - a store whose calls return at once (memory) is called from the
-//!   caller's task under the stream's lock (one of [`STRIPES`], by the
-//!   key's hash), with no wait inside the step;
-//! - a store whose calls block (disk) has its own thread
-//!   ([`HistoryStore::writer`]), which runs the store's part of the steps
-//!   of many streams in one transaction; the step, still under the
-//!   stream's lock, waits for the commit without holding a worker, then
-//!   fans out on an async worker. A step handed over (at its first poll)
-//!   runs whole.
+//! A store whose calls return at once (memory) is called directly. One
+//! whose calls block (disk) is called through its
+//! [`Writer`](crate::engine::store::Writer) ([`HistoryStore::writer`]):
+//! on a thread the runtime lends (`block_in_place`), so the async workers
+//! go on meanwhile, and in one transaction with the steps of other streams
+//! that queue up meanwhile (group commit); the fan-out follows the commit.
 //!
 //! Resuming is exact because the caller registered its connection with the
 //! hub before it asks: a message appended before the read is in it, and one
@@ -52,10 +50,10 @@ const STRIPES: usize = 256;
 /// Streams of a single node.
 pub(crate) struct MemoryBroker {
     shared: Arc<Shared>,
-    stripes: Box<[Arc<Mutex<()>>]>,
+    stripes: Box<[Mutex<()>]>,
 }
 
-/// What a step needs, shared with the store's thread.
+/// What a step needs, shared with whichever task runs it (see [`Writer`]).
 struct Shared {
     store: Arc<dyn HistoryStore>,
     rules: HistoryRules,
@@ -78,7 +76,7 @@ impl MemoryBroker {
         ids: IdWindow,
         hub: Arc<Hub>,
     ) -> MemoryBroker {
-        let stripes = (0..STRIPES).map(|_| Arc::new(Mutex::new(()))).collect();
+        let stripes = (0..STRIPES).map(|_| Mutex::new(())).collect();
         MemoryBroker { shared: Arc::new(Shared { store, rules, ids, hub }), stripes }
     }
 
@@ -89,26 +87,20 @@ impl MemoryBroker {
         hasher.finish() as usize % STRIPES
     }
 
-    /// The lock `key`'s stream shares.
-    fn stripe(&self, key: &StreamKey) -> &Arc<Mutex<()>> {
-        &self.stripes[self.stripe_index(key)]
-    }
-
     /// Holds `key`'s stream still: no publish to it proceeds meanwhile.
     async fn lock(&self, key: &StreamKey) -> tokio::sync::MutexGuard<'_, ()> {
-        self.stripe(key).lock().await
+        self.stripes[self.stripe_index(key)].lock().await
     }
 
     /// Runs a step of `key`'s stream under the stream's lock: `first` with
-    /// the store, then `then` once what `first` wrote is visible to reads.
+    /// the store, then `then` once what `first` wrote is committed.
     ///
-    /// A store with a thread of its own runs `first` there (with the
-    /// steps of other streams that queue up meanwhile, in one
-    /// transaction); `then` (the fan-out) runs back on an async worker,
-    /// whose wakes are cheap, still under the lock, so a stream fans out in
-    /// offset order. That part runs as a task of its own: once handed over
-    /// (at the first poll), the step completes whole even if its caller
-    /// goes away.
+    /// A store whose calls block ([`HistoryStore::writer`]) gets the step
+    /// through its writer: in one transaction with the steps of other
+    /// streams that queue up meanwhile, run by this task when nobody else
+    /// is writing and by the task that is otherwise (this one then waits
+    /// without holding a worker). Once offered, the step runs whole, its
+    /// fan-out included, even if this task goes away.
     async fn step<A, T>(
         &self,
         key: &StreamKey,
@@ -119,19 +111,16 @@ impl MemoryBroker {
         A: Send + 'static,
         T: Send + 'static,
     {
-        let Some(writer) = self.shared.store.writer().cloned() else {
-            let _order = self.lock(key).await;
+        let _order = self.lock(key).await;
+        let Some(writer) = self.shared.store.writer() else {
             let done = first(&self.shared)?;
             return then(&self.shared, done);
         };
-        let stripe = self.stripe(key).clone();
-        let shared = self.shared.clone();
-        let step = tokio::spawn(async move {
-            let _order = stripe.lock_owned().await;
-            let done = hand_over(&writer, &shared, first).await?;
-            then(&shared, done)
-        });
-        step.await.unwrap_or_else(|_| Err(stopped()))
+        let answer = offer(writer, &self.shared, vec![(first, then)]).pop();
+        match answer {
+            Some(answer) => answer.await.unwrap_or_else(|_| Err(stopped())),
+            None => Err(stopped()),
+        }
     }
 }
 
@@ -139,7 +128,7 @@ impl MemoryBroker {
     /// A stream's position read at once on an async worker, when the store
     /// can tell it without a write: under the stream's lock no step of the
     /// stream is under way, so what the read sees is all its steps so far.
-    /// Spares a join the trip to the store's thread.
+    /// Spares a join a turn at the store's writer.
     async fn read_position(&self, key: &StreamKey) -> Result<Option<Position>, EngineError> {
         if self.shared.store.writer().is_none() {
             return Ok(None);
@@ -203,7 +192,7 @@ impl Shared {
                     // next transaction.
                     Some(writer) => {
                         let store = self.store.clone();
-                        writer.submit(Box::new(move || {
+                        writer.enqueue(Box::new(move || {
                             if let Err(error) = store.mark_delivered(&key, offset) {
                                 tracing::warn!(%error, "an inbox's delivery mark was not written");
                             }
@@ -218,34 +207,48 @@ impl Shared {
     }
 }
 
-/// The store's thread is gone (the store was dropped: the hub is stopping).
+/// The store could not answer (it was dropped mid-step: the hub stops).
 fn stopped() -> EngineError {
     EngineError::Failed("the history store has stopped".to_owned())
 }
 
-/// Runs `first` on the store's thread and waits for its transaction's
-/// commit.
-async fn hand_over<A: Send + 'static>(
+/// Offers `steps` to `writer` (see [`MemoryBroker::step`]); their answers,
+/// in order.
+fn offer<A, T, F, G>(
     writer: &Writer,
     shared: &Arc<Shared>,
-    first: impl FnOnce(&Shared) -> Result<A, EngineError> + Send + 'static,
-) -> Result<A, EngineError> {
-    let (answer, answered) = tokio::sync::oneshot::channel();
-    let on_thread = shared.clone();
-    let job: Job = Box::new(move || {
-        let done = first(&on_thread);
-        Some(Box::new(move |committed: bool| {
-            let _ = answer.send((done, committed));
-        }) as Then)
-    });
-    if !writer.submit(job) {
-        return Err(stopped());
-    }
-    match answered.await {
-        Ok((done, true)) => done,
-        Ok((_, false)) => Err(EngineError::Failed("the history store could not commit".to_owned())),
-        Err(_) => Err(stopped()),
-    }
+    steps: Vec<(F, G)>,
+) -> Vec<tokio::sync::oneshot::Receiver<Result<T, EngineError>>>
+where
+    A: Send + 'static,
+    T: Send + 'static,
+    F: FnOnce(&Shared) -> Result<A, EngineError> + Send + 'static,
+    G: FnOnce(&Shared, A) -> Result<T, EngineError> + Send + 'static,
+{
+    let mut answers = Vec::with_capacity(steps.len());
+    let jobs: Vec<Job> = steps
+        .into_iter()
+        .map(|(first, then)| {
+            let (answer, answered) = tokio::sync::oneshot::channel();
+            answers.push(answered);
+            let shared = shared.clone();
+            Box::new(move || {
+                let done = first(&shared);
+                Some(Box::new(move |committed: bool| {
+                    let result = match done {
+                        Ok(done) if committed => then(&shared, done),
+                        Ok(_) => Err(EngineError::Failed(
+                            "the history store could not commit".to_owned(),
+                        )),
+                        Err(err) => Err(err),
+                    };
+                    let _ = answer.send(result);
+                }) as Then)
+            }) as Job
+        })
+        .collect();
+    writer.offer(jobs);
+    answers
 }
 
 /// A step with nothing to do after the commit but answer.
@@ -261,16 +264,16 @@ impl Broker for MemoryBroker {
         })
     }
 
-    /// On a store with a thread of its own, the appends go over together
-    /// (one transaction, mostly) and fan out back to back, so members find
-    /// the messages queued together and write them in one go; otherwise
-    /// one after the other.
+    /// On a store with a writer, the publishes are offered together (one
+    /// transaction, mostly) and fan out back to back, so members find the
+    /// messages queued together and write them in one go; otherwise one
+    /// after the other.
     fn publish_all(
         &self,
         publications: Vec<Publication>,
     ) -> EngineFuture<'_, Vec<Result<Published, EngineError>>> {
         Box::pin(async move {
-            let Some(writer) = self.shared.store.writer().cloned() else {
+            let Some(writer) = self.shared.store.writer() else {
                 let mut answers = Vec::with_capacity(publications.len());
                 for publication in publications {
                     answers.push(self.publish(publication).await);
@@ -283,20 +286,21 @@ impl Broker for MemoryBroker {
                 publications.iter().map(|p| self.stripe_index(&p.key)).collect();
             stripes.sort_unstable();
             stripes.dedup();
-            let locks: Vec<_> = stripes.iter().map(|&at| self.stripes[at].clone()).collect();
-            let shared = self.shared.clone();
-            let batch = tokio::spawn(async move {
-                let mut held = Vec::with_capacity(locks.len());
-                for lock in locks {
-                    held.push(lock.lock_owned().await);
-                }
-                let appends = publications.into_iter().map(|publication| {
-                    hand_over(&writer, &shared, move |shared| shared.append(publication))
-                });
-                let appended = futures::future::join_all(appends).await;
-                appended.into_iter().map(|done| shared.fan_out(done?)).collect()
-            });
-            batch.await.map_err(|_| stopped())
+            let mut held = Vec::with_capacity(stripes.len());
+            for at in stripes {
+                held.push(self.stripes[at].lock().await);
+            }
+            let steps: Vec<_> = publications
+                .into_iter()
+                .map(|publication| {
+                    (move |shared: &Shared| shared.append(publication), Shared::fan_out)
+                })
+                .collect();
+            let mut answers = Vec::with_capacity(steps.len());
+            for answer in offer(writer, &self.shared, steps) {
+                answers.push(answer.await.unwrap_or_else(|_| Err(stopped())));
+            }
+            Ok(answers)
         })
     }
 
@@ -534,24 +538,54 @@ mod tests {
         assert_eq!((retried.offset, retried.repeated), (1, false), "carried out on retry");
     }
 
-    #[tokio::test]
+    /// Holds the disk store's writer busy on another thread until the
+    /// returned sender sends (or drops).
+    fn slow_write(
+        store: &Arc<DiskStore>,
+    ) -> (std::sync::mpsc::Sender<()>, std::thread::JoinHandle<()>) {
+        let (release, held) = std::sync::mpsc::channel::<()>();
+        let (started, running) = std::sync::mpsc::channel::<()>();
+        let store = store.clone();
+        let slow = std::thread::spawn(move || {
+            store.writer().unwrap().run([Box::new(move || {
+                started.send(()).unwrap();
+                let _ = held.recv();
+                None
+            }) as crate::engine::store::Job]);
+        });
+        running.recv().unwrap();
+        (release, slow)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn on_a_disk_store_steps_that_queue_up_share_a_commit_and_keep_their_order() {
         let hub = Arc::new(Hub::new());
         let (store, _dir) = disk("group-commit");
         let broker = Arc::new(broker_on(&hub, store.clone()));
         let (_, mut queue) = member(&hub, "bob", "busy");
         let before = store.commits();
-        // 100 publishes to one room and one to each of 100 others, at once.
+        // While a write takes long, 100 publishes to one room and one to
+        // each of 100 others arrive.
+        let (release, slow) = slow_write(&store);
         let rooms = (0..200).map(|n| if n % 2 == 0 { "busy".to_owned() } else { format!("r{n}") });
-        let publishes = rooms.enumerate().map(|(n, room)| {
-            let broker = broker.clone();
-            tokio::spawn(async move {
-                let published = broker.publish(publication(&room, Some(&format!("p{n}"))));
-                (room.clone(), published.await.unwrap().offset)
+        let publishes: Vec<_> = rooms
+            .enumerate()
+            .map(|(n, room)| {
+                let broker = broker.clone();
+                tokio::spawn(async move {
+                    let published = broker.publish(publication(&room, Some(&format!("p{n}"))));
+                    (room.clone(), published.await.unwrap().offset)
+                })
             })
-        });
+            .collect();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while store.writer().unwrap().queued() < 50 {
+            assert!(std::time::Instant::now() < deadline, "the publishes never queued up");
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        }
+        release.send(()).unwrap();
         let mut offsets = Vec::new();
-        for publish in futures::future::join_all(publishes.collect::<Vec<_>>()).await {
+        for publish in futures::future::join_all(publishes).await {
             let (room, offset) = publish.unwrap();
             if room == "busy" {
                 offsets.push(offset);
@@ -559,10 +593,11 @@ mod tests {
                 assert_eq!(offset, 1);
             }
         }
+        slow.join().unwrap();
         offsets.sort_unstable();
         assert_eq!(offsets, (1..=100).collect::<Vec<_>>(), "each publish its own offset");
-        // One stream's steps follow each other; other streams' share their
-        // transactions.
+        // One stream's steps follow each other; the others' that queued up
+        // shared a transaction.
         let commits = store.commits() - before;
         assert!(commits < 150, "{commits} commits for 200 publishes that queued up together");
         let mut delivered = Vec::new();
@@ -572,28 +607,31 @@ mod tests {
         assert_eq!(delivered, (1..=100).collect::<Vec<_>>(), "fanned out in offset order");
     }
 
-    #[tokio::test]
-    async fn on_a_disk_store_a_publish_waits_off_the_worker_and_completes_if_its_caller_leaves() {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn on_a_disk_store_a_publish_waits_without_holding_up_the_other_tasks() {
         let hub = Arc::new(Hub::new());
-        let (store, _dir) = disk("cancelled");
-        let broker = broker_on(&hub, store.clone());
+        let (store, _dir) = disk("off-worker");
+        let broker = Arc::new(broker_on(&hub, store.clone()));
         let (_, mut queue) = member(&hub, "bob", "r");
-        // The store's thread is busy (a long transaction, a slow disk).
-        let (release, held) = std::sync::mpsc::channel::<()>();
-        store.writer().unwrap().submit(Box::new(move || {
-            let _ = held.recv();
-            None
-        }));
-        // This test's runtime has one thread: the timeout fires only
-        // because the publish waits without holding it.
-        let waiting = broker.publish(publication("r", Some("c1")));
-        let timed_out = tokio::time::timeout(std::time::Duration::from_millis(50), waiting).await;
-        assert!(timed_out.is_err(), "still queued behind the busy step");
-        // The caller went away; the step it handed over still runs whole.
+        // Another thread is writing, and takes long (a slow disk).
+        let (release, slow) = slow_write(&store);
+        let publishers: Vec<_> = (0..2)
+            .map(|n| {
+                let broker = broker.clone();
+                let room = format!("r{n}");
+                tokio::spawn(async move { broker.publish(publication(&room, None)).await })
+            })
+            .collect();
+        // Both workers' publishes wait for the store; the runtime still runs
+        // everything else (here, a timer and this task).
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        assert!(publishers.iter().all(|p| !p.is_finished()), "waiting behind the slow write");
         release.send(()).unwrap();
-        let retried = broker.publish(publication("r", Some("c1"))).await.unwrap();
-        assert_eq!((retried.offset, retried.repeated), (1, true), "carried out once, not again");
+        for publisher in publishers {
+            assert_eq!(publisher.await.unwrap().unwrap().offset, 1);
+        }
+        slow.join().unwrap();
+        broker.publish(publication("r", None)).await.unwrap();
         assert_eq!(queue.try_recv().and_then(|d| d.offset), Some(1));
-        assert!(queue.try_recv().is_none(), "delivered once");
     }
 }

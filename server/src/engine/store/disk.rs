@@ -8,10 +8,11 @@
 //! follows at most every second and on shutdown, so a crash loses at most
 //! about a second of history while the file always stays consistent.
 //!
-//! The broker's steps run on the store's [`Writer`] thread, never on an
-//! async worker, and the steps that queue up while one transaction runs
-//! share the next (group commit). Direct calls (tests, the history API's
-//! reads) each use a transaction of their own.
+//! The broker's steps go through the store's [`Writer`]: the steps that
+//! queue up while one transaction runs share the next (group commit), and
+//! only the task whose turn it is to write waits on the file, while the
+//! others' steps wait without holding a worker. Direct calls (tests, the
+//! history API's reads) each use a transaction of their own.
 //!
 //! A stream's record (epoch, offsets, counts) is forgotten by the sweep once
 //! its history is empty, nobody follows it and it has not been used for the
@@ -64,16 +65,16 @@ const SWEEP_CHUNK: usize = 1_000;
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
 thread_local! {
-    /// The transaction a [`Writer`] thread has open, with its database's
-    /// id: that database's calls on this thread use it.
+    /// The transaction the thread whose turn it is to write (see
+    /// [`Writer`]) has open, with its database's id: that database's calls
+    /// on this thread use it.
     static BATCH: RefCell<Option<(u64, WriteTransaction)>> = const { RefCell::new(None) };
 }
 
 /// The on-disk store.
 pub struct DiskStore {
     db: Arc<Db>,
-    writer: Option<Writer>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    writer: Writer,
 }
 
 impl std::fmt::Debug for DiskStore {
@@ -82,7 +83,7 @@ impl std::fmt::Debug for DiskStore {
     }
 }
 
-/// The database, shared by the store and its writer thread.
+/// The database, shared by the store and its writer.
 struct Db {
     db: Database,
     id: u64,
@@ -105,8 +106,7 @@ fn err(error: impl std::fmt::Display) -> StoreError {
 }
 
 impl DiskStore {
-    /// Opens (or creates) the database file at `path`, creating its folder,
-    /// and starts the store's writer thread.
+    /// Opens (or creates) the database file at `path`, creating its folder.
     pub fn open(path: &Path) -> Result<DiskStore, StoreError> {
         if let Some(folder) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             std::fs::create_dir_all(folder).map_err(err)?;
@@ -123,29 +123,14 @@ impl DiskStore {
             last_sync: Mutex::new(Instant::now()),
             commits: AtomicU64::new(0),
         });
-        let (writer, thread) = Writer::start("switchboard-history", db.clone()).map_err(err)?;
-        Ok(DiskStore { db, writer: Some(writer), thread: Some(thread) })
+        let writer = Writer::new(db.clone());
+        Ok(DiskStore { db, writer })
     }
 
     /// How many transactions have committed (for tests of the grouping).
     #[cfg(test)]
     pub(crate) fn commits(&self) -> u64 {
         self.db.commits.load(Ordering::Relaxed)
-    }
-}
-
-impl Drop for DiskStore {
-    fn drop(&mut self) {
-        // The file stays locked until the writer thread lets go of it: wait
-        // for it, so that a restart in this process can open it again
-        // (unless this is the writer thread itself, dropping the last
-        // handle at the end of a job).
-        drop(self.writer.take());
-        if let Some(thread) = self.thread.take() {
-            if thread.thread().id() != std::thread::current().id() {
-                let _ = thread.join();
-            }
-        }
     }
 }
 
@@ -662,11 +647,13 @@ impl HistoryStore for DiskStore {
     }
 
     fn flush(&self) -> Result<(), StoreError> {
+        // What was queued without a wait (delivery marks) first.
+        self.writer.run([]);
         self.db.flush()
     }
 
     fn writer(&self) -> Option<&Writer> {
-        self.writer.as_ref()
+        Some(&self.writer)
     }
 }
 
@@ -816,9 +803,11 @@ mod tests {
             store.flush().unwrap();
             sizes.push(std::fs::metadata(&path).unwrap().len());
         }
-        // redb reuses the pages it freed: after the first rounds settle
-        // its allocator, the file no longer grows.
-        assert_eq!(sizes[5], sizes[2], "file sizes per round: {sizes:?}");
+        // redb reuses the pages it freed: once the first rounds have
+        // settled its allocator, the file never outgrows them (its size
+        // moves a little with which commits were durable).
+        let settled = sizes[0].max(sizes[1]);
+        assert!(sizes[2..].iter().all(|&size| size <= settled), "file sizes per round: {sizes:?}");
         assert_eq!(store.position(&real).unwrap().offset, 1, "the followed room kept its offsets");
         drop(store);
         std::fs::remove_dir_all(dir).unwrap();

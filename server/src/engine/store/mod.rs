@@ -113,11 +113,11 @@ pub trait HistoryStore: Send + Sync + 'static {
     /// Makes everything appended so far durable (no-op in memory).
     fn flush(&self) -> Result<(), StoreError>;
 
-    /// The thread that runs the broker's steps on this store, for a store
-    /// whose calls block (the disk store's, which also groups the steps
-    /// that queue up into one transaction). `None`, the default, for a
-    /// store whose calls return at once: the broker then calls it from its
-    /// own tasks.
+    /// The writer that groups the broker's steps into transactions, for a
+    /// store whose calls block (the disk store's): the steps that queue up
+    /// while one transaction runs share the next, and only one task at a
+    /// time waits on the store. `None`, the default, for a store whose
+    /// calls return at once: the broker then calls it directly.
     fn writer(&self) -> Option<&Writer> {
         None
     }

@@ -1,32 +1,35 @@
-//! [`Writer`]: a store's own thread, for stores whose calls block (the disk
-//! store), so that no async worker ever waits on a file.
+//! [`Writer`]: group commit for a store whose calls block (the disk store).
 //!
-//! The broker hands the writer a stream's step as a [`Job`]: the part that
-//! reads and writes the store, which returns the part that must wait for
-//! the commit (the fan-out, the answer to the caller). The writer runs the
-//! jobs that queued up while it was busy one after the other in one
-//! transaction (group commit: a burst of publishes or a reconnect storm
-//! costs one commit per batch, not one per step), commits, then runs their
-//! second parts in the same order.
+//! A caller offers its steps as [`Job`]s (the part that reads and writes
+//! the store, returning the part that must follow the commit: the fan-out
+//! and the answer). If nobody is writing, the caller takes the turn and
+//! runs, in one transaction, every job queued so far, commits, and runs
+//! their second parts; otherwise it leaves its jobs to the thread whose
+//! turn it is and goes on (the broker then waits for the answer without
+//! holding a worker). A burst of publishes or a reconnect storm so costs
+//! one commit per batch, not one per step, and one worker at a time, not
+//! all of them, ever waits on the file.
 //!
-//! One thread runs every step, so a stream's steps happen in the order
-//! they were handed over and never overlap: the writer is the streams'
-//! owner for such a store, as the broker's per-stream locks are for a store
-//! in memory. A job handed over runs whole even if its caller goes away
-//! meanwhile (cancellation cannot split a publish from its fan-out).
+//! Why no thread of the store's own: on a busy machine, waking one costs a
+//! wait for a free core on every step, which throttles a publisher far more
+//! than the write itself; the thread that runs a batch is one that had a
+//! step to do anyway.
+//!
+//! Jobs run in the order they were queued, and a job queued runs whole
+//! (with its second part) even if its caller went away; the broker's
+//! per-stream locks keep a stream's steps from overlapping at all.
 
-use std::sync::Arc;
-use std::sync::mpsc::{Receiver, Sender, channel};
+use std::sync::{Arc, Mutex, PoisonError};
 
 /// What runs after the batch's commit, told whether it committed.
 pub(crate) type Then = Box<dyn FnOnce(bool) + Send>;
 
-/// A step on the store's thread: its reads and writes, then (when it
-/// returns one) what waits for the commit.
+/// A step on the store: its reads and writes, then (when it returns one)
+/// what waits for the commit.
 pub(crate) type Job = Box<dyn FnOnce() -> Option<Then> + Send>;
 
-/// The most jobs one transaction takes: a bound on how long the first
-/// caller of a batch waits for the others.
+/// The most jobs one transaction takes: a bound on how long a batch holds
+/// the store.
 const MAX_BATCH: usize = 256;
 
 /// A store that can put several steps in one transaction.
@@ -38,10 +41,12 @@ pub(crate) trait Batching: Send + Sync + 'static {
     fn commit(&self) -> bool;
 }
 
-/// Hands jobs to a store's thread.
-#[derive(Clone)]
+/// Runs a store's steps, many to a transaction.
 pub struct Writer {
-    jobs: Sender<Job>,
+    store: Arc<dyn Batching>,
+    queue: Mutex<Vec<Job>>,
+    /// Held by the thread whose turn it is to write.
+    turn: Mutex<()>,
 }
 
 impl std::fmt::Debug for Writer {
@@ -51,42 +56,85 @@ impl std::fmt::Debug for Writer {
 }
 
 impl Writer {
-    /// Starts the thread of `store`; it ends once every [`Writer`] is gone
-    /// and the jobs handed over are done.
-    pub(crate) fn start(
-        name: &str,
-        store: Arc<dyn Batching>,
-    ) -> std::io::Result<(Writer, std::thread::JoinHandle<()>)> {
-        let (jobs, queue) = channel();
-        let thread =
-            std::thread::Builder::new().name(name.to_owned()).spawn(move || run(&*store, queue))?;
-        Ok((Writer { jobs }, thread))
+    /// A writer for `store`.
+    pub(crate) fn new(store: Arc<dyn Batching>) -> Writer {
+        Writer { store, queue: Mutex::new(Vec::new()), turn: Mutex::new(()) }
     }
 
-    /// Hands `job` over; `false` when the thread has stopped.
-    pub(crate) fn submit(&self, job: Job) -> bool {
-        self.jobs.send(job).is_ok()
+    /// How many jobs wait for a transaction.
+    #[cfg(test)]
+    pub(crate) fn queued(&self) -> usize {
+        self.queue.lock().unwrap_or_else(PoisonError::into_inner).len()
     }
-}
 
-fn run(store: &dyn Batching, queue: Receiver<Job>) {
-    let mut batch = Vec::with_capacity(MAX_BATCH);
-    let mut after = Vec::with_capacity(MAX_BATCH);
-    while let Ok(first) = queue.recv() {
-        batch.push(first);
-        while batch.len() < MAX_BATCH {
-            match queue.try_recv() {
-                Ok(job) => batch.push(job),
-                Err(_) => break,
+    /// Queues `job` for the next transaction, without taking the turn
+    /// (for what nobody waits on, as an inbox's delivery mark).
+    pub(crate) fn enqueue(&self, job: Job) {
+        self.queue.lock().unwrap_or_else(PoisonError::into_inner).push(job);
+    }
+
+    /// Queues `jobs`, in order, and runs the queue on this thread if nobody
+    /// else is writing; returns at once otherwise (the thread writing runs
+    /// them).
+    pub(crate) fn offer(&self, jobs: impl IntoIterator<Item = Job>) {
+        self.enqueue_all(jobs);
+        if let Ok(turn) = self.turn.try_lock() {
+            self.drain_then_let_go(turn);
+        }
+    }
+
+    /// Queues `jobs` and returns once they are done: by this thread, after
+    /// waiting for its turn, or by the thread writing before it. Blocks
+    /// (for shutdown's flush and tests).
+    pub(crate) fn run(&self, jobs: impl IntoIterator<Item = Job>) {
+        self.enqueue_all(jobs);
+        let turn = self.turn.lock().unwrap_or_else(PoisonError::into_inner);
+        self.drain_then_let_go(turn);
+    }
+
+    /// Runs the queue with the turn held, lets the turn go, and takes it
+    /// again while jobs are left: one queued after the last look at the
+    /// queue and before the turn was let go found the turn taken, and its
+    /// caller counts on whoever held it.
+    fn drain_then_let_go(&self, turn: std::sync::MutexGuard<'_, ()>) {
+        let mut turn = Some(turn);
+        loop {
+            if let Some(_held) = turn.take() {
+                self.drain();
+            }
+            if self.queue.lock().unwrap_or_else(PoisonError::into_inner).is_empty() {
+                return;
+            }
+            match self.turn.try_lock() {
+                Ok(again) => turn = Some(again),
+                // Whoever holds it now drains what is left.
+                Err(_) => return,
             }
         }
-        let opened = store.begin();
-        after.extend(batch.drain(..).filter_map(|job| job()));
-        let committed = !opened || store.commit();
-        // The fan-outs wake their connections together.
-        let _wakes = crate::hub::wakes::WakeBatch::begin();
-        for then in after.drain(..) {
-            then(committed);
+    }
+
+    fn enqueue_all(&self, jobs: impl IntoIterator<Item = Job>) {
+        self.queue.lock().unwrap_or_else(PoisonError::into_inner).extend(jobs);
+    }
+
+    /// Runs the queue, a transaction per batch, until it is empty. The
+    /// caller holds the turn.
+    fn drain(&self) {
+        loop {
+            let batch = {
+                let mut queue = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
+                let take = queue.len().min(MAX_BATCH);
+                queue.drain(..take).collect::<Vec<_>>()
+            };
+            if batch.is_empty() {
+                return;
+            }
+            let opened = self.store.begin();
+            let after: Vec<Then> = batch.into_iter().filter_map(|job| job()).collect();
+            let committed = !opened || self.store.commit();
+            for then in after {
+                then(committed);
+            }
         }
     }
 }
@@ -94,8 +142,8 @@ fn run(store: &dyn Batching, queue: Receiver<Job>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::Mutex;
     use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::mpsc::channel;
 
     /// Records its transactions.
     #[derive(Default)]
@@ -116,53 +164,92 @@ mod tests {
         }
     }
 
+    fn note(log: &Arc<Log>, what: String) {
+        log.events.lock().unwrap().push(what);
+    }
+
     #[test]
-    fn jobs_that_queue_up_share_one_commit_and_answer_after_it_in_order() {
+    fn callers_that_arrive_during_a_transaction_share_the_next_and_each_gets_its_answer() {
         let log = Arc::new(Log::default());
-        let (writer, thread) = Writer::start("test-writer", log.clone()).unwrap();
-        // The first job holds the thread, its batch already taken, until
-        // the others are queued.
+        let writer = Arc::new(Writer::new(log.clone()));
+        // The first caller's transaction is held open until the others
+        // have queued their jobs.
         let (release, held) = channel::<()>();
         let (started, running) = channel::<()>();
-        let events = |log: &Arc<Log>, what: String| log.events.lock().unwrap().push(what);
-        let first = log.clone();
-        assert!(writer.submit(Box::new(move || {
-            started.send(()).unwrap();
-            held.recv().unwrap();
-            events(&first, "step 0".into());
-            None
-        })));
+        let first = {
+            let (writer, log) = (writer.clone(), log.clone());
+            std::thread::spawn(move || {
+                writer.run([Box::new(move || {
+                    started.send(()).unwrap();
+                    held.recv().unwrap();
+                    note(&log, "step 0".into());
+                    None
+                }) as Job]);
+            })
+        };
         running.recv().unwrap();
-        for n in 1..=3 {
-            let log = log.clone();
-            assert!(writer.submit(Box::new(move || {
-                events(&log, format!("step {n}"));
-                let log = log.clone();
-                Some(Box::new(move |committed| {
-                    events(&log, format!("then {n} {committed}"));
-                }) as Then)
-            })));
+        let (answers, answered) = channel();
+        let others: Vec<_> = (1..=3)
+            .map(|n| {
+                let (writer, log, answers) = (writer.clone(), log.clone(), answers.clone());
+                std::thread::spawn(move || {
+                    let (done, result) = std::sync::mpsc::sync_channel(1);
+                    writer.run([Box::new(move || {
+                        note(&log, "step".into());
+                        Some(Box::new(move |committed| done.send(committed).unwrap()) as Then)
+                    }) as Job]);
+                    // Answered by the time `run` returns.
+                    answers.send((n, result.try_recv().unwrap())).unwrap();
+                })
+            })
+            .collect();
+        // Every other caller has queued its job (the queue holds them all).
+        while writer.queued() < 3 {
+            std::thread::yield_now();
         }
         release.send(()).unwrap();
-        drop(writer);
-        thread.join().unwrap();
+        first.join().unwrap();
+        for other in others {
+            other.join().unwrap();
+        }
+        drop(answers);
+        let mut got: Vec<_> = answered.iter().collect();
+        got.sort_unstable();
+        assert_eq!(got, [(1, true), (2, true), (3, true)]);
         let events = log.events.lock().unwrap().clone();
         assert_eq!(
             events,
-            [
-                "begin",
-                "step 0",
-                "commit",
-                "begin",
-                "step 1",
-                "step 2",
-                "step 3",
-                "commit",
-                "then 1 true",
-                "then 2 true",
-                "then 3 true"
-            ]
+            ["begin", "step 0", "commit", "begin", "step", "step", "step", "commit"],
+            "one transaction for the three that queued up"
         );
         assert_eq!(log.commits.load(Ordering::SeqCst), 2);
+    }
+
+    #[test]
+    fn no_offered_job_is_left_behind_however_the_callers_interleave() {
+        let log = Arc::new(Log::default());
+        let writer = Arc::new(Writer::new(log.clone()));
+        let (answers, answered) = channel();
+        let threads: Vec<_> = (0..8)
+            .map(|_| {
+                let (writer, answers) = (writer.clone(), answers.clone());
+                std::thread::spawn(move || {
+                    for _ in 0..500 {
+                        let answers = answers.clone();
+                        writer.offer([Box::new(move || {
+                            Some(Box::new(move |_| answers.send(()).unwrap()) as Then)
+                        }) as Job]);
+                    }
+                })
+            })
+            .collect();
+        for thread in threads {
+            thread.join().unwrap();
+        }
+        drop(answers);
+        // Every caller has returned: each job ran, by its caller or by the
+        // caller that held the turn, and nothing waits in the queue.
+        assert_eq!(writer.queued(), 0);
+        assert_eq!(answered.try_iter().count(), 8 * 500);
     }
 }
