@@ -104,3 +104,39 @@ async fn a_connect_webhook_that_cannot_answer_turns_a_feed_away_with_503_not_a_r
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["error"]["code"], "hook_failed", "{body}");
 }
+
+#[tokio::test]
+async fn a_feed_of_a_hundred_long_named_rooms_resumes_with_an_id_that_fits_any_proxy() {
+    let server = TestServer::start().await;
+    let (speaker, _) = connect(&server, "speaker").await;
+    let rooms: Vec<String> = (0..100).map(|n| format!("{n:02}-{}", "r".repeat(60))).collect();
+    let (first, last) = (&rooms[0], &rooms[99]);
+    speaker.join(first).await.unwrap();
+    speaker.join(last).await.unwrap();
+    let query = format!("user_id=reader&rooms={}", rooms.join(","));
+    let mut feed = SseReader::open(&server, &query, None).await;
+    speaker.publish(first, "n", 1).await.unwrap();
+    speaker.publish(last, "n", 2).await.unwrap();
+    feed.next_message().await;
+    let (_, id) = feed.next_message().await;
+    // nginx's default buffer for a request header line is 8 KB; positions
+    // by room name took over 10 KB here.
+    assert!(id.len() < 1_024, "a {}-byte Last-Event-ID: {id}", id.len());
+    drop(feed);
+
+    speaker.publish(last, "n", 3).await.unwrap();
+    speaker.publish(first, "n", 4).await.unwrap();
+    let mut feed = SseReader::open(&server, &query, Some(&id)).await;
+    let resumed = feed.next().await;
+    assert_eq!(resumed.event.as_deref(), Some("resumed"));
+    let report: Value = serde_json::from_str(&resumed.data).unwrap();
+    assert_eq!(report["inbox"], json!(true));
+    let rooms_report = report["rooms"].as_object().unwrap();
+    assert_eq!(rooms_report.len(), 100);
+    assert!(rooms_report.values().all(|recovered| *recovered == json!(true)), "{report}");
+    // Exactly the two missed (rooms in query order), then live.
+    assert_eq!(feed.next_message().await.0, json!(4));
+    assert_eq!(feed.next_message().await.0, json!(3));
+    speaker.publish(first, "n", 5).await.unwrap();
+    assert_eq!(feed.next_message().await.0, json!(5));
+}

@@ -2,9 +2,13 @@
 //! clients, with the same delivery guarantees as WebSocket sessions.
 //!
 //! Every stored message goes out with an SSE `id` that is the client's whole
-//! cursor: its inbox position and each room's. A browser's `EventSource`
-//! sends the last one back as `Last-Event-ID` when it reconnects, and the
-//! hub replays every stream from there, exactly like `join` with `since`.
+//! cursor: its inbox position and each room's, as offsets alone plus a
+//! digest of the epochs and room names they belong to ([`Cursor::encode`]),
+//! so the id stays a few bytes per room whatever the names. A browser's
+//! `EventSource` sends the last one back as `Last-Event-ID` when it
+//! reconnects, and the hub, having checked the digest against the streams'
+//! epochs, replays every stream from there, exactly like `join` with
+//! `since`.
 //!
 //! Events: room and private messages have no event name (they reach
 //! `onmessage`) and carry the same JSON as the WebSocket `message` frame;
@@ -67,10 +71,52 @@ pub(crate) struct Cursor {
     rooms: BTreeMap<String, Position>,
 }
 
+/// A `Last-Event-ID` as a client sent it back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum LastEventId {
+    /// The compact form: offsets only, in the order of the feed's sorted
+    /// rooms, checked against the streams' epochs by a digest.
+    Compact { digest: String, inbox: Option<u64>, rooms: Vec<u64> },
+    /// The earlier form, whole positions by room name (ids a client kept
+    /// from a hub before the compact form).
+    Full(Cursor),
+}
+
+/// Marks the compact form of an id.
+const COMPACT: &str = "c1";
+
 impl Cursor {
-    /// `i=EPOCH:OFFSET&r=EPOCH:OFFSET:ROOM&…`, form-encoded so any room
-    /// name stays a valid header value.
+    /// `c1.DIGEST.INBOX.ROOM1.ROOM2…`: the inbox's offset and each room's,
+    /// in the order of the sorted room names, in base 36, after a digest of
+    /// the inbox's epoch and every room's name and epoch. A few bytes per
+    /// room whatever the names (100 rooms with 64-character names: under
+    /// 1 KB, where whole positions took over 10 KB and broke reconnects
+    /// behind proxies with 8 KB header buffers); the names and epochs are
+    /// what the hub finds again when the client comes back.
     pub(crate) fn encode(&self) -> String {
+        let mut out = String::with_capacity(16 + 6 * self.rooms.len());
+        out.push_str(COMPACT);
+        out.push('.');
+        out.push_str(&digest(
+            self.inbox.as_ref().map(|inbox| inbox.epoch.as_str()),
+            self.rooms.iter().map(|(room, position)| (room.as_str(), position.epoch.as_str())),
+        ));
+        out.push('.');
+        if let Some(inbox) = &self.inbox {
+            push_base36(&mut out, inbox.offset);
+        }
+        for position in self.rooms.values() {
+            out.push('.');
+            push_base36(&mut out, position.offset);
+        }
+        out
+    }
+
+    /// The earlier, whole form: `i=EPOCH:OFFSET&r=EPOCH:OFFSET:ROOM&…`,
+    /// form-encoded. Only read now (ids kept from an earlier hub), and
+    /// written by tests.
+    #[cfg(test)]
+    fn encode_full(&self) -> String {
         let mut out = form_urlencoded::Serializer::new(String::new());
         if let Some(inbox) = &self.inbox {
             out.append_pair("i", &format!("{}:{}", inbox.epoch, inbox.offset));
@@ -81,9 +127,9 @@ impl Cursor {
         out.finish()
     }
 
-    /// Reads an id back; anything unreadable is skipped (that stream is then
-    /// simply not resumed).
-    pub(crate) fn decode(text: &str) -> Cursor {
+    /// The whole form read back; anything unreadable is skipped (that
+    /// stream is then simply not resumed).
+    fn decode_full(text: &str) -> Cursor {
         let mut cursor = Cursor::default();
         for (key, value) in form_urlencoded::parse(text.as_bytes()) {
             let mut parts = value.splitn(3, ':');
@@ -100,6 +146,93 @@ impl Cursor {
         }
         cursor
     }
+}
+
+impl LastEventId {
+    /// Reads an id of either form.
+    pub(crate) fn decode(text: &str) -> LastEventId {
+        let compact = text.strip_prefix(COMPACT).and_then(|rest| rest.strip_prefix('.'));
+        let Some(rest) = compact else { return LastEventId::Full(Cursor::decode_full(text)) };
+        let mut parts = rest.split('.');
+        let digest = parts.next().unwrap_or_default().to_owned();
+        let inbox = parts.next().and_then(|inbox| u64::from_str_radix(inbox, 36).ok());
+        // An unreadable room offset makes the list unusable: the digest
+        // then fails to match and nothing is taken from it.
+        let rooms =
+            parts.map(|offset| u64::from_str_radix(offset, 36).unwrap_or(u64::MAX)).collect();
+        LastEventId::Compact { digest, inbox, rooms }
+    }
+
+    /// The positions to resume from, given where the feed's streams stand
+    /// now (`epochs`: the inbox's and each room's current epoch). A compact
+    /// id whose digest does not match these epochs and rooms (a stream
+    /// started over, the rooms changed) resumes every stream from a
+    /// position no stream has, which reports each as not recovered: never
+    /// a replay from the wrong place.
+    pub(crate) fn resolve(self, inbox_epoch: &str, rooms: &BTreeMap<String, String>) -> Cursor {
+        let (digest_given, inbox, offsets) = match self {
+            LastEventId::Full(cursor) => return cursor,
+            LastEventId::Compact { digest, inbox, rooms } => (digest, inbox, rooms),
+        };
+        let now = digest(
+            Some(inbox_epoch),
+            rooms.iter().map(|(room, epoch)| (room.as_str(), epoch.as_str())),
+        );
+        let matches = now == digest_given && offsets.len() == rooms.len();
+        let epoch =
+            |current: &str| if matches { current.to_owned() } else { LOST_EPOCH.to_owned() };
+        Cursor {
+            inbox: inbox.map(|offset| Position { epoch: epoch(inbox_epoch), offset }),
+            rooms: rooms
+                .iter()
+                .enumerate()
+                .map(|(at, (room, current))| {
+                    let offset = offsets.get(at).copied().unwrap_or_default();
+                    (room.clone(), Position { epoch: epoch(current), offset })
+                })
+                .collect(),
+        }
+    }
+}
+
+/// An epoch no stream ever has (epochs are hexadecimal): a resume from it
+/// is reported as not recovered.
+const LOST_EPOCH: &str = "-";
+
+/// The digest of a cursor's streams: 64 bits of the SHA-1 of the inbox's
+/// epoch and each room's name and epoch, in base 36. A stable function, so
+/// that any node (any version) computes the same.
+fn digest<'a>(inbox: Option<&str>, rooms: impl Iterator<Item = (&'a str, &'a str)>) -> String {
+    let mut hash = sha1_smol::Sha1::new();
+    hash.update(inbox.unwrap_or_default().as_bytes());
+    for (room, epoch) in rooms {
+        // Names cannot hold control characters: these separate unambiguously.
+        hash.update(b"\x1f");
+        hash.update(room.as_bytes());
+        hash.update(b"\x1e");
+        hash.update(epoch.as_bytes());
+    }
+    let bytes = hash.digest().bytes();
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&bytes[..8]);
+    let mut out = String::with_capacity(13);
+    push_base36(&mut out, u64::from_be_bytes(first));
+    out
+}
+
+fn push_base36(out: &mut String, mut value: u64) {
+    const DIGITS: &[u8; 36] = b"0123456789abcdefghijklmnopqrstuvwxyz";
+    let mut buffer = [0u8; 13];
+    let mut at = buffer.len();
+    loop {
+        at -= 1;
+        buffer[at] = DIGITS[(value % 36) as usize];
+        value /= 36;
+        if value == 0 {
+            break;
+        }
+    }
+    out.extend(buffer[at..].iter().map(|&digit| digit as char));
 }
 
 /// `GET /sse`.
@@ -201,7 +334,8 @@ pub(crate) async fn events(
             }
         }
     }
-    let resume = headers.get("last-event-id").and_then(|v| v.to_str().ok()).map(Cursor::decode);
+    let resume =
+        headers.get("last-event-id").and_then(|v| v.to_str().ok()).map(LastEventId::decode);
     let info = ConnectionInfo {
         session: uuid::Uuid::new_v4(),
         transport: Transport::Sse,
@@ -236,12 +370,27 @@ impl Feed {
     async fn open(
         mut connection: Connection,
         rooms: Vec<String>,
-        resume: Option<Cursor>,
+        resume: Option<LastEventId>,
         slot: Ticket,
         info: ConnectionInfo,
     ) -> Result<Feed, Refusal> {
         connection.hold(slot);
-        let resume = resume.unwrap_or_default();
+        let resume = match resume {
+            None => Cursor::default(),
+            Some(LastEventId::Full(cursor)) => cursor,
+            // A compact id holds offsets only: the epochs and names it was
+            // made with are checked against where the streams stand now.
+            Some(compact) => {
+                let broker = connection.state.engine().broker();
+                let inbox = broker.head(&StreamKey::Inbox(connection.user.clone())).await?;
+                let mut epochs = BTreeMap::new();
+                for room in &rooms {
+                    let head = broker.head(&StreamKey::Room(room.as_str().into())).await?;
+                    epochs.insert(room.clone(), head.epoch);
+                }
+                compact.resolve(&inbox.epoch, &epochs)
+            }
+        };
         let mut replays: Vec<(StreamKey, Stored)> = Vec::new();
         let mut report = serde_json::Map::new();
         let mut cursor = Cursor::default();
@@ -412,15 +561,58 @@ impl Drop for Feed {
 mod tests {
     use super::*;
 
+    fn position(epoch: &str, offset: u64) -> Position {
+        Position { epoch: epoch.into(), offset }
+    }
+
     #[test]
-    fn cursors_survive_their_encoding_whatever_the_room_names() {
-        let mut cursor =
-            Cursor { inbox: Some(Position { epoch: "e1".into(), offset: 4 }), ..Cursor::default() };
-        cursor.rooms.insert("news".into(), Position { epoch: "e2".into(), offset: 9 });
-        cursor.rooms.insert("a:b&c=d é".into(), Position { epoch: "e3".into(), offset: 0 });
-        let text = cursor.encode();
+    fn an_id_is_a_few_bytes_per_room_whatever_their_names() {
+        let mut cursor = Cursor { inbox: Some(position("e0", 4)), ..Cursor::default() };
+        for n in 0..100 {
+            let room = format!("{n:03}-{}", "x".repeat(60));
+            cursor.rooms.insert(room, position(&format!("{n:012x}"), 1_000_000 + n));
+        }
+        let compact = cursor.encode();
+        let full = cursor.encode_full();
+        assert!(compact.is_ascii() && !compact.contains('\n'), "{compact}");
+        assert!(compact.len() < 1_024, "{} bytes", compact.len());
+        assert!(full.len() > 8 * 1_024, "the earlier form: {} bytes", full.len());
+        // Back where it was made, it resolves to the same positions.
+        let epochs: BTreeMap<String, String> =
+            cursor.rooms.iter().map(|(room, p)| (room.clone(), p.epoch.clone())).collect();
+        assert_eq!(LastEventId::decode(&compact).resolve("e0", &epochs), cursor);
+    }
+
+    #[test]
+    fn a_compact_id_never_resumes_from_the_wrong_place() {
+        let mut cursor = Cursor { inbox: Some(position("e0", 4)), ..Cursor::default() };
+        cursor.rooms.insert("a".into(), position("ea", 7));
+        cursor.rooms.insert("b".into(), position("eb", 9));
+        let id = LastEventId::decode(&cursor.encode());
+        let lost = |cursor: &Cursor| {
+            cursor.inbox.iter().chain(cursor.rooms.values()).all(|p| p.epoch == LOST_EPOCH)
+        };
+        let epochs = |a: &str, b: &str| {
+            BTreeMap::from([("a".to_owned(), a.to_owned()), ("b".to_owned(), b.to_owned())])
+        };
+        assert_eq!(id.clone().resolve("e0", &epochs("ea", "eb")), cursor);
+        // A room started over since (a new epoch), or the feed's rooms are
+        // not those of the id: no stream resumes from the id's offsets.
+        assert!(lost(&id.clone().resolve("e0", &epochs("new", "eb"))));
+        assert!(lost(&id.clone().resolve("other", &epochs("ea", "eb"))));
+        let fewer = BTreeMap::from([("a".to_owned(), "ea".to_owned())]);
+        assert!(lost(&id.clone().resolve("e0", &fewer)));
+        assert!(lost(&LastEventId::decode("c1.zz.4.7.9").resolve("e0", &epochs("ea", "eb"))));
+    }
+
+    #[test]
+    fn ids_of_the_earlier_form_are_still_read_whatever_the_room_names() {
+        let mut cursor = Cursor { inbox: Some(position("e1", 4)), ..Cursor::default() };
+        cursor.rooms.insert("news".into(), position("e2", 9));
+        cursor.rooms.insert("a:b&c=d é".into(), position("e3", 0));
+        let text = cursor.encode_full();
         assert!(text.is_ascii() && !text.contains('\n'), "{text}");
-        assert_eq!(Cursor::decode(&text), cursor);
-        assert_eq!(Cursor::decode("garbage&r=x"), Cursor::default());
+        assert_eq!(LastEventId::decode(&text), LastEventId::Full(cursor));
+        assert_eq!(LastEventId::decode("garbage&r=x"), LastEventId::Full(Cursor::default()));
     }
 }
