@@ -53,11 +53,12 @@ export async function startHub(port, args = []) {
   };
 }
 
-/** Headless Chromium with the flags this machine's closed network needs. */
-export function launchChromium() {
+/** Headless Chromium with the flags this machine's closed network needs (and `extra`). */
+export function launchChromium(extra = []) {
   return chromium.launch({
     executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
     args: [
+      ...extra,
       "--no-sandbox",
       "--disable-gpu",
       "--disable-dev-shm-usage",

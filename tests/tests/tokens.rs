@@ -358,9 +358,10 @@ async fn keys_come_from_the_identity_providers_key_set_and_follow_its_rotation()
         &[],
         &[
             ("SWITCHBOARD_AUTH__JWKS_URL", provider.url.as_str()),
-            // Every unknown key id fetches again here; the interval has a
-            // test of its own below.
-            ("SWITCHBOARD_AUTH__JWKS_MIN_INTERVAL_SECS", "0"),
+            // The least interval: an unknown key id a second after the
+            // last fetch fetches again. The default minute has a test of
+            // its own below.
+            ("SWITCHBOARD_AUTH__JWKS_MIN_INTERVAL_SECS", "1"),
         ],
     )
     .await;
@@ -375,9 +376,13 @@ async fn keys_come_from_the_identity_providers_key_set_and_follow_its_rotation()
     let (status, _, why) = answer(&hub, &provider_token(ES256, Some("ec-1"))).await;
     assert_eq!(status, 401);
     assert!(why.contains("`ec-1`"), "{why}");
-    // …and accepted once it has: the unknown `kid` fetched the set again.
+    // …and accepted once it has: past the interval since the last fetch,
+    // the unknown `kid` fetches the set again.
     provider.serve(key_set(&["rsa-1", "ec-1"]));
+    let fetched = provider.fetches();
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
     assert!(passed(answer(&hub, &provider_token(ES256, Some("ec-1"))).await));
+    assert_eq!(provider.fetches(), fetched + 1);
     // An HS256 token has no key here, whatever `kid` it names.
     let forged = encode(
         &Header { kid: Some("rsa-1".into()), ..Header::default() },

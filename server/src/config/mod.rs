@@ -149,11 +149,19 @@ impl Config {
             );
         }
         if let Some(url) = &self.auth.jwks_url {
-            if !(url.starts_with("https://") || url.starts_with("http://")) {
-                return invalid("auth.jwks_url must be an http:// or https:// URL");
+            // Whoever can change the keys in transit can sign any token:
+            // plain http only to this machine.
+            let loopback =
+                ["http://127.0.0.1", "http://localhost", "http://[::1]"].iter().any(|prefix| {
+                    url.strip_prefix(prefix).is_some_and(|rest| rest.starts_with([':', '/']))
+                });
+            if !(url.starts_with("https://") || loopback) {
+                return invalid("auth.jwks_url must be an https:// URL (http:// only on loopback)");
             }
-            if self.auth.jwks_refresh_secs == 0 {
-                return invalid("auth.jwks_refresh_secs must be greater than 0");
+            if self.auth.jwks_refresh_secs == 0 || self.auth.jwks_min_interval_secs == 0 {
+                return invalid(
+                    "auth.jwks_refresh_secs and auth.jwks_min_interval_secs must be at least 1",
+                );
             }
         }
         if self.auth.leeway_secs > 300 {

@@ -88,3 +88,22 @@ fn webhooks_take_https_urls_and_a_pem_of_roots_to_trust() {
         assert!(matches!(Config::from_toml(bad), Err(ConfigError::Invalid(_))), "{bad}");
     }
 }
+
+#[test]
+fn a_key_set_url_is_https_or_loopback_and_its_intervals_at_least_a_second() {
+    let with = |url: &str, interval: u64| {
+        let mut config = Config::default();
+        config.auth.jwks_url = Some(url.to_owned());
+        config.auth.jwks_min_interval_secs = interval;
+        config.validate()
+    };
+    assert!(with("https://idp.example/.well-known/jwks.json", 60).is_ok());
+    assert!(with("http://127.0.0.1:8081/jwks.json", 60).is_ok());
+    assert!(with("http://localhost/jwks.json", 60).is_ok());
+    // Keys fetched in the clear from elsewhere could be anyone's.
+    assert!(with("http://idp.example/jwks.json", 60).is_err());
+    assert!(with("http://localhost.evil.example/jwks.json", 60).is_err());
+    assert!(with("ftp://idp.example/jwks.json", 60).is_err());
+    // Every made-up key id would fetch again.
+    assert!(with("https://idp.example/jwks.json", 0).is_err());
+}

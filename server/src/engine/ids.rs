@@ -74,6 +74,15 @@ impl IdWindow {
         ids.expire(now, self.window, self.max_per_user);
     }
 
+    /// Forgets that `user`'s request `id` was carried out (its step was not
+    /// kept after all: the store could not commit it), so its retry is.
+    pub(crate) fn forget(&self, user: &Arc<str>, id: &str) {
+        let mut users = self.lock();
+        if let Some(ids) = users.get_mut(user) {
+            ids.offsets.remove(id);
+        }
+    }
+
     /// Forgets users whose ids have all expired.
     pub(crate) fn sweep(&self) {
         let now = Instant::now();

@@ -231,13 +231,23 @@ impl Authenticator {
     /// first when the token names a key the set does not hold (see
     /// [`crate::policy::jwks`] for how often that may happen).
     pub async fn authenticate(&self, token: &str) -> Result<Identity, AuthError> {
-        match (self.verify(token), &self.jwks) {
-            (Err(AuthError::UnknownKey(_) | AuthError::KeysUnavailable), Some(jwks)) => {
-                jwks.refetch_for_unknown_key().await;
-                self.verify(token)
-            }
-            (verdict, _) => verdict,
+        let verdict = self.verify(token);
+        let Some(jwks) = &self.jwks else { return verdict };
+        let refetch = match &verdict {
+            Ok(_) | Err(AuthError::Expired | AuthError::NotYetValid) => false,
+            Err(AuthError::UnknownKey(_) | AuthError::KeysUnavailable) => true,
+            // A PEM key stood in for a `kid` the set does not hold and did
+            // not verify it: the provider may have rotated to it.
+            Err(_) => decode_header(token)
+                .ok()
+                .and_then(|header| header.kid)
+                .is_some_and(|kid| !matches!(jwks.by_id(&kid), Lookup::Found(_))),
+        };
+        if refetch {
+            jwks.refetch_for_unknown_key().await;
+            return self.verify(token);
         }
+        verdict
     }
 
     /// Verifies a token with the keys at hand (the key set as last fetched).

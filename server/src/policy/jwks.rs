@@ -83,9 +83,12 @@ pub(crate) struct KeySet {
     refresh: Duration,
     min_interval: Duration,
     keys: RwLock<Keys>,
-    /// When the last fetch started; held while fetching, so that the
-    /// requests that meet an unknown `kid` together cause one fetch.
-    last_fetch: tokio::sync::Mutex<Option<Instant>>,
+    /// When the last fetch started: looked at first, without waiting, so
+    /// that tokens with made-up key ids never queue up behind a fetch.
+    last_fetch: std::sync::Mutex<Option<Instant>>,
+    /// Held while fetching, so that the requests that meet an unknown
+    /// `kid` together cause one fetch.
+    fetching: tokio::sync::Mutex<()>,
 }
 
 impl std::fmt::Debug for KeySet {
@@ -109,7 +112,8 @@ impl KeySet {
             refresh,
             min_interval,
             keys: RwLock::default(),
-            last_fetch: tokio::sync::Mutex::new(None),
+            last_fetch: std::sync::Mutex::new(None),
+            fetching: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -141,12 +145,17 @@ impl KeySet {
     /// unless a fetch started less than the minimum interval ago. Returns
     /// whether a fetch ran (and succeeded).
     pub(crate) async fn refetch_for_unknown_key(&self) -> bool {
-        let mut last = self.last_fetch.lock().await;
-        let now = Instant::now();
-        if !due(*last, now, self.min_interval) {
+        if !due(self.last_fetch(), Instant::now(), self.min_interval) {
             return false;
         }
-        *last = Some(now);
+        // Due: wait for a fetch already under way (bounded by its timeout),
+        // then look again.
+        let _fetching = self.fetching.lock().await;
+        let now = Instant::now();
+        if !due(self.last_fetch(), now, self.min_interval) {
+            return false;
+        }
+        self.started_fetch(now);
         match self.fetch().await {
             Ok(count) => {
                 tracing::info!(url = %self.url, keys = count, "signing keys fetched for an unknown key id");
@@ -162,9 +171,17 @@ impl KeySet {
     /// Fetches the set now, whenever the last fetch was. Returns how many
     /// keys it holds.
     pub(crate) async fn refresh(&self) -> Result<usize, JwksError> {
-        let mut last = self.last_fetch.lock().await;
-        *last = Some(Instant::now());
+        let _fetching = self.fetching.lock().await;
+        self.started_fetch(Instant::now());
         self.fetch().await
+    }
+
+    fn last_fetch(&self) -> Option<Instant> {
+        *self.last_fetch.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn started_fetch(&self, at: Instant) {
+        *self.last_fetch.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(at);
     }
 
     /// Fetches the set at once, then every refresh interval (sooner after

@@ -166,9 +166,10 @@ impl LastEventId {
     /// The positions to resume from, given where the feed's streams stand
     /// now (`epochs`: the inbox's and each room's current epoch). A compact
     /// id whose digest does not match these epochs and rooms (a stream
-    /// started over, the rooms changed) resumes every stream from a
-    /// position no stream has, which reports each as not recovered: never
-    /// a replay from the wrong place.
+    /// started over, the rooms changed) resumes every room from a position
+    /// no stream has, which reports each as not recovered, and the inbox
+    /// from nowhere, so that it sends what no connection of the user has
+    /// received: never a replay from the wrong place.
     pub(crate) fn resolve(self, inbox_epoch: &str, rooms: &BTreeMap<String, String>) -> Cursor {
         let (digest_given, inbox, offsets) = match self {
             LastEventId::Full(cursor) => return cursor,
@@ -182,7 +183,9 @@ impl LastEventId {
         let epoch =
             |current: &str| if matches { current.to_owned() } else { LOST_EPOCH.to_owned() };
         Cursor {
-            inbox: inbox.map(|offset| Position { epoch: epoch(inbox_epoch), offset }),
+            inbox: inbox
+                .filter(|_| matches)
+                .map(|offset| Position { epoch: epoch(inbox_epoch), offset }),
             rooms: rooms
                 .iter()
                 .enumerate()
@@ -377,7 +380,11 @@ impl Feed {
         connection.hold(slot);
         let resume = match resume {
             None => Cursor::default(),
-            Some(LastEventId::Full(cursor)) => cursor,
+            // Rooms this feed does not follow leave the cursor.
+            Some(LastEventId::Full(mut cursor)) => {
+                cursor.rooms.retain(|room, _| rooms.contains(room));
+                cursor
+            }
             // A compact id holds offsets only: the epochs and names it was
             // made with are checked against where the streams stand now.
             Some(compact) => {
@@ -589,8 +596,10 @@ mod tests {
         cursor.rooms.insert("a".into(), position("ea", 7));
         cursor.rooms.insert("b".into(), position("eb", 9));
         let id = LastEventId::decode(&cursor.encode());
+        // Rooms are reported lost; the inbox, resumed from nowhere, sends
+        // what the user's connections have not received.
         let lost = |cursor: &Cursor| {
-            cursor.inbox.iter().chain(cursor.rooms.values()).all(|p| p.epoch == LOST_EPOCH)
+            cursor.inbox.is_none() && cursor.rooms.values().all(|p| p.epoch == LOST_EPOCH)
         };
         let epochs = |a: &str, b: &str| {
             BTreeMap::from([("a".to_owned(), a.to_owned()), ("b".to_owned(), b.to_owned())])

@@ -12,9 +12,11 @@
 //! A store whose calls return at once (memory) is called directly. One
 //! whose calls block (disk) is called through its
 //! [`Writer`](crate::engine::store::Writer) ([`HistoryStore::writer`]):
-//! on a thread the runtime lends (`block_in_place`), so the async workers
-//! go on meanwhile, and in one transaction with the steps of other streams
-//! that queue up meanwhile (group commit); the fan-out follows the commit.
+//! the step joins the steps of other streams that queue up meanwhile in
+//! one transaction (group commit), run by the task that finds nobody
+//! writing, while the others wait without holding a worker; the fan-out
+//! follows the commit. A step the store could not keep is answered with
+//! an error and its request id forgotten, so its retry is carried out.
 //!
 //! Resuming is exact because the caller registered its connection with the
 //! hub before it asks: a message appended before the read is in it, and one
@@ -67,6 +69,8 @@ struct Appended {
     key: StreamKey,
     stored: Option<(Stored, u64)>,
     published: Published,
+    /// The request id this append recorded, if it recorded one.
+    recorded: Option<(Arc<str>, String)>,
 }
 
 impl MemoryBroker {
@@ -106,6 +110,7 @@ impl MemoryBroker {
         key: &StreamKey,
         first: impl FnOnce(&Shared) -> Result<A, EngineError> + Send + 'static,
         then: impl FnOnce(&Shared, A) -> Result<T, EngineError> + Send + 'static,
+        undo: fn(&Shared, A),
     ) -> Result<T, EngineError>
     where
         A: Send + 'static,
@@ -116,7 +121,7 @@ impl MemoryBroker {
             let done = first(&self.shared)?;
             return then(&self.shared, done);
         };
-        let answer = offer(writer, &self.shared, vec![(first, then)]).pop();
+        let answer = offer(writer, &self.shared, vec![(first, then)], undo).pop();
         match answer {
             Some(answer) => answer.await.unwrap_or_else(|_| Err(stopped())),
             None => Err(stopped()),
@@ -126,9 +131,11 @@ impl MemoryBroker {
 
 impl MemoryBroker {
     /// A stream's position read at once on an async worker, when the store
-    /// can tell it without a write: under the stream's lock no step of the
-    /// stream is under way, so what the read sees is all its steps so far.
-    /// Spares a join a turn at the store's writer.
+    /// can tell it without a write. Under the stream's lock no step of the
+    /// stream is under way, except one whose caller went away after
+    /// offering it: its append may be missing from the read, and the
+    /// connection, registered before the read, gets it live. Spares a join
+    /// a turn at the store's writer.
     async fn read_position(&self, key: &StreamKey) -> Result<Option<Position>, EngineError> {
         if self.shared.store.writer().is_none() {
             return Ok(None);
@@ -160,7 +167,7 @@ impl Shared {
                 tracing::info!(stream = %key.encode(), offset, "a retried request was carried out before: not again");
                 let reached = self.connections(&target);
                 let published = Published { offset, reached, kept, repeated: true };
-                return Ok(Appended { target, key, stored: None, published });
+                return Ok(Appended { target, key, stored: None, published, recorded: None });
             }
         }
         let mut frame = ServerFrame::Message(message);
@@ -176,12 +183,20 @@ impl Shared {
             self.ids.record(user, id, stored.offset);
         }
         let published = Published { offset: stored.offset, reached: 0, kept, repeated: false };
-        Ok(Appended { target, key, stored: Some((stored, tag)), published })
+        Ok(Appended { target, key, stored: Some((stored, tag)), published, recorded: request })
+    }
+
+    /// A publish the store could not keep after all: its request id is
+    /// forgotten, so that its retry is carried out.
+    fn forget(&self, appended: Appended) {
+        if let Some((user, id)) = appended.recorded {
+            self.ids.forget(&user, &id);
+        }
     }
 
     /// A publish's fan-out, and an inbox's delivery mark.
     fn fan_out(&self, appended: Appended) -> Result<Published, EngineError> {
-        let Appended { target, key, stored, mut published } = appended;
+        let Appended { target, key, stored, mut published, .. } = appended;
         let Some((stored, tag)) = stored else { return Ok(published) };
         let offset = stored.offset;
         published.reached = self.hub.deliver(Delivery::message(target, stored.frame, tag, offset));
@@ -218,6 +233,7 @@ fn offer<A, T, F, G>(
     writer: &Writer,
     shared: &Arc<Shared>,
     steps: Vec<(F, G)>,
+    undo: fn(&Shared, A),
 ) -> Vec<tokio::sync::oneshot::Receiver<Result<T, EngineError>>>
 where
     A: Send + 'static,
@@ -237,9 +253,12 @@ where
                 Some(Box::new(move |committed: bool| {
                     let result = match done {
                         Ok(done) if committed => then(&shared, done),
-                        Ok(_) => Err(EngineError::Failed(
-                            "the history store could not commit".to_owned(),
-                        )),
+                        Ok(done) => {
+                            undo(&shared, done);
+                            Err(EngineError::Failed(
+                                "the history store could not keep this step".to_owned(),
+                            ))
+                        }
                         Err(err) => Err(err),
                     };
                     let _ = answer.send(result);
@@ -247,8 +266,28 @@ where
             }) as Job
         })
         .collect();
-    writer.offer(jobs);
+    if writer.offer(jobs) {
+        hand_on(shared);
+    }
     answers
+}
+
+/// Runs what a turn at the writer left over, from a task of its own (or
+/// here, outside a runtime), so that no offered step waits for a caller
+/// that may never come.
+fn hand_on(shared: &Arc<Shared>) {
+    let store = shared.store.clone();
+    let run = move || {
+        if let Some(writer) = store.writer() {
+            while writer.offer([]) {}
+        }
+    };
+    match tokio::runtime::Handle::try_current() {
+        Ok(runtime) => {
+            runtime.spawn(async move { run() });
+        }
+        Err(_) => run(),
+    }
 }
 
 /// A step with nothing to do after the commit but answer.
@@ -256,11 +295,15 @@ fn answer<T>(_: &Shared, value: T) -> Result<T, EngineError> {
     Ok(value)
 }
 
+/// A step with nothing to take back when the store could not keep it.
+fn nothing<T>(_: &Shared, _: T) {}
+
 impl Broker for MemoryBroker {
     fn publish(&self, publication: Publication) -> EngineFuture<'_, Published> {
         Box::pin(async move {
             let key = publication.key.clone();
-            self.step(&key, move |shared| shared.append(publication), Shared::fan_out).await
+            let append = move |shared: &Shared| shared.append(publication);
+            self.step(&key, append, Shared::fan_out, Shared::forget).await
         })
     }
 
@@ -297,7 +340,7 @@ impl Broker for MemoryBroker {
                 })
                 .collect();
             let mut answers = Vec::with_capacity(steps.len());
-            for answer in offer(writer, &self.shared, steps) {
+            for answer in offer(writer, &self.shared, steps, Shared::forget) {
                 answers.push(answer.await.unwrap_or_else(|_| Err(stopped())));
             }
             Ok(answers)
@@ -337,6 +380,7 @@ impl Broker for MemoryBroker {
                     Ok(resumed?)
                 },
                 answer,
+                nothing,
             )
             .await
         })
@@ -350,6 +394,7 @@ impl Broker for MemoryBroker {
                 Ok(shared.store.undelivered(&owned, shared.rules.of(&owned), now_ms())?)
             },
             answer,
+            nothing,
         ))
     }
 
@@ -359,6 +404,7 @@ impl Broker for MemoryBroker {
             key,
             move |shared| Ok(shared.store.mark_delivered(&owned, offset)?),
             answer,
+            nothing,
         ))
     }
 
@@ -385,7 +431,8 @@ impl Broker for MemoryBroker {
             if let Some(position) = self.read_position(key).await? {
                 return Ok(position);
             }
-            self.step(key, move |shared| Ok(shared.store.position(&owned)?), answer).await
+            let position = move |shared: &Shared| Ok(shared.store.position(&owned)?);
+            self.step(key, position, answer, nothing).await
         })
     }
 
@@ -632,6 +679,39 @@ mod tests {
         }
         slow.join().unwrap();
         broker.publish(publication("r", None)).await.unwrap();
+        assert_eq!(queue.try_recv().and_then(|d| d.offset), Some(1));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn on_a_disk_store_a_batch_that_fails_keeps_nothing_and_its_retries_are_carried_out() {
+        let hub = Arc::new(Hub::new());
+        let (store, _dir) = disk("failed-batch");
+        let broker = Arc::new(broker_on(&hub, store.clone()));
+        let (_, mut queue) = member(&hub, "bob", "r");
+        let (release, slow) = slow_write(&store);
+        // A publish, then a step that fails, queue up for the same
+        // transaction.
+        let publish = {
+            let broker = broker.clone();
+            tokio::spawn(async move { broker.publish(publication("r", Some("c1"))).await })
+        };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while store.writer().unwrap().queued() < 1 {
+            assert!(std::time::Instant::now() < deadline, "the publish never queued up");
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        }
+        let failing = store.clone();
+        store.writer().unwrap().enqueue(Box::new(move || {
+            assert!(failing.fail_a_step().is_err());
+            None
+        }));
+        release.send(()).unwrap();
+        slow.join().unwrap();
+        assert!(publish.await.unwrap().is_err(), "not kept: the publisher hears so");
+        assert!(queue.try_recv().is_none(), "and nobody received it");
+        // Its retry is carried out, at the offset the failed one did not keep.
+        let retried = broker.publish(publication("r", Some("c1"))).await.unwrap();
+        assert_eq!((retried.offset, retried.repeated), (1, false));
         assert_eq!(queue.try_recv().and_then(|d| d.offset), Some(1));
     }
 }

@@ -19,7 +19,8 @@
 //! (with its second part) even if its caller went away; the broker's
 //! per-stream locks keep a stream's steps from overlapping at all.
 
-use std::sync::{Arc, Mutex, PoisonError};
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, TryLockError};
 
 /// What runs after the batch's commit, told whether it committed.
 pub(crate) type Then = Box<dyn FnOnce(bool) + Send>;
@@ -32,13 +33,24 @@ pub(crate) type Job = Box<dyn FnOnce() -> Option<Then> + Send>;
 /// the store.
 const MAX_BATCH: usize = 256;
 
+/// The most batches one turn runs before the task holding it goes back to
+/// its own work: under steady load someone else's steps would otherwise
+/// keep it (and its worker) writing for ever. What is left goes to the
+/// caller of [`Writer::offer`], which hands it on.
+const BATCHES_PER_TURN: usize = 4;
+
 /// A store that can put several steps in one transaction.
 pub(crate) trait Batching: Send + Sync + 'static {
     /// Opens a transaction that this thread's calls to the store then use
     /// (`false` when none could be opened: each call then commits alone).
     fn begin(&self) -> bool;
-    /// Commits what [`Batching::begin`] opened; whether it committed.
+    /// Commits what [`Batching::begin`] opened, unless one of its steps
+    /// failed half-way (then nothing of the batch is kept); whether it
+    /// committed.
     fn commit(&self) -> bool;
+    /// Drops what [`Batching::begin`] opened, keeping nothing (a step
+    /// panicked).
+    fn abort(&self);
 }
 
 /// Runs a store's steps, many to a transaction.
@@ -75,65 +87,114 @@ impl Writer {
 
     /// Queues `jobs`, in order, and runs the queue on this thread if nobody
     /// else is writing; returns at once otherwise (the thread writing runs
-    /// them).
-    pub(crate) fn offer(&self, jobs: impl IntoIterator<Item = Job>) {
+    /// them). `true` when jobs are left that this turn did not get to:
+    /// the caller must see that someone runs them (offer nothing, later,
+    /// from a task of its own).
+    #[must_use = "jobs left over must be handed on"]
+    pub(crate) fn offer(&self, jobs: impl IntoIterator<Item = Job>) -> bool {
         self.enqueue_all(jobs);
-        if let Ok(turn) = self.turn.try_lock() {
-            self.drain_then_let_go(turn);
+        match self.turn.try_lock() {
+            Ok(turn) => self.drain_then_let_go(turn, BATCHES_PER_TURN),
+            // A step panicked while holding the turn: it is free again.
+            Err(TryLockError::Poisoned(turn)) => {
+                self.drain_then_let_go(turn.into_inner(), BATCHES_PER_TURN)
+            }
+            Err(TryLockError::WouldBlock) => false,
         }
     }
 
-    /// Queues `jobs` and returns once they are done: by this thread, after
-    /// waiting for its turn, or by the thread writing before it. Blocks
-    /// (for shutdown's flush and tests).
+    /// Queues `jobs` and returns once the queue is empty: run by this
+    /// thread, after waiting for its turn, or by the thread writing before
+    /// it. Blocks (for shutdown's flush and tests).
     pub(crate) fn run(&self, jobs: impl IntoIterator<Item = Job>) {
         self.enqueue_all(jobs);
         let turn = self.turn.lock().unwrap_or_else(PoisonError::into_inner);
-        self.drain_then_let_go(turn);
-    }
-
-    /// Runs the queue with the turn held, lets the turn go, and takes it
-    /// again while jobs are left: one queued after the last look at the
-    /// queue and before the turn was let go found the turn taken, and its
-    /// caller counts on whoever held it.
-    fn drain_then_let_go(&self, turn: std::sync::MutexGuard<'_, ()>) {
-        let mut turn = Some(turn);
-        loop {
-            if let Some(_held) = turn.take() {
-                self.drain();
-            }
-            if self.queue.lock().unwrap_or_else(PoisonError::into_inner).is_empty() {
-                return;
-            }
-            match self.turn.try_lock() {
-                Ok(again) => turn = Some(again),
-                // Whoever holds it now drains what is left.
-                Err(_) => return,
-            }
-        }
+        let _ = self.drain_then_let_go(turn, usize::MAX);
     }
 
     fn enqueue_all(&self, jobs: impl IntoIterator<Item = Job>) {
         self.queue.lock().unwrap_or_else(PoisonError::into_inner).extend(jobs);
     }
 
-    /// Runs the queue, a transaction per batch, until it is empty. The
-    /// caller holds the turn.
-    fn drain(&self) {
+    /// Runs the queue with the turn held, at most `batches` transactions,
+    /// lets the turn go, and takes it again while jobs are left: one
+    /// queued after the last look at the queue and before the turn was let
+    /// go found the turn taken, and its caller counts on whoever held it.
+    /// `true` when the bound stopped it with jobs left.
+    fn drain_then_let_go(&self, turn: MutexGuard<'_, ()>, mut batches: usize) -> bool {
+        let mut turn = Some(turn);
         loop {
+            if let Some(_held) = turn.take() {
+                batches = self.drain(batches);
+                if batches == 0 {
+                    return !self.is_empty();
+                }
+            }
+            if self.is_empty() {
+                return false;
+            }
+            match self.turn.try_lock() {
+                Ok(again) => turn = Some(again),
+                Err(TryLockError::Poisoned(again)) => turn = Some(again.into_inner()),
+                // Whoever holds it now drains what is left.
+                Err(TryLockError::WouldBlock) => return false,
+            }
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.queue.lock().unwrap_or_else(PoisonError::into_inner).is_empty()
+    }
+
+    /// Runs the queue, a transaction per batch, until it is empty or
+    /// `batches` ran; returns how many more it may run. The caller holds
+    /// the turn.
+    fn drain(&self, mut batches: usize) -> usize {
+        while batches > 0 {
             let batch = {
                 let mut queue = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
                 let take = queue.len().min(MAX_BATCH);
                 queue.drain(..take).collect::<Vec<_>>()
             };
             if batch.is_empty() {
-                return;
+                break;
             }
-            let opened = self.store.begin();
-            let after: Vec<Then> = batch.into_iter().filter_map(|job| job()).collect();
-            let committed = !opened || self.store.commit();
-            for then in after {
-                then(committed);
+            batches -= 1;
+            self.run_batch(batch);
+        }
+        batches
+    }
+
+    /// One transaction. A step that panics aborts it: every step of the
+    /// batch is then told it did not commit, and the panic goes no further
+    /// (the store stays usable, the turn is let go).
+    fn run_batch(&self, batch: Vec<Job>) {
+        let opened = self.store.begin();
+        let mut after: Vec<Then> = Vec::with_capacity(batch.len());
+        let mut panicked = false;
+        for job in batch {
+            if panicked {
+                // Dropping a job drops its answer: its caller hears that
+                // the store failed.
+                continue;
+            }
+            match catch_unwind(AssertUnwindSafe(job)) {
+                Ok(then) => after.extend(then),
+                Err(_) => panicked = true,
+            }
+        }
+        let committed = if panicked {
+            tracing::error!("a history step panicked: its transaction is dropped");
+            if opened {
+                self.store.abort();
+            }
+            false
+        } else {
+            !opened || self.store.commit()
+        };
+        for then in after {
+            if catch_unwind(AssertUnwindSafe(|| then(committed))).is_err() {
+                tracing::error!("a history step panicked after its commit");
             }
         }
     }
@@ -161,6 +222,9 @@ mod tests {
             self.commits.fetch_add(1, Ordering::SeqCst);
             self.events.lock().unwrap().push("commit".into());
             true
+        }
+        fn abort(&self) {
+            self.events.lock().unwrap().push("abort".into());
         }
     }
 
@@ -236,9 +300,13 @@ mod tests {
                 std::thread::spawn(move || {
                     for _ in 0..500 {
                         let answers = answers.clone();
-                        writer.offer([Box::new(move || {
+                        let job = Box::new(move || {
                             Some(Box::new(move |_| answers.send(()).unwrap()) as Then)
-                        }) as Job]);
+                        }) as Job;
+                        // What a turn leaves over, the caller hands on.
+                        if writer.offer([job]) {
+                            writer.run([]);
+                        }
                     }
                 })
             })
@@ -251,5 +319,27 @@ mod tests {
         // caller that held the turn, and nothing waits in the queue.
         assert_eq!(writer.queued(), 0);
         assert_eq!(answered.try_iter().count(), 8 * 500);
+    }
+
+    #[test]
+    fn a_step_that_panics_aborts_its_batch_and_the_writer_goes_on() {
+        let log = Arc::new(Log::default());
+        let writer = Writer::new(log.clone());
+        let (answers, answered) = channel();
+        let answering = |answers: std::sync::mpsc::Sender<bool>| {
+            Box::new(move || {
+                Some(Box::new(move |committed| answers.send(committed).unwrap()) as Then)
+            }) as Job
+        };
+        let panicking: Job = Box::new(|| panic!("a bug in a step"));
+        writer.run([answering(answers.clone()), panicking, answering(answers.clone())]);
+        // The first step is told its batch did not commit; the one after the
+        // panic is dropped unanswered (its caller hears the store failed).
+        assert_eq!(answered.try_iter().collect::<Vec<_>>(), [false]);
+        // The writer goes on: the turn is free, the next batch commits.
+        assert!(!writer.offer([answering(answers)]));
+        assert_eq!(answered.try_iter().collect::<Vec<_>>(), [true]);
+        let events = log.events.lock().unwrap().clone();
+        assert_eq!(events, ["begin", "abort", "begin", "commit"]);
     }
 }

@@ -1,0 +1,158 @@
+// The npm package in production conditions, in real Chromium: failures that
+// will never heal end `connect()` with one clear error kind instead of
+// retrying forever, and clients the page lets go of are collected, their
+// connections closed, their callbacks released.
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { serve } from "../../examples/chat-web/serve.mjs";
+import { ROOT, TIMEOUT, freePort, launchChromium, startHub } from "./harness.mjs";
+
+let browser;
+let site;
+let hub;
+
+before(async () => {
+  hub = await startHub(await freePort());
+  site = await serve(ROOT, 0);
+  // `gc()` on the page, so collection is asked for, not hoped for.
+  browser = await launchChromium(["--js-flags=--expose-gc"]);
+});
+
+after(async () => {
+  await browser?.close();
+  site?.close();
+  await hub?.stop();
+});
+
+async function clientPage() {
+  const page = await browser.newPage();
+  page.setDefaultTimeout(TIMEOUT);
+  await page.goto(`http://127.0.0.1:${site.address().port}/tests/browser/pages/client.html`);
+  await page.waitForFunction(() => document.title === "ready");
+  return page;
+}
+
+/** `connect()` of a client made with `options`, and its `error` events, as `{ kind, errors }`. */
+function connectOutcome(page, url, options) {
+  return page.evaluate(
+    async ({ url, options }) => {
+      const client = window.makeClient(url, options);
+      const errors = [];
+      client.on("error", (error) => errors.push(error.kind));
+      try {
+        await client.connect();
+        return { kind: "connected", errors };
+      } catch (error) {
+        return { kind: error.kind, errors };
+      } finally {
+        client.close();
+      }
+    },
+    { url, options },
+  );
+}
+
+test("a runtime without WebSocket ends connect() with no_websocket, once", async () => {
+  const page = await clientPage();
+  await page.evaluate(() => {
+    window.WebSocket = undefined;
+  });
+  const outcome = await connectOutcome(page, hub.url, { userId: "nows" });
+  assert.equal(outcome.kind, "no_websocket");
+  assert.ok(outcome.errors.length <= 1, `at most one error event: ${outcome.errors}`);
+  await page.close();
+});
+
+test("closes before opening end connect() with unauthorized_or_unreachable", async () => {
+  const page = await clientPage();
+  // A hub that requires tokens refuses the upgrade with 401, which a
+  // browser shows only as a close before opening (1006), as it does for an
+  // address nobody listens on.
+  const port = await freePort();
+  const guarded = await startHub(port, ["--jwt-secret", "browser-secret"]);
+  const nobody = `ws://127.0.0.1:${await freePort()}/ws`;
+  try {
+    for (const url of [guarded.url, nobody]) {
+      const started = Date.now();
+      const outcome = await connectOutcome(page, url, {
+        userId: "stranger",
+        reconnect: { minDelayMs: 10, maxDelayMs: 20 },
+      });
+      assert.equal(outcome.kind, "unauthorized_or_unreachable", url);
+      assert.ok(Date.now() - started < TIMEOUT, url);
+      // One transport error per attempt before the last, which ends it.
+      assert.ok(outcome.errors.length < 12, `${url}: ${outcome.errors}`);
+    }
+  } finally {
+    await guarded.stop();
+  }
+  await page.close();
+});
+
+test("1,000 clients created, used and closed are all collected", async () => {
+  const page = await clientPage();
+  const collected = await page.evaluate(
+    async ({ url, total, timeout }) => {
+      let freed = 0;
+      const alive = new Set();
+      const registry = new FinalizationRegistry((n) => {
+        freed += 1;
+        alive.delete(n);
+      });
+      // Fifty at a time: Chromium caps the WebSockets one page may hold.
+      for (let start = 0; start < total; start += 50) {
+        const batch = [];
+        for (let n = start; n < start + 50; n += 1) {
+          const client = window.makeClient(url, { userId: `many-${n}` });
+          // Callbacks that hold the client and a large value: what the
+          // package keeps of them must not keep either alive.
+          const ballast = new Array(1_000).fill(n);
+          client.on("message", () => ballast.length + client.state);
+          registry.register(client, n);
+          alive.add(n);
+          batch.push(client);
+        }
+        await Promise.all(batch.map((client) => client.connect().then(() => client.join("crowd"))));
+        await batch[0].publish("crowd", "hello", start);
+        for (const client of batch) client.close();
+      }
+      window.events.length = 0;
+      const deadline = performance.now() + timeout;
+      while (freed < total && performance.now() < deadline) {
+        window.gc();
+        await new Promise((tick) => setTimeout(tick, 50));
+      }
+      return { freed, alive: [...alive].slice(0, 5) };
+    },
+    { url: hub.url, total: 200, timeout: TIMEOUT },
+  );
+  assert.deepEqual(collected, { freed: 200, alive: [] });
+  await page.close();
+});
+
+test("a client the page lets go of without closing stops and leaves the hub", async () => {
+  const page = await clientPage();
+  const user = `forgotten-${Date.now()}`;
+  await page.evaluate(
+    async ({ url, user }) => {
+      const client = window.makeClient(url, { userId: user });
+      await client.connect();
+      await client.join("lobby");
+      // No close(): the only references go out of scope here.
+    },
+    { url: hub.url, user },
+  );
+  const connections = async () => {
+    const response = await fetch(`${hub.http}/api/connections?user=${user}`);
+    const body = await response.json();
+    return body.connections.length;
+  };
+  assert.equal(await connections(), 1);
+  const deadline = Date.now() + TIMEOUT;
+  while ((await connections()) > 0) {
+    assert.ok(Date.now() < deadline, "the forgotten client is still connected");
+    await page.evaluate(() => window.gc());
+    await new Promise((tick) => setTimeout(tick, 100));
+  }
+  await page.close();
+});
