@@ -140,3 +140,27 @@ async fn a_feed_of_a_hundred_long_named_rooms_resumes_with_an_id_that_fits_any_p
     speaker.publish(first, "n", 5).await.unwrap();
     assert_eq!(feed.next_message().await.0, json!(5));
 }
+
+#[tokio::test]
+async fn a_feed_follows_at_most_a_thousand_rooms_whatever_the_configuration() {
+    let mut config = switchboard_tests::test_config();
+    config.limits.max_rooms_per_connection = 5_000;
+    let server = TestServer::start_with(config).await;
+    let rooms = |count: usize| (0..count).map(|n| format!("r{n}")).collect::<Vec<_>>().join(",");
+    let response = http()
+        .get(server.http(&format!("/sse?user_id=a&rooms={}", rooms(1_001))))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 400);
+    let body: Value = response.json().await.unwrap();
+    assert!(body["error"]["message"].as_str().unwrap().contains("1000"), "{body}");
+    let mut feed =
+        SseReader::open(&server, &format!("user_id=a&rooms={}", rooms(1_000)), None).await;
+    let (speaker, _) = connect(&server, "speaker").await;
+    speaker.join("r999").await.unwrap();
+    speaker.publish("r999", "n", 1).await.unwrap();
+    let (data, id) = feed.next_message().await;
+    assert_eq!(data, json!(1));
+    assert!(id.len() < 8 * 1_024, "a {}-byte id for 1,000 rooms", id.len());
+}

@@ -82,6 +82,11 @@ pub(crate) enum LastEventId {
     Full(Cursor),
 }
 
+/// The most rooms one feed follows, whatever
+/// `limits.max_rooms_per_connection` says, so that its event ids stay
+/// under 8 KB.
+const MAX_FEED_ROOMS: usize = 1_000;
+
 /// Marks the compact form of an id.
 const COMPACT: &str = "c1";
 
@@ -312,7 +317,10 @@ pub(crate) async fn events(
             rooms.push(room);
         }
     }
-    let max_rooms = state.config().limits.max_rooms_per_connection;
+    // Past a thousand rooms even the compact event id would outgrow a
+    // proxy's 8 KB header buffer (at most 8 bytes a room for offsets below
+    // 36^7): a feed never follows more, whatever the configuration.
+    let max_rooms = state.config().limits.max_rooms_per_connection.min(MAX_FEED_ROOMS);
     if rooms.len() > max_rooms {
         return ApiError::BadRequest(format!("at most {max_rooms} rooms per connection"))
             .into_response();
