@@ -604,6 +604,16 @@ mod tests {
         (release, slow)
     }
 
+    /// Waits (on this runtime: it must not be blocked) until `count` steps
+    /// wait for the disk store's writer.
+    async fn queued_up(store: &DiskStore, count: usize) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while store.writer().unwrap().queued() < count {
+            assert!(std::time::Instant::now() < deadline, "the steps never queued up");
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        }
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn on_a_disk_store_steps_that_queue_up_share_a_commit_and_keep_their_order() {
         let hub = Arc::new(Hub::new());
@@ -625,11 +635,7 @@ mod tests {
                 })
             })
             .collect();
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        while store.writer().unwrap().queued() < 50 {
-            assert!(std::time::Instant::now() < deadline, "the publishes never queued up");
-            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
-        }
+        queued_up(&store, 50).await;
         release.send(()).unwrap();
         let mut offsets = Vec::new();
         for publish in futures::future::join_all(publishes).await {
@@ -669,9 +675,9 @@ mod tests {
                 tokio::spawn(async move { broker.publish(publication(&room, None)).await })
             })
             .collect();
-        // Both workers' publishes wait for the store; the runtime still runs
-        // everything else (here, a timer and this task).
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        // Both publishes wait for the store; the runtime still runs
+        // everything else (here, this task and its timer).
+        queued_up(&store, 2).await;
         assert!(publishers.iter().all(|p| !p.is_finished()), "waiting behind the slow write");
         release.send(()).unwrap();
         for publisher in publishers {
@@ -695,11 +701,7 @@ mod tests {
             let broker = broker.clone();
             tokio::spawn(async move { broker.publish(publication("r", Some("c1"))).await })
         };
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        while store.writer().unwrap().queued() < 1 {
-            assert!(std::time::Instant::now() < deadline, "the publish never queued up");
-            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
-        }
+        queued_up(&store, 1).await;
         let failing = store.clone();
         store.writer().unwrap().enqueue(Box::new(move || {
             assert!(failing.fail_a_step().is_err());
