@@ -283,6 +283,12 @@ fetch("health")
     const pill = $("#health");
     pill.textContent = `${health.status} · v${health.version}`;
     pill.className = `pill ${health.status === "ok" ? "ok" : "down"}`;
+    // What the hub warns about at start (insecure mode), where the
+    // operator looks, not only in its log.
+    const warnings = health.warnings ?? [];
+    const banner = $("#warnings");
+    banner.textContent = warnings.join(" ");
+    banner.hidden = warnings.length === 0;
   })
   .catch(() => {});
 

@@ -89,6 +89,9 @@ pub fn masked_toml(config: &Config) -> String {
     };
     mask(&mut shown.auth.jwt_secret);
     mask(&mut shown.api.key);
+    mask(&mut shown.hooks.secret);
+    // The mode in force: with a key configured, `insecure` is ignored.
+    shown.auth.insecure = config.auth.insecure && !config.auth.uses_tokens();
     // A Redis URL may carry a password: `redis://user:secret@host` shows
     // as `redis://********@host`.
     if let Some(url) = &mut shown.redis.url {
@@ -210,9 +213,13 @@ mod tests {
         config.auth.jwt_secret = Some("s3cret".to_owned());
         config.redis.url = Some("redis://app:s3cret@127.0.0.1:6379/2".to_owned());
         config.api.key = Some("k3y".to_owned());
+        config.hooks.secret = Some("h00k".to_owned());
         let printed = masked_toml(&config);
         assert!(!printed.contains("s3cret") && !printed.contains("k3y"), "{printed}");
+        assert!(!printed.contains("h00k"), "{printed}");
         assert!(printed.contains("********"));
+        // Tokens are enforced: the mode printed is the one in force.
+        assert!(printed.contains("insecure = false"), "{printed}");
         let back = Config::from_toml(&printed).unwrap();
         assert_eq!(back.limits, config.limits);
     }

@@ -111,6 +111,8 @@ fn print_config_shows_every_layer_with_secrets_masked() {
     assert!(printed.contains("messages_per_sec = 42"), "{printed}");
     assert!(printed.contains("max_connections = 77"), "{printed}");
     assert!(!printed.contains("do-not-print") && !printed.contains("nor-this"), "{printed}");
+    // The mode in force, not the default it overrides.
+    assert!(printed.contains("insecure = false"), "{printed}");
     // What it prints is a configuration file the hub reads back.
     let back = switchboard_server::Config::from_toml(&printed).unwrap();
     assert_eq!(back.limits.messages_per_sec, 42);

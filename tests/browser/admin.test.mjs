@@ -32,6 +32,8 @@ test("an operator logs in, sees a user arrive, broadcasts, creates a room and di
   admin.on("request", (request) => requested.push(request.url()));
   try {
     await admin.goto(`${hub.http}/admin`);
+    // This hub trusts `?user_id=`: the page says so where the operator looks.
+    await admin.locator("#warnings:not([hidden])", { hasText: "auth.insecure" }).waitFor();
 
     // The API wants a key: the page asks for it; a wrong one is refused.
     await admin.locator("#login:not([hidden])").waitFor();

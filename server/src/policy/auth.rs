@@ -4,7 +4,7 @@
 //! Tokens are JWTs: HS256 with `auth.jwt_secret`, RS256 or ES256 with
 //! `auth.jwt_public_key_pem`, and any asymmetric algorithm with the keys of
 //! an identity provider's key set (`auth.jwks_url`, see
-//! [`crate::policy::jwks`]), chosen by the token's `kid`. `sub` is the user id and must follow the
+//! `policy/jwks.rs`), chosen by the token's `kid`. `sub` is the user id and must follow the
 //! naming rules; `exp` is required (`auth.require_exp`) and, with `nbf`,
 //! checked with `auth.leeway_secs` of clock skew; `aud` and `iss` must match
 //! `auth.audience` and `auth.issuer` when those are set (and a token with an
@@ -149,7 +149,7 @@ impl std::fmt::Debug for Authenticator {
 
 impl Authenticator {
     /// Reads the keys of `config`. A key set (`auth.jwks_url`) is fetched
-    /// with a client of its own; see [`Authenticator::with_client`].
+    /// with a client of its own (the hub passes its shared one).
     pub fn new(config: &AuthConfig) -> Result<Authenticator, ConfigError> {
         Authenticator::with_client(config, None)
     }
@@ -229,7 +229,7 @@ impl Authenticator {
 
     /// Verifies a token, fetching the identity provider's key set again
     /// first when the token names a key the set does not hold (see
-    /// [`crate::policy::jwks`] for how often that may happen).
+    /// `policy/jwks.rs` for how often that may happen).
     pub async fn authenticate(&self, token: &str) -> Result<Identity, AuthError> {
         let verdict = self.verify(token);
         let Some(jwks) = &self.jwks else { return verdict };
