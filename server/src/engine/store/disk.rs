@@ -376,11 +376,11 @@ fn range(
     Ok(out)
 }
 
-impl Db {
+impl DiskStore {
     /// Trims a stream, marks it used and returns its record, creating it
     /// if needed; writes only what changed.
     fn trimmed(&self, key: &str, limits: &HistoryLimits, now_ms: u64) -> Result<Meta, StoreError> {
-        self.write(|meta, messages| {
+        self.db.write(|meta, messages| {
             let loaded = load(meta, key)?;
             let mut m = loaded.clone().unwrap_or_else(|| fresh(now_ms));
             trim(messages, key, &mut m, limits, now_ms)?;
@@ -392,35 +392,8 @@ impl Db {
         })
     }
 
-    fn append(
-        &self,
-        key: &StreamKey,
-        limits: &HistoryLimits,
-        now_ms: u64,
-        encode: &mut dyn FnMut(&str, u64) -> Utf8Bytes,
-    ) -> Result<Stored, StoreError> {
-        let key = key.encode();
-        self.write(|meta, messages| {
-            let mut m = load(meta, &key)?.unwrap_or_else(|| fresh(now_ms));
-            let offset = m.last + 1;
-            let stored = Stored { offset, ts: now_ms, frame: encode(&m.epoch, offset) };
-            m.last = offset;
-            m.used_ms = now_ms;
-            if limits.size > 0 {
-                messages
-                    .insert((key.as_str(), offset), (now_ms, stored.frame.as_str()))
-                    .map_err(err)?;
-                m.count += 1;
-                m.bytes += stored.frame.len() as u64;
-            }
-            trim(messages, &key, &mut m, limits, now_ms)?;
-            save(meta, &key, &m)?;
-            Ok(stored)
-        })
-    }
-
     /// The position of a stream whose record exists and was used lately.
-    fn read_position(&self, key: &str, now_ms: u64) -> Result<Option<Position>, StoreError> {
+    fn fresh_position(&self, key: &str, now_ms: u64) -> Result<Option<Position>, StoreError> {
         struct Current<'k>(&'k str);
         impl ReadFn<Option<Meta>> for Current<'_> {
             fn call(
@@ -432,135 +405,16 @@ impl Db {
             }
         }
         Ok(self
+            .db
             .read(Current(key))?
             .filter(|m| now_ms.saturating_sub(m.used_ms) < USE_GRANULARITY_MS)
             .map(|m| Position { epoch: m.epoch, offset: m.last }))
     }
 
-    fn position(&self, key: &StreamKey) -> Result<Position, StoreError> {
-        let key = key.encode();
-        let now_ms = crate::wire::now_ms();
-        // A read, unless the record is missing or its time of use stale.
-        if let Some(position) = self.read_position(&key, now_ms)? {
-            return Ok(position);
-        }
-        self.write(|meta, _| {
-            let mut m = load(meta, &key)?.unwrap_or_else(|| fresh(now_ms));
-            m.used_ms = now_ms;
-            save(meta, &key, &m)?;
-            Ok(Position { epoch: m.epoch, offset: m.last })
-        })
-    }
-
-    fn since(
-        &self,
-        key: &StreamKey,
-        since: &Position,
-        limits: &HistoryLimits,
-        now_ms: u64,
-    ) -> Result<(Position, Replay), StoreError> {
-        let key = key.encode();
-        let m = self.trimmed(&key, limits, now_ms)?;
-        let position = Position { epoch: m.epoch.clone(), offset: m.last };
-        if since.epoch != m.epoch || since.offset > m.last {
-            return Ok((position, Replay::Lost));
-        }
-        if since.offset == m.last {
-            return Ok((position, Replay::Complete(Vec::new())));
-        }
-        struct After<'k>(&'k str, u64);
-        impl ReadFn<Vec<Stored>> for After<'_> {
-            fn call(
-                self,
-                _: &impl ReadableTable<&'static str, Row<'static>>,
-                messages: &impl ReadableTable<(&'static str, u64), (u64, &'static str)>,
-            ) -> Result<Vec<Stored>, StoreError> {
-                range(messages, self.0, self.1, usize::MAX, 0)
-            }
-        }
-        let missed = self.read(After(&key, since.offset))?;
-        match missed.first() {
-            Some(first) if first.offset == since.offset + 1 => {
-                Ok((position, Replay::Complete(missed)))
-            }
-            _ => Ok((position, Replay::Lost)),
-        }
-    }
-
-    fn page(
-        &self,
-        key: &StreamKey,
-        after: Option<u64>,
-        limit: usize,
-        limits: &HistoryLimits,
-        now_ms: u64,
-    ) -> Result<Option<(Position, Vec<Stored>)>, StoreError> {
-        // A read: it must not write (not even a trim), so a flood of reads
-        // leaves the file as it was. Expired messages still in the file
-        // (the sweep removes them) are left out.
-        struct Page<'k>(&'k str, u64, usize, u64);
-        impl ReadFn<Option<(Position, Vec<Stored>)>> for Page<'_> {
-            fn call(
-                self,
-                meta: &impl ReadableTable<&'static str, Row<'static>>,
-                messages: &impl ReadableTable<(&'static str, u64), (u64, &'static str)>,
-            ) -> Result<Option<(Position, Vec<Stored>)>, StoreError> {
-                let Some(m) = load(meta, self.0)? else { return Ok(None) };
-                let page = range(messages, self.0, self.1, self.2, self.3)?;
-                Ok(Some((Position { epoch: m.epoch, offset: m.last }, page)))
-            }
-        }
-        let key = key.encode();
-        let oldest_kept = now_ms.saturating_sub(limits.ttl_secs.saturating_mul(1000));
-        self.read(Page(&key, after.unwrap_or(0), limit, oldest_kept))
-    }
-
-    fn stream_count(&self) -> Result<usize, StoreError> {
-        let txn = self.db.begin_read().map_err(err)?;
-        let meta = txn.open_table(META).map_err(err)?;
-        Ok(meta.len().map_err(err)? as usize)
-    }
-
-    fn mark_delivered(&self, key: &StreamKey, offset: u64) -> Result<(), StoreError> {
-        let key = key.encode();
-        let now_ms = crate::wire::now_ms();
-        self.write(|meta, _| {
-            let mut m = load(meta, &key)?.unwrap_or_else(|| fresh(now_ms));
-            if m.delivered >= offset && !touch(&mut m, now_ms) {
-                return Ok(());
-            }
-            m.delivered = m.delivered.max(offset);
-            save(meta, &key, &m)
-        })
-    }
-
-    fn undelivered(
-        &self,
-        key: &StreamKey,
-        limits: &HistoryLimits,
-        now_ms: u64,
-    ) -> Result<(Position, Vec<Stored>), StoreError> {
-        let key = key.encode();
-        // One transaction: nothing appended or swept between the read and
-        // the new mark is written over.
-        self.write(|meta, messages| {
-            let loaded = load(meta, &key)?;
-            let mut m = loaded.clone().unwrap_or_else(|| fresh(now_ms));
-            trim(messages, &key, &mut m, limits, now_ms)?;
-            let pending = range(messages, &key, m.delivered, usize::MAX, 0)?;
-            m.delivered = m.last;
-            let touched = touch(&mut m, now_ms);
-            if touched || loaded.as_ref() != Some(&m) {
-                save(meta, &key, &m)?;
-            }
-            Ok((Position { epoch: m.epoch.clone(), offset: m.last }, pending))
-        })
-    }
-
     /// Trims every stream holding messages, and forgets the records of
     /// empty streams unused for `idle_ms` that nobody follows, a chunk of
     /// records per transaction.
-    fn sweep(
+    fn sweep_records(
         &self,
         now_ms: u64,
         idle_ms: u64,
@@ -569,7 +423,7 @@ impl Db {
     ) -> Result<(), StoreError> {
         let mut from: Option<String> = None;
         loop {
-            let next = self.write(|meta, messages| {
+            let next = self.db.write(|meta, messages| {
                 let mut rows = Vec::with_capacity(SWEEP_CHUNK);
                 {
                     let iter = match &from {
@@ -609,14 +463,6 @@ impl Db {
             }
         }
     }
-
-    fn flush(&self) -> Result<(), StoreError> {
-        let mut txn = self.db.begin_write().map_err(err)?;
-        txn.set_durability(Durability::Immediate).map_err(err)?;
-        txn.commit().map_err(err)?;
-        *self.last_sync.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Instant::now();
-        Ok(())
-    }
 }
 
 impl HistoryStore for DiskStore {
@@ -627,15 +473,43 @@ impl HistoryStore for DiskStore {
         now_ms: u64,
         encode: &mut dyn FnMut(&str, u64) -> Utf8Bytes,
     ) -> Result<Stored, StoreError> {
-        self.db.append(key, limits, now_ms, encode)
+        let key = key.encode();
+        self.db.write(|meta, messages| {
+            let mut m = load(meta, &key)?.unwrap_or_else(|| fresh(now_ms));
+            let offset = m.last + 1;
+            let stored = Stored { offset, ts: now_ms, frame: encode(&m.epoch, offset) };
+            m.last = offset;
+            m.used_ms = now_ms;
+            if limits.size > 0 {
+                messages
+                    .insert((key.as_str(), offset), (now_ms, stored.frame.as_str()))
+                    .map_err(err)?;
+                m.count += 1;
+                m.bytes += stored.frame.len() as u64;
+            }
+            trim(messages, &key, &mut m, limits, now_ms)?;
+            save(meta, &key, &m)?;
+            Ok(stored)
+        })
     }
 
     fn position(&self, key: &StreamKey) -> Result<Position, StoreError> {
-        self.db.position(key)
+        let key = key.encode();
+        let now_ms = crate::wire::now_ms();
+        // A read, unless the record is missing or its time of use stale.
+        if let Some(position) = self.fresh_position(&key, now_ms)? {
+            return Ok(position);
+        }
+        self.db.write(|meta, _| {
+            let mut m = load(meta, &key)?.unwrap_or_else(|| fresh(now_ms));
+            m.used_ms = now_ms;
+            save(meta, &key, &m)?;
+            Ok(Position { epoch: m.epoch, offset: m.last })
+        })
     }
 
     fn read_position(&self, key: &StreamKey) -> Result<Option<Position>, StoreError> {
-        self.db.read_position(&key.encode(), crate::wire::now_ms())
+        self.fresh_position(&key.encode(), crate::wire::now_ms())
     }
 
     fn since(
@@ -645,7 +519,32 @@ impl HistoryStore for DiskStore {
         limits: &HistoryLimits,
         now_ms: u64,
     ) -> Result<(Position, Replay), StoreError> {
-        self.db.since(key, since, limits, now_ms)
+        let key = key.encode();
+        let m = self.trimmed(&key, limits, now_ms)?;
+        let position = Position { epoch: m.epoch.clone(), offset: m.last };
+        if since.epoch != m.epoch || since.offset > m.last {
+            return Ok((position, Replay::Lost));
+        }
+        if since.offset == m.last {
+            return Ok((position, Replay::Complete(Vec::new())));
+        }
+        struct After<'k>(&'k str, u64);
+        impl ReadFn<Vec<Stored>> for After<'_> {
+            fn call(
+                self,
+                _: &impl ReadableTable<&'static str, Row<'static>>,
+                messages: &impl ReadableTable<(&'static str, u64), (u64, &'static str)>,
+            ) -> Result<Vec<Stored>, StoreError> {
+                range(messages, self.0, self.1, usize::MAX, 0)
+            }
+        }
+        let missed = self.db.read(After(&key, since.offset))?;
+        match missed.first() {
+            Some(first) if first.offset == since.offset + 1 => {
+                Ok((position, Replay::Complete(missed)))
+            }
+            _ => Ok((position, Replay::Lost)),
+        }
     }
 
     fn page(
@@ -656,15 +555,43 @@ impl HistoryStore for DiskStore {
         limits: &HistoryLimits,
         now_ms: u64,
     ) -> Result<Option<(Position, Vec<Stored>)>, StoreError> {
-        self.db.page(key, after, limit, limits, now_ms)
+        // A read: it must not write (not even a trim), so a flood of reads
+        // leaves the file as it was. Expired messages still in the file
+        // (the sweep removes them) are left out.
+        struct Page<'k>(&'k str, u64, usize, u64);
+        impl ReadFn<Option<(Position, Vec<Stored>)>> for Page<'_> {
+            fn call(
+                self,
+                meta: &impl ReadableTable<&'static str, Row<'static>>,
+                messages: &impl ReadableTable<(&'static str, u64), (u64, &'static str)>,
+            ) -> Result<Option<(Position, Vec<Stored>)>, StoreError> {
+                let Some(m) = load(meta, self.0)? else { return Ok(None) };
+                let page = range(messages, self.0, self.1, self.2, self.3)?;
+                Ok(Some((Position { epoch: m.epoch, offset: m.last }, page)))
+            }
+        }
+        let key = key.encode();
+        let oldest_kept = now_ms.saturating_sub(limits.ttl_secs.saturating_mul(1000));
+        self.db.read(Page(&key, after.unwrap_or(0), limit, oldest_kept))
     }
 
     fn stream_count(&self) -> Result<usize, StoreError> {
-        self.db.stream_count()
+        let txn = self.db.db.begin_read().map_err(err)?;
+        let meta = txn.open_table(META).map_err(err)?;
+        Ok(meta.len().map_err(err)? as usize)
     }
 
     fn mark_delivered(&self, key: &StreamKey, offset: u64) -> Result<(), StoreError> {
-        self.db.mark_delivered(key, offset)
+        let key = key.encode();
+        let now_ms = crate::wire::now_ms();
+        self.db.write(|meta, _| {
+            let mut m = load(meta, &key)?.unwrap_or_else(|| fresh(now_ms));
+            if m.delivered >= offset && !touch(&mut m, now_ms) {
+                return Ok(());
+            }
+            m.delivered = m.delivered.max(offset);
+            save(meta, &key, &m)
+        })
     }
 
     fn undelivered(
@@ -673,7 +600,21 @@ impl HistoryStore for DiskStore {
         limits: &HistoryLimits,
         now_ms: u64,
     ) -> Result<(Position, Vec<Stored>), StoreError> {
-        self.db.undelivered(key, limits, now_ms)
+        let key = key.encode();
+        // One transaction: nothing appended or swept between the read and
+        // the new mark is written over.
+        self.db.write(|meta, messages| {
+            let loaded = load(meta, &key)?;
+            let mut m = loaded.clone().unwrap_or_else(|| fresh(now_ms));
+            trim(messages, &key, &mut m, limits, now_ms)?;
+            let pending = range(messages, &key, m.delivered, usize::MAX, 0)?;
+            m.delivered = m.last;
+            let touched = touch(&mut m, now_ms);
+            if touched || loaded.as_ref() != Some(&m) {
+                save(meta, &key, &m)?;
+            }
+            Ok((Position { epoch: m.epoch.clone(), offset: m.last }, pending))
+        })
     }
 
     fn sweep(
@@ -683,7 +624,7 @@ impl HistoryStore for DiskStore {
         limits: &dyn Fn(&StreamKey) -> HistoryLimits,
         followed: &dyn Fn(&StreamKey) -> bool,
     ) {
-        if let Err(error) = self.db.sweep(now_ms, idle_ms, limits, followed) {
+        if let Err(error) = self.sweep_records(now_ms, idle_ms, limits, followed) {
             tracing::warn!(%error, "history sweep failed; it is retried at the next one");
         }
     }
@@ -691,7 +632,12 @@ impl HistoryStore for DiskStore {
     fn flush(&self) -> Result<(), StoreError> {
         // What was queued without a wait (delivery marks) first.
         self.writer.run([]);
-        self.db.flush()
+        let mut txn = self.db.db.begin_write().map_err(err)?;
+        txn.set_durability(Durability::Immediate).map_err(err)?;
+        txn.commit().map_err(err)?;
+        *self.db.last_sync.lock().unwrap_or_else(std::sync::PoisonError::into_inner) =
+            Instant::now();
+        Ok(())
     }
 
     fn writer(&self) -> Option<&Writer> {
