@@ -24,11 +24,16 @@ impl Endpoint {
     pub(crate) fn new(url: &str, user: Option<&str>) -> Result<Endpoint, Error> {
         let invalid = |why: &str| Err(Error::InvalidUrl(format!("{why}: `{url}`")));
         let lower = url.get(..6).unwrap_or(url).to_ascii_lowercase();
+        // `get` rather than indexing: the scheme is ASCII, so these never
+        // miss, and the package carries no panic path for them.
         let rest = if lower.starts_with("ws://") {
-            &url[5..]
+            url.get(5..)
         } else if lower.starts_with("wss://") {
-            &url[6..]
+            url.get(6..)
         } else {
+            None
+        };
+        let Some(rest) = rest else {
             return invalid("the scheme must be ws:// or wss://");
         };
         let host = rest.split(['/', '?', '#']).next().unwrap_or_default();

@@ -54,6 +54,11 @@
 //!   already had. [`Joined::recovered`] and [`Connected::inbox_recovered`] say
 //!   when a gap could not be filled.
 
+// Slicing a `str` by index compiles in a panic path that formats the string
+// with `Debug`, and with it core's Unicode printability tables: about 4 KB
+// of the browser package, gzipped. The SDK uses `get` instead.
+#![deny(clippy::string_slice)]
+
 pub mod backoff;
 mod builder;
 mod client;
