@@ -56,7 +56,21 @@ mv "$glue.min" "$glue"
 # top-level await), so bundler users never call init(); "switchboard-js/web"
 # is wasm-pack's own module, with its init(), for pages that want to decide
 # when it loads. wasm-pack writes neither the entry nor `exports`.
-cp sdk-js/js/index.js sdk-js/js/index.d.ts sdk-js/pkg/
+# The entries are minified like the glue: their comments are for readers of
+# this repository, not for every page that downloads them.
+cp sdk-js/js/index.d.ts sdk-js/pkg/
+for entry in index node; do
+    sdk-js/tools/node_modules/.bin/esbuild "sdk-js/js/$entry.js" --format=esm --minify \
+        --legal-comments=none --log-level=warning --outfile="sdk-js/pkg/$entry.js"
+done
+# Node.js, Deno and Bun get `node.js` (the module read from disk, no
+# top-level await), and `require()` gets the same bundled as CommonJS, so
+# that every Node version that can run the SDK can require it. (An app that
+# both imports and requires the package gets two instances of the module.)
+sdk-js/tools/node_modules/.bin/esbuild sdk-js/pkg/node.js --bundle --format=cjs --platform=node \
+    --minify-syntax --legal-comments=none --log-level=warning \
+    --inject:sdk-js/js/import-meta-url.js --define:import.meta.url=import_meta_url \
+    --outfile=sdk-js/pkg/node.cjs
 node -e '
 const fs = require("fs");
 const file = "sdk-js/pkg/package.json";
@@ -64,11 +78,19 @@ const pkg = JSON.parse(fs.readFileSync(file, "utf8"));
 pkg.main = "index.js";
 pkg.module = "index.js";
 pkg.types = "index.d.ts";
-pkg.files = [...new Set([...pkg.files, "index.js", "index.d.ts"])];
+pkg.files = [...new Set([...pkg.files, "index.js", "index.d.ts", "node.js", "node.cjs"])];
 // The entry runs init() when evaluated: bundlers must not skip it.
 pkg.sideEffects = [...new Set([...(pkg.sideEffects || []), "./index.js"])];
+pkg.engines = { node: ">=18" };
+// Browsers and bundlers for them take `index.js`; Node.js, Deno and Bun
+// (which all match `node`) the entry that reads the module from disk.
 pkg.exports = {
-  ".": { types: "./index.d.ts", default: "./index.js" },
+  ".": {
+    types: "./index.d.ts",
+    browser: "./index.js",
+    node: { import: "./node.js", require: "./node.cjs" },
+    default: "./index.js",
+  },
   "./web": { types: "./switchboard_js.d.ts", default: "./switchboard_js.js" },
   "./switchboard_js_bg.wasm": "./switchboard_js_bg.wasm",
   "./package.json": "./package.json",

@@ -143,5 +143,8 @@ step "the example chat, the packed package, the admin page, the React example an
 (cd examples/chat-web && npm ci --no-audit --no-fund --loglevel=error)
 (cd tests/browser && npm ci --no-audit --no-fund --loglevel=error && npm test)
 
+step "switchboard-js from its packed tarball in Node.js (import and require), Deno and Bun, against live hubs"
+(cd tests/node && npm ci --no-audit --no-fund --loglevel=error && npm test)
+
 step "switchboard-js's TypeScript declarations under tsc --strict (the whole API, and mistakes they must refuse)"
 (cd tests/browser && npx tsc -p types && echo "tsc --strict: the usage compiles, every @ts-expect-error is refused")

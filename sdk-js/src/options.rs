@@ -22,6 +22,10 @@ pub(crate) struct Options {
     fallbacks: Vec<String>,
     /// `getToken`: a function returning a token or a Promise of one.
     get_token: Option<Function>,
+    /// `headers`, sent with the upgrade by Node.js, Deno and Bun.
+    headers: Vec<(String, String)>,
+    /// `WebSocket`: the constructor to open sockets with.
+    web_socket: Option<Function>,
 }
 
 /// An options object, or `false` to switch the feature off.
@@ -46,7 +50,7 @@ struct HeartbeatOptions {
 }
 
 /// The options' field names, as the TypeScript declarations spell them.
-const FIELDS: [&str; 9] = [
+const FIELDS: [&str; 11] = [
     "userId",
     "token",
     "getToken",
@@ -56,6 +60,8 @@ const FIELDS: [&str; 9] = [
     "connectTimeoutMs",
     "offlineQueue",
     "fallbacks",
+    "headers",
+    "WebSocket",
 ];
 const RECONNECT_FIELDS: [&str; 4] = ["enabled", "minDelayMs", "maxDelayMs", "maxAttempts"];
 const HEARTBEAT_FIELDS: [&str; 2] = ["intervalMs", "timeoutMs"];
@@ -115,15 +121,8 @@ pub(crate) fn read(options: JsValue) -> Result<Options, String> {
     if !options.is_object() {
         return Err("options must be an object".to_owned());
     }
-    let get_token = Reflect::get(&options, &JsValue::from_str("getToken"))
-        .ok()
-        .filter(|value| !value.is_undefined() && !value.is_null());
-    let get_token = match get_token {
-        None => None,
-        Some(value) => {
-            Some(value.dyn_into::<Function>().map_err(|_| mistyped("getToken", "a function"))?)
-        }
-    };
+    let get_token = function(&options, "getToken")?;
+    let web_socket = function(&options, "WebSocket")?;
     let value = value_from_js(&options)?;
     let fields = Fields::of(&value).ok_or_else(|| "options must be an object".to_owned())?;
     only(fields, &FIELDS)?;
@@ -137,7 +136,30 @@ pub(crate) fn read(options: JsValue) -> Result<Options, String> {
         token: fields.opt_string("token")?,
         fallbacks: fields.opt_strings("fallbacks")?.unwrap_or_default(),
         get_token,
+        headers: headers(fields)?,
+        web_socket,
     })
+}
+
+/// A function among the options (JSON leaves functions out), if present.
+fn function(options: &JsValue, key: &str) -> Result<Option<Function>, String> {
+    match Reflect::get(options, &JsValue::from_str(key)) {
+        Ok(value) if !value.is_undefined() && !value.is_null() => {
+            value.dyn_into::<Function>().map(Some).map_err(|_| mistyped(key, "a function"))
+        }
+        _ => Ok(None),
+    }
+}
+
+/// `headers`: an object of header names to string values.
+fn headers(fields: Fields<'_>) -> Result<Vec<(String, String)>, String> {
+    let Some(value) = fields.present("headers") else { return Ok(Vec::new()) };
+    let expected = || mistyped("headers", "an object of strings");
+    let object = value.as_object().ok_or_else(expected)?;
+    object
+        .iter()
+        .map(|(name, value)| Ok((name.clone(), value.as_str().ok_or_else(expected)?.to_owned())))
+        .collect()
 }
 
 impl Options {
@@ -190,6 +212,12 @@ impl Options {
         }
         if let Some(function) = self.get_token {
             builder = builder.token_provider(provider(function));
+        }
+        for (name, value) in self.headers {
+            builder = builder.header(name, value);
+        }
+        if let Some(constructor) = self.web_socket {
+            builder = builder.web_socket(constructor);
         }
         builder
     }

@@ -54,6 +54,16 @@ export interface ClientOptions {
    * behind a load balancer.
    */
   fallbacks?: string[];
+  /**
+   * Headers sent with the WebSocket upgrade, such as `Authorization: Bearer …`: Node.js, Deno and
+   * Bun send them (as `new WebSocket(url, { headers })`); browsers cannot, and warn instead.
+   */
+  headers?: Record<string, string>;
+  /**
+   * The `WebSocket` constructor to use instead of the runtime's global one: the `ws` package on a
+   * Node.js without a global `WebSocket`, or any class with the browser's WebSocket API.
+   */
+  WebSocket?: new (url: string, ...rest: any[]) => unknown;
 }
 
 /**

@@ -7,7 +7,7 @@ use crate::client::Client;
 use crate::endpoint::Endpoint;
 use crate::error::{Error, Result};
 use crate::runtime::{BoxFuture, MaybeSend};
-use crate::transport::Tls;
+use crate::transport::Connector;
 
 /// The longest timer the client accepts: browsers' timers take at most
 /// 2^31 − 1 ms (about 24.8 days), and one rule for every target keeps the
@@ -92,7 +92,7 @@ pub(crate) struct Options {
     pub(crate) welcome_timeout: Duration,
     pub(crate) offline_queue: usize,
     pub(crate) tokens: Tokens,
-    pub(crate) tls: Tls,
+    pub(crate) connector: Connector,
 }
 
 /// Configures a [`Client`].
@@ -110,7 +110,7 @@ pub struct ClientBuilder {
     offline_queue: usize,
     tokens: Tokens,
     /// Set natively by `tls_config` (`transport/native.rs`) too.
-    pub(crate) tls: Tls,
+    pub(crate) connector: Connector,
 }
 
 impl ClientBuilder {
@@ -127,7 +127,7 @@ impl ClientBuilder {
             welcome_timeout: Duration::from_secs(10),
             offline_queue: 1_024,
             tokens: Tokens::None,
-            tls: Tls::default(),
+            connector: Connector::default(),
         }
     }
 
@@ -166,7 +166,9 @@ impl ClientBuilder {
         self
     }
 
-    /// Adds a header to the upgrade request (native only; browsers cannot).
+    /// Adds a header to the upgrade request: natively, and in Node.js, Deno
+    /// and Bun through switchboard-js. Browsers cannot, and ignore it with a
+    /// warning.
     pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
         self.headers.push((name.into(), value.into()));
         self
@@ -211,7 +213,7 @@ impl ClientBuilder {
     /// private CA. Browsers decide trust themselves and ignore it; natively
     /// [`ClientBuilder::tls_config`] replaces the whole TLS setup instead.
     pub fn add_root_certificates(mut self, pem: impl Into<Vec<u8>>) -> Self {
-        self.tls.add_roots_pem(pem.into());
+        self.connector.add_roots_pem(pem.into());
         self
     }
 
@@ -250,7 +252,7 @@ impl ClientBuilder {
             welcome_timeout: self.welcome_timeout,
             offline_queue: self.offline_queue,
             tokens: self.tokens,
-            tls: self.tls,
+            connector: self.connector,
         })
     }
 
@@ -284,7 +286,7 @@ impl ClientBuilder {
         for (name, value) in &self.headers {
             check_header(name, value)?;
         }
-        self.tls.check()
+        self.connector.check()
     }
 }
 

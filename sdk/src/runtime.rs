@@ -96,10 +96,16 @@ pub(crate) async fn sleep(duration: Duration) {
 }
 
 /// `navigator.onLine`: false when the browser knows it has no network.
-/// Outside a window (a worker without one) assume online.
+/// Outside a window (a worker without one) assume online, and so where it
+/// is not a boolean: Deno has a `Window` whose navigator has no `onLine`,
+/// which `Navigator::on_line` would read as `false`, waiting for an `online`
+/// event that never comes.
 #[cfg(target_arch = "wasm32")]
 pub(crate) fn is_online() -> bool {
-    web_sys::window().is_none_or(|window| window.navigator().on_line())
+    web_sys::window().is_none_or(|window| {
+        let on_line = js_sys::Reflect::get(&window.navigator(), &"onLine".into());
+        on_line.ok().and_then(|value| value.as_bool()) != Some(false)
+    })
 }
 
 /// Resolves on the window's next `online` event.

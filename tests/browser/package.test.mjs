@@ -43,7 +43,7 @@ test("the packed tarball installs into a fresh project and works there", async (
     assert.ok(installed[field], `package.json has ${field}`);
   }
   const files = await readdir(join(project, "node_modules/switchboard-js"));
-  for (const file of ["index.js", "index.d.ts", "switchboard_js.js", "switchboard_js_bg.wasm", "switchboard_js.d.ts", "README.md"]) {
+  for (const file of ["index.js", "index.d.ts", "node.js", "node.cjs", "switchboard_js.js", "switchboard_js_bg.wasm", "switchboard_js.d.ts", "README.md"]) {
     assert.ok(files.includes(file), `the package ships ${file}`);
   }
   const types = await readFile(join(project, "node_modules/switchboard-js/switchboard_js.d.ts"), "utf8");

@@ -446,7 +446,7 @@ impl Driver {
         let mut opened = None;
         {
             let open = async {
-                opened = Some(Socket::open(&url, &options.headers, &options.tls).await);
+                opened = Some(Socket::open(&url, &options.headers, &options.connector).await);
             };
             pin_mut!(open);
             if !self.until(open, [Some(deadline.as_mut()), None]).await? {

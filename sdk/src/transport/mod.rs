@@ -14,11 +14,11 @@
 #[cfg(not(target_arch = "wasm32"))]
 mod native;
 #[cfg(not(target_arch = "wasm32"))]
-pub(crate) use native::{Socket, Tls};
+pub(crate) use native::{Connector, Socket};
 #[cfg(target_arch = "wasm32")]
 mod web;
 #[cfg(target_arch = "wasm32")]
-pub(crate) use web::{Socket, Tls};
+pub(crate) use web::{Connector, Socket};
 
 use switchboard_protocol::CloseCode;
 

@@ -21,7 +21,7 @@ use tokio_tungstenite::tungstenite::http::{HeaderName, HeaderValue};
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode as WsCloseCode;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message as WsMessage};
-use tokio_tungstenite::{Connector, MaybeTlsStream, WebSocketStream};
+use tokio_tungstenite::{Connector as TlsConnector, MaybeTlsStream, WebSocketStream};
 
 use super::{Incoming, OpenError};
 use crate::builder::ClientBuilder;
@@ -37,12 +37,13 @@ pub(crate) const CLOSE_GRACE: Duration = Duration::from_secs(1);
 /// queue). Pings and tokens are queued regardless: there are few of them.
 const OUTBOUND_FRAMES: usize = 256;
 
-/// How `wss://` URLs are trusted: the platform's roots and the app's own
-/// PEM roots, or a rustls configuration the app made. Built on the first
+/// How sockets are opened natively, which is how `wss://` URLs are
+/// trusted: the platform's roots and the app's own PEM roots, or a rustls
+/// configuration the app made. Built on the first
 /// `wss://` connection, so a client on `ws://` never reads the system's
 /// certificate store.
 #[derive(Debug, Clone, Default)]
-pub(crate) struct Tls {
+pub(crate) struct Connector {
     /// PEM documents of extra root certificates.
     roots: Vec<Vec<u8>>,
     /// The app's own configuration, used as is.
@@ -50,7 +51,7 @@ pub(crate) struct Tls {
     config: Arc<OnceLock<Arc<ClientConfig>>>,
 }
 
-impl Tls {
+impl Connector {
     /// Adds the certificates of a PEM document as trusted roots.
     pub(crate) fn add_roots_pem(&mut self, pem: Vec<u8>) {
         self.roots.push(pem);
@@ -113,7 +114,7 @@ impl ClientBuilder {
     /// set up in code (native only). Overrides
     /// [`ClientBuilder::add_root_certificates`].
     pub fn tls_config(mut self, config: Arc<rustls::ClientConfig>) -> Self {
-        self.tls.preset = Some(config);
+        self.connector.preset = Some(config);
         self
     }
 }
@@ -135,7 +136,7 @@ impl Socket {
     pub(crate) async fn open(
         url: &str,
         headers: &[(String, String)],
-        tls: &Tls,
+        connector: &Connector,
     ) -> Result<Socket, OpenError> {
         let mut request = url
             .into_client_request()
@@ -145,7 +146,7 @@ impl Socket {
             request.headers_mut().insert(name, value);
         }
         let connector = if url.get(..6).is_some_and(|s| s.eq_ignore_ascii_case("wss://")) {
-            Some(Connector::Rustls(tls.config().map_err(OpenError::Fatal)?))
+            Some(TlsConnector::Rustls(connector.config().map_err(OpenError::Fatal)?))
         } else {
             None
         };

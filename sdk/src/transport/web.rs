@@ -7,25 +7,64 @@
 use futures::StreamExt;
 use futures::channel::mpsc;
 use switchboard_protocol::CloseCode;
-use wasm_bindgen::JsCast;
 use wasm_bindgen::closure::Closure;
+use wasm_bindgen::{JsCast, JsValue};
 use web_sys::{BinaryType, CloseEvent, Event, MessageEvent, WebSocket};
 
 use super::{Incoming, OpenError};
 use crate::error::Error;
 
-/// Browsers trust what they trust: certificates are the browser's business.
+/// How sockets are opened in JavaScript: with the runtime's global
+/// `WebSocket`, or a constructor the app passed (the `ws` package on an
+/// older Node, a test double). Certificates are the runtime's business.
 #[derive(Debug, Clone, Default)]
-pub(crate) struct Tls {}
+pub(crate) struct Connector {
+    /// The app's `WebSocket` constructor.
+    web_socket: Option<js_sys::Function>,
+}
 
-impl Tls {
-    /// Ignored: the browser's own trust store decides.
+impl Connector {
+    /// Ignored: the runtime's own trust store decides.
     pub(crate) fn add_roots_pem(&mut self, _pem: Vec<u8>) {}
 
-    /// Nothing to check in a browser.
+    /// Nothing to check in JavaScript.
     pub(crate) fn check(&self) -> Result<(), Error> {
         Ok(())
     }
+
+    /// The constructor to call: the app's, or the global `WebSocket`.
+    fn constructor(&self) -> Option<js_sys::Function> {
+        if let Some(constructor) = &self.web_socket {
+            return Some(constructor.clone());
+        }
+        js_sys::Reflect::get(&js_sys::global(), &"WebSocket".into())
+            .ok()
+            .and_then(|constructor| constructor.dyn_into().ok())
+    }
+}
+
+impl crate::ClientBuilder {
+    /// Opens sockets with this `WebSocket` constructor instead of the
+    /// runtime's global one (JavaScript only): the `ws` package on a Node.js
+    /// without a global `WebSocket`, or any class with the browser's API.
+    pub fn web_socket(mut self, constructor: js_sys::Function) -> Self {
+        self.connector.web_socket = Some(constructor);
+        self
+    }
+}
+
+/// Whether this is a server-side runtime (Node.js, Deno, Bun), whose
+/// `WebSocket` takes `{ headers }` as its second argument. A browser's reads
+/// that argument as subprotocols, and cannot send headers at all.
+fn sends_headers() -> bool {
+    let global = js_sys::global();
+    let has = |target: &JsValue, key: &str| {
+        js_sys::Reflect::get(target, &key.into()).is_ok_and(|value| !value.is_undefined())
+    };
+    let versions = js_sys::Reflect::get(&global, &"process".into())
+        .and_then(|process| js_sys::Reflect::get(&process, &"versions".into()))
+        .unwrap_or(JsValue::UNDEFINED);
+    has(&global, "Deno") || (versions.is_object() && has(&versions, "node"))
 }
 
 /// What the JS callbacks report.
@@ -49,30 +88,41 @@ pub(crate) struct Socket {
 }
 
 impl Socket {
-    /// Opens `url`. Browsers cannot set headers on a WebSocket upgrade, so
-    /// `headers` must be empty here (the builder documents this).
+    /// Opens `url`. Node.js, Deno and Bun send `headers` with the upgrade;
+    /// browsers cannot, and ignore them with a warning (the builder
+    /// documents this).
     pub(crate) async fn open(
         url: &str,
         headers: &[(String, String)],
-        _tls: &Tls,
+        connector: &Connector,
     ) -> Result<Socket, OpenError> {
-        if !headers.is_empty() {
-            web_sys::console::warn_1(&wasm_bindgen::JsValue::from_str(
-                "switchboard: browsers cannot send headers with a WebSocket upgrade; ignoring them",
-            ));
-        }
-        let global = js_sys::global();
-        let has_websocket = js_sys::Reflect::get(&global, &"WebSocket".into())
-            .is_ok_and(|constructor| constructor.is_function());
-        if !has_websocket {
+        let Some(constructor) = connector.constructor() else {
             return Err(OpenError::Fatal(Error::NoWebSocket(
-                "this runtime has no global WebSocket".to_owned(),
+                "this runtime has no global WebSocket; pass a WebSocket constructor in the options"
+                    .to_owned(),
             )));
+        };
+        let arguments = js_sys::Array::of1(&url.into());
+        if !headers.is_empty() {
+            if sends_headers() {
+                let mut fields = crate::codec::js::ObjectWriter::new();
+                for (name, value) in headers {
+                    fields.text(name, value);
+                }
+                let mut init = crate::codec::js::ObjectWriter::new();
+                init.raw("headers", &fields.finish());
+                arguments.push(&crate::codec::js::json_to_js(&init.finish()));
+            } else {
+                web_sys::console::warn_1(&JsValue::from_str(
+                    "switchboard: browsers cannot send headers with a WebSocket upgrade; ignoring them",
+                ));
+            }
         }
         // What the constructor refuses (a malformed URL, a blocked port,
         // `ws://` from an `https://` page) it will refuse every time.
-        let ws = WebSocket::new(url)
-            .map_err(|e| OpenError::Fatal(Error::InvalidUrl(format!("{}: {url}", describe(&e)))))?;
+        let ws: WebSocket = js_sys::Reflect::construct(&constructor, &arguments)
+            .map_err(|e| OpenError::Fatal(Error::InvalidUrl(format!("{}: {url}", describe(&e)))))?
+            .unchecked_into();
         ws.set_binary_type(BinaryType::Arraybuffer);
         let (tx, events) = mpsc::unbounded();
 
@@ -187,7 +237,7 @@ impl Drop for Socket {
 }
 
 /// A readable message from a thrown JS value.
-fn describe(error: &wasm_bindgen::JsValue) -> String {
+fn describe(error: &JsValue) -> String {
     error
         .dyn_ref::<js_sys::Error>()
         .map(|e| String::from(e.message()))

@@ -28,6 +28,8 @@ export async function app(): Promise<void> {
     offlineQueue: 64,
     fallbacks: ["ws://127.0.0.1:8081/ws"],
     getToken: async () => "a.jwt.token",
+    headers: { Authorization: "Bearer a.jwt.token" },
+    WebSocket: globalThis.WebSocket,
   };
   const client = new Client("ws://127.0.0.1:8080/ws", options);
 
@@ -83,6 +85,10 @@ export async function app(): Promise<void> {
   new Client("ws://x/ws", { userID: "typo" });
   // @ts-expect-error: the URL is a string.
   new Client(8080, { userId: "ann" });
+  // @ts-expect-error: header values are strings.
+  new Client("ws://x/ws", { headers: { "X-Count": 1 } });
+  // @ts-expect-error: `WebSocket` is a constructor, not an instance.
+  new Client("ws://x/ws", { WebSocket: new WebSocket("ws://x/ws") });
   // @ts-expect-error: a lifecycle event's payload is not a Message.
   client.on("connected", (m: Message) => console.log(m.data));
   // @ts-expect-error: typed data is checked where it is read.
