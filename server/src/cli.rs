@@ -6,9 +6,10 @@
 //! `SWITCHBOARD_<SECTION>__<KEY>`, see [`crate::env`], and the flags' own),
 //! command-line flags.
 
-use clap::{CommandFactory, Parser, ValueEnum};
+use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use crate::Config;
 use crate::error::ConfigError;
@@ -74,6 +75,33 @@ pub struct Cli {
     /// TOML with secrets masked, and exit.
     #[arg(long)]
     pub print_config: bool,
+    /// A helper command instead of serving.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// `switchboard <command>`: helpers for developers, with the same
+/// configuration (file, environment, flags) as the hub.
+#[derive(Debug, Clone, Subcommand)]
+pub enum Command {
+    /// Print a token for a user, signed with the configured `auth.jwt_secret`
+    /// (HS256) and naming the hub's audience and issuer if it has them.
+    Token(TokenArgs),
+}
+
+/// `switchboard token`.
+#[derive(Debug, Clone, Args)]
+pub struct TokenArgs {
+    /// The user the token names (its `sub`).
+    #[arg(long)]
+    pub user: String,
+    /// How long it is valid: `90s`, `15m`, `1h`, `7d`.
+    #[arg(long, default_value = "1h", value_parser = crate::policy::mint::parse_ttl)]
+    pub ttl: Duration,
+    /// Room patterns for the rooms claim (rooms whose permissions say
+    /// `claim`), comma-separated or repeated.
+    #[arg(long, value_delimiter = ',')]
+    pub rooms: Vec<String>,
 }
 
 /// `--history-store`.

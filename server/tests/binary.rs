@@ -128,3 +128,52 @@ fn a_misspelt_variable_is_refused_naming_the_key() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("limits.mesages_per_sec"), "{stderr}");
 }
+
+#[tokio::test]
+async fn switchboard_token_prints_a_token_the_same_configuration_accepts() {
+    let secret = ("SWITCHBOARD_AUTH__JWT_SECRET", "binary-test-secret");
+    let minted = Command::new(env!("CARGO_BIN_EXE_switchboard"))
+        .env(secret.0, secret.1)
+        .args(["token", "--user", "alice", "--ttl", "15m"])
+        .output()
+        .expect("run switchboard token");
+    assert!(minted.status.success(), "{}", String::from_utf8_lossy(&minted.stderr));
+    let token = String::from_utf8(minted.stdout).unwrap().trim().to_owned();
+
+    let port = free_port();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_switchboard"))
+        .env(secret.0, secret.1)
+        .env("SWITCHBOARD_BIND", format!("127.0.0.1:{port}"))
+        .env("SWITCHBOARD_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start switchboard");
+    let url = format!("ws://127.0.0.1:{port}/ws?token={token}");
+    let deadline = tokio::time::Instant::now() + TIMEOUT;
+    let mut socket = loop {
+        match tokio_tungstenite::connect_async(url.as_str()).await {
+            Ok((socket, _)) => break socket,
+            Err(err) => {
+                assert!(tokio::time::Instant::now() < deadline, "never accepted: {err}");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    };
+    let welcome = tokio::time::timeout(TIMEOUT, socket.next()).await.unwrap().unwrap().unwrap();
+    let welcome: serde_json::Value = serde_json::from_str(welcome.to_text().unwrap()).unwrap();
+    assert_eq!(welcome["type"], "welcome");
+    assert_eq!(welcome["user"], "alice");
+    child.kill().unwrap();
+    child.wait().unwrap();
+
+    // Without a secret there is nothing to sign with: a message, not a token.
+    let refused = Command::new(env!("CARGO_BIN_EXE_switchboard"))
+        .env_remove(secret.0)
+        .args(["token", "--user", "alice"])
+        .output()
+        .expect("run switchboard token");
+    assert!(!refused.status.success());
+    assert!(refused.stdout.is_empty());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("no auth.jwt_secret is configured"));
+}

@@ -39,7 +39,8 @@ test("the packed tarball installs into a fresh project and works there", async (
 
   const installed = JSON.parse(await readFile(join(project, "node_modules/switchboard-js/package.json"), "utf8"));
   assert.equal(installed.name, "switchboard-js");
-  for (const field of ["version", "description", "license", "repository", "files", "types", "module"]) {
+  assert.ok(!JSON.stringify(installed).includes("example.invalid"), "no placeholder URL");
+  for (const field of ["version", "description", "license", "files", "types", "module", "exports"]) {
     assert.ok(installed[field], `package.json has ${field}`);
   }
   const files = await readdir(join(project, "node_modules/switchboard-js"));

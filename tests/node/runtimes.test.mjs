@@ -7,7 +7,7 @@ import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { execFile, execFileSync } from "node:child_process";
 import { createHmac } from "node:crypto";
-import { cp, mkdtemp, readdir, rm, writeFile } from "node:fs/promises";
+import { cp, mkdtemp, readFile, readdir, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -52,14 +52,19 @@ function token(user) {
   return `${body}.${createHmac("sha256", SECRET).update(body).digest("base64url")}`;
 }
 
-/** Runs `command args` in the fresh project; resolves with its stdout's last line as JSON. */
-function run(command, args) {
+/** Runs `command args` in the fresh project; resolves with its stdout. */
+function output(command, args) {
   return new Promise((done, fail) => {
     execFile(command, args, { cwd: project, timeout: SCRIPT_TIMEOUT }, (error, stdout, stderr) => {
       if (error) return fail(new Error(`${command} ${args.join(" ")} failed: ${error.message}\n${stdout}\n${stderr}`));
-      done(JSON.parse(stdout.trim().split("\n").at(-1)));
+      done(stdout);
     });
   });
+}
+
+/** Runs `command args` in the fresh project; resolves with its stdout's last line as JSON. */
+async function run(command, args) {
+  return JSON.parse((await output(command, args)).trim().split("\n").at(-1));
 }
 
 /** Node 22+ has a global WebSocket; Node 20 has it behind a flag. */
@@ -105,4 +110,22 @@ test("Bun: the same ES module script", async () => {
   assert.deepEqual(await run(bun, ["esm.mjs", hub.url, hub.http]), EVERY_MESSAGE_ONCE);
   const result = await run(bun, ["esm.mjs", tokenHub.url, tokenHub.http, ...tokens()]);
   assert.deepEqual(result, EVERY_MESSAGE_ONCE);
+});
+
+test("sdk-js/README.md's example runs as printed, against a live hub", async () => {
+  const example = await readFile(join(HERE, "app/use.mjs"), "utf8");
+  assert.ok(example.includes('"ws://localhost:8080/ws"'), "the example names the hub's default URL");
+  await writeFile(join(project, "use-here.mjs"), example.replace("ws://localhost:8080/ws", hub.url));
+  const printed = await output("node", [...NODE_FLAGS, "use-here.mjs"]);
+  assert.match(printed, /^connected /m);
+  assert.match(printed, /^alice in general: \{ text: 'hi' \}$/m, "its own message came back");
+});
+
+test("the README's JavaScript example runs as printed, against a live hub", async () => {
+  const example = await readFile(join(HERE, "app/quickstart.mjs"), "utf8");
+  assert.ok(example.includes('"ws://127.0.0.1:8080/ws"'), "the example names the hub's default URL");
+  await writeFile(join(project, "quickstart-here.mjs"), example.replace("ws://127.0.0.1:8080/ws", hub.url));
+  const printed = await output("node", [...NODE_FLAGS, "quickstart-here.mjs"]);
+  assert.match(printed, /^alice \{ text: 'hi' \}$/m, "its own message came back");
+  assert.match(printed, /^\[ 'alice' \] 0$/m, "join answered alice; bob has no connection");
 });

@@ -1,7 +1,10 @@
-//! The `switchboard` binary: parse flags, set up logging, serve until SIGINT or SIGTERM.
+//! The `switchboard` binary: parse flags, set up logging, serve until SIGINT
+//! or SIGTERM; or print the configuration (`--print-config`) or a token
+//! (`switchboard token`).
 
 use clap::Parser;
-use switchboard_server::cli::{Cli, LogFormat};
+use switchboard_server::cli::{Cli, Command, LogFormat};
+use switchboard_server::policy::mint::{TokenRequest, mint};
 use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
@@ -18,7 +21,7 @@ async fn main() -> std::process::ExitCode {
 async fn serve(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
     let filter = EnvFilter::try_new(&cli.log)?;
     match cli.log_format {
-        // Logs on stderr, as the README says: stdout is for what a command
+        // Logs on stderr, as docs/CONFIGURATION.md says: stdout is for what a command
         // prints (`--print-config`).
         LogFormat::Text => {
             tracing_subscriber::fmt().with_writer(std::io::stderr).with_env_filter(filter).init()
@@ -32,6 +35,12 @@ async fn serve(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
     let config = cli.config()?;
     if cli.print_config {
         print!("{}", switchboard_server::env::masked_toml(&config));
+        return Ok(());
+    }
+    if let Some(Command::Token(args)) = &cli.command {
+        let request =
+            TokenRequest { user: args.user.clone(), ttl: args.ttl, rooms: args.rooms.clone() };
+        println!("{}", mint(&config.auth, &request, std::time::SystemTime::now())?);
         return Ok(());
     }
     if !config.bind.ip().is_loopback() && config.api.key.is_none() {

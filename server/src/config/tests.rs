@@ -37,14 +37,20 @@ fn history_rules_match_room_patterns_first_match_wins() {
 }
 
 #[test]
-fn the_readme_sample_config_is_valid() {
-    let readme = include_str!("../../../README.md");
-    let start = readme.find("# hub.toml").expect("the README has a sample hub.toml");
-    let end = start + readme[start..].find("```").expect("the sample ends");
-    let config = Config::from_toml(&readme[start..end]).expect("the sample parses");
-    let rules = config.history.patterns();
+fn the_configuration_pages_toml_samples_are_valid() {
+    let page = include_str!("../../../docs/CONFIGURATION.md");
+    let samples: Vec<&str> =
+        page.split("```toml\n").skip(1).filter_map(|s| s.split("```").next()).collect();
+    assert_eq!(samples.len(), 2, "the permissions sample and the history sample");
+    for sample in &samples {
+        Config::from_toml(sample).unwrap_or_else(|e| panic!("{e}: {sample}"));
+    }
+    let history = Config::from_toml(samples[1]).unwrap();
+    let rules = history.history.patterns();
     assert_eq!(rules.first("chat:x").map(|l| l.size), Some(1000));
     assert_eq!(rules.first("ticker:x").map(|l| l.size), Some(0));
+    let permissions = Config::from_toml(samples[0]).unwrap();
+    assert_eq!(permissions.permissions.rooms[0].pattern, "private:*");
 }
 
 #[test]

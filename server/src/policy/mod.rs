@@ -2,7 +2,8 @@
 //! where (`client_addr.rs`: the client's address behind trusted proxies),
 //! whether it may connect at all (`admission.rs`: origins, address lists,
 //! rates and connection limits), what it may do in which room
-//! ([`permissions`]), and the application's own say ([`hooks`] in Rust,
+//! ([`permissions`]), tokens it would accept, made for development
+//! ([`mint`]), and the application's own say ([`hooks`] in Rust,
 //! [`webhooks`] over HTTP) and what it hears after the fact (`events.rs`).
 //!
 //! Policy decides; it carries nothing out. It depends on the
@@ -16,5 +17,6 @@ pub mod hooks;
 pub(crate) mod http_client;
 pub mod identity;
 pub(crate) mod jwks;
+pub mod mint;
 pub mod permissions;
 pub mod webhooks;

@@ -1,0 +1,206 @@
+//! The documentation cannot drift from the code it describes:
+//!
+//! - `docs/CONFIGURATION.md` lists every configuration key, with its
+//!   environment variable and its default as the configuration types have
+//!   them; a key added, renamed or given a new default without the page
+//!   following fails here, and so does a documented key that does not exist.
+//! - Every ```` ```rust ```` and ```` ```js ```` block of the README is preceded
+//!   by `<!-- checked: PATH -->` and is that file's text, and each such file
+//!   is compiled (a Rust example, built by `cargo test` and clippy) or run
+//!   against a live hub (tests/node). Blocks of other Markdown files may be
+//!   checked the same way.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use switchboard_server::Config;
+use switchboard_server::config::{EventsConfig, WebhookConfig};
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("the workspace root").to_owned()
+}
+
+fn read(relative: &str) -> String {
+    std::fs::read_to_string(root().join(relative)).unwrap_or_else(|e| panic!("{relative}: {e}"))
+}
+
+/// Every leaf of `value` by its dotted path (arrays are leaves).
+fn flatten(value: &toml::Value, at: &str, out: &mut BTreeMap<String, toml::Value>) {
+    match value {
+        toml::Value::Table(table) => {
+            for (key, inner) in table {
+                let path = if at.is_empty() { key.clone() } else { format!("{at}.{key}") };
+                flatten(inner, &path, out);
+            }
+        }
+        leaf => {
+            out.insert(at.to_owned(), leaf.clone());
+        }
+    }
+}
+
+/// The hooks a `<hook>` in a documented key stands for.
+const HOOKS: [&str; 6] = ["connect", "join", "publish", "send", "rpc", "disconnect"];
+
+/// The defaults, with every optional table present at its own defaults, so
+/// that the keys inside `[hooks.publish]` or `[hooks.events]` have one too.
+fn defaults() -> BTreeMap<String, toml::Value> {
+    let mut config = Config::default();
+    let hooks = &mut config.hooks;
+    for hook in [
+        &mut hooks.connect,
+        &mut hooks.join,
+        &mut hooks.publish,
+        &mut hooks.send,
+        &mut hooks.rpc,
+        &mut hooks.disconnect,
+    ] {
+        *hook = Some(WebhookConfig::default());
+    }
+    hooks.events = Some(EventsConfig::default());
+    let mut out = BTreeMap::new();
+    flatten(&toml::Value::try_from(&config).expect("the configuration serializes"), "", &mut out);
+    out
+}
+
+/// A documented row: key, variable, default cell.
+#[derive(Debug)]
+struct Row {
+    key: String,
+    variable: String,
+    default: String,
+}
+
+/// The rows of every table in `text` whose first column is a key in
+/// backticks and whose header names `key`.
+fn rows(text: &str) -> Vec<Row> {
+    let mut out = Vec::new();
+    let mut in_table = false;
+    for line in text.lines() {
+        if !line.starts_with('|') {
+            in_table = false;
+            continue;
+        }
+        let cells: Vec<&str> = line.trim_matches('|').split(" | ").map(str::trim).collect();
+        if cells.first() == Some(&"key") {
+            in_table = true;
+            continue;
+        }
+        if !in_table || cells.len() < 4 || cells[0].starts_with("---") {
+            continue;
+        }
+        let unquote = |cell: &str| cell.trim_matches('`').to_owned();
+        out.push(Row {
+            key: unquote(cells[0]),
+            variable: unquote(cells[1]),
+            default: cells[2].to_owned(),
+        });
+    }
+    out
+}
+
+/// `SWITCHBOARD_<SECTION>__<KEY>` for `section.key`.
+fn variable(key: &str) -> String {
+    format!("SWITCHBOARD_{}", key.to_ascii_uppercase().replace('.', "__"))
+}
+
+/// The TOML value a default cell holds: `` `4096` ``, `` `"server"` ``, `` `[]` ``.
+fn value(cell: &str) -> Option<toml::Value> {
+    let inner = cell.strip_prefix('`')?.strip_suffix('`')?;
+    let table: toml::Table = toml::from_str(&format!("v = {inner}")).ok()?;
+    table.get("v").cloned()
+}
+
+/// A TOML document setting `key` (dotted) to `example`.
+fn document(key: &str, example: &str) -> String {
+    match key.rsplit_once('.') {
+        Some((table, leaf)) => format!("[{table}]\n{leaf} = {example}\n"),
+        None => format!("{key} = {example}\n"),
+    }
+}
+
+#[test]
+fn configuration_md_lists_every_key_with_its_variable_and_default() {
+    let defaults = defaults();
+    let mut documented = BTreeMap::new();
+    for row in rows(&read("docs/CONFIGURATION.md")) {
+        let keys: Vec<String> = if row.key.contains("<hook>") {
+            HOOKS.iter().map(|hook| row.key.replace("<hook>", hook)).collect()
+        } else {
+            vec![row.key.clone()]
+        };
+        assert_eq!(row.variable, variable(&row.key), "the variable of `{}`", row.key);
+        for key in keys {
+            match defaults.get(&key) {
+                Some(default) => {
+                    let cell = value(&row.default).unwrap_or_else(|| {
+                        panic!("`{key}`: the default cell `{}` is not one TOML value", row.default)
+                    });
+                    assert_eq!(&cell, default, "the default of `{key}`");
+                }
+                None => {
+                    // A key with no default: the cell says `none` and gives
+                    // an example, which must be a value the key takes.
+                    let example = row
+                        .default
+                        .strip_prefix("none, e.g. ")
+                        .and_then(|rest| rest.strip_prefix('`'))
+                        .and_then(|rest| rest.strip_suffix('`'))
+                        .unwrap_or_else(|| {
+                            panic!("`{key}` has no default: its cell must read \"none, e.g. `…`\"")
+                        });
+                    let parsed: Result<Config, _> = toml::from_str(&document(&key, example));
+                    assert!(parsed.is_ok(), "`{key}` does not take `{example}`: {parsed:?}");
+                }
+            }
+            documented.insert(key, ());
+        }
+    }
+    let missing: Vec<&String> =
+        defaults.keys().filter(|key| !documented.contains_key(*key)).collect();
+    assert!(missing.is_empty(), "docs/CONFIGURATION.md does not list {missing:?}");
+    // The flags' own variables are the environment's way to every key.
+    for key in defaults.keys().filter(|key| !key.starts_with("hooks.")) {
+        assert!(
+            switchboard_server::env::variables().contains(&variable(key)),
+            "no variable sets `{key}`"
+        );
+    }
+}
+
+/// Every `<!-- checked: PATH -->` of `markdown` with the fenced block after it.
+fn checked_blocks(markdown: &str) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let mut lines = markdown.lines();
+    while let Some(line) = lines.next() {
+        let Some(path) = line.strip_prefix("<!-- checked: ").and_then(|l| l.strip_suffix(" -->"))
+        else {
+            continue;
+        };
+        let fence = lines.next().unwrap_or_default();
+        assert!(fence.starts_with("```"), "{path}: the marker must sit right above a fenced block");
+        let body: Vec<&str> = lines.by_ref().take_while(|l| !l.starts_with("```")).collect();
+        out.push((path.to_owned(), body.join("\n")));
+    }
+    out
+}
+
+#[test]
+fn the_readmes_code_blocks_are_files_the_test_run_compiles_or_runs() {
+    for markdown in ["README.md", "sdk/README.md", "sdk-js/README.md"] {
+        let text = read(markdown);
+        let blocks = checked_blocks(&text);
+        for (path, body) in &blocks {
+            let file = read(path);
+            assert_eq!(
+                body.trim(),
+                file.trim(),
+                "{markdown}: the block marked {path} differs from the file"
+            );
+        }
+        if markdown == "README.md" {
+            let code = text.lines().filter(|l| *l == "```rust" || *l == "```js").count();
+            assert_eq!(code, blocks.len(), "README.md: a Rust or JS block has no checked marker");
+        }
+    }
+}
