@@ -7,8 +7,10 @@
 //! - Every ```` ```rust ```` and ```` ```js ```` block of the README is preceded
 //!   by `<!-- checked: PATH -->` and is that file's text, and each such file
 //!   is compiled (a Rust example, built by `cargo test` and clippy) or run
-//!   against a live hub (tests/node). Blocks of other Markdown files may be
-//!   checked the same way.
+//!   against a live hub (tests/node). The SDKs' READMEs are checked the
+//!   same way where they carry a marker.
+//! - Every frame in `docs/PROTOCOL.md` (a JSON block's object with a
+//!   `type`) is one the protocol crate decodes.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -203,4 +205,53 @@ fn the_readmes_code_blocks_are_files_the_test_run_compiles_or_runs() {
             assert_eq!(code, blocks.len(), "README.md: a Rust or JS block has no checked marker");
         }
     }
+}
+
+/// The fenced blocks of `markdown` in `language`, as text.
+fn blocks<'a>(markdown: &'a str, language: &str) -> Vec<Vec<&'a str>> {
+    let fence = format!("```{language}");
+    let mut out = Vec::new();
+    let mut lines = markdown.lines();
+    while let Some(line) = lines.next() {
+        if line == fence {
+            out.push(lines.by_ref().take_while(|l| !l.starts_with("```")).collect());
+        }
+    }
+    out
+}
+
+#[test]
+fn every_frame_in_protocol_md_is_one_the_protocol_decodes() {
+    use switchboard_protocol::{ClientFrame, ServerFrame};
+    let page = read("docs/PROTOCOL.md");
+    let mut frames = 0;
+    let mut wrong = Vec::new();
+    for block in blocks(&page, "json") {
+        // A block holds one or more frames, some over several lines.
+        let text: Vec<&str> =
+            block.into_iter().filter(|l| !l.trim_start().starts_with("//")).collect();
+        let text = text.join("\n");
+        for value in serde_json::Deserializer::from_str(&text).into_iter::<serde_json::Value>() {
+            let value = value
+                .unwrap_or_else(|e| panic!("docs/PROTOCOL.md: a block is not JSON ({e}): {text}"));
+            // The HTTP API's bodies have no `type`; every frame has one.
+            if !value.get("type").is_some_and(serde_json::Value::is_string) {
+                continue;
+            }
+            let client = serde_json::from_value::<ClientFrame>(value.clone());
+            let server = serde_json::from_value::<ServerFrame>(value.clone());
+            if client.is_err() && server.is_err() {
+                wrong.push(format!(
+                    "{value}: as a client frame {client:?}; as a server frame {server:?}"
+                ));
+            }
+            frames += 1;
+        }
+    }
+    assert!(
+        wrong.is_empty(),
+        "docs/PROTOCOL.md has frames the protocol refuses:\n{}",
+        wrong.join("\n")
+    );
+    assert!(frames >= 20, "the page's frames were found ({frames})");
 }
