@@ -4,11 +4,13 @@
 //!   environment variable and its default as the configuration types have
 //!   them; a key added, renamed or given a new default without the page
 //!   following fails here, and so does a documented key that does not exist.
-//! - Every ```` ```rust ```` and ```` ```js ```` block of the README is preceded
-//!   by `<!-- checked: PATH -->` and is that file's text, and each such file
-//!   is compiled (a Rust example, built by `cargo test` and clippy) or run
-//!   against a live hub (tests/node). The SDKs' READMEs are checked the
-//!   same way where they carry a marker.
+//! - Every ```` ```rust ```` and ```` ```js ```` block of the README, the
+//!   Rust SDK's README, docs/EMBEDDING.md and docs/HOOKS.md is preceded by
+//!   `<!-- checked: PATH -->` (or `PATH#NAME`, the file's region between
+//!   `ANCHOR: NAME` and `ANCHOR_END: NAME`) and is that text, and each such
+//!   file is compiled (a Rust example, built by `cargo test` and clippy) or
+//!   run against a live hub (tests/node). sdk-js/README.md is checked the
+//!   same way where it carries a marker.
 //! - Every frame in `docs/PROTOCOL.md` (a JSON block's object with a
 //!   `type`) is one the protocol crate decodes.
 
@@ -187,22 +189,45 @@ fn checked_blocks(markdown: &str) -> Vec<(String, String)> {
     out
 }
 
+/// What a marker's `PATH` or `PATH#NAME` names: a whole file, or the lines
+/// between `ANCHOR: NAME` and `ANCHOR_END: NAME` in it, unindented.
+fn checked_text(target: &str) -> String {
+    let Some((path, name)) = target.split_once('#') else { return read(target) };
+    let file = read(path);
+    let start = format!("ANCHOR: {name}");
+    let end = format!("ANCHOR_END: {name}");
+    let lines: Vec<&str> = file
+        .lines()
+        .skip_while(|l| !l.trim_end().ends_with(&start))
+        .skip(1)
+        .take_while(|l| !l.trim_end().ends_with(&end))
+        .collect();
+    assert!(!lines.is_empty(), "{path} has no region {name}");
+    let indent =
+        lines.iter().filter(|l| !l.trim().is_empty()).map(|l| l.len() - l.trim_start().len()).min();
+    let indent = indent.unwrap_or(0);
+    lines.iter().map(|l| l.get(indent..).unwrap_or("")).collect::<Vec<_>>().join("\n")
+}
+
 #[test]
-fn the_readmes_code_blocks_are_files_the_test_run_compiles_or_runs() {
-    for markdown in ["README.md", "sdk/README.md", "sdk-js/README.md"] {
+fn the_docs_code_blocks_are_files_the_test_run_compiles_or_runs() {
+    // Pages whose every Rust and JavaScript block must be checked, and pages
+    // checked where they carry a marker.
+    let every = ["README.md", "sdk/README.md", "docs/EMBEDDING.md", "docs/HOOKS.md"];
+    for markdown in every.iter().chain(&["sdk-js/README.md"]) {
         let text = read(markdown);
         let blocks = checked_blocks(&text);
-        for (path, body) in &blocks {
-            let file = read(path);
+        for (target, body) in &blocks {
+            let file = checked_text(target);
             assert_eq!(
                 body.trim(),
                 file.trim(),
-                "{markdown}: the block marked {path} differs from the file"
+                "{markdown}: the block marked {target} differs from it"
             );
         }
-        if markdown == "README.md" {
+        if every.contains(markdown) {
             let code = text.lines().filter(|l| *l == "```rust" || *l == "```js").count();
-            assert_eq!(code, blocks.len(), "README.md: a Rust or JS block has no checked marker");
+            assert_eq!(code, blocks.len(), "{markdown}: a Rust or JS block has no checked marker");
         }
     }
 }
