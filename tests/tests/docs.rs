@@ -280,3 +280,90 @@ fn every_frame_in_protocol_md_is_one_the_protocol_decodes() {
     );
     assert!(frames >= 20, "the page's frames were found ({frames})");
 }
+
+/// The commands of a shell block: continuation lines joined, comments
+/// dropped, each split into words as a shell would (a `$(…)` counts as its
+/// own command).
+fn commands(block: &[&str]) -> Vec<Vec<String>> {
+    let joined = block.join("\n").replace("\\\n", " ");
+    let mut out = Vec::new();
+    for line in joined.lines() {
+        let line = line.split(" # ").next().unwrap_or_default();
+        let line = match line.split_once("$(") {
+            Some((_, inner)) => inner.rsplit_once(')').map_or(inner, |(inner, _)| inner),
+            None => line,
+        };
+        let words = shlex::split(line).unwrap_or_else(|| panic!("not shell: {line}"));
+        // Leading `NAME=value` assignments set the command's environment.
+        let words: Vec<String> =
+            words.into_iter().skip_while(|w| w.contains('=') && !w.starts_with('-')).collect();
+        if !words.is_empty() {
+            out.push(words);
+        }
+    }
+    out
+}
+
+#[test]
+fn the_docs_shell_commands_are_ones_the_binaries_accept() {
+    use clap::Parser as _;
+    let mut checked = 0;
+    for markdown in [
+        "README.md",
+        "docs/CONFIGURATION.md",
+        "docs/EMBEDDING.md",
+        "docs/SCALING.md",
+        "docs/SECURITY.md",
+    ] {
+        let text = read(markdown);
+        for block in blocks(&text, "sh") {
+            for words in commands(&block) {
+                // `cargo run … -p PACKAGE -- ARGS` runs PACKAGE's binary with ARGS.
+                let (program, args): (&str, &[String]) = match words[0].as_str() {
+                    "cargo" => {
+                        let package = words
+                            .iter()
+                            .skip_while(|w| *w != "-p")
+                            .nth(1)
+                            .cloned()
+                            .unwrap_or_default();
+                        let args = words
+                            .iter()
+                            .position(|w| w == "--")
+                            .map_or(&[][..], |at| &words[at + 1..]);
+                        match package.as_str() {
+                            "switchboard-server" => ("switchboard", args),
+                            "switchboard-cli" => ("switchboard-cli", args),
+                            _ => continue,
+                        }
+                    }
+                    "switchboard" | "switchboard-cli" => (words[0].as_str(), &words[1..]),
+                    _ => continue,
+                };
+                let argv = std::iter::once(program.to_owned()).chain(args.iter().cloned());
+                let parsed = match program {
+                    "switchboard" => switchboard_server::cli::Cli::try_parse_from(argv).map(drop),
+                    _ => switchboard_cli::Cli::try_parse_from(argv).map(drop),
+                };
+                if let Err(err) = parsed {
+                    panic!("{markdown}: `{}` is refused: {err}", words.join(" "));
+                }
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked >= 8, "the docs' commands were found ({checked})");
+}
+
+#[test]
+fn the_docs_toml_samples_are_configurations_the_hub_accepts() {
+    for markdown in
+        ["docs/CONFIGURATION.md", "docs/SECURITY.md", "docs/HOOKS.md", "docs/SCALING.md"]
+    {
+        for block in blocks(&read(markdown), "toml") {
+            let text = block.join("\n");
+            let parsed: Result<Config, _> = toml::from_str(&text);
+            assert!(parsed.is_ok(), "{markdown}: a TOML block is refused: {parsed:?}\n{text}");
+        }
+    }
+}
