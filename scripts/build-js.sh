@@ -79,8 +79,9 @@ pkg.main = "index.js";
 pkg.module = "index.js";
 pkg.types = "index.d.ts";
 pkg.files = [...new Set([...pkg.files, "index.js", "index.d.ts", "node.js", "node.cjs"])];
-// The entry runs init() when evaluated: bundlers must not skip it.
-pkg.sideEffects = [...new Set([...(pkg.sideEffects || []), "./index.js"])];
+// The entries run init() when evaluated: bundlers (for pages, and for
+// servers: Next.js, Vite SSR) must not skip them.
+pkg.sideEffects = [...new Set([...(pkg.sideEffects || []), "./index.js", "./node.js", "./node.cjs"])];
 pkg.engines = { node: ">=18" };
 // Browsers and bundlers for them take `index.js`; Node.js, Deno and Bun
 // (which all match `node`) the entry that reads the module from disk.

@@ -9,7 +9,9 @@
 //!
 //! `--url` (default `ws://127.0.0.1:8080/ws`), and either `--user` on a hub
 //! in development mode or `--token` (`switchboard token --user alice`
-//! prints one) on a hub that requires tokens. `DATA` is JSON, or else taken
+//! prints one) on a hub that requires tokens; or `SWITCHBOARD_CLI_URL`,
+//! `SWITCHBOARD_CLI_USER`, `SWITCHBOARD_CLI_TOKEN` (the hub leaves
+//! `SWITCHBOARD_CLI_…` variables alone). `DATA` is JSON, or else taken
 //! as a string. Messages go to stdout; what the command is doing, to stderr.
 
 use clap::{Parser, Subcommand};
@@ -21,13 +23,13 @@ use switchboard_sdk::{Client, Message};
 #[command(name = "switchboard-cli", version)]
 pub struct Cli {
     /// The hub's WebSocket URL.
-    #[arg(long, env = "SWITCHBOARD_URL", default_value = "ws://127.0.0.1:8080/ws")]
+    #[arg(long, env = "SWITCHBOARD_CLI_URL", default_value = "ws://127.0.0.1:8080/ws")]
     url: String,
     /// Who to connect as, on a hub without tokens (development mode).
-    #[arg(long, env = "SWITCHBOARD_USER", default_value = "cli")]
+    #[arg(long, env = "SWITCHBOARD_CLI_USER", default_value = "cli")]
     user: String,
     /// A token, for a hub that requires them (it names the user).
-    #[arg(long, env = "SWITCHBOARD_TOKEN", hide_env_values = true)]
+    #[arg(long, env = "SWITCHBOARD_CLI_TOKEN", hide_env_values = true)]
     token: Option<String>,
     #[command(subcommand)]
     command: Action,

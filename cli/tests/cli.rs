@@ -10,18 +10,22 @@ use tokio::process::{Child, ChildStderr, ChildStdout, Command};
 
 const TIMEOUT: Duration = Duration::from_secs(10);
 
-/// A hub in this process; its WebSocket URL.
-async fn hub() -> String {
+/// A hub in this process with `config`; its WebSocket URL.
+async fn hub_with(config: switchboard_server::Config) -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("ws://{}/ws", listener.local_addr().unwrap());
-    let config = switchboard_server::Config::default();
     tokio::spawn(switchboard_server::run(listener, config, std::future::pending()));
     url
 }
 
+/// A hub in this process with the defaults; its WebSocket URL.
+async fn hub() -> String {
+    hub_with(switchboard_server::Config::default()).await
+}
+
 fn cli(url: &str, args: &[&str]) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_switchboard-cli"));
-    command.env_remove("SWITCHBOARD_TOKEN").args(["--url", url]).args(args);
+    command.env_remove("SWITCHBOARD_CLI_TOKEN").args(["--url", url]).args(args);
     command.stdout(Stdio::piped()).stderr(Stdio::piped()).kill_on_drop(true);
     command
 }
@@ -88,10 +92,13 @@ async fn sub_prints_what_pub_and_send_deliver() {
 
 #[tokio::test]
 async fn a_refusal_ends_the_command_with_the_hubs_reason() {
-    let url = hub().await;
-    let output = cli(&url, &["--user", "bob", "pub", "bad room name\u{7}", "chat", "1"]).output();
+    let mut config = switchboard_server::Config::default();
+    config.permissions.send = switchboard_server::config::Access::Server;
+    let url = hub_with(config).await;
+    let output = cli(&url, &["--user", "bob", "send", "alice", "dm", "1"]).output();
     let output = tokio::time::timeout(TIMEOUT, output).await.unwrap().unwrap();
     assert!(!output.status.success());
+    assert!(output.stdout.is_empty());
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.starts_with("switchboard-cli: "), "{stderr}");
+    assert!(stderr.starts_with("switchboard-cli: ") && stderr.contains("forbidden"), "{stderr}");
 }

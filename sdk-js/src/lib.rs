@@ -28,6 +28,9 @@
 //! Everything is compiled for `wasm32` only; on other targets this crate is empty.
 
 #![cfg(target_arch = "wasm32")]
+// Slicing a `str` by index costs the package about 4 KB gzipped (a panic
+// path with Unicode tables): `get` instead, as in the SDK.
+#![deny(clippy::string_slice)]
 
 mod callbacks;
 mod client;

@@ -17,7 +17,8 @@
 //! variables of the command-line flags (`SWITCHBOARD_CONFIG`,
 //! `SWITCHBOARD_LOG`, `SWITCHBOARD_MAX_CONNECTIONS`, …, as
 //! [`Cli::flag_variables`](crate::cli::Cli::flag_variables) lists them) are
-//! the flags' own and are left to them.
+//! the flags' own and are left to them, and so are the companion tools'
+//! (`SWITCHBOARD_CLI_…`).
 //!
 //! Layered with [figment](https://docs.rs/figment): the configuration so far
 //! is the base, each variable a value on top.
@@ -31,6 +32,11 @@ use crate::error::ConfigError;
 
 /// The prefix of every variable.
 pub const PREFIX: &str = "SWITCHBOARD_";
+
+/// Variables of the companion tools (`switchboard-cli`'s
+/// `SWITCHBOARD_CLI_URL`, …), left to them: a shell that exported one can
+/// still start a hub.
+pub const TOOLS_PREFIX: &str = "SWITCHBOARD_CLI_";
 
 /// `config` with every `SWITCHBOARD_…` variable of `vars` set on top, except
 /// `flag_variables`, which belong to command-line flags (their full names,
@@ -47,7 +53,9 @@ pub fn apply(
     // no key of their own.
     let settings = variables();
     for (name, raw) in vars {
-        if flag_variables.contains(&name) && !settings.contains(&name) {
+        if flag_variables.contains(&name) && !settings.contains(&name)
+            || name.to_ascii_uppercase().starts_with(TOOLS_PREFIX)
+        {
             continue;
         }
         let Some(rest) = name.strip_prefix(PREFIX) else { continue };
@@ -161,6 +169,9 @@ mod tests {
                 ("SWITCHBOARD_SHUTDOWN_GRACE_MS", "1234"),
                 ("SWITCHBOARD_SERVER_NAME", "hq"),
                 ("UNRELATED", "x"),
+                // switchboard-cli's, not the hub's: left alone.
+                ("SWITCHBOARD_CLI_TOKEN", "a.b.c"),
+                ("switchboard_cli_url", "ws://elsewhere/ws"),
             ]),
         )
         .unwrap();

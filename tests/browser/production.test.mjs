@@ -52,6 +52,19 @@ function connectOutcome(page, url, options) {
   );
 }
 
+test("headers cannot go with a browser's upgrade: the client warns once and connects without them", async () => {
+  const page = await clientPage();
+  const warnings = [];
+  page.on("console", (message) => {
+    if (message.type() === "warning") warnings.push(message.text());
+  });
+  const outcome = await connectOutcome(page, hub.url, { userId: "headers", headers: { "X-Team": "blue" } });
+  assert.deepEqual(outcome, { kind: "connected", errors: [] });
+  assert.deepEqual(warnings.filter((text) => text.includes("headers")), [
+    "switchboard: browsers cannot send headers with a WebSocket upgrade; ignoring them",
+  ]);
+});
+
 test("a runtime without WebSocket ends connect() with no_websocket, once", async () => {
   const page = await clientPage();
   await page.evaluate(() => {

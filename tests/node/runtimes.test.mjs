@@ -87,6 +87,11 @@ test("Node.js, `require`: the CommonJS entry, with the `ws` package as the WebSo
   assert.deepEqual(result, EVERY_MESSAGE_ONCE);
 });
 
+test("Node.js, `ws`: an attempt abandoned mid-handshake does not end the process", async () => {
+  const result = await run("node", ["stalled.cjs", join(HERE, "node_modules/ws")]);
+  assert.deepEqual(result, { kind: "gave_up" });
+});
+
 test("Node.js without a WebSocket: connect() rejects at once with no_websocket, and no retries", async () => {
   const result = await run("node", ["no-websocket.mjs", hub.url]);
   assert.equal(result.kind, "no_websocket");

@@ -103,6 +103,17 @@ fn rows(text: &str) -> Vec<Row> {
     out
 }
 
+/// The keys of the table at `path` (dotted; empty for the top), as the
+/// configuration types list them when refusing one they do not know.
+fn fields_of(path: &str) -> Vec<String> {
+    let probe = "no_such_key_anywhere = 1\n";
+    let document = if path.is_empty() { probe.to_owned() } else { format!("[{path}]\n{probe}") };
+    let error =
+        toml::from_str::<Config>(&document).expect_err("an unknown key is refused").to_string();
+    let expected = error.split("expected").nth(1).unwrap_or_else(|| panic!("`{path}`: {error}"));
+    expected.split('`').skip(1).step_by(2).map(str::to_owned).collect()
+}
+
 /// `SWITCHBOARD_<SECTION>__<KEY>` for `section.key`.
 fn variable(key: &str) -> String {
     format!("SWITCHBOARD_{}", key.to_ascii_uppercase().replace('.', "__"))
@@ -163,6 +174,23 @@ fn configuration_md_lists_every_key_with_its_variable_and_default() {
     let missing: Vec<&String> =
         defaults.keys().filter(|key| !documented.contains_key(*key)).collect();
     assert!(missing.is_empty(), "docs/CONFIGURATION.md does not list {missing:?}");
+    // Keys without a default are not in `defaults`: the types name them
+    // when asked for a key they do not have.
+    let mut tables = vec![String::new()];
+    while let Some(table) = tables.pop() {
+        for field in fields_of(&table) {
+            let key = if table.is_empty() { field } else { format!("{table}.{field}") };
+            let prefix = format!("{key}.");
+            if documented.contains_key(&key) {
+                continue;
+            }
+            assert!(
+                documented.keys().any(|documented| documented.starts_with(&prefix)),
+                "docs/CONFIGURATION.md does not list `{key}`"
+            );
+            tables.push(key);
+        }
+    }
     // The flags' own variables are the environment's way to every key.
     for key in defaults.keys().filter(|key| !key.starts_with("hooks.")) {
         assert!(
@@ -265,9 +293,16 @@ fn every_frame_in_protocol_md_is_one_the_protocol_decodes() {
             }
             let client = serde_json::from_value::<ClientFrame>(value.clone());
             let server = serde_json::from_value::<ServerFrame>(value.clone());
-            if client.is_err() && server.is_err() {
+            // Decoded and written again, a frame must be what the page shows:
+            // a misspelt optional field would be dropped on the way.
+            let again = match (&client, &server) {
+                (Ok(frame), _) => serde_json::to_value(frame).ok(),
+                (_, Ok(frame)) => serde_json::to_value(frame).ok(),
+                _ => None,
+            };
+            if again.as_ref() != Some(&value) {
                 wrong.push(format!(
-                    "{value}: as a client frame {client:?}; as a server frame {server:?}"
+                    "{value}: as a client frame {client:?}; as a server frame {server:?}; written again {again:?}"
                 ));
             }
             frames += 1;

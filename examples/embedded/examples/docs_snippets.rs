@@ -2,7 +2,8 @@
 //! `ANCHOR` region is one of those blocks word for word (tests/tests/docs.rs
 //! compares them), and the functions around them stand in for an
 //! application's own code. `cargo run -p switchboard-example-embedded
-//! --example docs_snippets` serves the hooked hub of the last one.
+//! --example docs_snippets` serves the hooked hub of the last one; the
+//! others are compiled, not run.
 
 use switchboard_server::ServerError;
 
@@ -26,6 +27,7 @@ fn censor(text: &str) -> String {
 }
 
 /// docs/EMBEDDING.md: nesting the hub's router.
+#[allow(dead_code, reason = "compiled for the docs, not run")]
 fn nest() -> Result<axum::Router, Box<dyn std::error::Error>> {
     // ANCHOR: nest
     let state = switchboard_server::AppState::new(switchboard_server::Config::default())?;
@@ -38,6 +40,7 @@ fn nest() -> Result<axum::Router, Box<dyn std::error::Error>> {
 }
 
 /// docs/EMBEDDING.md: the in-process API.
+#[allow(dead_code, reason = "compiled for the docs, not run")]
 async fn service(
     state: switchboard_server::AppState,
     sender_session: &str,
@@ -122,10 +125,7 @@ fn hooks() -> Result<axum::Router, Box<dyn std::error::Error>> {
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let _ = nest()?;
     let app = hooks()?;
-    let state = switchboard_server::AppState::new(switchboard_server::Config::default())?;
-    service(state, "no-such-session").await?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
     axum::serve(listener, app).await?;
     Ok(())

@@ -290,7 +290,7 @@ fn nesting_exceeds(text: &str, max: usize) -> bool {
 /// Keeps error messages short when a client sends a huge bogus value.
 fn truncate(text: &str, max_chars: usize) -> String {
     match text.char_indices().nth(max_chars) {
-        Some((cut, _)) => format!("{}…", &text[..cut]),
+        Some((cut, _)) => format!("{}…", text.get(..cut).unwrap_or_default()),
         None => text.to_owned(),
     }
 }

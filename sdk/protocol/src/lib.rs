@@ -20,6 +20,10 @@
 //! The protocol is documented for client authors in `docs/PROTOCOL.md`; golden
 //! JSON fixtures under `fixtures/` pin the exact encoding.
 
+// The browser package links this crate: slicing a `str` by index would
+// bring in a panic path worth about 4 KB gzipped (see the SDK's lib.rs).
+#![deny(clippy::string_slice)]
+
 pub mod code;
 pub mod frame;
 pub mod name;

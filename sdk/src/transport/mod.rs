@@ -58,8 +58,9 @@ pub(crate) enum OpenError {
         body: String,
     },
     /// The socket closed before it opened and the runtime does not say why
-    /// (a browser's 1006): the hub may be down, or may have refused the
-    /// upgrade (401, 403). Only browsers report it.
+    /// (a 1006): the hub may be down, or may have refused the upgrade (401,
+    /// 403). Only JavaScript runtimes report it (browsers, Node.js, Deno,
+    /// Bun), whose WebSocket hides the upgrade's status.
     #[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
     Hidden(String),
     /// A failure that trying again cannot heal: no `WebSocket` in this

@@ -118,9 +118,21 @@ impl Socket {
                 ));
             }
         }
+        // A runtime taken for a server one whose WebSocket reads the second
+        // argument as subprotocols (a jsdom test, an Electron page, an older
+        // Deno) throws on `{ headers }`: it gets the URL alone.
+        let constructed = js_sys::Reflect::construct(&constructor, &arguments).or_else(|error| {
+            if arguments.length() < 2 {
+                return Err(error);
+            }
+            web_sys::console::warn_1(&JsValue::from_str(
+                "switchboard: this runtime's WebSocket takes no headers; ignoring them",
+            ));
+            js_sys::Reflect::construct(&constructor, &js_sys::Array::of1(&url.into()))
+        });
         // What the constructor refuses (a malformed URL, a blocked port,
         // `ws://` from an `https://` page) it will refuse every time.
-        let ws: WebSocket = js_sys::Reflect::construct(&constructor, &arguments)
+        let ws: WebSocket = constructed
             .map_err(|e| OpenError::Fatal(Error::InvalidUrl(format!("{}: {url}", describe(&e)))))?
             .unchecked_into();
         ws.set_binary_type(BinaryType::Arraybuffer);
@@ -229,7 +241,12 @@ impl Drop for Socket {
         self.ws.set_onopen(None);
         self.ws.set_onmessage(None);
         self.ws.set_onclose(None);
-        self.ws.set_onerror(None);
+        // Not `None`: the `ws` package emits `error` after a close during
+        // the handshake, and Node ends the process on an `error` event with
+        // no listener. A no-op, owned by JS from here on, keeps one.
+        self.ws.set_onerror(Some(
+            Closure::<dyn FnMut(Event)>::new(|_: Event| {}).into_js_value().unchecked_ref(),
+        ));
         if matches!(self.ws.ready_state(), WebSocket::CONNECTING | WebSocket::OPEN) {
             let _ = self.ws.close();
         }

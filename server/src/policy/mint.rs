@@ -38,6 +38,9 @@ pub enum MintError {
     /// The user is not a valid name.
     #[error("--user: {0}")]
     InvalidUser(String),
+    /// The lifetime is not a whole number with a unit.
+    #[error("--ttl must be a whole number with s, m, h or d after it (90s, 15m, 1h, 7d)")]
+    UnreadableTtl,
     /// The lifetime is zero or past what a token can say.
     #[error("--ttl must be between 1 second and 10 years")]
     InvalidTtl,
@@ -91,14 +94,18 @@ pub fn parse_ttl(text: &str) -> Result<Duration, MintError> {
         }
         _ => (text, 's'),
     };
-    let count: u64 = digits.parse().map_err(|_| MintError::InvalidTtl)?;
+    // `u64::from_str` would take a leading `+`; a lifetime is digits only.
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(MintError::UnreadableTtl);
+    }
     let seconds = match unit {
         's' => 1,
         'm' => 60,
         'h' => 3_600,
         'd' => 86_400,
-        _ => return Err(MintError::InvalidTtl),
+        _ => return Err(MintError::UnreadableTtl),
     };
+    let count: u64 = digits.parse().map_err(|_| MintError::InvalidTtl)?;
     count.checked_mul(seconds).map(Duration::from_secs).ok_or(MintError::InvalidTtl)
 }
 
@@ -160,8 +167,9 @@ mod tests {
         assert_eq!(parse_ttl("1h"), Ok(Duration::from_secs(3600)));
         assert_eq!(parse_ttl("7d"), Ok(Duration::from_secs(604_800)));
         assert_eq!(parse_ttl("120"), Ok(Duration::from_secs(120)));
-        for bad in ["", "h", "1w", "-1h", "1.5h", "99999999999999999999d"] {
-            assert_eq!(parse_ttl(bad), Err(MintError::InvalidTtl), "{bad}");
+        for unreadable in ["", "h", "1w", "-1h", "+5m", "1.5h", "1 h"] {
+            assert_eq!(parse_ttl(unreadable), Err(MintError::UnreadableTtl), "{unreadable}");
         }
+        assert_eq!(parse_ttl("99999999999999999999d"), Err(MintError::InvalidTtl));
     }
 }

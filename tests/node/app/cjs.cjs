@@ -4,6 +4,8 @@
 // Usage: node cjs.cjs WS_URL HTTP_URL WS_PACKAGE_PATH TOKEN_FOR_SENDER TOKEN_FOR_RECEIVER
 const { Client } = require("switchboard-js");
 
+// Whatever this Node has, the client must use the constructor it is given.
+delete globalThis.WebSocket;
 const [url, http, wsPath, senderToken, receiverToken] = process.argv.slice(2);
 const WebSocket = require(wsPath);
 const tokens = { sender: senderToken, receiver: receiverToken };

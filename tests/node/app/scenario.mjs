@@ -1,8 +1,8 @@
 // What each runtime's script does with the installed package, against a live
 // hub: two clients join a room, one publishes, the other receives; then the
 // hub drops the receiver (POST /api/disconnect, code 4005), a message is
-// published while it is away, and it must reconnect by itself, rejoin, and
-// end up with every message exactly once, in order.
+// published while it is away, and it must reconnect by itself, rejoin with
+// `recovered: true`, and end up with every message exactly once, in order.
 //
 // Plain ECMAScript plus `fetch` and `setTimeout`, so that Node.js, Deno and
 // Bun all run it; failures throw.
@@ -31,9 +31,13 @@ export async function scenario(Client, { url, http, connectAs, user }) {
     reconnect: { minDelayMs: 20, maxDelayMs: 200 },
   });
   const got = [];
+  const joined = [];
   let connections = 0;
+  let lost = 0;
   receiver.on("chat", (message) => got.push(message.data.n));
   receiver.on("connected", () => connections++);
+  receiver.on("disconnected", () => lost++);
+  receiver.on("joined", (event) => joined.push(event));
   try {
     await sender.connect();
     await receiver.connect();
@@ -51,8 +55,14 @@ export async function scenario(Client, { url, http, connectAs, user }) {
     });
     const { disconnected } = await response.json();
     if (disconnected !== 1) throw new Error(`the hub disconnected ${disconnected} connections`);
+    // Published while the receiver is away: it must come back by recovery.
+    await until("the receiver to notice", () => lost === 1);
     await sender.publish(room, "chat", { n: 2 });
     await until("the reconnection", () => connections === 2);
+    await until("the rejoin", () => joined.length === 2);
+    if (joined[1].room !== room || joined[1].recovered !== true) {
+      throw new Error(`the rejoin said ${JSON.stringify(joined[1])}`);
+    }
     await sender.publish(room, "chat", { n: 3 });
     await until("the messages after the reconnection", () => got.length >= 3);
     // Anything more would arrive right behind the third: give it the chance.
