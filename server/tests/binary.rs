@@ -14,29 +14,41 @@ fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
-#[tokio::test]
-async fn sigterm_closes_connections_with_1001_and_exits_cleanly() {
+/// `switchboard` on a free loopback port, with `env` set; its port.
+fn start(env: &[(&str, &str)]) -> (std::process::Child, u16) {
     let port = free_port();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_switchboard"))
+    let child = Command::new(env!("CARGO_BIN_EXE_switchboard"))
+        .envs(env.iter().copied())
         .env("SWITCHBOARD_BIND", format!("127.0.0.1:{port}"))
         .env("SWITCHBOARD_LOG", "warn")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .expect("start switchboard");
+    (child, port)
+}
 
-    // Bound by the environment variable: connecting succeeds once it listens.
-    let url = format!("ws://127.0.0.1:{port}/ws?user_id=ops");
+/// A WebSocket to `url`, opened as soon as the hub listens.
+async fn connect_when_listening(
+    url: &str,
+) -> tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>> {
     let deadline = tokio::time::Instant::now() + TIMEOUT;
-    let mut socket = loop {
-        match tokio_tungstenite::connect_async(url.as_str()).await {
-            Ok((socket, _)) => break socket,
+    loop {
+        match tokio_tungstenite::connect_async(url).await {
+            Ok((socket, _)) => return socket,
             Err(err) => {
-                assert!(tokio::time::Instant::now() < deadline, "never listened: {err}");
+                assert!(tokio::time::Instant::now() < deadline, "never accepted: {err}");
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
         }
-    };
+    }
+}
+
+#[tokio::test]
+async fn sigterm_closes_connections_with_1001_and_exits_cleanly() {
+    let (mut child, port) = start(&[]);
+    // Bound by the environment variable: connecting succeeds once it listens.
+    let mut socket = connect_when_listening(&format!("ws://127.0.0.1:{port}/ws?user_id=ops")).await;
     let welcome = tokio::time::timeout(TIMEOUT, socket.next()).await.unwrap().unwrap().unwrap();
     assert!(matches!(&welcome, Message::Text(t) if t.contains("\"welcome\"")), "{welcome:?}");
 
@@ -140,26 +152,9 @@ async fn switchboard_token_prints_a_token_the_same_configuration_accepts() {
     assert!(minted.status.success(), "{}", String::from_utf8_lossy(&minted.stderr));
     let token = String::from_utf8(minted.stdout).unwrap().trim().to_owned();
 
-    let port = free_port();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_switchboard"))
-        .env(secret.0, secret.1)
-        .env("SWITCHBOARD_BIND", format!("127.0.0.1:{port}"))
-        .env("SWITCHBOARD_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start switchboard");
-    let url = format!("ws://127.0.0.1:{port}/ws?token={token}");
-    let deadline = tokio::time::Instant::now() + TIMEOUT;
-    let mut socket = loop {
-        match tokio_tungstenite::connect_async(url.as_str()).await {
-            Ok((socket, _)) => break socket,
-            Err(err) => {
-                assert!(tokio::time::Instant::now() < deadline, "never accepted: {err}");
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-        }
-    };
+    let (mut child, port) = start(&[secret]);
+    let mut socket =
+        connect_when_listening(&format!("ws://127.0.0.1:{port}/ws?token={token}")).await;
     let welcome = tokio::time::timeout(TIMEOUT, socket.next()).await.unwrap().unwrap().unwrap();
     let welcome: serde_json::Value = serde_json::from_str(welcome.to_text().unwrap()).unwrap();
     assert_eq!(welcome["type"], "welcome");
