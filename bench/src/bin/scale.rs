@@ -21,7 +21,8 @@
 //!   known (p50, p99).
 //! - **round trip**: 1 and then 100 connections, each alone in its own
 //!   room, publish and wait for their own message to come back, one at a
-//!   time (round trips per second, p50, p99).
+//!   time (round trips per second, p50, p99); then the 100 again publishing
+//!   with an id, as the SDKs do, each waiting for its ack and its message.
 //! - **private**: one user holds 10 connections; another sends it
 //!   `50 × --messages` private messages, `--in-flight` at a time, timed
 //!   until every connection has every message (50,000 deliveries by
@@ -138,6 +139,9 @@ struct Stalled {
 /// Round trips through the hub by `connections` clients at once.
 struct RoundTrips {
     connections: usize,
+    /// Published with an id, as the SDKs do: a round trip waits for the
+    /// ack and the message.
+    acked: bool,
     count: usize,
     phase: Phase,
     latency: Percentiles,
@@ -301,12 +305,13 @@ fn chart(runs: &[Run], connections: usize, path: &std::path::Path) -> Result<(),
     }
     /// How fast a run was in one scenario.
     type Speed = fn(&Run) -> f64;
-    let scenarios: [(&str, Speed); 6] = [
+    let scenarios: [(&str, Speed); 7] = [
         ("connect storm", |r| speed(&r.storm)),
         ("room fill", |r| speed(&r.fill)),
         ("room fan-out", |r| r.fanout.rates(r.deliveries).0),
         ("round trips x1", |r| r.round_trips[0].phase.rates(r.round_trips[0].count).0),
         ("round trips x100", |r| r.round_trips[1].phase.rates(r.round_trips[1].count).0),
+        ("acked round trips x100", |r| r.round_trips[2].phase.rates(r.round_trips[2].count).0),
         ("private x10", |r| r.private.rates(r.private_deliveries).0),
     ];
     let groups: Vec<(String, Vec<f64>)> = scenarios
@@ -390,9 +395,10 @@ async fn measure(name: &'static str, proto: Proto, hub: &Hub, args: &Args) -> Re
     hub.settle().await?;
 
     let mut round_trips = Vec::new();
-    for (connections, each) in [(1, 5_000), (100, 200)] {
-        let bar = progress(name, &format!("round trips x{connections}"), connections * each);
-        let trips = round_trip(hub, proto, connections, each, &bar).await;
+    for (connections, each, acked) in [(1, 5_000, false), (100, 200, false), (100, 200, true)] {
+        let label = format!("round trips x{connections}{}", if acked { " acked" } else { "" });
+        let bar = progress(name, &label, connections * each);
+        let trips = round_trip(hub, proto, connections, each, acked, &bar).await;
         round_trips.push(trips.map_err(during("round trips"))?);
         bar.finish();
         hub.settle().await?;
@@ -480,12 +486,14 @@ async fn stalled(
 }
 
 /// `connections` clients, each alone in its own room, publish `each`
-/// messages one at a time, each waiting for its own message to come back.
+/// messages one at a time, each waiting for its own message to come back
+/// (and, `acked`, for the ack of a publish with an id, as the SDKs publish).
 async fn round_trip(
     hub: &Hub,
     proto: Proto,
     connections: usize,
     each: usize,
+    acked: bool,
     bar: &ProgressBar,
 ) -> Result<RoundTrips, Failure> {
     let mut sockets = Vec::new();
@@ -499,10 +507,20 @@ async fn round_trip(
     let trips = sockets.into_iter().map(|(n, mut socket)| async move {
         let room = format!("rtt{n}");
         let mut latencies = Vec::with_capacity(each);
-        for _ in 0..each {
+        for trip in 0..each {
             let sent = Instant::now();
-            socket.send(Message::text(proto.publish(&room, None, "1"))).await?;
-            wire::read_until(&mut socket, proto, |text| proto.is_message(text)).await?;
+            let id = acked.then_some(trip);
+            socket.send(Message::text(proto.publish(&room, id, "1"))).await?;
+            // Without an id only the message comes; with one, its ack too,
+            // in either order (in one batched message, or two).
+            let (mut ack, mut message) = (!acked, false);
+            while !(ack && message) {
+                let text = wire::read_until(&mut socket, proto, |_| true).await?;
+                for frame in text.split('\n') {
+                    ack |= proto.is_ack(frame);
+                    message |= proto.is_message(frame);
+                }
+            }
             latencies.push(sent.elapsed());
             bar.inc(1);
         }
@@ -514,6 +532,7 @@ async fn round_trip(
     let latencies: Vec<Duration> = results.into_iter().filter_map(Result::ok).flatten().collect();
     Ok(RoundTrips {
         connections,
+        acked,
         count: latencies.len(),
         phase,
         latency: Percentiles::of(latencies),
@@ -611,9 +630,11 @@ fn table(runs: &[Run], args: &Args) -> String {
     latency_row(&mut out, "fan-out latency", runs.iter().map(|r| r.fanout_latency).collect());
     let trips = runs.first().map_or(0, |r| r.round_trips.len());
     for at in 0..trips {
+        let trips = &runs[0].round_trips[at];
         let label = format!(
-            "round trips, {} connection(s), one at a time each",
-            runs[0].round_trips[at].connections
+            "round trips, {} connection(s), one at a time each{}",
+            trips.connections,
+            if trips.acked { ", acked (publish with an id: ack and message)" } else { "" }
         );
         let phases =
             runs.iter().map(|r| (&r.round_trips[at].phase, r.round_trips[at].count)).collect();

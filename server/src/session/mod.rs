@@ -524,6 +524,22 @@ impl<S: Socket> Session<S> {
         written(self.socket.send(WsMessage::Text(encode(frame))).await)
     }
 
+    /// Writes `frame`, then what the outbound queue already holds, in one
+    /// vectored write where the socket takes it: a publish's ack and the
+    /// message's own delivery to this connection (it is in the room) then
+    /// cost one system call, here and in the client, instead of two. The
+    /// order is the one separate writes would give, the answer first. Not
+    /// for answers a replay must follow (a join's), which live frames may
+    /// not overtake.
+    async fn reply_then_queued(&mut self, frame: &ServerFrame) -> Flow {
+        let mut first = Some(encode(frame));
+        poll_fn(|cx| {
+            let Session { socket, conn, .. } = &mut *self;
+            socket.poll_write_texts(cx, &mut first, || next_wanted(conn)).map(written)
+        })
+        .await
+    }
+
     /// Sends a close frame, then reads until the peer answers or hangs up,
     /// all within [`CLOSE_LINGER`]: a peer that stopped reading (a slow
     /// consumer) may never take the close frame, and is then simply dropped.

@@ -17,7 +17,7 @@
 use std::sync::Arc;
 
 use futures::{FutureExt, StreamExt};
-use switchboard_protocol::{ClientFrame, ErrorCode, Message};
+use switchboard_protocol::{Ack, ClientFrame, ErrorCode, Message, ServerFrame};
 use tokio::time::Instant;
 
 use super::flow::frame_slot;
@@ -181,7 +181,9 @@ impl<S: Socket> Session<S> {
                         events.published(&message, offset);
                     }
                 }
-                self.ack(id, |ack| ack.offset = Some(offset)).await
+                let Some(id) = id else { return Flow::Continue };
+                let ack = Ack { id, offset: Some(offset), ..Ack::default() };
+                self.reply_then_queued(&ServerFrame::Ack(ack)).await
             }
             Err(err) => self.fail(id, ErrorCode::UNAVAILABLE, err.to_string()).await,
         }

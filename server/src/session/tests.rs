@@ -319,6 +319,32 @@ async fn a_batching_client_gets_what_waited_in_one_message_split_by_newlines() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_publish_ack_and_the_publishers_own_message_go_out_in_one_write() {
+    // For a batching client, what one write carries is one message: the
+    // ack, then the message (the order separate writes would give).
+    let (mut peer, _state, _task) = start_batched(Config::default(), "alice");
+    assert!(matches!(peer.next_frame().await, ServerFrame::Welcome(_)));
+    peer.send(r#"{"type":"join","id":"j","room":"general"}"#);
+    // The join's ack, then (in its own write: a replay may follow a join's
+    // answer) the presence of alice's own arrival.
+    loop {
+        let WsMessage::Text(text) = peer.next().await else { continue };
+        if text.contains(r#""type":"presence""#) {
+            break;
+        }
+    }
+    peer.send(r#"{"type":"publish","id":"p1","room":"general","event":"chat","data":1}"#);
+    let WsMessage::Text(text) = peer.next().await else { panic!("expected a text message") };
+    let lines: Vec<ServerFrame> =
+        text.split('\n').map(|line| serde_json::from_str(line).unwrap()).collect();
+    assert!(
+        matches!(&lines[..], [ServerFrame::Ack(ack), ServerFrame::Message(message)]
+            if ack.id == "p1" && ack.offset == Some(1) && message.offset == Some(1)),
+        "{text}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
 async fn without_batches_each_frame_is_its_own_message() {
     let (mut peer, state, _task) = start(Config::default(), "alice");
     assert!(matches!(peer.next_frame().await, ServerFrame::Welcome(_)));
