@@ -118,7 +118,7 @@ struct Run {
     /// Messages every member received in the fan-out phase.
     deliveries: usize,
     fanout_latency: Percentiles,
-    /// Round trips with 1 and with 100 connections.
+    /// Round trips with 1 and with 100 connections, then with 100 acked.
     round_trips: Vec<RoundTrips>,
     private: Phase,
     private_deliveries: usize,
@@ -630,11 +630,11 @@ fn table(runs: &[Run], args: &Args) -> String {
     latency_row(&mut out, "fan-out latency", runs.iter().map(|r| r.fanout_latency).collect());
     let trips = runs.first().map_or(0, |r| r.round_trips.len());
     for at in 0..trips {
-        let trips = &runs[0].round_trips[at];
+        let first = &runs[0].round_trips[at];
         let label = format!(
             "round trips, {} connection(s), one at a time each{}",
-            trips.connections,
-            if trips.acked { ", acked (publish with an id: ack and message)" } else { "" }
+            first.connections,
+            if first.acked { ", acked (publish with an id: ack and message)" } else { "" }
         );
         let phases =
             runs.iter().map(|r| (&r.round_trips[at].phase, r.round_trips[at].count)).collect();

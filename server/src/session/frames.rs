@@ -139,12 +139,15 @@ impl<S: Socket> FrameSocket<S> {
     ///
     /// On a connection that asked for batches (`?batch=1`), the frames go
     /// out as one WebSocket message, separated by newlines (a server frame
-    /// is compact JSON: it never holds a raw newline).
+    /// is compact JSON: it never holds a raw newline); with `first_alone`,
+    /// `first` (an answer: the protocol sends answers in a message of their
+    /// own) is a message by itself, still in the same write.
     pub(crate) fn poll_write_texts(
         &mut self,
         cx: &mut Context<'_>,
         first: &mut Option<Utf8Bytes>,
         mut next: impl FnMut() -> Option<Utf8Bytes>,
+        first_alone: bool,
     ) -> Poll<Result<(), tungstenite::Error>> {
         ready!(self.poll_drain(cx))?;
         if first.is_some() {
@@ -165,7 +168,7 @@ impl<S: Socket> FrameSocket<S> {
             let mut headers = [[0u8; HEADER_MAX]; FRAMES_PER_WRITE];
             let mut slices = [IoSlice::new(&[]); 2 * FRAMES_PER_WRITE];
             let used = if self.batch {
-                batched(frames, &mut headers, &mut slices)
+                batched(frames, &mut headers, &mut slices, first_alone)
             } else {
                 one_each(frames, &mut headers, &mut slices)
             };
@@ -276,20 +279,26 @@ fn one_each<'a>(
 
 /// Lays out `frames` (at most [`FRAMES_PER_WRITE`]) as few WebSocket
 /// messages: each a header, then payloads separated by newlines, of at most
-/// [`BATCH_BYTES`] unless its one frame is larger. Returns the number of
-/// slices used (a message's first frame takes a header slice where later
-/// ones take a newline: never more than two per frame).
+/// [`BATCH_BYTES`] unless its one frame is larger; with `first_alone`, the
+/// first frame is a message by itself. Returns the number of slices used (a
+/// message's first frame takes a header slice where later ones take a
+/// newline: never more than two per frame).
 fn batched<'a>(
     frames: impl Iterator<Item = &'a Utf8Bytes> + Clone,
     headers: &'a mut [[u8; HEADER_MAX]; FRAMES_PER_WRITE],
     slices: &mut [IoSlice<'a>; 2 * FRAMES_PER_WRITE],
+    first_alone: bool,
 ) -> usize {
+    // Whether the frame at `index` starts a message of its own.
+    let starts = |index: usize, current: usize, len: usize| {
+        index == 0 || (first_alone && index == 1) || current + 1 + len > BATCH_BYTES
+    };
     // Message lengths first (each header needs its message's length).
     let mut lengths = [0usize; FRAMES_PER_WRITE];
     let mut messages = 0;
-    for frame in frames.clone() {
+    for (index, frame) in frames.clone().enumerate() {
         let current = lengths[messages.max(1) - 1];
-        if messages == 0 || current + 1 + frame.len() > BATCH_BYTES {
+        if starts(index, current, frame.len()) {
             lengths[messages] = frame.len();
             messages += 1;
         } else {
@@ -299,8 +308,8 @@ fn batched<'a>(
     let mut headers = headers.iter_mut();
     let mut used = 0;
     let (mut message, mut filled) = (0, 0);
-    for frame in frames {
-        if used == 0 || filled + 1 + frame.len() > lengths[message] {
+    for (index, frame) in frames.enumerate() {
+        if starts(index, filled, frame.len()) {
             if used > 0 {
                 message += 1;
             }
@@ -451,7 +460,7 @@ mod tests {
                 while let Some(head) = rest.next() {
                     let mut first = Some(head);
                     std::future::poll_fn(|cx| {
-                        server.poll_write_texts(cx, &mut first, || rest.next())
+                        server.poll_write_texts(cx, &mut first, || rest.next(), false)
                     })
                     .await
                     .unwrap();
@@ -516,7 +525,7 @@ mod tests {
         // The pipe takes 100 bytes: the write is pending with most of its
         // frames still owed.
         let poll = std::future::poll_fn(|cx| {
-            Poll::Ready(server.poll_write_texts(cx, &mut first, || more.next()))
+            Poll::Ready(server.poll_write_texts(cx, &mut first, || more.next(), false))
         })
         .await;
         assert!(poll.is_pending());
@@ -551,7 +560,7 @@ mod tests {
         let mut first = Some(big.clone());
         let mut more = std::iter::repeat_n(big, 2);
         let poll = std::future::poll_fn(|cx| {
-            Poll::Ready(server.poll_write_texts(cx, &mut first, || more.next()))
+            Poll::Ready(server.poll_write_texts(cx, &mut first, || more.next(), false))
         })
         .await;
         assert!(poll.is_pending(), "the pipe took only part of the frames");

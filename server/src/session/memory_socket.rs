@@ -9,7 +9,7 @@
 
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 
 use futures::channel::mpsc;
@@ -26,6 +26,8 @@ pub(crate) struct MemorySocket {
     stalled: Arc<AtomicBool>,
     /// Bytes of a text frame not complete yet.
     partial: Vec<u8>,
+    /// Write calls so far: what would be system calls on a real socket.
+    writes: Arc<AtomicUsize>,
 }
 
 /// The client's end.
@@ -33,6 +35,7 @@ pub(crate) struct MemoryPeer {
     pub(crate) to_session: mpsc::UnboundedSender<Result<WsMessage, tungstenite::Error>>,
     pub(crate) from_session: mpsc::UnboundedReceiver<WsMessage>,
     stalled: Arc<AtomicBool>,
+    writes: Arc<AtomicUsize>,
 }
 
 impl MemoryPeer {
@@ -43,6 +46,13 @@ impl MemoryPeer {
     pub(crate) fn stop_reading(&self) {
         self.stalled.store(true, Ordering::SeqCst);
     }
+
+    /// How many writes the session made to its byte stream so far (one per
+    /// `write` or vectored write: a system call each on a real socket).
+    #[cfg_attr(not(test), allow(dead_code))]
+    pub(crate) fn writes(&self) -> usize {
+        self.writes.load(Ordering::SeqCst)
+    }
 }
 
 /// A connected pair.
@@ -50,10 +60,15 @@ pub(crate) fn pair() -> (MemorySocket, MemoryPeer) {
     let (to_session, incoming) = mpsc::unbounded();
     let (outgoing, from_session) = mpsc::unbounded();
     let stalled = Arc::new(AtomicBool::new(false));
-    (
-        MemorySocket { incoming, outgoing, stalled: stalled.clone(), partial: Vec::new() },
-        MemoryPeer { to_session, from_session, stalled },
-    )
+    let writes = Arc::new(AtomicUsize::new(0));
+    let socket = MemorySocket {
+        incoming,
+        outgoing,
+        stalled: stalled.clone(),
+        partial: Vec::new(),
+        writes: writes.clone(),
+    };
+    (socket, MemoryPeer { to_session, from_session, stalled, writes })
 }
 
 impl Stream for MemorySocket {
@@ -97,6 +112,7 @@ impl AsyncWrite for MemorySocket {
             return Poll::Pending;
         }
         let this = self.get_mut();
+        this.writes.fetch_add(1, Ordering::SeqCst);
         this.partial.extend_from_slice(buf);
         while let Some((start, len)) = frame_bounds(&this.partial) {
             if this.partial.len() < start + len {
@@ -109,6 +125,18 @@ impl AsyncWrite for MemorySocket {
             sent.map_err(|_| std::io::Error::from(std::io::ErrorKind::BrokenPipe))?;
         }
         Poll::Ready(Ok(buf.len()))
+    }
+    /// All the slices in one call, as a socket takes a vectored write.
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        let whole: Vec<u8> = bufs.iter().flat_map(|buf| buf.iter().copied()).collect();
+        self.poll_write(cx, &whole)
+    }
+    fn is_write_vectored(&self) -> bool {
+        true
     }
     fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         Poll::Ready(Ok(()))

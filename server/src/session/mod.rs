@@ -404,7 +404,7 @@ impl<S: Socket> Session<S> {
         };
         poll_fn(move |cx| {
             let Session { socket, conn, .. } = &mut *self;
-            socket.poll_write_texts(cx, &mut first, || next_wanted(conn)).map(written)
+            socket.poll_write_texts(cx, &mut first, || next_wanted(conn), false).map(written)
         })
     }
 
@@ -528,14 +528,16 @@ impl<S: Socket> Session<S> {
     /// vectored write where the socket takes it: a publish's ack and the
     /// message's own delivery to this connection (it is in the room) then
     /// cost one system call, here and in the client, instead of two. The
-    /// order is the one separate writes would give, the answer first. Not
-    /// for answers a replay must follow (a join's), which live frames may
-    /// not overtake.
+    /// order is the one separate writes would give, the answer first, and
+    /// the answer is a WebSocket message of its own even for a batching
+    /// client (the protocol promises it). Not for answers a replay must
+    /// follow (a join's), which live frames may not overtake, nor for any
+    /// answer but the last of several (the queue would go out between them).
     async fn reply_then_queued(&mut self, frame: &ServerFrame) -> Flow {
         let mut first = Some(encode(frame));
         poll_fn(|cx| {
             let Session { socket, conn, .. } = &mut *self;
-            socket.poll_write_texts(cx, &mut first, || next_wanted(conn)).map(written)
+            socket.poll_write_texts(cx, &mut first, || next_wanted(conn), true).map(written)
         })
         .await
     }

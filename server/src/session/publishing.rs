@@ -147,7 +147,7 @@ impl<S: Socket> Session<S> {
                 return Flow::Continue;
             };
             let result = self.conn.state.engine().publish(publication).await;
-            return self.answer_published(id, copy, result).await;
+            return self.answer_published(id, copy, result, true).await;
         }
         let mut answers = Vec::with_capacity(gathered.len());
         let mut publications = Vec::with_capacity(gathered.len());
@@ -156,8 +156,9 @@ impl<S: Socket> Session<S> {
             publications.push(publication);
         }
         let results = self.conn.state.engine().publish_all(publications).await;
-        for ((id, copy), result) in answers.into_iter().zip(results) {
-            let flow = self.answer_published(id, copy, result).await;
+        let count = answers.len();
+        for (at, ((id, copy), result)) in answers.into_iter().zip(results).enumerate() {
+            let flow = self.answer_published(id, copy, result, at + 1 == count).await;
             if !matches!(flow, Flow::Continue) {
                 return flow;
             }
@@ -165,12 +166,16 @@ impl<S: Socket> Session<S> {
         Flow::Continue
     }
 
-    /// Acks a committed publish with its offset, or fails it.
+    /// Acks a committed publish with its offset, or fails it. The `last`
+    /// answer of a batch takes what the queue holds along in its write
+    /// (the batch's messages to this connection, if it is in the room);
+    /// those before it go alone, so that every ack still precedes them.
     async fn answer_published(
         &mut self,
         id: Option<String>,
         copy: Option<Message>,
         result: Result<Published, EngineError>,
+        last: bool,
     ) -> Flow {
         match result {
             Ok(published) => {
@@ -182,8 +187,8 @@ impl<S: Socket> Session<S> {
                     }
                 }
                 let Some(id) = id else { return Flow::Continue };
-                let ack = Ack { id, offset: Some(offset), ..Ack::default() };
-                self.reply_then_queued(&ServerFrame::Ack(ack)).await
+                let ack = ServerFrame::Ack(Ack { id, offset: Some(offset), ..Ack::default() });
+                if last { self.reply_then_queued(&ack).await } else { self.reply(&ack).await }
             }
             Err(err) => self.fail(id, ErrorCode::UNAVAILABLE, err.to_string()).await,
         }

@@ -318,30 +318,67 @@ async fn a_batching_client_gets_what_waited_in_one_message_split_by_newlines() {
     assert!(matches!(peer.next_frame().await, ServerFrame::Pong { .. }));
 }
 
-#[tokio::test(start_paused = true)]
-async fn a_publish_ack_and_the_publishers_own_message_go_out_in_one_write() {
-    // For a batching client, what one write carries is one message: the
-    // ack, then the message (the order separate writes would give).
-    let (mut peer, _state, _task) = start_batched(Config::default(), "alice");
-    assert!(matches!(peer.next_frame().await, ServerFrame::Welcome(_)));
-    peer.send(r#"{"type":"join","id":"j","room":"general"}"#);
-    // The join's ack, then (in its own write: a replay may follow a join's
-    // answer) the presence of alice's own arrival.
+/// Joins `room` and reads on until the presence of the client's own
+/// arrival (queued, so written after the join's answer).
+async fn join_and_settle(peer: &mut Peer, room: &str) {
+    peer.send(&format!(r#"{{"type":"join","id":"j","room":"{room}"}}"#));
     loop {
         let WsMessage::Text(text) = peer.next().await else { continue };
         if text.contains(r#""type":"presence""#) {
             break;
         }
     }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_publish_ack_and_the_publishers_own_message_go_out_in_one_write() {
+    let (mut peer, _state, _task) = start(Config::default(), "alice");
+    assert!(matches!(peer.next_frame().await, ServerFrame::Welcome(_)));
+    join_and_settle(&mut peer, "general").await;
+    let writes = peer.memory.writes();
     peer.send(r#"{"type":"publish","id":"p1","room":"general","event":"chat","data":1}"#);
-    let WsMessage::Text(text) = peer.next().await else { panic!("expected a text message") };
-    let lines: Vec<ServerFrame> =
-        text.split('\n').map(|line| serde_json::from_str(line).unwrap()).collect();
-    assert!(
-        matches!(&lines[..], [ServerFrame::Ack(ack), ServerFrame::Message(message)]
-            if ack.id == "p1" && ack.offset == Some(1) && message.offset == Some(1)),
-        "{text}"
-    );
+    // Two messages, the ack first, as separate writes would give them...
+    assert!(matches!(peer.next_frame().await, ServerFrame::Ack(ack) if ack.id == "p1"));
+    assert!(matches!(peer.next_frame().await, ServerFrame::Message(m) if m.offset == Some(1)));
+    // ...in one write.
+    assert_eq!(peer.memory.writes() - writes, 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_batching_client_still_gets_the_ack_in_a_message_of_its_own() {
+    let (mut peer, _state, _task) = start_batched(Config::default(), "alice");
+    assert!(matches!(peer.next_frame().await, ServerFrame::Welcome(_)));
+    join_and_settle(&mut peer, "general").await;
+    let writes = peer.memory.writes();
+    peer.send(r#"{"type":"publish","id":"p1","room":"general","event":"chat","data":1}"#);
+    // The protocol promises answers a message of their own (PROTOCOL.md).
+    let WsMessage::Text(ack) = peer.next().await else { panic!("expected a text message") };
+    let ack: ServerFrame = serde_json::from_str(&ack).expect("the ack alone");
+    assert!(matches!(ack, ServerFrame::Ack(ack) if ack.id == "p1"));
+    assert!(matches!(peer.next_frame().await, ServerFrame::Message(m) if m.offset == Some(1)));
+    assert_eq!(peer.memory.writes() - writes, 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn publishes_committed_together_are_all_acked_before_their_messages() {
+    let (mut peer, _state, _task) = start(Config::default(), "alice");
+    assert!(matches!(peer.next_frame().await, ServerFrame::Welcome(_)));
+    join_and_settle(&mut peer, "general").await;
+    // Queued before the session reads them: gathered, committed together.
+    for n in 1..=3 {
+        peer.send(&format!(
+            r#"{{"type":"publish","id":"p{n}","room":"general","event":"chat","data":{n}}}"#
+        ));
+    }
+    let mut order = Vec::new();
+    for _ in 0..6 {
+        order.push(match peer.next_frame().await {
+            ServerFrame::Ack(ack) => ack.id,
+            ServerFrame::Message(message) => format!("m{}", message.offset.unwrap()),
+            other => panic!("unexpected {other:?}"),
+        });
+    }
+    assert_eq!(order, ["p1", "p2", "p3", "m1", "m2", "m3"]);
 }
 
 #[tokio::test(start_paused = true)]
