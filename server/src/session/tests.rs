@@ -330,33 +330,30 @@ async fn join_and_settle(peer: &mut Peer, room: &str) {
     }
 }
 
-#[tokio::test(start_paused = true)]
-async fn a_publish_ack_and_the_publishers_own_message_go_out_in_one_write() {
+/// A publish to a room the client is in: its ack, then its own message,
+/// each a WebSocket message of its own (the protocol promises answers one,
+/// batches or not; `next_frame` reads a whole message as one frame), and
+/// both in one write.
+async fn ack_then_own_message_in_one_write(batched: bool) {
+    let start = if batched { start_batched } else { start };
     let (mut peer, _state, _task) = start(Config::default(), "alice");
     assert!(matches!(peer.next_frame().await, ServerFrame::Welcome(_)));
     join_and_settle(&mut peer, "general").await;
     let writes = peer.memory.writes();
     peer.send(r#"{"type":"publish","id":"p1","room":"general","event":"chat","data":1}"#);
-    // Two messages, the ack first, as separate writes would give them...
     assert!(matches!(peer.next_frame().await, ServerFrame::Ack(ack) if ack.id == "p1"));
     assert!(matches!(peer.next_frame().await, ServerFrame::Message(m) if m.offset == Some(1)));
-    // ...in one write.
     assert_eq!(peer.memory.writes() - writes, 1);
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_publish_ack_and_the_publishers_own_message_go_out_in_one_write() {
+    ack_then_own_message_in_one_write(false).await;
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_batching_client_still_gets_the_ack_in_a_message_of_its_own() {
-    let (mut peer, _state, _task) = start_batched(Config::default(), "alice");
-    assert!(matches!(peer.next_frame().await, ServerFrame::Welcome(_)));
-    join_and_settle(&mut peer, "general").await;
-    let writes = peer.memory.writes();
-    peer.send(r#"{"type":"publish","id":"p1","room":"general","event":"chat","data":1}"#);
-    // The protocol promises answers a message of their own (PROTOCOL.md).
-    let WsMessage::Text(ack) = peer.next().await else { panic!("expected a text message") };
-    let ack: ServerFrame = serde_json::from_str(&ack).expect("the ack alone");
-    assert!(matches!(ack, ServerFrame::Ack(ack) if ack.id == "p1"));
-    assert!(matches!(peer.next_frame().await, ServerFrame::Message(m) if m.offset == Some(1)));
-    assert_eq!(peer.memory.writes() - writes, 1);
+    ack_then_own_message_in_one_write(true).await;
 }
 
 #[tokio::test(start_paused = true)]
