@@ -35,7 +35,7 @@ for _ in $(seq 1 100); do
     sleep 0.1
 done
 
-# A second hub that requires tokens, and a token for it (HS256, minted with Node's crypto).
+# A second hub that requires tokens, and a token for it (`switchboard token`).
 # Its rpc calls are answered by the example webhook backend (examples/webhooks/backend.py).
 hooks_port=$(free_port)
 python3 examples/webhooks/backend.py "$hooks_port" 2>/dev/null &
@@ -50,12 +50,7 @@ for _ in $(seq 1 100); do
     node -e "fetch('http://127.0.0.1:${token_port}/health').then(r => process.exit(r.ok ? 0 : 1), () => process.exit(1))" && break
     sleep 0.1
 done
-token=$(node -e '
-const crypto = require("crypto");
-const part = (o) => Buffer.from(JSON.stringify(o)).toString("base64url");
-const body = part({ alg: "HS256", typ: "JWT" }) + "." + part({ sub: "jsuser", exp: Math.floor(Date.now() / 1000) + 3600 });
-console.log(body + "." + crypto.createHmac("sha256", "browser-test-secret").update(body).digest("base64url"));
-')
+token=$(./target/debug/switchboard --jwt-secret browser-test-secret --log error token --user jsuser)
 
 step "the SDK in headless Chromium (wasm-bindgen-test against the hubs on ports ${port} and ${token_port})"
 SWITCHBOARD_TEST_URL="ws://127.0.0.1:${port}/ws" \

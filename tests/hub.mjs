@@ -7,7 +7,8 @@ import { createServer } from "node:net";
 import { fileURLToPath } from "node:url";
 
 export const ROOT = fileURLToPath(new URL("../", import.meta.url));
-const HUB = process.env.SWITCHBOARD_BIN ?? `${ROOT}target/debug/switchboard`;
+/** The `switchboard` binary the tests run. */
+export const HUB = process.env.SWITCHBOARD_BIN ?? `${ROOT}target/debug/switchboard`;
 /** Every wait in these tests ends by this deadline at the latest. */
 export const TIMEOUT = 15_000;
 

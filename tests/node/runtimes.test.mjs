@@ -6,12 +6,11 @@
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { execFile, execFileSync } from "node:child_process";
-import { createHmac } from "node:crypto";
 import { cp, mkdtemp, readFile, readdir, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { ROOT, freePort, startHub } from "../hub.mjs";
+import { HUB, ROOT, freePort, startHub } from "../hub.mjs";
 
 const HERE = fileURLToPath(new URL("./", import.meta.url));
 const SECRET = "runtime-test-secret";
@@ -45,11 +44,9 @@ after(async () => {
   if (work) await rm(work, { recursive: true, force: true });
 });
 
-/** An HS256 token for `user`, signed with the token hub's secret. */
+/** A token for `user` that the token hub accepts, from `switchboard token`. */
 function token(user) {
-  const part = (object) => Buffer.from(JSON.stringify(object)).toString("base64url");
-  const body = `${part({ alg: "HS256", typ: "JWT" })}.${part({ sub: user, exp: Math.floor(Date.now() / 1000) + 3600 })}`;
-  return `${body}.${createHmac("sha256", SECRET).update(body).digest("base64url")}`;
+  return execFileSync(HUB, ["--jwt-secret", SECRET, "token", "--user", user], { encoding: "utf8" }).trim();
 }
 
 /** Runs `command args` in the fresh project; resolves with its stdout. */

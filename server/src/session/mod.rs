@@ -397,14 +397,25 @@ impl<S: Socket> Session<S> {
     /// place in the connection's task (it is the fan-out's hot path), and
     /// its state is then one frame.
     fn write_queued(&mut self, first: Arc<Delivery>) -> impl Future<Output = Flow> + Send + '_ {
-        let mut first = match self.conn.wanted(&first) {
+        let first = match self.conn.wanted(&first) {
             Verdict::Write => Some(first.frame.clone()),
             // Skipped: what waits behind it still goes in this write.
             Verdict::Skip => next_wanted(&mut self.conn),
         };
+        self.write_with_queue(first, false)
+    }
+
+    /// Writes `first` and what the outbound queue holds behind it, in one
+    /// vectored write where the socket takes it (`first_alone`: `first` is
+    /// an answer, a message of its own even for a batching client).
+    fn write_with_queue(
+        &mut self,
+        mut first: Option<Utf8Bytes>,
+        first_alone: bool,
+    ) -> impl Future<Output = Flow> + Send + '_ {
         poll_fn(move |cx| {
             let Session { socket, conn, .. } = &mut *self;
-            socket.poll_write_texts(cx, &mut first, || next_wanted(conn), false).map(written)
+            socket.poll_write_texts(cx, &mut first, || next_wanted(conn), first_alone).map(written)
         })
     }
 
@@ -534,12 +545,7 @@ impl<S: Socket> Session<S> {
     /// follow (a join's), which live frames may not overtake, nor for any
     /// answer but the last of several (the queue would go out between them).
     async fn reply_then_queued(&mut self, frame: &ServerFrame) -> Flow {
-        let mut first = Some(encode(frame));
-        poll_fn(|cx| {
-            let Session { socket, conn, .. } = &mut *self;
-            socket.poll_write_texts(cx, &mut first, || next_wanted(conn), true).map(written)
-        })
-        .await
+        self.write_with_queue(Some(encode(frame)), true).await
     }
 
     /// Sends a close frame, then reads until the peer answers or hangs up,
