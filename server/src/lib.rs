@@ -64,6 +64,7 @@
 pub mod api;
 pub mod cli;
 pub mod config;
+mod deflate;
 mod engine;
 pub mod env;
 mod error;

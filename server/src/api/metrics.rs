@@ -105,6 +105,25 @@ pub(crate) fn render(state: &AppState) -> String {
         Unit::Bytes,
         bytes_out,
     );
+    if let Some(compressor) = state.compressor() {
+        let (before, after, connections) = compressor.totals();
+        counter(
+            &mut registry,
+            "deflate_connections",
+            "WebSocket connections that negotiated permessage-deflate",
+            connections,
+        );
+        let payload = Family::<Labels, Counter>::default();
+        payload.get_or_create(&vec![("stage", "before".to_owned())]).inc_by(before);
+        payload.get_or_create(&vec![("stage", "after".to_owned())]).inc_by(after);
+        registry.register_with_unit(
+            "deflate_payload",
+            "Payload bytes of the messages written to connections that negotiated \
+             permessage-deflate, before and after compression",
+            Unit::Bytes,
+            payload,
+        );
+    }
     let frames_in = Family::<Labels, Counter>::default();
     for (kind, n) in counters.in_by_type() {
         frames_in.get_or_create(&vec![("type", kind.to_owned())]).inc_by(n);

@@ -12,6 +12,7 @@ use std::path::Path;
 use crate::error::ConfigError;
 
 mod auth;
+mod compression;
 mod history;
 mod hooks;
 mod limits;
@@ -19,6 +20,7 @@ mod redis;
 mod rooms;
 
 pub use auth::{ApiConfig, AuthConfig};
+pub use compression::CompressionConfig;
 pub use history::{DeliveryConfig, HistoryConfig, HistoryLimits, HistoryRule, StoreKind};
 pub use hooks::{EventsConfig, HooksConfig, OnError, WebhookConfig};
 pub use limits::{HeartbeatConfig, LimitsConfig};
@@ -64,6 +66,8 @@ pub struct Config {
     pub redis: RedisConfig,
     /// The application's hooks ([`crate::hooks`]).
     pub hooks: HooksConfig,
+    /// permessage-deflate for WebSocket connections.
+    pub compression: CompressionConfig,
 }
 
 impl Default for Config {
@@ -83,6 +87,7 @@ impl Default for Config {
             shutdown_grace_ms: 5_000,
             redis: RedisConfig::default(),
             hooks: HooksConfig::default(),
+            compression: CompressionConfig::default(),
         }
     }
 }
@@ -106,6 +111,9 @@ impl Config {
         let invalid = |message: &str| Err(ConfigError::Invalid(message.to_owned()));
         if self.heartbeat.interval_ms == 0 {
             return invalid("heartbeat.interval_ms must be greater than 0");
+        }
+        if let Some(problem) = self.compression.problem() {
+            return invalid(problem);
         }
         if self.backlog == 0 {
             return invalid("backlog must be greater than 0");

@@ -6,6 +6,9 @@
 use switchboard_protocol::{ClientFrame, CloseCode};
 use tokio::time::Duration;
 
+use crate::deflate::InflateError;
+use crate::deflate::inflating::inflate_error;
+
 /// What to do after handling one event.
 #[derive(Debug)]
 pub(super) enum Flow {
@@ -104,6 +107,19 @@ pub(super) fn read_error_flow(err: tungstenite::Error) -> Flow {
         tungstenite::Error::Protocol(cause) => {
             Flow::Close(CloseCode(1002), format!("protocol error: {cause}"))
         }
+        // A compressed message the hub would not inflate, or the socket.
+        tungstenite::Error::Io(err) => match inflate_error(&err) {
+            Some(err @ InflateError::TooLarge { .. }) => {
+                Flow::Close(CloseCode::MESSAGE_TOO_BIG, format!("message too big: {err}"))
+            }
+            Some(err @ InflateError::Corrupt) => {
+                Flow::Close(CloseCode::INVALID_PAYLOAD, err.to_string())
+            }
+            Some(err @ InflateError::Framing(_)) => {
+                Flow::Close(CloseCode(1002), format!("protocol error: {err}"))
+            }
+            None => Flow::Gone(Ended::NetworkError),
+        },
         _ => Flow::Gone(Ended::NetworkError),
     }
 }

@@ -10,6 +10,14 @@
 //! frames in one vectored write. Server frames are never masked, so the
 //! header is all the framing there is (RFC 6455 §5.2).
 //!
+//! On a connection that negotiated permessage-deflate, a frame long enough
+//! goes compressed (RSV1 set): a shared delivery's compressed form is made
+//! once and kept with it ([`crate::deflate::Deflated`]), so every member
+//! writes the same bytes; the connection's own frames (answers, replays)
+//! are compressed as they are written. A batched message holds frames of
+//! one kind: compressed ones joined inside one deflate stream
+//! ([`crate::deflate::codec::JOIN`]), or plain ones joined by newlines.
+//!
 //! Control frames (ping, pong, close) still go through tungstenite, which
 //! also answers the client's pings while reading. The two writers share one
 //! byte stream, so [`FrameSocket`] keeps one rule: before tungstenite
@@ -21,6 +29,7 @@
 
 use std::io::IoSlice;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 
 use futures::{Sink, Stream};
@@ -28,6 +37,10 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_tungstenite::WebSocketStream;
 use tungstenite::error::ProtocolError;
 use tungstenite::{Message as WsMessage, Utf8Bytes};
+
+use crate::deflate::Compressor;
+use crate::deflate::codec::JOIN;
+use crate::hub::Delivery;
 
 /// The most bytes a WebSocket frame header takes: the first two bytes and a
 /// 64-bit length (no mask: server frames are not masked).
@@ -74,10 +87,67 @@ impl<S: Socket + ?Sized> Socket for Box<S> {
     }
 }
 
+/// A text frame for [`FrameSocket`] to write.
+#[derive(Debug, Clone)]
+pub(crate) enum Out {
+    /// The connection's own (an answer, a replayed message).
+    Own(Utf8Bytes),
+    /// A delivery other connections write too: its compressed form is
+    /// shared with them.
+    Shared(Arc<Delivery>),
+}
+
+impl Out {
+    /// The frame's JSON.
+    pub(crate) fn text(&self) -> &str {
+        match self {
+            Out::Own(text) => text.as_str(),
+            Out::Shared(delivery) => delivery.frame.as_str(),
+        }
+    }
+}
+
+impl From<Utf8Bytes> for Out {
+    fn from(text: Utf8Bytes) -> Out {
+        Out::Own(text)
+    }
+}
+
+/// How one frame goes on the wire: compressed or not, and its payload.
+#[derive(Clone, Copy)]
+struct Form<'a> {
+    deflated: bool,
+    bytes: &'a [u8],
+}
+
+/// The form of `frame` for a connection compressing with `compressor`;
+/// `own` keeps the compressed bytes of a frame that is the connection's
+/// own.
+fn form<'a>(
+    frame: &'a Out,
+    compressor: Option<&Compressor>,
+    own: &'a mut Option<Box<[u8]>>,
+) -> Form<'a> {
+    let plain = Form { deflated: false, bytes: frame.text().as_bytes() };
+    let Some(compressor) = compressor else { return plain };
+    let compressed = match frame {
+        Out::Shared(delivery) => delivery.deflated.get(delivery.frame.as_bytes(), compressor),
+        Out::Own(text) => {
+            *own = compressor.deflate(text.as_bytes());
+            own.as_deref()
+        }
+    };
+    match compressed {
+        Some(bytes) => Form { deflated: true, bytes },
+        None => plain,
+    }
+}
+
 /// Writes the header of an unmasked, final text frame of `len` bytes into
-/// `out`; returns its length.
-pub(crate) fn text_header(len: usize, out: &mut [u8; HEADER_MAX]) -> usize {
-    out[0] = 0x81; // FIN, opcode 1 (text)
+/// `out` (RSV1 set when the payload is `deflated`); returns its length.
+fn frame_header(deflated: bool, len: usize, out: &mut [u8; HEADER_MAX]) -> usize {
+    // FIN, RSV1 for a compressed message, opcode 1 (text).
+    out[0] = if deflated { 0xc1 } else { 0x81 };
     if len < 126 {
         out[1] = len as u8;
         2
@@ -102,6 +172,9 @@ pub(crate) struct FrameSocket<S> {
     unsent: Vec<u8>,
     /// A text frame handed to the [`Sink`], not written yet.
     held: Option<Utf8Bytes>,
+    /// permessage-deflate was negotiated and frames go compressed where
+    /// they gain: how, and where the savings are counted.
+    deflate: Option<Arc<Compressor>>,
     /// A close frame was sent: text frames are refused, as tungstenite
     /// refuses them.
     closed: bool,
@@ -120,10 +193,17 @@ impl<S: Socket> FrameSocket<S> {
             inner,
             unsent: Vec::new(),
             held: None,
+            deflate: None,
             closed: false,
             batch: false,
             broken: false,
         }
+    }
+
+    /// Compresses frames from now on (the connection negotiated
+    /// permessage-deflate).
+    pub(crate) fn deflate(&mut self, compressor: Arc<Compressor>) {
+        self.deflate = Some(compressor);
     }
 
     /// Writes queued frames several to a message from now on.
@@ -145,32 +225,44 @@ impl<S: Socket> FrameSocket<S> {
     pub(crate) fn poll_write_texts(
         &mut self,
         cx: &mut Context<'_>,
-        first: &mut Option<Utf8Bytes>,
-        mut next: impl FnMut() -> Option<Utf8Bytes>,
+        first: &mut Option<Out>,
+        mut next: impl FnMut() -> Option<Out>,
         first_alone: bool,
     ) -> Poll<Result<(), tungstenite::Error>> {
         ready!(self.poll_drain(cx))?;
         if first.is_some() {
             self.check_open()?;
-            let mut frames: [Option<Utf8Bytes>; FRAMES_PER_WRITE] = std::array::from_fn(|_| None);
+            let mut frames: [Option<Out>; FRAMES_PER_WRITE] = std::array::from_fn(|_| None);
             let mut count = 0;
             let mut bytes = 0;
             for slot in frames.iter_mut() {
                 let Some(frame) = first.take().or_else(&mut next) else { break };
-                bytes += frame.len();
+                bytes += frame.text().len();
                 *slot = Some(frame);
                 count += 1;
                 if bytes >= BYTES_PER_WRITE {
                     break;
                 }
             }
-            let frames = frames[..count].iter().flatten();
+            let mut own: [Option<Box<[u8]>>; FRAMES_PER_WRITE] = std::array::from_fn(|_| None);
+            let mut forms = [Form { deflated: false, bytes: &[] }; FRAMES_PER_WRITE];
+            let compressor = self.deflate.as_deref();
+            for ((frame, own), slot) in
+                frames[..count].iter().flatten().zip(&mut own).zip(&mut forms)
+            {
+                *slot = form(frame, compressor, own);
+            }
+            let forms = &forms[..count];
+            if let Some(compressor) = compressor {
+                let before = frames[..count].iter().flatten().map(|frame| frame.text().len());
+                compressor.count(before.sum(), forms.iter().map(|form| form.bytes.len()).sum());
+            }
             let mut headers = [[0u8; HEADER_MAX]; FRAMES_PER_WRITE];
             let mut slices = [IoSlice::new(&[]); 2 * FRAMES_PER_WRITE];
             let used = if self.batch {
-                batched(frames, &mut headers, &mut slices, first_alone)
+                batched(forms, &mut headers, &mut slices, first_alone)
             } else {
-                one_each(frames, &mut headers, &mut slices)
+                one_each(forms, &mut headers, &mut slices)
             };
             self.write_or_keep(cx, &mut slices[..used])?;
             ready!(self.poll_drain(cx))?;
@@ -241,9 +333,15 @@ impl<S: Socket> FrameSocket<S> {
         // reader's, and most connections never need one.
         self.unsent = Vec::new();
         if let Some(frame) = self.held.take() {
+            let frame = Out::Own(frame);
+            let mut own = None;
+            let form = form(&frame, self.deflate.as_deref(), &mut own);
+            if let Some(compressor) = &self.deflate {
+                compressor.count(frame.text().len(), form.bytes.len());
+            }
             let mut header = [0u8; HEADER_MAX];
-            let len = text_header(frame.len(), &mut header);
-            let mut slices = [IoSlice::new(&header[..len]), IoSlice::new(frame.as_bytes())];
+            let len = frame_header(form.deflated, form.bytes.len(), &mut header);
+            let mut slices = [IoSlice::new(&header[..len]), IoSlice::new(form.bytes)];
             self.write_or_keep(cx, &mut slices)?;
             if !self.unsent.is_empty() {
                 return self.poll_drain(cx);
@@ -263,67 +361,79 @@ impl<S: Socket> FrameSocket<S> {
 /// Lays out `frames` as one WebSocket message each: header, payload.
 /// Returns the number of slices used.
 fn one_each<'a>(
-    frames: impl Iterator<Item = &'a Utf8Bytes>,
+    frames: &[Form<'a>],
     headers: &'a mut [[u8; HEADER_MAX]; FRAMES_PER_WRITE],
     slices: &mut [IoSlice<'a>; 2 * FRAMES_PER_WRITE],
 ) -> usize {
     let mut used = 0;
-    for (frame, header) in frames.zip(headers.iter_mut()) {
-        let len = text_header(frame.len(), header);
+    for (frame, header) in frames.iter().zip(headers.iter_mut()) {
+        let len = frame_header(frame.deflated, frame.bytes.len(), header);
         slices[used] = IoSlice::new(&header[..len]);
-        slices[used + 1] = IoSlice::new(frame.as_bytes());
+        slices[used + 1] = IoSlice::new(frame.bytes);
         used += 2;
     }
     used
 }
 
+/// What separates two frames inside one batched message of their kind.
+fn separator(deflated: bool) -> &'static [u8] {
+    if deflated { &JOIN } else { b"\n" }
+}
+
 /// Lays out `frames` (at most [`FRAMES_PER_WRITE`]) as few WebSocket
-/// messages: each a header, then payloads separated by newlines, of at most
-/// [`BATCH_BYTES`] unless its one frame is larger; with `first_alone`, the
-/// first frame is a message by itself. Returns the number of slices used (a
-/// message's first frame takes a header slice where later ones take a
-/// newline: never more than two per frame).
+/// messages: each a header, then payloads of one kind (compressed or not)
+/// with a [`separator`] between, of at most [`BATCH_BYTES`] unless its one
+/// frame is larger; with `first_alone`, the first frame is a message by
+/// itself. Returns the number of slices used (a message's first frame takes
+/// a header slice where later ones take a separator: never more than two
+/// per frame).
 fn batched<'a>(
-    frames: impl Iterator<Item = &'a Utf8Bytes> + Clone,
+    frames: &[Form<'a>],
     headers: &'a mut [[u8; HEADER_MAX]; FRAMES_PER_WRITE],
     slices: &mut [IoSlice<'a>; 2 * FRAMES_PER_WRITE],
     first_alone: bool,
 ) -> usize {
-    // Whether the frame at `index` starts a message of its own.
-    let starts = |index: usize, current: usize, len: usize| {
-        index == 0 || (first_alone && index == 1) || current + 1 + len > BATCH_BYTES
+    // Whether the frame at `index` starts a message of its own, after a
+    // message of `current` bytes.
+    let starts = |index: usize, current: usize| {
+        let frame = frames[index];
+        index == 0
+            || (first_alone && index == 1)
+            || frame.deflated != frames[index - 1].deflated
+            || current + separator(frame.deflated).len() + frame.bytes.len() > BATCH_BYTES
     };
     // Message lengths first (each header needs its message's length).
     let mut lengths = [0usize; FRAMES_PER_WRITE];
     let mut messages = 0;
-    for (index, frame) in frames.clone().enumerate() {
+    for (index, frame) in frames.iter().enumerate() {
         let current = lengths[messages.max(1) - 1];
-        if starts(index, current, frame.len()) {
-            lengths[messages] = frame.len();
+        if starts(index, current) {
+            lengths[messages] = frame.bytes.len();
             messages += 1;
         } else {
-            lengths[messages - 1] = current + 1 + frame.len();
+            lengths[messages - 1] = current + separator(frame.deflated).len() + frame.bytes.len();
         }
     }
     let mut headers = headers.iter_mut();
     let mut used = 0;
     let (mut message, mut filled) = (0, 0);
-    for (index, frame) in frames.enumerate() {
-        if starts(index, filled, frame.len()) {
+    for (index, frame) in frames.iter().enumerate() {
+        if starts(index, filled) {
             if used > 0 {
                 message += 1;
             }
             let header = headers.next().expect("a header per message");
-            let len = text_header(lengths[message], header);
+            let len = frame_header(frame.deflated, lengths[message], header);
             slices[used] = IoSlice::new(&header[..len]);
             used += 1;
-            filled = frame.len();
+            filled = frame.bytes.len();
         } else {
-            slices[used] = IoSlice::new(b"\n");
+            let separator = separator(frame.deflated);
+            slices[used] = IoSlice::new(separator);
             used += 1;
-            filled += 1 + frame.len();
+            filled += separator.len() + frame.bytes.len();
         }
-        slices[used] = IoSlice::new(frame.as_bytes());
+        slices[used] = IoSlice::new(frame.bytes);
         used += 1;
     }
     used
@@ -415,16 +525,18 @@ mod tests {
     #[test]
     fn headers_use_the_shortest_length_form() {
         let mut out = [0; HEADER_MAX];
-        assert_eq!(text_header(0, &mut out), 2);
+        assert_eq!(frame_header(false, 0, &mut out), 2);
         assert_eq!(out[..2], [0x81, 0]);
-        assert_eq!(text_header(125, &mut out), 2);
+        assert_eq!(frame_header(false, 125, &mut out), 2);
         assert_eq!(out[..2], [0x81, 125]);
-        assert_eq!(text_header(126, &mut out), 4);
+        assert_eq!(frame_header(false, 126, &mut out), 4);
         assert_eq!(out[..4], [0x81, 126, 0, 126]);
-        assert_eq!(text_header(65_535, &mut out), 4);
+        assert_eq!(frame_header(false, 65_535, &mut out), 4);
         assert_eq!(out[..4], [0x81, 126, 0xff, 0xff]);
-        assert_eq!(text_header(65_536, &mut out), 10);
+        assert_eq!(frame_header(false, 65_536, &mut out), 10);
         assert_eq!(out[..10], [0x81, 127, 0, 0, 0, 0, 0, 1, 0, 0]);
+        assert_eq!(frame_header(true, 5, &mut out), 2);
+        assert_eq!(out[..2], [0xc1, 5], "RSV1 marks a compressed message");
     }
 
     /// Frames of every length form, written through a pipe far smaller than
@@ -458,9 +570,14 @@ mod tests {
                 // the next, as queued frames wait for the next wake-up.
                 let mut rest = batch.into_iter();
                 while let Some(head) = rest.next() {
-                    let mut first = Some(head);
+                    let mut first = Some(Out::from(head));
                     std::future::poll_fn(|cx| {
-                        server.poll_write_texts(cx, &mut first, || rest.next(), false)
+                        server.poll_write_texts(
+                            cx,
+                            &mut first,
+                            || rest.next().map(Out::from),
+                            false,
+                        )
                     })
                     .await
                     .unwrap();
@@ -513,6 +630,115 @@ mod tests {
         partial_writes(true).await;
     }
 
+    /// Every frame a server wrote to `wire` up to its close frame: whether
+    /// it was compressed (RSV1), and its text, inflated.
+    fn read_frames(wire: &[u8]) -> Vec<(bool, String)> {
+        let mut frames = Vec::new();
+        let mut at = 0;
+        while at < wire.len() {
+            let (first, second) = (wire[at], wire[at + 1]);
+            assert_eq!(second & 0x80, 0, "server frames are not masked");
+            let (len, header) = match second & 0x7f {
+                126 => (u16::from_be_bytes([wire[at + 2], wire[at + 3]]) as usize, 4),
+                127 => (u64::from_be_bytes(wire[at + 2..at + 10].try_into().unwrap()) as usize, 10),
+                short => (short as usize, 2),
+            };
+            let payload = &wire[at + header..at + header + len];
+            at += header + len;
+            match first & 0x0f {
+                8 => break,
+                1 => {}
+                other => panic!("unexpected opcode {other}"),
+            }
+            let deflated = first & 0x40 != 0;
+            let text = if deflated {
+                crate::deflate::codec::inflate(payload, 1 << 20).unwrap()
+            } else {
+                payload.to_vec()
+            };
+            frames.push((deflated, String::from_utf8(text).unwrap()));
+        }
+        frames
+    }
+
+    /// A server `FrameSocket` compressing with `compressor`, over a pipe
+    /// whose far end is read raw.
+    async fn deflating(
+        compressor: &Arc<Compressor>,
+        batch: bool,
+    ) -> (FrameSocket<WebSocketStream<tokio::io::DuplexStream>>, tokio::io::DuplexStream) {
+        let (server, client) = tokio::io::duplex(1 << 20);
+        let server = WebSocketStream::from_raw_socket(server, Role::Server, None).await;
+        let mut server = FrameSocket::new(server);
+        server.deflate(compressor.clone());
+        if batch {
+            server.batch();
+        }
+        (server, client)
+    }
+
+    #[tokio::test]
+    async fn long_frames_go_compressed_once_for_every_member_and_batch_by_kind() {
+        use crate::hub::{DeliveryKind, Target};
+        use tokio::io::AsyncReadExt;
+        let compressor = Arc::new(Compressor::new(6, 100));
+        let long = |tag: &str| {
+            format!(r#"{{"type":"message","tag":"{tag}","data":"{}"}}"#, "ab".repeat(300))
+        };
+        let shared = |text: String| {
+            Out::Shared(Arc::new(Delivery::new(Target::All, text.into(), DeliveryKind::Message)))
+        };
+        let frames = vec![
+            Out::Own(Utf8Bytes::from(r#"{"type":"ack","id":"1"}"#)),
+            shared(long("one")),
+            Out::Own(long("own").into()),
+            shared(r#"{"type":"message","short":true}"#.to_owned()),
+            shared(long("two")),
+        ];
+        let texts: Vec<String> = frames.iter().map(|frame| frame.text().to_owned()).collect();
+        let mut written = Vec::new();
+        for batch in [false, true] {
+            let (mut server, mut client) = deflating(&compressor, batch).await;
+            let mut queue = frames.clone().into_iter();
+            let mut first = queue.next();
+            std::future::poll_fn(|cx| {
+                server.poll_write_texts(cx, &mut first, || queue.next(), false)
+            })
+            .await
+            .unwrap();
+            // An answer through the sink, compressed as it is written.
+            server.send(WsMessage::text(long("reply"))).await.unwrap();
+            server.close().await.unwrap();
+            drop(server);
+            let mut wire = Vec::new();
+            client.read_to_end(&mut wire).await.unwrap();
+            let got = read_frames(&wire);
+            let lines: Vec<String> =
+                got.iter().flat_map(|(_, text)| text.split('\n')).map(str::to_owned).collect();
+            let mut expected = texts.clone();
+            expected.push(long("reply"));
+            assert_eq!(lines, expected, "batch: {batch}");
+            let kinds: Vec<bool> = got.iter().map(|(deflated, _)| *deflated).collect();
+            if batch {
+                // Messages hold one kind: the two long frames in a row share one.
+                assert_eq!(kinds, [false, true, false, true, true]);
+                assert_eq!(got[1].1.matches('\n').count(), 1);
+            } else {
+                assert_eq!(kinds, [false, true, true, false, true, true]);
+            }
+            written.push(wire.len());
+        }
+        // The shared frames were compressed once: both connections wrote the
+        // cached bytes (the first write filled the cache).
+        if let Out::Shared(delivery) = &frames[1] {
+            let cached = delivery.deflated.get(delivery.frame.as_bytes(), &compressor).unwrap();
+            assert!(cached.len() < delivery.frame.len() / 4);
+        }
+        let (before, after, _) = compressor.totals();
+        assert!(after * 4 < before, "{after} of {before} bytes");
+        assert!(written.iter().all(|&n| n < before as usize / 2 / 3), "{written:?}");
+    }
+
     /// A write abandoned while the socket is full (the session closing a
     /// slow consumer) still leaves whole frames: the close frame follows the
     /// remainder of the last text frame.
@@ -520,12 +746,17 @@ mod tests {
     async fn a_close_after_an_abandoned_write_follows_whole_frames() {
         let (mut server, mut client) = pair(100).await;
         let big: Utf8Bytes = "x".repeat(1_000).into();
-        let mut first = Some(big.clone());
+        let mut first = Some(Out::from(big.clone()));
         let mut more = std::iter::repeat_n(big, 5);
         // The pipe takes 100 bytes: the write is pending with most of its
         // frames still owed.
         let poll = std::future::poll_fn(|cx| {
-            Poll::Ready(server.poll_write_texts(cx, &mut first, || more.next(), false))
+            Poll::Ready(server.poll_write_texts(
+                cx,
+                &mut first,
+                || more.next().map(Out::from),
+                false,
+            ))
         })
         .await;
         assert!(poll.is_pending());
@@ -557,10 +788,15 @@ mod tests {
     async fn a_pong_never_lands_inside_an_owed_frame() {
         let (mut server, mut client) = pair(100).await;
         let big: Utf8Bytes = "y".repeat(1_000).into();
-        let mut first = Some(big.clone());
+        let mut first = Some(Out::from(big.clone()));
         let mut more = std::iter::repeat_n(big, 2);
         let poll = std::future::poll_fn(|cx| {
-            Poll::Ready(server.poll_write_texts(cx, &mut first, || more.next(), false))
+            Poll::Ready(server.poll_write_texts(
+                cx,
+                &mut first,
+                || more.next().map(Out::from),
+                false,
+            ))
         })
         .await;
         assert!(poll.is_pending(), "the pipe took only part of the frames");

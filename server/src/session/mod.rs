@@ -44,12 +44,13 @@ mod token_alarm;
 use connection::{Connection, Verdict};
 pub(crate) use flow::truncate_reason;
 use flow::{Ended, Flow, frame_slot, read_error_flow, stalled, written};
-use frames::FrameSocket;
 pub(crate) use frames::Socket;
+use frames::{FrameSocket, Out};
 use token_alarm::TokenAlarm;
 
 use crate::AppState;
 use crate::config::Access;
+use crate::deflate::Compressor;
 use crate::engine::EngineError;
 use crate::hub::Delivery;
 use crate::hub::connections::{ConnectionInfo, Transport};
@@ -136,6 +137,13 @@ impl<S: Socket> Session<S> {
     /// newlines (the client asked with `?batch=1`).
     pub(crate) fn batched(mut self) -> Session<S> {
         self.socket.batch();
+        self
+    }
+
+    /// Compresses what it writes from now on (the connection negotiated
+    /// permessage-deflate).
+    pub(crate) fn deflating(mut self, compressor: Arc<Compressor>) -> Session<S> {
+        self.socket.deflate(compressor);
         self
     }
 
@@ -398,7 +406,7 @@ impl<S: Socket> Session<S> {
     /// its state is then one frame.
     fn write_queued(&mut self, first: Arc<Delivery>) -> impl Future<Output = Flow> + Send + '_ {
         let first = match self.conn.wanted(&first) {
-            Verdict::Write => Some(first.frame.clone()),
+            Verdict::Write => Some(Out::Shared(first)),
             // Skipped: what waits behind it still goes in this write.
             Verdict::Skip => next_wanted(&mut self.conn),
         };
@@ -410,7 +418,7 @@ impl<S: Socket> Session<S> {
     /// an answer, a message of its own even for a batching client).
     fn write_with_queue(
         &mut self,
-        mut first: Option<Utf8Bytes>,
+        mut first: Option<Out>,
         first_alone: bool,
     ) -> impl Future<Output = Flow> + Send + '_ {
         poll_fn(move |cx| {
@@ -545,7 +553,7 @@ impl<S: Socket> Session<S> {
     /// follow (a join's), which live frames may not overtake, nor for any
     /// answer but the last of several (the queue would go out between them).
     async fn reply_then_queued(&mut self, frame: &ServerFrame) -> Flow {
-        self.write_with_queue(Some(encode(frame)), true).await
+        self.write_with_queue(Some(Out::Own(encode(frame))), true).await
     }
 
     /// Sends a close frame, then reads until the peer answers or hangs up,
@@ -570,11 +578,11 @@ impl<S: Socket> Session<S> {
 
 /// The next queued frame the connection writes (up to an order), skipping
 /// what a replay already sent.
-fn next_wanted(conn: &mut Connection) -> Option<Utf8Bytes> {
+fn next_wanted(conn: &mut Connection) -> Option<Out> {
     loop {
         let delivery = conn.queue.try_recv_frame()?;
         if conn.wanted(&delivery) == Verdict::Write {
-            return Some(delivery.frame.clone());
+            return Some(Out::Shared(delivery));
         }
     }
 }

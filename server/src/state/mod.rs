@@ -23,6 +23,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::StoreKind;
+use crate::deflate::Compressor;
 use crate::engine::store::{DiskStore, HistoryStore, MemoryStore};
 use crate::engine::{Engine, Parts};
 use crate::error::ConfigError;
@@ -62,6 +63,8 @@ struct Inner {
     /// The counters once a second over the last minute, for `rates`.
     rates: RateWindow,
     maintenance: std::sync::Once,
+    /// permessage-deflate's settings and counters; `None` when it is off.
+    compressor: Option<Arc<Compressor>>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -146,6 +149,10 @@ impl AppState {
         let engine = engine(&config, Parts { hub: hub.clone(), events: events.clone() })?;
         // The counters start at zero now: the first sample the rates count
         // from, whenever the sampling task gets to run.
+        let compression = &config.compression;
+        let compressor = compression
+            .enabled
+            .then(|| Arc::new(Compressor::new(compression.level, compression.threshold_bytes)));
         let rates = RateWindow::default();
         rates.record(0, Totals::default());
         Ok(AppState {
@@ -169,8 +176,14 @@ impl AppState {
                 started: Instant::now(),
                 rates,
                 maintenance: std::sync::Once::new(),
+                compressor,
             }),
         })
+    }
+
+    /// permessage-deflate's settings and counters, when it is on.
+    pub(crate) fn compressor(&self) -> Option<&Arc<Compressor>> {
+        self.inner.compressor.as_ref()
     }
 
     /// The configuration this node runs with.

@@ -8,6 +8,10 @@
 //! connection is idle. It also keeps the connection's task to exactly the
 //! session's own future.
 //!
+//! It also negotiates permessage-deflate ([`crate::deflate::offer`]): the
+//! answer names the extension when the hub compresses and the client
+//! offered it, and the socket then reads through [`Inflating`].
+//!
 //! Only the HTTP/1.1 upgrade is served (the listener does not enable HTTP/2's
 //! extended CONNECT). A request that is not a valid upgrade is refused with
 //! `426 not_websocket` and a message naming what is wrong.
@@ -24,14 +28,18 @@ use tungstenite::protocol::{Role, WebSocketConfig};
 
 use super::pooled_read::PooledRead;
 use crate::api::ApiError;
+use crate::deflate::inflating::Inflating;
+use crate::deflate::offer::{self, Agreement};
 
 /// An upgraded connection as the session sees it.
-pub(crate) type WebSocket = WebSocketStream<PooledRead<TokioIo<Upgraded>>>;
+pub(crate) type WebSocket = WebSocketStream<Inflating<PooledRead<TokioIo<Upgraded>>>>;
 
 /// A request that asked for a WebSocket and may be upgraded.
 pub(crate) struct Handshake {
     accept_key: HeaderValue,
     on_upgrade: OnUpgrade,
+    /// The client's permessage-deflate offer the hub would accept.
+    deflate: Option<Agreement>,
 }
 
 impl<S: Send + Sync> FromRequestParts<S> for Handshake {
@@ -64,33 +72,56 @@ impl<S: Send + Sync> FromRequestParts<S> for Handshake {
         let Some(on_upgrade) = parts.extensions.remove::<OnUpgrade>() else {
             return refuse("this connection cannot be upgraded");
         };
-        Ok(Handshake { accept_key, on_upgrade })
+        let deflate = offer::negotiate(parts.headers.get_all(header::SEC_WEBSOCKET_EXTENSIONS));
+        Ok(Handshake { accept_key, on_upgrade, deflate })
     }
 }
 
 impl Handshake {
     /// The `101 Switching Protocols` answer, and the socket it will bring once
-    /// hyper has written it and hands the connection over.
-    pub(crate) fn accept(self) -> (Response, Pending) {
+    /// hyper has written it and hands the connection over; `compression`:
+    /// whether the hub accepts permessage-deflate.
+    pub(crate) fn accept(self, compression: bool) -> (Response, Pending) {
         let mut response = Response::new(axum::body::Body::empty());
         *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
         let headers = response.headers_mut();
         headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
         headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
         headers.insert(header::SEC_WEBSOCKET_ACCEPT, self.accept_key);
-        (response, Pending(self.on_upgrade))
+        let deflate = self.deflate.filter(|_| compression);
+        if let Some(agreement) = &deflate {
+            headers.insert(header::SEC_WEBSOCKET_EXTENSIONS, agreement.header());
+        }
+        (response, Pending { on_upgrade: self.on_upgrade, deflate })
     }
 }
 
 /// An accepted upgrade whose socket hyper has not handed over yet.
-pub(crate) struct Pending(OnUpgrade);
+pub(crate) struct Pending {
+    on_upgrade: OnUpgrade,
+    deflate: Option<Agreement>,
+}
 
 impl Pending {
+    /// Whether the client and the hub agreed on permessage-deflate.
+    pub(crate) fn negotiated(&self) -> bool {
+        self.deflate.is_some()
+    }
+
+    /// Whether the hub may compress what it sends on this connection: the
+    /// client accepted permessage-deflate and allows a full window.
+    pub(crate) fn compresses(&self) -> bool {
+        self.deflate.as_ref().is_some_and(Agreement::compresses)
+    }
+
     /// Waits for the socket and wraps it; `None` if the client went away
     /// before the upgrade completed.
     pub(crate) async fn socket(self, config: WebSocketConfig) -> Option<Box<WebSocket>> {
-        let upgraded = self.0.await.ok()?;
+        let upgraded = self.on_upgrade.await.ok()?;
         let io = PooledRead::new(TokioIo::new(upgraded));
+        // Compressed messages inflate to at most the largest message.
+        let limit = self.deflate.map(|_| config.max_message_size.unwrap_or(usize::MAX));
+        let io = Inflating::new(io, limit);
         Some(Box::new(WebSocketStream::from_raw_socket(io, Role::Server, Some(config)).await))
     }
 }
@@ -130,7 +161,7 @@ mod tests {
         let mut request = upgrade_request().body(()).unwrap();
         // hyper puts this in every request of an upgradable connection.
         request.extensions_mut().insert(hyper::upgrade::on(Request::new(())));
-        let (response, _pending) = check(request).await.unwrap().accept();
+        let (response, _pending) = check(request).await.unwrap().accept(true);
         assert_eq!(response.status(), StatusCode::SWITCHING_PROTOCOLS);
         // The example key and answer of RFC 6455 §1.3.
         assert_eq!(response.headers()["sec-websocket-accept"], "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");

@@ -107,7 +107,7 @@ pub(crate) async fn upgrade(
         .write_buffer_size(limits.write_buffer_bytes)
         .max_message_size(Some(limits.max_message_bytes))
         .max_frame_size(Some(limits.max_message_bytes));
-    let (response, pending) = handshake.accept();
+    let (response, pending) = handshake.accept(state.compressor().is_some());
     // A task keeps its future's state for the connection's whole life, and a
     // value moved out of an async fn's arguments still takes its space
     // there: so what the connection starts with is one box, and the socket
@@ -174,6 +174,10 @@ async fn establish(
     admitted: Box<Admitted>,
 ) -> Option<(Session<Box<WebSocket>>, Start)> {
     let Admitted { state, resolved, mut start, config, ticket, address, request } = *admitted;
+    let compresses = pending.compresses();
+    if let (true, Some(compressor)) = (pending.negotiated(), state.compressor()) {
+        compressor.negotiated();
+    }
     let mut socket = pending.socket(config).await?;
     let mut identity = match resolved {
         // The admission gate already counted this user's connections.
@@ -233,7 +237,12 @@ async fn establish(
             }
         }
     }
+    let compressor = state.compressor().filter(|_| compresses).cloned();
     let session = Session::new(socket, state, identity).holding(ticket);
+    let session = match compressor {
+        Some(compressor) => session.deflating(compressor),
+        None => session,
+    };
     Some((if start.batch { session.batched() } else { session }, start))
 }
 

@@ -198,7 +198,17 @@ fn decode_delivery(text: &str) -> Option<Envelope> {
         (Some(epoch), Some(_)) => epoch_tag(epoch),
         _ => 0,
     };
-    Some(Envelope { delivery: Delivery { target, frame, kind, offset, epoch: tag }, epoch })
+    Some(Envelope {
+        delivery: Delivery {
+            target,
+            frame,
+            kind,
+            offset,
+            epoch: tag,
+            deflated: Default::default(),
+        },
+        epoch,
+    })
 }
 
 /// The frame of a message without its closing brace, so that the publish

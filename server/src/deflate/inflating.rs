@@ -1,0 +1,466 @@
+//! [`Inflating`]: the read side of permessage-deflate, as a layer under
+//! tungstenite's frame reader.
+//!
+//! tungstenite refuses any frame with RSV1 set. On a connection that
+//! negotiated the extension, this layer reads the client's frames first: a
+//! compressed message (RSV1 on its first frame, the payload of all its
+//! fragments one deflate stream) is unmasked, gathered and inflated, then
+//! handed up as one plain, final frame masked with a zero key (which unmasks
+//! to itself), so tungstenite goes on checking everything else: UTF-8,
+//! control frames, sizes, the closing handshake. Every other frame passes
+//! through byte for byte.
+//!
+//! Inflating is bounded by the largest message the hub accepts, before the
+//! memory is spent ([`codec::inflate`]); a compressed message that would
+//! pass it fails the read with [`InflateError::TooLarge`] (the session
+//! closes with 1009). Between frames, the layer holds nothing: its buffers
+//! exist only while a frame is partly read.
+
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+use super::codec::{self, InflateError};
+
+/// How much one read from the socket takes.
+const CHUNK: usize = 4 * 1024;
+
+/// A connection's byte stream with compressed client messages inflated;
+/// see the module docs.
+#[derive(Debug)]
+pub(crate) struct Inflating<S> {
+    inner: S,
+    /// The largest message, inflated; 0 when the extension was not
+    /// negotiated and bytes pass as they are.
+    limit: usize,
+    /// A frame being read; `None` at a frame boundary with nothing buffered.
+    work: Option<Box<Work>>,
+}
+
+/// Where the frame layer stands, while it stands anywhere.
+#[derive(Debug, Default)]
+struct Work {
+    /// Bytes read from the socket and not looked at yet, from `at` on.
+    input: Vec<u8>,
+    at: usize,
+    /// Bytes ready for tungstenite, from `out_at` on.
+    output: Vec<u8>,
+    out_at: usize,
+    state: State,
+    /// The compressed message being gathered: its opcode and payload.
+    message: Option<(u8, Vec<u8>)>,
+}
+
+#[derive(Debug, Default)]
+enum State {
+    /// The next bytes are a frame header.
+    #[default]
+    Header,
+    /// This many payload bytes pass through.
+    Pass(u64),
+    /// This many payload bytes of a compressed message are still to come,
+    /// masked with `mask` from `phase` on; `fin`: the message ends with them.
+    Take { left: u64, mask: [u8; 4], phase: usize, fin: bool },
+    /// The stream broke a rule; every read fails with this.
+    Failed(InflateError),
+}
+
+impl<S> Inflating<S> {
+    /// Wraps `inner`; `limit` is the largest message inflated, or `None`
+    /// when the extension was not negotiated.
+    pub(crate) fn new(inner: S, limit: Option<usize>) -> Inflating<S> {
+        Inflating { inner, limit: limit.unwrap_or(0), work: None }
+    }
+}
+
+/// An `io::Error` that carries `err`, for the session to find again.
+fn failed(err: InflateError) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, err)
+}
+
+/// The inflate failure a read error carries, if it is one.
+pub(crate) fn inflate_error(err: &io::Error) -> Option<InflateError> {
+    err.get_ref()?.downcast_ref::<InflateError>().copied()
+}
+
+impl Work {
+    /// Whether nothing is held: the layer may let go of it.
+    fn idle(&self) -> bool {
+        matches!(self.state, State::Header)
+            && self.message.is_none()
+            && self.at == self.input.len()
+            && self.out_at == self.output.len()
+    }
+
+    /// Moves ready bytes into `buf`; whether there were any.
+    fn hand_over(&mut self, buf: &mut ReadBuf<'_>) -> bool {
+        if self.out_at < self.output.len() {
+            let n = (self.output.len() - self.out_at).min(buf.remaining());
+            buf.put_slice(&self.output[self.out_at..self.out_at + n]);
+            self.out_at += n;
+            if self.out_at == self.output.len() {
+                self.output.clear();
+                self.out_at = 0;
+            }
+            return true;
+        }
+        if let State::Pass(left) = &mut self.state {
+            let available = self.input.len() - self.at;
+            if *left > 0 && available > 0 {
+                let n = (*left).min(available as u64).min(buf.remaining() as u64) as usize;
+                buf.put_slice(&self.input[self.at..self.at + n]);
+                self.at += n;
+                *left -= n as u64;
+                if *left == 0 {
+                    self.state = State::Header;
+                }
+                return true;
+            }
+        }
+        false
+    }
+
+    /// Reads a header or compressed payload from `input`; whether anything
+    /// moved.
+    fn step(&mut self, limit: usize) -> Result<bool, InflateError> {
+        match &mut self.state {
+            State::Header => self.header(limit),
+            State::Take { left, mask, phase, fin } => {
+                let available = self.input.len() - self.at;
+                let n = (*left).min(available as u64) as usize;
+                let (_, data) = self.message.as_mut().expect("a message is being gathered");
+                for &byte in &self.input[self.at..self.at + n] {
+                    data.push(byte ^ mask[*phase % 4]);
+                    *phase += 1;
+                }
+                self.at += n;
+                *left -= n as u64;
+                if *left > 0 {
+                    return Ok(n > 0);
+                }
+                if *fin {
+                    let (opcode, data) = self.message.take().expect("a message is being gathered");
+                    let plain = codec::inflate(&data, limit)?;
+                    write_header(&mut self.output, 0x80 | opcode, plain.len() as u64, true);
+                    self.output.extend_from_slice(&plain);
+                }
+                self.state = State::Header;
+                Ok(true)
+            }
+            State::Pass(_) | State::Failed(_) => Ok(false),
+        }
+    }
+
+    /// Reads one frame header, if all of it is there, and decides what
+    /// becomes of the frame.
+    fn header(&mut self, limit: usize) -> Result<bool, InflateError> {
+        let bytes = &self.input[self.at..];
+        let Some((len, header_len)) = parse_length(bytes) else { return Ok(false) };
+        let (first, second) = (bytes[0], bytes[1]);
+        let (rsv1, opcode, masked) = (first & 0x40 != 0, first & 0x0f, second & 0x80 != 0);
+        let fin = first & 0x80 != 0;
+        let control = opcode & 0x08 != 0;
+        let compressed = rsv1 && !control && opcode != 0;
+        let continues = opcode == 0 && self.message.is_some();
+        if compressed || continues {
+            if compressed && self.message.is_some() {
+                return Err(InflateError::Framing("a message began inside another"));
+            }
+            if continues && rsv1 {
+                return Err(InflateError::Framing("RSV1 set on a continuation frame"));
+            }
+            if !masked {
+                return Err(InflateError::Framing("client frames must be masked"));
+            }
+            let gathered = self.message.as_ref().map_or(0, |(_, data)| data.len() as u64);
+            if gathered.saturating_add(len) > limit as u64 {
+                return Err(InflateError::TooLarge { limit });
+            }
+            let mask = bytes[header_len - 4..header_len].try_into().expect("four bytes");
+            if compressed {
+                self.message = Some((opcode, Vec::with_capacity(len as usize)));
+            } else if let Some((_, data)) = &mut self.message {
+                data.reserve(len as usize);
+            }
+            self.at += header_len;
+            self.state = State::Take { left: len, mask, phase: 0, fin };
+            return Ok(true);
+        }
+        if !control && opcode != 0 && self.message.is_some() {
+            return Err(InflateError::Framing("a message began inside another"));
+        }
+        // Anything else is tungstenite's to judge, as the client sent it.
+        self.output.extend_from_slice(&bytes[..header_len]);
+        self.at += header_len;
+        self.state = if len == 0 { State::Header } else { State::Pass(len) };
+        Ok(true)
+    }
+}
+
+/// A frame header's payload length and its own length, once all of it is
+/// in `bytes`.
+fn parse_length(bytes: &[u8]) -> Option<(u64, usize)> {
+    let second = *bytes.get(1)?;
+    let mask_len = if second & 0x80 != 0 { 4 } else { 0 };
+    let (len, at) = match second & 0x7f {
+        126 => (u64::from(u16::from_be_bytes(bytes.get(2..4)?.try_into().ok()?)), 4),
+        127 => (u64::from_be_bytes(bytes.get(2..10)?.try_into().ok()?), 10),
+        short => (u64::from(short), 2),
+    };
+    (bytes.len() >= at + mask_len).then_some((len, at + mask_len))
+}
+
+/// Appends a frame header: `first` byte, `len`, and a zero mask when
+/// `masked` (a client frame, as tungstenite expects one on a server).
+fn write_header(out: &mut Vec<u8>, first: u8, len: u64, masked: bool) {
+    let mask_bit = if masked { 0x80 } else { 0 };
+    out.push(first);
+    if len < 126 {
+        out.push(mask_bit | len as u8);
+    } else if let Ok(short) = u16::try_from(len) {
+        out.push(mask_bit | 126);
+        out.extend_from_slice(&short.to_be_bytes());
+    } else {
+        out.push(mask_bit | 127);
+        out.extend_from_slice(&len.to_be_bytes());
+    }
+    if masked {
+        out.extend_from_slice(&[0; 4]);
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Inflating<S> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        if this.limit == 0 {
+            return Pin::new(&mut this.inner).poll_read(cx, buf);
+        }
+        if buf.remaining() == 0 {
+            return Poll::Ready(Ok(()));
+        }
+        loop {
+            let work = this.work.get_or_insert_with(Box::default);
+            if let State::Failed(err) = work.state {
+                return Poll::Ready(Err(failed(err)));
+            }
+            if work.hand_over(buf) {
+                if work.idle() {
+                    this.work = None;
+                }
+                return Poll::Ready(Ok(()));
+            }
+            match work.step(this.limit) {
+                Ok(true) => continue,
+                Ok(false) => {}
+                Err(err) => {
+                    work.state = State::Failed(err);
+                    return Poll::Ready(Err(failed(err)));
+                }
+            }
+            // Everything buffered is used: read more.
+            let mut chunk = [0u8; CHUNK];
+            let mut read = ReadBuf::new(&mut chunk);
+            ready!(Pin::new(&mut this.inner).poll_read(cx, &mut read))?;
+            if read.filled().is_empty() {
+                // The end of the stream; a partial frame stays unread and
+                // tungstenite reports the connection reset.
+                return Poll::Ready(Ok(()));
+            }
+            work.input.drain(..work.at);
+            work.at = 0;
+            work.input.extend_from_slice(read.filled());
+        }
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Inflating<S> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+    }
+}
+
+/// A client frame as a browser sends it: masked with `mask`, RSV1 when
+/// `compressed`. For tests and the fuzzer's seeds.
+#[cfg(any(test, feature = "fuzzing"))]
+pub(crate) fn client_frame(
+    fin: bool,
+    compressed: bool,
+    opcode: u8,
+    payload: &[u8],
+    mask: [u8; 4],
+) -> Vec<u8> {
+    let first = (if fin { 0x80 } else { 0 }) | (if compressed { 0x40 } else { 0 }) | opcode;
+    let mut out = Vec::new();
+    write_header(&mut out, first, payload.len() as u64, true);
+    let at = out.len() - 4;
+    out[at..].copy_from_slice(&mask);
+    out.extend(payload.iter().enumerate().map(|(i, byte)| byte ^ mask[i % 4]));
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures::{SinkExt, StreamExt};
+    use tokio::io::AsyncWriteExt;
+    use tokio_tungstenite::WebSocketStream;
+    use tungstenite::Message;
+    use tungstenite::protocol::{Role, WebSocketConfig};
+
+    const MASK: [u8; 4] = [0x12, 0x34, 0x56, 0x78];
+
+    /// A hub-side socket over the layer, and the raw client end.
+    async fn server(
+        limit: usize,
+    ) -> (WebSocketStream<Inflating<tokio::io::DuplexStream>>, tokio::io::DuplexStream) {
+        let (client, server) = tokio::io::duplex(1 << 20);
+        let config =
+            WebSocketConfig::default().max_message_size(Some(limit)).max_frame_size(Some(limit));
+        let layer = Inflating::new(server, Some(limit));
+        (WebSocketStream::from_raw_socket(layer, Role::Server, Some(config)).await, client)
+    }
+
+    fn compressed(text: &str) -> Vec<u8> {
+        codec::deflate(text.as_bytes(), 6).unwrap().into_vec()
+    }
+
+    #[tokio::test]
+    async fn compressed_and_plain_messages_arrive_as_text_in_order() {
+        let (mut hub, mut client) = server(1 << 20).await;
+        let big = "{\"type\":\"publish\",\"room\":\"r\"}".repeat(200);
+        let data = compressed(&big);
+        // Compressed in one frame; then split over three fragments with a
+        // ping between; a plain message; an empty compressed one.
+        let mut wire = client_frame(true, true, 1, &data, MASK);
+        let third = data.len() / 3;
+        wire.extend(client_frame(false, true, 1, &data[..third], MASK));
+        wire.extend(client_frame(true, false, 9, b"mid", MASK));
+        wire.extend(client_frame(false, false, 0, &data[third..2 * third], MASK));
+        wire.extend(client_frame(true, false, 0, &data[2 * third..], MASK));
+        wire.extend(client_frame(true, false, 1, b"plain", MASK));
+        wire.extend(client_frame(true, true, 1, &[0x00], MASK));
+        // Byte by byte, the worst split a socket can make.
+        let writer = async {
+            for byte in wire {
+                client.write_all(&[byte]).await.unwrap();
+            }
+            client
+        };
+        let reader = async {
+            let mut got = Vec::new();
+            while got.len() < 5 {
+                got.push(hub.next().await.unwrap().unwrap());
+            }
+            got
+        };
+        let (_client, got) = tokio::join!(writer, reader);
+        assert_eq!(got[0], Message::text(big.clone()));
+        assert_eq!(got[1], Message::Ping("mid".into()));
+        assert_eq!(got[2], Message::text(big));
+        assert_eq!(got[3], Message::text("plain"));
+        assert_eq!(got[4], Message::text(""));
+        assert!(hub.get_ref().work.is_none(), "nothing is held between frames");
+    }
+
+    async fn refused(wire: Vec<u8>, limit: usize) -> InflateError {
+        let (mut hub, mut client) = server(limit).await;
+        client.write_all(&wire).await.unwrap();
+        match hub.next().await {
+            Some(Err(tungstenite::Error::Io(err))) => {
+                inflate_error(&err).expect("an inflate error")
+            }
+            other => panic!("expected an inflate error, got {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_bomb_is_refused_as_too_large() {
+        let zeros = vec![b'0'; 8 << 20];
+        let bomb = codec::deflate(&zeros, 9).unwrap();
+        let err = refused(client_frame(true, true, 1, &bomb, MASK), 64 * 1024).await;
+        assert_eq!(err, InflateError::TooLarge { limit: 64 * 1024 });
+        // Compressed bytes alone past the limit, across fragments.
+        let mut wire = client_frame(false, true, 1, &[0; 40], MASK);
+        wire.extend(client_frame(true, false, 0, &[0; 40], MASK));
+        assert_eq!(refused(wire, 64).await, InflateError::TooLarge { limit: 64 });
+    }
+
+    #[tokio::test]
+    async fn broken_framing_and_data_are_named() {
+        let data = compressed(&"x".repeat(500));
+        let mut rsv1_continuation = client_frame(false, true, 1, &data, MASK);
+        rsv1_continuation.extend(client_frame(true, true, 0, &data, MASK));
+        let mut interleaved = client_frame(false, true, 1, &data, MASK);
+        interleaved.extend(client_frame(true, false, 1, b"new", MASK));
+        let mut unmasked = client_frame(true, true, 1, &data, MASK);
+        unmasked[1] &= 0x7f;
+        unmasked.drain(2..6);
+        for (wire, expected) in [
+            (rsv1_continuation, InflateError::Framing("RSV1 set on a continuation frame")),
+            (interleaved, InflateError::Framing("a message began inside another")),
+            (unmasked, InflateError::Framing("client frames must be masked")),
+            (client_frame(true, true, 1, &[0xff; 16], MASK), InflateError::Corrupt),
+        ] {
+            assert_eq!(refused(wire, 1 << 20).await, expected);
+        }
+    }
+
+    #[tokio::test]
+    async fn rsv1_on_a_control_frame_is_left_to_tungstenite_and_without_the_layer_refused() {
+        let (mut hub, mut client) = server(1 << 20).await;
+        client.write_all(&client_frame(true, true, 9, b"p", MASK)).await.unwrap();
+        assert!(matches!(hub.next().await, Some(Err(tungstenite::Error::Protocol(_)))));
+        // A connection that did not negotiate it: RSV1 is a protocol error.
+        let (client, server) = tokio::io::duplex(1 << 16);
+        let mut plain =
+            WebSocketStream::from_raw_socket(Inflating::new(server, None), Role::Server, None)
+                .await;
+        let mut client = client;
+        client
+            .write_all(&client_frame(true, true, 1, &compressed(&"hello ".repeat(20)), MASK))
+            .await
+            .unwrap();
+        assert!(matches!(plain.next().await, Some(Err(tungstenite::Error::Protocol(_)))));
+        // Writes pass through untouched.
+        let (client, server) = tokio::io::duplex(1 << 16);
+        let mut hub = WebSocketStream::from_raw_socket(
+            Inflating::new(server, Some(1024)),
+            Role::Server,
+            None,
+        )
+        .await;
+        let mut peer = WebSocketStream::from_raw_socket(client, Role::Client, None).await;
+        hub.send(Message::text("out")).await.unwrap();
+        assert_eq!(peer.next().await.unwrap().unwrap(), Message::text("out"));
+    }
+}
