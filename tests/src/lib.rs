@@ -17,6 +17,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 
+pub mod deflate;
 mod process;
 mod proxy;
 mod redis;
@@ -451,6 +452,8 @@ where
 pub struct RawTcp {
     stream: tokio::net::TcpStream,
     buffer: Vec<u8>,
+    /// The head of the hub's `101` answer.
+    pub head: String,
 }
 
 /// One frame read by [`RawTcp`].
@@ -458,11 +461,20 @@ pub struct RawTcp {
 pub struct RawFrame {
     /// The opcode (1 text, 2 binary, 8 close, 9 ping, 10 pong).
     pub opcode: u8,
-    /// The unmasked payload.
+    /// The unmasked payload, as sent (compressed when `rsv1` is set).
     pub payload: Vec<u8>,
+    /// RSV1: the payload is compressed (permessage-deflate).
+    pub rsv1: bool,
 }
 
 impl RawFrame {
+    /// The text of a text frame, inflated when it came compressed.
+    pub fn text(&self) -> String {
+        let bytes =
+            if self.rsv1 { crate::deflate::inflate(&self.payload) } else { self.payload.clone() };
+        String::from_utf8(bytes).expect("text frames are UTF-8")
+    }
+
     /// The close code, for a close frame.
     pub fn close_code(&self) -> Option<u16> {
         (self.opcode == 8 && self.payload.len() >= 2)
@@ -473,8 +485,13 @@ impl RawFrame {
 impl RawTcp {
     /// Performs the upgrade handshake for `GET /ws?{query}`.
     pub async fn connect(server: &TestServer, query: &str) -> RawTcp {
+        RawTcp::connect_with_headers(server, query, "").await
+    }
+
+    /// [`RawTcp::connect`] with more request headers (`Name: value\r\n` each).
+    pub async fn connect_with_headers(server: &TestServer, query: &str, headers: &str) -> RawTcp {
         let stream = tokio::net::TcpStream::connect(server.addr).await.expect("tcp connect");
-        RawTcp::handshake(stream, server, query).await
+        RawTcp::handshake(stream, server, query, headers).await
     }
 
     /// The same with a small TCP receive window (`SO_RCVBUF` of `bytes`), so
@@ -484,18 +501,19 @@ impl RawTcp {
         let socket = tokio::net::TcpSocket::new_v4().expect("tcp socket");
         socket.set_recv_buffer_size(bytes).expect("SO_RCVBUF");
         let stream = socket.connect(server.addr).await.expect("tcp connect");
-        RawTcp::handshake(stream, server, query).await
+        RawTcp::handshake(stream, server, query, "").await
     }
 
     async fn handshake(
         mut stream: tokio::net::TcpStream,
         server: &TestServer,
         query: &str,
+        headers: &str,
     ) -> RawTcp {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let request = format!(
             "GET /ws?{query} HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n{headers}\r\n",
             server.addr
         );
         stream.write_all(request.as_bytes()).await.expect("send handshake");
@@ -516,13 +534,27 @@ impl RawTcp {
         let head = String::from_utf8_lossy(&buffer[..end]).to_string();
         assert!(head.starts_with("HTTP/1.1 101"), "upgrade refused: {head}");
         buffer.drain(..end);
-        RawTcp { stream, buffer }
+        RawTcp { stream, buffer, head }
+    }
+
+    /// The value of `name` in the hub's `101` answer.
+    pub fn answer_header(&self, name: &str) -> Option<String> {
+        self.head.lines().find_map(|line| {
+            let (key, value) = line.split_once(':')?;
+            key.trim().eq_ignore_ascii_case(name).then(|| value.trim().to_owned())
+        })
     }
 
     /// Sends a masked frame (a zero mask, which RFC 6455 allows).
     pub async fn send_frame(&mut self, opcode: u8, fin: bool, payload: &[u8]) {
+        self.send_frame_rsv1(opcode, fin, false, payload).await;
+    }
+
+    /// [`RawTcp::send_frame`] with RSV1 set or not: a compressed message's
+    /// first frame has it (permessage-deflate).
+    pub async fn send_frame_rsv1(&mut self, opcode: u8, fin: bool, rsv1: bool, payload: &[u8]) {
         use tokio::io::AsyncWriteExt;
-        let mut frame = vec![if fin { 0x80 } else { 0 } | opcode];
+        let mut frame = vec![if fin { 0x80 } else { 0 } | if rsv1 { 0x40 } else { 0 } | opcode];
         match payload.len() {
             n if n < 126 => frame.push(0x80 | n as u8),
             n if n <= u16::MAX as usize => {
@@ -580,6 +612,7 @@ fn parse_frame(bytes: &[u8]) -> Option<(RawFrame, usize)> {
         return None;
     }
     let opcode = bytes[0] & 0x0f;
+    let rsv1 = bytes[0] & 0x40 != 0;
     let (len, header) = match bytes[1] & 0x7f {
         126 if bytes.len() >= 4 => (u16::from_be_bytes([bytes[2], bytes[3]]) as usize, 4),
         127 if bytes.len() >= 10 => {
@@ -594,5 +627,5 @@ fn parse_frame(bytes: &[u8]) -> Option<(RawFrame, usize)> {
         return None;
     }
     let payload = bytes[header..header + len].to_vec();
-    Some((RawFrame { opcode, payload }, header + len))
+    Some((RawFrame { opcode, payload, rsv1 }, header + len))
 }

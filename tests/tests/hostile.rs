@@ -10,6 +10,7 @@ use serde_json::{Value, json};
 use switchboard_protocol::{CloseCode, ErrorCode, MAX_ID_BYTES, ServerFrame};
 use switchboard_server::Config;
 use switchboard_server::config::{Access, RoomRule};
+use switchboard_tests::deflate::{self, BROWSER_OFFER};
 use switchboard_tests::{
     RawSocket, RawTcp, TIMEOUT, TestServer, get_json, http, raw_close_code, raw_next, raw_send,
     test_config,
@@ -208,6 +209,77 @@ async fn invalid_utf8_in_a_text_frame_closes_with_1007() {
     assert_eq!(raw.next_frame().await.unwrap().opcode, 1, "welcome");
     raw.send_frame(1, true, &[b'{', 0xff, 0xfe, b'}']).await;
     assert_eq!(raw.close_code().await, CloseCode::INVALID_PAYLOAD.0);
+    calm.check(&server, None).await;
+}
+
+/// A raw connection that negotiated permessage-deflate, past its welcome.
+async fn deflating(server: &TestServer) -> RawTcp {
+    let mut raw = RawTcp::connect_with_headers(server, "user_id=mallory", BROWSER_OFFER).await;
+    assert!(raw.answer_header("sec-websocket-extensions").is_some(), "deflate negotiated");
+    assert_eq!(raw.next_frame().await.unwrap().opcode, 1, "welcome");
+    raw
+}
+
+#[tokio::test]
+async fn a_decompression_bomb_closes_with_1009_and_the_hub_memory_does_not_move() {
+    let server = TestServer::start().await;
+    let mut calm = Bystander::join(&server, "user_id=calm").await;
+    // 64 MiB of digits in 64 KiB, well under the 512 KiB message limit.
+    let bomb = deflate::bomb(64 << 20);
+    assert!(bomb.len() < 128 * 1024, "{}", bomb.len());
+    let before = deflate::peak_memory();
+    for _ in 0..3 {
+        let mut raw = deflating(&server).await;
+        raw.send_frame_rsv1(1, true, true, &bomb).await;
+        assert_eq!(raw.close_code().await, CloseCode::MESSAGE_TOO_BIG.0);
+    }
+    // Inflating stops at the limit: the peak moves by about that, not by
+    // the 64 MiB the bomb stands for (this process is the hub's).
+    let grown = deflate::peak_memory() - before;
+    assert!(grown < 16 << 20, "the peak grew by {grown} bytes");
+    // Compressed bytes past the limit are refused before they are inflated.
+    let mut raw = deflating(&server).await;
+    raw.send_frame_rsv1(1, false, true, &vec![0; 300 * 1024]).await;
+    raw.send_frame(0, true, &vec![0; 300 * 1024]).await;
+    assert_eq!(raw.close_code().await, CloseCode::MESSAGE_TOO_BIG.0);
+    calm.check(&server, None).await;
+}
+
+#[tokio::test]
+async fn broken_compressed_frames_close_with_1007_or_1002() {
+    let server = TestServer::start().await;
+    let mut calm = Bystander::join(&server, "user_id=calm").await;
+    // Not deflate data.
+    let mut raw = deflating(&server).await;
+    raw.send_frame_rsv1(1, true, true, &[0xff; 32]).await;
+    assert_eq!(raw.close_code().await, CloseCode::INVALID_PAYLOAD.0);
+    // Deflate data that is not UTF-8 in a text message.
+    let mut raw = deflating(&server).await;
+    raw.send_frame_rsv1(1, true, true, &deflate::compress(&[b'{', 0xff, 0xfe, b'}'])).await;
+    assert_eq!(raw.close_code().await, CloseCode::INVALID_PAYLOAD.0);
+    // RSV1 on a continuation frame.
+    let mut raw = deflating(&server).await;
+    let data = deflate::compress(br#"{"type":"ping","id":"x"}"#);
+    raw.send_frame_rsv1(1, false, true, &data[..2]).await;
+    raw.send_frame_rsv1(0, true, true, &data[2..]).await;
+    assert_eq!(raw.close_code().await, 1002);
+    // RSV1 on a connection that did not negotiate the extension.
+    let mut raw = RawTcp::connect(&server, "user_id=mallory").await;
+    raw.next_frame().await.unwrap();
+    raw.send_frame_rsv1(1, true, true, &data).await;
+    assert_eq!(raw.close_code().await, 1002);
+    // A compressed message split over fragments, a ping between, is fine.
+    let mut raw = deflating(&server).await;
+    raw.send_frame_rsv1(1, false, true, &data[..3]).await;
+    raw.send_frame(9, true, b"between").await;
+    raw.send_frame(0, true, &data[3..]).await;
+    let pong = loop {
+        let frame = raw.next_frame().await.expect("an answer");
+        if frame.opcode == 1 {
+            break frame.text();
+        }
+    };
+    assert_eq!(pong, r#"{"type":"pong","id":"x"}"#);
     calm.check(&server, None).await;
 }
 
