@@ -1,0 +1,130 @@
+// permessage-deflate in real Chromium: the browser's own offer is accepted
+// with no option on the package's side, a long room message reaches the page
+// compressed and intact, and a long message the page publishes (Chromium
+// compresses what it sends) is inflated by the hub and reaches another page.
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { serve } from "../../examples/chat-web/serve.mjs";
+import { ROOT, TIMEOUT, freePort, launchChromium, startHub } from "./harness.mjs";
+
+let browser;
+let site;
+let hub;
+
+before(async () => {
+  hub = await startHub(await freePort());
+  site = await serve(ROOT, 0);
+  browser = await launchChromium();
+});
+
+after(async () => {
+  await browser?.close();
+  site?.close();
+  await hub?.stop();
+});
+
+async function clientPage() {
+  const page = await browser.newPage();
+  page.setDefaultTimeout(TIMEOUT);
+  await page.goto(`http://127.0.0.1:${site.address().port}/tests/browser/pages/client.html`);
+  await page.waitForFunction(() => document.title === "ready");
+  return page;
+}
+
+/** The hub's `/metrics` figure `name` (with its labels). */
+async function figure(name) {
+  const text = await (await fetch(`${hub.http}/metrics`)).text();
+  const line = text.split("\n").find((line) => line.startsWith(name));
+  assert.ok(line, `${name} in /metrics`);
+  return Number(line.split(" ").pop());
+}
+
+/** A JSON-ish text of about `length` characters that compresses well. */
+function longText(tag, length) {
+  let text = `${tag}:`;
+  for (let n = 0; text.length < length; n++) text += ` item ${n} of the ${tag} list;`;
+  return text;
+}
+
+test("Chromium's own offer is accepted: the socket reports permessage-deflate", async () => {
+  const page = await clientPage();
+  const extensions = await page.evaluate(
+    (url) =>
+      new Promise((resolve, reject) => {
+        const socket = new WebSocket(`${url}?user_id=raw`);
+        socket.onopen = () => {
+          resolve(socket.extensions);
+          socket.close();
+        };
+        socket.onerror = () => reject(new Error("the socket failed"));
+      }),
+    hub.url,
+  );
+  assert.equal(extensions, "permessage-deflate; server_no_context_takeover; client_no_context_takeover");
+  await page.close();
+});
+
+test("a long room message arrives compressed and intact both ways through the package", async () => {
+  const reader = await clientPage();
+  const writer = await clientPage();
+  const connectedBefore = await figure("switchboard_deflate_connections_total");
+  const beforeBytes = await figure('switchboard_deflate_payload_bytes_total{stage="before"}');
+  const afterBytes = await figure('switchboard_deflate_payload_bytes_total{stage="after"}');
+
+  // The reader joins and waits for two messages: one from the HTTP API,
+  // one the writer page publishes.
+  const received = reader.evaluate(
+    async ({ url }) => {
+      const client = window.makeClient(url, { userId: "reader" });
+      const got = [];
+      const done = new Promise((resolve) => {
+        client.on("long", (message) => {
+          got.push(message.data);
+          if (got.length === 2) resolve();
+        });
+      });
+      await client.connect();
+      await client.join("zip");
+      window.readerReady = true;
+      await done;
+      client.close();
+      return got;
+    },
+    { url: hub.url },
+  );
+  await reader.waitForFunction(() => window.readerReady === true);
+
+  const fromApi = longText("api", 20_000);
+  const response = await fetch(`${hub.http}/api/broadcast`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ room: "zip", event: "long", data: { text: fromApi } }),
+  });
+  assert.ok(response.ok, `broadcast: ${response.status}`);
+
+  const fromPage = longText("page", 30_000);
+  await writer.evaluate(
+    async ({ url, text }) => {
+      const client = window.makeClient(url, { userId: "writer" });
+      await client.connect();
+      await client.join("zip");
+      await client.publish("zip", "long", { text });
+      client.close();
+    },
+    { url: hub.url, text: fromPage },
+  );
+
+  const got = await received;
+  assert.deepEqual(
+    got.map((data) => data.text),
+    [fromApi, fromPage],
+  );
+  // Both pages negotiated it, and what the hub wrote to them shrank.
+  assert.ok((await figure("switchboard_deflate_connections_total")) >= connectedBefore + 2);
+  const before = (await figure('switchboard_deflate_payload_bytes_total{stage="before"}')) - beforeBytes;
+  const after = (await figure('switchboard_deflate_payload_bytes_total{stage="after"}')) - afterBytes;
+  assert.ok(before > 50_000, `${before} bytes before compression`);
+  assert.ok(after * 4 < before, `${after} of ${before} bytes after compression`);
+  await reader.close();
+  await writer.close();
+});
