@@ -106,7 +106,7 @@ if rustup toolchain list 2>/dev/null | grep -q '^nightly'; then
         tail -n 60 "$build_log"
         fuzz_targets=""
     else
-        fuzz_targets="decode_frame session"
+        fuzz_targets="decode_frame session inflate_frames"
     fi
     rm -f "$build_log"
     for target in $fuzz_targets; do

@@ -6,6 +6,9 @@
 //! [`Session`](crate::session::Session) over an in-memory socket, on a
 //! paused clock, and checks that it never panics, answers only with valid
 //! server frames, and ends when the input ends.
+//! [`inflate_frames`] feeds arbitrary bytes, as a client's side of a
+//! connection that negotiated permessage-deflate, through the hub's read
+//! layer and tungstenite, and reads arbitrary text as extension offers.
 
 use futures::StreamExt;
 use switchboard_protocol::{ClientFrame, ServerFrame};
@@ -21,6 +24,41 @@ pub fn decode_frame(bytes: &[u8]) {
         let _ = ClientFrame::decode_limited(text, 32);
         let _ = serde_json::from_str::<ServerFrame>(text);
     }
+}
+
+/// Reads `input` as the bytes a client sent on a connection that
+/// negotiated permessage-deflate (the first byte picks the message limit),
+/// and as `Sec-WebSocket-Extensions` offers. Must never panic; no message
+/// may pass the limit, and reading ends when the input does.
+pub fn inflate_frames(input: &[u8]) {
+    use tokio::io::AsyncWriteExt;
+    use tokio_tungstenite::WebSocketStream;
+    use tungstenite::protocol::{Role, WebSocketConfig};
+
+    if let Ok(value) = axum::http::HeaderValue::from_bytes(input) {
+        let _ = crate::deflate::offer::negotiate([&value]).map(|agreed| agreed.header());
+    }
+    let Some((&pick, bytes)) = input.split_first() else { return };
+    let limit = 64 + usize::from(pick) * 64;
+    let runtime = tokio::runtime::Builder::new_current_thread().build().expect("a runtime");
+    runtime.block_on(async {
+        let (mut client, server) = tokio::io::duplex(1 << 16);
+        let config =
+            WebSocketConfig::default().max_message_size(Some(limit)).max_frame_size(Some(limit));
+        let layer = crate::deflate::inflating::Inflating::new(server, Some(limit));
+        let mut hub = WebSocketStream::from_raw_socket(layer, Role::Server, Some(config)).await;
+        let writer = async move {
+            let _ = client.write_all(bytes).await;
+            // The end of the input ends the stream.
+            drop(client);
+        };
+        let reader = async move {
+            while let Some(Ok(message)) = hub.next().await {
+                assert!(message.len() <= limit, "a message past the limit was read");
+            }
+        };
+        tokio::join!(writer, reader);
+    });
 }
 
 /// Runs a session over `input`: messages separated by `0xff` bytes; one
@@ -115,6 +153,41 @@ mod tests {
             decode_frame(&noise);
             decode_frame(&mutated(&mut rng));
         }
+    }
+
+    #[test]
+    fn the_inflating_layer_survives_mutated_compressed_frames() {
+        use crate::deflate::codec::deflate;
+        use crate::deflate::inflating::client_frame;
+        let mut rng = Rng(0xdef1a7e);
+        for _ in 0..2_000 {
+            // A few frames: compressed messages (some fragmented), plain
+            // ones, pings; then a few bytes changed.
+            let mut input = vec![(rng.next() % 8) as u8];
+            for _ in 0..(rng.next() % 4 + 1) {
+                let text = SEEDS[(rng.next() % SEEDS.len() as u64) as usize].repeat(3);
+                let mask = (rng.next() as u32).to_be_bytes();
+                let data = deflate(text.as_bytes(), 6).unwrap().into_vec();
+                match rng.next() % 4 {
+                    0 => input.extend(client_frame(true, true, 1, &data, mask)),
+                    1 => {
+                        let cut = (rng.next() % data.len() as u64) as usize;
+                        input.extend(client_frame(false, true, 1, &data[..cut], mask));
+                        input.extend(client_frame(true, false, 9, b"p", mask));
+                        input.extend(client_frame(true, false, 0, &data[cut..], mask));
+                    }
+                    2 => input.extend(client_frame(true, false, 1, text.as_bytes(), mask)),
+                    _ => input.extend(client_frame(true, false, 9, b"ping", mask)),
+                }
+            }
+            for _ in 0..(rng.next() % 3) {
+                let at = 1 + (rng.next() % (input.len() as u64 - 1)) as usize;
+                input[at] = rng.next() as u8;
+            }
+            inflate_frames(&input);
+        }
+        inflate_frames(b"permessage-deflate; server_max_window_bits=9, x");
+        inflate_frames(&[]);
     }
 
     #[test]
