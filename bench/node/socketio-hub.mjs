@@ -3,9 +3,10 @@
 // after its user (`user:<id>`); `join` joins a room and acks; `publish`
 // emits to the room with `io.to(room).emit`; `send` emits to the user's
 // room, reaching every connection of that user. WebSocket transport only,
-// no per-message compression: the same wire as the other hubs.
+// no per-message compression unless `--deflate`: the same wire as the other
+// hubs.
 //
-//   node bench/node/socketio-hub.mjs --bind 127.0.0.1:8080
+//   node bench/node/socketio-hub.mjs --bind 127.0.0.1:8080 [--deflate]
 import { createServer } from "node:http";
 import { Server } from "socket.io";
 
@@ -14,7 +15,9 @@ const [host, port] = (at > 0 ? process.argv[at + 1] : "127.0.0.1:8080").split(":
 const http = createServer((request, response) => {
   response.writeHead(request.url === "/health" ? 200 : 404).end();
 });
-const io = new Server(http, { transports: ["websocket"], serveClient: false, perMessageDeflate: false });
+// `--deflate`: permessage-deflate as Socket.IO documents it (frames from 1 KiB).
+const perMessageDeflate = process.argv.includes("--deflate") ? { threshold: 1024 } : false;
+const io = new Server(http, { transports: ["websocket"], serveClient: false, perMessageDeflate });
 
 io.on("connection", (socket) => {
   const user = socket.handshake.query.user_id ?? "anonymous";

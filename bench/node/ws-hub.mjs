@@ -5,7 +5,10 @@
 // user it names. No presence, no history, no limits: a
 // floor for what a Node hub costs, not a like-for-like one.
 //
-//   node bench/node/ws-hub.mjs --bind 127.0.0.1:8080
+//   node bench/node/ws-hub.mjs --bind 127.0.0.1:8080 [--deflate]
+//
+// `--deflate` turns on `ws`'s permessage-deflate with its defaults (the
+// server keeps a compression context per connection, frames from 1 KiB).
 import { createServer } from "node:http";
 import { WebSocketServer } from "ws";
 
@@ -14,7 +17,8 @@ const [host, port] = (at > 0 ? process.argv[at + 1] : "127.0.0.1:8080").split(":
 const http = createServer((request, response) => {
   response.writeHead(request.url === "/health" ? 200 : 404).end();
 });
-const wss = new WebSocketServer({ server: http, path: "/ws", backlog: 4096 });
+const perMessageDeflate = process.argv.includes("--deflate");
+const wss = new WebSocketServer({ server: http, path: "/ws", backlog: 4096, perMessageDeflate });
 const rooms = new Map();
 const users = new Map();
 let sessions = 0;

@@ -15,10 +15,14 @@
 //! - [`receive`]: readers that count what they receive.
 //! - [`report`]: progress bars, and tables printed and written.
 //! - [`wire`]: the frames each server speaks, written and matched as text.
+//! - [`inflate`]: permessage-deflate on the client's side, under tungstenite.
+//! - `src/bin/compression.rs`: room fan-out with and without
+//!   permessage-deflate, beside the Node `ws` and Socket.IO hubs with theirs.
 //! - [`percentiles`]: latency percentiles.
 //! - [`chart`]: the SVG chart of the results.
 
 pub mod chart;
+pub mod inflate;
 pub mod percentiles;
 pub mod process;
 pub mod receive;

@@ -6,12 +6,15 @@
 use std::time::{Duration, Instant};
 
 use futures::{SinkExt, StreamExt};
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::{Error, Message, Utf8Bytes};
 
-/// A client WebSocket.
-pub type Socket =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+use crate::inflate::{self, Inflate};
+
+/// A client WebSocket (inflating what the server compressed, when it
+/// offered permessage-deflate: [`crate::inflate`]).
+pub type Socket = tokio_tungstenite::WebSocketStream<Inflate<tokio::net::TcpStream>>;
 
 /// A server's wire protocol.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -98,8 +101,19 @@ impl Proto {
     /// Opens a connection for `user` and waits until the server has set it
     /// up (Switchboard's `welcome`; Socket.IO's namespace connect answer).
     pub async fn open(self, addr: std::net::SocketAddr, user: &str) -> Result<Socket, Error> {
+        self.open_offering(addr, user, false).await
+    }
+
+    /// [`Proto::open`], offering permessage-deflate as a browser does when
+    /// `deflate` is set.
+    pub async fn open_offering(
+        self,
+        addr: std::net::SocketAddr,
+        user: &str,
+        deflate: bool,
+    ) -> Result<Socket, Error> {
         let stream = tokio::net::TcpStream::connect(addr).await?;
-        self.open_on(stream, addr, user).await
+        self.open_on(stream, addr, user, deflate).await
     }
 
     /// The same over a TCP connection whose receive window is at most
@@ -115,7 +129,7 @@ impl Proto {
         let socket = tokio::net::TcpSocket::new_v4()?;
         socket.set_recv_buffer_size(window)?;
         let stream = socket.connect(addr).await?;
-        self.open_on(stream, addr, user).await
+        self.open_on(stream, addr, user, false).await
     }
 
     async fn open_on(
@@ -123,18 +137,26 @@ impl Proto {
         stream: tokio::net::TcpStream,
         addr: std::net::SocketAddr,
         user: &str,
+        deflate: bool,
     ) -> Result<Socket, Error> {
         stream.set_nodelay(true)?;
         // tungstenite's default read buffer is 128 KiB, zeroed on first use:
         // across 10,000 connections that is the load client's biggest cost,
         // the same for every server. The frames here are small.
         let config = WebSocketConfig::default().read_buffer_size(4 * 1024);
-        let (mut socket, _) = tokio_tungstenite::client_async_with_config(
-            self.url(addr, user),
-            tokio_tungstenite::MaybeTlsStream::Plain(stream),
+        let mut request = self.url(addr, user).into_client_request()?;
+        if deflate {
+            let offer = inflate::OFFER.parse().expect("a valid header");
+            request.headers_mut().insert("sec-websocket-extensions", offer);
+        }
+        let (mut socket, response) = tokio_tungstenite::client_async_with_config(
+            request,
+            Inflate::new(stream),
             Some(config),
         )
         .await?;
+        let agreed = response.headers().get("sec-websocket-extensions");
+        socket.get_mut().agreed(agreed.and_then(|value| value.to_str().ok()));
         match self {
             Proto::Json | Proto::JsonBatched => {
                 answer(&mut socket, self).await?;

@@ -166,8 +166,9 @@ async fn measure(
         .into_iter()
         .collect::<Result<_, _>>()?;
     if let (Some(room), true) = (&args.room, args.publish > 0) {
-        let url = format!("ws://{addr}/ws?user_id=publisher&room={room}");
-        let (mut publisher, _) = tokio_tungstenite::connect_async(url).await?;
+        let mut publisher = Proto::Json.open(addr, "publisher").await?;
+        publisher.send(Message::text(Proto::Json.join(room))).await?;
+        wire::read_until(&mut publisher, Proto::Json, |text| Proto::Json.is_ack(text)).await?;
         let publish = |n| Proto::Json.publish(room, Some(n), &wire::stamped(n));
         wire::send_acked(&mut publisher, Proto::Json, args.publish, 4, publish).await?;
         hub.settle().await?;

@@ -1,0 +1,198 @@
+//! permessage-deflate on the load client's side: [`Inflate`] sits under
+//! tungstenite (which has no deflate) and turns each compressed server
+//! message (RSV1) into a plain frame before tungstenite reads it, keeping
+//! the server's compression context between messages unless the server
+//! agreed to `server_no_context_takeover` (Node's `ws` keeps it by default;
+//! Switchboard never does). Every byte read from any socket is counted in
+//! [`WIRE_BYTES`], so a run knows what its messages cost on the wire.
+
+use std::io;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll, ready};
+
+use flate2::{Decompress, FlushDecompress, Status};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+/// Bytes read from every client socket so far.
+pub static WIRE_BYTES: AtomicU64 = AtomicU64::new(0);
+
+/// The offer a browser sends.
+pub const OFFER: &str = "permessage-deflate; client_max_window_bits";
+
+/// A client's byte stream with the server's compressed messages inflated.
+pub struct Inflate<S> {
+    inner: S,
+    /// The server answered with permessage-deflate.
+    on: bool,
+    /// It agreed not to take its context over from one message to the next.
+    reset_each: bool,
+    inflater: Option<Box<Decompress>>,
+    input: Vec<u8>,
+    output: Vec<u8>,
+    out_at: usize,
+    /// A compressed message being gathered: opcode and payload.
+    message: Option<(u8, Vec<u8>)>,
+}
+
+impl<S> Inflate<S> {
+    /// Wraps `inner`; off until [`Inflate::agreed`].
+    pub fn new(inner: S) -> Inflate<S> {
+        Inflate {
+            inner,
+            on: false,
+            reset_each: false,
+            inflater: None,
+            input: Vec::new(),
+            output: Vec::new(),
+            out_at: 0,
+            message: None,
+        }
+    }
+
+    /// Whether the server agreed to permessage-deflate.
+    pub fn is_on(&self) -> bool {
+        self.on
+    }
+
+    /// The server's `Sec-WebSocket-Extensions` answer, if any.
+    pub fn agreed(&mut self, answer: Option<&str>) {
+        let Some(answer) = answer.filter(|a| a.starts_with("permessage-deflate")) else { return };
+        self.on = true;
+        self.reset_each = answer.contains("server_no_context_takeover");
+    }
+
+    /// Moves whole frames from `input` to `output`, inflating compressed
+    /// messages; leaves a partial frame in `input`.
+    fn process(&mut self) -> io::Result<()> {
+        let mut at = 0;
+        while let Some((len, header)) = frame_length(&self.input[at..]) {
+            let end = at + header + len;
+            if self.input.len() < end {
+                break;
+            }
+            let (first, payload) = (self.input[at], &self.input[at + header..end]);
+            let opcode = first & 0x0f;
+            let compressed = first & 0x40 != 0 && opcode != 0 && opcode & 0x08 == 0;
+            if compressed || (opcode == 0 && self.message.is_some()) {
+                let (_, data) = self.message.get_or_insert_with(|| (opcode, Vec::new()));
+                data.extend_from_slice(payload);
+                if first & 0x80 != 0 {
+                    let (opcode, data) = self.message.take().expect("gathered");
+                    let plain = self.inflate(&data)?;
+                    write_header(&mut self.output, 0x80 | opcode, plain.len());
+                    self.output.extend_from_slice(&plain);
+                }
+            } else {
+                self.output.extend_from_slice(&self.input[at..end]);
+            }
+            at = end;
+        }
+        self.input.drain(..at);
+        Ok(())
+    }
+
+    fn inflate(&mut self, data: &[u8]) -> io::Result<Vec<u8>> {
+        let inflater = self.inflater.get_or_insert_with(|| Box::new(Decompress::new(false)));
+        if self.reset_each {
+            inflater.reset(false);
+        }
+        let mut out = Vec::with_capacity(data.len() * 4 + 64);
+        for input in [data, &[0, 0, 0xff, 0xff][..]] {
+            let start = inflater.total_in();
+            loop {
+                let taken = (inflater.total_in() - start) as usize;
+                let status = inflater
+                    .decompress_vec(&input[taken..], &mut out, FlushDecompress::Sync)
+                    .map_err(io::Error::other)?;
+                let done = (inflater.total_in() - start) as usize == input.len();
+                if status == Status::StreamEnd || (done && out.len() < out.capacity()) {
+                    break;
+                }
+                out.reserve(out.capacity().max(64));
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// A server frame's payload length and header length, once the header is
+/// all there.
+fn frame_length(bytes: &[u8]) -> Option<(usize, usize)> {
+    let second = *bytes.get(1)?;
+    let (len, at) = match second & 0x7f {
+        126 => (usize::from(u16::from_be_bytes(bytes.get(2..4)?.try_into().ok()?)), 4),
+        127 => (u64::from_be_bytes(bytes.get(2..10)?.try_into().ok()?) as usize, 10),
+        short => (usize::from(short), 2),
+    };
+    let mask = if second & 0x80 != 0 { 4 } else { 0 };
+    (bytes.len() >= at + mask).then_some((len, at + mask))
+}
+
+fn write_header(out: &mut Vec<u8>, first: u8, len: usize) {
+    out.push(first);
+    if len < 126 {
+        out.push(len as u8);
+    } else if let Ok(short) = u16::try_from(len) {
+        out.push(126);
+        out.extend_from_slice(&short.to_be_bytes());
+    } else {
+        out.push(127);
+        out.extend_from_slice(&(len as u64).to_be_bytes());
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Inflate<S> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        if !this.on {
+            let before = buf.filled().len();
+            ready!(Pin::new(&mut this.inner).poll_read(cx, buf))?;
+            WIRE_BYTES.fetch_add((buf.filled().len() - before) as u64, Ordering::Relaxed);
+            return Poll::Ready(Ok(()));
+        }
+        loop {
+            if this.out_at < this.output.len() {
+                let n = (this.output.len() - this.out_at).min(buf.remaining());
+                buf.put_slice(&this.output[this.out_at..this.out_at + n]);
+                this.out_at += n;
+                if this.out_at == this.output.len() {
+                    this.output.clear();
+                    this.out_at = 0;
+                }
+                return Poll::Ready(Ok(()));
+            }
+            let mut chunk = [0u8; 16 * 1024];
+            let mut read = ReadBuf::new(&mut chunk);
+            ready!(Pin::new(&mut this.inner).poll_read(cx, &mut read))?;
+            if read.filled().is_empty() {
+                return Poll::Ready(Ok(()));
+            }
+            WIRE_BYTES.fetch_add(read.filled().len() as u64, Ordering::Relaxed);
+            this.input.extend_from_slice(read.filled());
+            this.process()?;
+        }
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Inflate<S> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+    }
+}
