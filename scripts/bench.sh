@@ -30,3 +30,6 @@ target/release/memory --connections "$MEMORY_AT" --out bench/results/memory.md
 
 step "room fan-out across nodes on Redis: 1 node alone, 1, 2 and 3 nodes on Redis (bench/results/cluster.md)"
 target/release/cluster --members "${CLUSTER_MEMBERS:-2000}" --out bench/results/cluster.md
+
+step "room fan-out with and without permessage-deflate, beside the Node peers with theirs (bench/results/compression.md)"
+target/release/compression --members "${COMPRESSION_MEMBERS:-1000}" --out bench/results/compression.md

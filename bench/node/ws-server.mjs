@@ -2,7 +2,8 @@
 // port given by --bind host:port (the same flag as `switchboard`), with a
 // /health endpoint, that greets each connection with one small JSON frame
 // and answers pings. It does the least a hub must do, so it is a floor for
-// Node, not a like-for-like hub.
+// Node, not a like-for-like hub. `--deflate` turns on `ws`'s
+// permessage-deflate.
 import { createServer } from "node:http";
 import { WebSocketServer } from "ws";
 
@@ -11,7 +12,8 @@ const [host, port] = (at > 0 ? process.argv[at + 1] : "127.0.0.1:8080").split(":
 const http = createServer((request, response) => {
   response.writeHead(request.url === "/health" ? 200 : 404).end();
 });
-const wss = new WebSocketServer({ server: http, path: "/ws" });
+const perMessageDeflate = process.argv.includes("--deflate");
+const wss = new WebSocketServer({ server: http, path: "/ws", perMessageDeflate });
 let session = 0;
 wss.on("connection", (socket) => {
   session += 1;

@@ -15,9 +15,11 @@ use std::time::Duration;
 
 use clap::Parser;
 use futures::{SinkExt, StreamExt, stream};
+use switchboard_bench::inflate::Inflate;
 use switchboard_bench::process::Hub;
 use switchboard_bench::wire::{self, Proto};
 use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
 /// Measures the hub's resident memory per idle WebSocket connection.
 #[derive(Parser)]
@@ -55,6 +57,10 @@ struct Args {
     /// Extra flags for the hub binary (for example `--config hub.toml`).
     #[arg(long, allow_hyphen_values = true)]
     hub_args: Vec<String>,
+    /// Offer permessage-deflate as browsers do (what a compressing
+    /// connection costs at rest; the Node baseline then has `ws`'s own on).
+    #[arg(long)]
+    deflate: bool,
     /// Leave out the Node `ws` baseline.
     #[arg(long)]
     no_node: bool,
@@ -96,7 +102,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         let node = if args.no_node {
             None
         } else {
-            let hub = Hub::start("node".as_ref(), &["bench/node/ws-server.mjs".to_owned()]).await?;
+            let mut script = vec!["bench/node/ws-server.mjs".to_owned()];
+            if args.deflate {
+                script.push("--deflate".to_owned());
+            }
+            let hub = Hub::start("node".as_ref(), &script).await?;
             let node = measure(&hub, connections, &args).await?;
             report("node ws", &node, &args);
             Some(node)
@@ -127,8 +137,18 @@ async fn measure(
         .map(|n| {
             let url = format!("ws://{addr}/ws?user_id=u{}{room}", n % users);
             let join = join.clone();
+            let deflate = args.deflate;
             async move {
-                let (mut socket, _) = tokio_tungstenite::connect_async(url).await?;
+                let mut request = url.into_client_request()?;
+                if deflate {
+                    let offer = switchboard_bench::inflate::OFFER.parse().expect("a header value");
+                    request.headers_mut().insert("sec-websocket-extensions", offer);
+                }
+                let stream = tokio::net::TcpStream::connect(addr).await?;
+                let (mut socket, response) =
+                    tokio_tungstenite::client_async(request, Inflate::new(stream)).await?;
+                let agreed = response.headers().get("sec-websocket-extensions");
+                socket.get_mut().agreed(agreed.and_then(|value| value.to_str().ok()));
                 // The welcome frame: the session is fully set up.
                 match socket.next().await {
                     Some(Ok(_)) => {}

@@ -120,6 +120,13 @@ struct Form<'a> {
     bytes: &'a [u8],
 }
 
+impl<'a> Form<'a> {
+    /// `text` as it is.
+    fn plain(text: &'a str) -> Form<'a> {
+        Form { deflated: false, bytes: text.as_bytes() }
+    }
+}
+
 /// The form of `frame` for a connection compressing with `compressor`;
 /// `own` keeps the compressed bytes of a frame that is the connection's
 /// own.
@@ -128,7 +135,7 @@ fn form<'a>(
     compressor: Option<&Compressor>,
     own: &'a mut Option<Box<[u8]>>,
 ) -> Form<'a> {
-    let plain = Form { deflated: false, bytes: frame.text().as_bytes() };
+    let plain = Form::plain(frame.text());
     let Some(compressor) = compressor else { return plain };
     let compressed = match frame {
         Out::Shared(delivery) => delivery.deflated.get(delivery.frame.as_bytes(), compressor),
@@ -244,25 +251,30 @@ impl<S: Socket> FrameSocket<S> {
                     break;
                 }
             }
-            let mut own: [Option<Box<[u8]>>; FRAMES_PER_WRITE] = std::array::from_fn(|_| None);
-            let mut forms = [Form { deflated: false, bytes: &[] }; FRAMES_PER_WRITE];
-            let compressor = self.deflate.as_deref();
-            for ((frame, own), slot) in
-                frames[..count].iter().flatten().zip(&mut own).zip(&mut forms)
-            {
-                *slot = form(frame, compressor, own);
-            }
-            let forms = &forms[..count];
-            if let Some(compressor) = compressor {
-                let before = frames[..count].iter().flatten().map(|frame| frame.text().len());
-                compressor.count(before.sum(), forms.iter().map(|form| form.bytes.len()).sum());
-            }
+            let frames = frames[..count].iter().flatten();
+            // Only a connection that compresses pays for the forms' arrays:
+            // the others lay their frames out as they are.
+            let (mut own, mut forms);
             let mut headers = [[0u8; HEADER_MAX]; FRAMES_PER_WRITE];
             let mut slices = [IoSlice::new(&[]); 2 * FRAMES_PER_WRITE];
-            let used = if self.batch {
-                batched(forms, &mut headers, &mut slices, first_alone)
-            } else {
-                one_each(forms, &mut headers, &mut slices)
+            let batch = self.batch;
+            let used = match self.deflate.as_deref() {
+                None => {
+                    let plain = frames.map(|frame| Form::plain(frame.text()));
+                    lay_out(plain, batch, &mut headers, &mut slices, first_alone)
+                }
+                Some(compressor) => {
+                    own = std::array::from_fn::<Option<Box<[u8]>>, FRAMES_PER_WRITE, _>(|_| None);
+                    forms = [Form::plain(""); FRAMES_PER_WRITE];
+                    let mut before = 0;
+                    for ((frame, own), slot) in frames.zip(&mut own).zip(&mut forms) {
+                        before += frame.text().len();
+                        *slot = form(frame, Some(compressor), own);
+                    }
+                    let forms = forms[..count].iter().copied();
+                    compressor.count(before, forms.clone().map(|form| form.bytes.len()).sum());
+                    lay_out(forms, batch, &mut headers, &mut slices, first_alone)
+                }
             };
             self.write_or_keep(cx, &mut slices[..used])?;
             ready!(self.poll_drain(cx))?;
@@ -358,15 +370,31 @@ impl<S: Socket> FrameSocket<S> {
     }
 }
 
+/// Lays out `frames` (at most [`FRAMES_PER_WRITE`]) for one write, batched
+/// or one message each; returns the number of slices used.
+fn lay_out<'a>(
+    frames: impl Iterator<Item = Form<'a>> + Clone,
+    batch: bool,
+    headers: &'a mut [[u8; HEADER_MAX]; FRAMES_PER_WRITE],
+    slices: &mut [IoSlice<'a>; 2 * FRAMES_PER_WRITE],
+    first_alone: bool,
+) -> usize {
+    if batch {
+        batched(frames, headers, slices, first_alone)
+    } else {
+        one_each(frames, headers, slices)
+    }
+}
+
 /// Lays out `frames` as one WebSocket message each: header, payload.
 /// Returns the number of slices used.
 fn one_each<'a>(
-    frames: &[Form<'a>],
+    frames: impl Iterator<Item = Form<'a>>,
     headers: &'a mut [[u8; HEADER_MAX]; FRAMES_PER_WRITE],
     slices: &mut [IoSlice<'a>; 2 * FRAMES_PER_WRITE],
 ) -> usize {
     let mut used = 0;
-    for (frame, header) in frames.iter().zip(headers.iter_mut()) {
+    for (frame, header) in frames.zip(headers.iter_mut()) {
         let len = frame_header(frame.deflated, frame.bytes.len(), header);
         slices[used] = IoSlice::new(&header[..len]);
         slices[used + 1] = IoSlice::new(frame.bytes);
@@ -388,37 +416,41 @@ fn separator(deflated: bool) -> &'static [u8] {
 /// a header slice where later ones take a separator: never more than two
 /// per frame).
 fn batched<'a>(
-    frames: &[Form<'a>],
+    frames: impl Iterator<Item = Form<'a>> + Clone,
     headers: &'a mut [[u8; HEADER_MAX]; FRAMES_PER_WRITE],
     slices: &mut [IoSlice<'a>; 2 * FRAMES_PER_WRITE],
     first_alone: bool,
 ) -> usize {
-    // Whether the frame at `index` starts a message of its own, after a
-    // message of `current` bytes.
-    let starts = |index: usize, current: usize| {
-        let frame = frames[index];
+    // Whether `frame`, at `index` after one of kind `previous`, starts a
+    // message of its own after a message of `current` bytes.
+    let starts = |index: usize, frame: Form<'_>, previous: bool, current: usize| {
         index == 0
             || (first_alone && index == 1)
-            || frame.deflated != frames[index - 1].deflated
+            || frame.deflated != previous
             || current + separator(frame.deflated).len() + frame.bytes.len() > BATCH_BYTES
     };
     // Message lengths first (each header needs its message's length).
     let mut lengths = [0usize; FRAMES_PER_WRITE];
     let mut messages = 0;
-    for (index, frame) in frames.iter().enumerate() {
+    let mut previous = false;
+    for (index, frame) in frames.clone().enumerate() {
         let current = lengths[messages.max(1) - 1];
-        if starts(index, current) {
+        if starts(index, frame, previous, current) {
             lengths[messages] = frame.bytes.len();
             messages += 1;
         } else {
             lengths[messages - 1] = current + separator(frame.deflated).len() + frame.bytes.len();
         }
+        previous = frame.deflated;
     }
     let mut headers = headers.iter_mut();
     let mut used = 0;
     let (mut message, mut filled) = (0, 0);
-    for (index, frame) in frames.iter().enumerate() {
-        if starts(index, filled) {
+    let mut previous = false;
+    for (index, frame) in frames.enumerate() {
+        let starts = starts(index, frame, previous, filled);
+        previous = frame.deflated;
+        if starts {
             if used > 0 {
                 message += 1;
             }

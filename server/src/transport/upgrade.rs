@@ -169,6 +169,28 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_deflate_offer_is_answered_only_when_the_hub_compresses() {
+        for (offer, compression, answered) in [
+            (Some("permessage-deflate; client_max_window_bits"), true, true),
+            (Some("permessage-deflate; client_max_window_bits"), false, false),
+            (Some("permessage-deflate; bogus"), true, false),
+            (None, true, false),
+        ] {
+            let mut request = upgrade_request();
+            if let Some(offer) = offer {
+                request = request.header("sec-websocket-extensions", offer);
+            }
+            let mut request = request.body(()).unwrap();
+            request.extensions_mut().insert(hyper::upgrade::on(Request::new(())));
+            let (response, pending) = check(request).await.unwrap().accept(compression);
+            let header = response.headers().get("sec-websocket-extensions");
+            assert_eq!(header.is_some(), answered, "{offer:?}, compression {compression}");
+            assert_eq!(pending.negotiated(), answered);
+            assert_eq!(pending.compresses(), answered);
+        }
+    }
+
+    #[tokio::test]
     async fn each_missing_piece_of_the_handshake_is_named() {
         let cases = [
             (upgrade_request().method("POST"), "GET"),
