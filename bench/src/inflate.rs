@@ -5,6 +5,10 @@
 //! agreed to `server_no_context_takeover` (Node's `ws` keeps it by default;
 //! Switchboard never does). Every byte read from any socket is counted in
 //! [`WIRE_BYTES`], so a run knows what its messages cost on the wire.
+//!
+//! The layer reads the server's handshake answer itself: a server may send
+//! its first (compressed) message in the same segment as the answer, before
+//! tungstenite hands the stream back.
 
 use std::io;
 use std::pin::Pin;
@@ -23,6 +27,9 @@ pub const OFFER: &str = "permessage-deflate; client_max_window_bits";
 /// A client's byte stream with the server's compressed messages inflated.
 pub struct Inflate<S> {
     inner: S,
+    /// The handshake answer read so far, until its end (when the client
+    /// offered the extension).
+    head: Option<Vec<u8>>,
     /// The server answered with permessage-deflate.
     on: bool,
     /// It agreed not to take its context over from one message to the next.
@@ -36,10 +43,12 @@ pub struct Inflate<S> {
 }
 
 impl<S> Inflate<S> {
-    /// Wraps `inner`; off until [`Inflate::agreed`].
-    pub fn new(inner: S) -> Inflate<S> {
+    /// Wraps `inner`; `offered`: the client offers permessage-deflate, and
+    /// the layer turns itself on if the server's answer takes it.
+    pub fn new(inner: S, offered: bool) -> Inflate<S> {
         Inflate {
             inner,
+            head: offered.then(Vec::new),
             on: false,
             reset_each: false,
             inflater: None,
@@ -55,8 +64,13 @@ impl<S> Inflate<S> {
         self.on
     }
 
-    /// The server's `Sec-WebSocket-Extensions` answer, if any.
-    pub fn agreed(&mut self, answer: Option<&str>) {
+    /// Reads the extension the server agreed to from its answer's head.
+    fn agreed(&mut self, head: &[u8]) {
+        let head = String::from_utf8_lossy(head);
+        let answer = head.lines().find_map(|line| {
+            let (name, value) = line.split_once(':')?;
+            name.trim().eq_ignore_ascii_case("sec-websocket-extensions").then(|| value.trim())
+        });
         let Some(answer) = answer.filter(|a| a.starts_with("permessage-deflate")) else { return };
         self.on = true;
         self.reset_each = answer.contains("server_no_context_takeover");
@@ -116,6 +130,23 @@ impl<S> Inflate<S> {
     }
 }
 
+impl<S> Inflate<S> {
+    /// Moves ready bytes into `buf` (none at the end of the stream).
+    fn hand_over(&mut self, buf: &mut ReadBuf<'_>, end: bool) -> Poll<io::Result<()>> {
+        if end || self.out_at == self.output.len() {
+            return Poll::Ready(Ok(()));
+        }
+        let n = (self.output.len() - self.out_at).min(buf.remaining());
+        buf.put_slice(&self.output[self.out_at..self.out_at + n]);
+        self.out_at += n;
+        if self.out_at == self.output.len() {
+            self.output.clear();
+            self.out_at = 0;
+        }
+        Poll::Ready(Ok(()))
+    }
+}
+
 /// A server frame's payload length and header length, once the header is
 /// all there.
 fn frame_length(bytes: &[u8]) -> Option<(usize, usize)> {
@@ -149,6 +180,34 @@ impl<S: AsyncRead + Unpin> AsyncRead for Inflate<S> {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
+        if let Some(head) = &mut this.head {
+            // The handshake answer passes through as it is; what follows
+            // it is frames.
+            let mut chunk = [0u8; 4096];
+            let mut read = ReadBuf::new(&mut chunk);
+            ready!(Pin::new(&mut this.inner).poll_read(cx, &mut read))?;
+            let bytes = read.filled();
+            WIRE_BYTES.fetch_add(bytes.len() as u64, Ordering::Relaxed);
+            let before = head.len();
+            head.extend_from_slice(bytes);
+            let Some(end) = head.windows(4).position(|w| w == b"\r\n\r\n").map(|at| at + 4) else {
+                this.output.extend_from_slice(bytes);
+                return this.hand_over(buf, bytes.is_empty());
+            };
+            let head = this.head.take().expect("reading the head");
+            this.output.extend_from_slice(&head[before..end]);
+            this.agreed(&head[..end]);
+            if this.on {
+                this.input.extend_from_slice(&head[end..]);
+                this.process()?;
+            } else {
+                this.output.extend_from_slice(&head[end..]);
+            }
+            return this.hand_over(buf, false);
+        }
+        if this.out_at < this.output.len() {
+            return this.hand_over(buf, false);
+        }
         if !this.on {
             let before = buf.filled().len();
             ready!(Pin::new(&mut this.inner).poll_read(cx, buf))?;
@@ -157,14 +216,7 @@ impl<S: AsyncRead + Unpin> AsyncRead for Inflate<S> {
         }
         loop {
             if this.out_at < this.output.len() {
-                let n = (this.output.len() - this.out_at).min(buf.remaining());
-                buf.put_slice(&this.output[this.out_at..this.out_at + n]);
-                this.out_at += n;
-                if this.out_at == this.output.len() {
-                    this.output.clear();
-                    this.out_at = 0;
-                }
-                return Poll::Ready(Ok(()));
+                return this.hand_over(buf, false);
             }
             let mut chunk = [0u8; 16 * 1024];
             let mut read = ReadBuf::new(&mut chunk);

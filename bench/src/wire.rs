@@ -149,14 +149,12 @@ impl Proto {
             let offer = inflate::OFFER.parse().expect("a valid header");
             request.headers_mut().insert("sec-websocket-extensions", offer);
         }
-        let (mut socket, response) = tokio_tungstenite::client_async_with_config(
+        let (mut socket, _) = tokio_tungstenite::client_async_with_config(
             request,
-            Inflate::new(stream),
+            Inflate::new(stream, deflate),
             Some(config),
         )
         .await?;
-        let agreed = response.headers().get("sec-websocket-extensions");
-        socket.get_mut().agreed(agreed.and_then(|value| value.to_str().ok()));
         match self {
             Proto::Json | Proto::JsonBatched => {
                 answer(&mut socket, self).await?;

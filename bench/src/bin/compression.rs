@@ -148,11 +148,13 @@ async fn measure(name: String, proto: Proto, hub: &Hub, args: &Args) -> Result<R
         .map(|n| {
             let (bar, received, negotiated) = (bar.clone(), received.clone(), negotiated.clone());
             async move {
-                let socket = proto.open_offering(addr, &format!("u{n}"), true).await?;
+                let socket = proto.open_offering(addr, &format!("u{n}"), true).await;
+                let socket = socket.map_err(|err| format!("connect: {err}"))?;
                 if socket.get_ref().is_on() {
                     negotiated.fetch_add(1, Ordering::Relaxed);
                 }
                 let reader = join_room(socket, proto, "bench", received).await;
+                let reader = reader.map_err(|err| format!("join: {err}"));
                 bar.inc(1);
                 reader
             }
@@ -161,8 +163,9 @@ async fn measure(name: String, proto: Proto, hub: &Hub, args: &Args) -> Result<R
         .collect::<Vec<_>>()
         .await
         .into_iter()
-        .collect::<Result<_, Failure>>()?;
+        .collect::<Result<_, String>>()?;
     bar.finish();
+    eprintln!("{name}: {} members joined", args.members);
     let mut publisher: Socket = proto.open(addr, "publisher").await?;
     publisher.send(Message::text(proto.join("bench"))).await?;
     wire::read_until(&mut publisher, proto, |text| proto.is_ack(text)).await?;

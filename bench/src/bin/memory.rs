@@ -145,10 +145,8 @@ async fn measure(
                     request.headers_mut().insert("sec-websocket-extensions", offer);
                 }
                 let stream = tokio::net::TcpStream::connect(addr).await?;
-                let (mut socket, response) =
-                    tokio_tungstenite::client_async(request, Inflate::new(stream)).await?;
-                let agreed = response.headers().get("sec-websocket-extensions");
-                socket.get_mut().agreed(agreed.and_then(|value| value.to_str().ok()));
+                let (mut socket, _) =
+                    tokio_tungstenite::client_async(request, Inflate::new(stream, deflate)).await?;
                 // The welcome frame: the session is fully set up.
                 match socket.next().await {
                     Some(Ok(_)) => {}
