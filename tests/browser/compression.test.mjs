@@ -1,7 +1,9 @@
 // permessage-deflate in real Chromium: the browser's own offer is accepted
 // with no option on the package's side, a long room message reaches the page
-// compressed and intact, and a long message the page publishes (Chromium
-// compresses what it sends) is inflated by the hub and reaches another page.
+// compressed and intact, a long message the page publishes (Chromium
+// compresses what it sends) is inflated by the hub and reaches another page,
+// and a burst of long messages (compressed frames the hub may join inside one
+// batched message) arrives intact and in order.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { serve } from "../../examples/chat-web/serve.mjs";
@@ -68,6 +70,7 @@ test("a long room message arrives compressed and intact both ways through the pa
   const reader = await clientPage();
   const writer = await clientPage();
   const connectedBefore = await figure("switchboard_deflate_connections_total");
+  const inflatedBefore = await figure("switchboard_deflate_inflated_messages_total");
   const beforeBytes = await figure('switchboard_deflate_payload_bytes_total{stage="before"}');
   const afterBytes = await figure('switchboard_deflate_payload_bytes_total{stage="after"}');
 
@@ -119,12 +122,64 @@ test("a long room message arrives compressed and intact both ways through the pa
     got.map((data) => data.text),
     [fromApi, fromPage],
   );
-  // Both pages negotiated it, and what the hub wrote to them shrank.
+  // Both pages negotiated it, the page's message came compressed, and what
+  // the hub wrote to them shrank.
   assert.ok((await figure("switchboard_deflate_connections_total")) >= connectedBefore + 2);
+  assert.ok((await figure("switchboard_deflate_inflated_messages_total")) > inflatedBefore);
   const before = (await figure('switchboard_deflate_payload_bytes_total{stage="before"}')) - beforeBytes;
   const after = (await figure('switchboard_deflate_payload_bytes_total{stage="after"}')) - afterBytes;
   assert.ok(before > 50_000, `${before} bytes before compression`);
   assert.ok(after * 4 < before, `${after} of ${before} bytes after compression`);
+  await reader.close();
+  await writer.close();
+});
+
+test("a burst of long messages reaches a batching page intact and in order", async () => {
+  const reader = await clientPage();
+  const writer = await clientPage();
+  const count = 20;
+  const received = reader.evaluate(
+    async ({ url, count }) => {
+      const client = window.makeClient(url, { userId: "burst-reader" });
+      const got = [];
+      const done = new Promise((resolve) => {
+        client.on("burst", (message) => {
+          got.push(message.data);
+          if (got.length === count) resolve();
+        });
+      });
+      await client.connect();
+      await client.join("burst");
+      window.readerReady = true;
+      await done;
+      client.close();
+      return got;
+    },
+    { url: hub.url, count },
+  );
+  await reader.waitForFunction(() => window.readerReady === true);
+  const texts = Array.from({ length: count }, (_, n) => longText(`burst ${n}`, 2_000 + 100 * n));
+  // Published without waiting for each ack: the hub takes them in together
+  // and the reader's queue gets them back to back.
+  await writer.evaluate(
+    async ({ url, texts }) => {
+      const client = window.makeClient(url, { userId: "burst-writer" });
+      await client.connect();
+      await client.join("burst");
+      await Promise.all(texts.map((text, n) => client.publish("burst", "burst", { n, text })));
+      client.close();
+    },
+    { url: hub.url, texts },
+  );
+  const got = await received;
+  assert.deepEqual(
+    got.map(({ n }) => n),
+    texts.map((_, n) => n),
+  );
+  assert.deepEqual(
+    got.map(({ text }) => text),
+    texts,
+  );
   await reader.close();
   await writer.close();
 });

@@ -490,18 +490,30 @@ impl RawTcp {
 
     /// [`RawTcp::connect`] with more request headers (`Name: value\r\n` each).
     pub async fn connect_with_headers(server: &TestServer, query: &str, headers: &str) -> RawTcp {
-        let stream = tokio::net::TcpStream::connect(server.addr).await.expect("tcp connect");
-        RawTcp::handshake(stream, server, query, headers).await
+        RawTcp::connect_with(server, query, headers, None).await
     }
 
     /// The same with a small TCP receive window (`SO_RCVBUF` of `bytes`), so
     /// that a client that stops reading backs up into the hub's queue after
     /// kilobytes rather than the megabytes loopback buffers hold by default.
     pub async fn connect_with_window(server: &TestServer, query: &str, bytes: u32) -> RawTcp {
+        RawTcp::connect_with(server, query, "", Some(bytes)).await
+    }
+
+    /// The most general connect: more request headers (`Name: value\r\n`
+    /// each) and, when given, a small TCP receive window.
+    pub async fn connect_with(
+        server: &TestServer,
+        query: &str,
+        headers: &str,
+        window: Option<u32>,
+    ) -> RawTcp {
         let socket = tokio::net::TcpSocket::new_v4().expect("tcp socket");
-        socket.set_recv_buffer_size(bytes).expect("SO_RCVBUF");
+        if let Some(bytes) = window {
+            socket.set_recv_buffer_size(bytes).expect("SO_RCVBUF");
+        }
         let stream = socket.connect(server.addr).await.expect("tcp connect");
-        RawTcp::handshake(stream, server, query, "").await
+        RawTcp::handshake(stream, server, query, headers).await
     }
 
     async fn handshake(
@@ -553,8 +565,14 @@ impl RawTcp {
     /// [`RawTcp::send_frame`] with RSV1 set or not: a compressed message's
     /// first frame has it (permessage-deflate).
     pub async fn send_frame_rsv1(&mut self, opcode: u8, fin: bool, rsv1: bool, payload: &[u8]) {
+        self.send_frame_bits(opcode, fin, if rsv1 { 0x40 } else { 0 }, payload).await;
+    }
+
+    /// [`RawTcp::send_frame`] with the reserved bits `rsv` (0x40 RSV1,
+    /// 0x20 RSV2, 0x10 RSV3) set.
+    pub async fn send_frame_bits(&mut self, opcode: u8, fin: bool, rsv: u8, payload: &[u8]) {
         use tokio::io::AsyncWriteExt;
-        let mut frame = vec![if fin { 0x80 } else { 0 } | if rsv1 { 0x40 } else { 0 } | opcode];
+        let mut frame = vec![if fin { 0x80 } else { 0 } | (rsv & 0x70) | opcode];
         match payload.len() {
             n if n < 126 => frame.push(0x80 | n as u8),
             n if n <= u16::MAX as usize => {
@@ -580,7 +598,9 @@ impl RawTcp {
                     self.buffer.drain(..used);
                     return Some(frame);
                 }
-                let mut chunk = [0u8; 65536];
+                // On the heap: a 64 KiB array would sit in every future that
+                // awaits a frame, and a test awaiting many overflows its stack.
+                let mut chunk = vec![0u8; 65536];
                 match self.stream.read(&mut chunk).await {
                     Ok(0) | Err(_) => return None,
                     Ok(n) => self.buffer.extend_from_slice(&chunk[..n]),

@@ -33,9 +33,20 @@ async fn next_of(raw: &mut RawTcp, kind: &str) -> (bool, Value) {
 /// Connects `user` (offering deflate when `offer`), joins `room` and waits
 /// for the join's ack.
 async fn member(server: &TestServer, user: &str, extra: &str, offer: bool) -> RawTcp {
+    member_with_window(server, user, extra, offer, None).await
+}
+
+/// [`member`] with a small TCP receive window when `window` is given.
+async fn member_with_window(
+    server: &TestServer,
+    user: &str,
+    extra: &str,
+    offer: bool,
+    window: Option<u32>,
+) -> RawTcp {
     let headers = if offer { BROWSER_OFFER } else { "" };
-    let mut raw =
-        RawTcp::connect_with_headers(server, &format!("user_id={user}{extra}"), headers).await;
+    let query = format!("user_id={user}{extra}");
+    let mut raw = RawTcp::connect_with(server, &query, headers, window).await;
     assert_eq!(next_text(&mut raw).await.1["type"], "welcome");
     let join = json!({"type": "join", "id": "j", "room": "big"}).to_string();
     send(&mut raw, &join, false).await;
@@ -100,12 +111,18 @@ async fn a_browser_offer_gets_deflate_and_a_room_message_arrives_compressed_and_
 #[tokio::test]
 async fn a_batching_client_inflates_several_compressed_messages_from_one_frame() {
     let server = TestServer::start_with(test_config()).await;
-    let mut zip = member(&server, "zip", "&batch=1", true).await;
+    // A small receive window, and no reading until everything is
+    // published: the messages queue up for it, and go out several to a
+    // write once it reads.
+    let mut zip = member_with_window(&server, "zip", "&batch=1", true, Some(4096)).await;
     let mut publisher = member(&server, "pub", "", false).await;
-    // Sent without waiting, so they queue up behind one another.
     let count = 30;
     for n in 0..count {
         send(&mut publisher, &publish(&format!("m{n}"), 1_500 + n * 10), false).await;
+    }
+    let mut acked = 0;
+    while acked < count {
+        acked += usize::from(next_of(&mut publisher, "ack").await.1["type"] == "ack");
     }
     let mut seen = Vec::new();
     let (mut compressed_frames, mut joined) = (0, 0);

@@ -105,7 +105,8 @@ impl CloseCode {
     pub const NORMAL: CloseCode = CloseCode(1000);
     /// The hub is shutting down or restarting; reconnect, possibly to another node.
     pub const GOING_AWAY: CloseCode = CloseCode(1001);
-    /// A text frame was not valid UTF-8.
+    /// A text frame was not valid UTF-8, or a compressed message was not
+    /// valid deflate data.
     pub const INVALID_PAYLOAD: CloseCode = CloseCode(1007);
     /// Generic policy refusal (RFC 6455); do not reconnect.
     pub const POLICY_VIOLATION: CloseCode = CloseCode(1008);

@@ -106,16 +106,28 @@ pub(crate) fn render(state: &AppState) -> String {
         bytes_out,
     );
     if let Some(compressor) = state.compressor() {
-        let (before, after, connections) = compressor.totals();
+        let totals = compressor.totals();
         counter(
             &mut registry,
             "deflate_connections",
             "WebSocket connections that negotiated permessage-deflate",
-            connections,
+            totals.connections,
+        );
+        counter(
+            &mut registry,
+            "deflate_compressed_frames",
+            "Frames compressed (a room's message once, whatever its recipients)",
+            totals.compressed,
+        );
+        counter(
+            &mut registry,
+            "deflate_inflated_messages",
+            "Compressed client messages inflated",
+            totals.inflated,
         );
         let payload = Family::<Labels, Counter>::default();
-        payload.get_or_create(&vec![("stage", "before".to_owned())]).inc_by(before);
-        payload.get_or_create(&vec![("stage", "after".to_owned())]).inc_by(after);
+        payload.get_or_create(&vec![("stage", "before".to_owned())]).inc_by(totals.before);
+        payload.get_or_create(&vec![("stage", "after".to_owned())]).inc_by(totals.after);
         registry.register_with_unit(
             "deflate_payload",
             "Payload bytes of the messages written to connections that negotiated \

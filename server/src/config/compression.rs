@@ -23,8 +23,8 @@ pub struct CompressionConfig {
     /// Frames shorter than this many bytes go uncompressed (default 1024):
     /// a small frame gains little and costs a compression.
     pub threshold_bytes: usize,
-    /// zlib level, 0 (no compression, stored blocks) to 9 (smallest, slowest);
-    /// default 6.
+    /// zlib level, 1 (fastest) to 9 (smallest, slowest); default 6. (Level
+    /// 0 would only store: never smaller, so refused.)
     pub level: u32,
 }
 
@@ -37,6 +37,6 @@ impl Default for CompressionConfig {
 impl CompressionConfig {
     /// Why these settings cannot be used, if they cannot.
     pub(crate) fn problem(&self) -> Option<&'static str> {
-        (self.level > 9).then_some("compression.level must be between 0 and 9")
+        (!(1..=9).contains(&self.level)).then_some("compression.level must be between 1 and 9")
     }
 }

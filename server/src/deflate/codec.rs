@@ -11,39 +11,20 @@ use std::cell::RefCell;
 
 use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress, Status};
 
+use super::error::InflateError;
+
 /// The end of a sync flush, which a message leaves off (RFC 7692 §7.2.1)
 /// and the receiver appends before inflating (§7.2.2).
 pub(crate) const TAIL: [u8; 4] = [0x00, 0x00, 0xff, 0xff];
 
-/// What joins two compressed frames inside one batched message: the tail
-/// the first one left off (its empty stored block, so the stream is at a
-/// byte boundary again), then a stored block holding the newline that
-/// separates batched frames. Each frame was compressed from an empty
-/// window, so the next one's back-references never reach across the join.
-pub(crate) const JOIN: [u8; 10] = [
-    0x00, 0x00, 0xff, 0xff, // LEN 0, NLEN: the first frame's tail
-    0x00, // a stored block (BFINAL 0, BTYPE 00), padded to the byte
-    0x01, 0x00, 0xfe, 0xff, // LEN 1, NLEN
-    b'\n',
-];
-
-/// Why a client's compressed message was refused.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub(crate) enum InflateError {
-    /// It inflates past the largest message the hub accepts (close 1009).
-    #[error("the message inflates past {limit} bytes")]
-    TooLarge {
-        /// `limits.max_message_bytes`.
-        limit: usize,
-    },
-    /// It is not a valid deflate stream (close 1007).
-    #[error("the message is not valid deflate data")]
-    Corrupt,
-    /// A frame breaks the extension's framing rules, such as RSV1 on a
-    /// continuation frame (close 1002).
-    #[error("{0}")]
-    Framing(&'static str),
-}
+/// What joins two compressed frames inside one batched message. A frame's
+/// bytes end with the header of the empty stored block its sync flush
+/// wrote, whose LEN and NLEN were left off (the tail); the join gives that
+/// block LEN 1 and the newline that separates batched frames as its one
+/// byte, so the stream is at a byte boundary again where the next frame
+/// starts. Each frame was compressed from an empty window, so the next
+/// one's back-references never reach across the join.
+pub(crate) const JOIN: [u8; 5] = [0x01, 0x00, 0xfe, 0xff, b'\n'];
 
 thread_local! {
     /// The thread's compressor and the level it was made for.
@@ -90,10 +71,14 @@ pub(crate) fn deflate(text: &[u8], level: u32) -> Option<Box<[u8]>> {
     })
 }
 
-/// Inflates a message's payload (without its tail), refusing it as soon as
-/// it would pass `limit` bytes: the output never grows past `limit + 1`,
-/// whatever the input claims.
-pub(crate) fn inflate(data: &[u8], limit: usize) -> Result<Vec<u8>, InflateError> {
+/// Inflates a message's payload (without its tail) onto the end of `out`,
+/// refusing it as soon as it would pass `limit` bytes: `out` never grows by
+/// more than `limit + 1`, whatever the input claims.
+pub(crate) fn inflate_into(
+    data: &[u8],
+    limit: usize,
+    out: &mut Vec<u8>,
+) -> Result<(), InflateError> {
     INFLATER.with(|cell| {
         let mut cell = cell.borrow_mut();
         let inflater = match &mut *cell {
@@ -103,27 +88,32 @@ pub(crate) fn inflate(data: &[u8], limit: usize) -> Result<Vec<u8>, InflateError
             }
             slot => slot.insert(Decompress::new(false)),
         };
-        let ceiling = limit.saturating_add(1);
-        let mut out = Vec::with_capacity(data.len().saturating_mul(2).clamp(64, ceiling));
-        for input in [data, &TAIL[..]] {
+        let start = out.len();
+        let ceiling = start.saturating_add(limit).saturating_add(1);
+        out.reserve(data.len().saturating_mul(2).max(64).min(limit.saturating_add(1)));
+        for (input, is_tail) in [(data, false), (&TAIL[..], true)] {
             let input_start = inflater.total_in();
             loop {
                 let taken = (inflater.total_in() - input_start) as usize;
                 let status = inflater
-                    .decompress_vec(&input[taken..], &mut out, FlushDecompress::Sync)
+                    .decompress_vec(&input[taken..], out, FlushDecompress::Sync)
                     .map_err(|_| InflateError::Corrupt)?;
-                if out.len() > limit {
+                if out.len() - start > limit {
                     return Err(InflateError::TooLarge { limit });
                 }
                 let taken = (inflater.total_in() - input_start) as usize;
                 if status == Status::StreamEnd {
-                    // A final block ends the message: what follows it (the
-                    // tail at least) is not inflated.
-                    return Ok(out);
+                    // A final block ends the message (the sender set
+                    // BFINAL): only the tail may follow it.
+                    return if is_tail || taken == input.len() {
+                        Ok(())
+                    } else {
+                        Err(InflateError::Corrupt)
+                    };
                 }
                 if out.len() == out.capacity() {
                     // Full: room for more, never past the ceiling.
-                    let more = out.capacity().min(ceiling - out.len());
+                    let more = (out.capacity() - start).max(64).min(ceiling - out.len());
                     out.reserve_exact(more);
                     continue;
                 }
@@ -136,8 +126,15 @@ pub(crate) fn inflate(data: &[u8], limit: usize) -> Result<Vec<u8>, InflateError
                 }
             }
         }
-        Ok(out)
+        Ok(())
     })
+}
+
+/// [`inflate_into`] a vector of its own.
+#[cfg(test)]
+pub(crate) fn inflate(data: &[u8], limit: usize) -> Result<Vec<u8>, InflateError> {
+    let mut out = Vec::new();
+    inflate_into(data, limit, &mut out).map(|()| out)
 }
 
 #[cfg(test)]
@@ -213,5 +210,24 @@ mod tests {
         assert_eq!(inflate(&out, 1024).unwrap(), b"hello hello hello");
         // An empty message is a lone empty stored block.
         assert_eq!(inflate(&[0x00], 1024).unwrap(), b"");
+        // Data after a final block is not part of any message.
+        let mut trailing = out.clone();
+        trailing.extend_from_slice(b"junk");
+        assert_eq!(inflate(&trailing, 1024), Err(InflateError::Corrupt));
+    }
+
+    #[test]
+    fn inflating_a_bomb_holds_at_most_the_limit() {
+        let bomb = deflate(&vec![b'0'; 16 << 20], 9).unwrap();
+        let limit = 256 * 1024;
+        let counted = allocation_counter::measure(|| {
+            let mut out = Vec::new();
+            assert_eq!(inflate_into(&bomb, limit, &mut out), Err(InflateError::TooLarge { limit }));
+            assert!(out.capacity() <= limit + 1, "{}", out.capacity());
+        });
+        // The output (while it grows, its old and new buffer at once: less
+        // than twice the limit), plus the thread's inflater once: not the
+        // 16 MiB the bomb stands for.
+        assert!(counted.bytes_max < (2 * limit + 64 * 1024) as u64, "{counted:?}");
     }
 }

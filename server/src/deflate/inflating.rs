@@ -11,21 +11,27 @@
 //! through byte for byte.
 //!
 //! Inflating is bounded by the largest message the hub accepts, before the
-//! memory is spent ([`codec::inflate`]); a compressed message that would
-//! pass it fails the read with [`InflateError::TooLarge`] (the session
-//! closes with 1009). Between frames, the layer holds nothing: its buffers
-//! exist only while a frame is partly read.
+//! memory is spent ([`codec::inflate_into`]); a compressed message that
+//! would pass it fails the read with [`InflateError::TooLarge`] (the session
+//! closes with 1009). The message is inflated straight into the bytes handed
+//! up, its compressed form let go as soon as it is inflated. Between frames,
+//! the layer holds nothing, waiting on the socket included: its buffers
+//! exist only while a frame is partly read or not yet handed up.
 
 use std::io;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-use super::codec::{self, InflateError};
+use super::{Compressor, FramingError, InflateError, codec};
 
 /// How much one read from the socket takes.
 const CHUNK: usize = 4 * 1024;
+
+/// The longest frame header: two bytes, a 64-bit length, a mask.
+const HEADER_MAX: usize = 14;
 
 /// A connection's byte stream with compressed client messages inflated;
 /// see the module docs.
@@ -35,6 +41,8 @@ pub(crate) struct Inflating<S> {
     /// The largest message, inflated; 0 when the extension was not
     /// negotiated and bytes pass as they are.
     limit: usize,
+    /// Where inflated messages are counted.
+    counter: Option<Arc<Compressor>>,
     /// A frame being read; `None` at a frame boundary with nothing buffered.
     work: Option<Box<Work>>,
 }
@@ -71,7 +79,13 @@ impl<S> Inflating<S> {
     /// Wraps `inner`; `limit` is the largest message inflated, or `None`
     /// when the extension was not negotiated.
     pub(crate) fn new(inner: S, limit: Option<usize>) -> Inflating<S> {
-        Inflating { inner, limit: limit.unwrap_or(0), work: None }
+        Inflating { inner, limit: limit.unwrap_or(0), counter: None, work: None }
+    }
+
+    /// Counts the messages it inflates in `compressor`'s figures.
+    pub(crate) fn counting(mut self, compressor: Arc<Compressor>) -> Inflating<S> {
+        self.counter = Some(compressor);
+        self
     }
 }
 
@@ -124,7 +138,7 @@ impl Work {
 
     /// Reads a header or compressed payload from `input`; whether anything
     /// moved.
-    fn step(&mut self, limit: usize) -> Result<bool, InflateError> {
+    fn step(&mut self, limit: usize, counter: Option<&Compressor>) -> Result<bool, InflateError> {
         match &mut self.state {
             State::Header => self.header(limit),
             State::Take { left, mask, phase, fin } => {
@@ -142,15 +156,41 @@ impl Work {
                 }
                 if *fin {
                     let (opcode, data) = self.message.take().expect("a message is being gathered");
-                    let plain = codec::inflate(&data, limit)?;
-                    write_header(&mut self.output, 0x80 | opcode, plain.len() as u64, true);
-                    self.output.extend_from_slice(&plain);
+                    self.inflate(opcode, data, limit)?;
+                    if let Some(counter) = counter {
+                        counter.inflated();
+                    }
                 }
                 self.state = State::Header;
                 Ok(true)
             }
             State::Pass(_) | State::Failed(_) => Ok(false),
         }
+    }
+
+    /// Inflates a whole compressed message into `output`, as one final
+    /// frame, masked with a zero key. Its header goes in front of the
+    /// inflated bytes, in room left for it, so the message is not copied.
+    fn inflate(&mut self, opcode: u8, data: Vec<u8>, limit: usize) -> Result<(), InflateError> {
+        // What is handed up ahead of the message: pass-through bytes not
+        // taken yet (nothing, in practice: a step runs once they are out).
+        let ahead = self.output.len();
+        self.output.resize(ahead + HEADER_MAX, 0);
+        codec::inflate_into(&data, limit, &mut self.output)?;
+        drop(data);
+        let len = self.output.len() - ahead - HEADER_MAX;
+        let mut header = [0u8; HEADER_MAX];
+        let used = write_header(&mut header, 0x80 | opcode, len as u64, true);
+        let at = ahead + HEADER_MAX - used;
+        self.output[at..ahead + HEADER_MAX].copy_from_slice(&header[..used]);
+        if ahead == self.out_at {
+            // Nothing ahead: handing up starts at the header.
+            self.out_at = at;
+        } else {
+            // Close the gap the header did not fill.
+            self.output.drain(ahead..at);
+        }
+        Ok(())
     }
 
     /// Reads one frame header, if all of it is there, and decides what
@@ -164,15 +204,21 @@ impl Work {
         let control = opcode & 0x08 != 0;
         let compressed = rsv1 && !control && opcode != 0;
         let continues = opcode == 0 && self.message.is_some();
+        let framing = |error| Err(InflateError::Framing(error));
         if compressed || continues {
             if compressed && self.message.is_some() {
-                return Err(InflateError::Framing("a message began inside another"));
+                return framing(FramingError::Interleaved);
             }
             if continues && rsv1 {
-                return Err(InflateError::Framing("RSV1 set on a continuation frame"));
+                return framing(FramingError::Rsv1OnContinuation);
+            }
+            // This frame never reaches tungstenite as it came: check here
+            // what tungstenite would.
+            if first & 0x30 != 0 {
+                return framing(FramingError::OtherReservedBits);
             }
             if !masked {
-                return Err(InflateError::Framing("client frames must be masked"));
+                return framing(FramingError::Unmasked);
             }
             let gathered = self.message.as_ref().map_or(0, |(_, data)| data.len() as u64);
             if gathered.saturating_add(len) > limit as u64 {
@@ -189,7 +235,7 @@ impl Work {
             return Ok(true);
         }
         if !control && opcode != 0 && self.message.is_some() {
-            return Err(InflateError::Framing("a message began inside another"));
+            return framing(FramingError::Interleaved);
         }
         // Anything else is tungstenite's to judge, as the client sent it.
         self.output.extend_from_slice(&bytes[..header_len]);
@@ -212,23 +258,29 @@ fn parse_length(bytes: &[u8]) -> Option<(u64, usize)> {
     (bytes.len() >= at + mask_len).then_some((len, at + mask_len))
 }
 
-/// Appends a frame header: `first` byte, `len`, and a zero mask when
-/// `masked` (a client frame, as tungstenite expects one on a server).
-fn write_header(out: &mut Vec<u8>, first: u8, len: u64, masked: bool) {
+/// Writes a frame header into `out`: `first` byte, `len`, and a zero mask
+/// when `masked` (a client frame, as tungstenite expects one on a server);
+/// returns its length.
+fn write_header(out: &mut [u8; HEADER_MAX], first: u8, len: u64, masked: bool) -> usize {
     let mask_bit = if masked { 0x80 } else { 0 };
-    out.push(first);
-    if len < 126 {
-        out.push(mask_bit | len as u8);
+    out[0] = first;
+    let mut at = if len < 126 {
+        out[1] = mask_bit | len as u8;
+        2
     } else if let Ok(short) = u16::try_from(len) {
-        out.push(mask_bit | 126);
-        out.extend_from_slice(&short.to_be_bytes());
+        out[1] = mask_bit | 126;
+        out[2..4].copy_from_slice(&short.to_be_bytes());
+        4
     } else {
-        out.push(mask_bit | 127);
-        out.extend_from_slice(&len.to_be_bytes());
-    }
+        out[1] = mask_bit | 127;
+        out[2..10].copy_from_slice(&len.to_be_bytes());
+        10
+    };
     if masked {
-        out.extend_from_slice(&[0; 4]);
+        out[at..at + 4].fill(0);
+        at += 4;
     }
+    at
 }
 
 impl<S: AsyncRead + Unpin> AsyncRead for Inflating<S> {
@@ -245,25 +297,30 @@ impl<S: AsyncRead + Unpin> AsyncRead for Inflating<S> {
             return Poll::Ready(Ok(()));
         }
         loop {
-            let work = this.work.get_or_insert_with(Box::default);
-            if let State::Failed(err) = work.state {
-                return Poll::Ready(Err(failed(err)));
-            }
-            if work.hand_over(buf) {
+            if let Some(work) = &mut this.work {
+                if let State::Failed(err) = work.state {
+                    return Poll::Ready(Err(failed(err)));
+                }
+                if work.hand_over(buf) {
+                    if work.idle() {
+                        this.work = None;
+                    }
+                    return Poll::Ready(Ok(()));
+                }
+                match work.step(this.limit, this.counter.as_deref()) {
+                    Ok(true) => continue,
+                    Ok(false) => {}
+                    Err(err) => {
+                        work.state = State::Failed(err);
+                        return Poll::Ready(Err(failed(err)));
+                    }
+                }
+                // Everything buffered is used. With nothing partly read,
+                // let go of the buffers before waiting on the socket.
                 if work.idle() {
                     this.work = None;
                 }
-                return Poll::Ready(Ok(()));
             }
-            match work.step(this.limit) {
-                Ok(true) => continue,
-                Ok(false) => {}
-                Err(err) => {
-                    work.state = State::Failed(err);
-                    return Poll::Ready(Err(failed(err)));
-                }
-            }
-            // Everything buffered is used: read more.
             let mut chunk = [0u8; CHUNK];
             let mut read = ReadBuf::new(&mut chunk);
             ready!(Pin::new(&mut this.inner).poll_read(cx, &mut read))?;
@@ -272,6 +329,7 @@ impl<S: AsyncRead + Unpin> AsyncRead for Inflating<S> {
                 // tungstenite reports the connection reset.
                 return Poll::Ready(Ok(()));
             }
+            let work = this.work.get_or_insert_with(Box::default);
             work.input.drain(..work.at);
             work.at = 0;
             work.input.extend_from_slice(read.filled());
@@ -320,10 +378,10 @@ pub(crate) fn client_frame(
     mask: [u8; 4],
 ) -> Vec<u8> {
     let first = (if fin { 0x80 } else { 0 }) | (if compressed { 0x40 } else { 0 }) | opcode;
-    let mut out = Vec::new();
-    write_header(&mut out, first, payload.len() as u64, true);
-    let at = out.len() - 4;
-    out[at..].copy_from_slice(&mask);
+    let mut header = [0u8; HEADER_MAX];
+    let used = write_header(&mut header, first, payload.len() as u64, true);
+    let mut out = header[..used].to_vec();
+    out[used - 4..].copy_from_slice(&mask);
     out.extend(payload.iter().enumerate().map(|(i, byte)| byte ^ mask[i % 4]));
     out
 }
@@ -346,8 +404,12 @@ mod tests {
         let (client, server) = tokio::io::duplex(1 << 20);
         let config =
             WebSocketConfig::default().max_message_size(Some(limit)).max_frame_size(Some(limit));
-        let layer = Inflating::new(server, Some(limit));
+        let layer = Inflating::new(server, Some(limit)).counting(counter());
         (WebSocketStream::from_raw_socket(layer, Role::Server, Some(config)).await, client)
+    }
+
+    fn counter() -> Arc<Compressor> {
+        Arc::new(Compressor::new(6, 1024))
     }
 
     fn compressed(text: &str) -> Vec<u8> {
@@ -389,7 +451,33 @@ mod tests {
         assert_eq!(got[2], Message::text(big));
         assert_eq!(got[3], Message::text("plain"));
         assert_eq!(got[4], Message::text(""));
-        assert!(hub.get_ref().work.is_none(), "nothing is held between frames");
+        let counted = hub.get_ref().counter.as_ref().unwrap().totals().inflated;
+        assert_eq!(counted, 3, "three messages were inflated");
+        // Waiting for the next frame, with nothing partly read, holds no
+        // buffer.
+        let waiting = tokio::time::timeout(std::time::Duration::from_millis(20), hub.next()).await;
+        assert!(waiting.is_err(), "nothing more was sent");
+        assert!(hub.get_ref().work.is_none(), "nothing is held while waiting");
+    }
+
+    #[tokio::test]
+    async fn a_close_inside_a_fragmented_compressed_message_is_read_at_once() {
+        let (mut hub, mut client) = server(1 << 20).await;
+        let data = compressed(&"y".repeat(3_000));
+        let mut wire = client_frame(false, true, 1, &data[..4], MASK);
+        wire.extend(client_frame(true, false, 8, &1000u16.to_be_bytes(), MASK));
+        client.write_all(&wire).await.unwrap();
+        assert!(matches!(hub.next().await, Some(Ok(Message::Close(_)))));
+    }
+
+    #[tokio::test]
+    async fn a_large_message_is_handed_up_whole_with_its_header_in_front() {
+        // Past 64 KiB: the header's longest length form.
+        let text = (0..20_000).map(|n| n.to_string()).collect::<Vec<_>>().join(",");
+        assert!(text.len() > 65_536);
+        let (mut hub, mut client) = server(1 << 20).await;
+        client.write_all(&client_frame(true, true, 1, &compressed(&text), MASK)).await.unwrap();
+        assert_eq!(hub.next().await.unwrap().unwrap(), Message::text(text));
     }
 
     async fn refused(wire: Vec<u8>, limit: usize) -> InflateError {
@@ -403,12 +491,27 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn a_bomb_is_refused_as_too_large() {
+    #[test]
+    fn a_bomb_is_refused_as_too_large_holding_little_more_than_the_limit() {
         let zeros = vec![b'0'; 8 << 20];
         let bomb = codec::deflate(&zeros, 9).unwrap();
-        let err = refused(client_frame(true, true, 1, &bomb, MASK), 64 * 1024).await;
-        assert_eq!(err, InflateError::TooLarge { limit: 64 * 1024 });
+        let limit = 64 * 1024;
+        let wire = client_frame(true, true, 1, &bomb, MASK);
+        let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        // Everything this thread allocates while the layer and tungstenite
+        // read the bomb: the wire, the socket, the inflater, the output.
+        let counted = allocation_counter::measure(|| {
+            let err = runtime.block_on(refused(wire, limit));
+            assert_eq!(err, InflateError::TooLarge { limit });
+        });
+        // About 330 KB: the pipe, the inflater's state, the output while it
+        // grows (under twice the 64 KiB limit); the 8 MiB the bomb stands
+        // for never.
+        assert!(counted.bytes_max < 512 * 1024, "{counted:?}");
+    }
+
+    #[tokio::test]
+    async fn compressed_bytes_past_the_limit_are_refused_before_inflating() {
         // Compressed bytes alone past the limit, across fragments.
         let mut wire = client_frame(false, true, 1, &[0; 40], MASK);
         wire.extend(client_frame(true, false, 0, &[0; 40], MASK));
@@ -425,10 +528,19 @@ mod tests {
         let mut unmasked = client_frame(true, true, 1, &data, MASK);
         unmasked[1] &= 0x7f;
         unmasked.drain(2..6);
+        let mut rsv2 = client_frame(true, true, 1, &data, MASK);
+        rsv2[0] |= 0x20;
+        let mut rsv3_continuation = client_frame(false, true, 1, &data[..2], MASK);
+        let mut last = client_frame(true, false, 0, &data[2..], MASK);
+        last[0] |= 0x10;
+        rsv3_continuation.extend(last);
+        let framing = InflateError::Framing;
         for (wire, expected) in [
-            (rsv1_continuation, InflateError::Framing("RSV1 set on a continuation frame")),
-            (interleaved, InflateError::Framing("a message began inside another")),
-            (unmasked, InflateError::Framing("client frames must be masked")),
+            (rsv1_continuation, framing(FramingError::Rsv1OnContinuation)),
+            (interleaved, framing(FramingError::Interleaved)),
+            (unmasked, framing(FramingError::Unmasked)),
+            (rsv2, framing(FramingError::OtherReservedBits)),
+            (rsv3_continuation, framing(FramingError::OtherReservedBits)),
             (client_frame(true, true, 1, &[0xff; 16], MASK), InflateError::Corrupt),
         ] {
             assert_eq!(refused(wire, 1 << 20).await, expected);

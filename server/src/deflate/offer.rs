@@ -17,16 +17,17 @@ const NAME: &str = "permessage-deflate";
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Agreement {
     /// The window the client allows the hub (`server_max_window_bits`), when
-    /// it asked for one smaller than the 32 KiB that shared compressed frames
-    /// are made for: the hub then never compresses what it sends (it may
-    /// always send a message uncompressed), but still inflates.
+    /// it named one; the answer repeats it (RFC 7692 §7.1.2.1). Below the
+    /// 32 KiB (15 bits) that shared compressed frames are made for, the hub
+    /// never compresses what it sends (it may always send a message
+    /// uncompressed), but still inflates.
     pub(crate) server_window_bits: Option<u8>,
 }
 
 impl Agreement {
     /// Whether frames the hub sends may be compressed.
     pub(crate) fn compresses(&self) -> bool {
-        self.server_window_bits.is_none()
+        self.server_window_bits.is_none_or(|bits| bits == 15)
     }
 
     /// The `Sec-WebSocket-Extensions` answer.
@@ -85,9 +86,7 @@ fn accept(offer: &str) -> Option<Agreement> {
             "server_no_context_takeover" if value.is_none() => 0,
             "client_no_context_takeover" if value.is_none() => 1,
             "server_max_window_bits" => {
-                let bits = window_bits(value?)?;
-                // The hub compresses with a 32 KiB window (bits 15).
-                agreement.server_window_bits = (bits < 15).then_some(bits);
+                agreement.server_window_bits = Some(window_bits(value?)?);
                 2
             }
             "client_max_window_bits" => {
@@ -138,10 +137,18 @@ mod tests {
             "permessage-deflate",
             "PerMessage-Deflate; Server_No_Context_Takeover",
             "permessage-deflate; client_no_context_takeover; client_max_window_bits=10",
+        ] {
+            assert_eq!(offered(&[offer]).unwrap().header(), ANSWER, "{offer}");
+        }
+        // A window the client names is repeated in the answer (RFC 7692
+        // §7.1.2.1); the full window still lets the hub compress.
+        for offer in [
             "permessage-deflate; server_max_window_bits=15",
             "permessage-deflate; server_max_window_bits=\"15\"",
         ] {
-            assert_eq!(offered(&[offer]).unwrap().header(), ANSWER, "{offer}");
+            let agreed = offered(&[offer]).unwrap();
+            assert!(agreed.compresses());
+            assert_eq!(agreed.header(), format!("{ANSWER}; server_max_window_bits=15"), "{offer}");
         }
     }
 

@@ -16,6 +16,8 @@
 //! extended CONNECT). A request that is not a valid upgrade is refused with
 //! `426 not_websocket` and a message naming what is wrong.
 
+use std::sync::Arc;
+
 use axum::extract::FromRequestParts;
 use axum::http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use axum::http::request::Parts;
@@ -28,6 +30,7 @@ use tungstenite::protocol::{Role, WebSocketConfig};
 
 use super::pooled_read::PooledRead;
 use crate::api::ApiError;
+use crate::deflate::Compressor;
 use crate::deflate::inflating::Inflating;
 use crate::deflate::offer::{self, Agreement};
 
@@ -115,13 +118,20 @@ impl Pending {
     }
 
     /// Waits for the socket and wraps it; `None` if the client went away
-    /// before the upgrade completed.
-    pub(crate) async fn socket(self, config: WebSocketConfig) -> Option<Box<WebSocket>> {
+    /// before the upgrade completed. `compressor` counts what is inflated.
+    pub(crate) async fn socket(
+        self,
+        config: WebSocketConfig,
+        compressor: Option<Arc<Compressor>>,
+    ) -> Option<Box<WebSocket>> {
         let upgraded = self.on_upgrade.await.ok()?;
         let io = PooledRead::new(TokioIo::new(upgraded));
         // Compressed messages inflate to at most the largest message.
         let limit = self.deflate.map(|_| config.max_message_size.unwrap_or(usize::MAX));
-        let io = Inflating::new(io, limit);
+        let mut io = Inflating::new(io, limit);
+        if let (Some(_), Some(compressor)) = (limit, compressor) {
+            io = io.counting(compressor);
+        }
         Some(Box::new(WebSocketStream::from_raw_socket(io, Role::Server, Some(config)).await))
     }
 }
@@ -170,11 +180,12 @@ mod tests {
 
     #[tokio::test]
     async fn a_deflate_offer_is_answered_only_when_the_hub_compresses() {
-        for (offer, compression, answered) in [
-            (Some("permessage-deflate; client_max_window_bits"), true, true),
-            (Some("permessage-deflate; client_max_window_bits"), false, false),
-            (Some("permessage-deflate; bogus"), true, false),
-            (None, true, false),
+        for (offer, compression, answered, compresses) in [
+            (Some("permessage-deflate; client_max_window_bits"), true, true, true),
+            (Some("permessage-deflate; client_max_window_bits"), false, false, false),
+            (Some("permessage-deflate; server_max_window_bits=10"), true, true, false),
+            (Some("permessage-deflate; bogus"), true, false, false),
+            (None, true, false, false),
         ] {
             let mut request = upgrade_request();
             if let Some(offer) = offer {
@@ -186,7 +197,7 @@ mod tests {
             let header = response.headers().get("sec-websocket-extensions");
             assert_eq!(header.is_some(), answered, "{offer:?}, compression {compression}");
             assert_eq!(pending.negotiated(), answered);
-            assert_eq!(pending.compresses(), answered);
+            assert_eq!(pending.compresses(), compresses);
         }
     }
 

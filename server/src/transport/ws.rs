@@ -174,11 +174,11 @@ async fn establish(
     admitted: Box<Admitted>,
 ) -> Option<(Session<Box<WebSocket>>, Start)> {
     let Admitted { state, resolved, mut start, config, ticket, address, request } = *admitted;
-    let compresses = pending.compresses();
-    if let (true, Some(compressor)) = (pending.negotiated(), state.compressor()) {
+    let (negotiated, compresses) = (pending.negotiated(), pending.compresses());
+    let mut socket = pending.socket(config, state.compressor().cloned()).await?;
+    if let (true, Some(compressor)) = (negotiated, state.compressor()) {
         compressor.negotiated();
     }
-    let mut socket = pending.socket(config).await?;
     let mut identity = match resolved {
         // The admission gate already counted this user's connections.
         Resolved::Known(identity) => identity,
