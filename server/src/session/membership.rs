@@ -14,6 +14,7 @@
 //!
 //! [`Connection::enter`]: super::connection::Connection::enter
 
+use std::future::poll_fn;
 use std::sync::Arc;
 
 use futures::SinkExt;
@@ -21,6 +22,7 @@ use switchboard_protocol::{Position, RoomJoined, ServerFrame};
 use tungstenite::Message as WsMessage;
 
 use super::connection::{Refusal, check_join};
+use super::frames::Out;
 use super::{Ended, Flow, Session, Socket};
 use crate::hub::{Delivery, DeliveryKind, JoinOrder};
 use crate::stream::Stored;
@@ -157,10 +159,17 @@ impl<S: Socket> Session<S> {
         }
     }
 
-    /// Writes replayed messages.
-    async fn replay(&mut self, missed: Vec<Stored>) -> Result<(), Flow> {
-        for stored in missed {
-            if self.socket.send(WsMessage::Text(stored.frame)).await.is_err() {
+    /// Writes replayed messages, as they are (never compressed: see
+    /// [`Out::Replayed`]) and several to a write.
+    pub(super) async fn replay(&mut self, missed: Vec<Stored>) -> Result<(), Flow> {
+        let mut missed = missed.into_iter().map(|stored| Out::Replayed(stored.frame));
+        while let Some(first) = missed.next() {
+            let mut first = Some(first);
+            let socket = &mut self.socket;
+            let written =
+                poll_fn(|cx| socket.poll_write_texts(cx, &mut first, || missed.next(), false))
+                    .await;
+            if written.is_err() {
                 return Err(Flow::Gone(Ended::NetworkError));
             }
         }

@@ -314,10 +314,8 @@ impl<S: Socket> Session<S> {
         if let flow @ (Flow::Close(..) | Flow::Gone(_)) = self.reply(&welcome).await {
             return flow;
         }
-        for stored in opened.missed {
-            if self.socket.send(WsMessage::Text(stored.frame)).await.is_err() {
-                return Flow::Gone(Ended::NetworkError);
-            }
+        if let Err(flow) = self.replay(opened.missed).await {
+            return flow;
         }
         let Start { rooms, .. } = *start;
         for room in rooms {

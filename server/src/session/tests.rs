@@ -441,3 +441,39 @@ async fn publishes_that_arrive_together_keep_their_order_and_their_answers_order
     assert_eq!(delivered.iter().map(|(n, _)| *n).collect::<Vec<_>>(), sent);
     assert!(delivered.windows(2).all(|pair| pair[0].1 + 1 == pair[1].1));
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_replay_goes_out_several_messages_to_a_write() {
+    let (mut peer, state, _task) = start(Config::default(), "alice");
+    assert!(matches!(peer.next_frame().await, ServerFrame::Welcome(_)));
+    // The stream's epoch, from a first join's answer.
+    peer.send(r#"{"type":"join","id":"first","room":"history"}"#);
+    let epoch = loop {
+        if let ServerFrame::Ack(ack) = peer.next_frame().await {
+            break ack.epoch.expect("a join's answer names the epoch");
+        }
+    };
+    peer.send(r#"{"type":"leave","id":"left","room":"history"}"#);
+    while !matches!(peer.next_frame().await, ServerFrame::Ack(ack) if ack.id == "left") {}
+    for n in 0..10 {
+        state.publish("history", "tick", serde_json::json!(n)).await.unwrap();
+    }
+    let writes = peer.memory.writes();
+    let join = serde_json::json!({
+        "type": "join", "id": "j", "room": "history", "since": {"epoch": epoch, "offset": 0}
+    });
+    peer.send(&join.to_string());
+    // The replay comes before the join's answer.
+    let mut replayed = Vec::new();
+    loop {
+        match peer.next_frame().await {
+            ServerFrame::Message(m) => replayed.push(m.offset.unwrap()),
+            ServerFrame::Ack(ack) if ack.id == "j" => break,
+            _ => {}
+        }
+    }
+    assert_eq!(replayed, (1..=10).collect::<Vec<u64>>());
+    // The ten replayed messages in one write, then the answer (and perhaps
+    // the client's own presence): not one write each.
+    assert!(peer.memory.writes() - writes <= 3, "{} writes", peer.memory.writes() - writes);
+}
