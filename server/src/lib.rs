@@ -79,6 +79,7 @@ mod state;
 mod stream;
 mod transport;
 mod wire;
+mod write_through;
 
 /// History per stream for a single node: the [`HistoryStore`] trait the
 /// memory engine keeps streams in, and its two stores.

@@ -7,7 +7,7 @@
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { serve } from "../../examples/chat-web/serve.mjs";
-import { ROOT, TIMEOUT, freePort, launchChromium, startHub } from "./harness.mjs";
+import { ROOT, clientPage as openClientPage, freePort, launchChromium, startHub } from "./harness.mjs";
 
 let browser;
 let site;
@@ -25,12 +25,36 @@ after(async () => {
   await hub?.stop();
 });
 
-async function clientPage() {
-  const page = await browser.newPage();
-  page.setDefaultTimeout(TIMEOUT);
-  await page.goto(`http://127.0.0.1:${site.address().port}/tests/browser/pages/client.html`);
-  await page.waitForFunction(() => document.title === "ready");
-  return page;
+const clientPage = () => openClientPage(browser, site);
+
+/**
+ * Starts a client on `page` as `user` in `room` that collects the data of
+ * `count` messages of `event`; resolves once it has joined, to `{ all }`:
+ * the promise of what it collects (wrapped, so that awaiting the joined
+ * client does not wait for the messages too).
+ */
+async function collector(page, { user, room, event, count }) {
+  const collected = page.evaluate(
+    async ({ url, user, room, event, count }) => {
+      const client = window.makeClient(url, { userId: user });
+      const got = [];
+      const done = new Promise((resolve) => {
+        client.on(event, (message) => {
+          got.push(message.data);
+          if (got.length === count) resolve();
+        });
+      });
+      await client.connect();
+      await client.join(room);
+      window.collecting = true;
+      await done;
+      client.close();
+      return got;
+    },
+    { url: hub.url, user, room, event, count },
+  );
+  await page.waitForFunction(() => window.collecting === true);
+  return { all: collected };
 }
 
 /** The hub's `/metrics` figure `name` (with its labels). */
@@ -74,28 +98,9 @@ test("a long room message arrives compressed and intact both ways through the pa
   const beforeBytes = await figure('switchboard_deflate_payload_bytes_total{stage="before"}');
   const afterBytes = await figure('switchboard_deflate_payload_bytes_total{stage="after"}');
 
-  // The reader joins and waits for two messages: one from the HTTP API,
-  // one the writer page publishes.
-  const received = reader.evaluate(
-    async ({ url }) => {
-      const client = window.makeClient(url, { userId: "reader" });
-      const got = [];
-      const done = new Promise((resolve) => {
-        client.on("long", (message) => {
-          got.push(message.data);
-          if (got.length === 2) resolve();
-        });
-      });
-      await client.connect();
-      await client.join("zip");
-      window.readerReady = true;
-      await done;
-      client.close();
-      return got;
-    },
-    { url: hub.url },
-  );
-  await reader.waitForFunction(() => window.readerReady === true);
+  // The reader waits for two messages: one from the HTTP API, one the
+  // writer page publishes.
+  const received = (await collector(reader, { user: "reader", room: "zip", event: "long", count: 2 })).all;
 
   const fromApi = longText("api", 20_000);
   const response = await fetch(`${hub.http}/api/broadcast`, {
@@ -138,26 +143,7 @@ test("a burst of long messages reaches a batching page intact and in order", asy
   const reader = await clientPage();
   const writer = await clientPage();
   const count = 20;
-  const received = reader.evaluate(
-    async ({ url, count }) => {
-      const client = window.makeClient(url, { userId: "burst-reader" });
-      const got = [];
-      const done = new Promise((resolve) => {
-        client.on("burst", (message) => {
-          got.push(message.data);
-          if (got.length === count) resolve();
-        });
-      });
-      await client.connect();
-      await client.join("burst");
-      window.readerReady = true;
-      await done;
-      client.close();
-      return got;
-    },
-    { url: hub.url, count },
-  );
-  await reader.waitForFunction(() => window.readerReady === true);
+  const received = (await collector(reader, { user: "burst-reader", room: "burst", event: "burst", count })).all;
   const texts = Array.from({ length: count }, (_, n) => longText(`burst ${n}`, 2_000 + 100 * n));
   // Published without waiting for each ack: the hub takes them in together
   // and the reader's queue gets them back to back.

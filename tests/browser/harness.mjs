@@ -36,6 +36,18 @@ export async function screenshot(page, name) {
   return path;
 }
 
+/**
+ * A new page of `tests/browser/pages/client.html`, served by `site` (a
+ * static server of the repository), once it exposes `window.makeClient`.
+ */
+export async function clientPage(browser, site) {
+  const page = await browser.newPage();
+  page.setDefaultTimeout(TIMEOUT);
+  await page.goto(`http://127.0.0.1:${site.address().port}/tests/browser/pages/client.html`);
+  await page.waitForFunction(() => document.title === "ready");
+  return page;
+}
+
 /** Fails the test with the page's console output when a page script throws. */
 export function watchConsole(page, label, sink) {
   page.on("console", (message) => sink.push(`[${label}] ${message.type()}: ${message.text()}`));

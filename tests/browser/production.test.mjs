@@ -5,7 +5,7 @@
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { serve } from "../../examples/chat-web/serve.mjs";
-import { ROOT, TIMEOUT, freePort, launchChromium, startHub } from "./harness.mjs";
+import { ROOT, TIMEOUT, clientPage as openClientPage, freePort, launchChromium, startHub } from "./harness.mjs";
 
 let browser;
 let site;
@@ -24,13 +24,7 @@ after(async () => {
   await hub?.stop();
 });
 
-async function clientPage() {
-  const page = await browser.newPage();
-  page.setDefaultTimeout(TIMEOUT);
-  await page.goto(`http://127.0.0.1:${site.address().port}/tests/browser/pages/client.html`);
-  await page.waitForFunction(() => document.title === "ready");
-  return page;
-}
+const clientPage = () => openClientPage(browser, site);
 
 /** `connect()` of a client made with `options`, and its `error` events, as `{ kind, errors }`. */
 function connectOutcome(page, url, options) {
