@@ -571,22 +571,14 @@ impl RawTcp {
     /// [`RawTcp::send_frame`] with the reserved bits `rsv` (0x40 RSV1,
     /// 0x20 RSV2, 0x10 RSV3) set.
     pub async fn send_frame_bits(&mut self, opcode: u8, fin: bool, rsv: u8, payload: &[u8]) {
+        self.send_bytes(&client_frame(opcode, fin, rsv, payload)).await;
+    }
+
+    /// Writes `bytes` as they are, in one write (several frames made with
+    /// [`client_frame`] arrive together).
+    pub async fn send_bytes(&mut self, bytes: &[u8]) {
         use tokio::io::AsyncWriteExt;
-        let mut frame = vec![if fin { 0x80 } else { 0 } | (rsv & 0x70) | opcode];
-        match payload.len() {
-            n if n < 126 => frame.push(0x80 | n as u8),
-            n if n <= u16::MAX as usize => {
-                frame.push(0x80 | 126);
-                frame.extend_from_slice(&(n as u16).to_be_bytes());
-            }
-            n => {
-                frame.push(0x80 | 127);
-                frame.extend_from_slice(&(n as u64).to_be_bytes());
-            }
-        }
-        frame.extend_from_slice(&[0, 0, 0, 0]);
-        frame.extend_from_slice(payload);
-        self.stream.write_all(&frame).await.expect("send frame");
+        self.stream.write_all(bytes).await.expect("send frames");
     }
 
     /// Reads the next frame; `None` when the connection ended.
@@ -624,6 +616,26 @@ impl RawTcp {
             }
         }
     }
+}
+
+/// A masked client frame (a zero mask, which RFC 6455 allows) with the
+/// reserved bits `rsv`.
+pub fn client_frame(opcode: u8, fin: bool, rsv: u8, payload: &[u8]) -> Vec<u8> {
+    let mut frame = vec![if fin { 0x80 } else { 0 } | (rsv & 0x70) | opcode];
+    match payload.len() {
+        n if n < 126 => frame.push(0x80 | n as u8),
+        n if n <= u16::MAX as usize => {
+            frame.push(0x80 | 126);
+            frame.extend_from_slice(&(n as u16).to_be_bytes());
+        }
+        n => {
+            frame.push(0x80 | 127);
+            frame.extend_from_slice(&(n as u64).to_be_bytes());
+        }
+    }
+    frame.extend_from_slice(&[0, 0, 0, 0]);
+    frame.extend_from_slice(payload);
+    frame
 }
 
 /// Parses one unmasked server frame from the front of `bytes`.

@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 use switchboard_server::Config;
 use switchboard_server::config::CompressionConfig;
 use switchboard_tests::deflate::{ANSWER, BROWSER_OFFER, compress};
-use switchboard_tests::{RawTcp, TestServer, http, test_config};
+use switchboard_tests::{RawTcp, TestServer, client_frame, http, test_config};
 
 /// The next text frame: whether it came compressed, and its JSON.
 async fn next_text(raw: &mut RawTcp) -> (bool, Value) {
@@ -33,20 +33,9 @@ async fn next_of(raw: &mut RawTcp, kind: &str) -> (bool, Value) {
 /// Connects `user` (offering deflate when `offer`), joins `room` and waits
 /// for the join's ack.
 async fn member(server: &TestServer, user: &str, extra: &str, offer: bool) -> RawTcp {
-    member_with_window(server, user, extra, offer, None).await
-}
-
-/// [`member`] with a small TCP receive window when `window` is given.
-async fn member_with_window(
-    server: &TestServer,
-    user: &str,
-    extra: &str,
-    offer: bool,
-    window: Option<u32>,
-) -> RawTcp {
     let headers = if offer { BROWSER_OFFER } else { "" };
     let query = format!("user_id={user}{extra}");
-    let mut raw = RawTcp::connect_with(server, &query, headers, window).await;
+    let mut raw = RawTcp::connect_with_headers(server, &query, headers).await;
     assert_eq!(next_text(&mut raw).await.1["type"], "welcome");
     let join = json!({"type": "join", "id": "j", "room": "big"}).to_string();
     send(&mut raw, &join, false).await;
@@ -111,15 +100,19 @@ async fn a_browser_offer_gets_deflate_and_a_room_message_arrives_compressed_and_
 #[tokio::test]
 async fn a_batching_client_inflates_several_compressed_messages_from_one_frame() {
     let server = TestServer::start_with(test_config()).await;
-    // A small receive window, and no reading until everything is
-    // published: the messages queue up for it, and go out several to a
-    // write once it reads.
-    let mut zip = member_with_window(&server, "zip", "&batch=1", true, Some(4096)).await;
-    let mut publisher = member(&server, "pub", "", false).await;
+    // The publishes go compressed in one write (about 5 KB), so the hub
+    // reads and commits them together: the member's queue then holds them
+    // all at once, and its writer sends them several to a write, joined
+    // inside one deflate stream.
+    let mut zip = member(&server, "zip", "&batch=1", true).await;
+    let mut publisher = member(&server, "pub", "", true).await;
     let count = 30;
+    let mut burst = Vec::new();
     for n in 0..count {
-        send(&mut publisher, &publish(&format!("m{n}"), 1_500 + n * 10), false).await;
+        let text = publish(&format!("m{n}"), 1_500 + n * 10);
+        burst.extend(client_frame(1, true, 0x40, &compress(text.as_bytes())));
     }
+    publisher.send_bytes(&burst).await;
     let mut acked = 0;
     while acked < count {
         acked += usize::from(next_of(&mut publisher, "ack").await.1["type"] == "ack");

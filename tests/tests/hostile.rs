@@ -271,6 +271,14 @@ async fn broken_compressed_frames_close_with_1007_or_1002() {
         }
     };
     assert!(error.contains(r#""code":104"#), "{error}");
+    raw.send_frame(1, true, br#"{"type":"ping","id":"after-104"}"#).await;
+    let pong = loop {
+        let frame = raw.next_frame().await.expect("an answer");
+        if frame.opcode == 1 {
+            break frame.text();
+        }
+    };
+    assert_eq!(pong, r#"{"type":"pong","id":"after-104"}"#, "the connection goes on");
     // RSV2 on a compressed message.
     let mut raw = deflating(&server).await;
     raw.send_frame_bits(1, true, 0x60, &deflate::compress(br#"{"type":"ping"}"#)).await;

@@ -116,7 +116,7 @@ pub(crate) fn render(state: &AppState) -> String {
         counter(
             &mut registry,
             "deflate_compressed_frames",
-            "Frames compressed (a room's message once, whatever its recipients)",
+            "Frames compressed, smaller or not (a room's message once, whatever its recipients)",
             totals.compressed,
         );
         counter(

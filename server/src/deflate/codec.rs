@@ -33,7 +33,7 @@ thread_local! {
     static INFLATER: RefCell<Option<Decompress>> = const { RefCell::new(None) };
 }
 
-/// `text` compressed alone at `level` (0–9), without the flush's tail;
+/// `text` compressed alone at `level` (1–9), without the flush's tail;
 /// `None` when that is not smaller than `text` (then it goes as it is).
 pub(crate) fn deflate(text: &[u8], level: u32) -> Option<Box<[u8]>> {
     COMPRESSOR.with(|cell| {
@@ -104,8 +104,11 @@ pub(crate) fn inflate_into(
                 let taken = (inflater.total_in() - input_start) as usize;
                 if status == Status::StreamEnd {
                     // A final block ends the message (the sender set
-                    // BFINAL): only the tail may follow it.
-                    return if is_tail || taken == input.len() {
+                    // BFINAL). After it may come only the tail, or the one
+                    // byte RFC 7692 §7.2.3.4 has a sender that cannot flush
+                    // add (an empty stored block's header bits: zero).
+                    let rest = &input[taken..];
+                    return if is_tail || rest.is_empty() || rest == [0x00] {
                         Ok(())
                     } else {
                         Err(InflateError::Corrupt)
@@ -210,7 +213,11 @@ mod tests {
         assert_eq!(inflate(&out, 1024).unwrap(), b"hello hello hello");
         // An empty message is a lone empty stored block.
         assert_eq!(inflate(&[0x00], 1024).unwrap(), b"");
-        // Data after a final block is not part of any message.
+        // RFC 7692 §7.2.3.4's own example: "Hello" in a final block, then
+        // the one zero byte such senders add (websocket-sharp does).
+        let rfc = [0xf3, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00, 0x00];
+        assert_eq!(inflate(&rfc, 1024).unwrap(), b"Hello");
+        // Anything else after a final block is not part of any message.
         let mut trailing = out.clone();
         trailing.extend_from_slice(b"junk");
         assert_eq!(inflate(&trailing, 1024), Err(InflateError::Corrupt));

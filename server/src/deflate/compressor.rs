@@ -19,7 +19,8 @@ pub(crate) struct Compressor {
     after: AtomicU64,
     /// Connections that negotiated the extension.
     connections: AtomicU64,
-    /// Frames compressed (a shared frame once, whatever its recipients).
+    /// Frames compressed, whether or not that made them smaller (a shared
+    /// frame once, whatever its recipients).
     compressed: AtomicU64,
     /// Client messages inflated.
     inflated: AtomicU64,

@@ -225,10 +225,13 @@ impl Work {
                 return Err(InflateError::TooLarge { limit });
             }
             let mask = bytes[header_len - 4..header_len].try_into().expect("four bytes");
+            // Room for the frame, but no more on a header's word than a
+            // chunk's worth: the bytes must arrive for the rest.
+            let room = len.min(CHUNK as u64 * 16) as usize;
             if compressed {
-                self.message = Some((opcode, Vec::with_capacity(len as usize)));
+                self.message = Some((opcode, Vec::with_capacity(room)));
             } else if let Some((_, data)) = &mut self.message {
-                data.reserve(len as usize);
+                data.reserve(room);
             }
             self.at += header_len;
             self.state = State::Take { left: len, mask, phase: 0, fin };
@@ -311,7 +314,9 @@ impl<S: AsyncRead + Unpin> AsyncRead for Inflating<S> {
                     Ok(true) => continue,
                     Ok(false) => {}
                     Err(err) => {
-                        work.state = State::Failed(err);
+                        // Let go of the buffers now: the session may linger
+                        // a while over its close.
+                        **work = Work { state: State::Failed(err), ..Work::default() };
                         return Poll::Ready(Err(failed(err)));
                     }
                 }
@@ -480,6 +485,38 @@ mod tests {
         // grows (under twice the 64 KiB limit); the 8 MiB the bomb stands
         // for never.
         assert!(counted.bytes_max < 512 * 1024, "{counted:?}");
+    }
+
+    #[test]
+    fn a_message_at_the_limit_is_inflated_without_a_second_copy() {
+        use tokio::io::AsyncReadExt;
+        let limit = 256 * 1024;
+        let text = "0".repeat(limit);
+        let wire = client_frame(true, true, 1, &compressed(&text), MASK);
+        let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let mut read = vec![0u8; limit + 64];
+        let (mut client, server) = runtime.block_on(async { tokio::io::duplex(1 << 20) });
+        runtime.block_on(client.write_all(&wire)).unwrap();
+        drop(client);
+        let mut layer = Inflating::new(server, Some(limit));
+        // The layer alone, read as tungstenite would but into one buffer
+        // made beforehand: what it allocates is the message once (its
+        // buffer, which grows to it) and the inflater's state.
+        let counted = allocation_counter::measure(|| {
+            let mut at = 0;
+            runtime.block_on(async {
+                loop {
+                    let n = layer.read(&mut read[at..]).await.unwrap();
+                    if n == 0 {
+                        break;
+                    }
+                    at += n;
+                }
+            });
+            assert_eq!(at, limit + 14, "the header with a 64-bit length and a mask, and the text");
+        });
+        assert!(read[14..].iter().take(limit).all(|&byte| byte == b'0'));
+        assert!(counted.bytes_max < (limit * 8 / 5) as u64 + 64 * 1024, "{counted:?}");
     }
 
     #[tokio::test]

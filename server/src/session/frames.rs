@@ -13,8 +13,9 @@
 //! On a connection that negotiated permessage-deflate, a frame long enough
 //! goes compressed (RSV1 set): a shared delivery's compressed form is made
 //! once and kept with it ([`crate::deflate::Deflated`]), so every member
-//! writes the same bytes; the connection's own frames (answers, replays)
-//! are compressed as they are written. A batched message holds frames of
+//! writes the same bytes; the connection's answers are compressed as they
+//! are written, and replayed history not at all ([`Out::Replayed`]). A
+//! batched message holds frames of
 //! one kind: compressed ones joined inside one deflate stream
 //! ([`crate::deflate::codec::JOIN`]), or plain ones joined by newlines.
 //!

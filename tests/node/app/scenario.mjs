@@ -3,9 +3,10 @@
 // hub drops the receiver (POST /api/disconnect, code 4005), a message is
 // published while it is away, and it must reconnect by itself, rejoin with
 // `recovered: true`, and end up with every message exactly once, in order.
-// The last two carry 3.6 KB of text: where the runtime's WebSocket
-// negotiates permessage-deflate (Bun's, the `ws` package's), they cross
-// compressed, one replayed by the rejoin and one live.
+// The last two carry 3.6 KB of text, one replayed by the rejoin (replays go
+// uncompressed) and one live: where the runtime's WebSocket negotiates
+// permessage-deflate (Bun's, the `ws` package's), the live one crosses
+// compressed.
 //
 // Plain ECMAScript plus `fetch` and `setTimeout`, so that Node.js, Deno and
 // Bun all run it; failures throw.
