@@ -10,13 +10,15 @@
 //! its first (compressed) message in the same segment as the answer, before
 //! tungstenite hands the stream back.
 
-use std::io;
+use std::io::{self, Cursor};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll, ready};
 
 use flate2::{Decompress, FlushDecompress, Status};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio_tungstenite::tungstenite::protocol::frame::FrameHeader;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
 
 /// Bytes read from every client socket so far.
 pub static WIRE_BYTES: AtomicU64 = AtomicU64::new(0);
@@ -39,7 +41,7 @@ pub struct Inflate<S> {
     output: Vec<u8>,
     out_at: usize,
     /// A compressed message being gathered: opcode and payload.
-    message: Option<(u8, Vec<u8>)>,
+    message: Option<(OpCode, Vec<u8>)>,
 }
 
 impl<S> Inflate<S> {
@@ -80,21 +82,30 @@ impl<S> Inflate<S> {
     /// messages; leaves a partial frame in `input`.
     fn process(&mut self) -> io::Result<()> {
         let mut at = 0;
-        while let Some((len, header)) = frame_length(&self.input[at..]) {
-            let end = at + header + len;
+        loop {
+            let mut cursor = Cursor::new(&self.input[at..]);
+            let Some((header, len)) = FrameHeader::parse(&mut cursor).map_err(io::Error::other)?
+            else {
+                break;
+            };
+            let start = at + cursor.position() as usize;
+            let end = start + len as usize;
             if self.input.len() < end {
                 break;
             }
-            let (first, payload) = (self.input[at], &self.input[at + header..end]);
-            let opcode = first & 0x0f;
-            let compressed = first & 0x40 != 0 && opcode != 0 && opcode & 0x08 == 0;
-            if compressed || (opcode == 0 && self.message.is_some()) {
-                let (_, data) = self.message.get_or_insert_with(|| (opcode, Vec::new()));
-                data.extend_from_slice(payload);
-                if first & 0x80 != 0 {
-                    let (opcode, data) = self.message.take().expect("gathered");
-                    let plain = self.inflate(&data)?;
-                    write_header(&mut self.output, 0x80 | opcode, plain.len());
+            let payload = &self.input[start..end];
+            let data = matches!(header.opcode, OpCode::Data(Data::Text | Data::Binary));
+            let continues = header.opcode == OpCode::Data(Data::Continue);
+            if (header.rsv1 && data) || (continues && self.message.is_some()) {
+                let (_, gathered) = self.message.get_or_insert_with(|| (header.opcode, Vec::new()));
+                gathered.extend_from_slice(payload);
+                if header.is_final {
+                    let (opcode, gathered) = self.message.take().expect("gathered");
+                    let plain = self.inflate(&gathered)?;
+                    let header = FrameHeader { opcode, ..FrameHeader::default() };
+                    header
+                        .format(plain.len() as u64, &mut self.output)
+                        .map_err(io::Error::other)?;
                     self.output.extend_from_slice(&plain);
                 }
             } else {
@@ -144,32 +155,6 @@ impl<S> Inflate<S> {
             self.out_at = 0;
         }
         Poll::Ready(Ok(()))
-    }
-}
-
-/// A server frame's payload length and header length, once the header is
-/// all there.
-fn frame_length(bytes: &[u8]) -> Option<(usize, usize)> {
-    let second = *bytes.get(1)?;
-    let (len, at) = match second & 0x7f {
-        126 => (usize::from(u16::from_be_bytes(bytes.get(2..4)?.try_into().ok()?)), 4),
-        127 => (u64::from_be_bytes(bytes.get(2..10)?.try_into().ok()?) as usize, 10),
-        short => (usize::from(short), 2),
-    };
-    let mask = if second & 0x80 != 0 { 4 } else { 0 };
-    (bytes.len() >= at + mask).then_some((len, at + mask))
-}
-
-fn write_header(out: &mut Vec<u8>, first: u8, len: usize) {
-    out.push(first);
-    if len < 126 {
-        out.push(len as u8);
-    } else if let Ok(short) = u16::try_from(len) {
-        out.push(126);
-        out.extend_from_slice(&short.to_be_bytes());
-    } else {
-        out.push(127);
-        out.extend_from_slice(&(len as u64).to_be_bytes());
     }
 }
 

@@ -18,17 +18,22 @@
 //! the layer holds nothing, waiting on the socket included: its buffers
 //! exist only while a frame is partly read or not yet handed up.
 
-use std::io;
+use std::io::{self, Cursor};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 
 use tokio::io::{AsyncRead, ReadBuf};
+use tungstenite::protocol::frame::FrameHeader;
+use tungstenite::protocol::frame::coding::{Data, OpCode};
 
 use super::{Compressor, FramingError, InflateError, codec};
 
-/// How much one read from the socket takes.
-const CHUNK: usize = 4 * 1024;
+/// How much one read from the socket takes: as much as the pooled reader
+/// under this layer reads at once (`transport/pooled_read.rs`), so that it
+/// passes the read straight to the socket instead of keeping what a smaller
+/// one would leave behind.
+const CHUNK: usize = 16 * 1024;
 
 /// The longest frame header: two bytes, a 64-bit length, a mask.
 const HEADER_MAX: usize = 14;
@@ -58,7 +63,7 @@ struct Work {
     out_at: usize,
     state: State,
     /// The compressed message being gathered: its opcode and payload.
-    message: Option<(u8, Vec<u8>)>,
+    message: Option<(OpCode, Vec<u8>)>,
 }
 
 #[derive(Debug, Default)]
@@ -73,6 +78,9 @@ enum State {
     Take { left: u64, mask: [u8; 4], phase: usize, fin: bool },
     /// The stream broke a rule; every read fails with this.
     Failed(InflateError),
+    /// A header tungstenite will refuse (a reserved opcode): from there on
+    /// every byte passes as it came, for tungstenite to fail the connection.
+    Raw,
 }
 
 impl<S> Inflating<S> {
@@ -120,6 +128,12 @@ impl Work {
             }
             return true;
         }
+        if matches!(self.state, State::Raw) && self.at < self.input.len() {
+            let n = (self.input.len() - self.at).min(buf.remaining());
+            buf.put_slice(&self.input[self.at..self.at + n]);
+            self.at += n;
+            return true;
+        }
         if let State::Pass(left) = &mut self.state {
             let available = self.input.len() - self.at;
             if *left > 0 && available > 0 {
@@ -164,14 +178,14 @@ impl Work {
                 self.state = State::Header;
                 Ok(true)
             }
-            State::Pass(_) | State::Failed(_) => Ok(false),
+            State::Pass(_) | State::Failed(_) | State::Raw => Ok(false),
         }
     }
 
     /// Inflates a whole compressed message into `output`, as one final
     /// frame, masked with a zero key. Its header goes in front of the
     /// inflated bytes, in room left for it, so the message is not copied.
-    fn inflate(&mut self, opcode: u8, data: Vec<u8>, limit: usize) -> Result<(), InflateError> {
+    fn inflate(&mut self, opcode: OpCode, data: Vec<u8>, limit: usize) -> Result<(), InflateError> {
         // What is handed up ahead of the message: pass-through bytes not
         // taken yet (nothing, in practice: a step runs once they are out).
         let ahead = self.output.len();
@@ -180,7 +194,7 @@ impl Work {
         drop(data);
         let len = self.output.len() - ahead - HEADER_MAX;
         let mut header = [0u8; HEADER_MAX];
-        let used = write_header(&mut header, 0x80 | opcode, len as u64, true);
+        let used = inflated_header(&mut header, opcode, len as u64);
         let at = ahead + HEADER_MAX - used;
         self.output[at..ahead + HEADER_MAX].copy_from_slice(&header[..used]);
         if ahead == self.out_at {
@@ -196,94 +210,71 @@ impl Work {
     /// Reads one frame header, if all of it is there, and decides what
     /// becomes of the frame.
     fn header(&mut self, limit: usize) -> Result<bool, InflateError> {
-        let bytes = &self.input[self.at..];
-        let Some((len, header_len)) = parse_length(bytes) else { return Ok(false) };
-        let (first, second) = (bytes[0], bytes[1]);
-        let (rsv1, opcode, masked) = (first & 0x40 != 0, first & 0x0f, second & 0x80 != 0);
-        let fin = first & 0x80 != 0;
-        let control = opcode & 0x08 != 0;
-        let compressed = rsv1 && !control && opcode != 0;
-        let continues = opcode == 0 && self.message.is_some();
+        let mut cursor = Cursor::new(&self.input[self.at..]);
+        let (header, len) = match FrameHeader::parse(&mut cursor) {
+            Ok(Some(parsed)) => parsed,
+            Ok(None) => return Ok(false),
+            // A reserved opcode: tungstenite fails the connection on this
+            // header, so what follows is its to read, as it came.
+            Err(_) => {
+                self.state = State::Raw;
+                return Ok(true);
+            }
+        };
+        let header_len = cursor.position() as usize;
+        let data = matches!(header.opcode, OpCode::Data(Data::Text | Data::Binary));
+        let compressed = header.rsv1 && data;
+        let continues = header.opcode == OpCode::Data(Data::Continue) && self.message.is_some();
         let framing = |error| Err(InflateError::Framing(error));
         if compressed || continues {
             if compressed && self.message.is_some() {
                 return framing(FramingError::Interleaved);
             }
-            if continues && rsv1 {
+            if continues && header.rsv1 {
                 return framing(FramingError::Rsv1OnContinuation);
             }
             // This frame never reaches tungstenite as it came: check here
             // what tungstenite would.
-            if first & 0x30 != 0 {
+            if header.rsv2 || header.rsv3 {
                 return framing(FramingError::OtherReservedBits);
             }
-            if !masked {
-                return framing(FramingError::Unmasked);
-            }
+            let Some(mask) = header.mask else { return framing(FramingError::Unmasked) };
             let gathered = self.message.as_ref().map_or(0, |(_, data)| data.len() as u64);
             if gathered.saturating_add(len) > limit as u64 {
                 return Err(InflateError::TooLarge { limit });
             }
-            let mask = bytes[header_len - 4..header_len].try_into().expect("four bytes");
             // Room for the frame, but no more on a header's word than a
-            // chunk's worth: the bytes must arrive for the rest.
-            let room = len.min(CHUNK as u64 * 16) as usize;
+            // few reads' worth: the bytes must arrive for the rest.
+            let room = len.min(CHUNK as u64 * 4) as usize;
             if compressed {
-                self.message = Some((opcode, Vec::with_capacity(room)));
+                self.message = Some((header.opcode, Vec::with_capacity(room)));
             } else if let Some((_, data)) = &mut self.message {
                 data.reserve(room);
             }
             self.at += header_len;
-            self.state = State::Take { left: len, mask, phase: 0, fin };
+            self.state = State::Take { left: len, mask, phase: 0, fin: header.is_final };
             return Ok(true);
         }
-        if !control && opcode != 0 && self.message.is_some() {
+        if data && self.message.is_some() {
             return framing(FramingError::Interleaved);
         }
         // Anything else is tungstenite's to judge, as the client sent it.
-        self.output.extend_from_slice(&bytes[..header_len]);
+        self.output.extend_from_slice(&self.input[self.at..self.at + header_len]);
         self.at += header_len;
         self.state = if len == 0 { State::Header } else { State::Pass(len) };
         Ok(true)
     }
 }
 
-/// A frame header's payload length and its own length, once all of it is
-/// in `bytes`.
-fn parse_length(bytes: &[u8]) -> Option<(u64, usize)> {
-    let second = *bytes.get(1)?;
-    let mask_len = if second & 0x80 != 0 { 4 } else { 0 };
-    let (len, at) = match second & 0x7f {
-        126 => (u64::from(u16::from_be_bytes(bytes.get(2..4)?.try_into().ok()?)), 4),
-        127 => (u64::from_be_bytes(bytes.get(2..10)?.try_into().ok()?), 10),
-        short => (u64::from(short), 2),
-    };
-    (bytes.len() >= at + mask_len).then_some((len, at + mask_len))
-}
-
-/// Writes a frame header into `out`: `first` byte, `len`, and a zero mask
-/// when `masked` (a client frame, as tungstenite expects one on a server);
-/// returns its length.
-fn write_header(out: &mut [u8; HEADER_MAX], first: u8, len: u64, masked: bool) -> usize {
-    let mask_bit = if masked { 0x80 } else { 0 };
-    out[0] = first;
-    let mut at = if len < 126 {
-        out[1] = mask_bit | len as u8;
-        2
-    } else if let Ok(short) = u16::try_from(len) {
-        out[1] = mask_bit | 126;
-        out[2..4].copy_from_slice(&short.to_be_bytes());
-        4
-    } else {
-        out[1] = mask_bit | 127;
-        out[2..10].copy_from_slice(&len.to_be_bytes());
-        10
-    };
-    if masked {
-        out[at..at + 4].fill(0);
-        at += 4;
-    }
-    at
+/// Writes the header of a final client frame of `len` bytes with `opcode`,
+/// masked with a zero key (as tungstenite expects a client's frame on a
+/// server, and which unmasks to itself) into `out`; returns its length.
+fn inflated_header(out: &mut [u8; HEADER_MAX], opcode: OpCode, len: u64) -> usize {
+    let header =
+        FrameHeader { is_final: true, opcode, mask: Some([0; 4]), ..FrameHeader::default() };
+    let mut cursor = Cursor::new(&mut out[..]);
+    header.format(len, &mut cursor).expect("a header fits in 14 bytes");
+    cursor.position() as usize
 }
 
 impl<S: AsyncRead + Unpin> AsyncRead for Inflating<S> {
@@ -354,11 +345,15 @@ pub(crate) fn client_frame(
     payload: &[u8],
     mask: [u8; 4],
 ) -> Vec<u8> {
-    let first = (if fin { 0x80 } else { 0 }) | (if compressed { 0x40 } else { 0 }) | opcode;
-    let mut header = [0u8; HEADER_MAX];
-    let used = write_header(&mut header, first, payload.len() as u64, true);
-    let mut out = header[..used].to_vec();
-    out[used - 4..].copy_from_slice(&mask);
+    let header = FrameHeader {
+        is_final: fin,
+        rsv1: compressed,
+        opcode: OpCode::from(opcode),
+        mask: Some(mask),
+        ..FrameHeader::default()
+    };
+    let mut out = Vec::new();
+    header.format(payload.len() as u64, &mut out).expect("a vector takes any header");
     out.extend(payload.iter().enumerate().map(|(i, byte)| byte ^ mask[i % 4]));
     out
 }
@@ -370,6 +365,7 @@ mod tests {
     use tokio::io::AsyncWriteExt;
     use tokio_tungstenite::WebSocketStream;
     use tungstenite::Message;
+    use tungstenite::error::ProtocolError;
     use tungstenite::protocol::{Role, WebSocketConfig};
 
     const MASK: [u8; 4] = [0x12, 0x34, 0x56, 0x78];
@@ -561,6 +557,17 @@ mod tests {
         let (mut hub, mut client) = server(1 << 20).await;
         client.write_all(&client_frame(true, true, 9, b"p", MASK)).await.unwrap();
         assert!(matches!(hub.next().await, Some(Err(tungstenite::Error::Protocol(_)))));
+        // A reserved opcode: passed on as it came, for tungstenite to refuse.
+        let (mut hub, mut client) = server(1 << 20).await;
+        client.write_all(&client_frame(true, false, 3, b"reserved", MASK)).await.unwrap();
+        let refused = hub.next().await;
+        assert!(
+            matches!(
+                refused,
+                Some(Err(tungstenite::Error::Protocol(ProtocolError::InvalidOpcode(3))))
+            ),
+            "{refused:?}"
+        );
         // A connection that did not negotiate it: RSV1 is a protocol error.
         let (client, server) = tokio::io::duplex(1 << 16);
         let mut plain =
