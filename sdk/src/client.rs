@@ -3,11 +3,12 @@
 
 use std::sync::{Arc, Mutex, PoisonError};
 
+use bytes::Bytes;
 use futures::channel::{mpsc, oneshot};
 use futures::{FutureExt, pin_mut, select_biased};
 use serde::Serialize;
 use serde_json::Value;
-use switchboard_protocol::{Ack, Message, Occupancy, Presence, validate_name};
+use switchboard_protocol::{Ack, Message, Occupancy, Payload, Presence, validate_name};
 
 use crate::builder::{ClientBuilder, Options};
 use crate::driver::{Command, Op, Request};
@@ -151,7 +152,43 @@ impl Client {
     ) -> Result<()> {
         check_name("room", room)?;
         check_name("event", event)?;
-        let data = to_value(data)?;
+        let data = Payload::Json(to_value(data)?);
+        self.publish_payload(room, event, data, exclude_self).await
+    }
+
+    /// Publishes `bytes` as `event` to every connection in `room`, like
+    /// [`Client::publish`]: as a binary message, without base64 on the wire.
+    /// Receivers get them in [`Message::binary`]; clients that speak only
+    /// JSON get their base64 text in `data`, with `encoding: "base64"`.
+    pub async fn publish_bytes(
+        &self,
+        room: &str,
+        event: &str,
+        bytes: impl Into<Bytes>,
+    ) -> Result<()> {
+        self.publish_payload(room, event, Payload::Bytes(bytes.into()), false).await
+    }
+
+    /// Like [`Client::publish_bytes`], leaving out this connection, like
+    /// [`Client::publish_to_others`].
+    pub async fn publish_bytes_to_others(
+        &self,
+        room: &str,
+        event: &str,
+        bytes: impl Into<Bytes>,
+    ) -> Result<()> {
+        self.publish_payload(room, event, Payload::Bytes(bytes.into()), true).await
+    }
+
+    async fn publish_payload(
+        &self,
+        room: &str,
+        event: &str,
+        data: Payload,
+        exclude_self: bool,
+    ) -> Result<()> {
+        check_name("room", room)?;
+        check_name("event", event)?;
         let op = Op::Publish { room: room.to_owned(), event: event.to_owned(), data, exclude_self };
         self.request(op).await.map(drop)
     }
@@ -159,9 +196,19 @@ impl Client {
     /// Sends `data` as `event` privately to every connection of user `to`;
     /// resolves with how many connections it reached. Queued while offline.
     pub async fn send(&self, to: &str, event: &str, data: impl Serialize) -> Result<u64> {
+        self.send_payload(to, event, Payload::Json(to_value(data)?)).await
+    }
+
+    /// Sends `bytes` as `event` privately to every connection of user
+    /// `to`, like [`Client::send`]: as a binary message, without base64 on
+    /// the wire.
+    pub async fn send_bytes(&self, to: &str, event: &str, bytes: impl Into<Bytes>) -> Result<u64> {
+        self.send_payload(to, event, Payload::Bytes(bytes.into())).await
+    }
+
+    async fn send_payload(&self, to: &str, event: &str, data: Payload) -> Result<u64> {
         check_name("to", to)?;
         check_name("event", event)?;
-        let data = to_value(data)?;
         let op = Op::Send { to: to.to_owned(), event: event.to_owned(), data };
         let ack = self.request(op).await?;
         Ok(ack.delivered.unwrap_or(0))
@@ -193,7 +240,16 @@ impl Client {
         Ok(History {
             epoch: ack.epoch,
             offset: ack.offset.unwrap_or(0),
-            messages: ack.messages.unwrap_or_default(),
+            messages: ack
+                .messages
+                .unwrap_or_default()
+                .into_iter()
+                .map(|mut message| {
+                    // Bytes come as base64 text in a page: shown as bytes.
+                    message.take_base64();
+                    message
+                })
+                .collect(),
         })
     }
 

@@ -20,7 +20,8 @@ impl Endpoint {
     /// Checks `url` and appends `user_id=<user>` when a user is given, and
     /// `batch=1` (several frames to a WebSocket message, which the driver
     /// splits: a browser then runs one `onmessage` per burst rather than per
-    /// frame) unless the URL says otherwise.
+    /// frame) and `binary=1` (bytes travel as binary messages, not base64
+    /// text) unless the URL says otherwise.
     pub(crate) fn new(url: &str, user: Option<&str>) -> Result<Endpoint, Error> {
         let invalid = |why: &str| Err(Error::InvalidUrl(format!("{why}: `{url}`")));
         let lower = url.get(..6).unwrap_or(url).to_ascii_lowercase();
@@ -56,14 +57,16 @@ impl Endpoint {
             let user: String = form_urlencoded::byte_serialize(user.as_bytes()).collect();
             url = format!("{url}{separator}user_id={user}");
         }
-        let query = url.split_once('?').map_or("", |(_, query)| query);
-        if !query.split('&').any(|pair| pair.starts_with("batch=")) {
-            let separator = match url.find('?') {
-                None => "?",
-                Some(_) if url.ends_with('?') || url.ends_with('&') => "",
-                Some(_) => "&",
-            };
-            url = format!("{url}{separator}batch=1");
+        for (name, pair) in [("batch=", "batch=1"), ("binary=", "binary=1")] {
+            let query = url.split_once('?').map_or("", |(_, query)| query);
+            if !query.split('&').any(|given| given.starts_with(name)) {
+                let separator = match url.find('?') {
+                    None => "?",
+                    Some(_) if url.ends_with('?') || url.ends_with('&') => "",
+                    Some(_) => "&",
+                };
+                url = format!("{url}{separator}{pair}");
+            }
         }
         Ok(Endpoint { url })
     }
@@ -91,15 +94,23 @@ mod tests {
     }
 
     #[test]
-    fn appends_the_user_and_asks_for_batches() {
+    fn appends_the_user_and_asks_for_batches_and_binary() {
         let url = |base, user| url(base, user).unwrap();
-        assert_eq!(url("ws://h:8080/ws", Some("alice")), "ws://h:8080/ws?user_id=alice&batch=1");
-        assert_eq!(url("wss://h/ws?v=1", Some("a b&c")), "wss://h/ws?v=1&user_id=a+b%26c&batch=1");
-        assert_eq!(url("WS://h/ws?", Some("é")), "WS://h/ws?user_id=%C3%A9&batch=1");
-        assert_eq!(url("ws://h", None), "ws://h?batch=1");
-        assert_eq!(url("ws://h/ws?", None), "ws://h/ws?batch=1");
-        // An application that wants one frame per message says so.
-        assert_eq!(url("ws://h/ws?batch=0", Some("a")), "ws://h/ws?batch=0&user_id=a");
+        let asks = "batch=1&binary=1";
+        assert_eq!(
+            url("ws://h:8080/ws", Some("alice")),
+            format!("ws://h:8080/ws?user_id=alice&{asks}")
+        );
+        assert_eq!(
+            url("wss://h/ws?v=1", Some("a b&c")),
+            format!("wss://h/ws?v=1&user_id=a+b%26c&{asks}")
+        );
+        assert_eq!(url("WS://h/ws?", Some("é")), format!("WS://h/ws?user_id=%C3%A9&{asks}"));
+        assert_eq!(url("ws://h", None), format!("ws://h?{asks}"));
+        assert_eq!(url("ws://h/ws?", None), format!("ws://h/ws?{asks}"));
+        // An application that wants one frame per message, or text only, says so.
+        assert_eq!(url("ws://h/ws?batch=0", Some("a")), "ws://h/ws?batch=0&user_id=a&binary=1");
+        assert_eq!(url("ws://h/ws?binary=0", None), "ws://h/ws?binary=0&batch=1");
     }
 
     #[test]

@@ -184,6 +184,7 @@ mod tests {
 
     fn message(event: &str) -> Message {
         Message {
+            encoding: None,
             room: Some("r".into()),
             to: None,
             from: "a".into(),
@@ -191,6 +192,7 @@ mod tests {
             data: serde_json::Value::Null,
             ts: 0,
             offset: None,
+            binary: None,
         }
     }
 

@@ -55,13 +55,14 @@
 //!   (`outbound.rs`), what a delivery is (`delivery.rs`), counters
 //!   (`stats.rs`), their rates (`rates.rs`) and latencies (`latency.rs`).
 //! - At the bottom, plain data: streams (`stream.rs`), frame encoding
-//!   (`wire.rs`), room-name [`patterns`], [`config`] with [`cli`] and
+//!   (`wire.rs`), binary payloads and their envelopes (`binary.rs`), room-name [`patterns`], [`config`] with [`cli`] and
 //!   [`env`](mod@env), errors.
 //!
 //! The wire protocol lives in the `switchboard-protocol` crate and is
 //! documented in `docs/PROTOCOL.md`.
 
 pub mod api;
+mod binary;
 pub mod cli;
 pub mod config;
 mod deflate;
@@ -90,6 +91,7 @@ pub mod store {
 }
 
 pub use api::ApiError;
+pub use binary::Payload;
 pub use config::Config;
 pub use engine::EngineError;
 pub use engine::catalog::{ManagedRoom, RoomError};

@@ -10,9 +10,11 @@
 //!
 //! The names and meanings here stay within a protocol version.
 
+use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::binary::Encoding;
 use crate::code::ErrorCode;
 
 /// A frame sent by a client to the hub.
@@ -53,9 +55,14 @@ pub enum ClientFrame {
         room: String,
         /// The application's event name.
         event: String,
-        /// Any JSON value; `null` when absent.
-        #[serde(default)]
+        /// Any JSON value; `null` when absent (and left out when null). With
+        /// `encoding`, the base64 text of bytes.
+        #[serde(default, skip_serializing_if = "Value::is_null")]
         data: Value,
+        /// `"base64"` when `data` is the base64 text of bytes (a client that
+        /// cannot send binary frames publishing bytes).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        encoding: Option<Encoding>,
         /// Leave out the sending connection (its user's other connections
         /// still get it). The message is part of the room's history all the
         /// same, so a replay after a reconnect includes it.
@@ -71,9 +78,13 @@ pub enum ClientFrame {
         to: String,
         /// The application's event name.
         event: String,
-        /// Any JSON value; `null` when absent.
-        #[serde(default)]
+        /// Any JSON value; `null` when absent (and left out when null). With
+        /// `encoding`, the base64 text of bytes.
+        #[serde(default, skip_serializing_if = "Value::is_null")]
         data: Value,
+        /// `"base64"` when `data` is the base64 text of bytes.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        encoding: Option<Encoding>,
     },
     /// Read a room's stored history; answered by an [`Ack`] with `messages`.
     History {
@@ -391,6 +402,13 @@ pub struct Welcome {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Message {
+    /// `"base64"` when the payload is bytes and `data` their base64 text;
+    /// absent for a JSON payload, and for bytes that arrived in a binary
+    /// frame (see [`binary`](Message::binary)). The first field, so that
+    /// every binary message begins with
+    /// [`BINARY_MESSAGE_PREFIX`](crate::binary::BINARY_MESSAGE_PREFIX).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encoding: Option<Encoding>,
     /// The room it was published to, for room messages.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub room: Option<String>,
@@ -401,7 +419,8 @@ pub struct Message {
     pub from: String,
     /// The application's event name.
     pub event: String,
-    /// The application's payload, any JSON value.
+    /// The application's payload, any JSON value; for a binary payload in
+    /// JSON, its base64 text (with [`encoding`](Message::encoding)).
     #[serde(default)]
     pub data: Value,
     /// When the hub accepted it, in Unix milliseconds.
@@ -410,6 +429,31 @@ pub struct Message {
     /// consecutive, increasing by one per message within an epoch.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub offset: Option<u64>,
+    /// The payload's bytes, when it is bytes and they are at hand: a client
+    /// SDK puts here what arrived in a binary frame, or decoded from base64
+    /// (and then leaves `data` null and `encoding` absent). Never part of
+    /// the JSON.
+    #[serde(skip)]
+    #[cfg_attr(feature = "openapi", schema(ignore))]
+    pub binary: Option<Bytes>,
+}
+
+impl Message {
+    /// Moves a payload of bytes from its base64 text in `data` into
+    /// [`binary`](Message::binary), leaving `data` null and `encoding`
+    /// absent, as a client SDK shows bytes whichever way they came. A
+    /// message with a JSON payload is left as it is; so is one whose `data`
+    /// is not the base64 its `encoding` says (false then).
+    pub fn take_base64(&mut self) -> bool {
+        let Some(Encoding::Base64) = self.encoding else { return true };
+        let Some(bytes) = self.data.as_str().and_then(crate::binary::from_base64) else {
+            return false;
+        };
+        self.binary = Some(bytes.into());
+        self.data = Value::Null;
+        self.encoding = None;
+        true
+    }
 }
 
 /// A position in a stream: the stream's epoch and the offset of the last

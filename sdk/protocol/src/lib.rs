@@ -2,8 +2,8 @@
 //!
 //! This crate is pure data: the frames that travel over a WebSocket as JSON
 //! text, the numeric codes carried by `error` frames and close frames, and the
-//! naming rules both ends enforce. It has no I/O and depends only on `serde`
-//! and `serde_json`, so it builds for every target, `wasm32-unknown-unknown`
+//! naming rules both ends enforce. It has no I/O and depends only on `serde`,
+//! `serde_json`, `bytes` and `base64`, so it builds for every target, `wasm32-unknown-unknown`
 //! included.
 //!
 //! # Layout
@@ -13,6 +13,8 @@
 //! - [`code`]: [`ErrorCode`] (in `error` frames; the connection stays open) and
 //!   [`CloseCode`] (in WebSocket close frames), each with documented ranges and
 //!   whether a client should reconnect.
+//! - [`binary`]: the envelope of a binary WebSocket message (bytes beside
+//!   a frame's JSON header), and the base64 form bytes take in JSON.
 //! - [`name`]: the rules for room names, event names and user ids.
 //! - `tag_first` (private): decodes [`ServerFrame`] reading `type` first,
 //!   without serde's buffering of internally tagged enums.
@@ -24,11 +26,13 @@
 // bring in a panic path worth about 4 KB gzipped (see the SDK's lib.rs).
 #![deny(clippy::string_slice)]
 
+pub mod binary;
 pub mod code;
 pub mod frame;
 pub mod name;
 mod tag_first;
 
+pub use binary::{Encoding, EnvelopeError, Payload};
 pub use code::{CloseCode, ErrorCode};
 pub use frame::{
     Ack, ClientFrame, DecodeError, ErrorFrame, MAX_ID_BYTES, MAX_MEMBERS_PAGE, Message, Occupancy,

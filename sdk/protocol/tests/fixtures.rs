@@ -72,6 +72,7 @@ fn client_frames_round_trip() {
             room: "general".into(),
             event: "chat".into(),
             data: json!({"text": "hello", "n": [1, 2.5, null, true]}),
+            encoding: None,
             exclude_self: false,
         },
     );
@@ -82,6 +83,7 @@ fn client_frames_round_trip() {
             to: "bob".into(),
             event: "dm".into(),
             data: json!("psst"),
+            encoding: None,
         },
     );
     assert_client(
@@ -123,6 +125,7 @@ fn server_frames_round_trip() {
         }),
     );
     let hi = Message {
+        encoding: None,
         room: Some("general".into()),
         to: None,
         from: "bob".into(),
@@ -130,6 +133,7 @@ fn server_frames_round_trip() {
         data: json!("hi"),
         ts: 1_764_000_000_002,
         offset: Some(41),
+        binary: None,
     };
     assert_server(
         "server/room_message_with_offset.json",
@@ -169,6 +173,7 @@ fn server_frames_round_trip() {
     assert_server(
         "server/room_message.json",
         ServerFrame::Message(Message {
+            encoding: None,
             room: Some("general".into()),
             to: None,
             from: "alice".into(),
@@ -176,11 +181,13 @@ fn server_frames_round_trip() {
             data: json!({"text": "hello"}),
             ts: 1_764_000_000_000,
             offset: None,
+            binary: None,
         }),
     );
     assert_server(
         "server/private_message.json",
         ServerFrame::Message(Message {
+            encoding: None,
             room: None,
             to: Some("bob".into()),
             from: "alice".into(),
@@ -188,6 +195,7 @@ fn server_frames_round_trip() {
             data: json!("psst"),
             ts: 1_764_000_000_001,
             offset: None,
+            binary: None,
         }),
     );
     for (path, action) in [

@@ -8,7 +8,7 @@
 
 use serde_json::Value;
 use switchboard_protocol::{
-    Ack, ClientFrame, ErrorCode, ErrorFrame, Message, Occupancy, Position, Presence,
+    Ack, ClientFrame, Encoding, ErrorCode, ErrorFrame, Message, Occupancy, Position, Presence,
     PresenceAction, RoomInfo, RoomJoined, ServerFrame, StreamReset, Welcome,
 };
 
@@ -36,17 +36,16 @@ pub(crate) fn encode(frame: &ClientFrame) -> String {
         ClientFrame::Leave { id, room } => {
             head(&mut out, "leave", id).text("room", room);
         }
-        ClientFrame::Publish { id, room, event, data, exclude_self } => {
-            head(&mut out, "publish", id)
-                .text("room", room)
-                .text("event", event)
-                .data("data", data);
+        ClientFrame::Publish { id, room, event, data, encoding, exclude_self } => {
+            head(&mut out, "publish", id).text("room", room).text("event", event);
+            payload(&mut out, data, *encoding);
             if *exclude_self {
                 out.flag("exclude_self", true);
             }
         }
-        ClientFrame::Send { id, to, event, data } => {
-            head(&mut out, "send", id).text("to", to).text("event", event).data("data", data);
+        ClientFrame::Send { id, to, event, data, encoding } => {
+            head(&mut out, "send", id).text("to", to).text("event", event);
+            payload(&mut out, data, *encoding);
         }
         ClientFrame::History { id, room, since, limit } => {
             head(&mut out, "history", id)
@@ -156,13 +155,29 @@ fn server_frame(value: &mut Value) -> Result<Option<ServerFrame>, String> {
     }))
 }
 
+/// `data` (left out when null, as serde does) and `encoding`.
+fn payload(out: &mut ObjectWriter, data: &Value, encoding: Option<Encoding>) {
+    if !data.is_null() {
+        out.data("data", data);
+    }
+    if let Some(Encoding::Base64) = encoding {
+        out.text("encoding", "base64");
+    }
+}
+
 fn message(fields: Fields<'_>) -> Result<Message, String> {
     message_with(fields, fields.data("data"))
 }
 
 /// A message whose `data` was taken out of `fields` already.
 fn message_with(fields: Fields<'_>, data: Value) -> Result<Message, String> {
+    let encoding = match fields.opt_string("encoding")?.as_deref() {
+        None => None,
+        Some("base64") => Some(Encoding::Base64),
+        Some(other) => return Err(format!("unknown `encoding` {other:?}")),
+    };
     Ok(Message {
+        encoding,
         room: fields.opt_string("room")?,
         to: fields.opt_string("to")?,
         from: fields.string("from")?,
@@ -170,6 +185,7 @@ fn message_with(fields: Fields<'_>, data: Value) -> Result<Message, String> {
         data,
         ts: fields.integer("ts", u64::MAX)?,
         offset: fields.opt_integer("offset", u64::MAX)?,
+        binary: None,
     })
 }
 
@@ -209,6 +225,7 @@ mod tests {
 
     fn message(room: Option<&str>, offset: Option<u64>) -> Message {
         Message {
+            encoding: None,
             room: room.map(Into::into),
             to: room.is_none().then(|| "bob".into()),
             from: "ann".into(),
@@ -216,6 +233,7 @@ mod tests {
             data: data(),
             ts: 1_767_225_600_000,
             offset,
+            binary: None,
         }
     }
 
@@ -400,6 +418,7 @@ mod tests {
                 room: "lobby".into(),
                 event: "chat".into(),
                 data: data(),
+                encoding: None,
                 exclude_self: false,
             },
             ClientFrame::Publish {
@@ -407,13 +426,23 @@ mod tests {
                 room: "lobby".into(),
                 event: "chat".into(),
                 data: Value::Null,
+                encoding: None,
                 exclude_self: true,
+            },
+            ClientFrame::Publish {
+                id: None,
+                room: "lobby".into(),
+                event: "blob".into(),
+                data: json!("AAH/"),
+                encoding: Some(Encoding::Base64),
+                exclude_self: false,
             },
             ClientFrame::Send {
                 id: Some("4".into()),
                 to: "bob".into(),
                 event: "dm".into(),
                 data: json!("hi"),
+                encoding: None,
             },
             ClientFrame::History {
                 id: Some("5".into()),

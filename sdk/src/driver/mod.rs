@@ -482,7 +482,7 @@ impl Driver {
                 }
             },
             Some(Incoming::Closed { code, reason }) => return Err(self.closed(code, reason, false)),
-            Some(Incoming::Alive | Incoming::Writable) => {
+            Some(Incoming::Alive | Incoming::Writable | Incoming::Binary(_)) => {
                 return Err(lost(None, "expected a welcome frame".into(), false));
             }
             None => return Err(self.timed_out()),
@@ -595,6 +595,12 @@ impl Driver {
                 }
                 Wake::Incoming(Incoming::Alive) => heard = true,
                 Wake::Incoming(Incoming::Writable) | Wake::Window => self.flush(socket),
+                Wake::Incoming(Incoming::Binary(bytes)) => {
+                    heard = true;
+                    if let After::FetchToken = self.on_binary(bytes) {
+                        refreshing = self.refresh_token();
+                    }
+                }
                 Wake::Incoming(Incoming::Text(text)) => {
                     heard = true;
                     // Several frames to a message, newline-separated: the

@@ -6,7 +6,8 @@
 use std::collections::VecDeque;
 
 use futures::channel::oneshot;
-use switchboard_protocol::{Ack, ClientFrame, ErrorCode};
+use switchboard_protocol::binary::envelope;
+use switchboard_protocol::{Ack, ClientFrame, ErrorCode, Payload};
 
 use super::{Driver, encode};
 use crate::error::{Error, Result};
@@ -25,8 +26,8 @@ pub(crate) struct Request {
 pub(crate) enum Op {
     Join { room: String },
     Leave { room: String },
-    Publish { room: String, event: String, data: serde_json::Value, exclude_self: bool },
-    Send { to: String, event: String, data: serde_json::Value },
+    Publish { room: String, event: String, data: Payload, exclude_self: bool },
+    Send { to: String, event: String, data: Payload },
     History { room: String, since: Option<u64>, limit: Option<u32> },
     Members { room: String, cursor: Option<String>, limit: Option<u32> },
     Rpc { method: String, data: serde_json::Value },
@@ -146,19 +147,29 @@ impl Driver {
                 self.positions.remove(room);
                 ClientFrame::Leave { id: Some(id.clone()), room: room.clone() }
             }
-            Op::Publish { room, event, data, exclude_self } => ClientFrame::Publish {
-                id: Some(id.clone()),
-                room: room.clone(),
-                event: event.clone(),
-                data: data.clone(),
-                exclude_self: *exclude_self,
-            },
-            Op::Send { to, event, data } => ClientFrame::Send {
-                id: Some(id.clone()),
-                to: to.clone(),
-                event: event.clone(),
-                data: data.clone(),
-            },
+            Op::Publish { room, event, data, exclude_self } => {
+                let (data, bytes) = split(data);
+                let frame = ClientFrame::Publish {
+                    id: Some(id.clone()),
+                    room: room.clone(),
+                    event: event.clone(),
+                    data,
+                    encoding: None,
+                    exclude_self: *exclude_self,
+                };
+                return self.send_pending(socket, id, request, frame, bytes);
+            }
+            Op::Send { to, event, data } => {
+                let (data, bytes) = split(data);
+                let frame = ClientFrame::Send {
+                    id: Some(id.clone()),
+                    to: to.clone(),
+                    event: event.clone(),
+                    data,
+                    encoding: None,
+                };
+                return self.send_pending(socket, id, request, frame, bytes);
+            }
             Op::History { room, since, limit } => ClientFrame::History {
                 id: Some(id.clone()),
                 room: room.clone(),
@@ -179,6 +190,26 @@ impl Driver {
         };
         self.pending.insert(id, Pending::Sent { request });
         self.write(socket, frame);
+    }
+
+    /// Sends a request's frame and keeps it pending: as text, or with
+    /// `bytes` as a binary message whose header is the frame.
+    fn send_pending(
+        &mut self,
+        socket: &mut Socket,
+        id: String,
+        request: Request,
+        frame: ClientFrame,
+        bytes: Option<bytes::Bytes>,
+    ) {
+        self.pending.insert(id, Pending::Sent { request });
+        match bytes {
+            Some(bytes) => {
+                self.pacer.note();
+                socket.send_binary(envelope(&encode(frame), &bytes));
+            }
+            None => self.write(socket, frame),
+        }
     }
 
     /// Queues a frame on the socket, counted against the hub's rate.
@@ -333,6 +364,15 @@ impl Driver {
                 self.queue.push_front(request);
             }
         }
+    }
+}
+
+/// A payload as a frame's `data`, and the bytes to send after the frame
+/// as a binary message (then `data` is null and left out of the header).
+fn split(data: &Payload) -> (serde_json::Value, Option<bytes::Bytes>) {
+    match data {
+        Payload::Json(value) => (value.clone(), None),
+        Payload::Bytes(bytes) => (serde_json::Value::Null, Some(bytes.clone())),
     }
 }
 

@@ -1,5 +1,5 @@
-//! The socket under the client: open a WebSocket, queue text to send,
-//! receive text until it closes. One [`Socket`] type per target with the
+//! The socket under the client: open a WebSocket, queue text and binary
+//! messages to send, receive them until it closes. One [`Socket`] type per target with the
 //! same methods: `native.rs` (tokio-tungstenite, rustls) and `web.rs` (the
 //! browser's `WebSocket`). This module, `codec/` and `runtime.rs` are the
 //! only places that look at `target_arch`.
@@ -29,6 +29,8 @@ use crate::error::Error;
 pub(crate) enum Incoming {
     /// A text frame.
     Text(String),
+    /// A binary frame: an envelope of a frame's header and its bytes.
+    Binary(Vec<u8>),
     /// A control frame arrived: the peer is alive. Browsers never report these.
     #[cfg_attr(target_arch = "wasm32", allow(dead_code))]
     Alive,

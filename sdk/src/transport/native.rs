@@ -175,6 +175,11 @@ impl Socket {
         self.outbound.push_back(WsMessage::Text(text.into()));
     }
 
+    /// Queues one binary message, like [`Socket::send`].
+    pub(crate) fn send_binary(&mut self, bytes: Vec<u8>) {
+        self.outbound.push_back(WsMessage::Binary(bytes.into()));
+    }
+
     /// Whether the app's next request may be queued now; once this says no,
     /// [`Socket::next`] yields [`Incoming::Writable`] when it may again.
     pub(crate) fn has_room(&mut self) -> bool {
@@ -205,6 +210,7 @@ impl Socket {
             };
             return Poll::Ready(match incoming {
                 Some(Ok(WsMessage::Text(text))) => Incoming::Text(text.as_str().to_owned()),
+                Some(Ok(WsMessage::Binary(bytes))) => Incoming::Binary(bytes.into()),
                 Some(Ok(WsMessage::Close(Some(frame)))) => Incoming::Closed {
                     code: Some(CloseCode(u16::from(frame.code))),
                     reason: frame.reason.as_str().to_owned(),

@@ -71,6 +71,7 @@ fn sends_headers() -> bool {
 enum WebEvent {
     Open,
     Text(String),
+    Binary(Vec<u8>),
     Closed { code: u16, reason: String },
     Error,
 }
@@ -144,9 +145,14 @@ impl Socket {
         });
         let sender = tx.clone();
         let on_message = Closure::<dyn FnMut(MessageEvent)>::new(move |event: MessageEvent| {
-            // Text frames arrive as JS strings; binary ones are not part of protocol 1.
-            if let Some(text) = event.data().as_string() {
+            // Text frames arrive as JS strings, binary ones as
+            // `ArrayBuffer`s (`binaryType` is set below).
+            let data = event.data();
+            if let Some(text) = data.as_string() {
                 let _ = sender.unbounded_send(WebEvent::Text(text));
+            } else if let Some(buffer) = data.dyn_ref::<js_sys::ArrayBuffer>() {
+                let bytes = js_sys::Uint8Array::new(buffer).to_vec();
+                let _ = sender.unbounded_send(WebEvent::Binary(bytes));
             }
         });
         let sender = tx.clone();
@@ -175,7 +181,7 @@ impl Socket {
             match socket.events.next().await {
                 Some(WebEvent::Open) => return Ok(socket),
                 // An error is always followed by a close event; wait for it.
-                Some(WebEvent::Error) | Some(WebEvent::Text(_)) => continue,
+                Some(WebEvent::Error | WebEvent::Text(_) | WebEvent::Binary(_)) => continue,
                 // Browsers hide the HTTP status of a refused upgrade: 1006 is all we learn.
                 Some(WebEvent::Closed { code, reason }) => {
                     let reason =
@@ -195,6 +201,13 @@ impl Socket {
         }
     }
 
+    /// Sends one binary message, like [`Socket::send`].
+    pub(crate) fn send_binary(&mut self, bytes: Vec<u8>) {
+        if let Err(e) = self.ws.send_with_u8_array(&bytes) {
+            self.failed.get_or_insert_with(|| describe(&e));
+        }
+    }
+
     /// Always: the browser buffers what is sent (`bufferedAmount`) and has
     /// no event for it draining.
     pub(crate) fn has_room(&mut self) -> bool {
@@ -210,6 +223,7 @@ impl Socket {
         loop {
             match self.events.next().await {
                 Some(WebEvent::Text(text)) => return Incoming::Text(text),
+                Some(WebEvent::Binary(bytes)) => return Incoming::Binary(bytes),
                 Some(WebEvent::Closed { code, reason }) => {
                     // 1005 (no code) and 1006 (abnormal) are not codes a peer sent.
                     let code = (code != 1005 && code != 1006).then_some(CloseCode(code));

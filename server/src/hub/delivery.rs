@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use switchboard_protocol::{Position, Presence, PresenceAction, ServerFrame};
 
+use crate::binary::Enveloped;
 use crate::deflate::Deflated;
 use crate::wire::encode;
 use tungstenite::Utf8Bytes;
@@ -115,12 +116,23 @@ pub struct Delivery {
     /// `frame` compressed for connections that negotiated permessage-deflate,
     /// once the first of them writes it.
     pub(crate) deflated: Deflated,
+    /// For a `message` whose payload is bytes: its binary form for
+    /// connections that speak binary, once the first of them writes it.
+    pub(crate) enveloped: Enveloped,
 }
 
 impl Delivery {
     /// A frame outside any stream (presence, a broadcast to everyone, an order).
     pub fn new(target: Target, frame: Utf8Bytes, kind: DeliveryKind) -> Delivery {
-        Delivery { target, frame, kind, offset: None, epoch: 0, deflated: Deflated::default() }
+        Delivery {
+            target,
+            frame,
+            kind,
+            offset: None,
+            epoch: 0,
+            deflated: Deflated::default(),
+            enveloped: Enveloped::default(),
+        }
     }
 
     /// A stream's message at `offset` of the epoch tagged `epoch`.
@@ -132,6 +144,7 @@ impl Delivery {
             offset: Some(offset),
             epoch,
             deflated: Deflated::default(),
+            enveloped: Enveloped::default(),
         }
     }
 }
@@ -193,8 +206,9 @@ mod tests {
         // message, not by the delivery's 80.
         assert_eq!(std::mem::size_of::<Arc<Delivery>>(), std::mem::size_of::<usize>());
         // Target 24, frame 32, offset 16, epoch 8, the compressed form's
-        // cache 24, kind 1 (padded): per publication, not per recipient.
-        assert!(std::mem::size_of::<Delivery>() <= 112, "{}", std::mem::size_of::<Delivery>());
+        // cache 24, the binary form's 24, kind 1 (padded): per
+        // publication, not per recipient.
+        assert!(std::mem::size_of::<Delivery>() <= 136, "{}", std::mem::size_of::<Delivery>());
     }
 
     #[test]

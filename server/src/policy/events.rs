@@ -254,6 +254,7 @@ mod tests {
     #[test]
     fn the_queue_is_bounded_in_bytes_too() {
         let message = |n: usize| Message {
+            encoding: None,
             room: Some("r".into()),
             to: None,
             from: "a".into(),
@@ -261,6 +262,7 @@ mod tests {
             data: json!("x".repeat(n)),
             ts: 0,
             offset: None,
+            binary: None,
         };
         let config =
             EventsConfig { url: "http://x".into(), queue_bytes: 3_000, ..EventsConfig::default() };

@@ -30,17 +30,34 @@ pub struct ConnectQuery {
     /// message, separated by newlines; `0` (or `false`, the default): one
     /// frame per message.
     pub batch: Option<String>,
+    /// `1` (or `true`): the client speaks binary. It may send bytes as
+    /// binary messages (`publish` and `send` envelopes), and gets messages
+    /// whose payload is bytes as binary messages instead of base64 text.
+    /// `0` (or `false`, the default): text only.
+    pub binary: Option<String>,
 }
 
 impl ConnectQuery {
     /// Whether the client asked for batched messages; an error naming the
     /// accepted values when `batch` is something else.
     pub fn batch(&self) -> Result<bool, String> {
-        match self.batch.as_deref() {
-            None | Some("0" | "false") => Ok(false),
-            Some("1" | "true") => Ok(true),
-            Some(other) => Err(format!("`batch` must be 1 or 0, not {other:?}")),
-        }
+        flag("batch", self.batch.as_deref())
+    }
+
+    /// Whether the client speaks binary; an error naming the accepted
+    /// values when `binary` is something else.
+    pub fn binary(&self) -> Result<bool, String> {
+        flag("binary", self.binary.as_deref())
+    }
+}
+
+/// A yes-or-no query parameter: absent, `0` or `false` for no, `1` or
+/// `true` for yes.
+fn flag(name: &str, value: Option<&str>) -> Result<bool, String> {
+    match value {
+        None | Some("0" | "false") => Ok(false),
+        Some("1" | "true") => Ok(true),
+        Some(other) => Err(format!("`{name}` must be 1 or 0, not {other:?}")),
     }
 }
 

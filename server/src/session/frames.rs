@@ -39,6 +39,7 @@ use tokio_tungstenite::WebSocketStream;
 use tungstenite::error::ProtocolError;
 use tungstenite::{Message as WsMessage, Utf8Bytes};
 
+use crate::binary::envelope_of;
 use crate::deflate::Compressor;
 use crate::deflate::codec::JOIN;
 use crate::hub::Delivery;
@@ -101,14 +102,27 @@ pub(crate) enum Out {
     /// each connection would cost one compression per message per
     /// connection (about 17 µs for 2 KB at level 6, several times the write).
     Replayed(Utf8Bytes),
+    /// A replayed message whose payload is bytes, in its binary form, for
+    /// a connection that speaks binary: written as it is.
+    ReplayedBinary(bytes::Bytes),
 }
 
 impl Out {
-    /// The frame's JSON.
-    pub(crate) fn text(&self) -> &str {
+    /// A message replayed from history, as a connection that speaks
+    /// `binary` (or not) writes it.
+    pub(crate) fn replayed(frame: Utf8Bytes, binary: bool) -> Out {
+        match binary.then(|| envelope_of(frame.as_str())).flatten() {
+            Some(form) => Out::ReplayedBinary(form.into()),
+            None => Out::Replayed(frame),
+        }
+    }
+
+    /// The payload's length, written as it is.
+    fn len(&self) -> usize {
         match self {
-            Out::Own(text) | Out::Replayed(text) => text.as_str(),
-            Out::Shared(delivery) => delivery.frame.as_str(),
+            Out::Own(text) | Out::Replayed(text) => text.len(),
+            Out::Shared(delivery) => delivery.frame.len(),
+            Out::ReplayedBinary(bytes) => bytes.len(),
         }
     }
 }
@@ -119,17 +133,45 @@ impl From<Utf8Bytes> for Out {
     }
 }
 
-/// How one frame goes on the wire: compressed or not, and its payload.
+/// How one frame goes on the wire: a text or a binary message, compressed
+/// or not, and its payload.
 #[derive(Clone, Copy)]
 struct Form<'a> {
     deflated: bool,
+    binary: bool,
     bytes: &'a [u8],
+    /// The payload's length before compressing.
+    raw: usize,
 }
 
 impl<'a> Form<'a> {
     /// `text` as it is.
     fn plain(text: &'a str) -> Form<'a> {
-        Form { deflated: false, bytes: text.as_bytes() }
+        Form { deflated: false, binary: false, bytes: text.as_bytes(), raw: text.len() }
+    }
+
+    /// A binary message's `bytes` as they are.
+    fn binary(bytes: &'a [u8]) -> Form<'a> {
+        Form { deflated: false, binary: true, bytes, raw: bytes.len() }
+    }
+
+    /// This form with its payload compressed to `bytes`.
+    fn compressed(self, bytes: &'a [u8]) -> Form<'a> {
+        Form { deflated: true, bytes, ..self }
+    }
+}
+
+/// The form of `frame` uncompressed, for a connection that speaks
+/// `binary` (or not): a shared message whose payload is bytes goes to it as
+/// a binary message.
+fn uncompressed(frame: &Out, binary: bool) -> Form<'_> {
+    match frame {
+        Out::Own(text) | Out::Replayed(text) => Form::plain(text.as_str()),
+        Out::Shared(delivery) => match binary.then(|| delivery.enveloped.get(&delivery.frame)) {
+            Some(Some(form)) => Form::binary(form),
+            _ => Form::plain(delivery.frame.as_str()),
+        },
+        Out::ReplayedBinary(bytes) => Form::binary(bytes),
     }
 }
 
@@ -138,30 +180,35 @@ impl<'a> Form<'a> {
 /// own.
 fn form<'a>(
     frame: &'a Out,
+    binary: bool,
     compressor: Option<&Compressor>,
     own: &'a mut Option<Box<[u8]>>,
 ) -> Form<'a> {
-    let plain = Form::plain(frame.text());
+    let plain = uncompressed(frame, binary);
     let Some(compressor) = compressor else { return plain };
     let compressed = match frame {
+        Out::Shared(delivery) if plain.binary => {
+            delivery.enveloped.deflated(&delivery.frame, compressor)
+        }
         Out::Shared(delivery) => delivery.deflated.get(delivery.frame.as_bytes(), compressor),
         Out::Own(text) => {
             *own = compressor.deflate(text.as_bytes());
             own.as_deref()
         }
-        Out::Replayed(_) => None,
+        Out::Replayed(_) | Out::ReplayedBinary(_) => None,
     };
     match compressed {
-        Some(bytes) => Form { deflated: true, bytes },
+        Some(bytes) => plain.compressed(bytes),
         None => plain,
     }
 }
 
-/// Writes the header of an unmasked, final text frame of `len` bytes into
-/// `out` (RSV1 set when the payload is `deflated`); returns its length.
-fn frame_header(deflated: bool, len: usize, out: &mut [u8; HEADER_MAX]) -> usize {
-    // FIN, RSV1 for a compressed message, opcode 1 (text).
-    out[0] = if deflated { 0xc1 } else { 0x81 };
+/// Writes the header of an unmasked, final frame of `form` (text or
+/// binary, RSV1 set when the payload is compressed) into `out`, for a
+/// message of `len` bytes; returns the header's length.
+fn frame_header(form: Form<'_>, len: usize, out: &mut [u8; HEADER_MAX]) -> usize {
+    // FIN, RSV1 for a compressed message, opcode 1 (text) or 2 (binary).
+    out[0] = 0x80 | if form.deflated { 0x40 } else { 0 } | if form.binary { 2 } else { 1 };
     if len < 126 {
         out[1] = len as u8;
         2
@@ -199,6 +246,9 @@ pub(crate) struct FrameSocket<S> {
     /// A write failed partway: where the stream's frames stand is unknown,
     /// so nothing more is written.
     broken: bool,
+    /// The client speaks binary (`?binary=1`): messages whose payload is
+    /// bytes go to it as binary messages.
+    binary: bool,
 }
 
 impl<S: Socket> FrameSocket<S> {
@@ -212,7 +262,19 @@ impl<S: Socket> FrameSocket<S> {
             closed: false,
             batch: false,
             broken: false,
+            binary: false,
         }
+    }
+
+    /// Writes messages whose payload is bytes as binary messages from now
+    /// on (the client speaks binary).
+    pub(crate) fn speak_binary(&mut self) {
+        self.binary = true;
+    }
+
+    /// Whether the client speaks binary.
+    pub(crate) fn speaks_binary(&self) -> bool {
+        self.binary
     }
 
     /// Compresses frames from now on (the connection negotiated
@@ -253,7 +315,7 @@ impl<S: Socket> FrameSocket<S> {
             let mut bytes = 0;
             for slot in frames.iter_mut() {
                 let Some(frame) = first.take().or_else(&mut next) else { break };
-                bytes += frame.text().len();
+                bytes += frame.len();
                 *slot = Some(frame);
                 count += 1;
                 if bytes >= BYTES_PER_WRITE {
@@ -266,10 +328,10 @@ impl<S: Socket> FrameSocket<S> {
             let (mut own, mut forms);
             let mut headers = [[0u8; HEADER_MAX]; FRAMES_PER_WRITE];
             let mut slices = [IoSlice::new(&[]); 2 * FRAMES_PER_WRITE];
-            let batch = self.batch;
+            let (batch, binary) = (self.batch, self.binary);
             let used = match self.deflate.as_deref() {
                 None => {
-                    let plain = frames.map(|frame| Form::plain(frame.text()));
+                    let plain = frames.map(|frame| uncompressed(frame, binary));
                     lay_out(plain, batch, &mut headers, &mut slices, first_alone)
                 }
                 Some(compressor) => {
@@ -277,8 +339,8 @@ impl<S: Socket> FrameSocket<S> {
                     forms = [Form::plain(""); FRAMES_PER_WRITE];
                     let mut before = 0;
                     for ((frame, own), slot) in frames.zip(&mut own).zip(&mut forms) {
-                        before += frame.text().len();
-                        *slot = form(frame, Some(compressor), own);
+                        *slot = form(frame, binary, Some(compressor), own);
+                        before += slot.raw;
                     }
                     let forms = forms[..count].iter().copied();
                     compressor.count(before, forms.clone().map(|form| form.bytes.len()).sum());
@@ -356,12 +418,12 @@ impl<S: Socket> FrameSocket<S> {
         if let Some(frame) = self.held.take() {
             let frame = Out::Own(frame);
             let mut own = None;
-            let form = form(&frame, self.deflate.as_deref(), &mut own);
+            let form = form(&frame, self.binary, self.deflate.as_deref(), &mut own);
             if let Some(compressor) = &self.deflate {
-                compressor.count(frame.text().len(), form.bytes.len());
+                compressor.count(form.raw, form.bytes.len());
             }
             let mut header = [0u8; HEADER_MAX];
-            let len = frame_header(form.deflated, form.bytes.len(), &mut header);
+            let len = frame_header(form, form.bytes.len(), &mut header);
             let mut slices = [IoSlice::new(&header[..len]), IoSlice::new(form.bytes)];
             self.write_or_keep(cx, &mut slices)?;
             if !self.unsent.is_empty() {
@@ -404,7 +466,7 @@ fn one_each<'a>(
 ) -> usize {
     let mut used = 0;
     for (frame, header) in frames.zip(headers.iter_mut()) {
-        let len = frame_header(frame.deflated, frame.bytes.len(), header);
+        let len = frame_header(frame, frame.bytes.len(), header);
         slices[used] = IoSlice::new(&header[..len]);
         slices[used + 1] = IoSlice::new(frame.bytes);
         used += 2;
@@ -418,7 +480,8 @@ fn separator(deflated: bool) -> &'static [u8] {
 }
 
 /// Lays out `frames` (at most [`FRAMES_PER_WRITE`]) as few WebSocket
-/// messages: each a header, then payloads of one kind (compressed or not)
+/// messages: each a header, then text payloads of one kind (compressed or
+/// not) or one binary payload,
 /// with a [`separator`] between, of at most [`BATCH_BYTES`] unless its one
 /// frame is larger; with `first_alone`, the first frame is a message by
 /// itself. Returns the number of slices used (a message's first frame takes
@@ -430,18 +493,21 @@ fn batched<'a>(
     slices: &mut [IoSlice<'a>; 2 * FRAMES_PER_WRITE],
     first_alone: bool,
 ) -> usize {
-    // Whether `frame`, at `index` after one of kind `previous`, starts a
-    // message of its own after a message of `current` bytes.
-    let starts = |index: usize, frame: Form<'_>, previous: bool, current: usize| {
+    // Whether `frame`, at `index` after one of kind `previous` (compressed,
+    // binary), starts a message of its own after a message of `current`
+    // bytes. A binary message is never batched: it holds one payload.
+    let starts = |index: usize, frame: Form<'_>, previous: (bool, bool), current: usize| {
         index == 0
             || (first_alone && index == 1)
-            || frame.deflated != previous
+            || frame.binary
+            || previous.1
+            || frame.deflated != previous.0
             || current + separator(frame.deflated).len() + frame.bytes.len() > BATCH_BYTES
     };
     // Message lengths first (each header needs its message's length).
     let mut lengths = [0usize; FRAMES_PER_WRITE];
     let mut messages = 0;
-    let mut previous = false;
+    let mut previous = (false, false);
     for (index, frame) in frames.clone().enumerate() {
         let current = lengths[messages.max(1) - 1];
         if starts(index, frame, previous, current) {
@@ -450,21 +516,21 @@ fn batched<'a>(
         } else {
             lengths[messages - 1] = current + separator(frame.deflated).len() + frame.bytes.len();
         }
-        previous = frame.deflated;
+        previous = (frame.deflated, frame.binary);
     }
     let mut headers = headers.iter_mut();
     let mut used = 0;
     let (mut message, mut filled) = (0, 0);
-    let mut previous = false;
+    let mut previous = (false, false);
     for (index, frame) in frames.enumerate() {
         let starts = starts(index, frame, previous, filled);
-        previous = frame.deflated;
+        previous = (frame.deflated, frame.binary);
         if starts {
             if used > 0 {
                 message += 1;
             }
             let header = headers.next().expect("a header per message");
-            let len = frame_header(frame.deflated, lengths[message], header);
+            let len = frame_header(frame, lengths[message], header);
             slices[used] = IoSlice::new(&header[..len]);
             used += 1;
             filled = frame.bytes.len();
@@ -566,18 +632,23 @@ mod tests {
     #[test]
     fn headers_use_the_shortest_length_form() {
         let mut out = [0; HEADER_MAX];
-        assert_eq!(frame_header(false, 0, &mut out), 2);
+        let text = Form::plain("");
+        assert_eq!(frame_header(text, 0, &mut out), 2);
         assert_eq!(out[..2], [0x81, 0]);
-        assert_eq!(frame_header(false, 125, &mut out), 2);
+        assert_eq!(frame_header(text, 125, &mut out), 2);
         assert_eq!(out[..2], [0x81, 125]);
-        assert_eq!(frame_header(false, 126, &mut out), 4);
+        assert_eq!(frame_header(text, 126, &mut out), 4);
         assert_eq!(out[..4], [0x81, 126, 0, 126]);
-        assert_eq!(frame_header(false, 65_535, &mut out), 4);
+        assert_eq!(frame_header(text, 65_535, &mut out), 4);
         assert_eq!(out[..4], [0x81, 126, 0xff, 0xff]);
-        assert_eq!(frame_header(false, 65_536, &mut out), 10);
+        assert_eq!(frame_header(text, 65_536, &mut out), 10);
         assert_eq!(out[..10], [0x81, 127, 0, 0, 0, 0, 0, 1, 0, 0]);
-        assert_eq!(frame_header(true, 5, &mut out), 2);
+        assert_eq!(frame_header(text.compressed(&[]), 5, &mut out), 2);
         assert_eq!(out[..2], [0xc1, 5], "RSV1 marks a compressed message");
+        assert_eq!(frame_header(Form::binary(&[]), 5, &mut out), 2);
+        assert_eq!(out[..2], [0x82, 5], "opcode 2 for a binary message");
+        assert_eq!(frame_header(Form::binary(&[]).compressed(&[]), 5, &mut out), 2);
+        assert_eq!(out[..2], [0xc2, 5]);
     }
 
     /// Frames of every length form, written through a pipe far smaller than
@@ -738,7 +809,10 @@ mod tests {
             // Replayed history goes as it is, however long.
             Out::Replayed(long("replayed").into()),
         ];
-        let texts: Vec<String> = frames.iter().map(|frame| frame.text().to_owned()).collect();
+        let texts: Vec<String> = frames
+            .iter()
+            .map(|frame| String::from_utf8(uncompressed(frame, false).bytes.to_vec()).unwrap())
+            .collect();
         let mut written = Vec::new();
         for batch in [false, true] {
             let (mut server, mut client) = deflating(&compressor, batch).await;

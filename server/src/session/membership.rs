@@ -162,7 +162,8 @@ impl<S: Socket> Session<S> {
     /// Writes replayed messages, as they are (never compressed: see
     /// [`Out::Replayed`]) and several to a write.
     pub(super) async fn replay(&mut self, missed: Vec<Stored>) -> Result<(), Flow> {
-        let mut missed = missed.into_iter().map(|stored| Out::Replayed(stored.frame));
+        let binary = self.socket.speaks_binary();
+        let mut missed = missed.into_iter().map(|stored| Out::replayed(stored.frame, binary));
         while let Some(first) = missed.next() {
             let mut first = Some(first);
             let socket = &mut self.socket;

@@ -23,8 +23,8 @@ use std::sync::Arc;
 use futures::future::Either;
 use futures::{SinkExt, StreamExt};
 use switchboard_protocol::{
-    Ack, ClientFrame, CloseCode, ErrorCode, ErrorFrame, PROTOCOL_VERSION, Position, ServerFrame,
-    Welcome,
+    Ack, ClientFrame, CloseCode, DecodeError, ErrorCode, ErrorFrame, PROTOCOL_VERSION, Position,
+    ServerFrame, Welcome,
 };
 use tokio::time::{Duration, Instant, MissedTickBehavior};
 use tracing::{debug, info};
@@ -96,6 +96,8 @@ pub(crate) struct Start {
     /// The client asked for several frames per WebSocket message
     /// (`?batch=1`).
     pub(crate) batch: bool,
+    /// The client speaks binary (`?binary=1`).
+    pub(crate) binary: bool,
 }
 
 /// One WebSocket connection's state.
@@ -137,6 +139,13 @@ impl<S: Socket> Session<S> {
     /// newlines (the client asked with `?batch=1`).
     pub(crate) fn batched(mut self) -> Session<S> {
         self.socket.batch();
+        self
+    }
+
+    /// Takes bytes as binary messages, and writes messages whose payload
+    /// is bytes as binary messages (the client asked with `?binary=1`).
+    pub(crate) fn speaking_binary(mut self) -> Session<S> {
+        self.socket.speak_binary();
         self
     }
 
@@ -461,41 +470,52 @@ impl<S: Socket> Session<S> {
             None => Err(Refused::Flow(Flow::Gone(Ended::Dropped))),
             Some(Ok(WsMessage::Close(_))) => Err(Refused::Flow(Flow::Gone(Ended::ClientClosed))),
             Some(Ok(WsMessage::Text(text))) => {
-                let depth = self.conn.state.config().limits.max_json_depth;
-                if let Err(flow) = self.admit_frame() {
-                    if let Flow::Continue = flow {
-                        // The refusal names the request, so a client can
-                        // retry it after a pause instead of timing out.
-                        let id = ClientFrame::decode_limited(&text, depth)
-                            .ok()
-                            .and_then(|frame| frame.id().map(str::to_owned));
-                        let message = "rate limit: too many frames; slow down".to_owned();
-                        return Err(Refused::Answer(id, ErrorCode::RATE_LIMITED, message));
-                    }
-                    return Err(Refused::Flow(flow));
-                }
-                let counters = &self.conn.state.hub().counters;
-                match ClientFrame::decode_limited(&text, depth) {
-                    Ok(frame) => {
-                        counters.frame_in(frame_slot(&frame));
-                        Ok(frame)
-                    }
-                    Err(err) => {
-                        counters.frame_in(crate::hub::stats::FRAME_TYPES.len() - 1);
-                        Err(Refused::Answer(err.id, err.code, err.message))
-                    }
-                }
+                self.decoded(text.as_str(), ClientFrame::decode_limited)
+            }
+            Some(Ok(WsMessage::Binary(bytes))) if self.socket.speaks_binary() => {
+                self.decoded(&bytes[..], crate::binary::request_of)
             }
             Some(Ok(WsMessage::Binary(_))) => Err(Refused::Answer(
                 None,
                 ErrorCode::BINARY_UNSUPPORTED,
-                "binary messages are not supported; send JSON text".to_owned(),
+                "binary messages need `?binary=1` on the URL; send JSON text".to_owned(),
             )),
             // Raw frames are only produced when writing, never read.
             Some(Ok(WsMessage::Ping(_) | WsMessage::Pong(_) | WsMessage::Frame(_))) => {
                 Err(Refused::Flow(Flow::Continue))
             }
             Some(Err(err)) => Err(Refused::Flow(read_error_flow(err))),
+        }
+    }
+
+    /// A text or binary message `decode`d, past the rate limit and counted.
+    fn decoded<T: ?Sized>(
+        &mut self,
+        message: &T,
+        decode: fn(&T, usize) -> Result<ClientFrame, DecodeError>,
+    ) -> Result<ClientFrame, Refused> {
+        let depth = self.conn.state.config().limits.max_json_depth;
+        if let Err(flow) = self.admit_frame() {
+            if let Flow::Continue = flow {
+                // The refusal names the request, so a client can
+                // retry it after a pause instead of timing out.
+                let id =
+                    decode(message, depth).ok().and_then(|frame| frame.id().map(str::to_owned));
+                let message = "rate limit: too many frames; slow down".to_owned();
+                return Err(Refused::Answer(id, ErrorCode::RATE_LIMITED, message));
+            }
+            return Err(Refused::Flow(flow));
+        }
+        let counters = &self.conn.state.hub().counters;
+        match decode(message, depth) {
+            Ok(frame) => {
+                counters.frame_in(frame_slot(&frame));
+                Ok(frame)
+            }
+            Err(err) => {
+                counters.frame_in(crate::hub::stats::FRAME_TYPES.len() - 1);
+                Err(Refused::Answer(err.id, err.code, err.message))
+            }
         }
     }
 

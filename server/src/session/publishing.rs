@@ -21,7 +21,7 @@ use switchboard_protocol::{Ack, ClientFrame, ErrorCode, Message, ServerFrame};
 use tokio::time::Instant;
 
 use super::flow::frame_slot;
-use super::requests::{decision, valid_name};
+use super::requests::{decision, valid_data, valid_hooked_data, valid_name};
 use super::{Flow, Refused, Session, Socket};
 use crate::engine::{EngineError, Publication, Published};
 use crate::hub::Target;
@@ -97,11 +97,12 @@ impl<S: Socket> Session<S> {
         &mut self,
         frame: ClientFrame,
     ) -> Result<Prepared, Refused> {
-        let ClientFrame::Publish { id, room, event, data, exclude_self } = frame else {
+        let ClientFrame::Publish { id, room, event, data, encoding, exclude_self } = frame else {
             unreachable!("prepare_publish takes publish frames");
         };
         valid_name(&id, "room", &room)?;
         valid_name(&id, "event", &event)?;
+        valid_data(&id, &data, encoding)?;
         if !self.may(&room, |rule| rule.publish) {
             let message = format!("not allowed to publish to `{room}`");
             return Err(Refused::Answer(id, ErrorCode::FORBIDDEN, message));
@@ -117,8 +118,13 @@ impl<S: Socket> Session<S> {
             }
             None => None,
         };
+        let replaced = hooked.is_some();
         let data = decision(&id, hooked, data)?;
+        if replaced {
+            valid_hooked_data(&id, &data, encoding)?;
+        }
         let message = Message {
+            encoding,
             room: Some(room.clone()),
             to: None,
             from: self.conn.user.to_string(),
@@ -126,6 +132,7 @@ impl<S: Socket> Session<S> {
             data,
             ts: now_ms(),
             offset: None,
+            binary: None,
         };
         let copy = self.conn.state.events().map(|_| message.clone());
         let room: Arc<str> = room.into();

@@ -24,12 +24,15 @@ impl<S: Socket> Session<S> {
             // `carry_out` sends publishes to `publish_gathered`; one that
             // came here all the same is a gathering of one.
             publish @ ClientFrame::Publish { .. } => self.publish_gathered(publish).await,
-            ClientFrame::Send { id, to, event, data } => {
+            ClientFrame::Send { id, to, event, data, encoding } => {
                 if let Err(flow) = self.check_name(&id, "to", &to).await {
                     return flow;
                 }
                 if let Err(flow) = self.check_name(&id, "event", &event).await {
                     return flow;
+                }
+                if let Err(refused) = valid_data(&id, &data, encoding) {
+                    return self.answer(refused).await;
                 }
                 if self.conn.state.permissions().send != Access::Anyone {
                     let message = "private messages between clients are switched off".to_owned();
@@ -42,11 +45,18 @@ impl<S: Socket> Session<S> {
                     }
                     None => None,
                 };
+                let replaced = hooked.is_some();
                 let data = match self.decided(&id, hooked, data).await {
                     Ok(data) => data,
                     Err(flow) => return flow,
                 };
+                if replaced {
+                    if let Err(refused) = valid_hooked_data(&id, &data, encoding) {
+                        return self.answer(refused).await;
+                    }
+                }
                 let message = Message {
+                    encoding,
                     room: None,
                     to: Some(to.clone()),
                     from: self.conn.user.to_string(),
@@ -54,6 +64,7 @@ impl<S: Socket> Session<S> {
                     data,
                     ts: now_ms(),
                     offset: None,
+                    binary: None,
                 };
                 let request = id.clone().map(|id| (self.conn.user.clone(), id));
                 match self.conn.state.send_private(to.into(), message, request).await {
@@ -184,6 +195,30 @@ impl<S: Socket> Session<S> {
 pub(super) fn valid_name(id: &Option<String>, field: &str, name: &str) -> Result<(), Refused> {
     validate_name(name).map_err(|err| {
         Refused::Answer(id.clone(), ErrorCode::INVALID_NAME, format!("invalid `{field}`: {err}"))
+    })
+}
+
+/// Refuses `data` that does not match its `encoding` (bytes as base64
+/// text), with [`ErrorCode::INVALID_FRAME`].
+pub(super) fn valid_data(
+    id: &Option<String>,
+    data: &serde_json::Value,
+    encoding: Option<switchboard_protocol::Encoding>,
+) -> Result<(), Refused> {
+    crate::binary::check_data(data, encoding)
+        .map_err(|why| Refused::Answer(id.clone(), ErrorCode::INVALID_FRAME, why))
+}
+
+/// Fails a request whose hook replaced bytes (base64 text) with something
+/// that is not base64: [`ErrorCode::HOOK_FAILED`], the hook's fault.
+pub(super) fn valid_hooked_data(
+    id: &Option<String>,
+    data: &serde_json::Value,
+    encoding: Option<switchboard_protocol::Encoding>,
+) -> Result<(), Refused> {
+    crate::binary::check_data(data, encoding).map_err(|why| {
+        let why = format!("the hook's data does not fit the message: {why}");
+        Refused::Answer(id.clone(), ErrorCode::HOOK_FAILED, why)
     })
 }
 

@@ -11,7 +11,6 @@
 //! a session reaches it on whichever node holds it: a session that is not
 //! on this node is handed to every node through Redis.
 
-use serde_json::Value;
 use switchboard_protocol::{CloseCode, ServerFrame, validate_name};
 
 use super::AppState;
@@ -92,12 +91,14 @@ impl AppState {
         &self,
         session: &str,
         event: &str,
-        data: Value,
+        data: impl Into<crate::Payload>,
     ) -> Result<SessionReach, ServerError> {
         let id = session_id(session)?;
         validate_name(event)
             .map_err(|reason| ServerError::InvalidName { field: "event", reason })?;
+        let (data, encoding) = data.into().into_fields();
         let message = switchboard_protocol::Message {
+            encoding,
             room: None,
             to: None,
             from: self.config().server_name.clone(),
@@ -105,6 +106,7 @@ impl AppState {
             data,
             ts: now_ms(),
             offset: None,
+            binary: None,
         };
         let frame = encode(&ServerFrame::Message(message));
         if let Some(outbound) = self.hub().session(&id) {

@@ -16,10 +16,10 @@
 
 use std::sync::Arc;
 
-use serde_json::Value;
 use switchboard_protocol::{CloseCode, Message, NameError, ServerFrame, validate_name};
 
 use super::AppState;
+use crate::binary::Payload;
 use crate::engine::broker::messages;
 use crate::engine::{EngineError, Publication};
 use crate::hub::{Delivery, DeliveryKind, JoinOrder, Target};
@@ -134,9 +134,11 @@ impl AppState {
         room: Option<&str>,
         to: Option<&str>,
         event: &str,
-        data: Value,
+        data: Payload,
     ) -> Message {
+        let (data, encoding) = data.into_fields();
         Message {
+            encoding,
             room: room.map(str::to_owned),
             to: to.map(str::to_owned),
             from: self.config().server_name.clone(),
@@ -144,16 +146,23 @@ impl AppState {
             data,
             ts: now_ms(),
             offset: None,
+            binary: None,
         }
     }
 
     /// Sends a private message from the server to every connection of
     /// `user`, through their inbox: kept there when none is connected
-    /// (`POST /api/send`).
-    pub async fn send(&self, user: &str, event: &str, data: Value) -> Result<Sent, ServerError> {
+    /// (`POST /api/send`). `data` is JSON ([`Value`]) or bytes
+    /// ([`Payload::Bytes`], also from `Vec<u8>` and `bytes::Bytes`).
+    pub async fn send(
+        &self,
+        user: &str,
+        event: &str,
+        data: impl Into<Payload>,
+    ) -> Result<Sent, ServerError> {
         check("to", user)?;
         check("event", event)?;
-        let message = self.server_message(None, Some(user), event, data);
+        let message = self.server_message(None, Some(user), event, data.into());
         Ok(self.send_private(user.into(), message, None).await?)
     }
 
@@ -210,11 +219,13 @@ impl AppState {
 
     /// Publishes a message from the server to a room, as part of its stream
     /// (recoverable like any) (`POST /api/broadcast` with `room`).
+    /// `data` is JSON ([`Value`]) or bytes ([`Payload::Bytes`], also from
+    /// `Vec<u8>` and `bytes::Bytes`).
     pub async fn publish(
         &self,
         room: &str,
         event: &str,
-        data: Value,
+        data: impl Into<Payload>,
     ) -> Result<Published, ServerError> {
         self.publish_except(room, event, data, None).await
     }
@@ -226,7 +237,7 @@ impl AppState {
         &self,
         room: &str,
         event: &str,
-        data: Value,
+        data: impl Into<Payload>,
         except: Option<&str>,
     ) -> Result<Published, ServerError> {
         check("room", room)?;
@@ -237,7 +248,7 @@ impl AppState {
                     .map_err(|_| ServerError::UnknownSession(session.to_owned()))
             })
             .transpose()?;
-        let message = self.server_message(Some(room), None, event, data);
+        let message = self.server_message(Some(room), None, event, data.into());
         let copy = self.events().map(|_| message.clone());
         let room: Arc<str> = room.into();
         let key = StreamKey::Room(room.clone());
@@ -257,9 +268,14 @@ impl AppState {
     /// Sends a message from the server to every connection (of every node),
     /// outside any stream; returns how many connections it reached
     /// (`POST /api/broadcast` without `room`).
-    pub async fn broadcast(&self, event: &str, data: Value) -> Result<usize, ServerError> {
+    pub async fn broadcast(
+        &self,
+        event: &str,
+        data: impl Into<Payload>,
+    ) -> Result<usize, ServerError> {
         check("event", event)?;
-        let frame = encode(&ServerFrame::Message(self.server_message(None, None, event, data)));
+        let message = self.server_message(None, None, event, data.into());
+        let frame = encode(&ServerFrame::Message(message));
         let delivery = Delivery::new(Target::All, frame, DeliveryKind::Message);
         let delivered = self.engine().broker().deliver(delivery).await?;
         self.hub().counters.message_accepted();

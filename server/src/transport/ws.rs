@@ -60,9 +60,9 @@ pub(crate) async fn upgrade(
         Ok(query) => query,
         Err(rejection) => return refused(&state, ApiError::BadRequest(rejection.body_text())),
     };
-    let batch = match query.batch() {
-        Ok(batch) => batch,
-        Err(why) => return refused(&state, ApiError::BadRequest(why)),
+    let (batch, binary) = match (query.batch(), query.binary()) {
+        (Ok(batch), Ok(binary)) => (batch, binary),
+        (Err(why), _) | (_, Err(why)) => return refused(&state, ApiError::BadRequest(why)),
     };
     let resolved = match identity::resolve(&query, &headers, state.auth()).await {
         Ok(resolved) => resolved,
@@ -101,6 +101,7 @@ pub(crate) async fn upgrade(
         address: None,
         user_agent,
         batch,
+        binary,
     };
     let config = WebSocketConfig::default()
         .read_buffer_size(limits.read_buffer_bytes)
@@ -243,6 +244,7 @@ async fn establish(
         Some(compressor) => session.deflating(compressor),
         None => session,
     };
+    let session = if start.binary { session.speaking_binary() } else { session };
     Some((if start.batch { session.batched() } else { session }, start))
 }
 
@@ -255,9 +257,10 @@ async fn authenticate(
     let first = tokio::time::timeout(deadline, async {
         loop {
             match socket.next().await {
-                Some(Ok(WsMessage::Text(text))) => return Some(text),
+                Some(Ok(WsMessage::Text(text))) => return Ok(text),
                 Some(Ok(WsMessage::Ping(_) | WsMessage::Pong(_))) => continue,
-                _ => return None,
+                Some(Ok(WsMessage::Binary(_))) => return Err(true),
+                _ => return Err(false),
             }
         }
     })
@@ -265,8 +268,12 @@ async fn authenticate(
     let unauthorized = |why: String| (CloseCode::UNAUTHORIZED, why);
     let text = match first {
         Err(_) => return Err(unauthorized(AuthError::MissingToken.to_string())),
-        Ok(None) => return Err(unauthorized("closed before authenticating".to_owned())),
-        Ok(Some(text)) => text,
+        Ok(Err(false)) => return Err(unauthorized("closed before authenticating".to_owned())),
+        Ok(Err(true)) => {
+            let why = "the first frame must be an `auth` frame, as text: not a binary message";
+            return Err(unauthorized(why.to_owned()));
+        }
+        Ok(Ok(text)) => text,
     };
     match ClientFrame::decode(&text) {
         Ok(ClientFrame::Auth { token, .. }) => {

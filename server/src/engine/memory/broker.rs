@@ -513,6 +513,7 @@ mod tests {
 
     fn publication(room: &str, request: Option<&str>) -> Publication {
         let message = Message {
+            encoding: None,
             room: Some(room.into()),
             to: None,
             from: "alice".into(),
@@ -520,6 +521,7 @@ mod tests {
             data: serde_json::Value::Null,
             ts: 0,
             offset: None,
+            binary: None,
         };
         Publication {
             key: StreamKey::Room(room.into()),

@@ -206,6 +206,7 @@ fn decode_delivery(text: &str) -> Option<Envelope> {
             offset,
             epoch: tag,
             deflated: Default::default(),
+            enveloped: Default::default(),
         },
         epoch,
     })
@@ -295,6 +296,7 @@ mod tests {
     #[test]
     fn the_script_completes_an_open_frame_as_the_hub_would_encode_it() {
         let message = Message {
+            encoding: None,
             room: Some("lobby".into()),
             to: None,
             from: "ann".into(),
@@ -302,6 +304,7 @@ mod tests {
             data: serde_json::json!({"text": "}\"offset\":1"}),
             ts: 1_700_000_000_000,
             offset: None,
+            binary: None,
         };
         let completed = format!("{},\"offset\":42}}", open_frame(&message));
         let expected =
