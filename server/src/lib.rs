@@ -105,7 +105,7 @@ pub use state::AppState;
 pub use state::connections_api::{ConnectionsPage, SessionReach};
 pub use state::server_api::{Members, Published, SendStatus, Sent, ServerError};
 pub use store::{HistoryStore, MemoryStore, StreamKey};
-pub use switchboard_protocol::{CloseCode, RoomInfo};
+pub use switchboard_protocol::{CloseCode, Encoding, RoomInfo};
 pub use transport::listen::bind;
 
 use axum::Router;

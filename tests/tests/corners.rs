@@ -319,6 +319,7 @@ impl Hooks for Slow {
         _room: &'a str,
         _event: &'a str,
         _data: &'a Value,
+        _encoding: Option<switchboard_server::Encoding>,
     ) -> HookFuture<'a, MessageDecision> {
         Box::pin(async move {
             if self.calls.fetch_add(1, Ordering::SeqCst) == 0 {

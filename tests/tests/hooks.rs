@@ -66,6 +66,7 @@ impl Hooks for Moderator {
         _room: &'a str,
         event: &'a str,
         data: &'a Value,
+        _encoding: Option<switchboard_server::Encoding>,
     ) -> HookFuture<'a, MessageDecision> {
         Box::pin(async move {
             match (event, data.as_str()) {
@@ -82,6 +83,7 @@ impl Hooks for Moderator {
         to: &'a str,
         _event: &'a str,
         _data: &'a Value,
+        _encoding: Option<switchboard_server::Encoding>,
     ) -> HookFuture<'a, MessageDecision> {
         Box::pin(async move {
             if to == "boss" && &*who.user != "assistant" {

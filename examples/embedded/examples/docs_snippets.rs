@@ -100,6 +100,7 @@ fn hooks() -> Result<axum::Router, Box<dyn std::error::Error>> {
             room: &'a str,
             _event: &'a str,
             data: &'a Value,
+            _encoding: Option<switchboard_server::Encoding>,
         ) -> HookFuture<'a, MessageDecision> {
             Box::pin(async move {
                 match data.as_str() {

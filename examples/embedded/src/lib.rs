@@ -65,6 +65,7 @@ impl Hooks for Rules {
         room: &'a str,
         event: &'a str,
         data: &'a Value,
+        _encoding: Option<switchboard_server::Encoding>,
     ) -> HookFuture<'a, MessageDecision> {
         Box::pin(async move {
             if data.as_str().is_some_and(|text| text.chars().count() > 500) {

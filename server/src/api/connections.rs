@@ -76,6 +76,8 @@ pub(crate) struct SessionSend {
     /// The payload.
     #[serde(default)]
     data: Value,
+    /// `base64` when `data` is the base64 text of bytes.
+    encoding: Option<switchboard_protocol::Encoding>,
 }
 
 /// The body of `POST /api/connections/{session}/disconnect`.
@@ -123,7 +125,8 @@ pub(crate) async fn send(
     Path(session): Path<String>,
     ApiJson(request): ApiJson<SessionSend>,
 ) -> Result<Json<Reached>, ApiError> {
-    let reach = state.send_to_session(&session, &request.event, request.data).await?;
+    let data = super::payload(request.data, request.encoding)?;
+    let reach = state.send_to_session(&session, &request.event, data).await?;
     reached(reach, &session)
 }
 

@@ -23,12 +23,13 @@ use axum::Json;
 use axum::extract::State;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use switchboard_protocol::{CloseCode, validate_name};
+use switchboard_protocol::binary::from_base64;
+use switchboard_protocol::{CloseCode, Encoding, validate_name};
 
 use crate::engine::EngineError;
 use crate::engine::catalog::RoomError;
 use crate::hub::stats::Stats;
-use crate::{AppState, ServerError};
+use crate::{AppState, Payload, ServerError};
 
 impl From<RoomError> for ApiError {
     fn from(err: RoomError) -> Self {
@@ -155,6 +156,9 @@ pub(crate) struct SendRequest {
     event: String,
     #[serde(default)]
     data: Value,
+    /// `base64` when `data` is the base64 text of bytes: clients that
+    /// speak binary get the bytes in a binary message.
+    encoding: Option<Encoding>,
 }
 
 /// The answer of `POST /api/broadcast`.
@@ -184,7 +188,8 @@ pub(crate) async fn send(
     State(state): State<AppState>,
     ApiJson(request): ApiJson<SendRequest>,
 ) -> Result<Json<SendAnswer>, ApiError> {
-    let sent = state.send(&request.to, &request.event, request.data).await?;
+    let data = payload(request.data, request.encoding)?;
+    let sent = state.send(&request.to, &request.event, data).await?;
     Ok(Json(SendAnswer {
         delivered: sent.delivered,
         status: sent.status.as_str(),
@@ -200,6 +205,9 @@ pub(crate) struct BroadcastRequest {
     event: String,
     #[serde(default)]
     data: Value,
+    /// `base64` when `data` is the base64 text of bytes: clients that
+    /// speak binary get the bytes in a binary message.
+    encoding: Option<Encoding>,
     #[schema(value_type = Option<Name>)]
     room: Option<String>,
     /// Several rooms at once (instead of `room`), at most 100: each gets
@@ -233,7 +241,8 @@ pub(crate) async fn broadcast(
             return Err(ApiError::BadRequest("`except` needs `room` or `rooms`".to_owned()));
         }
         (None, None) => {
-            let delivered = state.broadcast(&request.event, request.data).await?;
+            let data = payload(request.data, request.encoding)?;
+            let delivered = state.broadcast(&request.event, data).await?;
             return Ok(Json(Delivered { delivered }));
         }
     };
@@ -247,13 +256,32 @@ pub(crate) async fn broadcast(
             message: "`except` is not a session id (32 hex digits, as `welcome` names it)".into(),
         });
     }
+    let data = payload(request.data, request.encoding)?;
     let mut delivered = 0;
     for room in rooms {
         let except = request.except.as_deref();
-        let published = state.publish_except(room, &request.event, request.data.clone(), except);
+        let published = state.publish_except(room, &request.event, data.clone(), except);
         delivered += published.await?.delivered;
     }
     Ok(Json(Delivered { delivered }))
+}
+
+/// A request's `data` as the payload its `encoding` says: bytes from
+/// base64 text (422 `invalid_body` when it is not), or JSON.
+pub(crate) fn payload(data: Value, encoding: Option<Encoding>) -> Result<Payload, ApiError> {
+    let invalid = |message: String| ApiError::InvalidBody {
+        status: axum::http::StatusCode::UNPROCESSABLE_ENTITY,
+        message,
+    };
+    match encoding {
+        None => Ok(Payload::Json(data)),
+        Some(Encoding::Base64) => match data.as_str().and_then(from_base64) {
+            Some(bytes) => Ok(Payload::Bytes(bytes.into())),
+            None => {
+                Err(invalid(crate::binary::check_data(&data, encoding).err().unwrap_or_default()))
+            }
+        },
+    }
 }
 
 /// A name in the protocol's rules (`validate_name`), for the OpenAPI

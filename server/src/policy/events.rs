@@ -28,6 +28,7 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::EventsConfig;
+use crate::policy::webhooks::with_encoding;
 use crate::wire::now_ms;
 
 /// The queue of events on their way to the application.
@@ -89,20 +90,28 @@ impl Events {
     /// A message published to a room (its offset assigned).
     pub(crate) fn published(&self, message: &Message, offset: u64) {
         if self.kinds.contains("published") {
-            self.push(json!({
-                "kind": "published", "room": message.room, "from": message.from,
-                "event": message.event, "data": message.data, "ts": message.ts, "offset": offset,
-            }));
+            self.push(with_encoding(
+                json!({
+                    "kind": "published", "room": message.room, "from": message.from,
+                    "event": message.event, "data": message.data, "ts": message.ts,
+                    "offset": offset,
+                }),
+                message.encoding,
+            ));
         }
     }
 
     /// A private message sent (its offset in the receiver's inbox).
     pub(crate) fn sent(&self, message: &Message, offset: u64) {
         if self.kinds.contains("sent") {
-            self.push(json!({
-                "kind": "sent", "to": message.to, "from": message.from,
-                "event": message.event, "data": message.data, "ts": message.ts, "offset": offset,
-            }));
+            self.push(with_encoding(
+                json!({
+                    "kind": "sent", "to": message.to, "from": message.from,
+                    "event": message.event, "data": message.data, "ts": message.ts,
+                    "offset": offset,
+                }),
+                message.encoding,
+            ));
         }
     }
 

@@ -23,14 +23,15 @@
 //! use serde_json::{Value, json};
 //! use switchboard_server::hooks::{Hooks, HookFuture, MessageDecision};
 //! use switchboard_server::Identity;
+//! use switchboard_server::Encoding;
 //!
 //! struct NoShouting;
 //!
 //! impl Hooks for NoShouting {
-//!     fn publish<'a>(&'a self, _who: &'a Identity, _room: &'a str, _event: &'a str, data: &'a Value)
-//!         -> HookFuture<'a, MessageDecision> {
+//!     fn publish<'a>(&'a self, _who: &'a Identity, _room: &'a str, _event: &'a str, data: &'a Value,
+//!         encoding: Option<Encoding>) -> HookFuture<'a, MessageDecision> {
 //!         Box::pin(async move {
-//!             match data.as_str() {
+//!             match data.as_str().filter(|_| encoding.is_none()) {
 //!                 Some(text) if text.len() > 280 => MessageDecision::refuse("at most 280 characters"),
 //!                 Some(text) => MessageDecision::Replace(json!(text.to_lowercase())),
 //!                 None => MessageDecision::Allow,
@@ -48,7 +49,7 @@ use std::time::Duration;
 use axum::http::HeaderMap;
 use futures::FutureExt;
 use serde_json::Value;
-use switchboard_protocol::ErrorCode;
+use switchboard_protocol::{Encoding, ErrorCode};
 
 use crate::policy::auth::Identity;
 
@@ -214,27 +215,33 @@ pub trait Hooks: Send + Sync + 'static {
         Box::pin(std::future::ready(Decision::Allow))
     }
 
-    /// A connection publishes `data` as `event` to `room`.
+    /// A connection publishes `data` as `event` to `room`. With `encoding`
+    /// (`Some(Encoding::Base64)`), the payload is bytes and `data` their
+    /// base64 text; data that replaces it must be base64 text too, or the
+    /// publish fails with 302 `hook_failed`.
     fn publish<'a>(
         &'a self,
         who: &'a Identity,
         room: &'a str,
         event: &'a str,
         data: &'a Value,
+        encoding: Option<Encoding>,
     ) -> HookFuture<'a, MessageDecision> {
-        let _ = (who, room, event, data);
+        let _ = (who, room, event, data, encoding);
         Box::pin(std::future::ready(MessageDecision::Allow))
     }
 
-    /// A connection sends `data` as `event` to the user `to`.
+    /// A connection sends `data` as `event` to the user `to`; `encoding`
+    /// as for [`Hooks::publish`].
     fn send<'a>(
         &'a self,
         who: &'a Identity,
         to: &'a str,
         event: &'a str,
         data: &'a Value,
+        encoding: Option<Encoding>,
     ) -> HookFuture<'a, MessageDecision> {
-        let _ = (who, to, event, data);
+        let _ = (who, to, event, data, encoding);
         Box::pin(std::future::ready(MessageDecision::Allow))
     }
 

@@ -27,7 +27,7 @@ use std::time::Duration;
 use hmac::{Hmac, Mac};
 use serde_json::{Value, json};
 use sha2::Sha256;
-use switchboard_protocol::ErrorCode;
+use switchboard_protocol::{Encoding, ErrorCode};
 use tokio::sync::Semaphore;
 
 use crate::config::{HooksConfig, OnError, WebhookConfig};
@@ -225,6 +225,14 @@ fn read_reply(reply: Value) -> Result<Reply, CallError> {
     })
 }
 
+/// `body` with `"encoding"` beside `data`, when the payload is bytes.
+pub(crate) fn with_encoding(mut body: Value, encoding: Option<Encoding>) -> Value {
+    if let (Some(encoding), Some(fields)) = (encoding, body.as_object_mut()) {
+        fields.insert("encoding".to_owned(), json!(encoding));
+    }
+    body
+}
+
 /// `body` with the connection's metadata under `meta`, when it has some.
 fn with_meta(mut body: Value, who: &Identity) -> Value {
     if let (Some(meta), Value::Object(fields)) = (&who.meta, &mut body) {
@@ -310,15 +318,20 @@ impl Hooks for Webhooks {
         room: &'a str,
         event: &'a str,
         data: &'a Value,
+        encoding: Option<Encoding>,
     ) -> HookFuture<'a, MessageDecision> {
         Box::pin(async move {
             let Some(endpoint) = self.publish.as_ref().filter(|e| e.covers(room)) else {
                 return MessageDecision::Allow;
             };
             let body = with_meta(
-                json!({
-                    "hook": "publish", "user": &*who.user, "room": room, "event": event, "data": data,
-                }),
+                with_encoding(
+                    json!({
+                        "hook": "publish", "user": &*who.user, "room": room, "event": event,
+                        "data": data,
+                    }),
+                    encoding,
+                ),
                 who,
             );
             self.decide("publish", endpoint, body).await
@@ -331,13 +344,17 @@ impl Hooks for Webhooks {
         to: &'a str,
         event: &'a str,
         data: &'a Value,
+        encoding: Option<Encoding>,
     ) -> HookFuture<'a, MessageDecision> {
         Box::pin(async move {
             let Some(endpoint) = &self.send else { return MessageDecision::Allow };
             let body = with_meta(
-                json!({
-                    "hook": "send", "user": &*who.user, "to": to, "event": event, "data": data,
-                }),
+                with_encoding(
+                    json!({
+                        "hook": "send", "user": &*who.user, "to": to, "event": event, "data": data,
+                    }),
+                    encoding,
+                ),
                 who,
             );
             self.decide("send", endpoint, body).await

@@ -941,4 +941,90 @@ mod tests {
         let ((), seen) = tokio::join!(serving, reading);
         assert_eq!(seen, ["text 1000", "text 1000", "text 1000", "pong"]);
     }
+
+    #[tokio::test]
+    async fn a_binary_message_goes_alone_raw_or_compressed_and_text_batches_around_it() {
+        use crate::hub::{DeliveryKind, Target};
+        use switchboard_protocol::binary::split_envelope;
+        use tokio::io::AsyncReadExt;
+        let compressor = Arc::new(Compressor::new(6, 100));
+        let shared = |text: String| {
+            Out::Shared(Arc::new(Delivery::new(Target::All, text.into(), DeliveryKind::Message)))
+        };
+        let binary = |bytes: Vec<u8>| {
+            let (data, encoding) = switchboard_protocol::Payload::from(bytes).into_fields();
+            let message = switchboard_protocol::Message {
+                encoding,
+                room: Some("r".into()),
+                to: None,
+                from: "ann".into(),
+                event: "e".into(),
+                data,
+                ts: 1,
+                offset: None,
+                binary: None,
+            };
+            crate::wire::encode(&switchboard_protocol::ServerFrame::Message(message)).to_string()
+        };
+        let short = vec![1u8, 2, 3];
+        let long = vec![7u8; 2_000];
+        for deflate in [false, true] {
+            let (server, client) = tokio::io::duplex(1 << 20);
+            let server = WebSocketStream::from_raw_socket(server, Role::Server, None).await;
+            let mut server = FrameSocket::new(server);
+            server.batch();
+            server.speak_binary();
+            if deflate {
+                server.deflate(compressor.clone());
+            }
+            let frames = vec![
+                shared(r#"{"type":"message","n":1}"#.to_owned()),
+                shared(binary(short.clone())),
+                shared(binary(long.clone())),
+                shared(r#"{"type":"message","n":2}"#.to_owned()),
+                shared(r#"{"type":"message","n":3}"#.to_owned()),
+                // A JSON-only replay stays text; a binary one is binary.
+                Out::replayed(binary(short.clone()).into(), true),
+            ];
+            let mut queue = frames.into_iter();
+            let mut first = queue.next();
+            std::future::poll_fn(|cx| {
+                server.poll_write_texts(cx, &mut first, || queue.next(), false)
+            })
+            .await
+            .unwrap();
+            drop(server);
+            let mut wire = Vec::new();
+            let mut client = client;
+            client.read_to_end(&mut wire).await.unwrap();
+            // (opcode, compressed, payload inflated)
+            let mut got = Vec::new();
+            let mut at = 0;
+            while at < wire.len() {
+                let (first, second) = (wire[at], wire[at + 1]);
+                let (len, header) = match second {
+                    126 => (u16::from_be_bytes([wire[at + 2], wire[at + 3]]) as usize, 4),
+                    short => (short as usize, 2),
+                };
+                let payload = &wire[at + header..at + header + len];
+                at += header + len;
+                let deflated = first & 0x40 != 0;
+                let payload = if deflated {
+                    crate::deflate::codec::inflate(payload, 1 << 20).unwrap()
+                } else {
+                    payload.to_vec()
+                };
+                got.push((first & 0x0f, deflated, payload));
+            }
+            let opcodes: Vec<u8> = got.iter().map(|(opcode, ..)| *opcode).collect();
+            assert_eq!(opcodes, [1, 2, 2, 1, 2], "deflate {deflate}");
+            assert_eq!(got[3].2, b"{\"type\":\"message\",\"n\":2}\n{\"type\":\"message\",\"n\":3}");
+            assert_eq!(split_envelope(&got[1].2).unwrap().1, &short[..]);
+            assert_eq!(split_envelope(&got[2].2).unwrap().1, &long[..]);
+            assert_eq!(split_envelope(&got[4].2).unwrap().1, &short[..]);
+            // Only the long binary message is worth compressing.
+            let compressed: Vec<bool> = got.iter().map(|(_, deflated, _)| *deflated).collect();
+            assert_eq!(compressed, [false, false, deflate, false, false]);
+        }
+    }
 }

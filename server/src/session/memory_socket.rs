@@ -101,7 +101,8 @@ impl Socket for MemorySocket {
     }
 }
 
-/// The unmasked text frames [`frames`](super::frames) writes, read back.
+/// The unmasked text and binary frames [`frames`](super::frames) writes,
+/// read back.
 impl AsyncWrite for MemorySocket {
     fn poll_write(
         self: Pin<&mut Self>,
@@ -114,14 +115,18 @@ impl AsyncWrite for MemorySocket {
         let this = self.get_mut();
         this.writes.fetch_add(1, Ordering::SeqCst);
         this.partial.extend_from_slice(buf);
-        while let Some((start, len)) = frame_bounds(&this.partial) {
+        while let Some((binary, start, len)) = frame_bounds(&this.partial) {
             if this.partial.len() < start + len {
                 break;
             }
             let payload = this.partial[start..start + len].to_vec();
             this.partial.drain(..start + len);
-            let text = String::from_utf8(payload).map_err(std::io::Error::other)?;
-            let sent = this.outgoing.unbounded_send(WsMessage::text(text));
+            let message = if binary {
+                WsMessage::binary(payload)
+            } else {
+                WsMessage::text(String::from_utf8(payload).map_err(std::io::Error::other)?)
+            };
+            let sent = this.outgoing.unbounded_send(message);
             sent.map_err(|_| std::io::Error::from(std::io::ErrorKind::BrokenPipe))?;
         }
         Poll::Ready(Ok(buf.len()))
@@ -146,15 +151,19 @@ impl AsyncWrite for MemorySocket {
     }
 }
 
-/// Where the payload of the text frame at the start of `bytes` begins and
-/// how long it is, once its header is complete.
-fn frame_bounds(bytes: &[u8]) -> Option<(usize, usize)> {
+/// Whether the frame at the start of `bytes` is binary, where its payload
+/// begins and how long it is, once its header is complete.
+fn frame_bounds(bytes: &[u8]) -> Option<(bool, usize, usize)> {
     let (&first, rest) = bytes.split_first()?;
-    assert_eq!(first, 0x81, "only final, unmasked text frames are written raw");
+    assert!(
+        first == 0x81 || first == 0x82,
+        "only final, unmasked, uncompressed text and binary frames are written raw here"
+    );
+    let binary = first == 0x82;
     let (&second, rest) = rest.split_first()?;
     match second {
-        126 => Some((4, u16::from_be_bytes(rest.get(..2)?.try_into().ok()?) as usize)),
-        127 => Some((10, u64::from_be_bytes(rest.get(..8)?.try_into().ok()?) as usize)),
-        len => Some((2, len as usize)),
+        126 => Some((binary, 4, u16::from_be_bytes(rest.get(..2)?.try_into().ok()?) as usize)),
+        127 => Some((binary, 10, u64::from_be_bytes(rest.get(..8)?.try_into().ok()?) as usize)),
+        len => Some((binary, 2, len as usize)),
     }
 }

@@ -113,7 +113,7 @@ impl<S: Socket> Session<S> {
         }
         let hooked = match self.conn.state.hooks() {
             Some((hooks, timeout)) => {
-                let hook = hooks.publish(&self.conn.identity, &room, &event, &data);
+                let hook = hooks.publish(&self.conn.identity, &room, &event, &data, encoding);
                 Some(hooks::call("publish", timeout, hook).await)
             }
             None => None,

@@ -40,7 +40,7 @@ impl<S: Socket> Session<S> {
                 }
                 let hooked = match self.conn.state.hooks() {
                     Some((hooks, timeout)) => {
-                        let hook = hooks.send(&self.conn.identity, &to, &event, &data);
+                        let hook = hooks.send(&self.conn.identity, &to, &event, &data, encoding);
                         Some(hooks::call("send", timeout, hook).await)
                     }
                     None => None,

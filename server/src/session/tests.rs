@@ -16,6 +16,10 @@ impl Peer {
         self.to_session.unbounded_send(Ok(WsMessage::Text(text.into()))).unwrap();
     }
 
+    fn send_binary(&self, bytes: Vec<u8>) {
+        self.to_session.unbounded_send(Ok(WsMessage::Binary(bytes.into()))).unwrap();
+    }
+
     async fn next(&mut self) -> WsMessage {
         self.from_session.next().await.expect("session ended")
     }
@@ -66,6 +70,19 @@ fn start_session(
     batch: bool,
 ) -> (Peer, AppState, tokio::task::JoinHandle<()>) {
     let state = AppState::new(config).unwrap();
+    let (peer, task) = join_session(&state, user, before, batch, false);
+    (peer, state, task)
+}
+
+/// A session of `user` on a hub that runs already, for a client that asked
+/// for `batch`es and speaks `binary` (or not).
+fn join_session(
+    state: &AppState,
+    user: &str,
+    before: impl FnOnce(&crate::session::memory_socket::MemoryPeer),
+    batch: bool,
+    binary: bool,
+) -> (Peer, tokio::task::JoinHandle<()>) {
     let (socket, mut memory) = crate::session::memory_socket::pair();
     before(&memory);
     let (to_session, from_session) = (memory.to_session.clone(), {
@@ -74,8 +91,9 @@ fn start_session(
     });
     let session = Session::new(socket, state.clone(), Identity::trusted(user));
     let session = if batch { session.batched() } else { session };
+    let session = if binary { session.speaking_binary() } else { session };
     let task = tokio::spawn(session.run(Start::default()));
-    (Peer { to_session, from_session, memory }, state, task)
+    (Peer { to_session, from_session, memory }, task)
 }
 
 fn heartbeat(interval_ms: u64, timeout_ms: u64) -> Config {
@@ -476,4 +494,131 @@ async fn a_replay_goes_out_several_messages_to_a_write() {
     // The ten replayed messages in one write, then the answer (and perhaps
     // the client's own presence): not one write each.
     assert!(peer.memory.writes() - writes <= 3, "{} writes", peer.memory.writes() - writes);
+}
+
+/// Joins `room` and waits for the join's answer.
+async fn joined(peer: &mut Peer, room: &str) {
+    peer.send(&format!(r#"{{"type":"join","id":"in-{room}","room":"{room}"}}"#));
+    while !matches!(peer.next_frame().await, ServerFrame::Ack(ack) if ack.id == format!("in-{room}"))
+    {
+    }
+}
+
+/// The next binary message, skipping text frames and pings.
+async fn next_binary(peer: &mut Peer) -> Vec<u8> {
+    loop {
+        match peer.next().await {
+            WsMessage::Binary(bytes) => return bytes.to_vec(),
+            WsMessage::Text(_) | WsMessage::Ping(_) => continue,
+            other => panic!("expected a binary message, got {other:?}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn bytes_published_in_a_binary_message_reach_binary_members_raw_and_json_ones_as_base64() {
+    use switchboard_protocol::binary::{envelope, split_envelope};
+    let state = AppState::new(Config::default()).unwrap();
+    let (mut sender, _a) = join_session(&state, "ann", |_| {}, false, true);
+    let (mut raw, _b) = join_session(&state, "bob", |_| {}, true, true);
+    let (mut json, _c) = join_session(&state, "cy", |_| {}, false, false);
+    for peer in [&mut sender, &mut raw, &mut json] {
+        assert!(matches!(peer.next_frame().await, ServerFrame::Welcome(_)));
+        joined(peer, "blobs").await;
+    }
+    let bytes: Vec<u8> = (0..=255).collect();
+    sender.send_binary(envelope(
+        r#"{"type":"publish","id":"p","room":"blobs","event":"png"}"#,
+        &bytes,
+    ));
+    loop {
+        match sender.next_frame().await {
+            ServerFrame::Ack(ack) if ack.id == "p" => break,
+            ServerFrame::Error(e) => panic!("{e:?}"),
+            _ => {}
+        }
+    }
+    let got = next_binary(&mut raw).await;
+    let (header, payload) = split_envelope(&got).unwrap();
+    assert_eq!(payload, &bytes[..]);
+    let header: serde_json::Value = serde_json::from_str(header).unwrap();
+    assert_eq!(header["type"], "message");
+    assert_eq!((header["from"].as_str(), header["event"].as_str()), (Some("ann"), Some("png")));
+    assert!(header.get("data").is_none() && header.get("encoding").is_none(), "{header}");
+    let message = loop {
+        if let ServerFrame::Message(message) = json.next_frame().await {
+            break message;
+        }
+    };
+    assert_eq!(message.encoding, Some(switchboard_protocol::Encoding::Base64));
+    assert_eq!(message.data, serde_json::json!(switchboard_protocol::binary::to_base64(&bytes)));
+    // The sender, in the room and speaking binary, gets its own bytes too.
+    assert_eq!(split_envelope(&next_binary(&mut sender).await).unwrap().1, &bytes[..]);
+}
+
+#[tokio::test]
+async fn binary_messages_are_refused_unless_asked_for_and_broken_ones_get_their_codes() {
+    use switchboard_protocol::binary::envelope;
+    let state = AppState::new(Config::default()).unwrap();
+    let (mut text_only, _a) = join_session(&state, "ann", |_| {}, false, false);
+    assert!(matches!(text_only.next_frame().await, ServerFrame::Welcome(_)));
+    text_only.send_binary(envelope(r#"{"type":"publish","id":"p","room":"r","event":"e"}"#, b"x"));
+    match text_only.next_frame().await {
+        ServerFrame::Error(e) => assert_eq!(e.code, ErrorCode::BINARY_UNSUPPORTED),
+        other => panic!("{other:?}"),
+    }
+    let (mut binary, _b) = join_session(&state, "bob", |_| {}, false, true);
+    assert!(matches!(binary.next_frame().await, ServerFrame::Welcome(_)));
+    for (message, code) in [
+        (vec![0, 0, 1], ErrorCode::MALFORMED),
+        (envelope("{", b""), ErrorCode::MALFORMED),
+        (envelope(r#"{"type":"ping","id":"1"}"#, b""), ErrorCode::INVALID_FRAME),
+        (
+            envelope(r#"{"type":"send","id":"2","to":"x","event":"e","data":"AA=="}"#, b""),
+            ErrorCode::INVALID_FRAME,
+        ),
+    ] {
+        binary.send_binary(message);
+        match binary.next_frame().await {
+            ServerFrame::Error(e) => assert_eq!(e.code, code, "{}", e.message),
+            other => panic!("{other:?}"),
+        }
+    }
+    // Base64 text that is not base64 is refused in JSON too.
+    binary.send(r#"{"type":"send","id":"3","to":"x","event":"e","data":"%%","encoding":"base64"}"#);
+    match binary.next_frame().await {
+        ServerFrame::Error(e) => {
+            assert_eq!((e.code, e.id.as_deref()), (ErrorCode::INVALID_FRAME, Some("3")))
+        }
+        other => panic!("{other:?}"),
+    }
+    // And the connection goes on.
+    binary.send(r#"{"type":"ping","id":"7"}"#);
+    assert_eq!(binary.next_frame().await, ServerFrame::Pong { id: Some("7".into()) });
+}
+
+#[tokio::test(start_paused = true)]
+async fn bytes_are_replayed_as_binary_messages_to_a_binary_client() {
+    use switchboard_protocol::binary::split_envelope;
+    let state = AppState::new(Config::default()).unwrap();
+    let (mut peer, _task) = join_session(&state, "ann", |_| {}, false, true);
+    assert!(matches!(peer.next_frame().await, ServerFrame::Welcome(_)));
+    peer.send(r#"{"type":"join","id":"first","room":"h"}"#);
+    let epoch = loop {
+        if let ServerFrame::Ack(ack) = peer.next_frame().await {
+            break ack.epoch.unwrap();
+        }
+    };
+    peer.send(r#"{"type":"leave","id":"left","room":"h"}"#);
+    while !matches!(peer.next_frame().await, ServerFrame::Ack(ack) if ack.id == "left") {}
+    state.publish("h", "blob", vec![1u8, 2, 3]).await.unwrap();
+    state.publish("h", "json", serde_json::json!({"n": 1})).await.unwrap();
+    let join = serde_json::json!({"type": "join", "id": "j", "room": "h", "since": {"epoch": epoch, "offset": 0}});
+    peer.send(&join.to_string());
+    let got = next_binary(&mut peer).await;
+    assert_eq!(split_envelope(&got).unwrap().1, &[1, 2, 3]);
+    match peer.next_frame().await {
+        ServerFrame::Message(m) => assert_eq!((m.offset, m.encoding), (Some(2), None)),
+        other => panic!("{other:?}"),
+    }
 }
