@@ -9,7 +9,7 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::future_to_promise;
 
 use crate::callbacks::Callbacks;
-use crate::convert::{strings, to_json};
+use crate::convert::{strings, to_json, to_payload};
 use crate::error::{js_error, to_js_error};
 
 /// A Switchboard client: one logical connection that reconnects by itself,
@@ -73,13 +73,15 @@ impl Client {
         promise(async move { client.leave(&room).await.map(|()| JsValue::UNDEFINED) })
     }
 
-    /// Publishes `data` (any JSON value) as `event` to everyone in `room`.
+    /// Publishes `data` as `event` to everyone in `room`: any JSON value,
+    /// or bytes (a `Uint8Array` or an `ArrayBuffer`), which go as a binary
+    /// message and arrive as a `Uint8Array`.
     #[wasm_bindgen(unchecked_return_type = "Promise<void>")]
     pub fn publish(
         &self,
         room: String,
         event: String,
-        #[wasm_bindgen(unchecked_param_type = "Json")] data: JsValue,
+        #[wasm_bindgen(unchecked_param_type = "Payload")] data: JsValue,
     ) -> Promise {
         self.publish_as(room, event, data, false)
     }
@@ -91,25 +93,27 @@ impl Client {
         &self,
         room: String,
         event: String,
-        #[wasm_bindgen(unchecked_param_type = "Json")] data: JsValue,
+        #[wasm_bindgen(unchecked_param_type = "Payload")] data: JsValue,
     ) -> Promise {
         self.publish_as(room, event, data, true)
     }
 
-    /// Sends `data` as `event` privately to every connection of `userId`;
-    /// resolves with how many connections it reached.
+    /// Sends `data` (JSON, or bytes as for `publish`) as `event` privately
+    /// to every connection of `userId`; resolves with how many connections
+    /// it reached.
     #[wasm_bindgen(unchecked_return_type = "Promise<number>")]
     pub fn send(
         &self,
         #[wasm_bindgen(js_name = userId)] user_id: String,
         event: String,
-        #[wasm_bindgen(unchecked_param_type = "Json")] data: JsValue,
+        #[wasm_bindgen(unchecked_param_type = "Payload")] data: JsValue,
     ) -> Promise {
         let client = self.inner.clone();
-        let data = to_json(data);
+        let data = to_payload(data);
         promise_js(async move {
             let data = data?;
-            let reached = client.send(&user_id, &event, data).await.map_err(|e| to_js_error(&e))?;
+            let reached =
+                client.send_payload(&user_id, &event, data).await.map_err(|e| to_js_error(&e))?;
             Ok(JsValue::from(reached as f64))
         })
     }
@@ -231,14 +235,10 @@ impl Client {
     /// carries one copy of it.
     fn publish_as(&self, room: String, event: String, data: JsValue, to_others: bool) -> Promise {
         let client = self.inner.clone();
-        let data = to_json(data);
+        let data = to_payload(data);
         promise_js(async move {
             let data = data?;
-            let published = if to_others {
-                client.publish_to_others(&room, &event, data).await
-            } else {
-                client.publish(&room, &event, data).await
-            };
+            let published = client.publish_payload(&room, &event, data, to_others).await;
             published.map_err(|e| to_js_error(&e))?;
             Ok(JsValue::UNDEFINED)
         })

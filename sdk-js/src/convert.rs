@@ -16,7 +16,9 @@ use switchboard_sdk::{
     Connected, Connecting, Disconnected, History, Joined, Left, MembersPage, Message, Occupancy,
     Presence, PresenceAction, Reset, RoomInfo,
 };
-use wasm_bindgen::JsValue;
+use js_sys::Uint8Array;
+use switchboard_sdk::Payload;
+use wasm_bindgen::{JsCast as _, JsValue};
 
 use crate::error::js_error;
 
@@ -26,6 +28,18 @@ pub(crate) fn to_json(value: JsValue) -> Result<Value, JsValue> {
     value_from_js(&value).map_err(|reason| {
         js_error("invalid_options", &format!("data is not JSON: {reason}")).into()
     })
+}
+
+/// A payload from JavaScript: a `Uint8Array` (a Node.js `Buffer` is one)
+/// or an `ArrayBuffer` is bytes, anything else JSON data.
+pub(crate) fn to_payload(value: JsValue) -> Result<Payload, JsValue> {
+    if let Some(bytes) = value.dyn_ref::<Uint8Array>() {
+        return Ok(Payload::Bytes(bytes.to_vec()));
+    }
+    if let Some(buffer) = value.dyn_ref::<js_sys::ArrayBuffer>() {
+        return Ok(Payload::Bytes(Uint8Array::new(buffer).to_vec()));
+    }
+    to_json(value).map(Payload::Json)
 }
 
 /// Application data for JavaScript.
@@ -107,8 +121,19 @@ pub(crate) fn reset(event: &Reset) -> JsValue {
     json_to_js(&out.finish())
 }
 
+/// A message for JavaScript: its `data` a `Uint8Array` when the payload
+/// is bytes.
 pub(crate) fn message(message: &Message) -> JsValue {
-    json_to_js(&message_text(message))
+    with_bytes(json_to_js(&message_text(message)), message)
+}
+
+/// `object` (a message's) with the message's bytes as its `data`, if it
+/// has bytes.
+fn with_bytes(object: JsValue, message: &Message) -> JsValue {
+    if let Some(bytes) = &message.binary {
+        let _ = js_sys::Reflect::set(&object, &"data".into(), &Uint8Array::from(&bytes[..]));
+    }
+    object
 }
 
 fn message_text(message: &Message) -> String {
@@ -154,5 +179,13 @@ pub(crate) fn history(page: &History) -> JsValue {
     out.opt_text("epoch", page.epoch.as_deref())
         .integer("offset", page.offset)
         .raw("messages", &json_array(page.messages.iter().map(message_text)));
-    json_to_js(&out.finish())
+    let object = json_to_js(&out.finish());
+    if page.messages.iter().any(|message| message.binary.is_some()) {
+        let messages = js_sys::Reflect::get(&object, &"messages".into()).unwrap_or_default();
+        let messages = js_sys::Array::from(&messages);
+        for (at, message) in page.messages.iter().enumerate() {
+            with_bytes(messages.get(at as u32), message);
+        }
+    }
+    object
 }

@@ -9,6 +9,9 @@ const TYPES: &'static str = r#"
 /** Any JSON value. */
 export type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
 
+/** What `publish` and `send` take: JSON data, or bytes (sent as a binary message). */
+export type Payload = Json | Uint8Array | ArrayBuffer;
+
 /** Reconnect policy: full-jitter exponential backoff. */
 export interface ReconnectOptions {
   /** Reconnect at all (default true). */
@@ -68,7 +71,8 @@ export interface ClientOptions {
 
 /**
  * A message: `room` for room messages, `to` for private ones, neither for broadcasts.
- * `T` is what the application says its event's `data` holds (the hub does not check it).
+ * `T` is what the application says its event's `data` holds (the hub does not check it):
+ * a `Uint8Array` when bytes were published (`on<Uint8Array>("frame", (m) => m.data)`).
  */
 export interface Message<T = Json> {
   room?: string;

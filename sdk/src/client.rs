@@ -3,7 +3,6 @@
 
 use std::sync::{Arc, Mutex, PoisonError};
 
-use bytes::Bytes;
 use futures::channel::{mpsc, oneshot};
 use futures::{FutureExt, pin_mut, select_biased};
 use serde::Serialize;
@@ -164,7 +163,7 @@ impl Client {
         &self,
         room: &str,
         event: &str,
-        bytes: impl Into<Bytes>,
+        bytes: impl Into<Vec<u8>>,
     ) -> Result<()> {
         self.publish_payload(room, event, Payload::Bytes(bytes.into()), false).await
     }
@@ -175,12 +174,15 @@ impl Client {
         &self,
         room: &str,
         event: &str,
-        bytes: impl Into<Bytes>,
+        bytes: impl Into<Vec<u8>>,
     ) -> Result<()> {
         self.publish_payload(room, event, Payload::Bytes(bytes.into()), true).await
     }
 
-    async fn publish_payload(
+    /// Publishes a payload, JSON or bytes: what [`Client::publish`] and
+    /// [`Client::publish_bytes`] (with `exclude_self`, their `_to_others`
+    /// forms) do, for bindings that hold either.
+    pub async fn publish_payload(
         &self,
         room: &str,
         event: &str,
@@ -202,11 +204,13 @@ impl Client {
     /// Sends `bytes` as `event` privately to every connection of user
     /// `to`, like [`Client::send`]: as a binary message, without base64 on
     /// the wire.
-    pub async fn send_bytes(&self, to: &str, event: &str, bytes: impl Into<Bytes>) -> Result<u64> {
+    pub async fn send_bytes(&self, to: &str, event: &str, bytes: impl Into<Vec<u8>>) -> Result<u64> {
         self.send_payload(to, event, Payload::Bytes(bytes.into())).await
     }
 
-    async fn send_payload(&self, to: &str, event: &str, data: Payload) -> Result<u64> {
+    /// Sends a payload, JSON or bytes: what [`Client::send`] and
+    /// [`Client::send_bytes`] do, for bindings that hold either.
+    pub async fn send_payload(&self, to: &str, event: &str, data: Payload) -> Result<u64> {
         check_name("to", to)?;
         check_name("event", event)?;
         let op = Op::Send { to: to.to_owned(), event: event.to_owned(), data };
@@ -246,7 +250,7 @@ impl Client {
                 .into_iter()
                 .map(|mut message| {
                     // Bytes come as base64 text in a page: shown as bytes.
-                    message.take_base64();
+                    crate::codec::take_base64(&mut message);
                     message
                 })
                 .collect(),

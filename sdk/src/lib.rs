@@ -84,5 +84,5 @@ pub use event::{
 pub use handlers::{Handler, HandlerId};
 pub use runtime::{BoxFuture, MaybeSend};
 pub use switchboard_protocol::{
-    CloseCode, ErrorCode, Message, Occupancy, Position, Presence, PresenceAction, RoomInfo,
+    CloseCode, Encoding, ErrorCode, Message, Payload, Occupancy, Position, Presence, PresenceAction, RoomInfo,
 };

@@ -20,7 +20,6 @@
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
-use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -40,7 +39,7 @@ pub enum Payload {
     Json(Value),
     /// Bytes: a binary frame to clients that speak binary, base64 text
     /// (with `"encoding":"base64"`) everywhere else.
-    Bytes(Bytes),
+    Bytes(Vec<u8>),
 }
 
 impl From<Value> for Payload {
@@ -49,15 +48,15 @@ impl From<Value> for Payload {
     }
 }
 
-impl From<Bytes> for Payload {
-    fn from(bytes: Bytes) -> Payload {
-        Payload::Bytes(bytes)
+impl From<&[u8]> for Payload {
+    fn from(bytes: &[u8]) -> Payload {
+        Payload::Bytes(bytes.to_vec())
     }
 }
 
 impl From<Vec<u8>> for Payload {
     fn from(bytes: Vec<u8>) -> Payload {
-        Payload::Bytes(bytes.into())
+        Payload::Bytes(bytes)
     }
 }
 
@@ -129,11 +128,12 @@ pub fn split_envelope(message: &[u8]) -> Result<(&str, &[u8]), EnvelopeError> {
 }
 
 /// An envelope of `header` (a frame's JSON without `data`) and `payload`.
-///
-/// # Panics
-/// If the header is 4 GiB or longer, which no frame comes near.
+/// A header is a frame without its payload: far under the 4 GiB its length
+/// field could state.
 pub fn envelope(header: &str, payload: &[u8]) -> Vec<u8> {
-    let length = u32::try_from(header.len()).expect("a frame header is under 4 GiB");
+    // Saturating rather than panicking: the browser package carries no
+    // panic path for a case that cannot happen.
+    let length = u32::try_from(header.len()).unwrap_or(u32::MAX);
     let mut message = Vec::with_capacity(LENGTH_BYTES + header.len() + payload.len());
     message.extend_from_slice(&length.to_be_bytes());
     message.extend_from_slice(header.as_bytes());

@@ -10,7 +10,6 @@
 //!
 //! The names and meanings here stay within a protocol version.
 
-use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -435,7 +434,7 @@ pub struct Message {
     /// the JSON.
     #[serde(skip)]
     #[cfg_attr(feature = "openapi", schema(ignore))]
-    pub binary: Option<Bytes>,
+    pub binary: Option<Vec<u8>>,
 }
 
 impl Message {
@@ -449,7 +448,7 @@ impl Message {
         let Some(bytes) = self.data.as_str().and_then(crate::binary::from_base64) else {
             return false;
         };
-        self.binary = Some(bytes.into());
+        self.binary = Some(bytes);
         self.data = Value::Null;
         self.encoding = None;
         true

@@ -3,7 +3,7 @@
 //! This crate is pure data: the frames that travel over a WebSocket as JSON
 //! text, the numeric codes carried by `error` frames and close frames, and the
 //! naming rules both ends enforce. It has no I/O and depends only on `serde`,
-//! `serde_json`, `bytes` and `base64`, so it builds for every target, `wasm32-unknown-unknown`
+//! `serde_json` and `base64`, so it builds for every target, `wasm32-unknown-unknown`
 //! included.
 //!
 //! # Layout

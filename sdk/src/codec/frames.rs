@@ -174,7 +174,7 @@ fn message_with(fields: Fields<'_>, data: Value) -> Result<Message, String> {
     let encoding = match fields.opt_string("encoding")?.as_deref() {
         None => None,
         Some("base64") => Some(Encoding::Base64),
-        Some(other) => return Err(format!("unknown `encoding` {other:?}")),
+        Some(other) => return Err(format!("unknown `encoding` `{other}`")),
     };
     Ok(Message {
         encoding,

@@ -26,6 +26,16 @@ pub fn value_from_js(value: &JsValue) -> Result<Value, String> {
     serde_json::from_str(&text).map_err(|err| err.to_string())
 }
 
+/// The bytes of base64 text, decoded by the runtime's `atob` (browsers,
+/// Node.js, Deno and Bun all have it); `None` when it is not base64.
+pub(crate) fn from_base64(text: &str) -> Option<Vec<u8>> {
+    let atob = js_sys::Reflect::get(&js_sys::global(), &"atob".into()).ok()?;
+    let atob = atob.dyn_into::<js_sys::Function>().ok()?;
+    let binary = atob.call1(&JsValue::NULL, &text.into()).ok()?.as_string()?;
+    // `atob` gives one character per byte, each below 256.
+    binary.chars().map(|c| u8::try_from(u32::from(c)).ok()).collect()
+}
+
 /// The JavaScript value for `value`: what `JSON.parse` makes of its text
 /// (integers past 2^53 round, as they do there).
 pub fn value_to_js(value: &Value) -> JsValue {

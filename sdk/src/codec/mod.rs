@@ -35,8 +35,29 @@ mod native;
 
 #[cfg(target_arch = "wasm32")]
 pub(crate) use frames::{decode, encode};
+#[cfg(target_arch = "wasm32")]
+use js_data::from_base64;
 #[cfg(not(target_arch = "wasm32"))]
 pub(crate) use native::{decode, encode};
+#[cfg(not(target_arch = "wasm32"))]
+use switchboard_protocol::binary::from_base64;
+
+use switchboard_protocol::Message;
+
+/// Moves a payload of bytes carried as base64 text (a history page, a hub
+/// that was asked for text) into [`Message::binary`], as the SDK shows
+/// bytes however they came; see [`Message::take_base64`]. In the browser
+/// package the runtime's `atob` decodes, which costs the package nothing.
+pub(crate) fn take_base64(message: &mut Message) {
+    if message.encoding.is_none() {
+        return;
+    }
+    if let Some(bytes) = message.data.as_str().and_then(from_base64) {
+        message.binary = Some(bytes);
+        message.data = serde_json::Value::Null;
+        message.encoding = None;
+    }
+}
 
 /// For JavaScript bindings such as `switchboard-js` (wasm32 only):
 /// application data to and from JavaScript values, and JSON objects read

@@ -2,7 +2,6 @@
 //! for their stream), presence, answers to requests, and the hub's own
 //! joins, leaves, resets and token warnings.
 
-use bytes::Bytes;
 use switchboard_protocol::binary::split_envelope;
 use switchboard_protocol::{Message, Position, ServerFrame};
 
@@ -38,11 +37,11 @@ impl Driver {
 
     /// Handles one binary message from the server: a `message` whose
     /// payload is the bytes after its header.
-    pub(super) fn on_binary(&mut self, bytes: Vec<u8>) -> After {
+    pub(super) fn on_binary(&mut self, bytes: &[u8]) -> After {
         let undecodable =
             |why: String| Error::Protocol(format!("undecodable binary message: {why}"));
-        let (header, start) = match split_envelope(&bytes) {
-            Ok((header, payload)) => (header, bytes.len() - payload.len()),
+        let (header, payload) = match split_envelope(bytes) {
+            Ok(split) => split,
             Err(err) => {
                 self.shared.handlers.emit_error(&undecodable(err.to_string()));
                 return After::Nothing;
@@ -50,7 +49,7 @@ impl Driver {
         };
         match codec::decode(header) {
             Ok(Some(ServerFrame::Message(mut message))) => {
-                message.binary = Some(Bytes::from(bytes).slice(start..));
+                message.binary = Some(payload.to_vec());
                 self.on_server_frame(ServerFrame::Message(message))
             }
             // A newer hub's frame type: skipped, as the protocol promises.
@@ -75,7 +74,7 @@ impl Driver {
         match frame {
             ServerFrame::Message(mut message) => {
                 // Bytes as base64 text (a hub's JSON form): shown as bytes.
-                message.take_base64();
+                codec::take_base64(&mut message);
                 if self.is_new(&message) {
                     self.shared.handlers.emit_message(&message);
                 }

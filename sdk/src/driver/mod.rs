@@ -597,7 +597,7 @@ impl Driver {
                 Wake::Incoming(Incoming::Writable) | Wake::Window => self.flush(socket),
                 Wake::Incoming(Incoming::Binary(bytes)) => {
                     heard = true;
-                    if let After::FetchToken = self.on_binary(bytes) {
+                    if let After::FetchToken = self.on_binary(&bytes) {
                         refreshing = self.refresh_token();
                     }
                 }

@@ -200,7 +200,7 @@ impl Driver {
         id: String,
         request: Request,
         frame: ClientFrame,
-        bytes: Option<bytes::Bytes>,
+        bytes: Option<Vec<u8>>,
     ) {
         self.pending.insert(id, Pending::Sent { request });
         match bytes {
@@ -369,7 +369,7 @@ impl Driver {
 
 /// A payload as a frame's `data`, and the bytes to send after the frame
 /// as a binary message (then `data` is null and left out of the header).
-fn split(data: &Payload) -> (serde_json::Value, Option<bytes::Bytes>) {
+fn split(data: &Payload) -> (serde_json::Value, Option<Vec<u8>>) {
     match data {
         Payload::Json(value) => (value.clone(), None),
         Payload::Bytes(bytes) => (serde_json::Value::Null, Some(bytes.clone())),

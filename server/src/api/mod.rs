@@ -276,7 +276,7 @@ pub(crate) fn payload(data: Value, encoding: Option<Encoding>) -> Result<Payload
     match encoding {
         None => Ok(Payload::Json(data)),
         Some(Encoding::Base64) => match data.as_str().and_then(from_base64) {
-            Some(bytes) => Ok(Payload::Bytes(bytes.into())),
+            Some(bytes) => Ok(Payload::Bytes(bytes)),
             None => {
                 Err(invalid(crate::binary::check_data(&data, encoding).err().unwrap_or_default()))
             }

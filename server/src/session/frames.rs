@@ -104,7 +104,7 @@ pub(crate) enum Out {
     Replayed(Utf8Bytes),
     /// A replayed message whose payload is bytes, in its binary form, for
     /// a connection that speaks binary: written as it is.
-    ReplayedBinary(bytes::Bytes),
+    ReplayedBinary(Box<[u8]>),
 }
 
 impl Out {
