@@ -10,14 +10,14 @@
 //! honoured). Field names are the TypeScript declarations'
 //! (`typescript.rs`).
 
+use js_sys::Uint8Array;
 use serde_json::Value;
+use switchboard_sdk::Payload;
 use switchboard_sdk::js::{ObjectWriter, json_array, json_to_js, value_from_js, value_to_js};
 use switchboard_sdk::{
     Connected, Connecting, Disconnected, History, Joined, Left, MembersPage, Message, Occupancy,
     Presence, PresenceAction, Reset, RoomInfo,
 };
-use js_sys::Uint8Array;
-use switchboard_sdk::Payload;
 use wasm_bindgen::{JsCast as _, JsValue};
 
 use crate::error::js_error;

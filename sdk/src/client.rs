@@ -204,7 +204,12 @@ impl Client {
     /// Sends `bytes` as `event` privately to every connection of user
     /// `to`, like [`Client::send`]: as a binary message, without base64 on
     /// the wire.
-    pub async fn send_bytes(&self, to: &str, event: &str, bytes: impl Into<Vec<u8>>) -> Result<u64> {
+    pub async fn send_bytes(
+        &self,
+        to: &str,
+        event: &str,
+        bytes: impl Into<Vec<u8>>,
+    ) -> Result<u64> {
         self.send_payload(to, event, Payload::Bytes(bytes.into())).await
     }
 

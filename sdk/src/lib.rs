@@ -84,5 +84,6 @@ pub use event::{
 pub use handlers::{Handler, HandlerId};
 pub use runtime::{BoxFuture, MaybeSend};
 pub use switchboard_protocol::{
-    CloseCode, Encoding, ErrorCode, Message, Payload, Occupancy, Position, Presence, PresenceAction, RoomInfo,
+    CloseCode, Encoding, ErrorCode, Message, Occupancy, Payload, Position, Presence,
+    PresenceAction, RoomInfo,
 };

@@ -1,11 +1,13 @@
 //! Entry points for the fuzz targets in `fuzz/` (cargo-fuzz, nightly) and
 //! for the randomized tests that run the same harnesses on stable.
 //!
-//! [`decode_frame`] feeds arbitrary bytes to the frame decoder.
+//! [`decode_frame`] feeds arbitrary bytes to the frame decoder, and as a
+//! binary message to the envelope decoder.
 //! [`session`] feeds an arbitrary sequence of WebSocket messages to a real
 //! [`Session`](crate::session::Session) over an in-memory socket, on a
-//! paused clock, and checks that it never panics, answers only with valid
-//! server frames, and ends when the input ends.
+//! paused clock (speaking binary when the input's first byte is odd), and
+//! checks that it never panics, answers only with valid server frames and
+//! envelopes, and ends when the input ends.
 //! [`inflate_frames`] feeds arbitrary bytes, as a client's side of a
 //! connection that negotiated permessage-deflate, through the hub's read
 //! layer and tungstenite, and reads arbitrary text as extension offers.
@@ -18,11 +20,22 @@ use crate::policy::auth::Identity;
 use crate::session::{Session, Start};
 use crate::{AppState, Config, session::memory_socket};
 
-/// Decodes arbitrary bytes as a client frame; must never panic.
+/// Decodes arbitrary bytes as a client frame, and as a client's binary
+/// message; must never panic. A binary message that decodes is a `publish`
+/// or a `send` whose data is base64 text, as its encoding says.
 pub fn decode_frame(bytes: &[u8]) {
     if let Ok(text) = std::str::from_utf8(bytes) {
         let _ = ClientFrame::decode_limited(text, 32);
         let _ = serde_json::from_str::<ServerFrame>(text);
+        let _ = crate::binary::envelope_of(text);
+    }
+    if let Ok(frame) = crate::binary::request_of(bytes, 32) {
+        let (ClientFrame::Publish { data, encoding, .. }
+        | ClientFrame::Send { data, encoding, .. }) = frame
+        else {
+            panic!("a binary message decoded as another frame: {frame:?}");
+        };
+        assert!(crate::binary::check_data(&data, encoding).is_ok() && encoding.is_some());
     }
 }
 
@@ -75,6 +88,8 @@ pub fn session(input: &[u8]) {
         let state = AppState::new(config).expect("valid config");
         let (socket, mut peer) = memory_socket::pair();
         let session = Session::new(socket, state, Identity::trusted("fuzzer"));
+        let binary = input.first().is_some_and(|first| first % 2 == 1);
+        let session = if binary { session.speaking_binary() } else { session };
         let task = tokio::spawn(session.run(Start::default()));
         for chunk in input.split(|byte| *byte == 0xff).take(256) {
             let message = match chunk.split_first() {
@@ -87,10 +102,17 @@ pub fn session(input: &[u8]) {
         }
         peer.to_session.close_channel();
         while let Some(message) = peer.from_session.next().await {
-            if let WsMessage::Text(text) = message {
-                serde_json::from_str::<ServerFrame>(&text)
-                    .expect("the session sends only valid frames");
-            }
+            let text = match &message {
+                WsMessage::Text(text) => text.as_str(),
+                WsMessage::Binary(bytes) => {
+                    assert!(binary, "a binary message to a client that did not ask for binary");
+                    let (header, _) = switchboard_protocol::binary::split_envelope(bytes)
+                        .expect("the session sends only valid envelopes");
+                    header
+                }
+                _ => continue,
+            };
+            serde_json::from_str::<ServerFrame>(text).expect("the session sends only valid frames");
         }
         task.await.expect("the session ends without panicking");
     });
@@ -112,7 +134,7 @@ mod tests {
         }
     }
 
-    const SEEDS: [&str; 8] = [
+    const SEEDS: [&str; 9] = [
         r#"{"type":"join","id":"1","room":"general"}"#,
         r#"{"type":"join","id":"7","room":"general","since":{"epoch":"x","offset":3}}"#,
         r#"{"type":"publish","id":"2","room":"general","event":"chat","data":{"a":[1,2]}}"#,
@@ -121,14 +143,29 @@ mod tests {
         r#"{"type":"leave","id":"5","room":"general"}"#,
         r#"{"type":"auth","id":"6","token":"e30.e30.e30"}"#,
         r#"{"type":"ping","id":"8"}"#,
+        r#"{"type":"publish","id":"9","room":"general","event":"b","data":"AAE=","encoding":"base64"}"#,
+    ];
+
+    /// Binary messages for the session: `0x00`, then an envelope of a
+    /// publish, a send or something else, with a few bytes.
+    const BINARY_SEEDS: [&[u8]; 3] = [
+        b"\0\0\0\0\x2f{\"type\":\"publish\",\"room\":\"general\",\"event\":\"b\"}\x00\x01\x02",
+        b"\0\0\0\0\x32{\"type\":\"send\",\"to\":\"fuzzer\",\"event\":\"b\",\"id\":\"2\"}\x07",
+        b"\0\0\0\0\x0f{\"type\":\"ping\"}",
     ];
 
     /// Valid frames, mutated byte by byte: enough to reach deep into the
     /// session on every run, not only the decoder's error paths.
     fn mutated(rng: &mut Rng) -> Vec<u8> {
         let mut input = Vec::new();
+        // An odd first byte: the session speaks binary.
+        input.push((rng.next() % 2) as u8 + b'0');
+        input.push(0xff);
         for _ in 0..(rng.next() % 12 + 1) {
-            let mut frame = SEEDS[(rng.next() % SEEDS.len() as u64) as usize].as_bytes().to_vec();
+            let mut frame = match rng.next() % 4 {
+                0 => BINARY_SEEDS[(rng.next() % BINARY_SEEDS.len() as u64) as usize].to_vec(),
+                _ => SEEDS[(rng.next() % SEEDS.len() as u64) as usize].as_bytes().to_vec(),
+            };
             for _ in 0..(rng.next() % 4) {
                 let at = (rng.next() % frame.len() as u64) as usize;
                 match rng.next() % 3 {

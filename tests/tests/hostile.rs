@@ -188,6 +188,109 @@ async fn frame_errors_get_their_codes_and_the_connection_goes_on() {
 }
 
 #[tokio::test]
+async fn malformed_binary_envelopes_get_their_codes_and_the_connection_goes_on() {
+    use switchboard_protocol::binary::envelope;
+    let server = TestServer::start().await;
+    let mut calm = Bystander::join(&server, "user_id=calm").await;
+    let url = format!("{}?user_id=mallory&binary=1", server.ws_url());
+    let (mut hostile, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+    welcome(&mut hostile).await;
+    let cases: [(Vec<u8>, ErrorCode, Option<&str>); 8] = [
+        (vec![], ErrorCode::MALFORMED, None),
+        (vec![0, 0, 0], ErrorCode::MALFORMED, None),
+        (vec![0xff, 0xff, 0xff, 0xff, b'{', b'}'], ErrorCode::MALFORMED, None),
+        (vec![0, 0, 0, 2, 0xc3, 0x28, 1], ErrorCode::MALFORMED, None),
+        (envelope("[1,2]", b"x"), ErrorCode::MALFORMED, None),
+        (
+            envelope(r#"{"type":"join","id":"a","room":"r"}"#, b"x"),
+            ErrorCode::INVALID_FRAME,
+            Some("a"),
+        ),
+        (
+            envelope(r#"{"type":"publish","id":"b","room":"calm","event":"e","data":[1]}"#, b"x"),
+            ErrorCode::INVALID_FRAME,
+            Some("b"),
+        ),
+        (
+            envelope(
+                r#"{"type":"send","id":"c","to":"calm","event":"e","encoding":"base64"}"#,
+                b"",
+            ),
+            ErrorCode::INVALID_FRAME,
+            Some("c"),
+        ),
+    ];
+    for (message, code, id) in cases {
+        hostile.send(WsMessage::Binary(message.into())).await.unwrap();
+        let ServerFrame::Error(error) = raw_next(&mut hostile).await else {
+            panic!("expected an error")
+        };
+        assert_eq!((error.code, error.id.as_deref()), (code, id), "{}", error.message);
+    }
+    // A header nested too deep is refused before it is parsed.
+    let deep = format!(
+        r#"{{"type":"publish","id":"d","room":"r","event":"e","x":{}{}}}"#,
+        "[".repeat(5_000),
+        "]".repeat(5_000)
+    );
+    hostile.send(WsMessage::Binary(envelope(&deep, b"").into())).await.unwrap();
+    let ServerFrame::Error(error) = raw_next(&mut hostile).await else { panic!("an error") };
+    assert_eq!(error.code, ErrorCode::INVALID_FRAME);
+    // JSON that claims base64 and is not.
+    expect_error(
+        &mut hostile,
+        r#"{"type":"publish","id":"e","room":"r","event":"e","data":"*","encoding":"base64"}"#,
+        ErrorCode::INVALID_FRAME,
+    )
+    .await;
+    expect_error(
+        &mut hostile,
+        r#"{"type":"publish","id":"f","room":"r","event":"e","data":"AA==","encoding":"hex"}"#,
+        ErrorCode::INVALID_FRAME,
+    )
+    .await;
+    ping_pong(&mut hostile, "after-envelopes").await;
+    calm.check(&server, None).await;
+}
+
+#[tokio::test]
+async fn a_binary_message_before_the_auth_frame_closes_with_4500() {
+    use switchboard_protocol::binary::envelope;
+    let server = TestServer::start_with(token_config()).await;
+    let mut calm = Bystander::join(&server, &format!("token={}", user_token("calm"))).await;
+    let mut early = open(&server, "binary=1").await.unwrap();
+    let auth = format!(r#"{{"type":"auth","token":"{}"}}"#, user_token("early"));
+    early.send(WsMessage::Binary(envelope(&auth, b"").into())).await.unwrap();
+    assert_eq!(raw_close_code(&mut early).await, CloseCode::UNAUTHORIZED.0);
+    calm.check(&server, None).await;
+}
+
+#[tokio::test]
+async fn a_compressed_binary_bomb_closes_with_1009_and_a_compressed_binary_publish_is_taken() {
+    use switchboard_protocol::binary::envelope;
+    let server = TestServer::start().await;
+    let mut calm = Bystander::join(&server, "user_id=calm").await;
+    let connect =
+        || RawTcp::connect_with_headers(&server, "user_id=mallory&binary=1", BROWSER_OFFER);
+    let mut raw = connect().await;
+    assert_eq!(raw.next_frame().await.unwrap().opcode, 1, "welcome");
+    // A binary publish, compressed, is inflated and carried out.
+    let publish = envelope(r#"{"type":"publish","id":"z","room":"calm","event":"e"}"#, &[7; 5_000]);
+    raw.send_frame_rsv1(2, true, true, &deflate::compress(&publish)).await;
+    let answer = loop {
+        let frame = raw.next_frame().await.expect("an answer");
+        if frame.opcode == 1 {
+            break frame.text();
+        }
+    };
+    assert!(answer.contains(r#""code":201"#), "carried out (and refused: not joined): {answer}");
+    // A bomb in a binary message costs the hub no more than in a text one.
+    raw.send_frame_rsv1(2, true, true, &deflate::bomb(64 << 20)).await;
+    assert_eq!(raw.close_code().await, CloseCode::MESSAGE_TOO_BIG.0);
+    calm.check(&server, None).await;
+}
+
+#[tokio::test]
 async fn binary_frames_are_refused_with_104() {
     let server = TestServer::start().await;
     let mut calm = Bystander::join(&server, "user_id=calm").await;
@@ -260,8 +363,8 @@ async fn broken_compressed_frames_close_with_1007_or_1002() {
     raw.next_frame().await.unwrap();
     raw.send_frame_rsv1(1, true, true, &data).await;
     assert_eq!(raw.close_code().await, 1002);
-    // A compressed binary message is a binary message: error 104, and the
-    // connection goes on.
+    // A compressed binary message is a binary message: error 104 on a
+    // connection that did not ask for binary, and the connection goes on.
     let mut raw = deflating(&server).await;
     raw.send_frame_rsv1(2, true, true, &deflate::compress(&[0, 1, 2, 3, 4, 5, 6, 7])).await;
     let error = loop {
