@@ -14,6 +14,7 @@ import init, {
   type LeftEvent,
   type MembersPage,
   type Message,
+  type Payload,
   type Presence,
   type SwitchboardError,
 } from "switchboard-js";
@@ -70,6 +71,11 @@ export async function app(): Promise<void> {
   await client.publish("general", "chat", { text: "hi", n: [1, 2.5, null, true] });
   await client.publishToOthers("general", "typing", null);
   const reached: number = await client.send("bob", "dm", "psst");
+  // Bytes: a Uint8Array or an ArrayBuffer, received as a Uint8Array.
+  await client.publish("files", "upload", new Uint8Array([1, 2, 3]));
+  await client.send("bob", "key", new Uint8Array(4).buffer);
+  const payload: Payload = new Uint8Array(1);
+  client.on<Uint8Array>("upload", (m) => console.log(m.data.byteLength, payload));
   const page: HistoryPage = await client.history("general", 10, 50);
   const firstPage: MembersPage = await client.membersPage("general", null, 100);
   const everyone: string[] = await client.members("general");
@@ -93,8 +99,10 @@ export async function app(): Promise<void> {
   client.on("connected", (m: Message) => console.log(m.data));
   // @ts-expect-error: typed data is checked where it is read.
   client.on<{ text: string }>("chat", (m) => m.data.txt);
-  // @ts-expect-error: data must be JSON, not a function.
+  // @ts-expect-error: data must be JSON or bytes, not a function.
   await client.publish("general", "chat", () => 1);
+  // @ts-expect-error: bytes are a Uint8Array or an ArrayBuffer, not a Blob.
+  await client.send("bob", "file", new Blob(["x"]));
   // @ts-expect-error: `join` resolves with names, not a number.
   const wrong: number = await client.join("general");
   // @ts-expect-error: the state is one of four strings.

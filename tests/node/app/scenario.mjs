@@ -6,7 +6,9 @@
 // The last two carry 3.6 KB of text, one replayed by the rejoin (replays go
 // uncompressed) and one live: where the runtime's WebSocket negotiates
 // permessage-deflate (Bun's, the `ws` package's), the live one crosses
-// compressed.
+// compressed. Last, the sender publishes bytes (a Uint8Array), which must
+// arrive as a Uint8Array with the same bytes (binary WebSocket messages both
+// ways).
 //
 // Plain ECMAScript plus `fetch` and `setTimeout`, so that Node.js, Deno and
 // Bun all run it; failures throw.
@@ -41,6 +43,10 @@ export async function scenario(Client, { url, http, connectAs, user }) {
   // A long message that arrived changed is counted as its negative.
   const pad = "compressible text in a long message ".repeat(100);
   receiver.on("chat", ({ data }) => got.push(data.n > 1 && data.pad !== pad ? -data.n : data.n));
+  const blobs = [];
+  receiver.on("blob", ({ data }) =>
+    blobs.push(data instanceof Uint8Array ? Array.from(data).join(",") : `not bytes: ${JSON.stringify(data)}`),
+  );
   receiver.on("connected", () => connections++);
   receiver.on("disconnected", () => lost++);
   receiver.on("joined", (event) => joined.push(event));
@@ -74,6 +80,9 @@ export async function scenario(Client, { url, http, connectAs, user }) {
     // Anything more would arrive right behind the third: give it the chance.
     await new Promise((tick) => setTimeout(tick, 100));
     if (JSON.stringify(got) !== "[1,2,3]") throw new Error(`received ${JSON.stringify(got)}`);
+    await sender.publish(room, "blob", new Uint8Array([0, 1, 128, 255]));
+    await until("the bytes", () => blobs.length === 1);
+    if (blobs[0] !== "0,1,128,255") throw new Error(`received ${blobs[0]} for the bytes`);
     return { got, connections };
   } finally {
     await sender.close();
