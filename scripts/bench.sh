@@ -33,3 +33,6 @@ target/release/cluster --members "${CLUSTER_MEMBERS:-2000}" --out bench/results/
 
 step "room fan-out with and without permessage-deflate, beside the Node peers with theirs (bench/results/compression.md)"
 target/release/compression --members "${COMPRESSION_MEMBERS:-1000}" --out bench/results/compression.md
+
+step "room fan-out of bytes: binary messages, base64 text and both, against JSON text of the same size (bench/results/binary.md)"
+target/release/binary --members "${BINARY_MEMBERS:-1000}" --out bench/results/binary.md

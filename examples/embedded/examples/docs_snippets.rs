@@ -69,7 +69,7 @@ fn hooks() -> Result<axum::Router, Box<dyn std::error::Error>> {
     use switchboard_server::hooks::{
         ConnectDecision, ConnectRequest, HookFuture, Hooks, MessageDecision,
     };
-    use switchboard_server::{AppState, Config, Identity};
+    use switchboard_server::{AppState, Config, Encoding, Identity};
 
     struct Chat;
 
@@ -100,10 +100,11 @@ fn hooks() -> Result<axum::Router, Box<dyn std::error::Error>> {
             room: &'a str,
             _event: &'a str,
             data: &'a Value,
-            _encoding: Option<switchboard_server::Encoding>,
+            encoding: Option<Encoding>,
         ) -> HookFuture<'a, MessageDecision> {
             Box::pin(async move {
-                match data.as_str() {
+                // Bytes (`encoding` is `Some`) are base64 text here: not chat.
+                match data.as_str().filter(|_| encoding.is_none()) {
                     Some(text) if text.len() > 2000 => {
                         MessageDecision::refuse("at most 2000 characters")
                     }

@@ -65,14 +65,18 @@ impl Hooks for Rules {
         room: &'a str,
         event: &'a str,
         data: &'a Value,
-        _encoding: Option<switchboard_server::Encoding>,
+        encoding: Option<switchboard_server::Encoding>,
     ) -> HookFuture<'a, MessageDecision> {
         Box::pin(async move {
-            if data.as_str().is_some_and(|text| text.chars().count() > 500) {
+            // Text has a length limit; bytes (base64 text here) do not.
+            let text = data.as_str().filter(|_| encoding.is_none());
+            if text.is_some_and(|text| text.chars().count() > 500) {
                 return MessageDecision::refuse("at most 500 characters");
             }
             // Kept before it goes out: what clients see is in the archive.
-            self.store.keep(room, json!({"from": &*who.user, "event": event, "data": data}));
+            let kept =
+                json!({"from": &*who.user, "event": event, "data": data, "encoding": encoding});
+            self.store.keep(room, kept);
             MessageDecision::Allow
         })
     }
