@@ -2,7 +2,8 @@
 # Builds the npm package in sdk-js/pkg with wasm-pack (an ES module for
 # browsers, size-optimized) and prints the sizes.
 # Needs wasm-pack and the matching wasm-bindgen CLI on PATH
-# (./scripts/test.sh installs both), and npm (for esbuild, sdk-js/tools/).
+# (./scripts/test.sh installs both), and npm (for binaryen's wasm-opt and
+# esbuild, sdk-js/tools/).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

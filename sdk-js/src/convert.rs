@@ -30,14 +30,26 @@ pub(crate) fn to_json(value: JsValue) -> Result<Value, JsValue> {
     })
 }
 
-/// A payload from JavaScript: a `Uint8Array` (a Node.js `Buffer` is one)
-/// or an `ArrayBuffer` is bytes, anything else JSON data.
+/// A payload from JavaScript: a `Uint8Array` (a Node.js `Buffer` is one),
+/// any other view of bytes (`DataView`, `Int8Array`, …) or an
+/// `ArrayBuffer` is bytes, anything else JSON data.
 pub(crate) fn to_payload(value: JsValue) -> Result<Payload, JsValue> {
     if let Some(bytes) = value.dyn_ref::<Uint8Array>() {
         return Ok(Payload::Bytes(bytes.to_vec()));
     }
     if let Some(buffer) = value.dyn_ref::<js_sys::ArrayBuffer>() {
         return Ok(Payload::Bytes(Uint8Array::new(buffer).to_vec()));
+    }
+    if js_sys::ArrayBuffer::is_view(&value) {
+        // The bytes the view covers, whatever its element type.
+        let field = |name: &str| js_sys::Reflect::get(&value, &name.into()).unwrap_or_default();
+        let (offset, length) = (field("byteOffset"), field("byteLength"));
+        let bytes = Uint8Array::new_with_byte_offset_and_length(
+            &field("buffer"),
+            offset.as_f64().unwrap_or(0.0) as u32,
+            length.as_f64().unwrap_or(0.0) as u32,
+        );
+        return Ok(Payload::Bytes(bytes.to_vec()));
     }
     to_json(value).map(Payload::Json)
 }

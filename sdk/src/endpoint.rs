@@ -14,6 +14,9 @@ use crate::error::Error;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Endpoint {
     url: String,
+    /// The URL asks for binary messages (`binary=1`, the default): bytes
+    /// go raw. Without it they go as base64 text.
+    binary: bool,
 }
 
 impl Endpoint {
@@ -68,7 +71,14 @@ impl Endpoint {
                 url = format!("{url}{separator}{pair}");
             }
         }
-        Ok(Endpoint { url })
+        let query = url.split_once('?').map_or("", |(_, query)| query);
+        let binary = query.split('&').any(|pair| pair == "binary=1" || pair == "binary=true");
+        Ok(Endpoint { url, binary })
+    }
+
+    /// Whether the hub sends and takes bytes raw on this URL (`binary=1`).
+    pub(crate) fn binary(&self) -> bool {
+        self.binary
     }
 
     /// The URL to open.
@@ -111,6 +121,9 @@ mod tests {
         // An application that wants one frame per message, or text only, says so.
         assert_eq!(url("ws://h/ws?batch=0", Some("a")), "ws://h/ws?batch=0&user_id=a&binary=1");
         assert_eq!(url("ws://h/ws?binary=0", None), "ws://h/ws?binary=0&batch=1");
+        assert!(Endpoint::new("ws://h/ws", None).unwrap().binary());
+        assert!(!Endpoint::new("ws://h/ws?binary=0", None).unwrap().binary());
+        assert!(Endpoint::new("ws://h/ws?binary=true", None).unwrap().binary());
     }
 
     #[test]

@@ -13,113 +13,140 @@
 
 use std::sync::OnceLock;
 
-use serde::Serialize;
 use serde_json::Value;
 pub use switchboard_protocol::Payload;
 use switchboard_protocol::binary::{
     BINARY_MESSAGE_PREFIX, envelope, from_base64, split_envelope, to_base64,
 };
-use switchboard_protocol::{ClientFrame, DecodeError, Encoding, ErrorCode, Message};
+use switchboard_protocol::{ClientFrame, DecodeError, Encoding, ErrorCode};
 
 use crate::deflate::{Compressor, Deflated};
 
-/// Why `data` does not match its `encoding`: with `base64`, it must be
-/// base64 text.
-pub(crate) fn check_data(data: &Value, encoding: Option<Encoding>) -> Result<(), String> {
+/// Why `data` does not match its `encoding`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum DataError {
+    /// `"encoding":"base64"` with `data` that is not a string.
+    #[error("with `\"encoding\": \"base64\"`, `data` must be a string")]
+    NotText,
+    /// `"encoding":"base64"` with a string that is not base64.
+    #[error(
+        "`data` is not base64 text (padded, standard alphabet), as `\"encoding\": \"base64\"` says"
+    )]
+    NotBase64,
+}
+
+/// The bytes `data` stands for under `encoding`: `None` for JSON, or why
+/// it does not match.
+pub(crate) fn bytes_of(
+    data: &Value,
+    encoding: Option<Encoding>,
+) -> Result<Option<Vec<u8>>, DataError> {
     match encoding {
-        None => Ok(()),
-        Some(Encoding::Base64) => match data.as_str() {
-            Some(text) if from_base64(text).is_some() => Ok(()),
-            Some(_) => Err("`data` is not base64 text (padded, standard alphabet), \
-                            as `\"encoding\": \"base64\"` says"
-                .to_owned()),
-            None => Err("with `\"encoding\": \"base64\"`, `data` must be a string".to_owned()),
-        },
+        None => Ok(None),
+        Some(Encoding::Base64) => {
+            let text = data.as_str().ok_or(DataError::NotText)?;
+            from_base64(text).map(Some).ok_or(DataError::NotBase64)
+        }
     }
+}
+
+/// Refuses `data` that does not match its `encoding`.
+pub(crate) fn check_data(data: &Value, encoding: Option<Encoding>) -> Result<(), DataError> {
+    bytes_of(data, encoding).map(drop)
+}
+
+/// A JSON body (a webhook's, an event's) with `"encoding"` beside its
+/// `data`, when the payload is bytes.
+pub(crate) fn with_encoding(mut body: Value, encoding: Option<Encoding>) -> Value {
+    if let (Some(encoding), Some(fields)) = (encoding, body.as_object_mut()) {
+        fields.insert("encoding".to_owned(), serde_json::json!(encoding));
+    }
+    body
+}
+
+/// The length of the base64 text of `len` bytes.
+fn base64_len(len: usize) -> usize {
+    len.div_ceil(3).saturating_mul(4)
 }
 
 /// A client's binary message as the request it carries: an envelope whose
 /// header is a `publish` or `send` without `data`, the payload its bytes.
 /// Refused: a broken envelope ([`ErrorCode::MALFORMED`]), a header that is
 /// not a frame (the codes of [`ClientFrame::decode`]), or that is another
-/// frame or brings `data` of its own ([`ErrorCode::INVALID_FRAME`]).
-pub(crate) fn request_of(message: &[u8], max_depth: usize) -> Result<ClientFrame, DecodeError> {
+/// frame or brings `data` of its own ([`ErrorCode::INVALID_FRAME`]), and
+/// bytes whose base64 form, the one the hub keeps, would not fit a frame of
+/// `max_bytes` ([`ErrorCode::LIMIT_EXCEEDED`]): the queues, history and
+/// JSON-only clients are sized by that limit.
+pub(crate) fn request_of(
+    message: &[u8],
+    max_depth: usize,
+    max_bytes: usize,
+) -> Result<ClientFrame, DecodeError> {
     let (header, payload) = split_envelope(message).map_err(|err| DecodeError {
         code: ErrorCode::MALFORMED,
         message: format!("not a binary envelope: {err}"),
         id: None,
     })?;
     let mut frame = ClientFrame::decode_limited(header, max_depth)?;
-    let invalid = |id: Option<&str>, message: &str| DecodeError {
-        code: ErrorCode::INVALID_FRAME,
-        message: message.to_owned(),
+    let refused = |code, id: Option<&str>, message: String| DecodeError {
+        code,
+        message,
         id: id.map(str::to_owned),
     };
     let (ClientFrame::Publish { id, data, encoding, .. }
     | ClientFrame::Send { id, data, encoding, .. }) = &mut frame
     else {
         let id = frame.id().map(str::to_owned);
-        return Err(invalid(
-            id.as_deref(),
-            "a binary message carries a `publish` or a `send`; send other frames as text",
-        ));
+        let why = "a binary message carries a `publish` or a `send`; send other frames as text";
+        return Err(refused(ErrorCode::INVALID_FRAME, id.as_deref(), why.to_owned()));
     };
     if !data.is_null() || encoding.is_some() {
-        return Err(invalid(
-            id.as_deref(),
-            "the header of a binary message has no `data` or `encoding`: the bytes after it are the data",
-        ));
+        let why = "the header of a binary message has no `data` or `encoding`: the bytes after it are the data";
+        return Err(refused(ErrorCode::INVALID_FRAME, id.as_deref(), why.to_owned()));
+    }
+    if header.len().saturating_add(base64_len(payload.len())) > max_bytes {
+        let why = format!(
+            "{} bytes take {} as base64 text, the form the hub keeps: over limits.max_message_bytes ({max_bytes})",
+            payload.len(),
+            base64_len(payload.len())
+        );
+        return Err(refused(ErrorCode::LIMIT_EXCEEDED, id.as_deref(), why));
     }
     *data = Value::String(to_base64(payload));
     *encoding = Some(Encoding::Base64);
     Ok(frame)
 }
 
-/// The header of a binary `message`: the frame's fields but `data` and
-/// `encoding`, in the order of [`Message`].
-#[derive(Serialize)]
-struct Header<'a> {
-    #[serde(rename = "type")]
-    kind: &'static str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    room: &'a Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    to: &'a Option<String>,
-    from: &'a str,
-    event: &'a str,
-    ts: u64,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    offset: Option<u64>,
+/// The request id of a client's binary message, read from its header
+/// alone (for a refusal that names the request without decoding its
+/// bytes).
+pub(crate) fn request_id(message: &[u8], max_depth: usize) -> Option<String> {
+    let (header, _) = split_envelope(message).ok()?;
+    ClientFrame::decode_limited(header, max_depth).ok()?.id().map(str::to_owned)
 }
 
 /// The binary form of a `message` frame the hub serialized, when its
-/// payload is bytes: an envelope of its header and the bytes. `None` for
-/// any other frame.
+/// payload is bytes: an envelope of its header (the frame's own fields, in
+/// their order, but `data` and `encoding`) and the bytes. `None` for any
+/// other frame.
 pub(crate) fn envelope_of(frame: &str) -> Option<Vec<u8>> {
     if !frame.starts_with(BINARY_MESSAGE_PREFIX) {
         return None;
     }
-    // The frame's `type` is not a field of `Message`, which ignores it.
-    let message: Message = serde_json::from_str(frame).ok()?;
-    let bytes = from_base64(message.data.as_str()?)?;
-    let header = Header {
-        kind: "message",
-        room: &message.room,
-        to: &message.to,
-        from: &message.from,
-        event: &message.event,
-        ts: message.ts,
-        offset: message.offset,
-    };
-    let header = serde_json::to_string(&header).ok()?;
+    // The frame as it is (serde_json keeps the order of its fields), so
+    // the header carries whatever fields a message has, now or later.
+    let mut fields: serde_json::Map<String, Value> = serde_json::from_str(frame).ok()?;
+    fields.shift_remove("encoding")?;
+    let bytes = from_base64(fields.shift_remove("data")?.as_str()?)?;
+    let header = serde_json::to_string(&fields).ok()?;
     Some(envelope(&header, &bytes))
 }
 
 /// A shared `message` frame's binary form, made the first time a
 /// connection that speaks binary writes it, and that form compressed,
 /// made the first time one that also negotiated permessage-deflate does.
-/// One pointer wide while empty: most deliveries never need it. Like
-/// [`Deflated`], a clone starts empty.
+/// Two words while empty (a pointer and the lock's state): most
+/// deliveries never need it. Like [`Deflated`], a clone starts empty.
 #[derive(Default)]
 pub(crate) struct Enveloped(OnceLock<Option<Box<Form>>>);
 
@@ -177,7 +204,7 @@ impl std::fmt::Debug for Enveloped {
 mod tests {
     use super::*;
     use crate::wire::encode;
-    use switchboard_protocol::ServerFrame;
+    use switchboard_protocol::{Message, ServerFrame};
 
     fn message(payload: Payload) -> Message {
         let (data, encoding) = payload.into_fields();
@@ -207,6 +234,22 @@ mod tests {
     }
 
     #[test]
+    fn the_header_holds_every_field_of_the_frame_but_its_payload() {
+        // Every field a message has, set: what the JSON form holds but the
+        // payload is what the header holds, in the same order.
+        let full = Message { to: Some("bob".into()), ..message(vec![1u8].into()) };
+        let json = encode(&ServerFrame::Message(full));
+        let form = envelope_of(json.as_str()).unwrap();
+        let (header, _) = split_envelope(&form).unwrap();
+        let mut expected: serde_json::Map<String, Value> =
+            serde_json::from_str(json.as_str()).unwrap();
+        expected.shift_remove("data");
+        expected.shift_remove("encoding");
+        assert_eq!(header, serde_json::to_string(&expected).unwrap());
+        assert_eq!(expected.len(), 7, "type, room, to, from, event, ts, offset: {header}");
+    }
+
+    #[test]
     fn the_binary_form_holds_the_header_and_the_raw_bytes() {
         let frame = encode(&ServerFrame::Message(message(vec![0, 1, 255].into())));
         let form = envelope_of(frame.as_str()).unwrap();
@@ -225,12 +268,20 @@ mod tests {
     #[test]
     fn a_binary_request_becomes_its_frame_with_base64_data() {
         let made = envelope(r#"{"type":"publish","id":"1","room":"r","event":"e"}"#, b"\x00hi");
-        let ClientFrame::Publish { data, encoding, .. } = request_of(&made, 32).unwrap() else {
+        assert_eq!(request_id(&made, 32).as_deref(), Some("1"));
+        let ClientFrame::Publish { data, encoding, .. } = request_of(&made, 32, 1 << 20).unwrap()
+        else {
             panic!("not a publish")
         };
         assert_eq!((data, encoding), (Value::String("AGhp".into()), Some(Encoding::Base64)));
         let made = envelope(r#"{"type":"send","to":"bob","event":"e"}"#, b"");
-        assert!(matches!(request_of(&made, 32), Ok(ClientFrame::Send { .. })));
+        assert!(matches!(request_of(&made, 32, 1 << 20), Ok(ClientFrame::Send { .. })));
+        // Bytes whose base64 form would pass the limit: 300 bytes take 400.
+        let header = r#"{"type":"send","id":"9","to":"bob","event":"e"}"#;
+        let made = envelope(header, &[0; 300]);
+        assert!(request_of(&made, 32, header.len() + 400).is_ok());
+        let err = request_of(&made, 32, header.len() + 399).unwrap_err();
+        assert_eq!((err.code, err.id.as_deref()), (ErrorCode::LIMIT_EXCEEDED, Some("9")));
     }
 
     #[test]
@@ -252,16 +303,19 @@ mod tests {
             (envelope(r#"{"type":"nope","id":"4"}"#, b""), ErrorCode::UNKNOWN_TYPE, Some("4")),
         ];
         for (message, code, id) in cases {
-            let err = request_of(&message, 32).unwrap_err();
+            let err = request_of(&message, 32, 1 << 20).unwrap_err();
             assert_eq!((err.code, err.id.as_deref()), (code, id), "{}", err.message);
         }
     }
 
     #[test]
     fn base64_data_is_checked_when_the_encoding_says_so() {
-        assert!(check_data(&Value::String("AGhp".into()), Some(Encoding::Base64)).is_ok());
-        assert!(check_data(&Value::String("AGh".into()), Some(Encoding::Base64)).is_err());
-        assert!(check_data(&serde_json::json!(5), Some(Encoding::Base64)).is_err());
-        assert!(check_data(&serde_json::json!(5), None).is_ok());
+        let base64 = Some(Encoding::Base64);
+        assert_eq!(bytes_of(&Value::String("AGhp".into()), base64), Ok(Some(b"\x00hi".to_vec())));
+        assert_eq!(check_data(&Value::String("AGh".into()), base64), Err(DataError::NotBase64));
+        assert_eq!(check_data(&serde_json::json!(5), base64), Err(DataError::NotText));
+        assert_eq!(bytes_of(&serde_json::json!(5), None), Ok(None));
+        let body = with_encoding(serde_json::json!({"data": "AA=="}), base64);
+        assert_eq!(body, serde_json::json!({"data": "AA==", "encoding": "base64"}));
     }
 }

@@ -29,7 +29,8 @@ pub fn decode_frame(bytes: &[u8]) {
         let _ = serde_json::from_str::<ServerFrame>(text);
         let _ = crate::binary::envelope_of(text);
     }
-    if let Ok(frame) = crate::binary::request_of(bytes, 32) {
+    let _ = crate::binary::request_id(bytes, 32);
+    if let Ok(frame) = crate::binary::request_of(bytes, 32, 1 << 16) {
         let (ClientFrame::Publish { data, encoding, .. }
         | ClientFrame::Send { data, encoding, .. }) = frame
         else {

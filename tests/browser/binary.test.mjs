@@ -127,12 +127,17 @@ test("bytes sent privately arrive as a Uint8Array, and a JSON-only socket reads 
       await new Promise((resolve) => (plain.onopen = resolve));
       const receiver = window.makeClient(url, { userId: "receiver" });
       const got = new Promise((resolve) => receiver.on("secret", (message) => resolve(message.data)));
+      const view = new Promise((resolve) => receiver.on("view", (message) => resolve(message.data)));
       await receiver.connect();
       const sender = window.makeClient(url, { userId: "sender" });
       await sender.connect();
       await sender.send("receiver", "secret", new Uint8Array([0, 1, 2, 254, 255]));
       await sender.send("plain", "secret", new Uint8Array([0, 1, 2, 254, 255]));
+      // Any view of bytes: what it covers of its buffer, as bytes.
+      const shorts = new Int16Array([7, 1, -1, 9]);
+      await sender.send("receiver", "view", new Int16Array(shorts.buffer, 2, 2));
       const data = await got;
+      const viewed = await view;
       // The plain socket's message, once it is there.
       while (!plainFrames.some((text) => typeof text === "string" && text.includes('"secret"'))) {
         await new Promise((resolve) => setTimeout(resolve, 10));
@@ -143,12 +148,14 @@ test("bytes sent privately arrive as a Uint8Array, and a JSON-only socket reads 
       return {
         isBytes: data instanceof Uint8Array,
         bytes: Array.from(data),
+        viewed: Array.from(viewed),
         plain: JSON.parse(plainFrames.find((text) => text.includes('"secret"'))),
       };
     },
     { url: hub.url },
   );
   assert.deepEqual({ isBytes: result.isBytes, bytes: result.bytes }, { isBytes: true, bytes: [0, 1, 2, 254, 255] });
+  assert.deepEqual(result.viewed, [1, 0, 255, 255], "the two shorts the view covers, little-endian");
   assert.equal(result.plain.encoding, "base64");
   assert.equal(result.plain.data, Buffer.from([0, 1, 2, 254, 255]).toString("base64"));
   await page.close();

@@ -101,6 +101,20 @@ impl Connection {
         }
     }
 
+    /// The next WebSocket message of any kind (text, binary, control),
+    /// within [`TIMEOUT`]; `None` once the client closed.
+    pub async fn message(&mut self) -> Option<WsMessage> {
+        let next = tokio::time::timeout(TIMEOUT, self.socket.next())
+            .await
+            .expect("a client message in time");
+        next.and_then(Result::ok)
+    }
+
+    /// Sends a binary message.
+    pub async fn send_binary(&mut self, bytes: Vec<u8>) {
+        self.socket.send(WsMessage::Binary(bytes.into())).await.expect("send");
+    }
+
     /// The next client frame that is not a ping.
     pub async fn request(&mut self) -> ClientFrame {
         loop {

@@ -230,3 +230,129 @@ async fn a_long_binary_message_goes_compressed_to_a_client_that_negotiated_defla
     let inflated = inflate(&frame.payload);
     assert_eq!(split_envelope(&inflated).unwrap().1, &bytes[..]);
 }
+
+/// The SDK's side of the wire, against a hub the test plays: bytes go out
+/// as a binary message (an envelope whose header is the publish without
+/// data), a binary message in is a message with bytes, and on a URL that
+/// says `binary=0` the same bytes go as base64 text.
+#[tokio::test]
+async fn the_sdk_sends_and_reads_bytes_as_binary_messages_and_as_base64_when_told_to() {
+    use switchboard_sdk::Client;
+    use switchboard_tests::scripted::{ScriptedHub, welcome};
+    for binary in [true, false] {
+        let mut hub = ScriptedHub::start().await;
+        let url = if binary { hub.ws_url() } else { format!("{}?binary=0", hub.ws_url()) };
+        let client = Client::builder(url).user("alice").build().unwrap();
+        let mut events = switchboard_tests::record(&client);
+        let connecting = tokio::spawn({
+            let client = client.clone();
+            async move { client.connect().await }
+        });
+        let mut connection = hub.next().await;
+        connection.send(&welcome(None)).await;
+        connecting.await.unwrap().unwrap();
+        let publish = tokio::spawn({
+            let client = client.clone();
+            async move { client.publish_bytes("r", "blob", vec![0u8, 1, 255]).await }
+        });
+        let id = match connection.message().await.expect("the publish") {
+            WsMessage::Binary(message) if binary => {
+                let (header, payload) = split_envelope(&message).unwrap();
+                assert_eq!(payload, &[0, 1, 255]);
+                let header: Value = serde_json::from_str(header).unwrap();
+                assert_eq!(
+                    (header["type"].as_str(), header["room"].as_str()),
+                    (Some("publish"), Some("r"))
+                );
+                assert!(header.get("data").is_none(), "{header}");
+                header["id"].as_str().unwrap().to_owned()
+            }
+            WsMessage::Text(text) if !binary => {
+                let frame: Value = serde_json::from_str(&text).unwrap();
+                assert_eq!(
+                    (frame["data"].as_str(), frame["encoding"].as_str()),
+                    (Some("AAH/"), Some("base64"))
+                );
+                frame["id"].as_str().unwrap().to_owned()
+            }
+            other => panic!("binary={binary}: {other:?}"),
+        };
+        connection.ack(&id).await;
+        publish.await.unwrap().unwrap();
+        // A message with bytes, as the hub writes it to a binary client.
+        let header = r#"{"type":"message","room":"r","from":"bob","event":"blob","ts":1}"#;
+        connection.send_binary(envelope(header, &[9, 8, 7])).await;
+        let got = events.next_message().await;
+        assert_eq!(
+            (got.binary, got.data, got.from.as_str()),
+            (Some(vec![9, 8, 7]), Value::Null, "bob")
+        );
+        client.close().await;
+    }
+}
+
+/// A replay after a reconnect reaches a raw client that speaks binary as
+/// binary messages, in order with the JSON ones.
+#[tokio::test]
+async fn a_resumed_join_replays_bytes_as_binary_messages() {
+    let server = TestServer::start().await;
+    let mut first = raw_binary(&server, "reader").await;
+    let join = json!({"type": "join", "id": "j", "room": "replay"});
+    raw_send(&mut first, &join.to_string()).await;
+    let epoch = loop {
+        if let ServerFrame::Ack(ack) = raw_next(&mut first).await {
+            break ack.epoch.unwrap();
+        }
+    };
+    drop(first);
+    let (writer, _) = connect(&server, "writer").await;
+    writer.join("replay").await.unwrap();
+    writer.publish_bytes("replay", "chunk", blob(100)).await.unwrap();
+    writer.publish("replay", "text", "plain").await.unwrap();
+    let mut again = raw_binary(&server, "reader").await;
+    let join = json!({"type": "join", "id": "k", "room": "replay", "since": {"epoch": epoch, "offset": 0}});
+    raw_send(&mut again, &join.to_string()).await;
+    let bytes = raw_next_binary(&mut again).await;
+    let (header, payload) = split_envelope(&bytes).unwrap();
+    assert_eq!(payload, &blob(100)[..]);
+    assert!(header.contains(r#""offset":1"#), "{header}");
+    let text = loop {
+        if let ServerFrame::Message(message) = raw_next(&mut again).await {
+            break message;
+        }
+    };
+    assert_eq!((text.data, text.offset), (json!("plain"), Some(2)));
+}
+
+#[tokio::test]
+async fn the_api_sends_bytes_to_one_session_and_broadcasts_them_to_everyone() {
+    let server = TestServer::start().await;
+    let (_client, mut events) = connect(&server, "tab").await;
+    let mut raw = raw_binary(&server, "raw").await;
+    let welcome_of = |value: &Value| value["session"].as_str().unwrap().to_owned();
+    let listing = switchboard_tests::get_json(&server, "/api/connections?user=tab").await;
+    let session = welcome_of(&listing["connections"][0]);
+    let answer = post_json(
+        &server,
+        &format!("/api/connections/{session}/send"),
+        json!({"event": "one", "data": to_base64(&[1, 2, 3]), "encoding": "base64"}),
+    )
+    .await;
+    assert_eq!(answer["status"], "reached", "{answer}");
+    assert_eq!(events.next_message().await.binary, Some(vec![1, 2, 3]));
+    let answer = post_json(
+        &server,
+        "/api/broadcast",
+        json!({"event": "all", "data": to_base64(&[4, 5]), "encoding": "base64"}),
+    )
+    .await;
+    assert_eq!(answer["delivered"], 2, "{answer}");
+    assert_eq!(events.next_message().await.binary, Some(vec![4, 5]));
+    let got = raw_next_binary(&mut raw).await;
+    let (header, payload) = split_envelope(&got).unwrap();
+    assert_eq!(payload, &[4, 5]);
+    assert!(
+        !header.contains("room") && !header.contains("offset"),
+        "a broadcast to everyone: {header}"
+    );
+}

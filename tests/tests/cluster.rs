@@ -718,3 +718,42 @@ async fn a_burst_sent_without_waiting_keeps_its_order_on_every_node() {
         assert_eq!(data, (0..BURST).map(|n| json!(n)).collect::<Vec<_>>());
     }
 }
+
+#[tokio::test]
+async fn bytes_cross_nodes_raw_to_binary_clients_and_come_back_from_the_clusters_history() {
+    use switchboard_protocol::binary::split_envelope;
+    let redis = TestRedis::start().await;
+    let nodes = nodes(&redis, 2).await;
+    let (writer, _) = connect(&nodes[0], "writer").await;
+    writer.join("files").await.unwrap();
+    // A raw client on the other node that speaks binary.
+    let url = format!("{}?user_id=reader&binary=1", nodes[1].ws_url());
+    let (mut reader, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+    assert!(matches!(raw_next(&mut reader).await, ServerFrame::Welcome(_)));
+    raw_send(&mut reader, r#"{"type":"join","id":"j","room":"files"}"#).await;
+    let epoch = loop {
+        if let ServerFrame::Ack(ack) = answer(&mut reader).await {
+            break ack.epoch.unwrap();
+        }
+    };
+    let bytes: Vec<u8> = (0..=255).collect();
+    writer.publish_bytes("files", "blob", bytes.clone()).await.unwrap();
+    let binary = loop {
+        match switchboard_tests::raw_next_message(&mut reader).await {
+            tokio_tungstenite::tungstenite::Message::Binary(binary) => break binary,
+            _ => continue,
+        }
+    };
+    let (header, payload) = split_envelope(&binary).unwrap();
+    assert_eq!(payload, &bytes[..]);
+    assert!(header.contains(r#""offset":1"#), "{header}");
+    // The SDK, resuming on the first node, gets the bytes from the
+    // cluster's history.
+    let (late, mut events) = connect(&nodes[0], "late").await;
+    late.join("files").await.unwrap();
+    let page = late.history("files", Some(0), None).await.unwrap();
+    assert_eq!(page.epoch.as_deref(), Some(epoch.as_str()));
+    assert_eq!(page.messages[0].binary.as_deref(), Some(&bytes[..]));
+    writer.publish_bytes("files", "blob", vec![7u8]).await.unwrap();
+    assert_eq!(events.next_message().await.binary, Some(vec![7]));
+}

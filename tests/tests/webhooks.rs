@@ -60,6 +60,7 @@ async fn backend(calls: Calls) -> String {
                 json!({"refuse": {"code": 1403, "message": "members only"}})
             }
             ("publish", _) if event["data"] == "spam" => json!({"refuse": {"message": "no spam"}}),
+            ("publish", _) if event["event"] == "mangle" => json!({"data": "not base64!"}),
             ("publish", _) if event["event"] == "shout" => {
                 json!({"data": event["data"].as_str().unwrap_or("").to_lowercase()})
             }
@@ -303,13 +304,21 @@ async fn events_after_the_fact_arrive_in_order_once_the_backend_is_back() {
     ann.join("lobby").await.unwrap();
     ann.publish("lobby", "chat", json!("hi")).await.unwrap();
     ann.send("bob", "dm", json!("psst")).await.unwrap();
+    ann.publish_bytes("lobby", "blob", vec![0u8, 1, 2]).await.unwrap();
     ann.close().await;
 
-    let kinds = eventually("four events delivered", || async {
+    let mut kinds = eventually("five events delivered", || async {
         let received = received.lock().unwrap().1.clone();
-        (received.len() >= 4).then_some(received)
+        (received.len() >= 5).then_some(received)
     })
     .await;
+    // The bytes, as base64 text with their encoding.
+    let blob = kinds.remove(3);
+    assert_eq!(
+        (blob["kind"].as_str(), blob["data"].as_str(), blob["encoding"].as_str()),
+        (Some("published"), Some("AAEC"), Some("base64"))
+    );
+    assert!(kinds.iter().all(|event| event.get("encoding").is_none()), "JSON payloads have none");
     let summary: Vec<(String, Value)> =
         kinds.iter().map(|e| (e["kind"].as_str().unwrap().to_owned(), e["data"].clone())).collect();
     assert_eq!(
@@ -331,7 +340,7 @@ async fn events_after_the_fact_arrive_in_order_once_the_backend_is_back() {
         .text()
         .await
         .unwrap();
-    assert!(metrics.contains("switchboard_events_delivered_total 4"), "{metrics}");
+    assert!(metrics.contains("switchboard_events_delivered_total 5"), "{metrics}");
 }
 
 #[tokio::test]
@@ -364,4 +373,34 @@ async fn a_backend_behind_https_is_called_when_its_certificate_is_trusted_only()
         !calls.lock().unwrap().iter().any(|(_, body, _)| body["user"] == "bob"),
         "nothing reached the backend without a verified connection"
     );
+}
+
+#[tokio::test]
+async fn the_publish_webhook_sees_bytes_as_base64_with_their_encoding_and_must_keep_them_so() {
+    let calls = Calls::default();
+    let base = backend(calls.clone()).await;
+    let server = TestServer::start_with(hooked(&base)).await;
+    let (client, mut events) = connect(&server, "ann").await;
+    client.join("lobby").await.unwrap();
+    client.publish_bytes("lobby", "blob", vec![0u8, 1, 2]).await.unwrap();
+    assert_eq!(events.next_message().await.binary, Some(vec![0, 1, 2]));
+    let publish = calls
+        .lock()
+        .unwrap()
+        .iter()
+        .find(|(hook, body, _)| hook == "publish" && body["event"] == "blob")
+        .cloned();
+    assert_eq!(
+        publish.unwrap().1,
+        json!({"hook": "publish", "user": "ann", "room": "lobby", "event": "blob", "data": "AAEC", "encoding": "base64"})
+    );
+    // A backend that answers bytes with text that is not base64 fails the
+    // publish (302), and nothing goes out.
+    let mangled = client.publish_bytes("lobby", "mangle", vec![1u8]).await.unwrap_err();
+    assert!(
+        matches!(&mangled, switchboard_sdk::Error::Server { code, .. } if *code == ErrorCode::HOOK_FAILED),
+        "{mangled:?}"
+    );
+    client.publish("lobby", "after", json!(1)).await.unwrap();
+    assert_eq!(events.next_message().await.event, "after", "the mangled message never went out");
 }

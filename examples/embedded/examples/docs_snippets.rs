@@ -53,6 +53,7 @@ async fn service(
     state.broadcast("reload", json!(null)).await?; // every connection
     state.join("alice", "project-7").await?; // her connections join it (a `joined` frame; SDKs rejoin it)
     state.publish_except("general", "typing", json!(null), Some(sender_session)).await?; // all but one session
+    state.publish("files", "thumbnail", vec![0x89u8, b'P', b'N', b'G']).await?; // bytes: binary to SDKs
     let page = state.connections(Some("alice"), None, 100).await?; // her sessions on every node
     state.disconnect("mallory", CloseCode::KICKED, "banned").await?;
     let online = state.online_users().await?;

@@ -437,24 +437,6 @@ pub struct Message {
     pub binary: Option<Vec<u8>>,
 }
 
-impl Message {
-    /// Moves a payload of bytes from its base64 text in `data` into
-    /// [`binary`](Message::binary), leaving `data` null and `encoding`
-    /// absent, as a client SDK shows bytes whichever way they came. A
-    /// message with a JSON payload is left as it is; so is one whose `data`
-    /// is not the base64 its `encoding` says (false then).
-    pub fn take_base64(&mut self) -> bool {
-        let Some(Encoding::Base64) = self.encoding else { return true };
-        let Some(bytes) = self.data.as_str().and_then(crate::binary::from_base64) else {
-            return false;
-        };
-        self.binary = Some(bytes);
-        self.data = Value::Null;
-        self.encoding = None;
-        true
-    }
-}
-
 /// A position in a stream: the stream's epoch and the offset of the last
 /// message seen. An epoch changes whenever the stream's history is lost, so
 /// offsets from another epoch mean nothing.

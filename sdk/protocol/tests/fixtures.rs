@@ -5,7 +5,7 @@
 use serde_json::{Value, json};
 use std::path::Path;
 use switchboard_protocol::{
-    Ack, ClientFrame, ErrorCode, ErrorFrame, Message, Occupancy, Position, Presence,
+    Ack, ClientFrame, Encoding, ErrorCode, ErrorFrame, Message, Occupancy, Position, Presence,
     PresenceAction, ServerFrame, StreamReset, Welcome,
 };
 
@@ -92,6 +92,17 @@ fn client_frames_round_trip() {
             id: Some("10".into()),
             method: "orders.total".into(),
             data: json!({"order": 7}),
+        },
+    );
+    assert_client(
+        "client/publish_bytes.json",
+        ClientFrame::Publish {
+            id: Some("11".into()),
+            room: "files".into(),
+            event: "upload".into(),
+            data: json!("AAH/"),
+            encoding: Some(Encoding::Base64),
+            exclude_self: false,
         },
     );
     assert_client("client/ping.json", ClientFrame::Ping { id: Some("5".into()) });
@@ -198,6 +209,21 @@ fn server_frames_round_trip() {
             binary: None,
         }),
     );
+    let bytes = Message {
+        encoding: Some(Encoding::Base64),
+        room: Some("files".into()),
+        to: None,
+        from: "alice".into(),
+        event: "upload".into(),
+        data: json!("AAH/"),
+        ts: 1_764_000_000_003,
+        offset: Some(7),
+        binary: None,
+    };
+    assert_server("server/binary_message.json", ServerFrame::Message(bytes.clone()));
+    // The text begins with the prefix the hub tells binary messages by.
+    let text = serde_json::to_string(&ServerFrame::Message(bytes)).unwrap();
+    assert!(text.starts_with(switchboard_protocol::binary::BINARY_MESSAGE_PREFIX), "{text}");
     for (path, action) in [
         ("server/presence_join.json", PresenceAction::Join),
         ("server/presence_leave.json", PresenceAction::Leave),
@@ -301,5 +327,5 @@ fn every_fixture_file_is_covered() {
             count += 1;
         }
     }
-    assert_eq!(count, 32, "a new fixture needs an assertion above");
+    assert_eq!(count, 34, "a new fixture needs an assertion above");
 }

@@ -264,6 +264,11 @@ mod tests {
             }),
             ServerFrame::Message(message(Some("lobby"), Some(7))),
             ServerFrame::Message(message(None, None)),
+            ServerFrame::Message(Message {
+                encoding: Some(Encoding::Base64),
+                data: json!("AAH/"),
+                ..message(Some("files"), Some(8))
+            }),
             ServerFrame::Presence(Presence {
                 room: "lobby".into(),
                 user: "bob".into(),

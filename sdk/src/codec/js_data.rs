@@ -36,6 +36,21 @@ pub(crate) fn from_base64(text: &str) -> Option<Vec<u8>> {
     binary.chars().map(|c| u8::try_from(u32::from(c)).ok()).collect()
 }
 
+/// The base64 text of `bytes`, by the runtime's `btoa` (bytes sent on a
+/// connection that did not ask for binary); empty if it has none.
+pub(crate) fn to_base64(bytes: &[u8]) -> String {
+    // `btoa` takes one character per byte.
+    let binary: String = bytes.iter().map(|&byte| char::from(byte)).collect();
+    let Ok(btoa) = js_sys::Reflect::get(&js_sys::global(), &"btoa".into()) else {
+        return String::new();
+    };
+    let Ok(btoa) = btoa.dyn_into::<js_sys::Function>() else { return String::new() };
+    btoa.call1(&JsValue::NULL, &binary.into())
+        .ok()
+        .and_then(|text| text.as_string())
+        .unwrap_or_default()
+}
+
 /// The JavaScript value for `value`: what `JSON.parse` makes of its text
 /// (integers past 2^53 round, as they do there).
 pub fn value_to_js(value: &Value) -> JsValue {

@@ -37,17 +37,23 @@ mod native;
 pub(crate) use frames::{decode, encode};
 #[cfg(target_arch = "wasm32")]
 use js_data::from_base64;
+#[cfg(target_arch = "wasm32")]
+pub(crate) use js_data::to_base64;
 #[cfg(not(target_arch = "wasm32"))]
 pub(crate) use native::{decode, encode};
 #[cfg(not(target_arch = "wasm32"))]
 use switchboard_protocol::binary::from_base64;
+#[cfg(not(target_arch = "wasm32"))]
+pub(crate) use switchboard_protocol::binary::to_base64;
 
 use switchboard_protocol::Message;
 
 /// Moves a payload of bytes carried as base64 text (a history page, a hub
 /// that was asked for text) into [`Message::binary`], as the SDK shows
-/// bytes however they came; see [`Message::take_base64`]. In the browser
-/// package the runtime's `atob` decodes, which costs the package nothing.
+/// bytes however they came: `data` null and `encoding` absent then. Data
+/// that is not the base64 its encoding says is left as it is. In the
+/// browser package the runtime's `atob` decodes, which costs the package
+/// nothing.
 pub(crate) fn take_base64(message: &mut Message) {
     if message.encoding.is_none() {
         return;

@@ -203,11 +203,14 @@ impl Driver {
         bytes: Option<Vec<u8>>,
     ) {
         self.pending.insert(id, Pending::Sent { request });
+        let binary = self.shared.options.endpoints[self.endpoint].binary();
         match bytes {
-            Some(bytes) => {
+            Some(bytes) if binary => {
                 self.pacer.note();
                 socket.send_binary(envelope(&encode(frame), &bytes));
             }
+            // A URL that said `binary=0`: the bytes as base64 text.
+            Some(bytes) => self.write(socket, with_base64(frame, &bytes)),
             None => self.write(socket, frame),
         }
     }
@@ -374,6 +377,17 @@ fn split(data: &Payload) -> (serde_json::Value, Option<Vec<u8>>) {
         Payload::Json(value) => (value.clone(), None),
         Payload::Bytes(bytes) => (serde_json::Value::Null, Some(bytes.clone())),
     }
+}
+
+/// `frame` (a publish or a send) carrying `bytes` as base64 text.
+fn with_base64(mut frame: ClientFrame, bytes: &[u8]) -> ClientFrame {
+    if let ClientFrame::Publish { data, encoding, .. } | ClientFrame::Send { data, encoding, .. } =
+        &mut frame
+    {
+        *data = serde_json::Value::String(crate::codec::to_base64(bytes));
+        *encoding = Some(switchboard_protocol::Encoding::Base64);
+    }
+    frame
 }
 
 /// The number of an id (`<prefix>-<n>`): the order it was first sent in.

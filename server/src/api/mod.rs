@@ -23,7 +23,6 @@ use axum::Json;
 use axum::extract::State;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use switchboard_protocol::binary::from_base64;
 use switchboard_protocol::{CloseCode, Encoding, validate_name};
 
 use crate::engine::EngineError;
@@ -269,18 +268,13 @@ pub(crate) async fn broadcast(
 /// A request's `data` as the payload its `encoding` says: bytes from
 /// base64 text (422 `invalid_body` when it is not), or JSON.
 pub(crate) fn payload(data: Value, encoding: Option<Encoding>) -> Result<Payload, ApiError> {
-    let invalid = |message: String| ApiError::InvalidBody {
-        status: axum::http::StatusCode::UNPROCESSABLE_ENTITY,
-        message,
-    };
-    match encoding {
-        None => Ok(Payload::Json(data)),
-        Some(Encoding::Base64) => match data.as_str().and_then(from_base64) {
-            Some(bytes) => Ok(Payload::Bytes(bytes)),
-            None => {
-                Err(invalid(crate::binary::check_data(&data, encoding).err().unwrap_or_default()))
-            }
-        },
+    match crate::binary::bytes_of(&data, encoding) {
+        Ok(Some(bytes)) => Ok(Payload::Bytes(bytes)),
+        Ok(None) => Ok(Payload::Json(data)),
+        Err(why) => Err(ApiError::InvalidBody {
+            status: axum::http::StatusCode::UNPROCESSABLE_ENTITY,
+            message: why.to_string(),
+        }),
     }
 }
 

@@ -206,7 +206,7 @@ mod tests {
         // message, not by the delivery's 80.
         assert_eq!(std::mem::size_of::<Arc<Delivery>>(), std::mem::size_of::<usize>());
         // Target 24, frame 32, offset 16, epoch 8, the compressed form's
-        // cache 24, the binary form's 24, kind 1 (padded): per
+        // cache 24, the binary form's 16, kind 1 (padded): per
         // publication, not per recipient.
         assert!(std::mem::size_of::<Delivery>() <= 136, "{}", std::mem::size_of::<Delivery>());
     }

@@ -27,8 +27,8 @@ use switchboard_protocol::Message;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
+use crate::binary::with_encoding;
 use crate::config::EventsConfig;
-use crate::policy::webhooks::with_encoding;
 use crate::wire::now_ms;
 
 /// The queue of events on their way to the application.

@@ -30,6 +30,7 @@ use sha2::Sha256;
 use switchboard_protocol::{Encoding, ErrorCode};
 use tokio::sync::Semaphore;
 
+use crate::binary::with_encoding;
 use crate::config::{HooksConfig, OnError, WebhookConfig};
 use crate::patterns::RoomPatterns;
 use crate::policy::auth::Identity;
@@ -223,14 +224,6 @@ fn read_reply(reply: Value) -> Result<Reply, CallError> {
         Some(data) => Reply::Data(data),
         None => Reply::Allow(reply),
     })
-}
-
-/// `body` with `"encoding"` beside `data`, when the payload is bytes.
-pub(crate) fn with_encoding(mut body: Value, encoding: Option<Encoding>) -> Value {
-    if let (Some(encoding), Some(fields)) = (encoding, body.as_object_mut()) {
-        fields.insert("encoding".to_owned(), json!(encoding));
-    }
-    body
 }
 
 /// `body` with the connection's metadata under `meta`, when it has some.

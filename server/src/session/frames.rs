@@ -1,5 +1,10 @@
-//! Writing text frames without copying them: [`FrameSocket`] owns the order
-//! of everything a session writes.
+//! Writing frames without copying them: [`FrameSocket`] owns the order of
+//! everything a session writes.
+//!
+//! (Text frames, and binary messages: a message whose payload is bytes goes
+//! to a connection that speaks binary as its envelope, made once per
+//! delivery ([`crate::binary::Enveloped`]), a binary message of its own that
+//! is never batched.)
 //!
 //! A frame's JSON is serialized once and shared by every recipient
 //! ([`Delivery::frame`](crate::hub::Delivery)). tungstenite would copy it
@@ -89,7 +94,8 @@ impl<S: Socket + ?Sized> Socket for Box<S> {
     }
 }
 
-/// A text frame for [`FrameSocket`] to write.
+/// A frame for [`FrameSocket`] to write (text, or the binary form of a
+/// message with bytes).
 #[derive(Debug, Clone)]
 pub(crate) enum Out {
     /// The connection's own (an answer): compressed as it is written.
@@ -117,7 +123,8 @@ impl Out {
         }
     }
 
-    /// The payload's length, written as it is.
+    /// The payload's length as the write budget counts it: the JSON's for
+    /// a shared delivery, whichever form it goes in.
     fn len(&self) -> usize {
         match self {
             Out::Own(text) | Out::Replayed(text) => text.len(),

@@ -470,10 +470,17 @@ impl<S: Socket> Session<S> {
             None => Err(Refused::Flow(Flow::Gone(Ended::Dropped))),
             Some(Ok(WsMessage::Close(_))) => Err(Refused::Flow(Flow::Gone(Ended::ClientClosed))),
             Some(Ok(WsMessage::Text(text))) => {
-                self.decoded(text.as_str(), ClientFrame::decode_limited)
+                self.decoded(text.as_str(), ClientFrame::decode_limited, |text, depth| {
+                    ClientFrame::decode_limited(text, depth).ok()?.id().map(str::to_owned)
+                })
             }
             Some(Ok(WsMessage::Binary(bytes))) if self.socket.speaks_binary() => {
-                self.decoded(&bytes[..], crate::binary::request_of)
+                let max_bytes = self.conn.state.config().limits.max_message_bytes;
+                self.decoded(
+                    &bytes[..],
+                    |bytes, depth| crate::binary::request_of(bytes, depth, max_bytes),
+                    crate::binary::request_id,
+                )
             }
             Some(Ok(WsMessage::Binary(_))) => Err(Refused::Answer(
                 None,
@@ -488,19 +495,20 @@ impl<S: Socket> Session<S> {
         }
     }
 
-    /// A text or binary message `decode`d, past the rate limit and counted.
+    /// A text or binary message `decode`d, past the rate limit and counted;
+    /// `id_of` reads only its request id, for a refusal.
     fn decoded<T: ?Sized>(
         &mut self,
         message: &T,
-        decode: fn(&T, usize) -> Result<ClientFrame, DecodeError>,
+        decode: impl FnOnce(&T, usize) -> Result<ClientFrame, DecodeError>,
+        id_of: impl FnOnce(&T, usize) -> Option<String>,
     ) -> Result<ClientFrame, Refused> {
         let depth = self.conn.state.config().limits.max_json_depth;
         if let Err(flow) = self.admit_frame() {
             if let Flow::Continue = flow {
                 // The refusal names the request, so a client can
                 // retry it after a pause instead of timing out.
-                let id =
-                    decode(message, depth).ok().and_then(|frame| frame.id().map(str::to_owned));
+                let id = id_of(message, depth);
                 let message = "rate limit: too many frames; slow down".to_owned();
                 return Err(Refused::Answer(id, ErrorCode::RATE_LIMITED, message));
             }

@@ -206,7 +206,7 @@ pub(super) fn valid_data(
     encoding: Option<switchboard_protocol::Encoding>,
 ) -> Result<(), Refused> {
     crate::binary::check_data(data, encoding)
-        .map_err(|why| Refused::Answer(id.clone(), ErrorCode::INVALID_FRAME, why))
+        .map_err(|why| Refused::Answer(id.clone(), ErrorCode::INVALID_FRAME, why.to_string()))
 }
 
 /// Fails a request whose hook replaced bytes (base64 text) with something

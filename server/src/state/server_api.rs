@@ -152,8 +152,8 @@ impl AppState {
 
     /// Sends a private message from the server to every connection of
     /// `user`, through their inbox: kept there when none is connected
-    /// (`POST /api/send`). `data` is JSON ([`Value`]) or bytes
-    /// ([`Payload::Bytes`], also from `Vec<u8>` and `bytes::Bytes`).
+    /// (`POST /api/send`). `data` is JSON (a [`serde_json::Value`]) or
+    /// bytes ([`Payload::Bytes`], also from a `Vec<u8>` or a `&[u8]`).
     pub async fn send(
         &self,
         user: &str,
@@ -219,8 +219,8 @@ impl AppState {
 
     /// Publishes a message from the server to a room, as part of its stream
     /// (recoverable like any) (`POST /api/broadcast` with `room`).
-    /// `data` is JSON ([`Value`]) or bytes ([`Payload::Bytes`], also from
-    /// `Vec<u8>` and `bytes::Bytes`).
+    /// `data` is JSON (a [`serde_json::Value`]) or bytes
+    /// ([`Payload::Bytes`], also from a `Vec<u8>` or a `&[u8]`).
     pub async fn publish(
         &self,
         room: &str,

@@ -248,6 +248,14 @@ async fn establish(
     Some((if start.batch { session.batched() } else { session }, start))
 }
 
+/// The first message of a connection that must authenticate.
+enum First {
+    Text(tungstenite::Utf8Bytes),
+    Binary,
+    /// The connection ended, or failed, first.
+    Closed,
+}
+
 /// Waits for the first frame, which must be an `auth` frame with a valid token.
 async fn authenticate(
     socket: &mut WebSocket,
@@ -257,10 +265,10 @@ async fn authenticate(
     let first = tokio::time::timeout(deadline, async {
         loop {
             match socket.next().await {
-                Some(Ok(WsMessage::Text(text))) => return Ok(text),
+                Some(Ok(WsMessage::Text(text))) => return First::Text(text),
                 Some(Ok(WsMessage::Ping(_) | WsMessage::Pong(_))) => continue,
-                Some(Ok(WsMessage::Binary(_))) => return Err(true),
-                _ => return Err(false),
+                Some(Ok(WsMessage::Binary(_))) => return First::Binary,
+                _ => return First::Closed,
             }
         }
     })
@@ -268,12 +276,12 @@ async fn authenticate(
     let unauthorized = |why: String| (CloseCode::UNAUTHORIZED, why);
     let text = match first {
         Err(_) => return Err(unauthorized(AuthError::MissingToken.to_string())),
-        Ok(Err(false)) => return Err(unauthorized("closed before authenticating".to_owned())),
-        Ok(Err(true)) => {
+        Ok(First::Closed) => return Err(unauthorized("closed before authenticating".to_owned())),
+        Ok(First::Binary) => {
             let why = "the first frame must be an `auth` frame, as text: not a binary message";
             return Err(unauthorized(why.to_owned()));
         }
-        Ok(Ok(text)) => text,
+        Ok(First::Text(text)) => text,
     };
     match ClientFrame::decode(&text) {
         Ok(ClientFrame::Auth { token, .. }) => {

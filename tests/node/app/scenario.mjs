@@ -7,8 +7,9 @@
 // uncompressed) and one live: where the runtime's WebSocket negotiates
 // permessage-deflate (Bun's, the `ws` package's), the live one crosses
 // compressed. Last, the sender publishes bytes (a Uint8Array), which must
-// arrive as a Uint8Array with the same bytes (binary WebSocket messages both
-// ways).
+// arrive as a Uint8Array with the same bytes (the SDK sends and asks for
+// binary messages; that they are binary on the wire is asserted in
+// Chromium, tests/browser/binary.test.mjs).
 //
 // Plain ECMAScript plus `fetch` and `setTimeout`, so that Node.js, Deno and
 // Bun all run it; failures throw.
