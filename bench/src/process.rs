@@ -43,6 +43,23 @@ impl Hub {
         Ok(hub)
     }
 
+    /// Starts `binary` quietly (`--log error`) with `config` (TOML) as its
+    /// configuration file, like [`Hub::start`]. The file lives only until
+    /// the hub has read it.
+    pub async fn start_configured(binary: &Path, config: &str) -> std::io::Result<Hub> {
+        static STARTED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = STARTED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let path =
+            std::env::temp_dir().join(format!("switchboard-bench-{}-{n}.toml", std::process::id()));
+        std::fs::write(&path, config)?;
+        let args = ["--log", "error", "--config"].map(str::to_owned);
+        let mut args = args.to_vec();
+        args.push(path.display().to_string());
+        let hub = Hub::start(binary, &args).await;
+        let _ = std::fs::remove_file(&path);
+        hub
+    }
+
     async fn healthy(&self) -> bool {
         let Ok(mut stream) = TcpStream::connect(self.addr).await else { return false };
         let request = "GET /health HTTP/1.0\r\nHost: bench\r\n\r\n";

@@ -91,25 +91,16 @@ struct Row {
 #[tokio::main]
 async fn main() -> Result<(), Failure> {
     let args = Args::parse();
-    let config =
-        std::env::temp_dir().join(format!("switchboard-binary-{}.toml", std::process::id()));
-    std::fs::write(
-        &config,
-        format!(
-            "[limits]\nmessages_per_sec = 1000000\nmax_connections = {}\n\
-             [compression]\nenabled = false\n",
-            args.members + 100
-        ),
-    )?;
+    let config = format!(
+        "[limits]\nmessages_per_sec = 1000000\nmax_connections = {}\n\
+         [compression]\nenabled = false\n",
+        args.members + 100
+    );
     let mut rows = Vec::new();
     for setting in SETTINGS {
-        let hub_args = ["--log", "error", "--config"].map(str::to_owned);
-        let mut hub_args = hub_args.to_vec();
-        hub_args.push(config.display().to_string());
-        let hub = Hub::start(&args.binary, &hub_args).await?;
+        let hub = Hub::start_configured(&args.binary, &config).await?;
         rows.push(measure(setting, &hub, &args).await?);
     }
-    let _ = std::fs::remove_file(&config);
     switchboard_bench::report::publish(&table(&rows, &args), args.out.as_deref())?;
     Ok(())
 }

@@ -77,26 +77,17 @@ struct Row {
 #[tokio::main]
 async fn main() -> Result<(), Failure> {
     let args = Args::parse();
-    let config =
-        std::env::temp_dir().join(format!("switchboard-compression-{}.toml", std::process::id()));
     let mut rows = Vec::new();
     for deflate in [false, true] {
-        std::fs::write(
-            &config,
-            format!(
-                "[limits]\nmessages_per_sec = 1000000\nmax_connections = {}\n\
-                 [compression]\nenabled = {deflate}\n",
-                args.members + 100
-            ),
-        )?;
-        let hub_args = ["--log", "error", "--config"].map(str::to_owned);
-        let mut hub_args = hub_args.to_vec();
-        hub_args.push(config.display().to_string());
-        let hub = Hub::start(&args.binary, &hub_args).await?;
+        let config = format!(
+            "[limits]\nmessages_per_sec = 1000000\nmax_connections = {}\n\
+             [compression]\nenabled = {deflate}\n",
+            args.members + 100
+        );
+        let hub = Hub::start_configured(&args.binary, &config).await?;
         let name = format!("Switchboard, compression {}", if deflate { "on" } else { "off" });
         rows.push(measure(name, Proto::Json, &hub, &args).await?);
     }
-    let _ = std::fs::remove_file(&config);
     if !args.no_node {
         for (script, name, proto) in [
             ("bench/node/ws-hub.mjs", "Node ws hub", Proto::Json),
