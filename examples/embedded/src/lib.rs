@@ -74,8 +74,11 @@ impl Hooks for Rules {
                 return MessageDecision::refuse("at most 500 characters");
             }
             // Kept before it goes out: what clients see is in the archive.
-            let kept =
-                json!({"from": &*who.user, "event": event, "data": data, "encoding": encoding});
+            // Bytes are kept as the hub gave them: base64 text, said so.
+            let mut kept = json!({"from": &*who.user, "event": event, "data": data});
+            if let Some(encoding) = encoding {
+                kept["encoding"] = json!(encoding);
+            }
             self.store.keep(room, kept);
             MessageDecision::Allow
         })
