@@ -50,8 +50,9 @@ async fn custom_headers_and_the_user_id_reach_the_upgrade_request() {
     tokio::time::timeout(TIMEOUT, client.connect()).await.unwrap().unwrap();
     let request = requests.recv().await.unwrap();
     assert_eq!(request.uri().path(), "/ws");
-    // The SDK asks for batched messages (several frames to a message).
-    assert_eq!(request.uri().query(), Some("user_id=alice+smith&batch=1"));
+    // The SDK asks for batched messages (several frames to a message) and
+    // speaks binary (bytes as binary messages).
+    assert_eq!(request.uri().query(), Some("user_id=alice+smith&batch=1&binary=1"));
     assert_eq!(request.headers()["x-tenant"], "acme");
     assert_eq!(request.headers()["authorization"], "Bearer t0k3n");
     client.close().await;
