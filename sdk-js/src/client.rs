@@ -74,8 +74,9 @@ impl Client {
     }
 
     /// Publishes `data` as `event` to everyone in `room`: any JSON value,
-    /// or bytes (a `Uint8Array` or an `ArrayBuffer`), which go as a binary
-    /// message and arrive as a `Uint8Array`.
+    /// or bytes (a `Uint8Array`, any other view of bytes, or an
+    /// `ArrayBuffer`), which go as a binary message and arrive as a
+    /// `Uint8Array`.
     #[wasm_bindgen(unchecked_return_type = "Promise<void>")]
     pub fn publish(
         &self,

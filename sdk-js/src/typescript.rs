@@ -9,8 +9,11 @@ const TYPES: &'static str = r#"
 /** Any JSON value. */
 export type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
 
-/** What `publish` and `send` take: JSON data, or bytes (sent as a binary message). */
-export type Payload = Json | Uint8Array | ArrayBuffer;
+/**
+ * What `publish` and `send` take: JSON data, or bytes (sent as a binary message): a
+ * `Uint8Array` (a Node.js `Buffer` is one), any other view of bytes, or an `ArrayBuffer`.
+ */
+export type Payload = Json | ArrayBufferView | ArrayBuffer;
 
 /** Reconnect policy: full-jitter exponential backoff. */
 export interface ReconnectOptions {

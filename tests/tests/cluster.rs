@@ -747,9 +747,9 @@ async fn bytes_cross_nodes_raw_to_binary_clients_and_come_back_from_the_clusters
     let (header, payload) = split_envelope(&binary).unwrap();
     assert_eq!(payload, &bytes[..]);
     assert!(header.contains(r#""offset":1"#), "{header}");
-    // The SDK, resuming on the first node, gets the bytes from the
-    // cluster's history.
-    let (late, mut events) = connect(&nodes[0], "late").await;
+    // A client of the second node reads the bytes the first one stored
+    // from the cluster's history.
+    let (late, mut events) = connect(&nodes[1], "late").await;
     late.join("files").await.unwrap();
     let page = late.history("files", Some(0), None).await.unwrap();
     assert_eq!(page.epoch.as_deref(), Some(epoch.as_str()));

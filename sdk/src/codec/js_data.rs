@@ -37,18 +37,13 @@ pub(crate) fn from_base64(text: &str) -> Option<Vec<u8>> {
 }
 
 /// The base64 text of `bytes`, by the runtime's `btoa` (bytes sent on a
-/// connection that did not ask for binary); empty if it has none.
-pub(crate) fn to_base64(bytes: &[u8]) -> String {
+/// connection that did not ask for binary); `None` if it has none.
+pub(crate) fn to_base64(bytes: &[u8]) -> Option<String> {
     // `btoa` takes one character per byte.
     let binary: String = bytes.iter().map(|&byte| char::from(byte)).collect();
-    let Ok(btoa) = js_sys::Reflect::get(&js_sys::global(), &"btoa".into()) else {
-        return String::new();
-    };
-    let Ok(btoa) = btoa.dyn_into::<js_sys::Function>() else { return String::new() };
-    btoa.call1(&JsValue::NULL, &binary.into())
-        .ok()
-        .and_then(|text| text.as_string())
-        .unwrap_or_default()
+    let btoa = js_sys::Reflect::get(&js_sys::global(), &"btoa".into()).ok()?;
+    let btoa = btoa.dyn_into::<js_sys::Function>().ok()?;
+    btoa.call1(&JsValue::NULL, &binary.into()).ok()?.as_string()
 }
 
 /// The JavaScript value for `value`: what `JSON.parse` makes of its text

@@ -43,8 +43,11 @@ pub(crate) use js_data::to_base64;
 pub(crate) use native::{decode, encode};
 #[cfg(not(target_arch = "wasm32"))]
 use switchboard_protocol::binary::from_base64;
+/// The base64 text of `bytes` (always, natively).
 #[cfg(not(target_arch = "wasm32"))]
-pub(crate) use switchboard_protocol::binary::to_base64;
+pub(crate) fn to_base64(bytes: &[u8]) -> Option<String> {
+    Some(switchboard_protocol::binary::to_base64(bytes))
+}
 
 use switchboard_protocol::Message;
 

@@ -202,16 +202,28 @@ impl Driver {
         frame: ClientFrame,
         bytes: Option<Vec<u8>>,
     ) {
-        self.pending.insert(id, Pending::Sent { request });
         let binary = self.shared.options.endpoints[self.endpoint].binary();
         match bytes {
             Some(bytes) if binary => {
+                self.pending.insert(id, Pending::Sent { request });
                 self.pacer.note();
                 socket.send_binary(envelope(&encode(frame), &bytes));
             }
             // A URL that said `binary=0`: the bytes as base64 text.
-            Some(bytes) => self.write(socket, with_base64(frame, &bytes)),
-            None => self.write(socket, frame),
+            Some(bytes) => match with_base64(frame, &bytes) {
+                Some(frame) => {
+                    self.pending.insert(id, Pending::Sent { request });
+                    self.write(socket, frame);
+                }
+                None => {
+                    let why = "this runtime has no `btoa` to send bytes as base64 text (binary=0)";
+                    let _ = request.reply.send(Err(Error::Protocol(why.to_owned())));
+                }
+            },
+            None => {
+                self.pending.insert(id, Pending::Sent { request });
+                self.write(socket, frame);
+            }
         }
     }
 
@@ -379,15 +391,16 @@ fn split(data: &Payload) -> (serde_json::Value, Option<Vec<u8>>) {
     }
 }
 
-/// `frame` (a publish or a send) carrying `bytes` as base64 text.
-fn with_base64(mut frame: ClientFrame, bytes: &[u8]) -> ClientFrame {
+/// `frame` (a publish or a send) carrying `bytes` as base64 text; `None`
+/// when the runtime cannot write base64.
+fn with_base64(mut frame: ClientFrame, bytes: &[u8]) -> Option<ClientFrame> {
     if let ClientFrame::Publish { data, encoding, .. } | ClientFrame::Send { data, encoding, .. } =
         &mut frame
     {
-        *data = serde_json::Value::String(crate::codec::to_base64(bytes));
+        *data = serde_json::Value::String(crate::codec::to_base64(bytes)?);
         *encoding = Some(switchboard_protocol::Encoding::Base64);
     }
-    frame
+    Some(frame)
 }
 
 /// The number of an id (`<prefix>-<n>`): the order it was first sent in.

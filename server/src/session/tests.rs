@@ -622,3 +622,40 @@ async fn bytes_are_replayed_as_binary_messages_to_a_binary_client() {
         other => panic!("{other:?}"),
     }
 }
+
+#[tokio::test]
+async fn a_binary_publish_past_the_limit_in_base64_gets_202_and_a_flood_203_with_its_id() {
+    use switchboard_protocol::binary::envelope;
+    let mut config = Config::default();
+    config.limits.max_message_bytes = 1024;
+    config.limits.messages_per_sec = 1;
+    let state = AppState::new(config).unwrap();
+    let (mut peer, _task) = join_session(&state, "ann", |_| {}, false, true);
+    assert!(matches!(peer.next_frame().await, ServerFrame::Welcome(_)));
+    // 800 bytes fit the limit raw, not as the 1,068 of base64 the hub keeps.
+    peer.send_binary(envelope(
+        r#"{"type":"publish","id":"big","room":"r","event":"e"}"#,
+        &[0; 800],
+    ));
+    match peer.next_frame().await {
+        ServerFrame::Error(e) => {
+            assert_eq!((e.code, e.id.as_deref()), (ErrorCode::LIMIT_EXCEEDED, Some("big")))
+        }
+        other => panic!("{other:?}"),
+    }
+    // Past the rate (one a second, bursts of two), a binary frame is
+    // refused by name, read from its header.
+    for n in 0..4 {
+        let header = format!(r#"{{"type":"publish","id":"f{n}","room":"r","event":"e"}}"#);
+        peer.send_binary(envelope(&header, b"x"));
+    }
+    let mut limited = Vec::new();
+    for _ in 0..4 {
+        if let ServerFrame::Error(e) = peer.next_frame().await {
+            if e.code == ErrorCode::RATE_LIMITED {
+                limited.push(e.id.expect("the refusal names the request"));
+            }
+        }
+    }
+    assert!(!limited.is_empty() && limited.iter().all(|id| id.starts_with('f')), "{limited:?}");
+}
