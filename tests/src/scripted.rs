@@ -57,6 +57,18 @@ impl ScriptedHub {
         format!("ws://{}/ws", self.addr)
     }
 
+    /// Connects `client` and welcomes it; the hub's side of the connection.
+    pub async fn welcomed(&mut self, client: &switchboard_sdk::Client) -> Connection {
+        let connecting = tokio::spawn({
+            let client = client.clone();
+            async move { client.connect().await }
+        });
+        let mut connection = self.next().await;
+        connection.send(&welcome(None)).await;
+        connecting.await.expect("the connect task").expect("the client connects");
+        connection
+    }
+
     /// The next connection, within [`TIMEOUT`].
     pub async fn next(&mut self) -> Connection {
         tokio::time::timeout(TIMEOUT, self.connections.recv())

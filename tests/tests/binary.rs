@@ -238,19 +238,13 @@ async fn a_long_binary_message_goes_compressed_to_a_client_that_negotiated_defla
 #[tokio::test]
 async fn the_sdk_sends_and_reads_bytes_as_binary_messages_and_as_base64_when_told_to() {
     use switchboard_sdk::Client;
-    use switchboard_tests::scripted::{ScriptedHub, welcome};
+    use switchboard_tests::scripted::ScriptedHub;
     for binary in [true, false] {
         let mut hub = ScriptedHub::start().await;
         let url = if binary { hub.ws_url() } else { format!("{}?binary=0", hub.ws_url()) };
         let client = Client::builder(url).user("alice").build().unwrap();
         let mut events = switchboard_tests::record(&client);
-        let connecting = tokio::spawn({
-            let client = client.clone();
-            async move { client.connect().await }
-        });
-        let mut connection = hub.next().await;
-        connection.send(&welcome(None)).await;
-        connecting.await.unwrap().unwrap();
+        let mut connection = hub.welcomed(&client).await;
         let publish = tokio::spawn({
             let client = client.clone();
             async move { client.publish_bytes("r", "blob", vec![0u8, 1, 255]).await }

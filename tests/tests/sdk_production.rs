@@ -148,21 +148,6 @@ async fn an_endpoint_that_stalls_the_upgrade_is_abandoned_for_the_next() {
     held.abort();
 }
 
-/// Connects `client` to `hub` and welcomes it; the hub's side of it.
-async fn welcomed(
-    hub: &mut ScriptedHub,
-    client: &Client,
-) -> switchboard_tests::scripted::Connection {
-    let connecting = tokio::spawn({
-        let client = client.clone();
-        async move { client.connect().await }
-    });
-    let mut connection = hub.next().await;
-    connection.send(&welcome(None)).await;
-    connecting.await.unwrap().unwrap();
-    connection
-}
-
 /// Publishes `count` messages of `bytes` each without waiting for them.
 fn flood(client: &Client, count: usize, bytes: usize) -> tokio::task::JoinHandle<()> {
     let client = client.clone();
@@ -181,7 +166,7 @@ async fn close_returns_promptly_while_the_hub_does_not_read() {
         .reconnect(fast_reconnect())
         .build()
         .unwrap();
-    let mut connection = welcomed(&mut hub, &client).await;
+    let mut connection = hub.welcomed(&client).await;
     // 64 MiB the hub never reads: far more than both sockets' buffers.
     let publishing = flood(&client, 64, 1 << 20);
     // The first frame arrives: the client is writing.
@@ -206,7 +191,7 @@ async fn the_heartbeat_fires_while_writes_are_stuck() {
         .build()
         .unwrap();
     let mut events = record(&client);
-    let mut connection = welcomed(&mut hub, &client).await;
+    let mut connection = hub.welcomed(&client).await;
     let publishing = flood(&client, 64, 1 << 20);
     assert!(matches!(connection.frame().await, Some(ClientFrame::Publish { .. })));
     let lost = events
@@ -353,7 +338,7 @@ async fn re_sent_publishes_keep_their_order_across_two_drops_in_a_row() {
     let mut hub = ScriptedHub::start().await;
     let client =
         Client::builder(hub.ws_url()).user("alice").reconnect(fast_reconnect()).build().unwrap();
-    let mut connection = welcomed(&mut hub, &client).await;
+    let mut connection = hub.welcomed(&client).await;
     let publishing = tokio::spawn({
         let client = client.clone();
         async move { join_all((0..20).map(|n| client.publish("r", "n", n))).await }
@@ -496,7 +481,7 @@ async fn a_4002_close_grows_the_backoff_instead_of_resetting_it() {
     let client =
         Client::builder(hub.ws_url()).user("alice").reconnect(fast_reconnect()).build().unwrap();
     let mut events = record(&client);
-    let mut first = welcomed(&mut hub, &client).await;
+    let mut first = hub.welcomed(&client).await;
     events.wait_for("connected", |e| matches!(e, Event::Connected)).await;
     let frame = tokio_tungstenite::tungstenite::protocol::CloseFrame {
         code: CloseCode::RATE_LIMITED.0.into(),
@@ -517,7 +502,7 @@ async fn a_4002_close_grows_the_backoff_instead_of_resetting_it() {
 async fn close_fails_an_rpc_in_flight_with_closed() {
     let mut hub = ScriptedHub::start().await;
     let client = Client::builder(hub.ws_url()).user("alice").build().unwrap();
-    let mut connection = welcomed(&mut hub, &client).await;
+    let mut connection = hub.welcomed(&client).await;
     let calling = tokio::spawn({
         let client = client.clone();
         async move { client.rpc("slow", json!({})).await }

@@ -90,28 +90,14 @@ impl Events {
     /// A message published to a room (its offset assigned).
     pub(crate) fn published(&self, message: &Message, offset: u64) {
         if self.kinds.contains("published") {
-            self.push(with_encoding(
-                json!({
-                    "kind": "published", "room": message.room, "from": message.from,
-                    "event": message.event, "data": message.data, "ts": message.ts,
-                    "offset": offset,
-                }),
-                message.encoding,
-            ));
+            self.push(message_event("published", ("room", &message.room), message, offset));
         }
     }
 
     /// A private message sent (its offset in the receiver's inbox).
     pub(crate) fn sent(&self, message: &Message, offset: u64) {
         if self.kinds.contains("sent") {
-            self.push(with_encoding(
-                json!({
-                    "kind": "sent", "to": message.to, "from": message.from,
-                    "event": message.event, "data": message.data, "ts": message.ts,
-                    "offset": offset,
-                }),
-                message.encoding,
-            ));
+            self.push(message_event("sent", ("to", &message.to), message, offset));
         }
     }
 
@@ -236,6 +222,29 @@ fn body_of(batch: &[(u64, Arc<str>)]) -> String {
     }
     body.push_str("]}");
     body
+}
+
+/// The record of a message event: its `kind`, where it went (`room` or
+/// `to`), the message's fields and its offset, and `encoding` for bytes.
+fn message_event(
+    kind: &str,
+    (field, place): (&str, &Option<String>),
+    message: &Message,
+    offset: u64,
+) -> Value {
+    // Fields in the order the records always had: kind, room or to, then
+    // the message's.
+    let mut record = serde_json::Map::new();
+    record.insert("kind".to_owned(), json!(kind));
+    record.insert(field.to_owned(), json!(place));
+    let rest = json!({
+        "from": message.from, "event": message.event, "data": message.data,
+        "ts": message.ts, "offset": offset,
+    });
+    if let Value::Object(rest) = rest {
+        record.extend(rest);
+    }
+    with_encoding(Value::Object(record), message.encoding)
 }
 
 #[cfg(test)]

@@ -21,7 +21,7 @@ use switchboard_protocol::{Ack, ClientFrame, ErrorCode, Message, ServerFrame};
 use tokio::time::Instant;
 
 use super::flow::frame_slot;
-use super::requests::{decision, valid_data, valid_hooked_data, valid_name};
+use super::requests::{decision, valid_data, valid_name};
 use super::{Flow, Refused, Session, Socket};
 use crate::engine::{EngineError, Publication, Published};
 use crate::hub::Target;
@@ -118,11 +118,7 @@ impl<S: Socket> Session<S> {
             }
             None => None,
         };
-        let replaced = hooked.is_some();
-        let data = decision(&id, hooked, data)?;
-        if replaced {
-            valid_hooked_data(&id, &data, encoding)?;
-        }
+        let data = decision(&id, hooked, data, encoding)?;
         let message = Message {
             encoding,
             room: Some(room.clone()),

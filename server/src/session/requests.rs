@@ -45,16 +45,10 @@ impl<S: Socket> Session<S> {
                     }
                     None => None,
                 };
-                let replaced = hooked.is_some();
-                let data = match self.decided(&id, hooked, data).await {
+                let data = match self.decided(&id, hooked, data, encoding).await {
                     Ok(data) => data,
                     Err(flow) => return flow,
                 };
-                if replaced {
-                    if let Err(refused) = valid_hooked_data(&id, &data, encoding) {
-                        return self.answer(refused).await;
-                    }
-                }
                 let message = Message {
                     encoding,
                     room: None,
@@ -171,8 +165,9 @@ impl<S: Socket> Session<S> {
         id: &Option<String>,
         hooked: Option<Result<MessageDecision, HookFailure>>,
         data: serde_json::Value,
+        encoding: Option<switchboard_protocol::Encoding>,
     ) -> Result<serde_json::Value, Flow> {
-        match decision(id, hooked, data) {
+        match decision(id, hooked, data, encoding) {
             Ok(data) => Ok(data),
             Err(refused) => Err(self.answer(refused).await),
         }
@@ -209,29 +204,27 @@ pub(super) fn valid_data(
         .map_err(|why| Refused::Answer(id.clone(), ErrorCode::INVALID_FRAME, why.to_string()))
 }
 
-/// Fails a request whose hook replaced bytes (base64 text) with something
-/// that is not base64: [`ErrorCode::HOOK_FAILED`], the hook's fault.
-pub(super) fn valid_hooked_data(
-    id: &Option<String>,
-    data: &serde_json::Value,
-    encoding: Option<switchboard_protocol::Encoding>,
-) -> Result<(), Refused> {
-    crate::binary::check_data(data, encoding).map_err(|why| {
-        let why = format!("the hook's data does not fit the message: {why}");
-        Refused::Answer(id.clone(), ErrorCode::HOOK_FAILED, why)
-    })
-}
-
 /// The data a message hook's answer lets through (the client's without
-/// hooks), or the refusal to answer.
+/// hooks), or the refusal to answer. Data a hook puts in place of bytes
+/// must be base64 text too, as the message's `encoding` says: otherwise
+/// [`ErrorCode::HOOK_FAILED`], the hook's fault.
 pub(super) fn decision(
     id: &Option<String>,
     hooked: Option<Result<MessageDecision, HookFailure>>,
     data: serde_json::Value,
+    encoding: Option<switchboard_protocol::Encoding>,
 ) -> Result<serde_json::Value, Refused> {
     match hooked {
         None | Some(Ok(MessageDecision::Allow)) => Ok(data),
-        Some(Ok(MessageDecision::Replace(data))) => Ok(data),
+        Some(Ok(MessageDecision::Replace(data))) => {
+            match crate::binary::check_data(&data, encoding) {
+                Ok(()) => Ok(data),
+                Err(why) => {
+                    let why = format!("the hook's data does not fit the message: {why}");
+                    Err(Refused::Answer(id.clone(), ErrorCode::HOOK_FAILED, why))
+                }
+            }
+        }
         Some(Ok(MessageDecision::Refuse { code, message })) => {
             Err(Refused::Answer(id.clone(), code, message))
         }
