@@ -102,13 +102,14 @@ pub fn masked_toml(config: &Config) -> String {
     shown.auth.insecure = config.auth.insecure && !config.auth.uses_tokens();
     // A Redis URL may carry a password: `redis://user:secret@host` shows
     // as `redis://********@host`.
-    if let Some(url) = &mut shown.redis.url {
+    let mask_url = |url: &mut String| {
         if let (Some(scheme), Some(at)) = (url.find("://"), url.rfind('@')) {
             if at > scheme + 3 {
                 url.replace_range(scheme + 3..at, "********");
             }
         }
-    }
+    };
+    shown.redis.url.iter_mut().chain(shown.redis.shards.iter_mut()).for_each(mask_url);
     toml::to_string(&shown)
         .unwrap_or_else(|err| format!("# cannot show the configuration: {err}\n"))
 }

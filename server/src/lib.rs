@@ -108,6 +108,14 @@ pub use store::{HistoryStore, MemoryStore, StreamKey};
 pub use switchboard_protocol::{CloseCode, Encoding, RoomInfo};
 pub use transport::listen::bind;
 
+/// Which of `redis.shards` (counted from 0, of `shards` in all) holds the
+/// Redis key `key`: the one its tag (between its first `{` and the next
+/// `}`) hashes to. For operators and tests that look at a key themselves;
+/// the key layout is in `docs/SCALING.md`.
+pub fn redis_shard_of(key: &str, shards: usize) -> usize {
+    engine::redis::shards::shard_of(engine::redis::shards::tag_of(key), shards)
+}
+
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};

@@ -139,7 +139,7 @@ impl Drop for TestServer {
 /// TTL so that a dead node's presence goes quickly.
 pub fn cluster_config(redis: &TestRedis) -> Config {
     let mut config = test_config();
-    config.redis.url = Some(redis.url());
+    redis.configure(&mut config);
     config.redis.node_ttl_ms = 1_500;
     config
 }

@@ -36,10 +36,27 @@ impl HubProcess {
     }
 
     /// [`HubProcess::start`] with environment variables (`SWITCHBOARD_…`).
+    pub async fn start_on_redis(redis: &crate::TestRedis, vars: &[(&str, &str)]) -> HubProcess {
+        let (flags, env) = redis.hub_flags();
+        let args: Vec<&str> = flags.iter().map(String::as_str).collect();
+        let mut all = vars.to_vec();
+        all.extend(env.iter().map(|(name, value)| (name.as_str(), value.as_str())));
+        HubProcess::start_with(&args, &all).await
+    }
+
+    /// Starts the `switchboard` binary with `args` and `vars`, and waits
+    /// until it answers.
     pub async fn start_with(args: &[&str], vars: &[(&str, &str)]) -> HubProcess {
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-        let child = Command::new(binary())
+        let mut command = Command::new(binary());
+        // The test harness's own variables would be read as settings.
+        for (name, _) in std::env::vars_os() {
+            if name.to_string_lossy().starts_with("SWITCHBOARD_TEST_") {
+                command.env_remove(name);
+            }
+        }
+        let child = command
             .args(["--bind", &addr.to_string(), "--log", "warn"])
             .args(args)
             .envs(vars.iter().copied())

@@ -1,7 +1,13 @@
-//! [`TestRedis`]: a `redis-server` of a test's own on a free loopback port,
-//! without persistence, stopped when dropped. Each test gets a server to
-//! itself, so tests run in parallel without sharing keys, and a test can
-//! stop and restart its server to see how hubs ride out an outage.
+//! [`TestRedis`]: the `redis-server`s of a test's own on free loopback
+//! ports, without persistence, stopped when dropped. Each test gets its
+//! servers to itself, so tests run in parallel without sharing keys, and a
+//! test can stop and restart them to see how hubs ride out an outage.
+//!
+//! The layout is one server, or with `SWITCHBOARD_TEST_REDIS_SHARDS=<n>`
+//! (as `./scripts/test.sh` runs the multi-node tests a second time) n
+//! independent servers that the hubs use as `redis.shards`. A test that
+//! reads or writes a key itself goes through [`TestRedis::cli`], which
+//! sends the command to the server that holds the key.
 
 use std::net::TcpListener;
 use std::path::PathBuf;
@@ -9,10 +15,14 @@ use std::process::{Child, Command, Stdio};
 
 use crate::TIMEOUT;
 
-/// A Redis server for one test.
+/// The Redis servers of one test.
 pub struct TestRedis {
-    /// Its port on 127.0.0.1.
-    pub port: u16,
+    servers: Vec<Server>,
+}
+
+/// One `redis-server`.
+struct Server {
+    port: u16,
     child: Option<Child>,
     dir: PathBuf,
 }
@@ -23,17 +33,98 @@ fn free_port() -> u16 {
 }
 
 impl TestRedis {
-    /// Starts a server and waits until it answers.
+    /// Starts the servers of the layout the environment asks for (one
+    /// unless `SWITCHBOARD_TEST_REDIS_SHARDS` says more) and waits until
+    /// they answer.
     pub async fn start() -> TestRedis {
-        let port = free_port();
-        let dir =
-            std::env::temp_dir().join(format!("switchboard-redis-{}-{port}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("a folder for redis");
-        let mut redis = TestRedis { port, child: None, dir };
-        redis.launch().await;
-        redis
+        let shards = std::env::var("SWITCHBOARD_TEST_REDIS_SHARDS")
+            .ok()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(1usize)
+            .max(1);
+        TestRedis::start_shards(shards).await
     }
 
+    /// Starts `n` independent servers, used as `redis.shards` when more
+    /// than one.
+    pub async fn start_shards(n: usize) -> TestRedis {
+        let mut servers = Vec::new();
+        for _ in 0..n {
+            let port = free_port();
+            let dir = std::env::temp_dir()
+                .join(format!("switchboard-redis-{}-{port}", std::process::id()));
+            std::fs::create_dir_all(&dir).expect("a folder for redis");
+            let mut server = Server { port, child: None, dir };
+            server.launch().await;
+            servers.push(server);
+        }
+        TestRedis { servers }
+    }
+
+    /// `redis://127.0.0.1:<port>` of each server.
+    pub fn urls(&self) -> Vec<String> {
+        self.servers.iter().map(|server| format!("redis://127.0.0.1:{}", server.port)).collect()
+    }
+
+    /// Points `config` at these servers: `redis.url`, or `redis.shards`.
+    pub fn configure(&self, config: &mut switchboard_server::Config) {
+        match self.servers.len() {
+            1 => config.redis.url = self.urls().pop(),
+            _ => config.redis.shards = self.urls(),
+        }
+    }
+
+    /// The command-line flags and environment that point a hub process at
+    /// these servers.
+    pub fn hub_flags(&self) -> (Vec<String>, Vec<(String, String)>) {
+        match self.servers.len() {
+            1 => (vec!["--redis-url".to_owned(), self.urls().remove(0)], Vec::new()),
+            _ => {
+                let list = serde_json::to_string(&self.urls()).expect("urls as JSON");
+                (Vec::new(), vec![("SWITCHBOARD_REDIS__SHARDS".to_owned(), list)])
+            }
+        }
+    }
+
+    /// How many servers there are.
+    pub fn shards(&self) -> usize {
+        self.servers.len()
+    }
+
+    /// Runs one command with `redis-cli` on the server that holds the key
+    /// `args[1]` (the first argument after the command's name; for a
+    /// command without a key, the first server); its output.
+    pub fn cli(&self, args: &[&str]) -> String {
+        let shard = match args.get(1) {
+            Some(key) if key.contains('{') => {
+                switchboard_server::redis_shard_of(key, self.servers.len())
+            }
+            _ => 0,
+        };
+        self.servers[shard].cli(args)
+    }
+
+    /// Runs one command with `redis-cli` on every server; their outputs,
+    /// joined.
+    pub fn cli_all(&self, args: &[&str]) -> String {
+        self.servers.iter().map(|server| server.cli(args)).collect()
+    }
+
+    /// Stops the servers at once (SIGKILL): everything they held is gone.
+    pub fn kill(&mut self) {
+        self.servers.iter_mut().for_each(Server::kill);
+    }
+
+    /// Starts them again on the same ports, empty.
+    pub async fn restart(&mut self) {
+        for server in &mut self.servers {
+            server.kill();
+            server.launch().await;
+        }
+    }
+}
+
+impl Server {
     async fn launch(&mut self) {
         let child = Command::new("redis-server")
             .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
@@ -52,13 +143,7 @@ impl TestRedis {
         }
     }
 
-    /// `redis://127.0.0.1:<port>`.
-    pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
-    }
-
-    /// Runs one command with `redis-cli`; its output.
-    pub fn cli(&self, args: &[&str]) -> String {
+    fn cli(&self, args: &[&str]) -> String {
         let output = Command::new("redis-cli")
             .args(["-h", "127.0.0.1", "-p", &self.port.to_string()])
             .args(args)
@@ -68,22 +153,15 @@ impl TestRedis {
         String::from_utf8_lossy(&output.stdout).into_owned()
     }
 
-    /// Stops the server at once (SIGKILL): everything it held is gone.
-    pub fn kill(&mut self) {
+    fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
         }
     }
-
-    /// Starts it again on the same port, empty.
-    pub async fn restart(&mut self) {
-        self.kill();
-        self.launch().await;
-    }
 }
 
-impl Drop for TestRedis {
+impl Drop for Server {
     fn drop(&mut self) {
         self.kill();
         let _ = std::fs::remove_dir_all(&self.dir);

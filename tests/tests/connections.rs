@@ -279,7 +279,7 @@ async fn the_listing_covers_every_node_page_by_page_and_names_a_silent_one() {
     // A node the registry calls alive but that never answers: the listing
     // comes back after redis.timeout_ms with what the others said, and
     // names it.
-    redis.cli(&["ZADD", "switchboard:nodes", "99999999999999", "silent-node"]);
+    redis.cli(&["ZADD", "switchboard:{home}:nodes", "99999999999999", "silent-node"]);
     let started = std::time::Instant::now();
     let page = get_json(&one, "/api/connections").await;
     assert!(started.elapsed() < std::time::Duration::from_secs(5));

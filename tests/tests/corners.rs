@@ -87,13 +87,13 @@ async fn a_quiet_room_keeps_its_epoch_and_offsets_while_members_wait() {
     }
     // While anyone follows the room, its metadata (epoch, offsets) keeps no
     // expiry: however long the room stays quiet, nothing restarts it.
-    let meta = "switchboard:s:r:quiet:m";
+    let meta = "switchboard:{r:quiet}:m";
     eventually("the room's metadata to keep no expiry", || async {
         (redis.cli(&["TTL", meta]).trim() == "-1").then_some(())
     })
     .await;
     // The history expires on its own (its TTL passed): offsets go on.
-    redis.cli(&["DEL", "switchboard:s:r:quiet:x"]);
+    redis.cli(&["DEL", "switchboard:{r:quiet}:x"]);
     assert_eq!(publish(&state, "quiet", json!(51)).await, 51);
     let next = message(&mut bob).await;
     assert_eq!((next.offset, next.data), (Some(51), json!(51)));
@@ -130,7 +130,7 @@ async fn a_stream_that_starts_over_moves_its_followers_to_the_new_epoch() {
     }
     // Redis loses the stream while both follow it (a restart without
     // persistence, say): the next publish starts a new epoch at 1.
-    redis.cli(&["DEL", "switchboard:s:r:r:m", "switchboard:s:r:r:x"]);
+    redis.cli(&["DEL", "switchboard:{r:r}:m", "switchboard:{r:r}:x"]);
     assert_eq!(publish(&state, "r", json!("after")).await, 1);
     // A raw client is told first, then gets the message of the new epoch.
     let reset = match answer(&mut raw).await {
@@ -461,7 +461,7 @@ async fn presence_rewritten_while_joins_and_leaves_go_on_ends_exact() {
     // each time, A rewrites its whole presence.
     let churn_end = tokio::time::Instant::now() + std::time::Duration::from_millis(3_000);
     while tokio::time::Instant::now() < churn_end {
-        redis.cli(&["ZREM", "switchboard:nodes", &node_a]);
+        redis.cli(&["ZREM", "switchboard:{home}:nodes", &node_a]);
         for member in members.iter_mut() {
             member.send(json!({"type":"leave","room":"lobby"})).await;
             member.send(json!({"type":"join","room":"lobby"})).await;
@@ -668,8 +668,7 @@ async fn raw_at(ws_url: &str, user: &str) -> RawSocket {
 async fn a_dead_nodes_users_leave_a_large_room_as_a_count() {
     let redis = TestRedis::start().await;
     let vars = [("SWITCHBOARD_REDIS__NODE_TTL_MS", "1500"), ("SWITCHBOARD_ROOMS__LARGE_ROOM", "2")];
-    let mut doomed =
-        switchboard_tests::HubProcess::start_with(&["--redis-url", &redis.url()], &vars).await;
+    let mut doomed = switchboard_tests::HubProcess::start_on_redis(&redis, &vars).await;
     let (survivor, _) = node(&redis, |config| {
         config.redis.node_ttl_ms = 1_500;
         config.rooms.large_room = 2;

@@ -243,9 +243,25 @@ impl Config {
                 )));
             }
         }
-        if let Some(url) = &self.redis.url {
-            if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
-                return invalid("redis.url must start with redis:// (or rediss://)");
+        if self.redis.url.is_some() && !self.redis.shards.is_empty() {
+            return invalid("set redis.url or redis.shards, not both");
+        }
+        if self.redis.enabled() {
+            for url in self.redis.urls() {
+                if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
+                    return invalid(
+                        "redis.url and redis.shards must start with redis:// (or rediss://)",
+                    );
+                }
+            }
+            let mut distinct = self.redis.shards.clone();
+            distinct.sort_unstable();
+            distinct.dedup();
+            if distinct.len() != self.redis.shards.len() {
+                return invalid("redis.shards lists a server twice");
+            }
+            if self.redis.prefix.contains(['{', '}']) {
+                return invalid("redis.prefix must not hold { or }: they mark the keys' hash tags");
             }
             if self.redis.prefix.is_empty() || self.redis.prefix.chars().any(char::is_control) {
                 return invalid("redis.prefix must be non-empty, without control characters");

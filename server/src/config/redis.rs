@@ -2,14 +2,22 @@
 
 use serde::{Deserialize, Serialize};
 
-/// Multi-node mode on Redis (7.0 or later). With `url` set, streams
-/// (offsets, history, inboxes), fan-out, presence and request ids live in
-/// Redis, shared by every hub pointed at it; see `docs/SCALING.md`.
+/// Multi-node mode on Redis (7.0 or later). With `url` (or `shards`) set,
+/// streams (offsets, history, inboxes), fan-out, presence and request ids
+/// live in Redis, shared by every hub pointed at it; see
+/// `docs/SCALING.md`.
 ///
 /// ```toml
 /// [redis]
 /// url = "redis://127.0.0.1:6379"
 /// prefix = "chat-prod"
+/// ```
+///
+/// or, over several independent Redis servers:
+///
+/// ```toml
+/// [redis]
+/// shards = ["redis://10.0.0.1:6379", "redis://10.0.0.2:6379"]
 /// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -17,6 +25,14 @@ pub struct RedisConfig {
     /// `redis://[user:password@]host:port[/db]`; none for a single node
     /// (the default).
     pub url: Option<String>,
+    /// Several independent Redis servers to spread the load over, instead
+    /// of `url`: each room's keys and messages (and each user's) live on
+    /// one of them, chosen by consistent hashing of its name; the node
+    /// registry and the catalog on the first. Every node must list the
+    /// same servers in the same order; adding one at the end moves about
+    /// 1 in n+1 rooms and users to it (`docs/SCALING.md`). Env:
+    /// `SWITCHBOARD_REDIS__SHARDS='["redis://a:6379","redis://b:6379"]'`.
+    pub shards: Vec<String>,
     /// Starts every key and channel the hub uses (default `"switchboard"`),
     /// so several deployments can share one Redis server.
     pub prefix: String,
@@ -42,10 +58,26 @@ impl Default for RedisConfig {
     fn default() -> Self {
         RedisConfig {
             url: None,
+            shards: Vec::new(),
             prefix: "switchboard".to_owned(),
             timeout_ms: 1_000,
             node_ttl_ms: 10_000,
             coalesce_us: 2_000,
+        }
+    }
+}
+
+impl RedisConfig {
+    /// Whether multi-node mode is on (`url` or `shards` set).
+    pub fn enabled(&self) -> bool {
+        self.url.is_some() || !self.shards.is_empty()
+    }
+
+    /// The Redis servers, in order: `url`, or the `shards`.
+    pub fn urls(&self) -> Vec<&str> {
+        match &self.url {
+            Some(url) => vec![url.as_str()],
+            None => self.shards.iter().map(String::as_str).collect(),
         }
     }
 }

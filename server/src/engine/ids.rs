@@ -4,8 +4,10 @@
 //! message. The memory engine's; the Redis engine keeps the same record in
 //! Redis, written by the publish script.
 //!
-//! Ids are per user, not per connection: a retry arrives on a new
-//! connection. Entries expire after the window; each user keeps at most a
+//! Ids are per user and stream, not per connection: a retry arrives on a
+//! new connection, and names the same room (or user) as the request it
+//! repeats; an id used again for another stream is another request. (The
+//! Redis engine keeps them under the stream's tag, with its keys.) Entries expire after the window; each user keeps at most a
 //! fixed number. An id is recorded in the same step as its append (the
 //! caller holds the stream's order while it looks the id up, appends and
 //! records), so there is no "in flight" state that a cancelled request
@@ -42,6 +44,13 @@ impl UserIds {
             }
         }
     }
+}
+
+/// The name under which a request `id` for `key`'s stream is kept. The
+/// stream's length comes first: names may hold the separator.
+pub(crate) fn in_stream(key: &crate::stream::StreamKey, id: &str) -> String {
+    let stream = key.encode();
+    format!("{}:{stream}:{id}", stream.len())
 }
 
 impl IdWindow {

@@ -82,7 +82,7 @@ impl AppState {
     /// down, and says so in `/health`), else a single node with the history
     /// store the configuration names.
     pub fn new(config: Config) -> Result<AppState, ConfigError> {
-        if config.redis.url.is_some() {
+        if config.redis.enabled() {
             if config.history.store == StoreKind::Disk {
                 tracing::warn!(
                     "history.store = disk is not used with redis.url: history is in Redis"

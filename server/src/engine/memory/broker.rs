@@ -162,6 +162,7 @@ impl Shared {
         let Publication { key, target, message, request } = publication;
         let limits = self.rules.of(&key);
         let kept = limits.size > 0;
+        let request = request.map(|(user, id)| (user, crate::engine::ids::in_stream(&key, &id)));
         if let Some((user, id)) = &request {
             if let Some(offset) = self.ids.get(user, id) {
                 tracing::info!(stream = %key.encode(), offset, "a retried request was carried out before: not again");

@@ -15,14 +15,14 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use ::redis::Cmd;
 use switchboard_protocol::Position;
 use tungstenite::Utf8Bytes;
 
 use super::Redis;
 use super::followers::Followers;
-use super::keys::{ONLINE, room_scope};
-use super::scripts::{MARK_DELIVERED, PUBLISH, PUBLISH_LUA, READ, evalsha, script_load};
+use super::keys::ALL_CONNECTIONS;
+use super::scripts::{MARK_DELIVERED, PUBLISH, READ};
+use super::shards::Batch;
 use crate::Hub;
 use crate::config::HistoryLimits;
 use crate::engine::broker::{Broker, Publication, Published, Resumed, replay_of};
@@ -79,28 +79,18 @@ pub(crate) fn meta_ttl_secs(limits: &HistoryLimits) -> u64 {
     limits.ttl_secs.max(STREAM_IDLE_MS / 1000)
 }
 
-/// The presence keys (`…:u`, `…:n`) that say who follows `key`'s stream,
-/// and the user whose field counts for an inbox ('' for a room).
-fn follower_keys(redis: &Redis, key: &StreamKey) -> (String, String, String) {
-    let (scope, user) = match key {
-        StreamKey::Room(room) => (room_scope(room), String::new()),
-        StreamKey::Inbox(user) => (ONLINE.to_owned(), user.to_string()),
-    };
-    let base = redis.keys.scope(&scope);
-    (format!("{base}:u"), format!("{base}:n"), user)
-}
-
-/// The `READ` script's call for `reading` of `key`.
-pub(crate) fn read_cmd(
+/// Adds the `READ` script's call for `reading` of `key` to `batch`.
+pub(crate) fn add_read(
+    batch: &mut Batch,
     redis: &Redis,
     key: &StreamKey,
     limits: &HistoryLimits,
     reading: &Reading,
-) -> Cmd {
-    let (users, connections, user) = follower_keys(redis, key);
-    let keys = [redis.keys.meta(key), redis.keys.history(key), users, connections];
-    let mut cmd = evalsha(&READ, &keys);
-    cmd.arg(if reading.create { "1" } else { "0" })
+) {
+    let keys = [redis.keys.meta(key), redis.keys.history(key), redis.keys.followers(key)];
+    batch
+        .script(redis, &READ, &keys)
+        .arg(if reading.create { "1" } else { "0" })
         .arg(new_epoch())
         .arg(meta_ttl_secs(limits))
         .arg(match reading.after {
@@ -108,9 +98,7 @@ pub(crate) fn read_cmd(
             After::Delivered => "delivered".to_owned(),
         })
         .arg(reading.count)
-        .arg(if reading.mark { "1" } else { "0" })
-        .arg(user);
-    cmd
+        .arg(if reading.mark { "1" } else { "0" });
 }
 
 /// The answer to a publish the script carried out.
@@ -141,10 +129,9 @@ pub(crate) async fn read(
     reading: Reading,
     now_ms: u64,
 ) -> Result<Option<Read>, EngineError> {
-    let mut pipe = ::redis::pipe();
-    pipe.add_command(read_cmd(redis, key, limits, &reading));
-    let (read,): (Option<(String, u64, u64, RawEntries)>,) =
-        redis.run_scripts("read", &[&READ], &pipe).await?;
+    let mut batch = Batch::new();
+    add_read(&mut batch, redis, key, limits, &reading);
+    let (read,): (Option<(String, u64, u64, RawEntries)>,) = batch.query(redis, "read").await?;
     let Some((epoch, last, _delivered, raw)) = read else { return Ok(None) };
     let entries = entries_of(raw, limits, now_ms)?;
     Ok(Some(Read { position: Position { epoch, offset: last }, entries }))
@@ -174,10 +161,9 @@ pub(crate) async fn mark_delivered(
     key: &StreamKey,
     offset: u64,
 ) -> Result<(), EngineError> {
-    let mut invocation = MARK_DELIVERED.prepare_invoke();
-    invocation.key(redis.keys.meta(key)).arg(offset);
-    let mut connection = redis.connection();
-    let _: i64 = redis.call("mark delivered", invocation.invoke_async(&mut connection)).await?;
+    let mut batch = Batch::new();
+    batch.script(redis, &MARK_DELIVERED, &[redis.keys.meta(key)]).arg(offset);
+    let _: (i64,) = batch.query(redis, "mark delivered").await?;
     Ok(())
 }
 
@@ -195,6 +181,22 @@ fn entry(id: &str, fields: Vec<String>) -> Option<Stored> {
         }
     }
     Some(Stored { offset, ts: ts?, frame: Utf8Bytes::from(frame?) })
+}
+
+/// Every connection of the live nodes, as their indexes say.
+pub(crate) async fn all_connections(redis: &Redis) -> Result<usize, EngineError> {
+    let nodes = super::node::live_nodes(redis).await?;
+    let mut batch = Batch::new();
+    for node in &nodes {
+        let index = redis.keys.node_index(node);
+        batch.keyed(
+            redis,
+            &index,
+            ::redis::cmd("HGET").arg(&index).arg(ALL_CONNECTIONS).to_owned(),
+        );
+    }
+    let counts: Vec<Option<u64>> = batch.query(redis, "connections").await?;
+    Ok(counts.into_iter().flatten().sum::<u64>() as usize)
 }
 
 /// Streams of a node of a cluster.
@@ -218,19 +220,20 @@ impl RedisBroker {
         RedisBroker { redis, rules, followers, hub, window }
     }
 
-    /// The `EVALSHA` of [`PUBLISH`] for a publication, and its stream's
-    /// limits.
-    fn publish_cmd(&self, publication: &Publication) -> (::redis::Cmd, HistoryLimits) {
+    /// Adds the call of [`PUBLISH`] for a publication to `batch`; returns
+    /// its stream's limits.
+    fn add_publish(&self, batch: &mut Batch, publication: &Publication) -> HistoryLimits {
         let Publication { key, target, message, request } = publication;
         let limits = self.rules.of(key);
         let open = super::wire::open_frame(message);
-        let (users, connections, user) = follower_keys(&self.redis, key);
         let keys = &self.redis.keys;
+        let meta = keys.meta(key);
         let id_key =
-            request.as_ref().map_or_else(|| keys.channel(), |(u, id)| keys.request_id(u, id));
-        let mut cmd =
-            evalsha(&PUBLISH, &[keys.meta(key), keys.history(key), users, connections, id_key]);
-        cmd.arg(keys.channel())
+            request.as_ref().map_or_else(|| meta.clone(), |(u, id)| keys.request_id(key, u, id));
+        let script_keys = [meta, keys.history(key), keys.followers(key), id_key];
+        batch
+            .script(&self.redis, &PUBLISH, &script_keys)
+            .arg(keys.channel())
             .arg(&open)
             .arg(message.ts)
             .arg(limits.size)
@@ -244,41 +247,34 @@ impl RedisBroker {
                 }
                 _ => super::wire::target_of(key),
             })
-            .arg(user)
             .arg(if request.is_some() { "1" } else { "0" })
             // `SET … PX 0` is an error, after the append: at least 1 ms.
             .arg((self.window.as_millis() as u64).max(1));
-        (cmd, limits.clone())
+        limits.clone()
     }
 
     async fn append(&self, publication: Publication) -> Result<Published, EngineError> {
-        let (cmd, limits) = self.publish_cmd(&publication);
-        let mut pipe = ::redis::pipe();
-        pipe.add_command(cmd);
+        let mut batch = Batch::new();
+        let limits = self.add_publish(&mut batch, &publication);
         let ((_epoch, offset, connections, repeated),): ((String, u64, u64, u8),) =
-            self.redis.run_scripts("publish", &[&PUBLISH], &pipe).await?;
+            batch.query(&self.redis, "publish").await?;
         Ok(published(&publication.key, &limits, offset, connections, repeated))
     }
 
-    /// Several publications in one round trip, in their order. The
-    /// pipeline loads the script first: were it missing (Redis restarted),
+    /// Several publications in one round trip per shard, each stream's in
+    /// their order (the batch loads the script first: were it missing,
     /// some calls would fail and be run again after later ones had
-    /// succeeded, out of order; loaded in the same pipeline, none fails.
+    /// succeeded, out of order).
     async fn append_all(
         &self,
         publications: Vec<Publication>,
     ) -> Result<Vec<Result<Published, EngineError>>, EngineError> {
-        let mut pipe = ::redis::pipe();
-        pipe.add_command(script_load(PUBLISH_LUA)).ignore();
-        let mut limits = Vec::with_capacity(publications.len());
-        for publication in &publications {
-            let (cmd, stream_limits) = self.publish_cmd(publication);
-            pipe.add_command(cmd);
-            limits.push(stream_limits);
-        }
-        let mut connection = self.redis.connection();
-        let answers: Vec<(String, u64, u64, u8)> =
-            self.redis.call("publish", pipe.query_async(&mut connection)).await?;
+        let mut batch = Batch::new();
+        let limits: Vec<HistoryLimits> = publications
+            .iter()
+            .map(|publication| self.add_publish(&mut batch, publication))
+            .collect();
+        let answers: Vec<(String, u64, u64, u8)> = batch.query(&self.redis, "publish").await?;
         Ok(publications
             .iter()
             .zip(&limits)
@@ -381,23 +377,26 @@ impl Broker for RedisBroker {
     }
 
     /// Resolves with the connections the target has across the cluster
-    /// (every connection for a broadcast to all, 0 for rooms).
+    /// (every connection for a broadcast to all, 0 for rooms). A room's or
+    /// a user's delivery goes through their shard's channel, with their
+    /// messages; a broadcast to all through the first shard's.
     fn deliver(&self, delivery: Delivery) -> EngineFuture<'_, usize> {
         Box::pin(async move {
             let redis = &self.redis;
-            let online = redis.keys.scope(ONLINE);
-            let mut pipe = ::redis::pipe();
             let payload = super::wire::encode(&delivery);
-            pipe.cmd("PUBLISH").arg(redis.keys.channel()).arg(payload).ignore();
-            match &delivery.target {
-                Target::All => pipe.cmd("GET").arg(format!("{online}:n")),
-                Target::User(user) => pipe.cmd("HGET").arg(format!("{online}:u")).arg(&**user),
-                // How many connections a room has is not needed by any caller.
-                Target::Room(_) | Target::RoomExcept(_) => pipe.cmd("ECHO").arg(0),
+            let Some(stream) = delivery.target.stream() else {
+                redis.publish("publish", 0, payload).await?;
+                return all_connections(redis).await;
             };
-            let mut connection = redis.connection();
-            let (reached,): (Option<u64>,) =
-                redis.call("publish", pipe.query_async(&mut connection)).await?;
+            let count = redis.keys.followers(&stream);
+            let mut batch = Batch::new();
+            batch.keyed(redis, &count, redis.publish_cmd(payload)).ignore();
+            if let StreamKey::Room(_) = stream {
+                // How many connections a room has is not needed by any caller.
+                return batch.query::<()>(redis, "publish").await.map(|()| 0);
+            }
+            batch.keyed(redis, &count, ::redis::cmd("GET").arg(&count).to_owned());
+            let (reached,): (Option<u64>,) = batch.query(redis, "publish").await?;
             Ok(reached.unwrap_or(0) as usize)
         })
     }

@@ -24,7 +24,7 @@ impl RedisCatalog {
     ) -> Result<T, crate::engine::EngineError> {
         let mut cmd = ::redis::cmd(command);
         cmd.arg(self.redis.keys.catalog()).arg(args);
-        let mut connection = self.redis.connection();
+        let mut connection = self.redis.home();
         self.redis.call("catalog", cmd.query_async(&mut connection)).await
     }
 }

@@ -18,7 +18,8 @@
 //!   any node, surveys (`survey.rs`), the cluster's figures.
 //! - `catalog.rs`: the managed rooms, one hash.
 //! - `keys.rs`: every key's name; `scripts.rs`: the Lua scripts; `wire.rs`:
-//!   the pub/sub message format.
+//!   the pub/sub message format; `shards.rs`: which Redis holds which key
+//!   (one, or several with `redis.shards`), and pipelines across them.
 //!
 //! A stream's metadata (epoch, last offset) never expires while anyone
 //! follows the stream: the presence script takes the expiry off when the
@@ -38,6 +39,7 @@ pub(crate) mod keys;
 pub(crate) mod node;
 pub(crate) mod presence;
 mod scripts;
+pub(crate) mod shards;
 pub(crate) mod subscriber;
 pub(crate) mod survey;
 pub(crate) mod wire;
@@ -53,7 +55,9 @@ use tokio_util::sync::CancellationToken;
 use super::catalog::Catalog;
 use super::{Engine, EngineError, HistoryRules, Parts};
 use crate::config::{Config, RedisConfig};
+use crate::stream::StreamKey;
 use keys::Keys;
+use shards::Shard;
 
 impl From<::redis::RedisError> for EngineError {
     fn from(err: ::redis::RedisError) -> Self {
@@ -70,8 +74,9 @@ impl From<::redis::RedisError> for EngineError {
     }
 }
 
-/// A node's engine on the Redis at `redis.url`. Connects lazily: the node
-/// starts while Redis is down, and says so in `/health`.
+/// A node's engine on the Redis at `redis.url` (or the several of
+/// `redis.shards`). Connects lazily: the node starts while Redis is down,
+/// and says so in `/health`.
 pub(crate) fn engine(config: &Config, parts: Parts) -> Result<Engine, EngineError> {
     let redis = Arc::new(Redis::new(&config.redis)?);
     let rules = HistoryRules::new(config.history.clone());
@@ -107,8 +112,9 @@ pub(crate) struct Redis {
     /// This node's id, fresh at every start (32 hex digits).
     pub(crate) node: String,
     pub(crate) keys: Keys,
-    pub(crate) client: ::redis::Client,
-    commands: ConnectionManager,
+    /// The Redis servers, in the order configured; keys are spread over
+    /// them by their tags (`shards.rs`).
+    pub(crate) shards: Vec<Shard>,
     pub(crate) timeout: Duration,
     pub(crate) node_ttl: Duration,
     /// How long a delivery from another node may wait for company
@@ -120,8 +126,6 @@ pub(crate) struct Redis {
     pub(crate) counters: Counters,
     /// Surveys this node is waiting on.
     pub(crate) surveys: survey::Surveys,
-    /// Cancelled once the node's subscription is in place.
-    pub(crate) subscribed: CancellationToken,
 }
 
 /// Counts of this node's dealings with Redis, for `/metrics`.
@@ -161,9 +165,6 @@ impl Redis {
     /// Prepares the connections; nothing is sent until the first request,
     /// so a node starts even while Redis is down (and says so in `/health`).
     pub(crate) fn new(config: &RedisConfig) -> Result<Redis, EngineError> {
-        let url = config.url.as_deref().unwrap_or_default();
-        let client = ::redis::Client::open(url)
-            .map_err(|err| EngineError::Failed(format!("redis.url: {err}")))?;
         let timeout = Duration::from_millis(config.timeout_ms);
         let manager = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(timeout))
@@ -173,25 +174,52 @@ impl Redis {
             .set_number_of_retries(1)
             .set_min_delay(Duration::from_millis(50))
             .set_max_delay(Duration::from_millis(500));
-        let commands = ConnectionManager::new_lazy_with_config(client.clone(), manager)?;
+        let mut shards = Vec::new();
+        for url in config.urls() {
+            let client = ::redis::Client::open(url)
+                .map_err(|err| EngineError::Failed(format!("redis: {err}")))?;
+            let commands =
+                ConnectionManager::new_lazy_with_config(client.clone(), manager.clone())?;
+            shards.push(Shard { client, commands, subscribed: CancellationToken::new() });
+        }
+        if shards.is_empty() {
+            return Err(EngineError::Failed("redis: no url".to_owned()));
+        }
         Ok(Redis {
             node: uuid::Uuid::new_v4().simple().to_string(),
             keys: Keys::new(&config.prefix),
-            client,
-            commands,
+            shards,
             timeout,
             node_ttl: Duration::from_millis(config.node_ttl_ms),
             coalesce: Duration::from_micros(config.coalesce_us),
             up: AtomicBool::new(true),
             counters: Counters::default(),
             surveys: survey::Surveys::default(),
-            subscribed: CancellationToken::new(),
         })
     }
 
-    /// A handle on the shared command connection.
-    pub(crate) fn connection(&self) -> ConnectionManager {
-        self.commands.clone()
+    /// The shard that holds `key` (by its tag).
+    pub(crate) fn shard_of_key(&self, key: &str) -> usize {
+        shards::shard_of(shards::tag_of(key), self.shards.len())
+    }
+
+    /// The shard of `key`'s stream: its keys, its followers' presence, and
+    /// the channel its messages go through.
+    pub(crate) fn shard_of_stream(&self, key: &StreamKey) -> usize {
+        self.shard_of_key(&self.keys.meta(key))
+    }
+
+    /// A handle on the command connection of the shard that holds the
+    /// registry, the figures and the catalog.
+    pub(crate) fn home(&self) -> ConnectionManager {
+        self.shards[0].commands.clone()
+    }
+
+    /// Resolves once this node is subscribed to every shard.
+    pub(crate) async fn subscribed(&self) {
+        for shard in &self.shards {
+            shard.subscribed.cancelled().await;
+        }
     }
 
     /// Runs one Redis request within `redis.timeout_ms`, and records
@@ -240,40 +268,15 @@ impl Redis {
         self.up.load(Ordering::Relaxed)
     }
 
-    /// Runs a pipeline of script calls ([`scripts::evalsha`]) in one round
-    /// trip; when Redis does not know a script (it restarted), loads
-    /// `scripts` and runs the pipeline again.
-    pub(crate) async fn run_scripts<T: ::redis::FromRedisValue>(
-        &self,
-        what: &'static str,
-        scripts: &[&::redis::Script],
-        pipe: &::redis::Pipeline,
-    ) -> Result<T, EngineError> {
-        let attempt = async {
-            let mut connection = self.connection();
-            match pipe.query_async::<T>(&mut connection).await {
-                Err(err)
-                    if err.kind()
-                        == ::redis::ErrorKind::Server(::redis::ServerErrorKind::NoScript) =>
-                {
-                    for script in scripts {
-                        script.load_async(&mut connection).await?;
-                    }
-                    pipe.query_async(&mut connection).await
-                }
-                answer => answer,
-            }
-        };
-        self.call(what, attempt).await
-    }
-
-    /// Publishes `payload` on the cluster's channel.
+    /// Publishes `payload` on `shard`'s channel (orders, surveys and
+    /// answers go through the first shard's).
     pub(crate) async fn publish(
         &self,
         what: &'static str,
+        shard: usize,
         payload: String,
     ) -> Result<(), EngineError> {
-        let mut connection = self.connection();
+        let mut connection = self.shards[shard].commands.clone();
         self.call(
             what,
             ::redis::cmd("PUBLISH")
@@ -282,5 +285,13 @@ impl Redis {
                 .query_async::<()>(&mut connection),
         )
         .await
+    }
+
+    /// A `PUBLISH` of `payload` on the cluster's channel, to add to a
+    /// [`Batch`](shards::Batch).
+    pub(crate) fn publish_cmd(&self, payload: String) -> ::redis::Cmd {
+        let mut cmd = ::redis::cmd("PUBLISH");
+        cmd.arg(self.keys.channel()).arg(payload);
+        cmd
     }
 }

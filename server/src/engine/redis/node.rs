@@ -10,9 +10,9 @@ use switchboard_protocol::CloseCode;
 use tokio_util::sync::CancellationToken;
 
 use super::followers::Followers;
-use super::keys::ONLINE;
 use super::presence::RedisPresence;
 use super::scripts::HEARTBEAT;
+use super::shards::Batch;
 use super::subscriber::Subscriber;
 use super::{Redis, wire};
 use crate::Hub;
@@ -50,16 +50,14 @@ impl RedisNode {
 
     /// Says this node is alive, with its figures; lists the dead nodes.
     async fn heartbeat(&self, figures: &str) -> Result<Beat, EngineError> {
-        let mut invocation = HEARTBEAT.prepare_invoke();
-        invocation
-            .key(self.redis.keys.nodes())
-            .key(self.redis.keys.stats())
-            .arg(&self.redis.node)
+        let redis = &self.redis;
+        let mut batch = Batch::new();
+        batch
+            .script(redis, &HEARTBEAT, &[redis.keys.nodes(), redis.keys.stats()])
+            .arg(&redis.node)
             .arg(figures)
-            .arg(self.redis.node_ttl.as_millis() as u64);
-        let mut connection = self.redis.connection();
-        let beat: Vec<::redis::Value> =
-            self.redis.call("heartbeat", invocation.invoke_async(&mut connection)).await?;
+            .arg(redis.node_ttl.as_millis() as u64);
+        let (beat,): (Vec<::redis::Value>,) = batch.query(redis, "heartbeat").await?;
         let mut beat = beat.into_iter();
         let was_unknown = beat
             .next()
@@ -104,7 +102,7 @@ impl RedisNode {
 /// The nodes whose last heartbeat is within `redis.node_ttl_ms`, by
 /// Redis's clock.
 pub(crate) async fn live_nodes(redis: &Redis) -> Result<Vec<String>, EngineError> {
-    let mut connection = redis.connection();
+    let mut connection = redis.home();
     let mut pipe = ::redis::pipe();
     pipe.cmd("ZRANGE").arg(redis.keys.nodes()).arg(0).arg(-1).arg("WITHSCORES");
     pipe.cmd("TIME");
@@ -133,13 +131,16 @@ impl Node for RedisNode {
     }
 
     fn start(&self, shutdown: CancellationToken) {
-        let subscriber = Subscriber {
-            redis: self.redis.clone(),
-            hub: Arc::downgrade(&self.hub),
-            rules: self.rules.clone(),
-            followers: self.followers.clone(),
-        };
-        tokio::spawn(subscriber.run(shutdown.clone()));
+        for shard in 0..self.redis.shards.len() {
+            let subscriber = Subscriber {
+                redis: self.redis.clone(),
+                shard,
+                hub: Arc::downgrade(&self.hub),
+                rules: self.rules.clone(),
+                followers: self.followers.clone(),
+            };
+            tokio::spawn(subscriber.run(shutdown.clone()));
+        }
         tokio::spawn(self.presence.clone().run(shutdown.clone()));
         let node = RedisNode {
             redis: self.redis.clone(),
@@ -165,7 +166,7 @@ impl Node for RedisNode {
     }
 
     fn ready(&self) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + '_>> {
-        Box::pin(self.redis.subscribed.cancelled())
+        Box::pin(self.redis.subscribed())
     }
 
     fn drain(&self) -> EngineFuture<'_, ()> {
@@ -196,13 +197,13 @@ impl Node for RedisNode {
         reason: &'a str,
     ) -> EngineFuture<'a, usize> {
         Box::pin(async move {
-            let mut pipe = ::redis::pipe();
+            let redis = &self.redis;
             let order = wire::encode_close(user, code, reason);
-            pipe.cmd("PUBLISH").arg(self.redis.keys.channel()).arg(order).ignore();
-            pipe.cmd("HGET").arg(format!("{}:u", self.redis.keys.scope(ONLINE))).arg(user);
-            let mut connection = self.redis.connection();
-            let (connections,): (Option<u64>,) =
-                self.redis.call("disconnect", pipe.query_async(&mut connection)).await?;
+            let count = redis.keys.followers(&crate::stream::StreamKey::Inbox(user.into()));
+            let mut batch = Batch::new();
+            batch.keyed(redis, &count, redis.publish_cmd(order)).ignore();
+            batch.keyed(redis, &count, ::redis::cmd("GET").arg(&count).to_owned());
+            let (connections,): (Option<u64>,) = batch.query(redis, "disconnect").await?;
             Ok(connections.unwrap_or(0) as usize)
         })
     }
@@ -219,7 +220,7 @@ impl Node for RedisNode {
                     wire::encode_close_session(session, code, &reason)
                 }
             };
-            self.redis.publish("order", order).await?;
+            self.redis.publish("order", 0, order).await?;
             Ok(true)
         })
     }
@@ -231,16 +232,15 @@ impl Node for RedisNode {
     fn stats(&self) -> EngineFuture<'_, Option<ClusterStats>> {
         Box::pin(async move {
             let redis = &self.redis;
-            let mut connection = redis.connection();
+            let mut connection = redis.home();
             let mut pipe = ::redis::pipe();
             pipe.cmd("ZRANGE").arg(redis.keys.nodes()).arg(0).arg(-1).arg("WITHSCORES");
             pipe.cmd("HGETALL").arg(redis.keys.stats());
-            pipe.cmd("ZCARD").arg(format!("{}:z", redis.keys.scope(ONLINE)));
-            pipe.cmd("SCARD").arg(redis.keys.rooms());
             pipe.cmd("TIME");
-            type Answer = (Vec<(String, f64)>, Vec<(String, String)>, u64, u64, (u64, u64));
-            let (nodes, figures, users, rooms, (secs, micros)): Answer =
+            type Answer = (Vec<(String, f64)>, Vec<(String, String)>, (u64, u64));
+            let (nodes, figures, (secs, micros)): Answer =
                 redis.call("stats", pipe.query_async(&mut connection)).await?;
+            let (users, rooms) = self.presence.counts().await?;
             let live = alive(redis, nodes, secs * 1000 + micros / 1000);
             let (mut connections, mut messages_total) = (0, 0);
             for (node, json) in &figures {

@@ -1,5 +1,6 @@
-//! The node's pub/sub connection: every delivery published anywhere in the
-//! cluster arrives here once and goes to this node's [`Hub`].
+//! The node's pub/sub connections, one per shard: every delivery
+//! published anywhere in the cluster arrives here once, through the shard
+//! of its room or user, and goes to this node's [`Hub`].
 //!
 //! Redis pub/sub is at-most-once: a message published while the connection
 //! is down, or dropped because the connection fell behind, is simply gone.
@@ -33,10 +34,11 @@ use futures::{FutureExt, StreamExt};
 use switchboard_protocol::{CloseCode, ServerFrame, StreamReset};
 use tokio_util::sync::CancellationToken;
 
-use super::broker::{Reading, entries_of, read_cmd};
+use super::Redis;
+use super::broker::{Reading, add_read, entries_of};
 use super::followers::{Followed, Followers};
+use super::shards::Batch;
 use super::wire::{Envelope, Incoming, decode};
-use super::{Redis, scripts};
 use crate::Hub;
 use crate::engine::{EngineError, HistoryRules};
 use crate::hub::wakes::WakeBatch;
@@ -57,10 +59,12 @@ const REPAIR_BATCH: usize = 256;
 /// are made to resume.
 const READ_TRIES: u64 = 3;
 
-/// Delivers the cluster's deliveries to this node's hub.
+/// Delivers the deliveries of one shard to this node's hub.
 #[derive(Clone)]
 pub(crate) struct Subscriber {
     pub(crate) redis: Arc<Redis>,
+    /// The shard whose channel this subscriber listens to.
+    pub(crate) shard: usize,
     pub(crate) hub: Weak<Hub>,
     pub(crate) rules: HistoryRules,
     pub(crate) followers: Arc<Followers>,
@@ -191,7 +195,7 @@ impl Subscriber {
                 }
             };
             failures = 0;
-            self.redis.subscribed.cancel();
+            self.redis.shards[self.shard].subscribed.cancel();
             if subscribed_before {
                 self.redis.counters.resubscribes.fetch_add(1, Ordering::Relaxed);
                 tracing::info!("redis subscription restored; repairing the streams followed here");
@@ -235,7 +239,7 @@ impl Subscriber {
     async fn subscribe(&self) -> Result<::redis::aio::PubSubStream, EngineError> {
         let timeout = self.redis.timeout;
         let subscribe = async {
-            let mut pubsub = self.redis.client.get_async_pubsub().await?;
+            let mut pubsub = self.redis.shards[self.shard].client.get_async_pubsub().await?;
             pubsub.subscribe(self.redis.keys.channel()).await?;
             Ok::<_, ::redis::RedisError>(pubsub.into_on_message())
         };
@@ -586,6 +590,7 @@ impl Subscriber {
             let mut streams = self.followers.lock();
             streams
                 .iter_mut()
+                .filter(|(key, _)| self.redis.shard_of_stream(key) == self.shard)
                 .filter_map(|(key, followed)| {
                     if followed.held.is_some() {
                         followed.catch_up = true;
@@ -628,15 +633,14 @@ impl Subscriber {
     /// What each stream misses after its last delivered offset, read in one
     /// pipeline.
     async fn read_heads(&self, batch: &[&Repair]) -> Vec<Gap> {
-        let mut pipe = ::redis::pipe();
+        let mut reads = Batch::new();
         for repair in batch {
             let limits = self.rules.of(&repair.key);
             let reading = Reading::page(repair.after, limits.size + 1);
-            pipe.add_command(read_cmd(&self.redis, &repair.key, limits, &reading));
+            add_read(&mut reads, &self.redis, &repair.key, limits, &reading);
         }
         type Answer = Vec<Option<(String, u64, u64, super::broker::RawEntries)>>;
-        let mut answers: Result<Answer, _> =
-            self.redis.run_scripts("repair", &[&scripts::READ], &pipe).await;
+        let mut answers: Result<Answer, _> = reads.query(&self.redis, "repair").await;
         // A connection to Redis fails once after Redis came back: a few
         // tries before the followers are made to resume.
         for attempt in 1..=READ_TRIES {
@@ -644,7 +648,7 @@ impl Subscriber {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(50 * attempt)).await;
-            answers = self.redis.run_scripts("repair", &[&scripts::READ], &pipe).await;
+            answers = reads.query(&self.redis, "repair").await;
         }
         let Ok(answers) = answers else {
             // Redis gone again: every stream of the batch resumes.
@@ -746,7 +750,8 @@ mod tests {
         hub.join(key, "r", true).unwrap();
         let rules = HistoryRules::new(crate::config::HistoryConfig::default());
         let followers = Arc::new(Followers::default());
-        let subscriber = Subscriber { redis, hub: Arc::downgrade(&hub), rules, followers };
+        let subscriber =
+            Subscriber { redis, shard: 0, hub: Arc::downgrade(&hub), rules, followers };
         (subscriber, hub, queue)
     }
 

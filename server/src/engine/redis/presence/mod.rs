@@ -39,7 +39,8 @@ use tokio_util::sync::CancellationToken;
 mod writer;
 
 use super::Redis;
-use super::keys::{ONLINE, room_scope};
+use super::keys;
+use super::shards::Batch;
 use crate::Hub;
 use crate::config::RoomsConfig;
 use crate::engine::presence::Presence;
@@ -57,6 +58,14 @@ const MAX_RETRY: Duration = Duration::from_secs(2);
 enum Scope {
     Online,
     Room(Arc<str>),
+}
+
+/// What the live nodes' indexes say: each scope's connections, summed
+/// over the nodes.
+#[derive(Debug, Default)]
+struct Indexed {
+    users: std::collections::BTreeMap<String, u64>,
+    rooms: std::collections::BTreeMap<String, u64>,
 }
 
 /// What writing one user's count changed across the cluster.
@@ -145,19 +154,19 @@ impl RedisPresence {
 
     async fn page(
         &self,
-        room: Option<&str>,
+        room: &str,
         cursor: Option<&str>,
         limit: usize,
     ) -> Result<MembersPage, EngineError> {
-        let scope = room.map_or_else(|| ONLINE.to_owned(), room_scope);
-        let key = format!("{}:z", self.redis.keys.scope(&scope));
+        let redis = &self.redis;
+        let key = redis.keys.scope(&keys::Scope::Room(room), "z");
         let start = cursor.map_or_else(|| "-".to_owned(), |c| format!("({c}"));
-        let mut pipe = ::redis::pipe();
-        pipe.cmd("ZRANGE").arg(&key).arg(start).arg("+").arg("BYLEX").arg("LIMIT").arg(0);
-        pipe.arg(limit + 1).cmd("ZCARD").arg(&key);
-        let mut connection = self.redis.connection();
-        let (mut members, count): (Vec<String>, u64) =
-            self.redis.call("members", pipe.query_async(&mut connection)).await?;
+        let mut range = ::redis::cmd("ZRANGE");
+        range.arg(&key).arg(start).arg("+").arg("BYLEX").arg("LIMIT").arg(0).arg(limit + 1);
+        let mut batch = Batch::new();
+        batch.keyed(redis, &key, range);
+        batch.keyed(redis, &key, ::redis::cmd("ZCARD").arg(&key).to_owned());
+        let (mut members, count): (Vec<String>, u64) = batch.query(redis, "members").await?;
         let cursor = if members.len() > limit {
             members.truncate(limit);
             members.last().cloned()
@@ -167,38 +176,66 @@ impl RedisPresence {
         Ok(MembersPage { members, count: count as usize, cursor })
     }
 
+    /// The live nodes' indexes, summed: who is online anywhere, and which
+    /// rooms have connections anywhere.
+    async fn indexed(&self) -> Result<Indexed, EngineError> {
+        let redis = &self.redis;
+        let nodes = crate::engine::redis::node::live_nodes(redis).await?;
+        let mut batch = Batch::new();
+        for node in &nodes {
+            let index = redis.keys.node_index(node);
+            batch.keyed(redis, &index, ::redis::cmd("HGETALL").arg(&index).to_owned());
+        }
+        let indexes: Vec<Vec<(String, u64)>> = batch.query(redis, "index").await?;
+        let mut indexed = Indexed::default();
+        for (name, count) in indexes.into_iter().flatten() {
+            match keys::Scope::parse(&name) {
+                Some(keys::Scope::User(user)) => {
+                    *indexed.users.entry(user.to_owned()).or_default() += count;
+                }
+                Some(keys::Scope::Room(room)) => {
+                    *indexed.rooms.entry(room.to_owned()).or_default() += count;
+                }
+                None => {}
+            }
+        }
+        indexed.users.retain(|_, count| *count > 0);
+        indexed.rooms.retain(|_, count| *count > 0);
+        Ok(indexed)
+    }
+
+    /// How many users are online and how many rooms have members, across
+    /// the cluster.
+    pub(crate) async fn counts(&self) -> Result<(u64, u64), EngineError> {
+        let indexed = self.indexed().await?;
+        Ok((indexed.users.len() as u64, indexed.rooms.len() as u64))
+    }
+
     /// Every room with members anywhere, with its figures (users,
     /// connections, messages, large), sorted by name; only `only` when given.
     async fn figures(&self, only: Option<&str>) -> Result<Vec<(RoomSummary, bool)>, EngineError> {
-        let mut connection = self.redis.connection();
-        let mut names: Vec<String> = match only {
+        let redis = &self.redis;
+        let names: Vec<String> = match only {
             Some(room) => vec![room.to_owned()],
-            None => {
-                self.redis
-                    .call(
-                        "rooms",
-                        ::redis::cmd("SMEMBERS")
-                            .arg(self.redis.keys.rooms())
-                            .query_async(&mut connection),
-                    )
-                    .await?
-            }
+            None => self.indexed().await?.rooms.into_keys().collect(),
         };
-        names.sort_unstable();
         if names.is_empty() {
             return Ok(Vec::new());
         }
-        let mut pipe = ::redis::pipe();
+        let mut batch = Batch::new();
         for room in &names {
-            let base = self.redis.keys.scope(&room_scope(room));
+            let scope = keys::Scope::Room(room);
             let stream = StreamKey::Room(room.as_str().into());
-            pipe.cmd("ZCARD").arg(format!("{base}:z"));
-            pipe.cmd("GET").arg(format!("{base}:n"));
-            pipe.cmd("HGET").arg(self.redis.keys.meta(&stream)).arg("last");
-            pipe.cmd("EXISTS").arg(format!("{base}:l"));
+            let z = redis.keys.scope(&scope, "z");
+            batch.keyed(redis, &z, ::redis::cmd("ZCARD").arg(&z).to_owned());
+            let n = redis.keys.scope(&scope, "n");
+            batch.keyed(redis, &n, ::redis::cmd("GET").arg(&n).to_owned());
+            let meta = redis.keys.meta(&stream);
+            batch.keyed(redis, &meta, ::redis::cmd("HGET").arg(&meta).arg("last").to_owned());
+            let l = redis.keys.scope(&scope, "l");
+            batch.keyed(redis, &l, ::redis::cmd("EXISTS").arg(&l).to_owned());
         }
-        let flat: Vec<::redis::Value> =
-            self.redis.call("rooms", pipe.query_async(&mut connection)).await?;
+        let flat: Vec<::redis::Value> = batch.query(redis, "rooms").await?;
         let number = |v: &::redis::Value| {
             ::redis::from_redis_value::<Option<u64>>(v.clone()).ok().flatten().unwrap_or(0)
         };
@@ -226,25 +263,23 @@ impl RedisPresence {
         if due.is_empty() {
             return Ok(());
         }
-        let mut pipe = ::redis::pipe();
+        let redis = &self.redis;
+        let mut batch = Batch::new();
         for room in &due {
-            pipe.cmd("ZCARD").arg(format!("{}:z", self.redis.keys.scope(&room_scope(room))));
+            let z = redis.keys.scope(&keys::Scope::Room(room), "z");
+            batch.keyed(redis, &z, ::redis::cmd("ZCARD").arg(&z).to_owned());
         }
-        let mut connection = self.redis.connection();
-        let counts: Vec<u64> =
-            self.redis.call("occupancy", pipe.query_async(&mut connection)).await?;
-        let mut send = ::redis::pipe();
+        let counts: Vec<u64> = batch.query(redis, "occupancy").await?;
+        let mut send = Batch::new();
         for (room, count) in due.iter().zip(counts) {
             if count > 0 {
                 let delivery = crate::hub::occupancy(room, count as usize);
-                send.cmd("PUBLISH")
-                    .arg(self.redis.keys.channel())
-                    .arg(super::wire::encode(&delivery))
-                    .ignore();
+                let z = redis.keys.scope(&keys::Scope::Room(room), "z");
+                send.keyed(redis, &z, redis.publish_cmd(super::wire::encode(&delivery))).ignore();
             }
         }
         if !send.is_empty() {
-            self.redis.call("occupancy", send.query_async::<()>(&mut connection)).await?;
+            send.query::<()>(redis, "occupancy").await?;
         }
         Ok(())
     }
@@ -295,23 +330,15 @@ impl Presence for Shared {
         limit: usize,
     ) -> EngineFuture<'a, Option<MembersPage>> {
         Box::pin(async move {
-            let page = self.0.page(Some(room), cursor, limit).await?;
+            let page = self.0.page(room, cursor, limit).await?;
             Ok((page.count > 0).then_some(page))
         })
     }
 
     fn online(&self) -> EngineFuture<'_, Vec<(String, usize)>> {
         Box::pin(async move {
-            let presence = &self.0;
-            let key = format!("{}:u", presence.redis.keys.scope(ONLINE));
-            let mut connection = presence.redis.connection();
-            let mut users: Vec<(String, usize)> = presence
-                .redis
-                .call("online", ::redis::cmd("HGETALL").arg(key).query_async(&mut connection))
-                .await?;
-            users.retain(|(_, count)| *count > 0);
-            users.sort_unstable();
-            Ok(users)
+            let indexed = self.0.indexed().await?;
+            Ok(indexed.users.into_iter().map(|(user, count)| (user, count as usize)).collect())
         })
     }
 
@@ -328,7 +355,7 @@ impl Presence for Shared {
             else {
                 return Ok(None);
             };
-            let first = presence.page(Some(room), None, presence.ack_members).await?;
+            let first = presence.page(room, None, presence.ack_members).await?;
             Ok(Some(RoomDetail {
                 id: summary.id,
                 members: first.members,

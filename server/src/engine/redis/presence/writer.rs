@@ -15,8 +15,9 @@ use tokio_util::sync::CancellationToken;
 use super::{Entry, MAX_RETRY, Marked, Outcome, RedisPresence, Scope, Waiter};
 use crate::engine::EngineError;
 use crate::engine::redis::broker::meta_ttl_secs;
-use crate::engine::redis::keys::{ONLINE, room_scope};
-use crate::engine::redis::scripts::{BURY, PRESENCE, RECONCILE, evalsha};
+use crate::engine::redis::keys::{self, ALL_CONNECTIONS};
+use crate::engine::redis::scripts::{BURY_ROOM, ONLINE, RECONCILE, ROOM_PRESENCE};
+use crate::engine::redis::shards::Batch;
 use crate::hub::room::MembersPage;
 use crate::stream::StreamKey;
 
@@ -173,24 +174,77 @@ impl RedisPresence {
         }
     }
 
-    /// The keys of a scope (`…:z`, `…:u`, `…:c`, `…:n`, the node's scope
-    /// set, the rooms set, `…:l`) and its name.
-    fn scope_keys(&self, scope: &Scope) -> (Vec<String>, String) {
-        let name = match scope {
-            Scope::Online => ONLINE.to_owned(),
-            Scope::Room(room) => room_scope(room),
-        };
-        let base = self.redis.keys.scope(&name);
-        let keys = vec![
-            format!("{base}:z"),
-            format!("{base}:u"),
-            format!("{base}:c"),
-            format!("{base}:n"),
-            self.redis.keys.node_scopes(&self.redis.node),
-            self.redis.keys.rooms(),
-            format!("{base}:l"),
-        ];
-        (keys, name)
+    /// The keys of a room's scope, as its scripts name them: `…:z`,
+    /// `…:u`, `…:c`, `…:n`, `…:l`, the room stream's metadata.
+    fn room_keys(&self, room: &str) -> Vec<String> {
+        let keys = &self.redis.keys;
+        let scope = keys::Scope::Room(room);
+        let mut names: Vec<String> =
+            ["z", "u", "c", "n", "l"].iter().map(|suffix| keys.scope(&scope, suffix)).collect();
+        names.push(keys.meta(&StreamKey::Room(room.into())));
+        names
+    }
+
+    /// The keys of a user's scope, as [`ONLINE`] names them: `…:c`, `…:n`,
+    /// the inbox's metadata.
+    fn user_keys(&self, user: &str) -> Vec<String> {
+        let keys = &self.redis.keys;
+        let scope = keys::Scope::User(user);
+        vec![
+            keys.scope(&scope, "c"),
+            keys.scope(&scope, "n"),
+            keys.meta(&StreamKey::Inbox(user.into())),
+        ]
+    }
+
+    /// Adds the call that sets this node's `count` of `user` in `scope`.
+    fn add_count(&self, batch: &mut Batch, scope: &Scope, user: &str, count: usize) {
+        let redis = &self.redis;
+        match scope {
+            Scope::Online => {
+                let ttl = meta_ttl_secs(self.rules.of(&StreamKey::Inbox(user.into())));
+                batch
+                    .script(redis, &ONLINE, &self.user_keys(user))
+                    .arg(&redis.node)
+                    .arg(count)
+                    .arg(ttl);
+            }
+            Scope::Room(room) => {
+                let ttl = meta_ttl_secs(self.rules.of(&StreamKey::Room(room.clone())));
+                batch
+                    .script(redis, &ROOM_PRESENCE, &self.room_keys(room))
+                    .arg(&redis.node)
+                    .arg(user)
+                    .arg(count)
+                    .arg(self.large_room)
+                    .arg(ttl);
+            }
+        }
+    }
+
+    /// Adds the index entries of `scopes` (this node's connections in
+    /// each), and of all its connections, to `batch`.
+    fn add_index(&self, batch: &mut Batch, scopes: &[(String, usize)]) {
+        let redis = &self.redis;
+        let index = redis.keys.node_index(&redis.node);
+        let mut hset = ::redis::cmd("HSET");
+        hset.arg(&index).arg(ALL_CONNECTIONS).arg(self.hub.connection_count());
+        for (name, count) in scopes {
+            hset.arg(name).arg(*count);
+        }
+        batch.keyed(redis, &index, hset).ignore();
+    }
+
+    /// Removes `names` from this node's index.
+    async fn unindex(&self, names: &[String]) -> Result<(), EngineError> {
+        if names.is_empty() {
+            return Ok(());
+        }
+        let redis = &self.redis;
+        let index = redis.keys.node_index(&redis.node);
+        let mut batch = Batch::new();
+        batch.keyed(redis, &index, ::redis::cmd("HDEL").arg(&index).arg(names).to_owned()).ignore();
+        batch.query::<()>(redis, "presence").await
     }
 
     /// Marks `entries` again for the next attempt, after a rewrite of what
@@ -212,47 +266,93 @@ impl RedisPresence {
         err
     }
 
-    /// Writes a batch of counts in one pipeline, then announces and answers.
+    /// Writes a batch of counts in one pipeline per shard, then announces
+    /// and answers.
+    ///
+    /// This node's index lists every scope it has entries in, so that
+    /// whoever buries the node finds them: a scope new to the node is
+    /// indexed before its entry is written, and one it no longer has
+    /// entries in is unindexed after (on several shards, the two are
+    /// separate requests that keep no order between them otherwise).
     async fn write(&self, entries: HashMap<Entry, Vec<Waiter>>) -> Result<(), EngineError> {
         let entries: Vec<(Entry, Vec<Waiter>)> = entries.into_iter().collect();
-        let mut counts = Vec::with_capacity(entries.len());
-        let mut pipe = ::redis::pipe();
-        for ((scope, user), waiters) in &entries {
-            let count = self.count(scope, user);
-            counts.push(count);
-            let (mut keys, name) = self.scope_keys(scope);
-            let (room, stream) = match scope {
-                Scope::Online => (String::new(), StreamKey::Inbox(user.clone())),
-                Scope::Room(room) => (room.to_string(), StreamKey::Room(room.clone())),
-            };
-            keys.push(self.redis.keys.meta(&stream));
-            let mut cmd = evalsha(&PRESENCE, &keys);
-            cmd.arg(&self.redis.node)
-                .arg(&**user)
-                .arg(count)
-                .arg(&name)
-                .arg(&room)
-                .arg(self.large_room)
-                .arg(meta_ttl_secs(self.rules.of(&stream)));
-            pipe.add_command(cmd);
-            // A join's ack lists the room's first users: read in the same
-            // round trip.
-            if let (Scope::Room(_), false) = (scope, waiters.is_empty()) {
-                pipe.cmd("ZRANGE")
-                    .arg(&keys[0])
-                    .arg("-")
-                    .arg("+")
-                    .arg("BYLEX")
-                    .arg("LIMIT")
-                    .arg(0)
-                    .arg(self.ack_members + 1);
+        let counts: Vec<usize> =
+            entries.iter().map(|((scope, user), _)| self.count(scope, user)).collect();
+        // What this node holds of each scope touched, once written.
+        let indexed = {
+            let written = self.written.lock().unwrap_or_else(PoisonError::into_inner);
+            let mut after: HashMap<&Scope, HashMap<&str, usize>> = HashMap::new();
+            for (((scope, user), _), count) in entries.iter().zip(&counts) {
+                let users = after.entry(scope).or_insert_with(|| {
+                    written
+                        .get(scope)
+                        .map(|users| users.iter().map(|(u, c)| (&**u, *c)).collect())
+                        .unwrap_or_default()
+                });
+                users.insert(user, *count);
+            }
+            let mut indexed = Vec::new();
+            let mut new = Vec::new();
+            let mut emptied = Vec::new();
+            for (scope, users) in after {
+                match scope {
+                    Scope::Online => {
+                        for (user, count) in users {
+                            let name = keys::Scope::User(user).name();
+                            let before = written.get(scope).is_some_and(|w| w.contains_key(user));
+                            match (count, before) {
+                                (0, true) => emptied.push(name),
+                                (0, false) => {}
+                                (_, false) => new.push((name, count)),
+                                (_, true) => indexed.push((name, count)),
+                            }
+                        }
+                    }
+                    Scope::Room(room) => {
+                        let name = keys::Scope::Room(room).name();
+                        let total: usize = users.values().sum();
+                        match (total, written.contains_key(scope)) {
+                            (0, true) => emptied.push(name),
+                            (0, false) => {}
+                            (_, false) => new.push((name, total)),
+                            (_, true) => indexed.push((name, total)),
+                        }
+                    }
+                }
+            }
+            (new, indexed, emptied)
+        };
+        let (new, indexed, emptied) = indexed;
+        if !new.is_empty() {
+            let mut first = Batch::new();
+            self.add_index(&mut first, &new);
+            if self.stop.is_cancelled() {
+                let err = EngineError::Unavailable("the node is stopping".to_owned());
+                return Err(self.retry(entries, err));
+            }
+            if let Err(err) = first.query::<()>(&self.redis, "presence").await {
+                return Err(self.retry(entries, err));
             }
         }
+        let mut batch = Batch::new();
+        for (((scope, user), waiters), count) in entries.iter().zip(&counts) {
+            self.add_count(&mut batch, scope, user, *count);
+            // A join's ack lists the room's first users: read in the same
+            // round trip.
+            if let (Scope::Room(room), false) = (scope, waiters.is_empty()) {
+                let z = self.redis.keys.scope(&keys::Scope::Room(room), "z");
+                let mut range = ::redis::cmd("ZRANGE");
+                range.arg(&z).arg("-").arg("+").arg("BYLEX").arg("LIMIT").arg(0);
+                range.arg(self.ack_members + 1);
+                batch.keyed(&self.redis, &z, range);
+            }
+        }
+        self.add_index(&mut batch, &indexed);
         let answers: Result<Vec<::redis::Value>, EngineError> = if self.stop.is_cancelled() {
             // The node is being buried: nothing of it is written any more.
             Err(EngineError::Unavailable("the node is stopping".to_owned()))
         } else {
-            self.redis.run_scripts("presence", &[&PRESENCE], &pipe).await
+            batch.query(&self.redis, "presence").await
         };
         let answers = match answers {
             Ok(answers) => answers,
@@ -274,12 +374,21 @@ impl RedisPresence {
             }
             written.retain(|_, users| !users.is_empty());
         }
+        if let Err(err) = self.unindex(&emptied).await {
+            // Left in the index: a burial finds nothing there, and the
+            // next rewrite removes it.
+            tracing::debug!(%err, "presence index not trimmed");
+        }
         let mut answers = answers.into_iter();
-        let mut announce = ::redis::pipe();
+        let mut announce = Batch::new();
         for ((scope, user), waiters) in entries {
             let Some(script) = answers.next() else { break };
-            let (change, users, large): (i64, u64, u8) =
-                ::redis::from_redis_value(script).unwrap_or((0, 0, 0));
+            let (change, users, large): (i64, u64, u8) = match scope {
+                Scope::Online => ::redis::from_redis_value::<(i64, u64)>(script)
+                    .map(|(change, connections)| (change, connections, 0))
+                    .unwrap_or((0, 0, 0)),
+                Scope::Room(_) => ::redis::from_redis_value(script).unwrap_or((0, 0, 0)),
+            };
             let page = match (&scope, waiters.is_empty()) {
                 (Scope::Room(_), false) => {
                     let mut members: Vec<String> = answers
@@ -301,9 +410,7 @@ impl RedisPresence {
             }
         }
         if !announce.is_empty() {
-            let mut connection = self.redis.connection();
-            let sent = self.redis.call("announce", announce.query_async::<()>(&mut connection));
-            if let Err(err) = sent.await {
+            if let Err(err) = announce.query::<()>(&self.redis, "announce").await {
                 tracing::warn!(%err, "presence changes not announced");
             }
         }
@@ -312,13 +419,7 @@ impl RedisPresence {
 
     /// What an outcome tells the others: a join or leave by name, a large
     /// room's count due, an online or offline event.
-    fn announced(
-        &self,
-        scope: &Scope,
-        user: &str,
-        outcome: &Outcome,
-        pipe: &mut ::redis::Pipeline,
-    ) {
+    fn announced(&self, scope: &Scope, user: &str, outcome: &Outcome, batch: &mut Batch) {
         if outcome.change == 0 {
             return;
         }
@@ -333,105 +434,179 @@ impl RedisPresence {
                 let action =
                     if outcome.change > 0 { PresenceAction::Join } else { PresenceAction::Leave };
                 let delivery = crate::hub::presence_frame(room, user, action);
-                pipe.cmd("PUBLISH")
-                    .arg(self.redis.keys.channel())
-                    .arg(crate::engine::redis::wire::encode(&delivery))
-                    .ignore();
+                let payload = crate::engine::redis::wire::encode(&delivery);
+                // Through the room's shard, in order with its messages.
+                let meta = self.redis.keys.meta(&StreamKey::Room(room.clone()));
+                batch.keyed(&self.redis, &meta, self.redis.publish_cmd(payload)).ignore();
             }
         }
     }
 
     /// Rewrites all of this node's entries, scope by scope (one script call
-    /// each, in one pipeline), as the writer last wrote them, and removes
-    /// those of scopes it wrote nobody in: Redis lost them, or a write
-    /// failed half way. What changed since is marked and written after,
-    /// with its announcements, so the rewrite itself announces nothing.
+    /// each, one pipeline per shard), as the writer last wrote them, and
+    /// removes those of scopes it wrote nobody in: Redis lost them, or a
+    /// write failed half way. What changed since is marked and written
+    /// after, with its announcements, so the rewrite itself announces
+    /// nothing.
     async fn rewrite_all(&self) -> Result<(), EngineError> {
-        let mut connection = self.redis.connection();
-        let listed: Vec<String> = self
-            .redis
-            .call(
-                "presence",
-                ::redis::cmd("SMEMBERS")
-                    .arg(self.redis.keys.node_scopes(&self.redis.node))
-                    .query_async(&mut connection),
-            )
-            .await?;
-        let mut scopes = self.written.lock().unwrap_or_else(PoisonError::into_inner).clone();
-        for name in listed {
-            let scope = match name.strip_prefix("r:") {
-                Some(room) => Scope::Room(room.into()),
-                None => Scope::Online,
-            };
-            scopes.entry(scope).or_default();
+        let redis = &self.redis;
+        let index = redis.keys.node_index(&redis.node);
+        let mut read = Batch::new();
+        read.keyed(redis, &index, ::redis::cmd("HKEYS").arg(&index).to_owned());
+        let (listed,): (Vec<String>,) = read.query(redis, "presence").await?;
+        let written = self.written.lock().unwrap_or_else(PoisonError::into_inner).clone();
+        let mut rooms: HashMap<Arc<str>, HashMap<Arc<str>, usize>> = HashMap::new();
+        let mut users: HashMap<Arc<str>, usize> = HashMap::new();
+        for (scope, counts) in &written {
+            match scope {
+                Scope::Online => users.extend(counts.iter().map(|(u, c)| (u.clone(), *c))),
+                Scope::Room(room) => {
+                    rooms.insert(room.clone(), counts.clone());
+                }
+            }
         }
+        let mut stale = Vec::new();
+        let mut entries = Vec::new();
+        for name in &listed {
+            match keys::Scope::parse(name) {
+                Some(keys::Scope::Room(room)) if !rooms.contains_key(room) => {
+                    rooms.insert(room.into(), HashMap::new());
+                    stale.push(name.clone());
+                }
+                Some(keys::Scope::User(user)) if !users.contains_key(user) => {
+                    users.insert(user.into(), 0);
+                    stale.push(name.clone());
+                }
+                _ => {}
+            }
+        }
+        // Indexed first: a burial must find every scope written below.
+        for (room, counts) in &rooms {
+            let total: usize = counts.values().sum();
+            if total > 0 {
+                entries.push((keys::Scope::Room(room).name(), total));
+            }
+        }
+        for (user, count) in &users {
+            if *count > 0 {
+                entries.push((keys::Scope::User(user).name(), *count));
+            }
+        }
+        let mut first = Batch::new();
+        self.add_index(&mut first, &entries);
         let unfollowed_ttl = meta_ttl_secs(&self.rules.longest());
-        let mut pipe = ::redis::pipe();
-        for (scope, users) in &scopes {
-            let (keys, name) = self.scope_keys(scope);
-            let room = match scope {
-                Scope::Online => String::new(),
-                Scope::Room(room) => room.to_string(),
-            };
-            let mut cmd = evalsha(&RECONCILE, &keys);
-            cmd.arg(&self.redis.node)
-                .arg(&name)
-                .arg(&room)
+        let mut batch = Batch::new();
+        for (room, counts) in &rooms {
+            let cmd = batch
+                .script(redis, &RECONCILE, &self.room_keys(room))
+                .arg(&redis.node)
                 .arg(self.large_room)
-                .arg(&self.redis.keys.prefix)
                 .arg(unfollowed_ttl);
-            for (user, count) in users {
+            for (user, count) in counts {
                 cmd.arg(&**user).arg(*count);
             }
-            pipe.add_command(cmd).ignore();
+            batch.ignore();
+        }
+        for (user, count) in &users {
+            self.add_count(&mut batch, &Scope::Online, user, *count);
+            batch.ignore();
         }
         if self.stop.is_cancelled() {
             return Err(EngineError::Unavailable("the node is stopping".to_owned()));
         }
-        self.redis.run_scripts::<()>("presence", &[&RECONCILE], &pipe).await?;
-        tracing::info!(scopes = scopes.len(), "this node's presence rewritten in redis");
+        first.query::<()>(redis, "presence").await?;
+        batch.query::<()>(redis, "presence").await?;
+        self.unindex(&stale).await?;
+        tracing::info!(
+            rooms = rooms.len(),
+            users = users.len(),
+            "this node's presence rewritten in redis"
+        );
         Ok(())
     }
 
     /// Removes a node's entries (a dead node's, or this one's as it
-    /// leaves); returns who was present only through it: the room (`None`:
-    /// online), the user, and whether the room was large.
+    /// leaves), scope by scope as its index lists them, then the node;
+    /// returns who was present only through it: the room (`None`: online),
+    /// the user, and whether the room was large. Several nodes may bury
+    /// the same node at once: each entry is removed once, and announced by
+    /// whoever removed it.
     pub(crate) async fn bury(&self, node: &str) -> Result<Vec<Gone>, EngineError> {
-        let keys = &self.redis.keys;
-        let mut invocation = BURY.prepare_invoke();
-        invocation
-            .key(keys.nodes())
-            .key(keys.stats())
-            .key(keys.node_scopes(node))
-            .key(keys.rooms())
-            .arg(&keys.prefix)
-            .arg(node)
-            .arg(meta_ttl_secs(&self.rules.longest()));
-        let mut connection = self.redis.connection();
-        let flat: Vec<String> =
-            self.redis.call("bury", invocation.invoke_async(&mut connection)).await?;
-        Ok(flat
-            .chunks(3)
-            .filter_map(|triple| match triple {
-                [scope, user, large] => {
-                    let room = scope.strip_prefix("r:").map(str::to_owned);
-                    Some(Gone { room, user: user.clone(), large: large == "1" })
+        let redis = &self.redis;
+        let keys = &redis.keys;
+        let index = keys.node_index(node);
+        let mut read = Batch::new();
+        read.keyed(redis, &index, ::redis::cmd("HKEYS").arg(&index).to_owned());
+        let (listed,): (Vec<String>,) = read.query(redis, "bury").await?;
+        let unfollowed_ttl = meta_ttl_secs(&self.rules.longest());
+        let mut scopes = Vec::new();
+        let mut batch = Batch::new();
+        for name in &listed {
+            match keys::Scope::parse(name) {
+                Some(keys::Scope::Room(room)) => {
+                    batch
+                        .script(redis, &BURY_ROOM, &self.room_keys(room))
+                        .arg(node)
+                        .arg(unfollowed_ttl);
+                    scopes.push(Some(room.to_owned()));
                 }
-                _ => None,
-            })
-            .collect())
+                Some(keys::Scope::User(user)) => {
+                    batch
+                        .script(redis, &ONLINE, &self.user_keys(user))
+                        .arg(node)
+                        .arg(0)
+                        .arg(unfollowed_ttl);
+                    scopes.push(None);
+                }
+                None => {}
+            }
+        }
+        let answers: Vec<::redis::Value> = batch.query(redis, "bury").await?;
+        let mut gone = Vec::new();
+        for ((room, answer), name) in scopes.into_iter().zip(answers).zip(&listed) {
+            match room {
+                Some(room) => {
+                    let left: Vec<::redis::Value> =
+                        ::redis::from_redis_value(answer).unwrap_or_default();
+                    let mut left = left.into_iter();
+                    let large = left
+                        .next()
+                        .and_then(|v| ::redis::from_redis_value::<i64>(v).ok())
+                        .is_some_and(|large| large == 1);
+                    for user in left.filter_map(|v| ::redis::from_redis_value::<String>(v).ok()) {
+                        gone.push(Gone { room: Some(room.clone()), user, large });
+                    }
+                }
+                None => {
+                    let (change, _): (i64, u64) =
+                        ::redis::from_redis_value(answer).unwrap_or((0, 0));
+                    if let (-1, Some(keys::Scope::User(user))) = (change, keys::Scope::parse(name))
+                    {
+                        gone.push(Gone { room: None, user: user.to_owned(), large: false });
+                    }
+                }
+            }
+        }
+        let mut end = Batch::new();
+        end.keyed(redis, &index, ::redis::cmd("DEL").arg(&index).to_owned()).ignore();
+        let nodes = keys.nodes();
+        end.keyed(redis, &nodes, ::redis::cmd("ZREM").arg(&nodes).arg(node).to_owned()).ignore();
+        let stats = keys.stats();
+        end.keyed(redis, &stats, ::redis::cmd("HDEL").arg(&stats).arg(node).to_owned()).ignore();
+        end.query::<()>(redis, "bury").await?;
+        Ok(gone)
     }
 
     /// Announces the leaves of users who were present only through a node
     /// that is gone.
     pub(crate) async fn announce_gone(&self, left: Vec<Gone>) {
-        let mut pipe = ::redis::pipe();
+        let mut batch = Batch::new();
         for Gone { room, user, large } in left {
             match room {
                 Some(room) => {
                     let room: Arc<str> = room.into();
                     let outcome = Outcome { change: -1, users: 0, large, page: None };
-                    self.announced(&Scope::Room(room), &user, &outcome, &mut pipe);
+                    self.announced(&Scope::Room(room), &user, &outcome, &mut batch);
                 }
                 None => {
                     if let Some(events) = &self.events {
@@ -440,11 +615,8 @@ impl RedisPresence {
                 }
             }
         }
-        if !pipe.is_empty() {
-            let mut connection = self.redis.connection();
-            if let Err(err) =
-                self.redis.call("announce", pipe.query_async::<()>(&mut connection)).await
-            {
+        if !batch.is_empty() {
+            if let Err(err) = batch.query::<()>(&self.redis, "announce").await {
                 tracing::warn!(%err, "leaves of a dead node's users not announced");
             }
         }

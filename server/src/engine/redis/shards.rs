@@ -1,0 +1,219 @@
+//! Where each key lives, and requests that span several Redis servers.
+//!
+//! A deployment runs on one Redis (`redis.url`) or on several independent
+//! ones (`redis.shards`). Every key the hub keeps names a *tag*, the part
+//! between its first `{` and the next `}` (as Redis Cluster reads it): a
+//! room's keys share `r:<room>`, a user's `u:<user>`, a node's index
+//! `n:<node>`, and what every node reads (the node registry, the figures,
+//! the catalog) `home`. Every script touches the keys of one tag only, so
+//! one tag is always on one server.
+//!
+//! A tag's shard is chosen by jump consistent hashing (Lamping and Veach,
+//! 2014) of its 64-bit XXH3 hash: the same on every node whatever it was
+//! built with, and when a shard is added at the end of the list, only the
+//! tags that move to the new shard move (about 1 in n+1), none between the
+//! old ones. `home` is always the first shard, so adding shards never moves
+//! the registry.
+//!
+//! [`Batch`] is a pipeline over the shards: its commands go to their
+//! shards' connections as one pipeline each, all at once, and the answers
+//! come back in the order the commands were added. Commands to one shard
+//! keep their order; commands to different shards have none between them.
+
+use ::redis::aio::ConnectionManager;
+use ::redis::{Cmd, FromRedisValue, Value};
+use tokio_util::sync::CancellationToken;
+
+use super::Redis;
+use super::scripts::Lua;
+use crate::engine::EngineError;
+
+/// The tag of the keys every node reads: always on the first shard.
+pub(crate) const HOME: &str = "home";
+
+/// One Redis server of the deployment.
+pub(crate) struct Shard {
+    pub(crate) client: ::redis::Client,
+    pub(crate) commands: ConnectionManager,
+    /// Cancelled once this node's subscription to the shard is in place.
+    pub(crate) subscribed: CancellationToken,
+}
+
+/// The tag of `key`: between its first `{` and the next `}`, or the whole
+/// key when it has none (Redis Cluster's rule).
+pub(crate) fn tag_of(key: &str) -> &str {
+    if let Some(open) = key.find('{') {
+        if let Some(len) = key[open + 1..].find('}') {
+            if len > 0 {
+                return &key[open + 1..open + 1 + len];
+            }
+        }
+    }
+    key
+}
+
+/// The shard of `tag` among `shards`.
+pub(crate) fn shard_of(tag: &str, shards: usize) -> usize {
+    if tag == HOME || shards <= 1 {
+        return 0;
+    }
+    jump(xxhash_rust::xxh3::xxh3_64(tag.as_bytes()), shards)
+}
+
+/// Jump consistent hash: a bucket in `0..buckets` for `key`, such that
+/// going from n to n+1 buckets moves a key only to the new bucket.
+fn jump(mut key: u64, buckets: usize) -> usize {
+    let (mut b, mut j): (i64, i64) = (-1, 0);
+    while j < buckets as i64 {
+        b = j;
+        key = key.wrapping_mul(2_862_933_555_777_941_757).wrapping_add(1);
+        j = ((b + 1) as f64 * ((1u64 << 31) as f64 / ((key >> 33) + 1) as f64)) as i64;
+    }
+    b as usize
+}
+
+/// Commands for several shards, answered in the order they were added.
+#[derive(Default)]
+pub(crate) struct Batch {
+    /// Each command, its shard, and whether its answer is dropped.
+    commands: Vec<(usize, Cmd, bool)>,
+    /// The scripts the commands call, loaded at the head of each shard's
+    /// pipeline: a Redis that restarted knows none, and a pipeline where
+    /// some calls fail and run again later would reorder them.
+    scripts: Vec<&'static Lua>,
+}
+
+impl Batch {
+    pub(crate) fn new() -> Batch {
+        Batch::default()
+    }
+
+    /// Adds `cmd` for the shard of `key`'s tag.
+    pub(crate) fn keyed(&mut self, redis: &Redis, key: &str, cmd: Cmd) -> &mut Batch {
+        let shard = redis.shard_of_key(key);
+        self.on(shard, cmd)
+    }
+
+    /// Adds `cmd` for `shard`.
+    pub(crate) fn on(&mut self, shard: usize, cmd: Cmd) -> &mut Batch {
+        self.commands.push((shard, cmd, false));
+        self
+    }
+
+    /// Adds a call of `script` on the keys' shard (the first key's tag;
+    /// every key of a script shares it).
+    pub(crate) fn script(
+        &mut self,
+        redis: &Redis,
+        script: &'static Lua,
+        keys: &[String],
+    ) -> &mut Cmd {
+        if !self.scripts.iter().any(|known| std::ptr::eq(*known, script)) {
+            self.scripts.push(script);
+        }
+        let shard = keys.first().map_or(0, |key| redis.shard_of_key(key));
+        debug_assert!(keys.iter().all(|key| tag_of(key) == tag_of(&keys[0])), "{keys:?}");
+        self.commands.push((shard, script.call(keys), false));
+        &mut self.commands.last_mut().expect("just pushed").1
+    }
+
+    /// Drops the answer of the last command added.
+    pub(crate) fn ignore(&mut self) -> &mut Batch {
+        if let Some(last) = self.commands.last_mut() {
+            last.2 = true;
+        }
+        self
+    }
+
+    /// Whether nothing was added.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.commands.is_empty()
+    }
+
+    /// Runs the batch: one pipeline per shard, all at once, within
+    /// `redis.timeout_ms`. `T` reads the answers that are not ignored, in
+    /// the order their commands were added (as an array).
+    pub(crate) async fn query<T: FromRedisValue>(
+        &self,
+        redis: &Redis,
+        what: &'static str,
+    ) -> Result<T, EngineError> {
+        let mut pipes: Vec<Option<::redis::Pipeline>> = vec![None; redis.shards.len()];
+        for (shard, cmd, ignored) in &self.commands {
+            let pipe = pipes[*shard].get_or_insert_with(|| {
+                let mut pipe = ::redis::pipe();
+                for script in &self.scripts {
+                    pipe.add_command(script.load()).ignore();
+                }
+                pipe
+            });
+            pipe.add_command(cmd.clone());
+            if *ignored {
+                pipe.ignore();
+            }
+        }
+        let runs = pipes.into_iter().enumerate().filter_map(|(shard, pipe)| {
+            let pipe = pipe?;
+            let mut connection = redis.shards[shard].commands.clone();
+            Some(async move {
+                let answers: Vec<Value> = pipe.query_async(&mut connection).await?;
+                Ok::<_, ::redis::RedisError>((shard, answers))
+            })
+        });
+        let answered = redis.call(what, futures::future::try_join_all(runs)).await?;
+        let mut by_shard: Vec<std::vec::IntoIter<Value>> =
+            (0..redis.shards.len()).map(|_| Vec::new().into_iter()).collect();
+        for (shard, answers) in answered {
+            by_shard[shard] = answers.into_iter();
+        }
+        let mut answers = Vec::with_capacity(self.commands.len());
+        for (shard, _, ignored) in &self.commands {
+            if !ignored {
+                answers.push(by_shard[*shard].next().unwrap_or(Value::Nil));
+            }
+        }
+        ::redis::from_redis_value(Value::Array(answers))
+            .map_err(|err| EngineError::Failed(format!("redis: {what}: unexpected answer: {err}")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_tag_is_read_as_redis_cluster_reads_it() {
+        assert_eq!(tag_of("sb:{r:lobby}:m"), "r:lobby");
+        assert_eq!(tag_of("sb:{r:a}b}:m"), "r:a");
+        assert_eq!(tag_of("sb:{}:m"), "sb:{}:m");
+        assert_eq!(tag_of("sb:fan"), "sb:fan");
+    }
+
+    #[test]
+    fn adding_a_shard_moves_keys_only_to_the_new_one() {
+        let tags: Vec<String> = (0..10_000).map(|i| format!("r:room-{i}")).collect();
+        for n in 1..6 {
+            let mut moved: usize = 0;
+            for tag in &tags {
+                let (before, after) = (shard_of(tag, n), shard_of(tag, n + 1));
+                assert!(before < n && after <= n);
+                if before != after {
+                    assert_eq!(after, n, "{tag} moved between old shards");
+                    moved += 1;
+                }
+            }
+            // About 1 in n+1 moves.
+            let expected = tags.len() / (n + 1);
+            assert!(moved.abs_diff(expected) < expected / 5, "{n}: {moved} moved");
+        }
+        assert_eq!(shard_of(HOME, 5), 0);
+    }
+
+    #[test]
+    fn shards_are_chosen_the_same_way_everywhere() {
+        // Fixed answers: a node built with another compiler or on another
+        // platform must route every tag the same way.
+        let chosen: Vec<usize> = (0..12).map(|i| shard_of(&format!("r:room-{i}"), 3)).collect();
+        assert_eq!(chosen, [0, 1, 1, 0, 2, 2, 1, 0, 2, 1, 1, 0]);
+    }
+}
