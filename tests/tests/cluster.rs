@@ -293,8 +293,7 @@ async fn a_lost_subscription_is_repaired_so_nothing_goes_missing() {
         if n == 100 || n == 200 {
             // Every node's pub/sub connection is cut: what is published
             // until they are back never reaches them through pub/sub.
-            let killed = redis.cli_all(&["CLIENT", "KILL", "TYPE", "pubsub"]);
-            let killed: u32 = killed.lines().filter_map(|n| n.trim().parse::<u32>().ok()).sum();
+            let killed = redis.cut_subscriptions();
             assert!(killed >= 1, "killed {killed}");
         }
         writer.publish("stream", "n", json!(n)).await.unwrap();
@@ -316,7 +315,7 @@ async fn a_lost_subscription_is_repaired_so_nothing_goes_missing() {
     // The last message before a lost subscription, with nothing after it
     // to reveal the gap: the node reads it when it subscribes again.
     append_unpublished(&redis, "stream", "last");
-    redis.cli_all(&["CLIENT", "KILL", "TYPE", "pubsub"]);
+    redis.cut_subscriptions();
     assert_eq!(events.next_message().await.data, json!("last"));
     let metrics = http().get(nodes[0].http("/metrics")).send().await.unwrap().text().await.unwrap();
     let figure = |name: &str| -> u64 {

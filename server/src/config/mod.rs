@@ -246,6 +246,11 @@ impl Config {
         if self.redis.url.is_some() && !self.redis.shards.is_empty() {
             return invalid("set redis.url or redis.shards, not both");
         }
+        if self.redis.cluster && self.redis.url.is_none() {
+            return invalid(
+                "redis.cluster needs redis.url (any node of the cluster), not redis.shards",
+            );
+        }
         if self.redis.enabled() {
             for url in self.redis.urls() {
                 if !(url.starts_with("redis://") || url.starts_with("rediss://")) {

@@ -33,6 +33,12 @@ pub struct RedisConfig {
     /// 1 in n+1 rooms and users to it (`docs/SCALING.md`). Env:
     /// `SWITCHBOARD_REDIS__SHARDS='["redis://a:6379","redis://b:6379"]'`.
     pub shards: Vec<String>,
+    /// `url` names a seed node of a Redis Cluster (7.0 or later): keys are
+    /// placed by hash slot (a room's and a user's each in one slot), and
+    /// deliveries go through sharded pub/sub, so a message reaches only
+    /// the nodes that follow its slot (`docs/SCALING.md`). Env:
+    /// `SWITCHBOARD_REDIS__CLUSTER=true`.
+    pub cluster: bool,
     /// Starts every key and channel the hub uses (default `"switchboard"`),
     /// so several deployments can share one Redis server.
     pub prefix: String,
@@ -59,6 +65,7 @@ impl Default for RedisConfig {
         RedisConfig {
             url: None,
             shards: Vec::new(),
+            cluster: false,
             prefix: "switchboard".to_owned(),
             timeout_ms: 1_000,
             node_ttl_ms: 10_000,

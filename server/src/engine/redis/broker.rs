@@ -230,10 +230,11 @@ impl RedisBroker {
         let meta = keys.meta(key);
         let id_key =
             request.as_ref().map_or_else(|| meta.clone(), |(u, id)| keys.request_id(key, u, id));
+        let (channel, command) = self.redis.channel_near(&meta);
         let script_keys = [meta, keys.history(key), keys.followers(key), id_key];
         batch
             .script(&self.redis, &PUBLISH, &script_keys)
-            .arg(keys.channel())
+            .arg(channel)
             .arg(&open)
             .arg(message.ts)
             .arg(limits.size)
@@ -249,7 +250,8 @@ impl RedisBroker {
             })
             .arg(if request.is_some() { "1" } else { "0" })
             // `SET … PX 0` is an error, after the append: at least 1 ms.
-            .arg((self.window.as_millis() as u64).max(1));
+            .arg((self.window.as_millis() as u64).max(1))
+            .arg(command);
         limits.clone()
     }
 
@@ -306,6 +308,7 @@ impl RedisBroker {
         since: Option<&Position>,
     ) -> Result<Resumed, EngineError> {
         let _pending = self.expect(key);
+        self.redis.listen(key).await?;
         let limits = self.rules.of(key);
         let reading = match since {
             Some(since) => Reading { create: true, ..Reading::page(since.offset, limits.size + 1) },
@@ -343,6 +346,7 @@ impl Broker for RedisBroker {
     fn undelivered<'a>(&'a self, key: &'a StreamKey) -> EngineFuture<'a, (Position, Vec<Stored>)> {
         Box::pin(async move {
             let _pending = self.expect(key);
+            self.redis.listen(key).await?;
             let limits = self.rules.of(key);
             let reading = Reading {
                 create: true,
@@ -385,12 +389,12 @@ impl Broker for RedisBroker {
             let redis = &self.redis;
             let payload = super::wire::encode(&delivery);
             let Some(stream) = delivery.target.stream() else {
-                redis.publish("publish", 0, payload).await?;
+                redis.publish("publish", payload).await?;
                 return all_connections(redis).await;
             };
             let count = redis.keys.followers(&stream);
             let mut batch = Batch::new();
-            batch.keyed(redis, &count, redis.publish_cmd(payload)).ignore();
+            batch.publish(redis, &count, payload);
             if let StreamKey::Room(_) = stream {
                 // How many connections a room has is not needed by any caller.
                 return batch.query::<()>(redis, "publish").await.map(|()| 0);

@@ -22,10 +22,13 @@ impl RedisCatalog {
         command: &str,
         args: &[&str],
     ) -> Result<T, crate::engine::EngineError> {
+        let catalog = self.redis.keys.catalog();
         let mut cmd = ::redis::cmd(command);
-        cmd.arg(self.redis.keys.catalog()).arg(args);
-        let mut connection = self.redis.home();
-        self.redis.call("catalog", cmd.query_async(&mut connection)).await
+        cmd.arg(&catalog).arg(args);
+        let mut batch = super::shards::Batch::new();
+        batch.keyed(&self.redis, &catalog, cmd);
+        let (answer,): (T,) = batch.query(&self.redis, "catalog").await?;
+        Ok(answer)
     }
 }
 

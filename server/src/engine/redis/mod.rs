@@ -19,7 +19,8 @@
 //! - `catalog.rs`: the managed rooms, one hash.
 //! - `keys.rs`: every key's name; `scripts.rs`: the Lua scripts; `wire.rs`:
 //!   the pub/sub message format; `shards.rs`: which Redis holds which key
-//!   (one, or several with `redis.shards`), and pipelines across them.
+//!   (one, several with `redis.shards`, or a Redis Cluster's slots with
+//!   `redis.cluster`: `cluster.rs`), and pipelines across them.
 //!
 //! A stream's metadata (epoch, last offset) never expires while anyone
 //! follows the stream: the presence script takes the expiry off when the
@@ -34,6 +35,7 @@
 
 pub(crate) mod broker;
 pub(crate) mod catalog;
+pub(crate) mod cluster;
 pub(crate) mod followers;
 pub(crate) mod keys;
 pub(crate) mod node;
@@ -112,9 +114,9 @@ pub(crate) struct Redis {
     /// This node's id, fresh at every start (32 hex digits).
     pub(crate) node: String,
     pub(crate) keys: Keys,
-    /// The Redis servers, in the order configured; keys are spread over
-    /// them by their tags (`shards.rs`).
-    pub(crate) shards: Vec<Shard>,
+    /// The Redis servers; keys are spread over them by their tags
+    /// (`shards.rs`).
+    pub(crate) servers: Servers,
     pub(crate) timeout: Duration,
     pub(crate) node_ttl: Duration,
     /// How long a delivery from another node may wait for company
@@ -126,6 +128,15 @@ pub(crate) struct Redis {
     pub(crate) counters: Counters,
     /// Surveys this node is waiting on.
     pub(crate) surveys: survey::Surveys,
+}
+
+/// Where the keys live.
+pub(crate) enum Servers {
+    /// One Redis, or several independent ones (`redis.shards`), in the
+    /// order configured.
+    Independent(Vec<Shard>),
+    /// A Redis Cluster (`redis.cluster`).
+    Cluster(cluster::ClusterLink),
 }
 
 /// Counts of this node's dealings with Redis, for `/metrics`.
@@ -174,21 +185,27 @@ impl Redis {
             .set_number_of_retries(1)
             .set_min_delay(Duration::from_millis(50))
             .set_max_delay(Duration::from_millis(500));
-        let mut shards = Vec::new();
-        for url in config.urls() {
-            let client = ::redis::Client::open(url)
-                .map_err(|err| EngineError::Failed(format!("redis: {err}")))?;
-            let commands =
-                ConnectionManager::new_lazy_with_config(client.clone(), manager.clone())?;
-            shards.push(Shard { client, commands, subscribed: CancellationToken::new() });
-        }
-        if shards.is_empty() {
-            return Err(EngineError::Failed("redis: no url".to_owned()));
-        }
+        let servers = if config.cluster {
+            let seed = config.urls().first().copied().unwrap_or_default();
+            Servers::Cluster(cluster::ClusterLink::new(seed, &config.prefix, timeout)?)
+        } else {
+            let mut shards = Vec::new();
+            for url in config.urls() {
+                let client = ::redis::Client::open(url)
+                    .map_err(|err| EngineError::Failed(format!("redis: {err}")))?;
+                let commands =
+                    ConnectionManager::new_lazy_with_config(client.clone(), manager.clone())?;
+                shards.push(Shard { client, commands, subscribed: CancellationToken::new() });
+            }
+            if shards.is_empty() {
+                return Err(EngineError::Failed("redis: no url".to_owned()));
+            }
+            Servers::Independent(shards)
+        };
         Ok(Redis {
             node: uuid::Uuid::new_v4().simple().to_string(),
             keys: Keys::new(&config.prefix),
-            shards,
+            servers,
             timeout,
             node_ttl: Duration::from_millis(config.node_ttl_ms),
             coalesce: Duration::from_micros(config.coalesce_us),
@@ -198,28 +215,44 @@ impl Redis {
         })
     }
 
-    /// The shard that holds `key` (by its tag).
-    pub(crate) fn shard_of_key(&self, key: &str) -> usize {
-        shards::shard_of(shards::tag_of(key), self.shards.len())
-    }
-
-    /// The shard of `key`'s stream: its keys, its followers' presence, and
-    /// the channel its messages go through.
-    pub(crate) fn shard_of_stream(&self, key: &StreamKey) -> usize {
-        self.shard_of_key(&self.keys.meta(key))
-    }
-
-    /// A handle on the command connection of the shard that holds the
-    /// registry, the figures and the catalog.
-    pub(crate) fn home(&self) -> ConnectionManager {
-        self.shards[0].commands.clone()
-    }
-
-    /// Resolves once this node is subscribed to every shard.
-    pub(crate) async fn subscribed(&self) {
-        for shard in &self.shards {
-            shard.subscribed.cancelled().await;
+    /// Where requests about `key` go: the index of its shard, or its
+    /// hash slot on a cluster.
+    pub(crate) fn route_of_key(&self, key: &str) -> usize {
+        match &self.servers {
+            Servers::Independent(shards) => shards::shard_of(shards::tag_of(key), shards.len()),
+            Servers::Cluster(_) => cluster::slot_of(shards::tag_of(key)),
         }
+    }
+
+    /// The channel through which the deliveries of `key`'s tag go, and the
+    /// command that publishes on it.
+    pub(crate) fn channel_near(&self, key: &str) -> (String, &'static str) {
+        match &self.servers {
+            Servers::Independent(_) => (self.keys.channel(), "PUBLISH"),
+            Servers::Cluster(link) => (link.channel(self.route_of_key(key)), "SPUBLISH"),
+        }
+    }
+
+    /// Resolves once this node listens to the channels of every shard
+    /// (on a cluster: of the home slot).
+    pub(crate) async fn subscribed(&self) {
+        match &self.servers {
+            Servers::Independent(shards) => {
+                for shard in shards {
+                    shard.subscribed.cancelled().await;
+                }
+            }
+            Servers::Cluster(link) => link.subscribed.cancelled().await,
+        }
+    }
+
+    /// Makes sure this node hears the deliveries of `key`'s stream before
+    /// it reads the stream: on a cluster, its slot's channel is subscribed
+    /// (every node hears every shard's channel otherwise).
+    pub(crate) async fn listen(&self, key: &StreamKey) -> Result<(), EngineError> {
+        let Servers::Cluster(link) = &self.servers else { return Ok(()) };
+        let slot = self.route_of_key(&self.keys.meta(key));
+        self.call("subscribe", link.listen(slot)).await
     }
 
     /// Runs one Redis request within `redis.timeout_ms`, and records
@@ -268,30 +301,15 @@ impl Redis {
         self.up.load(Ordering::Relaxed)
     }
 
-    /// Publishes `payload` on `shard`'s channel (orders, surveys and
-    /// answers go through the first shard's).
+    /// Publishes `payload` to every node (orders, surveys and answers,
+    /// broadcasts to all): through the home tag's channel.
     pub(crate) async fn publish(
         &self,
         what: &'static str,
-        shard: usize,
         payload: String,
     ) -> Result<(), EngineError> {
-        let mut connection = self.shards[shard].commands.clone();
-        self.call(
-            what,
-            ::redis::cmd("PUBLISH")
-                .arg(self.keys.channel())
-                .arg(payload)
-                .query_async::<()>(&mut connection),
-        )
-        .await
-    }
-
-    /// A `PUBLISH` of `payload` on the cluster's channel, to add to a
-    /// [`Batch`](shards::Batch).
-    pub(crate) fn publish_cmd(&self, payload: String) -> ::redis::Cmd {
-        let mut cmd = ::redis::cmd("PUBLISH");
-        cmd.arg(self.keys.channel()).arg(payload);
-        cmd
+        let mut batch = shards::Batch::new();
+        batch.publish(self, &self.keys.nodes(), payload);
+        batch.query::<()>(self, what).await
     }
 }

@@ -102,12 +102,17 @@ impl RedisNode {
 /// The nodes whose last heartbeat is within `redis.node_ttl_ms`, by
 /// Redis's clock.
 pub(crate) async fn live_nodes(redis: &Redis) -> Result<Vec<String>, EngineError> {
-    let mut connection = redis.home();
-    let mut pipe = ::redis::pipe();
-    pipe.cmd("ZRANGE").arg(redis.keys.nodes()).arg(0).arg(-1).arg("WITHSCORES");
-    pipe.cmd("TIME");
+    let nodes = redis.keys.nodes();
+    let mut batch = Batch::new();
+    batch.keyed(
+        redis,
+        &nodes,
+        ::redis::cmd("ZRANGE").arg(&nodes).arg(0).arg(-1).arg("WITHSCORES").to_owned(),
+    );
+    // Redis's clock, on the same server as the registry.
+    batch.keyed(redis, &nodes, ::redis::cmd("TIME"));
     let (nodes, (secs, micros)): (Vec<(String, f64)>, (u64, u64)) =
-        redis.call("live_nodes", pipe.query_async(&mut connection)).await?;
+        batch.query(redis, "live_nodes").await?;
     Ok(alive(redis, nodes, secs * 1000 + micros / 1000))
 }
 
@@ -131,7 +136,11 @@ impl Node for RedisNode {
     }
 
     fn start(&self, shutdown: CancellationToken) {
-        for shard in 0..self.redis.shards.len() {
+        let subscribers = match &self.redis.servers {
+            super::Servers::Independent(shards) => shards.len(),
+            super::Servers::Cluster(_) => 1,
+        };
+        for shard in 0..subscribers {
             let subscriber = Subscriber {
                 redis: self.redis.clone(),
                 shard,
@@ -201,7 +210,7 @@ impl Node for RedisNode {
             let order = wire::encode_close(user, code, reason);
             let count = redis.keys.followers(&crate::stream::StreamKey::Inbox(user.into()));
             let mut batch = Batch::new();
-            batch.keyed(redis, &count, redis.publish_cmd(order)).ignore();
+            batch.publish(redis, &count, order);
             batch.keyed(redis, &count, ::redis::cmd("GET").arg(&count).to_owned());
             let (connections,): (Option<u64>,) = batch.query(redis, "disconnect").await?;
             Ok(connections.unwrap_or(0) as usize)
@@ -220,7 +229,7 @@ impl Node for RedisNode {
                     wire::encode_close_session(session, code, &reason)
                 }
             };
-            self.redis.publish("order", 0, order).await?;
+            self.redis.publish("order", order).await?;
             Ok(true)
         })
     }
@@ -232,14 +241,15 @@ impl Node for RedisNode {
     fn stats(&self) -> EngineFuture<'_, Option<ClusterStats>> {
         Box::pin(async move {
             let redis = &self.redis;
-            let mut connection = redis.home();
-            let mut pipe = ::redis::pipe();
-            pipe.cmd("ZRANGE").arg(redis.keys.nodes()).arg(0).arg(-1).arg("WITHSCORES");
-            pipe.cmd("HGETALL").arg(redis.keys.stats());
-            pipe.cmd("TIME");
+            let (nodes, stats) = (redis.keys.nodes(), redis.keys.stats());
+            let mut batch = Batch::new();
+            let range =
+                ::redis::cmd("ZRANGE").arg(&nodes).arg(0).arg(-1).arg("WITHSCORES").to_owned();
+            batch.keyed(redis, &nodes, range);
+            batch.keyed(redis, &stats, ::redis::cmd("HGETALL").arg(&stats).to_owned());
+            batch.keyed(redis, &nodes, ::redis::cmd("TIME"));
             type Answer = (Vec<(String, f64)>, Vec<(String, String)>, (u64, u64));
-            let (nodes, figures, (secs, micros)): Answer =
-                redis.call("stats", pipe.query_async(&mut connection)).await?;
+            let (nodes, figures, (secs, micros)): Answer = batch.query(redis, "stats").await?;
             let (users, rooms) = self.presence.counts().await?;
             let live = alive(redis, nodes, secs * 1000 + micros / 1000);
             let (mut connections, mut messages_total) = (0, 0);
@@ -300,6 +310,15 @@ impl Node for RedisNode {
             "Followed streams that started over under a new epoch (Redis lost them); followers were sent `reset`",
             resets,
         );
+        if let super::Servers::Cluster(link) = &self.redis.servers {
+            let slots = Gauge::<i64>::default();
+            slots.set(i64::try_from(link.listening()).unwrap_or(i64::MAX));
+            registry.register(
+                "redis_cluster_slots_listened",
+                "Redis Cluster hash slots whose channel this node subscribed to",
+                slots,
+            );
+        }
         let followed = Gauge::<i64>::default();
         followed.set(i64::try_from(self.followers.len()).unwrap_or(i64::MAX));
         registry.register("followed_streams", "Streams this node follows", followed);

@@ -49,7 +49,9 @@ impl Lua {
 /// 4 history size, 5 history TTL (s), 6 history max bytes, 7 metadata TTL
 /// (s), 8 a fresh epoch (used if the stream is new), 9 the target
 /// (`r:<room>` / `u:<user>`), 10 `1` when the request has an id, 11 the id
-/// window (ms).
+/// window (ms), 12 the command that publishes on the channel (`PUBLISH`,
+/// or `SPUBLISH` on a Redis Cluster, where the channel is of the stream's
+/// slot).
 ///
 /// With an id, the script records `o:<epoch>:<offset>` under it, and a
 /// request whose id already holds such a record is not appended again:
@@ -101,7 +103,7 @@ if connections > 0 then redis.call('PERSIST', meta) else redis.call('EXPIRE', me
 if ARGV[10] == '1' then
   redis.call('SET', KEYS[4], 'o:' .. epoch .. ':' .. offset, 'PX', ARGV[11])
 end
-redis.call('PUBLISH', ARGV[1], 'm\n' .. ARGV[9] .. '\n' .. epoch .. '\n' .. offset .. '\n' .. frame)
+redis.call(ARGV[12], ARGV[1], 'm\n' .. ARGV[9] .. '\n' .. epoch .. '\n' .. offset .. '\n' .. frame)
 return {epoch, offset, connections, 0}
 "#,
 );

@@ -15,17 +15,21 @@
 //! old ones. `home` is always the first shard, so adding shards never moves
 //! the registry.
 //!
-//! [`Batch`] is a pipeline over the shards: its commands go to their
-//! shards' connections as one pipeline each, all at once, and the answers
-//! come back in the order the commands were added. Commands to one shard
-//! keep their order; commands to different shards have none between them.
+//! On a Redis Cluster (`cluster.rs`), the cluster places the tags by hash
+//! slot itself.
+//!
+//! [`Batch`] is a pipeline over the shards (or slots): its commands go to
+//! their shards' connections as one pipeline each, all at once, and the
+//! answers come back in the order the commands were added. Commands to one
+//! shard keep their order; commands to different shards have none between
+//! them.
 
 use ::redis::aio::ConnectionManager;
 use ::redis::{Cmd, FromRedisValue, Value};
 use tokio_util::sync::CancellationToken;
 
-use super::Redis;
 use super::scripts::Lua;
+use super::{Redis, Servers};
 use crate::engine::EngineError;
 
 /// The tag of the keys every node reads: always on the first shard.
@@ -75,7 +79,8 @@ fn jump(mut key: u64, buckets: usize) -> usize {
 /// Commands for several shards, answered in the order they were added.
 #[derive(Default)]
 pub(crate) struct Batch {
-    /// Each command, its shard, and whether its answer is dropped.
+    /// Each command, its route (shard, or slot), and whether its answer is
+    /// dropped.
     commands: Vec<(usize, Cmd, bool)>,
     /// The scripts the commands call, loaded at the head of each shard's
     /// pipeline: a Redis that restarted knows none, and a pipeline where
@@ -90,14 +95,18 @@ impl Batch {
 
     /// Adds `cmd` for the shard of `key`'s tag.
     pub(crate) fn keyed(&mut self, redis: &Redis, key: &str, cmd: Cmd) -> &mut Batch {
-        let shard = redis.shard_of_key(key);
-        self.on(shard, cmd)
+        self.commands.push((redis.route_of_key(key), cmd, false));
+        self
     }
 
-    /// Adds `cmd` for `shard`.
-    pub(crate) fn on(&mut self, shard: usize, cmd: Cmd) -> &mut Batch {
-        self.commands.push((shard, cmd, false));
-        self
+    /// Adds the publication of `payload` through the channel of `key`'s
+    /// tag (its answer ignored): the nodes that follow the tag's streams
+    /// hear it in order with their messages.
+    pub(crate) fn publish(&mut self, redis: &Redis, key: &str, payload: String) -> &mut Batch {
+        let (channel, command) = redis.channel_near(key);
+        let mut cmd = ::redis::cmd(command);
+        cmd.arg(channel).arg(payload);
+        self.keyed(redis, key, cmd).ignore()
     }
 
     /// Adds a call of `script` on the keys' shard (the first key's tag;
@@ -111,7 +120,7 @@ impl Batch {
         if !self.scripts.iter().any(|known| std::ptr::eq(*known, script)) {
             self.scripts.push(script);
         }
-        let shard = keys.first().map_or(0, |key| redis.shard_of_key(key));
+        let shard = keys.first().map_or(0, |key| redis.route_of_key(key));
         debug_assert!(keys.iter().all(|key| tag_of(key) == tag_of(&keys[0])), "{keys:?}");
         self.commands.push((shard, script.call(keys), false));
         &mut self.commands.last_mut().expect("just pushed").1
@@ -138,38 +147,46 @@ impl Batch {
         redis: &Redis,
         what: &'static str,
     ) -> Result<T, EngineError> {
-        let mut pipes: Vec<Option<::redis::Pipeline>> = vec![None; redis.shards.len()];
-        for (shard, cmd, ignored) in &self.commands {
-            let pipe = pipes[*shard].get_or_insert_with(|| {
+        // One pipeline per route, in the order routes first appear.
+        let mut routes: std::collections::HashMap<usize, usize> = Default::default();
+        let mut pipes: Vec<::redis::Pipeline> = Vec::new();
+        for (route, cmd, ignored) in &self.commands {
+            let at = *routes.entry(*route).or_insert_with(|| {
                 let mut pipe = ::redis::pipe();
                 for script in &self.scripts {
                     pipe.add_command(script.load()).ignore();
                 }
-                pipe
+                pipes.push(pipe);
+                pipes.len() - 1
             });
-            pipe.add_command(cmd.clone());
+            pipes[at].add_command(cmd.clone());
             if *ignored {
-                pipe.ignore();
+                pipes[at].ignore();
             }
         }
-        let runs = pipes.into_iter().enumerate().filter_map(|(shard, pipe)| {
-            let pipe = pipe?;
-            let mut connection = redis.shards[shard].commands.clone();
-            Some(async move {
-                let answers: Vec<Value> = pipe.query_async(&mut connection).await?;
-                Ok::<_, ::redis::RedisError>((shard, answers))
-            })
+        let mut order: Vec<usize> = vec![0; pipes.len()];
+        for (route, at) in &routes {
+            order[*at] = *route;
+        }
+        let runs = pipes.into_iter().zip(order).map(|(pipe, route)| async move {
+            match &redis.servers {
+                Servers::Independent(shards) => {
+                    let mut connection = shards[route].commands.clone();
+                    pipe.query_async::<Vec<Value>>(&mut connection).await
+                }
+                Servers::Cluster(link) => {
+                    let mut connection = link.connection().await?;
+                    pipe.query_async::<Vec<Value>>(&mut connection).await
+                }
+            }
         });
         let answered = redis.call(what, futures::future::try_join_all(runs)).await?;
-        let mut by_shard: Vec<std::vec::IntoIter<Value>> =
-            (0..redis.shards.len()).map(|_| Vec::new().into_iter()).collect();
-        for (shard, answers) in answered {
-            by_shard[shard] = answers.into_iter();
-        }
+        let mut by_route: Vec<std::vec::IntoIter<Value>> =
+            answered.into_iter().map(Vec::into_iter).collect();
         let mut answers = Vec::with_capacity(self.commands.len());
-        for (shard, _, ignored) in &self.commands {
+        for (route, _, ignored) in &self.commands {
             if !ignored {
-                answers.push(by_shard[*shard].next().unwrap_or(Value::Nil));
+                answers.push(by_route[routes[route]].next().unwrap_or(Value::Nil));
             }
         }
         ::redis::from_redis_value(Value::Array(answers))

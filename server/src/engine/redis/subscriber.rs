@@ -103,15 +103,52 @@ enum Gathered {
     Lost,
 }
 
+/// What a subscription hands the subscriber.
+pub(crate) enum Arrived {
+    /// A message on a shard's channel.
+    Message(::redis::Msg),
+    /// A message pushed by a Redis Cluster (a shard channel's payload).
+    Pushed(Vec<u8>),
+    /// A Redis Cluster confirmed a subscription to a slot's channel (at
+    /// first, or again after a reconnection).
+    Subscribed(usize),
+    /// A connection to a Redis Cluster dropped.
+    Dropped,
+    /// Anything else pushed.
+    Other,
+}
+
+impl Arrived {
+    /// What a Redis Cluster pushed.
+    fn of_push(push: ::redis::PushInfo) -> Arrived {
+        let mut data = push.data.into_iter();
+        match push.kind {
+            ::redis::PushKind::SMessage => match (data.next(), data.next()) {
+                (_, Some(::redis::Value::BulkString(payload))) => Arrived::Pushed(payload),
+                _ => Arrived::Other,
+            },
+            ::redis::PushKind::SSubscribe => match data.next() {
+                Some(::redis::Value::BulkString(channel)) => {
+                    super::cluster::ClusterLink::slot_of_channel(&channel)
+                        .map_or(Arrived::Other, Arrived::Subscribed)
+                }
+                _ => Arrived::Other,
+            },
+            ::redis::PushKind::Disconnection => Arrived::Dropped,
+            _ => Arrived::Other,
+        }
+    }
+}
+
 /// Adds to `batch` what has arrived already and, when `streaming`, what
 /// arrives within `window`, up to [`MAX_BATCH`] messages.
-async fn gather(
-    messages: &mut ::redis::aio::PubSubStream,
-    batch: &mut Vec<::redis::Msg>,
+async fn gather<S: futures::Stream<Item = Arrived> + Unpin>(
+    messages: &mut S,
+    batch: &mut Vec<Arrived>,
     streaming: bool,
     window: Duration,
 ) -> Gathered {
-    let drain = |messages: &mut ::redis::aio::PubSubStream, batch: &mut Vec<::redis::Msg>| {
+    let drain = |messages: &mut S, batch: &mut Vec<Arrived>| {
         while batch.len() < MAX_BATCH {
             match messages.next().now_or_never() {
                 Some(Some(message)) => batch.push(message),
@@ -168,10 +205,19 @@ enum Step {
 }
 
 impl Subscriber {
-    /// Subscribes, and subscribes again whenever the connection is lost,
-    /// until `shutdown`. The node's `subscribed` token is cancelled once
-    /// the first subscription is in place.
+    /// Listens until `shutdown`: to the shard's channel on independent
+    /// servers, to the slots' channels on a Redis Cluster.
     pub(crate) async fn run(self, shutdown: CancellationToken) {
+        match &self.redis.servers {
+            super::Servers::Independent(_) => self.run_shard(shutdown).await,
+            super::Servers::Cluster(_) => self.run_cluster(shutdown).await,
+        }
+    }
+
+    /// Subscribes to the shard's channel, and subscribes again whenever
+    /// the connection is lost, until `shutdown`. The shard's `subscribed`
+    /// token is cancelled once the first subscription is in place.
+    async fn run_shard(self, shutdown: CancellationToken) {
         let mut failures: u32 = 0;
         let mut subscribed_before = false;
         loop {
@@ -195,14 +241,16 @@ impl Subscriber {
                 }
             };
             failures = 0;
-            self.redis.shards[self.shard].subscribed.cancel();
+            if let super::Servers::Independent(shards) = &self.redis.servers {
+                shards[self.shard].subscribed.cancel();
+            }
             if subscribed_before {
                 self.redis.counters.resubscribes.fetch_add(1, Ordering::Relaxed);
                 tracing::info!("redis subscription restored; repairing the streams followed here");
             }
             // Also on the first subscription: a connection that started
             // while Redis's pub/sub was out of reach follows a stream already.
-            self.repair_all();
+            self.repair_all(None);
             subscribed_before = true;
             let mut batch = Vec::new();
             let mut handed_over = tokio::time::Instant::now();
@@ -236,12 +284,73 @@ impl Subscriber {
         }
     }
 
-    async fn subscribe(&self) -> Result<::redis::aio::PubSubStream, EngineError> {
+    /// Listens to a Redis Cluster: subscribes to the home slot's channel
+    /// (trying again with backoff until it is in place), then hands over
+    /// what the cluster pushes, in batches as [`Subscriber::run_shard`]
+    /// does. redis-rs subscribes again after a reconnection; each slot it
+    /// confirms has its followed streams read up to their heads.
+    async fn run_cluster(self, shutdown: CancellationToken) {
+        let super::Servers::Cluster(link) = &self.redis.servers else { return };
+        let Some(mut pushes) = link.take_pushes() else { return };
+        let mut failures: u32 = 0;
+        loop {
+            let home = super::cluster::ClusterLink::home_slot();
+            let listened = tokio::select! {
+                () = shutdown.cancelled() => return,
+                listened = self.redis.call("subscribe", link.listen(home)) => listened,
+            };
+            if listened.is_ok() {
+                break;
+            }
+            failures = failures.saturating_add(1);
+            let cap = Duration::from_millis(100u64 << failures.min(6)).min(MAX_BACKOFF);
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                () = tokio::time::sleep(cap.mul_f64(fastrand::f64())) => {}
+            }
+        }
+        link.subscribed.cancel();
+        let redis = self.redis.clone();
+        let stop = shutdown.clone();
+        tokio::spawn(async move {
+            if let super::Servers::Cluster(link) = &redis.servers {
+                link.resubscribe(redis.timeout, stop).await;
+            }
+        });
+        let mut messages =
+            futures::stream::poll_fn(move |cx| pushes.poll_recv(cx)).map(Arrived::of_push);
+        let mut batch = Vec::new();
+        let mut handed_over = tokio::time::Instant::now();
+        let mut last_batch = 0;
+        loop {
+            let first = tokio::select! {
+                () = shutdown.cancelled() => return,
+                message = messages.next() => message,
+            };
+            let Some(first) = first else { return };
+            batch.push(first);
+            let streaming =
+                last_batch > 1 && handed_over.elapsed() < self.redis.coalesce * STREAMING;
+            let gathered = gather(&mut messages, &mut batch, streaming, self.redis.coalesce);
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                _ = gathered => {}
+            }
+            last_batch = batch.len();
+            self.hand_over(&mut batch);
+            handed_over = tokio::time::Instant::now();
+        }
+    }
+
+    async fn subscribe(&self) -> Result<impl futures::Stream<Item = Arrived> + Unpin, EngineError> {
+        let super::Servers::Independent(shards) = &self.redis.servers else {
+            return Err(EngineError::Failed("not on independent servers".to_owned()));
+        };
         let timeout = self.redis.timeout;
         let subscribe = async {
-            let mut pubsub = self.redis.shards[self.shard].client.get_async_pubsub().await?;
+            let mut pubsub = shards[self.shard].client.get_async_pubsub().await?;
             pubsub.subscribe(self.redis.keys.channel()).await?;
-            Ok::<_, ::redis::RedisError>(pubsub.into_on_message())
+            Ok::<_, ::redis::RedisError>(pubsub.into_on_message().map(Arrived::Message))
         };
         match tokio::time::timeout(timeout, subscribe).await {
             Ok(result) => Ok(result?),
@@ -255,14 +364,32 @@ impl Subscriber {
     /// all of them.
     /// The wakes go every [`WAKE_EVERY`] messages, so that members of a
     /// big room start writing before a long batch is all queued.
-    fn hand_over(&self, batch: &mut Vec<::redis::Msg>) {
+    fn hand_over(&self, batch: &mut Vec<Arrived>) {
+        let mut confirmed = Vec::new();
         for chunk in batch.chunks(WAKE_EVERY) {
             let _wakes = WakeBatch::begin();
-            for message in chunk {
-                self.on_message(message.get_payload_bytes());
+            for arrived in chunk {
+                match arrived {
+                    Arrived::Message(message) => self.on_message(message.get_payload_bytes()),
+                    Arrived::Pushed(payload) => self.on_message(payload),
+                    Arrived::Subscribed(slot) => confirmed.push(*slot),
+                    Arrived::Dropped => {
+                        if let super::Servers::Cluster(link) = &self.redis.servers {
+                            self.redis.counters.resubscribes.fetch_add(1, Ordering::Relaxed);
+                            tracing::warn!("a redis cluster connection dropped; subscribing again");
+                            link.lost();
+                        }
+                    }
+                    Arrived::Other => {}
+                }
             }
         }
         batch.clear();
+        for slot in confirmed {
+            // Messages may have gone by while the slot was not subscribed
+            // (a reconnection): its followed streams are read to the head.
+            self.repair_all(Some(slot));
+        }
     }
 
     /// One message from the channel. Never waits.
@@ -584,13 +711,18 @@ impl Subscriber {
 
     /// After the subscription was (re-)established: brings every stream
     /// followed here up to its head, a pipeline per batch of streams. A
-    /// stream whose repair is under way is read on once that ends.
-    fn repair_all(&self) {
+    /// stream whose repair is under way is read on once that ends. The
+    /// streams are this subscriber's shard's, or with `slot`, those of a
+    /// Redis Cluster's slot.
+    fn repair_all(&self, slot: Option<usize>) {
         let repairs: Vec<Repair> = {
             let mut streams = self.followers.lock();
             streams
                 .iter_mut()
-                .filter(|(key, _)| self.redis.shard_of_stream(key) == self.shard)
+                .filter(|(key, _)| {
+                    let route = self.redis.route_of_key(&self.redis.keys.meta(key));
+                    route == slot.unwrap_or(self.shard)
+                })
                 .filter_map(|(key, followed)| {
                     if followed.held.is_some() {
                         followed.catch_up = true;

@@ -102,7 +102,7 @@ pub(crate) fn answer(
         // A page of strings and numbers always serializes.
         let page = serde_json::to_string(&page).unwrap_or_default();
         let answer = encode_answer(&id, &from, &redis.node, &page);
-        if let Err(err) = redis.publish("survey", 0, answer).await {
+        if let Err(err) = redis.publish("survey", answer).await {
             tracing::warn!(%err, "could not answer a survey");
         }
     });
@@ -129,7 +129,7 @@ pub(crate) async fn survey(
     let _open = Open { surveys: &redis.surveys, id };
     // A query of strings and a number always serializes.
     let query = serde_json::to_string(query).unwrap_or_default();
-    redis.publish("survey", 0, encode_survey(&id, &redis.node, &query)).await?;
+    redis.publish("survey", encode_survey(&id, &redis.node, &query)).await?;
     let _ = tokio::time::timeout(redis.timeout, finished).await;
     Ok(redis.surveys.close(&id))
 }

@@ -275,7 +275,7 @@ impl RedisPresence {
             if count > 0 {
                 let delivery = crate::hub::occupancy(room, count as usize);
                 let z = redis.keys.scope(&keys::Scope::Room(room), "z");
-                send.keyed(redis, &z, redis.publish_cmd(super::wire::encode(&delivery))).ignore();
+                send.publish(redis, &z, super::wire::encode(&delivery));
             }
         }
         if !send.is_empty() {

@@ -437,7 +437,7 @@ impl RedisPresence {
                 let payload = crate::engine::redis::wire::encode(&delivery);
                 // Through the room's shard, in order with its messages.
                 let meta = self.redis.keys.meta(&StreamKey::Room(room.clone()));
-                batch.keyed(&self.redis, &meta, self.redis.publish_cmd(payload)).ignore();
+                batch.publish(&self.redis, &meta, payload);
             }
         }
     }
