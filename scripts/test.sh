@@ -21,6 +21,11 @@ cargo clippy -p switchboard-protocol -p switchboard-sdk -p switchboard-js \
 step "cargo test: unit, protocol fixtures, end-to-end over loopback (multi-node on real redis-servers), doc tests"
 cargo test --workspace --locked
 
+step "the multi-node tests again: over two independent Redis shards, then on a 3-master Redis Cluster"
+redis_tests=(--test cluster --test corners --test connections --test rooms --test server_api --test server_join)
+SWITCHBOARD_TEST_REDIS_SHARDS=2 cargo test --locked -p switchboard-tests "${redis_tests[@]}"
+SWITCHBOARD_TEST_REDIS_CLUSTER=1 cargo test --locked -p switchboard-tests "${redis_tests[@]}"
+
 # A hub for the browser tests, on a free loopback port, stopped on exit.
 free_port() {
     node -e 'const s = require("net").createServer().listen(0, "127.0.0.1", () => { console.log(s.address().port); s.close(); })'

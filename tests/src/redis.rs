@@ -174,6 +174,12 @@ impl TestRedis {
         self.servers[shard].cli(args)
     }
 
+    /// Runs one command with `redis-cli` on the `n`th server (counted from
+    /// 0 in the order of [`TestRedis::urls`]); its output.
+    pub fn cli_on(&self, n: usize, args: &[&str]) -> String {
+        self.servers[n].cli(args)
+    }
+
     /// Runs one command with `redis-cli` on every server; their outputs,
     /// joined.
     pub fn cli_all(&self, args: &[&str]) -> String {

@@ -324,7 +324,12 @@ async fn a_lost_subscription_is_repaired_so_nothing_goes_missing() {
         line.rsplit(' ').next().unwrap().parse().unwrap()
     };
     assert!(figure("switchboard_redis_resubscribes_total") >= 3, "{metrics}");
-    assert!(figure("switchboard_stream_gaps_total{outcome=\"repaired\"}") >= 3, "{metrics}");
+    // On a Redis Cluster the hubs' subscriptions ride on their command
+    // connections, which come back at once: a cut mid-stream may lose
+    // nothing. The last message, which nothing else reveals, is always a
+    // gap.
+    let gaps = if redis.is_cluster() { 1 } else { 3 };
+    assert!(figure("switchboard_stream_gaps_total{outcome=\"repaired\"}") >= gaps, "{metrics}");
     assert_eq!(figure("switchboard_redis_up"), 1);
 }
 
@@ -635,7 +640,9 @@ async fn deployments_with_their_own_prefix_share_a_redis_without_meeting() {
     assert_eq!(get_json(&b, "/api/online").await["users"], json!(["bob"]));
     let keys = redis.cli_all(&["KEYS", "*"]);
     assert!(
-        keys.lines().all(|key| key.starts_with("one:") || key.starts_with("two:")),
+        keys.lines()
+            .filter(|key| !key.is_empty())
+            .all(|key| key.starts_with("one:") || key.starts_with("two:")),
         "every key under a prefix: {keys}"
     );
 }

@@ -136,7 +136,7 @@ pub(crate) enum Servers {
     /// order configured.
     Independent(Vec<Shard>),
     /// A Redis Cluster (`redis.cluster`).
-    Cluster(cluster::ClusterLink),
+    Cluster(Box<cluster::ClusterLink>),
 }
 
 /// Counts of this node's dealings with Redis, for `/metrics`.
@@ -187,7 +187,7 @@ impl Redis {
             .set_max_delay(Duration::from_millis(500));
         let servers = if config.cluster {
             let seed = config.urls().first().copied().unwrap_or_default();
-            Servers::Cluster(cluster::ClusterLink::new(seed, &config.prefix, timeout)?)
+            Servers::Cluster(Box::new(cluster::ClusterLink::new(seed, &config.prefix, timeout)?))
         } else {
             let mut shards = Vec::new();
             for url in config.urls() {
@@ -290,6 +290,11 @@ impl Redis {
         if self.up.swap(up, Ordering::Relaxed) != up {
             if up {
                 tracing::info!("redis reachable again");
+                // What was subscribed while it was not may have landed on
+                // connections that are gone since.
+                if let Servers::Cluster(link) = &self.servers {
+                    link.lost();
+                }
             } else {
                 tracing::warn!(%what, err = err.unwrap_or(""), "redis unreachable; requests that need it fail with `unavailable` until it is back");
             }

@@ -77,15 +77,25 @@ fn jump(mut key: u64, buckets: usize) -> usize {
 }
 
 /// Commands for several shards, answered in the order they were added.
+/// Each shard's (or slot's) commands are kept as its pipeline as they are
+/// added, so running the batch copies nothing, and a batch can run again.
 #[derive(Default)]
 pub(crate) struct Batch {
-    /// Each command, its route (shard, or slot), and whether its answer is
-    /// dropped.
-    commands: Vec<(usize, Cmd, bool)>,
-    /// The scripts the commands call, loaded at the head of each shard's
-    /// pipeline: a Redis that restarted knows none, and a pipeline where
-    /// some calls fail and run again later would reorder them.
-    scripts: Vec<&'static Lua>,
+    /// One pipeline per route (shard, or slot), in the order routes first
+    /// appear, with the scripts it loads.
+    pipes: Vec<Route>,
+    /// For each command, its pipeline and whether its answer is dropped.
+    commands: Vec<(usize, bool)>,
+}
+
+/// A pipeline of a batch.
+struct Route {
+    route: usize,
+    pipe: ::redis::Pipeline,
+    /// The scripts loaded at its head so far: a Redis that restarted knows
+    /// none, and a pipeline where some calls fail and run again later would
+    /// reorder them.
+    loaded: Vec<&'static Lua>,
 }
 
 impl Batch {
@@ -93,9 +103,23 @@ impl Batch {
         Batch::default()
     }
 
+    /// The pipeline of `route`, made if new.
+    fn route(&mut self, route: usize) -> usize {
+        // Batches span few routes: a search beats a map.
+        match self.pipes.iter().position(|pipe| pipe.route == route) {
+            Some(at) => at,
+            None => {
+                self.pipes.push(Route { route, pipe: ::redis::pipe(), loaded: Vec::new() });
+                self.pipes.len() - 1
+            }
+        }
+    }
+
     /// Adds `cmd` for the shard of `key`'s tag.
     pub(crate) fn keyed(&mut self, redis: &Redis, key: &str, cmd: Cmd) -> &mut Batch {
-        self.commands.push((redis.route_of_key(key), cmd, false));
+        let at = self.route(redis.route_of_key(key));
+        self.pipes[at].pipe.add_command(cmd);
+        self.commands.push((at, false));
         self
     }
 
@@ -110,26 +134,30 @@ impl Batch {
     }
 
     /// Adds a call of `script` on the keys' shard (the first key's tag;
-    /// every key of a script shares it).
+    /// every key of a script shares it), to which the caller adds the
+    /// arguments.
     pub(crate) fn script(
         &mut self,
         redis: &Redis,
         script: &'static Lua,
         keys: &[String],
-    ) -> &mut Cmd {
-        if !self.scripts.iter().any(|known| std::ptr::eq(*known, script)) {
-            self.scripts.push(script);
-        }
-        let shard = keys.first().map_or(0, |key| redis.route_of_key(key));
+    ) -> &mut ::redis::Pipeline {
         debug_assert!(keys.iter().all(|key| tag_of(key) == tag_of(&keys[0])), "{keys:?}");
-        self.commands.push((shard, script.call(keys), false));
-        &mut self.commands.last_mut().expect("just pushed").1
+        let at = self.route(keys.first().map_or(0, |key| redis.route_of_key(key)));
+        let route = &mut self.pipes[at];
+        if !route.loaded.iter().any(|known| std::ptr::eq(*known, script)) {
+            route.loaded.push(script);
+            route.pipe.add_command(script.load()).ignore();
+        }
+        self.commands.push((at, false));
+        route.pipe.add_command(script.call(keys))
     }
 
     /// Drops the answer of the last command added.
     pub(crate) fn ignore(&mut self) -> &mut Batch {
-        if let Some(last) = self.commands.last_mut() {
-            last.2 = true;
+        if let Some((at, ignored)) = self.commands.last_mut() {
+            *ignored = true;
+            self.pipes[*at].pipe.ignore();
         }
         self
     }
@@ -147,31 +175,10 @@ impl Batch {
         redis: &Redis,
         what: &'static str,
     ) -> Result<T, EngineError> {
-        // One pipeline per route, in the order routes first appear.
-        let mut routes: std::collections::HashMap<usize, usize> = Default::default();
-        let mut pipes: Vec<::redis::Pipeline> = Vec::new();
-        for (route, cmd, ignored) in &self.commands {
-            let at = *routes.entry(*route).or_insert_with(|| {
-                let mut pipe = ::redis::pipe();
-                for script in &self.scripts {
-                    pipe.add_command(script.load()).ignore();
-                }
-                pipes.push(pipe);
-                pipes.len() - 1
-            });
-            pipes[at].add_command(cmd.clone());
-            if *ignored {
-                pipes[at].ignore();
-            }
-        }
-        let mut order: Vec<usize> = vec![0; pipes.len()];
-        for (route, at) in &routes {
-            order[*at] = *route;
-        }
-        let runs = pipes.into_iter().zip(order).map(|(pipe, route)| async move {
+        let runs = self.pipes.iter().map(|Route { route, pipe, .. }| async move {
             match &redis.servers {
                 Servers::Independent(shards) => {
-                    let mut connection = shards[route].commands.clone();
+                    let mut connection = shards[*route].commands.clone();
                     pipe.query_async::<Vec<Value>>(&mut connection).await
                 }
                 Servers::Cluster(link) => {
@@ -180,13 +187,17 @@ impl Batch {
                 }
             }
         });
-        let answered = redis.call(what, futures::future::try_join_all(runs)).await?;
+        let answered = match self.pipes.len() {
+            // The common case on one Redis: no join.
+            1 => vec![redis.call(what, runs.into_iter().next().expect("one")).await?],
+            _ => redis.call(what, futures::future::try_join_all(runs)).await?,
+        };
         let mut by_route: Vec<std::vec::IntoIter<Value>> =
             answered.into_iter().map(Vec::into_iter).collect();
         let mut answers = Vec::with_capacity(self.commands.len());
-        for (route, _, ignored) in &self.commands {
+        for (at, ignored) in &self.commands {
             if !ignored {
-                answers.push(by_route[routes[route]].next().unwrap_or(Value::Nil));
+                answers.push(by_route[*at].next().unwrap_or(Value::Nil));
             }
         }
         ::redis::from_redis_value(Value::Array(answers))
