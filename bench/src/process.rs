@@ -143,6 +143,32 @@ impl RedisServer {
         Ok(RedisServer { child, port })
     }
 
+    /// Starts a `redis-server` in cluster mode (its cluster state in a
+    /// folder of its own), not yet part of a cluster.
+    async fn start_clustered() -> std::io::Result<RedisServer> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let dir = std::env::temp_dir().join(format!("switchboard-bench-redis-{port}"));
+        std::fs::create_dir_all(&dir)?;
+        let _ = std::fs::remove_file(dir.join("nodes.conf"));
+        let child = Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no", "--cluster-enabled", "yes"])
+            .arg("--dir")
+            .arg(&dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()?;
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while TcpStream::connect(("127.0.0.1", port)).await.is_err() {
+            if Instant::now() > deadline {
+                return Err(std::io::Error::other("redis-server did not listen in 15 s"));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Ok(RedisServer { child, port })
+    }
+
     /// `redis://127.0.0.1:<port>`.
     pub fn url(&self) -> String {
         format!("redis://127.0.0.1:{}", self.port)
@@ -152,6 +178,85 @@ impl RedisServer {
     pub fn cpu(&self) -> std::io::Result<Duration> {
         let pid = self.child.id().ok_or_else(|| std::io::Error::other("redis exited"))?;
         cpu_of(&format!("/proc/{pid}/stat"))
+    }
+}
+
+/// The Redis servers of one setup: one, several independent ones (the
+/// hubs' `redis.shards`), or a Redis Cluster.
+pub struct Redises {
+    /// The servers, the first one the seed of a cluster.
+    pub servers: Vec<RedisServer>,
+    /// Whether they make a Redis Cluster.
+    pub cluster: bool,
+}
+
+impl Redises {
+    /// `n` independent servers.
+    pub async fn independent(n: usize) -> std::io::Result<Redises> {
+        let mut servers = Vec::new();
+        for _ in 0..n {
+            servers.push(RedisServer::start().await?);
+        }
+        Ok(Redises { servers, cluster: false })
+    }
+
+    /// A Redis Cluster of `masters` masters, made with `redis-cli --cluster
+    /// create`, once it serves every slot.
+    pub async fn cluster(masters: usize) -> std::io::Result<Redises> {
+        let mut servers = Vec::new();
+        for _ in 0..masters {
+            servers.push(RedisServer::start_clustered().await?);
+        }
+        let mut create = std::process::Command::new("redis-cli");
+        create.args(["--cluster", "create"]);
+        for server in &servers {
+            create.arg(format!("127.0.0.1:{}", server.port));
+        }
+        let made = create
+            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()?;
+        if !made.success() {
+            return Err(std::io::Error::other("redis-cli --cluster create failed"));
+        }
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let ready = servers.iter().all(|server| {
+                std::process::Command::new("redis-cli")
+                    .args(["-p", &server.port.to_string(), "CLUSTER", "INFO"])
+                    .output()
+                    .is_ok_and(|out| {
+                        String::from_utf8_lossy(&out.stdout).contains("cluster_state:ok")
+                    })
+            });
+            if ready {
+                return Ok(Redises { servers, cluster: true });
+            }
+            if Instant::now() > deadline {
+                return Err(std::io::Error::other("the redis cluster was not ready in 15 s"));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// The `[redis]` section of a hub's configuration for these servers.
+    pub fn toml(&self) -> String {
+        let urls: Vec<String> = self.servers.iter().map(|s| format!("\"{}\"", s.url())).collect();
+        match (self.cluster, urls.len()) {
+            (true, _) => format!("[redis]\nurl = {}\ncluster = true\n", urls[0]),
+            (false, 1) => format!("[redis]\nurl = {}\n", urls[0]),
+            (false, _) => format!("[redis]\nshards = [{}]\n", urls.join(", ")),
+        }
+    }
+
+    /// CPU time the servers used so far, together.
+    pub fn cpu(&self) -> std::io::Result<Duration> {
+        let mut total = Duration::ZERO;
+        for server in &self.servers {
+            total += server.cpu()?;
+        }
+        Ok(total)
     }
 }
 

@@ -1,7 +1,10 @@
 //! Room fan-out across nodes on Redis, side by side in one run: one
 //! `switchboard` node alone (no Redis), then one, two and three nodes on
-//! Redis with the room's members split between them and the publisher on
-//! the first. Every member reads every message; reported: deliveries per
+//! one Redis, two nodes over two independent Redis servers
+//! (`redis.shards`) and two nodes on a Redis Cluster of three masters,
+//! with the rooms' members split between the nodes and the publisher on
+//! the first. With `--rooms`, the members are spread over that many rooms
+//! and the messages go to each in turn (one room lives on one shard). Every member reads every message; reported: deliveries per
 //! second, latency from send to receipt (p50, p99), the CPU the nodes and
 //! Redis spent and deliveries per second of that CPU (per core of all
 //! server processes), the load client's own CPU (a row where it nears the
@@ -12,6 +15,7 @@
 //! ```sh
 //! cargo build --release -p switchboard-server -p switchboard-bench
 //! target/release/cluster --members 2000 --out bench/results/cluster.md
+//! target/release/cluster --members 2000 --rooms 64 --messages 2000
 //! ```
 
 use std::path::PathBuf;
@@ -21,7 +25,7 @@ use std::time::{Duration, Instant};
 use clap::Parser;
 use futures::SinkExt;
 use switchboard_bench::percentiles::Percentiles;
-use switchboard_bench::process::{Hub, RedisServer, own_cpu};
+use switchboard_bench::process::{Hub, Redises, own_cpu};
 use switchboard_bench::receive::{Received, join_room};
 use switchboard_bench::report::progress;
 use switchboard_bench::wire::{self, Proto, stamped};
@@ -36,6 +40,13 @@ struct Args {
     /// Messages published.
     #[arg(long, default_value_t = 200)]
     messages: usize,
+    /// Rooms the members are spread over; the messages go to each in turn.
+    #[arg(long, default_value_t = 1)]
+    rooms: usize,
+    /// Only the setups on one Redis (for a hub built before shards and
+    /// Redis Cluster, as a baseline).
+    #[arg(long)]
+    one_redis_only: bool,
     /// Publishes in flight (sent, not yet acked).
     #[arg(long, default_value_t = 4)]
     in_flight: usize,
@@ -50,6 +61,8 @@ struct Args {
 /// One setup's result.
 struct Run {
     name: &'static str,
+    /// Deliveries due.
+    expected: usize,
     /// Each member's join, request to ack.
     joins: Percentiles,
     elapsed: Duration,
@@ -65,43 +78,71 @@ type Failure = Box<dyn std::error::Error>;
 #[tokio::main]
 async fn main() -> Result<(), Failure> {
     let args = Args::parse();
-    let config =
-        std::env::temp_dir().join(format!("switchboard-cluster-{}.toml", std::process::id()));
-    std::fs::write(&config, "[limits]\nmessages_per_sec = 1000000\n")?;
-    let base = vec![
-        "--log".to_owned(),
-        std::env::var("HUB_LOG").unwrap_or_else(|_| "error".to_owned()),
-        "--max-connections".to_owned(),
-        (args.members + 1_000).to_string(),
-        "--config".to_owned(),
-        config.display().to_string(),
-    ];
+    let rooms = args.rooms.max(1);
     let mut runs = Vec::new();
-    let alone = Hub::start(&args.binary, &base).await?;
-    runs.push(measure("1 node, no Redis", &[&alone], None, &args).await?);
+    let alone = Hub::start(&args.binary, &hub_args(&args, "")?).await?;
+    runs.push(measure("1 node, no Redis", &[&alone], None, rooms, &args).await?);
     drop(alone);
-    for nodes in [1, 2, 3] {
-        let redis = RedisServer::start().await?;
-        let mut with_redis = base.clone();
-        with_redis.extend(["--redis-url".to_owned(), redis.url()]);
+    let setups: [(&'static str, usize, Layout); 6] = [
+        ("1 node on Redis", 1, Layout::Independent(1)),
+        ("2 nodes on Redis", 2, Layout::Independent(1)),
+        ("3 nodes on Redis", 3, Layout::Independent(1)),
+        ("2 nodes, 2 Redis shards", 2, Layout::Independent(2)),
+        ("2 nodes, Redis Cluster (3 masters)", 2, Layout::Cluster(3)),
+        ("1 node, Redis Cluster (3 masters)", 1, Layout::Cluster(3)),
+    ];
+    for (name, nodes, layout) in setups {
+        if args.one_redis_only && !matches!(layout, Layout::Independent(1)) {
+            continue;
+        }
+        let redis = match layout {
+            Layout::Independent(n) => Redises::independent(n).await?,
+            Layout::Cluster(masters) => Redises::cluster(masters).await?,
+        };
+        let with_redis = hub_args(&args, &redis.toml())?;
         let mut hubs = Vec::new();
         for _ in 0..nodes {
             hubs.push(Hub::start(&args.binary, &with_redis).await?);
         }
-        let name = match nodes {
-            1 => "1 node on Redis",
-            2 => "2 nodes on Redis",
-            _ => "3 nodes on Redis",
-        };
         let hubs: Vec<&Hub> = hubs.iter().collect();
-        runs.push(measure(name, &hubs, Some(&redis), &args).await?);
+        runs.push(measure(name, &hubs, Some(&redis), rooms, &args).await?);
     }
     let table = table(&runs, &args);
     switchboard_bench::report::publish(&table, args.out.as_deref())?;
     Ok(())
 }
 
-fn cpu(hubs: &[&Hub], redis: Option<&RedisServer>) -> std::io::Result<(Duration, Duration)> {
+/// Where a setup's keys live.
+enum Layout {
+    /// This many independent servers (one: `redis.url`).
+    Independent(usize),
+    /// A Redis Cluster of this many masters.
+    Cluster(usize),
+}
+
+/// Configuration files written so far (each setup has its own).
+static CONFIGS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// A hub's arguments, with `redis` (a `[redis]` section, or nothing) in
+/// its configuration file.
+fn hub_args(args: &Args, redis: &str) -> Result<Vec<String>, Failure> {
+    let config = std::env::temp_dir().join(format!(
+        "switchboard-cluster-{}-{}.toml",
+        std::process::id(),
+        CONFIGS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    ));
+    std::fs::write(&config, format!("[limits]\nmessages_per_sec = 1000000\n{redis}"))?;
+    Ok(vec![
+        "--log".to_owned(),
+        std::env::var("HUB_LOG").unwrap_or_else(|_| "error".to_owned()),
+        "--max-connections".to_owned(),
+        (args.members + 1_000).to_string(),
+        "--config".to_owned(),
+        config.display().to_string(),
+    ])
+}
+
+fn cpu(hubs: &[&Hub], redis: Option<&Redises>) -> std::io::Result<(Duration, Duration)> {
     let mut nodes = Duration::ZERO;
     for hub in hubs {
         nodes += hub.cpu()?;
@@ -116,7 +157,8 @@ fn cpu(hubs: &[&Hub], redis: Option<&RedisServer>) -> std::io::Result<(Duration,
 async fn measure(
     name: &'static str,
     hubs: &[&Hub],
-    redis: Option<&RedisServer>,
+    redis: Option<&Redises>,
+    rooms: usize,
     args: &Args,
 ) -> Result<Run, Failure> {
     let proto = Proto::Json;
@@ -127,21 +169,26 @@ async fn measure(
         let hub = hubs[n % hubs.len()];
         let socket = proto.open(hub.addr, &format!("m{n}")).await?;
         let asked = Instant::now();
-        readers.push(join_room(socket, proto, "bench", received.clone()).await?);
+        let room = format!("bench-{}", n % rooms);
+        readers.push(join_room(socket, proto, &room, received.clone()).await?);
         joins.push(asked.elapsed());
     }
     let mut publisher = proto.open(hubs[0].addr, "publisher").await?;
-    publisher.send(Message::text(proto.join("bench"))).await?;
-    wire::read_until(&mut publisher, proto, |text| proto.is_ack(text)).await?;
+    for room in 0..rooms {
+        publisher.send(Message::text(proto.join(&format!("bench-{room}")))).await?;
+        wire::read_until(&mut publisher, proto, |text| proto.is_ack(text)).await?;
+    }
     for hub in hubs {
         hub.settle().await?;
     }
-    let expected = args.members * args.messages;
+    // Message n goes to room n % rooms, which holds every rooms-th member.
+    let members_in = |room: usize| args.members / rooms + usize::from(room < args.members % rooms);
+    let expected: usize = (0..args.messages).map(|n| members_in(n % rooms)).sum();
     let bar = progress(name, "deliveries", expected);
     let (nodes_before, redis_before) = cpu(hubs, redis)?;
     let client_before = own_cpu()?;
     let started = Instant::now();
-    let publish = |n| proto.publish("bench", Some(n), &stamped(n));
+    let publish = |n| proto.publish(&format!("bench-{}", n % rooms), Some(n), &stamped(n));
     wire::send_acked(&mut publisher, proto, args.messages, args.in_flight, publish).await?;
     let arrived = received.wait_for(expected, &bar).await;
     let elapsed = arrived.at.saturating_duration_since(started);
@@ -154,6 +201,7 @@ async fn measure(
     let deliveries = arrived.count;
     Ok(Run {
         name,
+        expected,
         joins: Percentiles::of(joins),
         elapsed,
         deliveries,
@@ -166,11 +214,12 @@ async fn measure(
 
 fn table(runs: &[Run], args: &Args) -> String {
     let mut out = format!(
-        "Room fan-out: {} members (split evenly between the nodes), {} messages, {} in flight, \
+        "Room fan-out: {} members (split evenly between the nodes) in {} room(s), {} messages (to each room in turn), {} in flight, \
          publisher on the first node; one machine ({} cores), loopback, one run\n\n\
          | setup | deliveries/s | relative to 1 node | per core of the servers (nodes + Redis) | relative | latency | nodes' CPU | Redis CPU | load client's CPU | join (request to ack) |\n\
          |---|---|---|---|---|---|---|---|---|---|",
         args.members,
+        args.rooms.max(1),
         args.messages,
         args.in_flight,
         std::thread::available_parallelism().map_or(1, usize::from),
@@ -189,7 +238,7 @@ fn table(runs: &[Run], args: &Args) -> String {
             "\n| {} | {rate:.0} ({} of {}) | {:.2}× | {per_core:.0} | {:.2}× | {} | {:.2} s | {:.2} s | {:.2} s of {:.2} s | {} |",
             run.name,
             run.deliveries,
-            args.members * args.messages,
+            run.expected,
             rate / base,
             per_core / base_per_core,
             run.latency.cell(),

@@ -61,7 +61,8 @@ pub struct Config {
     pub permissions: PermissionsConfig,
     /// How long shutdown waits for connections to close, in milliseconds (default 5000).
     pub shutdown_grace_ms: u64,
-    /// Multi-node mode: several hubs sharing one Redis behave as one hub.
+    /// Multi-node mode: several hubs sharing Redis (one server, several, or
+    /// a Redis Cluster) behave as one hub.
     /// Off (a single node, nothing shared) unless `redis.url` is set.
     pub redis: RedisConfig,
     /// The application's hooks ([`crate::hooks`]).

@@ -1,19 +1,21 @@
-//! The Redis engine: several hub processes sharing one Redis behave as one
-//! hub. This module owns everything the hub keeps in Redis and the
+//! The Redis engine: several hub processes sharing Redis (one server,
+//! several independent ones, or a Redis Cluster) behave as one hub. This module owns everything the hub keeps in Redis and the
 //! connections each node holds to it; nothing outside it speaks Redis.
 //!
 //! - `broker.rs`: streams. Publishing runs one Lua script (request id,
 //!   next offset, `XADD` with trimming and TTL, `PUBLISH`), so offsets are
 //!   assigned in one place, atomically with the history, the id's record
 //!   and the fan-out, whichever node publishes.
-//! - `subscriber.rs`: the node's pub/sub connection. Every node hears every
-//!   delivery on one channel and hands it to its hub; for each stream it
+//! - `subscriber.rs`: the node's pub/sub connections (one per shard; on a
+//!   cluster, the slots' channels). A node hears the deliveries of the
+//!   streams it follows and hands them to its hub; for each stream it
 //!   follows (`followers.rs`) it watches the offsets: a jump is repaired
 //!   from the stream's history (in a task of its own, so other streams
 //!   keep flowing), a new epoch is announced to the followers first.
-//! - `presence.rs`: who is online and in which room, counted per node so
-//!   that a dead node's entries can be removed by the survivors. One task
-//!   per node writes this node's counts as the hub holds them.
+//! - `presence/`: who is online and in which room, counted per node so
+//!   that a dead node's entries can be removed by the survivors (each node
+//!   indexes where it has entries). One task per node writes this node's
+//!   counts as the hub holds them.
 //! - `node.rs`: heartbeats, dead nodes, orders for sessions and users on
 //!   any node, surveys (`survey.rs`), the cluster's figures.
 //! - `catalog.rs`: the managed rooms, one hash.
@@ -31,7 +33,9 @@
 //! `redis.timeout_ms` and keeps the node's view of Redis's health: a
 //! failure fails that one request with `unavailable` (nothing is
 //! acknowledged that was not stored), is logged once per outage, shows in
-//! `/health`, and the connection manager reconnects with backoff.
+//! `/health`, and the connection manager reconnects with backoff. Requests
+//! that touch several keys go as a [`Batch`](shards::Batch): one pipeline
+//! per shard (or slot), all at once.
 
 pub(crate) mod broker;
 pub(crate) mod catalog;

@@ -1,4 +1,4 @@
-//! [`RedisNode`]: this node among the others on one Redis. Its tasks (the
+//! [`RedisNode`]: this node among the others on Redis. Its tasks (the
 //! subscription, the presence writer, the heartbeat), the registry of live
 //! nodes by heartbeat, the burial of dead ones, orders for users and
 //! sessions on any node, surveys, and the cluster's figures.
