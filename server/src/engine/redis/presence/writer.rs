@@ -548,7 +548,7 @@ impl RedisPresence {
                         .script(redis, &BURY_ROOM, &self.room_keys(room))
                         .arg(node)
                         .arg(unfollowed_ttl);
-                    scopes.push(Some(room.to_owned()));
+                    scopes.push(keys::Scope::Room(room));
                 }
                 Some(keys::Scope::User(user)) => {
                     batch
@@ -556,16 +556,18 @@ impl RedisPresence {
                         .arg(node)
                         .arg(0)
                         .arg(unfollowed_ttl);
-                    scopes.push(None);
+                    scopes.push(keys::Scope::User(user));
                 }
                 None => {}
             }
         }
         let answers: Vec<::redis::Value> = batch.query(redis, "bury").await?;
         let mut gone = Vec::new();
-        for ((room, answer), name) in scopes.into_iter().zip(answers).zip(&listed) {
-            match room {
-                Some(room) => {
+        // Each answer is its scope's, in order (the index's other field,
+        // `#`, has no call).
+        for (scope, answer) in scopes.into_iter().zip(answers) {
+            match scope {
+                keys::Scope::Room(room) => {
                     let left: Vec<::redis::Value> =
                         ::redis::from_redis_value(answer).unwrap_or_default();
                     let mut left = left.into_iter();
@@ -574,14 +576,13 @@ impl RedisPresence {
                         .and_then(|v| ::redis::from_redis_value::<i64>(v).ok())
                         .is_some_and(|large| large == 1);
                     for user in left.filter_map(|v| ::redis::from_redis_value::<String>(v).ok()) {
-                        gone.push(Gone { room: Some(room.clone()), user, large });
+                        gone.push(Gone { room: Some(room.to_owned()), user, large });
                     }
                 }
-                None => {
+                keys::Scope::User(user) => {
                     let (change, _): (i64, u64) =
                         ::redis::from_redis_value(answer).unwrap_or((0, 0));
-                    if let (-1, Some(keys::Scope::User(user))) = (change, keys::Scope::parse(name))
-                    {
+                    if change == -1 {
                         gone.push(Gone { room: None, user: user.to_owned(), large: false });
                     }
                 }
