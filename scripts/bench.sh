@@ -28,7 +28,7 @@ target/release/scale --connections "$connections" --out bench/results/scale.md -
 step "memory per idle connection at ${MEMORY_AT:=1000,10000,19000} connections (bench/results/memory.md)"
 target/release/memory --connections "$MEMORY_AT" --out bench/results/memory.md
 
-step "room fan-out across nodes on Redis: 1 node alone, 1, 2 and 3 nodes on Redis (bench/results/cluster.md)"
+step "room fan-out across nodes on Redis: 1 node alone, 1, 2 and 3 nodes on one Redis, 2 nodes on 2 Redis shards, 1 and 2 nodes on a 3-master Redis Cluster (bench/results/cluster.md)"
 target/release/cluster --members "${CLUSTER_MEMBERS:-2000}" --out bench/results/cluster.md
 
 step "room fan-out with and without permessage-deflate, beside the Node peers with theirs (bench/results/compression.md)"
