@@ -49,7 +49,8 @@
 //! - `engine/`: everything that spans nodes, behind four traits (`Broker`:
 //!   a stream's life; `Presence`; `Catalog`; `Node`), with a memory engine
 //!   (one node, history in a [`HistoryStore`]: [`store`]) and a Redis
-//!   engine (`redis.url`). Nothing else speaks Redis or asks which engine runs.
+//!   engine (`redis.url`, `redis.shards`, `redis.cluster`). Nothing else
+//!   speaks Redis or asks which engine runs.
 //! - `hub/`: this node's registry and fan-out ([`Hub`]): rooms and their
 //!   membership (`room.rs`), each connection's bounded queue
 //!   (`outbound.rs`), what a delivery is (`delivery.rs`), counters

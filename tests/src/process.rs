@@ -35,7 +35,8 @@ impl HubProcess {
         HubProcess::start_with(args, &[]).await
     }
 
-    /// [`HubProcess::start`] with environment variables (`SWITCHBOARD_…`).
+    /// Starts the `switchboard` binary on `redis` (its layout's flags and
+    /// variables) with `vars`, and waits until it answers.
     pub async fn start_on_redis(redis: &crate::TestRedis, vars: &[(&str, &str)]) -> HubProcess {
         let (flags, env) = redis.hub_flags();
         let args: Vec<&str> = flags.iter().map(String::as_str).collect();

@@ -18,7 +18,8 @@
 //!
 //! Two engines implement them: `memory/` for one node (the embedded
 //! default, with the history in a [`HistoryStore`](store::HistoryStore) in
-//! memory or on disk) and `redis/` for several nodes on one Redis. Both
+//! memory or on disk) and `redis/` for several nodes on Redis (one
+//! server, several, or a Redis Cluster). Both
 //! hand the deliveries a node must make to its [`Hub`](crate::Hub), which
 //! does the local fan-out and nothing else. docs/ARCHITECTURE.md says what
 //! a third engine must provide.

@@ -85,7 +85,7 @@ impl AppState {
         if config.redis.enabled() {
             if config.history.store == StoreKind::Disk {
                 tracing::warn!(
-                    "history.store = disk is not used with redis.url: history is in Redis"
+                    "history.store = disk is not used on Redis (redis.url or redis.shards): history is in Redis"
                 );
             }
             return AppState::build(config, |config, parts| {

@@ -573,6 +573,17 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn an_id_used_again_for_another_room_is_another_request() {
+        let hub = Arc::new(Hub::new());
+        let broker = broker(&hub);
+        let (_, mut queue) = member(&hub, "bob", "b");
+        broker.publish(publication("a", Some("c1"))).await.unwrap();
+        let other = broker.publish(publication("b", Some("c1"))).await.unwrap();
+        assert_eq!((other.offset, other.repeated), (1, false), "carried out in its room");
+        assert!(queue.try_recv().is_some(), "and delivered there");
+    }
+
+    #[tokio::test]
     async fn a_publish_cancelled_before_its_append_leaves_its_id_free() {
         let hub = Arc::new(Hub::new());
         let broker = broker(&hub);

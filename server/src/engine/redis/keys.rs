@@ -9,6 +9,7 @@
 //! | key | type | what | expires |
 //! |---|---|---|---|
 //! | `switchboard:fan` | channel | deliveries, on every shard; every node listens to every shard's | — |
+//! | `switchboard:{c<n>}:fan` | channel | on a Redis Cluster, the deliveries of one hash slot (the tag `c<n>` is one of that slot; `cluster.rs` names them) | — |
 //! | `switchboard:{r:<room>}:m` | hash | the room stream's `epoch`, `last` offset, `bytes` kept | never while anyone follows the stream; else the history TTL, at least 10 min after the last use |
 //! | `switchboard:{r:<room>}:x` | stream | its history, entry id `<offset>-0`, fields `ts`, `f` (the frame) | history TTL after the last publish |
 //! | `switchboard:{r:<room>}:i:<digest>` | string | a request id's position in the room's stream (`o:<epoch>:<offset>`); the digest is the first 128 bits of SHA-256 of the user id's length, the user id and the request id, so no user and id can spell another's, or another key | `delivery.id_window_secs` |

@@ -132,6 +132,10 @@ pub(crate) struct Redis {
     pub(crate) counters: Counters,
     /// Surveys this node is waiting on.
     pub(crate) surveys: survey::Surveys,
+    /// Set when a server may have lost what it held of this node's
+    /// presence (its subscription dropped: it may have restarted); the
+    /// heartbeat has the presence rewritten.
+    pub(crate) presence_lost: AtomicBool,
 }
 
 /// Where the keys live.
@@ -216,6 +220,7 @@ impl Redis {
             up: AtomicBool::new(true),
             counters: Counters::default(),
             surveys: survey::Surveys::default(),
+            presence_lost: AtomicBool::new(false),
         })
     }
 

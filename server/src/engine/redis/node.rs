@@ -86,6 +86,11 @@ impl RedisNode {
         if beat.was_unknown && !first {
             tracing::info!("redis did not know this node: its presence is rewritten");
             self.presence.rewrite();
+        } else if self.redis.presence_lost.swap(false, std::sync::atomic::Ordering::Relaxed) {
+            // A shard (or a cluster's master) may have restarted without
+            // the registry's: what it held of this node is put back.
+            tracing::info!("a redis subscription was lost: this node's presence is rewritten");
+            self.presence.rewrite();
         }
         for node in beat.dead {
             match self.presence.bury(&node).await {

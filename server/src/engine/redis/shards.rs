@@ -77,25 +77,24 @@ fn jump(mut key: u64, buckets: usize) -> usize {
 }
 
 /// Commands for several shards, answered in the order they were added.
-/// Each shard's (or slot's) commands are kept as its pipeline as they are
-/// added, so running the batch copies nothing, and a batch can run again.
 #[derive(Default)]
 pub(crate) struct Batch {
-    /// One pipeline per route (shard, or slot), in the order routes first
-    /// appear, with the scripts it loads.
-    pipes: Vec<Route>,
-    /// For each command, its pipeline and whether its answer is dropped.
+    /// The commands of each route (shard, or slot), in the order routes
+    /// first appear.
+    routes: Vec<Route>,
+    /// For each command, its route and whether its answer is dropped.
     commands: Vec<(usize, bool)>,
+    /// Set when a script was given keys of several tags: the batch fails.
+    mixed: Option<String>,
 }
 
-/// A pipeline of a batch.
+/// The commands of one route.
 struct Route {
     route: usize,
-    pipe: ::redis::Pipeline,
-    /// The scripts loaded at its head so far: a Redis that restarted knows
-    /// none, and a pipeline where some calls fail and run again later would
-    /// reorder them.
-    loaded: Vec<&'static Lua>,
+    commands: Vec<(Cmd, bool)>,
+    /// The scripts its commands call, and how many calls there are.
+    scripts: Vec<&'static Lua>,
+    calls: usize,
 }
 
 impl Batch {
@@ -103,14 +102,15 @@ impl Batch {
         Batch::default()
     }
 
-    /// The pipeline of `route`, made if new.
+    /// The commands of `route`, made if new.
     fn route(&mut self, route: usize) -> usize {
         // Batches span few routes: a search beats a map.
-        match self.pipes.iter().position(|pipe| pipe.route == route) {
+        match self.routes.iter().position(|r| r.route == route) {
             Some(at) => at,
             None => {
-                self.pipes.push(Route { route, pipe: ::redis::pipe(), loaded: Vec::new() });
-                self.pipes.len() - 1
+                let new = Route { route, commands: Vec::new(), scripts: Vec::new(), calls: 0 };
+                self.routes.push(new);
+                self.routes.len() - 1
             }
         }
     }
@@ -118,7 +118,7 @@ impl Batch {
     /// Adds `cmd` for the shard of `key`'s tag.
     pub(crate) fn keyed(&mut self, redis: &Redis, key: &str, cmd: Cmd) -> &mut Batch {
         let at = self.route(redis.route_of_key(key));
-        self.pipes[at].pipe.add_command(cmd);
+        self.routes[at].commands.push((cmd, false));
         self.commands.push((at, false));
         self
     }
@@ -133,31 +133,43 @@ impl Batch {
         self.keyed(redis, key, cmd).ignore()
     }
 
-    /// Adds a call of `script` on the keys' shard (the first key's tag;
-    /// every key of a script shares it), to which the caller adds the
-    /// arguments.
+    /// Adds a call of `script` on the keys' shard (every key of a script
+    /// must share one tag), to which the caller adds the arguments.
+    ///
+    /// A route with several script calls loads its scripts at the head of
+    /// its pipeline: a Redis that restarted knows none, and a pipeline
+    /// where some calls fail and run again later would reorder them. A
+    /// route with one call sends it alone and, when Redis lacks the
+    /// script, runs again with it loaded, whole: what goes beside a single
+    /// call must be safe to repeat (reads, counts set as numbers).
     pub(crate) fn script(
         &mut self,
         redis: &Redis,
         script: &'static Lua,
         keys: &[String],
-    ) -> &mut ::redis::Pipeline {
-        debug_assert!(keys.iter().all(|key| tag_of(key) == tag_of(&keys[0])), "{keys:?}");
-        let at = self.route(keys.first().map_or(0, |key| redis.route_of_key(key)));
-        let route = &mut self.pipes[at];
-        if !route.loaded.iter().any(|known| std::ptr::eq(*known, script)) {
-            route.loaded.push(script);
-            route.pipe.add_command(script.load()).ignore();
+    ) -> &mut Cmd {
+        let tag = keys.first().map_or("", |key| tag_of(key));
+        if keys.iter().any(|key| tag_of(key) != tag) {
+            self.mixed = Some(format!("a script's keys span several tags: {keys:?}"));
         }
+        let at = self.route(keys.first().map_or(0, |key| redis.route_of_key(key)));
+        let route = &mut self.routes[at];
+        if !route.scripts.iter().any(|known| std::ptr::eq(*known, script)) {
+            route.scripts.push(script);
+        }
+        route.calls += 1;
+        route.commands.push((script.call(keys), false));
         self.commands.push((at, false));
-        route.pipe.add_command(script.call(keys))
+        &mut self.routes[at].commands.last_mut().expect("just pushed").0
     }
 
     /// Drops the answer of the last command added.
     pub(crate) fn ignore(&mut self) -> &mut Batch {
         if let Some((at, ignored)) = self.commands.last_mut() {
             *ignored = true;
-            self.pipes[*at].pipe.ignore();
+            if let Some(last) = self.routes[*at].commands.last_mut() {
+                last.1 = true;
+            }
         }
         self
     }
@@ -175,19 +187,11 @@ impl Batch {
         redis: &Redis,
         what: &'static str,
     ) -> Result<T, EngineError> {
-        let runs = self.pipes.iter().map(|Route { route, pipe, .. }| async move {
-            match &redis.servers {
-                Servers::Independent(shards) => {
-                    let mut connection = shards[*route].commands.clone();
-                    pipe.query_async::<Vec<Value>>(&mut connection).await
-                }
-                Servers::Cluster(link) => {
-                    let mut connection = link.connection().await?;
-                    pipe.query_async::<Vec<Value>>(&mut connection).await
-                }
-            }
-        });
-        let answered = match self.pipes.len() {
+        if let Some(mixed) = &self.mixed {
+            return Err(EngineError::Failed(format!("redis: {what}: {mixed}")));
+        }
+        let runs = self.routes.iter().map(|route| route.run(redis));
+        let answered = match self.routes.len() {
             // The common case on one Redis: no join.
             1 => vec![redis.call(what, runs.into_iter().next().expect("one")).await?],
             _ => redis.call(what, futures::future::try_join_all(runs)).await?,
@@ -197,11 +201,66 @@ impl Batch {
         let mut answers = Vec::with_capacity(self.commands.len());
         for (at, ignored) in &self.commands {
             if !ignored {
-                answers.push(by_route[*at].next().unwrap_or(Value::Nil));
+                let answer = by_route[*at].next().ok_or_else(|| {
+                    EngineError::Failed(format!("redis: {what}: fewer answers than commands"))
+                })?;
+                answers.push(answer);
             }
         }
         ::redis::from_redis_value(Value::Array(answers))
             .map_err(|err| EngineError::Failed(format!("redis: {what}: unexpected answer: {err}")))
+    }
+}
+
+impl Route {
+    /// Its pipeline, the scripts loaded first when `load`.
+    fn pipeline(&self, load: bool) -> ::redis::Pipeline {
+        let mut pipe = ::redis::pipe();
+        if load {
+            for script in &self.scripts {
+                pipe.add_command(script.load()).ignore();
+            }
+        }
+        for (cmd, ignored) in &self.commands {
+            pipe.add_command(cmd.clone());
+            if *ignored {
+                pipe.ignore();
+            }
+        }
+        pipe
+    }
+
+    /// Runs its pipeline on its server (see [`Batch::script`] for when the
+    /// scripts are loaded).
+    async fn run(&self, redis: &Redis) -> ::redis::RedisResult<Vec<Value>> {
+        let answer = self.send(redis, &self.pipeline(self.calls > 1)).await;
+        match answer {
+            Err(err)
+                if self.calls == 1
+                    && err.kind()
+                        == ::redis::ErrorKind::Server(::redis::ServerErrorKind::NoScript) =>
+            {
+                self.send(redis, &self.pipeline(true)).await
+            }
+            answer => answer,
+        }
+    }
+
+    async fn send(
+        &self,
+        redis: &Redis,
+        pipe: &::redis::Pipeline,
+    ) -> ::redis::RedisResult<Vec<Value>> {
+        match &redis.servers {
+            Servers::Independent(shards) => {
+                let mut connection = shards[self.route].commands.clone();
+                pipe.query_async(&mut connection).await
+            }
+            Servers::Cluster(link) => {
+                let mut connection = link.connection().await?;
+                pipe.query_async(&mut connection).await
+            }
+        }
     }
 }
 

@@ -1,6 +1,7 @@
-//! The node's pub/sub connections, one per shard: every delivery
-//! published anywhere in the cluster arrives here once, through the shard
-//! of its room or user, and goes to this node's [`Hub`].
+//! The node's pub/sub connections: one per shard, or on a Redis Cluster
+//! the pushes of the slots' channels this node listens to. Every delivery
+//! for a stream this node follows arrives here once, through the shard (or
+//! slot) of its room or user, and goes to this node's [`Hub`].
 //!
 //! Redis pub/sub is at-most-once: a message published while the connection
 //! is down, or dropped because the connection fell behind, is simply gone.
@@ -114,6 +115,9 @@ pub(crate) enum Arrived {
     Subscribed(usize),
     /// A connection to a Redis Cluster dropped.
     Dropped,
+    /// A Redis Cluster unsubscribed this node from a slot's channel (the
+    /// slot moved to another master).
+    Unsubscribed,
     /// Anything else pushed.
     Other,
 }
@@ -135,6 +139,7 @@ impl Arrived {
                 _ => Arrived::Other,
             },
             ::redis::PushKind::Disconnection => Arrived::Dropped,
+            ::redis::PushKind::SUnsubscribe => Arrived::Unsubscribed,
             _ => Arrived::Other,
         }
     }
@@ -251,6 +256,11 @@ impl Subscriber {
             // Also on the first subscription: a connection that started
             // while Redis's pub/sub was out of reach follows a stream already.
             self.repair_all(None);
+            // What this shard held of this node's presence may be gone too
+            // (a restart): the heartbeat has it rewritten.
+            if subscribed_before {
+                self.redis.presence_lost.store(true, Ordering::Relaxed);
+            }
             subscribed_before = true;
             let mut batch = Vec::new();
             let mut handed_over = tokio::time::Instant::now();
@@ -327,7 +337,12 @@ impl Subscriber {
                 () = shutdown.cancelled() => return,
                 message = messages.next() => message,
             };
-            let Some(first) = first else { return };
+            let Some(first) = first else {
+                tracing::error!(
+                    "the redis cluster connection closed its pushes: this node hears nothing more"
+                );
+                return;
+            };
             batch.push(first);
             let streaming =
                 last_batch > 1 && handed_over.elapsed() < self.redis.coalesce * STREAMING;
@@ -365,19 +380,28 @@ impl Subscriber {
     /// The wakes go every [`WAKE_EVERY`] messages, so that members of a
     /// big room start writing before a long batch is all queued.
     fn hand_over(&self, batch: &mut Vec<Arrived>) {
-        let mut confirmed = Vec::new();
+        let mut confirmed = std::collections::HashSet::new();
         for chunk in batch.chunks(WAKE_EVERY) {
             let _wakes = WakeBatch::begin();
             for arrived in chunk {
                 match arrived {
                     Arrived::Message(message) => self.on_message(message.get_payload_bytes()),
                     Arrived::Pushed(payload) => self.on_message(payload),
-                    Arrived::Subscribed(slot) => confirmed.push(*slot),
+                    Arrived::Subscribed(slot) => {
+                        confirmed.insert(*slot);
+                    }
+                    Arrived::Unsubscribed => {
+                        if let super::Servers::Cluster(link) = &self.redis.servers {
+                            tracing::info!("a redis cluster slot moved; subscribing again");
+                            link.lost();
+                        }
+                    }
                     Arrived::Dropped => {
                         if let super::Servers::Cluster(link) = &self.redis.servers {
                             self.redis.counters.resubscribes.fetch_add(1, Ordering::Relaxed);
                             tracing::warn!("a redis cluster connection dropped; subscribing again");
                             link.lost();
+                            self.redis.presence_lost.store(true, Ordering::Relaxed);
                         }
                     }
                     Arrived::Other => {}
@@ -385,10 +409,11 @@ impl Subscriber {
             }
         }
         batch.clear();
-        for slot in confirmed {
-            // Messages may have gone by while the slot was not subscribed
-            // (a reconnection): its followed streams are read to the head.
-            self.repair_all(Some(slot));
+        if !confirmed.is_empty() {
+            // Messages may have gone by while the slots were not subscribed
+            // (a reconnection, a slot that moved): their followed streams
+            // are read to the head, in one pass over the followed streams.
+            self.repair_all(Some(&confirmed));
         }
     }
 
@@ -712,16 +737,16 @@ impl Subscriber {
     /// After the subscription was (re-)established: brings every stream
     /// followed here up to its head, a pipeline per batch of streams. A
     /// stream whose repair is under way is read on once that ends. The
-    /// streams are this subscriber's shard's, or with `slot`, those of a
-    /// Redis Cluster's slot.
-    fn repair_all(&self, slot: Option<usize>) {
+    /// streams are this subscriber's shard's, or with `slots`, those of
+    /// these Redis Cluster slots.
+    fn repair_all(&self, slots: Option<&std::collections::HashSet<usize>>) {
         let repairs: Vec<Repair> = {
             let mut streams = self.followers.lock();
             streams
                 .iter_mut()
                 .filter(|(key, _)| {
                     let route = self.redis.route_of_key(&self.redis.keys.meta(key));
-                    route == slot.unwrap_or(self.shard)
+                    slots.map_or(route == self.shard, |slots| slots.contains(&route))
                 })
                 .filter_map(|(key, followed)| {
                     if followed.held.is_some() {

@@ -6,7 +6,10 @@
 //! node's copy of it. One task per node, the writer, keeps that copy: a
 //! change marks the (scope, user) it touched, and the writer sets, in one
 //! pipeline per batch, each marked user's count as the hub holds it at
-//! that moment (the `PRESENCE` script), then announces what the cluster
+//! that moment (the `ROOM_PRESENCE` and `ONLINE` scripts), and keeps the
+//! node's index of where it has entries (`keys.rs`: this module owns it,
+//! and reads the live nodes' indexes for who is online and which rooms
+//! have members), then announces what the cluster
 //! saw change: a user who arrived in a room for the first time anywhere,
 //! or left it everywhere; a large room's count is due instead. So:
 //! - nothing here adds or subtracts: a write that failed is written again

@@ -283,6 +283,9 @@ impl RedisPresence {
             let written = self.written.lock().unwrap_or_else(PoisonError::into_inner);
             let mut after: HashMap<&Scope, HashMap<&str, usize>> = HashMap::new();
             for (((scope, user), _), count) in entries.iter().zip(&counts) {
+                if *scope == Scope::Online {
+                    continue;
+                }
                 let users = after.entry(scope).or_insert_with(|| {
                     written
                         .get(scope)
@@ -296,18 +299,9 @@ impl RedisPresence {
             let mut emptied = Vec::new();
             for (scope, users) in after {
                 match scope {
-                    Scope::Online => {
-                        for (user, count) in users {
-                            let name = keys::Scope::User(user).name();
-                            let before = written.get(scope).is_some_and(|w| w.contains_key(user));
-                            match (count, before) {
-                                (0, true) => emptied.push(name),
-                                (0, false) => {}
-                                (_, false) => new.push((name, count)),
-                                (_, true) => indexed.push((name, count)),
-                            }
-                        }
-                    }
+                    // Each user is a scope of their own: only those of the
+                    // batch change (not every user of the node).
+                    Scope::Online => {}
                     Scope::Room(room) => {
                         let name = keys::Scope::Room(room).name();
                         let total: usize = users.values().sum();
@@ -318,6 +312,19 @@ impl RedisPresence {
                             (_, true) => indexed.push((name, total)),
                         }
                     }
+                }
+            }
+            for (((scope, user), _), count) in entries.iter().zip(&counts) {
+                if *scope != Scope::Online {
+                    continue;
+                }
+                let name = keys::Scope::User(user).name();
+                let before = written.get(scope).is_some_and(|w| w.contains_key(user));
+                match (*count, before) {
+                    (0, true) => emptied.push(name),
+                    (0, false) => {}
+                    (count, false) => new.push((name, count)),
+                    (count, true) => indexed.push((name, count)),
                 }
             }
             (new, indexed, emptied)
@@ -375,9 +382,10 @@ impl RedisPresence {
             written.retain(|_, users| !users.is_empty());
         }
         if let Err(err) = self.unindex(&emptied).await {
-            // Left in the index: a burial finds nothing there, and the
-            // next rewrite removes it.
-            tracing::debug!(%err, "presence index not trimmed");
+            // Left in the index, it would count a user who left: the
+            // rewrite due now removes it.
+            tracing::debug!(%err, "presence index not trimmed; rewriting");
+            self.rewrite();
         }
         let mut answers = answers.into_iter();
         let mut announce = Batch::new();
