@@ -202,6 +202,14 @@ impl TestRedis {
         self.servers.iter_mut().for_each(Server::kill);
     }
 
+    /// Stops the `n`th of independent servers and starts it again on the
+    /// same port, empty, the others untouched.
+    pub async fn restart_one(&mut self, n: usize) {
+        assert!(!self.cluster, "one server of a cluster is not restarted alone here");
+        self.servers[n].kill();
+        self.servers[n].launch().await;
+    }
+
     /// Starts them again on the same ports, empty (a cluster made anew).
     pub async fn restart(&mut self) {
         self.kill();

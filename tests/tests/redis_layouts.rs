@@ -105,3 +105,31 @@ async fn on_a_redis_cluster_a_node_listens_only_to_the_slots_it_follows() {
     ann.publish("north", "e", json!("crossed")).await.unwrap();
     assert_eq!(bob_events.next_message().await.data, json!("crossed"));
 }
+
+#[tokio::test]
+async fn a_shard_that_restarts_empty_gets_the_nodes_presence_back() {
+    let mut redis = TestRedis::start_shards(2).await;
+    let node = TestServer::start_with(cluster_config(&redis)).await;
+    // A user and a room that live on the second shard, not the registry's.
+    let user = (0..).map(|n| format!("user-{n}")).find(|user| {
+        switchboard_server::redis_shard_of(&format!("switchboard:{{u:{user}}}:n"), 2) == 1
+    });
+    let user = user.unwrap();
+    let (client, _events) = connect(&node, &user).await;
+    let room = (0..).map(|n| format!("room-{n}")).find(|room| {
+        switchboard_server::redis_shard_of(&format!("switchboard:{{r:{room}}}:z"), 2) == 1
+    });
+    let room = room.unwrap();
+    client.join(&room).await.unwrap();
+    redis.restart_one(1).await;
+    assert_eq!(redis.cli(&["ZCARD", &format!("switchboard:{{r:{room}}}:z")]).trim(), "0");
+    // The node hears its subscription to that shard drop and writes its
+    // presence again at its next heartbeat.
+    eventually("the room's member back in the restarted shard", || async {
+        let members = redis.cli(&["ZRANGE", &format!("switchboard:{{r:{room}}}:z"), "0", "-1"]);
+        (members.trim() == user).then_some(())
+    })
+    .await;
+    let connections = redis.cli(&["GET", &format!("switchboard:{{u:{user}}}:n")]);
+    assert_eq!(connections.trim(), "1");
+}
