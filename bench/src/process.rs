@@ -125,36 +125,30 @@ impl RedisServer {
     /// Starts Debian's `redis-server` and waits (up to 15 s) until it
     /// accepts connections.
     pub async fn start() -> std::io::Result<RedisServer> {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-        let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()?;
-        let deadline = Instant::now() + Duration::from_secs(15);
-        while TcpStream::connect(("127.0.0.1", port)).await.is_err() {
-            if Instant::now() > deadline {
-                return Err(std::io::Error::other("redis-server did not listen in 15 s"));
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        Ok(RedisServer { child, port })
+        RedisServer::launch(&[]).await
     }
 
     /// Starts a `redis-server` in cluster mode (its cluster state in a
     /// folder of its own), not yet part of a cluster.
     async fn start_clustered() -> std::io::Result<RedisServer> {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-        let dir = std::env::temp_dir().join(format!("switchboard-bench-redis-{port}"));
+        static MADE: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = MADE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = std::env::temp_dir()
+            .join(format!("switchboard-bench-redis-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir)?;
-        let _ = std::fs::remove_file(dir.join("nodes.conf"));
+        let dir = dir.display().to_string();
+        RedisServer::launch(&["--cluster-enabled", "yes", "--dir", &dir]).await
+    }
+
+    /// Starts a `redis-server` on a free port with `extra` arguments, and
+    /// waits (up to 15 s) until it accepts connections.
+    async fn launch(extra: &[&str]) -> std::io::Result<RedisServer> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
         let child = Command::new("redis-server")
             .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no", "--cluster-enabled", "yes"])
-            .arg("--dir")
-            .arg(&dir)
+            .args(["--save", "", "--appendonly", "no"])
+            .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .kill_on_drop(true)

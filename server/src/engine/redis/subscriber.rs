@@ -96,6 +96,14 @@ const WAKE_EVERY: usize = 64;
 /// At most this many pub/sub messages go to the hub as one batch.
 const MAX_BATCH: usize = 1024;
 
+/// How handing over a subscription's messages ended.
+enum Ended {
+    /// The node shuts down.
+    Shutdown,
+    /// The subscription was lost.
+    Lost,
+}
+
 /// How gathering a batch ended.
 enum Gathered {
     /// The subscription is still there.
@@ -262,33 +270,8 @@ impl Subscriber {
                 self.redis.presence_lost.store(true, Ordering::Relaxed);
             }
             subscribed_before = true;
-            let mut batch = Vec::new();
-            let mut handed_over = tokio::time::Instant::now();
-            let mut last_batch = 0;
-            loop {
-                let first = tokio::select! {
-                    () = shutdown.cancelled() => return,
-                    message = messages.next() => message,
-                };
-                let Some(first) = first else { break };
-                batch.push(first);
-                // While deliveries stream in (the last batch held several
-                // and went out within STREAMING windows), one waits for
-                // company; one after a quiet spell, or in a trickle that
-                // never gathers, goes at once.
-                let streaming =
-                    last_batch > 1 && handed_over.elapsed() < self.redis.coalesce * STREAMING;
-                let gathered = gather(&mut messages, &mut batch, streaming, self.redis.coalesce);
-                let gathered = tokio::select! {
-                    () = shutdown.cancelled() => return,
-                    gathered = gathered => gathered,
-                };
-                last_batch = batch.len();
-                self.hand_over(&mut batch);
-                handed_over = tokio::time::Instant::now();
-                if let Gathered::Lost = gathered {
-                    break;
-                }
+            if let Ended::Shutdown = self.deliver_all(&mut messages, &shutdown).await {
+                return;
             }
             tracing::warn!("redis subscription lost; subscribing again");
         }
@@ -329,31 +312,47 @@ impl Subscriber {
         });
         let mut messages =
             futures::stream::poll_fn(move |cx| pushes.poll_recv(cx)).map(Arrived::of_push);
+        if let Ended::Lost = self.deliver_all(&mut messages, &shutdown).await {
+            tracing::error!(
+                "the redis cluster connection closed its pushes: this node hears nothing more"
+            );
+        }
+    }
+
+    /// Hands what arrives to the hub, batch after batch, until the
+    /// subscription ends or `shutdown`.
+    async fn deliver_all<S: futures::Stream<Item = Arrived> + Unpin>(
+        &self,
+        messages: &mut S,
+        shutdown: &CancellationToken,
+    ) -> Ended {
         let mut batch = Vec::new();
         let mut handed_over = tokio::time::Instant::now();
         let mut last_batch = 0;
         loop {
             let first = tokio::select! {
-                () = shutdown.cancelled() => return,
+                () = shutdown.cancelled() => return Ended::Shutdown,
                 message = messages.next() => message,
             };
-            let Some(first) = first else {
-                tracing::error!(
-                    "the redis cluster connection closed its pushes: this node hears nothing more"
-                );
-                return;
-            };
+            let Some(first) = first else { return Ended::Lost };
             batch.push(first);
+            // While deliveries stream in (the last batch held several and
+            // went out within STREAMING windows), one waits for company;
+            // one after a quiet spell, or in a trickle that never gathers,
+            // goes at once.
             let streaming =
                 last_batch > 1 && handed_over.elapsed() < self.redis.coalesce * STREAMING;
-            let gathered = gather(&mut messages, &mut batch, streaming, self.redis.coalesce);
-            tokio::select! {
-                () = shutdown.cancelled() => return,
-                _ = gathered => {}
-            }
+            let gathered = gather(messages, &mut batch, streaming, self.redis.coalesce);
+            let gathered = tokio::select! {
+                () = shutdown.cancelled() => return Ended::Shutdown,
+                gathered = gathered => gathered,
+            };
             last_batch = batch.len();
             self.hand_over(&mut batch);
             handed_over = tokio::time::Instant::now();
+            if let Gathered::Lost = gathered {
+                return Ended::Lost;
+            }
         }
     }
 
