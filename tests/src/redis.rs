@@ -202,6 +202,11 @@ impl TestRedis {
         self.servers.iter_mut().for_each(Server::kill);
     }
 
+    /// Stops the `n`th of independent servers at once (SIGKILL).
+    pub fn kill_one(&mut self, n: usize) {
+        self.servers[n].kill();
+    }
+
     /// Stops the `n`th of independent servers and starts it again on the
     /// same port, empty, the others untouched.
     pub async fn restart_one(&mut self, n: usize) {

@@ -6,9 +6,12 @@
 
 use std::collections::HashSet;
 
-use serde_json::json;
+use futures::SinkExt;
+use serde_json::{Value, json};
+use switchboard_protocol::ServerFrame;
 use switchboard_tests::{
-    TestRedis, TestServer, cluster_config, connect, eventually, get_json, http,
+    TestRedis, TestServer, cluster_config, connect, eventually, get_json, http, raw_connect,
+    raw_next, raw_send,
 };
 
 /// Which of `redis`'s servers hold a key of `tag`.
@@ -132,4 +135,54 @@ async fn a_shard_that_restarts_empty_gets_the_nodes_presence_back() {
     .await;
     let connections = redis.cli(&["GET", &format!("switchboard:{{u:{user}}}:n")]);
     assert_eq!(connections.trim(), "1");
+}
+
+/// A room whose keys live on shard `shard` of two.
+fn room_on(shard: usize) -> String {
+    (0..)
+        .map(|n| format!("room-{n}"))
+        .find(|room| {
+            switchboard_server::redis_shard_of(&format!("switchboard:{{r:{room}}}:m"), 2) == shard
+        })
+        .unwrap()
+}
+
+#[tokio::test]
+async fn with_one_shard_down_publishes_to_the_others_rooms_go_on() {
+    let mut redis = TestRedis::start_shards(2).await;
+    let mut config = cluster_config(&redis);
+    config.redis.timeout_ms = 300;
+    let node = TestServer::start_with(config).await;
+    let (up, down) = (room_on(0), room_on(1));
+    let (mut socket, _) = raw_connect(&node, "ann").await;
+    for room in [&up, &down] {
+        raw_send(&mut socket, &json!({"type": "join", "id": room, "room": room}).to_string()).await;
+        loop {
+            if let ServerFrame::Ack(_) = raw_next(&mut socket).await {
+                break;
+            }
+        }
+    }
+    redis.kill_one(1);
+    // Two publishes in one write: the hub commits them together, one on
+    // each shard.
+    for (id, room) in [("p-up", &up), ("p-down", &down)] {
+        let publish = json!({"type": "publish", "id": id, "room": room, "event": "e", "data": 1});
+        socket.feed(publish.to_string().into()).await.unwrap();
+    }
+    socket.flush().await.unwrap();
+    let mut answers = std::collections::BTreeMap::new();
+    while answers.len() < 2 {
+        let frame = serde_json::to_value(raw_next(&mut socket).await).unwrap();
+        if let Some(id) = frame["id"].as_str().filter(|id| id.starts_with("p-")) {
+            answers.insert(id.to_owned(), frame.clone());
+        }
+    }
+    let up_answer: &Value = &answers["p-up"];
+    assert_eq!((up_answer["type"].clone(), up_answer["offset"].clone()), (json!("ack"), json!(1)));
+    let down_answer: &Value = &answers["p-down"];
+    assert_eq!(
+        (down_answer["type"].clone(), down_answer["code"].clone()),
+        (json!("error"), json!(301))
+    );
 }

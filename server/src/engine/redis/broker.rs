@@ -276,12 +276,18 @@ impl RedisBroker {
             .iter()
             .map(|publication| self.add_publish(&mut batch, publication))
             .collect();
-        let answers: Vec<(String, u64, u64, u8)> = batch.query(&self.redis, "publish").await?;
+        // Each its own answer: over several shards, one that fails fails
+        // only its streams' publications.
+        let answers = batch.query_each(&self.redis, "publish").await?;
         Ok(publications
             .iter()
             .zip(&limits)
             .zip(answers)
-            .map(|((publication, limits), (_epoch, offset, connections, repeated))| {
+            .map(|((publication, limits), answer)| {
+                let (_epoch, offset, connections, repeated): (String, u64, u64, u8) =
+                    ::redis::from_redis_value(answer?).map_err(|err| {
+                        EngineError::Failed(format!("redis: publish: unexpected answer: {err}"))
+                    })?;
                 Ok(published(&publication.key, limits, offset, connections, repeated))
             })
             .collect())

@@ -190,7 +190,7 @@ impl Batch {
         if let Some(mixed) = &self.mixed {
             return Err(EngineError::Failed(format!("redis: {what}: {mixed}")));
         }
-        let runs = self.routes.iter().map(|route| route.run(redis));
+        let runs = self.routes.iter().map(|route| route.run(redis, false));
         let answered = match self.routes.len() {
             // The common case on one Redis: no join.
             1 => vec![redis.call(what, runs.into_iter().next().expect("one")).await?],
@@ -212,10 +212,57 @@ impl Batch {
     }
 }
 
+impl Batch {
+    /// Runs the batch as [`Batch::query`] does, but answers each command
+    /// that is not ignored on its own: a shard that fails, or a command
+    /// Redis refuses, fails only its commands; the others' answers stand
+    /// (a publication stored on a healthy shard is not reported failed,
+    /// so its retry without an id does not append it twice).
+    pub(crate) async fn query_each(
+        &self,
+        redis: &Redis,
+        what: &'static str,
+    ) -> Result<Vec<Result<Value, EngineError>>, EngineError> {
+        if let Some(mixed) = &self.mixed {
+            return Err(EngineError::Failed(format!("redis: {what}: {mixed}")));
+        }
+        let runs = self.routes.iter().map(|route| redis.call(what, route.run(redis, true)));
+        let mut by_route: Vec<Result<std::vec::IntoIter<Value>, EngineError>> =
+            futures::future::join_all(runs)
+                .await
+                .into_iter()
+                .map(|answers| answers.map(Vec::into_iter))
+                .collect();
+        let mut answers = Vec::with_capacity(self.commands.len());
+        for (at, ignored) in &self.commands {
+            if *ignored {
+                continue;
+            }
+            answers.push(match &mut by_route[*at] {
+                Err(err) => Err(err.clone()),
+                Ok(values) => match values.next() {
+                    Some(Value::ServerError(err)) => {
+                        Err(EngineError::from(::redis::RedisError::from(err)))
+                    }
+                    Some(value) => Ok(value),
+                    None => Err(EngineError::Failed(format!(
+                        "redis: {what}: fewer answers than commands"
+                    ))),
+                },
+            });
+        }
+        Ok(answers)
+    }
+}
+
 impl Route {
-    /// Its pipeline, the scripts loaded first when `load`.
-    fn pipeline(&self, load: bool) -> ::redis::Pipeline {
+    /// Its pipeline, the scripts loaded first when `load`; with `each`,
+    /// a command's error is its answer, not the pipeline's.
+    fn pipeline(&self, load: bool, each: bool) -> ::redis::Pipeline {
         let mut pipe = ::redis::pipe();
+        if each {
+            pipe.ignore_errors();
+        }
         if load {
             for script in &self.scripts {
                 pipe.add_command(script.load()).ignore();
@@ -232,18 +279,20 @@ impl Route {
 
     /// Runs its pipeline on its server (see [`Batch::script`] for when the
     /// scripts are loaded).
-    async fn run(&self, redis: &Redis) -> ::redis::RedisResult<Vec<Value>> {
-        let answer = self.send(redis, &self.pipeline(self.calls > 1)).await;
-        match answer {
-            Err(err)
-                if self.calls == 1
-                    && err.kind()
-                        == ::redis::ErrorKind::Server(::redis::ServerErrorKind::NoScript) =>
-            {
-                self.send(redis, &self.pipeline(true)).await
-            }
-            answer => answer,
+    async fn run(&self, redis: &Redis, each: bool) -> ::redis::RedisResult<Vec<Value>> {
+        let no_script = ::redis::ErrorKind::Server(::redis::ServerErrorKind::NoScript);
+        let answer = self.send(redis, &self.pipeline(self.calls > 1, each)).await;
+        let lacked = match &answer {
+            Err(err) => err.kind() == no_script,
+            Ok(values) => values.iter().any(|value| {
+                matches!(value, Value::ServerError(err)
+                    if err.kind() == Some(::redis::ServerErrorKind::NoScript))
+            }),
+        };
+        if lacked && self.calls == 1 {
+            return self.send(redis, &self.pipeline(true, each)).await;
         }
+        answer
     }
 
     async fn send(
