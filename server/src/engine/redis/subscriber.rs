@@ -475,10 +475,14 @@ impl Subscriber {
                 }
                 None => {
                     // Not followed here as far as the record goes: a
-                    // connection may have registered a moment ago.
+                    // connection may have registered a moment ago. An
+                    // inbox's delivered mark stays where it is: that
+                    // connection's own read of what it missed moves it, and
+                    // moved from here first, it would hide the messages
+                    // before this one from that read.
                     let Some((_, epoch, offset)) = envelope.stream() else { return };
                     let record = self.followers.record(epoch, offset);
-                    if self.deliver(&hub, &key, envelope.delivery) > 0 {
+                    if hub.deliver(envelope.delivery) > 0 {
                         streams.insert(key.clone(), record);
                     }
                     Step::Done
